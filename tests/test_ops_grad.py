@@ -1,0 +1,381 @@
+"""Every differentiable op of issue 2 against float64 central finite differences.
+
+Forward values are compared with NumPy; gradients with tests/_fd.py, over
+0-d, 1-d, 2-d and 3-d inputs and broadcast pairs. Sample points stay away from
+non-differentiable kinks (abs/relu at 0, clamp at its bounds, max/min ties).
+"""
+import math
+import operator
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import mutually_broadcastable_shapes
+
+from _backend import fg
+from _fd import check_grad
+
+UNARY_SHAPES = [(), (1,), (3,), (2, 3), (2, 1, 3)]
+BINARY_SHAPES = [
+    ((), ()),
+    ((3,), (3,)),
+    ((2, 3), (3,)),
+    ((3,), (2, 3)),
+    ((), (4, 1)),
+    ((4, 1), ()),
+    ((2, 1, 3), (4, 1)),
+    ((1,), (2, 3)),
+    ((2, 1), (1, 3)),
+]
+
+
+# ---------------------------------------------------------------- samplers
+def any_(rng, shape):
+    return rng.uniform(-2.0, 2.0, size=shape)
+
+
+def positive(rng, shape):
+    return rng.uniform(0.5, 2.0, size=shape)
+
+
+def nonzero(rng, shape):
+    """|x| in [0.3, 2], random sign: away from 0 (abs, relu, 1/x)."""
+    return rng.uniform(0.3, 2.0, size=shape) * rng.choice([-1.0, 1.0], size=shape)
+
+
+def away_from_half(rng, shape):
+    """Uniform in [-1.5, 1.5] but at least 0.15 away from the clamp bounds +-0.5."""
+    x = rng.uniform(-1.5, 1.5, size=shape)
+    return np.where(np.abs(np.abs(x) - 0.5) < 0.05, x + 0.2, x)
+
+
+def grid_a(rng, shape):
+    """Values 0.2k + 0.05; with grid_b values 0.2k - 0.05 no pair is closer than 0.1."""
+    return 0.2 * rng.integers(-8, 9, size=shape) + 0.05
+
+
+def grid_b(rng, shape):
+    return 0.2 * rng.integers(-8, 9, size=shape) - 0.05
+
+
+def distinct(rng, shape):
+    """All entries pairwise >= 0.15 apart: no ties for max/min."""
+    n = int(np.prod(shape, dtype=np.int64))
+    x = rng.permutation(n) * 0.25 - 0.125 * n + rng.uniform(-0.05, 0.05, size=n)
+    return x.reshape(shape)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+# ---------------------------------------------------------------- unary ops
+# (id, method form, function form or None, NumPy reference, sampler)
+UNARY = [
+    ("neg", lambda t: t.neg(), lambda t: fg.neg(t), np.negative, any_),
+    ("neg_op", lambda t: -t, None, np.negative, any_),
+    ("abs", lambda t: t.abs(), lambda t: fg.abs(t), np.abs, nonzero),
+    ("abs_builtin", lambda t: abs(t), None, np.abs, nonzero),
+    ("exp", lambda t: t.exp(), lambda t: fg.exp(t), np.exp, any_),
+    ("log", lambda t: t.log(), lambda t: fg.log(t), np.log, positive),
+    ("sqrt", lambda t: t.sqrt(), lambda t: fg.sqrt(t), np.sqrt, positive),
+    ("sin", lambda t: t.sin(), lambda t: fg.sin(t), np.sin, any_),
+    ("cos", lambda t: t.cos(), lambda t: fg.cos(t), np.cos, any_),
+    ("tanh", lambda t: t.tanh(), lambda t: fg.tanh(t), np.tanh, any_),
+    ("sigmoid", lambda t: t.sigmoid(), lambda t: fg.sigmoid(t), _sigmoid, any_),
+    ("relu", lambda t: t.relu(), lambda t: fg.relu(t), lambda x: np.maximum(x, 0.0), nonzero),
+    ("reciprocal", lambda t: t.reciprocal(), lambda t: fg.reciprocal(t), lambda x: 1.0 / x, nonzero),
+    ("clamp", lambda t: t.clamp(-0.5, 0.5), lambda t: fg.clamp(t, -0.5, 0.5),
+     lambda x: np.clip(x, -0.5, 0.5), away_from_half),
+    ("clamp_min", lambda t: t.clamp(min=-0.5), lambda t: fg.clamp(t, min=-0.5),
+     lambda x: np.maximum(x, -0.5), away_from_half),
+    ("clamp_max", lambda t: t.clamp(max=0.5), lambda t: fg.clamp(t, max=0.5),
+     lambda x: np.minimum(x, 0.5), away_from_half),
+    ("pow2", lambda t: t ** 2, None, lambda x: x ** 2, any_),
+    ("pow3", lambda t: t ** 3, None, lambda x: x ** 3, any_),
+    ("pow_half", lambda t: t ** 0.5, None, np.sqrt, positive),
+    ("pow_neg1", lambda t: t ** -1, None, lambda x: 1.0 / x, nonzero),
+    ("pow_2_5", lambda t: t.pow(2.5), None, lambda x: x ** 2.5, positive),
+    ("pow0", lambda t: t ** 0, None, lambda x: np.ones_like(x), any_),
+    ("rpow", lambda t: 2.0 ** t, None, lambda x: 2.0 ** x, any_),
+    ("add_scalar", lambda t: t + 2.5, None, lambda x: x + 2.5, any_),
+    ("radd_scalar", lambda t: 2.5 + t, None, lambda x: 2.5 + x, any_),
+    ("add_int", lambda t: t + 2, None, lambda x: x + 2, any_),
+    ("sub_scalar", lambda t: t - 1.5, None, lambda x: x - 1.5, any_),
+    ("rsub_scalar", lambda t: 1.5 - t, None, lambda x: 1.5 - x, any_),
+    ("rsub_int", lambda t: 2 - t, None, lambda x: 2 - x, any_),
+    ("mul_scalar", lambda t: t * -3.0, None, lambda x: x * -3.0, any_),
+    ("rmul_scalar", lambda t: -3.0 * t, None, lambda x: -3.0 * x, any_),
+    ("rmul_int", lambda t: 3 * t, None, lambda x: 3 * x, any_),
+    ("div_scalar", lambda t: t / 4.0, None, lambda x: x / 4.0, any_),
+    ("rdiv_scalar", lambda t: 2.0 / t, None, lambda x: 2.0 / x, nonzero),
+    ("rdiv_int", lambda t: 1 / t, None, lambda x: 1 / x, nonzero),
+]
+UNARY_IDS = [u[0] for u in UNARY]
+
+
+@pytest.mark.parametrize("shape", UNARY_SHAPES, ids=str)
+@pytest.mark.parametrize("name, method, func, ref, sample", UNARY, ids=UNARY_IDS)
+def test_unary_grad(name, method, func, ref, sample, shape, rng):
+    check_grad(method, [sample(rng, shape)], ref=ref, rng=rng)
+
+
+FUNCTIONAL = [u for u in UNARY if u[2] is not None]
+
+
+@pytest.mark.parametrize("shape", [(), (2, 3)], ids=str)
+@pytest.mark.parametrize("name, method, func, ref, sample", FUNCTIONAL, ids=[u[0] for u in FUNCTIONAL])
+def test_unary_function_form_grad(name, method, func, ref, sample, shape, rng):
+    """fastgrad.exp(x) etc. are the same op as x.exp()."""
+    check_grad(func, [sample(rng, shape)], ref=ref, rng=rng)
+
+
+@pytest.mark.parametrize("name, method, func, ref, sample", UNARY, ids=UNARY_IDS)
+def test_unary_float32_forward_and_grad_dtype(name, method, func, ref, sample, rng):
+    """float32 stays float32 (Python scalars do not promote it); grads are float32 too."""
+    x_np = sample(rng, (2, 3)).astype(np.float32)
+    x = fg.tensor(x_np, requires_grad=True)
+    assert x.dtype == fg.float32
+    y = method(x)
+    assert y.dtype == fg.float32
+    np.testing.assert_allclose(y.detach().numpy(), ref(x_np.astype(np.float64)), rtol=2e-6, atol=1e-6)
+    y.sum().backward()
+    assert x.grad.dtype == fg.float32
+    assert tuple(x.grad.shape) == (2, 3)
+
+
+# ---------------------------------------------------------------- binary ops
+BINARY = [
+    ("add", operator.add, np.add, any_, any_),
+    ("sub", operator.sub, np.subtract, any_, any_),
+    ("mul", operator.mul, np.multiply, any_, any_),
+    ("div", operator.truediv, np.divide, any_, nonzero),
+    ("pow", operator.pow, np.power, positive, any_),
+    ("pow_method", lambda a, b: a.pow(b), np.power, positive, any_),
+    ("maximum", lambda a, b: fg.maximum(a, b), np.maximum, grid_a, grid_b),
+    ("maximum_method", lambda a, b: a.maximum(b), np.maximum, grid_a, grid_b),
+    ("minimum", lambda a, b: fg.minimum(a, b), np.minimum, grid_a, grid_b),
+    ("minimum_method", lambda a, b: a.minimum(b), np.minimum, grid_a, grid_b),
+]
+
+
+@pytest.mark.parametrize("sa, sb", BINARY_SHAPES, ids=str)
+@pytest.mark.parametrize("name, op, ref, sample_a, sample_b", BINARY, ids=[b[0] for b in BINARY])
+def test_binary_grad(name, op, ref, sample_a, sample_b, sa, sb, rng):
+    out = check_grad(op, [sample_a(rng, sa), sample_b(rng, sb)], ref=ref, rng=rng)
+    assert out.shape == np.broadcast_shapes(sa, sb)
+
+
+@pytest.mark.parametrize("name, op, ref, sample_a, sample_b", BINARY[:5], ids=[b[0] for b in BINARY[:5]])
+def test_binary_one_side_requires_grad(name, op, ref, sample_a, sample_b, rng):
+    """Only the input that requires grad gets one; the other keeps grad None."""
+    a, b = sample_a(rng, (2, 3)), sample_b(rng, (3,))
+    check_grad(op, [a, b], ref=ref, rng=rng, wrt=[0])
+    check_grad(op, [a, b], ref=ref, rng=rng, wrt=[1])
+
+
+@settings(max_examples=25, deadline=None)
+@given(shapes=mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=3),
+       op_index=st.integers(0, 4), seed=st.integers(0, 2 ** 16))
+def test_binary_grad_random_broadcast_shapes(shapes, op_index, seed):
+    name, op, ref, sample_a, sample_b = BINARY[op_index]
+    rng = np.random.default_rng(seed)
+    sa, sb = shapes.input_shapes
+    out = check_grad(op, [sample_a(rng, sa), sample_b(rng, sb)], ref=ref, rng=rng)
+    assert out.shape == shapes.result_shape
+
+
+def test_same_tensor_both_operands(rng):
+    """x*x, x+x, x/x, x**x: both edges lead to the same leaf; the gradients add."""
+    x = positive(rng, (3,))
+    check_grad(lambda t: t * t, [x], ref=lambda a: a * a)
+    check_grad(lambda t: t + t, [x], ref=lambda a: a + a)
+    check_grad(lambda t: t / t, [x], ref=lambda a: a / a)
+    check_grad(lambda t: t ** t, [x], ref=lambda a: a ** a)
+    check_grad(lambda t: fg.maximum(t, t * 2.0), [x], ref=lambda a: np.maximum(a, 2 * a))
+
+
+# ---------------------------------------------------------------- reductions
+REDUCTIONS = [
+    ("sum", lambda t: t.sum(), lambda a: a.sum()),
+    ("sum_dim0", lambda t: t.sum(0), lambda a: a.sum(0)),
+    ("sum_dim_last", lambda t: t.sum(dim=-1), lambda a: a.sum(-1)),
+    ("sum_dim_tuple", lambda t: t.sum(dim=(0, 2)), lambda a: a.sum((0, 2))),
+    ("sum_keepdim", lambda t: t.sum(1, keepdim=True), lambda a: a.sum(1, keepdims=True)),
+    ("sum_tuple_keepdim", lambda t: t.sum((0, -1), keepdim=True), lambda a: a.sum((0, 2), keepdims=True)),
+    ("sum_fn", lambda t: fg.sum(t), lambda a: a.sum()),
+    ("sum_fn_dim", lambda t: fg.sum(t, dim=1), lambda a: a.sum(1)),
+    ("mean", lambda t: t.mean(), lambda a: a.mean()),
+    ("mean_dim0", lambda t: t.mean(0), lambda a: a.mean(0)),
+    ("mean_dim_tuple", lambda t: t.mean(dim=(1, 2)), lambda a: a.mean((1, 2))),
+    ("mean_keepdim", lambda t: t.mean(-1, keepdim=True), lambda a: a.mean(-1, keepdims=True)),
+    ("mean_fn", lambda t: fg.mean(t), lambda a: a.mean()),
+    ("max", lambda t: t.max(), lambda a: a.max()),
+    ("min", lambda t: t.min(), lambda a: a.min()),
+    ("max_dim", lambda t: t.max(dim=1).values, lambda a: a.max(1)),
+    ("max_dim_index0", lambda t: t.max(1)[0], lambda a: a.max(1)),
+    ("max_dim_keepdim", lambda t: t.max(0, keepdim=True).values, lambda a: a.max(0, keepdims=True)),
+    ("max_dim_neg", lambda t: t.max(-1).values, lambda a: a.max(-1)),
+    ("min_dim", lambda t: t.min(dim=2).values, lambda a: a.min(2)),
+    ("min_dim_keepdim", lambda t: t.min(1, keepdim=True)[0], lambda a: a.min(1, keepdims=True)),
+]
+
+
+@pytest.mark.parametrize("name, fn, ref", REDUCTIONS, ids=[r[0] for r in REDUCTIONS])
+def test_reduction_grad(name, fn, ref, rng):
+    check_grad(fn, [distinct(rng, (2, 3, 4))], ref=ref, rng=rng)
+
+
+@pytest.mark.parametrize("name, fn, ref", [r for r in REDUCTIONS if "dim" not in r[0]],
+                         ids=[r[0] for r in REDUCTIONS if "dim" not in r[0]])
+@pytest.mark.parametrize("shape", [(), (1,), (5,)], ids=str)
+def test_full_reduction_grad_small_shapes(name, fn, ref, shape, rng):
+    out = check_grad(fn, [distinct(rng, shape)], ref=ref, rng=rng)
+    assert out.shape == ()
+
+
+def test_full_max_min_return_0d_tensor():
+    x = fg.tensor([[1.0, 5.0], [3.0, -2.0]], requires_grad=True)
+    m = x.max()
+    assert m.dim() == 0 and m.item() == 5.0
+    assert x.min().item() == -2.0
+    m.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[0.0, 1.0], [0.0, 0.0]])
+
+
+def test_max_min_dim_namedtuple_values_and_indices(rng):
+    a = distinct(rng, (3, 4))
+    x = fg.tensor(a, requires_grad=True)
+    res = x.max(dim=1)
+    values, indices = res  # unpacks like a tuple
+    assert res.values is res[0] and res.indices is res[1]
+    np.testing.assert_array_equal(values.detach().numpy(), a.max(1))
+    assert indices.dtype == fg.int64
+    assert indices.tolist() == a.argmax(1).tolist()
+    assert not indices.requires_grad
+    rmin = x.min(0, keepdim=True)
+    assert tuple(rmin.values.shape) == (1, 4) and tuple(rmin.indices.shape) == (1, 4)
+    assert rmin.indices.tolist() == [a.argmin(0).tolist()]
+    # gradient lands on the arg-max positions only
+    values.sum().backward()
+    expected = np.zeros_like(a)
+    expected[np.arange(3), a.argmax(1)] = 1.0
+    np.testing.assert_array_equal(x.grad.numpy(), expected)
+
+
+def test_sum_mean_values_and_dtypes():
+    x = fg.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    assert x.sum().item() == 21.0
+    assert x.sum(0).tolist() == [5.0, 7.0, 9.0]
+    assert x.sum(dim=1, keepdim=True).tolist() == [[6.0], [15.0]]
+    assert x.sum(dim=(0, 1)).item() == 21.0
+    assert x.mean().item() == 3.5
+    assert x.mean(1).tolist() == [2.0, 5.0]
+    assert x.mean(dim=0, keepdim=True).shape == (1, 3)
+    assert x.sum().dtype == fg.float32
+    i = fg.tensor([[1, 2], [3, 4]])
+    assert i.sum().dtype == fg.int64 and i.sum().item() == 10
+    assert i.sum(0).tolist() == [4, 6]
+    assert i.max().item() == 4 and i.max().dtype == fg.int64
+
+
+def test_mean_grad_is_one_over_n():
+    """The issue's example: (2x + 1).mean() at [1, 2, 3] -> grad [2/3, 2/3, 2/3]."""
+    x = fg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = (2 * x + 1).mean()
+    assert y.item() == pytest.approx(5.0)
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), [2 / 3] * 3, rtol=1e-6)
+
+
+# ---------------------------------------------------------------- composites
+COMPOSITES = [
+    ("poly", lambda x: x ** 2 + 3 * x + 1, lambda x: x ** 2 + 3 * x + 1),
+    ("sigmoid_affine", lambda x, w, b: (w * x + b).sigmoid(), lambda x, w, b: _sigmoid(w * x + b)),
+    ("tanh_chain", lambda x: (x.sin() * x.cos()).tanh().exp(), lambda x: np.exp(np.tanh(np.sin(x) * np.cos(x)))),
+    ("normalise", lambda x: (x - x.mean(1, keepdim=True)) / (x * x).sum(1, keepdim=True).sqrt(),
+     lambda x: (x - x.mean(1, keepdims=True)) / np.sqrt((x * x).sum(1, keepdims=True))),
+    ("softplus_like", lambda x: (x.exp() + 1).log(), lambda x: np.log1p(np.exp(x))),
+    ("reuse", lambda x: x * x.exp() - x / (x * x + 1), lambda x: x * np.exp(x) - x / (x * x + 1)),
+]
+
+
+@pytest.mark.parametrize("name, fn, ref", COMPOSITES, ids=[c[0] for c in COMPOSITES])
+def test_composite_grad(name, fn, ref, rng):
+    nargs = fn.__code__.co_argcount
+    shapes = [(2, 3), (3,), (1, 3)][:nargs]
+    check_grad(fn, [any_(rng, s) for s in shapes], ref=ref, rng=rng)
+
+
+def test_pow_tensor_exponent_example():
+    """The issue's example: z = x**y at x=3, y=4."""
+    x = fg.tensor(3.0, requires_grad=True)
+    y = fg.tensor(4.0, requires_grad=True)
+    z = x ** y
+    assert z.item() == 81.0
+    z.backward()
+    assert x.grad.item() == pytest.approx(108.0, rel=1e-6)
+    assert y.grad.item() == pytest.approx(81.0 * math.log(3.0), rel=1e-6)
+    assert y.grad.item() == pytest.approx(88.9876, abs=1e-3)
+
+
+def test_polynomial_example():
+    """The issue's example: y = x**2 + 3x + 1 at [2.] -> [11.]; grad 2x + 3 = [7.]."""
+    x = fg.tensor([2.0], requires_grad=True)
+    y = x ** 2 + 3 * x + 1
+    assert y.tolist() == [11.0]
+    y.backward()
+    assert x.grad.tolist() == [7.0]
+
+
+def test_gradient_reduced_to_input_shape():
+    """Broadcast gradients are summed back over the broadcast dimensions."""
+    a = fg.tensor([[1.0], [2.0]], requires_grad=True)       # (2, 1)
+    b = fg.tensor([10.0, 20.0, 30.0], requires_grad=True)   # (3,)
+    (a * b).sum().backward()
+    assert a.grad.tolist() == [[60.0], [60.0]]
+    assert b.grad.tolist() == [3.0, 3.0, 3.0]
+    s = fg.tensor(2.0, requires_grad=True)
+    m = fg.ones(2, 3, 4, requires_grad=True)
+    (s * m).sum().backward()
+    assert s.grad.dim() == 0 and s.grad.item() == 24.0
+    assert m.grad.shape == (2, 3, 4)
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_sum_mean_random_dims(data):
+    ndim = data.draw(st.integers(1, 3), label="ndim")
+    shape = tuple(data.draw(st.lists(st.integers(1, 3), min_size=ndim, max_size=ndim), label="shape"))
+    dims = data.draw(st.lists(st.integers(-ndim, ndim - 1), min_size=1, max_size=ndim,
+                              unique_by=lambda d: d % ndim), label="dims")
+    keepdim = data.draw(st.booleans(), label="keepdim")
+    op = data.draw(st.sampled_from(["sum", "mean"]), label="op")
+    dim = dims[0] if len(dims) == 1 else tuple(dims)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16), label="seed"))
+    np_dim = tuple(d % ndim for d in dims)
+    check_grad(lambda t: getattr(t, op)(dim=dim, keepdim=keepdim), [any_(rng, shape)],
+               ref=lambda a: getattr(a, op)(axis=np_dim, keepdims=keepdim), rng=rng)
+
+
+@settings(max_examples=20, deadline=None)
+@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple),
+       dim=st.integers(-3, 2), keepdim=st.booleans(), op=st.sampled_from(["max", "min"]),
+       seed=st.integers(0, 2 ** 16))
+def test_max_min_dim_random(shape, dim, keepdim, op, seed):
+    if not -len(shape) <= dim < len(shape):
+        dim = dim % len(shape)
+    rng = np.random.default_rng(seed)
+    a = distinct(rng, shape)
+    np_fn = getattr(np, "argmax" if op == "max" else "argmin")
+    x = fg.tensor(a)
+    values, indices = getattr(x, op)(dim, keepdim)
+    expected_idx = np_fn(a, axis=dim)
+    if keepdim:
+        expected_idx = np.expand_dims(expected_idx, dim)
+    np.testing.assert_array_equal(indices.numpy(), expected_idx)
+    ref = getattr(a, op)(axis=dim, keepdims=keepdim)
+    check_grad(lambda t: getattr(t, op)(dim, keepdim)[0], [a], ref=lambda v: getattr(v, op)(axis=dim, keepdims=keepdim),
+               rng=rng)
+    assert values.shape == ref.shape
