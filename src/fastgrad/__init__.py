@@ -1,0 +1,32 @@
+"""fastgrad: compiled automatic differentiation with PyTorch's API.
+
+    import fastgrad as torch
+    x = torch.tensor(2.0, requires_grad=True)
+    y = x ** 2 + 1
+    y.backward()
+    x.grad          # tensor(4.)
+"""
+from fastgrad._dtypes import (dtype, device, float32, float64, float16, int64, int32, int16, int8,
+                              uint8, bool_ as bool)
+from fastgrad._dtypes import float32 as float, float64 as double, float16 as half
+from fastgrad._dtypes import int64 as long, int32 as int, int16 as short
+from fastgrad._tensor import Tensor, Size
+from fastgrad._creation import (tensor, as_tensor, from_numpy, zeros, ones, empty, full,
+                                zeros_like, ones_like, empty_like, full_like, rand, randn,
+                                rand_like, randn_like, randint, randperm, arange, linspace,
+                                logspace, eye, manual_seed, seed)
+from fastgrad.functional import *          # noqa: F401,F403  (add, exp, sum, maximum, where ...)
+from fastgrad.functional import max, min, abs, pow, sum  # noqa: F401  (names * skips shadowing)
+from fastgrad import autograd
+from fastgrad.autograd.grad_mode import (no_grad, enable_grad, set_grad_enabled, inference_mode,
+                                         is_grad_enabled, is_inference_mode_enabled)
+
+__version__ = "0.1.0"
+
+
+def get_default_dtype():
+    return float32
+
+
+def is_floating_point(input):
+    return input.is_floating_point()

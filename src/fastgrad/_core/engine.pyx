@@ -1,0 +1,302 @@
+# cython: boundscheck=False, wraparound=False
+"""The backward engine: runs a graph of Nodes from its roots to its leaves.
+
+Like micrograd's `backward` (seed, order, apply), but iterative and dependency-counted as in
+PyTorch: an explicit-stack DFS counts, for every reachable node, the edges that will bring it a
+gradient; a node becomes ready when all have arrived, and the ready node with the highest
+sequence_nr runs first. Gradients for one node are summed per output slot in its InputBuffer
+(`_buf`). After a node runs it releases its saved tensors unless the graph is kept.
+No recursion anywhere: a 1,000,000-node chain runs in constant C-stack depth.
+"""
+cimport cython
+cimport numpy as cnp
+import numpy as np
+
+from fastgrad._core.node cimport Node, next_epoch
+from fastgrad._core.grad_mode cimport grad_enabled, set_grad_enabled_c
+from fastgrad._core.tensor cimport TensorBase, AccumulateGrad, wrap
+from fastgrad._core cimport ops_pointwise as pw
+from fastgrad._core.ops_reduce cimport sum_to
+
+cnp.import_array()
+
+cdef bint _anomaly = False
+cdef bint _anomaly_nan = True
+
+
+def _set_anomaly(bint enabled, bint check_nan=True):
+    global _anomaly, _anomaly_nan
+    prev = (_anomaly, _anomaly_nan)
+    _anomaly = enabled
+    _anomaly_nan = check_nan
+    return prev
+
+
+def _anomaly_state():
+    return (_anomaly, _anomaly_nan)
+
+
+# --- ready heap: max-heap of Nodes by sequence_nr ------------------------------------------------
+
+cdef inline void _heap_push(list heap, Node node):
+    cdef Py_ssize_t i = len(heap), parent
+    heap.append(node)
+    while i > 0:
+        parent = (i - 1) >> 1
+        if (<Node>heap[parent])._seq >= node._seq:
+            break
+        heap[i] = heap[parent]
+        i = parent
+    heap[i] = node
+
+
+cdef inline Node _heap_pop(list heap):
+    cdef Node top = heap[0], last = heap.pop()
+    cdef Py_ssize_t n = len(heap), i = 0, c
+    if n == 0:
+        return top
+    while True:
+        c = 2 * i + 1
+        if c >= n:
+            break
+        if c + 1 < n and (<Node>heap[c + 1])._seq > (<Node>heap[c])._seq:
+            c += 1
+        if (<Node>heap[c])._seq <= last._seq:
+            break
+        heap[i] = heap[c]
+        i = c
+    heap[i] = last
+    return top
+
+
+# --- graph discovery -----------------------------------------------------------------------------
+
+cdef list _discover(list roots, Py_ssize_t epoch):
+    """Every node reachable from `roots`, with `_deps` = number of incoming edges."""
+    cdef list stack = [], nodes = []
+    cdef Node node, nxt
+    for node in roots:
+        if node._epoch != epoch:
+            node._epoch = epoch
+            node._deps = 0
+            node._buf = None
+            node._needed = False
+            stack.append(node)
+            nodes.append(node)
+    while stack:
+        node = stack.pop()
+        if node._next_fns is None:
+            continue
+        for obj in node._next_fns:
+            if obj is None:
+                continue
+            nxt = <Node>obj
+            if nxt._epoch != epoch:
+                nxt._epoch = epoch
+                nxt._deps = 0
+                nxt._buf = None
+                nxt._needed = False
+                stack.append(nxt)
+                nodes.append(nxt)
+            nxt._deps += 1
+    return nodes
+
+
+cdef void _mark_needed(list nodes, dict targets, bint accumulate):
+    """_needed: the node must run because it leads to a requested input. Edges go from higher to
+    lower sequence_nr (sinks have -1), so one pass in ascending order sees children first."""
+    cdef Node node
+    cdef Py_ssize_t i
+    for node in sorted(nodes, key=_seq_key):
+        if type(node) is AccumulateGrad:
+            node._needed = accumulate and (node, 0) in targets
+            continue
+        node._needed = False
+        if node._next_fns is None:
+            continue
+        for i in range(len(node._next_fns)):
+            obj = node._next_fns[i]
+            if obj is None:
+                continue
+            nr = 0 if node._next_nrs is None else node._next_nrs[i]
+            if (<Node>obj)._needed or (obj, nr) in targets:
+                node._needed = True
+                break
+
+
+def _seq_key(Node n):
+    return n._seq
+
+
+# --- running -------------------------------------------------------------------------------------
+
+cdef inline object _buf_add(object old, object g):
+    return g if old is None else pw.add(old, g)
+
+
+cdef tuple _validate(Node node, tuple out):
+    """Gradients back to each input's shape and dtype (Note [Un-broadcasting in the engine])."""
+    cdef Py_ssize_t i, n = 0 if node._next_fns is None else len(node._next_fns)
+    cdef TensorBase g
+    if len(out) != n:
+        raise RuntimeError(f"function {type(node).__name__} returned an incorrect number of "
+                           f"gradients (expected {n}, got {len(out)})")
+    if node._in_meta is None:
+        return out
+    res = list(out)
+    for i in range(n):
+        meta = node._in_meta[i] if i < len(node._in_meta) else None
+        if meta is None or res[i] is None:
+            continue
+        g = res[i]
+        shape, dt = meta
+        if (<object>g._data).shape != shape:
+            g = sum_to(g, shape)
+        if g._data.dtype != dt:
+            g = g.to(_dtype_of(dt)) if grad_enabled() else wrap(g._data.astype(dt))
+        res[i] = g
+    return tuple(res)
+
+
+cdef object _dtype_of(object np_dtype):
+    from fastgrad._dtypes import from_numpy_dtype
+    return from_numpy_dtype(np_dtype)
+
+
+cdef void _check_nan(Node node, tuple out) except *:
+    for i, g in enumerate(out):
+        if g is not None and np.isnan((<TensorBase>g)._data).any():
+            raise RuntimeError(f"Function '{type(node).__name__}' returned nan values in its "
+                               f"{i}th output.")
+
+
+cdef tuple _run_hooks(Node node, tuple grads):
+    for hook in list(node._pre_hooks):
+        r = hook(grads)
+        if r is not None:
+            grads = tuple(r)
+    return grads
+
+
+def run_backward(tuple roots, tuple root_grads, bint keep_graph, bint create_graph,
+                 tuple inputs, bint accumulate, bint allow_unused=False):
+    """Backpropagate `root_grads` from `roots`.
+
+    accumulate=True (Tensor.backward / autograd.backward): add into leaves' .grad (only those in
+    `inputs` when given). accumulate=False (autograd.grad): return the gradients of `inputs`,
+    touching no .grad. Grad mode is `create_graph` while nodes run.
+    """
+    cdef Py_ssize_t epoch = next_epoch(), i
+    cdef TensorBase t, g
+    cdef Node node, nxt
+    cdef list root_nodes = [], heap = [], nodes
+    cdef dict targets = None
+    cdef tuple grads, out
+    cdef bint prev_mode = grad_enabled()
+
+    for i in range(len(roots)):
+        t = roots[i]
+        node = t._grad_fn
+        if node is None:
+            if not t._requires_grad:
+                raise RuntimeError(f"element {i} of tensors does not require grad and does not "
+                                   f"have a grad_fn")
+            from fastgrad._core.tensor import _get_accumulator
+            node = _get_accumulator(t)
+        root_nodes.append(node)
+
+    nodes = _discover(root_nodes, epoch)
+    captured = None
+    if inputs is not None:
+        targets = {}
+        for i in range(len(inputs)):
+            t = inputs[i]
+            if t._grad_fn is not None:
+                key = (t._grad_fn, t._output_nr)
+            else:
+                from fastgrad._core.tensor import _get_accumulator
+                key = (_get_accumulator(t), 0) if t._requires_grad else (None, 0)
+            targets.setdefault(key, []).append(i)
+        captured = [None] * len(inputs)
+    if targets is None:
+        for node in nodes:
+            node._needed = True
+    else:
+        _mark_needed(nodes, targets, accumulate)
+
+    try:
+        for i in range(len(root_nodes)):
+            node = root_nodes[i]
+            t = roots[i]
+            if node._buf is None:
+                node._buf = [None] * node._n_out
+            node._buf[t._output_nr if t._grad_fn is not None else 0] = _buf_add(
+                node._buf[t._output_nr if t._grad_fn is not None else 0], root_grads[i])
+        for node in root_nodes:
+            if node._deps == 0 and node._buf is not None:
+                node._deps = -1                      # queued once
+                _heap_push(heap, node)
+
+        set_grad_enabled_c(create_graph)
+        while heap:
+            node = _heap_pop(heap)
+            grads = tuple(node._buf) if node._buf is not None else (None,) * node._n_out
+            node._buf = None
+            if targets is not None:
+                for slot in range(node._n_out):
+                    idx = targets.get((node, slot))
+                    if idx is not None and grads[slot] is not None:
+                        if node._pre_hooks is not None and type(node) is not AccumulateGrad:
+                            grads = _run_hooks(node, grads)
+                        for j in idx:
+                            captured[j] = grads[slot]
+            out = None
+            if node._needed and any(g is not None for g in grads):
+                if node._pre_hooks is not None:
+                    grads = _run_hooks(node, grads)
+                out = node.apply(grads)
+                if node._post_hooks is not None:
+                    for hook in list(node._post_hooks):
+                        r = hook(out, grads)
+                        if r is not None:
+                            out = tuple(r)
+                out = _validate(node, out)
+                if _anomaly and _anomaly_nan:
+                    _check_nan(node, out)
+                if not keep_graph:
+                    node.release_variables()
+                    node._released = True
+            if node._next_fns is None:
+                continue
+            for i in range(len(node._next_fns)):
+                obj = node._next_fns[i]
+                if obj is None:
+                    continue
+                nxt = <Node>obj
+                if out is not None and out[i] is not None:
+                    slot = 0 if node._next_nrs is None else node._next_nrs[i]
+                    if nxt._buf is None:
+                        nxt._buf = [None] * nxt._n_out
+                    nxt._buf[slot] = _buf_add(nxt._buf[slot], out[i])
+                nxt._deps -= 1
+                if nxt._deps == 0:
+                    _heap_push(heap, nxt)
+    finally:
+        set_grad_enabled_c(prev_mode)
+        for node in nodes:
+            node._buf = None
+            node._epoch = 0
+
+    if accumulate:
+        for i in range(len(inputs) if inputs is not None else 0):
+            t = inputs[i]
+            if t._grad_fn is not None and captured[i] is not None:
+                g = captured[i]
+                t._grad = g if t._grad is None else pw.add(t._grad, g)
+        return None
+    for i in range(len(inputs)):
+        if captured[i] is None and not allow_unused:
+            raise RuntimeError(f"The differentiated Tensor at index {i} appears to not have been "
+                               f"used in the graph. Set allow_unused=True if this is the desired "
+                               f"behavior.")
+    return tuple(captured)

@@ -1,0 +1,37 @@
+# Elementwise loops over contiguous buffers: raw pointers in, raw pointers out; no Python objects,
+# no allocation. The caller (ops_pointwise.pyx) validated shapes and dtypes. See kernels.pyx.
+from cython cimport floating
+
+# op codes shared by kernels and ops_pointwise (one table, read top to bottom)
+cdef enum:
+    OP_ADD = 0
+    OP_SUB = 1
+    OP_MUL = 2
+    OP_DIV = 3
+    OP_RSUB = 4            # s - a (scalar on the left)
+    OP_RDIV = 5            # s / a
+    OP_NEG = 10
+    OP_ABS = 11
+    OP_EXP = 12
+    OP_LOG = 13
+    OP_SQRT = 14
+    OP_SIN = 15
+    OP_COS = 16
+    OP_TANH = 17
+    OP_SIGMOID = 18
+    OP_RELU = 19
+    OP_RECIPROCAL = 20
+    OP_POW = 21            # a ** s
+
+# Work below this many elements runs on one thread (OpenMP above it).
+cdef enum:
+    PAR_MIN = 65536
+
+cdef void binary_fwd(int op, const floating* a, const floating* b, floating* out,   # IN, IN, OUT
+                     Py_ssize_t n) noexcept nogil
+cdef void scalar_fwd(int op, const floating* a, double s, floating* out,            # IN, -, OUT
+                     Py_ssize_t n) noexcept nogil
+cdef void unary_fwd(int op, const floating* a, floating* out,                       # IN, OUT
+                    Py_ssize_t n) noexcept nogil
+cdef void unary_bwd(int op, const floating* g, const floating* y, floating* out,    # IN, IN, OUT
+                    Py_ssize_t n) noexcept nogil

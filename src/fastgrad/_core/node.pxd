@@ -1,0 +1,28 @@
+# Graph nodes: the compiled half of PyTorch's `grad_fn` objects. See node.pyx.
+
+cdef class Node:
+    cdef tuple _next_fns           # per forward input: Node its gradient flows to, or None
+    cdef tuple _next_nrs           # per forward input: output slot of that Node; None = all 0
+    cdef tuple _in_meta            # None, or per input (shape, np.dtype) or None: grads are
+                                   #   summed/cast to it (Note [Un-broadcasting in the engine])
+    cdef Py_ssize_t _seq           # sequence_nr: creation order; higher runs first
+    cdef int _n_out                # forward outputs = gradients this node receives (usually 1)
+    cdef bint _released            # saved values were freed after a backward
+    # engine scratch, valid only during one backward
+    cdef Py_ssize_t _deps          # edges still to arrive before this node may run
+    cdef list _buf                 # InputBuffer: one summed gradient per output slot
+    cdef Py_ssize_t _epoch         # backward call that last visited this node
+    cdef bint _needed              # on a path to a requested input (or every node: backward())
+    # hooks and anomaly mode (None unless used)
+    cdef list _pre_hooks           # fn(grad_outputs) -> None or replacement
+    cdef list _post_hooks          # fn(grad_inputs, grad_outputs) -> None or replacement
+    cdef object _trace             # forward stack text recorded under detect_anomaly
+    cdef dict __dict__             # user attributes (custom Functions keep ctx state here)
+    cdef object __weakref__
+
+    cdef tuple apply(self, tuple grads)
+    cdef void release_variables(self)
+
+
+cdef Py_ssize_t next_sequence_nr() noexcept nogil
+cdef Py_ssize_t next_epoch() noexcept nogil

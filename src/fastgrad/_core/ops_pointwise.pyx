@@ -1,0 +1,1039 @@
+# cython: boundscheck=False, wraparound=False
+"""Elementwise ops: + - * / **, unary math, comparisons, where, clamp, maximum/minimum, in-place.
+
+Each forward is glue: check once, promote dtypes as PyTorch does, allocate the output, run a
+kernel (kernels.pyx) on contiguous float buffers or NumPy's ufunc otherwise, and record a node
+only when grad mode is on and an input requires grad. Each backward node sits right under its
+forward and is written with these same ops, so it is itself differentiable (create_graph); while
+the engine runs without create_graph, grad mode is off and those ops record nothing.
+Broadcast inputs get their gradient summed back by the engine (Note [Un-broadcasting in the engine]).
+"""
+cimport cython
+cimport numpy as cnp
+from libc.string cimport memcmp
+import math
+
+import numpy as np
+
+from fastgrad._core.node cimport Node
+from fastgrad._core.grad_mode cimport grad_enabled
+from fastgrad._core.tensor cimport (TensorBase, SavedVar, wrap, save, set_history, set_history1,
+                                    any_requires_grad2)
+from fastgrad._core cimport kernels as K
+
+cnp.import_array()
+
+cdef object _float32 = np.dtype(np.float32)
+cdef object _int64 = np.dtype(np.int64)
+cdef object _bool = np.dtype(np.bool_)
+cdef dict _UFUNC = {OP_ADD: np.add, OP_SUB: np.subtract, OP_MUL: np.multiply,
+                    OP_DIV: np.true_divide}
+cdef dict _UNARY_UFUNC = {OP_NEG: np.negative, OP_ABS: np.abs, OP_EXP: np.exp, OP_LOG: np.log,
+                          OP_SQRT: np.sqrt, OP_SIN: np.sin, OP_COS: np.cos, OP_TANH: np.tanh,
+                          OP_RECIPROCAL: np.reciprocal}
+cdef dict _OPNAME = {OP_ADD: "add", OP_SUB: "sub", OP_MUL: "mul", OP_DIV: "div"}
+cdef dict _CMP_UFUNC = {CMP_EQ: np.equal, CMP_NE: np.not_equal, CMP_LT: np.less,
+                        CMP_LE: np.less_equal, CMP_GT: np.greater, CMP_GE: np.greater_equal}
+
+
+# --- helpers: scalars, promotion, shapes -------------------------------------------------------
+
+cdef bint is_scalar(object x) noexcept:
+    return isinstance(x, (float, int)) or isinstance(x, np.generic)
+
+
+cdef inline object _pyscalar(object x):
+    return x.item() if isinstance(x, np.generic) else x
+
+
+cdef inline int _category(object dt):
+    """bool < integer < floating, PyTorch's promotion categories."""
+    cdef str k = dt.kind
+    return 0 if k == "b" else (1 if k in "iu" else 2)
+
+
+cdef object _promote_tt(cnp.ndarray a, cnp.ndarray b):
+    """Result dtype of an op on two tensors (PyTorch's rules): a higher category (bool < int <
+    float) wins outright; within a category the wider type wins, except that a 0-d tensor does
+    not widen a dimensioned one."""
+    cdef object da = a.dtype, db = b.dtype
+    if da is db or da == db:
+        return da
+    cdef int ca = _category(da), cb = _category(db)
+    if ca != cb:
+        return da if ca > cb else db
+    cdef bint a0 = a.ndim == 0, b0 = b.ndim == 0
+    if a0 != b0:
+        return db if a0 else da
+    return np.promote_types(da, db)
+
+
+cdef object _promote_ts(cnp.ndarray a, object s):
+    """Result dtype of tensor (op) Python number: the number only lifts the category."""
+    cdef object da = a.dtype
+    cdef int cat = _category(da)
+    if isinstance(s, bool) or isinstance(s, np.bool_):
+        return da
+    if isinstance(s, (int, np.integer)):
+        return _int64 if cat == 0 else da
+    return _float32 if cat < 2 else da
+
+
+cdef inline bint _same_shape(cnp.ndarray x, cnp.ndarray y) noexcept:
+    cdef int nd = x.ndim
+    if nd != y.ndim:
+        return False
+    return memcmp(cnp.PyArray_DIMS(x), cnp.PyArray_DIMS(y), nd * sizeof(cnp.npy_intp)) == 0
+
+
+cdef inline bint _fast_float(cnp.ndarray x) noexcept:
+    """float32/float64, C-contiguous, aligned: the kernels' contract."""
+    cdef int t = cnp.PyArray_TYPE(x)
+    return (t == cnp.NPY_FLOAT32 or t == cnp.NPY_FLOAT64) and cnp.PyArray_IS_C_CONTIGUOUS(x) \
+        and cnp.PyArray_ISALIGNED(x)
+
+
+cdef object broadcast_shapes(tuple sa, tuple sb, str op):
+    """The broadcast shape of sa and sb, or PyTorch's RuntimeError naming both shapes."""
+    cdef Py_ssize_t na = len(sa), nb = len(sb), n = max(na, nb), i
+    out = [0] * n
+    for i in range(1, n + 1):
+        da = sa[na - i] if i <= na else 1
+        db = sb[nb - i] if i <= nb else 1
+        if da == db or db == 1:
+            out[n - i] = da
+        elif da == 1:
+            out[n - i] = db
+        else:
+            raise RuntimeError(
+                f"The size of tensor a ({da}) must match the size of tensor b ({db}) at "
+                f"non-singleton dimension {n - i}: {op} cannot broadcast shapes {list(sa)} and "
+                f"{list(sb)}; dimensions must be equal or 1, aligned from the right")
+    return tuple(out)
+
+
+cdef inline cnp.ndarray _arr(object r):
+    """ufuncs return NumPy scalars for 0-d inputs: always hand back an ndarray."""
+    return r if type(r) is np.ndarray else np.asarray(r)
+
+
+cdef inline cnp.ndarray _empty_like(cnp.ndarray x):
+    return cnp.PyArray_EMPTY(x.ndim, cnp.PyArray_DIMS(x), cnp.PyArray_TYPE(x), 0)
+
+
+cdef inline object _meta(cnp.ndarray out, TensorBase t):
+    """(shape, dtype) of an input whose gradient must be summed/cast back, else None."""
+    if t is None or not t._requires_grad:
+        return None
+    if _same_shape(out, t._data) and out.dtype == t._data.dtype:
+        return None
+    return ((<object>t._data).shape, t._data.dtype)
+
+
+cdef inline void _set_meta2(Node node, cnp.ndarray out, TensorBase a, TensorBase b):
+    ma = _meta(out, a)
+    mb = _meta(out, b)
+    if ma is not None or mb is not None:
+        node._in_meta = (ma, mb)
+
+
+cdef inline cnp.ndarray _cast(cnp.ndarray x, object dt):
+    return x if x.dtype == dt else x.astype(dt)
+
+
+# --- binary forward ------------------------------------------------------------------------------
+
+cdef cnp.ndarray _binary_tt(int op, cnp.ndarray a, cnp.ndarray b):
+    """a (op) b for two arrays: kernel when both are same-shape contiguous floats of one dtype."""
+    cdef cnp.ndarray out
+    cdef Py_ssize_t n
+    cdef int t = cnp.PyArray_TYPE(a)
+    if t == cnp.PyArray_TYPE(b) and _fast_float(a) and _fast_float(b) and _same_shape(a, b):
+        out = _empty_like(a)
+        n = cnp.PyArray_SIZE(a)
+        if t == cnp.NPY_FLOAT32:
+            with nogil:
+                K.binary_fwd(op, <float*>cnp.PyArray_DATA(a), <float*>cnp.PyArray_DATA(b),
+                             <float*>cnp.PyArray_DATA(out), n)
+        else:
+            with nogil:
+                K.binary_fwd(op, <double*>cnp.PyArray_DATA(a), <double*>cnp.PyArray_DATA(b),
+                             <double*>cnp.PyArray_DATA(out), n)
+        return out
+    dt = _promote_tt(a, b)
+    if op == OP_DIV and dt.kind in "biu":
+        dt = _float32
+    if not _same_shape(a, b):
+        broadcast_shapes((<object>a).shape, (<object>b).shape, _OPNAME[op])
+    return _arr(_UFUNC[op](_cast(a, dt), _cast(b, dt)))
+
+
+cdef cnp.ndarray _binary_ts(int op, cnp.ndarray a, object s):
+    """a (op) s for an array and a Python number (OP_RSUB/OP_RDIV: s (op) a)."""
+    cdef cnp.ndarray out
+    cdef Py_ssize_t n
+    cdef int t
+    cdef double c
+    dt = _promote_ts(a, s)
+    if (op == OP_DIV or op == OP_RDIV) and dt.kind in "biu":
+        dt = _float32
+    if dt is a.dtype or dt == a.dtype:
+        if _fast_float(a):
+            c = s
+            out = _empty_like(a)
+            n = cnp.PyArray_SIZE(a)
+            t = cnp.PyArray_TYPE(a)
+            if t == cnp.NPY_FLOAT32:
+                with nogil:
+                    K.scalar_fwd(op, <float*>cnp.PyArray_DATA(a), c, <float*>cnp.PyArray_DATA(out), n)
+            else:
+                with nogil:
+                    K.scalar_fwd(op, <double*>cnp.PyArray_DATA(a), c, <double*>cnp.PyArray_DATA(out), n)
+            return out
+    x = _cast(a, dt)
+    if op == OP_RSUB:
+        return _arr(np.subtract(s, x))
+    if op == OP_RDIV:
+        return _arr(np.true_divide(s, x))
+    if op == OP_POW:
+        return _arr(np.power(x, s))
+    return _arr(_UFUNC[op](x, s))
+
+
+cdef object _binary(int op, TensorBase a, object b):
+    """Forward of add/sub/mul/div with a tensor `a`; records `op`'s node when needed."""
+    cdef TensorBase tb, out
+    cdef Node node
+    if isinstance(b, TensorBase):
+        tb = <TensorBase>b
+        out = wrap(_binary_tt(op, a._data, tb._data))
+        if any_requires_grad2(a, tb):
+            if op == OP_ADD:
+                node = AddBackward0.__new__(AddBackward0)
+            elif op == OP_SUB:
+                node = SubBackward0.__new__(SubBackward0)
+            elif op == OP_MUL:
+                node = _mul_node(a, tb, None)
+            else:
+                node = _div_node(a, tb, None)
+            _set_meta2(node, out._data, a, tb)
+            set_history(out, node, (a, tb))
+        return out
+    if not is_scalar(b):
+        return NotImplemented
+    b = _pyscalar(b)
+    out = wrap(_binary_ts(op, a._data, b))
+    if a._requires_grad and grad_enabled():
+        if op == OP_ADD:
+            node = AddBackward0.__new__(AddBackward0)
+        elif op == OP_SUB:
+            node = SubBackward0.__new__(SubBackward0)
+        elif op == OP_RSUB:
+            node = RsubBackward1.__new__(RsubBackward1)
+        elif op == OP_MUL:
+            node = _mul_node(a, None, b)
+        else:
+            node = _div_node(a, None, b)
+        if out._data.dtype != a._data.dtype:
+            node._in_meta = (((<object>a._data).shape, a._data.dtype),)
+        set_history1(out, node, a)
+    return out
+
+
+cdef object add(object a, object b):
+    return _binary(OP_ADD, <TensorBase>a, b)
+
+
+cdef object sub(object a, object b):
+    return _binary(OP_SUB, <TensorBase>a, b)
+
+
+cdef object rsub(object a, object b):
+    if not is_scalar(b):
+        return NotImplemented
+    return _binary(OP_RSUB, <TensorBase>a, b)
+
+
+cdef object mul(object a, object b):
+    return _binary(OP_MUL, <TensorBase>a, b)
+
+
+cdef object div(object a, object b):
+    return _binary(OP_DIV, <TensorBase>a, b)
+
+
+cdef object rdiv(object a, object b):
+    # s / a is recorded as reciprocal(a) * s, as PyTorch does (grad_fn MulBackward0)
+    if not is_scalar(b):
+        return NotImplemented
+    return mul(unary(OP_RECIPROCAL, <TensorBase>a), b)
+
+
+cdef object mul_any(object a, object b):
+    if isinstance(a, TensorBase):
+        return mul(a, b)
+    if isinstance(b, TensorBase):
+        return mul(b, a)
+    return a * b
+
+
+# --- add / sub backward --------------------------------------------------------------------------
+
+@cython.final
+cdef class AddBackward0(Node):
+    """grad_a = grad, grad_b = grad (then summed to each input's shape)."""
+
+    cdef tuple apply(self, tuple grads):
+        g = grads[0]
+        return (g, g) if len(self._next_fns) == 2 else (g,)
+
+
+@cython.final
+cdef class SubBackward0(Node):
+    """grad_a = grad, grad_b = -grad."""
+
+    cdef tuple apply(self, tuple grads):
+        g = grads[0]
+        if len(self._next_fns) == 1:
+            return (g,)
+        return (g, unary(OP_NEG, g) if self._next_fns[1] is not None else None)
+
+
+@cython.final
+cdef class RsubBackward1(Node):
+    """s - a: grad_a = -grad."""
+
+    cdef tuple apply(self, tuple grads):
+        return (unary(OP_NEG, grads[0]),)
+
+
+# --- mul -----------------------------------------------------------------------------------------
+
+cdef Node _mul_node(TensorBase a, TensorBase b, object scalar):
+    cdef MulBackward0 node = MulBackward0.__new__(MulBackward0)
+    if b is None:
+        node.scalar = scalar
+        return node
+    if a._requires_grad:
+        node.other = save(b, False)
+    if b._requires_grad:
+        node.self_ = save(a, False)
+    return node
+
+
+@cython.final
+cdef class MulBackward0(Node):
+    """grad_a = grad * b, grad_b = grad * a."""
+    cdef SavedVar self_, other     # saved inputs (only those the other input's gradient needs)
+    cdef object scalar             # b when it was a Python number
+
+    cdef tuple apply(self, tuple grads):
+        g = grads[0]
+        if self.other is None and self.self_ is None:
+            return (mul(g, self.scalar),)
+        ga = mul(g, self.other.unpack(self)) if self.other is not None else None
+        gb = mul(g, self.self_.unpack(self)) if self.self_ is not None else None
+        return (ga, gb)
+
+    cdef void release_variables(self):
+        if self.self_ is not None:
+            self.self_.release()
+        if self.other is not None:
+            self.other.release()
+
+
+# --- div -----------------------------------------------------------------------------------------
+
+cdef Node _div_node(TensorBase a, TensorBase b, object scalar):
+    cdef DivBackward0 node = DivBackward0.__new__(DivBackward0)
+    if b is None:
+        node.scalar = scalar
+        return node
+    node.other = save(b, False)
+    if b._requires_grad:
+        node.self_ = save(a, False)
+    return node
+
+
+@cython.final
+cdef class DivBackward0(Node):
+    """grad_a = grad / b, grad_b = -grad * a / b**2."""
+    cdef SavedVar self_, other
+    cdef object scalar
+
+    cdef tuple apply(self, tuple grads):
+        g = grads[0]
+        if self.other is None:
+            return (div(g, self.scalar),)
+        b = self.other.unpack(self)
+        ga = div(g, b) if self._next_fns[0] is not None else None
+        gb = None
+        if self.self_ is not None:
+            gb = unary(OP_NEG, div(mul(g, self.self_.unpack(self)), mul(b, b)))
+        return (ga, gb)
+
+    cdef void release_variables(self):
+        if self.self_ is not None:
+            self.self_.release()
+        if self.other is not None:
+            self.other.release()
+
+
+# --- pow -----------------------------------------------------------------------------------------
+
+cdef object pow_(object a, object b):
+    cdef TensorBase ta = <TensorBase>a, tb, out
+    cdef PowBackward0 n0
+    cdef PowBackward1 n1
+    if isinstance(b, TensorBase):
+        tb = <TensorBase>b
+        dt = _promote_tt(ta._data, tb._data)
+        if not _same_shape(ta._data, tb._data):
+            broadcast_shapes((<object>ta._data).shape, (<object>tb._data).shape, "pow")
+        out = wrap(_arr(np.power(_cast(ta._data, dt), _cast(tb._data, dt))))
+        if any_requires_grad2(ta, tb):
+            n1 = PowBackward1.__new__(PowBackward1)
+            n1.self_ = save(ta, False)
+            n1.exponent = save(tb, False)
+            _set_meta2(n1, out._data, ta, tb)
+            set_history(out, n1, (ta, tb))
+            n1.result = save(out, True)
+        return out
+    if not is_scalar(b):
+        return NotImplemented
+    b = _pyscalar(b)
+    if ta._data.dtype.kind in "iub" and (isinstance(b, int) and b < 0):
+        raise RuntimeError("Integers to negative integer powers are not allowed.")
+    out = wrap(_binary_ts(OP_POW, ta._data, b))
+    if ta._requires_grad and grad_enabled():
+        n0 = PowBackward0.__new__(PowBackward0)
+        n0.self_ = save(ta, False)
+        n0.exponent = b
+        set_history1(out, n0, ta)
+    return out
+
+
+cdef object rpow(object a, object b):
+    """b ** a with a Python number b."""
+    cdef TensorBase ta = <TensorBase>a, out
+    cdef PowBackward2 node
+    if not is_scalar(b):
+        return NotImplemented
+    b = _pyscalar(b)
+    dt = _promote_ts(ta._data, b)
+    out = wrap(_arr(np.power(b, _cast(ta._data, dt))))
+    if ta._requires_grad and grad_enabled():
+        node = PowBackward2.__new__(PowBackward2)
+        node.base = b
+        set_history1(out, node, ta)
+        node.result = save(out, True)
+    return out
+
+
+@cython.final
+cdef class PowBackward0(Node):
+    """a ** s: grad_a = grad * s * a ** (s - 1) (zero when s == 0)."""
+    cdef SavedVar self_
+    cdef object exponent
+
+    cdef tuple apply(self, tuple grads):
+        cdef TensorBase a = self.self_.unpack(self)
+        e = self.exponent
+        if e == 0:
+            return (mul(grads[0], 0),)
+        if e == 2:
+            return (mul(grads[0], mul(a, 2)),)
+        return (mul(mul(grads[0], e), pow_(a, e - 1)),)
+
+    cdef void release_variables(self):
+        self.self_.release()
+
+
+@cython.final
+cdef class PowBackward1(Node):
+    """a ** b: grad_a = grad * b * a**(b-1); grad_b = grad * a**b * log(a) (0 where a == 0, b >= 0)."""
+    cdef SavedVar self_, exponent, result
+
+    cdef tuple apply(self, tuple grads):
+        g = grads[0]
+        cdef TensorBase a = self.self_.unpack(self)
+        cdef TensorBase b = self.exponent.unpack(self)
+        ga = gb = None
+        if self._next_fns[0] is not None:
+            ga = mul(mul(g, b), pow_(a, sub(b, 1)))
+        if self._next_fns[1] is not None:
+            r = self.result.unpack(self)
+            mask = wrap(np.logical_and(a._data == 0, b._data >= 0))
+            gb = where_(mask, 0.0, mul(mul(g, r), unary(OP_LOG, a)))
+        return (ga, gb)
+
+    cdef void release_variables(self):
+        self.self_.release()
+        self.exponent.release()
+        self.result.release()
+
+
+@cython.final
+cdef class PowBackward2(Node):
+    """s ** b: grad_b = grad * s**b * log(s) (0 where s == 0 and b >= 0)."""
+    cdef SavedVar result
+    cdef object base
+
+    cdef tuple apply(self, tuple grads):
+        r = self.result.unpack(self)
+        if self.base == 0:
+            return (mul(grads[0], 0),)
+        return (mul(mul(grads[0], r), math.log(self.base) if self.base > 0 else math.nan),)
+
+    cdef void release_variables(self):
+        self.result.release()
+
+
+# --- unary ---------------------------------------------------------------------------------------
+
+cdef object unary(int op, TensorBase a):
+    """f(a) for the unary ops; integer inputs of float-valued ops are promoted to float32."""
+    cdef cnp.ndarray x = a._data, out
+    cdef int t
+    cdef Py_ssize_t n
+    cdef TensorBase res
+    if _fast_float(x):
+        out = _empty_like(x)
+        n = cnp.PyArray_SIZE(x)
+        t = cnp.PyArray_TYPE(x)
+        if t == cnp.NPY_FLOAT32:
+            with nogil:
+                K.unary_fwd(op, <float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(out), n)
+        else:
+            with nogil:
+                K.unary_fwd(op, <double*>cnp.PyArray_DATA(x), <double*>cnp.PyArray_DATA(out), n)
+    elif op == OP_RELU:
+        out = _arr(np.maximum(x, 0)) if x.dtype.kind != "b" else x.copy()
+    elif op == OP_SIGMOID:
+        xf = _cast(x, _float32) if x.dtype.kind in "biu" else x
+        out = _arr(1 / (1 + np.exp(-xf)))
+    elif op in (OP_NEG, OP_ABS):
+        if x.dtype.kind == "b" and op == OP_NEG:
+            raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. "
+                               "If you are trying to invert a mask, use the `~` or "
+                               "`logical_not()` operator instead.")
+        out = _arr(_UNARY_UFUNC[op](x))
+    else:
+        out = _arr(_UNARY_UFUNC[op](_cast(x, _float32) if x.dtype.kind in "biu" else x))
+    res = wrap(out)
+    if a._requires_grad and grad_enabled():
+        _record_unary(op, res, a)
+    return res
+
+
+cdef void _record_unary(int op, TensorBase res, TensorBase a) except *:
+    cdef UnaryBackward node
+    if op == OP_NEG:
+        node = NegBackward0.__new__(NegBackward0)
+    elif op == OP_ABS:
+        node = AbsBackward0.__new__(AbsBackward0)
+    elif op == OP_EXP:
+        node = ExpBackward0.__new__(ExpBackward0)
+    elif op == OP_LOG:
+        node = LogBackward0.__new__(LogBackward0)
+    elif op == OP_SQRT:
+        node = SqrtBackward0.__new__(SqrtBackward0)
+    elif op == OP_SIN:
+        node = SinBackward0.__new__(SinBackward0)
+    elif op == OP_COS:
+        node = CosBackward0.__new__(CosBackward0)
+    elif op == OP_TANH:
+        node = TanhBackward0.__new__(TanhBackward0)
+    elif op == OP_SIGMOID:
+        node = SigmoidBackward0.__new__(SigmoidBackward0)
+    elif op == OP_RELU:
+        node = ReluBackward0.__new__(ReluBackward0)
+    else:
+        node = ReciprocalBackward0.__new__(ReciprocalBackward0)
+    node.op = op
+    if op in (OP_ABS, OP_LOG, OP_SIN, OP_COS):
+        node.saved = save(a, False)
+    set_history1(res, node, a)
+    if op in (OP_EXP, OP_SQRT, OP_TANH, OP_SIGMOID, OP_RELU, OP_RECIPROCAL):
+        node.saved = save(res, True)
+
+
+cdef class UnaryBackward(Node):
+    """Shared base of one-input elementwise nodes: one saved tensor (input or output)."""
+    cdef SavedVar saved
+    cdef int op
+
+    cdef void release_variables(self):
+        if self.saved is not None:
+            self.saved.release()
+
+    cdef object _fused(self, TensorBase g, TensorBase y):
+        """The fused kernel for grad * f'(from saved output y), when nothing records and the
+        buffers fit the kernel contract; None otherwise."""
+        cdef cnp.ndarray gd = g._data, yd = y._data, out
+        cdef int t = cnp.PyArray_TYPE(gd)
+        if grad_enabled() or t != cnp.PyArray_TYPE(yd) or not _fast_float(gd) \
+                or not _fast_float(yd) or not _same_shape(gd, yd):
+            return None
+        out = _empty_like(gd)
+        if t == cnp.NPY_FLOAT32:
+            K.unary_bwd(self.op, <float*>cnp.PyArray_DATA(gd), <float*>cnp.PyArray_DATA(yd),
+                        <float*>cnp.PyArray_DATA(out), cnp.PyArray_SIZE(gd))
+        else:
+            K.unary_bwd(self.op, <double*>cnp.PyArray_DATA(gd), <double*>cnp.PyArray_DATA(yd),
+                        <double*>cnp.PyArray_DATA(out), cnp.PyArray_SIZE(gd))
+        return wrap(out)
+
+
+@cython.final
+cdef class NegBackward0(UnaryBackward):
+    """grad_a = -grad"""
+    cdef tuple apply(self, tuple grads):
+        return (unary(OP_NEG, grads[0]),)
+
+
+@cython.final
+cdef class AbsBackward0(UnaryBackward):
+    """grad_a = grad * sign(a)"""
+    cdef tuple apply(self, tuple grads):
+        return (mul(grads[0], sign(self.saved.unpack(self))),)
+
+
+@cython.final
+cdef class ExpBackward0(UnaryBackward):
+    """grad_a = grad * exp(a) = grad * y"""
+    cdef tuple apply(self, tuple grads):
+        y = self.saved.unpack(self)
+        r = self._fused(grads[0], y)
+        return (r if r is not None else mul(grads[0], y),)
+
+
+@cython.final
+cdef class LogBackward0(UnaryBackward):
+    """grad_a = grad / a"""
+    cdef tuple apply(self, tuple grads):
+        return (div(grads[0], self.saved.unpack(self)),)
+
+
+@cython.final
+cdef class SqrtBackward0(UnaryBackward):
+    """grad_a = grad / (2 y)"""
+    cdef tuple apply(self, tuple grads):
+        return (div(grads[0], mul(self.saved.unpack(self), 2)),)
+
+
+@cython.final
+cdef class SinBackward0(UnaryBackward):
+    """grad_a = grad * cos(a)"""
+    cdef tuple apply(self, tuple grads):
+        return (mul(grads[0], unary(OP_COS, self.saved.unpack(self))),)
+
+
+@cython.final
+cdef class CosBackward0(UnaryBackward):
+    """grad_a = -grad * sin(a)"""
+    cdef tuple apply(self, tuple grads):
+        return (unary(OP_NEG, mul(grads[0], unary(OP_SIN, self.saved.unpack(self)))),)
+
+
+@cython.final
+cdef class TanhBackward0(UnaryBackward):
+    """grad_a = grad * (1 - y**2)"""
+    cdef tuple apply(self, tuple grads):
+        y = self.saved.unpack(self)
+        r = self._fused(grads[0], y)
+        return (r if r is not None else mul(grads[0], rsub(mul(y, y), 1)),)
+
+
+@cython.final
+cdef class SigmoidBackward0(UnaryBackward):
+    """grad_a = grad * y * (1 - y)"""
+    cdef tuple apply(self, tuple grads):
+        y = self.saved.unpack(self)
+        r = self._fused(grads[0], y)
+        return (r if r is not None else mul(mul(grads[0], y), rsub(y, 1)),)
+
+
+@cython.final
+cdef class ReluBackward0(UnaryBackward):
+    """grad_a = grad * (y > 0)"""
+    cdef tuple apply(self, tuple grads):
+        cdef TensorBase y = self.saved.unpack(self)
+        r = self._fused(grads[0], y)
+        if r is not None:
+            return (r,)
+        return (mul(grads[0], wrap((y._data > 0).astype(y._data.dtype))),)
+
+
+@cython.final
+cdef class ReciprocalBackward0(UnaryBackward):
+    """grad_a = -grad * y**2"""
+    cdef tuple apply(self, tuple grads):
+        y = self.saved.unpack(self)
+        r = self._fused(grads[0], y)
+        return (r if r is not None else unary(OP_NEG, mul(grads[0], mul(y, y))),)
+
+
+# --- sign, clamp, maximum / minimum, where -------------------------------------------------------
+
+def sign(input):
+    """sign(a); its gradient is zero everywhere."""
+    cdef TensorBase a = input, out = wrap(_arr(np.sign(input._np)))
+    cdef Node node
+    if a._requires_grad and grad_enabled():
+        node = SignBackward0.__new__(SignBackward0)
+        set_history1(out, node, a)
+    return out
+
+
+@cython.final
+cdef class SignBackward0(Node):
+    """grad_a = 0"""
+    cdef tuple apply(self, tuple grads):
+        return (mul(grads[0], 0),)
+
+
+def clamp(input, min=None, max=None):
+    """Clamp to [min, max] (Python numbers or tensors; either may be None)."""
+    cdef TensorBase a = input, out
+    cdef ClampBackward1 node
+    if min is None and max is None:
+        raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+    if isinstance(min, TensorBase) or isinstance(max, TensorBase):
+        out = a
+        if min is not None:
+            out = maximum(out, min if isinstance(min, TensorBase) else _full_like(a, min))
+        if max is not None:
+            out = minimum(out, max if isinstance(max, TensorBase) else _full_like(a, max))
+        return out
+    x = a._data
+    lo = _pyscalar(min) if min is not None else None
+    hi = _pyscalar(max) if max is not None else None
+    dt = x.dtype
+    for v in (lo, hi):
+        if v is not None:
+            dt = np.promote_types(dt, _promote_ts(x, v))
+    r = _cast(x, dt)
+    if lo is not None:
+        r = np.maximum(r, lo)
+    if hi is not None:
+        r = np.minimum(r, hi)
+    out = wrap(_arr(np.where(np.isnan(x), x, r) if dt.kind == "f" else r))
+    if a._requires_grad and grad_enabled():
+        node = ClampBackward1.__new__(ClampBackward1)
+        node.self_ = save(a, False)
+        node.lo = lo
+        node.hi = hi
+        set_history1(out, node, a)
+    return out
+
+
+cdef TensorBase _full_like(TensorBase a, object v):
+    return wrap(np.full((<object>a._data).shape, v, dtype=_promote_ts(a._data, v)))
+
+
+@cython.final
+cdef class ClampBackward1(Node):
+    """grad_a = grad where min <= a <= max, else 0"""
+    cdef SavedVar self_
+    cdef object lo, hi
+
+    cdef tuple apply(self, tuple grads):
+        cdef TensorBase a = self.self_.unpack(self)
+        x = a._data
+        mask = np.ones((<object>x).shape, dtype=bool)
+        if self.lo is not None:
+            mask &= x >= self.lo
+        if self.hi is not None:
+            mask &= x <= self.hi
+        return (mul(grads[0], wrap(mask.astype(x.dtype))),)
+
+    cdef void release_variables(self):
+        self.self_.release()
+
+
+def maximum(input, other):
+    """Elementwise max of two tensors; at ties each input gets half the gradient."""
+    return _extremum(input, other, True)
+
+
+def minimum(input, other):
+    """Elementwise min of two tensors; at ties each input gets half the gradient."""
+    return _extremum(input, other, False)
+
+
+cdef object _extremum(object input, object other, bint is_max):
+    cdef TensorBase a = input, b = other, out
+    cdef ExtremumBackward node
+    name = "maximum" if is_max else "minimum"
+    if not isinstance(other, TensorBase):
+        raise TypeError(f"{name}(): argument 'other' must be Tensor, not {type(other).__name__}")
+    dt = _promote_tt(a._data, b._data)
+    if not _same_shape(a._data, b._data):
+        broadcast_shapes((<object>a._data).shape, (<object>b._data).shape, name)
+    f = np.maximum if is_max else np.minimum
+    out = wrap(_arr(f(_cast(a._data, dt), _cast(b._data, dt))))
+    if any_requires_grad2(a, b):
+        node = (MaximumBackward0.__new__(MaximumBackward0) if is_max
+                else MinimumBackward0.__new__(MinimumBackward0))
+        x, y = a._data, b._data
+        win = (x > y) if is_max else (x < y)
+        node.share = wrap(_arr(win.astype(dt) + 0.5 * (x == y).astype(dt)).astype(dt))
+        _set_meta2(node, out._data, a, b)
+        set_history(out, node, (a, b))
+    return out
+
+
+cdef class ExtremumBackward(Node):
+    """grad_a = grad * share, grad_b = grad * (1 - share); share is 1, 0 or 1/2 at ties."""
+    cdef TensorBase share
+
+    cdef tuple apply(self, tuple grads):
+        g = grads[0]
+        ga = mul(g, self.share) if self._next_fns[0] is not None else None
+        gb = mul(g, rsub(self.share, 1)) if self._next_fns[1] is not None else None
+        return (ga, gb)
+
+    cdef void release_variables(self):
+        self.share = None
+
+
+@cython.final
+cdef class MaximumBackward0(ExtremumBackward):
+    pass
+
+
+@cython.final
+cdef class MinimumBackward0(ExtremumBackward):
+    pass
+
+
+cdef object where_(object cond, object a, object b):
+    """where(cond, a, b): a and b may be tensors or Python numbers."""
+    cdef TensorBase c = cond, ta = None, tb = None, out
+    cdef WhereBackward0 node
+    if c._data.dtype.kind != "b":
+        raise RuntimeError(f"where expected condition to be a boolean tensor, but got a tensor "
+                           f"with dtype {c.dtype}; compare first, e.g. where(x > 0, ...)")
+    if isinstance(a, TensorBase):
+        ta = a
+    if isinstance(b, TensorBase):
+        tb = b
+    if ta is not None and tb is not None:
+        dt = _promote_tt(ta._data, tb._data)
+    elif ta is not None:
+        dt = _promote_ts(ta._data, _pyscalar(b))
+    elif tb is not None:
+        dt = _promote_ts(tb._data, _pyscalar(a))
+    else:
+        dt = np.result_type(a, b)
+        dt = _float32 if dt.kind == "f" else dt
+    xa = _cast(ta._data, dt) if ta is not None else _pyscalar(a)
+    xb = _cast(tb._data, dt) if tb is not None else _pyscalar(b)
+    shapes = [(<object>c._data).shape] + [(<object>t._data).shape for t in (ta, tb) if t is not None]
+    shape = shapes[0]
+    for s in shapes[1:]:
+        shape = broadcast_shapes(shape, s, "where")
+    out = wrap(_arr(np.where(c._data, xa, xb)).astype(dt, copy=False))
+    if grad_enabled() and ((ta is not None and ta._requires_grad) or
+                           (tb is not None and tb._requires_grad)):
+        node = WhereBackward0.__new__(WhereBackward0)
+        node.cond = c._data
+        _set_meta2(node, out._data, ta, tb)
+        set_history(out, node, (ta, tb))
+    return out
+
+
+def where(condition, input, other):
+    """where(condition, input, other): elements of input where condition, else other."""
+    return where_(condition, input, other)
+
+
+@cython.final
+cdef class WhereBackward0(Node):
+    """grad_a = where(cond, grad, 0), grad_b = where(cond, 0, grad)"""
+    cdef object cond               # bool ndarray, broadcastable to the output
+
+    cdef tuple apply(self, tuple grads):
+        g = grads[0]
+        c = wrap(np.broadcast_to(self.cond, (<object>(<TensorBase>g)._data).shape))
+        ga = where_(c, g, 0.0) if self._next_fns[0] is not None else None
+        gb = where_(c, 0.0, g) if self._next_fns[1] is not None else None
+        return (ga, gb)
+
+
+# --- comparisons ---------------------------------------------------------------------------------
+
+cdef object compare(int op, object a, object b):
+    """a (cmp) b as a bool tensor; records nothing."""
+    cdef TensorBase ta = a
+    if isinstance(b, TensorBase):
+        y = (<TensorBase>b)._data
+        if not _same_shape(ta._data, y):
+            broadcast_shapes((<object>ta._data).shape, (<object>y).shape, "comparison")
+    elif is_scalar(b):
+        y = _pyscalar(b)
+    else:
+        return NotImplemented
+    return wrap(_arr(_CMP_UFUNC[op](ta._data, y)))
+
+
+# --- in-place ------------------------------------------------------------------------------------
+
+cdef void _check_inplace(TensorBase a) except *:
+    if not grad_enabled():
+        return
+    if a._grad_fn is None and a._requires_grad:
+        raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
+                           "operation. Wrap the update in `with torch.no_grad():`, or operate "
+                           "on a copy (x = x.clone()).")
+    if a._base is not None and a._base._grad_fn is None and a._base._requires_grad:
+        raise RuntimeError("a view of a leaf Variable that requires grad is being used in an "
+                           "in-place operation. Wrap the update in `with torch.no_grad():`, or "
+                           "clone the leaf first.")
+
+
+cdef TensorBase _history_alias(TensorBase a):
+    """A copy of `a`'s values that carries `a`'s history: the input of a recorded in-place op
+    (the op may save it, and `a` itself is about to be overwritten)."""
+    cdef TensorBase alias = wrap(a._data.copy())
+    alias._grad_fn = a._grad_fn
+    alias._requires_grad = a._requires_grad
+    alias._output_nr = a._output_nr
+    return alias
+
+
+cdef void _rebase(TensorBase a, TensorBase res, str op) except *:
+    """Write `res` into `a` in place and make `a` the output of `res`'s node."""
+    cdef cnp.ndarray x = a._data, r = res._data
+    if not _same_shape(x, r):
+        raise RuntimeError(f"output with shape {list((<object>x).shape)} doesn't match the broadcast shape "
+                           f"{list((<object>r).shape)} in {op}; an in-place op cannot change its target's "
+                           f"shape")
+    if not np.can_cast(r.dtype, x.dtype, "same_kind"):
+        raise RuntimeError(f"result type {_tname(r.dtype)} can't be cast to the desired output "
+                           f"type {_tname(x.dtype)} in {op}; convert the tensor first")
+    np.copyto(x, r, casting="unsafe")
+    if res._grad_fn is not None:
+        a._grad_fn = res._grad_fn
+        a._requires_grad = True
+        a._output_nr = res._output_nr
+    a.bump_version()
+
+
+cdef str _tname(object dt):
+    return {"f": "Float", "i": "Long", "u": "Byte", "b": "Bool"}.get(dt.kind, str(dt))
+
+
+cdef object inplace(int op, TensorBase a, object b):
+    """a (op)= b: add_, sub_, mul_, div_ and the augmented assignments."""
+    cdef str name = _OPNAME[op] + "_"
+    _check_inplace(a)
+    if not is_scalar(b) and not isinstance(b, TensorBase):
+        return NotImplemented
+    if grad_enabled() and (a._requires_grad or
+                           (isinstance(b, TensorBase) and (<TensorBase>b)._requires_grad)):
+        res = _binary(op, _history_alias(a), b)
+        _rebase(a, res, name)
+        return a
+    res = wrap(_binary_tt(op, a._data, (<TensorBase>b)._data) if isinstance(b, TensorBase)
+               else _binary_ts(op, a._data, _pyscalar(b)))
+    _rebase(a, res, name)
+    return a
+
+
+cdef object fill_(TensorBase a, object value):
+    _check_inplace(a)
+    cdef FillBackward0 node
+    if isinstance(value, TensorBase):
+        if (<TensorBase>value)._data.ndim != 0:
+            raise RuntimeError(f"fill_ only supports 0-dimension value tensor but got tensor with "
+                               f"{(<TensorBase>value)._data.ndim} dimensions.")
+        value = (<TensorBase>value)._data.item()
+    a._data.fill(value)
+    if grad_enabled() and a._requires_grad:
+        node = FillBackward0.__new__(FillBackward0)
+        set_history1(a, node, _history_alias(a))
+        a._output_nr = 0
+    a.bump_version()
+    return a
+
+
+@cython.final
+cdef class FillBackward0(Node):
+    """The old values no longer matter: their gradient is zero."""
+    cdef tuple apply(self, tuple grads):
+        return (mul(grads[0], 0),)
+
+
+cdef object copy_(TensorBase a, object src):
+    cdef TensorBase s
+    cdef CopyBackwards node
+    _check_inplace(a)
+    if not isinstance(src, TensorBase):
+        raise TypeError(f"copy_(): argument 'src' must be Tensor, not {type(src).__name__}")
+    s = src
+    try:
+        np.copyto(a._data, np.broadcast_to(s._data, (<object>a._data).shape), casting="unsafe")
+    except ValueError:
+        raise RuntimeError(f"copy_: the source of shape {list((<object>s._data).shape)} is not "
+                           f"broadcastable to the destination of shape {list((<object>a._data).shape)}")
+    if grad_enabled() and (a._requires_grad or s._requires_grad):
+        node = CopyBackwards.__new__(CopyBackwards)
+        if s._requires_grad and ((<object>s._data).shape != (<object>a._data).shape or s._data.dtype != a._data.dtype):
+            node._in_meta = (None, ((<object>s._data).shape, s._data.dtype))
+        set_history(a, node, (_history_alias(a), s))
+        a._output_nr = 0
+    a.bump_version()
+    return a
+
+
+@cython.final
+cdef class CopyBackwards(Node):
+    """grad_self = 0 (overwritten), grad_src = grad"""
+    cdef tuple apply(self, tuple grads):
+        g = grads[0]
+        return (mul(g, 0) if self._next_fns[0] is not None else None, g)
+
+
+# --- copies and casts ----------------------------------------------------------------------------
+
+def clone(input):
+    """A copy of `input` with its own storage; gradients pass straight through."""
+    cdef TensorBase a = input, out = wrap(a._data.copy())
+    cdef Node node
+    if a._requires_grad and grad_enabled():
+        node = CloneBackward0.__new__(CloneBackward0)
+        set_history1(out, node, a)
+    return out
+
+
+@cython.final
+cdef class CloneBackward0(Node):
+    """grad_a = grad"""
+    cdef tuple apply(self, tuple grads):
+        return (grads[0],)
+
+
+def to_dtype(input, np_dtype, bint copy=False):
+    """`input` cast to `np_dtype` (the same tensor when it already has it and copy is False);
+    the gradient is cast back to the input's dtype."""
+    cdef TensorBase a = input, out
+    cdef Node node
+    if a._data.dtype == np_dtype and not copy:
+        return a
+    out = wrap(a._data.astype(np_dtype))
+    if a._requires_grad and grad_enabled():
+        if out._data.dtype.kind not in "fc":
+            return out                      # integer results do not carry gradients
+        node = ToCopyBackward0.__new__(ToCopyBackward0)
+        node._in_meta = (((<object>a._data).shape, a._data.dtype),)
+        set_history1(out, node, a)
+    return out
+
+
+@cython.final
+cdef class ToCopyBackward0(Node):
+    """grad_a = grad cast back to the input's dtype (done by the engine from _in_meta)"""
+    cdef tuple apply(self, tuple grads):
+        return (grads[0],)

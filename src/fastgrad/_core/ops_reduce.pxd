@@ -1,0 +1,7 @@
+# Reductions and their backward nodes; sum_to (un-broadcasting) used by the engine.
+from fastgrad._core.tensor cimport TensorBase
+
+cdef object sum_(TensorBase a, object dim, bint keepdim)
+cdef object mean(TensorBase a, object dim, bint keepdim)
+cdef object sum_to(TensorBase g, tuple shape)
+cdef tuple normalize_dims(object dim, int ndim, str op)

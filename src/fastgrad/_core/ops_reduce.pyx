@@ -1,0 +1,329 @@
+# cython: boundscheck=False, wraparound=False
+"""Reductions: sum, mean, max/min (all elements or over dims), and sum_to.
+
+sum_to(grad, shape) sums a gradient back to an input's shape after broadcasting; the engine calls
+it for every node alike (Note [Un-broadcasting in the engine]). It is itself a recorded sum, so
+gradients of gradients flow through it.
+"""
+cimport cython
+cimport numpy as cnp
+from collections import namedtuple
+
+import numpy as np
+
+from fastgrad._core.node cimport Node
+from fastgrad._core.grad_mode cimport grad_enabled
+from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history1
+from fastgrad._core cimport ops_pointwise as pw
+
+cnp.import_array()
+
+_float32 = np.dtype(np.float32)
+_int64 = np.dtype(np.int64)
+
+return_types_max = namedtuple("max", ["values", "indices"])
+return_types_min = namedtuple("min", ["values", "indices"])
+
+
+cdef tuple normalize_dims(object dim, int ndim, str op):
+    """dim (int or sequence) -> sorted tuple of non-negative axes; IndexError if out of range."""
+    cdef int n = ndim if ndim > 0 else 1
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    out = []
+    for d in dims:
+        d = int(d)
+        if d < -n or d >= n:
+            raise IndexError(f"{op}: Dimension out of range (expected to be in range of "
+                             f"[{-n}, {n - 1}], but got {d})")
+        d = d + n if d < 0 else d
+        if d in out:
+            raise RuntimeError(f"{op}: dim {d} appears multiple times in the list of dims")
+        out.append(d)
+    if ndim == 0:
+        return ()
+    return tuple(sorted(out))
+
+
+cdef inline cnp.ndarray _arr(object r):
+    return r if type(r) is np.ndarray else np.asarray(r)
+
+
+cdef object _expand_back(TensorBase g, tuple in_shape, tuple axes, bint keepdim):
+    """Gradient of a reduction: put back the reduced axes (as size 1) and broadcast to in_shape.
+    Written with recorded ops so it is differentiable."""
+    cdef cnp.ndarray gd = g._data
+    if not keepdim and axes:
+        shape = list((<object>gd).shape)
+        for ax in axes:
+            shape.insert(ax, 1)
+        g = _reshape(g, tuple(shape))
+    return _broadcast(g, in_shape)
+
+
+# --- sum -----------------------------------------------------------------------------------------
+
+cdef object sum_(TensorBase a, object dim, bint keepdim):
+    cdef cnp.ndarray x = a._data
+    cdef TensorBase out
+    cdef SumBackward node
+    dt = _int64 if x.dtype.kind in "biu" else x.dtype
+    if dim is None:
+        out = wrap(_arr(np.sum(x, dtype=dt)).reshape(()) if not keepdim
+                   else _arr(np.sum(x, dtype=dt, keepdims=True)))
+        axes = tuple(range(x.ndim))
+        keepdim = keepdim
+        node_cls = SumBackward0 if not keepdim else SumBackward1
+    else:
+        axes = normalize_dims(dim, x.ndim, "sum")
+        out = wrap(_arr(np.sum(x, axis=axes, dtype=dt, keepdims=keepdim)))
+        node_cls = SumBackward1
+    if a._requires_grad and grad_enabled():
+        node = node_cls.__new__(node_cls)
+        node.in_shape = (<object>x).shape
+        node.axes = axes
+        node.keepdim = keepdim
+        set_history1(out, node, a)
+    return out
+
+
+cdef class SumBackward(Node):
+    """grad_a = grad broadcast back over the summed axes."""
+    cdef tuple in_shape, axes
+    cdef bint keepdim
+
+    cdef tuple apply(self, tuple grads):
+        return (_expand_back(grads[0], self.in_shape, self.axes, self.keepdim),)
+
+
+@cython.final
+cdef class SumBackward0(SumBackward):
+    pass
+
+
+@cython.final
+cdef class SumBackward1(SumBackward):
+    pass
+
+
+cdef object sum_to(TensorBase g, tuple shape):
+    """Sum `g` over broadcast dimensions so it has `shape` (recorded when grad mode is on)."""
+    cdef cnp.ndarray x = g._data
+    cdef int lead = x.ndim - len(shape)
+    if (<object>x).shape == shape:
+        return g
+    axes = list(range(lead))
+    for i, s in enumerate(shape):
+        if s == 1 and (<object>x).shape[lead + i] != 1:
+            axes.append(lead + i)
+    r = sum_(g, tuple(axes), True) if axes else g
+    return _reshape(r, shape)
+
+
+# --- mean ----------------------------------------------------------------------------------------
+
+cdef object mean(TensorBase a, object dim, bint keepdim):
+    cdef cnp.ndarray x = a._data
+    cdef MeanBackward node
+    if x.dtype.kind not in "fc":
+        raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be either a "
+                           f"floating point or complex dtype. Got: {_tname(x.dtype)}; convert "
+                           f"first, e.g. x.float().mean()")
+    axes = tuple(range(x.ndim)) if dim is None else normalize_dims(dim, x.ndim, "mean")
+    r = np.mean(x, axis=axes if axes else None, keepdims=keepdim) if x.size or axes else \
+        np.full((1,) * x.ndim if keepdim else (), np.nan, dtype=x.dtype)
+    out = wrap(_arr(r).astype(x.dtype, copy=False))
+    if a._requires_grad and grad_enabled():
+        node = (MeanBackward0.__new__(MeanBackward0) if dim is None
+                else MeanBackward1.__new__(MeanBackward1))
+        node.in_shape = (<object>x).shape
+        node.axes = axes
+        node.keepdim = keepdim
+        count = 1
+        for ax in axes:
+            count *= (<object>x).shape[ax]
+        node.count = count
+        set_history1(out, node, a)
+    return out
+
+
+cdef str _tname(object dt):
+    return {"i": "Long", "u": "Byte", "b": "Bool"}.get(dt.kind, str(dt))
+
+
+cdef class MeanBackward(Node):
+    """grad_a = grad / count, broadcast back over the averaged axes."""
+    cdef tuple in_shape, axes
+    cdef bint keepdim
+    cdef Py_ssize_t count
+
+    cdef tuple apply(self, tuple grads):
+        g = pw.div(grads[0], self.count) if self.count else grads[0]
+        return (_expand_back(g, self.in_shape, self.axes, self.keepdim),)
+
+
+@cython.final
+cdef class MeanBackward0(MeanBackward):
+    pass
+
+
+@cython.final
+cdef class MeanBackward1(MeanBackward):
+    pass
+
+
+# --- max / min -----------------------------------------------------------------------------------
+
+def max(input, dim=None, keepdim=False, *, out=None):
+    """max over all elements (a 0-d tensor), over `dim` ((values, indices)), or elementwise with
+    a tensor `dim` argument (torch.max(a, b))."""
+    if isinstance(dim, TensorBase):
+        return pw._extremum(input, dim, True)
+    return _extreme(input, dim, keepdim, True)
+
+
+def min(input, dim=None, keepdim=False, *, out=None):
+    """min over all elements, over `dim` ((values, indices)), or elementwise with a tensor."""
+    if isinstance(dim, TensorBase):
+        return pw._extremum(input, dim, False)
+    return _extreme(input, dim, keepdim, False)
+
+
+cdef object _extreme(TensorBase a, object dim, bint keepdim, bint is_max):
+    cdef cnp.ndarray x = a._data
+    cdef str name = "max" if is_max else "min"
+    cdef TensorBase values, indices
+    cdef Node node
+    if x.size == 0:
+        raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() "
+                           f"== 0. Specify the reduction dim with the 'dim' argument.")
+    if dim is None:
+        v = np.nanmax(x) if False else (np.max(x) if is_max else np.min(x))
+        values = wrap(_arr(v).reshape(()))
+        if a._requires_grad and grad_enabled():
+            # every element equal to the extreme shares the gradient evenly (PyTorch's rule)
+            mask = (x == values._data) | (np.isnan(x) & np.isnan(values._data))
+            node = (MaxBackward1.__new__(MaxBackward1) if is_max
+                    else MinBackward1.__new__(MinBackward1))
+            (<AllExtremeBackward>node).share = wrap((mask / np.count_nonzero(mask)).astype(x.dtype))
+            set_history1(values, node, a)
+        return values
+    d = normalize_dims(dim, x.ndim, name)
+    if len(d) != 1 and x.ndim:
+        raise TypeError(f"{name}(): dim must be a single int")
+    ax = d[0] if d else 0
+    xx = x if x.ndim else x.reshape(1)
+    idx = np.argmax(xx, axis=ax) if is_max else np.argmin(xx, axis=ax)
+    # NaN wins, as in PyTorch: argmax/argmin of NumPy already return the first NaN
+    idx_k = np.expand_dims(idx, ax)
+    vals = np.take_along_axis(xx, idx_k, axis=ax)
+    if not keepdim:
+        vals = np.squeeze(vals, ax)
+        out_idx = idx
+    else:
+        out_idx = idx_k
+    if x.ndim == 0:
+        vals = vals.reshape(())
+        out_idx = np.asarray(idx).reshape(())
+    values = wrap(_arr(vals).copy())
+    indices = wrap(_arr(out_idx).astype(np.int64))
+    if a._requires_grad and grad_enabled():
+        node = (MaxBackward0.__new__(MaxBackward0) if is_max
+                else MinBackward0.__new__(MinBackward0))
+        (<DimExtremeBackward>node).in_shape = (<object>x).shape
+        (<DimExtremeBackward>node).index = idx_k if x.ndim else None
+        (<DimExtremeBackward>node).axis = ax
+        (<DimExtremeBackward>node).keepdim = keepdim
+        set_history1(values, node, a)
+    rt = return_types_max if is_max else return_types_min
+    return rt(values, indices)
+
+
+cdef class AllExtremeBackward(Node):
+    """grad_a = grad * share (share: 1/k on the k elements equal to the extreme)."""
+    cdef TensorBase share
+
+    cdef tuple apply(self, tuple grads):
+        return (pw.mul(self.share, grads[0]),)
+
+
+@cython.final
+cdef class MaxBackward1(AllExtremeBackward):
+    pass
+
+
+@cython.final
+cdef class MinBackward1(AllExtremeBackward):
+    pass
+
+
+cdef class DimExtremeBackward(Node):
+    """grad_a = grad scattered to the selected index along `axis`, zero elsewhere."""
+    cdef tuple in_shape
+    cdef object index              # int64 ndarray with the reduced axis kept (size 1)
+    cdef int axis
+    cdef bint keepdim
+
+    cdef tuple apply(self, tuple grads):
+        cdef TensorBase g = grads[0]
+        if self.index is None:           # 0-d input
+            return (g,)
+        mask = np.zeros(self.in_shape, dtype=g._data.dtype)
+        np.put_along_axis(mask, self.index, 1, axis=self.axis)
+        ge = g if self.keepdim else _reshape(g, np.expand_dims(g._data, self.axis).shape)
+        return (pw.mul(_broadcast(ge, self.in_shape), wrap(mask)),)
+
+
+@cython.final
+cdef class MaxBackward0(DimExtremeBackward):
+    pass
+
+
+@cython.final
+cdef class MinBackward0(DimExtremeBackward):
+    pass
+
+
+# --- minimal shape ops the reductions' backward needs (views live in ops_view) -----------------
+
+cdef object _reshape(TensorBase g, tuple shape):
+    cdef TensorBase out
+    cdef ReshapeAliasBackward node
+    if (<object>g._data).shape == shape:
+        return g
+    out = wrap(g._data.reshape(shape))
+    if g._requires_grad and grad_enabled():
+        node = ReshapeAliasBackward.__new__(ReshapeAliasBackward)
+        node.in_shape = (<object>g._data).shape
+        set_history1(out, node, g)
+    return out
+
+
+@cython.final
+cdef class ReshapeAliasBackward(Node):
+    """grad_a = grad reshaped to the input's shape"""
+    cdef tuple in_shape
+
+    cdef tuple apply(self, tuple grads):
+        return (_reshape(grads[0], self.in_shape),)
+
+
+cdef object _broadcast(TensorBase g, tuple shape):
+    cdef TensorBase out
+    cdef ExpandBackward0 node
+    if (<object>g._data).shape == shape:
+        return g
+    out = wrap(np.broadcast_to(g._data, shape))
+    if g._requires_grad and grad_enabled():
+        node = ExpandBackward0.__new__(ExpandBackward0)
+        node.in_shape = (<object>g._data).shape
+        set_history1(out, node, g)
+    return out
+
+
+@cython.final
+cdef class ExpandBackward0(Node):
+    """grad_a = grad summed back to the input's shape"""
+    cdef tuple in_shape
+
+    cdef tuple apply(self, tuple grads):
+        return (sum_to(grads[0], self.in_shape),)

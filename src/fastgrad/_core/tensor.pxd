@@ -1,0 +1,52 @@
+# TensorBase: the compiled half of fastgrad.Tensor. See tensor.pyx.
+cimport numpy as cnp
+from fastgrad._core.node cimport Node
+
+
+cdef class VersionCounter:
+    cdef Py_ssize_t value          # in-place modifications so far; shared by a base and its views
+
+
+cdef class TensorBase:
+    cdef cnp.ndarray _data         # storage: a NumPy array (any shape, strides, dtype)
+    cdef object _grad              # TensorBase or None: accumulated gradient (leaves)
+    cdef Node _grad_fn             # the node that produced this tensor; None on leaves
+    cdef bint _requires_grad       # leaf flag; always True for tensors with a grad_fn
+    cdef bint _retains_grad        # non-leaf asked for .grad via retain_grad()
+    cdef bint _is_param            # set by nn.Parameter (repr only)
+    cdef int _output_nr            # which output of _grad_fn this tensor is
+    cdef VersionCounter _vc        # created lazily; shared with views (Note [Version counters])
+    cdef object _acc               # weakref to this leaf's AccumulateGrad, or None
+    cdef TensorBase _base          # the tensor this one is a view of, or None
+    cdef list _hooks               # gradient hooks fn(grad) -> None or replacement
+    cdef list _post_acc_hooks      # post-accumulate-grad hooks fn(tensor) (leaves)
+    cdef object __weakref__
+
+    cdef VersionCounter version_counter(self)
+    cdef void bump_version(self)
+
+
+cdef class SavedVar:
+    """A tensor saved for backward, with the version it had then (Note [Saved tensor release])."""
+    cdef TensorBase t              # the saved tensor (for a saved output: an alias without grad_fn)
+    cdef VersionCounter vc         # its version counter
+    cdef Py_ssize_t version        # vc.value when saved
+    cdef Node fn                   # t's grad_fn when saved (names the op in errors)
+    cdef int output_nr             # t's output_nr when saved
+    cdef bint is_output            # saved the output of the node that owns it
+
+    cdef TensorBase unpack(self, Node owner)
+
+
+cdef class AccumulateGrad(Node):
+    cdef TensorBase variable       # the leaf whose .grad this node accumulates into
+
+
+# allocation and graph recording, used by every ops_* module
+cdef TensorBase wrap(cnp.ndarray arr)
+cdef TensorBase wrap_like(cnp.ndarray arr, TensorBase like)
+cdef bint any_requires_grad2(TensorBase a, TensorBase b) noexcept
+cdef void set_history(TensorBase out, Node node, tuple inputs) except *
+cdef void set_history1(TensorBase out, Node node, TensorBase a) except *
+cdef SavedVar save(TensorBase t, bint is_output)
+cdef object dtype_name(cnp.ndarray arr)

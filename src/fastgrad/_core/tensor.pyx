@@ -1,0 +1,740 @@
+# cython: boundscheck=False, wraparound=False
+"""TensorBase: storage (a NumPy array) plus the autograd fields, and the recording helpers.
+
+The Python class fastgrad.Tensor subclasses TensorBase and tells this module about itself with
+`_set_tensor_class`, so every op allocates its result as a Tensor directly (`wrap`). Ops live in
+the ops_* modules; the arithmetic dunders here forward to them through cimported C functions.
+
+Note [Version counters]
+Every in-place op bumps the version counter of the tensor it writes. A base and its views share
+one counter. It is created lazily (first save, view or in-place write), so ops that never save
+pay nothing. A SavedVar records the value at save time; unpacking a SavedVar whose counter moved
+raises the "modified by an inplace operation" error.
+
+Note [Saved tensor release]
+A node drops saved inputs right after its backward unless retain_graph; a second backward then
+raises "Trying to backward through the graph a second time ...". A node that saved nothing can be
+run again.
+
+Note [Saved outputs]
+A node that saves its own output (exp, tanh, sigmoid ...) would form a cycle node -> output ->
+node. It saves an alias instead: a TensorBase sharing the output's array and version counter but
+with no grad_fn. Under create_graph, unpacking rebuilds a tensor whose grad_fn is the node.
+"""
+cimport cython
+cimport numpy as cnp
+import weakref
+import warnings
+
+import numpy as np
+
+from fastgrad._core.node cimport Node, next_sequence_nr
+from fastgrad._core.grad_mode cimport grad_enabled
+from fastgrad._core cimport ops_pointwise as pw
+from fastgrad._core cimport ops_reduce as red
+
+cnp.import_array()
+
+cdef type _tensor_cls = None
+cdef dict _dtypes = {}            # NumPy type_num -> fastgrad dtype object (set by _dtypes.py)
+
+
+def _set_tensor_class(cls):
+    """Make every op allocate its results as `cls` (fastgrad.Tensor)."""
+    global _tensor_cls
+    _tensor_cls = cls
+
+
+def _set_dtype_table(dict table):
+    global _dtypes
+    _dtypes = table
+
+
+@cython.freelist(256)
+cdef class VersionCounter:
+    pass
+
+
+cdef TensorBase wrap(cnp.ndarray arr):
+    """A new fastgrad.Tensor over `arr` (no copy), with no history."""
+    cdef TensorBase t = TensorBase.__new__(_tensor_cls)
+    t._data = arr
+    return t
+
+
+cdef TensorBase wrap_like(cnp.ndarray arr, TensorBase like):
+    """A new tensor of the same Python class as `like` (used by detach/alias)."""
+    cdef TensorBase t = TensorBase.__new__(_tensor_cls)
+    t._data = arr
+    return t
+
+
+cdef object dtype_name(cnp.ndarray arr):
+    """PyTorch's legacy type name used in error messages: torch.FloatTensor ..."""
+    names = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int",
+             "bool": "Bool", "float16": "Half", "int16": "Short", "int8": "Char", "uint8": "Byte"}
+    return f"torch.{names.get(arr.dtype.name, arr.dtype.name)}Tensor"
+
+
+# --- graph recording ---------------------------------------------------------------------------
+
+cdef inline bint _needs(TensorBase t) noexcept:
+    return t is not None and t._requires_grad
+
+
+cdef bint any_requires_grad2(TensorBase a, TensorBase b) noexcept:
+    """True when an op on (a, b) must record a node: grad mode on and an input requires grad."""
+    if not grad_enabled():
+        return False
+    return _needs(a) or _needs(b)
+
+
+cdef Node _accumulator(TensorBase leaf):
+    """The leaf's AccumulateGrad, created once and cached weakly (the node holds the leaf)."""
+    cdef AccumulateGrad acc
+    if leaf._acc is not None:
+        acc = leaf._acc()
+        if acc is not None:
+            return acc
+    acc = AccumulateGrad.__new__(AccumulateGrad)
+    acc.variable = leaf
+    acc._seq = -1                 # sinks: ordering among them does not matter
+    leaf._acc = weakref.ref(acc)
+    return acc
+
+
+cdef inline Node _edge(TensorBase t):
+    if t is None or not t._requires_grad:
+        return None
+    if t._grad_fn is not None:
+        return t._grad_fn
+    return _accumulator(t)
+
+
+cdef void set_history1(TensorBase out, Node node, TensorBase a) except *:
+    """Record `node` as the producer of `out`, with one input `a`."""
+    node._next_fns = (_edge(a),)
+    if a._grad_fn is not None and a._output_nr != 0:
+        node._next_nrs = (a._output_nr,)
+    node._seq = next_sequence_nr()
+    out._grad_fn = node
+    out._requires_grad = True
+
+
+cdef void set_history(TensorBase out, Node node, tuple inputs) except *:
+    """Record `node` as the producer of `out`; `inputs` are TensorBase or None, in forward order."""
+    cdef Py_ssize_t i, n = len(inputs)
+    cdef TensorBase t
+    cdef list fns = [None] * n
+    cdef list nrs = None
+    for i in range(n):
+        t = <TensorBase>inputs[i]
+        fns[i] = _edge(t)
+        if t is not None and t._grad_fn is not None and t._output_nr != 0:
+            if nrs is None:
+                nrs = [0] * n
+            nrs[i] = t._output_nr
+    node._next_fns = tuple(fns)
+    if nrs is not None:
+        node._next_nrs = tuple(nrs)
+    node._seq = next_sequence_nr()
+    out._grad_fn = node
+    out._requires_grad = True
+
+
+# --- saved tensors -------------------------------------------------------------------------------
+
+@cython.freelist(256)
+cdef class SavedVar:
+
+    cdef TensorBase unpack(self, Node owner):
+        cdef TensorBase t = self.t
+        cdef TensorBase r
+        if t is None:
+            raise RuntimeError(
+                "Trying to backward through the graph a second time (or directly access saved "
+                "tensors after they have already been freed). Saved intermediate values of the "
+                "graph are freed when you call .backward() or autograd.grad(). Specify "
+                "retain_graph=True if you need to backward through the graph a second time or if "
+                "you need to access saved tensors after calling backward.")
+        if self.vc.value != self.version:
+            raise RuntimeError(self._modified_message(owner))
+        if self.is_output and grad_enabled():
+            # Note [Saved outputs]: under create_graph the output must carry its history
+            r = wrap(t._data)
+            r._vc = self.vc
+            r._grad_fn = owner
+            r._requires_grad = True
+            r._output_nr = self.output_nr
+            return r
+        return t
+
+    def _modified_message(self, Node owner):
+        cdef TensorBase t = self.t
+        fn = owner if self.is_output else self.fn
+        shape = ", ".join(str(d) for d in (<object>t._data).shape)
+        producer = ""
+        if fn is not None:
+            name = type(fn).__name__
+            if name.endswith("Backward0") or name.endswith("Backward1"):
+                name = name[:-9]
+            producer = f", which is output {self.output_nr} of {name},"
+        return (f"one of the variables needed for gradient computation has been modified by an "
+                f"inplace operation: [{dtype_name(t._data)} [{shape}]]{producer} is at version "
+                f"{self.vc.value}; expected version {self.version} instead. Hint: enable anomaly "
+                f"detection to find the operation that failed to compute its gradient, with "
+                f"torch.autograd.set_detect_anomaly(True, check_nan=False).")
+
+    def release(self):
+        self.t = None
+
+
+cdef SavedVar save(TensorBase t, bint is_output):
+    """Save `t` for backward (Note [Saved tensor release], Note [Saved outputs])."""
+    cdef SavedVar s = SavedVar.__new__(SavedVar)
+    cdef TensorBase alias
+    s.vc = t.version_counter()
+    s.version = s.vc.value
+    s.output_nr = t._output_nr
+    s.is_output = is_output
+    if is_output:
+        alias = wrap(t._data)
+        alias._vc = s.vc
+        s.t = alias
+    else:
+        s.t = t
+        s.fn = t._grad_fn
+    return s
+
+
+# --- AccumulateGrad ------------------------------------------------------------------------------
+
+@cython.final
+cdef class AccumulateGrad(Node):
+    """Sink of the graph for one leaf: adds the incoming gradient into `variable.grad`."""
+
+    cdef tuple apply(self, tuple grads):
+        cdef TensorBase var = self.variable
+        cdef TensorBase g = grads[0]
+        cdef TensorBase old
+        if g is None:
+            return ()
+        if var._hooks is not None:
+            for hook in list(var._hooks):
+                r = hook(g)
+                if r is not None:
+                    g = r
+        old = var._grad
+        if old is None:
+            if grad_enabled():
+                var._grad = g                      # create_graph: keep the graph of the grad
+            else:
+                var._grad = wrap(np.array(g._data, dtype=var._data.dtype, order="C", copy=True))
+        elif grad_enabled() or old._requires_grad:
+            var._grad = pw.add(old, g)             # out of place: the old grad may be in a graph
+        else:
+            np.add(old._data, g._data, out=old._data, casting="unsafe")
+            old.bump_version()
+        if var._post_acc_hooks is not None:
+            for hook in list(var._post_acc_hooks):
+                hook(var)
+        return ()
+
+    @property
+    def variable(self):
+        return self.variable
+
+
+# --- TensorBase ----------------------------------------------------------------------------------
+
+@cython.trashcan(True)
+cdef class TensorBase:
+    """The compiled tensor: a NumPy array plus autograd state. Use fastgrad.Tensor."""
+
+    cdef VersionCounter version_counter(self):
+        if self._vc is None:
+            if self._base is not None:
+                self._vc = self._base.version_counter()
+            else:
+                self._vc = VersionCounter.__new__(VersionCounter)
+        return self._vc
+
+    cdef void bump_version(self):
+        cdef VersionCounter vc = self.version_counter()
+        vc.value += 1
+
+    # -- storage and metadata --
+    @property
+    def _np(self):
+        """The NumPy array behind this tensor (no copy, no checks): for fastgrad's own Python code."""
+        return self._data
+
+    @property
+    def shape(self):
+        return Size((<object>self._data).shape)
+
+    def size(self, dim=None):
+        if dim is None:
+            return Size((<object>self._data).shape)
+        return (<object>self._data).shape[_wrap_dim(dim, self._data.ndim, "size")]
+
+    def dim(self):
+        return self._data.ndim
+
+    @property
+    def ndim(self):
+        return self._data.ndim
+
+    def ndimension(self):
+        return self._data.ndim
+
+    def numel(self):
+        return self._data.size
+
+    def nelement(self):
+        return self._data.size
+
+    def __len__(self):
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return (<object>self._data).shape[0]
+
+    @property
+    def dtype(self):
+        return _dtypes[self._data.dtype.num]
+
+    @property
+    def device(self):
+        return _dtypes["device"]
+
+    @property
+    def is_cuda(self):
+        return False
+
+    def is_floating_point(self):
+        return self._data.dtype.kind == "f"
+
+    def element_size(self):
+        return self._data.itemsize
+
+    def stride(self, dim=None):
+        st = tuple(s // self._data.itemsize for s in (<object>self._data).strides)
+        return st if dim is None else st[_wrap_dim(dim, self._data.ndim, "stride")]
+
+    def is_contiguous(self, memory_format=None):
+        return self._data.flags.c_contiguous
+
+    # -- autograd state --
+    @property
+    def requires_grad(self):
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value):
+        self.requires_grad_(value)
+
+    def requires_grad_(self, requires_grad=True):
+        requires_grad = bool(requires_grad)
+        if self._grad_fn is not None:
+            if not requires_grad:
+                raise RuntimeError(
+                    "you can only change requires_grad flags of leaf variables. If you want to "
+                    "use a computed variable in a subgraph that doesn't require differentiation "
+                    "use var_no_grad = var.detach().")
+            return self
+        if requires_grad and self._data.dtype.kind not in "fc":
+            raise RuntimeError(
+                "Only Tensors of floating point and complex dtype can require gradients "
+                f"(this tensor is {self.dtype}); convert it first, e.g. x = x.float()")
+        self._requires_grad = requires_grad
+        return self
+
+    @property
+    def is_leaf(self):
+        return self._grad_fn is None
+
+    @property
+    def grad_fn(self):
+        return self._grad_fn
+
+    @property
+    def _version(self):
+        return 0 if self._vc is None and self._base is None else self.version_counter().value
+
+    @property
+    def _base(self):
+        return self._base
+
+    @property
+    def output_nr(self):
+        return self._output_nr
+
+    @property
+    def retains_grad(self):
+        return self._retains_grad
+
+    @property
+    def grad(self):
+        if self._grad_fn is not None and not self._retains_grad:
+            warnings.warn(
+                "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. Its "
+                ".grad attribute won't be populated during autograd.backward(). If you indeed want "
+                "the .grad field to be populated for a non-leaf Tensor, use .retain_grad() on the "
+                "non-leaf Tensor. If you access the non-leaf Tensor by mistake, make sure you "
+                "access the leaf Tensor instead. See github.com/pytorch/pytorch/pull/30531 for "
+                "more information.", UserWarning, stacklevel=2)
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        cdef TensorBase g
+        if value is None:
+            self._grad = None
+            return
+        if not isinstance(value, TensorBase):
+            raise TypeError(f"assigned grad expected to be a Tensor or None but got grad of type "
+                            f"{type(value).__name__}")
+        g = <TensorBase>value
+        if (<object>g._data).shape != (<object>self._data).shape:
+            raise RuntimeError(
+                f"attempting to assign a gradient of size '{list((<object>g._data).shape)}' to a tensor of "
+                f"size '{list((<object>self._data).shape)}'. Please ensure that the gradient and the tensor "
+                f"are the same size")
+        if g._data.dtype != self._data.dtype:
+            raise RuntimeError(f"attempting to assign a gradient with dtype '{g.dtype}' to a "
+                               f"tensor with dtype '{self.dtype}'. Please ensure that the "
+                               f"gradient and the tensor have the same dtype")
+        self._grad = g
+
+    def detach(self):
+        """A tensor sharing this one's data and version counter, with no history."""
+        cdef TensorBase t = wrap(self._data)
+        t._vc = self.version_counter()
+        return t
+
+    def detach_(self):
+        if self._base is not None and self._base._requires_grad:
+            raise RuntimeError("Can't detach views in-place. Use detach() instead.")
+        self._grad_fn = None
+        self._requires_grad = False
+        self._output_nr = 0
+        return self
+
+    def retain_grad(self):
+        if not self._requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        if self._grad_fn is None or self._retains_grad:
+            return
+        self._retains_grad = True
+        self._grad_fn.register_prehook(_RetainGradHook(self, self._output_nr))
+
+    def _register_grad_hook(self, fn):
+        """Tensor.register_hook's compiled half: leaves run hooks in AccumulateGrad, others as a
+        pre-hook of grad_fn on this tensor's output slot. Returns the handle."""
+        if not self._requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self._grad_fn is None:
+            if self._hooks is None:
+                self._hooks = []
+            return _ListHandle(self._hooks, fn)
+        return self._grad_fn.register_prehook(_SlotHook(self._output_nr, fn))
+
+    def register_post_accumulate_grad_hook(self, fn):
+        if self._grad_fn is not None:
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf "
+                               "tensors")
+        if self._post_acc_hooks is None:
+            self._post_acc_hooks = []
+        return _ListHandle(self._post_acc_hooks, fn)
+
+    def _set_data(self, arr):
+        self._data = arr
+
+    @property
+    def data(self):
+        return self.detach()
+
+    @data.setter
+    def data(self, value):
+        if not isinstance(value, TensorBase):
+            raise TypeError("data must be set to a Tensor")
+        self._data = (<TensorBase>value)._data
+
+    # -- conversion --
+    def numpy(self, *, force=False):
+        if self._requires_grad and not force:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. "
+                               "Use tensor.detach().numpy() instead.")
+        return self._data
+
+    def __array__(self, dtype=None, copy=None):
+        if self._requires_grad:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. "
+                               "Use tensor.detach().numpy() instead.")
+        return self._data if dtype is None else self._data.astype(dtype, copy=False)
+
+    def item(self):
+        if self._data.size != 1:
+            raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted to "
+                               f"Scalar; use .tolist() for all elements or index one first")
+        return self._data.reshape(()).item()
+
+    def tolist(self):
+        return self._data.tolist()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self._data.dtype.kind not in "iub":
+            raise TypeError("only integer tensors of a single element can be converted to an "
+                            "index")
+        return int(self.item())
+
+    def __bool__(self):
+        if self._data.size != 1:
+            raise RuntimeError(f"Boolean value of Tensor with {self._data.size} elements is "
+                               f"ambiguous; use .any() or .all()")
+        return bool(self._data.reshape(()).item())
+
+    def __hash__(self):
+        return id(self)
+
+    # -- arithmetic (hot: direct C calls into ops_pointwise) --
+    def __add__(self, other):
+        return pw.add(self, other)
+
+    def __radd__(self, other):
+        return pw.add(self, other)
+
+    def __sub__(self, other):
+        return pw.sub(self, other)
+
+    def __rsub__(self, other):
+        return pw.rsub(self, other)
+
+    def __mul__(self, other):
+        return pw.mul(self, other)
+
+    def __rmul__(self, other):
+        return pw.mul(self, other)
+
+    def __truediv__(self, other):
+        return pw.div(self, other)
+
+    def __rtruediv__(self, other):
+        return pw.rdiv(self, other)
+
+    def __pow__(self, other, mod):
+        return pw.pow_(self, other)
+
+    def __rpow__(self, other, mod):
+        return pw.rpow(self, other)
+
+    def __neg__(self):
+        return pw.unary(pw.OP_NEG, self)
+
+    def __abs__(self):
+        return pw.unary(pw.OP_ABS, self)
+
+    def __pos__(self):
+        return self
+
+    def __eq__(self, other):
+        return pw.compare(pw.CMP_EQ, self, other)
+
+    def __ne__(self, other):
+        return pw.compare(pw.CMP_NE, self, other)
+
+    def __lt__(self, other):
+        return pw.compare(pw.CMP_LT, self, other)
+
+    def __le__(self, other):
+        return pw.compare(pw.CMP_LE, self, other)
+
+    def __gt__(self, other):
+        return pw.compare(pw.CMP_GT, self, other)
+
+    def __ge__(self, other):
+        return pw.compare(pw.CMP_GE, self, other)
+
+    def __iadd__(self, other):
+        return pw.inplace(pw.OP_ADD, self, other)
+
+    def __isub__(self, other):
+        return pw.inplace(pw.OP_SUB, self, other)
+
+    def __imul__(self, other):
+        return pw.inplace(pw.OP_MUL, self, other)
+
+    def __itruediv__(self, other):
+        return pw.inplace(pw.OP_DIV, self, other)
+
+    # -- elementwise methods --
+    def exp(self):
+        return pw.unary(pw.OP_EXP, self)
+
+    def log(self):
+        return pw.unary(pw.OP_LOG, self)
+
+    def sqrt(self):
+        return pw.unary(pw.OP_SQRT, self)
+
+    def sin(self):
+        return pw.unary(pw.OP_SIN, self)
+
+    def cos(self):
+        return pw.unary(pw.OP_COS, self)
+
+    def tanh(self):
+        return pw.unary(pw.OP_TANH, self)
+
+    def sigmoid(self):
+        return pw.unary(pw.OP_SIGMOID, self)
+
+    def relu(self):
+        return pw.unary(pw.OP_RELU, self)
+
+    def neg(self):
+        return pw.unary(pw.OP_NEG, self)
+
+    def abs(self):
+        return pw.unary(pw.OP_ABS, self)
+
+    def reciprocal(self):
+        return pw.unary(pw.OP_RECIPROCAL, self)
+
+    def add(self, other, *, alpha=1):
+        return pw.add(self, other if alpha == 1 else pw.mul_any(other, alpha))
+
+    def sub(self, other, *, alpha=1):
+        return pw.sub(self, other if alpha == 1 else pw.mul_any(other, alpha))
+
+    def mul(self, other):
+        return pw.mul(self, other)
+
+    def div(self, other):
+        return pw.div(self, other)
+
+    def pow(self, exponent):
+        return pw.pow_(self, exponent)
+
+    # -- in-place --
+    def add_(self, other, *, alpha=1):
+        return pw.inplace(pw.OP_ADD, self, other if alpha == 1 else pw.mul_any(other, alpha))
+
+    def sub_(self, other, *, alpha=1):
+        return pw.inplace(pw.OP_SUB, self, other if alpha == 1 else pw.mul_any(other, alpha))
+
+    def mul_(self, other):
+        return pw.inplace(pw.OP_MUL, self, other)
+
+    def div_(self, other):
+        return pw.inplace(pw.OP_DIV, self, other)
+
+    def zero_(self):
+        return pw.fill_(self, 0)
+
+    def fill_(self, value):
+        return pw.fill_(self, value)
+
+    def copy_(self, src):
+        return pw.copy_(self, src)
+
+    # -- reductions --
+    def sum(self, dim=None, keepdim=False, *, dtype=None):
+        return red.sum_(self, dim, keepdim)
+
+    def mean(self, dim=None, keepdim=False, *, dtype=None):
+        return red.mean(self, dim, keepdim)
+
+
+cdef Py_ssize_t _wrap_dim(object dim, Py_ssize_t ndim, str op) except? -1:
+    cdef Py_ssize_t d = dim
+    cdef Py_ssize_t n = ndim if ndim > 0 else 1
+    if d < -n or d >= n:
+        raise IndexError(f"{op}: dimension out of range (expected to be in range of "
+                         f"[{-n}, {n - 1}], but got {d})")
+    return d + n if d < 0 else d
+
+
+class Size(tuple):
+    """A tensor's shape: a tuple that prints as torch.Size([2, 3])."""
+    __slots__ = ()
+
+    def __repr__(self):
+        return f"torch.Size({list(self)})"
+
+    def numel(self):
+        n = 1
+        for d in self:
+            n *= d
+        return n
+
+
+class _ListHandle:
+    """A hook handle: `remove()` takes `fn` out of `hooks`."""
+
+    def __init__(self, hooks, fn):
+        self._hooks = hooks
+        self._fn = fn
+        hooks.append(fn)
+
+    def remove(self):
+        try:
+            self._hooks.remove(self._fn)
+        except ValueError:
+            pass
+
+
+class _SlotHook:
+    """A tensor hook on a non-leaf: runs on the gradient of one output slot of its grad_fn."""
+
+    def __init__(self, slot, fn):
+        self.slot = slot
+        self.fn = fn
+
+    def __call__(self, grads):
+        g = grads[self.slot]
+        if g is None:
+            return None
+        r = self.fn(g)
+        if r is None:
+            return None
+        grads = list(grads)
+        grads[self.slot] = r
+        return tuple(grads)
+
+
+class _RetainGradHook:
+    """retain_grad(): stores the gradient of a non-leaf into its .grad (weakly held)."""
+
+    def __init__(self, TensorBase t, slot):
+        self.ref = weakref.ref(t)
+        self.slot = slot
+
+    def __call__(self, grads):
+        cdef TensorBase t = self.ref()
+        g = grads[self.slot]
+        if t is None or g is None:
+            return None
+        if t._grad is None:
+            t._grad = (<TensorBase>g).detach() if not grad_enabled() else g
+            if not grad_enabled():
+                t._grad = wrap(np.array((<TensorBase>g)._data, copy=True))
+        else:
+            t._grad = pw.add(t._grad, g)
+        return None
+
+
+def _get_accumulator(TensorBase leaf):
+    """The AccumulateGrad node of a leaf that requires grad (for the engine's roots/targets)."""
+    return _accumulator(leaf)
+
+
+def dtype_legacy_name(TensorBase t):
+    """'torch.FloatTensor' style name of a tensor's type (Tensor.type())."""
+    return dtype_name(t._data)

@@ -1,0 +1,237 @@
+"""Tensor creation: tensor(), zeros/ones/full/arange/linspace/eye/rand/randn/..., from_numpy.
+
+dtype rules (PyTorch's): Python floats -> float32, Python ints -> int64, bools -> bool; NumPy
+input keeps its dtype (float64 stays float64)."""
+import numbers
+
+import numpy as np
+
+from fastgrad import _dtypes
+from fastgrad._core.tensor import TensorBase
+from fastgrad._tensor import Tensor
+
+_rng = np.random.default_rng()
+
+
+def manual_seed(seed):
+    """Seed fastgrad's random generator (rand, randn, randint, init, dropout)."""
+    global _rng
+    _rng = np.random.default_rng(int(seed))
+    return _rng
+
+
+def seed():
+    s = int(np.random.SeedSequence().entropy % (2 ** 63))
+    manual_seed(s)
+    return s
+
+
+def default_generator():
+    return _rng
+
+
+def _wrap(arr, requires_grad=False):
+    t = Tensor.__new__(Tensor)
+    t._set_data(arr)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def _size(size):
+    """zeros(2, 3), zeros((2, 3)), zeros([2, 3]) and zeros(torch.Size) all mean shape (2, 3)."""
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    out = []
+    for s in size:
+        if isinstance(s, TensorBase):
+            s = s.item()
+        if not isinstance(s, (numbers.Integral, np.integer)) or isinstance(s, bool):
+            raise TypeError(f"size must be a sequence of ints, but got an element of type "
+                            f"{type(s).__name__} ({s!r})")
+        if s < 0:
+            raise RuntimeError(f"Trying to create tensor with negative dimension {s}: {list(size)}")
+        out.append(int(s))
+    return tuple(out)
+
+
+def _np_dtype(dtype, default=_dtypes.float32):
+    return _dtypes.to_numpy_dtype(dtype if dtype is not None else default)
+
+
+def _contains_tensor(data):
+    if isinstance(data, TensorBase):
+        return True
+    if isinstance(data, (list, tuple)) and data:
+        return any(_contains_tensor(d) for d in data)
+    return False
+
+
+def _to_array(data):
+    if isinstance(data, (list, tuple)) and _contains_tensor(data):
+        return np.array([_to_array(d) for d in data])
+    if isinstance(data, TensorBase):
+        return data.detach()._np
+    return np.array(data)
+
+
+def tensor(data, dtype=None, device=None, requires_grad=False, pin_memory=False):
+    """A new leaf tensor holding a copy of `data` (a number, nested lists, a NumPy array or a
+    tensor)."""
+    if device is not None:
+        _dtypes.device(device)
+    from_numpy_input = isinstance(data, (np.ndarray, np.generic))
+    if isinstance(data, TensorBase):
+        arr = np.array(data.detach()._np, copy=True)
+    else:
+        try:
+            arr = np.array(data, copy=True) if from_numpy_input else _to_array(data)
+        except ValueError as e:
+            raise ValueError(f"tensor(): could not build a tensor from the data ({e}); nested "
+                             f"lists must be rectangular") from None
+    if dtype is not None:
+        arr = arr.astype(_dtypes.to_numpy_dtype(dtype))
+    elif not from_numpy_input and not isinstance(data, TensorBase):
+        if arr.dtype.kind == "f":
+            arr = arr.astype(np.float32)
+        elif arr.dtype.kind in "iu":
+            arr = arr.astype(np.int64)
+        elif arr.dtype == object or arr.dtype.kind in "US":
+            raise TypeError(f"tensor(): can't convert {type(data).__name__} of "
+                            f"{arr.dtype} elements to a tensor; expected numbers")
+    _dtypes.from_numpy_dtype(arr.dtype)
+    return _wrap(arr if arr.flags.c_contiguous else arr.copy(), requires_grad)
+
+
+def as_tensor(data, dtype=None, device=None):
+    """Like tensor(), but shares memory with a NumPy array or tensor when no cast is needed."""
+    if isinstance(data, TensorBase) and (dtype is None or data.dtype == dtype):
+        return data
+    if isinstance(data, np.ndarray) and (dtype is None or
+                                         data.dtype == _dtypes.to_numpy_dtype(dtype)):
+        return from_numpy(data)
+    return tensor(data, dtype=dtype, device=device)
+
+
+def from_numpy(ndarray):
+    """A tensor sharing memory with `ndarray` (writes to either show in both)."""
+    if not isinstance(ndarray, np.ndarray):
+        raise TypeError(f"expected np.ndarray (got {type(ndarray).__name__})")
+    _dtypes.from_numpy_dtype(ndarray.dtype)
+    return _wrap(ndarray)
+
+
+def _filled(size, value, dtype, requires_grad, default=_dtypes.float32):
+    arr = np.full(_size(size), value, dtype=_np_dtype(dtype, default))
+    return _wrap(arr, requires_grad)
+
+
+def zeros(*size, dtype=None, device=None, requires_grad=False, out=None):
+    return _filled(size, 0, dtype, requires_grad)
+
+
+def ones(*size, dtype=None, device=None, requires_grad=False, out=None):
+    return _filled(size, 1, dtype, requires_grad)
+
+
+def empty(*size, dtype=None, device=None, requires_grad=False, out=None, memory_format=None):
+    return _filled(size, 0, dtype, requires_grad)
+
+
+def full(size, fill_value, dtype=None, device=None, requires_grad=False, out=None):
+    if isinstance(fill_value, TensorBase):
+        fill_value = fill_value.item()
+    default = (_dtypes.bool_ if isinstance(fill_value, (bool, np.bool_)) else
+               _dtypes.int64 if isinstance(fill_value, (numbers.Integral, np.integer)) else
+               _dtypes.float32)
+    return _filled((tuple(size),), fill_value, dtype, requires_grad, default)
+
+
+def _like(t, dtype):
+    return t.shape, (dtype if dtype is not None else t.dtype)
+
+
+def zeros_like(input, dtype=None, device=None, requires_grad=False, memory_format=None):
+    shape, dt = _like(input, dtype)
+    return zeros(shape, dtype=dt, requires_grad=requires_grad)
+
+
+def ones_like(input, dtype=None, device=None, requires_grad=False, memory_format=None):
+    shape, dt = _like(input, dtype)
+    return ones(shape, dtype=dt, requires_grad=requires_grad)
+
+
+def empty_like(input, dtype=None, device=None, requires_grad=False, memory_format=None):
+    return zeros_like(input, dtype=dtype, requires_grad=requires_grad)
+
+
+def full_like(input, fill_value, dtype=None, device=None, requires_grad=False,
+              memory_format=None):
+    shape, dt = _like(input, dtype)
+    return full(shape, fill_value, dtype=dt, requires_grad=requires_grad)
+
+
+def rand(*size, dtype=None, device=None, requires_grad=False, generator=None):
+    """Uniform samples on [0, 1)."""
+    g = generator or _rng
+    arr = g.random(_size(size)).astype(_np_dtype(dtype))
+    return _wrap(arr, requires_grad)
+
+
+def randn(*size, dtype=None, device=None, requires_grad=False, generator=None):
+    """Standard normal samples."""
+    g = generator or _rng
+    arr = g.standard_normal(_size(size)).astype(_np_dtype(dtype))
+    return _wrap(arr, requires_grad)
+
+
+def rand_like(input, dtype=None, requires_grad=False):
+    return rand(input.shape, dtype=dtype or input.dtype, requires_grad=requires_grad)
+
+
+def randn_like(input, dtype=None, requires_grad=False):
+    return randn(input.shape, dtype=dtype or input.dtype, requires_grad=requires_grad)
+
+
+def randint(low, high=None, size=None, dtype=None, requires_grad=False, generator=None):
+    """Integers uniform on [low, high) (randint(high, size) also works)."""
+    if size is None:
+        low, high, size = 0, low, high
+    if high is None:
+        low, high = 0, low
+    g = generator or _rng
+    arr = g.integers(low, high, size=_size((tuple(size),))).astype(_np_dtype(dtype, _dtypes.int64))
+    return _wrap(arr, requires_grad)
+
+
+def randperm(n, dtype=None, generator=None, requires_grad=False):
+    g = generator or _rng
+    return _wrap(g.permutation(int(n)).astype(_np_dtype(dtype, _dtypes.int64)), requires_grad)
+
+
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
+    """Values from start to end (exclusive) by step; int64 when all are integers, else float32."""
+    if end is None:
+        start, end = 0, start
+    vals = [v.item() if isinstance(v, TensorBase) else v for v in (start, end, step)]
+    if step == 0:
+        raise RuntimeError("arange: step must be nonzero")
+    ints = all(isinstance(v, (numbers.Integral, np.integer)) for v in vals)
+    default = _dtypes.int64 if ints else _dtypes.float32
+    arr = np.arange(*vals, dtype=np.float64 if not ints else np.int64)
+    return _wrap(arr.astype(_np_dtype(dtype, default)), requires_grad)
+
+
+def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
+    arr = np.linspace(float(start), float(end), int(steps))
+    return _wrap(arr.astype(_np_dtype(dtype)), requires_grad)
+
+
+def logspace(start, end, steps, base=10.0, dtype=None, requires_grad=False):
+    arr = np.logspace(float(start), float(end), int(steps), base=base)
+    return _wrap(arr.astype(_np_dtype(dtype)), requires_grad)
+
+
+def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+    return _wrap(np.eye(int(n), int(m) if m is not None else None, dtype=_np_dtype(dtype)),
+                 requires_grad)

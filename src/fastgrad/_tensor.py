@@ -1,0 +1,151 @@
+"""fastgrad.Tensor: the Python face of the compiled TensorBase.
+
+Only Python-shaped conveniences live here (repr, backward's argument handling, dtype
+conversions, aliases). Arithmetic and the hot methods are compiled in TensorBase; the methods
+below that forward to compiled functions are plain aliases, so they add no Python frame.
+"""
+import numpy as np
+
+from fastgrad import _dtypes
+from fastgrad._core import ops_pointwise as _pw
+from fastgrad._core import ops_reduce as _red
+from fastgrad._core import tensor as _ct
+from fastgrad._core.tensor import TensorBase, Size
+
+
+class Tensor(TensorBase):
+    """A multi-dimensional array that can record the operations applied to it for backward()."""
+    __slots__ = ()
+    __array_ufunc__ = None           # NumPy defers to our reflected operators (np.float64 * t)
+
+    # -- repr --
+    def __repr__(self, *, tensor_contents=None):
+        from fastgrad._format import format_tensor
+        suffixes = []
+        if self.dtype not in (_dtypes.float32, _dtypes.int64, _dtypes.bool_):
+            suffixes.append(f"dtype={self.dtype}")
+        if self.grad_fn is not None:
+            suffixes.append(f"grad_fn=<{self.grad_fn.name()}>")
+        elif self.requires_grad:
+            suffixes.append("requires_grad=True")
+        return format_tensor(self._np, suffixes)
+
+    def __format__(self, spec):
+        if self.dim() == 0:
+            return self.item().__format__(spec)
+        return object.__format__(self, spec)
+
+    # -- autograd --
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        """Accumulate d(self)/d(leaf) into every leaf's .grad (see fastgrad.autograd.backward)."""
+        from fastgrad import autograd
+        autograd.backward(self, gradient, retain_graph, create_graph, inputs=inputs)
+
+    def register_hook(self, hook):
+        """hook(grad) runs when this tensor's gradient is computed; it may return a replacement.
+        Returns a handle whose remove() unregisters it."""
+        return self._register_grad_hook(hook)
+
+    # -- dtype conversions --
+    def to(self, *args, dtype=None, copy=False, **kwargs):
+        """to(dtype) / to(device) / to(other_tensor): a cast copy, or self when nothing changes."""
+        for a in args:
+            if isinstance(a, TensorBase):
+                dtype = a.dtype
+            elif isinstance(a, (_dtypes.dtype, type)):
+                dtype = a
+            elif a is not None:
+                _dtypes.device(a)            # validates: only 'cpu'
+        if "device" in kwargs and kwargs["device"] is not None:
+            _dtypes.device(kwargs["device"])
+        if dtype is None:
+            return self.clone() if copy else self
+        return _pw.to_dtype(self, _dtypes.to_numpy_dtype(dtype), copy)
+
+    def type(self, dtype=None):
+        if dtype is None:
+            return _ct.dtype_legacy_name(self)
+        return self.to(dtype)
+
+    def float(self):
+        return _pw.to_dtype(self, _dtypes.float32.np_dtype)
+
+    def double(self):
+        return _pw.to_dtype(self, _dtypes.float64.np_dtype)
+
+    def half(self):
+        return _pw.to_dtype(self, _dtypes.float16.np_dtype)
+
+    def long(self):
+        return _pw.to_dtype(self, _dtypes.int64.np_dtype)
+
+    def int(self):
+        return _pw.to_dtype(self, _dtypes.int32.np_dtype)
+
+    def bool(self):
+        return _pw.to_dtype(self, _dtypes.bool_.np_dtype)
+
+    def type_as(self, other):
+        return self.to(other.dtype)
+
+    def cpu(self):
+        return self
+
+    def cuda(self, *args, **kwargs):
+        raise RuntimeError("fastgrad runs on the CPU only: there is no CUDA device")
+
+    # -- compiled functions as methods --
+    clone = _pw.clone
+    maximum = _pw.maximum
+    minimum = _pw.minimum
+    clamp = _pw.clamp
+    clip = _pw.clamp
+    sign = _pw.sign
+    max = _red.max
+    min = _red.min
+
+    def square(self):
+        return self ** 2
+
+    def clamp_(self, min=None, max=None):
+        return self.copy_(_pw.clamp(self, min, max))
+
+    def __iter__(self):
+        if self.dim() == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(len(self)))
+
+    def __reduce_ex__(self, proto):
+        return (_rebuild, (self.detach().numpy().copy(), self.requires_grad))
+
+    # -- new_* constructors --
+    def new_tensor(self, data, dtype=None, requires_grad=False):
+        from fastgrad._creation import tensor
+        return tensor(data, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+    def new_zeros(self, *size, dtype=None, requires_grad=False):
+        from fastgrad._creation import zeros
+        return zeros(*size, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, requires_grad=False):
+        from fastgrad._creation import ones
+        return ones(*size, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+    def new_full(self, size, fill_value, dtype=None, requires_grad=False):
+        from fastgrad._creation import full
+        return full(size, fill_value, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+    def new_empty(self, *size, dtype=None, requires_grad=False):
+        return self.new_zeros(*size, dtype=dtype, requires_grad=requires_grad)
+
+
+def _rebuild(arr, requires_grad):
+    t = Tensor.__new__(Tensor)
+    t._set_data(arr)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+_ct._set_tensor_class(Tensor)
+_ct._set_dtype_table(_dtypes.table())

@@ -1,0 +1,147 @@
+"""Torch-level free functions (fastgrad.exp(x), fastgrad.add(a, b) ...): each one forwards to the
+tensor method or compiled function of the same name."""
+from fastgrad._core import ops_pointwise as _pw
+from fastgrad._core import ops_reduce as _red
+from fastgrad._core.tensor import TensorBase
+from fastgrad._creation import tensor as _tensor
+
+maximum = _pw.maximum
+minimum = _pw.minimum
+clamp = _pw.clamp
+clip = _pw.clamp
+where = _pw.where
+sign = _pw.sign
+clone = _pw.clone
+max = _red.max
+min = _red.min
+
+
+def _t(x):
+    return x if isinstance(x, TensorBase) else _tensor(x)
+
+
+def add(input, other, *, alpha=1, out=None):
+    return _t(input).add(other, alpha=alpha)
+
+
+def sub(input, other, *, alpha=1, out=None):
+    return _t(input).sub(other, alpha=alpha)
+
+
+subtract = sub
+
+
+def mul(input, other, *, out=None):
+    return _t(input) * other
+
+
+multiply = mul
+
+
+def div(input, other, *, rounding_mode=None, out=None):
+    if rounding_mode is not None:
+        raise NotImplementedError("div: rounding_mode is not supported yet")
+    return _t(input) / other
+
+
+divide = true_divide = div
+
+
+def pow(input, exponent, *, out=None):
+    if not isinstance(input, TensorBase):
+        return exponent.__rpow__(input)
+    return input ** exponent
+
+
+def neg(input):
+    return input.neg()
+
+
+negative = neg
+
+
+def abs(input):
+    return input.abs()
+
+
+absolute = abs
+
+
+def exp(input):
+    return input.exp()
+
+
+def log(input):
+    return input.log()
+
+
+def sqrt(input):
+    return input.sqrt()
+
+
+def sin(input):
+    return input.sin()
+
+
+def cos(input):
+    return input.cos()
+
+
+def tanh(input):
+    return input.tanh()
+
+
+def sigmoid(input):
+    return input.sigmoid()
+
+
+def relu(input):
+    return input.relu()
+
+
+def reciprocal(input):
+    return input.reciprocal()
+
+
+def square(input):
+    return input ** 2
+
+
+def sum(input, dim=None, keepdim=False, *, dtype=None):
+    return input.sum(dim, keepdim)
+
+
+def mean(input, dim=None, keepdim=False, *, dtype=None):
+    return input.mean(dim, keepdim)
+
+
+def eq(input, other):
+    return input == other
+
+
+def ne(input, other):
+    return input != other
+
+
+def lt(input, other):
+    return input < other
+
+
+def le(input, other):
+    return input <= other
+
+
+def gt(input, other):
+    return input > other
+
+
+def ge(input, other):
+    return input >= other
+
+
+def is_tensor(obj):
+    return isinstance(obj, TensorBase)
+
+
+def numel(input):
+    return input.numel()
