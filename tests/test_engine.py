@@ -40,12 +40,19 @@ def test_backward_twice_accumulates_and_zero_clears():
     assert x.grad.tolist() == [2.0, 4.0, 6.0]
     (x * x).sum().backward()
     assert x.grad.tolist() == [4.0, 8.0, 12.0]
-    g = x.grad
     x.grad.zero_()
     assert x.grad.tolist() == [0.0, 0.0, 0.0]
     (3 * x).sum().backward()
     assert x.grad.tolist() == [3.0, 3.0, 3.0]
-    assert x.grad is g     # accumulation goes into the existing grad tensor
+
+
+def test_accumulation_reuses_grad_tensor():
+    """As in PyTorch, a later backward adds into the existing .grad tensor (in place)."""
+    x = fg.tensor([1.0, 2.0], requires_grad=True)
+    (x * 2).sum().backward()
+    g = x.grad
+    (x * 3).sum().backward()
+    assert x.grad is g and g.tolist() == [5.0, 5.0]
 
 
 # ---------------------------------------------------------------- seeds
@@ -465,3 +472,53 @@ def test_million_node_chain_freed_without_backward():
         gc.collect()
         assert x.grad is None
     """)
+
+
+# ---------------------------------------------------------------- saved values and versions
+def _traced():
+    import tracemalloc
+    return tracemalloc.get_traced_memory()[0]
+
+
+@pytest.mark.parametrize("retain", [False, True])
+def test_saved_values_released_after_backward(retain):
+    """An 8 MB saved intermediate is freed by backward() unless retain_graph=True."""
+    if BACKEND == "torch":
+        pytest.skip("tracemalloc sees NumPy storage only")
+    import tracemalloc
+    x = fg.tensor(np.linspace(-1, 1, 1_000_000), requires_grad=True)
+    tracemalloc.start()
+    try:
+        m0 = _traced()
+        y = ((x * 2).exp() * 3).sum()        # ExpBackward0 saves its 8 MB output
+        assert _traced() - m0 > 7_000_000
+        y.backward(retain_graph=retain)
+        x.grad = None
+        held = _traced() - m0
+    finally:
+        tracemalloc.stop()
+    if retain:
+        assert held > 7_000_000
+    else:
+        assert held < 1_000_000, f"{held} bytes still held after backward"
+
+
+def test_inplace_under_no_grad_still_bumps_version():
+    x = fg.tensor([1.0, 2.0], requires_grad=True)
+    y = x.exp()
+    with fg.no_grad():
+        y.mul_(2)
+    assert y._version == 1
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+
+
+def test_retain_grad_accumulates():
+    x = fg.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 3
+    y.retain_grad()
+    z = (y * y).sum()
+    z.backward(retain_graph=True)
+    z.backward()
+    assert y.grad.tolist() == [12.0, 24.0]
+    assert x.grad.tolist() == [36.0, 72.0]

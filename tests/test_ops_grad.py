@@ -379,3 +379,93 @@ def test_max_min_dim_random(shape, dim, keepdim, op, seed):
     check_grad(lambda t: getattr(t, op)(dim, keepdim)[0], [a], ref=lambda v: getattr(v, op)(axis=dim, keepdims=keepdim),
                rng=rng)
     assert values.shape == ref.shape
+
+
+# ---------------------------------------------------------------- memory layouts and sizes
+LAYOUTS = [
+    ("transposed", lambda a: a.T, (4, 3)),
+    ("sliced_columns", lambda a: a[:, ::2], (3, 4)),
+    ("reversed_rows_copy", lambda a: np.ascontiguousarray(a[::-1]), (3, 4)),
+    ("fortran", lambda a: np.asfortranarray(a), (3, 4)),
+]
+
+
+@pytest.mark.parametrize("name, view, shape", LAYOUTS, ids=[lay[0] for lay in LAYOUTS])
+def test_non_contiguous_storage(name, view, shape, rng):
+    """from_numpy of strided arrays: forward and gradients equal the contiguous computation."""
+    base = positive(rng, shape) if name != "transposed" else positive(rng, shape[::-1])
+    arr = view(base)
+    other = any_(rng, arr.shape[-1:])
+    results = []
+    for a in (arr, np.ascontiguousarray(arr)):
+        x = fg.from_numpy(a).requires_grad_()
+        w = fg.tensor(other, requires_grad=True)
+        y = ((x * w).exp() + x.log() / w - x.sqrt().sigmoid()).sum(0)
+        y.backward(fg.tensor(np.linspace(0.5, 1.5, y.shape[0])))
+        results.append((y.detach().numpy().copy(), x.grad.numpy().copy(), w.grad.numpy().copy()))
+        assert x.grad.shape == a.shape
+    for got, want in zip(results[0], results[1]):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert np.array_equal(fg.from_numpy(arr).numpy(), arr)
+
+
+UNARY_DERIVATIVES = [
+    ("neg", lambda t: t.neg(), np.negative, lambda x: -np.ones_like(x), any_),
+    ("abs", lambda t: t.abs(), np.abs, np.sign, nonzero),
+    ("exp", lambda t: t.exp(), np.exp, np.exp, any_),
+    ("log", lambda t: t.log(), np.log, lambda x: 1 / x, positive),
+    ("sqrt", lambda t: t.sqrt(), np.sqrt, lambda x: 0.5 / np.sqrt(x), positive),
+    ("sin", lambda t: t.sin(), np.sin, np.cos, any_),
+    ("cos", lambda t: t.cos(), np.cos, lambda x: -np.sin(x), any_),
+    ("tanh", lambda t: t.tanh(), np.tanh, lambda x: 1 - np.tanh(x) ** 2, any_),
+    ("sigmoid", lambda t: t.sigmoid(), _sigmoid, lambda x: _sigmoid(x) * (1 - _sigmoid(x)), any_),
+    ("relu", lambda t: t.relu(), lambda x: np.maximum(x, 0), lambda x: (x > 0).astype(x.dtype), nonzero),
+    ("reciprocal", lambda t: t.reciprocal(), lambda x: 1 / x, lambda x: -1 / x ** 2, nonzero),
+    ("clamp", lambda t: t.clamp(-0.5, 0.5), lambda x: np.clip(x, -0.5, 0.5),
+     lambda x: (np.abs(x) < 0.5).astype(x.dtype), away_from_half),
+    ("pow3", lambda t: t ** 3, lambda x: x ** 3, lambda x: 3 * x ** 2, any_),
+]
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 1e-5)])
+@pytest.mark.parametrize("name, op, ref, deriv, sample", UNARY_DERIVATIVES, ids=[u[0] for u in UNARY_DERIVATIVES])
+def test_large_tensor_unary(name, op, ref, deriv, sample, dtype, rtol, rng):
+    """300,000 elements (past any parallel threshold): values and grads equal NumPy's formulas."""
+    a = sample(rng, (300_000,)).astype(dtype)
+    x = fg.tensor(a, requires_grad=True)
+    y = op(x)
+    np.testing.assert_allclose(y.detach().numpy(), ref(a.astype(np.float64)), rtol=rtol, atol=rtol)
+    g = rng.standard_normal(a.shape).astype(dtype)
+    y.backward(fg.tensor(g))
+    np.testing.assert_allclose(x.grad.numpy(), g * deriv(a.astype(np.float64)), rtol=10 * rtol, atol=10 * rtol)
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-11), ("float32", 1e-4)])
+def test_large_tensor_broadcast_binary(dtype, rtol, rng):
+    a = any_(rng, (700, 1, 300)).astype(dtype)
+    b = nonzero(rng, (4, 300)).astype(dtype)
+    x = fg.tensor(a, requires_grad=True)
+    w = fg.tensor(b, requires_grad=True)
+    y = x * w + x / w - (x - w) ** 2
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    np.testing.assert_allclose(y.detach().numpy(), a64 * b64 + a64 / b64 - (a64 - b64) ** 2, rtol=rtol, atol=rtol)
+    y.sum().backward()
+    gx = (b64 + 1 / b64 - 2 * (a64 - b64)).sum(1, keepdims=True)
+    gw = (a64 - a64 / b64 ** 2 + 2 * (a64 - b64)).sum(0)
+    np.testing.assert_allclose(x.grad.numpy(), gx, rtol=rtol, atol=rtol * 10)
+    np.testing.assert_allclose(w.grad.numpy(), gw, rtol=rtol, atol=rtol * 1000)
+    assert x.grad.shape == (700, 1, 300) and w.grad.shape == (4, 300)
+
+
+def test_large_reductions(rng):
+    a = distinct(rng, (50, 40, 30))
+    x = fg.tensor(a, requires_grad=True)
+    np.testing.assert_allclose(x.sum((0, 2)).detach().numpy(), a.sum((0, 2)), rtol=1e-12)
+    np.testing.assert_allclose(x.mean(1).detach().numpy(), a.mean(1), rtol=1e-12, atol=1e-12)
+    vals, idx = x.max(2)
+    np.testing.assert_array_equal(idx.numpy(), a.argmax(2))
+    (vals.sum() + x.mean() + x.min(0).values.sum()).backward()
+    expected = np.full(a.shape, 1 / a.size)
+    np.put_along_axis(expected, a.argmax(2)[..., None], np.take_along_axis(expected, a.argmax(2)[..., None], 2) + 1, 2)
+    np.put_along_axis(expected, a.argmin(0)[None], np.take_along_axis(expected, a.argmin(0)[None], 0) + 1, 0)
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-12)

@@ -551,3 +551,12 @@ def test_fastgrad_never_imports_torch():
            "assert 'torch' not in sys.modules, 'fastgrad imported torch'"
     env = dict(os.environ)
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+
+
+def test_results_are_tensor_instances():
+    x = fg.tensor([1.0, 2.0], requires_grad=True)
+    for t in [x, x * 2, x.exp(), x.sum(), x.max(0).values, x > 1, fg.zeros(2), fg.from_numpy(np.ones(2)),
+              x.detach()]:
+        assert isinstance(t, fg.Tensor), type(t)
+    (x * x).sum().backward()
+    assert isinstance(x.grad, fg.Tensor)
