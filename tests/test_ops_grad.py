@@ -469,3 +469,37 @@ def test_large_reductions(rng):
     np.put_along_axis(expected, a.argmax(2)[..., None], np.take_along_axis(expected, a.argmax(2)[..., None], 2) + 1, 2)
     np.put_along_axis(expected, a.argmin(0)[None], np.take_along_axis(expected, a.argmin(0)[None], 0) + 1, 0)
     np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-12)
+
+
+# ---------------------------------------------------------------- PyTorch's conventions at kinks
+# Finite differences cannot see these points; the values are PyTorch 2.13's.
+KINKS = [
+    # (expression, x, expected value, expected x.grad)
+    (lambda x: x.relu(), [-1.0, 0.0, 2.0], [0.0, 0.0, 2.0], [0.0, 0.0, 1.0]),
+    (lambda x: x.abs(), [-1.0, 0.0, 2.0], [1.0, 0.0, 2.0], [-1.0, 0.0, 1.0]),
+    (lambda x: x.clamp(0.0, 1.0), [0.0, 0.5, 1.0, 2.0], [0.0, 0.5, 1.0, 1.0], [1.0, 1.0, 1.0, 0.0]),
+    (lambda x: x.clamp(min=0.0), [0.0, -1.0], [0.0, 0.0], [1.0, 0.0]),
+    (lambda x: x.max(), [0.0, 1.0, 1.0, 0.5], 1.0, [0.0, 0.5, 0.5, 0.0]),        # ties share evenly
+    (lambda x: x.min(), [2.0, 1.0, 3.0, 1.0], 1.0, [0.0, 0.5, 0.0, 0.5]),
+    (lambda x: fg.maximum(x, fg.tensor([1.0, 0.0, 0.0])), [1.0, 2.0, -1.0], [1.0, 2.0, 0.0], [0.5, 1.0, 0.0]),
+    (lambda x: fg.minimum(x, fg.tensor([1.0, 0.0, 0.0])), [1.0, 2.0, -1.0], [1.0, 0.0, -1.0], [0.5, 0.0, 1.0]),
+    (lambda x: x ** 2, [0.0], [0.0], [0.0]),
+    (lambda x: x ** 0, [0.0, 2.0], [1.0, 1.0], [0.0, 0.0]),
+    (lambda x: x ** fg.tensor([0.0, 2.0]), [0.0, 0.0], [1.0, 0.0], [0.0, 0.0]),  # d/dx x^0 = 0 even at 0
+    (lambda x: x ** x, [0.0, 1.0], [1.0, 1.0], [0.0, 1.0]),
+    (lambda x: fg.tensor([0.0, 2.0]) ** x, [0.0, 1.0], [1.0, 2.0], [0.0, 2 * math.log(2.0)]),
+]
+
+
+KINK_IDS = ["relu0", "abs0", "clamp_bounds", "clamp_min_bound", "max_ties", "min_ties", "maximum_tie",
+            "minimum_tie", "pow2_at0", "pow0_at0", "pow_tensor_exp0_at0", "pow_self_at0", "rpow_base0"]
+
+
+@pytest.mark.parametrize("i", range(len(KINKS)), ids=KINK_IDS)
+def test_gradient_conventions_at_kinks(i):
+    fn, xv, value, grad = KINKS[i]
+    x = fg.tensor(xv, requires_grad=True)
+    y = fn(x)
+    np.testing.assert_allclose(y.detach().numpy(), value, rtol=1e-6)
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), grad, rtol=1e-6)
