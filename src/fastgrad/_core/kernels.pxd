@@ -21,7 +21,7 @@ cdef enum:
     OP_SIGMOID = 18
     OP_RELU = 19
     OP_RECIPROCAL = 20
-    OP_POW = 21            # a ** s
+    OP_POW = 21            # a ** s (binary: a ** b)
 
 # Work below this many elements runs on one thread (OpenMP above it).
 cdef enum:
@@ -29,6 +29,9 @@ cdef enum:
 
 cdef void binary_fwd(int op, const floating* a, const floating* b, floating* out,   # IN, IN, OUT
                      Py_ssize_t n) noexcept nogil
+cdef void strided_fwd(int op, const floating* a, const floating* b, floating* out,  # IN, IN, OUT
+                      int nd, const Py_ssize_t* shape, const Py_ssize_t* sa,
+                      const Py_ssize_t* sb) noexcept nogil
 cdef void scalar_fwd(int op, const floating* a, double s, floating* out,            # IN, -, OUT
                      Py_ssize_t n) noexcept nogil
 cdef void unary_fwd(int op, const floating* a, floating* out,                       # IN, OUT

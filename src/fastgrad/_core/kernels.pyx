@@ -36,6 +36,64 @@ cdef void binary_fwd(int op, const floating* a, const floating* b, floating* out
     elif op == OP_DIV:
         for i in prange(n, schedule="static", use_threads_if=par):
             out[i] = a[i] / b[i]
+    elif op == OP_POW:
+        for i in prange(n, schedule="static", use_threads_if=par):
+            out[i] = powf(a[i], b[i]) if floating is float else pow(a[i], b[i])
+
+
+cdef inline floating _bin(int op, floating x, floating y) noexcept nogil:
+    if op == OP_ADD:
+        return x + y
+    if op == OP_SUB:
+        return x - y
+    if op == OP_MUL:
+        return x * y
+    if op == OP_DIV:
+        return x / y
+    return powf(x, y) if floating is float else pow(x, y)
+
+
+cdef void strided_fwd(int op, const floating* a, const floating* b, floating* out,
+                      int nd, const Py_ssize_t* shape, const Py_ssize_t* sa,
+                      const Py_ssize_t* sb) noexcept nogil:
+    """out (C-contiguous, `shape`) = a (op) b, where a and b are read through element strides
+    sa, sb (0 on broadcast dimensions). The innermost dimension is a plain loop; the outer ones
+    advance an index counter, so any rank and any broadcast works without copies."""
+    cdef Py_ssize_t idx[32]
+    cdef Py_ssize_t i, inner = shape[nd - 1], ia = sa[nd - 1], ib = sb[nd - 1]
+    cdef Py_ssize_t offa = 0, offb = 0, pos = 0
+    cdef int d
+    for d in range(nd):
+        idx[d] = 0
+        if shape[d] == 0:
+            return
+    while True:
+        if ia == 1 and ib == 1:
+            for i in range(inner):
+                out[pos + i] = _bin(op, a[offa + i], b[offb + i])
+        elif ia == 0 and ib == 1:
+            for i in range(inner):
+                out[pos + i] = _bin(op, a[offa], b[offb + i])
+        elif ia == 1 and ib == 0:
+            for i in range(inner):
+                out[pos + i] = _bin(op, a[offa + i], b[offb])
+        else:
+            for i in range(inner):
+                out[pos + i] = _bin(op, a[offa + i * ia], b[offb + i * ib])
+        pos += inner
+        d = nd - 2
+        while d >= 0:
+            idx[d] += 1
+            offa += sa[d]
+            offb += sb[d]
+            if idx[d] < shape[d]:
+                break
+            offa -= sa[d] * shape[d]
+            offb -= sb[d] * shape[d]
+            idx[d] = 0
+            d -= 1
+        if d < 0:
+            return
 
 
 cdef void scalar_fwd(int op, const floating* a, double s, floating* out,

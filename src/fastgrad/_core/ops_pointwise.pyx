@@ -144,57 +144,101 @@ cdef inline cnp.ndarray _cast(cnp.ndarray x, object dt):
 # --- binary forward ------------------------------------------------------------------------------
 
 cdef cnp.ndarray _binary_tt(int op, cnp.ndarray a, cnp.ndarray b):
-    """a (op) b for two arrays: kernel when both are same-shape contiguous floats of one dtype."""
-    cdef cnp.ndarray out
-    cdef Py_ssize_t n
+    """a (op) b for two arrays (op: add, sub, mul, div, pow). Floats run the contiguous kernel
+    when shapes match, the strided broadcast kernel otherwise; other dtypes use NumPy."""
     cdef int t = cnp.PyArray_TYPE(a)
     if t == cnp.PyArray_TYPE(b) and _fast_float(a) and _fast_float(b) and _same_shape(a, b):
-        out = _empty_like(a)
-        n = cnp.PyArray_SIZE(a)
-        if t == cnp.NPY_FLOAT32:
-            with nogil:
-                K.binary_fwd(op, <float*>cnp.PyArray_DATA(a), <float*>cnp.PyArray_DATA(b),
-                             <float*>cnp.PyArray_DATA(out), n)
-        else:
-            with nogil:
-                K.binary_fwd(op, <double*>cnp.PyArray_DATA(a), <double*>cnp.PyArray_DATA(b),
-                             <double*>cnp.PyArray_DATA(out), n)
-        return out
+        return _contiguous_binary(op, a, b)
     dt = _promote_tt(a, b)
-    if op == OP_DIV and dt.kind in "biu":
+    if (op == OP_DIV or op == OP_POW) and dt.kind in "biu" and not (op == OP_POW and
+                                                                   dt.kind in "iu"):
         dt = _float32
-    if not _same_shape(a, b):
-        broadcast_shapes((<object>a).shape, (<object>b).shape, _OPNAME[op])
-    return _arr(_UFUNC[op](_cast(a, dt), _cast(b, dt)))
+    shape = broadcast_shapes((<object>a).shape, (<object>b).shape, _OPNAME.get(op, "pow"))
+    x = _cast(a, dt)
+    y = _cast(b, dt)
+    if dt.kind == "f" and dt.itemsize >= 4:
+        if _same_shape(x, y) and _fast_float(x) and _fast_float(y):
+            return _contiguous_binary(op, x, y)
+        return _strided_binary(op, _aligned(x), _aligned(y), shape)
+    if op == OP_POW:
+        return _arr(np.power(x, y))
+    return _arr(_UFUNC[op](x, y))
+
+
+cdef inline cnp.ndarray _aligned(cnp.ndarray x):
+    return x if cnp.PyArray_ISALIGNED(x) else x.copy()
+
+
+cdef cnp.ndarray _contiguous_binary(int op, cnp.ndarray a, cnp.ndarray b):
+    cdef cnp.ndarray out = _empty_like(a)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(a)
+    if cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32:
+        with nogil:
+            K.binary_fwd(op, <float*>cnp.PyArray_DATA(a), <float*>cnp.PyArray_DATA(b),
+                         <float*>cnp.PyArray_DATA(out), n)
+    else:
+        with nogil:
+            K.binary_fwd(op, <double*>cnp.PyArray_DATA(a), <double*>cnp.PyArray_DATA(b),
+                         <double*>cnp.PyArray_DATA(out), n)
+    return out
+
+
+cdef cnp.ndarray _strided_binary(int op, cnp.ndarray x, cnp.ndarray y, tuple shape):
+    """Broadcasting kernel call: element strides of x and y aligned to `shape`, 0 where an input
+    is broadcast (its size is 1 or the dimension is missing)."""
+    cdef int nd = len(shape), d, kx, ky
+    cdef Py_ssize_t[32] sx, sy, dims
+    cdef Py_ssize_t item = x.itemsize
+    if nd == 0:
+        return _contiguous_binary(op, x, y)
+    if nd > 32:
+        raise RuntimeError(f"tensors with more than 32 dimensions are not supported (got {nd})")
+    cdef cnp.ndarray out = np.empty(shape, dtype=x.dtype)
+    for d in range(nd):
+        dims[d] = shape[d]
+        kx = d - (nd - x.ndim)
+        ky = d - (nd - y.ndim)
+        sx[d] = 0 if kx < 0 or x.shape[kx] == 1 else x.strides[kx] // item
+        sy[d] = 0 if ky < 0 or y.shape[ky] == 1 else y.strides[ky] // item
+    if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
+        with nogil:
+            K.strided_fwd(op, <float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(y),
+                          <float*>cnp.PyArray_DATA(out), nd, dims, sx, sy)
+    else:
+        with nogil:
+            K.strided_fwd(op, <double*>cnp.PyArray_DATA(x), <double*>cnp.PyArray_DATA(y),
+                          <double*>cnp.PyArray_DATA(out), nd, dims, sx, sy)
+    return out
 
 
 cdef cnp.ndarray _binary_ts(int op, cnp.ndarray a, object s):
     """a (op) s for an array and a Python number (OP_RSUB/OP_RDIV: s (op) a)."""
-    cdef cnp.ndarray out
+    cdef cnp.ndarray out, x
     cdef Py_ssize_t n
     cdef int t
     cdef double c
     dt = _promote_ts(a, s)
     if (op == OP_DIV or op == OP_RDIV) and dt.kind in "biu":
         dt = _float32
-    if dt is a.dtype or dt == a.dtype:
-        if _fast_float(a):
-            c = s
-            out = _empty_like(a)
-            n = cnp.PyArray_SIZE(a)
-            t = cnp.PyArray_TYPE(a)
-            if t == cnp.NPY_FLOAT32:
-                with nogil:
-                    K.scalar_fwd(op, <float*>cnp.PyArray_DATA(a), c, <float*>cnp.PyArray_DATA(out), n)
-            else:
-                with nogil:
-                    K.scalar_fwd(op, <double*>cnp.PyArray_DATA(a), c, <double*>cnp.PyArray_DATA(out), n)
-            return out
+    if op == OP_POW and dt.kind in "biu" and isinstance(s, float):
+        dt = _float32
     x = _cast(a, dt)
+    if dt.kind == "f" and dt.itemsize >= 4:
+        if not _fast_float(x):
+            x = x.copy()
+        c = s
+        out = _empty_like(x)
+        n = cnp.PyArray_SIZE(x)
+        t = cnp.PyArray_TYPE(x)
+        if t == cnp.NPY_FLOAT32:
+            with nogil:
+                K.scalar_fwd(op, <float*>cnp.PyArray_DATA(x), c, <float*>cnp.PyArray_DATA(out), n)
+        else:
+            with nogil:
+                K.scalar_fwd(op, <double*>cnp.PyArray_DATA(x), c, <double*>cnp.PyArray_DATA(out), n)
+        return out
     if op == OP_RSUB:
         return _arr(np.subtract(s, x))
-    if op == OP_RDIV:
-        return _arr(np.true_divide(s, x))
     if op == OP_POW:
         return _arr(np.power(x, s))
     return _arr(_UFUNC[op](x, s))
@@ -387,10 +431,7 @@ cdef object pow_(object a, object b):
     cdef PowBackward1 n1
     if isinstance(b, TensorBase):
         tb = <TensorBase>b
-        dt = _promote_tt(ta._data, tb._data)
-        if not _same_shape(ta._data, tb._data):
-            broadcast_shapes((<object>ta._data).shape, (<object>tb._data).shape, "pow")
-        out = wrap(_arr(np.power(_cast(ta._data, dt), _cast(tb._data, dt))))
+        out = wrap(_binary_tt(OP_POW, ta._data, tb._data))
         if any_requires_grad2(ta, tb):
             n1 = PowBackward1.__new__(PowBackward1)
             n1.self_ = save(ta, False)
@@ -463,7 +504,7 @@ cdef class PowBackward1(Node):
             ga = mul(mul(g, b), pow_(a, sub(b, 1)))
         if self._next_fns[1] is not None:
             r = self.result.unpack(self)
-            mask = wrap(np.logical_and(a._data == 0, b._data >= 0))
+            mask = wrap(_arr(np.logical_and(a._data == 0, b._data >= 0)))
             gb = where_(mask, 0.0, mul(mul(g, r), unary(OP_LOG, a)))
         return (ga, gb)
 
@@ -497,33 +538,35 @@ cdef object unary(int op, TensorBase a):
     cdef int t
     cdef Py_ssize_t n
     cdef TensorBase res
-    if _fast_float(x):
-        out = _empty_like(x)
-        n = cnp.PyArray_SIZE(x)
-        t = cnp.PyArray_TYPE(x)
-        if t == cnp.NPY_FLOAT32:
-            with nogil:
-                K.unary_fwd(op, <float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(out), n)
-        else:
-            with nogil:
-                K.unary_fwd(op, <double*>cnp.PyArray_DATA(x), <double*>cnp.PyArray_DATA(out), n)
-    elif op == OP_RELU:
-        out = _arr(np.maximum(x, 0)) if x.dtype.kind != "b" else x.copy()
-    elif op == OP_SIGMOID:
-        xf = _cast(x, _float32) if x.dtype.kind in "biu" else x
-        out = _arr(1 / (1 + np.exp(-xf)))
-    elif op in (OP_NEG, OP_ABS):
-        if x.dtype.kind == "b" and op == OP_NEG:
-            raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. "
-                               "If you are trying to invert a mask, use the `~` or "
-                               "`logical_not()` operator instead.")
-        out = _arr(_UNARY_UFUNC[op](x))
+    if x.dtype.kind in "biu":
+        if op == OP_RELU:
+            return _no_grad_result(_arr(np.maximum(x, 0)) if x.dtype.kind != "b" else x.copy())
+        if op == OP_NEG or op == OP_ABS:
+            if x.dtype.kind == "b" and op == OP_NEG:
+                raise RuntimeError("Negation, the `-` operator, on a bool tensor is not "
+                                   "supported. If you are trying to invert a mask, use the `~` "
+                                   "or `logical_not()` operator instead.")
+            return _no_grad_result(_arr(_UNARY_UFUNC[op](x)))
+        x = x.astype(_float32)
+    elif not _fast_float(x):
+        x = x.astype(np.float32 if x.dtype.itemsize < 4 else x.dtype, order="C")
+    out = _empty_like(x)
+    n = cnp.PyArray_SIZE(x)
+    t = cnp.PyArray_TYPE(x)
+    if t == cnp.NPY_FLOAT32:
+        with nogil:
+            K.unary_fwd(op, <float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(out), n)
     else:
-        out = _arr(_UNARY_UFUNC[op](_cast(x, _float32) if x.dtype.kind in "biu" else x))
+        with nogil:
+            K.unary_fwd(op, <double*>cnp.PyArray_DATA(x), <double*>cnp.PyArray_DATA(out), n)
     res = wrap(out)
     if a._requires_grad and grad_enabled():
         _record_unary(op, res, a)
     return res
+
+
+cdef inline TensorBase _no_grad_result(cnp.ndarray r):
+    return wrap(r)
 
 
 cdef void _record_unary(int op, TensorBase res, TensorBase a) except *:
