@@ -17,6 +17,13 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from _backend import BACKEND  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# Reproducible property tests: the same examples on every run and machine
+# (HYPOTHESIS_PROFILE=explore turns randomness back on for bug hunting).
+settings.register_profile("fastgrad", derandomize=True, deadline=None, database=None, print_blob=True)
+settings.register_profile("explore", deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fastgrad"))
 
 
 def pytest_report_header(config):

@@ -522,3 +522,53 @@ def test_retain_grad_accumulates():
     z.backward()
     assert y.grad.tolist() == [12.0, 24.0]
     assert x.grad.tolist() == [36.0, 72.0]
+
+
+# ---------------------------------------------------------------- threads
+def test_grad_mode_is_thread_local():
+    import threading
+    x = fg.tensor(1.0, requires_grad=True)
+    inside = threading.Event()
+    release = threading.Event()
+    seen = {}
+
+    def worker():
+        with fg.no_grad():
+            inside.set()
+            release.wait(10)
+            seen["worker"] = (x * 2).requires_grad
+
+    t = threading.Thread(target=worker)
+    t.start()
+    inside.wait(10)
+    seen["main"] = (x * 2).requires_grad          # the worker's no_grad must not leak here
+    release.set()
+    t.join(10)
+    assert seen == {"main": True, "worker": False}
+
+
+def test_two_threads_run_separate_graphs():
+    import threading
+    errors, grads = [], {}
+
+    def worker(k):
+        try:
+            x = fg.tensor(np.linspace(-1, 1, 50_000) * (k + 1), requires_grad=True)
+            for _ in range(20):
+                y = ((x * x).sigmoid() + x.tanh()).sum()
+                y.backward()
+            grads[k] = x.grad.numpy().copy()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    for k in range(2):
+        a = np.linspace(-1, 1, 50_000) * (k + 1)
+        s = 1 / (1 + np.exp(-a * a))
+        expected = 20 * (s * (1 - s) * 2 * a + 1 - np.tanh(a) ** 2)
+        np.testing.assert_allclose(grads[k], expected, rtol=1e-10, atol=1e-10)

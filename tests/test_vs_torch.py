@@ -205,3 +205,57 @@ def _radd(a, s):
 
 def _div(a, s):
     return a / s
+
+
+# ---------------------------------------------------------------- random programs
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra.numpy import mutually_broadcastable_shapes  # noqa: E402
+
+RANDOM_UNARY = [
+    lambda T, a: a.tanh(), lambda T, a: a.sigmoid(), lambda T, a: a.sin(), lambda T, a: T.cos(a),
+    lambda T, a: a.tanh().exp(), lambda T, a: (a * a + 1).log(), lambda T, a: (a * a + 1).sqrt(),
+    lambda T, a: (a * a + 1).reciprocal(), lambda T, a: a.relu(), lambda T, a: a.abs(),
+    lambda T, a: a.clamp(-0.5, 0.5), lambda T, a: -a, lambda T, a: a * 2.5, lambda T, a: 1.5 - a,
+    lambda T, a: a ** 2, lambda T, a: 2.0 ** a.tanh(), lambda T, a: a.sum(-1, keepdim=True),
+    lambda T, a: a.mean(0, keepdim=True), lambda T, a: a.max(-1, keepdim=True).values,
+    lambda T, a: a - a.min(), lambda T, a: a / 3,
+]
+RANDOM_BINARY = [
+    lambda T, a, b: a + b, lambda T, a, b: a - b, lambda T, a, b: a * b,
+    lambda T, a, b: a / (b * b + 1), lambda T, a, b: T.maximum(a, b), lambda T, a, b: T.minimum(a, b),
+    lambda T, a, b: (a * a + 1) ** b.tanh(),
+]
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_random_programs_match_torch(data):
+    shapes = data.draw(mutually_broadcastable_shapes(num_shapes=3, min_dims=0, max_dims=3, max_side=3)).input_shapes
+    n_leaves = data.draw(st.integers(1, 3))
+    steps = data.draw(st.lists(st.tuples(st.booleans(), st.integers(0, 100), st.integers(0, 100), st.integers(0, 100)),
+                               min_size=1, max_size=8))
+    seed = data.draw(st.integers(0, 2 ** 16))
+    rng = np.random.default_rng(seed)
+    arrays = [rng.uniform(-1.5, 1.5, size=s) for s in shapes[:n_leaves]]
+    results = []
+    for T in (fg, torch):
+        leaves = [T.tensor(a, dtype=T.float64, requires_grad=True) for a in arrays]
+        pool = list(leaves)
+        for binary, op_i, a_i, b_i in steps:
+            a = pool[a_i % len(pool)]
+            if binary:
+                pool.append(RANDOM_BINARY[op_i % len(RANDOM_BINARY)](T, a, pool[b_i % len(pool)]))
+            else:
+                pool.append(RANDOM_UNARY[op_i % len(RANDOM_UNARY)](T, a))
+        out = pool[-1]
+        out.backward(T.tensor(np.full(tuple(out.shape), 0.7), dtype=T.float64))
+        results.append((_np(out), [None if l.grad is None else _np(l.grad) for l in leaves]))
+    (of, gf), (ot, gt) = results
+    assert of.shape == ot.shape
+    np.testing.assert_allclose(of, ot, rtol=1e-9, atol=1e-9)
+    for i, (a, b) in enumerate(zip(gf, gt)):
+        assert (a is None) == (b is None), f"leaf {i}: grad presence differs"
+        if a is not None:
+            assert a.shape == b.shape
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9, err_msg=f"grad of leaf {i}")
