@@ -279,8 +279,11 @@ cdef object _binary(int op, TensorBase a, object b):
         else:
             node = _div_node(a, None, b)
         if out._data.dtype != a._data.dtype:
-            node._in_meta = (((<object>a._data).shape, a._data.dtype),)
-        set_history1(out, node, a)
+            node._in_meta = (((<object>a._data).shape, a._data.dtype), None)
+        if op == OP_RSUB:
+            set_history1(out, node, a)
+        else:
+            set_history(out, node, (a, None))     # PyTorch lists the number as a (None, 0) edge
     return out
 
 
@@ -329,7 +332,7 @@ cdef class AddBackward0(Node):
 
     cdef tuple apply(self, tuple grads):
         g = grads[0]
-        return (g, g) if len(self._next_fns) == 2 else (g,)
+        return (g, g)
 
 
 @cython.final
@@ -338,8 +341,6 @@ cdef class SubBackward0(Node):
 
     cdef tuple apply(self, tuple grads):
         g = grads[0]
-        if len(self._next_fns) == 1:
-            return (g,)
         return (g, unary(OP_NEG, g) if self._next_fns[1] is not None else None)
 
 
@@ -374,7 +375,7 @@ cdef class MulBackward0(Node):
     cdef tuple apply(self, tuple grads):
         g = grads[0]
         if self.other is None and self.self_ is None:
-            return (mul(g, self.scalar),)
+            return (mul(g, self.scalar), None)
         ga = mul(g, self.other.unpack(self)) if self.other is not None else None
         gb = mul(g, self.self_.unpack(self)) if self.self_ is not None else None
         return (ga, gb)
@@ -408,7 +409,7 @@ cdef class DivBackward0(Node):
     cdef tuple apply(self, tuple grads):
         g = grads[0]
         if self.other is None:
-            return (div(g, self.scalar),)
+            return (div(g, self.scalar), None)
         b = self.other.unpack(self)
         ga = div(g, b) if self._next_fns[0] is not None else None
         gb = None
@@ -501,7 +502,7 @@ cdef class PowBackward1(Node):
         cdef TensorBase b = self.exponent.unpack(self)
         ga = gb = None
         if self._next_fns[0] is not None:
-            ga = mul(mul(g, b), pow_(a, sub(b, 1)))
+            ga = where_(wrap(_arr(b._data == 0)), 0.0, mul(mul(g, b), pow_(a, sub(b, 1))))
         if self._next_fns[1] is not None:
             r = self.result.unpack(self)
             mask = wrap(_arr(np.logical_and(a._data == 0, b._data >= 0)))

@@ -197,14 +197,14 @@ cdef object _extreme(TensorBase a, object dim, bint keepdim, bint is_max):
         raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() "
                            f"== 0. Specify the reduction dim with the 'dim' argument.")
     if dim is None:
-        v = np.nanmax(x) if False else (np.max(x) if is_max else np.min(x))
+        v = np.max(x) if is_max else np.min(x)
         values = wrap(_arr(v).reshape(()))
         if a._requires_grad and grad_enabled():
             # every element equal to the extreme shares the gradient evenly (PyTorch's rule)
             mask = (x == values._data) | (np.isnan(x) & np.isnan(values._data))
             node = (MaxBackward1.__new__(MaxBackward1) if is_max
                     else MinBackward1.__new__(MinBackward1))
-            (<AllExtremeBackward>node).share = wrap((mask / np.count_nonzero(mask)).astype(x.dtype))
+            (<AllExtremeBackward>node).share = wrap(_arr(mask / np.count_nonzero(mask)).astype(x.dtype))
             set_history1(values, node, a)
         return values
     d = normalize_dims(dim, x.ndim, name)

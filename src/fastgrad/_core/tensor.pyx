@@ -483,10 +483,17 @@ cdef class TensorBase:
         return self._data.tolist()
 
     def __float__(self):
-        return float(self.item())
+        self._check_one_element()
+        return float(self._data.reshape(()).item())
 
     def __int__(self):
-        return int(self.item())
+        self._check_one_element()
+        return int(self._data.reshape(()).item())
+
+    def _check_one_element(self):
+        if self._data.size != 1:
+            raise ValueError(f"only one element tensors can be converted to Python scalars "
+                             f"(this one has {self._data.size}); index or reduce it first")
 
     def __index__(self):
         if self._data.dtype.kind not in "iub":

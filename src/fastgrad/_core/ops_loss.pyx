@@ -1,0 +1,771 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True
+"""Fused losses and activations for nn: cross_entropy / nll_loss, mse_loss,
+binary_cross_entropy_with_logits, gelu, silu, softplus, elu, leaky_relu, erf, embedding.
+
+What it is: forward entry points that validate once (naming shapes, dtypes and the fix), compute
+on the NumPy storage -- cross-entropy's hot case (class indices, no weight, no smoothing) in one
+compiled pass per row that leaves the softmax behind for backward -- and record ONE node.
+What it is not: a home for composites that are not hot (layer_norm, batch_norm, bce live in
+nn/functional.py as recorded ops).
+
+Note [Fused backward, composed double backward]
+Every node here has two backward paths. Without create_graph (grad mode off while the engine
+runs) it computes its gradient directly on arrays: softmax - onehot for cross-entropy, 2(x - y)/n
+for mse, sigmoid(x) - y for bce-with-logits. With create_graph it writes the same formula with
+recorded ops (ops_pointwise / ops_reduce), so gradients of gradients flow.
+
+Note [Class-dim rows]
+Cross-entropy works on a (rows, C) view: input (C,) is one row, (N, C) is itself, and
+(N, C, d1, ...) moves the class dim last and flattens the rest. Gradients are moved back.
+"""
+cimport cython
+cimport numpy as cnp
+from cython cimport floating
+from libc.math cimport exp, expf, log, erf as c_erf
+import math
+import warnings
+
+import numpy as np
+
+from fastgrad._core.node cimport Node
+from fastgrad._core.grad_mode cimport grad_enabled
+from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history, set_history1
+from fastgrad._core cimport ops_pointwise as pw
+from fastgrad._core cimport ops_reduce as red
+
+cnp.import_array()
+
+cdef dict _ACT_NODES, _ACT_NAMES     # activation op -> node class / op name (set below)
+cdef dict _REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
+cdef double _SQRT1_2 = 0.7071067811865476
+cdef double _INV_SQRT_2PI = 0.3989422804014327
+cdef double _TWO_OVER_SQRT_PI = 1.1283791670955126
+
+
+cdef int _reduction(object reduction, str op) except -1:
+    r = _REDUCTIONS.get(reduction)
+    if r is None:
+        raise ValueError(f"{op}: {reduction!r} is not a valid value for reduction; "
+                         f"use 'none', 'mean' or 'sum'")
+    return r
+
+
+cdef inline str _tn(cnp.ndarray a):
+    names = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int",
+             "bool": "Bool", "float16": "Half", "int16": "Short", "int8": "Char", "uint8": "Byte"}
+    return names.get(a.dtype.name, a.dtype.name)
+
+
+cdef inline TensorBase _tensor(object x, str op, str arg):
+    if not isinstance(x, TensorBase):
+        raise TypeError(f"{op}(): argument '{arg}' must be Tensor, not {type(x).__name__}")
+    return <TensorBase>x
+
+
+cdef inline cnp.ndarray _c(cnp.ndarray a):
+    return a if cnp.PyArray_IS_C_CONTIGUOUS(a) else np.ascontiguousarray(a)
+
+
+cdef object _gscale(TensorBase g, int reduction, double denom):
+    """The incoming gradient as the factor every element's local gradient is multiplied by."""
+    if reduction == 1:
+        return pw.mul_any(g, 1.0 / denom) if grad_enabled() else g._data / denom
+    return g if grad_enabled() else g._data
+
+
+# --- cross_entropy / nll_loss --------------------------------------------------------------------
+
+cdef void _ce_rows(const floating* x, const cnp.int64_t* y, floating* p, floating* loss,  # IN IN OUT OUT
+                   Py_ssize_t m, Py_ssize_t c) noexcept nogil:
+    """Per row: p = softmax(x), loss = logsumexp(x) - x[y]. One pass for max, one for exp."""
+    cdef Py_ssize_t i, j
+    cdef const floating* row
+    cdef floating* prow
+    cdef double mx, s, inv
+    for i in range(m):
+        row = x + i * c
+        prow = p + i * c
+        mx = row[0]
+        for j in range(1, c):
+            if row[j] > mx:
+                mx = row[j]
+        s = 0.0
+        for j in range(c):
+            if floating is float:
+                prow[j] = expf(<float>(row[j] - mx))
+            else:
+                prow[j] = exp(row[j] - mx)
+            s += prow[j]
+        inv = 1.0 / s
+        for j in range(c):
+            prow[j] = <floating>(prow[j] * inv)
+        loss[i] = <floating>(log(s) + mx - row[y[i]])
+
+
+cdef cnp.ndarray _rows(cnp.ndarray x):
+    """Note [Class-dim rows]: x as a C-contiguous (rows, C) array."""
+    if x.ndim == 1:
+        return _c(x.reshape(1, -1))
+    if x.ndim == 2:
+        return _c(x)
+    return np.ascontiguousarray(np.moveaxis(x, 1, -1)).reshape(-1, x.shape[1])
+
+
+cdef cnp.ndarray _unrows(cnp.ndarray r, tuple shape):
+    """Inverse of _rows for a gradient."""
+    if len(shape) == 1:
+        return r.reshape(shape)
+    if len(shape) == 2:
+        return r
+    lead = (shape[0],) + tuple(shape[2:]) + (shape[1],)
+    return np.ascontiguousarray(np.moveaxis(r.reshape(lead), -1, 1))
+
+
+cdef void _check_index_target(cnp.ndarray x, cnp.ndarray t, str op) except *:
+    cdef tuple xs = (<object>x).shape, ts = (<object>t).shape
+    if t.dtype.kind != "i" or t.dtype.itemsize != 8:
+        raise RuntimeError(
+            f"{op}: expected scalar type Long but found {_tn(t)}: class-index targets must be "
+            f"int64 (use target.long()); floating targets must have the input's shape "
+            f"{list(xs)} to be read as class probabilities, got {list(ts)}")
+    if x.ndim == 0:
+        raise RuntimeError(f"{op}: input must have at least 1 dimension (classes), got a 0-d tensor")
+    if x.ndim == 1:
+        if t.ndim != 0:
+            raise RuntimeError(f"{op}: a 1-D input of shape {list(xs)} (one sample) needs a 0-d "
+                               f"target, got target of shape {list(ts)}")
+        return
+    if t.ndim == 0 or ts[0] != xs[0]:
+        raise ValueError(f"Expected input batch_size ({xs[0]}) to match target batch_size "
+                         f"({ts[0] if t.ndim else 0}): {op} got input {list(xs)} and target "
+                         f"{list(ts)}; the target holds one class index per sample")
+    if ts != xs[:1] + xs[2:]:
+        raise RuntimeError(f"{op}: expected target of shape {list(xs[:1] + xs[2:])} for input of "
+                           f"shape {list(xs)} (class dim 1 removed), got {list(ts)}")
+
+
+cdef object _weight_arr(object weight, Py_ssize_t c, object dt, str op):
+    if weight is None:
+        return None
+    w = _tensor(weight, op, "weight")._data
+    if w.ndim != 1 or w.shape[0] != c:
+        raise RuntimeError(f"{op}: weight tensor should be defined either for all {c} classes "
+                           f"or no classes but got weight tensor of shape: {list((<object>w).shape)}")
+    return w.astype(dt, copy=False)
+
+
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,
+                  reduce=None, reduction="mean", label_smoothing=0.0):
+    """log_softmax + nll_loss in one op (grad_fn NllLossBackward0)."""
+    return _nll(input, target, weight, ignore_index, reduction, label_smoothing, True,
+                "cross_entropy")
+
+
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+             reduction="mean"):
+    """Negative log-likelihood of log-probabilities `input` at class indices `target`."""
+    return _nll(input, target, weight, ignore_index, reduction, 0.0, False, "nll_loss")
+
+
+cdef object _nll(object input, object target, object weight, object ignore_index,
+                 object reduction, double eps, bint log_softmax, str op):
+    cdef TensorBase x = _tensor(input, op, "input"), t = _tensor(target, op, "target"), out
+    cdef int red_ = _reduction(reduction, op)
+    cdef cnp.ndarray xd = x._data, td = t._data, rows, p, loss, tgt, valid, A = None
+    cdef Py_ssize_t m, c
+    cdef bint probs
+    cdef double denom
+    cdef NllLossBackward0 node
+    if xd.dtype.kind != "f":
+        raise RuntimeError(f"{op}: expected a floating point input (logits), got {x.dtype}; "
+                           f"convert it with input.float()")
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"{op}: label_smoothing must be between 0.0 and 1.0, got {eps}")
+    probs = td.dtype.kind == "f" and log_softmax
+    rows = _rows(xd)
+    m = rows.shape[0]
+    c = rows.shape[1] if rows.ndim == 2 else 0
+    w = _weight_arr(weight, c, xd.dtype, op)
+    if probs:
+        if (<object>td).shape != (<object>xd).shape:
+            raise RuntimeError(f"{op}: class-probability targets must have the input's shape "
+                               f"{list((<object>xd).shape)}, got {list((<object>td).shape)}; for class indices "
+                               f"pass an int64 tensor of shape {list((<object>xd).shape[:1] + (<object>xd).shape[2:])}")
+        if ignore_index != -100:
+            raise RuntimeError(f"{op}: ignore_index is not supported for floating point "
+                               f"(class-probability) targets")
+        q = _rows(td.astype(xd.dtype, copy=False))
+        A = q * (1.0 - eps) + eps / c if eps > 0 else q
+        if w is not None:
+            A = A * w
+        tgt = None
+        denom = m
+    else:
+        _check_index_target(xd, td, op)
+        tgt = td.reshape(-1)
+        valid = tgt != ignore_index
+        bad = tgt[valid]
+        if bad.size and (bad.min() < 0 or bad.max() >= c):
+            v = bad[(bad < 0) | (bad >= c)][0]
+            raise IndexError(f"Target {v} is out of bounds: {op} got class indices outside "
+                             f"[0, {c - 1}] for {c} classes")
+        if w is None and eps == 0.0 and bool(valid.all()):
+            denom = m
+        else:
+            A = np.zeros((m, c), dtype=xd.dtype)
+            idx = np.nonzero(valid)[0]
+            cls = tgt[idx]
+            wy = w[cls] if w is not None else np.ones(idx.shape[0], dtype=xd.dtype)
+            A[idx, cls] = (1.0 - eps) * wy
+            if eps > 0:
+                A[idx] += (eps / c) * (w if w is not None else 1.0)
+            denom = float(wy.sum())
+    if A is None and not (log_softmax and (xd.dtype == np.float32 or xd.dtype == np.float64)):
+        A = np.zeros((m, c), dtype=xd.dtype)
+        A[np.arange(m), tgt] = 1
+    # forward
+    if A is None:
+        p = np.empty_like(rows)
+        loss = np.empty(m, dtype=xd.dtype)
+        tgt = _c(tgt)
+        if xd.dtype == np.float32:
+            with nogil:
+                _ce_rows(<float*>cnp.PyArray_DATA(rows), <cnp.int64_t*>cnp.PyArray_DATA(tgt),
+                         <float*>cnp.PyArray_DATA(p), <float*>cnp.PyArray_DATA(loss), m, c)
+        else:
+            with nogil:
+                _ce_rows(<double*>cnp.PyArray_DATA(rows), <cnp.int64_t*>cnp.PyArray_DATA(tgt),
+                         <double*>cnp.PyArray_DATA(p), <double*>cnp.PyArray_DATA(loss), m, c)
+        saved_rows = p
+    else:
+        if log_softmax:
+            mx = rows.max(axis=1, keepdims=True)
+            z = rows - mx
+            logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        else:
+            logp = rows
+        loss = -(A * logp).sum(axis=1)
+        saved_rows = logp if log_softmax else None
+    if red_ == 0:
+        res = loss.reshape((<object>td).shape if not probs else (<object>xd).shape[:1] +
+                           (<object>xd).shape[2:]) if xd.ndim > 1 else loss.reshape(())
+        out = wrap(np.ascontiguousarray(res))
+    elif red_ == 2:
+        out = wrap(np.asarray(loss.sum(), dtype=xd.dtype))
+    else:
+        out = wrap(np.asarray(loss.sum() / denom if denom != 0 else np.nan, dtype=xd.dtype))
+    if grad_enabled() and (x._requires_grad or (probs and t._requires_grad)):
+        node = NllLossBackward0.__new__(NllLossBackward0)
+        node.x = save(x, False)
+        node.rows = saved_rows
+        node.A = A
+        node.tgt = tgt
+        node.reduction = red_
+        node.denom = denom
+        node.c = c
+        node.eps = eps
+        node.log_softmax = log_softmax
+        node.w = w
+        if probs:
+            set_history(out, node, (x, t))
+        else:
+            set_history1(out, node, x)
+    return out
+
+
+@cython.final
+cdef class NllLossBackward0(Node):
+    """Cross-entropy / NLL (Note [Fused backward, composed double backward]).
+    d/dx = g * (rowsum(A) * softmax(x) - A) / denom   (nll: -g * A / denom)
+    d/dq = -g * (1 - eps) * w * log_softmax(x) / denom (probability targets)"""
+    cdef SavedVar x                # the logits / log-probs
+    cdef object rows               # (rows, C) softmax (hot path) or log-softmax (else) or None
+    cdef object A                  # (rows, C) target coefficients, or None: one-hot of tgt
+    cdef object tgt                # flat class indices, or None for probability targets
+    cdef object w                  # class weights array or None
+    cdef int reduction
+    cdef double denom, eps
+    cdef Py_ssize_t c              # number of classes
+    cdef bint log_softmax
+
+    cdef tuple apply(self, tuple grads):
+        cdef TensorBase g = grads[0], x = self.x.unpack(self)
+        cdef tuple shape = (<object>x._data).shape
+        if self.rows is None and self.log_softmax:
+            raise RuntimeError("NllLossBackward0: saved values were released; use retain_graph=True")
+        scale = _gscale(g, self.reduction, self.denom)
+        if self.reduction == 0 and len(shape) > 1:
+            scale = (scale.unsqueeze(1) if grad_enabled() else
+                     np.expand_dims(scale, 1))
+        gx = self._grad_input(x, shape, scale) if self._next_fns[0] is not None else None
+        if len(self._next_fns) == 1:
+            return (gx,)
+        gq = None
+        if self._next_fns[1] is not None:
+            coef = -(1.0 - self.eps) * (self.w if self.w is not None else 1.0)
+            if grad_enabled():
+                gq = pw.mul(pw.mul_any(_log_softmax_rec(x), coef), scale)
+            else:
+                gq = wrap(_unrows(coef * self.rows, shape) * scale)
+        return (gx, gq)
+
+    cdef object _grad_input(self, TensorBase x, tuple shape, object scale):
+        cdef Py_ssize_t m
+        if grad_enabled():
+            Ar = self._onehot()
+            A = wrap(_unrows(Ar, shape))
+            if not self.log_softmax:
+                return pw.mul(pw.mul_any(A, -1.0), scale)
+            sa = wrap(_unrows(np.repeat(Ar.sum(1, keepdims=True), self.c, axis=1), shape))
+            return pw.mul(pw.sub(pw.mul(_softmax_rec(x), sa), A), scale)
+        if not self.log_softmax:
+            r = -self._onehot()
+        elif self.A is None:
+            r = self.rows.copy()
+            m = r.shape[0]
+            r[np.arange(m), self.tgt] -= 1
+        else:
+            r = np.exp(self.rows) * self.A.sum(axis=1, keepdims=True) - self.A
+        return wrap(np.ascontiguousarray(_unrows(r, shape) * scale, dtype=x._data.dtype))
+
+    cdef object _onehot(self):
+        if self.A is not None:
+            return self.A
+        m = self.tgt.shape[0]
+        A = np.zeros((m, self.c), dtype=self.rows.dtype)
+        A[np.arange(m), self.tgt] = 1
+        return A
+
+    cdef void release_variables(self):
+        self.x.release()
+        self.rows = None
+        self.A = None
+
+
+cdef object _softmax_rec(TensorBase x):
+    """softmax over the class dim with recorded ops (double backward)."""
+    cdef int cd = 0 if x._data.ndim == 1 else 1
+    e = pw.unary(pw.OP_EXP, pw.sub(x, wrap(x._data.max(axis=cd, keepdims=True))))
+    return pw.div(e, red.sum_(e, cd, True))
+
+
+cdef object _log_softmax_rec(TensorBase x):
+    cdef int cd = 0 if x._data.ndim == 1 else 1
+    z = pw.sub(x, wrap(x._data.max(axis=cd, keepdims=True)))
+    return pw.sub(z, pw.unary(pw.OP_LOG, red.sum_(pw.unary(pw.OP_EXP, z), cd, True)))
+
+
+# --- mse_loss ------------------------------------------------------------------------------------
+
+def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    """mean/sum/none of (input - target)**2 in one op (grad_fn MseLossBackward0)."""
+    cdef TensorBase x = _tensor(input, "mse_loss", "input"), y = _tensor(target, "mse_loss", "target")
+    cdef int red_ = _reduction(reduction, "mse_loss")
+    cdef cnp.ndarray xd = x._data, yd = y._data
+    cdef MseLossBackward0 node
+    cdef TensorBase out
+    xs, ys = (<object>xd).shape, (<object>yd).shape
+    if xs != ys:
+        warnings.warn(f"Using a target size ({_size(ys)}) that is different to the input size "
+                      f"({_size(xs)}). This will likely lead to incorrect results due to "
+                      f"broadcasting. Please ensure they have the same size.", UserWarning,
+                      stacklevel=2)
+        pw.broadcast_shapes(xs, ys, "mse_loss")
+    if xd.dtype.kind != "f" and yd.dtype.kind != "f":
+        raise RuntimeError(f"mse_loss: expected floating point input and target, got "
+                           f"{x.dtype} and {y.dtype}; convert with .float()")
+    d = np.subtract(xd, yd)
+    if d.dtype.kind != "f":
+        d = d.astype(np.float32)
+    if red_ == 0:
+        out = wrap(np.ascontiguousarray(d * d))
+    else:
+        fd = d.reshape(-1)
+        s = np.dot(fd, fd)
+        out = wrap(np.asarray(s / fd.shape[0] if red_ == 1 else s, dtype=d.dtype))
+    if grad_enabled() and (x._requires_grad or y._requires_grad):
+        node = MseLossBackward0.__new__(MseLossBackward0)
+        node.x = save(x, False)
+        node.y = save(y, False)
+        node.reduction = red_
+        node.n = d.size
+        mx = None if xs == d.shape and xd.dtype == d.dtype else (xs, xd.dtype)
+        my = None if ys == d.shape and yd.dtype == d.dtype else (ys, yd.dtype)
+        if mx is not None or my is not None:
+            node._in_meta = (mx, my)
+        set_history(out, node, (x, y))
+    return out
+
+
+cdef str _size(tuple s):
+    return f"torch.Size({list(s)})"
+
+
+@cython.final
+cdef class MseLossBackward0(Node):
+    """d/dx = g * 2 (x - y) / n (mean), d/dy = -d/dx."""
+    cdef SavedVar x, y
+    cdef int reduction
+    cdef Py_ssize_t n
+
+    cdef tuple apply(self, tuple grads):
+        cdef TensorBase g = grads[0], x = self.x.unpack(self), y = self.y.unpack(self)
+        scale = _gscale(g, self.reduction, <double>self.n)
+        if grad_enabled():
+            gx = pw.mul(pw.mul_any(pw.sub(x, y), 2.0), scale)
+        else:
+            d = np.subtract(x._data, y._data)
+            gx = wrap(np.ascontiguousarray(d * (2.0 * scale),
+                                           dtype=d.dtype if d.dtype.kind == "f" else np.float32))
+        gy = None
+        if self._next_fns[1] is not None:
+            gy = pw.unary(pw.OP_NEG, gx)
+        return (gx if self._next_fns[0] is not None else None, gy)
+
+    cdef void release_variables(self):
+        self.x.release()
+        self.y.release()
+
+
+# --- binary_cross_entropy_with_logits --------------------------------------------------------
+
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
+                                     reduction="mean", pos_weight=None):
+    """Stable sigmoid + binary cross-entropy:
+    loss = (1 - y) x + (1 + (pw - 1) y) (log1p(exp(-|x|)) + max(-x, 0)), times weight."""
+    cdef str op = "binary_cross_entropy_with_logits"
+    cdef TensorBase x = _tensor(input, op, "input"), y = _tensor(target, op, "target"), out
+    cdef int red_ = _reduction(reduction, op)
+    cdef cnp.ndarray xd = x._data, yd = y._data
+    cdef BinaryCrossEntropyWithLogitsBackward0 node
+    if (<object>xd).shape != (<object>yd).shape:
+        raise ValueError(f"Target size ({_size((<object>yd).shape)}) must be the same as input "
+                         f"size ({_size((<object>xd).shape)}) in {op}")
+    if xd.dtype.kind != "f" or yd.dtype.kind != "f":
+        raise RuntimeError(f"{op}: expected floating point input and target, got {x.dtype} and "
+                           f"{y.dtype}; targets are probabilities: use target.float()")
+    w = None if weight is None else _tensor(weight, op, "weight")._data
+    pwt = None if pos_weight is None else _tensor(pos_weight, op, "pos_weight")._data
+    sp = np.logaddexp(0, -xd)                               # softplus(-x), stable
+    lw = 1.0 if pwt is None else 1.0 + (pwt - 1.0) * yd
+    loss = (1.0 - yd) * xd + lw * sp
+    if w is not None:
+        loss = loss * w
+    loss = np.asarray(loss, dtype=xd.dtype)
+    if red_ == 0:
+        out = wrap(np.ascontiguousarray(loss))
+    elif red_ == 2:
+        out = wrap(np.asarray(loss.sum(), dtype=xd.dtype))
+    else:
+        out = wrap(np.asarray(loss.mean(), dtype=xd.dtype))
+    if grad_enabled() and (x._requires_grad or y._requires_grad):
+        node = BinaryCrossEntropyWithLogitsBackward0.__new__(BinaryCrossEntropyWithLogitsBackward0)
+        node.x = save(x, False)
+        node.y = save(y, False)
+        node.w = w
+        node.pw = pwt
+        node.reduction = red_
+        node.n = xd.size
+        set_history(out, node, (x, y))
+    return out
+
+
+@cython.final
+cdef class BinaryCrossEntropyWithLogitsBackward0(Node):
+    """d/dx = g w (lw sigmoid(x) - lw + 1 - y), lw = 1 + (pw - 1) y;
+    d/dy = g w ((pw - 1) softplus(-x) - x)."""
+    cdef SavedVar x, y
+    cdef object w, pw
+    cdef int reduction
+    cdef Py_ssize_t n
+
+    cdef tuple apply(self, tuple grads):
+        cdef TensorBase g = grads[0], x = self.x.unpack(self), y = self.y.unpack(self)
+        scale = _gscale(g, self.reduction, <double>self.n)
+        gx = gy = None
+        if grad_enabled():
+            w = wrap(np.asarray(self.w, dtype=x._data.dtype)) if self.w is not None else None
+            if self.pw is None:
+                gx = pw.sub(pw.unary(pw.OP_SIGMOID, x), y)
+            else:
+                lw = pw.add(pw.mul(y, wrap(np.asarray(self.pw - 1.0, dtype=x._data.dtype))), 1.0)
+                gx = pw.sub(pw.add(pw.sub(pw.mul(lw, pw.unary(pw.OP_SIGMOID, x)), lw), 1.0), y)
+            if w is not None:
+                gx = pw.mul(gx, w)
+            gx = pw.mul(gx, scale)
+            if self._next_fns[1] is not None:
+                gy = pw.unary(pw.OP_NEG, x)
+                if self.pw is not None:
+                    sp = softplus(pw.unary(pw.OP_NEG, x), 1.0, 20.0)
+                    gy = pw.add(gy, pw.mul(sp, wrap(np.asarray(self.pw - 1.0, dtype=x._data.dtype))))
+                if w is not None:
+                    gy = pw.mul(gy, w)
+                gy = pw.mul(gy, scale)
+            return (gx, gy)
+        xd, yd = x._data, y._data
+        s = 1.0 / (1.0 + np.exp(-np.clip(xd, -700, 700)))
+        if self.pw is None:
+            dx = s - yd
+        else:
+            lw = 1.0 + (self.pw - 1.0) * yd
+            dx = lw * s - lw + 1.0 - yd
+        wf = scale if self.w is None else self.w * scale
+        gx = wrap(np.ascontiguousarray(dx * wf, dtype=xd.dtype))
+        if self._next_fns[1] is not None:
+            dy = -xd if self.pw is None else (self.pw - 1.0) * np.logaddexp(0, -xd) - xd
+            gy = wrap(np.ascontiguousarray(dy * wf, dtype=xd.dtype))
+        return (gx, gy)
+
+    cdef void release_variables(self):
+        self.x.release()
+        self.y.release()
+
+
+# --- activations ---------------------------------------------------------------------------------
+
+cdef enum:
+    ACT_GELU = 0
+    ACT_GELU_TANH = 1
+    ACT_SILU = 2
+    ACT_SOFTPLUS = 3
+    ACT_ELU = 4
+    ACT_LEAKY = 5
+    ACT_ERF = 6
+
+
+cdef void _erf_loop(const floating* x, floating* out, Py_ssize_t n, bint gelu) noexcept nogil:
+    """out = erf(x), or gelu(x) = x * 0.5 * (1 + erf(x / sqrt(2)))."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if gelu:
+            out[i] = <floating>(x[i] * 0.5 * (1.0 + c_erf(x[i] * _SQRT1_2)))
+        else:
+            out[i] = <floating>c_erf(x[i])
+
+
+cdef cnp.ndarray _erf_like(cnp.ndarray x, bint gelu):
+    cdef cnp.ndarray a = _c(x)
+    cdef cnp.ndarray out = np.empty_like(a)
+    cdef Py_ssize_t n = a.size
+    if a.dtype == np.float32:
+        with nogil:
+            _erf_loop(<float*>cnp.PyArray_DATA(a), <float*>cnp.PyArray_DATA(out), n, gelu)
+    else:
+        with nogil:
+            _erf_loop(<double*>cnp.PyArray_DATA(a), <double*>cnp.PyArray_DATA(out), n, gelu)
+    return out
+
+
+_K_TANH = math.sqrt(2.0 / math.pi)
+
+
+cdef cnp.ndarray _act_fwd(int op, cnp.ndarray x, double a, double b):
+    if op == ACT_GELU:
+        return _erf_like(x, True)
+    if op == ACT_ERF:
+        return _erf_like(x, False)
+    if op == ACT_GELU_TANH:
+        return 0.5 * x * (1.0 + np.tanh(_K_TANH * (x + 0.044715 * x * x * x)))
+    if op == ACT_SILU:
+        return x * (0.5 * (1.0 + np.tanh(0.5 * x)))
+    if op == ACT_SOFTPLUS:                               # a = beta, b = threshold
+        bx = x * a
+        return np.where(bx > b, x, np.logaddexp(0, bx) / a)
+    if op == ACT_ELU:                                    # a = alpha
+        return np.where(x > 0, x, a * np.expm1(np.minimum(x, 0)))
+    return np.where(x > 0, x, x * a)                     # leaky_relu: a = negative_slope
+
+
+cdef object _act_grad_np(int op, cnp.ndarray x, double a, double b):
+    """d act / dx on arrays."""
+    if op == ACT_GELU:
+        return 0.5 * (1.0 + _erf_like(x * _SQRT1_2, False)) + x * _INV_SQRT_2PI * np.exp(-0.5 * x * x)
+    if op == ACT_ERF:
+        return _TWO_OVER_SQRT_PI * np.exp(-x * x)
+    if op == ACT_GELU_TANH:
+        t = np.tanh(_K_TANH * (x + 0.044715 * x * x * x))
+        return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _K_TANH * (1 + 3 * 0.044715 * x * x)
+    if op == ACT_SILU:
+        s = 0.5 * (1.0 + np.tanh(0.5 * x))
+        return s * (1 + x * (1 - s))
+    if op == ACT_SOFTPLUS:
+        bx = x * a
+        return np.where(bx > b, 1.0, 0.5 * (1.0 + np.tanh(0.5 * bx)))
+    if op == ACT_ELU:
+        return np.where(x > 0, 1.0, a * np.exp(np.minimum(x, 0)))
+    return np.where(x > 0, 1.0, a)
+
+
+cdef object _act_grad_rec(int op, TensorBase x, double a, double b):
+    """d act / dx with recorded ops (create_graph)."""
+    cdef cnp.ndarray xd = x._data
+    if op == ACT_GELU:
+        Phi = pw.mul_any(pw.add(_act(ACT_ERF, pw.mul_any(x, _SQRT1_2), 0, 0), 1.0), 0.5)
+        phi = pw.mul_any(pw.unary(pw.OP_EXP, pw.mul_any(pw.mul(x, x), -0.5)), _INV_SQRT_2PI)
+        return pw.add(Phi, pw.mul(x, phi))
+    if op == ACT_ERF:
+        return pw.mul_any(pw.unary(pw.OP_EXP, pw.unary(pw.OP_NEG, pw.mul(x, x))), _TWO_OVER_SQRT_PI)
+    if op == ACT_GELU_TANH:
+        x2 = pw.mul(x, x)
+        t = pw.unary(pw.OP_TANH, pw.mul_any(pw.add(x, pw.mul_any(pw.mul(x2, x), 0.044715)), _K_TANH))
+        d1 = pw.mul_any(pw.add(t, 1.0), 0.5)
+        d2 = pw.mul(pw.mul_any(x, 0.5 * _K_TANH), pw.rsub(pw.mul(t, t), 1.0))
+        return pw.add(d1, pw.mul(d2, pw.add(pw.mul_any(x2, 3 * 0.044715), 1.0)))
+    if op == ACT_SILU:
+        s = pw.unary(pw.OP_SIGMOID, x)
+        return pw.mul(s, pw.add(pw.mul(x, pw.rsub(s, 1.0)), 1.0))
+    if op == ACT_SOFTPLUS:
+        s = pw.unary(pw.OP_SIGMOID, pw.mul_any(x, a))
+        return pw.where_(wrap(xd * a > b), 1.0, s)
+    if op == ACT_ELU:
+        return pw.where_(wrap(xd > 0), 1.0, pw.mul_any(pw.unary(pw.OP_EXP, x), a))
+    return wrap(np.where(xd > 0, 1.0, a).astype(xd.dtype))
+
+
+cdef object _act(int op, object input, double a, double b):
+    cdef TensorBase x = <TensorBase>input, out
+    cdef cnp.ndarray xd = x._data
+    cdef ActBackward node
+    if xd.dtype.kind != "f":
+        raise RuntimeError(f"{_ACT_NAMES[op]}: expected a floating point tensor, got {x.dtype}; "
+                           f"convert it with .float()")
+    out = wrap(np.asarray(_act_fwd(op, xd, a, b), dtype=xd.dtype))
+    if x._requires_grad and grad_enabled():
+        cls = _ACT_NODES[op]
+        node = <ActBackward>cls.__new__(cls)
+        node.op = op
+        node.a = a
+        node.b = b
+        node.x = save(x, False)
+        set_history1(out, node, x)
+    return out
+
+
+cdef class ActBackward(Node):
+    """grad * act'(x) (Note [Fused backward, composed double backward])."""
+    cdef SavedVar x
+    cdef int op
+    cdef double a, b
+
+    cdef tuple apply(self, tuple grads):
+        cdef TensorBase g = grads[0], x = self.x.unpack(self)
+        if grad_enabled():
+            return (pw.mul(g, _act_grad_rec(self.op, x, self.a, self.b)),)
+        d = _act_grad_np(self.op, x._data, self.a, self.b)
+        return (wrap(np.ascontiguousarray(g._data * d, dtype=x._data.dtype)),)
+
+    cdef void release_variables(self):
+        self.x.release()
+
+
+@cython.final
+cdef class GeluBackward0(ActBackward):
+    pass
+
+
+@cython.final
+cdef class SiluBackward0(ActBackward):
+    pass
+
+
+@cython.final
+cdef class SoftplusBackward0(ActBackward):
+    pass
+
+
+@cython.final
+cdef class EluBackward0(ActBackward):
+    pass
+
+
+@cython.final
+cdef class LeakyReluBackward0(ActBackward):
+    pass
+
+
+@cython.final
+cdef class ErfBackward0(ActBackward):
+    pass
+
+
+_ACT_NODES = {ACT_GELU: GeluBackward0, ACT_GELU_TANH: GeluBackward0,
+                        ACT_SILU: SiluBackward0, ACT_SOFTPLUS: SoftplusBackward0,
+                        ACT_ELU: EluBackward0, ACT_LEAKY: LeakyReluBackward0, ACT_ERF: ErfBackward0}
+_ACT_NAMES = {ACT_GELU: "gelu", ACT_GELU_TANH: "gelu", ACT_SILU: "silu",
+                        ACT_SOFTPLUS: "softplus", ACT_ELU: "elu", ACT_LEAKY: "leaky_relu",
+                        ACT_ERF: "erf"}
+
+
+def gelu(input, approximate="none"):
+    if approximate not in ("none", "tanh"):
+        raise RuntimeError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return _act(ACT_GELU if approximate == "none" else ACT_GELU_TANH,
+                _tensor(input, "gelu", "input"), 0, 0)
+
+
+def erf(input):
+    return _act(ACT_ERF, _tensor(input, "erf", "input"), 0, 0)
+
+
+def silu(input, inplace=False):
+    return _act(ACT_SILU, _tensor(input, "silu", "input"), 0, 0)
+
+
+def softplus(input, beta=1.0, threshold=20.0):
+    return _act(ACT_SOFTPLUS, _tensor(input, "softplus", "input"), beta, threshold)
+
+
+def elu(input, alpha=1.0, inplace=False):
+    return _act(ACT_ELU, _tensor(input, "elu", "input"), alpha, 0)
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    return _act(ACT_LEAKY, _tensor(input, "leaky_relu", "input"), negative_slope, 0)
+
+
+# --- embedding -----------------------------------------------------------------------------------
+
+def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
+              scale_grad_by_freq=False, sparse=False):
+    """weight[input] (grad_fn EmbeddingBackward0); rows at padding_idx get no gradient."""
+    cdef TensorBase idx = _tensor(input, "embedding", "input"), w = _tensor(weight, "embedding", "weight"), out
+    cdef cnp.ndarray i = idx._data, wd = w._data
+    cdef EmbeddingBackward0 node
+    if i.dtype.kind not in "iu":
+        raise RuntimeError(f"Expected tensor for argument #1 'indices' to have one of the "
+                           f"following scalar types: Long, Int; but got {idx.dtype} instead "
+                           f"(while checking arguments for embedding); use input.long()")
+    if wd.ndim != 2:
+        raise RuntimeError(f"embedding: 'weight' must be 2-D, got shape {list((<object>wd).shape)}")
+    n = wd.shape[0]
+    if i.size and (i.min() < 0 or i.max() >= n):
+        raise IndexError(f"index out of range in self: embedding indices must be in [0, {n - 1}] "
+                         f"for a weight with {n} rows, got min {i.min()} max {i.max()}")
+    if padding_idx is not None and padding_idx < 0:
+        padding_idx += n
+    out = wrap(np.ascontiguousarray(wd[i]))
+    if w._requires_grad and grad_enabled():
+        node = EmbeddingBackward0.__new__(EmbeddingBackward0)
+        node.idx = i
+        node.num = n
+        node.padding_idx = -1 if padding_idx is None else padding_idx
+        set_history1(out, node, w)
+    return out
+
+
+@cython.final
+cdef class EmbeddingBackward0(Node):
+    """d/dweight: scatter-add the incoming rows into a zero (num, dim) gradient. It is linear in
+    the incoming gradient and does not record (no double backward through the index scatter)."""
+    cdef object idx
+    cdef Py_ssize_t num, padding_idx
+
+    cdef tuple apply(self, tuple grads):
+        cdef TensorBase g = grads[0]
+        gd = g._data
+        dim = (<object>gd).shape[-1]
+        gw = np.zeros((self.num, dim), dtype=gd.dtype)
+        np.add.at(gw, self.idx.reshape(-1), gd.reshape(-1, dim))
+        if self.padding_idx >= 0:
+            gw[self.padding_idx] = 0
+        return (wrap(gw),)

@@ -1,0 +1,830 @@
+# cython: boundscheck=False, wraparound=False
+"""Views and shapes: reshape/view/flatten/unflatten/squeeze/unsqueeze/transpose/permute/t/T/mT/
+expand/contiguous/diagonal/chunk/split/unbind, plus repeat/flip/cat/stack (copies).
+
+A view's storage is a NumPy view of its input's array (no copy) and `out._base` is the root base,
+so base and views share one version counter (Note [Version counters]) and writes through a view
+show in the base. Each backward is a recorded op (reshape back, transpose back, sum_to ...), so
+views are differentiable twice. Indexing (`x[...]`, setitem, gather ...) lives in ops_index.pyx.
+
+Note [Flat positions]
+`take_flat(g, pos)` and `scatter_add_flat(g, shape, pos)` are the two primitives every indexing
+gradient is written with: `pos` is an int64 array of C-order flat indices into a tensor of
+`shape`. Each is the other's backward, so gradients of gradients stay recorded ops.
+"""
+cimport cython
+cimport numpy as cnp
+import numpy as np
+
+from fastgrad._core.node cimport Node
+from fastgrad._core.grad_mode cimport grad_enabled
+from fastgrad._core.tensor cimport TensorBase, wrap, set_history, set_history1
+from fastgrad._core cimport ops_pointwise as pw
+from fastgrad._core.ops_reduce cimport sum_to, sum_
+
+cnp.import_array()
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+cdef inline tuple _shape(TensorBase a):
+    return (<object>a._data).shape
+
+
+cdef inline bint _rec(TensorBase a):
+    return a._requires_grad and grad_enabled()
+
+
+cdef TensorBase make_view(TensorBase a, cnp.ndarray arr):
+    """A tensor over `arr` (a NumPy view of a's array) sharing a's root base."""
+    cdef TensorBase out = wrap(arr)
+    out._base = a._base if a._base is not None else a
+    return out
+
+
+cdef tuple size_args(tuple args):
+    """f(2, 3) and f((2, 3)) / f([2, 3]) / f(torch.Size) both give (2, 3)."""
+    if len(args) == 1 and not isinstance(args[0], int) and hasattr(args[0], "__len__"):
+        args = tuple(args[0])
+    return tuple([int(s) for s in args])
+
+
+cdef int wrap_dim(object dim, int ndim, str op) except? -1:
+    cdef int n = ndim if ndim > 0 else 1
+    cdef int d = int(dim)
+    if d < -n or d >= n:
+        raise IndexError(f"{op}: Dimension out of range (expected to be in range of "
+                         f"[{-n}, {n - 1}], but got {d})")
+    return d + n if d < 0 else d
+
+
+cdef tuple _infer_shape(tuple shape, Py_ssize_t numel):
+    """Resolve one -1 in `shape`; RuntimeError when the sizes cannot hold `numel` elements."""
+    cdef Py_ssize_t known = 1, infer = -1, i
+    for i in range(len(shape)):
+        if shape[i] == -1:
+            if infer >= 0:
+                raise RuntimeError("only one dimension can be inferred")
+            infer = i
+        elif shape[i] < 0:
+            raise RuntimeError(f"invalid shape dimension {shape[i]}")
+        else:
+            known *= shape[i]
+    if infer >= 0 and known != 0 and numel % known == 0:
+        return shape[:infer] + (numel // known,) + shape[infer + 1:]
+    if infer < 0 and known == numel:
+        return shape
+    raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
+
+
+# --- reshape / view ------------------------------------------------------------------------------
+
+def reshape(input, *shape):
+    """reshape(*shape): a view when the layout allows it (ViewBackward0), else a copy."""
+    return reshape_c(input, size_args(shape))
+
+
+cdef object reshape_c(TensorBase a, tuple shape):
+    cdef cnp.ndarray x = a._data
+    cdef TensorBase out
+    cdef Node node
+    shape = _infer_shape(shape, x.size)
+    if (<object>x).shape == shape and a._grad_fn is None and not a._requires_grad:
+        return make_view(a, x.view())
+    try:
+        out = make_view(a, np.reshape(x, shape, copy=False))
+        node = ViewBackward0.__new__(ViewBackward0) if _rec(a) else None
+    except ValueError:
+        out = wrap(np.reshape(x, shape))                       # non-viewable layout: copy
+        node = UnsafeViewBackward0.__new__(UnsafeViewBackward0) if _rec(a) else None
+    if node is not None:
+        (<ReshapeBackward>node).in_shape = (<object>x).shape
+        set_history1(out, node, a)
+    return out
+
+
+def view(input, *shape):
+    """view(*shape): a view sharing storage; RuntimeError when the layout cannot be viewed."""
+    cdef TensorBase a = input, out
+    cdef ViewBackward0 node
+    if len(shape) == 1 and not isinstance(shape[0], (int, tuple, list)) and \
+            not hasattr(shape[0], "__len__"):
+        raise TypeError("view(dtype) is not supported; use .to(dtype) for a converted copy")
+    sh = _infer_shape(size_args(shape), a._data.size)
+    try:
+        arr = np.reshape(a._data, sh, copy=False)
+    except ValueError:
+        raise RuntimeError(
+            f"view size is not compatible with input tensor's size and stride (at least one "
+            f"dimension spans across two contiguous subspaces): cannot view shape "
+            f"{list(_shape(a))} as {list(sh)} without a copy. Use .reshape(...) instead.")
+    out = make_view(a, arr)
+    if _rec(a):
+        node = ViewBackward0.__new__(ViewBackward0)
+        node.in_shape = _shape(a)
+        set_history1(out, node, a)
+    return out
+
+
+def view_as(input, other):
+    return view(input, (<TensorBase>other).shape)
+
+
+def reshape_as(input, other):
+    return reshape_c(input, _shape(other))
+
+
+cdef class ReshapeBackward(Node):
+    """grad_a = grad reshaped to the input's shape"""
+    cdef tuple in_shape
+
+    cdef tuple apply(self, tuple grads):
+        return (reshape_c(grads[0], self.in_shape),)
+
+
+@cython.final
+cdef class ViewBackward0(ReshapeBackward):
+    pass
+
+
+@cython.final
+cdef class UnsafeViewBackward0(ReshapeBackward):
+    pass
+
+
+def flatten(input, start_dim=0, end_dim=-1):
+    """Merge dims start_dim..end_dim into one (the same tensor when nothing changes)."""
+    cdef TensorBase a = input
+    cdef int nd = a._data.ndim
+    if nd == 0:
+        return reshape_c(a, (1,))
+    s = wrap_dim(start_dim, nd, "flatten")
+    e = wrap_dim(end_dim, nd, "flatten")
+    if s > e:
+        raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
+    if s == e:
+        return a
+    sh = _shape(a)
+    n = 1
+    for d in sh[s:e + 1]:
+        n *= d
+    return reshape_c(a, sh[:s] + (n,) + sh[e + 1:])
+
+
+def unflatten(input, dim, sizes):
+    """Split dim `dim` into `sizes` (one entry may be -1)."""
+    cdef TensorBase a = input
+    d = wrap_dim(dim, a._data.ndim, "unflatten")
+    sh = _shape(a)
+    sizes = _infer_shape(tuple(int(s) for s in sizes), sh[d])
+    return reshape_c(a, sh[:d] + sizes + sh[d + 1:])
+
+
+# --- squeeze / unsqueeze -------------------------------------------------------------------------
+
+def squeeze(input, dim=None):
+    """Drop size-1 dims (all, one `dim`, or a tuple of dims); others are kept."""
+    cdef TensorBase a = input
+    cdef int nd = a._data.ndim
+    sh = _shape(a)
+    if dim is None:
+        dims, kind = tuple(range(nd)), 0
+    elif isinstance(dim, int):
+        dims, kind = (wrap_dim(dim, nd, "squeeze"),), 1
+    else:
+        dims, kind = tuple(wrap_dim(d, nd, "squeeze") for d in dim), 2
+    new = tuple(sh[i] for i in range(nd) if not (i in dims and sh[i] == 1))
+    return squeeze_to(a, new, kind)
+
+
+cdef object squeeze_to(TensorBase a, tuple shape, int kind):
+    cdef TensorBase out = make_view(a, a._data.reshape(shape))
+    cdef ReshapeBackward node
+    if _rec(a):
+        node = (SqueezeBackward0.__new__(SqueezeBackward0) if kind == 0 else
+                SqueezeBackward1.__new__(SqueezeBackward1) if kind == 1 else
+                SqueezeBackward2.__new__(SqueezeBackward2))
+        node.in_shape = _shape(a)
+        set_history1(out, node, a)
+    return out
+
+
+@cython.final
+cdef class SqueezeBackward0(ReshapeBackward):
+    pass
+
+
+@cython.final
+cdef class SqueezeBackward1(ReshapeBackward):
+    pass
+
+
+@cython.final
+cdef class SqueezeBackward2(ReshapeBackward):
+    pass
+
+
+def unsqueeze(input, dim):
+    cdef TensorBase a = input
+    return unsqueeze_c(a, wrap_dim(dim, a._data.ndim + 1, "unsqueeze"))
+
+
+cdef object unsqueeze_c(TensorBase a, int dim):
+    cdef TensorBase out = make_view(a, np.expand_dims(a._data, dim))
+    cdef UnsqueezeBackward0 node
+    if _rec(a):
+        node = UnsqueezeBackward0.__new__(UnsqueezeBackward0)
+        node.in_shape = _shape(a)
+        set_history1(out, node, a)
+    return out
+
+
+@cython.final
+cdef class UnsqueezeBackward0(ReshapeBackward):
+    pass
+
+
+# --- transpose / permute -------------------------------------------------------------------------
+
+def transpose(input, dim0, dim1):
+    cdef TensorBase a = input
+    cdef int nd = a._data.ndim
+    return transpose_c(a, wrap_dim(dim0, nd, "transpose"), wrap_dim(dim1, nd, "transpose"))
+
+
+cdef object transpose_c(TensorBase a, int d0, int d1):
+    cdef TensorBase out
+    cdef TransposeBackward0 node
+    if a._data.ndim < 2:
+        return make_view(a, a._data.view()) if not _rec(a) else _alias(a)
+    out = make_view(a, np.swapaxes(a._data, d0, d1))
+    if _rec(a):
+        node = TransposeBackward0.__new__(TransposeBackward0)
+        node.d0 = d0
+        node.d1 = d1
+        set_history1(out, node, a)
+    return out
+
+
+@cython.final
+cdef class TransposeBackward0(Node):
+    """grad_a = grad.transpose(d0, d1)"""
+    cdef int d0, d1
+
+    cdef tuple apply(self, tuple grads):
+        return (transpose_c(grads[0], self.d0, self.d1),)
+
+
+def t(input):
+    """Transpose of a tensor with at most 2 dims (TBackward0)."""
+    cdef TensorBase a = input, out
+    cdef Node node
+    if a._data.ndim > 2:
+        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is "
+                           f"{a._data.ndim}D; use transpose(dim0, dim1) or .mT instead")
+    out = make_view(a, a._data.T)
+    if _rec(a):
+        node = TBackward0.__new__(TBackward0)
+        set_history1(out, node, a)
+    return out
+
+
+@cython.final
+cdef class TBackward0(Node):
+    """grad_a = grad.t()"""
+    cdef tuple apply(self, tuple grads):
+        return (t(grads[0]),)
+
+
+def permute(input, *dims):
+    cdef TensorBase a = input
+    cdef int nd = a._data.ndim
+    dims = size_args(dims)
+    if len(dims) != nd:
+        raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input does "
+                           f"not match the length of the desired ordering of dimensions i.e. "
+                           f"input.dim() = {nd} is not equal to len(dims) = {len(dims)}")
+    dims = tuple(wrap_dim(d, nd, "permute") for d in dims)
+    if len(set(dims)) != nd:
+        raise RuntimeError(f"permute(): duplicate dims are not allowed (got {list(dims)})")
+    return permute_c(a, dims)
+
+
+cdef object permute_c(TensorBase a, tuple dims):
+    cdef TensorBase out = make_view(a, np.transpose(a._data, dims))
+    cdef PermuteBackward0 node
+    if _rec(a):
+        node = PermuteBackward0.__new__(PermuteBackward0)
+        node.inv = tuple(np.argsort(dims).tolist())
+        set_history1(out, node, a)
+    return out
+
+
+@cython.final
+cdef class PermuteBackward0(Node):
+    """grad_a = grad.permute(inverse of dims)"""
+    cdef tuple inv
+
+    cdef tuple apply(self, tuple grads):
+        return (permute_c(grads[0], self.inv),)
+
+
+def T(input):
+    """x.T: all dims reversed (PermuteBackward0)."""
+    cdef TensorBase a = input
+    return permute_c(a, tuple(range(a._data.ndim - 1, -1, -1)))
+
+
+def mT(input):
+    """x.mT: the last two dims swapped (batched matrix transpose)."""
+    cdef TensorBase a = input
+    if a._data.ndim < 2:
+        raise RuntimeError(f"tensor.mT is only supported on matrices or batches of matrices. "
+                           f"Got {a._data.ndim}-D tensor.")
+    return transpose_c(a, a._data.ndim - 2, a._data.ndim - 1)
+
+
+def swapaxes(input, axis0, axis1):
+    return transpose(input, axis0, axis1)
+
+
+def movedim(input, source, destination):
+    cdef TensorBase a = input
+    cdef int nd = a._data.ndim
+    src = [source] if isinstance(source, int) else list(source)
+    dst = [destination] if isinstance(destination, int) else list(destination)
+    src = [wrap_dim(d, nd, "movedim") for d in src]
+    dst = [wrap_dim(d, nd, "movedim") for d in dst]
+    order = [d for d in range(nd) if d not in src]
+    for d, s in sorted(zip(dst, src)):
+        order.insert(d, s)
+    return permute_c(a, tuple(order))
+
+
+cdef object _alias(TensorBase a):
+    cdef TensorBase out = make_view(a, a._data.view())
+    cdef Node node
+    if _rec(a):
+        node = AliasBackward0.__new__(AliasBackward0)
+        set_history1(out, node, a)
+    return out
+
+
+@cython.final
+cdef class AliasBackward0(Node):
+    """grad_a = grad"""
+    cdef tuple apply(self, tuple grads):
+        return (grads[0],)
+
+
+# --- expand / contiguous -------------------------------------------------------------------------
+
+def expand(input, *sizes):
+    """Broadcast to `sizes` (-1 keeps a dim) without copying (ExpandBackward0)."""
+    cdef TensorBase a = input
+    sizes = size_args(sizes)
+    sh = _shape(a)
+    lead = len(sizes) - len(sh)
+    if lead < 0:
+        raise RuntimeError(f"expand({list(sh)}, size={list(sizes)}): the number of sizes provided "
+                           f"({len(sizes)}) must be greater or equal to the number of dimensions "
+                           f"in the tensor ({len(sh)})")
+    target = []
+    for i, s in enumerate(sizes):
+        if i < lead:
+            if s < 0:
+                raise RuntimeError(f"expand: -1 is not allowed in a leading, non-existing "
+                                   f"dimension {i}")
+            target.append(s)
+        elif s == -1:
+            target.append(sh[i - lead])
+        elif sh[i - lead] != s and sh[i - lead] != 1:
+            raise RuntimeError(
+                f"The expanded size of the tensor ({s}) must match the existing size "
+                f"({sh[i - lead]}) at non-singleton dimension {i}.  Target sizes: "
+                f"{list(sizes)}.  Tensor sizes: {list(sh)}")
+        else:
+            target.append(s)
+    return expand_c(a, tuple(target))
+
+
+cdef object expand_c(TensorBase a, tuple shape):
+    cdef TensorBase out
+    cdef ExpandBackward0 node
+    out = make_view(a, np.broadcast_to(a._data, shape))
+    if _rec(a):
+        node = ExpandBackward0.__new__(ExpandBackward0)
+        node.in_shape = _shape(a)
+        set_history1(out, node, a)
+    return out
+
+
+@cython.final
+cdef class ExpandBackward0(Node):
+    """grad_a = grad summed back to the input's shape"""
+    cdef tuple in_shape
+
+    cdef tuple apply(self, tuple grads):
+        return (sum_to(grads[0], self.in_shape),)
+
+
+def expand_as(input, other):
+    return expand(input, _shape(other))
+
+
+def broadcast_to(input, size):
+    return expand(input, tuple(size))
+
+
+def contiguous(input, memory_format=None):
+    """self when already C-contiguous, else a contiguous copy (CloneBackward0)."""
+    cdef TensorBase a = input
+    if a._data.flags.c_contiguous:
+        return a
+    return pw.clone(a)
+
+
+def diagonal(input, offset=0, dim1=0, dim2=1):
+    """A view of the diagonal (offset) of the (dim1, dim2) planes, as the last dim."""
+    cdef TensorBase a = input, out
+    cdef DiagonalBackward0 node
+    cdef int nd = a._data.ndim
+    d1 = wrap_dim(dim1, nd, "diagonal")
+    d2 = wrap_dim(dim2, nd, "diagonal")
+    if d1 == d2:
+        raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
+    arr = np.diagonal(a._data, offset, d1, d2)
+    out = make_view(a, np.lib.stride_tricks.as_strided(arr, arr.shape, arr.strides,
+                                                       writeable=a._data.flags.writeable))
+    if _rec(a):
+        node = DiagonalBackward0.__new__(DiagonalBackward0)
+        node.in_shape = _shape(a)
+        node.pos = np.ascontiguousarray(np.diagonal(
+            np.arange(a._data.size, dtype=np.int64).reshape(_shape(a)), offset, d1, d2))
+        set_history1(out, node, a)
+    return out
+
+
+@cython.final
+cdef class DiagonalBackward0(Node):
+    """grad_a = zeros with grad written on the diagonal (Note [Flat positions])"""
+    cdef tuple in_shape
+    cdef cnp.ndarray pos
+
+    cdef tuple apply(self, tuple grads):
+        return (scatter_add_flat(grads[0], self.in_shape, self.pos, True),)
+
+
+# --- flat positions: take / scatter-add (Note [Flat positions]) ----------------------------------
+
+cdef object take_flat(TensorBase g, cnp.ndarray pos):
+    cdef TensorBase out = wrap(np.take(g._data, pos))
+    cdef TakeBackward0 node
+    if _rec(g):
+        node = TakeBackward0.__new__(TakeBackward0)
+        node.in_shape = _shape(g)
+        node.pos = pos
+        set_history1(out, node, g)
+    return out
+
+
+@cython.final
+cdef class TakeBackward0(Node):
+    """grad_g = zeros(in_shape) with grad added at pos"""
+    cdef tuple in_shape
+    cdef cnp.ndarray pos
+
+    cdef tuple apply(self, tuple grads):
+        return (scatter_add_flat(grads[0], self.in_shape, self.pos, False),)
+
+
+cdef object scatter_add_flat(TensorBase g, tuple shape, cnp.ndarray pos, bint unique):
+    cdef cnp.ndarray z = np.zeros(shape, dtype=g._data.dtype)
+    cdef TensorBase out
+    cdef PutBackward0 node
+    flat = z.reshape(-1)
+    src = np.broadcast_to(g._data, (<object>pos).shape)
+    if unique:
+        flat[pos] = src
+    else:
+        np.add.at(flat, pos, src)
+    out = wrap(z)
+    if _rec(g):
+        node = PutBackward0.__new__(PutBackward0)
+        node.pos = pos
+        set_history1(out, node, g)
+    return out
+
+
+@cython.final
+cdef class PutBackward0(Node):
+    """grad_g = grad.flatten()[pos]"""
+    cdef cnp.ndarray pos
+
+    cdef tuple apply(self, tuple grads):
+        return (take_flat(grads[0], self.pos),)
+
+
+# --- repeat / flip -------------------------------------------------------------------------------
+
+def repeat(input, *sizes):
+    """Tile the tensor `sizes` times along each dim (a copy)."""
+    cdef TensorBase a = input, out
+    cdef RepeatBackward0 node
+    reps = size_args(sizes)
+    sh = _shape(a)
+    if len(reps) < len(sh):
+        raise RuntimeError(f"Number of dimensions of repeat dims ({len(reps)}) can not be smaller "
+                           f"than number of dimensions of tensor ({len(sh)})")
+    out = wrap(np.tile(a._data, reps))
+    if _rec(a):
+        node = RepeatBackward0.__new__(RepeatBackward0)
+        node.in_shape = sh
+        node.reps = reps
+        set_history1(out, node, a)
+    return out
+
+
+@cython.final
+cdef class RepeatBackward0(Node):
+    """grad_a = grad viewed as (r0, s0, r1, s1, ...) summed over the r axes"""
+    cdef tuple in_shape, reps
+
+    cdef tuple apply(self, tuple grads):
+        lead = len(self.reps) - len(self.in_shape)
+        full = (1,) * lead + self.in_shape
+        split = []
+        for r, s in zip(self.reps, full):
+            split += [r, s]
+        g = reshape_c(grads[0], tuple(split))
+        g = sum_(g, tuple(range(0, 2 * len(full), 2)), False) if split else g
+        return (reshape_c(g, self.in_shape),)
+
+
+def flip(input, *dims):
+    """A copy with the order of elements reversed along `dims`."""
+    cdef TensorBase a = input, out
+    cdef FlipBackward0 node
+    dims = tuple(wrap_dim(d, a._data.ndim, "flip") for d in size_args(dims))
+    out = wrap(np.flip(a._data, dims).copy() if dims else a._data.copy())
+    if _rec(a):
+        node = FlipBackward0.__new__(FlipBackward0)
+        node.dims = dims
+        set_history1(out, node, a)
+    return out
+
+
+@cython.final
+cdef class FlipBackward0(Node):
+    """grad_a = grad flipped along the same dims"""
+    cdef tuple dims
+
+    cdef tuple apply(self, tuple grads):
+        return (flip(grads[0], self.dims),)
+
+
+# --- cat / stack ---------------------------------------------------------------------------------
+
+cdef object _narrow(TensorBase g, int dim, Py_ssize_t start, Py_ssize_t stop):
+    """g[..., start:stop, ...] along dim: a view (SliceBackward0 via indexing)."""
+    from fastgrad._core.ops_index import _slice_dim
+    return _slice_dim(g, dim, start, stop)
+
+
+def cat(tensors, dim=0, *, out=None):
+    return cat_c(list(tensors), dim)
+
+
+concat = concatenate = cat
+
+
+cdef object cat_c(list tensors, int dim):
+    cdef TensorBase t, first, out
+    cdef CatBackward0 node
+    cdef Py_ssize_t i
+    if not tensors:
+        raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
+    for i in range(len(tensors)):
+        if not isinstance(tensors[i], TensorBase):
+            raise TypeError(f"cat(): expected a sequence of Tensors, but element {i} is "
+                            f"{type(tensors[i]).__name__}")
+    first = tensors[0]
+    if first._data.ndim == 0:
+        raise RuntimeError("zero-dimensional tensor (at position 0) cannot be concatenated; "
+                           "use stack() or unsqueeze first")
+    d = wrap_dim(dim, first._data.ndim, "cat")
+    s0 = _shape(first)
+    for i in range(1, len(tensors)):
+        t = tensors[i]
+        si = _shape(t)
+        if len(si) != len(s0):
+            raise RuntimeError(f"Tensors must have same number of dimensions: got {len(s0)} and "
+                               f"{len(si)} (shapes {list(s0)} and {list(si)} at positions 0 "
+                               f"and {i})")
+        for k in range(len(s0)):
+            if k != d and si[k] != s0[k]:
+                raise RuntimeError(
+                    f"Sizes of tensors must match except in dimension {d}. Expected size "
+                    f"{s0[k]} but got size {si[k]} for tensor number {i} in the list "
+                    f"(shapes {list(s0)} and {list(si)})")
+    dt = np.result_type(*[(<TensorBase>x)._data for x in tensors]) if len(tensors) > 1 \
+        else first._data.dtype
+    out = wrap(np.concatenate([(<TensorBase>x)._data for x in tensors], axis=d, dtype=dt))
+    if grad_enabled() and any((<TensorBase>x)._requires_grad for x in tensors):
+        node = CatBackward0.__new__(CatBackward0)
+        node.dim = d
+        node.sizes = tuple(_shape(x)[d] for x in tensors)
+        meta = [(_shape(x), (<TensorBase>x)._data.dtype)
+                if (<TensorBase>x)._data.dtype != dt else None for x in tensors]
+        if any(m is not None for m in meta):
+            node._in_meta = tuple(meta)
+        set_history(out, node, tuple(tensors))
+    return out
+
+
+@cython.final
+cdef class CatBackward0(Node):
+    """grad_i = grad[..., offset_i : offset_i + size_i, ...] along dim"""
+    cdef int dim
+    cdef tuple sizes
+
+    cdef tuple apply(self, tuple grads):
+        res = []
+        off = 0
+        for i, s in enumerate(self.sizes):
+            res.append(_narrow(grads[0], self.dim, off, off + s)
+                       if self._next_fns[i] is not None else None)
+            off += s
+        return tuple(res)
+
+
+def stack(tensors, dim=0, *, out=None):
+    """Join equal-shaped tensors along a new dim."""
+    cdef TensorBase t, first, res
+    cdef StackBackward0 node
+    tensors = list(tensors)
+    if not tensors:
+        raise RuntimeError("stack expects a non-empty TensorList")
+    first = tensors[0]
+    s0 = _shape(first)
+    for i in range(1, len(tensors)):
+        t = tensors[i]
+        if _shape(t) != s0:
+            raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(s0)} "
+                               f"at entry 0 and {list(_shape(t))} at entry {i}")
+    d = wrap_dim(dim, first._data.ndim + 1, "stack")
+    dt = np.result_type(*[(<TensorBase>x)._data for x in tensors])
+    res = wrap(np.stack([(<TensorBase>x)._data for x in tensors], axis=d, dtype=dt))
+    if grad_enabled() and any((<TensorBase>x)._requires_grad for x in tensors):
+        node = StackBackward0.__new__(StackBackward0)
+        node.dim = d
+        meta = [(s0, (<TensorBase>x)._data.dtype) if (<TensorBase>x)._data.dtype != dt else None
+                for x in tensors]
+        if any(m is not None for m in meta):
+            node._in_meta = tuple(meta)
+        set_history(res, node, tuple(tensors))
+    return res
+
+
+@cython.final
+cdef class StackBackward0(Node):
+    """grad_i = grad.select(dim, i)"""
+    cdef int dim
+
+    cdef tuple apply(self, tuple grads):
+        from fastgrad._core.ops_index import _select_dim
+        return tuple([_select_dim(grads[0], self.dim, i) if self._next_fns[i] is not None
+                      else None for i in range(len(self._next_fns))])
+
+
+def hstack(tensors):
+    tensors = list(tensors)
+    return cat_c(tensors, 0 if (<TensorBase>tensors[0])._data.ndim == 1 else 1)
+
+
+def vstack(tensors):
+    return cat_c([t if (<TensorBase>t)._data.ndim > 1 else unsqueeze_c(t, 0) for t in tensors], 0)
+
+
+# --- chunk / split / unbind (multi-output views) -------------------------------------------------
+
+cdef tuple _split_views(TensorBase a, int d, list sizes, Node node):
+    """Views of `a` along dim d with `sizes`; all outputs of one node (output_nr = i)."""
+    cdef TensorBase o
+    cdef list outs = []
+    cdef Py_ssize_t off = 0, i
+    for i in range(len(sizes)):
+        key = (slice(None),) * d + (slice(off, off + sizes[i]),)
+        outs.append(make_view(a, a._data[key]))
+        off += sizes[i]
+    if node is not None and _rec(a):
+        (<SplitBackward>node).dim = d
+        (<SplitBackward>node).sizes = tuple(sizes)
+        (<SplitBackward>node).in_shape = _shape(a)
+        node._n_out = len(outs)
+        for i in range(len(outs)):
+            o = outs[i]
+            if i == 0:
+                set_history1(o, node, a)
+            else:
+                o._grad_fn = node
+                o._requires_grad = True
+            o._output_nr = i
+    return tuple(outs)
+
+
+cdef class SplitBackward(Node):
+    """grad_a = cat of the outputs' grads along dim (zeros for outputs that got none)"""
+    cdef int dim
+    cdef tuple sizes, in_shape
+
+    cdef tuple apply(self, tuple grads):
+        parts = []
+        ref = next(g for g in grads if g is not None)
+        for g, s in zip(grads, self.sizes):
+            if g is None:
+                sh = list(self.in_shape)
+                sh[self.dim] = s
+                g = wrap(np.zeros(sh, dtype=(<TensorBase>ref)._data.dtype))
+            parts.append(g)
+        return (cat_c(parts, self.dim),)
+
+
+@cython.final
+cdef class SplitBackward0(SplitBackward):
+    pass
+
+
+@cython.final
+cdef class SplitWithSizesBackward0(SplitBackward):
+    pass
+
+
+def split(input, split_size_or_sections, dim=0):
+    """Views of `split_size` along dim (the last may be shorter), or of the given sizes."""
+    cdef TensorBase a = input
+    d = wrap_dim(dim, a._data.ndim, "split")
+    n = _shape(a)[d]
+    if isinstance(split_size_or_sections, int):
+        s = split_size_or_sections
+        if s <= 0 and n > 0:
+            raise RuntimeError(f"split_size can only be 0 if dimension size is 0, but got "
+                               f"dimension size of {n}")
+        sizes = [min(s, n - i) for i in range(0, n, s)] if n else [0]
+        return _split_views(a, d, sizes, SplitBackward0.__new__(SplitBackward0))
+    sizes = [int(s) for s in split_size_or_sections]
+    if sum(sizes) != n:
+        raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {n} (input "
+                           f"tensor's size at dimension {d}), but got split_sizes={sizes}")
+    return _split_views(a, d, sizes, SplitWithSizesBackward0.__new__(SplitWithSizesBackward0))
+
+
+def chunk(input, chunks, dim=0):
+    """Up to `chunks` views of equal size (ceil(n / chunks)) along dim."""
+    cdef TensorBase a = input
+    if chunks <= 0:
+        raise RuntimeError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
+    d = wrap_dim(dim, a._data.ndim, "chunk")
+    n = _shape(a)[d]
+    s = max(1, -(-n // chunks))
+    return split(a, s, d)
+
+
+def unbind(input, dim=0):
+    """The slices along dim, each without that dim (views)."""
+    cdef TensorBase a = input, o
+    cdef list outs = []
+    cdef UnbindBackward0 node = None
+    d = wrap_dim(dim, a._data.ndim, "unbind")
+    n = _shape(a)[d]
+    for i in range(n):
+        outs.append(make_view(a, a._data[(slice(None),) * d + (i, Ellipsis)]))
+    if _rec(a) and n:
+        node = UnbindBackward0.__new__(UnbindBackward0)
+        node.dim = d
+        node.in_shape = _shape(a)
+        node._n_out = n
+        for i in range(n):
+            o = outs[i]
+            if i == 0:
+                set_history1(o, node, a)
+            else:
+                o._grad_fn = node
+                o._requires_grad = True
+            o._output_nr = i
+    return tuple(outs)
+
+
+@cython.final
+cdef class UnbindBackward0(Node):
+    """grad_a = stack of the outputs' grads along dim (zeros for missing ones)"""
+    cdef int dim
+    cdef tuple in_shape
+
+    cdef tuple apply(self, tuple grads):
+        ref = next(g for g in grads if g is not None)
+        sh = list(self.in_shape)
+        del sh[self.dim]
+        parts = [g if g is not None else wrap(np.zeros(sh, dtype=(<TensorBase>ref)._data.dtype))
+                 for g in grads]
+        return (stack(parts, self.dim),)
