@@ -26,11 +26,19 @@ def _ratio(r, peer):
     return f"{_fmt(v)}x" if isinstance(v, (int, float)) else "-"
 
 
+def _fastgrad_cell(fg):
+    if isinstance(fg, (int, float)):
+        return _fmt(fg)
+    if isinstance(fg, str) and fg.startswith("n/a ("):
+        return f"not yet measured ({fg[5:-1]})"
+    return "not yet measured"
+
+
 def render(data):
     h = data["header"]
     out = [f"Measured {h['date']} on commit `{h['commit']}`: {h['machine']}; "
            f"{h['python']}, NumPy {h['numpy']}, torch {h['torch']}, fastgrad {h['fastgrad']}; "
-           f"{h['mode']}; threads: {h['threads']}.", ""]
+           f"{h['mode']}; threads: {h['threads']}; load: {h.get('load', '?')}.", ""]
     if "WARNING" in h:
         out += [f"**{h['WARNING']}**", ""]
     out += ["| id | case | unit | fastgrad | torch | torch fused | numpy | x torch | x numpy "
@@ -41,7 +49,7 @@ def render(data):
         fg = f.get("fastgrad")
         met = {True: "yes", False: "no", None: "-"}[r["met"]]
         out.append(f"| {r['workload']} | {r['case']} | {r['unit']} | "
-                   f"{_fmt(fg) if fg is not None else 'not yet measured'} | "
+                   f"{_fastgrad_cell(fg)} | "
                    f"{_fmt(f.get('torch'))} | {_fmt(f.get('torch fused'))} | "
                    f"{_fmt(f.get('numpy'))} | {_ratio(r, 'torch')} | {_ratio(r, 'numpy')} | "
                    f"{r['target']} | {met} |")

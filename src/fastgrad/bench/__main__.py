@@ -35,6 +35,13 @@ class Run:
                 self._default_threads[name] = lib.get_num_threads()
             if self.threads and not isinstance(lib, str):
                 self.restore_threads(lib)
+        self.blas_limit = None
+        if self.threads:
+            try:                          # NumPy's BLAS pool too, when threadpoolctl is there
+                from threadpoolctl import threadpool_limits
+                self.blas_limit = threadpool_limits(limits=self.threads)
+            except ImportError:
+                pass
         self._children = None
         self._started, self._step, self._line = time.perf_counter(), 0, ""
 

@@ -8,6 +8,7 @@ exception a library raised while building or running a workload into the
 stop the run.
 """
 import gc
+import re
 import statistics
 import time
 import types
@@ -25,6 +26,9 @@ def failure_note(exc):
             owner = type(obj).__name__        # an instance: name its class
         return f"n/a (missing: {owner}.{exc.name})"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    operands = re.match(r"unsupported operand type\(s\) for (\S+): '(\w+)' and '(\w+)'", text)
+    if operands:                          # 'Tensor @ Tensor' says it in three words
+        text = f"{operands[2]} {operands[1]} {operands[3]}"
     if len(text) > 70:
         text = text[:67] + "..."
     if isinstance(exc, MISSING):

@@ -60,12 +60,30 @@ def _version(module):
     return str(version)
 
 
+def _loadavg():
+    try:
+        return os.getloadavg()
+    except OSError:
+        return (float("nan"),) * 3
+
+
 def _threads(module):
     get = getattr(module, "get_num_threads", None)
     try:
         return get() if get else None
     except Exception:
         return None
+
+
+def _threads_line(run):
+    fg = _threads(run.subject)
+    if fg is None:
+        fg = "default (no get_num_threads)" if run.subject is not None else "-"
+    line = f"fastgrad {fg}, torch {_threads(run.torch) or '-'}"
+    if run.threads:
+        blas = "limited" if run.blas_limit is not None else "not limited (no threadpoolctl)"
+        line = f"requested {run.threads}: {line}, NumPy BLAS {blas}"
+    return line
 
 
 def header(run):
@@ -85,9 +103,9 @@ def header(run):
         "torch": _version(run.torch) or "not installed",
         "commit": _git_commit(where) or "not in a git checkout",
         "mode": f"{'quick' if run.quick else 'full'}, median of {run.repeat} repeats",
-        "threads": (f"requested {run.threads}; " if run.threads else "")
-                   + f"fastgrad {_threads(subject) or 'default'}, "
-                   + f"torch {_threads(run.torch) or '-'}",
+        "load": "1/5/15-min load average at start %.2f %.2f %.2f (the machine is "
+                "shared: a load near the core count makes every figure noisy)" % _loadavg(),
+        "threads": _threads_line(run),
     }
     if run.subject_name != "fastgrad":
         info["WARNING"] = (f"FASTGRAD_BENCH_SUBJECT={run.subject_name}: the 'fastgrad' column "
