@@ -763,7 +763,7 @@ cdef class EmbeddingBackward0(Node):
     cdef tuple apply(self, tuple grads):
         cdef TensorBase g = grads[0]
         gd = g._data
-        dim = (<object>gd).shape[-1]
+        dim = (<object>gd).shape[gd.ndim - 1]
         gw = np.zeros((self.num, dim), dtype=gd.dtype)
         np.add.at(gw, self.idx.reshape(-1), gd.reshape(-1, dim))
         if self.padding_idx >= 0:
