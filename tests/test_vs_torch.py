@@ -228,9 +228,10 @@ RANDOM_BINARY = [
 ]
 
 
+@pytest.mark.parametrize("dtype, tol", [("float64", 1e-9), ("float32", 2e-5)])
 @settings(max_examples=40, deadline=None)
 @given(data=st.data())
-def test_random_programs_match_torch(data):
+def test_random_programs_match_torch(dtype, tol, data):
     shapes = data.draw(mutually_broadcastable_shapes(num_shapes=3, min_dims=0, max_dims=3, max_side=3)).input_shapes
     n_leaves = data.draw(st.integers(1, 3))
     steps = data.draw(st.lists(st.tuples(st.booleans(), st.integers(0, 100), st.integers(0, 100), st.integers(0, 100)),
@@ -240,7 +241,7 @@ def test_random_programs_match_torch(data):
     arrays = [rng.uniform(-1.5, 1.5, size=s) for s in shapes[:n_leaves]]
     results = []
     for T in (fg, torch):
-        leaves = [T.tensor(a, dtype=T.float64, requires_grad=True) for a in arrays]
+        leaves = [T.tensor(a, dtype=getattr(T, dtype), requires_grad=True) for a in arrays]
         pool = list(leaves)
         for binary, op_i, a_i, b_i in steps:
             a = pool[a_i % len(pool)]
@@ -249,13 +250,13 @@ def test_random_programs_match_torch(data):
             else:
                 pool.append(RANDOM_UNARY[op_i % len(RANDOM_UNARY)](T, a))
         out = pool[-1]
-        out.backward(T.tensor(np.full(tuple(out.shape), 0.7), dtype=T.float64))
+        out.backward(T.tensor(np.full(tuple(out.shape), 0.7), dtype=getattr(T, dtype)))
         results.append((_np(out), [None if l.grad is None else _np(l.grad) for l in leaves]))
     (of, gf), (ot, gt) = results
     assert of.shape == ot.shape
-    np.testing.assert_allclose(of, ot, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(of, ot, rtol=tol, atol=tol)
     for i, (a, b) in enumerate(zip(gf, gt)):
         assert (a is None) == (b is None), f"leaf {i}: grad presence differs"
         if a is not None:
             assert a.shape == b.shape
-            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9, err_msg=f"grad of leaf {i}")
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol, err_msg=f"grad of leaf {i}")
