@@ -1,0 +1,14 @@
+"""fastgrad.optim: PyTorch's optimizers and learning-rate schedulers, with compiled updates.
+
+    opt = fastgrad.optim.Adam(model.parameters(), lr=1e-3)
+    opt.zero_grad(); loss.backward(); opt.step()
+"""
+from fastgrad.optim.optimizer import Optimizer
+from fastgrad.optim.sgd import SGD
+from fastgrad.optim.adam import Adam
+from fastgrad.optim.adamw import AdamW
+from fastgrad.optim.adagrad import Adagrad
+from fastgrad.optim.rmsprop import RMSprop
+from fastgrad.optim import lr_scheduler
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "lr_scheduler"]
