@@ -19,6 +19,8 @@ from fastgrad.functional import *          # noqa: F401,F403  (add, exp, sum, ma
 from fastgrad.functional import max, min, abs, pow, sum  # noqa: F401  (names * skips shadowing)
 from fastgrad import autograd
 from fastgrad import optim  # noqa: F401  (torch.optim.SGD works after `import fastgrad as torch`)
+from fastgrad import nn  # noqa: F401  (torch.nn.Linear after `import fastgrad as torch`)
+from fastgrad.serialization import save, load  # noqa: F401  (pickle-free .npz + JSON manifest)
 from fastgrad.autograd.grad_mode import (no_grad, enable_grad, set_grad_enabled, inference_mode,
                                          is_grad_enabled, is_inference_mode_enabled)
 

@@ -63,7 +63,7 @@ cdef inline TensorBase _tensor(object x, str op, str arg):
 
 
 cdef inline cnp.ndarray _c(cnp.ndarray a):
-    return a if cnp.PyArray_IS_C_CONTIGUOUS(a) else np.ascontiguousarray(a)
+    return a if cnp.PyArray_IS_C_CONTIGUOUS(a) else np.asarray(a, order="C")
 
 
 cdef object _gscale(TensorBase g, int reduction, double denom):
@@ -108,7 +108,7 @@ cdef cnp.ndarray _rows(cnp.ndarray x):
         return _c(x.reshape(1, -1))
     if x.ndim == 2:
         return _c(x)
-    return np.ascontiguousarray(np.moveaxis(x, 1, -1)).reshape(-1, x.shape[1])
+    return np.asarray(np.moveaxis(x, 1, -1), order="C").reshape(-1, x.shape[1])
 
 
 cdef cnp.ndarray _unrows(cnp.ndarray r, tuple shape):
@@ -118,7 +118,7 @@ cdef cnp.ndarray _unrows(cnp.ndarray r, tuple shape):
     if len(shape) == 2:
         return r
     lead = (shape[0],) + tuple(shape[2:]) + (shape[1],)
-    return np.ascontiguousarray(np.moveaxis(r.reshape(lead), -1, 1))
+    return np.asarray(np.moveaxis(r.reshape(lead), -1, 1), order="C")
 
 
 cdef void _check_index_target(cnp.ndarray x, cnp.ndarray t, str op) except *:
@@ -249,7 +249,7 @@ cdef object _nll(object input, object target, object weight, object ignore_index
     if red_ == 0:
         res = loss.reshape((<object>td).shape if not probs else (<object>xd).shape[:1] +
                            (<object>xd).shape[2:]) if xd.ndim > 1 else loss.reshape(())
-        out = wrap(np.ascontiguousarray(res))
+        out = wrap(np.asarray(res, order="C"))
     elif red_ == 2:
         out = wrap(np.asarray(loss.sum(), dtype=xd.dtype))
     else:
@@ -326,7 +326,7 @@ cdef class NllLossBackward0(Node):
             r[np.arange(m), self.tgt] -= 1
         else:
             r = np.exp(self.rows) * self.A.sum(axis=1, keepdims=True) - self.A
-        return wrap(np.ascontiguousarray(_unrows(r, shape) * scale, dtype=x._data.dtype))
+        return wrap(np.asarray(_unrows(r, shape) * scale, dtype=x._data.dtype, order="C"))
 
     cdef object _onehot(self):
         if self.A is not None:
@@ -378,7 +378,7 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     if d.dtype.kind != "f":
         d = d.astype(np.float32)
     if red_ == 0:
-        out = wrap(np.ascontiguousarray(d * d))
+        out = wrap(np.asarray(d * d, order="C"))
     else:
         fd = d.reshape(-1)
         s = np.dot(fd, fd)
@@ -415,8 +415,8 @@ cdef class MseLossBackward0(Node):
             gx = pw.mul(pw.mul_any(pw.sub(x, y), 2.0), scale)
         else:
             d = np.subtract(x._data, y._data)
-            gx = wrap(np.ascontiguousarray(d * (2.0 * scale),
-                                           dtype=d.dtype if d.dtype.kind == "f" else np.float32))
+            gx = wrap(np.asarray(d * (2.0 * scale),
+                                           dtype=d.dtype if d.dtype.kind == "f" else np.float32, order="C"))
         gy = None
         if self._next_fns[1] is not None:
             gy = pw.unary(pw.OP_NEG, gx)
@@ -453,7 +453,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
         loss = loss * w
     loss = np.asarray(loss, dtype=xd.dtype)
     if red_ == 0:
-        out = wrap(np.ascontiguousarray(loss))
+        out = wrap(np.asarray(loss, order="C"))
     elif red_ == 2:
         out = wrap(np.asarray(loss.sum(), dtype=xd.dtype))
     else:
@@ -510,10 +510,10 @@ cdef class BinaryCrossEntropyWithLogitsBackward0(Node):
             lw = 1.0 + (self.pw - 1.0) * yd
             dx = lw * s - lw + 1.0 - yd
         wf = scale if self.w is None else self.w * scale
-        gx = wrap(np.ascontiguousarray(dx * wf, dtype=xd.dtype))
+        gx = wrap(np.asarray(dx * wf, dtype=xd.dtype, order="C"))
         if self._next_fns[1] is not None:
             dy = -xd if self.pw is None else (self.pw - 1.0) * np.logaddexp(0, -xd) - xd
-            gy = wrap(np.ascontiguousarray(dy * wf, dtype=xd.dtype))
+            gy = wrap(np.asarray(dy * wf, dtype=xd.dtype, order="C"))
         return (gx, gy)
 
     cdef void release_variables(self):
@@ -652,7 +652,7 @@ cdef class ActBackward(Node):
         if grad_enabled():
             return (pw.mul(g, _act_grad_rec(self.op, x, self.a, self.b)),)
         d = _act_grad_np(self.op, x._data, self.a, self.b)
-        return (wrap(np.ascontiguousarray(g._data * d, dtype=x._data.dtype)),)
+        return (wrap(np.asarray(g._data * d, dtype=x._data.dtype, order="C")),)
 
     cdef void release_variables(self):
         self.x.release()
@@ -743,7 +743,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
                          f"for a weight with {n} rows, got min {i.min()} max {i.max()}")
     if padding_idx is not None and padding_idx < 0:
         padding_idx += n
-    out = wrap(np.ascontiguousarray(wd[i]))
+    out = wrap(np.asarray(wd[i], order="C"))
     if w._requires_grad and grad_enabled():
         node = EmbeddingBackward0.__new__(EmbeddingBackward0)
         node.idx = i
