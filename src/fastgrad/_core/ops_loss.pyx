@@ -123,11 +123,11 @@ cdef cnp.ndarray _unrows(cnp.ndarray r, tuple shape):
 
 cdef void _check_index_target(cnp.ndarray x, cnp.ndarray t, str op) except *:
     cdef tuple xs = (<object>x).shape, ts = (<object>t).shape
-    if t.dtype.kind != "i" or t.dtype.itemsize != 8:
+    if t.dtype != np.int64 and t.dtype != np.uint8:
         raise RuntimeError(
-            f"{op}: expected scalar type Long but found {_tn(t)}: class-index targets must be "
-            f"int64 (use target.long()); floating targets must have the input's shape "
-            f"{list(xs)} to be read as class probabilities, got {list(ts)}")
+            f"expected target dtype to be Long or Byte, but got {_tn(t)}: {op} class-index "
+            f"targets must be int64 (use target.long()); floating targets must have the input's "
+            f"shape {list(xs)} to be read as class probabilities, got {list(ts)}")
     if x.ndim == 0:
         raise RuntimeError(f"{op}: input must have at least 1 dimension (classes), got a 0-d tensor")
     if x.ndim == 1:
@@ -181,7 +181,7 @@ cdef object _nll(object input, object target, object weight, object ignore_index
                            f"convert it with input.float()")
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"{op}: label_smoothing must be between 0.0 and 1.0, got {eps}")
-    probs = td.dtype.kind == "f" and log_softmax
+    probs = td.dtype.kind == "f" and log_softmax and (<object>td).shape == (<object>xd).shape
     rows = _rows(xd)
     m = rows.shape[0]
     c = rows.shape[1] if rows.ndim == 2 else 0
@@ -202,7 +202,7 @@ cdef object _nll(object input, object target, object weight, object ignore_index
         denom = m
     else:
         _check_index_target(xd, td, op)
-        tgt = td.reshape(-1)
+        tgt = td.reshape(-1).astype(np.int64, copy=False)
         valid = tgt != ignore_index
         bad = tgt[valid]
         if bad.size and (bad.min() < 0 or bad.max() >= c):

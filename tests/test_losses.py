@@ -1,0 +1,265 @@
+"""Losses and fused activations (nn.functional / ops_loss): forward and gradients against
+float64 central differences always, against PyTorch where installed, plus bad-input errors."""
+import numpy as np
+import pytest
+
+from _backend import fg, REFERENCE
+from _fd import check_grad
+
+F = fg.nn.functional
+RED = ["mean", "sum", "none"]
+
+
+def _t(a, **kw):
+    return fg.tensor(np.asarray(a), **kw)
+
+
+# --- finite differences (always) ---------------------------------------------------------------
+
+@pytest.mark.parametrize("reduction", RED)
+@pytest.mark.parametrize("shape", [(4, 5), (5,), (2, 3, 4)])
+def test_cross_entropy_indices_fd(rng, reduction, shape):
+    x = rng.standard_normal(shape)
+    c = shape[0] if len(shape) == 1 else shape[1]
+    tshape = () if len(shape) == 1 else (shape[0],) + shape[2:]
+    y = _t(rng.integers(0, c, tshape))
+    check_grad(lambda a: F.cross_entropy(a, y, reduction=reduction), [x])
+
+
+@pytest.mark.parametrize("reduction", RED)
+def test_cross_entropy_weight_ignore_smoothing_fd(rng, reduction):
+    x = rng.standard_normal((6, 4))
+    y = _t(np.array([0, 1, 2, 3, 1, 2]))
+    w = _t(rng.random(4) + 0.5, dtype=fg.float64)
+    check_grad(lambda a: F.cross_entropy(a, y, weight=w, ignore_index=2, label_smoothing=0.15,
+                                         reduction=reduction), [x])
+
+
+@pytest.mark.parametrize("reduction", RED)
+def test_cross_entropy_probabilities_fd(rng, reduction):
+    x = rng.standard_normal((3, 4))
+    q = rng.random((3, 4))
+    q /= q.sum(1, keepdims=True)
+    w = _t(rng.random(4) + 0.5, dtype=fg.float64)
+    check_grad(lambda a, b: F.cross_entropy(a, b, weight=w, label_smoothing=0.1,
+                                            reduction=reduction), [x, q])
+
+
+@pytest.mark.parametrize("reduction", RED)
+def test_nll_loss_fd(rng, reduction):
+    x = rng.standard_normal((5, 3))
+    y = _t(np.array([0, 2, 1, 1, 0]))
+    check_grad(lambda a: F.nll_loss(a, y, reduction=reduction, ignore_index=1), [x])
+
+
+@pytest.mark.parametrize("reduction", RED)
+def test_mse_fd(rng, reduction):
+    check_grad(lambda a, b: F.mse_loss(a, b, reduction=reduction),
+               [rng.standard_normal((3, 4)), rng.standard_normal((3, 4))])
+
+
+@pytest.mark.parametrize("reduction", RED)
+def test_bce_with_logits_fd(rng, reduction):
+    pw = _t(rng.random(4) + 0.5, dtype=fg.float64)
+    w = _t(rng.random(4), dtype=fg.float64)
+    check_grad(lambda a, b: F.binary_cross_entropy_with_logits(a, b, weight=w, pos_weight=pw,
+                                                               reduction=reduction),
+               [rng.standard_normal((3, 4)) * 3, rng.random((3, 4))])
+
+
+@pytest.mark.parametrize("name, kw", [("l1_loss", {}), ("smooth_l1_loss", {"beta": 0.7}),
+                                      ("huber_loss", {"delta": 0.6})])
+@pytest.mark.parametrize("reduction", RED)
+def test_regression_losses_fd(rng, name, kw, reduction):
+    x = rng.standard_normal((3, 4))
+    y = x + rng.choice([-1.5, -0.3, 0.3, 1.5], size=(3, 4))     # away from the kinks
+    check_grad(lambda a, b: getattr(F, name)(a, b, reduction=reduction, **kw), [x, y])
+
+
+@pytest.mark.parametrize("reduction", RED)
+def test_bce_fd(rng, reduction):
+    x = rng.random((3, 4)) * 0.8 + 0.1
+    check_grad(lambda a, b: F.binary_cross_entropy(a, b, reduction=reduction),
+               [x, rng.random((3, 4))])
+
+
+@pytest.mark.parametrize("fn", [lambda a: F.gelu(a), lambda a: F.gelu(a, approximate="tanh"),
+                                lambda a: F.silu(a), lambda a: F.softplus(a, 2.0, 1.0),
+                                lambda a: F.elu(a, 0.7), lambda a: F.leaky_relu(a, 0.2)])
+def test_activation_fd(rng, fn):
+    x = rng.standard_normal((3, 4))
+    x[np.abs(x) < 1e-3] = 0.5
+    check_grad(fn, [x])
+
+
+@pytest.mark.parametrize("fn", [
+    lambda a: F.cross_entropy(a, _t(np.array([1, 0, 2]))),
+    lambda a: F.mse_loss(a, _t(np.ones((3, 3)), dtype=fg.float64)),
+    lambda a: F.binary_cross_entropy_with_logits(a, _t(np.full((3, 3), 0.3), dtype=fg.float64),
+                                                 pos_weight=_t(np.array([1., 2., 3.]), dtype=fg.float64)),
+    lambda a: F.gelu(a).sum(), lambda a: F.silu(a).sum(), lambda a: F.softplus(a).sum(),
+    lambda a: F.elu(a).sum()])
+def test_double_backward_fd(rng, fn):
+    """The gradient itself is differentiable (create_graph): d/dx sum(v * grad)."""
+    x0 = rng.standard_normal((3, 3))
+    v = rng.standard_normal((3, 3))
+
+    def grad_dot_v(a):
+        with fg.enable_grad():             # check_grad evaluates its perturbations under no_grad
+            if not a.requires_grad:
+                a = a.detach().requires_grad_()
+            g, = fg.autograd.grad(fn(a), a, create_graph=True)
+            return (g * _t(v, dtype=fg.float64)).sum()
+
+    check_grad(grad_dot_v, [x0])
+
+
+def test_embedding_grad_fd(rng):
+    idx = _t(np.array([[0, 2], [2, 3]]))
+    check_grad(lambda w: F.embedding(idx, w), [rng.standard_normal((4, 3))])
+    w = _t(rng.standard_normal((4, 3)), dtype=fg.float64, requires_grad=True)
+    F.embedding(idx, w, padding_idx=2).sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), [[1] * 3, [0] * 3, [0] * 3, [1] * 3])
+
+
+# --- closed forms and names ----------------------------------------------------------------------
+
+def test_cross_entropy_closed_form_and_name():
+    x = _t(np.array([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]]), requires_grad=True)
+    y = _t(np.array([2, 0]))
+    loss = F.cross_entropy(x, y)
+    lse0 = np.log(np.exp([1, 2, 3]).sum())
+    expected = ((lse0 - 3) + np.log(3.0)) / 2
+    assert abs(loss.item() - expected) < 1e-6
+    assert loss.grad_fn.name() == "NllLossBackward0"
+    assert F.mse_loss(x, x.detach()).grad_fn.name() == "MseLossBackward0"
+    loss.backward()
+    p = np.exp(x.detach().numpy())
+    p /= p.sum(1, keepdims=True)
+    p[[0, 1], [2, 0]] -= 1
+    np.testing.assert_allclose(x.grad.numpy(), p / 2, rtol=1e-6)
+
+
+def test_cross_entropy_all_ignored_is_nan():
+    x = _t(np.zeros((2, 3)), requires_grad=True)
+    assert np.isnan(F.cross_entropy(x, _t(np.array([-100, -100]))).item())
+
+
+def test_no_graph_under_no_grad():
+    x = _t(np.zeros((2, 3)), requires_grad=True)
+    with fg.no_grad():
+        out = F.cross_entropy(x, _t(np.array([0, 1])))
+    assert out.grad_fn is None and not out.requires_grad
+
+
+# --- bad input -----------------------------------------------------------------------------------
+
+def test_cross_entropy_float_target_wrong_shape():
+    x = fg.zeros(3, 5)
+    with pytest.raises(RuntimeError, match="expected target dtype to be Long or Byte, but got Float"):
+        F.cross_entropy(x, fg.zeros(3))
+
+
+def test_cross_entropy_int32_target():
+    with pytest.raises(RuntimeError, match="Long"):
+        F.cross_entropy(fg.zeros(3, 5), fg.zeros(3, dtype=fg.int32))
+
+
+def test_cross_entropy_batch_mismatch():
+    with pytest.raises(ValueError, match=r"Expected input batch_size \(3\) to match target "
+                                         r"batch_size \(4\)"):
+        F.cross_entropy(fg.zeros(3, 5), fg.zeros(4, dtype=fg.int64))
+
+
+def test_cross_entropy_target_out_of_bounds():
+    with pytest.raises(IndexError, match="Target 7 is out of bounds"):
+        F.cross_entropy(fg.zeros(2, 5), _t(np.array([1, 7])))
+
+
+def test_bce_with_logits_shape_mismatch():
+    with pytest.raises(ValueError, match=r"Target size .* must be the same as input size"):
+        F.binary_cross_entropy_with_logits(fg.zeros(3, 2), fg.zeros(3))
+
+
+def test_bce_input_out_of_range():
+    with pytest.raises(RuntimeError, match="between 0 and 1"):
+        F.binary_cross_entropy(_t(np.array([1.5, 0.2])), _t(np.array([1.0, 0.0])))
+
+
+def test_mse_broadcast_warns():
+    with pytest.warns(UserWarning, match="different to the input size"):
+        out = F.mse_loss(fg.zeros(3, 1), fg.ones(3))
+    assert tuple(out.shape) == ()
+
+
+def test_bad_reduction():
+    with pytest.raises(ValueError, match="not a valid value for reduction"):
+        F.mse_loss(fg.zeros(2), fg.zeros(2), reduction="avg")
+
+
+def test_loss_module_errors_name_shapes():
+    with pytest.raises(ValueError, match=r"\(2\).*\(3\)"):
+        fg.nn.CrossEntropyLoss()(fg.zeros(2, 4), fg.zeros(3, dtype=fg.int64))
+
+
+# --- against PyTorch -----------------------------------------------------------------------------
+
+CASES = [
+    ("CrossEntropyLoss", {}, "idx"), ("CrossEntropyLoss", {"label_smoothing": 0.2}, "idx"),
+    ("CrossEntropyLoss", {"ignore_index": 1}, "idx"), ("CrossEntropyLoss", {"weight": "w"}, "idx"),
+    ("CrossEntropyLoss", {}, "prob"), ("NLLLoss", {"weight": "w"}, "idx"),
+    ("MSELoss", {}, "real"), ("L1Loss", {}, "real"), ("SmoothL1Loss", {"beta": 0.5}, "real"),
+    ("HuberLoss", {"delta": 0.5}, "real"), ("BCELoss", {}, "bce"),
+    ("BCEWithLogitsLoss", {"pos_weight": "pw"}, "prob01"),
+]
+
+
+@pytest.mark.parametrize("name, kw, kind", CASES)
+@pytest.mark.parametrize("reduction", RED)
+def test_losses_vs_torch(rng, name, kw, kind, reduction):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((6, 4)).astype(np.float32)
+    if kind == "bce":
+        x = (rng.random((6, 4)) * 0.9 + 0.05).astype(np.float32)
+    y = {"idx": lambda: np.array([0, 1, 3, 2, 1, 1]),
+         "prob": lambda: rng.dirichlet(np.ones(4), 6).astype(np.float32),
+         "prob01": lambda: rng.random((6, 4)).astype(np.float32),
+         "bce": lambda: rng.random((6, 4)).astype(np.float32),
+         "real": lambda: rng.standard_normal((6, 4)).astype(np.float32)}[kind]()
+    extra = {"w": rng.random(4).astype(np.float32) + 0.5,
+             "pw": rng.random(4).astype(np.float32) + 0.5}
+
+    def build(lib):
+        kws = {k: (lib.tensor(extra[v]) if isinstance(v, str) else v) for k, v in kw.items()}
+        return getattr(lib.nn, name)(reduction=reduction, **kws)
+
+    xf, xt = fg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    out_f = build(fg)(xf, fg.tensor(y))
+    out_t = build(torch)(xt, torch.tensor(y))
+    np.testing.assert_allclose(out_f.detach().numpy(), out_t.detach().numpy(), rtol=1e-5,
+                               atol=1e-6)
+    g = rng.standard_normal(tuple(out_t.shape)).astype(np.float32)
+    out_f.backward(fg.tensor(g))
+    out_t.backward(torch.tensor(g))
+    np.testing.assert_allclose(xf.grad.numpy(), xt.grad.numpy(), rtol=1e-5, atol=1e-6)
+    assert repr(build(fg)) == repr(build(torch))
+
+
+@pytest.mark.parametrize("name, kw", [("GELU", {}), ("GELU", {"approximate": "tanh"}),
+                                      ("SiLU", {}), ("ELU", {"alpha": 0.5}),
+                                      ("LeakyReLU", {"negative_slope": 0.2}),
+                                      ("Softplus", {"beta": 2.0, "threshold": 1.0}),
+                                      ("ReLU", {}), ("Sigmoid", {}), ("Tanh", {})])
+def test_activations_vs_torch(rng, name, kw):
+    torch = pytest.importorskip("torch")
+    x = (rng.standard_normal((5, 7)) * 3).astype(np.float32)
+    xf, xt = fg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    mf, mt = getattr(fg.nn, name)(**kw), getattr(torch.nn, name)(**kw)
+    yf, yt = mf(xf), mt(xt)
+    np.testing.assert_allclose(yf.detach().numpy(), yt.detach().numpy(), rtol=1e-5, atol=1e-6)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    yf.backward(fg.tensor(g))
+    yt.backward(torch.tensor(g))
+    np.testing.assert_allclose(xf.grad.numpy(), xt.grad.numpy(), rtol=1e-5, atol=1e-5)
+    assert yf.grad_fn.name() == yt.grad_fn.name()
+    assert repr(mf) == repr(mt)
