@@ -17,6 +17,7 @@ from fastgrad._creation import (tensor, as_tensor, from_numpy, zeros, ones, empt
                                 logspace, eye, manual_seed, seed)
 from fastgrad.functional import *          # noqa: F401,F403  (add, exp, sum, maximum, where ...)
 from fastgrad.functional import max, min, abs, pow, sum  # noqa: F401  (names * skips shadowing)
+from fastgrad.functional import all, any  # noqa: F401
 from fastgrad import autograd
 from fastgrad import optim  # noqa: F401  (torch.optim.SGD works after `import fastgrad as torch`)
 from fastgrad import nn  # noqa: F401  (torch.nn.Linear after `import fastgrad as torch`)

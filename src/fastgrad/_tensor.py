@@ -10,6 +10,11 @@ from fastgrad import _dtypes
 from fastgrad._core import ops_pointwise as _pw
 from fastgrad._core import ops_reduce as _red
 from fastgrad._core import tensor as _ct
+from fastgrad._core import ops_view as _view
+from fastgrad._core import ops_index as _ix
+from fastgrad._core import ops_linalg as _la
+from fastgrad._core import ops_nn as _nn
+from fastgrad._core import ops_reduce2 as _red2
 from fastgrad._core.tensor import TensorBase, Size
 
 
@@ -103,6 +108,72 @@ class Tensor(TensorBase):
     sign = _pw.sign
     max = _red.max
     min = _red.min
+
+    # -- shapes, indexing, matrix products, more reductions (ops_view/ops_index/ops_linalg/...) --
+    __getitem__ = _ix.getitem
+    __setitem__ = _ix.setitem
+    __matmul__ = _la.matmul
+    __rmatmul__ = _la._rmatmul
+    T = property(_view.T)
+    mT = property(_view.mT)
+    reshape = _view.reshape
+    view = _view.view
+    view_as = _view.view_as
+    reshape_as = _view.reshape_as
+    flatten = _view.flatten
+    unflatten = _view.unflatten
+    squeeze = _view.squeeze
+    unsqueeze = _view.unsqueeze
+    transpose = _view.transpose
+    swapaxes = _view.swapaxes
+    movedim = _view.movedim
+    permute = _view.permute
+    t = _view.t
+    expand = _view.expand
+    expand_as = _view.expand_as
+    broadcast_to = _view.broadcast_to
+    contiguous = _view.contiguous
+    diagonal = _view.diagonal
+    repeat = _view.repeat
+    flip = _view.flip
+    chunk = _view.chunk
+    split = _view.split
+    unbind = _view.unbind
+    select = _ix.select
+    narrow = _ix.narrow
+    index_select = _ix.index_select
+    gather = _ix.gather
+    scatter_add = _ix.scatter_add
+    masked_fill = _ix.masked_fill
+    take_along_dim = _ix.take_along_dim
+    matmul = _la.matmul
+    mm = _la.mm
+    bmm = _la.bmm
+    mv = _la.mv
+    dot = _la.dot
+    inner = _la.inner
+    outer = _la.outer
+    addmm = _la.addmm
+    softmax = _nn.softmax
+    log_softmax = _nn.log_softmax
+    var = _red2.var
+    std = _red2.std
+    prod = _red2.prod
+    cumsum = _red2.cumsum
+    logsumexp = _red2.logsumexp
+    norm = _red2.norm
+    amax = _red2.amax
+    amin = _red2.amin
+    argmax = _red2.argmax
+    argmin = _red2.argmin
+    all = _red2.all
+    any = _red2.any
+
+    def masked_fill_(self, mask, value):
+        return self.copy_(_ix.masked_fill(self, mask, value))
+
+    def scatter_add_(self, dim, index, src):
+        return self.copy_(_ix.scatter_add(self, dim, index, src))
 
     def square(self):
         return self ** 2

@@ -2,6 +2,11 @@
 tensor method or compiled function of the same name."""
 from fastgrad._core import ops_pointwise as _pw
 from fastgrad._core import ops_reduce as _red
+from fastgrad._core import ops_view as _view
+from fastgrad._core import ops_index as _ix
+from fastgrad._core import ops_linalg as _la
+from fastgrad._core import ops_nn as _nn
+from fastgrad._core import ops_reduce2 as _red2
 from fastgrad._core.tensor import TensorBase
 from fastgrad._creation import tensor as _tensor
 
@@ -145,3 +150,64 @@ def is_tensor(obj):
 
 def numel(input):
     return input.numel()
+
+
+# -- shapes, indexing, joining (ops_view, ops_index) --
+reshape = _view.reshape
+flatten = _view.flatten
+unflatten = _view.unflatten
+squeeze = _view.squeeze
+unsqueeze = _view.unsqueeze
+transpose = _view.transpose
+swapaxes = _view.swapaxes
+movedim = _view.movedim
+permute = _view.permute
+t = _view.t
+broadcast_to = _view.broadcast_to
+diagonal = _view.diagonal
+flip = _view.flip
+chunk = _view.chunk
+split = _view.split
+unbind = _view.unbind
+cat = _view.cat
+concat = concatenate = _view.cat
+stack = _view.stack
+hstack = _view.hstack
+vstack = _view.vstack
+select = _ix.select
+narrow = _ix.narrow
+index_select = _ix.index_select
+gather = _ix.gather
+scatter_add = _ix.scatter_add
+masked_fill = _ix.masked_fill
+take_along_dim = _ix.take_along_dim
+
+# -- matrix products (ops_linalg) and fused softmax (ops_nn) --
+matmul = _la.matmul
+mm = _la.mm
+bmm = _la.bmm
+mv = _la.mv
+dot = _la.dot
+inner = _la.inner
+outer = _la.outer
+ger = _la.outer
+addmm = _la.addmm
+einsum = _la.einsum
+softmax = _nn.softmax
+log_softmax = _nn.log_softmax
+
+# -- more reductions (ops_reduce2) --
+var = _red2.var
+std = _red2.std
+var_mean = _red2.var_mean
+std_mean = _red2.std_mean
+prod = _red2.prod
+cumsum = _red2.cumsum
+logsumexp = _red2.logsumexp
+norm = _red2.norm
+amax = _red2.amax
+amin = _red2.amin
+argmax = _red2.argmax
+argmin = _red2.argmin
+all = _red2.all
+any = _red2.any

@@ -962,7 +962,23 @@ cdef void _rebase(TensorBase a, TensorBase res, str op) except *:
         a._grad_fn = res._grad_fn
         a._requires_grad = True
         a._output_nr = res._output_nr
+        _after_inplace(a)
     a.bump_version()
+
+
+# In-place writes through a view rebase the view's base (Note [In-place writes through views] in
+# ops_index.pyx, which registers the hook: this module cannot cimport it without a cycle).
+cdef object _view_hook = None
+
+
+def _set_view_hook(fn):
+    global _view_hook
+    _view_hook = fn
+
+
+cdef inline void _after_inplace(TensorBase a) except *:
+    if a._base is not None and a._grad_fn is not None and _view_hook is not None:
+        _view_hook(a)
 
 
 cdef str _tname(object dt):
@@ -999,6 +1015,7 @@ cdef object fill_(TensorBase a, object value):
         node = FillBackward0.__new__(FillBackward0)
         set_history1(a, node, _history_alias(a))
         a._output_nr = 0
+        _after_inplace(a)
     a.bump_version()
     return a
 
@@ -1028,6 +1045,7 @@ cdef object copy_(TensorBase a, object src):
             node._in_meta = (None, ((<object>s._data).shape, s._data.dtype))
         set_history(a, node, (_history_alias(a), s))
         a._output_nr = 0
+        _after_inplace(a)
     a.bump_version()
     return a
 

@@ -9,7 +9,6 @@ cdef object permute_c(TensorBase a, tuple dims)
 cdef object unsqueeze_c(TensorBase a, int dim)
 cdef object squeeze_to(TensorBase a, tuple shape, int kind)  # drop size-1 dims to `shape`
 cdef object expand_c(TensorBase a, tuple shape)
-cdef object getitem_c(TensorBase a, object key)
 cdef object cat_c(list tensors, int dim)
 cdef object take_flat(TensorBase g, cnp.ndarray pos)                 # g.flatten()[pos]
 cdef object scatter_add_flat(TensorBase g, tuple shape, cnp.ndarray pos, bint unique)

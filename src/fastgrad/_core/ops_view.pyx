@@ -1,4 +1,5 @@
-# cython: boundscheck=False, wraparound=False
+# cython: boundscheck=True, wraparound=True
+# (Python-level glue: negative tuple indices and bounds checks stay on; no raw loops here.)
 """Views and shapes: reshape/view/flatten/unflatten/squeeze/unsqueeze/transpose/permute/t/T/mT/
 expand/contiguous/diagonal/chunk/split/unbind, plus repeat/flip/cat/stack (copies).
 
@@ -21,6 +22,7 @@ from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport TensorBase, wrap, set_history, set_history1
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core.ops_reduce cimport sum_to, sum_
+from fastgrad._core.ops_pointwise import clone as _clone
 
 cnp.import_array()
 
@@ -441,7 +443,7 @@ def contiguous(input, memory_format=None):
     cdef TensorBase a = input
     if a._data.flags.c_contiguous:
         return a
-    return pw.clone(a)
+    return _clone(a)
 
 
 def diagonal(input, offset=0, dim1=0, dim2=1):

@@ -1,0 +1,613 @@
+# cython: boundscheck=True, wraparound=True
+# (Python-level glue: negative tuple indices and bounds checks stay on; no raw loops here.)
+"""Indexing: x[key] (ints, slices with steps, None, ..., integer and boolean arrays), x[key] = v,
+in-place writes through views (CopySlices), gather, scatter_add, index_select, masked_fill,
+take_along_dim.
+
+Every index is validated here, once, before NumPy sees it: an out-of-range index raises
+IndexError naming the index, the dim and its size. Basic keys give views (no copy); keys with an
+integer/boolean array give copies (IndexBackward0). Gradients are written with the flat-position
+primitives of ops_view (Note [Flat positions]) or with this module's own recorded ops.
+
+Note [In-place writes through views]
+Writing into a view `v` of a base `B` (v[...] = x, v.mul_(2), y[0] = 5 with y non-leaf) changes
+B. As PyTorch's CopySlices: B's history is rebased onto a node that, given B's gradient, takes
+the view region (`take_flat` at v's flat positions in B), runs the in-place op's own backward
+on it, and writes the result back into the region (zeroed first). The positions are found from
+the arrays' memory addresses and strides, so any chain of views works. `v` then becomes an
+AsStridedBackward0 view of the new B. Views of B taken before the write keep their old history
+(PyTorch regenerates them; fastgrad does not yet).
+"""
+cimport cython
+cimport numpy as cnp
+import numpy as np
+
+from fastgrad._core.node cimport Node
+from fastgrad._core.grad_mode cimport grad_enabled
+from fastgrad._core.tensor cimport TensorBase, wrap, set_history, set_history1
+from fastgrad._core cimport ops_pointwise as pw
+from fastgrad._core.ops_reduce cimport sum_to, sum_
+from fastgrad._core.ops_view cimport (make_view, take_flat, scatter_add_flat, wrap_dim,
+                                      reshape_c)
+from fastgrad._core.ops_pointwise import to_dtype as _to_dtype
+
+cnp.import_array()
+
+cdef object _int64 = np.dtype(np.int64)
+
+
+cdef inline tuple _shape(TensorBase a):
+    return (<object>a._data).shape
+
+
+cdef inline bint _rec(TensorBase a):
+    return a._requires_grad and grad_enabled()
+
+
+# --- key parsing ---------------------------------------------------------------------------------
+
+cdef tuple _parse_key(TensorBase a, object key):
+    """(numpy key tuple, advanced?, name of the node for a basic key). Validates every index."""
+    cdef tuple sh = _shape(a)
+    cdef int nd = len(sh), dim = 0, consumed = 0
+    cdef list out = []
+    items = key if isinstance(key, tuple) else (key,)
+    conv = []
+    for k in items:                               # tensors / lists -> arrays, count consumed dims
+        if isinstance(k, TensorBase):
+            k = (<TensorBase>k)._data
+            if k.ndim == 0 and k.dtype.kind in "iu":
+                k = int(k)
+        elif isinstance(k, (list, tuple)):
+            k = np.asarray(k)
+            if k.dtype.kind == "f" or (k.size == 0 and k.dtype.kind != "b"):
+                k = k.astype(np.int64)
+        elif isinstance(k, np.ndarray) and k.ndim == 0 and k.dtype.kind in "iu":
+            k = int(k)
+        elif isinstance(k, np.integer):
+            k = int(k)
+        if isinstance(k, np.ndarray):
+            if k.dtype.kind not in "iub":
+                raise IndexError(f"tensors used as indices must be long, int, byte or bool "
+                                 f"tensors (got {k.dtype})")
+            consumed += k.ndim if k.dtype.kind == "b" else 1
+        elif isinstance(k, bool) or k is None or k is Ellipsis:
+            pass
+        elif isinstance(k, (int, slice)):
+            consumed += 1
+        else:
+            raise IndexError(f"only integers, slices (`:`), ellipsis (`...`), None and long or "
+                             f"byte Variables are valid indices (got {type(k).__name__})")
+        conv.append(k)
+    if consumed > nd:
+        raise IndexError(f"too many indices for tensor of dimension {nd}")
+    advanced = False
+    name = "AliasBackward0"
+    seen_ellipsis = False
+    for k in conv:
+        if k is Ellipsis:
+            if seen_ellipsis:
+                raise IndexError("an index can only have a single ellipsis ('...')")
+            seen_ellipsis = True
+            dim += nd - consumed
+            out.append(Ellipsis)
+        elif k is None:
+            out.append(None)
+            name = "UnsqueezeBackward0"
+        elif isinstance(k, bool):
+            out.append(None if k else np.zeros(0, dtype=np.int64))
+            advanced = advanced or not k
+        elif isinstance(k, int):
+            n = sh[dim]
+            if k < -n or k >= n:
+                raise IndexError(f"index {k} is out of bounds for dimension {dim} with size {n}")
+            out.append(k)
+            dim += 1
+            name = "SelectBackward0"
+        elif isinstance(k, slice):
+            if k.step is not None and int(k.step) <= 0:
+                raise ValueError(f"step must be greater than zero (got {k.step}); use "
+                                 f"flip() to reverse a tensor")
+            out.append(slice(None if k.start is None else int(k.start),
+                             None if k.stop is None else int(k.stop),
+                             None if k.step is None else int(k.step)))
+            dim += 1
+            name = "SliceBackward0"
+        elif k.dtype.kind == "b":
+            msh = k.shape
+            if tuple(sh[dim:dim + k.ndim]) != msh:
+                for j in range(k.ndim):
+                    if msh[j] != sh[dim + j]:
+                        raise IndexError(
+                            f"The shape of the mask {list(msh)} at index {j} does not match the "
+                            f"shape of the indexed tensor {list(sh)} at index {dim + j}")
+            out.extend(np.nonzero(k))
+            dim += k.ndim
+            advanced = True
+        else:
+            n = sh[dim]
+            if k.size:
+                lo, hi = int(k.min()), int(k.max())
+                if lo < -n or hi >= n:
+                    raise IndexError(f"index {hi if hi >= n else lo} is out of bounds for "
+                                     f"dimension {dim} with size {n}")
+            out.append(k.astype(np.int64, copy=False))
+            dim += 1
+            advanced = True
+    if not seen_ellipsis:
+        out.append(Ellipsis)              # keeps NumPy from returning scalars for full int keys
+    return tuple(out), advanced, name
+
+
+# --- __getitem__ ---------------------------------------------------------------------------------
+
+def getitem(input, key):
+    """x[key]: a view for basic keys (Select/Slice/Unsqueeze/AliasBackward0), a copy for array
+    keys (IndexBackward0)."""
+    return getitem_c(input, key)
+
+
+cdef object getitem_c(TensorBase a, object key):
+    cdef TensorBase out
+    cdef KeyBackward node
+    npkey, advanced, name = _parse_key(a, key)
+    if advanced:
+        out = wrap(np.ascontiguousarray(a._data[npkey]))
+        name = "IndexBackward0"
+    else:
+        out = make_view(a, a._data[npkey])
+    if _rec(a):
+        node = _KEY_NODES[name].__new__(_KEY_NODES[name])
+        node.in_shape = _shape(a)
+        node.key = npkey
+        node.advanced = advanced
+        set_history1(out, node, a)
+    return out
+
+
+cdef class KeyBackward(Node):
+    """grad_a = zeros(in_shape) with grad written (added, for array keys) at key"""
+    cdef tuple in_shape, key
+    cdef bint advanced
+
+    cdef tuple apply(self, tuple grads):
+        return (_key_scatter(grads[0], self.in_shape, self.key, self.advanced),)
+
+
+@cython.final
+cdef class SelectBackward0(KeyBackward):
+    pass
+
+
+@cython.final
+cdef class SliceBackward0(KeyBackward):
+    pass
+
+
+@cython.final
+cdef class IndexBackward0(KeyBackward):
+    pass
+
+
+@cython.final
+cdef class IndexSelectBackward0(KeyBackward):
+    pass
+
+
+@cython.final
+cdef class UnsqueezeBackward0(KeyBackward):
+    pass
+
+
+@cython.final
+cdef class AliasBackward0(KeyBackward):
+    pass
+
+
+cdef dict _KEY_NODES = {"SelectBackward0": SelectBackward0, "SliceBackward0": SliceBackward0,
+                        "IndexBackward0": IndexBackward0, "UnsqueezeBackward0": UnsqueezeBackward0,
+                        "AliasBackward0": AliasBackward0,
+                        "IndexSelectBackward0": IndexSelectBackward0}
+
+
+cdef object _key_scatter(TensorBase g, tuple shape, tuple key, bint advanced):
+    """zeros(shape); z[key] (+)= g — the backward of indexing, itself recorded."""
+    cdef cnp.ndarray z = np.zeros(shape, dtype=g._data.dtype)
+    cdef TensorBase out
+    cdef KeyScatterBackward node
+    if advanced:
+        np.add.at(z, key, g._data)
+    else:
+        z[key] = g._data
+    out = wrap(z)
+    if _rec(g):
+        node = KeyScatterBackward.__new__(KeyScatterBackward)
+        node.key = key
+        set_history1(out, node, g)
+    return out
+
+
+@cython.final
+cdef class KeyScatterBackward(Node):
+    """grad_g = grad[key]"""
+    cdef tuple key
+
+    cdef tuple apply(self, tuple grads):
+        cdef TensorBase g = grads[0]
+        cdef TensorBase out = wrap(np.ascontiguousarray(g._data[self.key]))
+        cdef KeyBackward node
+        if _rec(g):
+            node = IndexBackward0.__new__(IndexBackward0)
+            node.in_shape = _shape(g)
+            node.key = self.key
+            node.advanced = True
+            set_history1(out, node, g)
+        return (out,)
+
+
+def _slice_dim(TensorBase g, int dim, Py_ssize_t start, Py_ssize_t stop):
+    return getitem_c(g, (slice(None),) * dim + (slice(start, stop),))
+
+
+def _select_dim(TensorBase g, int dim, Py_ssize_t i):
+    return getitem_c(g, (slice(None),) * dim + (i,))
+
+
+def select(input, dim, index):
+    cdef TensorBase a = input
+    d = wrap_dim(dim, a._data.ndim, "select")
+    return getitem_c(a, (slice(None),) * d + (int(index),))
+
+
+def narrow(input, dim, start, length):
+    cdef TensorBase a = input
+    d = wrap_dim(dim, a._data.ndim, "narrow")
+    n = _shape(a)[d]
+    start = int(start) + (n if int(start) < 0 else 0)
+    if start < 0 or start + length > n or length < 0:
+        raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size ({n}).")
+    return getitem_c(a, (slice(None),) * d + (slice(start, start + length),))
+
+
+def index_select(input, dim, index):
+    """input.index_select(dim, index): the rows `index` (1-D int tensor) along dim (a copy)."""
+    cdef TensorBase a = input, idx = index, out
+    cdef KeyBackward node
+    d = wrap_dim(dim, a._data.ndim, "index_select")
+    ix = idx._data
+    if ix.ndim > 1 or ix.dtype.kind not in "iu":
+        raise RuntimeError(f"index_select(): Index is supposed to be a vector of integers, got "
+                           f"a {ix.ndim}-D {ix.dtype} tensor")
+    n = _shape(a)[d] if a._data.ndim else 1
+    ix = ix.reshape(-1).astype(np.int64, copy=False)
+    if ix.size and (ix.min() < 0 or ix.max() >= n):
+        bad = int(ix.max()) if ix.max() >= n else int(ix.min())
+        raise IndexError(f"index_select(): index {bad} is out of range for dimension {d} with "
+                         f"size {n}")
+    if a._data.ndim == 0:
+        return getitem_c(a, Ellipsis) if not ix.size else reshape_c(a, ())
+    key = (slice(None),) * d + (ix, Ellipsis)
+    out = wrap(np.take(a._data, ix, axis=d))
+    if _rec(a):
+        node = IndexSelectBackward0.__new__(IndexSelectBackward0)
+        node.in_shape = _shape(a)
+        node.key = key
+        node.advanced = True
+        set_history1(out, node, a)
+    return out
+
+
+# --- __setitem__ and in-place writes through views (Note [In-place writes through views]) ------
+
+cdef cnp.ndarray _positions(TensorBase v, TensorBase root):
+    """Flat C-order index into `root` of every element of the view `v` (same dtype, same memory)."""
+    cdef cnp.ndarray x = v._data, r = root._data
+    item = r.itemsize
+    if r.size == 0 or x.size == 0:
+        return np.zeros((<object>x).shape, dtype=np.int64)
+    rp = r.__array_interface__["data"][0]
+    vp = x.__array_interface__["data"][0]
+    offs_r = _offsets(r)
+    offs_v = _offsets(x) + (vp - rp)
+    lo = int(offs_r.min())
+    span = (int(offs_r.max()) - lo) // item + 1
+    table = np.full(span, -1, dtype=np.int64)
+    table[(offs_r - lo) // item] = np.arange(r.size, dtype=np.int64).reshape((<object>r).shape)
+    k = offs_v - lo
+    if x.dtype != r.dtype or (k % item).any() or k.min() < 0 or k.max() >= span * item:
+        raise RuntimeError("in-place write through a view: the view does not lie inside its "
+                           "base's storage; clone() the view before writing to it")
+    pos = table[k // item]
+    if (pos < 0).any():
+        raise RuntimeError("in-place write through a view whose elements are not elements of "
+                           "its base; clone() the view before writing to it")
+    return pos
+
+
+cdef object _offsets(cnp.ndarray x):
+    off = np.zeros((<object>x).shape, dtype=np.int64)
+    for d in range(x.ndim):
+        sh = [1] * x.ndim
+        sh[d] = (<object>x).shape[d]
+        off = off + (np.arange((<object>x).shape[d], dtype=np.int64) * x.strides[d]).reshape(sh)
+    return off
+
+
+cdef void _check_inplace(TensorBase a) except *:
+    if not grad_enabled():
+        return
+    if a._grad_fn is None and a._requires_grad:
+        raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
+                           "operation. Wrap the update in `with torch.no_grad():`, or operate "
+                           "on a copy (x = x.clone()).")
+    if a._base is not None and a._base._grad_fn is None and a._base._requires_grad:
+        raise RuntimeError("a view of a leaf Variable that requires grad is being used in an "
+                           "in-place operation. Wrap the update in `with torch.no_grad():`, or "
+                           "clone the leaf first.")
+
+
+def setitem(input, key, value):
+    """x[key] = value (a number or a tensor broadcastable to the region)."""
+    cdef TensorBase a = input, tv = None, root, hist
+    cdef SetRegion fn
+    _check_inplace(a)
+    npkey, advanced, _ = _parse_key(a, key)
+    if isinstance(value, TensorBase):
+        tv = value
+        src = tv._data
+    elif isinstance(value, (list, tuple)):
+        src = np.asarray(value)
+    else:
+        src = value
+    region_shape = np.empty(_shape(a), dtype=np.uint8)[npkey].shape
+    try:
+        np.broadcast_shapes(np.shape(src), region_shape)
+    except ValueError:
+        raise RuntimeError(f"shape mismatch: value tensor of shape {list(np.shape(src))} cannot "
+                           f"be broadcast to indexing result of shape {list(region_shape)}")
+    if not (grad_enabled() and (a._requires_grad or (tv is not None and tv._requires_grad))):
+        a._data[npkey] = src
+        a.bump_version()
+        return
+    root = a._base if a._base is not None else a
+    pos = (np.arange(a._data.size, dtype=np.int64).reshape(_shape(a)) if root is a
+           else _positions(a, root))[npkey]
+    a._data[npkey] = src
+    fn = SetRegion.__new__(SetRegion)
+    if tv is not None and tv._requires_grad and (np.shape(src) != pos.shape or
+                                                 src.dtype != a._data.dtype):
+        fn._in_meta = (None, (np.shape(src), src.dtype))
+    set_history(wrap(a._data), fn, (None, tv))
+    _rebase_root(a, root, pos, fn)
+    a.bump_version()
+
+
+@cython.final
+cdef class SetRegion(Node):
+    """The in-place op of x[key] = v as seen by CopySlices: grad_old = 0, grad_v = grad."""
+    cdef tuple apply(self, tuple grads):
+        return (None, grads[0])
+
+
+cdef void _rebase_root(TensorBase a, TensorBase root, cnp.ndarray pos, Node fn) except *:
+    """Make `root` the output of CopySlices(fn) and `a` (if a view) a view of the new root."""
+    cdef TensorBase hist = wrap(root._data)
+    cdef CopySlices node = CopySlices.__new__(CopySlices)
+    cdef AsStridedBackward0 vnode
+    hist._grad_fn = root._grad_fn
+    hist._requires_grad = root._requires_grad
+    hist._output_nr = root._output_nr
+    node.fn = fn
+    node.pos = pos
+    node.shape = _shape(root)
+    set_history(root, node, (hist,) + (None,) * (len(fn._next_fns) - 1))
+    nrs0 = node._next_nrs[0] if node._next_nrs is not None else 0
+    fnrs = fn._next_nrs if fn._next_nrs is not None else (0,) * len(fn._next_fns)
+    node._next_fns = (node._next_fns[0],) + fn._next_fns[1:]
+    nrs = (nrs0,) + tuple(fnrs[1:])
+    node._next_nrs = nrs if any(nrs) else None
+    root._output_nr = 0
+    if a is not root:
+        vnode = AsStridedBackward0.__new__(AsStridedBackward0)
+        vnode.pos = pos.reshape(_shape(a)) if (<object>pos).shape != _shape(a) else pos
+        vnode.shape = _shape(root)
+        set_history1(a, vnode, root)
+        a._output_nr = 0
+
+
+def _view_inplace_hook(TensorBase a):
+    """Called by ops_pointwise after an in-place op recorded `a`'s new history (a is a view)."""
+    cdef TensorBase root = a._base
+    if root is None or a._grad_fn is None:
+        return
+    _rebase_root(a, root, _positions(a, root), a._grad_fn)
+
+
+@cython.final
+cdef class CopySlices(Node):
+    """grad_root_old = grad with the region replaced by fn's grad of its old values;
+    other inputs = fn's grads, fn run on grad taken at the region (Note [In-place writes ...])."""
+    cdef Node fn
+    cdef cnp.ndarray pos
+    cdef tuple shape
+
+    cdef tuple apply(self, tuple grads):
+        cdef TensorBase g = grads[0]
+        gv = take_flat(g, self.pos)
+        res = list(self.fn.apply((gv,)))
+        meta = self.fn._in_meta
+        for i in range(1, len(res)):
+            if meta is not None and meta[i] is not None and res[i] is not None:
+                r = res[i]
+                if tuple(r.shape) != meta[i][0]:
+                    r = sum_to(r, meta[i][0])
+                res[i] = r
+        g0 = None
+        if self._next_fns[0] is not None:
+            keep = np.ones(self.shape, dtype=g._data.dtype)
+            keep.reshape(-1)[self.pos.reshape(-1)] = 0
+            g0 = pw.mul(g, wrap(keep))
+            if res[0] is not None:
+                g0 = pw.add(g0, scatter_add_flat(res[0], self.shape, self.pos, False))
+        return (g0,) + tuple(res[1:])
+
+    cdef void release_variables(self):
+        self.fn.release_variables()
+
+
+@cython.final
+cdef class AsStridedBackward0(Node):
+    """grad_root = zeros with grad added at the view's positions"""
+    cdef cnp.ndarray pos
+    cdef tuple shape
+
+    cdef tuple apply(self, tuple grads):
+        return (scatter_add_flat(grads[0], self.shape, self.pos, False),)
+
+
+# --- gather / scatter_add / take_along_dim -------------------------------------------------------
+
+cdef tuple _dim_key(cnp.ndarray idx, int d):
+    """Index arrays that address element (i0, .., idx[i], .., in) for every position of idx."""
+    grids = list(np.indices((<object>idx).shape, sparse=True))
+    grids[d] = idx
+    return tuple(grids)
+
+
+cdef cnp.ndarray _check_index(TensorBase a, TensorBase index, int d, str op):
+    cdef cnp.ndarray ix = index._data
+    if ix.dtype.kind not in "iu":
+        raise RuntimeError(f"{op}(): Expected dtype int64 for index (got {ix.dtype})")
+    if ix.ndim != a._data.ndim and not (ix.ndim <= 1 and a._data.ndim <= 1):
+        raise RuntimeError(f"Index tensor must have the same number of dimensions as input "
+                           f"tensor ({op}: index {list((<object>ix).shape)}, input "
+                           f"{list(_shape(a))})")
+    n = _shape(a)[d] if a._data.ndim else 1
+    if ix.size and (ix.min() < 0 or ix.max() >= n):
+        bad = int(ix.max()) if ix.max() >= n else int(ix.min())
+        raise RuntimeError(f"{op}(): index {bad} is out of bounds for dimension {d} with "
+                           f"size {n}")
+    for k in range(ix.ndim):
+        if k != d and (<object>ix).shape[k] > _shape(a)[k]:
+            raise RuntimeError(f"Size does not match at dimension {k} expected index "
+                               f"{list((<object>ix).shape)} to be smaller than self "
+                               f"{list(_shape(a))} apart from dimension {d}")
+    return ix.astype(np.int64, copy=False)
+
+
+def gather(input, dim, index, *, sparse_grad=False):
+    """out[i][j] = input[index[i][j]][j] (dim 0), etc."""
+    cdef TensorBase a = input, out
+    cdef GatherBackward0 node
+    d = wrap_dim(dim, a._data.ndim, "gather")
+    ix = _check_index(a, index, d, "gather")
+    if a._data.ndim == 0:
+        return reshape_c(a, ())
+    key = _dim_key(ix, d)
+    out = wrap(np.ascontiguousarray(a._data[key]))
+    if _rec(a):
+        node = GatherBackward0.__new__(GatherBackward0)
+        node.in_shape = _shape(a)
+        node.key = key
+        node.advanced = True
+        set_history1(out, node, a)
+    return out
+
+
+@cython.final
+cdef class GatherBackward0(KeyBackward):
+    pass
+
+
+def scatter_add(input, dim, index, src):
+    """out = input.clone(); out[index[i][j]][j] += src[i][j] (dim 0), etc."""
+    cdef TensorBase a = input, s = src, out
+    cdef ScatterAddBackward0 node
+    d = wrap_dim(dim, a._data.ndim, "scatter_add")
+    ix = _check_index(a, index, d, "scatter_add")
+    for k in range(ix.ndim):
+        if (<object>ix).shape[k] > _shape(s)[k]:
+            raise RuntimeError(f"scatter_add(): index {list((<object>ix).shape)} must not be "
+                               f"larger than src {list(_shape(s))} at dimension {k}")
+    key = _dim_key(ix, d)
+    sub = tuple(slice(0, n) for n in (<object>ix).shape)
+    r = a._data.copy()
+    if a._data.ndim == 0:
+        r = r + s._data.reshape(()) if ix.size else r
+    else:
+        np.add.at(r, key, s._data[sub].astype(r.dtype, copy=False))
+    out = wrap(np.asarray(r))
+    if grad_enabled() and (a._requires_grad or s._requires_grad):
+        node = ScatterAddBackward0.__new__(ScatterAddBackward0)
+        node.key = key
+        node.sub = sub
+        node.src_shape = _shape(s)
+        set_history(out, node, (a, s))
+    return out
+
+
+@cython.final
+cdef class ScatterAddBackward0(Node):
+    """grad_input = grad; grad_src = grad gathered at index (zero outside index's extent)"""
+    cdef tuple key, sub, src_shape
+
+    cdef tuple apply(self, tuple grads):
+        cdef TensorBase g = grads[0]
+        gs = None
+        if self._next_fns[1] is not None:
+            gathered = getitem_c(g, self.key) if g._data.ndim else g
+            gs = _key_scatter(gathered, self.src_shape, self.sub, False) \
+                if tuple(gathered.shape) != self.src_shape else gathered
+        return (g if self._next_fns[0] is not None else None, gs)
+
+
+def take_along_dim(input, indices, dim=None):
+    """input values at `indices` along dim (broadcast against each other); flattened if dim is None."""
+    cdef TensorBase a = input, ix = indices
+    if dim is None:
+        return gather(reshape_c(a, (-1,)), 0, reshape_c(ix, (-1,)))
+    d = wrap_dim(dim, a._data.ndim, "take_along_dim")
+    sa, si = list(_shape(a)), list(_shape(ix))
+    if len(sa) != len(si):
+        raise RuntimeError(f"torch.take_along_dim(): input and indices should have the same "
+                           f"number of dimensions, but got {len(sa)} dimensions for input, and "
+                           f"{len(si)} dimensions for indices")
+    ta, ti = list(sa), list(si)
+    for k in range(len(sa)):
+        if k != d:
+            m = max(sa[k], si[k])
+            ta[k] = ti[k] = m
+    from fastgrad._core.ops_view import expand
+    if ta != sa:
+        a = expand(a, tuple(ta))
+    if ti != si:
+        ix = expand(ix, tuple(ti))
+    return gather(a, d, ix)
+
+
+# --- masked_fill ---------------------------------------------------------------------------------
+
+def masked_fill(input, mask, value):
+    """Where mask (broadcastable bool tensor) is True: value, else input."""
+    cdef TensorBase a = input, m = mask
+    if m._data.dtype.kind != "b":
+        raise RuntimeError(f"masked_fill_ only supports boolean masks, but got mask with dtype "
+                           f"{m._data.dtype}")
+    if isinstance(value, TensorBase) and (<TensorBase>value)._data.ndim != 0:
+        raise RuntimeError(f"masked_fill_ only supports a 0-dimensional value tensor, but got "
+                           f"tensor with {(<TensorBase>value)._data.ndim} dimension(s).")
+    sh = np.broadcast_shapes(_shape(a), _shape(m))
+    if sh != _shape(a):
+        raise RuntimeError(f"masked_fill: the mask of shape {list(_shape(m))} is not "
+                           f"broadcastable to the input of shape {list(_shape(a))}")
+    if isinstance(value, TensorBase):
+        v = _to_dtype(value, a._data.dtype)
+        return pw.where_(m, reshape_c(v, ()), a)
+    out = pw.where_(m, value, a)
+    if (<TensorBase>out)._data.dtype != a._data.dtype:
+        out = _to_dtype(out, a._data.dtype)
+    return out
+
+
+from fastgrad._core.ops_pointwise import _set_view_hook
+_set_view_hook(_view_inplace_hook)

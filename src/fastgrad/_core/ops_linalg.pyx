@@ -1,0 +1,509 @@
+# cython: boundscheck=True, wraparound=True
+# (Python-level glue: negative tuple indices and bounds checks stay on; no raw loops here.)
+"""Matrix products: matmul/@ (1-D, 2-D, batched with broadcast batch dims), mm, bmm, mv, dot,
+outer, addmm, linear (one fused op), einsum.
+
+Products run on NumPy's BLAS (np.matmul); backward passes transposed operands as transposed
+views (swapaxes), which np.matmul hands to BLAS with a transpose flag instead of copying.
+During a plain backward (grad mode off) the gradients are computed on the arrays directly; under
+create_graph they are written with recorded ops (matmul, transposes, sum_to) so they are
+differentiable again.
+"""
+cimport cython
+cimport numpy as cnp
+import numpy as np
+
+from fastgrad._core.node cimport Node
+from fastgrad._core.grad_mode cimport grad_enabled
+from fastgrad._core.tensor cimport (TensorBase, SavedVar, wrap, save, set_history,
+                                    set_history1)
+from fastgrad._core cimport ops_pointwise as pw
+from fastgrad._core.ops_reduce cimport sum_to, sum_
+from fastgrad._core.ops_view cimport (reshape_c, transpose_c, unsqueeze_c, squeeze_to)
+
+cnp.import_array()
+
+
+cdef inline tuple _shape(TensorBase a):
+    return (<object>a._data).shape
+
+
+cdef inline str _mat(tuple s):
+    return "x".join(str(d) for d in s)
+
+
+cdef object _mT(TensorBase a):
+    return transpose_c(a, a._data.ndim - 2, a._data.ndim - 1)
+
+
+# --- matmul --------------------------------------------------------------------------------------
+
+cdef void _check_dtypes(TensorBase a, TensorBase b, str op) except *:
+    if a._data.dtype != b._data.dtype:
+        raise RuntimeError(f"{op}: expected m1 and m2 to have the same dtype, but got: "
+                           f"{a._data.dtype} != {b._data.dtype}; convert one first, "
+                           f"e.g. b.to(a.dtype)")
+
+
+cdef void _check_matmul(TensorBase a, TensorBase b) except *:
+    sa, sb = _shape(a), _shape(b)
+    na, nb = len(sa), len(sb)
+    if na == 0 or nb == 0:
+        raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are "
+                           f"{na}D and {nb}D")
+    _check_dtypes(a, b, "matmul")
+    k_b = sb[0] if nb == 1 else sb[-2]
+    if sa[-1] == k_b:
+        if na > 2 or nb > 2:
+            _batch_shape(sa[:-2], sb[:-2])
+        return
+    if na == 1 and nb == 1:
+        raise RuntimeError(f"inconsistent tensor size, expected tensor [{sa[0]}] and src "
+                           f"[{sb[0]}] to have the same number of elements, but got {sa[0]} "
+                           f"and {sb[0]} elements respectively")
+    if na == 2 and nb == 1:
+        raise RuntimeError(f"size mismatch, got input ({sa[0]}), mat ({_mat(sa)}), vec "
+                           f"({sb[0]})")
+    m1 = (sa[-2] if na > 1 else 1, sa[-1])
+    m2 = (sb[-2], sb[-1]) if nb > 1 else (sb[0], 1)
+    raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({_mat(m1)} and {_mat(m2)})"
+                       f"; matmul of shapes {list(sa)} and {list(sb)} needs the last dim of the "
+                       f"first to equal the second-to-last dim of the second")
+
+
+cdef tuple _batch_shape(tuple sa, tuple sb):
+    try:
+        return np.broadcast_shapes(sa, sb)
+    except ValueError:
+        n = max(len(sa), len(sb))
+        pa = (1,) * (n - len(sa)) + sa
+        pb = (1,) * (n - len(sb)) + sb
+        for i in range(n):
+            if pa[i] != pb[i] and pa[i] != 1 and pb[i] != 1:
+                raise RuntimeError(f"The size of tensor a ({pa[i]}) must match the size of "
+                                   f"tensor b ({pb[i]}) at non-singleton dimension {i}: matmul "
+                                   f"cannot broadcast batch dims {list(sa)} and {list(sb)}")
+        raise
+
+
+def matmul(input, other, *, out=None):
+    """input @ other with PyTorch's rules for 1-D, 2-D and batched (broadcast) operands."""
+    cdef TensorBase a = input, b = other
+    _check_matmul(a, b)
+    na, nb = a._data.ndim, b._data.ndim
+    if na == 1 and nb == 1:
+        cls = DotBackward0
+    elif na == 2 and nb == 1:
+        cls = MvBackward0
+    elif na == 2 and nb == 2:
+        cls = MmBackward0
+    elif na == 1 and nb == 2:
+        cls = SqueezeBackward4
+    else:
+        cls = UnsafeViewBackward0
+    return _matmul(a, b, cls)
+
+
+cdef object _matmul(TensorBase a, TensorBase b, type cls):
+    cdef TensorBase out = wrap(np.asarray(np.matmul(a._data, b._data)))
+    cdef MatmulBackward node
+    if grad_enabled() and (a._requires_grad or b._requires_grad):
+        node = cls.__new__(cls)
+        node.a_shape = _shape(a)
+        node.b_shape = _shape(b)
+        if b._requires_grad:
+            node.self_ = save(a, False)
+        if a._requires_grad:
+            node.other = save(b, False)
+        set_history(out, node, (a, b))
+    return out
+
+
+def _rmatmul(self, other):
+    return matmul(other, self)
+
+
+cdef class MatmulBackward(Node):
+    """C = A @ B: grad_A = G @ B^T, grad_B = A^T @ G. A 1-D A is a row (1, k), a 1-D B a column
+    (k, 1); G gets those dims back first. Batch dims are summed back to each input's shape."""
+    cdef SavedVar self_, other
+    cdef tuple a_shape, b_shape
+
+    cdef tuple apply(self, tuple grads):
+        cdef TensorBase g = grads[0], a = None, b = None
+        cdef bint a1 = len(self.a_shape) == 1, b1 = len(self.b_shape) == 1
+        if self.self_ is not None:
+            a = self.self_.unpack(self)
+        if self.other is not None:
+            b = self.other.unpack(self)
+        if not grad_enabled():
+            return _matmul_bwd_np(g._data, None if a is None else a._data,
+                                  None if b is None else b._data, self.a_shape, self.b_shape)
+        ga = gb = None
+        g2 = g if not b1 else unsqueeze_c(g, g._data.ndim)
+        g2 = g2 if not a1 else unsqueeze_c(g2, g2._data.ndim - 1)
+        if b is not None:
+            ga = matmul(g2, _mT(b if not b1 else unsqueeze_c(b, 1)))
+            if a1:
+                ga = squeeze_to(ga, _shape(ga)[:-2] + _shape(ga)[-1:], 1)
+            ga = sum_to(ga, self.a_shape)
+        if a is not None:
+            gb = matmul(_mT(a if not a1 else unsqueeze_c(a, 0)), g2)
+            if b1:
+                gb = squeeze_to(gb, _shape(gb)[:-1], 1)
+            gb = sum_to(gb, self.b_shape)
+        return (ga, gb)
+
+    cdef void release_variables(self):
+        if self.self_ is not None:
+            self.self_.release()
+        if self.other is not None:
+            self.other.release()
+
+
+cdef tuple _matmul_bwd_np(cnp.ndarray g, object x, object y, tuple a_shape, tuple b_shape):
+    """The same gradients on the arrays, for a plain backward (grad mode off)."""
+    cdef bint a1 = len(a_shape) == 1, b1 = len(b_shape) == 1
+    ga = gb = None
+    g2 = g if not b1 else g[..., None]
+    g2 = g2 if not a1 else np.expand_dims(g2, -2)
+    if y is not None:
+        r = np.matmul(g2, np.swapaxes(y if not b1 else y[:, None], -1, -2))
+        if a1:
+            r = r[..., 0, :]
+        ga = wrap(_np_sum_to(r, a_shape))
+    if x is not None:
+        r = np.matmul(np.swapaxes(x if not a1 else x[None, :], -1, -2), g2)
+        if b1:
+            r = r[..., 0]
+        gb = wrap(_np_sum_to(r, b_shape))
+    return (ga, gb)
+
+
+cdef cnp.ndarray _np_sum_to(object r, tuple shape):
+    r = np.asarray(r)
+    if r.shape == shape:
+        return r
+    lead = r.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape)
+                                      if s == 1 and r.shape[lead + i] != 1)
+    return np.asarray(np.sum(r, axis=axes, keepdims=True).reshape(shape))
+
+
+@cython.final
+cdef class DotBackward0(MatmulBackward):
+    pass
+
+
+@cython.final
+cdef class MvBackward0(MatmulBackward):
+    pass
+
+
+@cython.final
+cdef class MmBackward0(MatmulBackward):
+    pass
+
+
+@cython.final
+cdef class BmmBackward0(MatmulBackward):
+    pass
+
+
+@cython.final
+cdef class SqueezeBackward4(MatmulBackward):
+    pass
+
+
+@cython.final
+cdef class UnsafeViewBackward0(MatmulBackward):
+    pass
+
+
+def mm(input, mat2, *, out=None):
+    """2-D x 2-D matrix product."""
+    cdef TensorBase a = input, b = mat2
+    if a._data.ndim != 2 or b._data.ndim != 2:
+        raise RuntimeError(f"mm: both arguments must be 2-D matrices, got {a._data.ndim}-D "
+                           f"(self) and {b._data.ndim}-D (mat2); use matmul for other ranks")
+    _check_matmul(a, b)
+    return _matmul(a, b, MmBackward0)
+
+
+def bmm(input, mat2, *, out=None):
+    """Batched product of (b, n, k) and (b, k, m) tensors (no broadcasting)."""
+    cdef TensorBase a = input, b = mat2
+    if a._data.ndim != 3 or b._data.ndim != 3:
+        raise RuntimeError(f"bmm: batch1 must be a 3D tensor and batch2 a 3D tensor, got "
+                           f"{a._data.ndim}D and {b._data.ndim}D")
+    if _shape(a)[0] != _shape(b)[0] or _shape(a)[2] != _shape(b)[1]:
+        raise RuntimeError(f"Expected size for first two dimensions of batch2 tensor to be: "
+                           f"[{_shape(a)[0]}, {_shape(a)[2]}] but got: [{_shape(b)[0]}, "
+                           f"{_shape(b)[1]}] (bmm of {list(_shape(a))} and {list(_shape(b))})")
+    _check_dtypes(a, b, "bmm")
+    return _matmul(a, b, BmmBackward0)
+
+
+def mv(input, vec, *, out=None):
+    cdef TensorBase a = input, b = vec
+    if a._data.ndim != 2 or b._data.ndim != 1:
+        raise RuntimeError(f"vector + matrix @ vector expected, got {a._data.ndim}, "
+                           f"{b._data.ndim}: mv needs a 2-D matrix and a 1-D vector")
+    _check_matmul(a, b)
+    return _matmul(a, b, MvBackward0)
+
+
+def dot(input, tensor, *, out=None):
+    cdef TensorBase a = input, b = tensor
+    if a._data.ndim != 1 or b._data.ndim != 1:
+        raise RuntimeError(f"1D tensors expected, but got {a._data.ndim}D and {b._data.ndim}D "
+                           f"tensors")
+    _check_matmul(a, b)
+    return _matmul(a, b, DotBackward0)
+
+
+inner = dot
+
+
+def outer(input, vec2):
+    """Outer product of two 1-D tensors: input[:, None] * vec2[None, :] (MulBackward0)."""
+    cdef TensorBase a = input, b = vec2
+    if a._data.ndim != 1 or b._data.ndim != 1:
+        raise RuntimeError(f"outer: expected 1-D tensors, got {a._data.ndim}-D and "
+                           f"{b._data.ndim}-D")
+    return pw.mul(unsqueeze_c(a, 1), unsqueeze_c(b, 0))
+
+
+ger = outer
+
+
+# --- addmm / linear ------------------------------------------------------------------------------
+
+def addmm(input, mat1, mat2, *, beta=1, alpha=1, out=None):
+    """beta * input + alpha * (mat1 @ mat2), input broadcast to the product's shape."""
+    cdef TensorBase c = input, a = mat1, b = mat2
+    if a._data.ndim != 2 or b._data.ndim != 2:
+        raise RuntimeError(f"addmm: mat1 and mat2 must be 2-D matrices, got {a._data.ndim}-D "
+                           f"and {b._data.ndim}-D")
+    _check_matmul(a, b)
+    prod = np.matmul(a._data, b._data)
+    if alpha != 1:
+        prod *= alpha
+    try:
+        r = prod + (c._data * beta if beta != 1 else c._data) if beta != 0 else prod
+    except ValueError:
+        raise RuntimeError(f"addmm: input of shape {list(_shape(c))} is not broadcastable to "
+                           f"the product's shape {list(prod.shape)}")
+    if r.shape != prod.shape:
+        raise RuntimeError(f"addmm: input of shape {list(_shape(c))} is not broadcastable to "
+                           f"the product's shape {list(prod.shape)}")
+    return _record_linear(np.asarray(r, dtype=prod.dtype), a, b, c, False, alpha, beta,
+                          AddmmBackward0)
+
+
+def linear(input, weight, bias=None):
+    """input @ weight.T + bias as one op (input (..., in), weight (out, in), bias (out,))."""
+    cdef TensorBase x = input, w = weight, bt = bias
+    cdef cnp.ndarray xd = x._data, wd = w._data, y
+    if wd.ndim != 2 and wd.ndim != 1:
+        raise RuntimeError(f"linear: weight must be 2-D (out_features, in_features), got shape "
+                           f"{list(_shape(w))}")
+    if xd.ndim == 0 or _shape(x)[-1] != _shape(w)[-1]:
+        m1 = (xd.size // _shape(x)[-1] if xd.ndim and _shape(x)[-1] else 1,
+              _shape(x)[-1] if xd.ndim else 1)
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({_mat(m1)} and "
+                           f"{_mat(_shape(w)[::-1])}); linear needs input's last dim "
+                           f"({_shape(x)[-1] if xd.ndim else 0}) to equal in_features "
+                           f"({_shape(w)[-1]})")
+    _check_dtypes(x, w, "linear")
+    if wd.ndim == 1:
+        out = matmul(x, w)
+        return pw.add(out, bt) if bt is not None else out
+    n_in = _shape(w)[1]
+    x2 = xd if xd.ndim == 2 else np.reshape(xd, (-1, n_in))
+    y = np.matmul(x2, wd.T)
+    if bt is not None:
+        if bt._data.dtype != wd.dtype:
+            raise RuntimeError(f"linear: bias dtype {bt._data.dtype} != weight dtype {wd.dtype}")
+        try:
+            np.add(y, bt._data, out=y)
+        except ValueError:
+            raise RuntimeError(f"linear: bias of shape {list(_shape(bt))} does not match "
+                               f"out_features {_shape(w)[0]}")
+    if xd.ndim != 2:
+        y = y.reshape(_shape(x)[:-1] + (_shape(w)[0],))
+    cls = (AddmmBackward0 if bt is not None else MmBackward0) if xd.ndim == 2 else ViewBackward0
+    return _record_linear(y, x, w, bt, True, 1, 1, cls)
+
+
+cdef object _record_linear(cnp.ndarray y, TensorBase a, TensorBase b, TensorBase c,
+                           bint wt, object alpha, object beta, type cls):
+    """Record y = beta * c + alpha * (a @ (b.T if wt else b)); c may be None (no bias)."""
+    cdef TensorBase out = wrap(y)
+    cdef LinearBackward node
+    cdef bint need_c = c is not None and c._requires_grad
+    if not (grad_enabled() and (a._requires_grad or b._requires_grad or need_c)):
+        return out
+    if cls is MmBackward0:
+        node = LinearMmBackward0.__new__(LinearMmBackward0)
+    else:
+        node = cls.__new__(cls)
+    node.wt = wt
+    node.alpha = alpha
+    node.beta = beta
+    if b._requires_grad:
+        node.self_ = save(a, False)
+    if a._requires_grad:
+        node.other = save(b, False)
+    if need_c:
+        node.c_shape = _shape(c)
+    set_history(out, node, (a, b, c))
+    return out
+
+
+cdef class LinearBackward(Node):
+    """Y = beta*C + alpha * X @ W' (W' = W.T for linear): grad_X = alpha * G @ W'^T,
+    grad_W' = alpha * X^T @ G over all leading dims flattened, grad_C = beta * G summed to C."""
+    cdef SavedVar self_, other
+    cdef bint wt
+    cdef object alpha, beta
+    cdef tuple c_shape
+
+    cdef tuple apply(self, tuple grads):
+        cdef TensorBase g = grads[0], x = None, w = None
+        if self.self_ is not None:
+            x = self.self_.unpack(self)
+        if self.other is not None:
+            w = self.other.unpack(self)
+        if not grad_enabled():
+            return self._np(g._data, x, w)
+        gx = gw = gc = None
+        n_out = _shape(g)[-1]
+        if w is not None:                         # G @ W (linear) or G @ B^T (addmm)
+            gx = matmul(g, w if self.wt else _mT(w))
+            gx = pw.mul(gx, self.alpha) if self.alpha != 1 else gx
+        if x is not None:
+            g2 = reshape_c(g, (-1, n_out))
+            x2 = reshape_c(x, (-1, _shape(x)[-1]))
+            gw = matmul(_mT(g2), x2) if self.wt else matmul(_mT(x2), g2)
+            gw = pw.mul(gw, self.alpha) if self.alpha != 1 else gw
+        if self.c_shape is not None:
+            gc = sum_to(pw.mul(g, self.beta) if self.beta != 1 else g, self.c_shape)
+        return (gx, gw, gc)
+
+    cdef tuple _np(self, cnp.ndarray g, TensorBase x, TensorBase w):
+        gx = gw = gc = None
+        n_out = (<object>g).shape[-1]
+        g2 = g if g.ndim == 2 else g.reshape(-1, n_out)
+        if w is not None:
+            r = np.matmul(g, w._data if self.wt else w._data.T)
+            gx = wrap(r * self.alpha if self.alpha != 1 else r)
+        if x is not None:
+            x2 = x._data if x._data.ndim == 2 else x._data.reshape(-1, (<object>x._data).shape[-1])
+            r = np.matmul(g2.T, x2) if self.wt else np.matmul(x2.T, g2)
+            gw = wrap(r * self.alpha if self.alpha != 1 else r)
+        if self.c_shape is not None:
+            r = g * self.beta if self.beta != 1 else g
+            gc = wrap(_np_sum_to(r, self.c_shape))
+        return (gx, gw, gc)
+
+    cdef void release_variables(self):
+        if self.self_ is not None:
+            self.self_.release()
+        if self.other is not None:
+            self.other.release()
+
+
+@cython.final
+cdef class AddmmBackward0(LinearBackward):
+    pass
+
+
+@cython.final
+cdef class ViewBackward0(LinearBackward):
+    pass
+
+
+cdef class LinearMmBackward0(LinearBackward):
+    """linear without bias on a 2-D input: PyTorch prints MmBackward0."""
+    def name(self):
+        return "MmBackward0"
+
+
+# --- einsum --------------------------------------------------------------------------------------
+
+def einsum(equation, *operands):
+    """np.einsum with gradients: each operand's gradient is another einsum of the output's
+    gradient with the other operands (indices summed away only in one operand are broadcast)."""
+    cdef TensorBase t, out
+    cdef EinsumBackward0 node
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    eq = equation.replace(" ", "")
+    if "..." in eq:
+        raise NotImplementedError("einsum: '...' in the equation is not supported yet; write "
+                                  "the dims out explicitly")
+    lhs, arrow, rhs = eq.partition("->")
+    ins = lhs.split(",")
+    if not arrow:
+        rhs = "".join(sorted(c for c in set(lhs.replace(",", "")) if lhs.count(c) == 1))
+    if len(ins) != len(operands):
+        raise RuntimeError(f"einsum(): more operands were provided than specified in the "
+                           f"equation ({len(operands)} operands for {len(ins)} terms)"
+                           if len(operands) > len(ins) else
+                           f"einsum(): fewer operands were provided than specified in the "
+                           f"equation ({len(operands)} operands for {len(ins)} terms)")
+    arrs = [(<TensorBase>o)._data for o in operands]
+    for i, (s, x) in enumerate(zip(ins, arrs)):
+        if len(s) != x.ndim:
+            raise RuntimeError(f"einsum(): the number of subscripts in the equation ({len(s)}) "
+                               f"does not match the number of dimensions ({x.ndim}) for "
+                               f"operand {i}")
+    try:
+        r = np.einsum(f"{lhs}->{rhs}", *arrs, optimize=len(arrs) > 1)
+    except ValueError as e:
+        shapes = [list(x.shape) for x in arrs]
+        raise RuntimeError(f"einsum(): operands do not match the equation '{equation}' "
+                           f"(shapes {shapes}): {e}")
+    out = wrap(np.ascontiguousarray(r))
+    if grad_enabled() and any((<TensorBase>o)._requires_grad for o in operands):
+        node = EinsumBackward0.__new__(EinsumBackward0)
+        node.ins = tuple(ins)
+        node.rhs = rhs
+        node.saved = tuple(save(o, False) for o in operands)
+        set_history(out, node, tuple(operands))
+    return out
+
+
+@cython.final
+cdef class EinsumBackward0(Node):
+    """grad_i = einsum(rhs, other terms -> term_i) (then broadcast over dims only term_i had)"""
+    cdef tuple ins, saved
+    cdef str rhs
+
+    cdef tuple apply(self, tuple grads):
+        cdef TensorBase g = grads[0]
+        ops = [(<SavedVar>s).unpack(self) for s in self.saved]
+        res = []
+        for i, term in enumerate(self.ins):
+            if self._next_fns[i] is None:
+                res.append(None)
+                continue
+            if len(set(term)) != len(term):
+                raise NotImplementedError(f"einsum backward: repeated index in '{term}' (a "
+                                          f"diagonal) is not supported yet")
+            others = [self.ins[j] for j in range(len(self.ins)) if j != i]
+            avail = set(self.rhs).union(*[set(o) for o in others]) if others else set(self.rhs)
+            keep = "".join(c for c in term if c in avail)
+            eq = ",".join([self.rhs] + others) + "->" + keep
+            gi = einsum(eq, g, *[ops[j] for j in range(len(ops)) if j != i])
+            if keep != term:
+                shape = tuple(_shape(ops[i])[k] if c in avail else 1 for k, c in enumerate(term))
+                from fastgrad._core.ops_view import expand
+                gi = expand(reshape_c(gi, shape), _shape(ops[i]))
+            res.append(gi)
+        return tuple(res)
+
+    cdef void release_variables(self):
+        for s in self.saved:
+            (<SavedVar>s).release()

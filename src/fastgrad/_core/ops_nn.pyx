@@ -1,0 +1,135 @@
+# cython: boundscheck=True, wraparound=True
+"""Fused primitives: softmax and log_softmax over a dim (stable: the row max is subtracted
+first, so logits of 1000 do not overflow), each with one fused backward.
+
+Plain backward runs on the arrays: softmax grad = y * (g - sum(g * y)), log_softmax grad =
+g - exp(y) * sum(g). Under create_graph the same formulas are written with recorded ops.
+"""
+cimport cython
+cimport numpy as cnp
+import numpy as np
+
+from fastgrad._core.node cimport Node
+from fastgrad._core.grad_mode cimport grad_enabled
+from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history1
+from fastgrad._core cimport ops_pointwise as pw
+from fastgrad._core.ops_pointwise cimport OP_EXP
+from fastgrad._core.ops_reduce cimport sum_
+from fastgrad._core.ops_view cimport wrap_dim
+
+cnp.import_array()
+
+
+cdef cnp.ndarray _prepare(TensorBase a, object dtype, str op):
+    x = a._data
+    if dtype is not None:
+        from fastgrad._dtypes import to_numpy_dtype
+        x = x.astype(to_numpy_dtype(dtype))
+    if x.dtype.kind != "f":
+        raise RuntimeError(f"\"{op}_lastdim_kernel_impl\" not implemented for "
+                           f"'{ {'i': 'Long', 'b': 'Bool', 'u': 'Byte'}.get(x.dtype.kind, x.dtype.name) }'"
+                           f": {op} needs a floating point input; convert first, e.g. x.float()")
+    return x
+
+
+cdef int _dim(TensorBase a, object dim, str op) except? -1:
+    if dim is None:
+        nd = a._data.ndim
+        return 0 if nd in (0, 1, 3) else 1
+    return wrap_dim(dim, a._data.ndim, op)
+
+
+cdef cnp.ndarray _shifted(cnp.ndarray x, int d):
+    """x - max(x, d) with the max of an all -inf row taken as 0 (so the row gives nan-free -inf)."""
+    m = np.max(x, axis=d, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0).astype(x.dtype, copy=False)
+    return x - m
+
+
+def softmax(input, dim=None, dtype=None, *, _stacklevel=3):
+    """exp(x) / sum(exp(x)) along dim, computed stably (SoftmaxBackward0)."""
+    cdef TensorBase a = input, out
+    cdef SoftmaxBackward0 node
+    x = _prepare(a, dtype, "softmax")
+    cdef int d = _dim(a, dim, "softmax")
+    if x.ndim == 0:
+        y = np.ones((), dtype=x.dtype)
+    elif x.size == 0:
+        y = x.copy()
+    else:
+        e = np.exp(_shifted(x, d))
+        y = e / np.sum(e, axis=d, keepdims=True)
+    out = wrap(np.asarray(y))
+    if a._requires_grad and grad_enabled():
+        node = SoftmaxBackward0.__new__(SoftmaxBackward0)
+        node.dim = d if x.ndim else -1
+        if dtype is not None and x.dtype != a._data.dtype:
+            node._in_meta = (((<object>a._data).shape, a._data.dtype),)
+        set_history1(out, node, a)
+        node.result = save(out, True)
+    return out
+
+
+@cython.final
+cdef class SoftmaxBackward0(Node):
+    """grad_x = y * (g - sum(g * y, dim))"""
+    cdef SavedVar result
+    cdef int dim
+
+    cdef tuple apply(self, tuple grads):
+        cdef TensorBase g = grads[0], y = self.result.unpack(self)
+        if self.dim < 0:
+            return (pw.mul(g, 0),)
+        if not grad_enabled():
+            gd, yd = g._data, y._data
+            gy = gd * yd
+            return (wrap(np.asarray(gy - yd * np.sum(gy, axis=self.dim, keepdims=True))),)
+        gy = pw.mul(g, y)
+        return (pw.sub(gy, pw.mul(y, sum_(gy, self.dim, True))),)
+
+    cdef void release_variables(self):
+        self.result.release()
+
+
+def log_softmax(input, dim=None, dtype=None, *, _stacklevel=3):
+    """x - logsumexp(x) along dim, computed stably (LogSoftmaxBackward0)."""
+    cdef TensorBase a = input, out
+    cdef LogSoftmaxBackward0 node
+    x = _prepare(a, dtype, "log_softmax")
+    cdef int d = _dim(a, dim, "log_softmax")
+    if x.ndim == 0:
+        y = np.zeros((), dtype=x.dtype)
+    elif x.size == 0:
+        y = x.copy()
+    else:
+        s = _shifted(x, d)
+        y = s - np.log(np.sum(np.exp(s), axis=d, keepdims=True))
+    out = wrap(np.asarray(y))
+    if a._requires_grad and grad_enabled():
+        node = LogSoftmaxBackward0.__new__(LogSoftmaxBackward0)
+        node.dim = d if x.ndim else -1
+        if dtype is not None and x.dtype != a._data.dtype:
+            node._in_meta = (((<object>a._data).shape, a._data.dtype),)
+        set_history1(out, node, a)
+        node.result = save(out, True)
+    return out
+
+
+@cython.final
+cdef class LogSoftmaxBackward0(Node):
+    """grad_x = g - exp(y) * sum(g, dim)"""
+    cdef SavedVar result
+    cdef int dim
+
+    cdef tuple apply(self, tuple grads):
+        cdef TensorBase g = grads[0], y = self.result.unpack(self)
+        if self.dim < 0:
+            return (pw.mul(g, 0),)
+        if not grad_enabled():
+            gd = g._data
+            return (wrap(np.asarray(gd - np.exp(y._data) * np.sum(gd, axis=self.dim,
+                                                                   keepdims=True))),)
+        return (pw.sub(g, pw.mul(pw.unary(OP_EXP, y), sum_(g, self.dim, True))),)
+
+    cdef void release_variables(self):
+        self.result.release()

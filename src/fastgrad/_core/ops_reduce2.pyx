@@ -1,0 +1,485 @@
+# cython: boundscheck=True, wraparound=True
+"""More reductions: var/std, prod, cumsum, logsumexp, norm, amax/amin, argmax/argmin, all/any.
+
+Forwards run on NumPy; each backward is written with recorded ops (pw.*, sum_, reshape) so it
+is differentiable again. Reduced dims are put back as size 1 (`_keep`) and broadcasting in the
+pointwise ops spreads the gradient over them.
+"""
+cimport cython
+cimport numpy as cnp
+import numpy as np
+
+from fastgrad._core.node cimport Node
+from fastgrad._core.grad_mode cimport grad_enabled
+from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history1
+from fastgrad._core cimport ops_pointwise as pw
+from fastgrad._core.ops_pointwise cimport OP_EXP, OP_ABS, OP_SQRT
+from fastgrad._core.ops_reduce cimport sum_, normalize_dims
+from fastgrad._core.ops_view cimport reshape_c, wrap_dim, expand_c
+
+cnp.import_array()
+
+
+cdef inline tuple _shape(TensorBase a):
+    return (<object>a._data).shape
+
+
+cdef inline bint _rec(TensorBase a):
+    return a._requires_grad and grad_enabled()
+
+
+cdef tuple _axes(TensorBase a, object dim, str op):
+    """dim (None/int/sequence; () means all) -> sorted axes tuple."""
+    if dim is None or (not isinstance(dim, int) and len(dim) == 0):
+        return tuple(range(a._data.ndim))
+    return normalize_dims(dim, a._data.ndim, op)
+
+
+cdef tuple _kept_shape(tuple shape, tuple axes):
+    return tuple(1 if i in axes else s for i, s in enumerate(shape))
+
+
+cdef object _keep(TensorBase g, tuple in_shape, tuple axes, bint keepdim):
+    """A reduction's output (or its gradient) with the reduced axes back as size 1."""
+    if keepdim:
+        return g
+    return reshape_c(g, _kept_shape(in_shape, axes))
+
+
+cdef void _need_float(cnp.ndarray x, str op) except *:
+    if x.dtype.kind != "f":
+        raise RuntimeError(f"{op}(): input dtype should be floating point, but got {x.dtype}; "
+                           f"convert first, e.g. x.float()")
+
+
+# --- var / std -----------------------------------------------------------------------------------
+
+cdef object _correction(object unbiased, object correction):
+    if correction is not None:
+        return correction
+    return 0 if unbiased is False else 1
+
+
+def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    return _var_std(input, dim, unbiased, keepdim, correction, False)
+
+
+def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    return _var_std(input, dim, unbiased, keepdim, correction, True)
+
+
+cdef object _var_std(TensorBase a, object dim, object unbiased, bint keepdim, object correction,
+                     bint is_std):
+    cdef VarStdBackward node
+    if isinstance(dim, bool):                        # legacy x.var(False)
+        unbiased, dim = dim, None
+    x = <object>a._data
+    _need_float(x, "std" if is_std else "var")
+    c = _correction(unbiased, correction)
+    axes = _axes(a, dim, "var")
+    n = 1
+    for ax in axes:
+        n *= _shape(a)[ax]
+    mu = np.mean(x, axis=axes, keepdims=True) if n else np.zeros(_kept_shape(_shape(a), axes),
+                                                                   x.dtype)
+    denom = max(0, n - c)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = np.sum((x - mu) ** 2, axis=axes, keepdims=keepdim) / denom
+    r = np.sqrt(v) if is_std else v
+    out = wrap(np.asarray(r, dtype=x.dtype))
+    if _rec(a):
+        node = (StdBackward0.__new__(StdBackward0) if is_std else VarBackward0.__new__(VarBackward0))
+        node.self_ = save(a, False)
+        node.axes = axes
+        node.keepdim = keepdim
+        node.denom = denom
+        if is_std:
+            set_history1(out, node, a)
+            node.result = save(out, True)
+        else:
+            set_history1(out, node, a)
+    return out
+
+
+cdef class VarStdBackward(Node):
+    """var: grad_x = g * 2 (x - mean) / (N - correction); std: that / (2 std), 0 where std = 0"""
+    cdef SavedVar self_, result
+    cdef tuple axes
+    cdef bint keepdim
+    cdef object denom
+
+    cdef tuple apply(self, tuple grads):
+        cdef TensorBase x = self.self_.unpack(self)
+        g = _keep(grads[0], _shape(x), self.axes, self.keepdim)
+        centered = pw.sub(x, _keep(_mean(x, self.axes), _shape(x), self.axes, False))
+        if self.result is None:
+            return (pw.mul(g, pw.div(pw.mul(centered, 2.0), self.denom)),)
+        s = _keep(self.result.unpack(self), _shape(x), self.axes, self.keepdim)
+        zero = wrap(np.asarray((<TensorBase>s)._data == 0))
+        safe = pw.where_(zero, 1.0, s)
+        return (pw.where_(zero, 0.0, pw.mul(g, pw.div(centered, pw.mul(safe, self.denom)))),)
+
+    cdef void release_variables(self):
+        self.self_.release()
+        if self.result is not None:
+            self.result.release()
+
+
+cdef object _mean(TensorBase x, tuple axes):
+    n = 1
+    for ax in axes:
+        n *= _shape(x)[ax]
+    return pw.div(sum_(x, axes, False), n if n else 1)
+
+
+@cython.final
+cdef class VarBackward0(VarStdBackward):
+    pass
+
+
+@cython.final
+cdef class StdBackward0(VarStdBackward):
+    pass
+
+
+def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    from fastgrad._core.ops_reduce import mean
+    return (var(input, dim, unbiased, keepdim, correction=correction),
+            input.mean(dim if dim is not None else None, keepdim))
+
+
+def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    return (std(input, dim, unbiased, keepdim, correction=correction),
+            input.mean(dim if dim is not None else None, keepdim))
+
+
+# --- prod ----------------------------------------------------------------------------------------
+
+def prod(input, dim=None, keepdim=False, *, dtype=None):
+    """Product of all elements (ProdBackward0) or along dim (ProdBackward1)."""
+    cdef TensorBase a = input, out
+    cdef ProdBackward node
+    x = <object>a._data
+    odt = np.int64 if x.dtype.kind in "biu" else x.dtype
+    if dim is None:
+        axes = tuple(range(x.ndim))
+        out = wrap(np.asarray(np.prod(x, dtype=odt)).reshape(()))
+        keepdim = False
+    else:
+        axes = (wrap_dim(dim, x.ndim, "prod"),) if x.ndim else ()
+        out = wrap(np.asarray(np.prod(x, axis=axes, dtype=odt, keepdims=keepdim)))
+    if _rec(a):
+        node = (ProdBackward0.__new__(ProdBackward0) if dim is None
+                else ProdBackward1.__new__(ProdBackward1))
+        node.self_ = save(a, False)
+        node.axes = axes
+        node.keepdim = keepdim
+        set_history1(out, node, a)
+    return out
+
+
+cdef class ProdBackward(Node):
+    """grad_x = g * (product of the other elements of x's slice); computed from exclusive
+    products so zeros are exact. Recorded (double backward) as g * prod / x when x has no zeros."""
+    cdef SavedVar self_
+    cdef tuple axes
+    cdef bint keepdim
+
+    cdef tuple apply(self, tuple grads):
+        cdef TensorBase x = self.self_.unpack(self)
+        g = _keep(grads[0], _shape(x), self.axes, self.keepdim)
+        xd = <object>x._data
+        if grad_enabled() and xd.size and (xd != 0).all():
+            p = _keep(prod(x, None) if len(self.axes) != 1 or xd.ndim == 0 else
+                      prod(x, self.axes[0], True), _shape(x), self.axes, True)
+            if len(self.axes) != 1 and xd.ndim:
+                p = reshape_c(p, (1,) * xd.ndim)
+            return (pw.mul(g, pw.div(p, x)),)
+        return (pw.mul(g, wrap(_others_product(xd, self.axes))),)
+
+
+cdef cnp.ndarray _others_product(object x, tuple axes):
+    """For every element, the product of the other elements over `axes` (exact with zeros)."""
+    if x.ndim == 0:
+        return np.ones((), dtype=x.dtype)
+    rest = [i for i in range(x.ndim) if i not in axes]
+    perm = rest + list(axes)
+    y = np.transpose(x, perm)
+    lead = y.shape[:len(rest)]
+    flat = y.reshape(lead + (-1,))
+    ones = np.ones(lead + (1,), dtype=x.dtype)
+    left = np.concatenate([ones, np.cumprod(flat, axis=-1)[..., :-1]], axis=-1)
+    right = np.concatenate([np.cumprod(flat[..., ::-1], axis=-1)[..., :-1][..., ::-1], ones],
+                           axis=-1)
+    r = (left * right).reshape(y.shape)
+    return np.ascontiguousarray(np.transpose(r, np.argsort(perm)))
+
+
+@cython.final
+cdef class ProdBackward0(ProdBackward):
+    pass
+
+
+@cython.final
+cdef class ProdBackward1(ProdBackward):
+    pass
+
+
+# --- cumsum --------------------------------------------------------------------------------------
+
+def cumsum(input, dim, *, dtype=None):
+    cdef TensorBase a = input, out
+    cdef CumsumBackward0 node
+    x = <object>a._data
+    d = wrap_dim(dim, x.ndim, "cumsum")
+    odt = np.int64 if x.dtype.kind in "biu" and dtype is None else x.dtype
+    if dtype is not None:
+        from fastgrad._dtypes import to_numpy_dtype
+        odt = to_numpy_dtype(dtype)
+    out = wrap(np.asarray(np.cumsum(x, axis=d, dtype=odt) if x.ndim else x.astype(odt)))
+    if _rec(a):
+        node = CumsumBackward0.__new__(CumsumBackward0)
+        node.dim = d
+        set_history1(out, node, a)
+    return out
+
+
+@cython.final
+cdef class CumsumBackward0(Node):
+    """grad_x = reversed cumsum of g along dim"""
+    cdef int dim
+
+    cdef tuple apply(self, tuple grads):
+        cdef TensorBase g = grads[0]
+        if g._data.ndim == 0:
+            return (g,)
+        from fastgrad._core.ops_view import flip
+        return (flip(cumsum(flip(g, self.dim), self.dim), self.dim),)
+
+
+# --- logsumexp -----------------------------------------------------------------------------------
+
+def logsumexp(input, dim=None, keepdim=False):
+    """log(sum(exp(x))) over dim, stably (the max is taken out first)."""
+    cdef TensorBase a = input, out
+    cdef LogsumexpBackward0 node
+    x = <object>a._data
+    if x.dtype.kind != "f":
+        x = x.astype(np.float32)
+    axes = _axes(a, dim, "logsumexp")
+    if x.size == 0:
+        r = np.log(np.sum(np.exp(x), axis=axes, keepdims=keepdim))
+    else:
+        m = np.max(x, axis=axes, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0).astype(x.dtype, copy=False)
+        r = np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True)) + m
+        if not keepdim:
+            r = r.reshape(tuple(s for i, s in enumerate(x.shape) if i not in axes))
+    out = wrap(np.asarray(r, dtype=x.dtype))
+    if _rec(a):
+        node = LogsumexpBackward0.__new__(LogsumexpBackward0)
+        node.self_ = save(a, False)
+        node.axes = axes
+        node.keepdim = keepdim
+        set_history1(out, node, a)
+        node.result = save(out, True)
+    return out
+
+
+@cython.final
+cdef class LogsumexpBackward0(Node):
+    """grad_x = g * exp(x - result)"""
+    cdef SavedVar self_, result
+    cdef tuple axes
+    cdef bint keepdim
+
+    cdef tuple apply(self, tuple grads):
+        cdef TensorBase x = self.self_.unpack(self)
+        sh = _shape(x)
+        g = _keep(grads[0], sh, self.axes, self.keepdim)
+        r = _keep(self.result.unpack(self), sh, self.axes, self.keepdim)
+        return (pw.mul(g, pw.unary(OP_EXP, pw.sub(x, r))),)
+
+    cdef void release_variables(self):
+        self.self_.release()
+        self.result.release()
+
+
+# --- amax / amin ---------------------------------------------------------------------------------
+
+def amax(input, dim=(), keepdim=False):
+    return _amaxmin(input, dim, keepdim, True)
+
+
+def amin(input, dim=(), keepdim=False):
+    return _amaxmin(input, dim, keepdim, False)
+
+
+cdef object _amaxmin(TensorBase a, object dim, bint keepdim, bint is_max):
+    cdef AmaxminBackward node
+    cdef str name = "amax" if is_max else "amin"
+    x = <object>a._data
+    axes = _axes(a, dim, name)
+    for ax in axes:
+        if _shape(a)[ax] == 0:
+            raise IndexError(f"{name}(): Expected reduction dim {ax} to have non-zero size.")
+    f = np.max if is_max else np.min
+    r = f(x, axis=axes, keepdims=True) if x.ndim else x.copy()
+    out = wrap(np.asarray(r if keepdim else r.reshape(
+        tuple(s for i, s in enumerate(x.shape) if i not in axes))))
+    if _rec(a):
+        node = (AmaxBackward0.__new__(AmaxBackward0) if is_max
+                else AminBackward0.__new__(AminBackward0))
+        mask = (x == r)
+        node.share = wrap((mask / np.sum(mask, axis=axes, keepdims=True)).astype(x.dtype))
+        node.in_shape = _shape(a)
+        node.axes = axes
+        node.keepdim = keepdim
+        set_history1(out, node, a)
+    return out
+
+
+cdef class AmaxminBackward(Node):
+    """grad_x = g spread evenly over the elements equal to the extreme of their slice"""
+    cdef TensorBase share
+    cdef tuple in_shape, axes
+    cdef bint keepdim
+
+    cdef tuple apply(self, tuple grads):
+        return (pw.mul(_keep(grads[0], self.in_shape, self.axes, self.keepdim), self.share),)
+
+    cdef void release_variables(self):
+        self.share = None
+
+
+@cython.final
+cdef class AmaxBackward0(AmaxminBackward):
+    pass
+
+
+@cython.final
+cdef class AminBackward0(AmaxminBackward):
+    pass
+
+
+# --- argmax / argmin / all / any (no gradient) ---------------------------------------------------
+
+def argmax(input, dim=None, keepdim=False):
+    return _arg(input, dim, keepdim, True)
+
+
+def argmin(input, dim=None, keepdim=False):
+    return _arg(input, dim, keepdim, False)
+
+
+cdef object _arg(TensorBase a, object dim, bint keepdim, bint is_max):
+    x = <object>a._data
+    name = "argmax" if is_max else "argmin"
+    f = np.argmax if is_max else np.argmin
+    if x.size == 0 and (dim is None or x.ndim == 0 or _shape(a)[wrap_dim(dim, x.ndim, name)] == 0):
+        raise IndexError(f"{name}(): Expected reduction dim to be specified for input.numel() "
+                         f"== 0." if dim is None else f"{name}(): Expected reduction dim "
+                         f"{dim} to have non-zero size.")
+    if dim is None or x.ndim == 0:
+        r = np.asarray(f(x)).reshape((1,) * x.ndim if keepdim else ())
+    else:
+        d = wrap_dim(dim, x.ndim, name)
+        r = f(x, axis=d, keepdims=keepdim)
+    return wrap(np.asarray(r, dtype=np.int64))
+
+
+def all(input, dim=None, keepdim=False):
+    return _allany(input, dim, keepdim, True)
+
+
+def any(input, dim=None, keepdim=False):
+    return _allany(input, dim, keepdim, False)
+
+
+cdef object _allany(TensorBase a, object dim, bint keepdim, bint is_all):
+    x = <object>a._data
+    f = np.all if is_all else np.any
+    axes = _axes(a, dim, "all" if is_all else "any")
+    return wrap(np.asarray(f(x, axis=axes, keepdims=keepdim) if x.ndim else f(x)))
+
+
+# --- norm ----------------------------------------------------------------------------------------
+
+def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
+    """Vector p-norm over dim (all elements when dim is None): p = 2/'fro', any number, inf."""
+    cdef TensorBase a = input, out
+    cdef LinalgVectorNormBackward0 node
+    x = <object>a._data
+    _need_float(x, "norm")
+    if p == "fro" or p is None:
+        p = 2
+    if isinstance(p, str):
+        raise RuntimeError(f"norm: p='{p}' is not supported; use a number, inf or 'fro'")
+    p = float(p)
+    axes = _axes(a, dim, "norm")
+    ax = x
+    absx = np.abs(x)
+    if p == np.inf:
+        r = np.max(absx, axis=axes, keepdims=True) if x.size else np.zeros(
+            _kept_shape(x.shape, axes), x.dtype)
+    elif p == -np.inf:
+        r = np.min(absx, axis=axes, keepdims=True)
+    elif p == 0:
+        r = np.sum(absx != 0, axis=axes, keepdims=True).astype(x.dtype)
+    elif p == 2:
+        r = np.sqrt(np.sum(x * x, axis=axes, keepdims=True))
+    elif p == 1:
+        r = np.sum(absx, axis=axes, keepdims=True)
+    else:
+        r = np.sum(absx ** p, axis=axes, keepdims=True) ** (1.0 / p)
+    if not keepdim:
+        r = r.reshape(tuple(s for i, s in enumerate(x.shape) if i not in axes))
+    out = wrap(np.asarray(r, dtype=x.dtype))
+    if _rec(a):
+        node = LinalgVectorNormBackward0.__new__(LinalgVectorNormBackward0)
+        node.self_ = save(a, False)
+        node.p = p
+        node.axes = axes
+        node.keepdim = keepdim
+        set_history1(out, node, a)
+        node.result = save(out, True)
+    return out
+
+
+@cython.final
+cdef class LinalgVectorNormBackward0(Node):
+    """p=2: g x / n; p=1: g sign(x); inf: g sign(x) spread over the maxima;
+    other p: g sign(x) |x|^(p-1) / n^(p-1). Zero where the norm is zero."""
+    cdef SavedVar self_, result
+    cdef double p
+    cdef tuple axes
+    cdef bint keepdim
+
+    cdef tuple apply(self, tuple grads):
+        from fastgrad._core.ops_pointwise import sign
+        cdef TensorBase x = self.self_.unpack(self)
+        sh = _shape(x)
+        g = _keep(grads[0], sh, self.axes, self.keepdim)
+        n = _keep(self.result.unpack(self), sh, self.axes, self.keepdim)
+        p = self.p
+        if p == 0:
+            return (pw.mul(x, 0),)
+        if p == 1:
+            return (pw.mul(g, sign(x)),)
+        zero = wrap(np.asarray((<TensorBase>n)._data == 0))
+        safe = pw.where_(zero, 1.0, n)
+        if p == np.inf or p == -np.inf:
+            absx = pw.unary(OP_ABS, x)
+            mask = (absx._data == (<TensorBase>n)._data)
+            share = wrap((mask / np.sum(mask, axis=self.axes, keepdims=True)).astype(x._data.dtype))
+            return (pw.mul(pw.mul(g, sign(x)), share),)
+        if p == 2:
+            r = pw.div(pw.mul(g, x), safe)
+        else:
+            r = pw.div(pw.mul(pw.mul(g, sign(x)), pw.pow_(pw.unary(OP_ABS, x), p - 1)),
+                       pw.pow_(safe, p - 1))
+        return (pw.where_(zero, 0.0, r),)
+
+    cdef void release_variables(self):
+        self.self_.release()
+        self.result.release()
