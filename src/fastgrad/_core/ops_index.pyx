@@ -44,6 +44,12 @@ cdef inline bint _rec(TensorBase a):
     return a._requires_grad and grad_enabled()
 
 
+cdef inline object _contig(object r):
+    """A C-contiguous ndarray of r, keeping 0-d results 0-d (np.ascontiguousarray makes them 1-d)."""
+    r = np.asarray(r)
+    return np.ascontiguousarray(r) if r.ndim else r.copy()
+
+
 # --- key parsing ---------------------------------------------------------------------------------
 
 cdef tuple _parse_key(TensorBase a, object key):
@@ -152,7 +158,7 @@ cdef object getitem_c(TensorBase a, object key):
     cdef KeyBackward node
     npkey, advanced, name = _parse_key(a, key)
     if advanced:
-        out = wrap(np.ascontiguousarray(a._data[npkey]))
+        out = wrap(_contig(a._data[npkey]))
         name = "IndexBackward0"
     else:
         out = make_view(a, a._data[npkey])
@@ -234,7 +240,7 @@ cdef class KeyScatterBackward(Node):
 
     cdef tuple apply(self, tuple grads):
         cdef TensorBase g = grads[0]
-        cdef TensorBase out = wrap(np.ascontiguousarray(g._data[self.key]))
+        cdef TensorBase out = wrap(_contig(g._data[self.key]))
         cdef KeyBackward node
         if _rec(g):
             node = IndexBackward0.__new__(IndexBackward0)
@@ -370,15 +376,16 @@ def setitem(input, key, value):
         a.bump_version()
         return
     root = a._base if a._base is not None else a
-    pos = (np.arange(a._data.size, dtype=np.int64).reshape(_shape(a)) if root is a
-           else _positions(a, root))[npkey]
+    pos_a = (np.arange(a._data.size, dtype=np.int64).reshape(_shape(a)) if root is a
+             else _positions(a, root))
+    pos = np.asarray(pos_a[npkey])
     a._data[npkey] = src
     fn = SetRegion.__new__(SetRegion)
     if tv is not None and tv._requires_grad and (np.shape(src) != pos.shape or
                                                  src.dtype != a._data.dtype):
         fn._in_meta = (None, (np.shape(src), src.dtype))
     set_history(wrap(a._data), fn, (None, tv))
-    _rebase_root(a, root, pos, fn)
+    _rebase_root(a, root, pos, pos_a, fn)
     a.bump_version()
 
 
@@ -389,7 +396,8 @@ cdef class SetRegion(Node):
         return (None, grads[0])
 
 
-cdef void _rebase_root(TensorBase a, TensorBase root, cnp.ndarray pos, Node fn) except *:
+cdef void _rebase_root(TensorBase a, TensorBase root, cnp.ndarray pos, cnp.ndarray pos_a,
+                       Node fn) except *:
     """Make `root` the output of CopySlices(fn) and `a` (if a view) a view of the new root."""
     cdef TensorBase hist = wrap(root._data)
     cdef CopySlices node = CopySlices.__new__(CopySlices)
@@ -409,7 +417,7 @@ cdef void _rebase_root(TensorBase a, TensorBase root, cnp.ndarray pos, Node fn) 
     root._output_nr = 0
     if a is not root:
         vnode = AsStridedBackward0.__new__(AsStridedBackward0)
-        vnode.pos = pos.reshape(_shape(a)) if (<object>pos).shape != _shape(a) else pos
+        vnode.pos = pos_a
         vnode.shape = _shape(root)
         set_history1(a, vnode, root)
         a._output_nr = 0
@@ -420,7 +428,8 @@ def _view_inplace_hook(TensorBase a):
     cdef TensorBase root = a._base
     if root is None or a._grad_fn is None:
         return
-    _rebase_root(a, root, _positions(a, root), a._grad_fn)
+    pos = _positions(a, root)
+    _rebase_root(a, root, pos, pos, a._grad_fn)
 
 
 @cython.final
@@ -504,7 +513,7 @@ def gather(input, dim, index, *, sparse_grad=False):
     if a._data.ndim == 0:
         return reshape_c(a, ())
     key = _dim_key(ix, d)
-    out = wrap(np.ascontiguousarray(a._data[key]))
+    out = wrap(_contig(a._data[key]))
     if _rec(a):
         node = GatherBackward0.__new__(GatherBackward0)
         node.in_shape = _shape(a)

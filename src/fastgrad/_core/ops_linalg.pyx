@@ -465,7 +465,8 @@ def einsum(equation, *operands):
         shapes = [list(x.shape) for x in arrs]
         raise RuntimeError(f"einsum(): operands do not match the equation '{equation}' "
                            f"(shapes {shapes}): {e}")
-    out = wrap(np.ascontiguousarray(r))
+    r = np.asarray(r)
+    out = wrap(np.ascontiguousarray(r) if r.ndim else r.copy())
     if grad_enabled() and any((<TensorBase>o)._requires_grad for o in operands):
         node = EinsumBackward0.__new__(EinsumBackward0)
         node.ins = tuple(ins)

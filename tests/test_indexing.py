@@ -1,0 +1,155 @@
+"""Indexing (issue 3): x[key] for every key kind, setitem with and without grad (CopySlices),
+in-place writes through views, gather/scatter_add/index_select/masked_fill/take_along_dim."""
+import numpy as np
+import pytest
+
+from _backend import fg
+from _fd import check_grad
+
+R = np.random.default_rng(5)
+
+
+def arr(*shape):
+    return R.standard_normal(shape)
+
+
+KEYS = [0, -1, (1, 2), slice(1, None), slice(None, None, 2), (slice(None), 1), (Ellipsis, 0),
+        (None, 1), (0, None, slice(1, 3)), ([0, 2, 2],), (slice(None), [3, 0]),
+        ([0, 1], [1, 2]), (1, [0, -1]), (Ellipsis, None)]
+
+
+@pytest.mark.parametrize("key", KEYS, ids=[repr(k) for k in KEYS])
+def test_getitem_values_and_grads(key):
+    check_grad(lambda x: x[key], [arr(3, 4)], ref=lambda x: x[key])
+
+
+def test_getitem_tensor_and_mask_keys():
+    m = np.array([[True, False, True, False]] * 3)
+    check_grad(lambda x: x[fg.tensor(m)], [arr(3, 4)], ref=lambda x: x[m])
+    check_grad(lambda x: x[fg.tensor([2, 0, 2])], [arr(3, 4)], ref=lambda x: x[[2, 0, 2]])
+    check_grad(lambda x: x[x > 0], [arr(5)], ref=lambda x: x[x > 0])
+    check_grad(lambda x: x[:, fg.tensor([True, False, True])], [arr(2, 3)])
+
+
+def test_getitem_noncontiguous_and_0d():
+    check_grad(lambda x: x.t()[1:, ::2][0], [arr(3, 4)], ref=lambda x: x.T[1:, ::2][0])
+    check_grad(lambda x: x[...], [arr()], ref=lambda x: x)
+    check_grad(lambda x: x[None], [arr()], ref=lambda x: x[None])
+    check_grad(lambda x: x[1:1], [arr(3)], ref=lambda x: x[1:1])
+
+
+def test_index_bounds():
+    x = fg.randn(3, 4)
+    with pytest.raises(IndexError, match="index 5 is out of bounds for dimension 0 with size 3"):
+        x[5]
+    with pytest.raises(IndexError, match="index -5 is out of bounds for dimension 0 with size 3"):
+        x[-5]
+    with pytest.raises(IndexError, match="index 7 is out of bounds for dimension 1 with size 4"):
+        x[:, 7]
+    with pytest.raises(IndexError, match="index 9 is out of bounds for dimension 0 with size 3"):
+        x[fg.tensor([0, 9])]
+    with pytest.raises(IndexError, match="too many indices"):
+        x[0, 0, 0]
+    with pytest.raises(IndexError):
+        x.index_select(1, fg.tensor([4]))
+    with pytest.raises(IndexError):
+        x[0, 0] = x[9, 0]
+
+
+def test_setitem_no_grad_and_plain():
+    x = fg.zeros(3, 4)
+    x[1] = 2.0
+    x[:, 0] = fg.tensor([1.0, 2.0, 3.0])
+    x[x > 2.5] = -1.0
+    x[[0, 2], [3, 3]] = 9.0
+    ref = np.zeros((3, 4))
+    ref[1] = 2
+    ref[:, 0] = [1, 2, 3]
+    ref[ref > 2.5] = -1
+    ref[[0, 2], [3, 3]] = 9
+    np.testing.assert_array_equal(x.numpy(), ref)
+    w = fg.ones(2, requires_grad=True)
+    with fg.no_grad():
+        w[0] = 5.0
+    assert w.tolist() == [5.0, 1.0] and w.grad_fn is None
+
+
+def _set(key, val_from_b=True):
+    def f(a, b):
+        y = a * 1
+        y[key] = b * 2 if val_from_b else 7.0
+        return y * a
+    return f
+
+
+@pytest.mark.parametrize("key, bshape", [(0, (4,)), ((slice(None), 1), (3,)), ((1, slice(1, 3)), ()),
+                                         (([0, 2],), (2, 4)), ((Ellipsis, 2), (1,))])
+def test_setitem_grads(key, bshape):
+    check_grad(_set(key), [arr(3, 4), arr(*bshape)])
+
+
+def test_inplace_through_view_grads():
+    def f(a, b):
+        y = a * 1
+        v = y[:, 1:3]
+        v.mul_(b)
+        w = y.t()[0]
+        w.add_(1.0)
+        return y * y
+    check_grad(f, [arr(3, 4), arr(2)])
+
+    def g(a):
+        y = a * 3
+        y.view(-1)[::2] = 0.0
+        return y * a
+    check_grad(g, [arr(2, 3)])
+
+
+def test_setitem_grad_fn_and_errors():
+    x = fg.randn(3, requires_grad=True)
+    y = x * 1
+    y[0] = 5
+    assert y.grad_fn.name() == "CopySlices"
+    v = y[1:]
+    v.mul_(2)
+    assert v.grad_fn.name() == "AsStridedBackward0"
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        x[0] = 1.0
+    with pytest.raises(RuntimeError, match="view of a leaf Variable"):
+        x[1:].mul_(2)
+
+
+def test_gather_scatter_index_select():
+    idx = np.array([[0, 2, 1], [2, 2, 0]])
+    check_grad(lambda x: x.gather(1, fg.tensor(idx)), [arr(2, 4)],
+               ref=lambda x: np.take_along_axis(x, idx, 1))
+    check_grad(lambda x: x.gather(0, fg.tensor(idx[:, :2] % 2)), [arr(2, 4)])
+    check_grad(lambda x, s: x.scatter_add(0, fg.tensor(idx % 2), s), [arr(2, 4), arr(2, 3)])
+    check_grad(lambda x: x.index_select(1, fg.tensor([3, 0, 3])), [arr(2, 4)], ref=lambda x: x[:, [3, 0, 3]])
+    check_grad(lambda x: fg.take_along_dim(x, fg.tensor(idx[:1]), 0), [arr(3, 3)])
+    check_grad(lambda x: fg.take_along_dim(x, fg.tensor([5, 0])), [arr(2, 3)], ref=lambda x: x.reshape(-1)[[5, 0]])
+    with pytest.raises(RuntimeError, match="out of bounds"):
+        fg.randn(2, 3).gather(1, fg.tensor([[3]]))
+
+
+def test_masked_fill():
+    m = np.array([True, False, True])
+    check_grad(lambda x: x.masked_fill(fg.tensor(m), 0.5), [arr(2, 3)], ref=lambda x: np.where(m, 0.5, x))
+    check_grad(lambda x, v: x.masked_fill(fg.tensor(m), v), [arr(2, 3), arr()])
+
+
+def test_vs_torch():
+    torch = pytest.importorskip("torch")
+    xn = arr(3, 4)
+    res = []
+    for lib in (torch, fg):
+        x = lib.tensor(xn, requires_grad=True)
+        y = x * 2
+        y[0, 1:] = x[1, :3] ** 2
+        y[:, 0].mul_(3)
+        z = y[lib.tensor([2, 0])][:, ::2].sum() + y.gather(1, lib.tensor([[1], [0], [3]])).sum()
+        z.backward()
+        res.append((z.item(), x.grad.numpy().copy(), type(y.grad_fn).__name__))
+    assert res[0][0] == pytest.approx(res[1][0], rel=1e-6)
+    np.testing.assert_allclose(res[0][1], res[1][1], rtol=1e-6)
+    assert res[0][2] == res[1][2]
