@@ -470,7 +470,7 @@ cdef class LinalgVectorNormBackward0(Node):
         safe = pw.where_(zero, 1.0, n)
         if p == np.inf or p == -np.inf:
             absx = pw.unary(OP_ABS, x)
-            mask = (absx._data == (<TensorBase>n)._data)
+            mask = ((<TensorBase>absx)._data == (<TensorBase>n)._data)
             share = wrap((mask / np.sum(mask, axis=self.axes, keepdims=True)).astype(x._data.dtype))
             return (pw.mul(pw.mul(g, sign(x)), share),)
         if p == 2:
