@@ -165,6 +165,7 @@ cdef tuple _matmul_bwd_np(cnp.ndarray g, object x, object y, tuple a_shape, tupl
     """The same gradients on the arrays, for a plain backward (grad mode off)."""
     cdef bint a1 = len(a_shape) == 1, b1 = len(b_shape) == 1
     ga = gb = None
+    g = _blasable(g)
     g2 = g if not b1 else g[..., None]
     g2 = g2 if not a1 else np.expand_dims(g2, -2)
     if y is not None:
@@ -178,6 +179,15 @@ cdef tuple _matmul_bwd_np(cnp.ndarray g, object x, object y, tuple a_shape, tupl
             r = r[..., 0]
         gb = wrap(_np_sum_to(r, b_shape))
     return (ga, gb)
+
+
+cdef cnp.ndarray _blasable(cnp.ndarray g):
+    """The incoming gradient is often an expanded (stride-0) array, e.g. from sum(): np.matmul
+    cannot hand that to BLAS and falls back to a slow loop. One O(n^2) copy keeps the O(n^3)
+    product in BLAS."""
+    if cnp.PyArray_IS_C_CONTIGUOUS(g) or cnp.PyArray_IS_F_CONTIGUOUS(g):
+        return g
+    return np.ascontiguousarray(g)
 
 
 cdef cnp.ndarray _np_sum_to(object r, tuple shape):
@@ -393,6 +403,7 @@ cdef class LinearBackward(Node):
 
     cdef tuple _np(self, cnp.ndarray g, TensorBase x, TensorBase w):
         gx = gw = gc = None
+        g = _blasable(g)
         n_out = (<object>g).shape[-1]
         g2 = g if g.ndim == 2 else g.reshape(-1, n_out)
         if w is not None:
