@@ -295,7 +295,7 @@ cdef class NllLossBackward0(Node):
             raise RuntimeError("NllLossBackward0: saved values were released; use retain_graph=True")
         scale = _gscale(g, self.reduction, self.denom)
         if self.reduction == 0 and len(shape) > 1:
-            scale = (scale.unsqueeze(1) if grad_enabled() else
+            scale = (_unsqueeze(scale, 1) if grad_enabled() else
                      np.expand_dims(scale, 1))
         gx = self._grad_input(x, shape, scale) if self._next_fns[0] is not None else None
         if len(self._next_fns) == 1:
@@ -340,6 +340,11 @@ cdef class NllLossBackward0(Node):
         self.x.release()
         self.rows = None
         self.A = None
+
+
+cdef object _unsqueeze(object g, int dim):
+    from fastgrad._core.ops_view import unsqueeze      # recorded (create_graph only)
+    return unsqueeze(g, dim)
 
 
 cdef object _softmax_rec(TensorBase x):
