@@ -163,6 +163,13 @@ cdef object _dtype_of(object np_dtype):
     return from_numpy_dtype(np_dtype)
 
 
+cdef void _warn_trace(Node node) except *:
+    """Anomaly mode: say which forward line made the node whose backward failed."""
+    import warnings
+    warnings.warn(f"Error detected in {type(node).__name__}. Traceback of forward call that "
+                  f"caused the error:\n{node._trace}", UserWarning, stacklevel=3)
+
+
 cdef void _check_nan(Node node, tuple out) except *:
     for i, g in enumerate(out):
         if g is not None and np.isnan((<TensorBase>g)._data).any():
@@ -281,6 +288,10 @@ def run_backward(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
                 nxt._deps -= 1
                 if nxt._deps == 0:
                     _heap_push(heap, nxt)
+    except BaseException:
+        if _anomaly and node is not None and node._trace is not None:
+            _warn_trace(node)
+        raise
     finally:
         set_grad_enabled_c(prev_mode)
         for node in nodes:

@@ -103,6 +103,19 @@ cdef Node _accumulator(TensorBase leaf):
     return acc
 
 
+cdef bint _record_trace = False   # anomaly mode: nodes keep the forward stack that made them
+
+
+def _set_anomaly(bint enabled):
+    global _record_trace
+    _record_trace = enabled
+
+
+cdef void _set_trace(Node node) except *:
+    import traceback
+    node._trace = "".join(traceback.format_stack())
+
+
 cdef inline Node _edge(TensorBase t):
     if t is None or not t._requires_grad:
         return None
@@ -117,6 +130,8 @@ cdef void set_history1(TensorBase out, Node node, TensorBase a) except *:
     if a._grad_fn is not None and a._output_nr != 0:
         node._next_nrs = (a._output_nr,)
     node._seq = next_sequence_nr()
+    if _record_trace:
+        _set_trace(node)
     out._grad_fn = node
     out._requires_grad = True
 
@@ -138,6 +153,8 @@ cdef void set_history(TensorBase out, Node node, tuple inputs) except *:
     if nrs is not None:
         node._next_nrs = tuple(nrs)
     node._seq = next_sequence_nr()
+    if _record_trace:
+        _set_trace(node)
     out._grad_fn = node
     out._requires_grad = True
 

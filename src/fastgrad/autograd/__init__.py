@@ -93,3 +93,13 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     if materialize_grads:
         res = tuple(zeros_like(x) if g is None else g for g, x in zip(res, inputs))
     return res
+
+
+# The rest of torch.autograd's namespace (issue 4). Imported last: these modules use grad/backward.
+from fastgrad.autograd import function, functional, graph, anomaly_mode  # noqa: E402
+from fastgrad.autograd.function import Function, NestedIOFunction, once_differentiable  # noqa: E402
+from fastgrad.autograd.gradcheck import gradcheck, gradgradcheck  # noqa: E402
+from fastgrad.autograd.anomaly_mode import detect_anomaly, set_detect_anomaly  # noqa: E402
+
+__all__ += ["Function", "NestedIOFunction", "once_differentiable", "functional", "graph",
+            "gradcheck", "gradgradcheck", "detect_anomaly", "set_detect_anomaly"]

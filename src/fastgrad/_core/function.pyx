@@ -1,0 +1,262 @@
+# cython: boundscheck=False, wraparound=False
+"""PyNode: the graph node of a custom `autograd.Function`, and the compiled `Function.apply`.
+
+As in PyTorch, the `ctx` a user's forward/backward receive IS the graph node: `y.grad_fn` of a
+`MyFn.apply(x)` result is an instance of `MyFnBackward` (a Python subclass of PyNode made once
+per Function class by function.py), so `ctx.saved_tensors`, `ctx.needs_input_grad` and any
+attribute set on ctx in forward are there in backward. The engine runs a PyNode like any other
+Node: `apply` calls the user's Python `backward(ctx, *grads)` and checks what comes back.
+
+This file is not the Python API (function.py: Function, once_differentiable); it is the per-call
+path, compiled because a custom Function's overhead must stay within 2x of a built-in op.
+
+Note [Custom Function edges]
+A PyNode has one edge per *tensor* argument of forward, in order (PyTorch's next_functions);
+backward returns one value per forward argument, tensors or not. `_tensor_pos` maps edges to
+argument positions.
+"""
+cimport cython
+cimport numpy as cnp
+import traceback
+
+import numpy as np
+
+from fastgrad._core.node cimport Node, next_sequence_nr
+from fastgrad._core.tensor cimport TensorBase, SavedVar, save, wrap
+from fastgrad._core.tensor import _get_accumulator
+from fastgrad._core.grad_mode cimport grad_enabled, set_grad_enabled_c
+from fastgrad._core.ops_reduce cimport sum_to
+
+cnp.import_array()
+
+cdef bint _record_trace = False
+
+
+def _set_anomaly(bint enabled):
+    """Record the forward stack in every PyNode created while anomaly detection is on."""
+    global _record_trace
+    _record_trace = enabled
+
+
+cdef inline Node _edge(TensorBase t):
+    if not t._requires_grad:
+        return None
+    if t._grad_fn is not None:
+        return t._grad_fn
+    return _get_accumulator(t)
+
+
+cdef class PyNode(Node):
+    """Base of every `<Name>Backward` node of a custom Function; also its `ctx`."""
+    cdef readonly object _forward_cls   # the Function subclass whose backward this runs
+    cdef readonly tuple needs_input_grad  # per forward argument: does it need a gradient
+    cdef tuple _tensor_pos              # argument position of each edge (Note [Custom ...])
+    cdef tuple _in_info                 # per edge: (shape, np.dtype) of the input
+    cdef list _out_info                 # per output: (shape, np.dtype), None for non-tensors
+    cdef tuple _to_save                 # save_for_backward's tensors until apply packs them
+    cdef list _saved                    # SavedVar (or None) per saved tensor, after packing
+    cdef tuple _non_diff                # outputs marked non-differentiable
+    cdef tuple _dirty                   # inputs marked dirty (modified in place by forward)
+    cdef bint _materialize              # None gradients become zeros (set_materialize_grads)
+
+    def __cinit__(self):
+        self._materialize = True
+
+    # -- the ctx API used in forward / setup_context --
+    def save_for_backward(self, *tensors):
+        for t in tensors:
+            if t is not None and not isinstance(t, TensorBase):
+                raise TypeError(f"save_for_backward can only save variables, but argument "
+                                f"{tensors.index(t)} is of type {type(t).__name__}")
+        self._to_save = tensors
+
+    def mark_non_differentiable(self, *tensors):
+        self._non_diff = tensors
+
+    def mark_dirty(self, *tensors):
+        self._dirty = tensors
+
+    def set_materialize_grads(self, bint value):
+        self._materialize = value
+
+    @property
+    def saved_tensors(self):
+        cdef SavedVar s
+        if self._saved is None:
+            return self._to_save if self._to_save is not None else ()
+        return tuple([None if s is None else s.unpack(self) for s in self._saved])
+
+    @property
+    def saved_variables(self):
+        return self.saved_tensors
+
+    @property
+    def materialize_grads(self):
+        return self._materialize
+
+    # -- backward --
+    cdef tuple apply(self, tuple grads):
+        cdef Py_ssize_t k, pos
+        cdef TensorBase g
+        name = type(self).__name__
+        if self._materialize:
+            grads = tuple([wrap(np.zeros(self._out_info[k][0], self._out_info[k][1]))
+                           if grads[k] is None and self._out_info[k] is not None else grads[k]
+                           for k in range(len(grads))])
+        res = self._forward_cls.backward(self, *grads)
+        if not isinstance(res, tuple):
+            res = (res,)
+        n_args = len(self.needs_input_grad)
+        if len(res) != n_args:
+            if len(res) > n_args and all(r is None for r in res[n_args:]):
+                res = res[:n_args]
+            else:
+                raise RuntimeError(f"function {name} returned an incorrect number of gradients "
+                                   f"(expected {n_args}, got {len(res)})")
+        out = [None] * len(self._tensor_pos)
+        for k in range(len(self._tensor_pos)):
+            pos = self._tensor_pos[k]
+            r = res[pos]
+            if r is None or self._next_fns[k] is None:
+                continue
+            if not isinstance(r, TensorBase):
+                raise TypeError(f"function {name} returned a gradient of type "
+                                f"{type(r).__name__} at index {pos}; expected a Tensor or None")
+            out[k] = _fit(<TensorBase>r, self._in_info[k], name, pos)
+        for pos in range(n_args):
+            if res[pos] is not None and pos not in self._tensor_pos:
+                raise RuntimeError(f"function {name} returned a gradient different than None at "
+                                   f"position {pos + 1}, but the corresponding forward input was "
+                                   f"not a Variable")
+        return tuple(out)
+
+    cdef void release_variables(self):
+        cdef SavedVar s
+        if self._saved is not None:
+            for s in self._saved:
+                if s is not None:
+                    s.release()
+
+
+cdef TensorBase _fit(TensorBase g, tuple info, str name, Py_ssize_t pos):
+    """A returned gradient in its input's shape (summed if broadcast) and dtype, or an error."""
+    shape, dt = info
+    gshape = (<object>g._data).shape
+    if gshape != shape:
+        try:
+            ok = np.broadcast_shapes(shape, gshape) == gshape
+        except ValueError:
+            ok = False
+        if not ok:
+            raise RuntimeError(f"Function {name} returned an invalid gradient at index {pos} - "
+                               f"got {list(gshape)} but expected shape compatible with "
+                               f"{list(shape)}")
+        g = sum_to(g, shape)
+    if g._data.dtype != dt:
+        g = _cast(g, dt)
+    return g
+
+
+cdef TensorBase _cast(TensorBase g, object dt):
+    if grad_enabled():
+        from fastgrad._dtypes import from_numpy_dtype
+        return g.to(from_numpy_dtype(dt))
+    return wrap(g._data.astype(dt))
+
+
+def _function_apply(cls, *args):
+    """Function.apply: run forward without recording, then record one PyNode for the outputs."""
+    cdef PyNode node
+    cdef TensorBase t
+    cdef Py_ssize_t i, n = len(args)
+    cdef bint needs = False
+    cdef bint prev = grad_enabled()
+    cdef list pos = [], fns = [], info = [], nig = [False] * n
+    for i in range(n):
+        a = args[i]
+        if isinstance(a, TensorBase):
+            t = <TensorBase>a
+            pos.append(i)
+            if prev and t._requires_grad:
+                needs = True
+                nig[i] = True
+    node = PyNode.__new__(cls._backward_cls)
+    node._forward_cls = cls
+    node.needs_input_grad = tuple(nig)
+    set_grad_enabled_c(False)
+    try:
+        if cls._new_style:
+            out = cls.forward(*args)
+            cls.setup_context(node, args, out)
+        else:
+            out = cls.forward(node, *args)
+    finally:
+        set_grad_enabled_c(prev)
+    if not needs:
+        return out
+    for i in pos:
+        t = <TensorBase>args[i]
+        fns.append(_edge(t) if prev else None)
+        info.append(((<object>t._data).shape, t._data.descr))
+    node._next_fns = tuple(fns)
+    node._tensor_pos = tuple(pos)
+    node._in_info = tuple(info)
+    node._seq = next_sequence_nr()
+    out = _record_outputs(node, args, out)
+    if _record_trace:
+        node._trace = "".join(traceback.format_stack())
+    return out
+
+
+cdef object _record_outputs(PyNode node, tuple args, object out):
+    """Give each differentiable output this node as grad_fn; pack the saved tensors."""
+    cdef TensorBase t
+    cdef Py_ssize_t i, n
+    cdef bint is_tuple = type(out) is tuple
+    cdef list outs = list(<tuple>out) if is_tuple else [out]
+    cdef tuple dirty = node._dirty, non_diff = node._non_diff
+    cdef bint is_dirty
+    n = len(outs)
+    node._n_out = n
+    node._out_info = [None] * n
+    for i in range(n):
+        o = outs[i]
+        if not isinstance(o, TensorBase):
+            continue
+        t = <TensorBase>o
+        is_dirty = dirty is not None and _contains(dirty, t)
+        if not is_dirty and _contains(args, t):
+            t = _alias(t)                      # an input returned as is: a new tensor, as a view
+            outs[i] = t
+        node._out_info[i] = ((<object>t._data).shape, t._data.descr)
+        if (non_diff is not None and _contains(non_diff, t)) or t._data.dtype.kind not in "fc":
+            if t._grad_fn is None:
+                t._requires_grad = False
+            continue
+        if is_dirty and t._grad_fn is None and t._requires_grad:
+            raise RuntimeError("a leaf Variable that requires grad has been used in an in-place "
+                               "operation.")
+        t._grad_fn = node
+        t._requires_grad = True
+        t._output_nr = i
+    if node._to_save is not None:
+        # a saved output (grad_fn is node) is saved as an alias: Note [Saved outputs]
+        node._saved = [None if s is None else save(<TensorBase>s, (<TensorBase>s)._grad_fn is node)
+                       for s in node._to_save]
+        node._to_save = None
+    return tuple(outs) if is_tuple else outs[0]
+
+
+cdef inline bint _contains(tuple items, object x):
+    """`x in items` by identity (Tensor.__eq__ is elementwise)."""
+    for y in items:
+        if y is x:
+            return True
+    return False
+
+
+cdef TensorBase _alias(TensorBase t):
+    cdef TensorBase r = wrap(t._data)
+    r._vc = t.version_counter()
+    r._base = t
+    return r
