@@ -177,11 +177,21 @@ cdef void _check_nan(Node node, tuple out) except *:
                                f"{i}th output.")
 
 
+cdef tuple _hook_result(Node node, object r, Py_ssize_t n, str what):
+    """A hook's replacement gradients: a sequence of n Tensors or None, checked before any is
+    used as a Tensor (a wrong type here would otherwise crash the engine)."""
+    if not isinstance(r, (tuple, list)) or len(r) != n or \
+            not all(g is None or isinstance(g, TensorBase) for g in r):
+        raise TypeError(f"a {what} of {type(node).__name__} must return None or a tuple of {n} "
+                        f"Tensors (or None), but returned {type(r).__name__}")
+    return tuple(r)
+
+
 cdef tuple _run_hooks(Node node, tuple grads):
     for hook in list(node._pre_hooks):
         r = hook(grads)
         if r is not None:
-            grads = tuple(r)
+            grads = _hook_result(node, r, len(grads), "pre-hook")
     return grads
 
 
@@ -266,7 +276,7 @@ def run_backward(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
                     for hook in list(node._post_hooks):
                         r = hook(out, grads)
                         if r is not None:
-                            out = tuple(r)
+                            out = _hook_result(node, r, len(out), "hook")
                 out = _validate(node, out)
                 if _anomaly and _anomaly_nan:
                     _check_nan(node, out)
