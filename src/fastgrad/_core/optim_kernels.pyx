@@ -29,6 +29,12 @@ from fastgrad._core.tensor cimport TensorBase
 
 cnp.import_array()
 
+# Note [Vectorized update loops]
+# The loops below vectorize (SSE2/AVX) only when sqrt need not set errno: setup.py compiles this
+# module with -fno-math-errno (a `#pragma GCC optimize` does not reach it); the kernels never
+# read errno. Loop-invariant options (maximize, weight decay, amsgrad, momentum) are either exact
+# arithmetic (`sign * g` with sign = +-1) or literal flags of an inlined loop, folded away.
+
 
 # --- scalar helpers ------------------------------------------------------------------------------
 
@@ -39,14 +45,33 @@ cdef inline floating _sqrt(floating x) noexcept nogil:
         return sqrt(x)
 
 
-cdef inline floating _lerp(floating a, floating b, floating w) noexcept nogil:
-    """a + w*(b - a), ATen's two-sided form (exact at both ends)."""
-    if fabs(w) < 0.5:
-        return a + w * (b - a)
-    return b - (b - a) * (<floating>1 - w)
-
-
 # --- kernels -------------------------------------------------------------------------------------
+# Each `_*_loop` is inlined by its `*_kernel` at call sites whose option flags are literals, so
+# the C compiler folds the flags away and vectorizes each variant (Note [Vectorized update loops]).
+
+cdef inline void _sgd_loop(floating* p, const floating* grad, floating* buf, Py_ssize_t n,
+                           floating sign, floating neg_lr, floating wd, floating momentum,
+                           floating one_minus_damp, bint has_wd, int mode) noexcept nogil:
+    """mode 0: no momentum; 1/2: momentum on its first/later steps; 3/4: the same, Nesterov."""
+    cdef Py_ssize_t i
+    cdef floating g, b = 0
+    for i in range(n):
+        g = sign * grad[i]
+        if has_wd:
+            g = g + wd * p[i]
+        if mode == 1 or mode == 3:
+            b = g
+            buf[i] = b
+        elif mode == 2 or mode == 4:
+            b = buf[i] * momentum
+            b = b + one_minus_damp * g
+            buf[i] = b
+        if mode == 1 or mode == 2:
+            g = b
+        elif mode == 3 or mode == 4:
+            g = g + momentum * b
+        p[i] = p[i] + neg_lr * g
+
 
 cdef void sgd_kernel(floating* p, const floating* grad, floating* buf,     # INOUT, IN, INOUT
                      Py_ssize_t n, floating neg_lr, floating wd, floating momentum,
@@ -54,21 +79,55 @@ cdef void sgd_kernel(floating* p, const floating* grad, floating* buf,     # INO
                      bint init_buf) noexcept nogil:
     """g = ±grad + wd*p;  b = g (first step) or b*momentum + (1-dampening)*g;
     g = g + momentum*b (nesterov) or b;  p = p - lr*g.  `buf` is NULL when momentum == 0."""
+    cdef floating s = -1 if maximize else 1
+    cdef int mode = 0 if buf == NULL else (1 if init_buf else 2) + (2 if nesterov else 0)
+    if wd == 0:
+        if mode == 0:
+            _sgd_loop(p, grad, buf, n, s, neg_lr, wd, momentum, one_minus_damp, False, 0)
+        elif mode == 2:
+            _sgd_loop(p, grad, buf, n, s, neg_lr, wd, momentum, one_minus_damp, False, 2)
+        elif mode == 4:
+            _sgd_loop(p, grad, buf, n, s, neg_lr, wd, momentum, one_minus_damp, False, 4)
+        else:
+            _sgd_loop(p, grad, buf, n, s, neg_lr, wd, momentum, one_minus_damp, False, mode)
+    else:
+        if mode == 0:
+            _sgd_loop(p, grad, buf, n, s, neg_lr, wd, momentum, one_minus_damp, True, 0)
+        elif mode == 2:
+            _sgd_loop(p, grad, buf, n, s, neg_lr, wd, momentum, one_minus_damp, True, 2)
+        elif mode == 4:
+            _sgd_loop(p, grad, buf, n, s, neg_lr, wd, momentum, one_minus_damp, True, 4)
+        else:
+            _sgd_loop(p, grad, buf, n, s, neg_lr, wd, momentum, one_minus_damp, True, mode)
+
+
+cdef inline void _adam_loop(floating* p, const floating* grad, floating* m, floating* v,
+                            floating* vmax, Py_ssize_t n, floating sign, floating neg_step_size,
+                            floating w, floating beta2, floating one_minus_beta2,
+                            floating bc2_sqrt, floating eps, floating wd, floating decay,
+                            bint has_wd, bint has_decay, bint amsgrad, bint small_w) noexcept nogil:
     cdef Py_ssize_t i
-    cdef floating g, b
+    cdef floating g, mi, vi, vm, pi
+    cdef floating one_minus_w = 1 - w
     for i in range(n):
-        g = -grad[i] if maximize else grad[i]
-        if wd != 0:
-            g = g + wd * p[i]
-        if buf != NULL:
-            if init_buf:
-                b = g
-            else:
-                b = buf[i] * momentum
-                b = b + one_minus_damp * g
-            buf[i] = b
-            g = g + momentum * b if nesterov else b
-        p[i] = p[i] + neg_lr * g
+        g = sign * grad[i]
+        pi = p[i]
+        if has_decay:
+            pi = pi * decay
+        if has_wd:
+            g = g + wd * pi
+        mi = m[i]
+        mi = mi + w * (g - mi) if small_w else g - (g - mi) * one_minus_w    # ATen's lerp
+        m[i] = mi
+        vi = v[i] * beta2
+        vi = vi + one_minus_beta2 * g * g
+        v[i] = vi
+        if amsgrad:
+            vm = vmax[i]
+            vm = vi if (vi > vm) | (vi != vi) else vm                        # torch.maximum
+            vmax[i] = vm
+            vi = vm
+        p[i] = pi + neg_step_size * mi / (_sqrt(vi) / bc2_sqrt + eps)
 
 
 cdef void adam_kernel(floating* p, const floating* grad, floating* m, floating* v,  # INOUT, IN, INOUT x2
@@ -79,41 +138,82 @@ cdef void adam_kernel(floating* p, const floating* grad, floating* m, floating* 
     """p *= decay (AdamW);  g = ±grad + wd*p (Adam);  m = lerp(m, g, 1-b1);
     v = v*b2 + (1-b2)*g*g;  vmax = max(vmax, v) (amsgrad);
     p = p - step_size * m / (sqrt(v or vmax)/sqrt(bc2) + eps)."""
+    cdef floating s = -1 if maximize else 1
+    cdef floating w = one_minus_beta1
+    cdef bint has_wd = wd != 0, has_decay = decay != 1, ams = vmax != NULL
+    if fabs(w) >= 0.5:                     # rare: beta1 <= 0.5; the unspecialized loop
+        _adam_loop(p, grad, m, v, vmax, n, s, neg_step_size, w, beta2, one_minus_beta2,
+                   bc2_sqrt, eps, wd, decay, has_wd, has_decay, ams, False)
+    elif not ams:
+        if not has_wd and not has_decay:
+            _adam_loop(p, grad, m, v, vmax, n, s, neg_step_size, w, beta2, one_minus_beta2,
+                       bc2_sqrt, eps, wd, decay, False, False, False, True)
+        elif has_decay:
+            _adam_loop(p, grad, m, v, vmax, n, s, neg_step_size, w, beta2, one_minus_beta2,
+                       bc2_sqrt, eps, wd, decay, has_wd, True, False, True)
+        else:
+            _adam_loop(p, grad, m, v, vmax, n, s, neg_step_size, w, beta2, one_minus_beta2,
+                       bc2_sqrt, eps, wd, decay, True, False, False, True)
+    else:
+        _adam_loop(p, grad, m, v, vmax, n, s, neg_step_size, w, beta2, one_minus_beta2,
+                   bc2_sqrt, eps, wd, decay, has_wd, has_decay, True, True)
+
+
+cdef inline void _adagrad_loop(floating* p, const floating* grad, floating* s, Py_ssize_t n,
+                               floating sign, floating neg_clr, floating eps, floating wd,
+                               bint has_wd) noexcept nogil:
     cdef Py_ssize_t i
-    cdef floating g, mi, vi, pi
+    cdef floating g, si
     for i in range(n):
-        g = -grad[i] if maximize else grad[i]
-        pi = p[i]
-        if decay != 1:
-            pi = pi * decay
-        if wd != 0:
-            g = g + wd * pi
-        mi = _lerp(m[i], g, one_minus_beta1)
-        m[i] = mi
-        vi = v[i] * beta2
-        vi = vi + one_minus_beta2 * g * g
-        v[i] = vi
-        if vmax != NULL:
-            if vi > vmax[i] or vi != vi:
-                vmax[i] = vi
-            else:
-                vi = vmax[i]
-        p[i] = pi + neg_step_size * mi / (_sqrt(vi) / bc2_sqrt + eps)
+        g = sign * grad[i]
+        if has_wd:
+            g = g + wd * p[i]
+        si = s[i] + g * g
+        s[i] = si
+        p[i] = p[i] + neg_clr * g / (_sqrt(si) + eps)
 
 
 cdef void adagrad_kernel(floating* p, const floating* grad, floating* s,   # INOUT, IN, INOUT
                          Py_ssize_t n, floating neg_clr, floating eps, floating wd,
                          bint maximize) noexcept nogil:
     """g = ±grad + wd*p;  s = s + g*g;  p = p - clr * g / (sqrt(s) + eps)."""
+    cdef floating sign = -1 if maximize else 1
+    if wd == 0:
+        _adagrad_loop(p, grad, s, n, sign, neg_clr, eps, wd, False)
+    else:
+        _adagrad_loop(p, grad, s, n, sign, neg_clr, eps, wd, True)
+
+
+cdef inline void _rmsprop_loop(floating* p, const floating* grad, floating* sq, floating* gavg,
+                               floating* buf, Py_ssize_t n, floating sign, floating neg_lr,
+                               floating alpha, floating w, floating eps, floating wd,
+                               floating momentum, bint has_wd, bint centered, bint has_momentum,
+                               bint small_w) noexcept nogil:
     cdef Py_ssize_t i
-    cdef floating g, si
+    cdef floating g, si, ai, gi, bi
+    cdef floating one_minus_w = 1 - w
     for i in range(n):
-        g = -grad[i] if maximize else grad[i]
-        if wd != 0:
+        g = sign * grad[i]
+        if has_wd:
             g = g + wd * p[i]
-        si = s[i] + g * g
-        s[i] = si
-        p[i] = p[i] + neg_clr * g / (_sqrt(si) + eps)
+        si = sq[i] * alpha
+        si = si + w * g * g
+        sq[i] = si
+        if centered:
+            gi = gavg[i]
+            gi = gi + w * (g - gi) if small_w else g - (g - gi) * one_minus_w
+            gavg[i] = gi
+            ai = _sqrt(si + (-gi) * gi)
+        else:
+            ai = _sqrt(si)
+        ai = ai + eps
+        if has_momentum:
+            bi = buf[i] * momentum
+            bi = bi + g / ai
+            buf[i] = bi
+            p[i] = p[i] + neg_lr * bi
+        else:
+            p[i] = p[i] + neg_lr * g / ai
 
 
 cdef void rmsprop_kernel(floating* p, const floating* grad, floating* sq,   # INOUT, IN, INOUT
@@ -123,29 +223,28 @@ cdef void rmsprop_kernel(floating* p, const floating* grad, floating* sq,   # IN
     """g = ±grad + wd*p;  sq = sq*alpha + (1-alpha)*g*g;  gavg = lerp(gavg, g, 1-alpha) (centered);
     avg = sqrt(sq - gavg*gavg) + eps;  b = b*momentum + g/avg, p = p - lr*b (momentum)
     or p = p - lr*g/avg."""
-    cdef Py_ssize_t i
-    cdef floating g, si, ai, gi, bi
-    for i in range(n):
-        g = -grad[i] if maximize else grad[i]
-        if wd != 0:
-            g = g + wd * p[i]
-        si = sq[i] * alpha
-        si = si + one_minus_alpha * g * g
-        sq[i] = si
-        if gavg != NULL:
-            gi = _lerp(gavg[i], g, one_minus_alpha)
-            gavg[i] = gi
-            ai = _sqrt(si + (-gi) * gi)
+    cdef floating s = -1 if maximize else 1
+    cdef floating w = one_minus_alpha
+    cdef bint has_wd = wd != 0, centered = gavg != NULL, has_m = buf != NULL
+    if fabs(w) >= 0.5:
+        _rmsprop_loop(p, grad, sq, gavg, buf, n, s, neg_lr, alpha, w, eps, wd, momentum,
+                      has_wd, centered, has_m, False)
+    elif not centered and not has_m:
+        if has_wd:
+            _rmsprop_loop(p, grad, sq, gavg, buf, n, s, neg_lr, alpha, w, eps, wd, momentum,
+                          True, False, False, True)
         else:
-            ai = _sqrt(si)
-        ai = ai + eps
-        if buf != NULL:
-            bi = buf[i] * momentum
-            bi = bi + g / ai
-            buf[i] = bi
-            p[i] = p[i] + neg_lr * bi
-        else:
-            p[i] = p[i] + neg_lr * g / ai
+            _rmsprop_loop(p, grad, sq, gavg, buf, n, s, neg_lr, alpha, w, eps, wd, momentum,
+                          False, False, False, True)
+    elif centered and has_m:
+        _rmsprop_loop(p, grad, sq, gavg, buf, n, s, neg_lr, alpha, w, eps, wd, momentum,
+                      has_wd, True, True, True)
+    elif centered:
+        _rmsprop_loop(p, grad, sq, gavg, buf, n, s, neg_lr, alpha, w, eps, wd, momentum,
+                      has_wd, True, False, True)
+    else:
+        _rmsprop_loop(p, grad, sq, gavg, buf, n, s, neg_lr, alpha, w, eps, wd, momentum,
+                      has_wd, False, True, True)
 
 
 # --- glue: validate once, take pointers, run without the GIL -------------------------------------
