@@ -43,6 +43,10 @@ cdef inline Node _edge(TensorBase t):
         return None
     if t._grad_fn is not None:
         return t._grad_fn
+    if t._acc is not None:                 # the leaf's cached AccumulateGrad (a weakref)
+        acc = t._acc()
+        if acc is not None:
+            return acc
     return _get_accumulator(t)
 
 
@@ -229,7 +233,8 @@ cdef object _record_outputs(PyNode node, tuple args, object out):
             t = _alias(t)                      # an input returned as is: a new tensor, as a view
             outs[i] = t
         node._out_info[i] = ((<object>t._data).shape, t._data.descr)
-        if (non_diff is not None and _contains(non_diff, t)) or t._data.dtype.kind not in "fc":
+        if (non_diff is not None and _contains(non_diff, t)) or not (
+                cnp.PyArray_ISFLOAT(t._data) or cnp.PyArray_ISCOMPLEX(t._data)):
             if t._grad_fn is None:
                 t._requires_grad = False
             continue
