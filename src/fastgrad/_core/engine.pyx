@@ -130,6 +130,13 @@ def _seq_key(Node n):
 
 # --- running -------------------------------------------------------------------------------------
 
+cdef inline bint _any_grad(tuple grads):
+    for g in grads:
+        if g is not None:
+            return True
+    return False
+
+
 cdef inline object _buf_add(object old, object g):
     return g if old is None else pw.add(old, g)
 
@@ -268,7 +275,7 @@ def run_backward(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
                         for j in idx:
                             captured[j] = grads[slot]
             out = None
-            if node._needed and any(g is not None for g in grads):
+            if node._needed and _any_grad(grads):
                 if node._pre_hooks is not None:
                     grads = _run_hooks(node, grads)
                 out = node.apply(grads)

@@ -18,7 +18,7 @@ import numpy as np
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport (TensorBase, SavedVar, wrap, save, set_history, set_history1,
-                                    any_requires_grad2)
+                                    set_history2, any_requires_grad2)
 from fastgrad._core cimport kernels as K
 
 cnp.import_array()
@@ -244,10 +244,47 @@ cdef cnp.ndarray _binary_ts(int op, cnp.ndarray a, object s):
     return _arr(_UFUNC[op](x, s))
 
 
+cdef inline cnp.ndarray _scalar_kernel(int op, cnp.ndarray x, double c):
+    """The scalar kernel on a contiguous float32/float64 array."""
+    cdef cnp.ndarray out = _empty_like(x)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
+        with nogil:
+            K.scalar_fwd(op, <float*>cnp.PyArray_DATA(x), c, <float*>cnp.PyArray_DATA(out), n)
+    else:
+        with nogil:
+            K.scalar_fwd(op, <double*>cnp.PyArray_DATA(x), c, <double*>cnp.PyArray_DATA(out), n)
+    return out
+
+
+cdef Node _scalar_node(int op, TensorBase a, object b):
+    cdef Node node
+    if op == OP_ADD:
+        return AddBackward0.__new__(AddBackward0)
+    if op == OP_SUB:
+        return SubBackward0.__new__(SubBackward0)
+    if op == OP_RSUB:
+        return RsubBackward1.__new__(RsubBackward1)
+    if op == OP_MUL:
+        return _mul_node(a, None, b)
+    return _div_node(a, None, b)
+
+
 cdef object _binary(int op, TensorBase a, object b):
     """Forward of add/sub/mul/div with a tensor `a`; records `op`'s node when needed."""
     cdef TensorBase tb, out
     cdef Node node
+    cdef type tyb = type(b)
+    if (tyb is float or tyb is int) and _fast_float(a._data):
+        # hot path: float tensor (op) Python number keeps the tensor's dtype
+        out = wrap(_scalar_kernel(op, a._data, b))
+        if a._requires_grad and grad_enabled():
+            node = _scalar_node(op, a, b)
+            if op == OP_RSUB:
+                set_history1(out, node, a)
+            else:
+                set_history2(out, node, a, None)  # PyTorch lists the number as a (None, 0) edge
+        return out
     if isinstance(b, TensorBase):
         tb = <TensorBase>b
         out = wrap(_binary_tt(op, a._data, tb._data))
@@ -260,24 +297,17 @@ cdef object _binary(int op, TensorBase a, object b):
                 node = _mul_node(a, tb, None)
             else:
                 node = _div_node(a, tb, None)
-            _set_meta2(node, out._data, a, tb)
-            set_history(out, node, (a, tb))
+            if cnp.PyArray_TYPE(a._data) != cnp.PyArray_TYPE(tb._data) or \
+                    not _same_shape(a._data, tb._data):
+                _set_meta2(node, out._data, a, tb)
+            set_history2(out, node, a, tb)
         return out
     if not is_scalar(b):
         return NotImplemented
     b = _pyscalar(b)
     out = wrap(_binary_ts(op, a._data, b))
     if a._requires_grad and grad_enabled():
-        if op == OP_ADD:
-            node = AddBackward0.__new__(AddBackward0)
-        elif op == OP_SUB:
-            node = SubBackward0.__new__(SubBackward0)
-        elif op == OP_RSUB:
-            node = RsubBackward1.__new__(RsubBackward1)
-        elif op == OP_MUL:
-            node = _mul_node(a, None, b)
-        else:
-            node = _div_node(a, None, b)
+        node = _scalar_node(op, a, b)
         if out._data.dtype != a._data.dtype:
             node._in_meta = (((<object>a._data).shape, a._data.dtype), None)
         if op == OP_RSUB:

@@ -23,13 +23,14 @@ cdef class TensorBase:
     cdef object __weakref__
 
     cdef VersionCounter version_counter(self)
+    cdef Py_ssize_t version_value(self) noexcept
     cdef void bump_version(self)
 
 
 cdef class SavedVar:
     """A tensor saved for backward, with the version it had then (Note [Saved tensor release])."""
     cdef TensorBase t              # the saved tensor (for a saved output: an alias without grad_fn)
-    cdef VersionCounter vc         # its version counter
+    cdef VersionCounter vc         # a saved output's counter (shared with the output); None for inputs
     cdef Py_ssize_t version        # vc.value when saved
     cdef Node fn                   # t's grad_fn when saved (names the op in errors)
     cdef int output_nr             # t's output_nr when saved
@@ -48,5 +49,6 @@ cdef TensorBase wrap_like(cnp.ndarray arr, TensorBase like)
 cdef bint any_requires_grad2(TensorBase a, TensorBase b) noexcept
 cdef void set_history(TensorBase out, Node node, tuple inputs) except *
 cdef void set_history1(TensorBase out, Node node, TensorBase a) except *
+cdef void set_history2(TensorBase out, Node node, TensorBase a, TensorBase b) except *
 cdef SavedVar save(TensorBase t, bint is_output)
 cdef object dtype_name(cnp.ndarray arr)

@@ -23,6 +23,8 @@ with no grad_fn. Under create_graph, unpacking rebuilds a tensor whose grad_fn i
 """
 cimport cython
 cimport numpy as cnp
+from cpython.ref cimport PyObject
+from cpython.weakref cimport PyWeakref_GetObject
 import weakref
 import warnings
 
@@ -92,10 +94,11 @@ cdef bint any_requires_grad2(TensorBase a, TensorBase b) noexcept:
 cdef Node _accumulator(TensorBase leaf):
     """The leaf's AccumulateGrad, created once and cached weakly (the node holds the leaf)."""
     cdef AccumulateGrad acc
+    cdef PyObject* ref
     if leaf._acc is not None:
-        acc = leaf._acc()
-        if acc is not None:
-            return acc
+        ref = PyWeakref_GetObject(leaf._acc)
+        if ref != <PyObject*>None:
+            return <AccumulateGrad>ref
     acc = AccumulateGrad.__new__(AccumulateGrad)
     acc.variable = leaf
     acc._seq = -1                 # sinks: ordering among them does not matter
@@ -129,6 +132,20 @@ cdef void set_history1(TensorBase out, Node node, TensorBase a) except *:
     node._next_fns = (_edge(a),)
     if a._grad_fn is not None and a._output_nr != 0:
         node._next_nrs = (a._output_nr,)
+    node._seq = next_sequence_nr()
+    if _record_trace:
+        _set_trace(node)
+    out._grad_fn = node
+    out._requires_grad = True
+
+
+cdef void set_history2(TensorBase out, Node node, TensorBase a, TensorBase b) except *:
+    """set_history for two inputs (either may be None), without building lists."""
+    node._next_fns = (_edge(a), _edge(b))
+    if (a is not None and a._grad_fn is not None and a._output_nr != 0) or \
+            (b is not None and b._grad_fn is not None and b._output_nr != 0):
+        node._next_nrs = (a._output_nr if a is not None and a._grad_fn is not None else 0,
+                          b._output_nr if b is not None and b._grad_fn is not None else 0)
     node._seq = next_sequence_nr()
     if _record_trace:
         _set_trace(node)
@@ -174,12 +191,12 @@ cdef class SavedVar:
                 "graph are freed when you call .backward() or autograd.grad(). Specify "
                 "retain_graph=True if you need to backward through the graph a second time or if "
                 "you need to access saved tensors after calling backward.")
-        if self.vc.value != self.version:
+        if t.version_value() != self.version:
             raise RuntimeError(self._modified_message(owner))
         if self.is_output and grad_enabled():
             # Note [Saved outputs]: under create_graph the output must carry its history
             r = wrap(t._data)
-            r._vc = self.vc
+            r._vc = t.version_counter()
             r._grad_fn = owner
             r._requires_grad = True
             r._output_nr = self.output_nr
@@ -198,7 +215,7 @@ cdef class SavedVar:
             producer = f", which is output {self.output_nr} of {name},"
         return (f"one of the variables needed for gradient computation has been modified by an "
                 f"inplace operation: [{dtype_name(t._data)} [{shape}]]{producer} is at version "
-                f"{self.vc.value}; expected version {self.version} instead. Hint: enable anomaly "
+                f"{t.version_value()}; expected version {self.version} instead. Hint: enable anomaly "
                 f"detection to find the operation that failed to compute its gradient, with "
                 f"torch.autograd.set_detect_anomaly(True, check_nan=False).")
 
@@ -207,18 +224,21 @@ cdef class SavedVar:
 
 
 cdef SavedVar save(TensorBase t, bint is_output):
-    """Save `t` for backward (Note [Saved tensor release], Note [Saved outputs])."""
+    """Save `t` for backward (Note [Saved tensor release], Note [Saved outputs]). A saved input
+    keeps the tensor itself and reads its version when unpacked, so saving a fresh tensor
+    allocates no version counter."""
     cdef SavedVar s = SavedVar.__new__(SavedVar)
     cdef TensorBase alias
-    s.vc = t.version_counter()
-    s.version = s.vc.value
     s.output_nr = t._output_nr
     s.is_output = is_output
     if is_output:
+        s.vc = t.version_counter()
+        s.version = s.vc.value
         alias = wrap(t._data)
         alias._vc = s.vc
         s.t = alias
     else:
+        s.version = t.version_value()
         s.t = t
         s.fn = t._grad_fn
     return s
@@ -275,6 +295,13 @@ cdef class TensorBase:
             else:
                 self._vc = VersionCounter.__new__(VersionCounter)
         return self._vc
+
+    cdef Py_ssize_t version_value(self) noexcept:
+        if self._vc is not None:
+            return self._vc.value
+        if self._base is not None:
+            return self._base.version_value()
+        return 0
 
     cdef void bump_version(self):
         cdef VersionCounter vc = self.version_counter()
