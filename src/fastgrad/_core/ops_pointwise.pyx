@@ -571,13 +571,13 @@ cdef object unary(int op, TensorBase a):
     cdef TensorBase res
     if x.dtype.kind in "biu":
         if op == OP_RELU:
-            return _no_grad_result(_arr(np.maximum(x, 0)) if x.dtype.kind != "b" else x.copy())
+            return wrap(_arr(np.maximum(x, 0)) if x.dtype.kind != "b" else x.copy())
         if op == OP_NEG or op == OP_ABS:
             if x.dtype.kind == "b" and op == OP_NEG:
                 raise RuntimeError("Negation, the `-` operator, on a bool tensor is not "
                                    "supported. If you are trying to invert a mask, use the `~` "
                                    "or `logical_not()` operator instead.")
-            return _no_grad_result(_arr(_UNARY_UFUNC[op](x)))
+            return wrap(_arr(_UNARY_UFUNC[op](x)))
         x = x.astype(_float32)
     elif not _fast_float(x):
         x = x.astype(np.float32 if x.dtype.itemsize < 4 else x.dtype, order="C")
@@ -594,10 +594,6 @@ cdef object unary(int op, TensorBase a):
     if a._requires_grad and grad_enabled():
         _record_unary(op, res, a)
     return res
-
-
-cdef inline TensorBase _no_grad_result(cnp.ndarray r):
-    return wrap(r)
 
 
 cdef void _record_unary(int op, TensorBase res, TensorBase a) except *:

@@ -71,7 +71,6 @@ cdef object sum_(TensorBase a, object dim, bint keepdim):
         out = wrap(_arr(np.sum(x, dtype=dt)).reshape(()) if not keepdim
                    else _arr(np.sum(x, dtype=dt, keepdims=True)))
         axes = tuple(range(x.ndim))
-        keepdim = keepdim
         node_cls = SumBackward0 if not keepdim else SumBackward1
     else:
         axes = normalize_dims(dim, x.ndim, "sum")

@@ -64,13 +64,6 @@ cdef TensorBase wrap(cnp.ndarray arr):
     return t
 
 
-cdef TensorBase wrap_like(cnp.ndarray arr, TensorBase like):
-    """A new tensor of the same Python class as `like` (used by detach/alias)."""
-    cdef TensorBase t = TensorBase.__new__(_tensor_cls)
-    t._data = arr
-    return t
-
-
 cdef object dtype_name(cnp.ndarray arr):
     """PyTorch's legacy type name used in error messages: torch.FloatTensor ..."""
     names = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int",
@@ -773,9 +766,7 @@ class _RetainGradHook:
         if t is None or g is None:
             return None
         if t._grad is None:
-            t._grad = (<TensorBase>g).detach() if not grad_enabled() else g
-            if not grad_enabled():
-                t._grad = wrap(np.array((<TensorBase>g)._data, copy=True))
+            t._grad = g if grad_enabled() else wrap(np.array((<TensorBase>g)._data, copy=True))
         else:
             t._grad = pw.add(t._grad, g)
         return None
