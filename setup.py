@@ -1,6 +1,8 @@
 """Build the compiled core: one Extension per src/fastgrad/_core/*.pyx.
 
 FASTGRAD_CYTHON_DEBUG=1 turns bounds/wraparound/initialized checks back on for every module.
+FASTGRAD_NATIVE=1 adds -march=native (a build for this machine only; the default build runs on any
+x86-64 and picks AVX2/FMA loops at run time, Note [Vectorised transcendental kernels]).
 """
 import os
 from pathlib import Path
@@ -17,8 +19,14 @@ if DEBUG:
     directives.update(boundscheck=True, wraparound=True, initializedcheck=True)
 
 compile_args = ["-O3"] if not DEBUG else ["-O0", "-g"]
-# optim_kernels: sqrt without errno, so its update loops vectorize (Note [Vectorized update loops])
-PER_MODULE_ARGS = {"optim_kernels": ["-fno-math-errno"]}
+if os.environ.get("FASTGRAD_NATIVE") == "1":
+    compile_args.append("-march=native")
+# optim_kernels: sqrt without errno, so its update loops vectorize (Note [Vectorized update loops]);
+# kernels: OpenMP loops, and selects in vmath.h that only if-convert (vectorise) when comparisons
+# are not treated as trapping.
+PER_MODULE_ARGS = {"optim_kernels": ["-fno-math-errno"],
+                   "kernels": ["-fopenmp", "-fno-trapping-math"]}
+PER_MODULE_LINK = {"kernels": ["-fopenmp"]}
 extensions = [
     Extension(
         f"fastgrad._core.{pyx.stem}",
@@ -26,6 +34,7 @@ extensions = [
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=compile_args + PER_MODULE_ARGS.get(pyx.stem, []),
+        extra_link_args=PER_MODULE_LINK.get(pyx.stem, []),
     )
     for pyx in sorted(CORE.glob("*.pyx"))
 ]

@@ -24,6 +24,7 @@ from fastgrad import nn  # noqa: F401  (torch.nn.Linear after `import fastgrad a
 from fastgrad.serialization import save, load  # noqa: F401  (pickle-free .npz + JSON manifest)
 from fastgrad.autograd.grad_mode import (no_grad, enable_grad, set_grad_enabled, inference_mode,
                                          is_grad_enabled, is_inference_mode_enabled)
+from fastgrad._threads import set_num_threads, get_num_threads  # noqa: F401  (Note [One thread count])
 
 __version__ = "0.1.0"
 

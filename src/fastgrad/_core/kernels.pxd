@@ -38,3 +38,6 @@ cdef void unary_fwd(int op, const floating* a, floating* out,                   
                     Py_ssize_t n) noexcept nogil
 cdef void unary_bwd(int op, const floating* g, const floating* y, floating* out,    # IN, IN, OUT
                     Py_ssize_t n) noexcept nogil
+cdef void unary_bwd_s(int op, double g, const floating* y, floating* out,         # -, IN, OUT
+                      Py_ssize_t n) noexcept nogil
+cdef double sum_all(const floating* a, Py_ssize_t n) noexcept nogil                # IN

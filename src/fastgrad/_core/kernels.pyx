@@ -5,39 +5,130 @@ Note [Kernel contract]
 Callers pass C-contiguous buffers of `n` elements of one floating type, already checked to have
 equal shapes (or a scalar operand passed as a double). Loops are written one per op so the
 compiler vectorises each; above PAR_MIN elements they split across OpenMP threads with a static
-schedule, so every element is computed by the same formula whatever the thread count.
+schedule, so every element is computed by the same formula whatever the thread count. exp, tanh
+and sigmoid run the vectorised loops of vmath.h (Note [Vectorised transcendental kernels]).
+
+Note [Deterministic sums]
+sum_all cuts the buffer into SUM_CHUNK-element chunks (a constant, not a function of the thread
+count), sums each chunk with fixed-order float64 accumulators, and adds the chunk sums in index
+order on one thread. Threads only decide who computes which chunk, so the result is bit-identical
+for any set_num_threads(). tests/test_threads.py checks it.
 """
+from libc.stdlib cimport malloc, free
+from libc.math cimport log, logf, sqrt, sqrtf, sin, sinf, cos, cosf, fabs, fabsf, pow, powf
 from cython.parallel cimport prange
-from libc.math cimport exp, expf, log, logf, sqrt, sqrtf, sin, sinf, cos, cosf, tanh, tanhf
-from libc.math cimport fabs, fabsf, pow, powf
+
+cdef extern from "vmath.h" nogil:
+    ctypedef void (*fg_vm_f32_fn)(const float*, float*, Py_ssize_t) noexcept nogil
+    ctypedef void (*fg_vm_f64_fn)(const double*, double*, Py_ssize_t) noexcept nogil
+    fg_vm_f32_fn fg_vm_f32[3]
+    fg_vm_f64_fn fg_vm_f64[3]
+    int FG_VM_EXP, FG_VM_TANH, FG_VM_SIGMOID
+    int fg_vm_select(int want_avx2)
+    double fg_sum_chunk_f32(const float* a, Py_ssize_t n)
+    double fg_sum_chunk_f64(const double* a, Py_ssize_t n)
+
+cdef extern from "omp.h" nogil:
+    int omp_get_max_threads()
+
+# Threads for every parallel loop of this module (fastgrad.set_num_threads). A module global,
+# not omp_set_num_threads: OpenMP's setting is per calling thread, torch's is per process.
+cdef int _nthreads = 1
+cdef int _isa = fg_vm_select(1)
+cdef enum:
+    CHUNK = 16384          # elements per parallel work item of the vectorised loops
+    SUM_CHUNK = 16384      # elements per partial sum (fixed: Note [Deterministic sums])
 
 
-cdef inline floating _exp(floating x) noexcept nogil:
-    if floating is float:
-        return expf(x)
-    else:
-        return exp(x)
+def set_threads(int n):
+    """Threads for the parallel loops (n >= 1; checked by the caller)."""
+    global _nthreads
+    _nthreads = n
 
+
+def get_threads():
+    return _nthreads
+
+
+def max_threads():
+    """OpenMP's default team size (OMP_NUM_THREADS, else the usable cores)."""
+    return omp_get_max_threads()
+
+
+def vmath_isa(want=None):
+    """The instruction set the exp/tanh/sigmoid loops use: "avx2" (AVX2+FMA) or "baseline".
+    want="baseline"/"avx2" switches (avx2 only where the CPU has it); for tests and benchmarks."""
+    global _isa
+    if want is not None:
+        if want not in ("avx2", "baseline"):
+            raise ValueError(f"vmath_isa: want must be 'avx2' or 'baseline', got {want!r}")
+        _isa = fg_vm_select(want == "avx2")
+    return "avx2" if _isa else "baseline"
+
+
+cdef inline void _vm(int which, const floating* a, floating* out, Py_ssize_t n) noexcept nogil:
+    """One vmath.h loop over n elements, in CHUNK pieces across threads above PAR_MIN."""
+    cdef Py_ssize_t c, lo, nch
+    if n < PAR_MIN or _nthreads == 1:
+        if floating is float:
+            fg_vm_f32[which](a, out, n)
+        else:
+            fg_vm_f64[which](a, out, n)
+        return
+    nch = (n + CHUNK - 1) // CHUNK
+    for c in prange(nch, schedule="static", num_threads=_nthreads):
+        lo = c * CHUNK
+        if floating is float:
+            fg_vm_f32[which](a + lo, out + lo, min(<Py_ssize_t>CHUNK, n - lo))
+        else:
+            fg_vm_f64[which](a + lo, out + lo, min(<Py_ssize_t>CHUNK, n - lo))
+
+
+cdef double sum_all(const floating* a, Py_ssize_t n) noexcept nogil:
+    """Sum of n elements in float64, bit-identical for any thread count (Note [Deterministic
+    sums]); NaN if the scratch for the partial sums cannot be allocated."""
+    cdef Py_ssize_t nch = (n + SUM_CHUNK - 1) // SUM_CHUNK, c, lo
+    cdef double stack_part[64]
+    cdef double* part = stack_part
+    cdef double total = 0
+    if nch <= 1:
+        return fg_sum_chunk_f32(a, n) if floating is float else fg_sum_chunk_f64(a, n)
+    if nch > 64:
+        part = <double*>malloc(nch * sizeof(double))
+        if part == NULL:
+            return 0.0 / 0.0
+    for c in prange(nch, schedule="static", num_threads=_nthreads,
+                    use_threads_if=n >= PAR_MIN and _nthreads > 1):
+        lo = c * SUM_CHUNK
+        if floating is float:
+            part[c] = fg_sum_chunk_f32(a + lo, min(<Py_ssize_t>SUM_CHUNK, n - lo))
+        else:
+            part[c] = fg_sum_chunk_f64(a + lo, min(<Py_ssize_t>SUM_CHUNK, n - lo))
+    for c in range(nch):
+        total += part[c]
+    if part != stack_part:
+        free(part)
+    return total
 
 cdef void binary_fwd(int op, const floating* a, const floating* b, floating* out,
                      Py_ssize_t n) noexcept nogil:
     """out[i] = a[i] (+ - * /) b[i]"""
     cdef Py_ssize_t i
-    cdef bint par = n >= PAR_MIN
+    cdef bint par = n >= PAR_MIN and _nthreads > 1
     if op == OP_ADD:
-        for i in prange(n, schedule="static", use_threads_if=par):
+        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
             out[i] = a[i] + b[i]
     elif op == OP_SUB:
-        for i in prange(n, schedule="static", use_threads_if=par):
+        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
             out[i] = a[i] - b[i]
     elif op == OP_MUL:
-        for i in prange(n, schedule="static", use_threads_if=par):
+        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
             out[i] = a[i] * b[i]
     elif op == OP_DIV:
-        for i in prange(n, schedule="static", use_threads_if=par):
+        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
             out[i] = a[i] / b[i]
     elif op == OP_POW:
-        for i in prange(n, schedule="static", use_threads_if=par):
+        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
             out[i] = powf(a[i], b[i]) if floating is float else pow(a[i], b[i])
 
 
@@ -101,58 +192,52 @@ cdef void scalar_fwd(int op, const floating* a, double s, floating* out,
     """out[i] = a[i] (op) s, or s (op) a[i] for OP_RSUB / OP_RDIV, in the buffer's precision"""
     cdef Py_ssize_t i
     cdef floating c = <floating>s
-    cdef bint par = n >= PAR_MIN
+    cdef bint par = n >= PAR_MIN and _nthreads > 1
     if op == OP_ADD:
-        for i in prange(n, schedule="static", use_threads_if=par):
+        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
             out[i] = a[i] + c
     elif op == OP_SUB:
-        for i in prange(n, schedule="static", use_threads_if=par):
+        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
             out[i] = a[i] - c
     elif op == OP_MUL:
-        for i in prange(n, schedule="static", use_threads_if=par):
+        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
             out[i] = a[i] * c
     elif op == OP_DIV:
-        for i in prange(n, schedule="static", use_threads_if=par):
+        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
             out[i] = a[i] / c
     elif op == OP_RSUB:
-        for i in prange(n, schedule="static", use_threads_if=par):
+        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
             out[i] = c - a[i]
     elif op == OP_RDIV:
-        for i in prange(n, schedule="static", use_threads_if=par):
+        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
             out[i] = c / a[i]
     elif op == OP_POW:
         if c == 2:
-            for i in prange(n, schedule="static", use_threads_if=par):
+            for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
                 out[i] = a[i] * a[i]
         elif floating is float:
-            for i in prange(n, schedule="static", use_threads_if=par):
+            for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
                 out[i] = powf(a[i], c)
         else:
-            for i in prange(n, schedule="static", use_threads_if=par):
+            for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
                 out[i] = pow(a[i], c)
 
 
 cdef void unary_fwd(int op, const floating* a, floating* out, Py_ssize_t n) noexcept nogil:
     """out[i] = f(a[i]) for the op's f"""
     cdef Py_ssize_t i
-    cdef bint par = n >= PAR_MIN
+    cdef bint par = n >= PAR_MIN and _nthreads > 1
     if op == OP_NEG:
-        for i in prange(n, schedule="static", use_threads_if=par):
+        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
             out[i] = -a[i]
     elif op == OP_EXP:
-        for i in prange(n, schedule="static", use_threads_if=par):
-            out[i] = _exp(a[i])
+        _vm(FG_VM_EXP, a, out, n)
     elif op == OP_TANH:
-        for i in prange(n, schedule="static", use_threads_if=par):
-            if floating is float:
-                out[i] = tanhf(a[i])
-            else:
-                out[i] = tanh(a[i])
+        _vm(FG_VM_TANH, a, out, n)
     elif op == OP_SIGMOID:
-        for i in prange(n, schedule="static", use_threads_if=par):
-            out[i] = 1 / (1 + _exp(-a[i]))
+        _vm(FG_VM_SIGMOID, a, out, n)
     elif op == OP_RELU:
-        for i in prange(n, schedule="static", use_threads_if=par):
+        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
             out[i] = a[i] if a[i] > 0 else (a[i] if a[i] != a[i] else 0)   # NaN passes through
     else:
         _unary_math(op, a, out, n, par)
@@ -162,7 +247,7 @@ cdef void _unary_math(int op, const floating* a, floating* out, Py_ssize_t n,
                       bint par) noexcept nogil:
     """log, sqrt, sin, cos, abs, reciprocal"""
     cdef Py_ssize_t i
-    for i in prange(n, schedule="static", use_threads_if=par):
+    for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
         if op == OP_LOG:
             out[i] = logf(a[i]) if floating is float else log(a[i])
         elif op == OP_SQRT:
@@ -182,19 +267,41 @@ cdef void unary_bwd(int op, const floating* g, const floating* y, floating* out,
     """Fused backward from the saved output y:
     tanh: g*(1-y*y); sigmoid: g*y*(1-y); exp: g*y; relu: g*(y>0); reciprocal: -g*y*y"""
     cdef Py_ssize_t i
-    cdef bint par = n >= PAR_MIN
+    cdef bint par = n >= PAR_MIN and _nthreads > 1
     if op == OP_TANH:
-        for i in prange(n, schedule="static", use_threads_if=par):
+        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
             out[i] = g[i] * (1 - y[i] * y[i])
     elif op == OP_SIGMOID:
-        for i in prange(n, schedule="static", use_threads_if=par):
+        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
             out[i] = g[i] * y[i] * (1 - y[i])
     elif op == OP_EXP:
-        for i in prange(n, schedule="static", use_threads_if=par):
+        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
             out[i] = g[i] * y[i]
     elif op == OP_RELU:
-        for i in prange(n, schedule="static", use_threads_if=par):
+        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
             out[i] = g[i] if y[i] > 0 else 0
     elif op == OP_RECIPROCAL:
-        for i in prange(n, schedule="static", use_threads_if=par):
+        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
             out[i] = -g[i] * y[i] * y[i]
+
+
+cdef inline floating _bwd1(int op, floating g, floating y) noexcept nogil:
+    if op == OP_TANH:
+        return g * (1 - y * y)
+    if op == OP_SIGMOID:
+        return g * y * (1 - y)
+    if op == OP_EXP:
+        return g * y
+    if op == OP_RELU:
+        return g if y > 0 else 0
+    return -g * y * y
+
+
+cdef void unary_bwd_s(int op, double g, const floating* y, floating* out,
+                      Py_ssize_t n) noexcept nogil:
+    """unary_bwd for a gradient that is one number broadcast over y (e.g. below a sum)."""
+    cdef Py_ssize_t i
+    cdef floating c = <floating>g
+    for i in prange(n, schedule="static", use_threads_if=n >= PAR_MIN and _nthreads > 1,
+                    num_threads=_nthreads):
+        out[i] = _bwd1(op, c, y[i])

@@ -641,18 +641,43 @@ cdef class UnaryBackward(Node):
         """The fused kernel for grad * f'(from saved output y), when nothing records and the
         buffers fit the kernel contract; None otherwise."""
         cdef cnp.ndarray gd = g._data, yd = y._data, out
-        cdef int t = cnp.PyArray_TYPE(gd)
-        if grad_enabled() or t != cnp.PyArray_TYPE(yd) or not _fast_float(gd) \
-                or not _fast_float(yd) or not _same_shape(gd, yd):
+        cdef int t = cnp.PyArray_TYPE(gd), op = self.op
+        cdef Py_ssize_t n = cnp.PyArray_SIZE(yd)
+        cdef double gs
+        if grad_enabled() or t != cnp.PyArray_TYPE(yd) or not _fast_float(yd) \
+                or not _same_shape(gd, yd):
             return None
-        out = _empty_like(gd)
-        if t == cnp.NPY_FLOAT32:
-            K.unary_bwd(self.op, <float*>cnp.PyArray_DATA(gd), <float*>cnp.PyArray_DATA(yd),
-                        <float*>cnp.PyArray_DATA(out), cnp.PyArray_SIZE(gd))
+        out = _empty_like(yd)
+        if not _fast_float(gd):
+            if n == 0 or not _is_broadcast_scalar(gd):
+                return None
+            gs = gd.flat[0]             # one number broadcast over y, as below a sum()
+            if t == cnp.NPY_FLOAT32:
+                with nogil:
+                    K.unary_bwd_s(op, gs, <float*>cnp.PyArray_DATA(yd),
+                                  <float*>cnp.PyArray_DATA(out), n)
+            else:
+                with nogil:
+                    K.unary_bwd_s(op, gs, <double*>cnp.PyArray_DATA(yd),
+                                  <double*>cnp.PyArray_DATA(out), n)
+        elif t == cnp.NPY_FLOAT32:
+            with nogil:
+                K.unary_bwd(op, <float*>cnp.PyArray_DATA(gd), <float*>cnp.PyArray_DATA(yd),
+                            <float*>cnp.PyArray_DATA(out), n)
         else:
-            K.unary_bwd(self.op, <double*>cnp.PyArray_DATA(gd), <double*>cnp.PyArray_DATA(yd),
-                        <double*>cnp.PyArray_DATA(out), cnp.PyArray_SIZE(gd))
+            with nogil:
+                K.unary_bwd(op, <double*>cnp.PyArray_DATA(gd), <double*>cnp.PyArray_DATA(yd),
+                            <double*>cnp.PyArray_DATA(out), n)
         return wrap(out)
+
+
+cdef inline bint _is_broadcast_scalar(cnp.ndarray x) noexcept:
+    """Every stride 0: one element seen at every index (np.broadcast_to of a scalar)."""
+    cdef int d
+    for d in range(x.ndim):
+        if cnp.PyArray_STRIDE(x, d) != 0 and cnp.PyArray_DIM(x, d) > 1:
+            return False
+    return True
 
 
 @cython.final

@@ -15,6 +15,7 @@ from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history1
 from fastgrad._core cimport ops_pointwise as pw
+from fastgrad._core cimport kernels as K
 
 cnp.import_array()
 
@@ -68,8 +69,10 @@ cdef object sum_(TensorBase a, object dim, bint keepdim):
     cdef SumBackward node
     dt = _int64 if x.dtype.kind in "biu" else x.dtype
     if dim is None:
-        out = wrap(_arr(np.sum(x, dtype=dt)).reshape(()) if not keepdim
-                   else _arr(np.sum(x, dtype=dt, keepdims=True)))
+        r = _sum_all(x, False)
+        if r is None:
+            r = _arr(np.sum(x, dtype=dt))
+        out = wrap(r.reshape((1,) * x.ndim if keepdim else ()))
         axes = tuple(range(x.ndim))
         node_cls = SumBackward0 if not keepdim else SumBackward1
     else:
@@ -118,6 +121,26 @@ cdef object sum_to(TensorBase g, tuple shape):
     return _reshape(r, shape)
 
 
+cdef object _sum_all(cnp.ndarray x, bint mean):
+    """Sum (or mean) of every element of a non-empty contiguous float32/float64 array as a 0-d
+    array of its dtype, by the deterministic threaded kernel (Note [Deterministic sums] in
+    kernels.pyx); None for anything else."""
+    cdef int t = cnp.PyArray_TYPE(x)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    cdef double total
+    if n == 0 or not (t == cnp.NPY_FLOAT32 or t == cnp.NPY_FLOAT64) \
+            or not cnp.PyArray_IS_C_CONTIGUOUS(x) or not cnp.PyArray_ISALIGNED(x):
+        return None
+    with nogil:
+        if t == cnp.NPY_FLOAT32:
+            total = K.sum_all(<float*>cnp.PyArray_DATA(x), n)
+        else:
+            total = K.sum_all(<double*>cnp.PyArray_DATA(x), n)
+    if mean:
+        total /= n
+    return np.array(total, dtype=x.dtype)
+
+
 # --- mean ----------------------------------------------------------------------------------------
 
 cdef object mean(TensorBase a, object dim, bint keepdim):
@@ -128,8 +151,12 @@ cdef object mean(TensorBase a, object dim, bint keepdim):
                            f"floating point or complex dtype. Got: {_tname(x.dtype)}; convert "
                            f"first, e.g. x.float().mean()")
     axes = tuple(range(x.ndim)) if dim is None else normalize_dims(dim, x.ndim, "mean")
-    r = np.mean(x, axis=axes if axes else None, keepdims=keepdim) if x.size or axes else \
-        np.full((1,) * x.ndim if keepdim else (), np.nan, dtype=x.dtype)
+    r = _sum_all(x, True) if dim is None else None
+    if r is not None:
+        r = r.reshape((1,) * x.ndim if keepdim else ())
+    else:
+        r = np.mean(x, axis=axes if axes else None, keepdims=keepdim) if x.size or axes else \
+            np.full((1,) * x.ndim if keepdim else (), np.nan, dtype=x.dtype)
     out = wrap(_arr(r).astype(x.dtype, copy=False))
     if a._requires_grad and grad_enabled():
         node = (MeanBackward0.__new__(MeanBackward0) if dim is None

@@ -1,0 +1,82 @@
+"""set_num_threads / get_num_threads: one thread count for fastgrad's OpenMP loops and NumPy's BLAS.
+
+Note [One thread count]
+fastgrad's elementwise loops and reductions run on an OpenMP team (kernels.pyx); matrix products
+run in NumPy's BLAS (OpenBLAS), which keeps its own pool. Sized apart, 2 cores can carry 4 busy
+threads and every step slows down, so set_num_threads(n) sizes both: fastgrad's team directly,
+BLAS through threadpoolctl when it is installed, else through OpenBLAS's own
+`*openblas_set_num_threads*` entry point found in the loaded library. The default, like torch's,
+is OMP_NUM_THREADS when set, else the cores this process may run on.
+"""
+import ctypes
+import os
+
+from fastgrad._core import kernels as _kernels
+
+_OPENBLAS_SETTERS = ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_",
+                     "openblas_set_num_threads64_", "scipy_openblas_set_num_threads")
+
+
+def _default_threads():
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _set_blas_threads(n):
+    """Size NumPy's BLAS pool to n threads; False when no way to do it was found."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return _set_openblas_ctypes(n)
+    threadpool_limits(limits=n, user_api="blas")     # applied now, kept (no `with`)
+    return True
+
+
+def _set_openblas_ctypes(n):
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "openblas" in line.lower()}
+    except OSError:
+        return False
+    done = False
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in _OPENBLAS_SETTERS:
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn.argtypes = [ctypes.c_int]     # 64-bit-int builds still take a C int here
+                fn.restype = None
+                fn(n)
+                done = True
+                break
+    return done
+
+
+def set_num_threads(int):                   # torch's parameter name
+    """Threads fastgrad uses for large elementwise ops and reductions, and NumPy's BLAS uses for
+    matrix products (Note [One thread count]). Results do not depend on it (reductions use a
+    fixed partition of the work)."""
+    n = int
+    if isinstance(n, bool) or not hasattr(n, "__index__"):
+        raise RuntimeError(f"set_num_threads expects an int, but got {type(n).__name__}")
+    n = n.__index__()
+    if n <= 0:
+        raise RuntimeError("set_num_threads expects a positive integer")
+    _kernels.set_threads(n)
+    _set_blas_threads(n)
+
+
+def get_num_threads():
+    """The thread count set by set_num_threads (default: OMP_NUM_THREADS, else usable cores)."""
+    return _kernels.get_threads()
+
+
+_kernels.set_threads(_default_threads())
