@@ -135,6 +135,38 @@ def test_forward_hooks():
     assert len(calls) == 1
 
 
+def test_forward_pre_hooks_and_hook_replacements():
+    """Pre-hooks may replace the args (a non-tuple result becomes a 1-tuple), forward hooks the
+    output; hooks see the replaced args; keyword arguments reach forward; removal works."""
+    class Add(nn.Module):
+        def forward(self, x, y=0, *, scale=1):
+            return (x + y) * scale
+
+    m = Add()
+    seen = []
+    h1 = m.register_forward_pre_hook(lambda mod, args: (args[0] * 10,))
+    h2 = m.register_forward_pre_hook(lambda mod, args: args[0] + 1)
+    h3 = m.register_forward_hook(lambda mod, args, out: seen.append((args[0].item(), out.item())))
+    h4 = m.register_forward_hook(lambda mod, args, out: out * 2)
+    x = fg.tensor(1.0)
+    assert m(x, scale=3).item() == ((1 * 10 + 1) * 3) * 2
+    assert seen == [(11.0, 33.0)]
+    for h in (h1, h2, h3, h4):
+        h.remove()
+    assert m(x, fg.tensor(2.0), scale=2).item() == 6
+    assert m(x).item() == 1 and seen == [(11.0, 33.0)]
+    m.forward = lambda x: x - 1                 # an instance attribute overrides forward
+    assert m(x).item() == 0
+
+
+def test_module_pickles_with_compiled_call():
+    import pickle
+    m = _mlp(fg)
+    c = pickle.loads(pickle.dumps(m))
+    x = fg.randn(5, 3)
+    np.testing.assert_array_equal(c(x).detach().numpy(), m(x).detach().numpy())
+
+
 def test_containers():
     s = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
     s.append(nn.Tanh())

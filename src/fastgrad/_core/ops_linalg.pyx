@@ -20,6 +20,7 @@ from fastgrad._core.tensor cimport (TensorBase, SavedVar, wrap, save, set_histor
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core.ops_reduce cimport sum_to, sum_
 from fastgrad._core.ops_view cimport (reshape_c, transpose_c, unsqueeze_c, squeeze_to)
+from fastgrad._core cimport linear_kernels as lk
 
 cnp.import_array()
 
@@ -331,6 +332,12 @@ def linear(input, weight, bias=None):
         return pw.add(out, bt) if bt is not None else out
     n_in = _shape(w)[1]
     x2 = xd if xd.ndim == 2 else np.reshape(xd, (-1, n_in))
+    y = _small_linear(x2, wd, bt)
+    if y is not None:
+        cls = (AddmmBackward0 if bt is not None else MmBackward0) if xd.ndim == 2 else ViewBackward0
+        if xd.ndim != 2:
+            y = y.reshape(_shape(x)[:-1] + (_shape(w)[0],))
+        return _record_linear(y, x, w, bt, True, 1, 1, cls)
     y = np.matmul(x2, wd.T)
     if bt is not None:
         if bt._data.dtype != wd.dtype:
@@ -371,6 +378,140 @@ cdef object _record_linear(cnp.ndarray y, TensorBase a, TensorBase b, TensorBase
     return out
 
 
+# Note [Small linear]
+# NumPy's matmul costs ~1.5-2 us of dispatch per call whatever the size; for the tiny layers of a
+# small network (W4: 4x2 @ 2x2) the arithmetic is a few dozen flops. Below SMALL_LINEAR_MACS
+# multiply-adds, linear's forward (bias included) and its backward (grad_input, grad_weight and
+# grad_bias in one call) run as plain C loops over the operands' strides, with no copies; above
+# it they go to BLAS through np.matmul. The threshold is where the two cost the same here
+# (measured on this machine, float32 and float64 alike).
+
+cdef Py_ssize_t SMALL_LINEAR_MACS = 2048
+
+
+def _set_small_linear_macs(Py_ssize_t n):
+    """Set the small-linear threshold (multiply-adds); returns the old one (for tests)."""
+    global SMALL_LINEAR_MACS
+    old = SMALL_LINEAR_MACS
+    SMALL_LINEAR_MACS = n
+    return old
+
+
+cdef inline bint _estrides(cnp.ndarray a, Py_ssize_t* s0, Py_ssize_t* s1) noexcept:
+    """a's strides in elements (False when a byte stride is not a multiple of the item size)."""
+    cdef Py_ssize_t it = cnp.PyArray_ITEMSIZE(a)
+    cdef Py_ssize_t b0 = cnp.PyArray_STRIDE(a, 0), b1 = cnp.PyArray_STRIDE(a, 1)
+    if b0 % it or b1 % it:
+        return False
+    s0[0] = b0 // it
+    s1[0] = b1 // it
+    return True
+
+
+cdef inline bint _float_type(int t) noexcept:
+    return t == cnp.NPY_FLOAT32 or t == cnp.NPY_FLOAT64
+
+
+cdef void _gemm(int t, char* a, Py_ssize_t as0, Py_ssize_t as1, char* b, Py_ssize_t bs0,
+                Py_ssize_t bs1, cnp.ndarray out, Py_ssize_t p, Py_ssize_t q,
+                Py_ssize_t r) noexcept:
+    """out (p, q) = a (p, r) @ b (r, q) for float32 (t) or float64, strides in elements."""
+    cdef char* o = <char*>cnp.PyArray_DATA(out)
+    if t == cnp.NPY_FLOAT32:
+        lk.small_gemm(<float*>a, as0, as1, <float*>b, bs0, bs1, <float*>o, p, q, r)
+    else:
+        lk.small_gemm(<double*>a, as0, as1, <double*>b, bs0, bs1, <double*>o, p, q, r)
+
+
+cdef object _small_linear(cnp.ndarray x, cnp.ndarray w, TensorBase bt):
+    """x (m, k) @ w(n, k).T + b as C loops when small (Note [Small linear]); None otherwise."""
+    cdef Py_ssize_t m = cnp.PyArray_DIM(x, 0), k = cnp.PyArray_DIM(x, 1)
+    cdef Py_ssize_t n = cnp.PyArray_DIM(w, 0)
+    cdef Py_ssize_t xs0, xs1, ws0, ws1, bs0 = 0
+    cdef int t = cnp.PyArray_TYPE(x)
+    cdef cnp.ndarray bd = None, y
+    if m * n * k > SMALL_LINEAR_MACS or not _float_type(t) or cnp.PyArray_TYPE(w) != t:
+        return None
+    if bt is not None:
+        bd = bt._data
+        if bd.ndim != 1 or cnp.PyArray_DIM(bd, 0) != n or cnp.PyArray_TYPE(bd) != t:
+            return None
+        bs0 = cnp.PyArray_STRIDE(bd, 0)
+        if bs0 % cnp.PyArray_ITEMSIZE(bd):
+            return None
+        bs0 //= cnp.PyArray_ITEMSIZE(bd)
+    if not (_estrides(x, &xs0, &xs1) and _estrides(w, &ws0, &ws1)):
+        return None
+    y = cnp.PyArray_EMPTY(2, [m, n], t, 0)
+    _gemm(t, <char*>cnp.PyArray_DATA(x), xs0, xs1, <char*>cnp.PyArray_DATA(w), ws1, ws0, y,
+          m, n, k)
+    if bd is not None:
+        if t == cnp.NPY_FLOAT32:
+            lk.add_row(<float*>cnp.PyArray_DATA(y), <float*>cnp.PyArray_DATA(bd), bs0, m, n)
+        else:
+            lk.add_row(<double*>cnp.PyArray_DATA(y), <double*>cnp.PyArray_DATA(bd), bs0, m, n)
+    return y
+
+
+cdef object _small_linear_bwd(cnp.ndarray g, TensorBase x, TensorBase w, tuple c_shape):
+    """(grad_input, grad_weight, grad_bias) of a small 2-D linear as C loops, or None."""
+    cdef int t = cnp.PyArray_TYPE(g)
+    cdef Py_ssize_t m, n, k, gs0, gs1, s0 = 0, s1 = 0
+    cdef cnp.ndarray a, gx = None, gw = None, gb = None
+    if g.ndim != 2 or not _float_type(t) or (x is None and w is None):
+        return None
+    m, n = cnp.PyArray_DIM(g, 0), cnp.PyArray_DIM(g, 1)
+    a = x._data if x is not None else w._data
+    if a.ndim != 2 or cnp.PyArray_TYPE(a) != t:
+        return None
+    k = cnp.PyArray_DIM(a, 1)
+    if m * n * k > SMALL_LINEAR_MACS or (c_shape is not None and c_shape != (n,)):
+        return None
+    if x is not None and w is not None and cnp.PyArray_TYPE(w._data) != t:
+        return None
+    if not _estrides(g, &gs0, &gs1):
+        return None
+    if x is not None:                      # grad_weight = g.T @ x
+        if not _estrides(x._data, &s0, &s1):
+            return None
+        gw = cnp.PyArray_EMPTY(2, [n, k], t, 0)
+        _gemm(t, <char*>cnp.PyArray_DATA(g), gs1, gs0, <char*>cnp.PyArray_DATA(x._data), s0, s1,
+              gw, n, k, m)
+    if w is not None:                      # grad_input = g @ w
+        if not _estrides(w._data, &s0, &s1):
+            return None
+        gx = cnp.PyArray_EMPTY(2, [m, k], t, 0)
+        _gemm(t, <char*>cnp.PyArray_DATA(g), gs0, gs1, <char*>cnp.PyArray_DATA(w._data), s0, s1,
+              gx, m, k, n)
+    if c_shape is not None:
+        gb = cnp.PyArray_EMPTY(1, [n], t, 0)
+        _col_sum_into(g, gb, gs0, gs1)
+    return (None if gx is None else wrap(gx), None if gw is None else wrap(gw),
+            None if gb is None else wrap(gb))
+
+
+cdef void _col_sum_into(cnp.ndarray g, cnp.ndarray out, Py_ssize_t gs0, Py_ssize_t gs1) noexcept:
+    cdef Py_ssize_t m = cnp.PyArray_DIM(g, 0), n = cnp.PyArray_DIM(g, 1)
+    if cnp.PyArray_TYPE(g) == cnp.NPY_FLOAT32:
+        with nogil:
+            lk.col_sum(<float*>cnp.PyArray_DATA(g), gs0, gs1, <float*>cnp.PyArray_DATA(out), m, n)
+    else:
+        with nogil:
+            lk.col_sum(<double*>cnp.PyArray_DATA(g), gs0, gs1, <double*>cnp.PyArray_DATA(out),
+                       m, n)
+
+
+cdef cnp.ndarray _col_sum(cnp.ndarray g):
+    """g (m, n) summed over rows (a bias gradient) in one pass; NumPy's sum for other dtypes."""
+    cdef Py_ssize_t gs0, gs1
+    cdef cnp.ndarray out
+    if not _float_type(cnp.PyArray_TYPE(g)) or not _estrides(g, &gs0, &gs1):
+        return np.asarray(g.sum(axis=0))
+    out = cnp.PyArray_EMPTY(1, [cnp.PyArray_DIM(g, 1)], cnp.PyArray_TYPE(g), 0)
+    _col_sum_into(g, out, gs0, gs1)
+    return out
+
+
 cdef class LinearBackward(Node):
     """Y = beta*C + alpha * X @ W' (W' = W.T for linear): grad_X = alpha * G @ W'^T,
     grad_W' = alpha * X^T @ G over all leading dims flattened, grad_C = beta * G summed to C."""
@@ -403,6 +544,10 @@ cdef class LinearBackward(Node):
 
     cdef tuple _np(self, cnp.ndarray g, TensorBase x, TensorBase w):
         gx = gw = gc = None
+        if self.wt and self.alpha == 1 and self.beta == 1:
+            r = _small_linear_bwd(g, x, w, self.c_shape)
+            if r is not None:
+                return r
         g = _blasable(g)
         n_out = (<object>g).shape[-1]
         g2 = g if g.ndim == 2 else g.reshape(-1, n_out)
@@ -415,7 +560,8 @@ cdef class LinearBackward(Node):
             gw = wrap(r * self.alpha if self.alpha != 1 else r)
         if self.c_shape is not None:
             r = g * self.beta if self.beta != 1 else g
-            gc = wrap(_np_sum_to(r, self.c_shape))
+            gc = wrap(_col_sum(r) if g.ndim == 2 and self.c_shape == (<object>g).shape[1:]
+                      else _np_sum_to(r, self.c_shape))
         return (gx, gw, gc)
 
     cdef void release_variables(self):

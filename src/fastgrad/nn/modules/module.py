@@ -11,6 +11,11 @@ import numpy as np
 from fastgrad._core.tensor import TensorBase
 from fastgrad.nn.parameter import Parameter
 
+try:                                       # the compiled __call__; absent only in a partial build
+    from fastgrad._core.module_call import ModuleCall as _CallBase
+except ImportError:                        # pragma: no cover
+    _CallBase = object
+
 _IncompatibleKeysBase = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
@@ -58,8 +63,11 @@ class _HookHandle:
         self.remove()
 
 
-class Module:
-    """Base class for all neural network modules; subclasses define `forward`."""
+class Module(_CallBase):
+    """Base class for all neural network modules; subclasses define `forward`.
+
+    `module(*args)` runs forward pre-hooks, `forward` and forward hooks (the compiled
+    `ModuleCall.__call__`; with no hooks registered it is one C call to `forward`)."""
 
     training: bool
     _version = 1
@@ -81,20 +89,19 @@ class Module:
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required '
                                   f'"forward" function')
 
-    def __call__(self, *args, **kwargs):
-        d = self.__dict__
-        if not d["_forward_hooks"] and not d["_forward_pre_hooks"]:
-            return self.forward(*args, **kwargs)
-        for hook in list(d["_forward_pre_hooks"].values()):
-            r = hook(self, args)
-            if r is not None:
-                args = r if isinstance(r, tuple) else (r,)
-        out = self.forward(*args, **kwargs)
-        for hook in list(d["_forward_hooks"].values()):
-            r = hook(self, args, out)
-            if r is not None:
-                out = r
-        return out
+    if _CallBase is object:                # pragma: no cover
+        def __call__(self, *args, **kwargs):
+            d = self.__dict__
+            for hook in list(d["_forward_pre_hooks"].values()):
+                r = hook(self, args)
+                if r is not None:
+                    args = r if isinstance(r, tuple) else (r,)
+            out = self.forward(*args, **kwargs)
+            for hook in list(d["_forward_hooks"].values()):
+                r = hook(self, args, out)
+                if r is not None:
+                    out = r
+            return out
 
     def register_forward_hook(self, hook):
         """hook(module, args, output) runs after forward; a non-None result replaces output."""
