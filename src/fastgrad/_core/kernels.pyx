@@ -101,22 +101,57 @@ def vmath_isa(want=None):
     return "avx2" if _isa else "baseline"
 
 
-cdef inline void _vm(int which, const floating* a, floating* out, Py_ssize_t n) noexcept nogil:
-    """One vmath.h loop over n elements, in CHUNK pieces across threads above PAR_MIN."""
+# One elementwise call: which loop, its operands, and their precision. _launch runs it on the
+# whole buffer, or in CHUNK pieces across the OpenMP team when n is large enough; small calls
+# never enter OpenMP (a `parallel if(0)` region still costs ~0.7 µs, more than a 1-element op).
+cdef enum:
+    K_BINARY, K_SCALAR, K_UNARY, K_BWD, K_BWD_S
+
+ctypedef struct Job:
+    int kind, op
+    bint f32
+    const void* a
+    const void* b
+    void* out
+    double s
+
+
+cdef inline void _launch(int kind, int op, bint f32, const void* a, const void* b, void* out,
+                         double s, Py_ssize_t n) noexcept nogil:
+    cdef Job j
     cdef Py_ssize_t c, lo, nch
+    j.kind, j.op, j.f32, j.a, j.b, j.out, j.s = kind, op, f32, a, b, out, s
     if n < PAR_MIN or _nthreads == 1:
-        if floating is float:
-            fg_vm_f32[which](a, out, n)
-        else:
-            fg_vm_f64[which](a, out, n)
+        _run(&j, 0, n)
         return
     nch = (n + CHUNK - 1) // CHUNK
     for c in prange(nch, schedule="static", num_threads=_nthreads):
         lo = c * CHUNK
-        if floating is float:
-            fg_vm_f32[which](a + lo, out + lo, min(<Py_ssize_t>CHUNK, n - lo))
-        else:
-            fg_vm_f64[which](a + lo, out + lo, min(<Py_ssize_t>CHUNK, n - lo))
+        _run(&j, lo, min(<Py_ssize_t>CHUNK, n - lo))
+
+
+cdef void _run(const Job* j, Py_ssize_t lo, Py_ssize_t m) noexcept nogil:
+    """Elements [lo, lo + m) of job j, on the calling thread."""
+    if j.f32:
+        _run_t(j, <float*>j.out + lo, <const float*>j.a + lo if j.a != NULL else NULL,
+               <const float*>j.b + lo if j.b != NULL else NULL, m)
+    else:
+        _run_t(j, <double*>j.out + lo, <const double*>j.a + lo if j.a != NULL else NULL,
+               <const double*>j.b + lo if j.b != NULL else NULL, m)
+
+
+cdef inline void _run_t(const Job* j, floating* out, const floating* a, const floating* b,
+                        Py_ssize_t m) noexcept nogil:
+    if j.kind == K_BINARY:
+        _binary_run(j.op, a, b, out, m)
+    elif j.kind == K_SCALAR:
+        _scalar_run(j.op, a, j.s, out, m)
+    elif j.kind == K_UNARY:
+        _unary_run(j.op, a, out, m)
+    elif j.kind == K_BWD:
+        _bwd_run(j.op, a, b, out, m)
+    else:
+        _bwd_s_run(j.op, j.s, b, out, m)
 
 
 cdef double sum_all(const floating* a, Py_ssize_t n) noexcept nogil:
@@ -147,23 +182,27 @@ cdef double sum_all(const floating* a, Py_ssize_t n) noexcept nogil:
 
 cdef void binary_fwd(int op, const floating* a, const floating* b, floating* out,
                      Py_ssize_t n) noexcept nogil:
-    """out[i] = a[i] (+ - * /) b[i]"""
+    """out[i] = a[i] (+ - * / **) b[i]"""
+    _launch(K_BINARY, op, floating is float, a, b, out, 0, n)
+
+
+cdef void _binary_run(int op, const floating* a, const floating* b, floating* out,
+                      Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
-    cdef bint par = n >= PAR_MIN and _nthreads > 1
     if op == OP_ADD:
-        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
+        for i in range(n):
             out[i] = a[i] + b[i]
     elif op == OP_SUB:
-        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
+        for i in range(n):
             out[i] = a[i] - b[i]
     elif op == OP_MUL:
-        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
+        for i in range(n):
             out[i] = a[i] * b[i]
     elif op == OP_DIV:
-        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
+        for i in range(n):
             out[i] = a[i] / b[i]
     elif op == OP_POW:
-        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
+        for i in range(n):
             out[i] = powf(a[i], b[i]) if floating is float else pow(a[i], b[i])
 
 
@@ -225,64 +264,70 @@ cdef void strided_fwd(int op, const floating* a, const floating* b, floating* ou
 cdef void scalar_fwd(int op, const floating* a, double s, floating* out,
                      Py_ssize_t n) noexcept nogil:
     """out[i] = a[i] (op) s, or s (op) a[i] for OP_RSUB / OP_RDIV, in the buffer's precision"""
+    _launch(K_SCALAR, op, floating is float, a, NULL, out, s, n)
+
+
+cdef void _scalar_run(int op, const floating* a, double s, floating* out,
+                      Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating c = <floating>s
-    cdef bint par = n >= PAR_MIN and _nthreads > 1
     if op == OP_ADD:
-        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
+        for i in range(n):
             out[i] = a[i] + c
     elif op == OP_SUB:
-        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
+        for i in range(n):
             out[i] = a[i] - c
     elif op == OP_MUL:
-        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
+        for i in range(n):
             out[i] = a[i] * c
     elif op == OP_DIV:
-        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
+        for i in range(n):
             out[i] = a[i] / c
     elif op == OP_RSUB:
-        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
+        for i in range(n):
             out[i] = c - a[i]
     elif op == OP_RDIV:
-        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
+        for i in range(n):
             out[i] = c / a[i]
     elif op == OP_POW:
         if c == 2:
-            for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
+            for i in range(n):
                 out[i] = a[i] * a[i]
         elif floating is float:
-            for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
+            for i in range(n):
                 out[i] = powf(a[i], c)
         else:
-            for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
+            for i in range(n):
                 out[i] = pow(a[i], c)
 
 
 cdef void unary_fwd(int op, const floating* a, floating* out, Py_ssize_t n) noexcept nogil:
     """out[i] = f(a[i]) for the op's f"""
+    _launch(K_UNARY, op, floating is float, a, NULL, out, 0, n)
+
+
+cdef void _unary_run(int op, const floating* a, floating* out, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
-    cdef bint par = n >= PAR_MIN and _nthreads > 1
+    cdef int vm = FG_VM_EXP if op == OP_EXP else (FG_VM_TANH if op == OP_TANH else FG_VM_SIGMOID)
     if op == OP_NEG:
-        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
+        for i in range(n):
             out[i] = -a[i]
-    elif op == OP_EXP:
-        _vm(FG_VM_EXP, a, out, n)
-    elif op == OP_TANH:
-        _vm(FG_VM_TANH, a, out, n)
-    elif op == OP_SIGMOID:
-        _vm(FG_VM_SIGMOID, a, out, n)
+    elif op == OP_EXP or op == OP_TANH or op == OP_SIGMOID:
+        if floating is float:
+            fg_vm_f32[vm](a, out, n)
+        else:
+            fg_vm_f64[vm](a, out, n)
     elif op == OP_RELU:
-        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
+        for i in range(n):
             out[i] = a[i] if a[i] > 0 else (a[i] if a[i] != a[i] else 0)   # NaN passes through
     else:
-        _unary_math(op, a, out, n, par)
+        _unary_math(op, a, out, n)
 
 
-cdef void _unary_math(int op, const floating* a, floating* out, Py_ssize_t n,
-                      bint par) noexcept nogil:
+cdef void _unary_math(int op, const floating* a, floating* out, Py_ssize_t n) noexcept nogil:
     """log, sqrt, sin, cos, abs, reciprocal"""
     cdef Py_ssize_t i
-    for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
+    for i in range(n):
         if op == OP_LOG:
             out[i] = logf(a[i]) if floating is float else log(a[i])
         elif op == OP_SQRT:
@@ -301,22 +346,26 @@ cdef void unary_bwd(int op, const floating* g, const floating* y, floating* out,
                     Py_ssize_t n) noexcept nogil:
     """Fused backward from the saved output y:
     tanh: g*(1-y*y); sigmoid: g*y*(1-y); exp: g*y; relu: g*(y>0); reciprocal: -g*y*y"""
+    _launch(K_BWD, op, floating is float, g, y, out, 0, n)
+
+
+cdef void _bwd_run(int op, const floating* g, const floating* y, floating* out,
+                   Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
-    cdef bint par = n >= PAR_MIN and _nthreads > 1
     if op == OP_TANH:
-        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
+        for i in range(n):
             out[i] = g[i] * (1 - y[i] * y[i])
     elif op == OP_SIGMOID:
-        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
+        for i in range(n):
             out[i] = g[i] * y[i] * (1 - y[i])
     elif op == OP_EXP:
-        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
+        for i in range(n):
             out[i] = g[i] * y[i]
     elif op == OP_RELU:
-        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
+        for i in range(n):
             out[i] = g[i] if y[i] > 0 else 0
     elif op == OP_RECIPROCAL:
-        for i in prange(n, schedule="static", use_threads_if=par, num_threads=_nthreads):
+        for i in range(n):
             out[i] = -g[i] * y[i] * y[i]
 
 
@@ -335,8 +384,12 @@ cdef inline floating _bwd1(int op, floating g, floating y) noexcept nogil:
 cdef void unary_bwd_s(int op, double g, const floating* y, floating* out,
                       Py_ssize_t n) noexcept nogil:
     """unary_bwd for a gradient that is one number broadcast over y (e.g. below a sum)."""
+    _launch(K_BWD_S, op, floating is float, NULL, y, out, g, n)
+
+
+cdef void _bwd_s_run(int op, double g, const floating* y, floating* out,
+                     Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating c = <floating>g
-    for i in prange(n, schedule="static", use_threads_if=n >= PAR_MIN and _nthreads > 1,
-                    num_threads=_nthreads):
+    for i in range(n):
         out[i] = _bwd1(op, c, y[i])
