@@ -282,3 +282,121 @@ def test_gumbel_softmax_hard_is_one_hot_with_soft_gradient():
     np.testing.assert_allclose(g.sum(-1), 0, atol=1e-12)     # softmax gradient rows sum to 0
     soft = gumbel_softmax(logits, hard=False)
     np.testing.assert_allclose(soft.detach().numpy().sum(-1), 1.0)
+
+
+class Affine9(Function):                          # more arguments than the fast call path holds
+    @staticmethod
+    def forward(ctx, x, a, b, c, d, e, f, g, h):
+        ctx.save_for_backward(x)
+        ctx.k = a + b + c + d + e + f + g + h
+        return x * ctx.k
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        assert ctx.needs_input_grad == (True,) + (False,) * 8
+        return (grad * ctx.k,) + (None,) * 8
+
+
+def test_many_arguments_and_needs_input_grad():
+    from _fd import check_grad
+    check_grad(lambda t: Affine9.apply(t, *range(1, 9)), [np.array([1.0, -2.0, 0.5])],
+               ref=lambda t: t * 36)
+    check_grad(lambda t, u: ScaleNew.apply(t, 2.0) * u, [np.array([1.0, 2.0]),
+                                                       np.array([3.0, -1.0])],
+               ref=lambda t, u: 2 * t * u)
+
+
+def test_needs_input_grad_mixed_arguments():
+    seen = []
+
+    class Mix(Function):
+        @staticmethod
+        def forward(ctx, a, k, b):
+            return a * k + b
+
+        @staticmethod
+        def backward(ctx, g):
+            seen.append(ctx.needs_input_grad)
+            return g * 2, None, g
+
+    a, b = _x(1.0, 2.0), fg.tensor([1.0, 1.0], dtype=fg.float64)
+    Mix.apply(a, 2.0, b).sum().backward()
+    Mix.apply(b, 2.0, a).sum().backward()
+    assert seen == [(True, False, False), (False, False, True)]
+    np.testing.assert_allclose(a.grad.numpy(), [3.0, 3.0])
+
+
+class Double(Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 2
+
+
+def test_apply_per_class_subclass_and_override():
+    Base = Double
+
+    class Child(Base):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 5
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 5
+
+    class Wrapped(Base):
+        @classmethod
+        def apply(cls, x):                        # user override delegating to Function.apply
+            return super().apply(x) + 1
+
+    x = _x(1.0, 2.0)
+    assert Base.apply == Base.apply and Child.apply != Base.apply
+    yc = Child.apply(x)
+    assert type(yc.grad_fn).__name__ == "ChildBackward"
+    yw = Wrapped.apply(x)
+    np.testing.assert_allclose(yw.detach().numpy(), [3.0, 5.0])
+    assert type(yw.grad_fn.next_functions[0][0]).__name__ == "WrappedBackward"
+    (yc.sum() + yw.sum()).backward()
+    np.testing.assert_allclose(x.grad.numpy(), [7.0, 7.0])
+
+
+def test_forward_replaced_after_class_creation_is_used():
+    class F(Double):
+        pass
+
+    x = _x(1.0)
+    assert F.apply(x).item() == 2.0
+    F.forward = staticmethod(lambda ctx, t: t * 7)
+    assert F.apply(x).item() == 7.0 and Double.apply(x).item() == 2.0
+
+
+def test_grad_mode_inside_forward_and_restored():
+    seen = []
+
+    class Probe(Function):
+        @staticmethod
+        def forward(ctx, x):
+            seen.append(fg.is_grad_enabled())
+            return x * 1
+
+        @staticmethod
+        def backward(ctx, g):
+            return g
+
+    Probe.apply(_x(1.0))
+    assert seen == [False] and fg.is_grad_enabled()
+    with fg.no_grad():
+        r = Probe.apply(_x(1.0))
+        assert not fg.is_grad_enabled()
+    assert r.grad_fn is None and fg.is_grad_enabled()
+    with fg.inference_mode():
+        with fg.enable_grad():
+            Probe.apply(_x(1.0))
+            assert fg.is_grad_enabled()
+        assert not fg.is_grad_enabled()
+    assert seen == [False] * 3 and fg.is_grad_enabled()

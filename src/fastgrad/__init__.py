@@ -19,12 +19,16 @@ from fastgrad.functional import *          # noqa: F401,F403  (add, exp, sum, ma
 from fastgrad.functional import max, min, abs, pow, sum  # noqa: F401  (names * skips shadowing)
 from fastgrad.functional import all, any  # noqa: F401
 from fastgrad import autograd
-from fastgrad import optim  # noqa: F401  (torch.optim.SGD works after `import fastgrad as torch`)
-from fastgrad import nn  # noqa: F401  (torch.nn.Linear after `import fastgrad as torch`)
-from fastgrad.serialization import save, load  # noqa: F401  (pickle-free .npz + JSON manifest)
 from fastgrad.autograd.grad_mode import (no_grad, enable_grad, set_grad_enabled, inference_mode,
                                          is_grad_enabled, is_inference_mode_enabled)
 from fastgrad._threads import set_num_threads, get_num_threads  # noqa: F401  (Note [One thread count])
+
+# Loaded on first use (PEP 562), so `import fastgrad` costs little more than NumPy:
+# `fastgrad.nn`, `torch.optim.SGD`, `fastgrad.save` and `import fastgrad.nn` all still work.
+from fastgrad import _lazy  # noqa: E402
+__getattr__, __dir__ = _lazy.attach(
+    __name__, globals(), frozenset(["nn", "optim", "serialization", "viz", "demo", "bench"]),
+    {"save": ("fastgrad.serialization", "save"), "load": ("fastgrad.serialization", "load")})
 
 __version__ = "0.1.0"
 
@@ -35,3 +39,7 @@ def get_default_dtype():
 
 def is_floating_point(input):
     return input.is_floating_point()
+
+
+__all__ = sorted({name for name in globals() if not name.startswith("_")} - {"annotations"}
+                 | {"nn", "optim", "serialization", "save", "load"})

@@ -10,7 +10,7 @@ from fastgrad import _dtypes
 from fastgrad._core.tensor import TensorBase
 from fastgrad._tensor import Tensor
 
-_rng = np.random.default_rng()
+_rng = None                      # made on first use: importing numpy.random costs ~20 ms
 
 
 def manual_seed(seed):
@@ -27,6 +27,9 @@ def seed():
 
 
 def default_generator():
+    global _rng
+    if _rng is None:
+        _rng = np.random.default_rng()
     return _rng
 
 
@@ -173,14 +176,14 @@ def full_like(input, fill_value, dtype=None, device=None, requires_grad=False,
 
 def rand(*size, dtype=None, device=None, requires_grad=False, generator=None):
     """Uniform samples on [0, 1)."""
-    g = generator or _rng
+    g = generator or default_generator()
     arr = g.random(_size(size)).astype(_np_dtype(dtype))
     return _wrap(arr, requires_grad)
 
 
 def randn(*size, dtype=None, device=None, requires_grad=False, generator=None):
     """Standard normal samples."""
-    g = generator or _rng
+    g = generator or default_generator()
     arr = g.standard_normal(_size(size)).astype(_np_dtype(dtype))
     return _wrap(arr, requires_grad)
 
@@ -199,13 +202,13 @@ def randint(low, high=None, size=None, dtype=None, requires_grad=False, generato
         low, high, size = 0, low, high
     if high is None:
         low, high = 0, low
-    g = generator or _rng
+    g = generator or default_generator()
     arr = g.integers(low, high, size=_size((tuple(size),))).astype(_np_dtype(dtype, _dtypes.int64))
     return _wrap(arr, requires_grad)
 
 
 def randperm(n, dtype=None, generator=None, requires_grad=False):
-    g = generator or _rng
+    g = generator or default_generator()
     return _wrap(g.permutation(int(n)).astype(_np_dtype(dtype, _dtypes.int64)), requires_grad)
 
 

@@ -17,14 +17,16 @@ argument positions.
 """
 cimport cython
 cimport numpy as cnp
-import traceback
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 
 import numpy as np
 
 from fastgrad._core.node cimport Node, next_sequence_nr
 from fastgrad._core.tensor cimport TensorBase, SavedVar, save, wrap
 from fastgrad._core.tensor import _get_accumulator
-from fastgrad._core.grad_mode cimport grad_enabled, set_grad_enabled_c
+from fastgrad._core.grad_mode cimport grad_enabled, grad_mode_flag, set_grad_enabled_c
 from fastgrad._core.ops_reduce cimport sum_to
 
 cnp.import_array()
@@ -61,10 +63,7 @@ cdef class PyNode(Node):
     cdef list _saved                    # SavedVar (or None) per saved tensor, after packing
     cdef tuple _non_diff                # outputs marked non-differentiable
     cdef tuple _dirty                   # inputs marked dirty (modified in place by forward)
-    cdef bint _materialize              # None gradients become zeros (set_materialize_grads)
-
-    def __cinit__(self):
-        self._materialize = True
+    cdef bint _keep_none                # set_materialize_grads(False): None grads stay None
 
     # -- the ctx API used in forward / setup_context --
     def save_for_backward(self, *tensors):
@@ -81,7 +80,7 @@ cdef class PyNode(Node):
         self._dirty = tensors
 
     def set_materialize_grads(self, bint value):
-        self._materialize = value
+        self._keep_none = not value
 
     @property
     def saved_tensors(self):
@@ -96,14 +95,13 @@ cdef class PyNode(Node):
 
     @property
     def materialize_grads(self):
-        return self._materialize
+        return not self._keep_none
 
     # -- backward --
     cdef tuple apply(self, tuple grads):
         cdef Py_ssize_t k, pos
         cdef TensorBase g
-        name = type(self).__name__
-        if self._materialize:
+        if not self._keep_none and self._out_info is not None and _contains(grads, None):
             grads = tuple([wrap(np.zeros(self._out_info[k][0], self._out_info[k][1]))
                            if grads[k] is None and self._out_info[k] is not None else grads[k]
                            for k in range(len(grads))])
@@ -115,6 +113,7 @@ cdef class PyNode(Node):
             if len(res) > n_args and all(r is None for r in res[n_args:]):
                 res = res[:n_args]
             else:
+                name = type(self).__name__
                 raise RuntimeError(f"function {name} returned an incorrect number of gradients "
                                    f"(expected {n_args}, got {len(res)})")
         out = [None] * len(self._tensor_pos)
@@ -124,11 +123,13 @@ cdef class PyNode(Node):
             if r is None or self._next_fns[k] is None:
                 continue
             if not isinstance(r, TensorBase):
+                name = type(self).__name__
                 raise TypeError(f"function {name} returned a gradient of type "
                                 f"{type(r).__name__} at index {pos}; expected a Tensor or None")
-            out[k] = _fit(<TensorBase>r, self._in_info[k], name, pos)
-        for pos in range(n_args):
+            out[k] = _fit(<TensorBase>r, self._in_info[k], self, pos)
+        for pos in range(n_args if n_args != len(self._tensor_pos) else 0):
             if res[pos] is not None and pos not in self._tensor_pos:
+                name = type(self).__name__
                 raise RuntimeError(f"function {name} returned a gradient different than None at "
                                    f"position {pos + 1}, but the corresponding forward input was "
                                    f"not a Variable")
@@ -142,7 +143,7 @@ cdef class PyNode(Node):
                     s.release()
 
 
-cdef TensorBase _fit(TensorBase g, tuple info, str name, Py_ssize_t pos):
+cdef TensorBase _fit(TensorBase g, tuple info, PyNode node, Py_ssize_t pos):
     """A returned gradient in its input's shape (summed if broadcast) and dtype, or an error."""
     shape, dt = info
     gshape = (<object>g._data).shape
@@ -152,6 +153,7 @@ cdef TensorBase _fit(TensorBase g, tuple info, str name, Py_ssize_t pos):
         except ValueError:
             ok = False
         if not ok:
+            name = type(node).__name__
             raise RuntimeError(f"Function {name} returned an invalid gradient at index {pos} - "
                                f"got {list(gshape)} but expected shape compatible with "
                                f"{list(shape)}")
@@ -168,88 +170,186 @@ cdef TensorBase _cast(TensorBase g, object dt):
     return wrap(g._data.astype(dt))
 
 
-def _function_apply(cls, *args):
+cdef extern from "Python.h":
+    object PyObject_Vectorcall(object fn, PyObject** args, size_t nargsf, PyObject* kwnames)
+
+
+cdef enum:
+    _MAX_FAST_ARGS = 8
+
+
+@cython.final
+cdef class FunctionApply:
+    """`MyFn.apply`: one per Function subclass (made by FunctionMeta), holding what every call
+    needs from the class, so a call is one C call with no bound-method object and no class
+    attribute walk beyond looking up `forward` (which may be replaced after class creation)."""
+    cdef readonly object cls
+    cdef object node_cls            # MyFnBackward: the PyNode subclass (the ctx)
+    cdef bint new_style             # forward(*args) + setup_context(ctx, inputs, output)
+
+    def __init__(self, cls, node_cls, bint new_style):
+        self.cls = cls
+        self.node_cls = node_cls
+        self.new_style = new_style
+
+    def __call__(self, *args):
+        return _function_apply(self, args)
+
+    def __get__(self, instance, owner):
+        if owner is None or owner is self.cls:
+            return self
+        # a subclass reached through super() from its own `apply`: bind to that subclass
+        return FunctionApply(owner, owner._backward_cls, owner._new_style)
+
+    def __repr__(self):
+        return f"<bound method Function.apply of {self.cls!r}>"
+
+
+cdef object _call_forward(object fwd, object first, tuple args):
+    """fwd(first, *args), or fwd(*args) when `first` is None, without building a new tuple."""
+    cdef PyObject* stack[_MAX_FAST_ARGS + 1]
+    cdef Py_ssize_t i, n = len(args), off = 0 if first is None else 1
+    if n + off > _MAX_FAST_ARGS:
+        return fwd(first, *args) if off else fwd(*args)
+    if off:
+        stack[0] = <PyObject*>first
+    for i in range(n):
+        stack[i + off] = <PyObject*>args[i]
+    return PyObject_Vectorcall(fwd, stack, n + off, NULL)
+
+
+cdef object _function_apply(FunctionApply fa, tuple args):
     """Function.apply: run forward without recording, then record one PyNode for the outputs."""
     cdef PyNode node
     cdef TensorBase t
-    cdef Py_ssize_t i, n = len(args)
+    cdef Py_ssize_t i, k, n = len(args), n_tensors = 0
     cdef bint needs = False
-    cdef bint prev = grad_enabled()
-    cdef list pos = [], fns = [], info = [], nig = [False] * n
+    cdef bint record = grad_enabled()
+    cdef bint prev_mode = grad_mode_flag()
+    cdef object a
+    for i in range(n):
+        a = args[i]
+        if isinstance(a, TensorBase):
+            n_tensors += 1
+            if record and (<TensorBase>a)._requires_grad:
+                needs = True
+    node = PyNode.__new__(fa.node_cls)
+    node._forward_cls = fa.cls
+    node.needs_input_grad = _needs_input_grad(args, n, needs)
+    fwd = fa.cls.forward
+    set_grad_enabled_c(False)
+    try:
+        if fa.new_style:
+            out = _call_forward(fwd, None, args)
+            fa.cls.setup_context(node, args, out)
+        else:
+            out = _call_forward(fwd, node, args)
+    finally:
+        set_grad_enabled_c(prev_mode)
+    if not needs:
+        return out
+    cdef tuple fns = PyTuple_New(n_tensors)
+    cdef tuple pos = PyTuple_New(n_tensors)
+    cdef tuple info = PyTuple_New(n_tensors)
+    k = 0
     for i in range(n):
         a = args[i]
         if isinstance(a, TensorBase):
             t = <TensorBase>a
-            pos.append(i)
-            if prev and t._requires_grad:
-                needs = True
-                nig[i] = True
-    node = PyNode.__new__(cls._backward_cls)
-    node._forward_cls = cls
-    node.needs_input_grad = tuple(nig)
-    set_grad_enabled_c(False)
-    try:
-        if cls._new_style:
-            out = cls.forward(*args)
-            cls.setup_context(node, args, out)
-        else:
-            out = cls.forward(node, *args)
-    finally:
-        set_grad_enabled_c(prev)
-    if not needs:
-        return out
-    for i in pos:
-        t = <TensorBase>args[i]
-        fns.append(_edge(t) if prev else None)
-        info.append(((<object>t._data).shape, t._data.descr))
-    node._next_fns = tuple(fns)
-    node._tensor_pos = tuple(pos)
-    node._in_info = tuple(info)
+            _tuple_set(fns, k, _edge(t))
+            _tuple_set(pos, k, i)
+            _tuple_set(info, k, _meta(t))
+            k += 1
+    node._next_fns = fns
+    node._tensor_pos = pos
+    node._in_info = info
     node._seq = next_sequence_nr()
     out = _record_outputs(node, args, out)
     if _record_trace:
+        import traceback
         node._trace = "".join(traceback.format_stack())
     return out
 
 
+cdef tuple _TRUE1 = (True,)
+cdef tuple _FALSE1 = (False,)
+
+
+cdef tuple _needs_input_grad(tuple args, Py_ssize_t n, bint needs):
+    """ctx.needs_input_grad: per argument, is it a tensor whose gradient is wanted."""
+    cdef Py_ssize_t i
+    if n == 1:
+        return _TRUE1 if needs else _FALSE1
+    cdef tuple r = PyTuple_New(n)
+    for i in range(n):
+        a = args[i]
+        _tuple_set(r, i, needs and isinstance(a, TensorBase) and (<TensorBase>a)._requires_grad)
+    return r
+
+
+cdef inline void _tuple_set(tuple t, Py_ssize_t i, object v):
+    Py_INCREF(v)
+    PyTuple_SET_ITEM(t, i, v)
+
+
+cdef inline tuple _meta(TensorBase t):
+    """(shape, dtype) of a tensor, read from the array struct (no attribute lookups)."""
+    cdef cnp.ndarray arr = t._data
+    cdef int d, nd = cnp.PyArray_NDIM(arr)
+    cdef cnp.npy_intp* dims = cnp.PyArray_DIMS(arr)
+    cdef tuple shape = PyTuple_New(nd)
+    for d in range(nd):
+        _tuple_set(shape, d, dims[d])
+    return (shape, <object>cnp.PyArray_DESCR(arr))
+
+
 cdef object _record_outputs(PyNode node, tuple args, object out):
     """Give each differentiable output this node as grad_fn; pack the saved tensors."""
-    cdef TensorBase t
     cdef Py_ssize_t i, n
-    cdef bint is_tuple = type(out) is tuple
-    cdef list outs = list(<tuple>out) if is_tuple else [out]
-    cdef tuple dirty = node._dirty, non_diff = node._non_diff
-    cdef bint is_dirty
-    n = len(outs)
-    node._n_out = n
-    node._out_info = [None] * n
-    for i in range(n):
-        o = outs[i]
-        if not isinstance(o, TensorBase):
-            continue
-        t = <TensorBase>o
-        is_dirty = dirty is not None and _contains(dirty, t)
-        if not is_dirty and _contains(args, t):
-            t = _alias(t)                      # an input returned as is: a new tensor, as a view
-            outs[i] = t
-        node._out_info[i] = ((<object>t._data).shape, t._data.descr)
-        if (non_diff is not None and _contains(non_diff, t)) or not (
-                cnp.PyArray_ISFLOAT(t._data) or cnp.PyArray_ISCOMPLEX(t._data)):
-            if t._grad_fn is None:
-                t._requires_grad = False
-            continue
-        if is_dirty and t._grad_fn is None and t._requires_grad:
-            raise RuntimeError("a leaf Variable that requires grad has been used in an in-place "
-                               "operation.")
-        t._grad_fn = node
-        t._requires_grad = True
-        t._output_nr = i
+    cdef list outs
+    if type(out) is not tuple:
+        node._n_out = 1                        # _out_info stays None: a lone output's gradient
+        if isinstance(out, TensorBase):        # is never None when the node runs
+            out = _record_output(node, args, <TensorBase>out, 0)
+    else:
+        outs = list(<tuple>out)
+        n = len(outs)
+        node._n_out = n
+        node._out_info = [None] * n
+        for i in range(n):
+            o = outs[i]
+            if isinstance(o, TensorBase):
+                t = _record_output(node, args, <TensorBase>o, i)
+                outs[i] = t
+                node._out_info[i] = _meta(t)
+        out = tuple(outs)
     if node._to_save is not None:
         # a saved output (grad_fn is node) is saved as an alias: Note [Saved outputs]
         node._saved = [None if s is None else save(<TensorBase>s, (<TensorBase>s)._grad_fn is node)
                        for s in node._to_save]
         node._to_save = None
-    return tuple(outs) if is_tuple else outs[0]
+    return out
+
+
+cdef TensorBase _record_output(PyNode node, tuple args, TensorBase t, Py_ssize_t i):
+    """Make `t` output `i` of `node` (or leave it without history when non-differentiable);
+    returns the tensor to hand back (an alias when forward returned an input unchanged)."""
+    cdef tuple dirty = node._dirty, non_diff = node._non_diff
+    cdef bint is_dirty = dirty is not None and _contains(dirty, t)
+    if not is_dirty and _contains(args, t):
+        t = _alias(t)                          # an input returned as is: a new tensor, as a view
+    if (non_diff is not None and _contains(non_diff, t)) or not (
+            cnp.PyArray_ISFLOAT(t._data) or cnp.PyArray_ISCOMPLEX(t._data)):
+        if t._grad_fn is None:
+            t._requires_grad = False
+        return t
+    if is_dirty and t._grad_fn is None and t._requires_grad:
+        raise RuntimeError("a leaf Variable that requires grad has been used in an in-place "
+                           "operation.")
+    t._grad_fn = node
+    t._requires_grad = True
+    t._output_nr = i
+    return t
 
 
 cdef inline bint _contains(tuple items, object x):

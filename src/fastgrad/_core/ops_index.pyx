@@ -25,6 +25,7 @@ import numpy as np
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport TensorBase, wrap, set_history, set_history1
+from fastgrad._core.tensor cimport check_inference_inplace
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core.ops_reduce cimport sum_to, sum_
 from fastgrad._core.ops_view cimport (make_view, take_flat, scatter_add_flat, wrap_dim,
@@ -340,6 +341,7 @@ cdef object _offsets(cnp.ndarray x):
 
 
 cdef void _check_inplace(TensorBase a) except *:
+    check_inference_inplace(a)
     if not grad_enabled():
         return
     if a._grad_fn is None and a._requires_grad:

@@ -19,6 +19,7 @@ from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport (TensorBase, SavedVar, wrap, save, set_history, set_history1,
                                     set_history2, any_requires_grad2)
+from fastgrad._core.tensor cimport check_inference_inplace
 from fastgrad._core cimport kernels as K
 
 cnp.import_array()
@@ -976,6 +977,7 @@ cdef object compare(int op, object a, object b):
 # --- in-place ------------------------------------------------------------------------------------
 
 cdef void _check_inplace(TensorBase a) except *:
+    check_inference_inplace(a)
     if not grad_enabled():
         return
     if a._grad_fn is None and a._requires_grad:

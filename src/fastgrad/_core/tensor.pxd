@@ -21,6 +21,7 @@ cdef class TensorBase:
     cdef list _hooks               # gradient hooks fn(grad) -> None or replacement
     cdef list _post_acc_hooks      # post-accumulate-grad hooks fn(tensor) (leaves)
     cdef object __weakref__
+    cdef bint _inference           # made under inference_mode (views: read the base's flag)
 
     cdef VersionCounter version_counter(self)
     cdef Py_ssize_t version_value(self) noexcept
@@ -51,3 +52,9 @@ cdef void set_history1(TensorBase out, Node node, TensorBase a) except *
 cdef void set_history2(TensorBase out, Node node, TensorBase a, TensorBase b) except *
 cdef SavedVar save(TensorBase t, bint is_output)
 cdef object dtype_name(cnp.ndarray arr)
+cdef void check_inference_inplace(TensorBase t) except *
+
+
+cdef inline bint is_inference(TensorBase t) noexcept:
+    """An inference tensor: made under inference_mode, or a view of one."""
+    return t._base._inference if t._base is not None else t._inference

@@ -31,7 +31,7 @@ import warnings
 import numpy as np
 
 from fastgrad._core.node cimport Node, next_sequence_nr
-from fastgrad._core.grad_mode cimport grad_enabled
+from fastgrad._core.grad_mode cimport grad_enabled, inference_mode_c
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core cimport ops_reduce as red
 
@@ -61,6 +61,8 @@ cdef TensorBase wrap(cnp.ndarray arr):
     """A new fastgrad.Tensor over `arr` (no copy), with no history."""
     cdef TensorBase t = TensorBase.__new__(_tensor_cls)
     t._data = arr
+    if inference_mode_c():
+        t._inference = True
     return t
 
 
@@ -231,10 +233,30 @@ cdef SavedVar save(TensorBase t, bint is_output):
         alias._vc = s.vc
         s.t = alias
     else:
+        if is_inference(t):
+            _raise_inference_saved()
         s.version = t.version_value()
         s.t = t
         s.fn = t._grad_fn
     return s
+
+
+cdef void _raise_inference_saved() except *:
+    raise RuntimeError(
+        "Inference tensors cannot be saved for backward. A tensor created under "
+        "torch.inference_mode() is used in computation tracked by autograd; to work around "
+        "this, make a clone to get a normal tensor (t.clone()) and use it in autograd, or use "
+        "`torch.no_grad()` instead of `torch.inference_mode()`.")
+
+
+cdef void check_inference_inplace(TensorBase t) except *:
+    """In-place ops call this first: an inference tensor may only be written inside
+    inference mode."""
+    if is_inference(t) and not inference_mode_c():
+        raise RuntimeError(
+            "Inplace update to inference tensor outside InferenceMode is not allowed. You can "
+            "make a clone to get a normal tensor (t.clone()) before doing the inplace update. "
+            "See https://github.com/pytorch/rfcs/pull/17 for more details.")
 
 
 # --- AccumulateGrad ------------------------------------------------------------------------------
@@ -383,8 +405,16 @@ cdef class TensorBase:
             raise RuntimeError(
                 "Only Tensors of floating point and complex dtype can require gradients "
                 f"(this tensor is {self.dtype}); convert it first, e.g. x = x.float()")
+        if requires_grad and is_inference(self) and not inference_mode_c():
+            raise RuntimeError(
+                "Setting requires_grad=True on inference tensor outside InferenceMode is not "
+                "allowed. Make a clone first (t.clone().requires_grad_()) to get a normal tensor.")
         self._requires_grad = requires_grad
         return self
+
+    def is_inference(self):
+        """True for a tensor made under inference_mode (or a view of one)."""
+        return is_inference(self)
 
     @property
     def is_leaf(self):
@@ -396,6 +426,8 @@ cdef class TensorBase:
 
     @property
     def _version(self):
+        if is_inference(self):
+            raise RuntimeError("Inference tensors do not track version counter.")
         return 0 if self._vc is None and self._base is None else self.version_counter().value
 
     @property
@@ -447,6 +479,7 @@ cdef class TensorBase:
         """A tensor sharing this one's data and version counter, with no history."""
         cdef TensorBase t = wrap(self._data)
         t._vc = self.version_counter()
+        t._inference = is_inference(self)
         return t
 
     def detach_(self):
@@ -485,7 +518,10 @@ cdef class TensorBase:
         return _ListHandle(self._post_acc_hooks, fn)
 
     def _set_data(self, arr):
+        """Fill a fresh tensor made with __new__ (creation functions, Parameter, unpickling)."""
         self._data = arr
+        if inference_mode_c():
+            self._inference = True
 
     @property
     def data(self):

@@ -95,11 +95,19 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     return res
 
 
-# The rest of torch.autograd's namespace (issue 4). Imported last: these modules use grad/backward.
-from fastgrad.autograd import function, functional, graph, anomaly_mode  # noqa: E402
+# The rest of torch.autograd's namespace (issue 4). Function is part of the core workflow; the
+# rest loads on first use (PEP 562): `fastgrad.autograd.functional.jacobian`, `.gradcheck`,
+# `import fastgrad.autograd.functional` all work.
+from fastgrad.autograd import function  # noqa: E402
 from fastgrad.autograd.function import Function, NestedIOFunction, once_differentiable  # noqa: E402
-from fastgrad.autograd.gradcheck import gradcheck, gradgradcheck  # noqa: E402
-from fastgrad.autograd.anomaly_mode import detect_anomaly, set_detect_anomaly  # noqa: E402
+
+from fastgrad import _lazy  # noqa: E402
+__getattr__, __dir__ = _lazy.attach(
+    __name__, globals(), frozenset(["functional", "graph", "anomaly_mode"]),
+    {"gradcheck": ("fastgrad.autograd.gradcheck", "gradcheck"),   # the function, as torch's
+     "gradgradcheck": ("fastgrad.autograd.gradcheck", "gradgradcheck"),
+     "detect_anomaly": ("fastgrad.autograd.anomaly_mode", "detect_anomaly"),
+     "set_detect_anomaly": ("fastgrad.autograd.anomaly_mode", "set_detect_anomaly")})
 
 __all__ += ["Function", "NestedIOFunction", "once_differentiable", "functional", "graph",
             "gradcheck", "gradgradcheck", "detect_anomaly", "set_detect_anomaly"]

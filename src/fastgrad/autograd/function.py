@@ -52,6 +52,8 @@ class FunctionMeta(type):
             if "_Base" in globals() else False
         if "vjp" in attrs and "backward" not in attrs:
             cls.backward = attrs["vjp"]
+        if "apply" not in attrs:
+            cls.apply = _cf.FunctionApply(cls, cls._backward_cls, cls._new_style)
         super().__init__(name, bases, attrs)
 
 
@@ -91,8 +93,6 @@ class Function(_Base):
     def jvp(ctx, *grad_inputs):
         raise NotImplementedError("You must implement the jvp function for custom "
                                   "autograd.Function to use it with forward mode AD.")
-
-    apply = classmethod(_cf._function_apply)
 
 
 class InplaceFunction(Function):

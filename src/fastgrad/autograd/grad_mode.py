@@ -80,19 +80,28 @@ class set_grad_enabled(_GradModeContext):
 
 
 class inference_mode(_GradModeContext):
-    """Like no_grad (nothing records), for code that only evaluates."""
+    """Like no_grad, for code that only evaluates: nothing records (even under enable_grad),
+    and tensors made inside are inference tensors (Tensor.is_inference()), which cannot be
+    saved for backward or updated in place outside inference mode. `inference_mode(False)`
+    turns it off inside an enclosing block (grad mode on). Also a decorator, with or without
+    parentheses."""
+
+    def __new__(cls, mode=True):
+        if mode is None or isinstance(mode, bool):
+            return super().__new__(cls)
+        return cls()(mode)                    # @inference_mode without parentheses
 
     def __init__(self, mode=True):
         self._mode = bool(mode)
 
     def __enter__(self):
-        self._prev = _gm._set_grad_enabled(not self._mode and _gm.is_grad_enabled())
+        self._prev = _gm._set_grad_enabled(not self._mode)
         self._prev_inf = _gm._set_inference_mode(self._mode)
         return self
 
     def __exit__(self, *exc):
-        _gm._set_grad_enabled(self._prev)
         _gm._set_inference_mode(self._prev_inf)
+        _gm._set_grad_enabled(self._prev)
         return False
 
     def __call__(self, fn):
@@ -103,3 +112,6 @@ class inference_mode(_GradModeContext):
             with inference_mode(mode):
                 return fn(*args, **kwargs)
         return wrapper
+
+    def clone(self):
+        return inference_mode(self._mode)
