@@ -135,6 +135,7 @@ class Tensor(TensorBase):
     contiguous = _view.contiguous
     diagonal = _view.diagonal
     repeat = _view.repeat
+    repeat_interleave = _view.repeat_interleave
     flip = _view.flip
     chunk = _view.chunk
     split = _view.split

@@ -166,6 +166,7 @@ t = _view.t
 broadcast_to = _view.broadcast_to
 diagonal = _view.diagonal
 flip = _view.flip
+repeat_interleave = _view.repeat_interleave
 chunk = _view.chunk
 split = _view.split
 unbind = _view.unbind

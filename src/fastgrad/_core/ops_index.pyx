@@ -611,13 +611,52 @@ def masked_fill(input, mask, value):
     if sh != _shape(a):
         raise RuntimeError(f"masked_fill: the mask of shape {list(_shape(m))} is not "
                            f"broadcastable to the input of shape {list(_shape(a))}")
+    cdef TensorBase v = None, out
+    cdef MaskedFillBackward node
+    cdef cnp.ndarray r = np.array(a._data, order="C", copy=True)
     if isinstance(value, TensorBase):
-        v = _to_dtype(value, a._data.dtype)
-        return pw.where_(m, reshape_c(v, ()), a)
-    out = pw.where_(m, value, a)
-    if (<TensorBase>out)._data.dtype != a._data.dtype:
-        out = _to_dtype(out, a._data.dtype)
+        v = value
+        fill = v._data
+    else:
+        fill = value
+    try:
+        np.copyto(r, np.asarray(fill).astype(r.dtype, casting="unsafe"), where=m._data)
+    except (TypeError, ValueError, OverflowError):
+        raise RuntimeError(f"masked_fill: value {value!r} cannot be converted to "
+                           f"{r.dtype} without overflow")
+    out = wrap(r)
+    if grad_enabled() and (a._requires_grad or (v is not None and v._requires_grad)):
+        node = (MaskedFillBackward0.__new__(MaskedFillBackward0) if v is None else
+                MaskedFillBackward1.__new__(MaskedFillBackward1))
+        node.mask = m
+        if v is not None and v._data.dtype != r.dtype:
+            node._in_meta = (None, ((), v._data.dtype))
+        set_history(out, node, (a, v))
     return out
+
+
+cdef class MaskedFillBackward(Node):
+    """grad_input = grad with zeros where mask; grad_value = sum of grad where mask"""
+    cdef TensorBase mask
+
+    cdef tuple apply(self, tuple grads):
+        cdef TensorBase g = grads[0]
+        ga = gv = None
+        if self._next_fns[0] is not None:
+            ga = masked_fill(g, self.mask, 0)
+        if len(self._next_fns) > 1 and self._next_fns[1] is not None:
+            gv = sum_(masked_fill(g, wrap(np.logical_not(self.mask._data)), 0), None, False)
+        return (ga, gv)
+
+
+@cython.final
+cdef class MaskedFillBackward0(MaskedFillBackward):
+    pass
+
+
+@cython.final
+cdef class MaskedFillBackward1(MaskedFillBackward):
+    pass
 
 
 from fastgrad._core.ops_pointwise import _set_view_hook

@@ -166,6 +166,9 @@ cdef tuple _matmul_bwd_np(cnp.ndarray g, object x, object y, tuple a_shape, tupl
     """The same gradients on the arrays, for a plain backward (grad mode off)."""
     cdef bint a1 = len(a_shape) == 1, b1 = len(b_shape) == 1
     ga = gb = None
+    if len(a_shape) == 2 and len(b_shape) == 2 and g.size and \
+            (cnp.PyArray_STRIDE(g, 0) == 0 or cnp.PyArray_STRIDE(g, 1) == 0):
+        return _mm_bwd_broadcast(g, x, y)
     g = _blasable(g)
     g2 = g if not b1 else g[..., None]
     g2 = g2 if not a1 else np.expand_dims(g2, -2)
@@ -180,6 +183,46 @@ cdef tuple _matmul_bwd_np(cnp.ndarray g, object x, object y, tuple a_shape, tupl
             r = r[..., 0]
         gb = wrap(_np_sum_to(r, b_shape))
     return (ga, gb)
+
+
+cdef tuple _mm_bwd_broadcast(cnp.ndarray g, object x, object y):
+    """2-D C = A @ B whose gradient G repeats one row (stride 0 along dim 0: G = 1 v^T) or one
+    column (stride 0 along dim 1: G = u 1^T), e.g. the expanded gradient of C.sum() or
+    C.sum(0). Exactly, G @ B^T = 1 (B v)^T or u (B 1)^T and A^T @ G = (A^T 1) v^T or
+    (A^T u) 1^T: matrix-vector products and an outer product or a row/column fill, O(n^2)
+    instead of an O(n^3) GEMM on a materialized G. A broadcast scalar c is both (v = u = c 1)."""
+    cdef bint rows = cnp.PyArray_STRIDE(g, 0) == 0, cols = cnp.PyArray_STRIDE(g, 1) == 0
+    cdef Py_ssize_t m = g.shape[0], n = g.shape[1]
+    cdef cnp.ndarray v = None, u = None
+    ga = gb = None
+    if rows or y is not None:
+        v = np.ascontiguousarray(g[0]) if rows else np.ones(n, dtype=g.dtype)
+    if cols or x is not None:
+        u = np.ascontiguousarray(g[:, 0]) if cols else np.ones(m, dtype=g.dtype)
+    if y is not None:
+        ga = _fill(np.matmul(y, v), m, True) if rows else _outer(u, np.matmul(y, v))
+    if x is not None:
+        gb = _fill(np.matmul(u, x), n, False) if cols else _outer(np.matmul(u, x), v)
+    return (ga, gb)
+
+
+cdef TensorBase _fill(cnp.ndarray w, Py_ssize_t k, bint rows):
+    """A fresh C-contiguous (k, len(w)) array whose rows are w (rows), else (len(w), k) whose
+    columns are w."""
+    cdef cnp.ndarray r
+    if rows:
+        r = np.empty((k, w.shape[0]), dtype=w.dtype)
+        r[...] = w
+    else:
+        r = np.empty((w.shape[0], k), dtype=w.dtype)
+        r[...] = w[:, None]
+    return wrap(r)
+
+
+cdef TensorBase _outer(cnp.ndarray p, cnp.ndarray q):
+    cdef cnp.ndarray r = np.empty((p.shape[0], q.shape[0]), dtype=p.dtype)
+    np.multiply(p[:, None], q, out=r)
+    return wrap(r)
 
 
 cdef cnp.ndarray _blasable(cnp.ndarray g):
@@ -589,35 +632,83 @@ cdef class LinearMmBackward0(LinearBackward):
 
 # --- einsum --------------------------------------------------------------------------------------
 
+cdef str _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+cdef tuple _explicit(str equation, list arrs):
+    """The equation with '...' replaced by letters and the output written out: (input terms,
+    output term). Ellipsis dims are right-aligned across operands (broadcast like PyTorch)."""
+    cdef Py_ssize_t i, e, n_ell = 0
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    ins = lhs.split(",")
+    if len(ins) != len(arrs):
+        raise RuntimeError(f"einsum(): more operands were provided than specified in the "
+                           f"equation ({len(arrs)} operands for {len(ins)} terms)"
+                           if len(arrs) > len(ins) else
+                           f"einsum(): fewer operands were provided than specified in the "
+                           f"equation ({len(arrs)} operands for {len(ins)} terms)")
+    for c in eq:
+        if c not in _LETTERS and c not in ".,->":
+            raise RuntimeError(f"einsum(): invalid subscript given at index "
+                               f"{equation.index(c)} in the equation string, subscripts must "
+                               f"be in [a-zA-Z]")
+    free = [c for c in _LETTERS if c not in eq]
+    ells = []
+    for i in range(len(ins)):
+        term = ins[i]
+        nd = (<cnp.ndarray>arrs[i]).ndim
+        if "..." in term:
+            e = nd - (len(term) - 3)
+            if e < 0 or term.count("...") > 1 or "." in term.replace("...", "", 1):
+                raise RuntimeError(f"einsum(): the number of subscripts in the equation "
+                                   f"({len(term) - 3}) is more than the number of dimensions "
+                                   f"({nd}) for operand {i}" if e < 0 else
+                                   f"einsum(): found '.' for operand {i} that is not part of "
+                                   f"any ellipsis")
+            ells.append(e)
+            n_ell = max(n_ell, e)
+        else:
+            if "." in term:
+                raise RuntimeError(f"einsum(): found '.' for operand {i} that is not part of "
+                                   f"any ellipsis")
+            if len(term) != nd:
+                raise RuntimeError(f"einsum(): the number of subscripts in the equation "
+                                   f"({len(term)}) does not match the number of dimensions "
+                                   f"({nd}) for operand {i} and no ellipsis was given")
+            ells.append(-1)
+    ell = "".join(free[:n_ell])
+    ins = [t.replace("...", ell[n_ell - e:]) if e >= 0 else t for t, e in zip(ins, ells)]
+    if arrow:
+        if "..." in rhs:
+            rhs = rhs.replace("...", ell)
+        for c in rhs:
+            if c not in "".join(ins):
+                raise RuntimeError(f"einsum(): output subscript {c} does not appear in the "
+                                   f"equation for any input operand")
+            if rhs.count(c) > 1:
+                raise RuntimeError(f"einsum(): output subscript {c} appears more than once in "
+                                   f"the output")
+    else:
+        joined = "".join(ins)
+        rhs = ell + "".join(sorted(c for c in set(joined) if joined.count(c) == 1
+                                   and c not in ell))
+    return tuple(ins), rhs
+
+
 def einsum(equation, *operands):
-    """np.einsum with gradients: each operand's gradient is another einsum of the output's
-    gradient with the other operands (indices summed away only in one operand are broadcast)."""
-    cdef TensorBase t, out
+    """np.einsum with gradients, '...' and repeated indices (diagonals): each operand's gradient
+    is an einsum of the output's gradient with the other operands over the operand's distinct
+    indices, broadcast over indices only it had and written onto its diagonal for repeated
+    ones (EinsumBackward0)."""
+    cdef TensorBase out
     cdef EinsumBackward0 node
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
-    eq = equation.replace(" ", "")
-    if "..." in eq:
-        raise NotImplementedError("einsum: '...' in the equation is not supported yet; write "
-                                  "the dims out explicitly")
-    lhs, arrow, rhs = eq.partition("->")
-    ins = lhs.split(",")
-    if not arrow:
-        rhs = "".join(sorted(c for c in set(lhs.replace(",", "")) if lhs.count(c) == 1))
-    if len(ins) != len(operands):
-        raise RuntimeError(f"einsum(): more operands were provided than specified in the "
-                           f"equation ({len(operands)} operands for {len(ins)} terms)"
-                           if len(operands) > len(ins) else
-                           f"einsum(): fewer operands were provided than specified in the "
-                           f"equation ({len(operands)} operands for {len(ins)} terms)")
     arrs = [(<TensorBase>o)._data for o in operands]
-    for i, (s, x) in enumerate(zip(ins, arrs)):
-        if len(s) != x.ndim:
-            raise RuntimeError(f"einsum(): the number of subscripts in the equation ({len(s)}) "
-                               f"does not match the number of dimensions ({x.ndim}) for "
-                               f"operand {i}")
+    ins, rhs = _explicit(equation, arrs)
     try:
-        r = np.einsum(f"{lhs}->{rhs}", *arrs, optimize=len(arrs) > 1)
+        r = np.einsum(f"{','.join(ins)}->{rhs}", *arrs, optimize=len(arrs) > 1)
     except ValueError as e:
         shapes = [list(x.shape) for x in arrs]
         raise RuntimeError(f"einsum(): operands do not match the equation '{equation}' "
@@ -626,7 +717,7 @@ def einsum(equation, *operands):
     out = wrap(np.ascontiguousarray(r) if r.ndim else r.copy())
     if grad_enabled() and any((<TensorBase>o)._requires_grad for o in operands):
         node = EinsumBackward0.__new__(EinsumBackward0)
-        node.ins = tuple(ins)
+        node.ins = ins
         node.rhs = rhs
         node.saved = tuple(save(o, False) for o in operands)
         set_history(out, node, tuple(operands))
@@ -635,30 +726,37 @@ def einsum(equation, *operands):
 
 @cython.final
 cdef class EinsumBackward0(Node):
-    """grad_i = einsum(rhs, other terms -> term_i) (then broadcast over dims only term_i had)"""
+    """grad_i = einsum(rhs, other terms -> distinct indices of term_i), summed over dims term_i
+    broadcast (size 1), expanded over indices only term_i had, written onto term_i's diagonal."""
     cdef tuple ins, saved
     cdef str rhs
 
     cdef tuple apply(self, tuple grads):
-        cdef TensorBase g = grads[0]
+        cdef TensorBase g = grads[0], op
         ops = [(<SavedVar>s).unpack(self) for s in self.saved]
         res = []
         for i, term in enumerate(self.ins):
             if self._next_fns[i] is None:
                 res.append(None)
                 continue
-            if len(set(term)) != len(term):
-                raise NotImplementedError(f"einsum backward: repeated index in '{term}' (a "
-                                          f"diagonal) is not supported yet")
+            op = ops[i]
+            shape = _shape(op)
+            uniq = "".join(c for k, c in enumerate(term) if term.index(c) == k)
+            size = {c: shape[term.index(c)] for c in uniq}
             others = [self.ins[j] for j in range(len(self.ins)) if j != i]
-            avail = set(self.rhs).union(*[set(o) for o in others]) if others else set(self.rhs)
-            keep = "".join(c for c in term if c in avail)
-            eq = ",".join([self.rhs] + others) + "->" + keep
-            gi = einsum(eq, g, *[ops[j] for j in range(len(ops)) if j != i])
-            if keep != term:
-                shape = tuple(_shape(ops[i])[k] if c in avail else 1 for k, c in enumerate(term))
+            avail = set(self.rhs).union(*[set(o) for o in others])
+            keep = "".join(c for c in uniq if c in avail)
+            gi = einsum(",".join([self.rhs] + others) + "->" + keep, g,
+                        *[ops[j] for j in range(len(ops)) if j != i])
+            gi = sum_to(gi, tuple(size[c] for c in keep))          # broadcast size-1 dims
+            if keep != uniq:
                 from fastgrad._core.ops_view import expand
-                gi = expand(reshape_c(gi, shape), _shape(ops[i]))
+                gi = expand(reshape_c(gi, tuple(size[c] if c in avail else 1 for c in uniq)),
+                            tuple(size[c] for c in uniq))
+            if uniq != term:                                         # repeated: a diagonal
+                from fastgrad._core.ops_view import _diag_scatter
+                gi = _diag_scatter(gi, shape, np.ascontiguousarray(np.einsum(
+                    f"{term}->{uniq}", np.arange(op._data.size, dtype=np.int64).reshape(shape))))
             res.append(gi)
         return tuple(res)
 

@@ -109,9 +109,8 @@ def view(input, *shape):
     """view(*shape): a view sharing storage; RuntimeError when the layout cannot be viewed."""
     cdef TensorBase a = input, out
     cdef ViewBackward0 node
-    if len(shape) == 1 and not isinstance(shape[0], (int, tuple, list)) and \
-            not hasattr(shape[0], "__len__"):
-        raise TypeError("view(dtype) is not supported; use .to(dtype) for a converted copy")
+    if len(shape) == 1 and hasattr(shape[0], "np_dtype"):
+        return _view_dtype(a, shape[0])
     sh = _infer_shape(size_args(shape), a._data.size)
     try:
         arr = np.reshape(a._data, sh, copy=False)
@@ -126,6 +125,53 @@ def view(input, *shape):
         node.in_shape = _shape(a)
         set_history1(out, node, a)
     return out
+
+
+cdef dict _TNAMES = {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long",
+                     "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte",
+                     "bool": "Bool", "complex64": "ComplexFloat", "complex128": "ComplexDouble"}
+
+
+cdef object _view_dtype(TensorBase a, object dtype):
+    """x.view(dtype): the same bytes read as another dtype (a view, never differentiable). A
+    different element size rescales the last dim, which must then be contiguous."""
+    cdef cnp.ndarray x = a._data
+    cdef TensorBase root = a._base if a._base is not None else a
+    new = dtype.np_dtype
+    cdef Py_ssize_t old_sz = x.itemsize, new_sz = new.itemsize, i
+    if old_sz != new_sz:
+        what = (f"to view {_TNAMES.get(x.dtype.name, x.dtype.name)} as "
+                f"{_TNAMES.get(new.name, new.name)} (different element sizes)")
+        if x.ndim == 0:
+            raise RuntimeError(f"self.dim() cannot be 0 {what}")
+        if x.size == 0:                        # no bytes to reinterpret: only the sizes matter
+            last = x.shape[x.ndim - 1] * old_sz
+            if last % new_sz:
+                raise RuntimeError(f"self.size(-1) must be divisible by {new_sz // old_sz} "
+                                   f"{what}, but got {x.shape[x.ndim - 1]}")
+            return make_view(a, np.empty((<object>x).shape[:-1] + (last // new_sz,), new))
+        if x.shape[x.ndim - 1] != 1 and x.strides[x.ndim - 1] != old_sz:
+            raise RuntimeError(f"self.stride(-1) must be 1 {what}, but got "
+                               f"{x.strides[x.ndim - 1] // old_sz}")
+        if new_sz > old_sz:
+            k = new_sz // old_sz
+            if x.shape[x.ndim - 1] % k:
+                raise RuntimeError(f"self.size(-1) must be divisible by {k} {what}, but got "
+                                   f"{x.shape[x.ndim - 1]}")
+            off = (<Py_ssize_t>cnp.PyArray_DATA(x) - <Py_ssize_t>cnp.PyArray_DATA(root._data)) \
+                // old_sz
+            if off % k:
+                raise RuntimeError(f"self.storage_offset() must be divisible by {k} {what}, "
+                                   f"but got {off}")
+            for i in range(x.ndim - 1):
+                if (x.strides[i] // old_sz) % k:
+                    raise RuntimeError(f"self.stride({i}) must be divisible by {k} {what}, but "
+                                       f"got {x.strides[i] // old_sz}")
+        if x.shape[x.ndim - 1] == 1 and x.strides[x.ndim - 1] != old_sz:
+            x = np.lib.stride_tricks.as_strided(x, (<object>x).shape,
+                                                (<object>x).strides[:-1] + (old_sz,),
+                                                writeable=x.flags.writeable)
+    return make_view(a, x.view(new))
 
 
 def view_as(input, other):
@@ -563,6 +609,60 @@ cdef class RepeatBackward0(Node):
         return (reshape_c(g, self.in_shape),)
 
 
+def repeat_interleave(input, repeats=None, dim=None, *, output_size=None):
+    """Each element (dim=None: of the flattened tensor) or each slice along dim repeated
+    `repeats` times (an int, or a 0-d/1-d int tensor with one count per slice). Int repeats are
+    unsqueeze + expand + contiguous copy + view as PyTorch (ViewBackward0); tensor repeats are an
+    index_select (IndexSelectBackward0). repeat_interleave(counts) alone gives the indices."""
+    cdef TensorBase a = input, r
+    from fastgrad._core.ops_index import index_select
+    if repeats is None:                              # repeat_interleave(counts): indices
+        r = a
+        c = r._data
+        if c.ndim > 1:
+            raise RuntimeError("repeats must be 0-dim or 1-dim tensor")
+        if c.dtype.kind not in "iu":
+            raise NotImplementedError(f"\"repeat_interleave_cpu\" not implemented for "
+                                      f"'{_TNAMES.get(c.dtype.name, c.dtype.name)}'")
+        if c.size and c.min() < 0:
+            raise RuntimeError("repeats can not be negative")
+        return wrap(np.repeat(np.arange(c.size, dtype=c.dtype), c.reshape(-1)))
+    if dim is None:
+        a = reshape_c(a, (-1,))
+        d = 0
+    else:
+        d = wrap_dim(dim, a._data.ndim, "repeat_interleave")
+    if a._data.ndim == 0:
+        a = reshape_c(a, (1,))
+    n = _shape(a)[d]
+    if isinstance(repeats, TensorBase):
+        c = (<TensorBase>repeats)._data
+        if c.ndim > 1:
+            raise RuntimeError("repeats must be 0-dim or 1-dim tensor")
+        if c.dtype.kind not in "iu":
+            raise NotImplementedError(f"\"repeat_interleave_cpu\" not implemented for "
+                                      f"'{_TNAMES.get(c.dtype.name, c.dtype.name)}'")
+        c = c.reshape(-1).astype(np.int64)
+        if c.size == 1:
+            c = np.full(n, c[0], dtype=np.int64)
+        elif c.size != n:
+            raise RuntimeError(f"repeats must have the same size as input along dim, but got "
+                               f"repeats.size(0) = {c.size} and input.size({d}) = {n}")
+        if c.size and c.min() < 0:
+            raise RuntimeError("repeats can not be negative")
+        idx = wrap(np.repeat(np.arange(n, dtype=np.int64), c))
+        if output_size is not None and int(output_size) != idx._data.size:
+            raise RuntimeError(f"allocated size does not match required size")
+        return index_select(a, d, idx)
+    k = int(repeats)
+    if k < 0:
+        raise RuntimeError("Repeats must be non-negative")
+    sh = _shape(a)
+    e = unsqueeze_c(a, d + 1)
+    e = expand_c(e, sh[:d + 1] + (k,) + sh[d + 1:])
+    return reshape_c(_clone(e), sh[:d] + (n * k,) + sh[d + 1:])
+
+
 def flip(input, *dims):
     """A copy with the order of elements reversed along `dims`."""
     cdef TensorBase a = input, out
@@ -830,3 +930,8 @@ cdef class UnbindBackward0(Node):
         parts = [g if g is not None else wrap(np.zeros(sh, dtype=(<TensorBase>ref)._data.dtype))
                  for g in grads]
         return (stack(parts, self.dim),)
+
+
+def _diag_scatter(g, tuple shape, cnp.ndarray pos):
+    """zeros(shape) with g written at the flat positions pos (a generalized diagonal)."""
+    return scatter_add_flat(g, shape, pos, True)

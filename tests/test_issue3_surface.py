@@ -1,0 +1,219 @@
+"""Issue 3 additions: matmul backward for broadcast gradients (the W3 path), einsum with '...' and
+repeated indices, Tensor.view(dtype), repeat_interleave, masked_fill's nodes, out= keywords.
+Values vs NumPy, gradients vs float64 finite differences, names/messages vs torch."""
+import numpy as np
+import pytest
+
+from _backend import fg, REFERENCE
+from _fd import check_grad
+
+R = np.random.default_rng(11)
+
+
+def arr(*shape):
+    return R.standard_normal(shape)
+
+
+def _t(a, rg=True, dtype=None):
+    return fg.tensor(np.array(a, dtype=dtype or np.float64), requires_grad=rg)
+
+
+# --- matmul backward with an expanded (stride-0) gradient ----------------------------------------
+
+@pytest.mark.parametrize("reduce", ["sum", "sum3", "mean", "sum0", "sum1", "sum0w", "sum1w"])
+@pytest.mark.parametrize("layout", ["c", "t", "slice"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_broadcast_grad(reduce, layout, dtype):
+    """C.sum() / C.mean() / C.sum(d) (* w) hand matmul's backward a gradient that repeats one
+    row or column; the O(n^2) formulas must equal G @ B^T and A^T @ G with G materialized."""
+    m, k, n = 5, 4, 3
+    a0 = arr(k, m).T if layout == "t" else arr(m, 2 * k)[:, ::2] if layout == "slice" else arr(m, k)
+    b0 = arr(k, n)
+    w0 = arr(n) if reduce == "sum0w" else arr(m) if reduce == "sum1w" else None
+    A, B = _t(a0, dtype=dtype), _t(b0, dtype=dtype)
+    if layout == "t":
+        A = _t(np.ascontiguousarray(a0.T), dtype=dtype).t().detach().requires_grad_()
+    C = A @ B
+    out = {"sum": lambda: C.sum(), "sum3": lambda: C.sum() * 3, "mean": lambda: C.mean(),
+           "sum0": lambda: C.sum(0).sum(), "sum1": lambda: C.sum(1).sum(),
+           "sum0w": lambda: (C.sum(0) * _t(w0, False, dtype)).sum(),
+           "sum1w": lambda: (C.sum(1) * _t(w0, False, dtype)).sum()}[reduce]()
+    out.backward()
+    G = np.full((m, n), {"sum": 1.0, "sum3": 3.0, "mean": 1.0 / (m * n)}.get(reduce, 1.0))
+    if reduce == "sum0w":
+        G = np.broadcast_to(w0, (m, n))
+    elif reduce == "sum1w":
+        G = np.broadcast_to(w0[:, None], (m, n))
+    a, b = a0.astype(dtype).astype(np.float64), b0.astype(dtype).astype(np.float64)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(A.grad.numpy(), G @ b.T, rtol=tol, atol=tol)
+    np.testing.assert_allclose(B.grad.numpy(), a.T @ G, rtol=tol, atol=tol)
+    assert A.grad.dtype == A.dtype and A.grad.shape == A.shape
+    assert B.grad.numpy().flags.c_contiguous and B.grad.numpy().flags.writeable
+    B.grad.add_(1)                                            # .grad is its own writable array
+
+
+def test_matmul_broadcast_grad_one_side_and_empty():
+    A, B = _t(arr(3, 4)), _t(arr(4, 2), rg=False)
+    (A @ B).sum().backward()
+    np.testing.assert_allclose(A.grad.numpy(), np.ones((3, 2)) @ B.numpy().T, atol=1e-12)
+    A, B = _t(arr(3, 0)), _t(arr(0, 2))
+    (A @ B).sum().backward()
+    assert A.grad.shape == (3, 0) and B.grad.shape == (0, 2)
+    A, B = _t(arr(0, 4)), _t(arr(4, 2))
+    (A @ B).sum().backward()
+    np.testing.assert_array_equal(B.grad.numpy(), np.zeros((4, 2)))
+
+
+def test_matmul_broadcast_grad_double_backward():
+    a, b = arr(3, 4), arr(4, 2)
+    A, B = _t(a), _t(b)
+    (ga,) = fg.autograd.grad((A @ B).sum(), (A,), create_graph=True)
+    (ga * ga).sum().backward()
+    # ga = 1 (B 1)^T: d/dB sum(ga^2) = 2 * 3 * rowsum(B) 1^T
+    np.testing.assert_allclose(B.grad.numpy(), 6 * np.outer(b.sum(1), np.ones(2)), atol=1e-12)
+
+
+# --- einsum: '...' and repeated indices -----------------------------------------------------------
+
+@pytest.mark.parametrize("eq, shapes, np_eq", [
+    ("ii->i", [(3, 3)], None), ("ii->", [(3, 3)], None), ("ii", [(4, 4)], None), ("bii->b", [(2, 3, 3)], None),
+    ("bii->bi", [(2, 3, 3)], None), ("iij->ij", [(2, 2, 3)], None), ("iji->j", [(3, 2, 3)], None),
+    ("ii,i->i", [(3, 3), (3,)], None), ("ij,jj->i", [(2, 3), (3, 3)], None),
+    ("...ij,...jk->...ik", [(2, 2, 3), (2, 3, 2)], None), ("...ij,...jk", [(2, 3), (2, 3, 4)], None),
+    ("i...->...", [(2, 3, 4)], None), ("...i->...", [(3,)], None), ("b...,b...->b", [(2, 3), (2, 3)], "bx,bx->b"),
+    ("...ii->...i", [(2, 3, 3)], None), ("...,...->...", [(2, 1), (1, 3)], None), ("i...i", [(3, 2, 3)], None),
+    ("ij...,jk->ik...", [(2, 3, 2), (3, 4)], None), ("...", [(2, 3)], None), ("i,i->", [(0,), (0,)], None),
+    ("b...,b...->b", [(2, 3, 2), (2, 3, 2)], "bxy,bxy->b"), ("i...->i", [(2, 3)], "ix->i"),
+])
+def test_einsum_ellipsis_diagonal(eq, shapes, np_eq):
+    """NumPy cannot sum away '...' dims (PyTorch can): np_eq spells those out."""
+    check_grad(lambda *ts: fg.einsum(eq, *ts), [arr(*s) for s in shapes],
+               ref=lambda *a: np.einsum(np_eq or eq, *a))
+
+
+def test_einsum_noncontiguous_and_double_backward():
+    x = arr(4, 4)
+    check_grad(lambda a: fg.einsum("ii->i", a.t()), [x], ref=lambda a: np.diagonal(a.T))
+    a = _t(arr(3, 3))
+    (g,) = fg.autograd.grad((fg.einsum("ii->i", a) ** 2).sum(), (a,), create_graph=True)
+    np.testing.assert_allclose(g.detach().numpy(), np.diag(2 * np.diag(a.detach().numpy())),
+                               atol=1e-12)
+    g.sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), 2 * np.eye(3), atol=1e-12)
+
+
+@pytest.mark.parametrize("eq, shapes, msg", [
+    ("ij->i", [(2, 3, 4)], "number of subscripts"),
+    ("ij,jk->ik", [(2, 3)], "fewer operands"),
+    ("i->j", [(3,)], "output subscript j does not appear"),
+    ("ii->i", [(2, 3)], ""),
+    ("ij...k->i", [(2,)], "more than the number of dimensions"),
+])
+def test_einsum_errors(eq, shapes, msg):
+    with pytest.raises(RuntimeError, match=msg):
+        fg.einsum(eq, *[_t(arr(*s)) for s in shapes])
+
+
+# --- view(dtype) ----------------------------------------------------------------------------------
+
+def test_view_dtype_same_size_shares_storage():
+    x = fg.tensor(np.arange(6, dtype=np.float32).reshape(2, 3), requires_grad=True)
+    y = x.view(fg.int32)
+    assert y.dtype == fg.int32 and y.shape == (2, 3) and not y.requires_grad
+    np.testing.assert_array_equal(y.numpy(), np.arange(6, dtype=np.float32).view(np.int32).reshape(2, 3))
+    z = x.detach().view(fg.int32)
+    z[0, 0] = np.float32(7.0).view(np.int32).item()
+    assert x[0, 0].item() == 7.0
+    f = x.view(fg.float32)
+    assert f.grad_fn is None and not f.requires_grad
+
+
+def test_view_dtype_different_size():
+    x = fg.tensor(np.arange(8, dtype=np.int32).reshape(2, 4))
+    assert x.view(fg.int64).shape == (2, 2)
+    np.testing.assert_array_equal(x.view(fg.int64).numpy(),
+                                  np.arange(8, dtype=np.int32).reshape(2, 4).view(np.int64))
+    assert x.view(fg.int16).shape == (2, 8)
+    assert x.t().view(fg.int32).shape == (4, 2)
+    assert fg.zeros(0, 4).view(fg.float64).shape == (0, 2)
+    assert fg.zeros(()).view(fg.int32).shape == ()
+    y = fg.tensor(np.arange(12, dtype=np.int32).reshape(2, 6))[:, 2:]
+    np.testing.assert_array_equal(y.view(fg.int64).numpy(), y.numpy().view(np.int64))
+
+
+@pytest.mark.parametrize("make, dt, msg", [
+    (lambda: fg.zeros(3), "float64", "self.size(-1) must be divisible by 2 to view Float as Double "
+                                     "(different element sizes), but got 3"),
+    (lambda: fg.zeros(3, 4).t(), "float16", "self.stride(-1) must be 1 to view Float as Half "
+                                            "(different element sizes), but got 4"),
+    (lambda: fg.zeros(()), "float64", "self.dim() cannot be 0 to view Float as Double "
+                                      "(different element sizes)"),
+    (lambda: fg.zeros(3, 5, dtype=fg.int16)[:, 1:], "int32",
+     "self.storage_offset() must be divisible by 2 to view Short as Int (different element "
+     "sizes), but got 1"),
+    (lambda: fg.zeros(3, 5, dtype=fg.int16)[:, :2], "int32",
+     "self.stride(0) must be divisible by 2 to view Short as Int (different element sizes), "
+     "but got 5"),
+])
+def test_view_dtype_errors(make, dt, msg):
+    with pytest.raises(RuntimeError) as e:
+        make().view(getattr(fg, dt))
+    assert str(e.value) == msg
+
+
+# --- repeat_interleave ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape, reps, dim", [((2, 3), 2, None), ((2, 3), 2, 0), ((2, 3), 3, 1),
+                                              ((2, 3), 2, -1), ((), 3, None), ((2, 3), 0, 1),
+                                              ((0, 3), 2, 0), ((2, 3), [1, 2], 0),
+                                              ((2, 3), [1, 0, 2], 1), ((2, 3), [2], 0),
+                                              ((2, 3), 2, "t"), ((4,), [0, 1, 2, 3], None)])
+def test_repeat_interleave(shape, reps, dim):
+    x = arr(*shape)
+    r = fg.tensor(np.array(reps, dtype=np.int64)) if isinstance(reps, list) else reps
+    nr = np.array(reps) if isinstance(reps, list) else reps
+    if dim == "t":
+        check_grad(lambda a: a.t().repeat_interleave(r, dim=0), [x],
+                   ref=lambda a: np.repeat(a.T, nr, axis=0))
+        return
+    check_grad(lambda a: fg.repeat_interleave(a, r, dim=dim), [x],
+               ref=lambda a: np.repeat(a, nr, axis=dim))
+
+
+def test_repeat_interleave_names_and_errors():
+    x = _t(arr(2, 3))
+    assert type(x.repeat_interleave(2, 1).grad_fn).__name__ == "ViewBackward0"
+    assert type(x.repeat_interleave(fg.tensor([1, 2]), 0).grad_fn).__name__ == "IndexSelectBackward0"
+    np.testing.assert_array_equal(fg.repeat_interleave(fg.tensor([1, 2, 0, 3])).numpy(),
+                                  [0, 1, 1, 3, 3, 3])
+    for reps, msg in [(-1, "Repeats must be non-negative"),
+                      (fg.tensor([1, -2]), "repeats can not be negative"),
+                      (fg.tensor([[1, 2]]), "repeats must be 0-dim or 1-dim tensor"),
+                      (fg.tensor([1, 2, 3]), "repeats must have the same size as input along dim, "
+                                             "but got repeats.size\\(0\\) = 3 and input.size\\(0\\) = 2")]:
+        with pytest.raises(RuntimeError, match=msg):
+            fg.repeat_interleave(x, reps, 0)
+
+
+# --- masked_fill ----------------------------------------------------------------------------------
+
+def test_masked_fill_nodes_and_grads():
+    m = fg.tensor([True, False, True])
+    x = _t(arr(2, 3))
+    y = x.masked_fill(m, 1.5)
+    assert type(y.grad_fn).__name__ == "MaskedFillBackward0"
+    np.testing.assert_array_equal(y.detach().numpy(), np.where([True, False, True], 1.5, x.detach().numpy()))
+    check_grad(lambda a: a.masked_fill(m, -2.0), [arr(2, 3)])
+    check_grad(lambda a: a.t().masked_fill(fg.tensor([[True], [False], [True]]), 0.0), [arr(2, 3)])
+    check_grad(lambda a: a.masked_fill(fg.tensor(True), 0.0), [arr()])
+    check_grad(lambda a, v: a.masked_fill(m, v), [arr(2, 3), arr()])
+    v = _t(2.0)
+    y = x.masked_fill(m, v)
+    assert type(y.grad_fn).__name__ == "MaskedFillBackward1"
+    y.sum().backward()
+    assert v.grad.item() == 4.0
+    np.testing.assert_array_equal(x.grad.numpy(), [[0, 1, 0], [0, 1, 0]])
+    xi = fg.tensor([[1, 2, 3]])
+    assert xi.masked_fill(m, 7).dtype == fg.int64
+    np.testing.assert_array_equal(xi.masked_fill(m, 7).numpy(), [[7, 2, 7]])
