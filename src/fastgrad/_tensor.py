@@ -10,6 +10,7 @@ from fastgrad import _dtypes
 from fastgrad._core import ops_pointwise as _pw
 from fastgrad._core import ops_reduce as _red
 from fastgrad._core import tensor as _ct
+from fastgrad._core import engine as _engine
 from fastgrad._core import ops_view as _view
 from fastgrad._core import ops_index as _ix
 from fastgrad._core import ops_linalg as _la
@@ -41,10 +42,7 @@ class Tensor(TensorBase):
         return object.__format__(self, spec)
 
     # -- autograd --
-    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
-        """Accumulate d(self)/d(leaf) into every leaf's .grad (see fastgrad.autograd.backward)."""
-        from fastgrad import autograd
-        autograd.backward(self, gradient, retain_graph, create_graph, inputs=inputs)
+    backward = _engine.tensor_backward    # compiled: `loss.backward()` builds its seed in C
 
     def register_hook(self, hook):
         """hook(grad) runs when this tensor's gradient is computed; it may return a replacement.

@@ -7,6 +7,14 @@ gradient; a node becomes ready when all have arrived, and the ready node with th
 sequence_nr runs first. Gradients for one node are summed per output slot in its InputBuffer
 (`_buf`). After a node runs it releases its saved tensors unless the graph is kept.
 No recursion anywhere: a 1,000,000-node chain runs in constant C-stack depth.
+
+Note [Input buffers]
+A node with one output (nearly all) keeps its pending gradient in `_buf` itself; a node with
+several keeps a list, one entry per output slot. The first gradient to arrive is stored as it is
+(it may be shared: AddBackward0 hands the same tensor to both inputs). The second is summed into a
+new tensor that only the engine holds (`_owned`), and later ones are added into that tensor in
+place, so a leaf used k times costs one allocation, not k-1. Under create_graph every sum is out
+of place (it is recorded). An owned sum that reaches a leaf without .grad becomes its .grad as is.
 """
 cimport cython
 cimport numpy as cnp
@@ -80,6 +88,7 @@ cdef list _discover(list roots, Py_ssize_t epoch):
             node._epoch = epoch
             node._deps = 0
             node._buf = None
+            node._owned = False
             node._needed = False
             stack.append(node)
             nodes.append(node)
@@ -95,6 +104,7 @@ cdef list _discover(list roots, Py_ssize_t epoch):
                 nxt._epoch = epoch
                 nxt._deps = 0
                 nxt._buf = None
+                nxt._owned = False
                 nxt._needed = False
                 stack.append(nxt)
                 nodes.append(nxt)
@@ -137,8 +147,34 @@ cdef inline bint _any_grad(tuple grads):
     return False
 
 
-cdef inline object _buf_add(object old, object g):
-    return g if old is None else pw.add(old, g)
+cdef void _buf_add(Node node, Py_ssize_t slot, object g, bint create_graph) except *:
+    """Add gradient g for output `slot` into node's InputBuffer (Note [Input buffers])."""
+    cdef list buf
+    if node._n_out != 1:
+        if node._buf is None:
+            node._buf = [None] * node._n_out
+        buf = node._buf
+        buf[slot] = g if buf[slot] is None else pw.add(buf[slot], g)
+        return
+    old = node._buf
+    if old is None:
+        node._buf = g
+    elif node._owned and pw.add_into((<TensorBase>old)._data, (<TensorBase>g)._data):
+        pass
+    else:
+        node._buf = pw.add(old, g)
+        node._owned = not create_graph
+
+
+cdef inline tuple _take_buf(Node node):
+    """The node's gradients, one per output slot, and its buffer cleared."""
+    buf = node._buf
+    node._buf = None
+    if node._n_out == 1:
+        return (buf,)
+    if buf is None:
+        return (None,) * node._n_out
+    return tuple(<list>buf)
 
 
 cdef tuple _validate(Node node, tuple out):
@@ -210,7 +246,34 @@ def run_backward(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
     `inputs` when given). accumulate=False (autograd.grad): return the gradients of `inputs`,
     touching no .grad. Grad mode is `create_graph` while nodes run.
     """
+    return _run(roots, root_grads, keep_graph, create_graph, inputs, accumulate, allow_unused)
+
+
+def tensor_backward(TensorBase self, gradient=None, retain_graph=None, create_graph=False,
+                    inputs=None):
+    """Accumulate d(self)/d(leaf) into every leaf's .grad (see fastgrad.autograd.backward)."""
+    cdef cnp.ndarray d = self._data, seed
+    cdef int t = cnp.PyArray_TYPE(d)
+    if gradient is None and inputs is None and create_graph is False and \
+            (retain_graph is None or retain_graph is False or retain_graph is True) and \
+            (self._grad_fn is not None or self._requires_grad) and cnp.PyArray_SIZE(d) == 1 and \
+            (t == cnp.NPY_FLOAT32 or t == cnp.NPY_FLOAT64):
+        # the common `loss.backward()`: the seed is a one-element 1 of the output's shape and dtype
+        seed = cnp.PyArray_EMPTY(d.ndim, cnp.PyArray_DIMS(d), t, 0)
+        if t == cnp.NPY_FLOAT32:
+            (<float*>cnp.PyArray_DATA(seed))[0] = 1
+        else:
+            (<double*>cnp.PyArray_DATA(seed))[0] = 1
+        _run((self,), (wrap(seed),), retain_graph is True, False, None, True, False)
+        return
+    from fastgrad import autograd
+    autograd.backward(self, gradient, retain_graph, create_graph, inputs=inputs)
+
+
+cdef object _run(tuple roots, tuple root_grads, bint keep_graph, bint create_graph,
+                 tuple inputs, bint accumulate, bint allow_unused):
     cdef Py_ssize_t epoch = next_epoch(), i
+    cdef bint owned
     cdef TensorBase t, g
     cdef Node node, nxt
     cdef list root_nodes = [], heap = [], nodes
@@ -252,10 +315,9 @@ def run_backward(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
         for i in range(len(root_nodes)):
             node = root_nodes[i]
             t = roots[i]
-            if node._buf is None:
-                node._buf = [None] * node._n_out
-            node._buf[t._output_nr if t._grad_fn is not None else 0] = _buf_add(
-                node._buf[t._output_nr if t._grad_fn is not None else 0], root_grads[i])
+            _buf_add(node, t._output_nr if t._grad_fn is not None else 0, root_grads[i],
+                     create_graph)
+            node._owned = False                      # a root's seed belongs to the caller
         for node in root_nodes:
             if node._deps == 0 and node._buf is not None:
                 node._deps = -1                      # queued once
@@ -264,8 +326,8 @@ def run_backward(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
         set_grad_enabled_c(create_graph)
         while heap:
             node = _heap_pop(heap)
-            grads = tuple(node._buf) if node._buf is not None else (None,) * node._n_out
-            node._buf = None
+            owned = node._owned and node._pre_hooks is None
+            grads = _take_buf(node)
             if targets is not None:
                 for slot in range(node._n_out):
                     idx = targets.get((node, slot))
@@ -278,7 +340,11 @@ def run_backward(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
             if node._needed and _any_grad(grads):
                 if node._pre_hooks is not None:
                     grads = _run_hooks(node, grads)
-                out = node.apply(grads)
+                if type(node) is AccumulateGrad:
+                    (<AccumulateGrad>node).accumulate(grads[0], owned)
+                    out = ()
+                else:
+                    out = node.apply(grads)
                 if node._post_hooks is not None:
                     for hook in list(node._post_hooks):
                         r = hook(out, grads)
@@ -298,10 +364,8 @@ def run_backward(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
                     continue
                 nxt = <Node>obj
                 if out is not None and out[i] is not None:
-                    slot = 0 if node._next_nrs is None else node._next_nrs[i]
-                    if nxt._buf is None:
-                        nxt._buf = [None] * nxt._n_out
-                    nxt._buf[slot] = _buf_add(nxt._buf[slot], out[i])
+                    _buf_add(nxt, 0 if node._next_nrs is None else node._next_nrs[i], out[i],
+                             create_graph)
                 nxt._deps -= 1
                 if nxt._deps == 0:
                     _heap_push(heap, nxt)

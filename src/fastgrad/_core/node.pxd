@@ -10,7 +10,9 @@ cdef class Node:
     cdef bint _released            # saved values were freed after a backward
     # engine scratch, valid only during one backward
     cdef Py_ssize_t _deps          # edges still to arrive before this node may run
-    cdef list _buf                 # InputBuffer: one summed gradient per output slot
+    cdef object _buf               # InputBuffer: the summed gradient (one output), or a list of
+                                   #   one per output slot (Note [Input buffers] in engine.pyx)
+    cdef bint _owned               # _buf (one output) was allocated by the engine: add in place
     cdef Py_ssize_t _epoch         # backward call that last visited this node
     cdef bint _needed              # on a path to a requested input (or every node: backward())
     # hooks and anomaly mode (None unless used)

@@ -1,4 +1,5 @@
 # Elementwise ops: forward entry points (validate, promote, allocate, run a kernel, record a node).
+cimport numpy as cnp
 from fastgrad._core.tensor cimport TensorBase
 from fastgrad._core.kernels cimport (OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_RSUB, OP_RDIV, OP_NEG,
     OP_ABS, OP_EXP, OP_LOG, OP_SQRT, OP_SIN, OP_COS, OP_TANH, OP_SIGMOID, OP_RELU,
@@ -13,6 +14,7 @@ cdef enum:
     CMP_GE = 5
 
 cdef object add(object a, object b)
+cdef bint add_into(cnp.ndarray acc, cnp.ndarray g) noexcept   # acc += g in place when it can
 cdef object sub(object a, object b)
 cdef object rsub(object a, object b)           # b - a
 cdef object mul(object a, object b)

@@ -33,6 +33,10 @@ cdef dict _UNARY_UFUNC = {OP_NEG: np.negative, OP_ABS: np.abs, OP_EXP: np.exp, O
                           OP_SQRT: np.sqrt, OP_SIN: np.sin, OP_COS: np.cos, OP_TANH: np.tanh,
                           OP_RECIPROCAL: np.reciprocal}
 cdef dict _OPNAME = {OP_ADD: "add", OP_SUB: "sub", OP_MUL: "mul", OP_DIV: "div"}
+# Kernels on fewer elements keep the GIL: dropping and retaking it costs more than such a loop.
+cdef enum:
+    NOGIL_MIN = 4096
+
 cdef dict _CMP_UFUNC = {CMP_EQ: np.equal, CMP_NE: np.not_equal, CMP_LT: np.less,
                         CMP_LE: np.less_equal, CMP_GT: np.greater, CMP_GE: np.greater_equal}
 
@@ -172,16 +176,30 @@ cdef inline cnp.ndarray _aligned(cnp.ndarray x):
 
 cdef cnp.ndarray _contiguous_binary(int op, cnp.ndarray a, cnp.ndarray b):
     cdef cnp.ndarray out = _empty_like(a)
+    _binary_into(op, a, b, out)
+    return out
+
+
+cdef void _binary_into(int op, cnp.ndarray a, cnp.ndarray b, cnp.ndarray out) noexcept:
+    """out = a (op) b on contiguous buffers of one float type and size (out may alias a)."""
     cdef Py_ssize_t n = cnp.PyArray_SIZE(a)
-    if cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32:
-        with nogil:
-            K.binary_fwd(op, <float*>cnp.PyArray_DATA(a), <float*>cnp.PyArray_DATA(b),
-                         <float*>cnp.PyArray_DATA(out), n)
+    cdef void* pa = cnp.PyArray_DATA(a)
+    cdef void* pb = cnp.PyArray_DATA(b)
+    cdef void* po = cnp.PyArray_DATA(out)
+    cdef bint f32 = cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32
+    if n < NOGIL_MIN:
+        _binary_call(op, f32, pa, pb, po, n)
     else:
         with nogil:
-            K.binary_fwd(op, <double*>cnp.PyArray_DATA(a), <double*>cnp.PyArray_DATA(b),
-                         <double*>cnp.PyArray_DATA(out), n)
-    return out
+            _binary_call(op, f32, pa, pb, po, n)
+
+
+cdef inline void _binary_call(int op, bint f32, void* a, void* b, void* out,
+                              Py_ssize_t n) noexcept nogil:
+    if f32:
+        K.binary_fwd(op, <float*>a, <float*>b, <float*>out, n)
+    else:
+        K.binary_fwd(op, <double*>a, <double*>b, <double*>out, n)
 
 
 cdef cnp.ndarray _strided_binary(int op, cnp.ndarray x, cnp.ndarray y, tuple shape):
@@ -249,13 +267,23 @@ cdef inline cnp.ndarray _scalar_kernel(int op, cnp.ndarray x, double c):
     """The scalar kernel on a contiguous float32/float64 array."""
     cdef cnp.ndarray out = _empty_like(x)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
-    if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
-        with nogil:
-            K.scalar_fwd(op, <float*>cnp.PyArray_DATA(x), c, <float*>cnp.PyArray_DATA(out), n)
+    cdef void* px = cnp.PyArray_DATA(x)
+    cdef void* po = cnp.PyArray_DATA(out)
+    cdef bint f32 = cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32
+    if n < NOGIL_MIN:
+        _scalar_call(op, f32, px, c, po, n)
     else:
         with nogil:
-            K.scalar_fwd(op, <double*>cnp.PyArray_DATA(x), c, <double*>cnp.PyArray_DATA(out), n)
+            _scalar_call(op, f32, px, c, po, n)
     return out
+
+
+cdef inline void _scalar_call(int op, bint f32, void* x, double c, void* out,
+                              Py_ssize_t n) noexcept nogil:
+    if f32:
+        K.scalar_fwd(op, <float*>x, c, <float*>out, n)
+    else:
+        K.scalar_fwd(op, <double*>x, c, <double*>out, n)
 
 
 cdef Node _scalar_node(int op, TensorBase a, object b):
@@ -320,6 +348,18 @@ cdef object _binary(int op, TensorBase a, object b):
 
 cdef object add(object a, object b):
     return _binary(OP_ADD, <TensorBase>a, b)
+
+
+cdef bint add_into(cnp.ndarray acc, cnp.ndarray g) noexcept:
+    """acc += g with the contiguous kernel (out aliases its first input, elementwise) when both
+    are the same float type and shape and acc is writeable; False, with nothing done, otherwise.
+    For buffers that only the caller holds (the engine's gradient sums, a leaf's .grad)."""
+    cdef int t = cnp.PyArray_TYPE(acc)
+    if t != cnp.PyArray_TYPE(g) or not _fast_float(acc) or not _fast_float(g) or \
+            not _same_shape(acc, g) or not cnp.PyArray_ISWRITEABLE(acc):
+        return False
+    _binary_into(OP_ADD, acc, g, acc)
+    return True
 
 
 cdef object sub(object a, object b):

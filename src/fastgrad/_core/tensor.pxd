@@ -43,6 +43,8 @@ cdef class SavedVar:
 cdef class AccumulateGrad(Node):
     cdef TensorBase variable       # the leaf whose .grad this node accumulates into
 
+    cdef void accumulate(self, TensorBase g, bint owned) except *
+
 
 # allocation and graph recording, used by every ops_* module
 cdef TensorBase wrap(cnp.ndarray arr)

@@ -57,9 +57,22 @@ cdef class VersionCounter:
     pass
 
 
+cdef extern from *:
+    """
+    static PyObject *fg_tp_new(PyTypeObject *cls, PyObject *args) {
+        return cls->tp_new(cls, args, NULL);
+    }
+    """
+    TensorBase fg_tp_new(type cls, tuple args)
+
+
+cdef tuple _no_args = ()
+
+
 cdef TensorBase wrap(cnp.ndarray arr):
-    """A new fastgrad.Tensor over `arr` (no copy), with no history."""
-    cdef TensorBase t = TensorBase.__new__(_tensor_cls)
+    """A new fastgrad.Tensor over `arr` (no copy), with no history. Calls the class's tp_new
+    directly: `TensorBase.__new__(cls)` would go through a Python-level method call."""
+    cdef TensorBase t = fg_tp_new(_tensor_cls, _no_args)
     t._data = arr
     if inference_mode_c():
         t._inference = True
@@ -266,31 +279,43 @@ cdef class AccumulateGrad(Node):
     """Sink of the graph for one leaf: adds the incoming gradient into `variable.grad`."""
 
     cdef tuple apply(self, tuple grads):
+        self.accumulate(grads[0], False)
+        return ()
+
+    cdef void accumulate(self, TensorBase g, bint owned) except *:
+        """Add g into variable.grad. `owned`: g is a sum the engine allocated and nobody else
+        holds, so a leaf without a .grad takes it as it is (no copy)."""
         cdef TensorBase var = self.variable
-        cdef TensorBase g = grads[0]
         cdef TensorBase old
+        cdef cnp.ndarray gd
         if g is None:
-            return ()
+            return
         if var._hooks is not None:
             for hook in list(var._hooks):
                 r = hook(g)
                 if r is not None:
                     g = r
+            owned = False                          # a hook may have kept g
         old = var._grad
+        gd = g._data
         if old is None:
             if grad_enabled():
                 var._grad = g                      # create_graph: keep the graph of the grad
+            elif cnp.PyArray_TYPE(gd) != cnp.PyArray_TYPE(var._data):
+                var._grad = wrap(np.array(gd, dtype=var._data.dtype, order="C", copy=True))
+            elif owned and cnp.PyArray_IS_C_CONTIGUOUS(gd):
+                var._grad = g
             else:
-                var._grad = wrap(np.array(g._data, dtype=var._data.dtype, order="C", copy=True))
+                var._grad = wrap(cnp.PyArray_NewCopy(gd, cnp.NPY_CORDER))
         elif grad_enabled() or old._requires_grad:
             var._grad = pw.add(old, g)             # out of place: the old grad may be in a graph
         else:
-            np.add(old._data, g._data, out=old._data, casting="unsafe")
+            if not pw.add_into(old._data, gd):
+                np.add(old._data, gd, out=old._data, casting="unsafe")
             old.bump_version()
         if var._post_acc_hooks is not None:
             for hook in list(var._post_acc_hooks):
                 hook(var)
-        return ()
 
     @property
     def variable(self):

@@ -1,0 +1,193 @@
+"""The engine's gradient buffers and backward()'s compiled entry: a gradient summed over many
+uses, sums that become a leaf's .grad, hooks that keep a gradient, and `loss.backward()` on
+one-element outputs of every shape, dtype and retain_graph setting (Note [Input buffers])."""
+import numpy as np
+import pytest
+
+from _backend import fg
+from _fd import check_grad
+
+
+# ------------------------------------------------------------------ a leaf used many times
+@pytest.mark.parametrize("k", [1, 2, 3, 7])
+@pytest.mark.parametrize("n", [1, 16])
+def test_leaf_used_k_times(k, n):
+    def f(w, x):
+        y = x
+        for _ in range(k):
+            y = (y * w + w).tanh()
+        return y.sum()
+    rng = np.random.default_rng(k)
+    check_grad(f, [rng.uniform(-1, 1, n), rng.uniform(-1, 1, n)])
+
+
+def test_w1_chain_matches_numpy_by_hand():
+    x = np.linspace(0.1, 0.2, 16)
+    w0 = np.linspace(0.2, 0.3, 16)
+    w = fg.tensor(w0, requires_grad=True)
+    y = fg.tensor(x)
+    for _ in range(25):
+        y = (y * w + w).tanh().exp()
+    y.sum().backward()
+    # by hand
+    saved, yy = [], x
+    for _ in range(25):
+        t = np.tanh(yy * w0 + w0)
+        e = np.exp(t)
+        saved.append((yy, t, e))
+        yy = e
+    g, gw = np.ones(16), np.zeros(16)
+    for y_in, t, e in reversed(saved):
+        g = g * e * (1 - t * t)
+        gw += g * y_in + g
+        g = g * w0
+    np.testing.assert_allclose(w.grad.numpy(), gw, rtol=1e-12)
+
+
+def test_second_backward_accumulates_into_a_taken_sum():
+    # w's gradient is a sum the engine made; it becomes w.grad, and the next backward adds to it
+    w = fg.tensor([1.0, 2.0], requires_grad=True)
+    for _ in range(2):
+        (w * 3 + w * 4 + w * 5).sum().backward()
+    np.testing.assert_array_equal(w.grad.numpy(), [24.0, 24.0])
+
+
+def test_non_leaf_used_three_times_with_retain_grad():
+    x = fg.tensor([1.0, -2.0], requires_grad=True)
+    h = x * 2
+    h.retain_grad()
+    y = h + h + h * 4
+    y.sum().backward()
+    np.testing.assert_array_equal(h.grad.numpy(), [6.0, 6.0])
+    np.testing.assert_array_equal(x.grad.numpy(), [12.0, 12.0])
+
+
+def test_shared_gradient_is_not_modified_by_a_later_sum():
+    # AddBackward0 hands one tensor to both inputs; summing further gradients into it must not
+    # change the value a retain_grad'ed tensor (or a hook) already saw
+    x = fg.tensor([1.0], requires_grad=True)
+    a = x * 1
+    b = x * 1
+    s = a + b
+    s.retain_grad()
+    seen = []
+    a.register_hook(lambda g: seen.append(g))
+    (s + a * 10).sum().backward()
+    np.testing.assert_array_equal(s.grad.numpy(), [1.0])
+    np.testing.assert_array_equal(seen[0].numpy(), [11.0])
+    np.testing.assert_array_equal(x.grad.numpy(), [12.0])
+
+
+def test_leaf_hook_keeps_gradient_that_is_not_aliased_with_grad():
+    w = fg.tensor([1.0, 1.0], requires_grad=True)
+    kept = []
+    w.register_hook(lambda g: kept.append(g))
+    (w * 2 + w * 3 + w).sum().backward()
+    (w * 2 + w * 3 + w).sum().backward()
+    np.testing.assert_array_equal(kept[0].numpy(), [6.0, 6.0])
+    np.testing.assert_array_equal(w.grad.numpy(), [12.0, 12.0])
+
+
+def test_accumulate_grad_prehook_keeps_gradient():
+    w = fg.tensor([1.0], requires_grad=True)
+    y = w * 2 + w * 3
+    acc = y.grad_fn.next_functions[0][0].next_functions[0][0]
+    kept = []
+    acc.register_prehook(lambda grads: kept.append(grads[0]))
+    y.sum().backward(retain_graph=True)
+    y.sum().backward()
+    np.testing.assert_array_equal(kept[0].numpy(), [5.0])
+    np.testing.assert_array_equal(w.grad.numpy(), [10.0])
+
+
+def test_sum_of_mixed_dtypes_and_broadcast_uses():
+    w = fg.tensor([[1.0, 2.0]], dtype=fg.float32, requires_grad=True)
+    x = fg.tensor([[1.0], [2.0], [3.0]], dtype=fg.float64)
+    y = (w * x).sum() + (w + w).sum() + (w * w).sum()
+    y.backward()
+    assert w.grad.dtype == fg.float32 and tuple(w.grad.shape) == (1, 2)
+    np.testing.assert_allclose(w.grad.numpy(), [[6 + 2 + 2, 6 + 2 + 4]])
+
+
+def test_create_graph_sums_stay_differentiable():
+    w = fg.tensor([1.5, -0.5], requires_grad=True)
+    y = (w * w * w + w * w + w).sum()
+    (g,) = fg.autograd.grad(y, w, create_graph=True)
+    np.testing.assert_allclose(g.detach().numpy(), 3 * np.array([1.5, -0.5]) ** 2
+                               + 2 * np.array([1.5, -0.5]) + 1)
+    g.sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), 6 * np.array([1.5, -0.5]) + 2)
+
+
+def test_grad_of_leaf_used_many_times_is_not_aliased_across_calls():
+    w = fg.tensor([1.0, 2.0], requires_grad=True)
+    (g1,) = fg.autograd.grad((w * 2 + w * 3 + w).sum(), w)
+    (g2,) = fg.autograd.grad((w * 2 + w * 3 + w).sum(), w)
+    assert g1 is not g2
+    np.testing.assert_array_equal(g1.numpy(), [6.0, 6.0])
+    assert w.grad is None
+
+
+# ------------------------------------------------------------------ loss.backward() entry
+@pytest.mark.parametrize("shape", [(), (1,), (1, 1)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_backward_seed_of_one_element_output(shape, dtype):
+    dt = getattr(fg, dtype)
+    w = fg.tensor(np.full(shape, 3.0), dtype=dt, requires_grad=True)
+    (w * w).backward()
+    assert w.grad.dtype == dt and tuple(w.grad.shape) == shape
+    np.testing.assert_array_equal(w.grad.numpy(), np.full(shape, 6.0))
+
+
+def test_backward_on_leaf_itself():
+    w = fg.tensor(2.0, requires_grad=True)
+    w.backward()
+    w.backward()
+    assert w.grad.item() == 2.0
+
+
+@pytest.mark.parametrize("retain", [None, False])
+def test_backward_frees_graph_unless_retained(retain):
+    w = fg.tensor(2.0, requires_grad=True)
+    y = w * w
+    y.backward(retain_graph=retain)
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        y.backward()
+
+
+def test_backward_retain_graph_true_allows_second():
+    w = fg.tensor(2.0, requires_grad=True)
+    y = (w * w).exp()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_allclose(w.grad.item(), 2 * 4 * np.exp(4.0), rtol=1e-6)
+
+
+def test_backward_entry_errors_unchanged():
+    with pytest.raises(RuntimeError, match="element 0 of tensors does not require grad and does "
+                                           "not have a grad_fn"):
+        fg.tensor(1.0).backward()
+    w = fg.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="grad can be implicitly created only for scalar "
+                                           "outputs"):
+        (w * 2).backward()
+
+
+def test_backward_with_gradient_and_inputs_still_work():
+    w = fg.tensor([1.0, 2.0], requires_grad=True)
+    v = fg.tensor([3.0], requires_grad=True)
+    y = w * v
+    y.backward(fg.tensor([1.0, 10.0]), inputs=[w])
+    np.testing.assert_array_equal(w.grad.numpy(), [3.0, 30.0])
+    assert v.grad is None
+    z = (w * w).sum()
+    z.backward(create_graph=True)
+    assert w.grad.requires_grad
+
+
+def test_backward_with_truthy_retain_graph():
+    w = fg.tensor(2.0, requires_grad=True)
+    y = w * w
+    y.backward(retain_graph=1)
+    y.backward()
+    assert w.grad.item() == 8.0
