@@ -27,6 +27,7 @@ def test_tensors_made_inside_are_inference_tensors():
         cl = n.clone()
         assert fg.is_inference_mode_enabled() and not fg.is_grad_enabled()
     assert a.is_inference() and b.is_inference() and c.is_inference() and cl.is_inference()
+    assert fg.is_inference(a) and not fg.is_inference(x)
     assert not b.requires_grad and b.grad_fn is None
     np.testing.assert_allclose(b.numpy(), [2.0, 4.0, 6.0])
     assert not x.is_inference() and not n.is_inference()

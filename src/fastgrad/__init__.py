@@ -41,5 +41,10 @@ def is_floating_point(input):
     return input.is_floating_point()
 
 
+def is_inference(input):
+    """True for a tensor made under inference_mode (Tensor.is_inference)."""
+    return input.is_inference()
+
+
 __all__ = sorted({name for name in globals() if not name.startswith("_")} - {"annotations"}
                  | {"nn", "optim", "serialization", "save", "load"})
