@@ -1,4 +1,4 @@
-/* Vectorisable exp, tanh and sigmoid for float32 and float64 buffers.
+/* Vectorisable exp, tanh, sigmoid and log for float32 and float64 buffers.
  *
  * Note [Vectorised transcendental kernels]
  * glibc's expf/tanhf are scalar calls, so a loop over them cannot use SIMD registers (tanhf alone
@@ -57,6 +57,16 @@ static const double FG_TANH_P[] = {
     5.8742022571232779852e-4, -1.4553045347742317635e-3, 3.5920581539310993965e-3,
     -8.8632297441542140616e-3, 2.1869488255301699469e-2, -5.3968253961233561567e-2,
     1.33333333333264637e-1, -3.333333333333332218e-1};
+
+/* log: log(1+f) = 2 atanh(s), s = f / (2 + f); R = (2 atanh(s) - 2 s) / s = z P(z), z = s^2,
+ * on |s| <= (sqrt 2 - 1) / (sqrt 2 + 1). */
+static const float FG_LOGF_P[] = {
+    0.233300934329055532f, 0.28550837292657896871f, 0.40000121658434498908f,
+    0.66666666554792042093f};
+static const double FG_LOG_P[] = {
+    0.13086435199788899778, 0.13268792798244088889, 0.15386238907731196726,
+    0.18181795656074981572, 0.22222222391549865834, 0.28571428570804415457,
+    0.40000000000000875507, 0.66666666666666666465};
 
 /* --- exp ----------------------------------------------------------------------------------- */
 
@@ -148,9 +158,45 @@ FG_INLINE double fg_sigmoid(double x) {
     return num / (1.0 + e);
 }
 
+/* --- log: x = 2^e m with m in [sqrt(1/2), sqrt 2), log x = e ln2 + log(1 + f), f = m - 1 ------
+ * Subnormal x is scaled by 2^(mantissa bits) first. The exponent becomes a float through the
+ * magic-number trick (AVX2 has no int64 -> double conversion). Specials by selects at the end. */
+#define FG_LOG_BODY(T, U, MBITS, BIAS, SCALE, TINY, SQRT2, POLY, COEF, NCOEF, LN2HI, LN2LO)    \
+    T xs = x < (T)TINY ? x * (T)SCALE : x;                                                      \
+    T eadj = x < (T)TINY ? -(T)MBITS : (T)0;                                                    \
+    U u = FG_BITS(xs);                                                                          \
+    U one = FG_BITS((T)1);                                                                      \
+    T m = FG_FROM((u & ((((U)1) << MBITS) - 1)) | one);   /* [1, 2) */                          \
+    T magic = FG_FROM(one + (((U)MBITS) << MBITS));      /* 2^MBITS */                     \
+    T e = FG_FROM((u >> MBITS) | FG_BITS(magic)) - magic - (T)BIAS + eadj;                      \
+    e = m > (T)SQRT2 ? e + (T)1 : e;                                                            \
+    m = m > (T)SQRT2 ? m * (T)0.5 : m;                                                          \
+    T f = m - (T)1;                                                                             \
+    T hfsq = (T)0.5 * f * f;                                                                    \
+    T sv = f / ((T)2 + f);                                                                      \
+    T z = sv * sv;                                                                              \
+    T R = z * POLY(z, COEF, NCOEF);                                                             \
+    T r = e * (T)LN2HI - ((hfsq - (sv * (hfsq + R) + e * (T)LN2LO)) - f);                       \
+    T special = x == 0 ? -(T)__builtin_inf() : (x > 0 ? x : (T)__builtin_nan(""));             \
+    return (x > 0 && x < (T)__builtin_inf()) ? r : special;
+
+#define FG_BITS(v) _Generic((v), float: fg_f2u, double: fg_d2u)(v)
+#define FG_FROM(b) _Generic((b), uint32_t: fg_u2f, uint64_t: fg_u2d)(b)
+
+FG_INLINE float fg_logf(float x) {
+    FG_LOG_BODY(float, uint32_t, 23, 127, 8388608.0f, 1.17549435e-38f, 1.41421356f,
+                fg_polyf, FG_LOGF_P, 4, 0.693359375f, -2.12194440e-4f)
+}
+
+FG_INLINE double fg_log(double x) {
+    FG_LOG_BODY(double, uint64_t, 52, 1023, 4503599627370496.0, 2.2250738585072014e-308,
+                1.4142135623730951, fg_poly, FG_LOG_P, 8, 6.93147180369123816490e-01,
+                1.90821492927058770002e-10)
+}
+
 /* --- loops, one set per instruction set, and the dispatch table ---------------------------- */
 
-enum { FG_VM_EXP = 0, FG_VM_TANH = 1, FG_VM_SIGMOID = 2, FG_VM_NOPS = 3 };
+enum { FG_VM_EXP = 0, FG_VM_TANH = 1, FG_VM_SIGMOID = 2, FG_VM_LOG = 3, FG_VM_NOPS = 4 };
 
 typedef void (*fg_vm_f32_fn)(const float *, float *, ptrdiff_t);
 typedef void (*fg_vm_f64_fn)(const double *, double *, ptrdiff_t);
@@ -168,10 +214,14 @@ typedef void (*fg_vm_f64_fn)(const double *, double *, ptrdiff_t);
         for (ptrdiff_t i = 0; i < n; i++) o[i] = fg_tanh(a[i]); }                              \
     ATTR static void fg_sigmoid_f64_##ISA(const double *a, double *o, ptrdiff_t n) {           \
         for (ptrdiff_t i = 0; i < n; i++) o[i] = fg_sigmoid(a[i]); }                           \
+    ATTR static void fg_log_f32_##ISA(const float *a, float *o, ptrdiff_t n) {                 \
+        for (ptrdiff_t i = 0; i < n; i++) o[i] = fg_logf(a[i]); }                              \
+    ATTR static void fg_log_f64_##ISA(const double *a, double *o, ptrdiff_t n) {               \
+        for (ptrdiff_t i = 0; i < n; i++) o[i] = fg_log(a[i]); }                               \
     static const fg_vm_f32_fn fg_vm_f32_##ISA[FG_VM_NOPS] = {                                  \
-        fg_exp_f32_##ISA, fg_tanh_f32_##ISA, fg_sigmoid_f32_##ISA};                            \
+        fg_exp_f32_##ISA, fg_tanh_f32_##ISA, fg_sigmoid_f32_##ISA, fg_log_f32_##ISA};                            \
     static const fg_vm_f64_fn fg_vm_f64_##ISA[FG_VM_NOPS] = {                                  \
-        fg_exp_f64_##ISA, fg_tanh_f64_##ISA, fg_sigmoid_f64_##ISA};
+        fg_exp_f64_##ISA, fg_tanh_f64_##ISA, fg_sigmoid_f64_##ISA, fg_log_f64_##ISA};
 
 FG_VM_LOOPS(base, )
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -182,9 +232,9 @@ FG_VM_LOOPS(avx2, __attribute__((target("avx2,fma"))))
 #endif
 
 static fg_vm_f32_fn fg_vm_f32[FG_VM_NOPS] = {fg_exp_f32_base, fg_tanh_f32_base,
-                                             fg_sigmoid_f32_base};
+                                             fg_sigmoid_f32_base, fg_log_f32_base};
 static fg_vm_f64_fn fg_vm_f64[FG_VM_NOPS] = {fg_exp_f64_base, fg_tanh_f64_base,
-                                             fg_sigmoid_f64_base};
+                                             fg_sigmoid_f64_base, fg_log_f64_base};
 
 /* 1: AVX2+FMA loops, 0: baseline loops; returns the set in use (avx2 only if the CPU has it) */
 static int fg_vm_select(int want_avx2) {
