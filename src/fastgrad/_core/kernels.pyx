@@ -156,29 +156,31 @@ cdef inline void _run_t(const Job* j, floating* out, const floating* a, const fl
 
 cdef double sum_all(const floating* a, Py_ssize_t n) noexcept nogil:
     """Sum of n elements in float64, bit-identical for any thread count (Note [Deterministic
-    sums]); NaN if the scratch for the partial sums cannot be allocated."""
-    cdef Py_ssize_t nch = (n + SUM_CHUNK - 1) // SUM_CHUNK, c, lo
+    sums]): chunk sums added in index order, whoever computed them."""
+    cdef Py_ssize_t nch = (n + SUM_CHUNK - 1) // SUM_CHUNK, c
     cdef double stack_part[64]
     cdef double* part = stack_part
     cdef double total = 0
-    if nch <= 1:
-        return fg_sum_chunk_f32(a, n) if floating is float else fg_sum_chunk_f64(a, n)
-    if nch > 64:
-        part = <double*>malloc(nch * sizeof(double))
-        if part == NULL:
-            return 0.0 / 0.0
-    for c in prange(nch, schedule="static", num_threads=_nthreads,
-                    use_threads_if=n >= PAR_MIN and _nthreads > 1):
-        lo = c * SUM_CHUNK
-        if floating is float:
-            part[c] = fg_sum_chunk_f32(a + lo, min(<Py_ssize_t>SUM_CHUNK, n - lo))
-        else:
-            part[c] = fg_sum_chunk_f64(a + lo, min(<Py_ssize_t>SUM_CHUNK, n - lo))
+    if n < PAR_MIN or _nthreads == 1 or (nch > 64 and
+                                         (part := <double*>malloc(nch * sizeof(double))) == NULL):
+        for c in range(nch):                 # the same chunks, the same order, one thread
+            total += _chunk_sum(a, c, n)
+        return total
+    for c in prange(nch, schedule="static", num_threads=_nthreads):
+        part[c] = _chunk_sum(a, c, n)
     for c in range(nch):
         total += part[c]
     if part != stack_part:
         free(part)
     return total
+
+
+cdef inline double _chunk_sum(const floating* a, Py_ssize_t c, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t lo = c * SUM_CHUNK
+    if floating is float:
+        return fg_sum_chunk_f32(a + lo, min(<Py_ssize_t>SUM_CHUNK, n - lo))
+    else:
+        return fg_sum_chunk_f64(a + lo, min(<Py_ssize_t>SUM_CHUNK, n - lo))
 
 cdef void binary_fwd(int op, const floating* a, const floating* b, floating* out,
                      Py_ssize_t n) noexcept nogil:
