@@ -181,12 +181,12 @@ cdef object getitem_c(TensorBase a, object key):
 
 
 cdef object _basic_getitem(TensorBase a, object key):
-    """x[key] for a key of in-range ints and positive-step slices only (the common case), built
-    as one strided view in C; None for anything else (the general path then handles or rejects
-    it with its messages)."""
+    """x[key] for a key of in-range ints, positive-step slices and None only (the common case),
+    built as one strided view in C; None for anything else (the general path then handles or
+    rejects it with its messages)."""
     cdef cnp.ndarray x = a._data
     cdef tuple items
-    cdef int nd = x.ndim, i, k = 0, n, sel = 0
+    cdef int nd = x.ndim, i, d = 0, k = 0, n, used = 0, sel = 0
     cdef Py_ssize_t v, size, start, stop, step
     cdef char* data = x.data
     cdef cnp.npy_intp dims[64]
@@ -197,14 +197,25 @@ cdef object _basic_getitem(TensorBase a, object key):
         items = (key,)
     elif type(key) is tuple:
         items = <tuple>key
+    elif key is None:
+        items = (None,)
     else:
         return None
     n = len(items)
-    if n == 0 or n > nd:
+    for i in range(n):
+        if items[i] is not None:
+            used += 1
+    if n == 0 or used > nd or n - used + nd > 64:
         return None
     for i in range(n):
         it = items[i]
-        size = x.shape[i]
+        if it is None:
+            dims[k] = 1
+            strides[k] = 0
+            k += 1
+            sel = 3
+            continue
+        size = x.shape[d]
         if PyLong_CheckExact(it):
             try:
                 v = it
@@ -212,7 +223,8 @@ cdef object _basic_getitem(TensorBase a, object key):
                 return None
             if v < -size or v >= size:
                 return None
-            data += (v + size if v < 0 else v) * x.strides[i]
+            data += (v + size if v < 0 else v) * x.strides[d]
+            d += 1
             sel = 1
         elif PySlice_Check(it):
             try:
@@ -222,13 +234,14 @@ cdef object _basic_getitem(TensorBase a, object key):
             if step <= 0:
                 return None
             dims[k] = PySlice_AdjustIndices(size, &start, &stop, step)
-            strides[k] = x.strides[i] * step
-            data += start * x.strides[i]
+            strides[k] = x.strides[d] * step
+            data += start * x.strides[d]
+            d += 1
             k += 1
             sel = 2
         else:
             return None
-    for i in range(n, nd):
+    for i in range(d, nd):
         dims[k] = x.shape[i]
         strides[k] = x.strides[i]
         k += 1
@@ -236,7 +249,8 @@ cdef object _basic_getitem(TensorBase a, object key):
                                     cnp.PyArray_FLAGS(x) & cnp.NPY_ARRAY_WRITEABLE))
     if _rec(a):
         node = (SelectBackward0.__new__(SelectBackward0) if sel == 1 else
-                SliceBackward0.__new__(SliceBackward0))
+                SliceBackward0.__new__(SliceBackward0) if sel == 2 else
+                UnsqueezeBackward0.__new__(UnsqueezeBackward0))
         node.in_shape = _shape(a)
         node.key = items + (Ellipsis,)
         node.advanced = False

@@ -600,19 +600,33 @@ def diagonal(input, offset=0, dim1=0, dim2=1):
     """A view of the diagonal (offset) of the (dim1, dim2) planes, as the last dim."""
     cdef TensorBase a = input, out
     cdef DiagonalBackward0 node
-    cdef int nd = a._data.ndim
+    cdef cnp.ndarray x = a._data
+    cdef int nd = x.ndim, i, k = 0, d1, d2
+    cdef Py_ssize_t off = offset, n
+    cdef cnp.npy_intp dims[MAXD]
+    cdef cnp.npy_intp strides[MAXD]
+    cdef char* data = x.data
     d1 = wrap_dim(dim1, nd, "diagonal")
     d2 = wrap_dim(dim2, nd, "diagonal")
     if d1 == d2:
         raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
-    arr = np.diagonal(a._data, offset, d1, d2)
-    out = make_view(a, np.lib.stride_tricks.as_strided(arr, arr.shape, arr.strides,
-                                                       writeable=a._data.flags.writeable))
+    for i in range(nd):
+        if i != d1 and i != d2:
+            dims[k] = x.shape[i]
+            strides[k] = x.strides[i]
+            k += 1
+    n = min(x.shape[d1] - (-off if off < 0 else 0), x.shape[d2] - (off if off > 0 else 0))
+    dims[k] = n if n > 0 else 0
+    strides[k] = x.strides[d1] + x.strides[d2]
+    if dims[k] > 0:
+        data += off * x.strides[d2] if off >= 0 else -off * x.strides[d1]
+    out = make_view(a, strided_view(x, k + 1, dims, strides, data, _writeable(x)))
     if _rec(a):
         node = DiagonalBackward0.__new__(DiagonalBackward0)
         node.in_shape = _shape(a)
-        node.pos = np.ascontiguousarray(np.diagonal(
-            np.arange(a._data.size, dtype=np.int64).reshape(_shape(a)), offset, d1, d2))
+        node.offset = off
+        node.d1 = d1
+        node.d2 = d2
         set_history1(out, node, a)
     return out
 
@@ -621,10 +635,14 @@ def diagonal(input, offset=0, dim1=0, dim2=1):
 cdef class DiagonalBackward0(Node):
     """grad_a = zeros with grad written on the diagonal (Note [Flat positions])"""
     cdef tuple in_shape
-    cdef cnp.ndarray pos
+    cdef Py_ssize_t offset
+    cdef int d1, d2
 
     cdef tuple apply(self, tuple grads):
-        return (scatter_add_flat(grads[0], self.in_shape, self.pos, True),)
+        pos = np.ascontiguousarray(np.diagonal(np.arange(np.prod(self.in_shape, dtype=np.int64),
+                                                         dtype=np.int64).reshape(self.in_shape),
+                                               self.offset, self.d1, self.d2))
+        return (scatter_add_flat(grads[0], self.in_shape, pos, True),)
 
 
 # --- flat positions: take / scatter-add (Note [Flat positions]) ----------------------------------
