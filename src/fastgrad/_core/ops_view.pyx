@@ -415,16 +415,23 @@ cdef class TBackward0(Node):
 
 def permute(input, *dims):
     cdef TensorBase a = input
-    cdef int nd = a._data.ndim
+    cdef int nd = a._data.ndim, i, d
+    cdef bint seen[MAXD]
     dims = size_args(dims)
     if len(dims) != nd:
         raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input does "
                            f"not match the length of the desired ordering of dimensions i.e. "
                            f"input.dim() = {nd} is not equal to len(dims) = {len(dims)}")
-    dims = tuple(wrap_dim(d, nd, "permute") for d in dims)
-    if len(set(dims)) != nd:
-        raise RuntimeError(f"permute(): duplicate dims are not allowed (got {list(dims)})")
-    return permute_c(a, dims)
+    for i in range(nd):
+        seen[i] = False
+    wrapped = list(dims)
+    for i in range(nd):
+        d = wrap_dim(dims[i], nd, "permute")
+        if seen[d]:
+            raise RuntimeError(f"permute(): duplicate dims are not allowed (got {list(dims)})")
+        seen[d] = True
+        wrapped[i] = d
+    return permute_c(a, tuple(wrapped))
 
 
 cdef object permute_c(TensorBase a, tuple dims):
@@ -942,11 +949,18 @@ def vstack(tensors):
 cdef tuple _split_views(TensorBase a, int d, list sizes, Node node):
     """Views of `a` along dim d with `sizes`; all outputs of one node (output_nr = i)."""
     cdef TensorBase o
+    cdef cnp.ndarray x = a._data
     cdef list outs = []
-    cdef Py_ssize_t off = 0, i
+    cdef Py_ssize_t off = 0, i, j
+    cdef int nd = x.ndim
+    cdef bint w = _writeable(x)
+    cdef cnp.npy_intp dims[MAXD]
+    for j in range(nd):
+        dims[j] = x.shape[j]
     for i in range(len(sizes)):
-        key = (slice(None),) * d + (slice(off, off + sizes[i]),)
-        outs.append(make_view(a, a._data[key]))
+        dims[d] = sizes[i]
+        outs.append(make_view(a, strided_view(x, nd, dims, x.strides,
+                                              x.data + off * x.strides[d], w)))
         off += sizes[i]
     if node is not None and _rec(a):
         (<SplitBackward>node).dim = d
@@ -1026,10 +1040,22 @@ def unbind(input, dim=0):
     cdef TensorBase a = input, o
     cdef list outs = []
     cdef UnbindBackward0 node = None
-    d = wrap_dim(dim, a._data.ndim, "unbind")
-    n = _shape(a)[d]
+    cdef cnp.ndarray x = a._data
+    cdef cnp.npy_intp dims[MAXD]
+    cdef cnp.npy_intp strides[MAXD]
+    cdef int j, k = 0
+    cdef Py_ssize_t i, n
+    cdef bint w = _writeable(x)
+    d = wrap_dim(dim, x.ndim, "unbind")
+    n = x.shape[d]
+    for j in range(x.ndim):
+        if j != d:
+            dims[k] = x.shape[j]
+            strides[k] = x.strides[j]
+            k += 1
     for i in range(n):
-        outs.append(make_view(a, a._data[(slice(None),) * d + (i, Ellipsis)]))
+        outs.append(make_view(a, strided_view(x, k, dims, strides, x.data + i * x.strides[d],
+                                              w)))
     if _rec(a) and n:
         node = UnbindBackward0.__new__(UnbindBackward0)
         node.dim = d
