@@ -224,3 +224,20 @@ def test_saved_output_survives_dropping_the_output():
     s = x.exp().sum()            # the output of exp is gone; its node keeps the values
     s.backward()
     np.testing.assert_allclose(x.grad.numpy(), np.exp([0.25, 2.0]), rtol=1e-12)
+
+
+# ------------------------------------------------------------------ reductions' broadcast back
+@pytest.mark.parametrize("dim,keepdim", [(None, False), (0, False), (1, True), ((0, 2), False)])
+def test_reduction_gradient_broadcast_back(dim, keepdim):
+    def f(a):
+        s = a.sum() if dim is None else a.sum(dim, keepdim=keepdim)
+        return (s * s).sum()
+    check_grad(f, [np.random.default_rng(1).uniform(-1, 1, (2, 3, 4))])
+
+
+def test_grad_from_a_broadcast_is_a_writeable_copy():
+    w = fg.tensor(np.ones((2, 3)), requires_grad=True)
+    w.sum().backward()
+    w.grad.add_(1)                        # the broadcast view itself is read-only
+    w.sum().backward()
+    np.testing.assert_array_equal(w.grad.numpy(), np.full((2, 3), 3.0))
