@@ -290,7 +290,7 @@ cdef object _run(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
     cdef Py_ssize_t epoch = next_epoch(), i
     cdef bint owned
     cdef TensorBase t, g
-    cdef Node node, nxt
+    cdef Node node, nxt, pending = None
     cdef list root_nodes = [], heap = [], nodes
     cdef dict targets = None
     cdef tuple grads, out
@@ -336,8 +336,18 @@ cdef object _run(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
                 _heap_push(heap, node)
 
         set_grad_enabled_c(create_graph)
-        while heap:
-            node = _heap_pop(heap)
+        while pending is not None or heap:
+            # the ready node with the highest sequence_nr; in a chain the one just made ready
+            # (`pending`) runs without a trip through the heap
+            if pending is not None:
+                if heap and (<Node>heap[0])._seq > pending._seq:
+                    _heap_push(heap, pending)
+                    node = _heap_pop(heap)
+                else:
+                    node = pending
+                pending = None
+            else:
+                node = _heap_pop(heap)
             owned = node._owned and node._pre_hooks is None
             grads = _take_buf(node)
             if targets is not None:
@@ -380,7 +390,10 @@ cdef object _run(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
                              create_graph)
                 nxt._deps -= 1
                 if nxt._deps == 0:
-                    _heap_push(heap, nxt)
+                    if pending is None:
+                        pending = nxt
+                    else:
+                        _heap_push(heap, nxt)
     except BaseException:
         if _anomaly and node is not None and node._trace is not None:
             _warn_trace(node)
