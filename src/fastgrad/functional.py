@@ -7,6 +7,9 @@ from fastgrad._core import ops_index as _ix
 from fastgrad._core import ops_linalg as _la
 from fastgrad._core import ops_nn as _nn
 from fastgrad._core import ops_reduce2 as _red2
+from fastgrad._core.ops_pointwise import (floor_divide, remainder, fmod,  # noqa: F401
+                                          bitwise_and, bitwise_or, bitwise_xor, bitwise_not,
+                                          logical_and, logical_or, logical_xor, logical_not)
 from fastgrad._core.tensor import TensorBase
 from fastgrad._creation import tensor as _tensor
 
