@@ -310,3 +310,40 @@ def test_remainder_double_backward():
     np.testing.assert_allclose(gy.detach().numpy(), [-2.5, -12.0])
     (g2,) = fg.autograd.grad(gx.sum(), [x])
     np.testing.assert_allclose(g2.numpy(), [2.0, 2.0])
+
+
+def test_div_rounding_modes():
+    xs, ys = _pairs(INTS, NONZERO)
+    a, b = fg.tensor(xs), fg.tensor(ys)
+    trunc = [int(x / y) for x, y in zip(xs, ys)]
+    assert fg.div(a, b, rounding_mode="floor").tolist() == [x // y for x, y in zip(xs, ys)]
+    assert fg.div(a, b, rounding_mode="trunc").tolist() == trunc
+    assert a.div(b, rounding_mode="trunc").dtype == fg.int64
+    fx, fy = _pairs(FLOATS, NZ_FLOATS)
+    f, g = fg.tensor(fx, dtype=fg.float64), fg.tensor(fy, dtype=fg.float64)
+    assert f.div(g, rounding_mode="floor").tolist() == [x // y for x, y in zip(fx, fy)]
+    assert f.div(g, rounding_mode="trunc").tolist() == [math.trunc(x / y) for x, y in zip(fx, fy)]
+    assert _signs(fg.tensor([-0.5]).div(2, rounding_mode="trunc")) == [-1.0]
+    assert f.div(g).tolist() == (f / g).tolist()
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        fg.div(fg.tensor([7, -7]), 0, rounding_mode="trunc")
+    with pytest.raises(RuntimeError, match="rounding_mode to be one of None, 'trunc', or 'floor'"):
+        fg.div(f, 2, rounding_mode="bad")
+    with pytest.raises(NotImplementedError, match="\"div_trunc_cpu\" not implemented for 'Bool'"):
+        fg.div(fg.tensor([True]), fg.tensor([True]), rounding_mode="trunc")
+    t = fg.tensor([7, -7])
+    assert t.div_(2, rounding_mode="floor") is t and t.tolist() == [3, -4]
+
+
+def test_div_rounding_gradients_are_zero():
+    x = fg.tensor([2.5, -1.0], requires_grad=True)
+    y = fg.tensor([2.0, -3.0], requires_grad=True)
+    for mode in ("floor", "trunc"):
+        r = fg.div(x, y, rounding_mode=mode)
+        assert r.grad_fn.name() == "DivBackward2"
+        s = x.div(2, rounding_mode=mode)
+        assert s.grad_fn.name() == "DivBackward2" and s.grad_fn.next_functions[1][0] is None
+        (r.sum() + s.sum()).backward()
+        assert x.grad.tolist() == [0.0, 0.0] and y.grad.tolist() == [0.0, 0.0]
+    assert fg.div(x, y, rounding_mode="floor").tolist() == [1.0, 0.0]
+    assert fg.div(x, y, rounding_mode="trunc").tolist() == [1.0, 0.0]

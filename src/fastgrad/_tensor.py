@@ -109,6 +109,8 @@ class Tensor(TensorBase):
     zero_ = _pw.zero_
 
     __invert__ = _pw._invert
+    div = divide = _pw.div_rounding
+    div_ = _pw.div_rounding_
 
     # -- shapes, indexing, matrix products, more reductions (ops_view/ops_index/ops_linalg/...) --
     __getitem__ = _ix.getitem

@@ -48,7 +48,7 @@ multiply = mul
 
 def div(input, other, *, rounding_mode=None, out=None):
     if rounding_mode is not None:
-        raise NotImplementedError("div: rounding_mode is not supported yet")
+        return _pw.div_rounding(_t(input), other, rounding_mode=rounding_mode)
     return _t(input) / other
 
 

@@ -1245,19 +1245,22 @@ cdef enum:
     IOP_FLOORDIV = 0
     IOP_REMAINDER = 1
     IOP_FMOD = 2
-    IOP_AND = 3
-    IOP_OR = 4
-    IOP_XOR = 5
-    IOP_LAND = 6
-    IOP_LOR = 7
-    IOP_LXOR = 8
+    IOP_DIV_FLOOR = 3              # div(rounding_mode="floor"): floor_divide's values
+    IOP_DIV_TRUNC = 4              # div(rounding_mode="trunc")
+    IOP_AND = 5
+    IOP_OR = 6
+    IOP_XOR = 7
+    IOP_LAND = 8
+    IOP_LOR = 9
+    IOP_LXOR = 10
 
-cdef tuple _IOP_NAME = ("floor_divide", "remainder", "fmod", "bitwise_and", "bitwise_or",
-                        "bitwise_xor", "logical_and", "logical_or", "logical_xor")
-cdef tuple _IOP_KERNEL = ("div_floor_cpu", "remainder_cpu", "fmod_cpu", "bitwise_and_cpu",
-                          "bitwise_or_cpu", "bitwise_xor_cpu")
-cdef tuple _IOP_UFUNC = (np.floor_divide, None, np.fmod, np.bitwise_and, np.bitwise_or,
-                         np.bitwise_xor, np.logical_and, np.logical_or, np.logical_xor)
+cdef tuple _IOP_NAME = ("floor_divide", "remainder", "fmod", "div", "div", "bitwise_and",
+                        "bitwise_or", "bitwise_xor", "logical_and", "logical_or", "logical_xor")
+cdef tuple _IOP_KERNEL = ("div_floor_cpu", "remainder_cpu", "fmod_cpu", "div_floor_cpu",
+                          "div_trunc_cpu", "bitwise_and_cpu", "bitwise_or_cpu", "bitwise_xor_cpu")
+cdef tuple _IOP_UFUNC = (np.floor_divide, None, np.fmod, np.floor_divide, None, np.bitwise_and,
+                         np.bitwise_or, np.bitwise_xor, np.logical_and, np.logical_or,
+                         np.logical_xor)
 cdef dict _TORCH_TYPE = {"float32": "Float", "float64": "Double", "float16": "Half",
                          "int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char",
                          "uint8": "Byte", "bool": "Bool"}
@@ -1270,7 +1273,7 @@ cdef str _ttype(object dt):
 cdef object _iop_values(int op, cnp.ndarray x, object y, object dt):
     """x (op) y as an ndarray of dtype dt; y is an ndarray or a number, both already of dt."""
     cdef str kind = dt.kind
-    if op <= IOP_FMOD:
+    if op <= IOP_DIV_TRUNC:
         if kind == "b":
             raise NotImplementedError(f'"{_IOP_KERNEL[op]}" not implemented for \'Bool\': '
                                       f'{_IOP_NAME[op]} needs integer or floating tensors')
@@ -1280,6 +1283,11 @@ cdef object _iop_values(int op, cnp.ndarray x, object y, object dt):
         raise NotImplementedError(f'"{_IOP_KERNEL[op]}" not implemented for \'{_ttype(dt)}\': '
                                   f'{_IOP_NAME[op]} takes integer or bool tensors')
     with np.errstate(all="ignore"):
+        if op == IOP_DIV_TRUNC:
+            if kind == "f":
+                return _arr(np.trunc(np.true_divide(x, y)))
+            q = _arr(np.floor_divide(x, y))
+            return _arr(q + ((np.remainder(x, y) != 0) & ((x < 0) != (y < 0))).astype(dt))
         if op == IOP_REMAINDER:
             if kind != "f":
                 return _arr(np.remainder(x, y))
@@ -1321,6 +1329,11 @@ cdef object _intop(int op, object a, object b):
         return out
     if not ((ta is not None and ta._requires_grad) or (tb is not None and tb._requires_grad)):
         return out
+    if op == IOP_DIV_FLOOR or op == IOP_DIV_TRUNC:
+        node = DivBackward2.__new__(DivBackward2)
+        _set_meta2(node, out._data, ta, tb)
+        set_history2(out, node, ta, tb)           # a number divisor is a (None, 0) edge
+        return out
     if op == IOP_FLOORDIV or ta is None:
         node = _NotImplementedBackward.__new__(_NotImplementedBackward)
         (<_NotImplementedBackward>node).op = _IOP_NAME[op]
@@ -1358,6 +1371,15 @@ cdef class _NotImplementedBackward(Node):
         raise RuntimeError(f"derivative for aten::{self.op} is not implemented: {self.op} is "
                            f"piecewise constant; detach its result (or compute it under "
                            f"no_grad) to use it in a differentiated computation")
+
+
+@cython.final
+cdef class DivBackward2(Node):
+    """div with rounding_mode: piecewise constant, so both gradients are zero."""
+    cdef tuple apply(self, tuple grads):
+        g = grads[0]
+        return (mul(g, 0) if self._next_fns[0] is not None else None,
+                mul(g, 0) if self._next_fns[1] is not None else None)
 
 
 @cython.final
@@ -1511,3 +1533,26 @@ def bitwise_not_(input):
 
 def logical_not_(input):
     return _inplace_op(lambda a, b: logical_not(a), input, None, "logical_not_")
+
+
+cdef object _div_rounding(object input, object other, object rounding_mode):
+    if rounding_mode == "floor":
+        return _checked(_intop(IOP_DIV_FLOOR, input, other), "div", other)
+    if rounding_mode == "trunc":
+        return _checked(_intop(IOP_DIV_TRUNC, input, other), "div", other)
+    raise RuntimeError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but "
+                       f"found '{rounding_mode}'")
+
+
+def div_rounding(input, other, *, rounding_mode=None):
+    """Tensor.div / fastgrad.div: true division, or rounded with rounding_mode "floor" / "trunc"
+    (grad_fn DivBackward2, whose gradients are zero)."""
+    if rounding_mode is None:
+        return div(input, other)
+    return _div_rounding(input, other, rounding_mode)
+
+
+def div_rounding_(input, other, *, rounding_mode=None):
+    if rounding_mode is None:
+        return inplace(OP_DIV, input, other)
+    return _inplace_op(lambda a, b: _div_rounding(a, b, rounding_mode), input, other, "div_")
