@@ -107,7 +107,7 @@ def test_einsum_noncontiguous_and_double_backward():
     ("ij->i", [(2, 3, 4)], "number of subscripts"),
     ("ij,jk->ik", [(2, 3)], "fewer operands"),
     ("i->j", [(3,)], "output subscript j does not appear"),
-    ("ii->i", [(2, 3)], ""),
+    ("ii->i", [(2, 3)], "don't match"),
     ("ij...k->i", [(2,)], "more than the number of dimensions"),
 ])
 def test_einsum_errors(eq, shapes, msg):

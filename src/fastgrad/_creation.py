@@ -78,6 +78,34 @@ def _to_array(data):
     return np.array(data)
 
 
+_PY_NUMBER_DTYPE = {float: np.dtype(np.float32), int: np.dtype(np.int64), bool: np.dtype(np.bool_)}
+
+
+def _numpy_scalar_dtype(data):
+    """The dtype PyTorch infers for a list holding NumPy scalars (each keeps its dtype, Python
+    numbers take the defaults, then bool < integer < floating promotion), or None when the list
+    holds only Python numbers."""
+    if not isinstance(data, (list, tuple)) or _contains_tensor(data):
+        return None
+    types = set(map(type, np.array(data, dtype=object).ravel()))
+    if not any(issubclass(t, np.generic) for t in types):
+        return None
+    result = None
+    for t in types:
+        dt = _PY_NUMBER_DTYPE.get(t) or np.dtype(t)
+        if result is None:
+            result = dt
+        elif _category(dt) != _category(result):
+            result = dt if _category(dt) > _category(result) else result
+        else:
+            result = np.promote_types(result, dt)
+    return result
+
+
+def _category(dt):
+    return 0 if dt.kind == "b" else (1 if dt.kind in "iu" else 2)
+
+
 def tensor(data, dtype=None, device=None, requires_grad=False, pin_memory=False):
     """A new leaf tensor holding a copy of `data` (a number, nested lists, a NumPy array or a
     tensor)."""
@@ -95,7 +123,10 @@ def tensor(data, dtype=None, device=None, requires_grad=False, pin_memory=False)
     if dtype is not None:
         arr = arr.astype(_dtypes.to_numpy_dtype(dtype))
     elif not from_numpy_input and not isinstance(data, TensorBase):
-        if arr.dtype.kind == "f":
+        scalar_dt = _numpy_scalar_dtype(data) if arr.dtype.kind in "biuf" else None
+        if scalar_dt is not None:
+            arr = arr.astype(scalar_dt)
+        elif arr.dtype.kind == "f":
             arr = arr.astype(np.float32)
         elif arr.dtype.kind in "iu":
             arr = arr.astype(np.int64)

@@ -31,7 +31,7 @@ class Tensor(TensorBase):
         if self.dtype not in (_dtypes.float32, _dtypes.int64, _dtypes.bool_):
             suffixes.append(f"dtype={self.dtype}")
         if self.grad_fn is not None:
-            suffixes.append(f"grad_fn=<{self.grad_fn.name()}>")
+            suffixes.append(f"grad_fn=<{self.grad_fn.name().rpartition('::')[2]}>")
         elif self.requires_grad:
             suffixes.append("requires_grad=True")
         return format_tensor(self._np, suffixes)
@@ -106,6 +106,11 @@ class Tensor(TensorBase):
     sign = _pw.sign
     max = _red.max
     min = _red.min
+    zero_ = _pw.zero_
+
+    __invert__ = _pw._invert
+    div = divide = _pw.div_rounding
+    div_ = _pw.div_rounding_
 
     # -- shapes, indexing, matrix products, more reductions (ops_view/ops_index/ops_linalg/...) --
     __getitem__ = _ix.getitem
@@ -207,6 +212,22 @@ class Tensor(TensorBase):
 
     def new_empty(self, *size, dtype=None, requires_grad=False):
         return self.new_zeros(*size, dtype=dtype, requires_grad=requires_grad)
+
+
+# floor division, remainders, bitwise and logical ops (ops_pointwise): methods, in-place methods,
+# and the operators // % & | ^ with their reflected and augmented forms
+for _name in ("floor_divide", "remainder", "fmod", "bitwise_and", "bitwise_or", "bitwise_xor",
+              "bitwise_not", "logical_and", "logical_or", "logical_xor", "logical_not"):
+    setattr(Tensor, _name, getattr(_pw, _name))
+    setattr(Tensor, _name + "_", getattr(_pw, _name + "_"))
+for _op, _fwd, _refl, _inpl in (("floordiv", _pw._floordiv, _pw._rfloordiv, _pw.floor_divide_),
+                                ("mod", _pw._mod, _pw._rmod, _pw.remainder_),
+                                ("and", _pw._and, _pw._and, _pw.bitwise_and_),
+                                ("or", _pw._or, _pw._or, _pw.bitwise_or_),
+                                ("xor", _pw._xor, _pw._xor, _pw.bitwise_xor_)):
+    setattr(Tensor, f"__{_op}__", _fwd)
+    setattr(Tensor, f"__r{_op}__", _refl)
+    setattr(Tensor, f"__i{_op}__", _inpl)
 
 
 def _rebuild(arr, requires_grad):

@@ -7,6 +7,9 @@ from fastgrad._core import ops_index as _ix
 from fastgrad._core import ops_linalg as _la
 from fastgrad._core import ops_nn as _nn
 from fastgrad._core import ops_reduce2 as _red2
+from fastgrad._core.ops_pointwise import (floor_divide, remainder, fmod,  # noqa: F401
+                                          bitwise_and, bitwise_or, bitwise_xor, bitwise_not,
+                                          logical_and, logical_or, logical_xor, logical_not)
 from fastgrad._core.tensor import TensorBase
 from fastgrad._creation import tensor as _tensor
 
@@ -56,11 +59,11 @@ multiply = mul
 
 
 def div(input, other, *, rounding_mode=None, out=None):
-    if rounding_mode is not None:
-        raise NotImplementedError("div: rounding_mode is not supported yet")
-    if out is not None:
-        return _into("div", out, input, other, lambda: _t(input) / other)
-    return _t(input) / other
+    def fn():
+        if rounding_mode is None:
+            return _t(input) / other
+        return _pw.div_rounding(_t(input), other, rounding_mode=rounding_mode)
+    return fn() if out is None else _into("div", out, input, other, fn)
 
 
 divide = true_divide = div

@@ -21,7 +21,7 @@ cimport numpy as cnp
 import numpy as np
 
 from fastgrad._core.node cimport Node, next_epoch
-from fastgrad._core.grad_mode cimport grad_enabled, set_grad_enabled_c
+from fastgrad._core.grad_mode cimport grad_enabled, grad_mode_flag, set_grad_enabled_c
 from fastgrad._core.tensor cimport TensorBase, AccumulateGrad, wrap
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core.ops_reduce cimport sum_to
@@ -294,7 +294,7 @@ cdef object _run(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
     cdef list root_nodes = [], heap = [], nodes
     cdef dict targets = None
     cdef tuple grads, out
-    cdef bint prev_mode = grad_enabled()
+    cdef bint prev_mode = grad_mode_flag()
 
     for i in range(len(roots)):
         t = roots[i]

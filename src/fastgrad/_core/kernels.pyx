@@ -329,7 +329,7 @@ cdef void _unary_run(int op, const floating* a, floating* out, Py_ssize_t n) noe
             fg_vm_f64[vm](a, out, n)
     elif op == OP_RELU:
         for i in range(n):
-            out[i] = a[i] if a[i] > 0 else (a[i] if a[i] != a[i] else 0)   # NaN passes through
+            out[i] = 0 if a[i] < 0 else a[i]     # NaN and -0.0 pass through, as PyTorch
     else:
         _unary_math(op, a, out, n)
 

@@ -25,7 +25,7 @@ from libc.math cimport sqrt, sqrtf, fabs
 
 import numpy as np
 
-from fastgrad._core.tensor cimport TensorBase
+from fastgrad._core.tensor cimport TensorBase, check_inference_inplace
 
 cnp.import_array()
 
@@ -255,6 +255,7 @@ cdef inline bint _is_float(cnp.ndarray a) noexcept:
 
 
 cdef cnp.ndarray _param_array(TensorBase p, str opt):
+    check_inference_inplace(p)
     cdef cnp.ndarray a = p._data
     if not _is_float(a):
         raise TypeError(f"{opt}: parameters must be float32 or float64 tensors, got a "

@@ -14,9 +14,13 @@ class Parameter(Tensor):
             data = empty(0)
         if not isinstance(data, TensorBase):
             raise TypeError(f"Parameter(): data must be a Tensor, got {type(data).__name__}")
-        p = TensorBase.__new__(cls)
-        p._set_data(data.detach()._np)
-        if requires_grad:
+        if data.is_inference():
+            p = data.detach()                # stays an inference tensor, as in PyTorch
+            p.__class__ = cls
+        else:
+            p = TensorBase.__new__(cls)
+            p._set_data(data.detach()._np)
+        if requires_grad:                    # raises for an inference tensor outside inference mode
             p.requires_grad_(True)
         return p
 
