@@ -191,3 +191,53 @@ def test_backward_with_truthy_retain_graph():
     y.backward(retain_graph=1)
     y.backward()
     assert w.grad.item() == 8.0
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_implicit_seed_through_autograd_backward_and_grad(dtype):
+    dt = getattr(fg, dtype)
+    w = fg.tensor([[2.0]], dtype=dt, requires_grad=True)
+    fg.autograd.backward(w * w)
+    assert w.grad.dtype == dt and w.grad.tolist() == [[4.0]]
+    (g,) = fg.autograd.grad(w * 3, w)
+    assert g.dtype == dt and g.tolist() == [[3.0]]
+
+
+# ------------------------------------------------------------------ saved outputs
+def test_saved_output_unpacked_under_create_graph_and_after_release():
+    x = fg.tensor([0.5, -1.0], dtype=fg.float64, requires_grad=True)
+    y = x.tanh().exp()
+    (g,) = fg.autograd.grad(y.sum(), x, create_graph=True)
+    t = np.tanh([0.5, -1.0])
+    np.testing.assert_allclose(g.detach().numpy(), np.exp(t) * (1 - t * t), rtol=1e-12)
+    (gg,) = fg.autograd.grad(g.sum(), x)
+    d = np.exp(t) * (1 - t * t) ** 2 + np.exp(t) * (-2 * t) * (1 - t * t)
+    np.testing.assert_allclose(gg.numpy(), d, rtol=1e-12)
+    z = x.exp()
+    z.sum().backward()
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        z.sum().backward()
+
+
+def test_saved_output_survives_dropping_the_output():
+    x = fg.tensor([0.25, 2.0], dtype=fg.float64, requires_grad=True)
+    s = x.exp().sum()            # the output of exp is gone; its node keeps the values
+    s.backward()
+    np.testing.assert_allclose(x.grad.numpy(), np.exp([0.25, 2.0]), rtol=1e-12)
+
+
+# ------------------------------------------------------------------ reductions' broadcast back
+@pytest.mark.parametrize("dim,keepdim", [(None, False), (0, False), (1, True), ((0, 2), False)])
+def test_reduction_gradient_broadcast_back(dim, keepdim):
+    def f(a):
+        s = a.sum() if dim is None else a.sum(dim, keepdim=keepdim)
+        return (s * s).sum()
+    check_grad(f, [np.random.default_rng(1).uniform(-1, 1, (2, 3, 4))])
+
+
+def test_grad_from_a_broadcast_is_a_writeable_copy():
+    w = fg.tensor(np.ones((2, 3)), requires_grad=True)
+    w.sum().backward()
+    w.grad.add_(1)                        # the broadcast view itself is read-only
+    w.sum().backward()
+    np.testing.assert_array_equal(w.grad.numpy(), np.full((2, 3), 3.0))

@@ -217,3 +217,139 @@ def test_masked_fill_nodes_and_grads():
     xi = fg.tensor([[1, 2, 3]])
     assert xi.masked_fill(m, 7).dtype == fg.int64
     np.testing.assert_array_equal(xi.masked_fill(m, 7).numpy(), [[7, 2, 7]])
+
+
+# --- out= -----------------------------------------------------------------------------------------
+
+def _f32(*shape):
+    return fg.tensor(R.standard_normal(shape).astype(np.float32))
+
+
+@pytest.mark.parametrize("name, make, ref", [
+    ("matmul", lambda a, b, o: fg.matmul(a, b, out=o), lambda a, b: a @ b),
+    ("mm", lambda a, b, o: fg.mm(a, b, out=o), lambda a, b: a @ b),
+    ("bmm", lambda a, b, o: fg.bmm(a[None], b[None], out=o), lambda a, b: (a @ b)[None]),
+    ("cat", lambda a, b, o: fg.cat([a, b.t()], 0, out=o), lambda a, b: np.concatenate([a, b.T])),
+    ("stack", lambda a, b, o: fg.stack([a, b.t()], 1, out=o), lambda a, b: np.stack([a, b.T], 1)),
+    ("add", lambda a, b, o: fg.add(a, b.t(), alpha=2, out=o), lambda a, b: a + 2 * b.T),
+    ("mul", lambda a, b, o: fg.mul(a, b.t(), out=o), lambda a, b: a * b.T),
+])
+def test_out_keyword(name, make, ref):
+    a, b = _f32(2, 3), _f32(3, 2)
+    expect = ref(a.numpy(), b.numpy())
+    o = fg.empty(expect.shape)
+    assert make(a, b, o) is o
+    np.testing.assert_allclose(o.numpy(), expect, rtol=1e-6)
+    o = fg.empty(0)                                   # empty: resized silently
+    make(a, b, o)
+    assert o.shape == expect.shape
+    np.testing.assert_allclose(o.numpy(), expect, rtol=1e-6)
+    o = fg.zeros(7)                                   # wrong shape: resized with torch's warning
+    with pytest.warns(UserWarning, match=r"An output with one or more elements was resized since "
+                                         r"it had shape \[7\], which does not match the required "
+                                         r"output shape"):
+        make(a, b, o)
+    np.testing.assert_allclose(o.numpy(), expect, rtol=1e-6)
+    ar = a.detach().requires_grad_()
+    with pytest.raises(RuntimeError, match=rf"^{name}\(\): functions with out=\.\.\. arguments don't "
+                                           r"support automatic differentiation, but one of the "
+                                           r"arguments requires grad\.$"):
+        make(ar, b, fg.empty(expect.shape))
+    with fg.no_grad():
+        o = fg.empty(expect.shape)
+        make(ar, b, o)
+        np.testing.assert_allclose(o.numpy(), expect, rtol=1e-6)
+    assert not o.requires_grad
+
+
+def test_out_dtype_rules():
+    a, b = _f32(2, 3), _f32(3, 2)
+    with pytest.raises(RuntimeError, match="^Expected out tensor to have dtype float, but got "
+                                           "double instead$"):
+        fg.mm(a, b, out=fg.empty(2, 2, dtype=fg.float64))
+    with pytest.raises(RuntimeError, match="^result type Float can't be cast to the desired "
+                                           "output type Long$"):
+        fg.add(a, 1, out=fg.empty(2, 3, dtype=fg.int64))
+    with pytest.raises(TypeError, match="^torch.cat\\(\\): input types can't be cast to the "
+                                        "desired output type Long$"):
+        fg.cat([a, a], out=fg.empty(0, dtype=fg.int64))
+    o = fg.empty(2, 3, dtype=fg.float64)
+    fg.add(a, 1, out=o)
+    np.testing.assert_allclose(o.numpy(), a.numpy().astype(np.float64) + 1, rtol=1e-6)
+    o = fg.empty(2, 3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="functions with out="):
+        fg.add(a, 1, out=o)
+
+
+# --- views: storage sharing of the C-built views --------------------------------------------------
+
+_VIEW_OPS = [
+    lambda x: x.view(6, 4), lambda x: x.reshape(-1), lambda x: x.unsqueeze(1), lambda x: x.unsqueeze(-1),
+    lambda x: x[None].squeeze(), lambda x: x[:, None].squeeze(1), lambda x: x[None, :, None].squeeze((0, 2)),
+    lambda x: x.transpose(0, 2), lambda x: x.permute(2, 0, 1), lambda x: x.mT, lambda x: x.T,
+    lambda x: x[1], lambda x: x[:, 1], lambda x: x[1:, ::2], lambda x: x[-1, 1:3, -2],
+    lambda x: x.narrow(2, 1, 2), lambda x: x.select(1, -1), lambda x: x[..., 1], lambda x: x[:, -5:9],
+    lambda x: x[0, 0, :2].expand(3, 2), lambda x: x[:, :1].expand(2, 3, 4),
+    lambda x: x[None, 1, None, :, None], lambda x: x[None], lambda x: x.diagonal(),
+    lambda x: x.diagonal(1, 0, 2), lambda x: x.diagonal(-1, 2, 1), lambda x: x.diagonal(5, 1, 2),
+]
+
+
+@pytest.mark.parametrize("off, d1, d2", [(0, 0, 1), (1, 0, 2), (-1, 2, 1), (-2, 1, 2), (3, 1, 2),
+                                         (-5, 0, 1), (2, -1, -2)])
+def test_diagonal_values(off, d1, d2):
+    x = R.standard_normal((3, 4, 5))
+    np.testing.assert_array_equal(fg.tensor(x).diagonal(off, d1, d2).numpy(),
+                                  np.diagonal(x, off, d1 % 3, d2 % 3))
+    check_grad(lambda t: t.diagonal(off, d1, d2) * 1.0, [x],
+               ref=lambda a: np.diagonal(a, off, d1 % 3, d2 % 3))
+
+
+def test_getitem_fast_path_values():
+    x = R.standard_normal((3, 4, 5))
+    for key in [1, -1, slice(1, None), (None, 1), (1, None, slice(0, 5, 2)), (slice(None), -2),
+                (None, None), (slice(-2, 10), 3, None, 4), slice(5, 9)]:
+        np.testing.assert_array_equal(fg.tensor(x)[key].numpy(), x[key])
+
+
+@pytest.mark.parametrize("op", _VIEW_OPS)
+def test_views_share_storage_and_grads(op):
+    base = R.standard_normal((2, 3, 4))
+    x = fg.tensor(base.copy())
+    v = op(x)
+    assert v._base is x
+    ref = op(fg.tensor(base.copy()))
+    np.testing.assert_array_equal(v.numpy(), ref.numpy())
+    x.add_(1)                                        # writes through the base show in the view
+    np.testing.assert_array_equal(v.numpy(), ref.numpy() + 1)
+    assert v.numel() == 0 or np.shares_memory(v.numpy(), x.numpy())
+    check_grad(lambda t: op(t) * 1.0, [base])
+    if op is not _VIEW_OPS[0]:                        # view(6, 4) needs a viewable layout
+        check_grad(lambda t: op(t.permute(2, 1, 0)) * 1.0, [R.standard_normal((4, 3, 2))])
+
+
+def test_view_errors_unchanged():
+    x = fg.zeros(2, 3)
+    with pytest.raises(RuntimeError, match="view size is not compatible"):
+        x.t().view(6)
+    with pytest.raises(RuntimeError, match=r"shape '\[4, 2\]' is invalid for input of size 6"):
+        x.view(4, 2)
+    with pytest.raises(IndexError, match="index 2 is out of bounds for dimension 0 with size 2"):
+        x[2]
+    with pytest.raises(ValueError, match="step must be greater than zero"):
+        x[::-1]
+    with pytest.raises(RuntimeError, match="must match the existing size"):
+        x.expand(3, 4)
+    assert x.t().reshape(6).grad_fn is None
+    y = fg.zeros(2, 3, requires_grad=True)
+    assert type(y.t().reshape(6).grad_fn).__name__ == "UnsafeViewBackward0"
+    assert type(y.reshape(6).grad_fn).__name__ == "ViewBackward0"
+    assert type(y[0].grad_fn).__name__ == "SelectBackward0"
+    assert type(y[:, 1:].grad_fn).__name__ == "SliceBackward0"
+    assert type(y.unsqueeze(0).grad_fn).__name__ == "UnsqueezeBackward0"
+    assert type(y.squeeze().grad_fn).__name__ == "SqueezeBackward0"
+    assert type(y.squeeze(0).grad_fn).__name__ == "SqueezeBackward1"
+    assert type(y.expand(2, 2, 3).grad_fn).__name__ == "ExpandBackward0"
+    assert type(y.permute(1, 0).grad_fn).__name__ == "PermuteBackward0"
+    assert fg.zeros(0, 3).view(3, 0).shape == (3, 0)
+    assert fg.zeros(2, 1).expand(2, 3).numpy().strides[1] == 0

@@ -263,3 +263,51 @@ def test_activations_vs_torch(rng, name, kw):
     np.testing.assert_allclose(xf.grad.numpy(), xt.grad.numpy(), rtol=1e-5, atol=1e-5)
     assert yf.grad_fn.name() == yt.grad_fn.name()
     assert repr(mf) == repr(mt)
+
+
+# --- the compiled fast paths and the general paths agree -----------------------------------------
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mse_fast_path_target_grad_and_strided_fallback(rng, reduction, dtype):
+    """Contiguous same-shape operands take the one-pass loop; a transposed input the general
+    path: both give d/dx = 2(x - y)/n and d/dy = -d/dx."""
+    a = rng.standard_normal((4, 3)).astype(dtype)
+    b = rng.standard_normal((4, 3)).astype(dtype)
+    n = a.size if reduction == "mean" else 1
+    tol = 1e-6 if dtype == np.float32 else 1e-13
+    for x_arr, y_arr in ((a, b), (np.ascontiguousarray(a.T).T, b)):
+        x, y = _t(x_arr, requires_grad=True), _t(y_arr, requires_grad=True)
+        out = F.mse_loss(x, y, reduction=reduction)
+        assert out.dtype == x.dtype and type(out.grad_fn).__name__ == "MseLossBackward0"
+        np.testing.assert_allclose(out.item(), ((a - b) ** 2).sum() / n, rtol=tol)
+        (out * 3).backward()
+        np.testing.assert_allclose(x.grad.numpy(), 6 * (a - b) / n, rtol=tol, atol=tol)
+        np.testing.assert_allclose(y.grad.numpy(), -6 * (a - b) / n, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_cross_entropy_fast_path_vs_torch(rng, dtype, reduction):
+    """Class indices, no weight/smoothing: the compiled target scan, loss sum and fused
+    softmax - onehot backward; with an ignored target the general path."""
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((33, 10)).astype(dtype)
+    for y in (rng.integers(0, 10, 33), np.r_[rng.integers(0, 10, 32), -100]):
+        outs = []
+        for lib in (torch, fg):
+            xt = lib.tensor(x, requires_grad=True)
+            loss = lib.nn.functional.cross_entropy(xt, lib.tensor(y), reduction=reduction)
+            (loss * 2).backward()
+            outs.append((loss.item(), xt.grad.numpy()))
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(outs[1][0], outs[0][0], rtol=tol)
+        np.testing.assert_allclose(outs[1][1], outs[0][1], rtol=tol, atol=tol)
+
+
+@pytest.mark.skipif(REFERENCE, reason="fastgrad's message names the value")
+def test_cross_entropy_out_of_bounds_names_the_value():
+    x = _t(np.zeros((3, 4)), requires_grad=True)
+    for bad in (4, -1):
+        with pytest.raises(IndexError, match=f"Target {bad} is out of bounds"):
+            F.cross_entropy(x, _t(np.array([0, bad, 1])))

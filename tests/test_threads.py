@@ -108,7 +108,7 @@ def test_sum_mean_shapes_and_grads(keepdim, restore_threads):
 
 
 @own_promise
-@pytest.mark.parametrize("name", ["exp", "tanh", "sigmoid", "neg", "sqrt", "relu"])
+@pytest.mark.parametrize("name", ["exp", "tanh", "sigmoid", "log", "neg", "sqrt", "relu"])
 def test_elementwise_bit_identical_across_threads(name, restore_threads):
     x = fg.tensor(np.random.default_rng(5).uniform(0.1, 4, 300_001).astype(np.float32),
                   requires_grad=True)

@@ -28,11 +28,21 @@ def _t(x):
     return x if isinstance(x, TensorBase) else _tensor(x)
 
 
+def _into(name, out, input, other, fn, rule=1):
+    """fn() written into `out` (PyTorch's out=: not differentiable, resized if mis-shaped)."""
+    _view.out_check(name, out, input, other)
+    return _view.write_out(out, fn(), rule)
+
+
 def add(input, other, *, alpha=1, out=None):
+    if out is not None:
+        return _into("add", out, input, other, lambda: _t(input).add(other, alpha=alpha))
     return _t(input).add(other, alpha=alpha)
 
 
 def sub(input, other, *, alpha=1, out=None):
+    if out is not None:
+        return _into("sub", out, input, other, lambda: _t(input).sub(other, alpha=alpha))
     return _t(input).sub(other, alpha=alpha)
 
 
@@ -40,6 +50,8 @@ subtract = sub
 
 
 def mul(input, other, *, out=None):
+    if out is not None:
+        return _into("mul", out, input, other, lambda: _t(input) * other)
     return _t(input) * other
 
 
@@ -47,6 +59,9 @@ multiply = mul
 
 
 def div(input, other, *, rounding_mode=None, out=None):
+    if out is not None:
+        return _into("div", out, input, other,
+                     lambda: _pw.div_rounding(_t(input), other, rounding_mode=rounding_mode))
     if rounding_mode is not None:
         return _pw.div_rounding(_t(input), other, rounding_mode=rounding_mode)
     return _t(input) / other
@@ -56,6 +71,8 @@ divide = true_divide = div
 
 
 def pow(input, exponent, *, out=None):
+    if out is not None:
+        return _into("pow", out, input, exponent, lambda: pow(input, exponent))
     if not isinstance(input, TensorBase):
         return exponent.__rpow__(input)
     return input ** exponent

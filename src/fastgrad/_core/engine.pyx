@@ -79,8 +79,9 @@ cdef inline Node _heap_pop(list heap):
 
 # --- graph discovery -----------------------------------------------------------------------------
 
-cdef list _discover(list roots, Py_ssize_t epoch):
-    """Every node reachable from `roots`, with `_deps` = number of incoming edges."""
+cdef list _discover(list roots, Py_ssize_t epoch, bint needed):
+    """Every node reachable from `roots`, with `_deps` = number of incoming edges and `_needed`
+    set to `needed`."""
     cdef list stack = [], nodes = []
     cdef Node node, nxt
     for node in roots:
@@ -89,7 +90,7 @@ cdef list _discover(list roots, Py_ssize_t epoch):
             node._deps = 0
             node._buf = None
             node._owned = False
-            node._needed = False
+            node._needed = needed
             stack.append(node)
             nodes.append(node)
     while stack:
@@ -105,7 +106,7 @@ cdef list _discover(list roots, Py_ssize_t epoch):
                 nxt._deps = 0
                 nxt._buf = None
                 nxt._owned = False
-                nxt._needed = False
+                nxt._needed = needed
                 stack.append(nxt)
                 nodes.append(nxt)
             nxt._deps += 1
@@ -252,22 +253,36 @@ def run_backward(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
 def tensor_backward(TensorBase self, gradient=None, retain_graph=None, create_graph=False,
                     inputs=None):
     """Accumulate d(self)/d(leaf) into every leaf's .grad (see fastgrad.autograd.backward)."""
-    cdef cnp.ndarray d = self._data, seed
+    cdef cnp.ndarray d = self._data
     cdef int t = cnp.PyArray_TYPE(d)
     if gradient is None and inputs is None and create_graph is False and \
             (retain_graph is None or retain_graph is False or retain_graph is True) and \
             (self._grad_fn is not None or self._requires_grad) and cnp.PyArray_SIZE(d) == 1 and \
             (t == cnp.NPY_FLOAT32 or t == cnp.NPY_FLOAT64):
-        # the common `loss.backward()`: the seed is a one-element 1 of the output's shape and dtype
-        seed = cnp.PyArray_EMPTY(d.ndim, cnp.PyArray_DIMS(d), t, 0)
-        if t == cnp.NPY_FLOAT32:
-            (<float*>cnp.PyArray_DATA(seed))[0] = 1
-        else:
-            (<double*>cnp.PyArray_DATA(seed))[0] = 1
-        _run((self,), (wrap(seed),), retain_graph is True, False, None, True, False)
+        # the common `loss.backward()`: straight into the engine
+        _run((self,), (_seed(d),), retain_graph is True, False, None, True, False)
         return
     from fastgrad import autograd
     autograd.backward(self, gradient, retain_graph, create_graph, inputs=inputs)
+
+
+def one_seed(TensorBase t):
+    """The implicit gradient of a one-element floating output: a 1 of its shape and dtype."""
+    return _seed(t._data)
+
+
+cdef TensorBase _seed(cnp.ndarray d):
+    cdef int t = cnp.PyArray_TYPE(d)
+    cdef cnp.ndarray seed
+    if t == cnp.NPY_FLOAT32:
+        seed = cnp.PyArray_EMPTY(d.ndim, cnp.PyArray_DIMS(d), t, 0)
+        (<float*>cnp.PyArray_DATA(seed))[0] = 1
+    elif t == cnp.NPY_FLOAT64:
+        seed = cnp.PyArray_EMPTY(d.ndim, cnp.PyArray_DIMS(d), t, 0)
+        (<double*>cnp.PyArray_DATA(seed))[0] = 1
+    else:
+        seed = np.ones((<object>d).shape, dtype=d.dtype)
+    return wrap(seed)
 
 
 cdef object _run(tuple roots, tuple root_grads, bint keep_graph, bint create_graph,
@@ -275,7 +290,7 @@ cdef object _run(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
     cdef Py_ssize_t epoch = next_epoch(), i
     cdef bint owned
     cdef TensorBase t, g
-    cdef Node node, nxt
+    cdef Node node, nxt, pending = None
     cdef list root_nodes = [], heap = [], nodes
     cdef dict targets = None
     cdef tuple grads, out
@@ -292,7 +307,7 @@ cdef object _run(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
             node = _get_accumulator(t)
         root_nodes.append(node)
 
-    nodes = _discover(root_nodes, epoch)
+    nodes = _discover(root_nodes, epoch, inputs is None)
     captured = None
     if inputs is not None:
         targets = {}
@@ -305,10 +320,7 @@ cdef object _run(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
                 key = (_get_accumulator(t), 0) if t._requires_grad else (None, 0)
             targets.setdefault(key, []).append(i)
         captured = [None] * len(inputs)
-    if targets is None:
-        for node in nodes:
-            node._needed = True
-    else:
+    if targets is not None:
         _mark_needed(nodes, targets, accumulate)
 
     try:
@@ -324,8 +336,18 @@ cdef object _run(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
                 _heap_push(heap, node)
 
         set_grad_enabled_c(create_graph)
-        while heap:
-            node = _heap_pop(heap)
+        while pending is not None or heap:
+            # the ready node with the highest sequence_nr; in a chain the one just made ready
+            # (`pending`) runs without a trip through the heap
+            if pending is not None:
+                if heap and (<Node>heap[0])._seq > pending._seq:
+                    _heap_push(heap, pending)
+                    node = _heap_pop(heap)
+                else:
+                    node = pending
+                pending = None
+            else:
+                node = _heap_pop(heap)
             owned = node._owned and node._pre_hooks is None
             grads = _take_buf(node)
             if targets is not None:
@@ -368,7 +390,10 @@ cdef object _run(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
                              create_graph)
                 nxt._deps -= 1
                 if nxt._deps == 0:
-                    _heap_push(heap, nxt)
+                    if pending is None:
+                        pending = nxt
+                    else:
+                        _heap_push(heap, nxt)
     except BaseException:
         if _anomaly and node is not None and node._trace is not None:
             _warn_trace(node)

@@ -5,8 +5,8 @@ Note [Kernel contract]
 Callers pass C-contiguous buffers of `n` elements of one floating type, already checked to have
 equal shapes (or a scalar operand passed as a double). Loops are written one per op so the
 compiler vectorises each; above PAR_MIN elements they split across OpenMP threads with a static
-schedule, so every element is computed by the same formula whatever the thread count. exp, tanh
-and sigmoid run the vectorised loops of vmath.h (Note [Vectorised transcendental kernels]).
+schedule, so every element is computed by the same formula whatever the thread count. exp, tanh,
+sigmoid and log run the vectorised loops of vmath.h (Note [Vectorised transcendental kernels]).
 
 Note [Deterministic sums]
 sum_all cuts the buffer into SUM_CHUNK-element chunks (a constant, not a function of the thread
@@ -15,15 +15,15 @@ order on one thread. Threads only decide who computes which chunk, so the result
 for any set_num_threads(). tests/test_threads.py checks it.
 """
 from libc.stdlib cimport malloc, free
-from libc.math cimport log, logf, sqrt, sqrtf, sin, sinf, cos, cosf, fabs, fabsf, pow, powf
+from libc.math cimport sqrt, sqrtf, sin, sinf, cos, cosf, fabs, fabsf, pow, powf
 from cython.parallel cimport prange
 
 cdef extern from "vmath.h" nogil:
     ctypedef void (*fg_vm_f32_fn)(const float*, float*, Py_ssize_t) noexcept nogil
     ctypedef void (*fg_vm_f64_fn)(const double*, double*, Py_ssize_t) noexcept nogil
-    fg_vm_f32_fn fg_vm_f32[3]
-    fg_vm_f64_fn fg_vm_f64[3]
-    int FG_VM_EXP, FG_VM_TANH, FG_VM_SIGMOID
+    fg_vm_f32_fn fg_vm_f32[4]
+    fg_vm_f64_fn fg_vm_f64[4]
+    int FG_VM_EXP, FG_VM_TANH, FG_VM_SIGMOID, FG_VM_LOG
     int fg_vm_select(int want_avx2)
     double fg_sum_chunk_f32(const float* a, Py_ssize_t n)
     double fg_sum_chunk_f64(const double* a, Py_ssize_t n)
@@ -91,7 +91,7 @@ def max_threads():
 
 
 def vmath_isa(want=None):
-    """The instruction set the exp/tanh/sigmoid loops use: "avx2" (AVX2+FMA) or "baseline".
+    """The instruction set the exp/tanh/sigmoid/log loops use: "avx2" (AVX2+FMA) or "baseline".
     want="baseline"/"avx2" switches (avx2 only where the CPU has it); for tests and benchmarks."""
     global _isa
     if want is not None:
@@ -156,29 +156,31 @@ cdef inline void _run_t(const Job* j, floating* out, const floating* a, const fl
 
 cdef double sum_all(const floating* a, Py_ssize_t n) noexcept nogil:
     """Sum of n elements in float64, bit-identical for any thread count (Note [Deterministic
-    sums]); NaN if the scratch for the partial sums cannot be allocated."""
-    cdef Py_ssize_t nch = (n + SUM_CHUNK - 1) // SUM_CHUNK, c, lo
+    sums]): chunk sums added in index order, whoever computed them."""
+    cdef Py_ssize_t nch = (n + SUM_CHUNK - 1) // SUM_CHUNK, c
     cdef double stack_part[64]
     cdef double* part = stack_part
     cdef double total = 0
-    if nch <= 1:
-        return fg_sum_chunk_f32(a, n) if floating is float else fg_sum_chunk_f64(a, n)
-    if nch > 64:
-        part = <double*>malloc(nch * sizeof(double))
-        if part == NULL:
-            return 0.0 / 0.0
-    for c in prange(nch, schedule="static", num_threads=_nthreads,
-                    use_threads_if=n >= PAR_MIN and _nthreads > 1):
-        lo = c * SUM_CHUNK
-        if floating is float:
-            part[c] = fg_sum_chunk_f32(a + lo, min(<Py_ssize_t>SUM_CHUNK, n - lo))
-        else:
-            part[c] = fg_sum_chunk_f64(a + lo, min(<Py_ssize_t>SUM_CHUNK, n - lo))
+    if n < PAR_MIN or _nthreads == 1 or (nch > 64 and
+                                         (part := <double*>malloc(nch * sizeof(double))) == NULL):
+        for c in range(nch):                 # the same chunks, the same order, one thread
+            total += _chunk_sum(a, c, n)
+        return total
+    for c in prange(nch, schedule="static", num_threads=_nthreads):
+        part[c] = _chunk_sum(a, c, n)
     for c in range(nch):
         total += part[c]
     if part != stack_part:
         free(part)
     return total
+
+
+cdef inline double _chunk_sum(const floating* a, Py_ssize_t c, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t lo = c * SUM_CHUNK
+    if floating is float:
+        return fg_sum_chunk_f32(a + lo, min(<Py_ssize_t>SUM_CHUNK, n - lo))
+    else:
+        return fg_sum_chunk_f64(a + lo, min(<Py_ssize_t>SUM_CHUNK, n - lo))
 
 cdef void binary_fwd(int op, const floating* a, const floating* b, floating* out,
                      Py_ssize_t n) noexcept nogil:
@@ -308,11 +310,19 @@ cdef void unary_fwd(int op, const floating* a, floating* out, Py_ssize_t n) noex
 
 cdef void _unary_run(int op, const floating* a, floating* out, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
-    cdef int vm = FG_VM_EXP if op == OP_EXP else (FG_VM_TANH if op == OP_TANH else FG_VM_SIGMOID)
+    cdef int vm = -1
+    if op == OP_EXP:
+        vm = FG_VM_EXP
+    elif op == OP_TANH:
+        vm = FG_VM_TANH
+    elif op == OP_SIGMOID:
+        vm = FG_VM_SIGMOID
+    elif op == OP_LOG:
+        vm = FG_VM_LOG
     if op == OP_NEG:
         for i in range(n):
             out[i] = -a[i]
-    elif op == OP_EXP or op == OP_TANH or op == OP_SIGMOID:
+    elif vm >= 0:
         if floating is float:
             fg_vm_f32[vm](a, out, n)
         else:
@@ -325,12 +335,10 @@ cdef void _unary_run(int op, const floating* a, floating* out, Py_ssize_t n) noe
 
 
 cdef void _unary_math(int op, const floating* a, floating* out, Py_ssize_t n) noexcept nogil:
-    """log, sqrt, sin, cos, abs, reciprocal"""
+    """sqrt, sin, cos, abs, reciprocal"""
     cdef Py_ssize_t i
     for i in range(n):
-        if op == OP_LOG:
-            out[i] = logf(a[i]) if floating is float else log(a[i])
-        elif op == OP_SQRT:
+        if op == OP_SQRT:
             out[i] = sqrtf(a[i]) if floating is float else sqrt(a[i])
         elif op == OP_SIN:
             out[i] = sinf(a[i]) if floating is float else sin(a[i])

@@ -28,11 +28,17 @@ from fastgrad._core.tensor cimport TensorBase, wrap, set_history, set_history1
 from fastgrad._core.tensor cimport check_inference_inplace
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core.ops_reduce cimport sum_to, sum_
-from fastgrad._core.ops_view cimport (make_view, take_flat, scatter_add_flat, wrap_dim,
+from fastgrad._core.ops_view cimport (make_view, strided_view, take_flat, scatter_add_flat, wrap_dim,
                                       reshape_c)
 from fastgrad._core.ops_pointwise import to_dtype as _to_dtype
 
 cnp.import_array()
+
+cdef extern from "Python.h":
+    bint PySlice_Check(object)
+    bint PyLong_CheckExact(object)
+    int PySlice_Unpack(object, Py_ssize_t*, Py_ssize_t*, Py_ssize_t*) except -1
+    Py_ssize_t PySlice_AdjustIndices(Py_ssize_t, Py_ssize_t*, Py_ssize_t*, Py_ssize_t)
 
 cdef object _int64 = np.dtype(np.int64)
 
@@ -157,6 +163,9 @@ def getitem(input, key):
 cdef object getitem_c(TensorBase a, object key):
     cdef TensorBase out
     cdef KeyBackward node
+    out = _basic_getitem(a, key)
+    if out is not None:
+        return out
     npkey, advanced, name = _parse_key(a, key)
     if advanced:
         out = wrap(_contig(a._data[npkey]))
@@ -168,6 +177,84 @@ cdef object getitem_c(TensorBase a, object key):
         node.in_shape = _shape(a)
         node.key = npkey
         node.advanced = advanced
+        set_history1(out, node, a)
+    return out
+
+
+cdef object _basic_getitem(TensorBase a, object key):
+    """x[key] for a key of in-range ints, positive-step slices and None only (the common case),
+    built as one strided view in C; None for anything else (the general path then handles or
+    rejects it with its messages)."""
+    cdef cnp.ndarray x = a._data
+    cdef tuple items
+    cdef int nd = x.ndim, i, d = 0, k = 0, n, used = 0, sel = 0
+    cdef Py_ssize_t v, size, start, stop, step
+    cdef char* data = x.data
+    cdef cnp.npy_intp dims[64]
+    cdef cnp.npy_intp strides[64]
+    cdef TensorBase out
+    cdef KeyBackward node
+    if PyLong_CheckExact(key) or PySlice_Check(key):
+        items = (key,)
+    elif type(key) is tuple:
+        items = <tuple>key
+    elif key is None:
+        items = (None,)
+    else:
+        return None
+    n = len(items)
+    for i in range(n):
+        if items[i] is not None:
+            used += 1
+    if n == 0 or used > nd or n - used + nd > 64:
+        return None
+    for i in range(n):
+        it = items[i]
+        if it is None:
+            dims[k] = 1
+            strides[k] = 0
+            k += 1
+            sel = 3
+            continue
+        size = x.shape[d]
+        if PyLong_CheckExact(it):
+            try:
+                v = it
+            except OverflowError:
+                return None
+            if v < -size or v >= size:
+                return None
+            data += (v + size if v < 0 else v) * x.strides[d]
+            d += 1
+            sel = 1
+        elif PySlice_Check(it):
+            try:
+                PySlice_Unpack(it, &start, &stop, &step)
+            except (TypeError, ValueError):
+                return None
+            if step <= 0:
+                return None
+            dims[k] = PySlice_AdjustIndices(size, &start, &stop, step)
+            strides[k] = x.strides[d] * step
+            data += start * x.strides[d]
+            d += 1
+            k += 1
+            sel = 2
+        else:
+            return None
+    for i in range(d, nd):
+        dims[k] = x.shape[i]
+        strides[k] = x.strides[i]
+        k += 1
+    out = make_view(a, strided_view(x, k, dims, strides, data,
+                                    cnp.PyArray_FLAGS(x) & cnp.NPY_ARRAY_WRITEABLE))
+    if _rec(a):
+        node = (SelectBackward0.__new__(SelectBackward0) if sel == 1 else
+                SliceBackward0.__new__(SliceBackward0) if sel == 2 else
+                UnsqueezeBackward0.__new__(UnsqueezeBackward0))
+        node.in_shape = _shape(a)
+        node.key = items + (Ellipsis,)
+        node.advanced = False
         set_history1(out, node, a)
     return out
 

@@ -21,6 +21,7 @@ from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core.ops_reduce cimport sum_to, sum_
 from fastgrad._core.ops_view cimport (reshape_c, transpose_c, unsqueeze_c, squeeze_to)
 from fastgrad._core cimport linear_kernels as lk
+from fastgrad._core.ops_view import out_check, write_out
 
 cnp.import_array()
 
@@ -90,6 +91,9 @@ cdef tuple _batch_shape(tuple sa, tuple sb):
 def matmul(input, other, *, out=None):
     """input @ other with PyTorch's rules for 1-D, 2-D and batched (broadcast) operands."""
     cdef TensorBase a = input, b = other
+    if out is not None:
+        out_check("matmul", out, a, b)
+        return write_out(out, matmul(a, b), 0)
     _check_matmul(a, b)
     na, nb = a._data.ndim, b._data.ndim
     if na == 1 and nb == 1:
@@ -277,6 +281,9 @@ cdef class UnsafeViewBackward0(MatmulBackward):
 def mm(input, mat2, *, out=None):
     """2-D x 2-D matrix product."""
     cdef TensorBase a = input, b = mat2
+    if out is not None:
+        out_check("mm", out, a, b)
+        return write_out(out, mm(a, b), 0)
     if a._data.ndim != 2 or b._data.ndim != 2:
         raise RuntimeError(f"mm: both arguments must be 2-D matrices, got {a._data.ndim}-D "
                            f"(self) and {b._data.ndim}-D (mat2); use matmul for other ranks")
@@ -287,6 +294,9 @@ def mm(input, mat2, *, out=None):
 def bmm(input, mat2, *, out=None):
     """Batched product of (b, n, k) and (b, k, m) tensors (no broadcasting)."""
     cdef TensorBase a = input, b = mat2
+    if out is not None:
+        out_check("bmm", out, a, b)
+        return write_out(out, bmm(a, b), 0)
     if a._data.ndim != 3 or b._data.ndim != 3:
         raise RuntimeError(f"bmm: batch1 must be a 3D tensor and batch2 a 3D tensor, got "
                            f"{a._data.ndim}D and {b._data.ndim}D")

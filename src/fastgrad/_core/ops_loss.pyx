@@ -29,7 +29,8 @@ import numpy as np
 
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
-from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history, set_history1
+from fastgrad._core.tensor cimport (TensorBase, SavedVar, wrap, save, set_history,
+                                    set_history1, set_history2)
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core cimport ops_reduce as red
 
@@ -102,6 +103,52 @@ cdef void _ce_rows(const floating* x, const cnp.int64_t* y, floating* p, floatin
         loss[i] = <floating>(log(s) + mx - row[y[i]])
 
 
+cdef Py_ssize_t _scan_targets(const cnp.int64_t* y, Py_ssize_t m, Py_ssize_t c,   # IN
+                              cnp.int64_t ignore, Py_ssize_t* n_ignored) noexcept nogil:
+    """Index of the first target outside [0, c) that is not `ignore`, or -1; counts ignores."""
+    cdef Py_ssize_t i, k = 0
+    for i in range(m):
+        if y[i] == ignore:
+            k += 1
+        elif y[i] < 0 or y[i] >= c:
+            n_ignored[0] = k
+            return i
+    n_ignored[0] = k
+    return -1
+
+
+cdef double _sum_arr(const floating* a, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef double s = 0
+    for i in range(n):
+        s += a[i]
+    return s
+
+
+cdef void _ce_grad(const floating* p, const cnp.int64_t* y, floating* out,    # IN IN OUT
+                   Py_ssize_t m, Py_ssize_t c, floating s) noexcept nogil:
+    """out = s * (p - onehot(y)): cross-entropy's gradient from the saved softmax p."""
+    cdef Py_ssize_t i, j
+    for i in range(m):
+        for j in range(c):
+            out[i * c + j] = p[i * c + j] * s
+        out[i * c + y[i]] = (p[i * c + y[i]] - 1) * s
+
+
+cdef cnp.ndarray _scalar_like(double v, int typenum):
+    """A 0-d array of `typenum` holding v."""
+    cdef cnp.ndarray r = cnp.PyArray_EMPTY(0, NULL, typenum, 0)
+    if typenum == cnp.NPY_FLOAT32:
+        (<float*>cnp.PyArray_DATA(r))[0] = <float>v
+    else:
+        (<double*>cnp.PyArray_DATA(r))[0] = v
+    return r
+
+
+cdef inline bint _f32_or_f64(cnp.ndarray a) noexcept:
+    return cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32 or cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT64
+
+
 cdef cnp.ndarray _rows(cnp.ndarray x):
     """Note [Class-dim rows]: x as a C-contiguous (rows, C) array."""
     if x.ndim == 1:
@@ -172,9 +219,10 @@ cdef object _nll(object input, object target, object weight, object ignore_index
     cdef TensorBase x = _tensor(input, op, "input"), t = _tensor(target, op, "target"), out
     cdef int red_ = _reduction(reduction, op)
     cdef cnp.ndarray xd = x._data, td = t._data, rows, p, loss, tgt, valid, A = None
-    cdef Py_ssize_t m, c
+    cdef Py_ssize_t m, c, bad_at, n_ignored = 0
+    cdef cnp.int64_t ig
     cdef bint probs
-    cdef double denom
+    cdef double denom, total
     cdef NllLossBackward0 node
     if xd.dtype.kind != "f":
         raise RuntimeError(f"{op}: expected a floating point input (logits), got {x.dtype}; "
@@ -202,16 +250,16 @@ cdef object _nll(object input, object target, object weight, object ignore_index
         denom = m
     else:
         _check_index_target(xd, td, op)
-        tgt = td.reshape(-1).astype(np.int64, copy=False)
-        valid = tgt != ignore_index
-        bad = tgt[valid]
-        if bad.size and (bad.min() < 0 or bad.max() >= c):
-            v = bad[(bad < 0) | (bad >= c)][0]
-            raise IndexError(f"Target {v} is out of bounds: {op} got class indices outside "
-                             f"[0, {c - 1}] for {c} classes")
-        if w is None and eps == 0.0 and bool(valid.all()):
+        tgt = _c(td.reshape(-1).astype(np.int64, copy=False))
+        ig = ignore_index
+        bad_at = _scan_targets(<cnp.int64_t*>cnp.PyArray_DATA(tgt), m, c, ig, &n_ignored)
+        if bad_at >= 0:
+            raise IndexError(f"Target {tgt[bad_at]} is out of bounds: {op} got class indices "
+                             f"outside [0, {c - 1}] for {c} classes")
+        if w is None and eps == 0.0 and n_ignored == 0:
             denom = m
         else:
+            valid = tgt != ignore_index
             A = np.zeros((m, c), dtype=xd.dtype)
             idx = np.nonzero(valid)[0]
             cls = tgt[idx]
@@ -237,6 +285,13 @@ cdef object _nll(object input, object target, object weight, object ignore_index
                 _ce_rows(<double*>cnp.PyArray_DATA(rows), <cnp.int64_t*>cnp.PyArray_DATA(tgt),
                          <double*>cnp.PyArray_DATA(p), <double*>cnp.PyArray_DATA(loss), m, c)
         saved_rows = p
+        if red_ != 0:
+            if xd.dtype == np.float32:
+                total = _sum_arr(<float*>cnp.PyArray_DATA(loss), m)
+            else:
+                total = _sum_arr(<double*>cnp.PyArray_DATA(loss), m)
+            total = total if red_ == 2 else (total / denom if denom != 0 else math.nan)
+            loss = _scalar_like(total, cnp.PyArray_TYPE(xd))
     else:
         if log_softmax:
             mx = rows.max(axis=1, keepdims=True)
@@ -246,7 +301,9 @@ cdef object _nll(object input, object target, object weight, object ignore_index
             logp = rows
         loss = -(A * logp).sum(axis=1)
         saved_rows = logp if log_softmax else None
-    if red_ == 0:
+    if A is None and red_ != 0:
+        out = wrap(loss)
+    elif red_ == 0:
         res = loss.reshape((<object>td).shape if not probs else (<object>xd).shape[:1] +
                            (<object>xd).shape[2:]) if xd.ndim > 1 else loss.reshape(())
         out = wrap(np.asarray(res, order="C"))
@@ -293,6 +350,9 @@ cdef class NllLossBackward0(Node):
         cdef tuple shape = (<object>x._data).shape
         if self.rows is None and self.log_softmax:
             raise RuntimeError("NllLossBackward0: saved values were released; use retain_graph=True")
+        if (self.A is None and self.log_softmax and self.reduction != 0 and len(shape) <= 2
+                and g._data.ndim == 0 and len(self._next_fns) == 1 and not grad_enabled()):
+            return (self._ce_grad_c(shape, float(g._data)),)
         scale = _gscale(g, self.reduction, self.denom)
         if self.reduction == 0 and len(shape) > 1:
             scale = (_unsqueeze(scale, 1) if grad_enabled() else
@@ -327,6 +387,20 @@ cdef class NllLossBackward0(Node):
         else:
             r = np.exp(self.rows) * self.A.sum(axis=1, keepdims=True) - self.A
         return wrap(np.asarray(_unrows(r, shape) * scale, dtype=x._data.dtype, order="C"))
+
+    cdef object _ce_grad_c(self, tuple shape, double gs):
+        """The hot case in one pass: g * (softmax - onehot) / denom (Note [Fused backward])."""
+        cdef cnp.ndarray p = self.rows, y = self.tgt
+        cdef cnp.ndarray out = cnp.PyArray_EMPTY(2, [p.shape[0], p.shape[1]],
+                                                 cnp.PyArray_TYPE(p), 0)
+        cdef double s = gs / self.denom if self.reduction == 1 else gs
+        if cnp.PyArray_TYPE(p) == cnp.NPY_FLOAT32:
+            _ce_grad(<float*>cnp.PyArray_DATA(p), <cnp.int64_t*>cnp.PyArray_DATA(y),
+                     <float*>cnp.PyArray_DATA(out), p.shape[0], p.shape[1], <float>s)
+        else:
+            _ce_grad(<double*>cnp.PyArray_DATA(p), <cnp.int64_t*>cnp.PyArray_DATA(y),
+                     <double*>cnp.PyArray_DATA(out), p.shape[0], p.shape[1], s)
+        return wrap(out if len(shape) == 2 else out.reshape(shape))
 
     cdef object _onehot(self):
         if self.A is not None:
@@ -369,6 +443,8 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     cdef cnp.ndarray xd = x._data, yd = y._data
     cdef MseLossBackward0 node
     cdef TensorBase out
+    cdef Py_ssize_t n
+    cdef double total
     xs, ys = (<object>xd).shape, (<object>yd).shape
     if xs != ys:
         warnings.warn(f"Using a target size ({_size(ys)}) that is different to the input size "
@@ -379,27 +455,62 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     if xd.dtype.kind != "f" and yd.dtype.kind != "f":
         raise RuntimeError(f"mse_loss: expected floating point input and target, got "
                            f"{x.dtype} and {y.dtype}; convert with .float()")
-    d = np.subtract(xd, yd)
-    if d.dtype.kind != "f":
-        d = d.astype(np.float32)
-    if red_ == 0:
-        out = wrap(np.asarray(d * d, order="C"))
+    fast = (red_ != 0 and xs == ys and cnp.PyArray_TYPE(xd) == cnp.PyArray_TYPE(yd)
+            and _f32_or_f64(xd) and cnp.PyArray_IS_C_CONTIGUOUS(xd)
+            and cnp.PyArray_IS_C_CONTIGUOUS(yd))
+    if fast:
+        n = cnp.PyArray_SIZE(xd)
+        if cnp.PyArray_TYPE(xd) == cnp.NPY_FLOAT32:
+            total = _sq_diff_sum(<float*>cnp.PyArray_DATA(xd), <float*>cnp.PyArray_DATA(yd), n)
+        else:
+            total = _sq_diff_sum(<double*>cnp.PyArray_DATA(xd), <double*>cnp.PyArray_DATA(yd), n)
+        out = wrap(_scalar_like(total if red_ == 2 else (total / n if n else math.nan),
+                                cnp.PyArray_TYPE(xd)))
     else:
-        fd = d.reshape(-1)
-        s = np.dot(fd, fd)
-        out = wrap(np.asarray(s / fd.shape[0] if red_ == 1 else s, dtype=d.dtype))
+        d = np.subtract(xd, yd)
+        if d.dtype.kind != "f":
+            d = d.astype(np.float32)
+        n = d.size
+        if red_ == 0:
+            out = wrap(np.asarray(d * d, order="C"))
+        else:
+            fd = d.reshape(-1)
+            s = np.dot(fd, fd)
+            out = wrap(np.asarray(s / fd.shape[0] if red_ == 1 else s, dtype=d.dtype))
     if grad_enabled() and (x._requires_grad or y._requires_grad):
         node = MseLossBackward0.__new__(MseLossBackward0)
         node.x = save(x, False)
         node.y = save(y, False)
         node.reduction = red_
-        node.n = d.size
-        mx = None if xs == d.shape and xd.dtype == d.dtype else (xs, xd.dtype)
-        my = None if ys == d.shape and yd.dtype == d.dtype else (ys, yd.dtype)
-        if mx is not None or my is not None:
-            node._in_meta = (mx, my)
-        set_history(out, node, (x, y))
+        node.n = n
+        if not fast:
+            mx = None if xs == d.shape and xd.dtype == d.dtype else (xs, xd.dtype)
+            my = None if ys == d.shape and yd.dtype == d.dtype else (ys, yd.dtype)
+            if mx is not None or my is not None:
+                node._in_meta = (mx, my)
+        set_history2(out, node, x, y)
     return out
+
+
+cdef double _sq_diff_sum(const floating* x, const floating* y, Py_ssize_t n) noexcept nogil:
+    """sum (x - y)^2, each square in the element type, accumulated in double"""
+    cdef Py_ssize_t i
+    cdef double acc = 0
+    cdef floating d
+    for i in range(n):
+        d = x[i] - y[i]
+        acc += d * d
+    return acc
+
+
+cdef void _mse_grad(const floating* x, const floating* y, floating* gx, floating* gy,  # IN IN OUT OUT
+                    Py_ssize_t n, floating s) noexcept nogil:
+    """gx = s * (x - y); gy = -gx (gy may be NULL)"""
+    cdef Py_ssize_t i
+    for i in range(n):
+        gx[i] = (x[i] - y[i]) * s
+        if gy != NULL:
+            gy[i] = -gx[i]
 
 
 cdef str _size(tuple s):
@@ -415,6 +526,28 @@ cdef class MseLossBackward0(Node):
 
     cdef tuple apply(self, tuple grads):
         cdef TensorBase g = grads[0], x = self.x.unpack(self), y = self.y.unpack(self)
+        cdef cnp.ndarray xd = x._data, yd = y._data, gx_a, gy_a = None
+        cdef double s
+        if (not grad_enabled() and g._data.ndim == 0 and self.reduction != 0
+                and cnp.PyArray_TYPE(xd) == cnp.PyArray_TYPE(yd) and _f32_or_f64(xd)
+                and (<object>xd).shape == (<object>yd).shape
+                and cnp.PyArray_IS_C_CONTIGUOUS(xd) and cnp.PyArray_IS_C_CONTIGUOUS(yd)):
+            s = 2.0 * float(g._data) / (self.n if self.reduction == 1 else 1)
+            gx_a = cnp.PyArray_EMPTY(xd.ndim, cnp.PyArray_DIMS(xd), cnp.PyArray_TYPE(xd), 0)
+            if self._next_fns[1] is not None:
+                gy_a = cnp.PyArray_EMPTY(xd.ndim, cnp.PyArray_DIMS(xd), cnp.PyArray_TYPE(xd), 0)
+            if cnp.PyArray_TYPE(xd) == cnp.NPY_FLOAT32:
+                _mse_grad(<float*>cnp.PyArray_DATA(xd), <float*>cnp.PyArray_DATA(yd),
+                          <float*>cnp.PyArray_DATA(gx_a),
+                          <float*>(cnp.PyArray_DATA(gy_a) if gy_a is not None else NULL),
+                          cnp.PyArray_SIZE(xd), <float>s)
+            else:
+                _mse_grad(<double*>cnp.PyArray_DATA(xd), <double*>cnp.PyArray_DATA(yd),
+                          <double*>cnp.PyArray_DATA(gx_a),
+                          <double*>(cnp.PyArray_DATA(gy_a) if gy_a is not None else NULL),
+                          cnp.PyArray_SIZE(xd), s)
+            return (wrap(gx_a) if self._next_fns[0] is not None else None,
+                    wrap(gy_a) if gy_a is not None else None)
         scale = _gscale(g, self.reduction, <double>self.n)
         if grad_enabled():
             gx = pw.mul(pw.mul_any(pw.sub(x, y), 2.0), scale)

@@ -444,9 +444,16 @@ cdef class MulBackward0(Node):
     cdef object scalar             # b when it was a Python number
 
     cdef tuple apply(self, tuple grads):
+        cdef TensorBase a, b
         g = grads[0]
         if self.other is None and self.self_ is None:
             return (mul(g, self.scalar), None)
+        if self.other is not None and self.self_ is not None and not grad_enabled():
+            a = self.self_.unpack(self)
+            b = self.other.unpack(self)
+            r = _mul_both(g, a, b)
+            if r is not None:
+                return r
         ga = mul(g, self.other.unpack(self)) if self.other is not None else None
         gb = mul(g, self.self_.unpack(self)) if self.self_ is not None else None
         return (ga, gb)
@@ -456,6 +463,22 @@ cdef class MulBackward0(Node):
             self.self_.release()
         if self.other is not None:
             self.other.release()
+
+
+cdef tuple _mul_both(TensorBase g, TensorBase a, TensorBase b):
+    """(g * b, g * a) straight into two new buffers when all three are the same float type and
+    shape; None otherwise (the caller broadcasts through mul)."""
+    cdef cnp.ndarray gd = g._data, ad = a._data, bd = b._data, ga, gb
+    cdef int t = cnp.PyArray_TYPE(gd)
+    if t != cnp.PyArray_TYPE(ad) or t != cnp.PyArray_TYPE(bd) or not _fast_float(gd) or \
+            not _fast_float(ad) or not _fast_float(bd) or not _same_shape(gd, ad) or \
+            not _same_shape(gd, bd):
+        return None
+    ga = _empty_like(gd)
+    gb = _empty_like(gd)
+    _binary_into(OP_MUL, gd, bd, ga)
+    _binary_into(OP_MUL, gd, ad, gb)
+    return (wrap(ga), wrap(gb))
 
 
 # --- div -----------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from fastgrad._core cimport kernels as K
 cnp.import_array()
 
 _float32 = np.dtype(np.float32)
+_add_reduce = np.add.reduce
 _int64 = np.dtype(np.int64)
 
 return_types_max = namedtuple("max", ["values", "indices"])
@@ -68,16 +69,18 @@ cdef object sum_(TensorBase a, object dim, bint keepdim):
     cdef TensorBase out
     cdef SumBackward node
     dt = _int64 if x.dtype.kind in "biu" else x.dtype
+    # np.add.reduce is what np.sum calls, without np.sum's Python-level wrapper (~half the cost
+    # of a small sum)
     if dim is None:
         r = _sum_all(x, False)
         if r is None:
-            r = _arr(np.sum(x, dtype=dt))
+            r = _arr(_add_reduce(x, None, dt))
         out = wrap(r.reshape((1,) * x.ndim if keepdim else ()))
         axes = tuple(range(x.ndim))
         node_cls = SumBackward0 if not keepdim else SumBackward1
     else:
         axes = normalize_dims(dim, x.ndim, "sum")
-        out = wrap(_arr(np.sum(x, axis=axes, dtype=dt, keepdims=keepdim)))
+        out = wrap(_arr(_add_reduce(x, axes, dt, keepdims=keepdim)))
         node_cls = SumBackward1
     if a._requires_grad and grad_enabled():
         node = node_cls.__new__(node_cls)
@@ -333,12 +336,52 @@ cdef class ReshapeAliasBackward(Node):
         return (_reshape(grads[0], self.in_shape),)
 
 
+cdef extern from *:
+    """
+    static PyObject *fg_broadcast_view(PyArrayObject *x, int nd, npy_intp *dims,
+                                       npy_intp *strides) {
+        PyArray_Descr *d = PyArray_DESCR(x);
+        PyObject *r;
+        Py_INCREF(d);
+        r = PyArray_NewFromDescr(&PyArray_Type, d, nd, dims, strides, PyArray_DATA(x), 0, NULL);
+        if (r == NULL) return NULL;
+        Py_INCREF(x);
+        if (PyArray_SetBaseObject((PyArrayObject *)r, (PyObject *)x) < 0) {
+            Py_DECREF(r);
+            return NULL;
+        }
+        return r;
+    }
+    """
+    cnp.ndarray fg_broadcast_view(cnp.ndarray x, int nd, cnp.npy_intp* dims,
+                                  cnp.npy_intp* strides)
+
+
+cdef cnp.ndarray _broadcast_to(cnp.ndarray x, tuple shape):
+    """np.broadcast_to(x, shape) without its Python frames: a read-only view with stride 0 on
+    the broadcast axes (NumPy's call, with its errors, when the shapes do not broadcast)."""
+    cdef int nd = len(shape), d, k, off = nd - x.ndim
+    cdef cnp.npy_intp[32] dims, strides
+    if nd > 32 or off < 0:
+        return np.broadcast_to(x, shape)
+    for d in range(nd):
+        dims[d] = shape[d]
+        k = d - off
+        if k < 0 or (x.shape[k] == 1 and dims[d] != 1):
+            strides[d] = 0
+        elif x.shape[k] == dims[d]:
+            strides[d] = x.strides[k]
+        else:
+            return np.broadcast_to(x, shape)
+    return fg_broadcast_view(x, nd, dims, strides)
+
+
 cdef object _broadcast(TensorBase g, tuple shape):
     cdef TensorBase out
     cdef ExpandBackward0 node
     if (<object>g._data).shape == shape:
         return g
-    out = wrap(np.broadcast_to(g._data, shape))
+    out = wrap(_broadcast_to(g._data, shape))
     if g._requires_grad and grad_enabled():
         node = ExpandBackward0.__new__(ExpandBackward0)
         node.in_shape = (<object>g._data).shape

@@ -3,6 +3,8 @@ cimport numpy as cnp
 from fastgrad._core.tensor cimport TensorBase
 
 cdef TensorBase make_view(TensorBase a, cnp.ndarray arr)     # arr must be a view of a._data
+cdef cnp.ndarray strided_view(cnp.ndarray x, int nd, cnp.npy_intp* dims, cnp.npy_intp* strides,
+                             char* data, bint writeable)   # an ndarray over x's memory
 cdef object reshape_c(TensorBase a, tuple shape)              # view when possible, else a copy
 cdef object transpose_c(TensorBase a, int d0, int d1)
 cdef object permute_c(TensorBase a, tuple dims)

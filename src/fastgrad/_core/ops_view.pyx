@@ -15,6 +15,8 @@ gradient is written with: `pos` is an int64 array of C-order flat indices into a
 """
 cimport cython
 cimport numpy as cnp
+from cpython.ref cimport PyObject, PyTypeObject, Py_INCREF
+from cpython.long cimport PyLong_CheckExact
 import numpy as np
 
 from fastgrad._core.node cimport Node
@@ -25,6 +27,14 @@ from fastgrad._core.ops_reduce cimport sum_to, sum_
 from fastgrad._core.ops_pointwise import clone as _clone
 
 cnp.import_array()
+
+cdef extern from "numpy/arrayobject.h":
+    PyTypeObject PyArray_Type
+    object _new_from_descr "PyArray_NewFromDescr" (PyTypeObject*, cnp.PyArray_Descr*, int,
+                                                    cnp.npy_intp*, cnp.npy_intp*, void*, int,
+                                                    PyObject*)
+
+DEF MAXD = 64                     # NumPy's NPY_MAXDIMS
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -44,8 +54,30 @@ cdef TensorBase make_view(TensorBase a, cnp.ndarray arr):
     return out
 
 
+cdef cnp.ndarray strided_view(cnp.ndarray x, int nd, cnp.npy_intp* dims, cnp.npy_intp* strides,
+                         char* data, bint writeable):
+    """An ndarray over x's memory at `data` with the given dims and byte strides (its base is x):
+    the one C call every view below is built with, no Python-level NumPy dispatch."""
+    cdef cnp.PyArray_Descr* d = cnp.PyArray_DESCR(x)
+    Py_INCREF(<object>d)                               # PyArray_NewFromDescr steals it
+    cdef cnp.ndarray r = _new_from_descr(&PyArray_Type, d, nd, dims, strides, data,
+                                         cnp.NPY_ARRAY_WRITEABLE if writeable else 0, NULL)
+    cnp.set_array_base(r, x)
+    return r
+
+
+cdef inline bint _writeable(cnp.ndarray x) noexcept:
+    return cnp.PyArray_FLAGS(x) & cnp.NPY_ARRAY_WRITEABLE
+
+
 cdef tuple size_args(tuple args):
     """f(2, 3) and f((2, 3)) / f([2, 3]) / f(torch.Size) both give (2, 3)."""
+    cdef Py_ssize_t i
+    for i in range(len(args)):
+        if not PyLong_CheckExact(args[i]):
+            break
+    else:
+        return args
     if len(args) == 1 and not isinstance(args[0], int) and hasattr(args[0], "__len__"):
         args = tuple(args[0])
     return tuple([int(s) for s in args])
@@ -62,20 +94,21 @@ cdef int wrap_dim(object dim, int ndim, str op) except? -1:
 
 cdef tuple _infer_shape(tuple shape, Py_ssize_t numel):
     """Resolve one -1 in `shape`; RuntimeError when the sizes cannot hold `numel` elements."""
-    cdef Py_ssize_t known = 1, infer = -1, i
-    for i in range(len(shape)):
-        if shape[i] == -1:
+    cdef Py_ssize_t known = 1, infer = -1, i, v, n = len(shape)
+    for i in range(n):
+        v = shape[i]
+        if v == -1:
             if infer >= 0:
                 raise RuntimeError("only one dimension can be inferred")
             infer = i
-        elif shape[i] < 0:
-            raise RuntimeError(f"invalid shape dimension {shape[i]}")
+        elif v < 0:
+            raise RuntimeError(f"invalid shape dimension {v}")
         else:
-            known *= shape[i]
-    if infer >= 0 and known != 0 and numel % known == 0:
-        return shape[:infer] + (numel // known,) + shape[infer + 1:]
+            known *= v
     if infer < 0 and known == numel:
         return shape
+    if infer >= 0 and known != 0 and numel % known == 0:
+        return shape[:infer] + (numel // known,) + shape[infer + 1:]
     raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
 
 
@@ -87,42 +120,45 @@ def reshape(input, *shape):
 
 
 cdef object reshape_c(TensorBase a, tuple shape):
-    cdef cnp.ndarray x = a._data
+    cdef cnp.ndarray x = a._data, r
     cdef TensorBase out
-    cdef Node node
-    shape = _infer_shape(shape, x.size)
-    if (<object>x).shape == shape and a._grad_fn is None and not a._requires_grad:
-        return make_view(a, x.view())
-    try:
-        out = make_view(a, np.reshape(x, shape, copy=False))
-        node = ViewBackward0.__new__(ViewBackward0) if _rec(a) else None
-    except ValueError:
-        out = wrap(np.reshape(x, shape))                       # non-viewable layout: copy
-        node = UnsafeViewBackward0.__new__(UnsafeViewBackward0) if _rec(a) else None
-    if node is not None:
-        (<ReshapeBackward>node).in_shape = (<object>x).shape
-        set_history1(out, node, a)
+    cdef ReshapeBackward node = None
+    shape = _infer_shape(shape, cnp.PyArray_SIZE(x))
+    r = cnp.PyArray_Reshape(x, shape)                   # a view when the layout allows, else a copy
+    if cnp.PyArray_DATA(r) == cnp.PyArray_DATA(x) or cnp.PyArray_SIZE(x) == 0:
+        out = make_view(a, r)
+        if not _rec(a):
+            return out
+        node = ViewBackward0.__new__(ViewBackward0)
+    else:
+        out = wrap(r)
+        if not _rec(a):
+            return out
+        node = UnsafeViewBackward0.__new__(UnsafeViewBackward0)
+    node.in_shape = (<object>x).shape
+    set_history1(out, node, a)
     return out
 
 
 def view(input, *shape):
-    """view(*shape): a view sharing storage; RuntimeError when the layout cannot be viewed."""
+    """view(*shape): a view sharing storage; RuntimeError when the layout cannot be viewed.
+    view(dtype): the same bytes as another dtype."""
     cdef TensorBase a = input, out
+    cdef cnp.ndarray x = a._data, r
     cdef ViewBackward0 node
-    if len(shape) == 1 and hasattr(shape[0], "np_dtype"):
+    if len(shape) == 1 and not PyLong_CheckExact(shape[0]) and hasattr(shape[0], "np_dtype"):
         return _view_dtype(a, shape[0])
-    sh = _infer_shape(size_args(shape), a._data.size)
-    try:
-        arr = np.reshape(a._data, sh, copy=False)
-    except ValueError:
+    sh = _infer_shape(size_args(shape), cnp.PyArray_SIZE(x))
+    r = cnp.PyArray_Reshape(x, sh)
+    if cnp.PyArray_DATA(r) != cnp.PyArray_DATA(x) and cnp.PyArray_SIZE(x) != 0:
         raise RuntimeError(
             f"view size is not compatible with input tensor's size and stride (at least one "
             f"dimension spans across two contiguous subspaces): cannot view shape "
             f"{list(_shape(a))} as {list(sh)} without a copy. Use .reshape(...) instead.")
-    out = make_view(a, arr)
+    out = make_view(a, r)
     if _rec(a):
         node = ViewBackward0.__new__(ViewBackward0)
-        node.in_shape = _shape(a)
+        node.in_shape = (<object>x).shape
         set_history1(out, node, a)
     return out
 
@@ -233,25 +269,48 @@ def unflatten(input, dim, sizes):
 def squeeze(input, dim=None):
     """Drop size-1 dims (all, one `dim`, or a tuple of dims); others are kept."""
     cdef TensorBase a = input
-    cdef int nd = a._data.ndim
-    sh = _shape(a)
+    cdef cnp.ndarray x = a._data
+    cdef int nd = x.ndim, i, k = 0, kind
+    cdef bint drop[MAXD]
+    cdef cnp.npy_intp dims[MAXD]
+    cdef cnp.npy_intp strides[MAXD]
     if dim is None:
-        dims, kind = tuple(range(nd)), 0
-    elif isinstance(dim, int):
-        dims, kind = (wrap_dim(dim, nd, "squeeze"),), 1
+        kind = 0
+        for i in range(nd):
+            drop[i] = x.shape[i] == 1
     else:
-        dims, kind = tuple(wrap_dim(d, nd, "squeeze") for d in dim), 2
-    new = tuple(sh[i] for i in range(nd) if not (i in dims and sh[i] == 1))
-    return squeeze_to(a, new, kind)
+        for i in range(nd):
+            drop[i] = False
+        if isinstance(dim, int):
+            kind = 1
+            i = wrap_dim(dim, nd, "squeeze")
+            drop[i] = x.shape[i] == 1
+        else:
+            kind = 2
+            for d in dim:
+                i = wrap_dim(d, nd, "squeeze")
+                drop[i] = x.shape[i] == 1
+    for i in range(nd):
+        if not drop[i]:
+            dims[k] = x.shape[i]
+            strides[k] = x.strides[i]
+            k += 1
+    return _record_reshape(a, strided_view(x, k, dims, strides, x.data, _writeable(x)), kind)
 
 
 cdef object squeeze_to(TensorBase a, tuple shape, int kind):
-    cdef TensorBase out = make_view(a, a._data.reshape(shape))
+    return _record_reshape(a, cnp.PyArray_Reshape(a._data, shape), kind)
+
+
+cdef object _record_reshape(TensorBase a, cnp.ndarray r, int kind):
+    """The view r of a, recorded as Squeeze (kind 0/1/2) or Unsqueeze (3) backward."""
+    cdef TensorBase out = make_view(a, r)
     cdef ReshapeBackward node
     if _rec(a):
         node = (SqueezeBackward0.__new__(SqueezeBackward0) if kind == 0 else
                 SqueezeBackward1.__new__(SqueezeBackward1) if kind == 1 else
-                SqueezeBackward2.__new__(SqueezeBackward2))
+                SqueezeBackward2.__new__(SqueezeBackward2) if kind == 2 else
+                UnsqueezeBackward0.__new__(UnsqueezeBackward0))
         node.in_shape = _shape(a)
         set_history1(out, node, a)
     return out
@@ -278,13 +337,23 @@ def unsqueeze(input, dim):
 
 
 cdef object unsqueeze_c(TensorBase a, int dim):
-    cdef TensorBase out = make_view(a, np.expand_dims(a._data, dim))
-    cdef UnsqueezeBackward0 node
-    if _rec(a):
-        node = UnsqueezeBackward0.__new__(UnsqueezeBackward0)
-        node.in_shape = _shape(a)
-        set_history1(out, node, a)
-    return out
+    cdef cnp.ndarray x = a._data
+    cdef int nd = x.ndim, i
+    cdef cnp.npy_intp dims[MAXD]
+    cdef cnp.npy_intp strides[MAXD]
+    if nd >= MAXD:
+        raise RuntimeError(f"unsqueeze: a tensor can have at most {MAXD} dims")
+    for i in range(nd + 1):
+        if i < dim:
+            dims[i] = x.shape[i]
+            strides[i] = x.strides[i]
+        elif i == dim:
+            dims[i] = 1
+            strides[i] = x.strides[i] * x.shape[i] if i < nd else x.itemsize
+        else:
+            dims[i] = x.shape[i - 1]
+            strides[i] = x.strides[i - 1]
+    return _record_reshape(a, strided_view(x, nd + 1, dims, strides, x.data, _writeable(x)), 3)
 
 
 @cython.final
@@ -305,7 +374,7 @@ cdef object transpose_c(TensorBase a, int d0, int d1):
     cdef TransposeBackward0 node
     if a._data.ndim < 2:
         return make_view(a, a._data.view()) if not _rec(a) else _alias(a)
-    out = make_view(a, np.swapaxes(a._data, d0, d1))
+    out = make_view(a, cnp.PyArray_SwapAxes(a._data, d0, d1))
     if _rec(a):
         node = TransposeBackward0.__new__(TransposeBackward0)
         node.d0 = d0
@@ -330,7 +399,7 @@ def t(input):
     if a._data.ndim > 2:
         raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is "
                            f"{a._data.ndim}D; use transpose(dim0, dim1) or .mT instead")
-    out = make_view(a, a._data.T)
+    out = make_view(a, cnp.PyArray_Transpose(a._data, NULL))
     if _rec(a):
         node = TBackward0.__new__(TBackward0)
         set_history1(out, node, a)
@@ -346,24 +415,44 @@ cdef class TBackward0(Node):
 
 def permute(input, *dims):
     cdef TensorBase a = input
-    cdef int nd = a._data.ndim
+    cdef int nd = a._data.ndim, i, d
+    cdef bint seen[MAXD]
     dims = size_args(dims)
     if len(dims) != nd:
         raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input does "
                            f"not match the length of the desired ordering of dimensions i.e. "
                            f"input.dim() = {nd} is not equal to len(dims) = {len(dims)}")
-    dims = tuple(wrap_dim(d, nd, "permute") for d in dims)
-    if len(set(dims)) != nd:
-        raise RuntimeError(f"permute(): duplicate dims are not allowed (got {list(dims)})")
-    return permute_c(a, dims)
+    for i in range(nd):
+        seen[i] = False
+    wrapped = list(dims)
+    for i in range(nd):
+        d = wrap_dim(dims[i], nd, "permute")
+        if seen[d]:
+            raise RuntimeError(f"permute(): duplicate dims are not allowed (got {list(dims)})")
+        seen[d] = True
+        wrapped[i] = d
+    return permute_c(a, tuple(wrapped))
 
 
 cdef object permute_c(TensorBase a, tuple dims):
-    cdef TensorBase out = make_view(a, np.transpose(a._data, dims))
+    cdef cnp.ndarray x = a._data
+    cdef int nd = x.ndim, i, d
+    cdef cnp.npy_intp shp[MAXD]
+    cdef cnp.npy_intp strides[MAXD]
+    cdef list inv
+    cdef TensorBase out
     cdef PermuteBackward0 node
+    for i in range(nd):
+        d = dims[i]
+        shp[i] = x.shape[d]
+        strides[i] = x.strides[d]
+    out = make_view(a, strided_view(x, nd, shp, strides, x.data, _writeable(x)))
     if _rec(a):
+        inv = [0] * nd
+        for i in range(nd):
+            inv[<int>dims[i]] = i
         node = PermuteBackward0.__new__(PermuteBackward0)
-        node.inv = tuple(np.argsort(dims).tolist())
+        node.inv = tuple(inv)
         set_history1(out, node, a)
     return out
 
@@ -380,7 +469,13 @@ cdef class PermuteBackward0(Node):
 def T(input):
     """x.T: all dims reversed (PermuteBackward0)."""
     cdef TensorBase a = input
-    return permute_c(a, tuple(range(a._data.ndim - 1, -1, -1)))
+    cdef int nd = a._data.ndim
+    if nd == 2:
+        return permute_c(a, _REV2)
+    return permute_c(a, tuple(range(nd - 1, -1, -1)))
+
+
+cdef tuple _REV2 = (1, 0)
 
 
 def mT(input):
@@ -430,36 +525,52 @@ cdef class AliasBackward0(Node):
 def expand(input, *sizes):
     """Broadcast to `sizes` (-1 keeps a dim) without copying (ExpandBackward0)."""
     cdef TensorBase a = input
+    cdef cnp.ndarray x = a._data
+    cdef Py_ssize_t i, s, n, lead, nd = x.ndim
     sizes = size_args(sizes)
-    sh = _shape(a)
-    lead = len(sizes) - len(sh)
+    n = len(sizes)
+    lead = n - nd
     if lead < 0:
-        raise RuntimeError(f"expand({list(sh)}, size={list(sizes)}): the number of sizes provided "
-                           f"({len(sizes)}) must be greater or equal to the number of dimensions "
-                           f"in the tensor ({len(sh)})")
-    target = []
-    for i, s in enumerate(sizes):
+        raise RuntimeError(f"expand({list(_shape(a))}, size={list(sizes)}): the number of sizes "
+                           f"provided ({n}) must be greater or equal to the number of dimensions "
+                           f"in the tensor ({nd})")
+    target = list(sizes)
+    for i in range(n):
+        s = sizes[i]
         if i < lead:
             if s < 0:
                 raise RuntimeError(f"expand: -1 is not allowed in a leading, non-existing "
                                    f"dimension {i}")
-            target.append(s)
         elif s == -1:
-            target.append(sh[i - lead])
-        elif sh[i - lead] != s and sh[i - lead] != 1:
+            target[i] = x.shape[i - lead]
+        elif x.shape[i - lead] != s and x.shape[i - lead] != 1:
             raise RuntimeError(
                 f"The expanded size of the tensor ({s}) must match the existing size "
-                f"({sh[i - lead]}) at non-singleton dimension {i}.  Target sizes: "
-                f"{list(sizes)}.  Tensor sizes: {list(sh)}")
-        else:
-            target.append(s)
+                f"({x.shape[i - lead]}) at non-singleton dimension {i}.  Target sizes: "
+                f"{list(sizes)}.  Tensor sizes: {list(_shape(a))}")
     return expand_c(a, tuple(target))
 
 
 cdef object expand_c(TensorBase a, tuple shape):
+    """a broadcast to `shape` (validated): stride 0 along new and expanded dims, read-only."""
+    cdef cnp.ndarray x = a._data
     cdef TensorBase out
     cdef ExpandBackward0 node
-    out = make_view(a, np.broadcast_to(a._data, shape))
+    cdef Py_ssize_t i, n = len(shape), lead = n - x.ndim, s
+    cdef cnp.npy_intp dims[MAXD]
+    cdef cnp.npy_intp strides[MAXD]
+    if n > MAXD or lead < 0:
+        raise RuntimeError(f"expand: cannot expand shape {list(_shape(a))} to {list(shape)}")
+    for i in range(n):
+        s = shape[i]
+        dims[i] = s
+        if i < lead or (x.shape[i - lead] == 1 and s != 1):
+            strides[i] = 0
+        elif x.shape[i - lead] == s:
+            strides[i] = x.strides[i - lead]
+        else:
+            raise RuntimeError(f"expand: cannot expand shape {list(_shape(a))} to {list(shape)}")
+    out = make_view(a, strided_view(x, n, dims, strides, x.data, False))
     if _rec(a):
         node = ExpandBackward0.__new__(ExpandBackward0)
         node.in_shape = _shape(a)
@@ -496,19 +607,33 @@ def diagonal(input, offset=0, dim1=0, dim2=1):
     """A view of the diagonal (offset) of the (dim1, dim2) planes, as the last dim."""
     cdef TensorBase a = input, out
     cdef DiagonalBackward0 node
-    cdef int nd = a._data.ndim
+    cdef cnp.ndarray x = a._data
+    cdef int nd = x.ndim, i, k = 0, d1, d2
+    cdef Py_ssize_t off = offset, n
+    cdef cnp.npy_intp dims[MAXD]
+    cdef cnp.npy_intp strides[MAXD]
+    cdef char* data = x.data
     d1 = wrap_dim(dim1, nd, "diagonal")
     d2 = wrap_dim(dim2, nd, "diagonal")
     if d1 == d2:
         raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
-    arr = np.diagonal(a._data, offset, d1, d2)
-    out = make_view(a, np.lib.stride_tricks.as_strided(arr, arr.shape, arr.strides,
-                                                       writeable=a._data.flags.writeable))
+    for i in range(nd):
+        if i != d1 and i != d2:
+            dims[k] = x.shape[i]
+            strides[k] = x.strides[i]
+            k += 1
+    n = min(x.shape[d1] - (-off if off < 0 else 0), x.shape[d2] - (off if off > 0 else 0))
+    dims[k] = n if n > 0 else 0
+    strides[k] = x.strides[d1] + x.strides[d2]
+    if dims[k] > 0:
+        data += off * x.strides[d2] if off >= 0 else -off * x.strides[d1]
+    out = make_view(a, strided_view(x, k + 1, dims, strides, data, _writeable(x)))
     if _rec(a):
         node = DiagonalBackward0.__new__(DiagonalBackward0)
         node.in_shape = _shape(a)
-        node.pos = np.ascontiguousarray(np.diagonal(
-            np.arange(a._data.size, dtype=np.int64).reshape(_shape(a)), offset, d1, d2))
+        node.offset = off
+        node.d1 = d1
+        node.d2 = d2
         set_history1(out, node, a)
     return out
 
@@ -517,10 +642,14 @@ def diagonal(input, offset=0, dim1=0, dim2=1):
 cdef class DiagonalBackward0(Node):
     """grad_a = zeros with grad written on the diagonal (Note [Flat positions])"""
     cdef tuple in_shape
-    cdef cnp.ndarray pos
+    cdef Py_ssize_t offset
+    cdef int d1, d2
 
     cdef tuple apply(self, tuple grads):
-        return (scatter_add_flat(grads[0], self.in_shape, self.pos, True),)
+        pos = np.ascontiguousarray(np.diagonal(np.arange(np.prod(self.in_shape, dtype=np.int64),
+                                                         dtype=np.int64).reshape(self.in_shape),
+                                               self.offset, self.d1, self.d2))
+        return (scatter_add_flat(grads[0], self.in_shape, pos, True),)
 
 
 # --- flat positions: take / scatter-add (Note [Flat positions]) ----------------------------------
@@ -694,6 +823,10 @@ cdef object _narrow(TensorBase g, int dim, Py_ssize_t start, Py_ssize_t stop):
 
 
 def cat(tensors, dim=0, *, out=None):
+    if out is not None:
+        tensors = list(tensors)
+        out_check("cat", out, tensors)
+        return write_out(out, cat_c(tensors, dim), 2)
     return cat_c(list(tensors), dim)
 
 
@@ -765,6 +898,9 @@ def stack(tensors, dim=0, *, out=None):
     cdef TensorBase t, first, res
     cdef StackBackward0 node
     tensors = list(tensors)
+    if out is not None:
+        out_check("stack", out, tensors)
+        return write_out(out, stack(tensors, dim), 2)
     if not tensors:
         raise RuntimeError("stack expects a non-empty TensorList")
     first = tensors[0]
@@ -813,11 +949,18 @@ def vstack(tensors):
 cdef tuple _split_views(TensorBase a, int d, list sizes, Node node):
     """Views of `a` along dim d with `sizes`; all outputs of one node (output_nr = i)."""
     cdef TensorBase o
+    cdef cnp.ndarray x = a._data
     cdef list outs = []
-    cdef Py_ssize_t off = 0, i
+    cdef Py_ssize_t off = 0, i, j
+    cdef int nd = x.ndim
+    cdef bint w = _writeable(x)
+    cdef cnp.npy_intp dims[MAXD]
+    for j in range(nd):
+        dims[j] = x.shape[j]
     for i in range(len(sizes)):
-        key = (slice(None),) * d + (slice(off, off + sizes[i]),)
-        outs.append(make_view(a, a._data[key]))
+        dims[d] = sizes[i]
+        outs.append(make_view(a, strided_view(x, nd, dims, x.strides,
+                                              x.data + off * x.strides[d], w)))
         off += sizes[i]
     if node is not None and _rec(a):
         (<SplitBackward>node).dim = d
@@ -897,10 +1040,22 @@ def unbind(input, dim=0):
     cdef TensorBase a = input, o
     cdef list outs = []
     cdef UnbindBackward0 node = None
-    d = wrap_dim(dim, a._data.ndim, "unbind")
-    n = _shape(a)[d]
+    cdef cnp.ndarray x = a._data
+    cdef cnp.npy_intp dims[MAXD]
+    cdef cnp.npy_intp strides[MAXD]
+    cdef int j, k = 0
+    cdef Py_ssize_t i, n
+    cdef bint w = _writeable(x)
+    d = wrap_dim(dim, x.ndim, "unbind")
+    n = x.shape[d]
+    for j in range(x.ndim):
+        if j != d:
+            dims[k] = x.shape[j]
+            strides[k] = x.strides[j]
+            k += 1
     for i in range(n):
-        outs.append(make_view(a, a._data[(slice(None),) * d + (i, Ellipsis)]))
+        outs.append(make_view(a, strided_view(x, k, dims, strides, x.data + i * x.strides[d],
+                                              w)))
     if _rec(a) and n:
         node = UnbindBackward0.__new__(UnbindBackward0)
         node.dim = d
@@ -930,6 +1085,64 @@ cdef class UnbindBackward0(Node):
         parts = [g if g is not None else wrap(np.zeros(sh, dtype=(<TensorBase>ref)._data.dtype))
                  for g in grads]
         return (stack(parts, self.dim),)
+
+
+# --- out= (Note: PyTorch's out= functions are not differentiable) ------------------------------------
+
+cdef dict _CNAMES = {"float32": "float", "float64": "double", "float16": "c10::Half",
+                     "int64": "long int", "int32": "int", "int16": "short int",
+                     "int8": "signed char", "uint8": "unsigned char", "bool": "bool"}
+
+
+def out_check(str name, out, *inputs):
+    """Refuse out= when grad mode is on and an input (tensors in lists count) or out itself
+    requires grad, as PyTorch does."""
+    if not isinstance(out, TensorBase):
+        raise TypeError(f"{name}(): argument 'out' must be Tensor, not {type(out).__name__}")
+    if not grad_enabled():
+        return
+    cdef bint need = (<TensorBase>out)._requires_grad
+    for t in inputs:
+        if isinstance(t, (list, tuple)):
+            need = need or any(isinstance(u, TensorBase) and (<TensorBase>u)._requires_grad
+                               for u in t)
+        elif isinstance(t, TensorBase):
+            need = need or (<TensorBase>t)._requires_grad
+    if need:
+        raise RuntimeError(f"{name}(): functions with out=... arguments don't support automatic "
+                           f"differentiation, but one of the arguments requires grad.")
+
+
+def write_out(out, result, int rule):
+    """Copy `result` into `out` and return out. rule 0: out must have result's dtype (BLAS
+    products); 1: result must cast to out's dtype within its kind (pointwise); 2: as 1 with
+    cat's TypeError. A wrongly shaped out is resized, with PyTorch's warning unless it was
+    empty."""
+    cdef TensorBase o = out, r = result
+    cdef cnp.ndarray od = o._data, rd = r._data
+    if rule == 0 and od.dtype != rd.dtype:
+        raise RuntimeError(f"Expected out tensor to have dtype {_CNAMES.get(rd.dtype.name)}, "
+                           f"but got {_CNAMES.get(od.dtype.name)} instead")
+    if rule and not np.can_cast(rd.dtype, od.dtype, "same_kind"):
+        if rule == 2:
+            raise TypeError(f"torch.cat(): input types can't be cast to the desired output "
+                            f"type {_TNAMES.get(od.dtype.name)}")
+        raise RuntimeError(f"result type {_TNAMES.get(rd.dtype.name)} can't be cast to the "
+                           f"desired output type {_TNAMES.get(od.dtype.name)}")
+    if (<object>od).shape != (<object>rd).shape:
+        if od.size:
+            import warnings
+            warnings.warn(f"An output with one or more elements was resized since it had shape "
+                          f"{list((<object>od).shape)}, which does not match the required output "
+                          f"shape {list((<object>rd).shape)}. This behavior is deprecated, and "
+                          f"in a future PyTorch release outputs will not be resized unless they "
+                          f"have zero elements. You can explicitly reuse an out tensor t by "
+                          f"resizing it, inplace, to zero elements with t.resize_(0).",
+                          UserWarning, stacklevel=3)
+        o._data = np.empty((<object>rd).shape, dtype=od.dtype)
+    np.copyto(o._data, rd, casting="unsafe")
+    o.bump_version()
+    return o
 
 
 def _diag_scatter(g, tuple shape, cnp.ndarray pos):

@@ -324,6 +324,36 @@ def sgd_update(TensorBase p, TensorBase grad, TensorBase buf, double lr, double 
                double momentum, double dampening, bint nesterov, bint maximize, bint init_buf):
     """One SGD step on `p` (in place). `buf` is the momentum buffer (None when momentum == 0);
     `init_buf` says it is fresh and takes the gradient as it is (PyTorch's first step)."""
+    _sgd_one(p, grad, buf, lr, weight_decay, momentum, dampening, nesterov, maximize, init_buf)
+
+
+def sgd_group(list params, object state, object zeros, double lr, double weight_decay,
+              double momentum, double dampening, bint nesterov, bint maximize):
+    """SGD over one parameter group: every parameter with a gradient, its momentum buffer
+    taken from (or, on its first step, made by `zeros(p)` into) `state[p]['momentum_buffer']`."""
+    cdef TensorBase p, buf
+    cdef bint fresh
+    for obj in params:
+        p = <TensorBase?>obj
+        if p._grad is None:
+            continue
+        if momentum == 0:
+            _sgd_one(p, p._grad, None, lr, weight_decay, momentum, dampening, nesterov, maximize,
+                     False)
+            continue
+        st = state[p]
+        buf = st.get("momentum_buffer")
+        fresh = buf is None
+        if fresh:
+            buf = zeros(p)
+            st["momentum_buffer"] = buf
+        _sgd_one(p, p._grad, buf, lr, weight_decay, momentum, dampening, nesterov, maximize,
+                 fresh)
+
+
+cdef void _sgd_one(TensorBase p, TensorBase grad, TensorBase buf, double lr, double weight_decay,
+                   double momentum, double dampening, bint nesterov, bint maximize,
+                   bint init_buf) except *:
     cdef cnp.ndarray pa = _param_array(p, "SGD")
     cdef cnp.ndarray ga = _grad_array(grad, pa, "SGD")
     cdef cnp.ndarray w = _work(pa)
@@ -347,6 +377,32 @@ def adam_update(TensorBase p, TensorBase grad, TensorBase exp_avg, TensorBase ex
                 double beta2, double eps, double weight_decay, bint maximize, bint decoupled):
     """One Adam (decoupled=False) or AdamW (decoupled=True) step on `p`; increments `step`.
     `max_exp_avg_sq` is None unless amsgrad."""
+    _adam_one(p, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, lr, beta1, beta2, eps,
+              weight_decay, maximize, decoupled)
+
+
+def adam_group(list params, object state, object init, double lr, double beta1, double beta2,
+               double eps, double weight_decay, bint amsgrad, bint maximize, bint decoupled):
+    """Adam/AdamW over one parameter group: every parameter with a gradient, its state read
+    from `state[p]` (filled by `init(state[p], p)` on its first step)."""
+    cdef TensorBase p
+    cdef dict st
+    for obj in params:
+        p = <TensorBase?>obj
+        if p._grad is None:
+            continue
+        st = state[p]
+        if not st:
+            init(st, p)
+        _adam_one(p, p._grad, st["exp_avg"], st["exp_avg_sq"],
+                  st["max_exp_avg_sq"] if amsgrad else None, st["step"], lr, beta1, beta2, eps,
+                  weight_decay, maximize, decoupled)
+
+
+cdef void _adam_one(TensorBase p, TensorBase grad, TensorBase exp_avg, TensorBase exp_avg_sq,
+                    TensorBase max_exp_avg_sq, TensorBase step, double lr, double beta1,
+                    double beta2, double eps, double weight_decay, bint maximize,
+                    bint decoupled) except *:
     cdef cnp.ndarray pa = _param_array(p, "Adam")
     cdef cnp.ndarray ga = _grad_array(grad, pa, "Adam")
     cdef cnp.ndarray w = _work(pa)

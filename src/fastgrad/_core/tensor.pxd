@@ -30,7 +30,8 @@ cdef class TensorBase:
 
 cdef class SavedVar:
     """A tensor saved for backward, with the version it had then (Note [Saved tensor release])."""
-    cdef TensorBase t              # the saved tensor (for a saved output: an alias without grad_fn)
+    cdef TensorBase t              # a saved input; None for a saved output, and once released
+    cdef cnp.ndarray data          # a saved output's array (Note [Saved outputs]); None once released
     cdef VersionCounter vc         # a saved output's counter (shared with the output); None for inputs
     cdef Py_ssize_t version        # vc.value when saved
     cdef Node fn                   # t's grad_fn when saved (names the op in errors)
@@ -38,6 +39,7 @@ cdef class SavedVar:
     cdef bint is_output            # saved the output of the node that owns it
 
     cdef TensorBase unpack(self, Node owner)
+    cpdef void release(self)
 
 
 cdef class AccumulateGrad(Node):

@@ -18,8 +18,8 @@ run again.
 
 Note [Saved outputs]
 A node that saves its own output (exp, tanh, sigmoid ...) would form a cycle node -> output ->
-node. It saves an alias instead: a TensorBase sharing the output's array and version counter but
-with no grad_fn. Under create_graph, unpacking rebuilds a tensor whose grad_fn is the node.
+node. It saves the output's array and version counter instead; unpacking makes a tensor over
+them, with no grad_fn, or under create_graph with the node as its grad_fn.
 """
 cimport cython
 cimport numpy as cnp
@@ -190,31 +190,40 @@ cdef void set_history(TensorBase out, Node node, tuple inputs) except *:
 cdef class SavedVar:
 
     cdef TensorBase unpack(self, Node owner):
-        cdef TensorBase t = self.t
         cdef TensorBase r
-        if t is None:
-            raise RuntimeError(
-                "Trying to backward through the graph a second time (or directly access saved "
-                "tensors after they have already been freed). Saved intermediate values of the "
-                "graph are freed when you call .backward() or autograd.grad(). Specify "
-                "retain_graph=True if you need to backward through the graph a second time or if "
-                "you need to access saved tensors after calling backward.")
-        if t.version_value() != self.version:
-            raise RuntimeError(self._modified_message(owner))
-        if self.is_output and grad_enabled():
-            # Note [Saved outputs]: under create_graph the output must carry its history
-            r = wrap(t._data)
-            r._vc = t.version_counter()
-            r._grad_fn = owner
-            r._requires_grad = True
-            r._output_nr = self.output_nr
+        if self.is_output:
+            if self.data is None:
+                self._raise_released()
+            if self.vc.value != self.version:
+                raise RuntimeError(self._modified_message(owner))
+            r = wrap(self.data)
+            r._vc = self.vc
+            if grad_enabled():
+                # Note [Saved outputs]: under create_graph the output must carry its history
+                r._grad_fn = owner
+                r._requires_grad = True
+                r._output_nr = self.output_nr
             return r
-        return t
+        r = self.t
+        if r is None:
+            self._raise_released()
+        if r.version_value() != self.version:
+            raise RuntimeError(self._modified_message(owner))
+        return r
+
+    def _raise_released(self):
+        raise RuntimeError(
+            "Trying to backward through the graph a second time (or directly access saved "
+            "tensors after they have already been freed). Saved intermediate values of the "
+            "graph are freed when you call .backward() or autograd.grad(). Specify "
+            "retain_graph=True if you need to backward through the graph a second time or if "
+            "you need to access saved tensors after calling backward.")
 
     def _modified_message(self, Node owner):
-        cdef TensorBase t = self.t
+        cdef cnp.ndarray d = self.data if self.is_output else self.t._data
+        now = self.vc.value if self.is_output else self.t.version_value()
         fn = owner if self.is_output else self.fn
-        shape = ", ".join(str(d) for d in (<object>t._data).shape)
+        shape = ", ".join(str(n) for n in (<object>d).shape)
         producer = ""
         if fn is not None:
             name = type(fn).__name__
@@ -222,29 +231,28 @@ cdef class SavedVar:
                 name = name[:-9]
             producer = f", which is output {self.output_nr} of {name},"
         return (f"one of the variables needed for gradient computation has been modified by an "
-                f"inplace operation: [{dtype_name(t._data)} [{shape}]]{producer} is at version "
-                f"{t.version_value()}; expected version {self.version} instead. Hint: enable anomaly "
+                f"inplace operation: [{dtype_name(d)} [{shape}]]{producer} is at version "
+                f"{now}; expected version {self.version} instead. Hint: enable anomaly "
                 f"detection to find the operation that failed to compute its gradient, with "
                 f"torch.autograd.set_detect_anomaly(True, check_nan=False).")
 
-    def release(self):
+    cpdef void release(self):
         self.t = None
+        self.data = None
 
 
 cdef SavedVar save(TensorBase t, bint is_output):
     """Save `t` for backward (Note [Saved tensor release], Note [Saved outputs]). A saved input
     keeps the tensor itself and reads its version when unpacked, so saving a fresh tensor
-    allocates no version counter."""
+    allocates no version counter; a saved output keeps its array and counter, and a tensor is
+    made for it only when it is unpacked."""
     cdef SavedVar s = SavedVar.__new__(SavedVar)
-    cdef TensorBase alias
     s.output_nr = t._output_nr
     s.is_output = is_output
     if is_output:
         s.vc = t.version_counter()
         s.version = s.vc.value
-        alias = wrap(t._data)
-        alias._vc = s.vc
-        s.t = alias
+        s.data = t._data
     else:
         if is_inference(t):
             _raise_inference_saved()

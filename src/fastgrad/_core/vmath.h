@@ -1,4 +1,4 @@
-/* Vectorisable exp, tanh and sigmoid for float32 and float64 buffers.
+/* Vectorisable exp, tanh, sigmoid and log for float32 and float64 buffers.
  *
  * Note [Vectorised transcendental kernels]
  * glibc's expf/tanhf are scalar calls, so a loop over them cannot use SIMD registers (tanhf alone
@@ -58,90 +58,145 @@ static const double FG_TANH_P[] = {
     -8.8632297441542140616e-3, 2.1869488255301699469e-2, -5.3968253961233561567e-2,
     1.33333333333264637e-1, -3.333333333333332218e-1};
 
+/* log: log(1+f) = 2 atanh(s), s = f / (2 + f); R = (2 atanh(s) - 2 s) / s = z P(z), z = s^2,
+ * on |s| <= (sqrt 2 - 1) / (sqrt 2 + 1). */
+static const float FG_LOGF_P[] = {
+    0.233300934329055532f, 0.28550837292657896871f, 0.40000121658434498908f,
+    0.66666666554792042093f};
+static const double FG_LOG_P[] = {
+    0.13086435199788899778, 0.13268792798244088889, 0.15386238907731196726,
+    0.18181795656074981572, 0.22222222391549865834, 0.28571428570804415457,
+    0.40000000000000875507, 0.66666666666666666465};
+
 /* --- exp ----------------------------------------------------------------------------------- */
 
-FG_INLINE float fg_expf(float x) {
+/* e^x for x already clamped to the finite range and not NaN. `wide`: k may fall outside the
+ * normal exponents (results near overflow or subnormal), so 2^k is applied in two halves; the
+ * callers pass a constant, so the unused branch folds away. */
+FG_INLINE float fg_expf_core(float xc, int wide) {
     const float magic = 12582912.0f;                      /* 1.5 * 2^23 */
-    float xc = x > 88.9f ? 88.9f : x;                     /* NaN passes both selects */
-    xc = xc < -104.0f ? -104.0f : xc;
     float t = xc * 1.44269504088896341f + magic;
     float k = t - magic;                                  /* nearest integer to x / ln 2 */
     uint32_t ki = fg_f2u(t) - fg_f2u(magic) + 1024u;      /* k + 1024 as an unsigned count */
     float r = xc - k * 0.693359375f;                      /* exact: ln2_hi has 9 bits */
     r = r - k * -2.12194440e-4f;
-    float r2 = r * r;
-    float p = fg_polyf(r, FG_EXPF_P, 5);
-    p = 1.0f + (r + r2 * p);
+    float p = 1.0f + (r + (r * r) * fg_polyf(r, FG_EXPF_P, 5));
+    if (!wide)
+        return p * fg_u2f((ki - 1024u + 127u) << 23);
     uint32_t k1 = ki >> 1;                                /* 2^k = 2^(k1-512) * 2^(k-k1-512) */
     uint32_t k2 = ki - k1;
-    float s1 = fg_u2f((k1 - 512u + 127u) << 23);
-    float s2 = fg_u2f((k2 - 512u + 127u) << 23);
-    return p * s1 * s2;
+    return p * fg_u2f((k1 - 512u + 127u) << 23) * fg_u2f((k2 - 512u + 127u) << 23);
 }
 
-FG_INLINE double fg_exp(double x) {
+FG_INLINE double fg_exp_core(double xc, int wide) {
     const double magic = 6755399441055744.0;              /* 1.5 * 2^52 */
-    double xc = x > 709.9 ? 709.9 : x;
-    xc = xc < -746.0 ? -746.0 : xc;
     double t = xc * 1.4426950408889634074 + magic;
     double k = t - magic;
     uint64_t ki = fg_d2u(t) - fg_d2u(magic) + 4096u;
     double r = xc - k * 6.93147180369123816490e-01;       /* ln2_hi: k*ln2_hi is exact */
     r = r - k * 1.90821492927058770002e-10;
-    double r2 = r * r;
-    double p = fg_poly(r, FG_EXP_P, 11);
-    p = 1.0 + (r + r2 * p);
+    double p = 1.0 + (r + (r * r) * fg_poly(r, FG_EXP_P, 11));
+    if (!wide)
+        return p * fg_u2d((ki - 4096u + 1023u) << 52);
     uint64_t k1 = ki >> 1;
     uint64_t k2 = ki - k1;
-    double s1 = fg_u2d((k1 - 2048u + 1023u) << 52);
-    double s2 = fg_u2d((k2 - 2048u + 1023u) << 52);
-    return p * s1 * s2;
+    return p * fg_u2d((k1 - 2048u + 1023u) << 52) * fg_u2d((k2 - 2048u + 1023u) << 52);
+}
+
+/* `a < b ? a : b` is exactly x86's min instruction (and `a > b ? a : b` max), one instruction
+ * where a NaN-preserving clamp takes three; NaN is put back by one select at the end. */
+FG_INLINE float fg_expf(float x) {
+    float xc = x < 88.9f ? x : 88.9f;
+    xc = xc > -104.0f ? xc : -104.0f;
+    float y = fg_expf_core(xc, 1);
+    return x == x ? y : x;
+}
+
+FG_INLINE double fg_exp(double x) {
+    double xc = x < 709.9 ? x : 709.9;
+    xc = xc > -746.0 ? xc : -746.0;
+    double y = fg_exp_core(xc, 1);
+    return x == x ? y : x;
 }
 
 /* --- tanh: x + x^3 P(x^2) below 0.625, else sign(x) (1 - 2 / (exp(2|x|) + 1)) ----------------- */
 
-/* Both precisions share everything but the polynomial, the exp and the saturation point. */
-#define FG_TANH_BODY(T, EXP, SATURATE)                                                          \
-    T ax = x < 0 ? -x : x;                                                                      \
+/* Both precisions share everything but the polynomial, the exp and the saturation point (where
+ * tanh rounds to 1; 2^(2 * SATURATE / ln 2) stays a normal number, so exp needs no wide scale). */
+#define FG_TANH_BODY(T, EXP_CORE, FABS, COPYSIGN, SATURATE)                                     \
     T small = x + x * s * p;                                                                    \
     small = x == 0 ? x : small;                           /* keeps -0.0 when FMA contracts */   \
-    T axc = ax > (T)SATURATE ? (T)SATURATE : ax;          /* tanh rounds to 1 beyond it */      \
-    T e = EXP((T)2 * axc);                                                                      \
-    T big = (T)1 - (T)2 / (e + (T)1);                                                           \
-    big = x < 0 ? -big : big;                                                                   \
-    return ax < (T)0.625 ? small : big;                   /* NaN: false, and big is NaN */
+    T ax = FABS(x);                                                                             \
+    T axc = ax < (T)SATURATE ? ax : (T)SATURATE;          /* NaN -> SATURATE; see below */      \
+    T e = EXP_CORE((T)2 * axc, 0);                                                              \
+    T big = COPYSIGN((T)1 - (T)2 / (e + (T)1), x);                                              \
+    return ax >= (T)0.625 ? big : small;                  /* NaN: false, and small is NaN */
 
 FG_INLINE float fg_tanhf(float x) {
     float s = x * x;
     float p = fg_polyf(s, FG_TANHF_P, 5);
-    FG_TANH_BODY(float, fg_expf, 10.0f)
+    FG_TANH_BODY(float, fg_expf_core, __builtin_fabsf, __builtin_copysignf, 10.0f)
 }
 
 FG_INLINE double fg_tanh(double x) {
     double s = x * x;
     double p = fg_poly(s, FG_TANH_P, 11);
-    FG_TANH_BODY(double, fg_exp, 20.0)
+    FG_TANH_BODY(double, fg_exp_core, __builtin_fabs, __builtin_copysign, 20.0)
 }
 
 /* --- sigmoid: e = exp(-|x|) never overflows; 1/(1+e) for x >= 0, e/(1+e) below ----------------- */
 
 FG_INLINE float fg_sigmoidf(float x) {
-    float nax = x < 0 ? x : -x;
-    float e = fg_expf(nax);
+    float e = fg_expf(-__builtin_fabsf(x));
     float num = x < 0 ? e : 1.0f;
     return num / (1.0f + e);
 }
 
 FG_INLINE double fg_sigmoid(double x) {
-    double nax = x < 0 ? x : -x;
-    double e = fg_exp(nax);
+    double e = fg_exp(-__builtin_fabs(x));
     double num = x < 0 ? e : 1.0;
     return num / (1.0 + e);
 }
 
+/* --- log: x = 2^e m with m in [sqrt(1/2), sqrt 2), log x = e ln2 + log(1 + f), f = m - 1 ------
+ * Subnormal x is scaled by 2^(mantissa bits) first. The exponent becomes a float through the
+ * magic-number trick (AVX2 has no int64 -> double conversion). Specials by selects at the end. */
+#define FG_LOG_BODY(T, U, MBITS, BIAS, SCALE, TINY, SQRT2, POLY, COEF, NCOEF, LN2HI, LN2LO)    \
+    T xs = x < (T)TINY ? x * (T)SCALE : x;                                                      \
+    T eadj = x < (T)TINY ? -(T)MBITS : (T)0;                                                    \
+    U u = FG_BITS(xs);                                                                          \
+    U one = FG_BITS((T)1);                                                                      \
+    T m = FG_FROM((u & ((((U)1) << MBITS) - 1)) | one);   /* [1, 2) */                          \
+    T magic = FG_FROM(one + (((U)MBITS) << MBITS));      /* 2^MBITS */                     \
+    T e = FG_FROM((u >> MBITS) | FG_BITS(magic)) - magic - (T)BIAS + eadj;                      \
+    e = m > (T)SQRT2 ? e + (T)1 : e;                                                            \
+    m = m > (T)SQRT2 ? m * (T)0.5 : m;                                                          \
+    T f = m - (T)1;                                                                             \
+    T hfsq = (T)0.5 * f * f;                                                                    \
+    T sv = f / ((T)2 + f);                                                                      \
+    T z = sv * sv;                                                                              \
+    T R = z * POLY(z, COEF, NCOEF);                                                             \
+    T r = e * (T)LN2HI - ((hfsq - (sv * (hfsq + R) + e * (T)LN2LO)) - f);                       \
+    T special = x == 0 ? -(T)__builtin_inf() : (x > 0 ? x : (T)__builtin_nan(""));             \
+    return (x > 0 && x < (T)__builtin_inf()) ? r : special;
+
+#define FG_BITS(v) _Generic((v), float: fg_f2u, double: fg_d2u)(v)
+#define FG_FROM(b) _Generic((b), uint32_t: fg_u2f, uint64_t: fg_u2d)(b)
+
+FG_INLINE float fg_logf(float x) {
+    FG_LOG_BODY(float, uint32_t, 23, 127, 8388608.0f, 1.17549435e-38f, 1.41421356f,
+                fg_polyf, FG_LOGF_P, 4, 0.693359375f, -2.12194440e-4f)
+}
+
+FG_INLINE double fg_log(double x) {
+    FG_LOG_BODY(double, uint64_t, 52, 1023, 4503599627370496.0, 2.2250738585072014e-308,
+                1.4142135623730951, fg_poly, FG_LOG_P, 8, 6.93147180369123816490e-01,
+                1.90821492927058770002e-10)
+}
+
 /* --- loops, one set per instruction set, and the dispatch table ---------------------------- */
 
-enum { FG_VM_EXP = 0, FG_VM_TANH = 1, FG_VM_SIGMOID = 2, FG_VM_NOPS = 3 };
+enum { FG_VM_EXP = 0, FG_VM_TANH = 1, FG_VM_SIGMOID = 2, FG_VM_LOG = 3, FG_VM_NOPS = 4 };
 
 typedef void (*fg_vm_f32_fn)(const float *, float *, ptrdiff_t);
 typedef void (*fg_vm_f64_fn)(const double *, double *, ptrdiff_t);
@@ -159,10 +214,14 @@ typedef void (*fg_vm_f64_fn)(const double *, double *, ptrdiff_t);
         for (ptrdiff_t i = 0; i < n; i++) o[i] = fg_tanh(a[i]); }                              \
     ATTR static void fg_sigmoid_f64_##ISA(const double *a, double *o, ptrdiff_t n) {           \
         for (ptrdiff_t i = 0; i < n; i++) o[i] = fg_sigmoid(a[i]); }                           \
+    ATTR static void fg_log_f32_##ISA(const float *a, float *o, ptrdiff_t n) {                 \
+        for (ptrdiff_t i = 0; i < n; i++) o[i] = fg_logf(a[i]); }                              \
+    ATTR static void fg_log_f64_##ISA(const double *a, double *o, ptrdiff_t n) {               \
+        for (ptrdiff_t i = 0; i < n; i++) o[i] = fg_log(a[i]); }                               \
     static const fg_vm_f32_fn fg_vm_f32_##ISA[FG_VM_NOPS] = {                                  \
-        fg_exp_f32_##ISA, fg_tanh_f32_##ISA, fg_sigmoid_f32_##ISA};                            \
+        fg_exp_f32_##ISA, fg_tanh_f32_##ISA, fg_sigmoid_f32_##ISA, fg_log_f32_##ISA};                            \
     static const fg_vm_f64_fn fg_vm_f64_##ISA[FG_VM_NOPS] = {                                  \
-        fg_exp_f64_##ISA, fg_tanh_f64_##ISA, fg_sigmoid_f64_##ISA};
+        fg_exp_f64_##ISA, fg_tanh_f64_##ISA, fg_sigmoid_f64_##ISA, fg_log_f64_##ISA};
 
 FG_VM_LOOPS(base, )
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -173,9 +232,9 @@ FG_VM_LOOPS(avx2, __attribute__((target("avx2,fma"))))
 #endif
 
 static fg_vm_f32_fn fg_vm_f32[FG_VM_NOPS] = {fg_exp_f32_base, fg_tanh_f32_base,
-                                             fg_sigmoid_f32_base};
+                                             fg_sigmoid_f32_base, fg_log_f32_base};
 static fg_vm_f64_fn fg_vm_f64[FG_VM_NOPS] = {fg_exp_f64_base, fg_tanh_f64_base,
-                                             fg_sigmoid_f64_base};
+                                             fg_sigmoid_f64_base, fg_log_f64_base};
 
 /* 1: AVX2+FMA loops, 0: baseline loops; returns the set in use (avx2 only if the CPU has it) */
 static int fg_vm_select(int want_avx2) {

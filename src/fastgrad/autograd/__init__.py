@@ -17,7 +17,6 @@ def _as_tuple(x):
 
 def _make_grads(outputs, grads, is_grads_batched=False):
     """Each output's seed gradient: given, or 1 for one-element outputs (PyTorch's rules)."""
-    from fastgrad._creation import ones_like, tensor
     if grads is None:
         grads = (None,) * len(outputs)
     if len(grads) != len(outputs):
@@ -34,9 +33,10 @@ def _make_grads(outputs, grads, is_grads_batched=False):
             if not o.is_floating_point():
                 raise RuntimeError(f"grad can be implicitly created only for real scalar "
                                    f"outputs but got {o.dtype}")
-            g = ones_like(o)
+            g = _engine.one_seed(o)
         else:
             if not isinstance(g, TensorBase):
+                from fastgrad._creation import tensor
                 g = tensor(g, dtype=o.dtype)
             if tuple(g.shape) != tuple(o.shape):
                 raise RuntimeError(f"Mismatch in shape: grad_output[{i}] has a shape of "
@@ -68,7 +68,6 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False,
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
          only_inputs=True, allow_unused=None, is_grads_batched=False, materialize_grads=False):
     """Gradients of `outputs` with respect to `inputs`, returned as a tuple; no .grad changes."""
-    from fastgrad._creation import zeros_like
     outputs = _as_tuple(outputs)
     single = isinstance(inputs, TensorBase)
     inputs = _as_tuple(inputs)
@@ -91,6 +90,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     res = _engine.run_backward(outputs, grads, bool(retain_graph), bool(create_graph), inputs,
                                False, bool(allow_unused))
     if materialize_grads:
+        from fastgrad._creation import zeros_like
         res = tuple(zeros_like(x) if g is None else g for g, x in zip(res, inputs))
     return res
 

@@ -6,6 +6,18 @@ from fastgrad.optim.optimizer import Optimizer, _check_differentiable, _no_grad_
 __all__ = ["Adam"]
 
 
+def _init(state, p):
+    """A parameter's Adam state on its first step."""
+    state["step"] = step_tensor()
+    state["exp_avg"] = zeros_state(p)
+    state["exp_avg_sq"] = zeros_state(p)
+
+
+def _init_amsgrad(state, p):
+    _init(state, p)
+    state["max_exp_avg_sq"] = zeros_state(p)
+
+
 class Adam(Optimizer):
     """m = lerp(m, g, 1 - beta1); v = beta2 * v + (1 - beta2) * g²;
     p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps), with
@@ -52,23 +64,10 @@ class Adam(Optimizer):
     def step(self, closure=None):
         """One Adam step over every parameter that has a gradient; returns the closure's loss."""
         loss = _run_closure(closure)
-        update = _k.adam_update
         for group in self.param_groups:
-            lr, (beta1, beta2) = scalar(group["lr"]), group["betas"]
-            eps, wd, amsgrad = group["eps"], group["weight_decay"], group["amsgrad"]
-            maximize, decoupled = group["maximize"], group["decoupled_weight_decay"]
-            for p in group["params"]:
-                g = p.grad
-                if g is None:
-                    continue
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = step_tensor()
-                    state["exp_avg"] = zeros_state(p)
-                    state["exp_avg_sq"] = zeros_state(p)
-                    if amsgrad:
-                        state["max_exp_avg_sq"] = zeros_state(p)
-                update(p, g, state["exp_avg"], state["exp_avg_sq"],
-                       state["max_exp_avg_sq"] if amsgrad else None, state["step"],
-                       lr, beta1, beta2, eps, wd, maximize, decoupled)
+            beta1, beta2 = group["betas"]
+            init = _init_amsgrad if group["amsgrad"] else _init
+            _k.adam_group(group["params"], self.state, init, scalar(group["lr"]), beta1, beta2,
+                          group["eps"], group["weight_decay"], group["amsgrad"],
+                          group["maximize"], group["decoupled_weight_decay"])
         return loss

@@ -41,22 +41,8 @@ class SGD(Optimizer):
     def step(self, closure=None):
         """One SGD step over every parameter that has a gradient; returns the closure's loss."""
         loss = _run_closure(closure)
-        update = _k.sgd_update
         for group in self.param_groups:
-            lr, wd = scalar(group["lr"]), group["weight_decay"]
-            momentum, dampening = group["momentum"], group["dampening"]
-            nesterov, maximize = group["nesterov"], group["maximize"]
-            for p in group["params"]:
-                g = p.grad
-                if g is None:
-                    continue
-                if momentum != 0:
-                    state = self.state[p]
-                    buf = state.get("momentum_buffer")
-                    fresh = buf is None
-                    if fresh:
-                        buf = state["momentum_buffer"] = zeros_state(p)
-                    update(p, g, buf, lr, wd, momentum, dampening, nesterov, maximize, fresh)
-                else:
-                    update(p, g, None, lr, wd, momentum, dampening, nesterov, maximize, False)
+            _k.sgd_group(group["params"], self.state, zeros_state, scalar(group["lr"]),
+                         group["weight_decay"], group["momentum"], group["dampening"],
+                         group["nesterov"], group["maximize"])
         return loss

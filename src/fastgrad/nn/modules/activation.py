@@ -9,7 +9,7 @@ class ReLU(Module):
         self.inplace = inplace
 
     def forward(self, input):
-        return F.relu(input, self.inplace)
+        return F.relu(input, True) if self.inplace else input.relu()
 
     def extra_repr(self):
         return "inplace=True" if self.inplace else ""

@@ -2,6 +2,7 @@
 import math
 
 from fastgrad import _creation
+from fastgrad._core.ops_linalg import linear as _linear
 from fastgrad.nn import functional as F
 from fastgrad.nn import init
 from fastgrad.nn.modules.module import Module
@@ -43,7 +44,10 @@ class Linear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, input):
-        return F.linear(input, self.weight, self.bias)
+        p = self.__dict__["_parameters"]
+        if "weight" in p and "bias" in p:            # read directly: the hot path of a layer
+            return _linear(input, p["weight"], p["bias"])
+        return _linear(input, self.weight, self.bias)
 
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
