@@ -365,6 +365,35 @@ def test_views_share_storage_and_grads(op):
         check_grad(lambda t: op(t.permute(2, 1, 0)) * 1.0, [R.standard_normal((4, 3, 2))])
 
 
+_VIEW_OPS += [lambda x: x.narrow(-1, -3, 2), lambda x: x.narrow(0, 1, 0), lambda x: x.flatten(1),
+              lambda x: x.flatten(0, 1), lambda x: x.flatten(), lambda x: x.unflatten(2, (2, -1)),
+              lambda x: x.unflatten(-1, [fg.tensor(2), 2])]
+
+
+def test_narrow_flatten_unflatten_paths():
+    y = fg.zeros(3, 4, requires_grad=True)
+    v = y.narrow(1, -3, 2)
+    assert type(v.grad_fn).__name__ == "SliceBackward0" and v.shape == (3, 2)
+    assert v._version == y._version
+    with fg.no_grad():
+        y.add_(1)
+    assert v._version == y._version == 1              # one counter shared with the base
+    np.testing.assert_array_equal(v.detach().numpy(), np.ones((3, 2)))
+    with pytest.raises(RuntimeError, match="narrow\\(\\) cannot be applied to a 0-dim tensor"):
+        fg.tensor(1.0).narrow(0, 0, 1)
+    with pytest.raises(RuntimeError, match="start \\(3\\) \\+ length \\(2\\) exceeds dimension size \\(4\\)"):
+        y.narrow(1, 3, 2)
+    with pytest.raises(IndexError, match="Dimension out of range"):
+        y.narrow(2, 0, 1)
+    assert y.flatten().shape == (12,) and y.flatten(-1).shape == (3, 4)
+    assert type(y.flatten().grad_fn).__name__ == "ViewBackward0"
+    with pytest.raises(RuntimeError, match="start_dim cannot come after end_dim"):
+        y.flatten(1, 0)
+    assert y.unflatten(1, (-1, 2)).shape == (3, 2, 2)
+    with pytest.raises(RuntimeError, match="only one dimension can be inferred"):
+        y.unflatten(1, (-1, -1))
+
+
 def test_view_errors_unchanged():
     x = fg.zeros(2, 3)
     with pytest.raises(RuntimeError, match="view size is not compatible"):
