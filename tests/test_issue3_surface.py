@@ -65,6 +65,43 @@ def test_matmul_broadcast_grad_one_side_and_empty():
     np.testing.assert_array_equal(B.grad.numpy(), np.zeros((4, 2)))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduce", ["sum", "sum0w", "sum1w"])
+@pytest.mark.parametrize("layout", ["c", "slice", "bt"])
+def test_matmul_broadcast_grad_kernel_strides(dtype, reduce, layout):
+    """The C path for broadcast gradients: sizes not a multiple of its unroll, a strided A, a
+    transposed B (column-major rows), vs G materialized; the grads are fresh C arrays."""
+    m, k, n = 7, 6, 9
+    a0, b0, w0 = arr(m, k), arr(k, n), arr(n if reduce == "sum0w" else m)
+    A = _t(a0, dtype=dtype)
+    B = _t(b0, dtype=dtype)
+    if layout == "slice":
+        A = _t(np.repeat(a0, 2, axis=1), dtype=dtype)[:, ::2].detach().requires_grad_()
+        assert A.stride() == (2 * k, 2)
+    if layout == "bt":
+        B = _t(np.ascontiguousarray(b0.T), dtype=dtype).t().detach().requires_grad_()
+    C = A @ B
+    w = _t(w0, False, dtype)
+    out = {"sum": lambda: C.sum() * 2, "sum0w": lambda: (C.sum(0) * w).sum(),
+           "sum1w": lambda: (C.sum(1) * w).sum()}[reduce]()
+    out.backward()
+    G = {"sum": lambda: np.full((m, n), 2.0), "sum0w": lambda: np.broadcast_to(w0, (m, n)),
+         "sum1w": lambda: np.broadcast_to(w0[:, None], (m, n))}[reduce]()
+    a, b = a0.astype(dtype).astype(np.float64), b0.astype(dtype).astype(np.float64)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(A.grad.numpy(), G @ b.T, rtol=tol, atol=tol)
+    np.testing.assert_allclose(B.grad.numpy(), a.T @ G, rtol=tol, atol=tol)
+    assert A.grad.numpy().flags.c_contiguous and B.grad.numpy().flags.c_contiguous
+    assert A.grad.dtype == A.dtype
+
+
+def test_matmul_broadcast_grad_kernel_one_side_fd():
+    """Only B requires grad (A's product is skipped), checked against finite differences."""
+    a = arr(5, 3)
+    A = fg.tensor(a)
+    check_grad(lambda B: (A @ B).sum(), [arr(3, 4)])
+
+
 def test_matmul_broadcast_grad_double_backward():
     a, b = arr(3, 4), arr(4, 2)
     A, B = _t(a), _t(b)
@@ -326,6 +363,35 @@ def test_views_share_storage_and_grads(op):
     check_grad(lambda t: op(t) * 1.0, [base])
     if op is not _VIEW_OPS[0]:                        # view(6, 4) needs a viewable layout
         check_grad(lambda t: op(t.permute(2, 1, 0)) * 1.0, [R.standard_normal((4, 3, 2))])
+
+
+_VIEW_OPS += [lambda x: x.narrow(-1, -3, 2), lambda x: x.narrow(0, 1, 0), lambda x: x.flatten(1),
+              lambda x: x.flatten(0, 1), lambda x: x.flatten(), lambda x: x.unflatten(2, (2, -1)),
+              lambda x: x.unflatten(-1, [fg.tensor(2), 2])]
+
+
+def test_narrow_flatten_unflatten_paths():
+    y = fg.zeros(3, 4, requires_grad=True)
+    v = y.narrow(1, -3, 2)
+    assert type(v.grad_fn).__name__ == "SliceBackward0" and v.shape == (3, 2)
+    assert v._version == y._version
+    with fg.no_grad():
+        y.add_(1)
+    assert v._version == y._version == 1              # one counter shared with the base
+    np.testing.assert_array_equal(v.detach().numpy(), np.ones((3, 2)))
+    with pytest.raises(RuntimeError, match="narrow\\(\\) cannot be applied to a 0-dim tensor"):
+        fg.tensor(1.0).narrow(0, 0, 1)
+    with pytest.raises(RuntimeError, match="start \\(3\\) \\+ length \\(2\\) exceeds dimension size \\(4\\)"):
+        y.narrow(1, 3, 2)
+    with pytest.raises(IndexError, match="Dimension out of range"):
+        y.narrow(2, 0, 1)
+    assert y.flatten().shape == (12,) and y.flatten(-1).shape == (3, 4)
+    assert type(y.flatten().grad_fn).__name__ == "ViewBackward0"
+    with pytest.raises(RuntimeError, match="start_dim cannot come after end_dim"):
+        y.flatten(1, 0)
+    assert y.unflatten(1, (-1, 2)).shape == (3, 2, 2)
+    with pytest.raises(RuntimeError, match="only one dimension can be inferred"):
+        y.unflatten(1, (-1, -1))
 
 
 def test_view_errors_unchanged():

@@ -354,13 +354,38 @@ def select(input, dim, index):
 
 
 def narrow(input, dim, start, length):
-    cdef TensorBase a = input
-    d = wrap_dim(dim, a._data.ndim, "narrow")
-    n = _shape(a)[d]
-    start = int(start) + (n if int(start) < 0 else 0)
-    if start < 0 or start + length > n or length < 0:
-        raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size ({n}).")
-    return getitem_c(a, (slice(None),) * d + (slice(start, start + length),))
+    """x.narrow(dim, start, length): x[..., start:start + length, ...] along dim, built as one
+    strided view in C (SliceBackward0)."""
+    cdef TensorBase a = input, out
+    cdef cnp.ndarray x = a._data
+    cdef int nd = x.ndim, i, d
+    cdef Py_ssize_t n, s, ln
+    cdef cnp.npy_intp dims[64]
+    cdef cnp.npy_intp strides[64]
+    cdef KeyBackward node
+    if nd == 0:
+        raise RuntimeError("narrow() cannot be applied to a 0-dim tensor.")
+    d = wrap_dim(dim, nd, "narrow")
+    n = x.shape[d]
+    s = int(start)
+    ln = int(length)
+    if s < 0:
+        s += n
+    if s < 0 or s + ln > n or ln < 0:
+        raise RuntimeError(f"start ({s}) + length ({ln}) exceeds dimension size ({n}).")
+    for i in range(nd):
+        dims[i] = x.shape[i]
+        strides[i] = x.strides[i]
+    dims[d] = ln
+    out = make_view(a, strided_view(x, nd, dims, strides, x.data + s * x.strides[d],
+                                    cnp.PyArray_FLAGS(x) & cnp.NPY_ARRAY_WRITEABLE))
+    if _rec(a):
+        node = SliceBackward0.__new__(SliceBackward0)
+        node.in_shape = _shape(a)
+        node.key = (slice(None),) * d + (slice(s, s + ln), Ellipsis)
+        node.advanced = False
+        set_history1(out, node, a)
+    return out
 
 
 def index_select(input, dim, index):

@@ -10,7 +10,9 @@ create_graph they are written with recorded ops (matmul, transposes, sum_to) so 
 differentiable again.
 """
 cimport cython
+from cython cimport floating
 cimport numpy as cnp
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
 import numpy as np
 
 from fastgrad._core.node cimport Node
@@ -194,10 +196,15 @@ cdef tuple _mm_bwd_broadcast(cnp.ndarray g, object x, object y):
     column (stride 0 along dim 1: G = u 1^T), e.g. the expanded gradient of C.sum() or
     C.sum(0). Exactly, G @ B^T = 1 (B v)^T or u (B 1)^T and A^T @ G = (A^T 1) v^T or
     (A^T u) 1^T: matrix-vector products and an outer product or a row/column fill, O(n^2)
-    instead of an O(n^3) GEMM on a materialized G. A broadcast scalar c is both (v = u = c 1)."""
+    instead of an O(n^3) GEMM on a materialized G. A broadcast scalar c is both (v = u = c 1).
+    float32/float64 run in one C pass (_rank1_bwd); other dtypes through NumPy."""
     cdef bint rows = cnp.PyArray_STRIDE(g, 0) == 0, cols = cnp.PyArray_STRIDE(g, 1) == 0
     cdef Py_ssize_t m = g.shape[0], n = g.shape[1]
     cdef cnp.ndarray v = None, u = None
+    cdef int tn = cnp.PyArray_TYPE(g)
+    if (tn == cnp.NPY_FLOAT32 or tn == cnp.NPY_FLOAT64) and _kernel_ok(g, tn, x) and \
+            _kernel_ok(g, tn, y):
+        return _rank1_bwd(g, x, y, tn)
     ga = gb = None
     if rows or y is not None:
         v = np.ascontiguousarray(g[0]) if rows else np.ones(n, dtype=g.dtype)
@@ -208,6 +215,135 @@ cdef tuple _mm_bwd_broadcast(cnp.ndarray g, object x, object y):
     if x is not None:
         gb = _fill(np.matmul(u, x), n, False) if cols else _outer(np.matmul(u, x), v)
     return (ga, gb)
+
+
+cdef inline bint _kernel_ok(cnp.ndarray g, int tn, object x):
+    """x (None, or an operand array) can be read by _rank1_bwd: g's dtype, aligned."""
+    if x is None:
+        return True
+    cdef cnp.ndarray a = <cnp.ndarray>x
+    return cnp.PyArray_TYPE(a) == tn and cnp.PyArray_ISALIGNED(a) and cnp.PyArray_ISALIGNED(g)
+
+
+cdef tuple _rank1_bwd(cnp.ndarray g, object x, object y, int tn):
+    """_mm_bwd_broadcast for float32/float64: G = u v^T with u = g[:, 0], v = 1 when G repeats
+    one column (a scalar is that with u's stride 0), else u = 1, v = g[0]; then
+    grad_A = u (B v)^T and grad_B = (A^T u) v^T, each written once into a fresh C array."""
+    cdef Py_ssize_t m = g.shape[0], n = g.shape[1], isz = cnp.PyArray_ITEMSIZE(g)
+    cdef Py_ssize_t k = (<cnp.ndarray>x).shape[1] if x is not None else (<cnp.ndarray>y).shape[0]
+    cdef Py_ssize_t us, vs, a0 = 0, a1 = 0, b0 = 0, b1 = 0
+    cdef char* up
+    cdef char* vp
+    cdef double one_d = 1.0
+    cdef float one_f = 1.0
+    cdef cnp.ndarray ga = None, gb = None, xa, ya
+    cdef cnp.npy_intp dims[2]
+    cdef char* w = NULL
+    if cnp.PyArray_STRIDE(g, 1) == 0:                       # G = u 1^T
+        up, us = <char*>cnp.PyArray_DATA(g), cnp.PyArray_STRIDE(g, 0) // isz
+        vp, vs = (<char*>&one_f if tn == cnp.NPY_FLOAT32 else <char*>&one_d), 0
+    else:                                                   # G = 1 v^T
+        up, us = (<char*>&one_f if tn == cnp.NPY_FLOAT32 else <char*>&one_d), 0
+        vp, vs = <char*>cnp.PyArray_DATA(g), cnp.PyArray_STRIDE(g, 1) // isz
+    if y is not None:
+        ya = <cnp.ndarray>y
+        b0, b1 = cnp.PyArray_STRIDE(ya, 0) // isz, cnp.PyArray_STRIDE(ya, 1) // isz
+        dims[0], dims[1] = m, k
+        ga = cnp.PyArray_EMPTY(2, dims, tn, 0)
+    if x is not None:
+        xa = <cnp.ndarray>x
+        a0, a1 = cnp.PyArray_STRIDE(xa, 0) // isz, cnp.PyArray_STRIDE(xa, 1) // isz
+        dims[0], dims[1] = k, n
+        gb = cnp.PyArray_EMPTY(2, dims, tn, 0)
+    w = <char*>PyMem_Malloc(k * isz + 8)
+    if w == NULL:
+        raise MemoryError()
+    if tn == cnp.NPY_FLOAT32:
+        _rank1_kernel(<float*>(NULL if x is None else cnp.PyArray_DATA(xa)), a0, a1,
+                      <float*>(NULL if y is None else cnp.PyArray_DATA(ya)), b0, b1,
+                      <float*>up, us, <float*>vp, vs,
+                      <float*>(NULL if ga is None else cnp.PyArray_DATA(ga)),
+                      <float*>(NULL if gb is None else cnp.PyArray_DATA(gb)), <float*>w, m, k, n)
+    else:
+        _rank1_kernel(<double*>(NULL if x is None else cnp.PyArray_DATA(xa)), a0, a1,
+                      <double*>(NULL if y is None else cnp.PyArray_DATA(ya)), b0, b1,
+                      <double*>up, us, <double*>vp, vs,
+                      <double*>(NULL if ga is None else cnp.PyArray_DATA(ga)),
+                      <double*>(NULL if gb is None else cnp.PyArray_DATA(gb)), <double*>w, m, k, n)
+    PyMem_Free(w)
+    return (None if ga is None else wrap(ga), None if gb is None else wrap(gb))
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.cdivision(True)
+cdef void _rank1_kernel(const floating* A, Py_ssize_t a0, Py_ssize_t a1,      # IN (m, k) or NULL
+                        const floating* B, Py_ssize_t b0, Py_ssize_t b1,      # IN (k, n) or NULL
+                        const floating* u, Py_ssize_t us,                     # IN (m,)
+                        const floating* v, Py_ssize_t vs,                     # IN (n,)
+                        floating* ga, floating* gb,                           # OUT (m, k), (k, n) C
+                        floating* w,                                          # scratch (k,)
+                        Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    """ga = u (B v)^T when B is given; gb = (A^T u) v^T when A is given. Strides in elements.
+    The inner loops run along unit strides where the operand has one, with independent sums,
+    so they vectorize; no floating-point dependency chain runs along a whole row."""
+    cdef Py_ssize_t i, j, l
+    cdef floating s0, s1, s2, s3, c
+    if B != NULL:
+        if b1 == 1:                                   # rows of B contiguous: dot products
+            for l in range(k):
+                s0 = s1 = s2 = s3 = 0
+                j = 0
+                if vs == 0:
+                    while j + 4 <= n:
+                        s0 = s0 + B[l * b0 + j]
+                        s1 = s1 + B[l * b0 + j + 1]
+                        s2 = s2 + B[l * b0 + j + 2]
+                        s3 = s3 + B[l * b0 + j + 3]
+                        j += 4
+                    while j < n:
+                        s0 = s0 + B[l * b0 + j]
+                        j += 1
+                    w[l] = ((s0 + s1) + (s2 + s3)) * v[0]
+                else:
+                    while j + 4 <= n:
+                        s0 = s0 + B[l * b0 + j] * v[j * vs]
+                        s1 = s1 + B[l * b0 + j + 1] * v[(j + 1) * vs]
+                        s2 = s2 + B[l * b0 + j + 2] * v[(j + 2) * vs]
+                        s3 = s3 + B[l * b0 + j + 3] * v[(j + 3) * vs]
+                        j += 4
+                    while j < n:
+                        s0 = s0 + B[l * b0 + j] * v[j * vs]
+                        j += 1
+                    w[l] = (s0 + s1) + (s2 + s3)
+        else:                                         # any strides: axpy over B's columns
+            for l in range(k):
+                w[l] = 0
+            for j in range(n):
+                c = v[j * vs]
+                for l in range(k):
+                    w[l] = w[l] + B[l * b0 + j * b1] * c
+        for i in range(m):
+            c = u[i * us]
+            for l in range(k):
+                ga[i * k + l] = c * w[l]
+    if A != NULL:
+        for l in range(k):
+            w[l] = 0
+        if a1 == 1:                                   # rows of A contiguous: axpy over rows
+            for i in range(m):
+                c = u[i * us]
+                for l in range(k):
+                    w[l] = w[l] + c * A[i * a0 + l]
+        else:
+            for i in range(m):
+                c = u[i * us]
+                for l in range(k):
+                    w[l] = w[l] + c * A[i * a0 + l * a1]
+        for l in range(k):
+            c = w[l]
+            for j in range(n):
+                gb[l * n + j] = c * v[j * vs]
 
 
 cdef TensorBase _fill(cnp.ndarray w, Py_ssize_t k, bint rows):

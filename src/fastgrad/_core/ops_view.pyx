@@ -239,7 +239,9 @@ cdef class UnsafeViewBackward0(ReshapeBackward):
 def flatten(input, start_dim=0, end_dim=-1):
     """Merge dims start_dim..end_dim into one (the same tensor when nothing changes)."""
     cdef TensorBase a = input
-    cdef int nd = a._data.ndim
+    cdef cnp.ndarray x = a._data
+    cdef int nd = x.ndim, s, e, i
+    cdef Py_ssize_t n = 1
     if nd == 0:
         return reshape_c(a, (1,))
     s = wrap_dim(start_dim, nd, "flatten")
@@ -248,11 +250,10 @@ def flatten(input, start_dim=0, end_dim=-1):
         raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
     if s == e:
         return a
+    for i in range(s, e + 1):
+        n *= x.shape[i]
     sh = _shape(a)
-    n = 1
-    for d in sh[s:e + 1]:
-        n *= d
-    return reshape_c(a, sh[:s] + (n,) + sh[e + 1:])
+    return reshape_c(a, (n,) if s == 0 and e == nd - 1 else sh[:s] + (n,) + sh[e + 1:])
 
 
 def unflatten(input, dim, sizes):
@@ -260,7 +261,12 @@ def unflatten(input, dim, sizes):
     cdef TensorBase a = input
     d = wrap_dim(dim, a._data.ndim, "unflatten")
     sh = _shape(a)
-    sizes = _infer_shape(tuple(int(s) for s in sizes), sh[d])
+    sizes = tuple(sizes)
+    for v in <tuple>sizes:
+        if not PyLong_CheckExact(v):
+            sizes = tuple([int(v) for v in sizes])
+            break
+    sizes = _infer_shape(sizes, sh[d])
     return reshape_c(a, sh[:d] + sizes + sh[d + 1:])
 
 
