@@ -336,3 +336,24 @@ def test_user_gradient_and_captured_inputs_are_not_taken():
     (h * 2).sum().backward(inputs=[a])
     np.testing.assert_array_equal(a.grad.numpy(), [2.0, 2.0])
     assert b.grad is None
+
+
+# ------------------------------------------------------------------ ops that save their output
+@pytest.mark.parametrize("op", ["exp", "tanh", "sigmoid", "relu", "reciprocal"])
+def test_saved_output_modified_or_released_still_raises(op):
+    x = fg.tensor([0.5, 1.5], requires_grad=True)
+    y = getattr(x, op)()
+    y.mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+    z = getattr(x, op)()
+    z.sum().backward()
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        z.sum().backward()
+
+
+@pytest.mark.parametrize("op", ["exp", "tanh", "sigmoid", "relu", "reciprocal"])
+@pytest.mark.parametrize("n", [1, 5000])
+def test_saved_output_gradients_below_and_above_the_nogil_size(op, n):
+    rng = np.random.default_rng(n)
+    check_grad(lambda x: (getattr(x, op)() * x).sum(), [rng.uniform(0.2, 1.0, n)])
