@@ -633,7 +633,7 @@ cdef object unary(int op, TensorBase a):
     cdef bint f32
     cdef Py_ssize_t n
     cdef TensorBase res
-    if x.dtype.kind in "biu":
+    if cnp.PyArray_ISINTEGER(x) or cnp.PyArray_ISBOOL(x):
         if op == OP_RELU:
             return wrap(_arr(np.maximum(x, 0)) if x.dtype.kind != "b" else x.copy())
         if op == OP_NEG or op == OP_ABS:
