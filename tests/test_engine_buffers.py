@@ -241,3 +241,119 @@ def test_grad_from_a_broadcast_is_a_writeable_copy():
     w.grad.add_(1)                        # the broadcast view itself is read-only
     w.sum().backward()
     np.testing.assert_array_equal(w.grad.numpy(), np.full((2, 3), 3.0))
+
+
+# ------------------------------------------------------------------ a gradient a leaf may take
+# A gradient only the engine holds becomes the leaf's .grad without a copy (torch steals one whose
+# use count is what the engine holds). Every gradient someone else can see must be copied.
+def _alias(t, arr):
+    return np.shares_memory(t.grad.numpy(), arr)
+
+
+def test_fresh_gradients_become_grad_with_correct_values_and_accumulate():
+    a = fg.tensor([0.1, 0.2, 0.3], dtype=fg.float64, requires_grad=True)
+    b = fg.tensor([0.4, 0.5, 0.6], dtype=fg.float64, requires_grad=True)
+    c = fg.tensor([0.5, 0.5, 0.5], dtype=fg.float64, requires_grad=True)
+    (a * b + c).tanh().sum().backward()
+    t = np.tanh(np.array([0.54, 0.6, 0.68]))
+    np.testing.assert_allclose(a.grad.numpy(), (1 - t * t) * [0.4, 0.5, 0.6], rtol=1e-12)
+    np.testing.assert_allclose(b.grad.numpy(), (1 - t * t) * [0.1, 0.2, 0.3], rtol=1e-12)
+    np.testing.assert_allclose(c.grad.numpy(), 1 - t * t, rtol=1e-12)
+    for x, y in [(a, b), (a, c), (b, c)]:
+        assert not _alias(x, y.grad.numpy())
+    ga = a.grad
+    (a * b + c).tanh().sum().backward()            # a second backward adds into the taken grad
+    assert a.grad is ga
+    np.testing.assert_allclose(a.grad.numpy(), 2 * (1 - t * t) * [0.4, 0.5, 0.6], rtol=1e-12)
+    np.testing.assert_allclose(c.grad.numpy(), 2 * (1 - t * t), rtol=1e-12)
+
+
+def test_gradient_passed_to_two_leaves_is_not_shared():
+    # AddBackward0 passes one gradient tensor to both inputs
+    a = fg.tensor([1.0, 2.0], requires_grad=True)
+    c = fg.tensor([3.0, 4.0], requires_grad=True)
+    (a + c).sum().backward()
+    assert not _alias(a, c.grad.numpy())
+    a.grad.numpy()[:] = 7
+    np.testing.assert_array_equal(c.grad.numpy(), [1.0, 1.0])
+
+
+def test_gradient_kept_by_retain_grad_is_not_taken():
+    a = fg.tensor([1.0, 2.0], requires_grad=True)
+    c = fg.tensor([3.0, 4.0], requires_grad=True)
+    h = a * 2
+    h.retain_grad()
+    (h + c).sum().backward()                        # c receives the tensor that is h.grad
+    assert not _alias(c, h.grad.numpy())
+    c.grad.numpy()[:] = 9
+    np.testing.assert_array_equal(h.grad.numpy(), [1.0, 1.0])
+    np.testing.assert_array_equal(a.grad.numpy(), [2.0, 2.0])
+
+
+def test_gradient_kept_by_a_tensor_hook_is_not_taken():
+    a = fg.tensor([1.0, 2.0], requires_grad=True)
+    c = fg.tensor([3.0, 4.0], requires_grad=True)
+    h = a * 3
+    kept = []
+    h.register_hook(lambda g: kept.append(g))
+    (h + c).sum().backward()
+    assert not _alias(c, kept[0].numpy())
+    c.grad.numpy()[:] = 9
+    np.testing.assert_array_equal(kept[0].numpy(), [1.0, 1.0])
+
+
+def test_gradient_kept_by_a_leaf_hook_is_not_taken():
+    a = fg.tensor([1.0, 2.0], requires_grad=True)
+    b = fg.tensor([5.0, 6.0])
+    kept = []
+    a.register_hook(lambda g: kept.append(g))
+    (a * b).sum().backward()
+    assert not _alias(a, kept[0].numpy())
+    a.grad.numpy()[:] = 0
+    np.testing.assert_array_equal(kept[0].numpy(), [5.0, 6.0])
+
+
+def test_view_of_a_gradient_is_not_taken():
+    # ViewBackward0 hands a reshaped view of c's gradient to a
+    a = fg.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)
+    c = fg.tensor([[1.0, 1.0], [1.0, 1.0]], requires_grad=True)
+    (a.reshape(2, 2) * 1 + c).sum().backward()
+    assert not _alias(a, c.grad.numpy())
+    a.grad.numpy()[:] = 5
+    np.testing.assert_array_equal(c.grad.numpy(), np.ones((2, 2)))
+
+
+def test_user_gradient_and_captured_inputs_are_not_taken():
+    a = fg.tensor([1.0, 2.0], requires_grad=True)
+    g = fg.tensor([0.5, 0.25])
+    a.backward(g)                                   # the root seed belongs to the caller
+    assert not _alias(a, g.numpy())
+    a.grad.numpy()[:] = 3
+    np.testing.assert_array_equal(g.numpy(), [0.5, 0.25])
+    a.grad = None
+    b = fg.tensor([1.0, 1.0], requires_grad=True)
+    h = a * b
+    (h * 2).sum().backward(inputs=[a])
+    np.testing.assert_array_equal(a.grad.numpy(), [2.0, 2.0])
+    assert b.grad is None
+
+
+# ------------------------------------------------------------------ ops that save their output
+@pytest.mark.parametrize("op", ["exp", "tanh", "sigmoid", "relu", "reciprocal"])
+def test_saved_output_modified_or_released_still_raises(op):
+    x = fg.tensor([0.5, 1.5], requires_grad=True)
+    y = getattr(x, op)()
+    y.mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+    z = getattr(x, op)()
+    z.sum().backward()
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        z.sum().backward()
+
+
+@pytest.mark.parametrize("op", ["exp", "tanh", "sigmoid", "relu", "reciprocal"])
+@pytest.mark.parametrize("n", [1, 5000])
+def test_saved_output_gradients_below_and_above_the_nogil_size(op, n):
+    rng = np.random.default_rng(n)
+    check_grad(lambda x: (getattr(x, op)() * x).sum(), [rng.uniform(0.2, 1.0, n)])

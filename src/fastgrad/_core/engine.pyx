@@ -18,6 +18,9 @@ of place (it is recorded). An owned sum that reaches a leaf without .grad become
 """
 cimport cython
 cimport numpy as cnp
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_REFCNT
+from cpython.tuple cimport PyTuple_GET_ITEM
 import numpy as np
 
 from fastgrad._core.node cimport Node, next_epoch
@@ -140,6 +143,24 @@ def _seq_key(Node n):
 
 
 # --- running -------------------------------------------------------------------------------------
+
+cdef inline bint _sole_ref(tuple grads) noexcept:
+    """grads[0] is a gradient only this tuple holds, on a fresh C-contiguous array only it holds:
+    a leaf without .grad may take it as it is (as torch's AccumulateGrad steals a gradient whose
+    use count is what the engine holds). A gradient passed to two edges, kept by a hook or by
+    retain_grad, captured, or viewing another array has more references and is copied."""
+    cdef PyObject* p = PyTuple_GET_ITEM(grads, 0)
+    cdef PyObject* a
+    if p == <PyObject*>None or Py_REFCNT(<object>p) != 1:
+        return False
+    if (<TensorBase>p)._base is not None or (<TensorBase>p)._grad_fn is not None:
+        return False
+    a = <PyObject*>(<TensorBase>p)._data
+    return Py_REFCNT(<object>a) == 1 and \
+        cnp.PyArray_BASE(<cnp.ndarray>a) == NULL and \
+        cnp.PyArray_CHKFLAGS(<cnp.ndarray>a, cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_WRITEABLE |
+                             cnp.NPY_ARRAY_OWNDATA)
+
 
 cdef inline bint _any_grad(tuple grads):
     for g in grads:
@@ -363,6 +384,8 @@ cdef object _run(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
                 if node._pre_hooks is not None:
                     grads = _run_hooks(node, grads)
                 if type(node) is AccumulateGrad:
+                    if not owned and not create_graph and node._pre_hooks is None:
+                        owned = _sole_ref(grads)
                     (<AccumulateGrad>node).accumulate(grads[0], owned)
                     out = ()
                 else:

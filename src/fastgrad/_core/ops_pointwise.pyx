@@ -630,10 +630,10 @@ cdef class PowBackward2(Node):
 cdef object unary(int op, TensorBase a):
     """f(a) for the unary ops; integer inputs of float-valued ops are promoted to float32."""
     cdef cnp.ndarray x = a._data, out
-    cdef int t
+    cdef bint f32
     cdef Py_ssize_t n
     cdef TensorBase res
-    if x.dtype.kind in "biu":
+    if cnp.PyArray_ISINTEGER(x) or cnp.PyArray_ISBOOL(x):
         if op == OP_RELU:
             return wrap(_arr(np.maximum(x, 0)) if x.dtype.kind != "b" else x.copy())
         if op == OP_NEG or op == OP_ABS:
@@ -647,17 +647,31 @@ cdef object unary(int op, TensorBase a):
         x = x.astype(np.float32 if x.dtype.itemsize < 4 else x.dtype, order="C")
     out = _empty_like(x)
     n = cnp.PyArray_SIZE(x)
-    t = cnp.PyArray_TYPE(x)
-    if t == cnp.NPY_FLOAT32:
-        with nogil:
-            K.unary_fwd(op, <float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(out), n)
+    f32 = cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32
+    if n < NOGIL_MIN:
+        _unary_call(op, f32, cnp.PyArray_DATA(x), cnp.PyArray_DATA(out), n)
     else:
         with nogil:
-            K.unary_fwd(op, <double*>cnp.PyArray_DATA(x), <double*>cnp.PyArray_DATA(out), n)
+            _unary_call(op, f32, cnp.PyArray_DATA(x), cnp.PyArray_DATA(out), n)
     res = wrap(out)
     if a._requires_grad and grad_enabled():
         _record_unary(op, res, a)
     return res
+
+
+cdef inline void _unary_call(int op, bint f32, void* x, void* out, Py_ssize_t n) noexcept nogil:
+    if f32:
+        K.unary_fwd(op, <float*>x, <float*>out, n)
+    else:
+        K.unary_fwd(op, <double*>x, <double*>out, n)
+
+
+cdef inline void _unary_bwd_call(int op, bint f32, void* g, void* y, void* out,
+                                 Py_ssize_t n) noexcept nogil:
+    if f32:
+        K.unary_bwd(op, <float*>g, <float*>y, <float*>out, n)
+    else:
+        K.unary_bwd(op, <double*>g, <double*>y, <double*>out, n)
 
 
 cdef void _record_unary(int op, TensorBase res, TensorBase a) except *:
@@ -701,13 +715,22 @@ cdef class UnaryBackward(Node):
         if self.saved is not None:
             self.saved.release()
 
-    cdef object _fused(self, TensorBase g, TensorBase y):
-        """The fused kernel for grad * f'(from saved output y), when nothing records and the
+    cdef object _fused_saved(self, TensorBase g):
+        """_fused on the saved output's array, without a tensor for it; None when it does not
+        apply (then unpack() raises the released / modified errors or the op falls back)."""
+        cdef SavedVar s = self.saved
+        if s is None or not s.is_output or s.data is None or s.vc.value != s.version:
+            return None
+        return self._fused(g, s.data)
+
+    cdef object _fused(self, TensorBase g, cnp.ndarray yd):
+        """The fused kernel for grad * f'(from saved output yd), when nothing records and the
         buffers fit the kernel contract; None otherwise."""
-        cdef cnp.ndarray gd = g._data, yd = y._data, out
+        cdef cnp.ndarray gd = g._data, out
         cdef int t = cnp.PyArray_TYPE(gd), op = self.op
         cdef Py_ssize_t n = cnp.PyArray_SIZE(yd)
         cdef double gs
+        cdef bint f32 = t == cnp.NPY_FLOAT32
         if grad_enabled() or t != cnp.PyArray_TYPE(yd) or not _fast_float(yd) \
                 or not _same_shape(gd, yd):
             return None
@@ -716,7 +739,7 @@ cdef class UnaryBackward(Node):
             if n == 0 or not _is_broadcast_scalar(gd):
                 return None
             gs = gd.flat[0]             # one number broadcast over y, as below a sum()
-            if t == cnp.NPY_FLOAT32:
+            if f32:
                 with nogil:
                     K.unary_bwd_s(op, gs, <float*>cnp.PyArray_DATA(yd),
                                   <float*>cnp.PyArray_DATA(out), n)
@@ -724,14 +747,13 @@ cdef class UnaryBackward(Node):
                 with nogil:
                     K.unary_bwd_s(op, gs, <double*>cnp.PyArray_DATA(yd),
                                   <double*>cnp.PyArray_DATA(out), n)
-        elif t == cnp.NPY_FLOAT32:
-            with nogil:
-                K.unary_bwd(op, <float*>cnp.PyArray_DATA(gd), <float*>cnp.PyArray_DATA(yd),
-                            <float*>cnp.PyArray_DATA(out), n)
+        elif n < NOGIL_MIN:
+            _unary_bwd_call(op, f32, cnp.PyArray_DATA(gd), cnp.PyArray_DATA(yd),
+                            cnp.PyArray_DATA(out), n)
         else:
             with nogil:
-                K.unary_bwd(op, <double*>cnp.PyArray_DATA(gd), <double*>cnp.PyArray_DATA(yd),
-                            <double*>cnp.PyArray_DATA(out), n)
+                _unary_bwd_call(op, f32, cnp.PyArray_DATA(gd), cnp.PyArray_DATA(yd),
+                                cnp.PyArray_DATA(out), n)
         return wrap(out)
 
 
@@ -762,9 +784,11 @@ cdef class AbsBackward0(UnaryBackward):
 cdef class ExpBackward0(UnaryBackward):
     """grad_a = grad * exp(a) = grad * y"""
     cdef tuple apply(self, tuple grads):
+        r = self._fused_saved(grads[0])
+        if r is not None:
+            return (r,)
         y = self.saved.unpack(self)
-        r = self._fused(grads[0], y)
-        return (r if r is not None else mul(grads[0], y),)
+        return (mul(grads[0], y),)
 
 
 @cython.final
@@ -799,28 +823,32 @@ cdef class CosBackward0(UnaryBackward):
 cdef class TanhBackward0(UnaryBackward):
     """grad_a = grad * (1 - y**2)"""
     cdef tuple apply(self, tuple grads):
+        r = self._fused_saved(grads[0])
+        if r is not None:
+            return (r,)
         y = self.saved.unpack(self)
-        r = self._fused(grads[0], y)
-        return (r if r is not None else mul(grads[0], rsub(mul(y, y), 1)),)
+        return (mul(grads[0], rsub(mul(y, y), 1)),)
 
 
 @cython.final
 cdef class SigmoidBackward0(UnaryBackward):
     """grad_a = grad * y * (1 - y)"""
     cdef tuple apply(self, tuple grads):
+        r = self._fused_saved(grads[0])
+        if r is not None:
+            return (r,)
         y = self.saved.unpack(self)
-        r = self._fused(grads[0], y)
-        return (r if r is not None else mul(mul(grads[0], y), rsub(y, 1)),)
+        return (mul(mul(grads[0], y), rsub(y, 1)),)
 
 
 @cython.final
 cdef class ReluBackward0(UnaryBackward):
     """grad_a = grad * (y > 0)"""
     cdef tuple apply(self, tuple grads):
-        cdef TensorBase y = self.saved.unpack(self)
-        r = self._fused(grads[0], y)
+        r = self._fused_saved(grads[0])
         if r is not None:
             return (r,)
+        cdef TensorBase y = self.saved.unpack(self)
         return (mul(grads[0], wrap((y._data > 0).astype(y._data.dtype))),)
 
 
@@ -828,9 +856,11 @@ cdef class ReluBackward0(UnaryBackward):
 cdef class ReciprocalBackward0(UnaryBackward):
     """grad_a = -grad * y**2"""
     cdef tuple apply(self, tuple grads):
+        r = self._fused_saved(grads[0])
+        if r is not None:
+            return (r,)
         y = self.saved.unpack(self)
-        r = self._fused(grads[0], y)
-        return (r if r is not None else unary(OP_NEG, mul(grads[0], mul(y, y))),)
+        return (unary(OP_NEG, mul(grads[0], mul(y, y))),)
 
 
 # --- sign, clamp, maximum / minimum, where -------------------------------------------------------
