@@ -433,13 +433,17 @@ cdef object _record_linear(cnp.ndarray y, TensorBase a, TensorBase b, TensorBase
 
 # Note [Single-threaded BLAS for small products]
 # OpenBLAS splits a product over its pthreads pool above a tiny size (m*n*k > 65536), and its
-# workers busy-wait between calls. On this 2-core machine shared with other processes that costs
-# far more than it saves: measured per call, 1 thread vs 2 (min of 7 runs, load ~6): 64x64x128
-# 30 vs 96 us, 128x784x256 0.86 vs 1.9 ms, 256x128x784 1.15 vs 3.9 ms; at load 7 a W6 step with 2
-# threads ran 27-90 ms vs 9 ms with 1. So linear's products (forward and backward) below
-# BLAS_ONE_THREAD_MACS multiply-adds run with OpenBLAS set to one thread, and the caller's count
-# is put back after the call (read each time, so threadpoolctl limits are kept). fastgrad._threads
-# hands over OpenBLAS's setter and getter; without them (another BLAS) nothing changes.
+# workers busy-wait between calls. On this 2-core machine shared with other processes the second
+# thread is a gamble: measured per call, 1 thread vs 2 (min of 7 runs), at load ~2: 64x64x128
+# 14 vs 11 us, 128x128x128 50 vs 33 us, 128x784x256 571 vs 308 us; at load ~6: 64x64x128 30 vs
+# 96 us, 128x784x256 0.86 vs 1.9 ms (a W5-sized step with 2 threads at load 7 sometimes took
+# 10-100x longer). A whole W6 step (products of 0.3-26M multiply-adds): 1.8 ms with 2 threads vs
+# 2.7 ms with 1 at load ~2.5, but 146 ms vs 4.7 ms at load ~4.3. The second thread gains at most
+# ~1.8x when the machine is quiet and loses up to 30x when it is not, so linear's products
+# (forward and backward) below BLAS_ONE_THREAD_MACS multiply-adds (all of W5's and W6's) run
+# with OpenBLAS set to one thread, and the caller's count is put back after the call (read each
+# time, so threadpoolctl limits are kept). fastgrad._threads hands over OpenBLAS's setter and
+# getter; without them (another BLAS, or two OpenBLAS loaded) nothing changes.
 
 ctypedef void (*_blas_set_t)(int) noexcept nogil
 ctypedef int (*_blas_get_t)() noexcept nogil
