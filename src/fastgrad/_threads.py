@@ -15,6 +15,8 @@ from fastgrad._core import kernels as _kernels
 
 _OPENBLAS_SETTERS = ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_",
                      "openblas_set_num_threads64_", "scipy_openblas_set_num_threads")
+_OPENBLAS_GETTERS = ("openblas_get_num_threads", "scipy_openblas_get_num_threads64_",
+                     "openblas_get_num_threads64_", "scipy_openblas_get_num_threads")
 
 
 def _default_threads():
@@ -37,27 +39,52 @@ def _set_blas_threads(n):
     return True
 
 
-def _set_openblas_ctypes(n):
+def _openblas_libs():
+    """The OpenBLAS libraries loaded in this process (NumPy's), as ctypes handles."""
     try:
         with open("/proc/self/maps") as f:
             paths = {line.split()[-1] for line in f if "openblas" in line.lower()}
     except OSError:
-        return False
-    done = False
+        return []
+    libs = []
     for path in sorted(paths):
         try:
-            lib = ctypes.CDLL(path)
+            libs.append(ctypes.CDLL(path))
         except OSError:
             continue
-        for name in _OPENBLAS_SETTERS:
-            fn = getattr(lib, name, None)
-            if fn is not None:
-                fn.argtypes = [ctypes.c_int]     # 64-bit-int builds still take a C int here
-                fn.restype = None
-                fn(n)
-                done = True
-                break
+    return libs
+
+
+def _first(lib, names):
+    for name in names:
+        fn = getattr(lib, name, None)
+        if fn is not None:
+            return fn
+    return None
+
+
+def _set_openblas_ctypes(n):
+    done = False
+    for lib in _openblas_libs():
+        fn = _first(lib, _OPENBLAS_SETTERS)
+        if fn is not None:
+            fn.argtypes = [ctypes.c_int]     # 64-bit-int builds still take a C int here
+            fn.restype = None
+            fn(n)
+            done = True
     return done
+
+
+def _hand_blas_hooks():
+    """Give linear OpenBLAS's setter and getter (Note [Single-threaded BLAS for small
+    products] in ops_linalg.pyx) when NumPy uses exactly one OpenBLAS."""
+    import numpy  # noqa: F401  (its BLAS is loaded by now)
+    from fastgrad._core import ops_linalg
+    found = [(s, g) for s, g in ((_first(lib, _OPENBLAS_SETTERS), _first(lib, _OPENBLAS_GETTERS))
+                                 for lib in _openblas_libs()) if s is not None and g is not None]
+    if len(found) == 1:
+        addr = [ctypes.cast(fn, ctypes.c_void_p).value for fn in found[0]]
+        ops_linalg._set_blas_hooks(addr[0], addr[1])
 
 
 def set_num_threads(int):                   # torch's parameter name
@@ -80,3 +107,4 @@ def get_num_threads():
 
 
 _kernels.set_threads(_default_threads())
+_hand_blas_hooks()

@@ -527,7 +527,7 @@ def linear(input, weight, bias=None):
         if xd.ndim != 2:
             y = y.reshape(_shape(x)[:-1] + (_shape(w)[0],))
         return _record_linear(y, x, w, bt, True, 1, 1, cls)
-    y = np.matmul(x2, wd.T)
+    y = _matmul_np(x2, wd.T, x2.size * _shape(w)[0])
     if bt is not None:
         if bt._data.dtype != wd.dtype:
             raise RuntimeError(f"linear: bias dtype {bt._data.dtype} != weight dtype {wd.dtype}")
@@ -565,6 +565,83 @@ cdef object _record_linear(cnp.ndarray y, TensorBase a, TensorBase b, TensorBase
         node.c_shape = _shape(c)
     set_history(out, node, (a, b, c))
     return out
+
+
+# Note [Single-threaded BLAS for small products]
+# OpenBLAS splits a product over its pthreads pool above a tiny size (m*n*k > 65536), and its
+# workers busy-wait between calls. On this 2-core machine shared with other processes the second
+# thread is a gamble: measured per call, 1 thread vs 2 (min of 7 runs), at load ~2: 64x64x128
+# 14 vs 11 us, 128x128x128 50 vs 33 us, 128x784x256 571 vs 308 us; at load ~6: 64x64x128 30 vs
+# 96 us, 128x784x256 0.86 vs 1.9 ms (a W5-sized step with 2 threads at load 7 sometimes took
+# 10-100x longer). A whole W6 step (products of 0.3-26M multiply-adds): 1.8 ms with 2 threads vs
+# 2.7 ms with 1 at load ~2.5, but 146 ms vs 4.7 ms at load ~4.3. The second thread gains at most
+# ~1.8x when the machine is quiet and loses up to 30x when it is not, so linear's products
+# (forward and backward) below BLAS_ONE_THREAD_MACS multiply-adds (all of W5's and W6's) run
+# with OpenBLAS set to one thread, and the caller's count is put back after the call (read each
+# time, so threadpoolctl limits are kept). fastgrad._threads hands over OpenBLAS's setter and
+# getter; without them (another BLAS, or two OpenBLAS loaded) nothing changes.
+
+ctypedef void (*_blas_set_t)(int) noexcept nogil
+ctypedef int (*_blas_get_t)() noexcept nogil
+cdef _blas_set_t _blas_set = NULL
+cdef _blas_get_t _blas_get = NULL
+cdef Py_ssize_t BLAS_ONE_THREAD_MACS = 1 << 25
+
+
+def _set_blas_hooks(size_t setter, size_t getter):
+    """Give linear OpenBLAS's thread-count setter and getter (C addresses; 0 disables)."""
+    global _blas_set, _blas_get
+    if setter == 0 or getter == 0:
+        _blas_set, _blas_get = NULL, NULL
+    else:
+        _blas_set, _blas_get = <_blas_set_t>setter, <_blas_get_t>getter
+
+
+def _set_blas_one_thread_macs(Py_ssize_t n):
+    """Set the single-threaded-BLAS threshold (multiply-adds); returns the old one (for tests)."""
+    global BLAS_ONE_THREAD_MACS
+    old = BLAS_ONE_THREAD_MACS
+    BLAS_ONE_THREAD_MACS = n
+    return old
+
+
+cdef inline int _blas_one_thread(Py_ssize_t macs) noexcept:
+    """Set OpenBLAS to one thread for a product of `macs` multiply-adds when it is below the
+    threshold; returns the count to restore with _blas_restore (0: nothing changed)."""
+    cdef int prev
+    if _blas_set == NULL or macs >= BLAS_ONE_THREAD_MACS:
+        return 0
+    prev = _blas_get()
+    if prev <= 1:
+        return 0
+    _blas_set(1)
+    return prev
+
+
+def _blas_threads_for(Py_ssize_t macs):
+    """The OpenBLAS thread count linear runs a product of `macs` multiply-adds with (for tests),
+    or None when the hooks are not installed."""
+    if _blas_set == NULL:
+        return None
+    cdef int prev = _blas_one_thread(macs)
+    try:
+        return _blas_get()
+    finally:
+        _blas_restore(prev)
+
+
+cdef inline void _blas_restore(int prev) noexcept:
+    if prev > 0:
+        _blas_set(prev)
+
+
+cdef object _matmul_np(object a, object b, Py_ssize_t macs):
+    """np.matmul(a, b), on one BLAS thread when small (Note [Single-threaded BLAS ...])."""
+    cdef int prev = _blas_one_thread(macs)
+    try:
+        return np.matmul(a, b)
+    finally:
+        _blas_restore(prev)
 
 
 # Note [Small linear]
@@ -741,11 +818,12 @@ cdef class LinearBackward(Node):
         n_out = (<object>g).shape[-1]
         g2 = g if g.ndim == 2 else g.reshape(-1, n_out)
         if w is not None:
-            r = np.matmul(g, w._data if self.wt else w._data.T)
+            r = _matmul_np(g, w._data if self.wt else w._data.T, g.size * w._data.size // n_out)
             gx = wrap(r * self.alpha if self.alpha != 1 else r)
         if x is not None:
             x2 = x._data if x._data.ndim == 2 else x._data.reshape(-1, (<object>x._data).shape[-1])
-            r = np.matmul(g2.T, x2) if self.wt else np.matmul(x2.T, g2)
+            r = (_matmul_np(g2.T, x2, g2.size * (<object>x2).shape[1]) if self.wt
+                 else _matmul_np(x2.T, g2, g2.size * (<object>x2).shape[1]))
             gw = wrap(r * self.alpha if self.alpha != 1 else r)
         if self.c_shape is not None:
             r = g * self.beta if self.beta != 1 else g
