@@ -23,7 +23,7 @@ them, with no grad_fn, or under create_graph with the node as its grad_fn.
 """
 cimport cython
 cimport numpy as cnp
-from cpython.ref cimport PyObject, Py_REFCNT
+from cpython.ref cimport PyObject
 from cpython.weakref cimport PyWeakref_GetObject
 import weakref
 import warnings
@@ -327,26 +327,6 @@ cdef void check_inference_inplace(TensorBase t) except *:
 
 # --- AccumulateGrad ------------------------------------------------------------------------------
 
-# Note [Taking an unshared gradient]
-# A gradient the engine did not sum (`owned` False) came straight from one edge of a backward
-# node, so it may be held elsewhere too: by a second edge (AddBackward0 hands the same tensor to
-# both inputs), by a hook, by the caller (a seed), or by a tensor viewing its array. Like
-# PyTorch's AccumulateGrad (which checks the tensor's use count), a leaf without a .grad takes it
-# without a copy only when nothing else can reach it: a plain tensor (no graph, no view, no
-# hooks) that only the engine references (its grads tuple, the argument, the indexing temporary:
-# _ENGINE_REFS; checked in tests/test_train_fastpaths.py), whose array is referenced only by it
-# and owns its memory. Not with hooks on the leaf or its node: they may have kept it.
-cdef Py_ssize_t _ENGINE_REFS = 3
-
-
-cdef inline bint _unshared_grad(TensorBase g, cnp.ndarray gd):
-    """Note [Taking an unshared gradient]; gd is g._data (held by g and by the caller)."""
-    return (g._grad_fn is None and g._base is None and g._hooks is None and not g._retains_grad
-            and Py_REFCNT(g) <= _ENGINE_REFS and Py_REFCNT(gd) == 2
-            and cnp.PyArray_CHKFLAGS(gd, cnp.NPY_ARRAY_OWNDATA)
-            and cnp.PyArray_ISWRITEABLE(gd) and cnp.PyArray_IS_C_CONTIGUOUS(gd))
-
-
 @cython.final
 cdef class AccumulateGrad(Node):
     """Sink of the graph for one leaf: adds the incoming gradient into `variable.grad`."""
@@ -377,8 +357,6 @@ cdef class AccumulateGrad(Node):
             elif cnp.PyArray_TYPE(gd) != cnp.PyArray_TYPE(var._data):
                 var._grad = wrap(np.array(gd, dtype=var._data.dtype, order="C", copy=True))
             elif owned and cnp.PyArray_IS_C_CONTIGUOUS(gd):
-                var._grad = g
-            elif var._hooks is None and self._pre_hooks is None and _unshared_grad(g, gd):
                 var._grad = g
             else:
                 var._grad = wrap(cnp.PyArray_NewCopy(gd, cnp.NPY_CORDER))
