@@ -19,7 +19,8 @@ cdef class Node:
     cdef list _pre_hooks           # fn(grad_outputs) -> None or replacement
     cdef list _post_hooks          # fn(grad_inputs, grad_outputs) -> None or replacement
     cdef object _trace             # forward stack text recorded under detect_anomaly
-    cdef dict __dict__             # user attributes (custom Functions keep ctx state here)
+    cdef dict _metadata            # grad_fn.metadata, made on first use (custom Functions'
+                                   #   Python node classes keep ctx state in their own __dict__)
     cdef object __weakref__
 
     cdef tuple apply(self, tuple grads)

@@ -59,11 +59,9 @@ cdef class Node:
 
     @property
     def metadata(self):
-        d = getattr(self, "_metadata", None)
-        if d is None:
-            d = {}
-            self._metadata = d
-        return d
+        if self._metadata is None:
+            self._metadata = {}
+        return self._metadata
 
     def _sequence_nr(self):
         return self._seq
