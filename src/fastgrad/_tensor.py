@@ -24,6 +24,11 @@ class Tensor(TensorBase):
     __slots__ = ()
     __array_ufunc__ = None           # NumPy defers to our reflected operators (np.float64 * t)
 
+    def __init_subclass__(cls, **kwargs):
+        # subclasses (Parameter, users' own) keep the C arithmetic slots they do not override
+        super().__init_subclass__(**kwargs)
+        _ct.fast_number_slots(cls)
+
     # -- repr --
     def __repr__(self, *, tensor_contents=None):
         from fastgrad._format import format_tensor
