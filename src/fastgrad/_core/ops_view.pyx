@@ -17,6 +17,7 @@ cimport cython
 cimport numpy as cnp
 from cpython.ref cimport PyObject, PyTypeObject, Py_INCREF
 from cpython.long cimport PyLong_CheckExact
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 import numpy as np
 
 from fastgrad._core.node cimport Node
@@ -108,7 +109,12 @@ cdef tuple _infer_shape(tuple shape, Py_ssize_t numel):
     if infer < 0 and known == numel:
         return shape
     if infer >= 0 and known != 0 and numel % known == 0:
-        return shape[:infer] + (numel // known,) + shape[infer + 1:]
+        r = PyTuple_New(n)                              # one tuple, not three slices
+        for i in range(n):
+            o = numel // known if i == infer else shape[i]
+            Py_INCREF(o)
+            PyTuple_SET_ITEM(r, i, o)
+        return r
     raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
 
 
