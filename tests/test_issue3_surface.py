@@ -394,6 +394,34 @@ def test_narrow_flatten_unflatten_paths():
         y.unflatten(1, (-1, -1))
 
 
+def test_split_chunk_unbind_edges():
+    x = fg.zeros(5, 2, requires_grad=True)
+    parts = x.chunk(2)
+    assert [tuple(p.shape) for p in parts] == [(3, 2), (2, 2)]
+    assert type(parts[1].grad_fn).__name__ == "SplitBackward0"
+    assert type(x.split([1, 4])[0].grad_fn).__name__ == "SplitWithSizesBackward0"
+    with fg.no_grad():
+        assert all(p.grad_fn is None for p in x.split(2))
+    assert [tuple(p.shape) for p in fg.zeros(0).split(0)] == [(0,)]
+    s = fg.tensor(1.0)
+    with pytest.raises(RuntimeError, match="split expects at least a 1-dimensional tensor"):
+        s.split(1)
+    with pytest.raises(RuntimeError, match="chunk expects at least a 1-dimensional tensor"):
+        s.chunk(2)
+    with pytest.raises(IndexError, match="Dimension specified as 0 but tensor has no dimensions"):
+        s.unbind(0)
+    with pytest.raises(RuntimeError, match="split expects split_size be non-negative"):
+        x.split(-1)
+    with pytest.raises(RuntimeError, match="split_size can only be 0 if dimension size is 0"):
+        x.split(0)
+    with pytest.raises(RuntimeError, match="chunk expects `chunks` to be greater than 0"):
+        x.chunk(0)
+    with pytest.raises(TypeError):
+        x.chunk(2.0)
+    w = fg.tensor(R.standard_normal((5, 2)))
+    check_grad(lambda t: t.chunk(3)[1] * w[2:4] + t.split(1)[4].sum(), [R.standard_normal((5, 2))])
+
+
 def test_view_errors_unchanged():
     x = fg.zeros(2, 3)
     with pytest.raises(RuntimeError, match="view size is not compatible"):

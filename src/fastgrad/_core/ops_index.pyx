@@ -382,7 +382,8 @@ def narrow(input, dim, start, length):
     if _rec(a):
         node = SliceBackward0.__new__(SliceBackward0)
         node.in_shape = _shape(a)
-        node.key = (slice(None),) * d + (slice(s, s + ln), Ellipsis)
+        node.key = ((slice(s, s + ln), Ellipsis) if d == 0 else
+                    (slice(None),) * d + (slice(s, s + ln), Ellipsis))
         node.advanced = False
         set_history1(out, node, a)
     return out

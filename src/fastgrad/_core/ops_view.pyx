@@ -17,6 +17,7 @@ cimport cython
 cimport numpy as cnp
 from cpython.ref cimport PyObject, PyTypeObject, Py_INCREF
 from cpython.long cimport PyLong_CheckExact
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 import numpy as np
 
 from fastgrad._core.node cimport Node
@@ -108,7 +109,12 @@ cdef tuple _infer_shape(tuple shape, Py_ssize_t numel):
     if infer < 0 and known == numel:
         return shape
     if infer >= 0 and known != 0 and numel % known == 0:
-        return shape[:infer] + (numel // known,) + shape[infer + 1:]
+        r = PyTuple_New(n)                              # one tuple, not three slices
+        for i in range(n):
+            o = numel // known if i == infer else shape[i]
+            Py_INCREF(o)
+            PyTuple_SET_ITEM(r, i, o)
+        return r
     raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
 
 
@@ -952,9 +958,11 @@ def vstack(tensors):
 
 # --- chunk / split / unbind (multi-output views) -------------------------------------------------
 
-cdef tuple _split_views(TensorBase a, int d, list sizes, Node node):
-    """Views of `a` along dim d with `sizes`; all outputs of one node (output_nr = i)."""
+cdef tuple _split_views(TensorBase a, int d, list sizes, bint with_sizes):
+    """Views of `a` along dim d with `sizes`; all outputs of one node (output_nr = i):
+    SplitWithSizesBackward0 when `with_sizes`, else SplitBackward0."""
     cdef TensorBase o
+    cdef Node node
     cdef cnp.ndarray x = a._data
     cdef list outs = []
     cdef Py_ssize_t off = 0, i, j
@@ -968,7 +976,9 @@ cdef tuple _split_views(TensorBase a, int d, list sizes, Node node):
         outs.append(make_view(a, strided_view(x, nd, dims, x.strides,
                                               x.data + off * x.strides[d], w)))
         off += sizes[i]
-    if node is not None and _rec(a):
+    if _rec(a):
+        node = (SplitWithSizesBackward0.__new__(SplitWithSizesBackward0) if with_sizes else
+                SplitBackward0.__new__(SplitBackward0))
         (<SplitBackward>node).dim = d
         (<SplitBackward>node).sizes = tuple(sizes)
         (<SplitBackward>node).in_shape = _shape(a)
@@ -1014,31 +1024,47 @@ cdef class SplitWithSizesBackward0(SplitBackward):
 def split(input, split_size_or_sections, dim=0):
     """Views of `split_size` along dim (the last may be shorter), or of the given sizes."""
     cdef TensorBase a = input
+    if a._data.ndim == 0:
+        raise RuntimeError("split expects at least a 1-dimensional tensor")
     d = wrap_dim(dim, a._data.ndim, "split")
-    n = _shape(a)[d]
     if isinstance(split_size_or_sections, int):
-        s = split_size_or_sections
-        if s <= 0 and n > 0:
-            raise RuntimeError(f"split_size can only be 0 if dimension size is 0, but got "
-                               f"dimension size of {n}")
-        sizes = [min(s, n - i) for i in range(0, n, s)] if n else [0]
-        return _split_views(a, d, sizes, SplitBackward0.__new__(SplitBackward0))
+        return _split_int(a, d, split_size_or_sections)
+    n = _shape(a)[d]
     sizes = [int(s) for s in split_size_or_sections]
     if sum(sizes) != n:
         raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {n} (input "
                            f"tensor's size at dimension {d}), but got split_sizes={sizes}")
-    return _split_views(a, d, sizes, SplitWithSizesBackward0.__new__(SplitWithSizesBackward0))
+    return _split_views(a, d, sizes, True)
+
+
+cdef tuple _split_int(TensorBase a, int d, Py_ssize_t s):
+    """split(a, s, d) for an int size: ceil(n / s) views, the last one possibly shorter."""
+    cdef Py_ssize_t n = a._data.shape[d], i = 0
+    cdef list sizes = []
+    if s < 0:
+        raise RuntimeError(f"split expects split_size be non-negative, but got split_size={s}")
+    if s == 0 and n > 0:
+        raise RuntimeError(f"split_size can only be 0 if dimension size is 0, but got "
+                           f"dimension size of {n}")
+    if n == 0:
+        sizes.append(0)
+    while i < n:
+        sizes.append(s if s < n - i else n - i)
+        i += s
+    return _split_views(a, d, sizes, False)
 
 
 def chunk(input, chunks, dim=0):
     """Up to `chunks` views of equal size (ceil(n / chunks)) along dim."""
     cdef TensorBase a = input
-    if chunks <= 0:
-        raise RuntimeError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
+    cdef Py_ssize_t c = chunks, n
+    if c <= 0:
+        raise RuntimeError(f"chunk expects `chunks` to be greater than 0, got: {c}")
+    if a._data.ndim == 0:
+        raise RuntimeError("chunk expects at least a 1-dimensional tensor")
     d = wrap_dim(dim, a._data.ndim, "chunk")
-    n = _shape(a)[d]
-    s = max(1, -(-n // chunks))
-    return split(a, s, d)
+    n = a._data.shape[d]
+    return _split_int(a, d, max(1, (n + c - 1) // c))
 
 
 def unbind(input, dim=0):
@@ -1052,6 +1078,8 @@ def unbind(input, dim=0):
     cdef int j, k = 0
     cdef Py_ssize_t i, n
     cdef bint w = _writeable(x)
+    if x.ndim == 0:
+        raise IndexError(f"Dimension specified as {dim} but tensor has no dimensions")
     d = wrap_dim(dim, x.ndim, "unbind")
     n = x.shape[d]
     for j in range(x.ndim):
