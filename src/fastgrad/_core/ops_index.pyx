@@ -25,7 +25,6 @@ import numpy as np
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport TensorBase, wrap, set_history, set_history1
-from fastgrad._core.tensor cimport check_inference_inplace
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core.ops_reduce cimport sum_to, sum_
 from fastgrad._core.ops_view cimport (make_view, strided_view, take_flat, scatter_add_flat, wrap_dim,
@@ -453,25 +452,11 @@ cdef object _offsets(cnp.ndarray x):
     return off
 
 
-cdef void _check_inplace(TensorBase a) except *:
-    check_inference_inplace(a)
-    if not grad_enabled():
-        return
-    if a._grad_fn is None and a._requires_grad:
-        raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
-                           "operation. Wrap the update in `with torch.no_grad():`, or operate "
-                           "on a copy (x = x.clone()).")
-    if a._base is not None and a._base._grad_fn is None and a._base._requires_grad:
-        raise RuntimeError("a view of a leaf Variable that requires grad is being used in an "
-                           "in-place operation. Wrap the update in `with torch.no_grad():`, or "
-                           "clone the leaf first.")
-
-
 def setitem(input, key, value):
     """x[key] = value (a number or a tensor broadcastable to the region)."""
     cdef TensorBase a = input, tv = None, root, hist
     cdef SetRegion fn
-    _check_inplace(a)
+    pw.check_inplace(a)
     npkey, advanced, _ = _parse_key(a, key)
     if isinstance(value, TensorBase):
         tv = value

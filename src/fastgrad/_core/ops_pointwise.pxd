@@ -26,6 +26,7 @@ cdef object mul_any(object a, object b)        # either may be a Python number
 cdef object unary(int op, TensorBase a)
 cdef object compare(int op, object a, object b)
 cdef object inplace(int op, TensorBase a, object b)
+cdef void check_inplace(TensorBase a) except *   # PyTorch's in-place rules for leaves/views
 cdef object fill_(TensorBase a, object value)
 cdef object copy_(TensorBase a, object src)
 cdef object where_(object cond, object a, object b)

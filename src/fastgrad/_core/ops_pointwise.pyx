@@ -1072,7 +1072,7 @@ cdef object compare(int op, object a, object b):
 
 # --- in-place ------------------------------------------------------------------------------------
 
-cdef void _check_inplace(TensorBase a) except *:
+cdef void check_inplace(TensorBase a) except *:
     check_inference_inplace(a)
     if not grad_enabled():
         return
@@ -1137,7 +1137,7 @@ cdef str _tname(object dt):
 cdef object inplace(int op, TensorBase a, object b):
     """a (op)= b: add_, sub_, mul_, div_ and the augmented assignments."""
     cdef str name = _OPNAME[op] + "_"
-    _check_inplace(a)
+    check_inplace(a)
     if not is_scalar(b) and not isinstance(b, TensorBase):
         return NotImplemented
     if grad_enabled() and (a._requires_grad or
@@ -1161,7 +1161,7 @@ def zero_(input):
 
 
 cdef object _fill(TensorBase a, object value, bint zero):
-    _check_inplace(a)
+    check_inplace(a)
     cdef Node node
     cdef TensorBase v = None
     if isinstance(value, TensorBase):
@@ -1218,7 +1218,7 @@ cdef class FillBackward3(Node):
 cdef object copy_(TensorBase a, object src):
     cdef TensorBase s
     cdef CopyBackwards node
-    _check_inplace(a)
+    check_inplace(a)
     if not isinstance(src, TensorBase):
         raise TypeError(f"copy_(): argument 'src' must be Tensor, not {type(src).__name__}")
     s = src
@@ -1536,7 +1536,7 @@ _xor = _operator_form(IOP_XOR, False)
 
 cdef object _inplace_op(object fn, TensorBase a, object b, str name):
     """a = fn(a, b) written into a (the result must cast to a's dtype), as add_ and friends."""
-    _check_inplace(a)
+    check_inplace(a)
     if grad_enabled() and (a._requires_grad or
                            (isinstance(b, TensorBase) and (<TensorBase>b)._requires_grad)):
         res = fn(_history_alias(a), b)
