@@ -98,6 +98,13 @@ def test_relu_clamp_maximum_keep_negative_zero():
     assert _sign(fg.maximum(neg, zero)) == -1.0 and _sign(fg.maximum(zero, neg)) == 1.0
     assert _sign(fg.minimum(neg, zero)) == -1.0 and _sign(fg.minimum(zero, neg)) == 1.0
     assert _sign(fg.clamp(z, min=fg.tensor(0.0))) == [-1.0, 1.0]
+
+
+@pytest.mark.parametrize("act", ["elu", "leaky_relu", "silu"])   # torch's vectorised gelu is not consistent
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_activations_keep_negative_zero(act, dtype):
+    z = fg.tensor([-0.0, 0.0], dtype=getattr(fg, dtype))
+    assert _sign(getattr(fg.nn.functional, act)(z)) == [-1.0, 1.0]
     # vectorised loops too (PyTorch's own vectorised maximum/minimum do not keep the tie rule)
     big = fg.zeros(1003, dtype=fg.float64) * -1.0
     assert np.signbit(big.clamp(0.0, 1.0).numpy()).all() and np.signbit(big.relu().numpy()).all()

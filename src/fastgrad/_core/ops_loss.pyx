@@ -710,7 +710,7 @@ cdef cnp.ndarray _act_fwd(int op, cnp.ndarray x, double a, double b):
         bx = x * a
         return np.where(bx > b, x, np.logaddexp(0, bx) / a)
     if op == ACT_ELU:                                    # a = alpha
-        return np.where(x > 0, x, a * np.expm1(np.minimum(x, 0)))
+        return np.where(x > 0, x, a * np.expm1(np.minimum(0, x)))   # keeps -0.0, as torch
     return np.where(x > 0, x, x * a)                     # leaky_relu: a = negative_slope
 
 
