@@ -21,12 +21,13 @@ if DEBUG:
 compile_args = ["-O3"] if not DEBUG else ["-O0", "-g"]
 if os.environ.get("FASTGRAD_NATIVE") == "1":
     compile_args.append("-march=native")
-# optim_kernels: sqrt without errno, so its update loops vectorize (Note [Vectorized update loops]);
-# kernels: OpenMP loops, and selects in vmath.h that only if-convert (vectorise) when comparisons
-# are not treated as trapping.
-PER_MODULE_ARGS = {"optim_kernels": ["-fno-math-errno"],
-                   "kernels": ["-fopenmp", "-fno-trapping-math"]}
-PER_MODULE_LINK = {"kernels": ["-fopenmp"]}
+# optim_kernels: sqrt without errno, so its update loops vectorize (Note [Vectorized update loops]),
+# and OpenMP blocks for large parameters (Note [Parallel updates]); kernels: OpenMP loops, and
+# selects in vmath.h that only if-convert (vectorise) when comparisons are not treated as
+# trapping; blas: products split across the OpenMP team (Note [Products on fastgrad's threads]).
+PER_MODULE_ARGS = {"optim_kernels": ["-fno-math-errno", "-fopenmp"],
+                   "kernels": ["-fopenmp", "-fno-trapping-math"], "blas": ["-fopenmp"]}
+PER_MODULE_LINK = {"kernels": ["-fopenmp"], "blas": ["-fopenmp"], "optim_kernels": ["-fopenmp"]}
 extensions = [
     Extension(
         f"fastgrad._core.{pyx.stem}",

@@ -121,3 +121,30 @@ def test_elementwise_bit_identical_across_threads(name, restore_threads):
         return y.detach().numpy().tobytes() + x.grad.numpy().tobytes()
     res = _by_threads(run)
     assert res[0] == res[1] == res[2]
+
+
+@own_promise
+@pytest.mark.parametrize("opt", [("SGD", dict(lr=0.1, momentum=0.9, nesterov=True)),
+                                 ("Adam", dict(lr=0.01, amsgrad=True, weight_decay=0.1)),
+                                 ("AdamW", dict(lr=0.01)),
+                                 ("Adagrad", dict(lr=0.1)),
+                                 ("RMSprop", dict(lr=0.01, momentum=0.5, centered=True))])
+def test_optimizer_steps_bit_identical_across_threads(opt, restore_threads):
+    """Parameters large enough to be updated in parallel blocks (Note [Parallel updates]), and one
+    small one, after 3 steps."""
+    name, kw = opt
+    rng = np.random.default_rng(7)
+    start = [rng.standard_normal(n).astype(np.float32) for n in (300_001, 40)]
+    grads = [[rng.standard_normal(a.size).astype(np.float32) for a in start] for _ in range(3)]
+
+    def run():
+        ps = [fg.tensor(a.copy(), requires_grad=True) for a in start]
+        o = getattr(fg.optim, name)(ps, **kw)
+        for gs in grads:
+            for p, g in zip(ps, gs):
+                p.grad = fg.tensor(g)
+            o.step()
+        return b"".join(p.detach().numpy().tobytes() for p in ps)
+    res = _by_threads(run)
+    assert res[0] == res[1] == res[2]
+    assert res[0] != b"".join(a.tobytes() for a in start)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from _backend import fg
-from fastgrad._core import ops_linalg
+from fastgrad._core import blas
+from fastgrad import _threads
 
 try:                                    # only the BLAS-thread tests need it
     import threadpoolctl
@@ -109,12 +110,12 @@ def test_linear_training_grads_match_numpy():
     np.testing.assert_array_equal(lin.bias.grad.numpy(), np.full(4, 16.0))
 
 
-# ------------------------------------------------------------------ one BLAS thread when small
+# ------------------------------------------- linear's products: one BLAS thread, split by fastgrad
 @pytest.fixture
 def two_blas_threads():
     if threadpoolctl is None:
         pytest.skip("threadpoolctl is not installed")
-    if ops_linalg._blas_threads_for(0) is None:
+    if blas.blas_threads_during() is None:
         pytest.skip("NumPy does not use a single OpenBLAS here")
     with threadpoolctl.threadpool_limits(2, user_api="blas"):
         yield
@@ -124,34 +125,71 @@ def _blas_threads():
     return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
 
 
-def test_small_products_run_on_one_thread_and_restore(two_blas_threads):
-    old = ops_linalg._set_blas_one_thread_macs(1000)
-    try:
-        assert ops_linalg._blas_threads_for(999) == 1
-        assert ops_linalg._blas_threads_for(1000) == 2
-    finally:
-        ops_linalg._set_blas_one_thread_macs(old)
+def test_products_run_on_one_blas_thread_and_restore(two_blas_threads):
+    assert blas.blas_threads_during() == 1
+    assert set(_blas_threads()) == {2}
+    lin = fg.nn.Linear(300, 200)
+    lin(fg.randn(64, 300)).sum().backward()
     assert set(_blas_threads()) == {2}
 
 
-@pytest.mark.parametrize("limit", [0, 1 << 40])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_linear_same_numbers_on_either_path(two_blas_threads, limit, dtype):
-    rng = np.random.default_rng(1)
-    X = rng.standard_normal((64, 96)).astype(dtype)
-    W = rng.standard_normal((48, 96)).astype(dtype)
-    G = rng.standard_normal((64, 48)).astype(dtype)
-    old = ops_linalg._set_blas_one_thread_macs(limit)
+@pytest.fixture(params=["direct", "np.matmul"])
+def product_path(request):
+    """linear's products through BLAS called directly (Note [Products on fastgrad's threads]) or,
+    with the entry points withdrawn, through np.matmul."""
+    if request.param == "direct" and not all(blas.installed()):
+        pytest.skip("NumPy's OpenBLAS entry points were not found")
+    if request.param == "np.matmul":
+        blas.install(0, 0, 0, 0, False)
     try:
+        yield request.param
+    finally:
+        _threads._hand_blas_hooks()
+
+
+@pytest.mark.parametrize("split", [0, 1 << 62])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_linear_same_numbers_on_every_path(product_path, split, threads, dtype):
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((3, 70, 96)).astype(dtype)
+    W = rng.standard_normal((96, 48)).astype(dtype).T         # (48, 96), column-major
+    B = rng.standard_normal(48).astype(dtype)
+    G = rng.standard_normal((3, 70, 48)).astype(dtype)
+    old, old_t = blas.set_split_macs(split), fg.get_num_threads()
+    try:
+        fg.set_num_threads(threads)
         x = fg.tensor(X, requires_grad=True)
         w = fg.tensor(W, requires_grad=True)
-        b = fg.tensor(np.zeros(48, dtype), requires_grad=True)
-        fg.nn.functional.linear(x, w, b).backward(fg.tensor(G))
+        b = fg.tensor(B, requires_grad=True)
+        y = fg.nn.functional.linear(x, w, b)
+        y.backward(fg.tensor(G))
     finally:
-        ops_linalg._set_blas_one_thread_macs(old)
-    assert set(_blas_threads()) == {2}
+        blas.set_split_macs(old)
+        fg.set_num_threads(old_t)
     tol = 1e-4 if dtype == np.float32 else 1e-12
-    X64, W64, G64 = (a.astype(np.float64) for a in (X, W, G))
+    X64, W64, B64, G64 = (a.astype(np.float64) for a in (X, W, B, G))
+    np.testing.assert_allclose(y.detach().numpy(), X64 @ W64.T + B64, rtol=tol, atol=tol)
     np.testing.assert_allclose(x.grad.numpy(), G64 @ W64, rtol=tol, atol=tol)
-    np.testing.assert_allclose(w.grad.numpy(), G64.T @ X64, rtol=tol, atol=tol)
-    np.testing.assert_allclose(b.grad.numpy(), G64.sum(0), rtol=tol, atol=tol)
+    np.testing.assert_allclose(w.grad.numpy(), np.einsum("bij,bik->jk", G64, X64), rtol=tol,
+                               atol=tol)
+    np.testing.assert_allclose(b.grad.numpy(), G64.sum((0, 1)), rtol=tol, atol=tol)
+
+
+def test_split_products_repeat_bit_for_bit():
+    rng = np.random.default_rng(2)
+    x = fg.tensor(rng.standard_normal((128, 300)).astype(np.float32))
+    w = fg.tensor(rng.standard_normal((200, 300)).astype(np.float32))
+    old = blas.set_split_macs(0)
+    try:
+        first = fg.nn.functional.linear(x, w).numpy()
+        for _ in range(5):
+            np.testing.assert_array_equal(fg.nn.functional.linear(x, w).numpy(), first)
+    finally:
+        blas.set_split_macs(old)
+
+
+def test_linear_bias_of_wrong_length_is_refused(product_path):
+    x, w = fg.randn(200, 300), fg.randn(100, 300)
+    with pytest.raises(RuntimeError, match="bias of shape \\[7\\] does not match out_features 100"):
+        fg.nn.functional.linear(x, w, fg.randn(7))

@@ -75,16 +75,39 @@ def _set_openblas_ctypes(n):
     return done
 
 
+def _names(stem):
+    """OpenBLAS's spellings of one entry point: plain, and NumPy's scipy-openblas prefixes and
+    64-bit-integer suffixes."""
+    return (stem, f"scipy_{stem}64_", f"{stem}64_", f"scipy_{stem}")
+
+
+def _ilp64(lib):
+    """Whether this OpenBLAS takes 64-bit integers (its config string says USE64BITINT)."""
+    fn = _first(lib, _names("openblas_get_config"))
+    if fn is None:
+        return None
+    fn.argtypes, fn.restype = [], ctypes.c_char_p
+    return b"USE64BITINT" in (fn() or b"")
+
+
 def _hand_blas_hooks():
-    """Give linear OpenBLAS's setter and getter (Note [Single-threaded BLAS for small
-    products] in ops_linalg.pyx) when NumPy uses exactly one OpenBLAS."""
+    """Give _core.blas OpenBLAS's thread-count setter and getter and its cblas_sgemm/dgemm
+    (Note [Products on fastgrad's threads] in blas.pyx): NumPy's own OpenBLAS (the one in
+    numpy.libs, or the only one loaded), when its integer width is known; otherwise linear's
+    products go through np.matmul."""
     import numpy  # noqa: F401  (its BLAS is loaded by now)
-    from fastgrad._core import ops_linalg
-    found = [(s, g) for s, g in ((_first(lib, _OPENBLAS_SETTERS), _first(lib, _OPENBLAS_GETTERS))
-                                 for lib in _openblas_libs()) if s is not None and g is not None]
-    if len(found) == 1:
-        addr = [ctypes.cast(fn, ctypes.c_void_p).value for fn in found[0]]
-        ops_linalg._set_blas_hooks(addr[0], addr[1])
+    from fastgrad._core import blas
+    found = []
+    libs = _openblas_libs()
+    numpys = [lib for lib in libs if "numpy" in os.path.basename(os.path.dirname(lib._name))]
+    for lib in (numpys if len(numpys) == 1 else libs):     # SciPy may bring a second one
+        fns = [_first(lib, names) for names in (_OPENBLAS_SETTERS, _OPENBLAS_GETTERS,
+                                                _names("cblas_sgemm"), _names("cblas_dgemm"))]
+        if all(fn is not None for fn in fns):
+            found.append((fns, _ilp64(lib)))
+    if len(found) == 1 and found[0][1] is not None:
+        fns, ilp64 = found[0]
+        blas.install(*[ctypes.cast(fn, ctypes.c_void_p).value for fn in fns], ilp64)
 
 
 def set_num_threads(int):                   # torch's parameter name

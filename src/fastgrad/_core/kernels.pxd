@@ -27,6 +27,7 @@ cdef enum:
 cdef enum:
     PAR_MIN = 65536
 
+cdef int nthreads() noexcept nogil                                            # set_num_threads
 cdef void binary_fwd(int op, const floating* a, const floating* b, floating* out,   # IN, IN, OUT
                      Py_ssize_t n) noexcept nogil
 cdef void strided_fwd(int op, const floating* a, const floating* b, floating* out,  # IN, IN, OUT

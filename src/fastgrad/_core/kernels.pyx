@@ -85,6 +85,10 @@ def get_threads():
     return _nthreads
 
 
+cdef int nthreads() noexcept nogil:
+    return _nthreads
+
+
 def max_threads():
     """OpenMP's default team size (OMP_NUM_THREADS, else the usable cores)."""
     return omp_get_max_threads()
@@ -360,6 +364,7 @@ cdef void unary_bwd(int op, const floating* g, const floating* y, floating* out,
 cdef void _bwd_run(int op, const floating* g, const floating* y, floating* out,
                    Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
+    cdef floating gi
     if op == OP_TANH:
         for i in range(n):
             out[i] = g[i] * (1 - y[i] * y[i])
@@ -369,9 +374,10 @@ cdef void _bwd_run(int op, const floating* g, const floating* y, floating* out,
     elif op == OP_EXP:
         for i in range(n):
             out[i] = g[i] * y[i]
-    elif op == OP_RELU:
+    elif op == OP_RELU:                   # g read unconditionally: a select, so it vectorises
         for i in range(n):
-            out[i] = g[i] if y[i] > 0 else 0
+            gi = g[i]
+            out[i] = gi if y[i] > 0 else 0
     elif op == OP_RECIPROCAL:
         for i in range(n):
             out[i] = -g[i] * y[i] * y[i]

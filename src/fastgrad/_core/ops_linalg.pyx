@@ -23,6 +23,7 @@ from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core.ops_reduce cimport sum_to, sum_
 from fastgrad._core.ops_view cimport (reshape_c, transpose_c, unsqueeze_c, squeeze_to)
 from fastgrad._core cimport linear_kernels as lk
+from fastgrad._core cimport blas
 from fastgrad._core.ops_view import out_check, write_out
 
 cnp.import_array()
@@ -527,15 +528,13 @@ def linear(input, weight, bias=None):
         if xd.ndim != 2:
             y = y.reshape(_shape(x)[:-1] + (_shape(w)[0],))
         return _record_linear(y, x, w, bt, True, 1, 1, cls)
-    y = _matmul_np(x2, wd.T, x2.size * _shape(w)[0])
-    if bt is not None:
-        if bt._data.dtype != wd.dtype:
-            raise RuntimeError(f"linear: bias dtype {bt._data.dtype} != weight dtype {wd.dtype}")
-        try:
-            np.add(y, bt._data, out=y)
-        except ValueError:
-            raise RuntimeError(f"linear: bias of shape {list(_shape(bt))} does not match "
-                               f"out_features {_shape(w)[0]}")
+    if bt is not None and bt._data.dtype != wd.dtype:
+        raise RuntimeError(f"linear: bias dtype {bt._data.dtype} != weight dtype {wd.dtype}")
+    try:
+        y = _matmul_np(x2, wd.T, x2.size * _shape(w)[0], bt._data if bt is not None else None)
+    except ValueError:
+        raise RuntimeError(f"linear: bias of shape {list(_shape(bt))} does not match "
+                           f"out_features {_shape(w)[0]}")
     if xd.ndim != 2:
         y = y.reshape(_shape(x)[:-1] + (_shape(w)[0],))
     cls = (AddmmBackward0 if bt is not None else MmBackward0) if xd.ndim == 2 else ViewBackward0
@@ -567,81 +566,26 @@ cdef object _record_linear(cnp.ndarray y, TensorBase a, TensorBase b, TensorBase
     return out
 
 
-# Note [Single-threaded BLAS for small products]
-# OpenBLAS splits a product over its pthreads pool above a tiny size (m*n*k > 65536), and its
-# workers busy-wait between calls. On this 2-core machine shared with other processes the second
-# thread is a gamble: measured per call, 1 thread vs 2 (min of 7 runs), at load ~2: 64x64x128
-# 14 vs 11 us, 128x128x128 50 vs 33 us, 128x784x256 571 vs 308 us; at load ~6: 64x64x128 30 vs
-# 96 us, 128x784x256 0.86 vs 1.9 ms (a W5-sized step with 2 threads at load 7 sometimes took
-# 10-100x longer). A whole W6 step (products of 0.3-26M multiply-adds): 1.8 ms with 2 threads vs
-# 2.7 ms with 1 at load ~2.5, but 146 ms vs 4.7 ms at load ~4.3. The second thread gains at most
-# ~1.8x when the machine is quiet and loses up to 30x when it is not, so linear's products
-# (forward and backward) below BLAS_ONE_THREAD_MACS multiply-adds (all of W5's and W6's) run
-# with OpenBLAS set to one thread, and the caller's count is put back after the call (read each
-# time, so threadpoolctl limits are kept). fastgrad._threads hands over OpenBLAS's setter and
-# getter; without them (another BLAS, or two OpenBLAS loaded) nothing changes.
-
-ctypedef void (*_blas_set_t)(int) noexcept nogil
-ctypedef int (*_blas_get_t)() noexcept nogil
-cdef _blas_set_t _blas_set = NULL
-cdef _blas_get_t _blas_get = NULL
-cdef Py_ssize_t BLAS_ONE_THREAD_MACS = 1 << 25
-
-
-def _set_blas_hooks(size_t setter, size_t getter):
-    """Give linear OpenBLAS's thread-count setter and getter (C addresses; 0 disables)."""
-    global _blas_set, _blas_get
-    if setter == 0 or getter == 0:
-        _blas_set, _blas_get = NULL, NULL
-    else:
-        _blas_set, _blas_get = <_blas_set_t>setter, <_blas_get_t>getter
-
-
-def _set_blas_one_thread_macs(Py_ssize_t n):
-    """Set the single-threaded-BLAS threshold (multiply-adds); returns the old one (for tests)."""
-    global BLAS_ONE_THREAD_MACS
-    old = BLAS_ONE_THREAD_MACS
-    BLAS_ONE_THREAD_MACS = n
-    return old
-
-
-cdef inline int _blas_one_thread(Py_ssize_t macs) noexcept:
-    """Set OpenBLAS to one thread for a product of `macs` multiply-adds when it is below the
-    threshold; returns the count to restore with _blas_restore (0: nothing changed)."""
+cdef object _matmul_np(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs, cnp.ndarray bias=None):
+    """a @ b (+ bias) for linear's products (b 2-D; a's leading dims folded into rows): BLAS
+    called directly on one thread per block (Note [Products on fastgrad's threads] in
+    blas.pyx), or np.matmul on one BLAS thread and np.add (ValueError for a bias that does not
+    broadcast) when the direct call does not apply."""
     cdef int prev
-    if _blas_set == NULL or macs >= BLAS_ONE_THREAD_MACS:
-        return 0
-    prev = _blas_get()
-    if prev <= 1:
-        return 0
-    _blas_set(1)
-    return prev
-
-
-def _blas_threads_for(Py_ssize_t macs):
-    """The OpenBLAS thread count linear runs a product of `macs` multiply-adds with (for tests),
-    or None when the hooks are not installed."""
-    if _blas_set == NULL:
-        return None
-    cdef int prev = _blas_one_thread(macs)
+    cdef object r, oa = a
+    if cnp.PyArray_NDIM(b) == 2 and cnp.PyArray_NDIM(a) >= 2:
+        r = blas.matmul2d(a if cnp.PyArray_NDIM(a) == 2 else oa.reshape(-1, oa.shape[-1]), b, macs,
+                          bias)
+        if r is not None:
+            return r if cnp.PyArray_NDIM(a) == 2 else r.reshape(oa.shape[:-1] + (b.shape[1],))
+    prev = blas.one_thread()
     try:
-        return _blas_get()
+        r = np.matmul(a, b)
     finally:
-        _blas_restore(prev)
-
-
-cdef inline void _blas_restore(int prev) noexcept:
-    if prev > 0:
-        _blas_set(prev)
-
-
-cdef object _matmul_np(object a, object b, Py_ssize_t macs):
-    """np.matmul(a, b), on one BLAS thread when small (Note [Single-threaded BLAS ...])."""
-    cdef int prev = _blas_one_thread(macs)
-    try:
-        return np.matmul(a, b)
-    finally:
-        _blas_restore(prev)
+        blas.restore(prev)
+    if bias is not None:
+        np.add(r, bias, out=r)
+    return r
 
 
 # Note [Small linear]

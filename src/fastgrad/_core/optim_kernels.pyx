@@ -12,7 +12,10 @@ Each kernel performs PyTorch's single-tensor update (torch/optim/*.py, `_single_
 path PyTorch takes on the CPU) in the same order and in the parameter's own precision: every
 hyper-parameter is rounded to the element type first, as ATen casts a Python scalar to the
 tensor's dtype, and each in-place op of the PyTorch code is one rounded expression here
-(`buf.mul_(m).add_(g, alpha=a)` is `b*m` rounded, then `+ a*g`). Bit equality is not reachable
+(`buf.mul_(m).add_(g, alpha=a)` is `b*m` rounded, then `+ a*g`). One exception: Adam multiplies
+sqrt(v) by 1/sqrt(bias_correction2) where PyTorch divides (one rounding more, at most an ulp):
+its loop is bound by the divider, and one division less per element took W6's Adam step from
+290 to 235 us on one thread. Bit equality is not reachable
 portably: PyTorch's AVX2 loops fuse `add(alpha)`, `lerp` and `addcmul` into FMAs and its float32
 sqrt is not correctly rounded (measured: ~19% of results differ by 1 ulp from IEEE sqrt). The
 trajectories therefore agree to about one ulp per step: over 100 steps on a quadratic, ~1e-7
@@ -26,6 +29,8 @@ from libc.math cimport sqrt, sqrtf, fabs
 import numpy as np
 
 from fastgrad._core.tensor cimport TensorBase, check_inference_inplace
+from fastgrad._core.kernels cimport nthreads, PAR_MIN
+from cython.parallel cimport prange
 
 cnp.import_array()
 
@@ -34,6 +39,29 @@ cnp.import_array()
 # module with -fno-math-errno (a `#pragma GCC optimize` does not reach it); the kernels never
 # read errno. Loop-invariant options (maximize, weight decay, amsgrad, momentum) are either exact
 # arithmetic (`sign * g` with sign = +-1) or literal flags of an inlined loop, folded away.
+
+
+# Note [Parallel updates]
+# A parameter of at least 2 * PAR_MIN elements is updated in OPT_CHUNK-element blocks across the
+# OpenMP team (fastgrad.set_num_threads); each element's update is the same expression whoever
+# computes it, so the thread count does not change the result. Smaller ones stay on one thread:
+# waking the partner costs 20-50 us here. Adam over W6's parameters (269k floats, one of 200k):
+# 235 us on one thread, 195-200 us on two; the loop reads and writes 4-5 buffers per element and
+# is near the cache's bandwidth, and on one core its divisions and square root bound it (SSE2).
+cdef enum:
+    OPT_CHUNK = 16384
+
+
+cdef inline Py_ssize_t _nchunks(Py_ssize_t n) noexcept nogil:
+    """Blocks for a parameter of n elements: 1 (run inline) below 2 * PAR_MIN or on one thread."""
+    if n < 2 * PAR_MIN or nthreads() == 1:
+        return 1
+    return (n + OPT_CHUNK - 1) // OPT_CHUNK
+
+
+cdef inline floating* _at(floating* a, Py_ssize_t lo) noexcept nogil:
+    """a + lo, or NULL for an absent (NULL) state buffer."""
+    return a + lo if a != NULL else NULL
 
 
 # --- scalar helpers ------------------------------------------------------------------------------
@@ -73,7 +101,7 @@ cdef inline void _sgd_loop(floating* p, const floating* grad, floating* buf, Py_
         p[i] = p[i] + neg_lr * g
 
 
-cdef void sgd_kernel(floating* p, const floating* grad, floating* buf,     # INOUT, IN, INOUT
+cdef void _sgd_block(floating* p, const floating* grad, floating* buf,     # INOUT, IN, INOUT
                      Py_ssize_t n, floating neg_lr, floating wd, floating momentum,
                      floating one_minus_damp, bint nesterov, bint maximize,
                      bint init_buf) noexcept nogil:
@@ -109,6 +137,7 @@ cdef inline void _adam_loop(floating* p, const floating* grad, floating* m, floa
     cdef Py_ssize_t i
     cdef floating g, mi, vi, vm, pi
     cdef floating one_minus_w = 1 - w
+    cdef floating inv_bc2 = 1 / bc2_sqrt        # one division per element instead of two
     for i in range(n):
         g = sign * grad[i]
         pi = p[i]
@@ -127,10 +156,10 @@ cdef inline void _adam_loop(floating* p, const floating* grad, floating* m, floa
             vm = vi if (vi > vm) | (vi != vi) else vm                        # torch.maximum
             vmax[i] = vm
             vi = vm
-        p[i] = pi + neg_step_size * mi / (_sqrt(vi) / bc2_sqrt + eps)
+        p[i] = pi + neg_step_size * mi / (_sqrt(vi) * inv_bc2 + eps)
 
 
-cdef void adam_kernel(floating* p, const floating* grad, floating* m, floating* v,  # INOUT, IN, INOUT x2
+cdef void _adam_block(floating* p, const floating* grad, floating* m, floating* v,  # INOUT, IN, INOUT x2
                       floating* vmax, Py_ssize_t n,                                 # INOUT or NULL
                       floating neg_step_size, floating one_minus_beta1, floating beta2,
                       floating one_minus_beta2, floating bc2_sqrt, floating eps, floating wd,
@@ -173,7 +202,7 @@ cdef inline void _adagrad_loop(floating* p, const floating* grad, floating* s, P
         p[i] = p[i] + neg_clr * g / (_sqrt(si) + eps)
 
 
-cdef void adagrad_kernel(floating* p, const floating* grad, floating* s,   # INOUT, IN, INOUT
+cdef void _adagrad_block(floating* p, const floating* grad, floating* s,   # INOUT, IN, INOUT
                          Py_ssize_t n, floating neg_clr, floating eps, floating wd,
                          bint maximize) noexcept nogil:
     """g = ±grad + wd*p;  s = s + g*g;  p = p - clr * g / (sqrt(s) + eps)."""
@@ -216,7 +245,7 @@ cdef inline void _rmsprop_loop(floating* p, const floating* grad, floating* sq, 
             p[i] = p[i] + neg_lr * g / ai
 
 
-cdef void rmsprop_kernel(floating* p, const floating* grad, floating* sq,   # INOUT, IN, INOUT
+cdef void _rmsprop_block(floating* p, const floating* grad, floating* sq,   # INOUT, IN, INOUT
                          floating* gavg, floating* buf, Py_ssize_t n,       # INOUT or NULL (x2)
                          floating neg_lr, floating alpha, floating one_minus_alpha, floating eps,
                          floating wd, floating momentum, bint maximize) noexcept nogil:
@@ -245,6 +274,69 @@ cdef void rmsprop_kernel(floating* p, const floating* grad, floating* sq,   # IN
     else:
         _rmsprop_loop(p, grad, sq, gavg, buf, n, s, neg_lr, alpha, w, eps, wd, momentum,
                       has_wd, False, True, True)
+
+
+# --- drivers: the whole parameter, in parallel blocks when large (Note [Parallel updates]) -------
+
+cdef void sgd_kernel(floating* p, const floating* grad, floating* buf,     # INOUT, IN, INOUT
+                     Py_ssize_t n, floating neg_lr, floating wd, floating momentum,
+                     floating one_minus_damp, bint nesterov, bint maximize,
+                     bint init_buf) noexcept nogil:
+    cdef Py_ssize_t c, lo, nch = _nchunks(n)
+    if nch == 1:
+        _sgd_block(p, grad, buf, n, neg_lr, wd, momentum, one_minus_damp, nesterov, maximize,
+                   init_buf)
+        return
+    for c in prange(nch, schedule="static", num_threads=nthreads()):
+        lo = c * OPT_CHUNK
+        _sgd_block(p + lo, grad + lo, _at(buf, lo), min(<Py_ssize_t>OPT_CHUNK, n - lo), neg_lr,
+                   wd, momentum, one_minus_damp, nesterov, maximize, init_buf)
+
+
+cdef void adam_kernel(floating* p, const floating* grad, floating* m, floating* v,  # INOUT, IN, INOUT x2
+                      floating* vmax, Py_ssize_t n,                                 # INOUT or NULL
+                      floating neg_step_size, floating one_minus_beta1, floating beta2,
+                      floating one_minus_beta2, floating bc2_sqrt, floating eps, floating wd,
+                      floating decay, bint maximize) noexcept nogil:
+    cdef Py_ssize_t c, lo, nch = _nchunks(n)
+    if nch == 1:
+        _adam_block(p, grad, m, v, vmax, n, neg_step_size, one_minus_beta1, beta2,
+                    one_minus_beta2, bc2_sqrt, eps, wd, decay, maximize)
+        return
+    for c in prange(nch, schedule="static", num_threads=nthreads()):
+        lo = c * OPT_CHUNK
+        _adam_block(p + lo, grad + lo, m + lo, v + lo, _at(vmax, lo),
+                    min(<Py_ssize_t>OPT_CHUNK, n - lo), neg_step_size, one_minus_beta1, beta2,
+                    one_minus_beta2, bc2_sqrt, eps, wd, decay, maximize)
+
+
+cdef void adagrad_kernel(floating* p, const floating* grad, floating* s,   # INOUT, IN, INOUT
+                         Py_ssize_t n, floating neg_clr, floating eps, floating wd,
+                         bint maximize) noexcept nogil:
+    cdef Py_ssize_t c, lo, nch = _nchunks(n)
+    if nch == 1:
+        _adagrad_block(p, grad, s, n, neg_clr, eps, wd, maximize)
+        return
+    for c in prange(nch, schedule="static", num_threads=nthreads()):
+        lo = c * OPT_CHUNK
+        _adagrad_block(p + lo, grad + lo, s + lo, min(<Py_ssize_t>OPT_CHUNK, n - lo), neg_clr,
+                       eps, wd, maximize)
+
+
+cdef void rmsprop_kernel(floating* p, const floating* grad, floating* sq,   # INOUT, IN, INOUT
+                         floating* gavg, floating* buf, Py_ssize_t n,       # INOUT or NULL (x2)
+                         floating neg_lr, floating alpha, floating one_minus_alpha, floating eps,
+                         floating wd, floating momentum, bint maximize) noexcept nogil:
+    cdef Py_ssize_t c, lo, nch = _nchunks(n)
+    if nch == 1:
+        _rmsprop_block(p, grad, sq, gavg, buf, n, neg_lr, alpha, one_minus_alpha, eps, wd,
+                       momentum, maximize)
+        return
+    for c in prange(nch, schedule="static", num_threads=nthreads()):
+        lo = c * OPT_CHUNK
+        _rmsprop_block(p + lo, grad + lo, sq + lo, _at(gavg, lo), _at(buf, lo),
+                       min(<Py_ssize_t>OPT_CHUNK, n - lo), neg_lr, alpha, one_minus_alpha, eps,
+                       wd, momentum, maximize)
 
 
 # --- glue: validate once, take pointers, run without the GIL -------------------------------------

@@ -1,0 +1,8 @@
+# Matrix products on NumPy's OpenBLAS, called directly: one BLAS thread per call, the product split
+# across fastgrad's own OpenMP team (Note [Products on fastgrad's threads] in blas.pyx).
+cimport numpy as cnp
+
+cdef object matmul2d(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs,   # a (m, k) @ b (k, n)
+                     cnp.ndarray bias=*)                            # + bias (n,)
+cdef int one_thread() noexcept nogil          # OpenBLAS to 1 thread; returns the count to restore
+cdef void restore(int prev) noexcept nogil

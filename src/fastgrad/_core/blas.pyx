@@ -1,0 +1,258 @@
+# cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""Matrix products for linear (forward and backward) on NumPy's OpenBLAS, called directly.
+
+Note [Single-threaded BLAS for small products]
+OpenBLAS splits a product over its pthreads pool above a tiny size (m*n*k > 65536), and its
+workers busy-wait between calls. On this 2-core machine shared with other processes the second
+thread is a gamble: measured per call, 1 thread vs 2 (min of 7 runs), at load ~2: 64x64x128
+14 vs 11 us, 128x128x128 50 vs 33 us, 128x784x256 571 vs 308 us; at load ~6: 64x64x128 30 vs
+96 us, 128x784x256 0.86 vs 1.9 ms (a W5-sized step with 2 threads at load 7 sometimes took
+10-100x longer). A whole W6 step: 1.8 ms with 2 threads vs 2.7 ms with 1 at load ~2.5, but
+146 ms vs 4.7 ms at load ~4.3. So every product here runs with OpenBLAS set to one thread (the
+caller's count is put back after the call, read each time, so threadpoolctl limits are kept).
+
+Note [Products on fastgrad's threads]
+The second core still pays for large products when it is used without spinning: at SPLIT_MACS
+multiply-adds and above, matmul2d cuts C = A @ B into one block of rows (or of columns, whichever
+dimension is longer) per thread of fastgrad's OpenMP team (set_num_threads), and each thread
+runs single-threaded sgemm/dgemm on its block. The team waits passively (Note [OpenMP wait
+policy] in _core/__init__.py) and takes blocks dynamically, so the caller starts at once and a
+late partner finds less to do. Measured per product (median, quiet): 128x784x256 609 -> 325 us,
+128x256x256 194 -> 104 us (NumPy with OpenBLAS's own two threads: 310 and 104 us). Below
+SPLIT_MACS (4M multiply-adds, ~100 us on one core) the split gains little or loses: waking the
+partner costs 20-50 us on this VM (up to ~300 us after a millisecond idle), as much as the half
+of a 1M-multiply-add product (~25 us) it would take over. With other
+processes keeping both cores busy, a W6 step took 2.5 ms split against 3.3 ms on one thread
+(OpenBLAS's spinning threads: 146 ms, Note [Single-threaded BLAS for small products]).
+The blocks run different OpenBLAS kernels at their edges than the whole product would, so float32
+results can differ from an unsplit product in the last bits (as they do between OpenBLAS thread
+counts); a given thread count repeats bit for bit.
+fastgrad._threads finds OpenBLAS's entry points (cblas_?gemm, LP64 or ILP64 from its config
+string, and the thread-count setter and getter) in NumPy's own OpenBLAS; without them (another
+BLAS) matmul2d returns None and the caller uses np.matmul.
+"""
+cimport numpy as cnp
+from libc.stdint cimport int64_t
+from libc.limits cimport INT_MAX
+from libc.string cimport memcpy
+from cython.parallel cimport prange
+
+from fastgrad._core.kernels cimport nthreads
+
+cnp.import_array()
+
+cdef extern from *:
+    """
+    enum { FG_ROW_MAJOR = 101, FG_NO_TRANS = 111, FG_TRANS = 112 };
+    """
+    enum:
+        FG_ROW_MAJOR, FG_NO_TRANS, FG_TRANS
+
+ctypedef void (*_set_t)(int) noexcept nogil
+ctypedef int (*_get_t)() noexcept nogil
+# cblas_?gemm with 32-bit (LP64) or 64-bit (ILP64) integers; CBLAS enums are C ints in both.
+ctypedef void (*_sgemm32_t)(int, int, int, int, int, int, float, const float*, int,
+                            const float*, int, float, float*, int) noexcept nogil
+ctypedef void (*_dgemm32_t)(int, int, int, int, int, int, double, const double*, int,
+                            const double*, int, double, double*, int) noexcept nogil
+ctypedef void (*_sgemm64_t)(int, int, int, int64_t, int64_t, int64_t, float, const float*,
+                            int64_t, const float*, int64_t, float, float*, int64_t) noexcept nogil
+ctypedef void (*_dgemm64_t)(int, int, int, int64_t, int64_t, int64_t, double, const double*,
+                            int64_t, const double*, int64_t, double, double*, int64_t) noexcept nogil
+
+cdef _set_t _blas_set = NULL
+cdef _get_t _blas_get = NULL
+cdef void* _sgemm = NULL
+cdef void* _dgemm = NULL
+cdef bint _ilp64 = False
+cdef Py_ssize_t SPLIT_MACS = 1 << 22
+
+
+# One product C (m, n) = op(A) @ op(B), row-major, and the block [lo, hi) of rows (by_rows) or
+# columns of C that one thread computes.
+ctypedef struct Gemm:
+    bint f32, by_rows
+    Py_ssize_t parts
+    int ta, tb
+    Py_ssize_t m, n, k, lda, ldb, ldc, isz
+    const char* a
+    const char* b
+    const char* bias       # (n,) C-contiguous, or NULL
+    char* c
+
+
+def install(size_t setter, size_t getter, size_t sgemm, size_t dgemm, bint ilp64):
+    """Give this module OpenBLAS's entry points (C addresses; setter 0 disables everything)."""
+    global _blas_set, _blas_get, _sgemm, _dgemm, _ilp64
+    if setter == 0 or getter == 0:
+        _blas_set, _blas_get, _sgemm, _dgemm = NULL, NULL, NULL, NULL
+        return
+    _blas_set, _blas_get = <_set_t>setter, <_get_t>getter
+    _sgemm, _dgemm, _ilp64 = <void*>sgemm, <void*>dgemm, ilp64
+
+
+def installed():
+    """(thread hooks, gemm entry points) found: for tests."""
+    return (_blas_set != NULL, _sgemm != NULL and _dgemm != NULL)
+
+
+def set_split_macs(Py_ssize_t n):
+    """Set the multiply-adds above which a product is split across threads; returns the old one
+    (for tests and benchmarks)."""
+    global SPLIT_MACS
+    old = SPLIT_MACS
+    SPLIT_MACS = n
+    return old
+
+
+def blas_threads_during():
+    """The OpenBLAS thread count a product here runs with (for tests), None without the hooks."""
+    if _blas_set == NULL:
+        return None
+    cdef int prev = _one_thread()
+    try:
+        return _blas_get()
+    finally:
+        _restore(prev)
+
+
+cdef int one_thread() noexcept nogil:
+    return _one_thread()
+
+
+cdef void restore(int prev) noexcept nogil:
+    _restore(prev)
+
+
+cdef inline int _one_thread() noexcept nogil:
+    """Set OpenBLAS to one thread; the count to put back with _restore (0: nothing changed)."""
+    cdef int prev
+    if _blas_set == NULL:
+        return 0
+    prev = _blas_get()
+    if prev <= 1:
+        return 0
+    _blas_set(1)
+    return prev
+
+
+cdef inline void _restore(int prev) noexcept nogil:
+    if prev > 0:
+        _blas_set(prev)
+
+
+cdef inline bint _layout(cnp.ndarray x, Py_ssize_t isz, int* trans, Py_ssize_t* ld) noexcept:
+    """BLAS's view of 2-D x (r, c): row-major with leading dim ld (NoTrans), or column-major
+    (Trans). False when neither (or misaligned): the caller copies or falls back."""
+    cdef Py_ssize_t r = x.shape[0], c = x.shape[1]
+    cdef Py_ssize_t s0 = cnp.PyArray_STRIDE(x, 0), s1 = cnp.PyArray_STRIDE(x, 1)
+    if (<size_t>cnp.PyArray_DATA(x)) % isz:
+        return False
+    if (s1 == isz or c == 1) and s0 % isz == 0 and s0 // isz >= c:
+        trans[0], ld[0] = FG_NO_TRANS, s0 // isz
+        return True
+    if (s0 == isz or r == 1) and s1 % isz == 0 and s1 // isz >= r:
+        trans[0], ld[0] = FG_TRANS, s1 // isz
+        return True
+    return False
+
+
+cdef object matmul2d(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs, cnp.ndarray bias=None):
+    """a (m, k) @ b (k, n) (+ bias, (n,), added in the product: C starts as the bias rows and
+    BLAS accumulates with beta = 1) for 2-D float32/float64 arrays of one dtype, as a new
+    C-contiguous array (an operand BLAS cannot read in place is copied first); None when BLAS's
+    entry points were not found or the operands are not of that kind (the caller uses
+    np.matmul and adds the bias itself)."""
+    cdef Gemm g
+    cdef int t = cnp.PyArray_TYPE(a), prev, nt
+    cdef Py_ssize_t p
+    cdef cnp.npy_intp dims[2]
+    cdef cnp.ndarray out
+    if _sgemm == NULL or cnp.PyArray_NDIM(a) != 2 or cnp.PyArray_NDIM(b) != 2 \
+            or cnp.PyArray_TYPE(b) != t or (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64):
+        return None
+    g.f32 = t == cnp.NPY_FLOAT32
+    g.isz = 4 if g.f32 else 8
+    g.m, g.k, g.n = a.shape[0], a.shape[1], b.shape[1]
+    if b.shape[0] != g.k or g.m == 0 or g.n == 0 or g.k == 0:
+        return None
+    g.bias = NULL
+    if bias is not None:
+        if cnp.PyArray_TYPE(bias) != t or cnp.PyArray_NDIM(bias) != 1 or bias.shape[0] != g.n:
+            return None
+        bias = cnp.PyArray_GETCONTIGUOUS(bias)
+        g.bias = <const char*>cnp.PyArray_DATA(bias)
+    if not _layout(a, g.isz, &g.ta, &g.lda):
+        a = cnp.PyArray_GETCONTIGUOUS(a)
+        _layout(a, g.isz, &g.ta, &g.lda)
+    if not _layout(b, g.isz, &g.tb, &g.ldb):
+        b = cnp.PyArray_GETCONTIGUOUS(b)
+        _layout(b, g.isz, &g.tb, &g.ldb)
+    if not _ilp64 and max(g.m, g.n, g.k, g.lda, g.ldb) > INT_MAX:     # LP64 takes C ints
+        return None
+    dims[0], dims[1] = g.m, g.n
+    out = cnp.PyArray_EMPTY(2, dims, t, 0)
+    g.a, g.b, g.c = <const char*>cnp.PyArray_DATA(a), <const char*>cnp.PyArray_DATA(b), \
+        <char*>cnp.PyArray_DATA(out)
+    g.ldc = g.n
+    g.by_rows = g.m >= g.n
+    nt = nthreads()
+    g.parts = nt
+    if macs < SPLIT_MACS or (g.m if g.by_rows else g.n) < 32 * g.parts or nt == 1:
+        g.parts = 1
+    with nogil:
+        prev = _one_thread()
+        if g.parts == 1:
+            _block(&g, 0, g.m if g.by_rows else g.n)
+        else:
+            for p in prange(g.parts, schedule="dynamic", num_threads=nt):
+                _part(&g, p)
+        _restore(prev)
+    return out
+
+
+cdef inline void _part(const Gemm* g, Py_ssize_t p) noexcept nogil:
+    """Block p of g.parts: equal shares of the split dimension, cut on multiples of 16."""
+    cdef Py_ssize_t parts = g.parts
+    cdef Py_ssize_t total = g.m if g.by_rows else g.n
+    cdef Py_ssize_t lo = (total * p // parts) // 16 * 16
+    cdef Py_ssize_t hi = total if p == parts - 1 else (total * (p + 1) // parts) // 16 * 16
+    if hi > lo:
+        _block(g, lo, hi)
+
+
+cdef void _block(const Gemm* g, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """Rows (or columns) [lo, hi) of C, on the calling thread."""
+    cdef const char* a = g.a
+    cdef const char* b = g.b
+    cdef char* c = g.c
+    cdef Py_ssize_t m = g.m, n = g.n, r
+    cdef double beta = 0
+    if g.by_rows:                  # A's rows lo..hi: row offset lo*lda (NoTrans) or lo (Trans)
+        a += lo * (g.lda if g.ta == FG_NO_TRANS else 1) * g.isz
+        c += lo * g.ldc * g.isz
+        m = hi - lo
+    else:                          # B's columns lo..hi: offset lo (NoTrans) or lo*ldb (Trans)
+        b += lo * (1 if g.tb == FG_NO_TRANS else g.ldb) * g.isz
+        c += lo * g.isz
+        n = hi - lo
+    if g.bias != NULL:             # C's block starts as the bias rows; BLAS adds the product
+        for r in range(m):
+            memcpy(c + r * g.ldc * g.isz, g.bias + (0 if g.by_rows else lo * g.isz), n * g.isz)
+        beta = 1
+    if g.f32:
+        if _ilp64:
+            (<_sgemm64_t>_sgemm)(FG_ROW_MAJOR, g.ta, g.tb, m, n, g.k, 1.0, <const float*>a, g.lda,
+                                 <const float*>b, g.ldb, <float>beta, <float*>c, g.ldc)
+        else:
+            (<_sgemm32_t>_sgemm)(FG_ROW_MAJOR, g.ta, g.tb, <int>m, <int>n, <int>g.k, 1.0,
+                                 <const float*>a, <int>g.lda, <const float*>b, <int>g.ldb,
+                                 <float>beta, <float*>c, <int>g.ldc)
+    else:
+        if _ilp64:
+            (<_dgemm64_t>_dgemm)(FG_ROW_MAJOR, g.ta, g.tb, m, n, g.k, 1.0, <const double*>a,
+                                 g.lda, <const double*>b, g.ldb, beta, <double*>c, g.ldc)
+        else:
+            (<_dgemm32_t>_dgemm)(FG_ROW_MAJOR, g.ta, g.tb, <int>m, <int>n, <int>g.k, 1.0,
+                                 <const double*>a, <int>g.lda, <const double*>b, <int>g.ldb,
+                                 beta, <double*>c, <int>g.ldc)
