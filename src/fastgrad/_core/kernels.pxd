@@ -30,6 +30,8 @@ cdef enum:
 cdef int nthreads() noexcept nogil                                            # set_num_threads
 cdef void binary_fwd(int op, const floating* a, const floating* b, floating* out,   # IN, IN, OUT
                      Py_ssize_t n) noexcept nogil
+cdef void mul_both(const floating* g, const floating* b, const floating* a,          # IN x3
+                   floating* ga, floating* gb, Py_ssize_t n) noexcept nogil         # OUT x2
 cdef void strided_fwd(int op, const floating* a, const floating* b, floating* out,  # IN, IN, OUT
                       int nd, const Py_ssize_t* shape, const Py_ssize_t* sa,
                       const Py_ssize_t* sb) noexcept nogil

@@ -109,34 +109,47 @@ def vmath_isa(want=None):
 # whole buffer, or in CHUNK pieces across the OpenMP team when n is large enough; small calls
 # never enter OpenMP (a `parallel if(0)` region still costs ~0.7 µs, more than a 1-element op).
 cdef enum:
-    K_BINARY, K_SCALAR, K_UNARY, K_BWD, K_BWD_S
+    K_BINARY, K_SCALAR, K_UNARY, K_BWD, K_BWD_S, K_MUL_BOTH
 
 ctypedef struct Job:
     int kind, op
     bint f32
     const void* a
     const void* b
+    const void* c          # K_MUL_BOTH's third input
     void* out
+    void* out2             # K_MUL_BOTH's second output
     double s
 
 
 cdef inline void _launch(int kind, int op, bint f32, const void* a, const void* b, void* out,
                          double s, Py_ssize_t n) noexcept nogil:
     cdef Job j
-    cdef Py_ssize_t c, lo, nch
     j.kind, j.op, j.f32, j.a, j.b, j.out, j.s = kind, op, f32, a, b, out, s
+    _go(&j, n)
+
+
+cdef inline void _go(const Job* j, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t c, lo, nch
     if n < PAR_MIN or _nthreads == 1:
-        _run(&j, 0, n)
+        _run(j, 0, n)
         return
     nch = (n + CHUNK - 1) // CHUNK
     for c in prange(nch, schedule="static", num_threads=_nthreads):
         lo = c * CHUNK
-        _run(&j, lo, min(<Py_ssize_t>CHUNK, n - lo))
+        _run(j, lo, min(<Py_ssize_t>CHUNK, n - lo))
 
 
 cdef void _run(const Job* j, Py_ssize_t lo, Py_ssize_t m) noexcept nogil:
     """Elements [lo, lo + m) of job j, on the calling thread."""
-    if j.f32:
+    if j.kind == K_MUL_BOTH:
+        if j.f32:
+            _mul_both_run(<const float*>j.a + lo, <const float*>j.b + lo, <const float*>j.c + lo,
+                          <float*>j.out + lo, <float*>j.out2 + lo, m)
+        else:
+            _mul_both_run(<const double*>j.a + lo, <const double*>j.b + lo,
+                          <const double*>j.c + lo, <double*>j.out + lo, <double*>j.out2 + lo, m)
+    elif j.f32:
         _run_t(j, <float*>j.out + lo, <const float*>j.a + lo if j.a != NULL else NULL,
                <const float*>j.b + lo if j.b != NULL else NULL, m)
     else:
@@ -190,6 +203,24 @@ cdef void binary_fwd(int op, const floating* a, const floating* b, floating* out
                      Py_ssize_t n) noexcept nogil:
     """out[i] = a[i] (+ - * / **) b[i]"""
     _launch(K_BINARY, op, floating is float, a, b, out, 0, n)
+
+
+cdef void mul_both(const floating* g, const floating* b, const floating* a, floating* ga,
+                   floating* gb, Py_ssize_t n) noexcept nogil:
+    """ga[i] = g[i] * b[i], gb[i] = g[i] * a[i]: mul's two gradients in one pass over g."""
+    cdef Job j
+    j.kind, j.f32, j.a, j.b, j.c, j.out, j.out2 = K_MUL_BOTH, floating is float, g, b, a, ga, gb
+    _go(&j, n)
+
+
+cdef void _mul_both_run(const floating* g, const floating* b, const floating* a, floating* ga,
+                        floating* gb, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating x
+    for i in range(n):
+        x = g[i]
+        ga[i] = x * b[i]
+        gb[i] = x * a[i]
 
 
 cdef void _binary_run(int op, const floating* a, const floating* b, floating* out,

@@ -470,15 +470,29 @@ cdef tuple _mul_both(TensorBase g, TensorBase a, TensorBase b):
     shape; None otherwise (the caller broadcasts through mul)."""
     cdef cnp.ndarray gd = g._data, ad = a._data, bd = b._data, ga, gb
     cdef int t = cnp.PyArray_TYPE(gd)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(gd)
     if t != cnp.PyArray_TYPE(ad) or t != cnp.PyArray_TYPE(bd) or not _fast_float(gd) or \
             not _fast_float(ad) or not _fast_float(bd) or not _same_shape(gd, ad) or \
             not _same_shape(gd, bd):
         return None
     ga = _empty_like(gd)
     gb = _empty_like(gd)
-    _binary_into(OP_MUL, gd, bd, ga)
-    _binary_into(OP_MUL, gd, ad, gb)
+    if n < NOGIL_MIN:
+        _mul_both_call(t == cnp.NPY_FLOAT32, cnp.PyArray_DATA(gd), cnp.PyArray_DATA(bd),
+                       cnp.PyArray_DATA(ad), cnp.PyArray_DATA(ga), cnp.PyArray_DATA(gb), n)
+    else:
+        with nogil:
+            _mul_both_call(t == cnp.NPY_FLOAT32, cnp.PyArray_DATA(gd), cnp.PyArray_DATA(bd),
+                           cnp.PyArray_DATA(ad), cnp.PyArray_DATA(ga), cnp.PyArray_DATA(gb), n)
     return (wrap(ga), wrap(gb))
+
+
+cdef inline void _mul_both_call(bint f32, void* g, void* b, void* a, void* ga, void* gb,
+                                Py_ssize_t n) noexcept nogil:
+    if f32:
+        K.mul_both(<float*>g, <float*>b, <float*>a, <float*>ga, <float*>gb, n)
+    else:
+        K.mul_both(<double*>g, <double*>b, <double*>a, <double*>ga, <double*>gb, n)
 
 
 # --- div -----------------------------------------------------------------------------------------
