@@ -144,6 +144,15 @@ def _seq_key(Node n):
 
 # --- running -------------------------------------------------------------------------------------
 
+# Note [Stealing the incoming gradient]
+# A node's incoming gradient is usually a fresh array that the node before it made and nothing
+# else holds (_sole_ref: no second edge, hook, retain_grad or capture refers to it). When no
+# graph is being created and the node has no hooks, the engine sets node._steal for the apply
+# call, and elementwise rules whose output has the gradient's shape and dtype (the unary rules
+# from a saved output, mul's two gradients) write their result into that array and return its
+# tensor instead of allocating: in W1's chain, three of every four ops' backward allocate
+# nothing. Leaves take such a gradient as their .grad the same way (AccumulateGrad, below).
+
 cdef inline bint _sole_ref(tuple grads) noexcept:
     """grads[0] is a gradient only this tuple holds, on a fresh C-contiguous array only it holds:
     a leaf without .grad may take it as it is (as torch's AccumulateGrad steals a gradient whose
@@ -389,7 +398,10 @@ cdef object _run(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
                     (<AccumulateGrad>node).accumulate(grads[0], owned)
                     out = ()
                 else:
+                    node._steal = not create_graph and node._pre_hooks is None and \
+                        node._post_hooks is None and _sole_ref(grads)
                     out = node.apply(grads)
+                    node._steal = False
                 if node._post_hooks is not None:
                     for hook in list(node._post_hooks):
                         r = hook(out, grads)

@@ -15,6 +15,8 @@ cdef class Node:
     cdef bint _owned               # _buf (one output) was allocated by the engine: add in place
     cdef Py_ssize_t _epoch         # backward call that last visited this node
     cdef bint _needed              # on a path to a requested input (or every node: backward())
+    cdef bint _steal               # apply may overwrite grads[0] in place (Note [Stealing the
+                                   #   incoming gradient] in engine.pyx)
     # hooks and anomaly mode (None unless used)
     cdef list _pre_hooks           # fn(grad_outputs) -> None or replacement
     cdef list _post_hooks          # fn(grad_inputs, grad_outputs) -> None or replacement

@@ -398,6 +398,7 @@ cdef object mul_any(object a, object b):
 # --- add / sub backward --------------------------------------------------------------------------
 
 @cython.final
+@cython.freelist(64)
 cdef class AddBackward0(Node):
     """grad_a = grad, grad_b = grad (then summed to each input's shape)."""
 
@@ -407,6 +408,7 @@ cdef class AddBackward0(Node):
 
 
 @cython.final
+@cython.freelist(64)
 cdef class SubBackward0(Node):
     """grad_a = grad, grad_b = -grad."""
 
@@ -438,6 +440,7 @@ cdef Node _mul_node(TensorBase a, TensorBase b, object scalar):
 
 
 @cython.final
+@cython.freelist(64)
 cdef class MulBackward0(Node):
     """grad_a = grad * b, grad_b = grad * a."""
     cdef SavedVar self_, other     # saved inputs (only those the other input's gradient needs)
@@ -451,7 +454,7 @@ cdef class MulBackward0(Node):
         if self.other is not None and self.self_ is not None and not grad_enabled():
             a = self.self_.unpack(self)
             b = self.other.unpack(self)
-            r = _mul_both(g, a, b)
+            r = _mul_both(g, a, b, self._steal)
             if r is not None:
                 return r
         ga = mul(g, self.other.unpack(self)) if self.other is not None else None
@@ -465,9 +468,10 @@ cdef class MulBackward0(Node):
             self.other.release()
 
 
-cdef tuple _mul_both(TensorBase g, TensorBase a, TensorBase b):
-    """(g * b, g * a) straight into two new buffers when all three are the same float type and
-    shape; None otherwise (the caller broadcasts through mul)."""
+cdef tuple _mul_both(TensorBase g, TensorBase a, TensorBase b, bint steal):
+    """(g * b, g * a) straight into two new buffers (the second into g's own when `steal`: Note
+    [Stealing the incoming gradient]) when all three are the same float type and shape; None
+    otherwise (the caller broadcasts through mul)."""
     cdef cnp.ndarray gd = g._data, ad = a._data, bd = b._data, ga, gb
     cdef int t = cnp.PyArray_TYPE(gd)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(gd)
@@ -476,7 +480,7 @@ cdef tuple _mul_both(TensorBase g, TensorBase a, TensorBase b):
             not _same_shape(gd, bd):
         return None
     ga = _empty_like(gd)
-    gb = _empty_like(gd)
+    gb = gd if steal else _empty_like(gd)
     if n < NOGIL_MIN:
         _mul_both_call(t == cnp.NPY_FLOAT32, cnp.PyArray_DATA(gd), cnp.PyArray_DATA(bd),
                        cnp.PyArray_DATA(ad), cnp.PyArray_DATA(ga), cnp.PyArray_DATA(gb), n)
@@ -484,7 +488,7 @@ cdef tuple _mul_both(TensorBase g, TensorBase a, TensorBase b):
         with nogil:
             _mul_both_call(t == cnp.NPY_FLOAT32, cnp.PyArray_DATA(gd), cnp.PyArray_DATA(bd),
                            cnp.PyArray_DATA(ad), cnp.PyArray_DATA(ga), cnp.PyArray_DATA(gb), n)
-    return (wrap(ga), wrap(gb))
+    return (wrap(ga), g if steal else wrap(gb))
 
 
 cdef inline void _mul_both_call(bint f32, void* g, void* b, void* a, void* ga, void* gb,
@@ -509,6 +513,7 @@ cdef Node _div_node(TensorBase a, TensorBase b, object scalar):
 
 
 @cython.final
+@cython.freelist(64)
 cdef class DivBackward0(Node):
     """grad_a = grad / b, grad_b = -grad * a / b**2."""
     cdef SavedVar self_, other
@@ -581,6 +586,7 @@ cdef object rpow(object a, object b):
 
 
 @cython.final
+@cython.freelist(64)
 cdef class PowBackward0(Node):
     """a ** s: grad_a = grad * s * a ** (s - 1) (zero when s == 0)."""
     cdef SavedVar self_
@@ -748,7 +754,10 @@ cdef class UnaryBackward(Node):
         if grad_enabled() or t != cnp.PyArray_TYPE(yd) or not _fast_float(yd) \
                 or not _same_shape(gd, yd):
             return None
-        out = _empty_like(yd)
+        if self._steal and _fast_float(gd):       # Note [Stealing the incoming gradient]
+            out = gd
+        else:
+            out = _empty_like(yd)
         if not _fast_float(gd):
             if n == 0 or not _is_broadcast_scalar(gd):
                 return None
@@ -768,7 +777,7 @@ cdef class UnaryBackward(Node):
             with nogil:
                 _unary_bwd_call(op, f32, cnp.PyArray_DATA(gd), cnp.PyArray_DATA(yd),
                                 cnp.PyArray_DATA(out), n)
-        return wrap(out)
+        return g if out is gd else wrap(out)
 
 
 cdef inline bint _is_broadcast_scalar(cnp.ndarray x) noexcept:
@@ -781,6 +790,7 @@ cdef inline bint _is_broadcast_scalar(cnp.ndarray x) noexcept:
 
 
 @cython.final
+@cython.freelist(64)
 cdef class NegBackward0(UnaryBackward):
     """grad_a = -grad"""
     cdef tuple apply(self, tuple grads):
@@ -795,6 +805,7 @@ cdef class AbsBackward0(UnaryBackward):
 
 
 @cython.final
+@cython.freelist(64)
 cdef class ExpBackward0(UnaryBackward):
     """grad_a = grad * exp(a) = grad * y"""
     cdef tuple apply(self, tuple grads):
@@ -806,6 +817,7 @@ cdef class ExpBackward0(UnaryBackward):
 
 
 @cython.final
+@cython.freelist(64)
 cdef class LogBackward0(UnaryBackward):
     """grad_a = grad / a"""
     cdef tuple apply(self, tuple grads):
@@ -834,6 +846,7 @@ cdef class CosBackward0(UnaryBackward):
 
 
 @cython.final
+@cython.freelist(64)
 cdef class TanhBackward0(UnaryBackward):
     """grad_a = grad * (1 - y**2)"""
     cdef tuple apply(self, tuple grads):
@@ -845,6 +858,7 @@ cdef class TanhBackward0(UnaryBackward):
 
 
 @cython.final
+@cython.freelist(64)
 cdef class SigmoidBackward0(UnaryBackward):
     """grad_a = grad * y * (1 - y)"""
     cdef tuple apply(self, tuple grads):
@@ -856,6 +870,7 @@ cdef class SigmoidBackward0(UnaryBackward):
 
 
 @cython.final
+@cython.freelist(64)
 cdef class ReluBackward0(UnaryBackward):
     """grad_a = grad * (y > 0)"""
     cdef tuple apply(self, tuple grads):
