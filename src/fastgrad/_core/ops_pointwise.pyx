@@ -19,7 +19,7 @@ from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport (TensorBase, SavedVar, wrap, save, set_history, set_history1,
                                     set_history2, any_requires_grad2)
-from fastgrad._core.tensor cimport check_inference_inplace
+from fastgrad._core.tensor cimport check_inference_inplace, empty_like
 from fastgrad._core cimport kernels as K
 
 cnp.import_array()
@@ -123,7 +123,7 @@ cdef inline cnp.ndarray _arr(object r):
 
 
 cdef inline cnp.ndarray _empty_like(cnp.ndarray x):
-    return cnp.PyArray_EMPTY(x.ndim, cnp.PyArray_DIMS(x), cnp.PyArray_TYPE(x), 0)
+    return empty_like(x)
 
 
 cdef inline object _meta(cnp.ndarray out, TensorBase t):

@@ -50,6 +50,7 @@ cdef class AccumulateGrad(Node):
 
 # allocation and graph recording, used by every ops_* module
 cdef TensorBase wrap(cnp.ndarray arr)
+cdef cnp.ndarray empty_like(cnp.ndarray x)     # uninitialised, C-contiguous (Note [Small array cache])
 cdef bint any_requires_grad2(TensorBase a, TensorBase b) noexcept
 cdef void set_history(TensorBase out, Node node, tuple inputs) except *
 cdef void set_history1(TensorBase out, Node node, TensorBase a) except *
