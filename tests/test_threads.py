@@ -148,3 +148,47 @@ def test_optimizer_steps_bit_identical_across_threads(opt, restore_threads):
     res = _by_threads(run)
     assert res[0] == res[1] == res[2]
     assert res[0] != b"".join(a.tobytes() for a in start)
+
+
+def _child_work(q):
+    """Run every kind of parallel loop in a forked child; report the numbers and thread count."""
+    import warnings
+    try:
+        rng = np.random.default_rng(3)
+        a = fg.tensor(rng.standard_normal(300_001).astype(np.float32), requires_grad=True)
+        lin = fg.nn.Linear(784, 256)
+        x = fg.tensor(rng.standard_normal((128, 784)).astype(np.float32))
+        (fg.tanh(a * 2).sum() + lin(x).sum()).backward()
+        fg.optim.Adam([a]).step()
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            fg.set_num_threads(2)
+        q.put((float(a.detach().sum()), fg.get_num_threads(), [str(x.message) for x in w]))
+    except BaseException as e:          # report instead of dying silently
+        q.put(repr(e))
+
+
+@own_promise
+def test_forked_child_runs_parallel_loops_on_one_thread(restore_threads):
+    """Note [Threads after fork]: a child forked after the parent ran OpenMP loops used to hang
+    in its first parallel loop."""
+    import multiprocessing as mp
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    fg.set_num_threads(2)
+    warm = fg.tensor(np.ones(300_001, np.float32))
+    (warm * 2).sum()                   # the parent's OpenMP team exists now
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child_work, args=(q,))
+    p.start()
+    p.join(timeout=60)
+    if p.is_alive():
+        p.kill()
+        pytest.fail("the forked child hung in a parallel loop")
+    res = q.get(timeout=5)
+    assert not isinstance(res, str), res
+    total, threads, warned = res
+    assert np.isfinite(total) and threads == 1
+    assert any("forked" in m for m in warned)
+    assert fg.get_num_threads() == 2    # the parent keeps its threads

@@ -111,21 +111,30 @@ def _hand_blas_hooks():
 
 
 def set_num_threads(int):                   # torch's parameter name
-    """Threads fastgrad uses for large elementwise ops and reductions, and NumPy's BLAS uses for
-    matrix products (Note [One thread count]). Results do not depend on it (reductions use a
-    fixed partition of the work)."""
+    """Threads fastgrad uses for large elementwise ops, reductions, optimizer updates and linear's
+    products, and NumPy's BLAS uses for other matrix products (Note [One thread count]).
+    Reductions and updates do not depend on it (a fixed partition of the work). In a process
+    forked from one that had imported fastgrad, fastgrad's own loops stay on one thread (Note
+    [Threads after fork] in _core/kernels.pyx)."""
     n = int
     if isinstance(n, bool) or not hasattr(n, "__index__"):
         raise RuntimeError(f"set_num_threads expects an int, but got {type(n).__name__}")
     n = n.__index__()
     if n <= 0:
         raise RuntimeError("set_num_threads expects a positive integer")
+    if n > 1 and _kernels.forked():
+        import warnings
+        warnings.warn("set_num_threads: this process was forked after fastgrad was imported, and "
+                      "OpenMP cannot start threads in a forked child, so fastgrad's own parallel "
+                      "loops stay on one thread here; start worker processes with the 'spawn' "
+                      "method to use more", RuntimeWarning, stacklevel=2)
     _kernels.set_threads(n)
     _set_blas_threads(n)
 
 
 def get_num_threads():
-    """The thread count set by set_num_threads (default: OMP_NUM_THREADS, else usable cores)."""
+    """The thread count set by set_num_threads (default: OMP_NUM_THREADS, else usable cores);
+    1 in a forked child (Note [Threads after fork])."""
     return _kernels.get_threads()
 
 

@@ -68,6 +68,24 @@ if __import__("os").environ.get("FASTGRAD_KEEP_BUFFERS", "1") != "0":
 
 # Threads for every parallel loop of this module (fastgrad.set_num_threads). A module global,
 # not omp_set_num_threads: OpenMP's setting is per calling thread, torch's is per process.
+#
+# Note [Threads after fork]
+# libgomp keeps the team it started for a thread; in a child forked from that thread the team's
+# threads do not exist, and the child's first parallel loop waits for them forever (measured: a
+# 1e6-element multiply in a multiprocessing "fork" worker hung). Like torch, which drops to one
+# thread in a forked child, fastgrad marks the child at fork (pthread_atfork) and runs every
+# parallel loop there on the calling thread; set_num_threads in the child warns and keeps one.
+cdef extern from *:
+    """
+    #include <pthread.h>
+    static int fg_forked = 0;
+    static void fg_on_fork_child(void) { fg_forked = 1; }
+    static int fg_watch_fork(void) { return pthread_atfork(NULL, NULL, fg_on_fork_child); }
+    """
+    int fg_forked
+    int fg_watch_fork()
+
+fg_watch_fork()
 cdef int _nthreads = 1
 cdef int _isa = fg_vm_select(1)
 cdef enum:
@@ -82,11 +100,17 @@ def set_threads(int n):
 
 
 def get_threads():
-    return _nthreads
+    return nthreads()
+
+
+def forked():
+    """True in a process forked from one that had imported fastgrad (Note [Threads after fork])."""
+    return bool(fg_forked)
 
 
 cdef int nthreads() noexcept nogil:
-    return _nthreads
+    """The team size for a parallel loop: set_num_threads's, or 1 in a forked child."""
+    return 1 if fg_forked else _nthreads
 
 
 def max_threads():
@@ -131,11 +155,12 @@ cdef inline void _launch(int kind, int op, bint f32, const void* a, const void* 
 
 cdef inline void _go(const Job* j, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t c, lo, nch
-    if n < PAR_MIN or _nthreads == 1:
+    cdef int team = nthreads()
+    if n < PAR_MIN or team == 1:
         _run(j, 0, n)
         return
     nch = (n + CHUNK - 1) // CHUNK
-    for c in prange(nch, schedule="static", num_threads=_nthreads):
+    for c in prange(nch, schedule="static", num_threads=team):
         lo = c * CHUNK
         _run(j, lo, min(<Py_ssize_t>CHUNK, n - lo))
 
@@ -178,12 +203,13 @@ cdef double sum_all(const floating* a, Py_ssize_t n) noexcept nogil:
     cdef double stack_part[64]
     cdef double* part = stack_part
     cdef double total = 0
-    if n < PAR_MIN or _nthreads == 1 or (nch > 64 and
+    cdef int team = nthreads()
+    if n < PAR_MIN or team == 1 or (nch > 64 and
                                          (part := <double*>malloc(nch * sizeof(double))) == NULL):
         for c in range(nch):                 # the same chunks, the same order, one thread
             total += _chunk_sum(a, c, n)
         return total
-    for c in prange(nch, schedule="static", num_threads=_nthreads):
+    for c in prange(nch, schedule="static", num_threads=team):
         part[c] = _chunk_sum(a, c, n)
     for c in range(nch):
         total += part[c]
