@@ -22,6 +22,10 @@ sign = _pw.sign
 clone = _pw.clone
 max = _red.max
 min = _red.min
+exp, log, sqrt, sin, cos = _pw.exp, _pw.log, _pw.sqrt, _pw.sin, _pw.cos
+tanh, sigmoid, relu, reciprocal = _pw.tanh, _pw.sigmoid, _pw.relu, _pw.reciprocal
+neg = negative = _pw.neg
+abs = absolute = _pw.abs
 
 
 def _t(x):
@@ -75,56 +79,6 @@ def pow(input, exponent, *, out=None):
     if not isinstance(input, TensorBase):
         return exponent.__rpow__(input)
     return input ** exponent
-
-
-def neg(input):
-    return input.neg()
-
-
-negative = neg
-
-
-def abs(input):
-    return input.abs()
-
-
-absolute = abs
-
-
-def exp(input):
-    return input.exp()
-
-
-def log(input):
-    return input.log()
-
-
-def sqrt(input):
-    return input.sqrt()
-
-
-def sin(input):
-    return input.sin()
-
-
-def cos(input):
-    return input.cos()
-
-
-def tanh(input):
-    return input.tanh()
-
-
-def sigmoid(input):
-    return input.sigmoid()
-
-
-def relu(input):
-    return input.relu()
-
-
-def reciprocal(input):
-    return input.reciprocal()
 
 
 def square(input):
