@@ -398,7 +398,6 @@ cdef object mul_any(object a, object b):
 # --- add / sub backward --------------------------------------------------------------------------
 
 @cython.final
-@cython.freelist(64)
 cdef class AddBackward0(Node):
     """grad_a = grad, grad_b = grad (then summed to each input's shape)."""
 
@@ -408,7 +407,6 @@ cdef class AddBackward0(Node):
 
 
 @cython.final
-@cython.freelist(64)
 cdef class SubBackward0(Node):
     """grad_a = grad, grad_b = -grad."""
 
@@ -440,7 +438,6 @@ cdef Node _mul_node(TensorBase a, TensorBase b, object scalar):
 
 
 @cython.final
-@cython.freelist(64)
 cdef class MulBackward0(Node):
     """grad_a = grad * b, grad_b = grad * a."""
     cdef SavedVar self_, other     # saved inputs (only those the other input's gradient needs)
@@ -513,7 +510,6 @@ cdef Node _div_node(TensorBase a, TensorBase b, object scalar):
 
 
 @cython.final
-@cython.freelist(64)
 cdef class DivBackward0(Node):
     """grad_a = grad / b, grad_b = -grad * a / b**2."""
     cdef SavedVar self_, other
@@ -586,7 +582,6 @@ cdef object rpow(object a, object b):
 
 
 @cython.final
-@cython.freelist(64)
 cdef class PowBackward0(Node):
     """a ** s: grad_a = grad * s * a ** (s - 1) (zero when s == 0)."""
     cdef SavedVar self_
@@ -679,8 +674,9 @@ cdef object unary(int op, TensorBase a):
     return res
 
 
-# torch.exp(x) and friends as compiled functions (a Python wrapper calling x.exp() costs ~40 ns
-# more per call; W1 calls tanh and exp this way).
+# torch.exp(x) and friends as compiled functions: a Python wrapper calling x.exp() costs ~35 ns
+# more per call (W1 calls tanh and exp this way), and a callable object per op (tp_call with an
+# argument tuple) ~30 ns more; these cost what the method does.
 cdef inline TensorBase _input(object x, str name):
     if isinstance(x, TensorBase):
         return <TensorBase>x
@@ -843,7 +839,6 @@ cdef inline bint _is_broadcast_scalar(cnp.ndarray x) noexcept:
 
 
 @cython.final
-@cython.freelist(64)
 cdef class NegBackward0(UnaryBackward):
     """grad_a = -grad"""
     cdef tuple apply(self, tuple grads):
@@ -858,7 +853,6 @@ cdef class AbsBackward0(UnaryBackward):
 
 
 @cython.final
-@cython.freelist(64)
 cdef class ExpBackward0(UnaryBackward):
     """grad_a = grad * exp(a) = grad * y"""
     cdef tuple apply(self, tuple grads):
@@ -870,7 +864,6 @@ cdef class ExpBackward0(UnaryBackward):
 
 
 @cython.final
-@cython.freelist(64)
 cdef class LogBackward0(UnaryBackward):
     """grad_a = grad / a"""
     cdef tuple apply(self, tuple grads):
@@ -899,7 +892,6 @@ cdef class CosBackward0(UnaryBackward):
 
 
 @cython.final
-@cython.freelist(64)
 cdef class TanhBackward0(UnaryBackward):
     """grad_a = grad * (1 - y**2)"""
     cdef tuple apply(self, tuple grads):
@@ -911,7 +903,6 @@ cdef class TanhBackward0(UnaryBackward):
 
 
 @cython.final
-@cython.freelist(64)
 cdef class SigmoidBackward0(UnaryBackward):
     """grad_a = grad * y * (1 - y)"""
     cdef tuple apply(self, tuple grads):
@@ -923,7 +914,6 @@ cdef class SigmoidBackward0(UnaryBackward):
 
 
 @cython.final
-@cython.freelist(64)
 cdef class ReluBackward0(UnaryBackward):
     """grad_a = grad * (y > 0)"""
     cdef tuple apply(self, tuple grads):
