@@ -58,7 +58,8 @@ ctypedef void (*_dgemm32_t)(int, int, int, int, int, int, double, const double*,
 ctypedef void (*_sgemm64_t)(int, int, int, int64_t, int64_t, int64_t, float, const float*,
                             int64_t, const float*, int64_t, float, float*, int64_t) noexcept nogil
 ctypedef void (*_dgemm64_t)(int, int, int, int64_t, int64_t, int64_t, double, const double*,
-                            int64_t, const double*, int64_t, double, double*, int64_t) noexcept nogil
+                            int64_t, const double*, int64_t, double, double*,
+                            int64_t) noexcept nogil
 
 cdef _set_t _blas_set = NULL
 cdef _get_t _blas_get = NULL
@@ -109,23 +110,15 @@ def blas_threads_during():
     """The OpenBLAS thread count a product here runs with (for tests), None without the hooks."""
     if _blas_set == NULL:
         return None
-    cdef int prev = _one_thread()
+    cdef int prev = one_thread()
     try:
         return _blas_get()
     finally:
-        _restore(prev)
+        restore(prev)
 
 
 cdef int one_thread() noexcept nogil:
-    return _one_thread()
-
-
-cdef void restore(int prev) noexcept nogil:
-    _restore(prev)
-
-
-cdef inline int _one_thread() noexcept nogil:
-    """Set OpenBLAS to one thread; the count to put back with _restore (0: nothing changed)."""
+    """Set OpenBLAS to one thread; the count to put back with restore (0: nothing changed)."""
     cdef int prev
     if _blas_set == NULL:
         return 0
@@ -136,7 +129,7 @@ cdef inline int _one_thread() noexcept nogil:
     return prev
 
 
-cdef inline void _restore(int prev) noexcept nogil:
+cdef void restore(int prev) noexcept nogil:
     if prev > 0:
         _blas_set(prev)
 
@@ -201,13 +194,13 @@ cdef object matmul2d(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs, cnp.ndarray 
     if macs < SPLIT_MACS or (g.m if g.by_rows else g.n) < 32 * g.parts or nt == 1:
         g.parts = 1
     with nogil:
-        prev = _one_thread()
+        prev = one_thread()
         if g.parts == 1:
             _block(&g, 0, g.m if g.by_rows else g.n)
         else:
             for p in prange(g.parts, schedule="dynamic", num_threads=nt):
                 _part(&g, p)
-        _restore(prev)
+        restore(prev)
     return out
 
 

@@ -531,7 +531,7 @@ def linear(input, weight, bias=None):
     if bt is not None and bt._data.dtype != wd.dtype:
         raise RuntimeError(f"linear: bias dtype {bt._data.dtype} != weight dtype {wd.dtype}")
     try:
-        y = _matmul_np(x2, wd.T, x2.size * _shape(w)[0], bt._data if bt is not None else None)
+        y = _linear_mm(x2, wd.T, x2.size * _shape(w)[0], bt._data if bt is not None else None)
     except ValueError:
         raise RuntimeError(f"linear: bias of shape {list(_shape(bt))} does not match "
                            f"out_features {_shape(w)[0]}")
@@ -566,7 +566,7 @@ cdef object _record_linear(cnp.ndarray y, TensorBase a, TensorBase b, TensorBase
     return out
 
 
-cdef object _matmul_np(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs, cnp.ndarray bias=None):
+cdef object _linear_mm(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs, cnp.ndarray bias=None):
     """a @ b (+ bias) for linear's products (b 2-D; a's leading dims folded into rows): BLAS
     called directly on one thread per block (Note [Products on fastgrad's threads] in
     blas.pyx), or np.matmul on one BLAS thread and np.add (ValueError for a bias that does not
@@ -762,12 +762,12 @@ cdef class LinearBackward(Node):
         n_out = (<object>g).shape[-1]
         g2 = g if g.ndim == 2 else g.reshape(-1, n_out)
         if w is not None:
-            r = _matmul_np(g, w._data if self.wt else w._data.T, g.size * w._data.size // n_out)
+            r = _linear_mm(g, w._data if self.wt else w._data.T, g.size * w._data.size // n_out)
             gx = wrap(r * self.alpha if self.alpha != 1 else r)
         if x is not None:
             x2 = x._data if x._data.ndim == 2 else x._data.reshape(-1, (<object>x._data).shape[-1])
-            r = (_matmul_np(g2.T, x2, g2.size * (<object>x2).shape[1]) if self.wt
-                 else _matmul_np(x2.T, g2, g2.size * (<object>x2).shape[1]))
+            r = (_linear_mm(g2.T, x2, g2.size * (<object>x2).shape[1]) if self.wt
+                 else _linear_mm(x2.T, g2, g2.size * (<object>x2).shape[1]))
             gw = wrap(r * self.alpha if self.alpha != 1 else r)
         if self.c_shape is not None:
             r = g * self.beta if self.beta != 1 else g
