@@ -1,6 +1,11 @@
 """Build the compiled core: one Extension per src/fastgrad/_core/*.pyx.
 
-FASTGRAD_CYTHON_DEBUG=1 turns bounds/wraparound/initialized checks back on for every module.
+The build uses every core (Cython translation and C compilation both run in parallel) and, by
+default, produces stripped objects without debug information: a wheel of about 2 MB instead of
+14 MB, and a shorter link.
+
+FASTGRAD_CYTHON_DEBUG=1 turns bounds/wraparound/initialized checks back on for every module and
+builds unoptimised with debug information (CI runs the suite once against such a build).
 FASTGRAD_NATIVE=1 adds -march=native (a build for this machine only; the default build runs on any
 x86-64 and picks AVX2/FMA loops at run time, Note [Vectorised transcendental kernels]).
 """
@@ -10,15 +15,19 @@ from pathlib import Path
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 DEBUG = os.environ.get("FASTGRAD_CYTHON_DEBUG") == "1"
+JOBS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 CORE = Path("src/fastgrad/_core")
 
 directives = {"language_level": 3, "embedsignature": True}
 if DEBUG:
     directives.update(boundscheck=True, wraparound=True, initializedcheck=True)
 
-compile_args = ["-O3"] if not DEBUG else ["-O0", "-g"]
+# -g0 overrides the -g that Python's own CFLAGS carry; -s strips the linked module.
+compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-g0"]
+link_args = [] if DEBUG else ["-s"]
 if os.environ.get("FASTGRAD_NATIVE") == "1":
     compile_args.append("-march=native")
 # optim_kernels: sqrt without errno, so its update loops vectorize (Note [Vectorized update loops]),
@@ -35,10 +44,21 @@ extensions = [
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=compile_args + PER_MODULE_ARGS.get(pyx.stem, []),
-        extra_link_args=PER_MODULE_LINK.get(pyx.stem, []),
+        extra_link_args=link_args + PER_MODULE_LINK.get(pyx.stem, []),
     )
     for pyx in sorted(CORE.glob("*.pyx"))
 ]
 
-setup(ext_modules=cythonize(extensions, compiler_directives=directives,
-                            force=DEBUG, quiet=True))
+
+class ParallelBuildExt(build_ext):
+    """Compile the extensions on every core unless the user asked for a count (-j N)."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if not self.parallel:
+            self.parallel = JOBS
+
+
+setup(ext_modules=cythonize(extensions, compiler_directives=directives, nthreads=JOBS,
+                            force=DEBUG, quiet=True),
+      cmdclass={"build_ext": ParallelBuildExt})
