@@ -114,7 +114,12 @@ def test_backward_from_broadcast_gradient(name, dtype, n):
     t = fg.tensor(x, requires_grad=True)
     y = OPS[name][0](t)
     (y.sum() * 3).backward()
-    yv = y.detach().numpy()
+    yv = y.detach().numpy().astype(np.longdouble)
     dy = {"exp": yv, "tanh": 1 - yv * yv, "sigmoid": yv * (1 - yv)}[name]
-    np.testing.assert_allclose(t.grad.numpy(), 3 * dy, rtol=4 * np.finfo(dtype).eps, atol=0)
+    # The bound is a few roundings of the formula's terms, not of its result: 1 - y*y cancels
+    # where |y| is near 1, and a build that contracts it into an FMA (FASTGRAD_NATIVE=1) rounds
+    # once where the default build rounds twice; both are within this.
+    terms = {"exp": abs(yv), "tanh": 1 + yv * yv, "sigmoid": abs(yv)}[name]
+    err = np.abs(t.grad.numpy().astype(np.longdouble) - 3 * dy)
+    assert np.all(err <= 4 * np.finfo(dtype).eps * 3 * terms), float(np.max(err / (3 * terms)))
     assert t.grad.dtype == t.dtype
