@@ -109,7 +109,7 @@ def test_setitem_grad_fn_and_errors():
     x = fg.randn(3, requires_grad=True)
     y = x * 1
     y[0] = 5
-    assert y.grad_fn.name() == "CopySlices"
+    assert y.grad_fn.name().rpartition("::")[2] == "CopySlices"
     v = y[1:]
     v.mul_(2)
     assert v.grad_fn.name() == "AsStridedBackward0"

@@ -91,7 +91,8 @@ def test_matmul_broadcast_grad_kernel_strides(dtype, reduce, layout):
     tol = 2e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(A.grad.numpy(), G @ b.T, rtol=tol, atol=tol)
     np.testing.assert_allclose(B.grad.numpy(), a.T @ G, rtol=tol, atol=tol)
-    assert A.grad.numpy().flags.c_contiguous and B.grad.numpy().flags.c_contiguous
+    if not REFERENCE:   # fastgrad's own layout promise; PyTorch's grads follow the leaf's strides
+        assert A.grad.numpy().flags.c_contiguous and B.grad.numpy().flags.c_contiguous
     assert A.grad.dtype == A.dtype
 
 

@@ -4,7 +4,7 @@ on one OpenBLAS thread below a size (Note [Single-threaded BLAS for small produc
 import numpy as np
 import pytest
 
-from _backend import fg
+from _backend import REFERENCE, fg
 from fastgrad._core import blas
 from fastgrad import _threads
 
@@ -56,6 +56,7 @@ def test_gradient_kept_by_backward_is_copied():
     np.testing.assert_array_equal(x.grad.numpy(), [3.0, 3.0, 3.0])
 
 
+@pytest.mark.skipif(REFERENCE, reason="PyTorch takes such a gradient; fastgrad copies it")
 def test_gradient_whose_array_is_viewed_is_copied():
     x = _fresh_grad(view=True)
     view = _Fresh.seen[1]
@@ -191,5 +192,6 @@ def test_split_products_repeat_bit_for_bit():
 
 def test_linear_bias_of_wrong_length_is_refused(product_path):
     x, w = fg.randn(200, 300), fg.randn(100, 300)
-    with pytest.raises(RuntimeError, match="bias of shape \\[7\\] does not match out_features 100"):
+    msg = None if REFERENCE else "bias of shape \\[7\\] does not match out_features 100"
+    with pytest.raises(RuntimeError, match=msg):
         fg.nn.functional.linear(x, w, fg.randn(7))
