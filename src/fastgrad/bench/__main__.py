@@ -1,4 +1,4 @@
-"""fastgrad-bench: run the workloads of BENCHMARKS.md beside the installed peers.
+"""fastgrad-bench: run the workloads of bench/README.md beside the installed peers.
 
     fastgrad-bench                 # W1-W10
     fastgrad-bench W1 W4 --quick   # some workloads, the whole run under ~30 s
@@ -59,9 +59,10 @@ class Run:
         if self.torch is not None:
             yield "torch", self.torch
 
-    def columns(self, make, numpy=None, fused=None):
+    def columns(self, make, numpy=None, fused=None, gemms=None):
         """Table columns for a workload: make(lib) -> step for fastgrad and torch,
-        numpy() -> step for NumPy by hand, fused(lib) -> step for torch fused Adam."""
+        numpy() -> step for NumPy by hand, fused(lib) -> step for torch fused Adam,
+        gemms() -> the step's matrix products alone, in NumPy."""
         cols = []
         for name, lib in self.libraries():
             if isinstance(lib, str):
@@ -72,6 +73,8 @@ class Run:
                 cols.append(suite.Column("numpy", build=numpy))
         if fused is not None and self.torch is not None:
             cols.append(suite.Column("torch fused", build=lambda: fused(self.torch)))
+        if gemms is not None:
+            cols.append(suite.Column("gemms", build=gemms))
         return cols
 
     def time(self, columns):
@@ -125,7 +128,7 @@ class Run:
 def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="fastgrad-bench",
-        description="Time fastgrad on the BENCHMARKS.md workloads beside NumPy by hand "
+        description="Time fastgrad on the workloads of bench/README.md beside NumPy by hand "
                     "and PyTorch (when installed). Ratios are peer/fastgrad: > 1 means "
                     "fastgrad is faster.")
     p.add_argument("workloads", nargs="*", metavar="W",

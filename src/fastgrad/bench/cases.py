@@ -1,4 +1,4 @@
-"""The workload bodies of shared/BENCHMARKS.md, each written once.
+"""The workload bodies of bench/README.md's table, each written once.
 
 Every `make_*` function takes the library module `lib` (fastgrad, or torch as
 a peer) and returns a zero-argument `step()` that does one unit of the
@@ -46,7 +46,7 @@ W1_OPS = 100  # ops per step; the figure is per op
 def make_w1(lib, n, backward):
     """100 ops cycling y*w, y+w, tanh(y), exp(y) on n-element tensors.
 
-    Forward-only still builds the graph (w requires grad), as BENCHMARKS.md
+    Forward-only still builds the graph (w requires grad), as the workload
     says; with `backward` the chain is summed, back-propagated, and w.grad
     cleared.
     """
@@ -135,21 +135,22 @@ def w3_flops(n):
 
 
 def make_w3(lib, n):
+    """C = A @ B; C.backward(G) with a dense G: three full GEMMs (C, dA, dB)."""
     A = _tensor(lib, _data((n, n), 6), requires_grad=True)
     B = _tensor(lib, _data((n, n), 7), requires_grad=True)
+    G = _tensor(lib, _data((n, n), 10))
 
     def step():
-        (A @ B).sum().backward()
+        (A @ B).backward(G)
         A.grad = B.grad = None
     return step
 
 
 def numpy_w3(n):
-    A, B = _data((n, n), 6), _data((n, n), 7)
+    A, B, G = _data((n, n), 6), _data((n, n), 7), _data((n, n), 10)
 
     def step():
-        float((A @ B).sum())
-        G = np.ones((n, n), dtype=np.float32)   # d sum / d C
+        A @ B
         return G @ B.T, A.T @ G                 # dA, dB
     return step
 
@@ -200,6 +201,27 @@ def make_mlp(lib, sizes, batch, fused=False):
         opt.zero_grad()
         loss_fn(model(X), y).backward()
         opt.step()
+    return step
+
+
+def mlp_products(sizes, batch):
+    """Only the matrix products of one make_mlp step, in NumPy: per layer the forward product
+    and the weight gradient, and the input gradient for every layer but the first."""
+    X = _data((batch, sizes[0]), 8)
+    Ws = [_data((fan_out, fan_in), 11 + i) for i, (fan_in, fan_out)
+          in enumerate(zip(sizes[:-1], sizes[1:]))]
+    Gs = [_data((batch, W.shape[0]), 21 + i) for i, W in enumerate(Ws)]
+
+    def step():
+        h = X
+        acts = []
+        for W in Ws:
+            acts.append(h)
+            h = h @ W.T
+        for i, (W, G, a) in enumerate(zip(Ws, Gs, acts)):
+            G.T @ a                              # weight gradient
+            if i:
+                G @ W                            # gradient for the layer's input
     return step
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from .harness import ratio
 
-COLUMN_ORDER = ("fastgrad", "numpy", "torch", "torch fused")
+COLUMN_ORDER = ("fastgrad", "numpy", "torch", "torch fused", "gemms")
 PEERS = COLUMN_ORDER[1:]
 RATIO_NOTE = ("x <peer> = peer figure / fastgrad figure for times and MiB, fastgrad / peer "
               "for GFLOP/s and speed-ups: > 1 means fastgrad is faster (or smaller)")
