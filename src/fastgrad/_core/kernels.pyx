@@ -28,9 +28,6 @@ cdef extern from "vmath.h" nogil:
     double fg_sum_chunk_f32(const float* a, Py_ssize_t n)
     double fg_sum_chunk_f64(const double* a, Py_ssize_t n)
 
-cdef extern from "omp.h" nogil:
-    int omp_get_max_threads()
-
 # Note [Keeping large buffers]
 # glibc serves allocations above its mmap threshold (dynamic, at most 32 MiB) with fresh mmaps
 # and returns heap tops above its trim threshold to the OS, so every large temporary of a step is
@@ -111,11 +108,6 @@ def forked():
 cdef int nthreads() noexcept nogil:
     """The team size for a parallel loop: set_num_threads's, or 1 in a forked child."""
     return 1 if fg_forked else _nthreads
-
-
-def max_threads():
-    """OpenMP's default team size (OMP_NUM_THREADS, else the usable cores)."""
-    return omp_get_max_threads()
 
 
 def vmath_isa(want=None):

@@ -464,15 +464,6 @@ cdef void _sgd_one(TensorBase p, TensorBase grad, TensorBase buf, double lr, dou
     _finish(p, w)
 
 
-def adam_update(TensorBase p, TensorBase grad, TensorBase exp_avg, TensorBase exp_avg_sq,
-                TensorBase max_exp_avg_sq, TensorBase step, double lr, double beta1,
-                double beta2, double eps, double weight_decay, bint maximize, bint decoupled):
-    """One Adam (decoupled=False) or AdamW (decoupled=True) step on `p`; increments `step`.
-    `max_exp_avg_sq` is None unless amsgrad."""
-    _adam_one(p, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, lr, beta1, beta2, eps,
-              weight_decay, maximize, decoupled)
-
-
 def adam_group(list params, object state, object init, double lr, double beta1, double beta2,
                double eps, double weight_decay, bint amsgrad, bint maximize, bint decoupled):
     """Adam/AdamW over one parameter group: every parameter with a gradient, its state read

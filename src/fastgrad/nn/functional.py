@@ -13,6 +13,9 @@ import warnings
 import numpy as np
 
 from fastgrad._core import ops_loss as _L
+from fastgrad._core.ops_linalg import linear as _linear
+from fastgrad._core.ops_nn import log_softmax as _log_softmax
+from fastgrad._core.ops_nn import softmax as _softmax
 from fastgrad._core import ops_pointwise as _pw
 from fastgrad._core.tensor import TensorBase
 
@@ -57,17 +60,6 @@ def _softmax_dim(name, ndim):
     return 0 if ndim in (0, 1, 3) else 1
 
 
-try:                                       # issue 3's ops; absent only in a partial build
-    from fastgrad._core.ops_nn import softmax as _softmax, log_softmax as _log_softmax
-except ImportError:                        # pragma: no cover
-    def _softmax(input, dim):
-        raise NotImplementedError("softmax needs fastgrad._core.ops_nn (not built)")
-    _log_softmax = _softmax
-try:
-    from fastgrad._core.ops_linalg import linear as _linear
-except ImportError:                        # pragma: no cover
-    def _linear(input, weight, bias=None):
-        raise NotImplementedError("linear needs fastgrad._core.ops_linalg (not built)")
 
 
 def softmax(input, dim=None, _stacklevel=3, dtype=None):

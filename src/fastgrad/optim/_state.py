@@ -13,10 +13,6 @@ def full_state(p, value):
     return from_numpy(np.full(p._np.shape, value, dtype=p._np.dtype))
 
 
-def clone_state(t):
-    return from_numpy(np.array(t._np, order="C", copy=True))
-
-
 def step_tensor(value=0.0):
     """PyTorch's `state['step']`: a 0-d float32 tensor on the CPU."""
     return from_numpy(np.array(value, dtype=np.float32))

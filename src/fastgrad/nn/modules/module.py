@@ -6,15 +6,10 @@ them. state_dict keys are dotted paths ("0.weight"); values are detached tensors
 """
 from collections import OrderedDict, namedtuple
 
-import numpy as np
-
 from fastgrad._core.tensor import TensorBase
 from fastgrad.nn.parameter import Parameter
 
-try:                                       # the compiled __call__; absent only in a partial build
-    from fastgrad._core.module_call import ModuleCall as _CallBase
-except ImportError:                        # pragma: no cover
-    _CallBase = object
+from fastgrad._core.module_call import ModuleCall as _CallBase
 
 _IncompatibleKeysBase = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -494,7 +489,3 @@ class Module(_CallBase):
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-
-
-def _num(x):
-    return int(np.prod(x)) if not isinstance(x, int) else x
