@@ -16,6 +16,7 @@ from fastgrad._core import ops_index as _ix
 from fastgrad._core import ops_linalg as _la
 from fastgrad._core import ops_nn as _nn
 from fastgrad._core import ops_reduce2 as _red2
+from fastgrad._core import ops_math as _math
 from fastgrad._core.tensor import TensorBase, Size
 
 
@@ -233,6 +234,22 @@ for _op, _fwd, _refl, _inpl in (("floordiv", _pw._floordiv, _pw._rfloordiv, _pw.
     setattr(Tensor, f"__{_op}__", _fwd)
     setattr(Tensor, f"__r{_op}__", _refl)
     setattr(Tensor, f"__i{_op}__", _inpl)
+
+
+def _inplace_form(fn):
+    def method(self, *args, **kwargs):
+        return self.copy_(fn(self, *args, **kwargs))
+    method.__name__ = fn.__name__ + "_"
+    method.__doc__ = f"In-place {fn.__name__}: self.copy_({fn.__name__}(self, ...))."
+    return method
+
+
+# elementwise math beyond the hot set (ops_math): one table gives the methods, their in-place
+# forms and the fastgrad.<name> functions (functional.py)
+for _name, _fn in _math.FUNCTIONS.items():
+    setattr(Tensor, _name, _fn)
+for _name in _math.INPLACE:
+    setattr(Tensor, _name + "_", _inplace_form(_math.FUNCTIONS[_name]))
 
 
 def _rebuild(arr, requires_grad):

@@ -7,6 +7,7 @@ from fastgrad._core import ops_index as _ix
 from fastgrad._core import ops_linalg as _la
 from fastgrad._core import ops_nn as _nn
 from fastgrad._core import ops_reduce2 as _red2
+from fastgrad._core import ops_math as _math
 from fastgrad._core.ops_pointwise import (floor_divide, remainder, fmod,  # noqa: F401
                                           bitwise_and, bitwise_or, bitwise_xor, bitwise_not,
                                           logical_and, logical_or, logical_xor, logical_not)
@@ -185,3 +186,6 @@ argmax = _red2.argmax
 argmin = _red2.argmin
 all = _red2.all
 any = _red2.any
+
+# -- elementwise math beyond the hot set (ops_math's table: log1p, erf, atan2, isclose, ...) --
+globals().update(_math.FUNCTIONS)
