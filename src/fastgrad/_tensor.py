@@ -17,6 +17,8 @@ from fastgrad._core import ops_linalg as _la
 from fastgrad._core import ops_nn as _nn
 from fastgrad._core import ops_reduce2 as _red2
 from fastgrad._core import ops_math as _math
+from fastgrad._core import ops_scatter as _scatter
+from fastgrad._core import ops_sort as _sort
 from fastgrad._core.tensor import TensorBase, Size
 
 
@@ -244,12 +246,14 @@ def _inplace_form(fn):
     return method
 
 
-# elementwise math beyond the hot set (ops_math): one table gives the methods, their in-place
-# forms and the fastgrad.<name> functions (functional.py)
-for _name, _fn in _math.FUNCTIONS.items():
-    setattr(Tensor, _name, _fn)
-for _name in _math.INPLACE:
-    setattr(Tensor, _name + "_", _inplace_form(_math.FUNCTIONS[_name]))
+# op families that publish a table (elementwise math, sorting and scans, scatters): each table
+# gives the methods, their in-place forms, and the fastgrad.<name> functions (functional.py)
+OP_TABLES = (_math, _sort, _scatter)
+for _module in OP_TABLES:
+    for _name, _fn in _module.FUNCTIONS.items():
+        setattr(Tensor, _name, _fn)
+    for _name in getattr(_module, "INPLACE", ()):
+        setattr(Tensor, _name + "_", _inplace_form(_module.FUNCTIONS[_name]))
 
 
 def _rebuild(arr, requires_grad):

@@ -7,12 +7,12 @@ from fastgrad._core import ops_index as _ix
 from fastgrad._core import ops_linalg as _la
 from fastgrad._core import ops_nn as _nn
 from fastgrad._core import ops_reduce2 as _red2
-from fastgrad._core import ops_math as _math
 from fastgrad._core.ops_pointwise import (floor_divide, remainder, fmod,  # noqa: F401
                                           bitwise_and, bitwise_or, bitwise_xor, bitwise_not,
                                           logical_and, logical_or, logical_xor, logical_not)
 from fastgrad._core.tensor import TensorBase
 from fastgrad._creation import tensor as _tensor
+from fastgrad._tensor import OP_TABLES as _OP_TABLES
 
 maximum = _pw.maximum
 minimum = _pw.minimum
@@ -187,5 +187,7 @@ argmin = _red2.argmin
 all = _red2.all
 any = _red2.any
 
-# -- elementwise math beyond the hot set (ops_math's table: log1p, erf, atan2, isclose, ...) --
-globals().update(_math.FUNCTIONS)
+# -- the op families' tables (log1p, erf, atan2, isclose, sort, topk, scatter, unique, ...) --
+for _module in _OP_TABLES:
+    globals().update(_module.FUNCTIONS)
+    globals().update(getattr(_module, "FREE_FUNCTIONS", {}))
