@@ -9,8 +9,8 @@ losses. The text matches exactly; a printed number may differ by one unit in its
 digit, because float32 sums and transcendental functions round differently in the last bit
 (PyTorch vectorises sin and its reductions differently) and a few hundred steps of training
 carry that into the fifth significant digit. Different random streams or a wrong gradient
-change the numbers from the first digits on. In reference mode (FASTGRAD_TEST_BACKEND=torch) the programs run on PyTorch itself,
-which checks the recorded outputs.
+change the numbers from the first digits on. In reference mode (FASTGRAD_TEST_BACKEND=torch)
+the programs run on PyTorch itself, which checks the recorded outputs.
 """
 import os
 import re
@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from _backend import REFERENCE
 
 CORPUS = Path(__file__).parent / "corpus"

@@ -2,7 +2,6 @@
 grad_fn names and gradients, against float64 finite differences and against PyTorch."""
 import numpy as np
 import pytest
-
 from _backend import REFERENCE, fg
 from _fd import check_grad
 

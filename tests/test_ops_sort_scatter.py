@@ -3,7 +3,6 @@ indices against PyTorch's order rules (ties, NaN), gradients against float64 fin
 and the same calls compared with PyTorch where it is installed."""
 import numpy as np
 import pytest
-
 from _backend import REFERENCE, fg
 from _fd import check_grad
 

@@ -27,7 +27,7 @@ from fastgrad._threads import set_num_threads, get_num_threads  # noqa: F401  (N
 # `fastgrad.nn`, `torch.optim.SGD`, `fastgrad.save` and `import fastgrad.nn` all still work.
 from fastgrad import _lazy  # noqa: E402
 __getattr__, __dir__ = _lazy.attach(
-    __name__, globals(), frozenset(["nn", "optim", "serialization", "viz", "demo", "bench"]),
+    __name__, globals(), frozenset(["nn", "optim", "serialization", "viz", "demo", "bench", "linalg"]),
     {"save": ("fastgrad.serialization", "save"), "load": ("fastgrad.serialization", "load")})
 
 __version__ = "0.1.0"
@@ -47,4 +47,4 @@ def is_inference(input):
 
 
 __all__ = sorted({name for name in globals() if not name.startswith("_")} - {"annotations"}
-                 | {"nn", "optim", "serialization", "save", "load"})
+                 | {"nn", "optim", "serialization", "save", "load", "linalg"})

@@ -16,6 +16,7 @@ from fastgrad._core import ops_index as _ix
 from fastgrad._core import ops_linalg as _la
 from fastgrad._core import ops_nn as _nn
 from fastgrad._core import ops_reduce2 as _red2
+from fastgrad._core import ops_arrange as _arrange
 from fastgrad._core import ops_math as _math
 from fastgrad._core import ops_scatter as _scatter
 from fastgrad._core import ops_sort as _sort
@@ -248,7 +249,7 @@ def _inplace_form(fn):
 
 # op families that publish a table (elementwise math, sorting and scans, scatters): each table
 # gives the methods, their in-place forms, and the fastgrad.<name> functions (functional.py)
-OP_TABLES = (_math, _sort, _scatter)
+OP_TABLES = (_math, _sort, _scatter, _arrange)
 for _module in OP_TABLES:
     for _name, _fn in _module.FUNCTIONS.items():
         setattr(Tensor, _name, _fn)

@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 
+from fastgrad._core import ops_arrange as _arrange
 from fastgrad._core import ops_loss as _L
 from fastgrad._core.ops_linalg import linear as _linear
 from fastgrad._core.ops_nn import log_softmax as _log_softmax
@@ -254,3 +255,77 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction, "binary_cross_entropy")
+
+
+# --- padding, normalising and comparing vectors ---------------------------------------------------
+
+def pad(input, pad, mode="constant", value=None):
+    """Pad the last len(pad) // 2 dims: pad = (left, right) for the last dim, then the one before
+    it, ... Modes: constant (negative amounts crop), reflect, replicate, circular. Recorded ops
+    (narrow, cat, index_select), so the gradient flows back to the unpadded input."""
+    if len(pad) % 2:
+        raise RuntimeError(f"Padding length must be divisible by 2, got {len(pad)}")
+    if len(pad) // 2 > input.dim():
+        raise RuntimeError(f"Padding length should be less than or equal to two times the input "
+                           f"dimension but got padding length {len(pad)} and input of dimension "
+                           f"{input.dim()}")
+    if mode not in ("constant", "reflect", "replicate", "circular"):
+        raise NotImplementedError(f"Unrecognised padding mode {mode}; use 'constant', 'reflect', "
+                                  f"'replicate' or 'circular'")
+    if mode != "constant" and value not in (None, 0):
+        raise ValueError(f"Padding mode \"{mode}\" doesn't take in value argument")
+    out = input
+    for k in range(len(pad) // 2):
+        dim = input.dim() - 1 - k
+        before, after = int(pad[2 * k]), int(pad[2 * k + 1])
+        if mode == "constant":
+            out = _pad_constant(out, dim, before, after, 0.0 if value is None else value)
+        elif before or after:
+            if mode != "circular" and (before < 0 or after < 0):
+                raise RuntimeError(f"{mode} padding takes non-negative amounts, got "
+                                   f"({before}, {after})")
+            index = _arrange.pad_index(out.shape[dim], before, after, mode)
+            out = out.index_select(dim, index)
+    return out
+
+
+def _pad_constant(x, dim, before, after, value):
+    if before < 0:
+        x = x.narrow(dim, -before, x.shape[dim] + before)
+        before = 0
+    if after < 0:
+        x = x.narrow(dim, 0, x.shape[dim] + after)
+        after = 0
+    parts = []
+    for amount in (before, None, after):
+        if amount is None:
+            parts.append(x)
+        elif amount:
+            shape = list(x.shape)
+            shape[dim] = amount
+            parts.append(_wrap(np.full(shape, value, dtype=x._np.dtype)))
+    return parts[0] if len(parts) == 1 else _view().cat(parts, dim)
+
+
+def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
+    """input / max(||input||_p along dim, eps)."""
+    denom = _pw.clamp(input.norm(p, dim, keepdim=True), eps, None)
+    res = input / denom
+    if out is not None:
+        return out.copy_(res.detach())
+    return res
+
+
+def cosine_similarity(x1, x2, dim=1, eps=1e-8):
+    """(x1 . x2) / max(||x1|| * ||x2||, eps) along dim, inputs broadcast together."""
+    w12 = (x1 * x2).sum(dim)
+    n1 = (x1 * x1).sum(dim)
+    n2 = (x2 * x2).sum(dim)
+    return w12 / _pw.clamp((n1 * n2).sqrt(), eps, None)
+
+
+def pairwise_distance(x1, x2, p=2.0, eps=1e-6, keepdim=False):
+    """||x1 - x2 + eps||_p over the last dim."""
+    d = x1 - x2 + eps
+    dim = -1 if d.dim() else 0
+    return d.norm(p, dim, keepdim=keepdim)

@@ -1,0 +1,89 @@
+"""fastgrad.linalg: the norms of torch.linalg (vector_norm, matrix_norm, norm), composed of
+recorded reductions so their gradients follow."""
+from fastgrad._core.tensor import TensorBase
+
+_INF = float("inf")
+
+
+def _dims(dim, ndim):
+    if dim is None:
+        return None
+    return (dim,) if isinstance(dim, int) else tuple(dim)
+
+
+def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):
+    """(sum |x|^ord)^(1/ord) over dim (all elements when dim is None); ord may be inf, -inf
+    or 0 (the count of non-zeros)."""
+    if not isinstance(x, TensorBase):
+        raise TypeError(f"linalg.vector_norm(): argument 'x' must be Tensor, not {type(x).__name__}")
+    if dtype is not None:
+        x = x.to(dtype)
+    if not x.is_floating_point():
+        raise RuntimeError(f"linalg.vector_norm: Expected a floating point or complex tensor as "
+                           f"input. Got {x.dtype}")
+    dims = _dims(dim, x.dim())
+    if dims is None:
+        x = x.reshape(-1)
+        dims = (0,)
+        if keepdim:
+            raise RuntimeError("linalg.vector_norm: keepdim=True needs dim when the input is "
+                               "flattened; pass dim=tuple(range(x.dim()))")
+    a = x.abs()
+    if ord == _INF:
+        return a.amax(dims, keepdim)
+    if ord == -_INF:
+        return a.amin(dims, keepdim)
+    if ord == 0:
+        return (x != 0).to(x.dtype).sum(dims, keepdim)
+    if ord == 1:
+        return a.sum(dims, keepdim)
+    if ord == 2:
+        return x.norm(2, dims, keepdim)
+    return (a ** ord).sum(dims, keepdim) ** (1.0 / ord)
+
+
+def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim=False, *, dtype=None):
+    """Frobenius norm ('fro'), or the max (ord=1, inf) / min (ord=-1, -inf) absolute column
+    (1) or row (inf) sum, over the two dims in `dim`."""
+    if dtype is not None:
+        A = A.to(dtype)
+    if A.dim() < 2:
+        raise RuntimeError(f"linalg.matrix_norm: The input tensor A must have at least 2 "
+                           f"dimensions, got {A.dim()}")
+    d0, d1 = (d % A.dim() for d in dim)
+    if ord == "fro":
+        return vector_norm(A, 2, (d0, d1), keepdim)
+    if ord in ("nuc", 2, -2):
+        raise NotImplementedError(f"linalg.matrix_norm: ord={ord!r} needs singular values, which "
+                                  f"fastgrad does not compute yet; use 'fro', 1, -1, inf or -inf")
+    if ord in (1, -1):
+        sums = A.abs().sum(d0, keepdim=True)
+        red = sums.amax if ord == 1 else sums.amin
+        out = red(d1, keepdim=True)
+    elif ord in (_INF, -_INF):
+        sums = A.abs().sum(d1, keepdim=True)
+        red = sums.amax if ord == _INF else sums.amin
+        out = red(d0, keepdim=True)
+    else:
+        raise RuntimeError(f"linalg.matrix_norm: Order {ord} not supported.")
+    return out if keepdim else out.squeeze(max(d0, d1)).squeeze(min(d0, d1))
+
+
+def norm(A, ord=None, dim=None, keepdim=False, *, dtype=None):
+    """vector_norm for 1 dim (or a flattened input), matrix_norm for 2 dims."""
+    if dim is not None:
+        dims = _dims(dim, A.dim())
+        if len(dims) == 2:
+            return matrix_norm(A, "fro" if ord is None else ord, dims, keepdim, dtype=dtype)
+        return vector_norm(A, 2 if ord is None else ord, dims, keepdim, dtype=dtype)
+    if ord is None:
+        return vector_norm(A, 2, None, keepdim, dtype=dtype)
+    if A.dim() == 2:
+        return matrix_norm(A, ord, (-2, -1), keepdim, dtype=dtype)
+    if A.dim() == 1:
+        return vector_norm(A, ord, None, keepdim, dtype=dtype)
+    raise RuntimeError(f"linalg.norm: If dim is not specified but ord is, the input must be 1D "
+                       f"or 2D. Got {A.dim()}D.")
+
+
+__all__ = ["vector_norm", "matrix_norm", "norm"]
