@@ -263,9 +263,12 @@ def test_int_tensor_cannot_require_grad_in_the_manifest():
     (b'{"format": "fastgrad-npz", "version": 1}', "format, version, root"),
     (b'[' * 100000 + b']' * 100000, "not valid JSON"),
     (b'\xff\xfe', "not valid JSON"),
+    (b'{"format": "fastgrad-npz", "version": 1, "root": {"t": "list", "items": ['
+     + b'[' * 900 + b']' * 900 + b']}}', "no known type"),
     (b'{"format": "fastgrad-npz", "version": 1, "root": ' + b'{"t": "list", "items": [' * 150
      + b']}' * 150 + b'}', "deeper"),
-])
+], ids=["duplicate-field", "NaN", "newer-version", "str-version", "other-format",
+        "missing-root", "deep-json", "not-utf8", "deep-list-item", "deep-nodes"])
 def test_malformed_manifest_json(text, why):
     data = _save_bytes(None)
     with pytest.raises(CheckpointError, match=why):
@@ -340,9 +343,9 @@ def _peak_bytes_of(fn):
 
 
 @pytest.mark.parametrize("shape", [(2 ** 30,), (2 ** 62,), (2 ** 40, 2 ** 40), (-1,), (1.5,),
-                                   (True,), "3", (2,) * 65])
+                                   (True,), "3", (2,) * 65, (0, 2 ** 62), (2 ** 40,) * 2 + (0,)])
 def test_huge_or_invalid_declared_shapes_raise_without_allocating(shape):
-    blob = _header_with_shape(shape) + bytes(64)       # a few real bytes, a huge claim
+    blob = _header_with_shape(shape) + bytes(0 if 0 in tuple(shape) else 64)   # a huge claim
     data = _archive([("t0.npy", blob), _manifest_member()])
 
     def load():
@@ -427,3 +430,14 @@ def test_garbage_and_pickle_inputs(tmp_path):
     for data in [b"", b"PK", b"garbage" * 100, pickle.dumps({"a": 1}), b"PK\x05\x06" + bytes(18)]:
         with pytest.raises(CheckpointError):
             fg.load(io.BytesIO(data))
+
+
+def test_pytorch_checkpoint_is_named_as_such(tmp_path):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "torch.pt"
+    torch.save({"w": torch.ones(2)}, path)
+    with pytest.raises(CheckpointError, match="it is a PyTorch checkpoint"):
+        fg.load(path)
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty"):
+        fg.load(path)

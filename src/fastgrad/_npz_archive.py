@@ -11,6 +11,7 @@ import ast
 import io
 import math
 import struct
+import sys
 import warnings
 import zipfile
 import zlib
@@ -140,6 +141,8 @@ def _parse_npy_header(m, fh):
         raise Malformed(f"member {m.name!r}: invalid shape {shape!r}")
     m.dtype, m.swap = _DESCRS[descr]
     m.shape = shape
+    if math.prod(max(n, 1) for n in shape) * m.dtype.itemsize > sys.maxsize:
+        raise Malformed(f"member {m.name!r}: shape {shape} is too large for any array")
     nbytes = math.prod(shape) * m.dtype.itemsize
     if m.data_pos + nbytes != m.end:
         raise Malformed(f"member {m.name!r}: shape {shape} of {descr} needs {nbytes} bytes but "
@@ -154,14 +157,20 @@ class Reader:
         try:
             zf = zipfile.ZipFile(fh)
         except Exception as e:      # any failure to parse untrusted bytes means: not an archive
+            if fh.seek(0, io.SEEK_END) == 0:
+                raise Malformed("the file is empty") from None
             raise Malformed(f"not a zip archive ({type(e).__name__}: {e})") from None
         infos = zf.infolist()
+        zf.close()                  # leaves `fh` open: the directory has been read
         limit = getattr(zf, "start_dir", None)
         if limit is None:
             limit = fh.seek(0, io.SEEK_END)
         self.members = {}
         for info in infos:
             name = info.filename
+            if name == "data.pkl" or name.endswith("/data.pkl"):
+                raise Malformed(f"it is a PyTorch checkpoint (member {name!r}: torch.save's "
+                                f"pickled data), which fastgrad does not unpickle")
             if not name.endswith(".npy"):
                 raise Malformed(f"member {name!r} is not a .npy array")
             if name[:-4] in self.members:

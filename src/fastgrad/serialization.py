@@ -25,6 +25,7 @@ import io
 import json
 import math
 import os
+import reprlib
 from collections import OrderedDict
 
 import numpy as np
@@ -129,9 +130,13 @@ def _dtype_names():
     return {d.name: d for d in _dtypes.ALL}
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, 30, 30
+
+
 def _describe(node):
-    text = json.dumps(node)
-    return text if len(text) <= 80 else text[:77] + "..."
+    """A bounded rendering of a (possibly huge or deeply nested) manifest node."""
+    return _SHORT.repr(node)
 
 
 def _check_value(node, t):
