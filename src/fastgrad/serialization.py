@@ -9,8 +9,10 @@ where <node> is one of
     {"t": "tensor", "key": "t0", "dtype": "float32", "requires_grad": false, "param": false}
     {"t": "dict" | "odict", "items": [[<node key>, <node value>], ...]}   (keys may be non-str)
     {"t": "list" | "tuple", "items": [<node>, ...]}
-    {"t": "int" | "float" | "bool" | "str" | "none", "v": ...}   (floats: "nan", "inf", "-inf")
+    {"t": "int" | "float" | "bool" | "str", "v": ...}   (floats also "nan", "inf", "-inf")
+    {"t": "none"}
     {"t": "dtype", "v": "float32"}
+with exactly these fields, containers nested at most 100 deep, dict keys of hashable node types,
 and each tensor's data is the member ``<key>.npy`` (C order; any byte order). The same tensor
 object saved twice is stored once and loaded as one tensor; every data member is referenced.
 
@@ -114,12 +116,9 @@ def save(obj, f, pickle_module=None, pickle_protocol=None, _use_new_zipfile_seri
 
 # ----------------------------------------------------------------------------- manifest schema
 
-_NODE_FIELDS = {
-    "tensor": {"t", "key", "dtype", "requires_grad", "param"},
-    "dict": {"t", "items"}, "odict": {"t", "items"}, "list": {"t", "items"}, "tuple": {"t", "items"},
-    "none": {"t"}, "bool": {"t", "v"}, "int": {"t", "v"}, "float": {"t", "v"}, "str": {"t", "v"},
-    "dtype": {"t", "v"},
-}
+_NODE_FIELDS = {"tensor": {"t", "key", "dtype", "requires_grad", "param"}, "none": {"t"}}
+_NODE_FIELDS.update(dict.fromkeys(("dict", "odict", "list", "tuple"), {"t", "items"}))
+_NODE_FIELDS.update(dict.fromkeys(("bool", "int", "float", "str", "dtype"), {"t", "v"}))
 _KEY_TYPES = {"tensor", "tuple", "none", "bool", "int", "float", "str", "dtype"}   # hashable
 _FLOAT_WORDS = {"nan", "inf", "-inf"}
 _Malformed = _npz_archive.Malformed
