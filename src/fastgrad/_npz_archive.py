@@ -65,6 +65,7 @@ def write(fh, members):
             header = _npy_header(arr)
             info = zipfile.ZipInfo(name + ".npy", date_time=_DATE)
             info.compress_type = zipfile.ZIP_STORED
+            info.external_attr = 0o644 << 16              # rw-r--r-- when unzipped
             info.file_size = len(header) + arr.nbytes      # lets zipfile pick zip64 up front
             with zf.open(info, "w") as out:
                 out.write(header)
