@@ -1,7 +1,7 @@
 """fastgrad.save / fastgrad.load: tensors and (nested) containers of tensors and numbers.
 
-Format (documented, pickle-free): a NumPy .npz archive (a zip of .npy files). Member
-`__manifest__` is a uint8 array holding UTF-8 JSON:
+Format (documented, pickle-free): a zip archive of uncompressed NumPy .npy members, readable by
+``numpy.load`` (a .npz file). Member ``__manifest__.npy`` is a 1-D uint8 array holding UTF-8 JSON:
 
     {"format": "fastgrad-npz", "version": 1, "root": <node>}
 
@@ -9,26 +9,48 @@ where <node> is one of
     {"t": "tensor", "key": "t0", "dtype": "float32", "requires_grad": false, "param": false}
     {"t": "dict" | "odict", "items": [[<node key>, <node value>], ...]}   (keys may be non-str)
     {"t": "list" | "tuple", "items": [<node>, ...]}
-    {"t": "int" | "float" | "bool" | "str" | "none", "v": ...}   (floats: "nan", "inf", "-inf")
+    {"t": "int" | "float" | "bool" | "str", "v": ...}   (floats also "nan", "inf", "-inf")
+    {"t": "none"}
     {"t": "dtype", "v": "float32"}
-and each tensor's data is the array member named by "key". Loading uses np.load with
-allow_pickle=False: no code from the file is ever executed (weights_only is always honoured).
-The same tensor object saved twice is stored once and loaded as one tensor.
+with exactly these fields, containers nested at most 100 deep, dict keys of hashable node types,
+and each tensor's data is the member ``<key>.npy`` (C order; any byte order). The same tensor
+object saved twice is stored once and loaded as one tensor; every data member is referenced.
+
+Loading executes nothing from the file (``weights_only`` is always honoured) and trusts nothing
+in it: every node is checked against the closed schema above (dtype names from fastgrad's own
+table), every member's declared size against its .npy header and against the bytes the file
+holds before memory is allocated, and every member's bytes against the zip CRC-32. Any file
+that fails a check raises :class:`CheckpointError`. ``save`` to a path replaces the file
+atomically: a crash or an exception mid-save leaves the previous file as it was.
 """
 import io
 import json
 import math
 import os
+import reprlib
 from collections import OrderedDict
 
 import numpy as np
 
 from fastgrad._core.tensor import TensorBase
+from fastgrad import _atomic_file, _npz_archive
 
 _FORMAT = "fastgrad-npz"
+_VERSION = 1
+_MANIFEST = "__manifest__"
+_MAX_DEPTH = 100            # nesting of containers; checkpoints use a handful of levels
 
 
-def _encode(obj, arrays, seen):
+class CheckpointError(RuntimeError):
+    """``fastgrad.load`` was given a file it cannot read: damaged (truncated, bytes changed),
+    or not written by ``fastgrad.save`` (e.g. a PyTorch pickle checkpoint).
+
+    A RuntimeError, as PyTorch raises for a damaged archive. The message names the file, what
+    is wrong with it, and what to do.
+    """
+
+
+def _encode(obj, arrays, seen, depth=0):
     from fastgrad.nn.parameter import Parameter
     from fastgrad import _dtypes
     if isinstance(obj, TensorBase):
@@ -36,7 +58,8 @@ def _encode(obj, arrays, seen):
         if key is None:
             key = f"t{len(arrays)}"
             seen[id(obj)] = key
-            arrays[key] = np.array(obj.detach()._np, order="C", copy=True)
+            arr = obj.detach()._np
+            arrays[key] = arr if arr.flags.c_contiguous else arr.copy(order="C")
         return {"t": "tensor", "key": key, "dtype": obj._np.dtype.name,
                 "requires_grad": bool(obj.requires_grad), "param": isinstance(obj, Parameter)}
     if obj is None:
@@ -52,85 +75,271 @@ def _encode(obj, arrays, seen):
         return {"t": "str", "v": obj}
     if isinstance(obj, _dtypes.dtype):
         return {"t": "dtype", "v": obj.name}
+    if isinstance(obj, (dict, list, tuple)) and depth >= _MAX_DEPTH:
+        raise ValueError(f"fastgrad.save: containers nested more than {_MAX_DEPTH} deep cannot "
+                         f"be saved; flatten the structure")
     if isinstance(obj, dict):
         return {"t": "odict" if isinstance(obj, OrderedDict) else "dict",
-                "items": [[_encode(k, arrays, seen), _encode(v, arrays, seen)]
+                "items": [[_encode(k, arrays, seen, depth + 1), _encode(v, arrays, seen, depth + 1)]
                           for k, v in obj.items()]}
     if isinstance(obj, (list, tuple)):
         return {"t": "list" if isinstance(obj, list) else "tuple",
-                "items": [_encode(v, arrays, seen) for v in obj]}
+                "items": [_encode(v, arrays, seen, depth + 1) for v in obj]}
     raise TypeError(f"fastgrad.save: cannot save an object of type {type(obj).__name__}; the "
                     f"format holds tensors, numbers, strings, None, dtypes and dicts/lists/"
                     f"tuples of them (save a state_dict() rather than a module)")
 
 
-def save(obj, f, pickle_module=None, pickle_protocol=None, _use_new_zipfile_serialization=True):
-    """Write `obj` (a tensor, or dicts/lists/tuples of tensors and numbers) to path or file `f`."""
+def save(obj, f, pickle_module=None, pickle_protocol=None, _use_new_zipfile_serialization=True,
+         _disable_byteorder_record=False):
+    """Write `obj` (a tensor, or dicts/lists/tuples of tensors and numbers) to path or file `f`.
+
+    A path is replaced atomically: the archive goes to a temporary file in the same directory,
+    which is flushed, fsynced and then renamed over `f`. If saving fails part-way (an exception,
+    a full disk, the process killed) the previous file at `f` is left as it was. A file object
+    is written from its current position and left open, as ``torch.save`` does. The pickle
+    arguments are accepted for PyTorch compatibility and unused (nothing is pickled).
+
+    Raises TypeError for an object the format cannot hold (e.g. a module: save its
+    ``state_dict()``), before anything is written.
+    """
     arrays, seen = {}, {}
-    manifest = {"format": _FORMAT, "version": 1, "root": _encode(obj, arrays, seen)}
-    arrays["__manifest__"] = np.frombuffer(json.dumps(manifest).encode("utf-8"), dtype=np.uint8)
+    manifest = {"format": _FORMAT, "version": _VERSION, "root": _encode(obj, arrays, seen)}
+    text = json.dumps(manifest, allow_nan=False).encode("utf-8")
+    arrays[_MANIFEST] = np.frombuffer(text, dtype=np.uint8)
     if isinstance(f, (str, os.PathLike)):
-        with open(f, "wb") as fh:
-            np.savez(fh, **arrays)
+        with _atomic_file.atomic_write(f) as fh:
+            _npz_archive.write(fh, arrays)
     else:
-        np.savez(f, **arrays)
+        _npz_archive.write(f, arrays)
 
 
-def _decode(node, z, cache):
-    from fastgrad._creation import from_numpy
+# ----------------------------------------------------------------------------- manifest schema
+
+_NODE_FIELDS = {"tensor": {"t", "key", "dtype", "requires_grad", "param"}, "none": {"t"}}
+_NODE_FIELDS.update(dict.fromkeys(("dict", "odict", "list", "tuple"), {"t", "items"}))
+_NODE_FIELDS.update(dict.fromkeys(("bool", "int", "float", "str", "dtype"), {"t", "v"}))
+_KEY_TYPES = {"tensor", "tuple", "none", "bool", "int", "float", "str", "dtype"}   # hashable
+_FLOAT_WORDS = {"nan", "inf", "-inf"}
+_Malformed = _npz_archive.Malformed
+
+
+def _dtype_names():
+    from fastgrad import _dtypes
+    return {d.name: d for d in _dtypes.ALL}
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, 30, 30
+
+
+def _describe(node):
+    """A bounded rendering of a (possibly huge or deeply nested) manifest node."""
+    return _SHORT.repr(node)
+
+
+def _check_value(node, t):
+    v = node["v"]
+    ok = {"bool": type(v) is bool, "int": type(v) is int, "str": type(v) is str,
+          "float": type(v) is float or (type(v) is str and v in _FLOAT_WORDS),
+          "dtype": type(v) is str and v in _dtype_names()}[t]
+    if not ok:
+        raise _Malformed(f"manifest node {_describe(node)}: invalid value for a {t!r} node")
+
+
+def _check_tensor(node, refs):
+    key, dtype, grad, param = node["key"], node["dtype"], node["requires_grad"], node["param"]
+    dtypes = _dtype_names()
+    if (type(key) is not str or key == _MANIFEST or type(dtype) is not str or dtype not in dtypes
+            or type(grad) is not bool or type(param) is not bool):
+        raise _Malformed(f"manifest node {_describe(node)}: invalid tensor fields")
+    if grad and not dtypes[dtype].is_floating_point:
+        raise _Malformed(f"manifest node {_describe(node)}: a {dtype} tensor cannot require grad")
+    first = refs.setdefault(key, (dtype, grad, param))
+    if first != (dtype, grad, param):
+        raise _Malformed(f"tensor {key!r} is referenced with different dtype/requires_grad/param")
+
+
+def _check(node, refs, depth=0, as_key=False):
+    """Validate a manifest node against the closed schema; record tensor references in `refs`."""
+    if depth > _MAX_DEPTH:
+        raise _Malformed(f"the manifest nests containers deeper than {_MAX_DEPTH}")
+    t = node.get("t") if isinstance(node, dict) else None
+    fields = _NODE_FIELDS.get(t) if type(t) is str else None
+    if fields is None:
+        raise _Malformed(f"manifest node {_describe(node)} has no known type 't'")
+    if set(node) != fields:
+        raise _Malformed(f"manifest node {_describe(node)}: a {t!r} node has the fields "
+                         f"{sorted(fields)}")
+    if as_key and t not in _KEY_TYPES:
+        raise _Malformed(f"manifest node {_describe(node)}: a {t!r} cannot be a dict key")
+    if t == "tensor":
+        _check_tensor(node, refs)
+    elif "v" in fields:
+        _check_value(node, t)
+    elif "items" in fields:
+        items = node["items"]
+        if type(items) is not list:
+            raise _Malformed(f"manifest node {_describe(node)}: 'items' is not a list")
+        for item in items:
+            if t in ("dict", "odict"):
+                if type(item) is not list or len(item) != 2:
+                    raise _Malformed(f"manifest node {_describe(node)}: a dict item is not a "
+                                     f"[key, value] pair")
+                _check(item[0], refs, depth + 1, as_key=True)
+                _check(item[1], refs, depth + 1)
+            else:
+                _check(item, refs, depth + 1, as_key)
+
+
+def _build(node, tensors):
+    """The Python object of a manifest node that `_check` accepted."""
     t = node["t"]
     if t == "tensor":
-        key = node["key"]
-        if key not in cache:
-            arr = np.array(z[key], copy=True)
-            if arr.dtype.name != node["dtype"]:
-                raise RuntimeError(f"fastgrad.load: tensor {key} is stored as {arr.dtype.name} "
-                                   f"but the manifest says {node['dtype']}: the file is damaged")
-            tensor = from_numpy(arr)
-            if node.get("param"):
-                from fastgrad.nn.parameter import Parameter
-                tensor = Parameter(tensor, node.get("requires_grad", True))
-            elif node.get("requires_grad"):
-                tensor.requires_grad_(True)
-            cache[key] = tensor
-        return cache[key]
+        return tensors[node["key"]]
     if t == "none":
         return None
-    if t in ("bool", "int", "str"):
-        return node["v"]
     if t == "float":
         return float(node["v"])
     if t == "dtype":
-        from fastgrad import _dtypes
-        return getattr(_dtypes, node["v"]) if node["v"] != "bool" else _dtypes.bool_
-    if t in ("dict", "odict"):
-        d = OrderedDict() if t == "odict" else {}
-        for k, v in node["items"]:
-            d[_decode(k, z, cache)] = _decode(v, z, cache)
-        return d
+        return _dtype_names()[node["v"]]
+    if t in ("bool", "int", "str"):
+        return node["v"]
     if t in ("list", "tuple"):
-        items = [_decode(v, z, cache) for v in node["items"]]
+        items = [_build(v, tensors) for v in node["items"]]
         return items if t == "list" else tuple(items)
-    raise RuntimeError(f"fastgrad.load: unknown node type {t!r} in the manifest")
+    d = OrderedDict() if t == "odict" else {}
+    for k, v in node["items"]:
+        key = _build(k, tensors)
+        if key in d:
+            raise _Malformed(f"a dict in the manifest has the key {key!r} twice")
+        d[key] = _build(v, tensors)
+    return d
 
 
-def load(f, map_location=None, pickle_module=None, *, weights_only=None, mmap=None, **kwargs):
-    """Read what `save` wrote. Never unpickles: any weights_only value gives the same safe load."""
+def _unique_fields(pairs):
+    obj = {}
+    for name, value in pairs:
+        if name in obj:
+            raise _Malformed(f"a manifest object has the field {name!r} twice")
+        obj[name] = value
+    return obj
+
+
+def _no_constants(word):
+    raise _Malformed(f"the manifest holds the non-JSON number {word}")
+
+
+def _read_manifest(reader):
+    if _MANIFEST not in reader.members:
+        raise _Malformed("the archive has no __manifest__ member (it was not written by "
+                         "fastgrad.save)")
+    dtype, shape = reader.header(_MANIFEST)
+    if dtype != np.uint8 or len(shape) != 1:
+        raise _Malformed("the __manifest__ member is not a 1-D uint8 array")
+    try:
+        manifest = json.loads(reader.array(_MANIFEST).tobytes().decode("utf-8"),
+                              object_pairs_hook=_unique_fields, parse_constant=_no_constants)
+    except (ValueError, RecursionError) as e:
+        raise _Malformed(f"the manifest is not valid JSON ({type(e).__name__}: {e})") from None
+    if not isinstance(manifest, dict) or set(manifest) != {"format", "version", "root"}:
+        raise _Malformed("the manifest is not {format, version, root}")
+    if manifest["format"] != _FORMAT:
+        raise _Malformed(f"unknown format {manifest['format']!r} (expected {_FORMAT!r})")
+    version = manifest["version"]
+    if type(version) is int and version > _VERSION:
+        raise _Malformed(f"format version {version} is newer than this fastgrad reads "
+                         f"({_VERSION}); upgrade fastgrad to load it")
+    if version != _VERSION or type(version) is not int:
+        raise _Malformed(f"unknown format version {version!r}")
+    return manifest["root"]
+
+
+# ----------------------------------------------------------------------------- load
+
+_ADVICE = ("The file is damaged (truncated or altered) or was not written by fastgrad.save: "
+           "restore it from a good copy or save it again. PyTorch pickle checkpoints cannot be "
+           "read (load them with torch, convert the tensors with .numpy() and save them with "
+           "fastgrad.save).")
+
+
+def _location_mapper(map_location):
+    """The callable to apply to each loaded tensor, or None; checks device names up front."""
+    from fastgrad import _dtypes
+    if map_location is None:
+        return None
+    if callable(map_location):
+        return map_location
+    targets = map_location.values() if isinstance(map_location, dict) else [map_location]
+    for target in targets:
+        _dtypes.device(target)          # RuntimeError for a device fastgrad does not have
+    return None
+
+
+def _make_tensor(arr, requires_grad, param, mapper):
+    from fastgrad._creation import from_numpy
+    tensor = from_numpy(arr)
+    if mapper is not None:
+        mapped = mapper(tensor, "cpu")
+        if mapped is not None:
+            if not isinstance(mapped, TensorBase):
+                raise TypeError(f"fastgrad.load: map_location returned "
+                                f"{type(mapped).__name__}; it must return a tensor or None")
+            tensor = mapped
+    if param:
+        from fastgrad.nn.parameter import Parameter
+        return Parameter(tensor, requires_grad)
+    return tensor.requires_grad_(True) if requires_grad else tensor
+
+
+def _load(fh, where, mapper):
+    try:
+        reader = _npz_archive.Reader(fh)
+        root = _read_manifest(reader)
+        refs = {}
+        _check(root, refs)
+        for key, (dtype, _, _) in refs.items():
+            if key not in reader.members:
+                raise _Malformed(f"the manifest refers to a missing member {key + '.npy'!r}")
+            stored = reader.header(key)[0]
+            if stored.name != dtype:
+                raise _Malformed(f"member {key + '.npy'!r} holds {stored.name} but the manifest "
+                                 f"says {dtype}")
+        unused = sorted(set(reader.members) - set(refs) - {_MANIFEST})
+        if unused:
+            raise _Malformed(f"member {unused[0] + '.npy'!r} is not referenced by the manifest")
+        tensors = {}
+        for key in sorted(refs, key=lambda k: reader.members[k].start):    # file order
+            _, grad, param = refs[key]
+            tensors[key] = _make_tensor(reader.array(key), grad, param, mapper)
+        return _build(root, tensors)
+    except _Malformed as e:
+        raise CheckpointError(f"fastgrad.load: {where} is not a valid fastgrad checkpoint: {e}. "
+                              f"{_ADVICE}") from None
+
+
+def load(f, map_location=None, pickle_module=None, *, weights_only=None, mmap=None,
+         **pickle_load_args):
+    """Read what `save` wrote, from a path or a binary file object.
+
+    Never unpickles, so any ``weights_only`` value gives the same safe load. ``map_location``
+    may be None, "cpu", a cpu device, a dict mapping locations to "cpu", or a callable
+    ``(tensor, location) -> tensor or None`` applied to each loaded tensor; a device fastgrad
+    does not have raises RuntimeError. ``mmap`` and pickle arguments are accepted for PyTorch
+    compatibility and unused.
+
+    Raises :class:`CheckpointError` (a RuntimeError) for any file it cannot read: truncated,
+    bytes changed (every member is CRC-checked), sizes or shapes that disagree, a manifest that
+    does not follow the documented schema, duplicate members, or not a fastgrad archive at all.
+    The size of every tensor is checked against the bytes the file holds before any memory is
+    allocated. OSError (e.g. FileNotFoundError) is raised as-is for files that cannot be opened.
+    """
+    mapper = _location_mapper(map_location)
     if isinstance(f, (str, os.PathLike)):
         with open(f, "rb") as fh:
-            data = fh.read()
-        f = io.BytesIO(data)
-    try:
-        z = np.load(f, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise RuntimeError(f"fastgrad.load: not a fastgrad file (expected a NumPy .npz archive "
-                           f"written by fastgrad.save; PyTorch pickle checkpoints are not "
-                           f"supported): {e}") from None
-    with z:
-        if not hasattr(z, "files") or "__manifest__" not in z.files:
-            raise RuntimeError("fastgrad.load: the archive has no __manifest__ member; it was not "
-                               "written by fastgrad.save")
-        manifest = json.loads(bytes(z["__manifest__"]).decode("utf-8"))
-        if manifest.get("format") != _FORMAT:
-            raise RuntimeError(f"fastgrad.load: unknown format {manifest.get('format')!r}")
-        return _decode(manifest["root"], z, {})
+            return _load(fh, repr(os.fspath(f)), mapper)
+    name = getattr(f, "name", None)
+    where = repr(name) if isinstance(name, str) else "the buffer"
+    if not (hasattr(f, "seekable") and f.seekable()):
+        f = io.BytesIO(f.read())
+    return _load(f, where, mapper)
