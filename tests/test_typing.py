@@ -247,6 +247,14 @@ USER_SCRIPT = '''
     reveal_type(torch.exp(x))               # Tensor
     reveal_type(torch.tensor([1.0, 2.0]))   # Tensor
     reveal_type(torch.nn.Linear(2, 3)(x))   # Tensor
+    reveal_type(torch.sum(x, dim=0))        # Tensor
+    reveal_type(torch.add(x, 1, alpha=2))   # Tensor
+    reveal_type(torch.max(x, 0))            # return_types_max
+    reveal_type(torch.cat([x, x]))          # Tensor
+    reveal_type(torch.where(x > 0, x, 0.0)) # Tensor
+    reveal_type(torch.nn.functional.relu(x))            # Tensor
+    reveal_type(torch.nn.functional.cross_entropy(x, x))  # Tensor
+    reveal_type(torch.nn.MSELoss()(x, x))   # Tensor
 '''
 
 TYPED_SCRIPT = '''
@@ -312,8 +320,10 @@ def _mypy(tmp_path, scripts):
 
 
 def test_mypy_sees_tensors_not_any(tmp_path):
-    out, err, _ = _mypy(tmp_path, {"user.py": USER_SCRIPT, "typed.py": TYPED_SCRIPT,
-                                   "loop.py": _example_on_fastgrad("pytorch_loop.py")})
+    examples = {f"example_{name}": _example_on_fastgrad(name)
+                for name in sorted(os.listdir(os.path.join(ROOT, "examples")))
+                if name.endswith(".py")}
+    out, err, _ = _mypy(tmp_path, {"user.py": USER_SCRIPT, "typed.py": TYPED_SCRIPT, **examples})
     errors = [line for line in out.splitlines() if ": error:" in line]
     assert not errors, "\n".join(errors)
     revealed = {int(m.group(1)): m.group(2)
