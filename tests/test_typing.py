@@ -147,7 +147,7 @@ def _env():
             "_ListHandle": tensor._ListHandle, "str": str, "int": int, "float": float,
             "bool": bool, "return_types_max": ops_reduce.return_types_max,
             "return_types_min": ops_reduce.return_types_min, "Sequence": Sequence,
-            "Iterator": Iterator}
+            "Iterator": Iterator, "Self": fastgrad.Tensor}
 
 
 def _params(fn):
@@ -285,8 +285,18 @@ TYPED_SCRIPT = '''
         return loss.item() + n + (0.0 if g is None else g.norm().item()) + values.sum().item()
 
 
+    class Pair(nn.Module):                  # a forward with its own signature and result
+        def forward(self, x: Tensor, *, scale: float = 1.0) -> tuple[Tensor, Tensor]:
+            return x * scale, x
+
+
     model = Net()
     print(step(model, optim.SGD(model.parameters(), lr=0.1), torch.randn(4, 2), torch.zeros(4, 3)))
+    a, b = Pair()(torch.ones(2), scale=2.0)
+    w = nn.Parameter(torch.zeros(2))
+    with torch.no_grad():
+        w -= 0.1 * a                        # in place: w stays a Parameter
+    print(w.sum().item() + b.sum().item())
 '''
 
 

@@ -89,10 +89,13 @@ PROPERTIES = {
 _UNARY = "(self) -> Tensor"
 _BINARY = "(self, other) -> Tensor"
 OPERATORS = dict.fromkeys(["__neg__", "__pos__", "__abs__", "__invert__"], _UNARY)
+_OPS = ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and", "or", "xor")
 OPERATORS.update(dict.fromkeys(
-    [f"__{p}{op}__" for op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul",
-                               "and", "or", "xor") for p in ("", "r", "i")]
-    + ["__lt__", "__le__", "__gt__", "__ge__"], _BINARY))
+    [f"__{p}{op}__" for op in _OPS for p in ("", "r")] + ["__lt__", "__le__", "__gt__", "__ge__"],
+    _BINARY))
+# `p -= lr * g` keeps p's class (a Parameter stays a Parameter)
+OPERATORS.update({f"__i{op}__": "(self, other) -> Self" for op in _OPS})
+RETURNS.update({f"__i{op}__": "Self" for op in _OPS})
 OPERATORS.update({
     # Tensor == x is elementwise, unlike object.__eq__
     "__eq__": "(self, other: object) -> Tensor:  # type: ignore[override]",
@@ -429,6 +432,7 @@ def tensor_stub():
             "from typing import Any, NoReturn, overload",
             "",
             "import numpy as np",
+            "from typing_extensions import Self",
             "",
             "from fastgrad._core.ops_reduce import return_types_max, return_types_min",
             "from fastgrad._core.tensor import Size as Size, TensorBase as TensorBase, _ListHandle"]

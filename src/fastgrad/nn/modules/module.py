@@ -94,7 +94,7 @@ class Module(_CallBase):
         d["_forward_hooks"] = {}
         d["_forward_pre_hooks"] = {}
 
-    def forward(self, *input):
+    def forward(self, *input: Any, **kwargs: Any) -> Any:  # any signature may override it
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required '
                                   f'"forward" function')
 
