@@ -186,7 +186,9 @@ def test_declared_returns_match_what_comes_back():
                 anns.append(ann)
         assert anns, f"no declaration of Tensor.{name} accepts {args}"
         assert _conforms(value, anns[0], env), \
-            f"Tensor.{name}{args} returned {type(value).__name__}; the stub says {anns[0]}"
+            f"Tensor.{name}{args} returned {type(value).__name__}; the stub says {anns[0]}: " \
+            f"annotate it in _tensor.py or give it a rule in tools/gen_stubs.py's RETURNS, " \
+            f"then regenerate"
         checked.append(name)
 
     leaf = sample()
@@ -307,7 +309,7 @@ def _example_on_fastgrad(name):
     head, sep, rest = text.partition('if "--torch" in sys.argv')
     if not sep:
         return text
-    block, _, tail = rest.partition("\nelse:\n")
+    _, _, tail = rest.partition("\nelse:\n")
     body, _, after = tail.partition("\n\n")
     return head + textwrap.dedent(body) + "\n\n" + after
 

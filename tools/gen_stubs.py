@@ -417,6 +417,12 @@ def tensor_stub():
     from fastgrad._tensor import Tensor
     lines = []
     for name, obj in Tensor.__dict__.items():
+        if name == "__new__" and isinstance(obj, staticmethod):
+            # a constructor written in Python (torch.Tensor(data), legacy forms)
+            sig = signature(obj.__func__, name)
+            params = render_params(sig, method=True).replace("(self", "(cls", 1)
+            lines.append(f"    def __new__{params} -> Self: ...")
+            continue
         if name in SKIP_MEMBERS:
             continue
         if isinstance(obj, property):
