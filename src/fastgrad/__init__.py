@@ -29,6 +29,10 @@ from fastgrad import _lazy  # noqa: E402
 __getattr__, __dir__ = _lazy.attach(
     __name__, globals(), frozenset(["nn", "optim", "serialization", "viz", "demo", "bench", "linalg"]),
     {"save": ("fastgrad.serialization", "save"), "load": ("fastgrad.serialization", "load")})
+import typing as _typing  # noqa: E402
+if _typing.TYPE_CHECKING:  # a type checker cannot see through __getattr__: the same names, eager
+    from fastgrad import nn, optim, serialization  # noqa: F401
+    from fastgrad.serialization import load, save  # noqa: F401
 
 __version__ = "0.1.0"
 

@@ -106,7 +106,7 @@ def _category(dt):
     return 0 if dt.kind == "b" else (1 if dt.kind in "iu" else 2)
 
 
-def tensor(data, dtype=None, device=None, requires_grad=False, pin_memory=False):
+def tensor(data, dtype=None, device=None, requires_grad=False, pin_memory=False) -> Tensor:
     """A new leaf tensor holding a copy of `data` (a number, nested lists, a NumPy array or a
     tensor)."""
     if device is not None:
@@ -147,7 +147,7 @@ def as_tensor(data, dtype=None, device=None):
     return tensor(data, dtype=dtype, device=device)
 
 
-def from_numpy(ndarray):
+def from_numpy(ndarray) -> Tensor:
     """A tensor sharing memory with `ndarray` (writes to either show in both)."""
     if not isinstance(ndarray, np.ndarray):
         raise TypeError(f"expected np.ndarray (got {type(ndarray).__name__})")
@@ -160,19 +160,20 @@ def _filled(size, value, dtype, requires_grad, default=_dtypes.float32):
     return _wrap(arr, requires_grad)
 
 
-def zeros(*size, dtype=None, device=None, requires_grad=False, out=None):
+def zeros(*size, dtype=None, device=None, requires_grad=False, out=None) -> Tensor:
     return _filled(size, 0, dtype, requires_grad)
 
 
-def ones(*size, dtype=None, device=None, requires_grad=False, out=None):
+def ones(*size, dtype=None, device=None, requires_grad=False, out=None) -> Tensor:
     return _filled(size, 1, dtype, requires_grad)
 
 
-def empty(*size, dtype=None, device=None, requires_grad=False, out=None, memory_format=None):
+def empty(*size, dtype=None, device=None, requires_grad=False, out=None,
+          memory_format=None) -> Tensor:
     return _filled(size, 0, dtype, requires_grad)
 
 
-def full(size, fill_value, dtype=None, device=None, requires_grad=False, out=None):
+def full(size, fill_value, dtype=None, device=None, requires_grad=False, out=None) -> Tensor:
     if isinstance(fill_value, TensorBase):
         fill_value = fill_value.item()
     default = (_dtypes.bool_ if isinstance(fill_value, (bool, np.bool_)) else
@@ -185,49 +186,49 @@ def _like(t, dtype):
     return t.shape, (dtype if dtype is not None else t.dtype)
 
 
-def zeros_like(input, dtype=None, device=None, requires_grad=False, memory_format=None):
+def zeros_like(input, dtype=None, device=None, requires_grad=False, memory_format=None) -> Tensor:
     shape, dt = _like(input, dtype)
     return zeros(shape, dtype=dt, requires_grad=requires_grad)
 
 
-def ones_like(input, dtype=None, device=None, requires_grad=False, memory_format=None):
+def ones_like(input, dtype=None, device=None, requires_grad=False, memory_format=None) -> Tensor:
     shape, dt = _like(input, dtype)
     return ones(shape, dtype=dt, requires_grad=requires_grad)
 
 
-def empty_like(input, dtype=None, device=None, requires_grad=False, memory_format=None):
+def empty_like(input, dtype=None, device=None, requires_grad=False, memory_format=None) -> Tensor:
     return zeros_like(input, dtype=dtype, requires_grad=requires_grad)
 
 
 def full_like(input, fill_value, dtype=None, device=None, requires_grad=False,
-              memory_format=None):
+              memory_format=None) -> Tensor:
     shape, dt = _like(input, dtype)
     return full(shape, fill_value, dtype=dt, requires_grad=requires_grad)
 
 
-def rand(*size, dtype=None, device=None, requires_grad=False, generator=None):
+def rand(*size, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
     """Uniform samples on [0, 1)."""
     g = generator or default_generator()
     arr = g.random(_size(size)).astype(_np_dtype(dtype))
     return _wrap(arr, requires_grad)
 
 
-def randn(*size, dtype=None, device=None, requires_grad=False, generator=None):
+def randn(*size, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
     """Standard normal samples."""
     g = generator or default_generator()
     arr = g.standard_normal(_size(size)).astype(_np_dtype(dtype))
     return _wrap(arr, requires_grad)
 
 
-def rand_like(input, dtype=None, requires_grad=False):
+def rand_like(input, dtype=None, requires_grad=False) -> Tensor:
     return rand(input.shape, dtype=dtype or input.dtype, requires_grad=requires_grad)
 
 
-def randn_like(input, dtype=None, requires_grad=False):
+def randn_like(input, dtype=None, requires_grad=False) -> Tensor:
     return randn(input.shape, dtype=dtype or input.dtype, requires_grad=requires_grad)
 
 
-def randint(low, high=None, size=None, dtype=None, requires_grad=False, generator=None):
+def randint(low, high=None, size=None, dtype=None, requires_grad=False, generator=None) -> Tensor:
     """Integers uniform on [low, high) (randint(high, size) also works)."""
     if size is None:
         low, high, size = 0, low, high
@@ -238,12 +239,12 @@ def randint(low, high=None, size=None, dtype=None, requires_grad=False, generato
     return _wrap(arr, requires_grad)
 
 
-def randperm(n, dtype=None, generator=None, requires_grad=False):
+def randperm(n, dtype=None, generator=None, requires_grad=False) -> Tensor:
     g = generator or default_generator()
     return _wrap(g.permutation(int(n)).astype(_np_dtype(dtype, _dtypes.int64)), requires_grad)
 
 
-def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False) -> Tensor:
     """Values from start to end (exclusive) by step; int64 when all are integers, else float32."""
     if end is None:
         start, end = 0, start
@@ -256,16 +257,16 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
     return _wrap(arr.astype(_np_dtype(dtype, default)), requires_grad)
 
 
-def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
+def linspace(start, end, steps, dtype=None, device=None, requires_grad=False) -> Tensor:
     arr = np.linspace(float(start), float(end), int(steps))
     return _wrap(arr.astype(_np_dtype(dtype)), requires_grad)
 
 
-def logspace(start, end, steps, base=10.0, dtype=None, requires_grad=False):
+def logspace(start, end, steps, base=10.0, dtype=None, requires_grad=False) -> Tensor:
     arr = np.logspace(float(start), float(end), int(steps), base=base)
     return _wrap(arr.astype(_np_dtype(dtype)), requires_grad)
 
 
-def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+def eye(n, m=None, dtype=None, device=None, requires_grad=False) -> Tensor:
     return _wrap(np.eye(int(n), int(m) if m is not None else None, dtype=_np_dtype(dtype)),
                  requires_grad)

@@ -13,6 +13,7 @@ from fastgrad._core.ops_pointwise import (floor_divide, remainder, fmod,  # noqa
 from fastgrad._core.tensor import TensorBase
 from fastgrad._creation import tensor as _tensor
 from fastgrad._tensor import OP_TABLES as _OP_TABLES
+from fastgrad._tensor import Tensor
 
 maximum = _pw.maximum
 minimum = _pw.minimum
@@ -39,13 +40,13 @@ def _into(name, out, input, other, fn, rule=1):
     return _view.write_out(out, fn(), rule)
 
 
-def add(input, other, *, alpha=1, out=None):
+def add(input, other, *, alpha=1, out=None) -> Tensor:
     if out is not None:
         return _into("add", out, input, other, lambda: _t(input).add(other, alpha=alpha))
     return _t(input).add(other, alpha=alpha)
 
 
-def sub(input, other, *, alpha=1, out=None):
+def sub(input, other, *, alpha=1, out=None) -> Tensor:
     if out is not None:
         return _into("sub", out, input, other, lambda: _t(input).sub(other, alpha=alpha))
     return _t(input).sub(other, alpha=alpha)
@@ -54,7 +55,7 @@ def sub(input, other, *, alpha=1, out=None):
 subtract = sub
 
 
-def mul(input, other, *, out=None):
+def mul(input, other, *, out=None) -> Tensor:
     if out is not None:
         return _into("mul", out, input, other, lambda: _t(input) * other)
     return _t(input) * other
@@ -63,7 +64,7 @@ def mul(input, other, *, out=None):
 multiply = mul
 
 
-def div(input, other, *, rounding_mode=None, out=None):
+def div(input, other, *, rounding_mode=None, out=None) -> Tensor:
     def fn():
         if rounding_mode is None:
             return _t(input) / other
@@ -74,7 +75,7 @@ def div(input, other, *, rounding_mode=None, out=None):
 divide = true_divide = div
 
 
-def pow(input, exponent, *, out=None):
+def pow(input, exponent, *, out=None) -> Tensor:
     if out is not None:
         return _into("pow", out, input, exponent, lambda: pow(input, exponent))
     if not isinstance(input, TensorBase):
@@ -82,47 +83,47 @@ def pow(input, exponent, *, out=None):
     return input ** exponent
 
 
-def square(input):
+def square(input) -> Tensor:
     return input ** 2
 
 
-def sum(input, dim=None, keepdim=False, *, dtype=None):
+def sum(input, dim=None, keepdim=False, *, dtype=None) -> Tensor:
     return input.sum(dim, keepdim)
 
 
-def mean(input, dim=None, keepdim=False, *, dtype=None):
+def mean(input, dim=None, keepdim=False, *, dtype=None) -> Tensor:
     return input.mean(dim, keepdim)
 
 
-def eq(input, other):
+def eq(input, other) -> Tensor:
     return input == other
 
 
-def ne(input, other):
+def ne(input, other) -> Tensor:
     return input != other
 
 
-def lt(input, other):
+def lt(input, other) -> Tensor:
     return input < other
 
 
-def le(input, other):
+def le(input, other) -> Tensor:
     return input <= other
 
 
-def gt(input, other):
+def gt(input, other) -> Tensor:
     return input > other
 
 
-def ge(input, other):
+def ge(input, other) -> Tensor:
     return input >= other
 
 
-def is_tensor(obj):
+def is_tensor(obj) -> bool:
     return isinstance(obj, TensorBase)
 
 
-def numel(input):
+def numel(input) -> int:
     return input.numel()
 
 

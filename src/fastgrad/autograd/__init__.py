@@ -48,7 +48,7 @@ def _make_grads(outputs, grads, is_grads_batched=False):
 
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False,
-             grad_variables=None, inputs=None):
+             grad_variables=None, inputs=None) -> None:
     """Accumulate gradients of `tensors` into the .grad of leaves (or only of `inputs`)."""
     tensors = _as_tuple(tensors)
     grad_tensors = _as_tuple(grad_tensors if grad_tensors is not None else grad_variables)

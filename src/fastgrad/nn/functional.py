@@ -19,6 +19,7 @@ from fastgrad._core.ops_nn import log_softmax as _log_softmax
 from fastgrad._core.ops_nn import softmax as _softmax
 from fastgrad._core import ops_pointwise as _pw
 from fastgrad._core.tensor import TensorBase
+from fastgrad._tensor import Tensor
 
 cross_entropy = _L.cross_entropy
 nll_loss = _L.nll_loss
@@ -41,17 +42,17 @@ def _view():
 
 # --- activations ---------------------------------------------------------------------------------
 
-def relu(input, inplace=False):
+def relu(input, inplace=False) -> Tensor:
     if inplace:
         return input.copy_(input.relu()) if not input.requires_grad else input.relu()
     return input.relu()
 
 
-def sigmoid(input):
+def sigmoid(input) -> Tensor:
     return input.sigmoid()
 
 
-def tanh(input):
+def tanh(input) -> Tensor:
     return input.tanh()
 
 
@@ -63,7 +64,7 @@ def _softmax_dim(name, ndim):
 
 
 
-def softmax(input, dim=None, _stacklevel=3, dtype=None):
+def softmax(input, dim=None, _stacklevel=3, dtype=None) -> Tensor:
     if dim is None:
         dim = _softmax_dim("softmax", input.dim())
     if dtype is not None:
@@ -71,7 +72,7 @@ def softmax(input, dim=None, _stacklevel=3, dtype=None):
     return _softmax(input, dim)
 
 
-def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
+def log_softmax(input, dim=None, _stacklevel=3, dtype=None) -> Tensor:
     if dim is None:
         dim = _softmax_dim("log_softmax", input.dim())
     if dtype is not None:
@@ -81,11 +82,11 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
 
 # --- linear, dropout, embedding ------------------------------------------------------------------
 
-def linear(input, weight, bias=None):
+def linear(input, weight, bias=None) -> Tensor:
     return _linear(input, weight, bias)
 
 
-def dropout(input, p=0.5, training=True, inplace=False):
+def dropout(input, p=0.5, training=True, inplace=False) -> Tensor:
     """Zero each element with probability p and scale the rest by 1/(1-p) (training only)."""
     if p < 0.0 or p > 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
@@ -108,7 +109,7 @@ def _wrap(arr):
     return from_numpy(np.asarray(arr, order="C"))
 
 
-def one_hot(tensor, num_classes=-1):
+def one_hot(tensor, num_classes=-1) -> Tensor:
     """int64 tensor of shape tensor.shape + (num_classes,) with a 1 at each index."""
     x = tensor._np
     if x.dtype.kind not in "iu":
@@ -126,7 +127,7 @@ def one_hot(tensor, num_classes=-1):
 
 # --- normalisation -------------------------------------------------------------------------------
 
-def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) -> Tensor:
     """(x - mean) / sqrt(var + eps) over the last len(normalized_shape) dims, then * w + b."""
     if isinstance(normalized_shape, int):
         normalized_shape = (normalized_shape,)
@@ -148,7 +149,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
-               momentum=0.1, eps=1e-5):
+               momentum=0.1, eps=1e-5) -> Tensor:
     """Normalise over every dim but 1 (channels). In training, batch statistics are used and the
     running ones updated in place: running = (1 - momentum) running + momentum batch (unbiased
     variance); otherwise the running statistics are used."""
@@ -211,12 +212,13 @@ def _same_size(input, target, op):
                       stacklevel=3)
 
 
-def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None) -> Tensor:
     _same_size(input, target, "l1_loss")
     return _reduce((input - target).abs(), reduction, "l1_loss")
 
 
-def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
+def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean",
+                   beta=1.0) -> Tensor:
     """0.5 d^2 / beta where |d| < beta, |d| - 0.5 beta elsewhere (l1 when beta == 0)."""
     _same_size(input, target, "smooth_l1_loss")
     if beta < 0:
@@ -228,7 +230,7 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
     return _reduce(loss, reduction, "smooth_l1_loss")
 
 
-def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
+def huber_loss(input, target, reduction="mean", delta=1.0, weight=None) -> Tensor:
     """0.5 d^2 where |d| < delta, delta (|d| - 0.5 delta) elsewhere."""
     _same_size(input, target, "huber_loss")
     if delta <= 0:
@@ -239,7 +241,7 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
 
 
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
-                         reduction="mean"):
+                         reduction="mean") -> Tensor:
     """-(y log x + (1 - y) log(1 - x)), each log clamped at -100 as PyTorch does."""
     if tuple(input.shape) != tuple(target.shape):
         raise ValueError(f"Using a target size ({target.shape}) that is different to the input "

@@ -186,7 +186,7 @@ class Optimizer:
         self.param_groups.append(param_group)
 
     # -- gradients --
-    def zero_grad(self, set_to_none=True):
+    def zero_grad(self, set_to_none=True) -> None:
         """Reset the gradients of all optimized tensors: to None (default) or to zeros."""
         for group in self.param_groups:
             for p in group["params"]:

@@ -3,6 +3,7 @@ import math
 
 from fastgrad import _creation
 from fastgrad._core.ops_linalg import linear as _linear
+from fastgrad._tensor import Tensor
 from fastgrad.nn import functional as F
 from fastgrad.nn import init
 from fastgrad.nn.modules.module import Module
@@ -43,7 +44,7 @@ class Linear(Module):
             bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
             init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, input):
+    def forward(self, input) -> Tensor:
         p = self.__dict__["_parameters"]
         if "weight" in p and "bias" in p:            # read directly: the hot path of a layer
             return _linear(input, p["weight"], p["bias"])
@@ -60,7 +61,7 @@ class Flatten(Module):
         self.start_dim = start_dim
         self.end_dim = end_dim
 
-    def forward(self, input):
+    def forward(self, input) -> Tensor:
         from fastgrad._core.ops_view import flatten
         return flatten(input, self.start_dim, self.end_dim)
 
@@ -79,7 +80,7 @@ class Dropout(Module):
         self.p = p
         self.inplace = inplace
 
-    def forward(self, input):
+    def forward(self, input) -> Tensor:
         return F.dropout(input, self.p, self.training, self.inplace)
 
     def extra_repr(self):
@@ -120,7 +121,7 @@ class Embedding(Module):
             with no_grad():
                 self.weight._np[self.padding_idx] = 0
 
-    def forward(self, input):
+    def forward(self, input) -> Tensor:
         return F.embedding(input, self.weight, self.padding_idx)
 
     def extra_repr(self):

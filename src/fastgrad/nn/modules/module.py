@@ -5,6 +5,8 @@ to `_modules`, a tensor assigned to a registered buffer name to `_buffers`; `__g
 them. state_dict keys are dotted paths ("0.weight"); values are detached tensors sharing storage.
 """
 from collections import OrderedDict, namedtuple
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from fastgrad._core.tensor import TensorBase
 from fastgrad.nn.parameter import Parameter
@@ -58,6 +60,13 @@ class _HookHandle:
         self.remove()
 
 
+_R_co = TypeVar("_R_co", covariant=True)
+
+
+class _Forward(Protocol[_R_co]):
+    def forward(self, *args: Any, **kwargs: Any) -> _R_co: ...
+
+
 class Module(_CallBase):
     """Base class for all neural network modules; subclasses define `forward`.
 
@@ -80,11 +89,14 @@ class Module(_CallBase):
         d["_forward_hooks"] = {}
         d["_forward_pre_hooks"] = {}
 
-    def forward(self, *input):
+    def forward(self, *input: Any, **kwargs: Any) -> Any:  # any signature may override it
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required '
                                   f'"forward" function')
 
-    if _CallBase is object:                # pragma: no cover
+    if TYPE_CHECKING:
+        # module(x) has the type forward(x) returns (a forward without annotations: Any)
+        def __call__(self: _Forward[_R_co], *args: Any, **kwargs: Any) -> _R_co: ...
+    elif _CallBase is object:              # pragma: no cover
         def __call__(self, *args, **kwargs):
             d = self.__dict__
             for hook in list(d["_forward_pre_hooks"].values()):
@@ -234,7 +246,7 @@ class Module(_CallBase):
         return self._named_members(lambda m: m._parameters.items(), prefix, recurse,
                                    remove_duplicate)
 
-    def parameters(self, recurse=True):
+    def parameters(self, recurse=True) -> Iterator[Parameter]:
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
