@@ -52,6 +52,12 @@ RETURNS = {
     # several tensors
     "chunk": "tuple[Tensor, ...]", "split": "tuple[Tensor, ...]", "unbind": "tuple[Tensor, ...]",
     "var_mean": "tuple[Tensor, Tensor]", "std_mean": "tuple[Tensor, Tensor]",
+    # (values, indices) named tuples of the sorting family
+    "sort": "tuple[Tensor, Tensor]", "topk": "tuple[Tensor, Tensor]",
+    "kthvalue": "tuple[Tensor, Tensor]", "cummax": "tuple[Tensor, Tensor]",
+    "cummin": "tuple[Tensor, Tensor]",
+    "unique": "Tensor | tuple[Tensor, ...]", "nonzero": "Tensor | tuple[Tensor, ...]",
+    "meshgrid": "tuple[Tensor, ...]", "allclose": "bool", "equal": "bool",
     "ops_reduce.max": [s.format(nt="return_types_max") for s in _MAX_MIN],
     "ops_reduce.min": [s.format(nt="return_types_min") for s in _MAX_MIN],
     "Tensor.max": [s.format(nt="return_types_max") for s in _MAX_MIN],
