@@ -418,3 +418,42 @@ def test_workers_persistent_iterable_init_fn_and_errors():
         list(data.DataLoader(Squares(10, bad=True), batch_size=4, **WORKERS))
     if not REFERENCE:
         assert "worker process" in str(info.value) and "index 7" in str(info.value)
+
+
+# --- the gathered batch path -------------------------------------------------------------------
+
+@pytest.mark.skipif(REFERENCE, reason="fastgrad's own batch path")
+@pytest.mark.parametrize("kwargs,drop_last", [(dict(), False), (dict(), True),
+                                              (dict(num_samples=250), False),
+                                              (dict(replacement=True, num_samples=77), False),
+                                              (dict(replacement=True, num_samples=77), True)])
+def test_index_batches_equal_the_batch_sampler(kwargs, drop_last):
+    bs = data.BatchSampler(data.RandomSampler(range(100), **kwargs), 16, drop_last)
+    fg.manual_seed(5)
+    want = list(bs)
+    fg.manual_seed(5)
+    got = [a.tolist() for a in bs._index_batches()]
+    assert got == want and len(got) == len(bs)
+    seq = data.BatchSampler(data.SequentialSampler(range(10)), 4, drop_last)
+    assert [a.tolist() for a in seq._index_batches()] == list(seq)
+
+
+@pytest.mark.skipif(REFERENCE, reason="fastgrad's own batch path")
+def test_shuffled_gathered_epoch_is_a_permutation_with_matching_labels():
+    x = fg.arange(300, dtype=fg.float32).reshape(100, 3)
+    loader = data.DataLoader(data.TensorDataset(x, fg.arange(100)), batch_size=16, shuffle=True)
+    seen = []
+    for xb, yb in loader:
+        assert (xb[:, 0] == yb * 3).all().item()
+        seen += yb.tolist()
+    assert sorted(seen) == list(range(100)) and seen != list(range(100))
+
+
+@pytest.mark.skipif(REFERENCE, reason="the benchmark's fastgrad side")
+def test_w14_workload_runs():
+    from fastgrad.bench import cases, suite
+    assert "W14" in suite.WORKLOADS
+    x, y = cases.w14_arrays(1000)
+    cases.make_w14(fg, x, y)()
+    cases.numpy_w14_floor(x, y)()
+    assert cases.w14_bytes(x, y) == 2 * (1000 * 784 * 4 + 1000 * 8)

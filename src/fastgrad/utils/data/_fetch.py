@@ -13,12 +13,17 @@ def _note_index(exc, index):
         exc.add_note(f"(raised while the DataLoader fetched index {index!r} from the dataset)")
 
 
+def gathers(dataset, auto_collation, collate_fn):
+    """True when batches of `dataset` are gathered one index operation per tensor."""
+    return (auto_collation and collate_fn is default_collate
+            and isinstance(dataset, TensorDataset)
+            and type(dataset).__getitem__ is TensorDataset.__getitem__)
+
+
 class MapFetcher:
     def __init__(self, dataset, auto_collation, collate_fn, drop_last):
         self.dataset, self.auto_collation, self.collate_fn = dataset, auto_collation, collate_fn
-        self.gather = (auto_collation and collate_fn is default_collate
-                       and isinstance(dataset, TensorDataset)
-                       and type(dataset).__getitem__ is TensorDataset.__getitem__)
+        self.gather = gathers(dataset, auto_collation, collate_fn)
         self.getitems = getattr(dataset, "__getitems__", None)
 
     def fetch(self, index):
@@ -50,7 +55,7 @@ class MapFetcher:
     def _gather(self, index):
         # default_collate of [(t[i] for t in tensors) for i in index] is a list of stacked
         # fields; one gather per tensor builds the same list
-        idx = np.fromiter(index, dtype=np.int64, count=len(index))
+        idx = index if isinstance(index, np.ndarray) else np.array(index, dtype=np.int64)
         try:
             return [t[idx] for t in self.dataset.tensors]
         except Exception as exc:

@@ -28,13 +28,13 @@ def new_generator(seed):
 
 
 def randperm(n, generator=None):
-    """A random permutation of range(n) as a list."""
-    return fastgrad.randperm(n, generator=generator).tolist()
+    """A random permutation of range(n) as an int64 NumPy array."""
+    return fastgrad.randperm(n, generator=generator).numpy()
 
 
 def randint(high, count, generator=None):
-    """`count` ints uniform on [0, high) as a list."""
-    return fastgrad.randint(0, high, (count,), dtype=fastgrad.int64, generator=generator).tolist()
+    """`count` ints uniform on [0, high) as an int64 NumPy array."""
+    return fastgrad.randint(0, high, (count,), dtype=fastgrad.int64, generator=generator).numpy()
 
 
 def multinomial(weights, count, replacement, generator=None):

@@ -16,7 +16,7 @@ import warnings
 
 from fastgrad.utils.data import _random, _worker
 from fastgrad.utils.data._collate import default_collate, default_convert
-from fastgrad.utils.data._fetch import make_fetcher
+from fastgrad.utils.data._fetch import gathers, make_fetcher
 from fastgrad.utils.data.dataset import IterableDataset
 from fastgrad.utils.data.sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler
 
@@ -125,6 +125,14 @@ class DataLoader:
     def _index_sampler(self):
         return self.batch_sampler if self._auto_collation else self.sampler
 
+    def _index_iter(self):
+        """The batch sampler's batches; as int64 arrays when batches are gathered (a plain
+        BatchSampler then slices them from its sampler's index arrays)."""
+        if (type(self.batch_sampler) is BatchSampler and not self._iterable
+                and gathers(self.dataset, True, self.collate_fn)):
+            return self.batch_sampler._index_batches()
+        return iter(self._index_sampler)
+
     def __iter__(self):
         if self.pin_memory:
             warnings.warn("'pin_memory' argument is set as true but no accelerator is found, "
@@ -151,7 +159,7 @@ class DataLoader:
 class _BaseIter:
     def __init__(self, loader):
         self._loader = loader
-        self._sampler_iter = iter(loader._index_sampler)
+        self._sampler_iter = loader._index_iter()
         # drawn whether or not there are workers, as PyTorch does, so that the global random
         # stream moves on by the same draws
         self._base_seed = _random.seed_from(loader.generator)
@@ -213,7 +221,7 @@ class _MultiProcessIter(_BaseIter):
 
     def _reset(self, loader):
         """A new epoch over the same (persistent) workers."""
-        self._sampler_iter = iter(loader._index_sampler)
+        self._sampler_iter = loader._index_iter()
         self._epoch += 1
         if loader._iterable:
             for q in self._index_queues:

@@ -149,7 +149,7 @@ def random_split(dataset, lengths, generator=None):
         raise ValueError(f"Sum of input lengths does not equal the length of the input dataset! "
                          f"(lengths sum to {sum(lengths)}, the dataset has {n} samples; pass "
                          f"lengths that sum to {n}, or fractions that sum to 1)")
-    indices = _random.randperm(n, generator)
+    indices = _random.randperm(n, generator).tolist()
     out, offset = [], 0
     for length in lengths:
         out.append(Subset(dataset, indices[offset:offset + int(length)]))

@@ -1,6 +1,8 @@
 """Samplers: the orders in which a DataLoader visits a map-style dataset's indices."""
 import itertools
 
+import numpy as np
+
 from fastgrad.utils.data import _random
 
 
@@ -28,6 +30,10 @@ class SequentialSampler(Sampler):
     def __iter__(self):
         return iter(range(len(self.data_source)))
 
+    def _index_chunks(self):
+        """The same indices as __iter__, as int64 arrays (BatchSampler._index_batches)."""
+        yield np.arange(len(self.data_source), dtype=np.int64)
+
     def __len__(self):
         return len(self.data_source)
 
@@ -52,18 +58,24 @@ class RandomSampler(Sampler):
         return len(self.data_source) if self._num_samples is None else self._num_samples
 
     def __iter__(self):
+        for chunk in self._index_chunks():
+            yield from chunk.tolist()
+
+    def _index_chunks(self):
+        """The indices as int64 arrays, drawn lazily in PyTorch's order: with replacement 32 at a
+        time, else one permutation per len(data_source) samples."""
         n = len(self.data_source)
         generator = self.generator
         if generator is None:
             generator = _random.new_generator(_random.seed_from(None))
         if self.replacement:
             for _ in range(self.num_samples // 32):
-                yield from _random.randint(n, 32, generator)
-            yield from _random.randint(n, self.num_samples % 32, generator)
+                yield _random.randint(n, 32, generator)
+            yield _random.randint(n, self.num_samples % 32, generator)
         else:
             for _ in range(self.num_samples // n):
-                yield from _random.randperm(n, generator)
-            yield from _random.randperm(n, generator)[:self.num_samples % n]
+                yield _random.randperm(n, generator)
+            yield _random.randperm(n, generator)[:self.num_samples % n]
 
     def __len__(self):
         return self.num_samples
@@ -77,7 +89,7 @@ class SubsetRandomSampler(Sampler):
         self.generator = generator
 
     def __iter__(self):
-        for i in _random.randperm(len(self.indices), self.generator):
+        for i in _random.randperm(len(self.indices), self.generator).tolist():
             yield self.indices[i]
 
     def __len__(self):
@@ -131,6 +143,26 @@ class BatchSampler(Sampler):
             if not batch or (self.drop_last and len(batch) < self.batch_size):
                 return
             yield batch
+
+    def _index_batches(self):
+        """The same batches as __iter__, as int64 arrays sliced from the sampler's index chunks
+        when it has them (no Python step per index), drawn at the same moments."""
+        chunks = None
+        if type(self.sampler).__iter__ in (SequentialSampler.__iter__, RandomSampler.__iter__):
+            chunks = self.sampler._index_chunks
+        if chunks is None:
+            for batch in self:
+                yield np.array(batch, dtype=np.int64)
+            return
+        size, pending = self.batch_size, None
+        for chunk in chunks():
+            pending = chunk if pending is None else np.concatenate((pending, chunk))
+            full = len(pending) - len(pending) % size
+            for start in range(0, full, size):
+                yield pending[start:start + size]
+            pending = pending[full:]
+        if pending is not None and len(pending) and not self.drop_last:
+            yield pending
 
     def __len__(self):
         if self.drop_last:
