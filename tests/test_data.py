@@ -457,3 +457,71 @@ def test_w14_workload_runs():
     cases.make_w14(fg, x, y)()
     cases.numpy_w14_floor(x, y)()
     assert cases.w14_bytes(x, y) == 2 * (1000 * 784 * 4 + 1000 * 8)
+
+
+# --- worker processes: fork after OpenMP, init functions, timeouts, dead workers ----------------
+
+_INIT_MARK = []
+
+
+def _mark_worker(worker_id):
+    _INIT_MARK.append(100 + worker_id)
+
+
+class InitMarks(data.Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return _INIT_MARK[0] if _INIT_MARK else -1
+
+
+class BigOps(data.Dataset):
+    """Each sample runs an elementwise op large enough for fastgrad's OpenMP loops."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return (fg.ones(2_000_000) * (i + 1)).sum().item()
+
+
+class Sleepy(data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        import time
+        time.sleep(60)
+        return i
+
+
+class Dies(data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        import os
+        os._exit(3)
+
+
+def test_worker_init_fn_runs_in_each_worker():
+    loader = data.DataLoader(InitMarks(), batch_size=1, worker_init_fn=_mark_worker, **WORKERS)
+    assert [b.item() for b in loader] == [100, 101, 100, 101]
+    assert _INIT_MARK == []                              # not in this process
+
+
+def test_forked_workers_after_parallel_loops_do_not_hang():
+    (fg.ones(2_000_000) * 2).sum()                       # the OpenMP team now exists here
+    loader = data.DataLoader(BigOps(), batch_size=None, num_workers=2,
+                             multiprocessing_context="fork", timeout=120)
+    assert [round(v) for v in loader] == [2_000_000, 4_000_000, 6_000_000, 8_000_000]
+
+
+@pytest.mark.skipif(REFERENCE, reason="fastgrad's own messages")
+def test_worker_timeout_and_death_raise_runtime_error():
+    with pytest.raises(RuntimeError, match="timed out after 1 seconds"):
+        next(iter(data.DataLoader(Sleepy(), num_workers=1, timeout=1,
+                                  multiprocessing_context="fork")))
+    with pytest.raises(RuntimeError, match="exited unexpectedly"):
+        next(iter(data.DataLoader(Dies(), num_workers=1, multiprocessing_context="fork")))

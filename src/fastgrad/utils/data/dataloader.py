@@ -6,13 +6,16 @@ method, fork on Linux as in PyTorch). A forked worker is safe with fastgrad's Op
 child runs fastgrad's loops on one thread (Note [Threads after fork] in kernels.pyx); `spawn` and
 `forkserver` work too, for picklable datasets and a script guarded by
 `if __name__ == "__main__":`."""
+import atexit
 import itertools
 import multiprocessing
+import multiprocessing.util
 import os
 import pickle
 import queue
 import time
 import warnings
+import weakref
 
 from fastgrad.utils.data import _random, _worker
 from fastgrad.utils.data._collate import default_collate, default_convert
@@ -181,9 +184,21 @@ class _SingleProcessIter(_BaseIter):
         return self._fetcher.fetch(next(self._sampler_iter))
 
 
+_running = weakref.WeakSet()             # iterators whose workers are up
+
+
+@atexit.register
+def _stop_all_workers():
+    # before multiprocessing's own exit handler (atexit runs last-registered first), while the
+    # queues still deliver the stop message: idle workers then exit at once
+    for it in list(_running):
+        it._shutdown_workers()
+
+
 class _MultiProcessIter(_BaseIter):
     def __init__(self, loader):
         super().__init__(loader)
+        _running.add(self)
         ctx = loader.multiprocessing_context or multiprocessing.get_context()
         n = loader.num_workers
         self._num_workers = n
@@ -296,6 +311,7 @@ class _MultiProcessIter(_BaseIter):
             except queue.Empty:
                 pass
             if self._timeout > 0 and time.monotonic() - start >= self._timeout:
+                self._shutdown_workers(wait=0.0)        # they are stuck in the dataset
                 raise RuntimeError(f"DataLoader timed out after {self._timeout} seconds; raise "
                                    f"timeout= or make the dataset's __getitem__ faster")
             dead = [w.pid for w, on in zip(self._workers, self._active)
@@ -306,17 +322,22 @@ class _MultiProcessIter(_BaseIter):
                                    f"exited unexpectedly; run with num_workers=0 to see the "
                                    f"error in this process")
 
-    def _shutdown_workers(self):
+    def _shutdown_workers(self, wait=2.0):
+        """Stop the workers: idle ones exit on the None sent to them; any still running after
+        `wait` seconds (busy in the dataset) are terminated."""
         if self._shutdown:
             return
         self._shutdown = True
+        if getattr(multiprocessing.util, "_exiting", False):
+            wait = 0.0                # queues no longer deliver once multiprocessing has exited
         for q in self._index_queues:
             try:
                 q.put(None)
             except (OSError, ValueError):
                 pass
+        deadline = time.monotonic() + wait
         for w in self._workers:
-            w.join(timeout=5)
+            w.join(timeout=max(0.0, deadline - time.monotonic()))
             if w.is_alive():
                 w.terminate()
                 w.join(timeout=1)
