@@ -525,3 +525,17 @@ def test_worker_timeout_and_death_raise_runtime_error():
                                   multiprocessing_context="fork")))
     with pytest.raises(RuntimeError, match="exited unexpectedly"):
         next(iter(data.DataLoader(Dies(), num_workers=1, multiprocessing_context="fork")))
+
+
+def test_persistent_workers_iterable_epochs_and_an_abandoned_epoch():
+    loader = data.DataLoader(Counting(20), batch_size=2, num_workers=2, persistent_workers=True,
+                             multiprocessing_context="fork", timeout=120)
+    it = iter(loader)
+    next(it), next(it)                                   # leave the first epoch early
+    for _ in range(2):
+        assert sorted(i for b in loader for i in b.tolist()) == list(range(20))
+    loader = data.DataLoader(_samples(9), batch_size=2, num_workers=2, persistent_workers=True,
+                             multiprocessing_context="fork", timeout=120)
+    it = iter(loader)
+    next(it)
+    assert _batches(loader) == _batches(data.DataLoader(_samples(9), batch_size=2))
