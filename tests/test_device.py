@@ -167,3 +167,9 @@ def test_device_behaviour_matches_torch():
         torch.zeros(2, device="cuda")
     with pytest.raises(AssertionError, match=CUDA_MSG):
         torch.zeros(2).to("cuda:0")
+
+
+@pytest.mark.parametrize("args", [(3.5,), ("cpu", "x"), (None,)])
+def test_bad_device_argument_types_raise_type_error(args):
+    with pytest.raises(TypeError):
+        fg.device(*args)

@@ -4,6 +4,8 @@
 fastgrad computes on the CPU only and reports devices as PyTorch's CPU build does: a
 `device('cuda')` can be named (scripts build one before asking `cuda.is_available()`), but
 placing a tensor there raises PyTorch's error type with a message that says what to do."""
+import builtins
+
 
 # the device types PyTorch's parser knows; any other string is a RuntimeError, as in PyTorch
 _KNOWN_TYPES = ("cpu", "cuda", "ipu", "xpu", "mkldnn", "opengl", "opencl", "ideep", "hip", "ve",
@@ -28,7 +30,7 @@ class device:
                                "use device('cpu').)")
         elif not isinstance(type, str):
             raise TypeError(f"device(): expected a string or a device, got "
-                            f"{builtins_type(type).__name__}")
+                            f"{builtins.type(type).__name__}")
         else:
             name, sep, idx = type.partition(":")
             if name not in _KNOWN_TYPES:
@@ -42,7 +44,7 @@ class device:
         if index is not None:
             if not isinstance(index, int) or isinstance(index, bool):
                 raise TypeError(f"device(): index must be an int, got "
-                                f"{builtins_type(index).__name__}")
+                                f"{builtins.type(index).__name__}")
             if index < 0:
                 raise RuntimeError("Device index must not be negative")
         object.__setattr__(self, "type", type)
@@ -71,7 +73,6 @@ class device:
         return (device, (self.type, self.index))
 
 
-builtins_type = type
 cpu = device("cpu")
 
 
