@@ -129,6 +129,19 @@ def test_tensor_dataset_batch_is_one_gather_not_per_sample(monkeypatch):
     for fast, slow in zip(batches, per_sample):
         assert _plain(fast) == _plain(slow)
     assert len(calls) == 10
+    # Subsets of it (random_split) are gathered too, through their index lists
+    calls.clear()
+    train, val = data.random_split(ds, [7, 3])
+    for part in (train, val, data.Subset(train, [6, 0, 2])):
+        fast = list(data.DataLoader(part, batch_size=4, shuffle=True))
+        assert calls == []
+        order = [i for b in fast for i in b[1].tolist()]
+        slow = data.DataLoader(ds, batch_size=4, sampler=order,
+                               collate_fn=lambda b: data.default_collate(b))
+        assert [_plain(b) for b in fast] == [_plain(b) for b in slow]
+        calls.clear()
+    with pytest.raises(IndexError, match="out of bounds"):
+        list(data.DataLoader(data.Subset(ds, [0, 12]), batch_size=2))
 
 
 def test_squares_batches_and_map_dataset_match_torch():
