@@ -11,6 +11,9 @@ from fastgrad._dtypes import (dtype, device, float32, float64, float16, int64, i
 from fastgrad._dtypes import float32 as float, float64 as double, float16 as half
 from fastgrad._dtypes import int64 as long, int32 as int, int16 as short
 from fastgrad._tensor import Tensor, Size
+from fastgrad._legacy import (FloatTensor, DoubleTensor, HalfTensor, LongTensor, IntTensor,
+                              ShortTensor, CharTensor, ByteTensor, BoolTensor)
+from fastgrad._device import set_default_device, get_default_device
 from fastgrad._creation import (tensor, as_tensor, from_numpy, zeros, ones, empty, full,
                                 zeros_like, ones_like, empty_like, full_like, rand, randn,
                                 rand_like, randn_like, randint, randperm, arange, linspace,
@@ -27,7 +30,8 @@ from fastgrad._threads import set_num_threads, get_num_threads  # noqa: F401  (N
 # `fastgrad.nn`, `torch.optim.SGD`, `fastgrad.save` and `import fastgrad.nn` all still work.
 from fastgrad import _lazy  # noqa: E402
 __getattr__, __dir__ = _lazy.attach(
-    __name__, globals(), frozenset(["nn", "optim", "serialization", "viz", "demo", "bench", "linalg"]),
+    __name__, globals(), frozenset(["nn", "optim", "serialization", "viz", "demo", "bench", "linalg",
+                                    "utils", "cuda", "backends", "accelerator"]),
     {"save": ("fastgrad.serialization", "save"), "load": ("fastgrad.serialization", "load")})
 import typing as _typing  # noqa: E402
 if _typing.TYPE_CHECKING:  # a type checker cannot see through __getattr__: the same names, eager
@@ -51,4 +55,5 @@ def is_inference(input):
 
 
 __all__ = sorted({name for name in globals() if not name.startswith("_")} - {"annotations"}
-                 | {"nn", "optim", "serialization", "save", "load", "linalg"})
+                 | {"nn", "optim", "serialization", "save", "load", "linalg", "utils", "cuda",
+                    "backends", "accelerator"})

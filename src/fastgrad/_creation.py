@@ -7,6 +7,7 @@ import numbers
 import numpy as np
 
 from fastgrad import _dtypes
+from fastgrad._device import check as _check_device
 from fastgrad._core.tensor import TensorBase
 from fastgrad._tensor import Tensor
 
@@ -109,8 +110,7 @@ def _category(dt):
 def tensor(data, dtype=None, device=None, requires_grad=False, pin_memory=False) -> Tensor:
     """A new leaf tensor holding a copy of `data` (a number, nested lists, a NumPy array or a
     tensor)."""
-    if device is not None:
-        _dtypes.device(device)
+    _check_device(device)
     from_numpy_input = isinstance(data, (np.ndarray, np.generic))
     if isinstance(data, TensorBase):
         arr = np.array(data.detach()._np, copy=True)
@@ -139,6 +139,7 @@ def tensor(data, dtype=None, device=None, requires_grad=False, pin_memory=False)
 
 def as_tensor(data, dtype=None, device=None):
     """Like tensor(), but shares memory with a NumPy array or tensor when no cast is needed."""
+    _check_device(device)
     if isinstance(data, TensorBase) and (dtype is None or data.dtype == dtype):
         return data
     if isinstance(data, np.ndarray) and (dtype is None or
@@ -161,19 +162,22 @@ def _filled(size, value, dtype, requires_grad, default=_dtypes.float32):
 
 
 def zeros(*size, dtype=None, device=None, requires_grad=False, out=None) -> Tensor:
+    _check_device(device)
     return _filled(size, 0, dtype, requires_grad)
 
 
 def ones(*size, dtype=None, device=None, requires_grad=False, out=None) -> Tensor:
+    _check_device(device)
     return _filled(size, 1, dtype, requires_grad)
 
 
-def empty(*size, dtype=None, device=None, requires_grad=False, out=None,
-          memory_format=None) -> Tensor:
+def empty(*size, dtype=None, device=None, requires_grad=False, out=None, memory_format=None) -> Tensor:
+    _check_device(device)
     return _filled(size, 0, dtype, requires_grad)
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False, out=None) -> Tensor:
+    _check_device(device)
     if isinstance(fill_value, TensorBase):
         fill_value = fill_value.item()
     default = (_dtypes.bool_ if isinstance(fill_value, (bool, np.bool_)) else
@@ -187,27 +191,32 @@ def _like(t, dtype):
 
 
 def zeros_like(input, dtype=None, device=None, requires_grad=False, memory_format=None) -> Tensor:
+    _check_device(device)
     shape, dt = _like(input, dtype)
     return zeros(shape, dtype=dt, requires_grad=requires_grad)
 
 
 def ones_like(input, dtype=None, device=None, requires_grad=False, memory_format=None) -> Tensor:
+    _check_device(device)
     shape, dt = _like(input, dtype)
     return ones(shape, dtype=dt, requires_grad=requires_grad)
 
 
 def empty_like(input, dtype=None, device=None, requires_grad=False, memory_format=None) -> Tensor:
+    _check_device(device)
     return zeros_like(input, dtype=dtype, requires_grad=requires_grad)
 
 
 def full_like(input, fill_value, dtype=None, device=None, requires_grad=False,
               memory_format=None) -> Tensor:
+    _check_device(device)
     shape, dt = _like(input, dtype)
     return full(shape, fill_value, dtype=dt, requires_grad=requires_grad)
 
 
 def rand(*size, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
     """Uniform samples on [0, 1)."""
+    _check_device(device)
     g = generator or default_generator()
     arr = g.random(_size(size)).astype(_np_dtype(dtype))
     return _wrap(arr, requires_grad)
@@ -215,21 +224,26 @@ def rand(*size, dtype=None, device=None, requires_grad=False, generator=None) ->
 
 def randn(*size, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
     """Standard normal samples."""
+    _check_device(device)
     g = generator or default_generator()
     arr = g.standard_normal(_size(size)).astype(_np_dtype(dtype))
     return _wrap(arr, requires_grad)
 
 
-def rand_like(input, dtype=None, requires_grad=False) -> Tensor:
+def rand_like(input, dtype=None, device=None, requires_grad=False, memory_format=None) -> Tensor:
+    _check_device(device)
     return rand(input.shape, dtype=dtype or input.dtype, requires_grad=requires_grad)
 
 
-def randn_like(input, dtype=None, requires_grad=False) -> Tensor:
+def randn_like(input, dtype=None, device=None, requires_grad=False, memory_format=None) -> Tensor:
+    _check_device(device)
     return randn(input.shape, dtype=dtype or input.dtype, requires_grad=requires_grad)
 
 
-def randint(low, high=None, size=None, dtype=None, requires_grad=False, generator=None) -> Tensor:
+def randint(low, high=None, size=None, dtype=None, device=None, requires_grad=False,
+            generator=None) -> Tensor:
     """Integers uniform on [low, high) (randint(high, size) also works)."""
+    _check_device(device)
     if size is None:
         low, high, size = 0, low, high
     if high is None:
@@ -239,13 +253,15 @@ def randint(low, high=None, size=None, dtype=None, requires_grad=False, generato
     return _wrap(arr, requires_grad)
 
 
-def randperm(n, dtype=None, generator=None, requires_grad=False) -> Tensor:
+def randperm(n, dtype=None, device=None, generator=None, requires_grad=False) -> Tensor:
+    _check_device(device)
     g = generator or default_generator()
     return _wrap(g.permutation(int(n)).astype(_np_dtype(dtype, _dtypes.int64)), requires_grad)
 
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False) -> Tensor:
     """Values from start to end (exclusive) by step; int64 when all are integers, else float32."""
+    _check_device(device)
     if end is None:
         start, end = 0, start
     vals = [v.item() if isinstance(v, TensorBase) else v for v in (start, end, step)]
@@ -258,15 +274,18 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
 
 
 def linspace(start, end, steps, dtype=None, device=None, requires_grad=False) -> Tensor:
+    _check_device(device)
     arr = np.linspace(float(start), float(end), int(steps))
     return _wrap(arr.astype(_np_dtype(dtype)), requires_grad)
 
 
-def logspace(start, end, steps, base=10.0, dtype=None, requires_grad=False) -> Tensor:
+def logspace(start, end, steps, base=10.0, dtype=None, device=None, requires_grad=False) -> Tensor:
+    _check_device(device)
     arr = np.logspace(float(start), float(end), int(steps), base=base)
     return _wrap(arr.astype(_np_dtype(dtype)), requires_grad)
 
 
 def eye(n, m=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    _check_device(device)
     return _wrap(np.eye(int(n), int(m) if m is not None else None, dtype=_np_dtype(dtype)),
                  requires_grad)

@@ -6,6 +6,8 @@ import numpy as np
 
 import builtins
 
+from fastgrad._device import device, cpu  # noqa: F401  (fastgrad.device; the table's device)
+
 
 class dtype:
     """A tensor element type; prints as PyTorch does (torch.float32)."""
@@ -29,31 +31,6 @@ class dtype:
         return self
 
 
-class device:
-    """The only device fastgrad computes on: 'cpu'."""
-    __slots__ = ("type", "index")
-
-    def __init__(self, type="cpu", index=None):
-        if isinstance(type, device):
-            type, index = type.type, type.index
-        if str(type).split(":")[0] != "cpu":
-            raise RuntimeError(f"fastgrad runs on the CPU only; device '{type}' is not available")
-        self.type = "cpu"
-        self.index = index
-
-    def __repr__(self):
-        return "device(type='cpu')"
-
-    def __str__(self):
-        return "cpu"
-
-    def __eq__(self, other):
-        return str(other) == "cpu" or isinstance(other, device)
-
-    def __hash__(self):
-        return hash("cpu")
-
-
 float32 = dtype("float32", np.float32)
 float64 = dtype("float64", np.float64)
 float16 = dtype("float16", np.float16)
@@ -70,7 +47,6 @@ ALIASES = {"float": float32, "double": float64, "half": float16, "long": int64, 
 _BY_NUM = {d.np_dtype.num: d for d in ALL}
 _BY_NAME = {d.name: d for d in ALL}
 _BY_NAME.update(ALIASES)
-cpu = device("cpu")
 
 
 def from_name(name):

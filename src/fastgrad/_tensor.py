@@ -6,7 +6,7 @@ below that forward to compiled functions are plain aliases, so they add no Pytho
 """
 import numpy as np
 
-from fastgrad import _dtypes
+from fastgrad import _dtypes, _device, _legacy
 from fastgrad._core import ops_pointwise as _pw
 from fastgrad._core import ops_reduce as _red
 from fastgrad._core import tensor as _ct
@@ -23,8 +23,10 @@ from fastgrad._core import ops_sort as _sort
 from fastgrad._core.tensor import TensorBase, Size
 
 
-class Tensor(TensorBase):
-    """A multi-dimensional array that can record the operations applied to it for backward()."""
+class Tensor(TensorBase, metaclass=_legacy.TensorMeta):
+    """A multi-dimensional array that can record the operations applied to it for backward().
+    `Tensor(data)` / `Tensor(*sizes)` are PyTorch's legacy float32 constructors (Note [Legacy
+    constructor without Tensor.__new__])."""
     __slots__ = ()
     __array_ufunc__ = None           # NumPy defers to our reflected operators (np.float64 * t)
 
@@ -59,25 +61,34 @@ class Tensor(TensorBase):
         return self._register_grad_hook(hook)
 
     # -- dtype conversions --
-    def to(self, *args, dtype=None, copy=False, **kwargs):
-        """to(dtype) / to(device) / to(other_tensor): a cast copy, or self when nothing changes."""
+    def to(self, *args, dtype=None, device=None, non_blocking=False, copy=False,
+           memory_format=None):
+        """to(dtype) / to(device) / to(device, dtype) / to(other_tensor): a cast copy, or self
+        when nothing changes. Devices other than the CPU raise (fastgrad runs on the CPU)."""
         for a in args:
             if isinstance(a, TensorBase):
                 dtype = a.dtype
-            elif isinstance(a, (_dtypes.dtype, type)):
+            elif isinstance(a, _dtypes.dtype) or (isinstance(a, type) and a is not bool):
                 dtype = a
+            elif _device.is_device_arg(a):
+                _device.check(a, "move")
+            elif isinstance(a, bool):
+                pass                         # non_blocking / copy given positionally
             elif a is not None:
-                _dtypes.device(a)            # validates: only 'cpu'
-        if "device" in kwargs and kwargs["device"] is not None:
-            _dtypes.device(kwargs["device"])
+                raise TypeError(f"to() received an invalid argument {a!r}: expected a dtype, a "
+                                f"device or a tensor")
+        if device is not None:
+            _device.check(device, "move")
         if dtype is None:
             return self.clone() if copy else self
         return _pw.to_dtype(self, _dtypes.to_numpy_dtype(dtype), copy)
 
-    def type(self, dtype=None):
+    def type(self, dtype=None, non_blocking=False, **kwargs):
+        """type(): PyTorch's type name ('torch.FloatTensor'); type(t): a cast to a dtype, a
+        legacy type (torch.DoubleTensor) or its name ('torch.DoubleTensor')."""
         if dtype is None:
             return _ct.dtype_legacy_name(self)
-        return self.to(dtype)
+        return self.to(_legacy.type_to_dtype(dtype))
 
     def float(self):
         return _pw.to_dtype(self, _dtypes.float32.np_dtype)
@@ -100,11 +111,19 @@ class Tensor(TensorBase):
     def type_as(self, other):
         return self.to(other.dtype)
 
-    def cpu(self):
+    def cpu(self, memory_format=None):
         return self
 
-    def cuda(self, *args, **kwargs):
-        raise RuntimeError("fastgrad runs on the CPU only: there is no CUDA device")
+    def cuda(self, device=None, non_blocking=False, memory_format=None):
+        _device.check("cuda", "move")
+
+    @property
+    def is_cpu(self):
+        return True
+
+    def get_device(self):
+        """-1 for a CPU tensor, as in PyTorch."""
+        return -1
 
     # -- compiled functions as methods --
     clone = _pw.clone
@@ -266,4 +285,5 @@ def _rebuild(arr, requires_grad):
 
 
 _ct._set_tensor_class(Tensor)
+_legacy.register_tensor_class(Tensor)
 _ct._set_dtype_table(_dtypes.table())

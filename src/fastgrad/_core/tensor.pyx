@@ -44,7 +44,7 @@ cdef dict _dtypes = {}            # NumPy type_num -> fastgrad dtype object (set
 def _set_tensor_class(cls):
     """Make every op allocate its results as `cls` (fastgrad.Tensor)."""
     global _tensor_cls
-    _tensor_cls = cls
+    _tensor_cls = <type>cls       # unchecked: its metaclass is a subclass of type (fastgrad._legacy)
     fast_number_slots(cls)
 
 
@@ -80,7 +80,7 @@ cdef tuple _NB_SLOTS = (("__add__", "__radd__"), ("__sub__", "__rsub__"), ("__mu
                         ("__itruediv__",))
 
 
-def fast_number_slots(type cls):
+def fast_number_slots(cls):
     """Point the arithmetic slots of a Python subclass of TensorBase at TensorBase's C functions
     where no class in between defines the operator. CPython otherwise fills them with its generic
     slot_nb_* (a method lookup and call per `a * b`), as Cython's operators are method objects."""
@@ -89,7 +89,7 @@ def fast_number_slots(type cls):
     for i in range(len(_NB_SLOTS)):
         if not any(name in k.__dict__ for k in cls.__mro__
                    if k is not TensorBase and issubclass(k, TensorBase) for name in _NB_SLOTS[i]):
-            fg_copy_nb_slot(cls, TensorBase, i)
+            fg_copy_nb_slot(<type>cls, TensorBase, i)
 
 
 def _set_dtype_table(dict table):

@@ -1,6 +1,7 @@
 """fastgrad.autograd: backward() and grad() over the compiled engine."""
 from fastgrad._core import engine as _engine
 from fastgrad._core.tensor import TensorBase
+from fastgrad._legacy import Variable  # noqa: F401
 from fastgrad.autograd.grad_mode import (no_grad, enable_grad, set_grad_enabled, inference_mode,
                                          is_grad_enabled)
 

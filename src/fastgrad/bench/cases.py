@@ -311,3 +311,45 @@ def w9_chain(lib, n):
         y = y * 1.0001
         y = y + 0.0001
     return x, y
+
+
+# --- W14: one DataLoader epoch over an in-memory TensorDataset ---------------------------------
+
+W14_ROWS, W14_FEATURES, W14_BATCH = 60000, 784, 128
+
+
+def w14_arrays(rows=W14_ROWS):
+    """MNIST-sized data: rows x 784 float32 features and int64 labels (shared by every library
+    through from_numpy, so that no column pays for the others' copies)."""
+    x = np.empty((rows, W14_FEATURES), dtype=np.float32)
+    x[:] = _rng(14).standard_normal((1, W14_FEATURES), dtype=np.float32)
+    x += np.arange(rows, dtype=np.float32)[:, None]
+    y = (np.arange(rows, dtype=np.int64) * 7) % 10
+    return x, y
+
+
+def w14_bytes(x, y):
+    """Bytes an epoch must move: every row and label read once and written once."""
+    return 2 * (x.nbytes + y.nbytes)
+
+
+def make_w14(lib, x, y):
+    """One epoch of DataLoader(TensorDataset(x, y), batch_size=128, shuffle=True)."""
+    data = lib.utils.data
+    loader = data.DataLoader(data.TensorDataset(lib.from_numpy(x), lib.from_numpy(y)),
+                             batch_size=W14_BATCH, shuffle=True)
+
+    def step():
+        for xb, yb in loader:
+            pass
+    return step
+
+
+def numpy_w14_floor(x, y):
+    """The memory floor: copying the epoch's bytes once, contiguously, into warm buffers."""
+    xd, yd = np.empty_like(x), np.empty_like(y)
+
+    def step():
+        np.copyto(xd, x)
+        np.copyto(yd, y)
+    return step

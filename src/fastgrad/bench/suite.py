@@ -179,6 +179,24 @@ def w10(run):
                 better="higher")]
 
 
+def w14(run):
+    """One DataLoader epoch (60000 x 784 float32, int64 labels, batch 128, shuffled). The numpy
+    column is the memory floor: a contiguous copy of the bytes an epoch gathers and writes, timed
+    in the same run (so the floor is those bytes / the bandwidth that copy reaches)."""
+    rows = 6000 if run.quick else cases.W14_ROWS
+    label = f"DataLoader epoch {rows}x{cases.W14_FEATURES} b={cases.W14_BATCH} shuffled"
+    run.progress("W14", label)
+    x, y = cases.w14_arrays(rows)
+    cols = run.columns(lambda lib: cases.make_w14(lib, x, y),
+                       numpy=lambda: cases.numpy_w14_floor(x, y))
+    times = run.time(cols)
+    floor = times.get("numpy")
+    if isinstance(floor, float):
+        gbps = cases.w14_bytes(x, y) / floor / 1e9
+        label += f" (numpy = floor, {gbps:.1f} GB/s copy)"
+    return [row("W14", label, "ms", _scaled(times, 1e3), Target(False, peer="numpy", factor=2))]
+
+
 # --- out of process ------------------------------------------------------------
 
 def w7(run):
@@ -262,4 +280,4 @@ def run_children(run, wanted):
 
 
 WORKLOADS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6,
-             "W7": w7, "W8": w8, "W9": w9, "W10": w10}
+             "W7": w7, "W8": w8, "W9": w9, "W10": w10, "W14": w14}

@@ -358,18 +358,18 @@ class Module(_CallBase):
         return self
 
     def to(self, *args, **kwargs):
-        """to(dtype) / to(device) / to(tensor): casts floating parameters and buffers."""
-        from fastgrad import _dtypes
+        """to(dtype) / to(device) / to(device, dtype) / to(tensor): casts floating parameters
+        and buffers; devices other than the CPU raise (fastgrad runs on the CPU)."""
+        from fastgrad import _dtypes, _device
         dtype = kwargs.get("dtype")
         for a in args:
             if isinstance(a, TensorBase):
                 dtype = a.dtype
             elif isinstance(a, _dtypes.dtype):
                 dtype = a
-            elif a is not None:
-                _dtypes.device(a)
-        if "device" in kwargs and kwargs["device"] is not None:
-            _dtypes.device(kwargs["device"])
+            elif a is not None and not isinstance(a, bool):
+                _device.check(a, "move")
+        _device.check(kwargs.get("device"), "move")
         if dtype is None:
             return self
         if not dtype.is_floating_point:
@@ -396,7 +396,8 @@ class Module(_CallBase):
         return self
 
     def cuda(self, device=None):
-        raise RuntimeError("fastgrad runs on the CPU only: there is no CUDA device")
+        from fastgrad import _device
+        _device.check("cuda", "move")
 
     # -- state dict -----------------------------------------------------------------------------
     def state_dict(self, *args, destination=None, prefix="", keep_vars=False):

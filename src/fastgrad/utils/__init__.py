@@ -1,0 +1,2 @@
+"""fastgrad.utils: `data` (Dataset, DataLoader, samplers) as torch.utils.data."""
+from fastgrad.utils import data  # noqa: F401
