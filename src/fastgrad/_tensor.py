@@ -7,6 +7,7 @@ below that forward to compiled functions are plain aliases, so they add no Pytho
 import numpy as np
 
 from fastgrad import _dtypes
+from fastgrad import _sampling
 from fastgrad._core import ops_pointwise as _pw
 from fastgrad._core import ops_reduce as _red
 from fastgrad._core import tensor as _ct
@@ -177,6 +178,15 @@ class Tensor(TensorBase):
     argmin = _red2.argmin
     all = _red2.all
     any = _red2.any
+
+    # -- sampling in place, PyTorch's streams (_sampling.py) --
+    normal_ = _sampling.normal_
+    uniform_ = _sampling.uniform_
+    random_ = _sampling.random_
+    exponential_ = _sampling.exponential_
+    bernoulli_ = _sampling.bernoulli_
+    bernoulli = _sampling.bernoulli_method
+    multinomial = _sampling.multinomial_method
 
     def masked_fill_(self, mask, value):
         return self.copy_(_ix.masked_fill(self, mask, value))
