@@ -3,6 +3,7 @@ random_, exponential_, bernoulli_, bernoulli, multinomial) and torch.normal / be
 multinomial. Each draws into a NumPy buffer with the compiled kernels of _core/random.pyx
 (Note [PyTorch's streams]) in the order PyTorch draws, then writes the tensor."""
 import numbers
+import warnings
 
 import numpy as np
 
@@ -57,19 +58,20 @@ def uniform_array(shape, npdt, low=0.0, high=1.0, generator=None):
     return out
 
 
-def normal_array(shape, npdt, mean=0.0, std=1.0, generator=None):
-    """A new array of `shape` from Normal(mean, std) (PyTorch's normal_)."""
+def normal_array(shape, npdt, mean=0.0, std=1.0, generator=None, blocks=True):
+    """A new array of `shape` from Normal(mean, std) (PyTorch's normal_; blocks=False: the
+    scalar path PyTorch takes for a non-contiguous tensor)."""
     npdt = np.dtype(npdt)
     _need_float(npdt, "normal_kernel_cpu")
     mean, std = float(mean), float(std)
     if not std >= 0.0:
         raise RuntimeError(f"normal expects std >= 0.0, but found std {std:g}")
     g = _gen(generator)
-    if npdt == _F16:
+    if npdt == _F16 and blocks:
         return _normal_half(g, shape, mean, std)
-    out = np.empty(shape, npdt)
-    _rk.normal_(g, out, mean, std)
-    return out
+    out = np.empty(shape, _F32 if npdt == _F16 else npdt)
+    _rk.normal_(g, out, mean, std, blocks)
+    return out.astype(npdt, copy=False)
 
 
 def _normal_half(g, shape, mean, std):
@@ -110,6 +112,13 @@ def _update_to(to, npdt):
 def _check_range(frm, to_inc, npdt):
     if npdt.kind == "f":
         lo, hi = float(np.finfo(npdt).min), float(np.finfo(npdt).max)
+        d = _digits(npdt)
+        for name, v in (("from", frm), ("to - 1", to_inc)):
+            if v < -(1 << d) or v > (1 << d):
+                warnings.warn(f"{name} is out of bounds [-(2^{d}), 2^{d}]. Due to precision "
+                              f"limitations {_torch_name(npdt)} can support discrete uniform "
+                              f"distribution only within this range; use a narrower range or "
+                              f"a wider dtype", stacklevel=4)
     elif npdt.kind == "b":
         lo, hi = 0, 1
     else:
@@ -199,20 +208,44 @@ def _shape_dtype(t):
     return arr.shape, arr.dtype
 
 
+class _MemoryOrder:
+    """PyTorch fills a non-contiguous tensor in the order its elements lie in memory (dimensions
+    sorted by stride). Draw in that order with shape `draw_shape`, then `place` turns the draws
+    into the tensor's own index order."""
+
+    def __init__(self, t):
+        arr = t._np
+        self.contiguous = arr.flags.c_contiguous
+        self.perm = None
+        self.draw_shape = arr.shape
+        if not self.contiguous and arr.ndim > 1:
+            perm = sorted(range(arr.ndim), key=lambda d: -abs(arr.strides[d]))
+            if perm != list(range(arr.ndim)):
+                self.perm = perm
+                self.draw_shape = tuple(arr.shape[d] for d in perm)
+
+    def place(self, vals):
+        return vals if self.perm is None else np.transpose(vals, np.argsort(self.perm))
+
+
 def normal_(self, mean=0.0, std=1.0, *, generator=None):
     shape, dt = _shape_dtype(self)
     if self.numel() == 0:
+        if not float(std) >= 0.0:
+            raise RuntimeError(f"normal expects std >= 0.0, but found std {float(std):g}")
         return self
-    return _write(self, normal_array(shape, dt, mean, std, generator))
+    order = _MemoryOrder(self)
+    vals = normal_array(order.draw_shape, dt, mean, std, generator, blocks=order.contiguous)
+    return _write(self, order.place(vals))
 
 
 def uniform_(self, a=0.0, b=1.0, *, generator=None, **kw):
     a, b = kw.pop("from", a), kw.pop("to", b)
     if kw:
         raise TypeError(f"uniform_() got unexpected keyword arguments {sorted(kw)}")
-    shape, dt = _shape_dtype(self)
-    out = uniform_array(shape, dt, a, b, generator)
-    return _write(self, out) if self.numel() else self
+    order = _MemoryOrder(self)
+    out = uniform_array(order.draw_shape, self._np.dtype, a, b, generator)
+    return _write(self, order.place(out)) if self.numel() else self
 
 
 def random_(self, *args, generator=None, **kw):
@@ -235,9 +268,9 @@ def random_(self, *args, generator=None, **kw):
     for v in (frm, to):
         if isinstance(v, TensorBase):
             raise TypeError("random_(): from and to must be Python ints")
-    shape, dt = _shape_dtype(self)
-    out = random_array(shape, dt, frm, to, generator, default)
-    return _write(self, out) if self.numel() else self
+    order = _MemoryOrder(self)
+    out = random_array(order.draw_shape, self._np.dtype, frm, to, generator, default)
+    return _write(self, order.place(out)) if self.numel() else self
 
 
 def exponential_(self, lambd=1.0, *, generator=None):
@@ -247,9 +280,10 @@ def exponential_(self, lambd=1.0, *, generator=None):
         raise RuntimeError(f"exponential_ expects lambda > 0.0, but found lambda={lambd:g}")
     if self.numel() == 0:
         return self
-    out = np.empty(shape, _F32 if dt == _F16 else dt)
+    order = _MemoryOrder(self)
+    out = np.empty(order.draw_shape, _F32 if dt == _F16 else dt)
     _rk.exponential_(_gen(generator), out, float(lambd))
-    return _write(self, out.astype(dt, copy=False))
+    return _write(self, order.place(out.astype(dt, copy=False)))
 
 
 def _bernoulli_values(shape, p, generator):
@@ -279,10 +313,13 @@ def _bernoulli_values(shape, p, generator):
 
 def bernoulli_(self, p=0.5, *, generator=None):
     shape, dt = _shape_dtype(self)
+    order = _MemoryOrder(self)
     if isinstance(p, TensorBase):
-        p = p.detach()._np
-    vals = _bernoulli_values(shape, p, generator)
-    return _write(self, vals.astype(dt)) if self.numel() else self
+        p = np.broadcast_to(p.detach()._np, shape)
+        if order.perm is not None:
+            p = np.transpose(p, order.perm)
+    vals = _bernoulli_values(order.draw_shape, p, generator)
+    return _write(self, order.place(vals).astype(dt)) if self.numel() else self
 
 
 def bernoulli(input, p=None, *, generator=None, out=None):

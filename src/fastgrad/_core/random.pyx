@@ -272,13 +272,14 @@ def uniform_(Engine g, cnp.ndarray out, double low, double high):
             _uniform(&g.s, pd, n, low, high)
 
 
-def normal_(Engine g, cnp.ndarray out, double mean, double std):
-    """Normal(mean, std) into float32 or float64 `out` (blocks of 16 from 16 elements up)."""
+def normal_(Engine g, cnp.ndarray out, double mean, double std, bint blocks=True):
+    """Normal(mean, std) into float32 or float64 `out`: blocks of 16 from 16 elements up, or the
+    scalar path throughout when `blocks` is false (PyTorch's route for non-contiguous tensors)."""
     cdef int64_t n = out.size, i
     cdef float* pf
     cdef double* pd
     cdef bint f32 = out.dtype == np.float32
-    if n >= 16:
+    if n >= 16 and blocks:
         if f32:
             pf = <float*>cnp.PyArray_DATA(out)
             with nogil:
