@@ -12,18 +12,49 @@ from fastgrad._core import random as _rk
 from fastgrad._core.tensor import TensorBase
 from fastgrad.random import _gen
 
-_TORCH_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long",
-                "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _F16, _F32, _F64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
 
 
+class _Info:
+    """What the samplers need to know about one dtype (built once per dtype: np.finfo and
+    np.iinfo cost microseconds per call)."""
+
+    def __init__(self, npdt):
+        self.torch_name, self.c_name = {
+            "float32": ("Float", "float"), "float64": ("Double", "double"),
+            "float16": ("Half", "c10::Half"), "int64": ("Long", "long int"),
+            "int32": ("Int", "int"), "int16": ("Short", "short int"),
+            "int8": ("Char", "signed char"), "uint8": ("Byte", "unsigned char"),
+            "bool": ("Bool", "bool")}[npdt.name]
+        self.is_float = npdt.kind == "f"
+        if self.is_float:
+            fi = np.finfo(npdt)
+            self.lo, self.hi, self.digits = float(fi.min), float(fi.max), fi.nmant + 1
+            self.int_max = None
+        elif npdt.kind == "b":
+            self.lo, self.hi, self.int_max = 0, 1, 1
+        else:
+            ii = np.iinfo(npdt)
+            self.lo, self.hi, self.int_max = int(ii.min), int(ii.max), int(ii.max)
+
+
+_INFOS = {}
+
+
+def _info(npdt):
+    info = _INFOS.get(npdt)
+    if info is None:
+        info = _INFOS[npdt] = _Info(np.dtype(npdt))
+    return info
+
+
 def _torch_name(npdt):
-    return _TORCH_NAMES[np.dtype(npdt).name]
+    return _info(np.dtype(npdt)).torch_name
 
 
 def _need_float(npdt, kernel):
-    if np.dtype(npdt).kind != "f":
+    if not _info(npdt).is_float:
         raise NotImplementedError(f'"{kernel}" not implemented for \'{_torch_name(npdt)}\'; '
                                   f"draw into a floating-point tensor (float32/float64)")
 
@@ -33,16 +64,20 @@ def _need_float(npdt, kernel):
 def uniform_array(shape, npdt, low=0.0, high=1.0, generator=None):
     """A new array of `shape` uniform on [low, high) (PyTorch's uniform_)."""
     npdt = np.dtype(npdt)
+    if (npdt is _F32 or npdt is _F64) and low == 0.0 and high == 1.0:   # rand(): nothing to check
+        out = np.empty(shape, npdt)
+        _rk.uniform_(_gen(generator), out, 0.0, 1.0)
+        return out
     _need_float(npdt, "check_uniform_bounds")
     low, high = float(low), float(high)
-    finfo = np.finfo(npdt)
+    info = _info(npdt)
     for name, v in (("from", low), ("to", high)):
-        if not float(finfo.min) <= v <= float(finfo.max):
-            raise RuntimeError(f"{name} is out of bounds for {_torch_name(npdt)}")
+        if not info.lo <= v <= info.hi:
+            raise RuntimeError(f"{name} is out of bounds for {info.torch_name}")
     if low > high:
         raise RuntimeError(f"uniform_ expects to return a [from, to) range, but found "
                            f"from={low:g} > to={high:g}")
-    if high - low > float(finfo.max):
+    if high - low > info.hi:
         raise RuntimeError(f"uniform_ expects to-from <= std::numeric_limits<"
                            f"{_torch_name(npdt)}>::max(), but found to={high:g} and "
                            f"from={low:g} which result in to-from to exceed the limit")
@@ -97,7 +132,7 @@ def _update_from(frm, npdt):
     plus1 = int(np.array(frm + 1, dtype=np.float64).astype(npdt).astype(np.float64))
     if plus1 < frm:
         n = abs(frm + 1).bit_length() - 1
-        frm = plus1 + (1 << (n - (np.finfo(npdt).nmant + 1) + 1))
+        frm = plus1 + (1 << (n - _info(npdt).digits + 1))
     return frm
 
 
@@ -105,39 +140,24 @@ def _update_to(to, npdt):
     minus1 = int(np.array(to - 1, dtype=np.float64).astype(npdt).astype(np.float64))
     if minus1 >= to:
         n = abs(to - 1).bit_length() - 1
-        to = minus1 - (1 << (n - (np.finfo(npdt).nmant + 1) + 1))
+        to = minus1 - (1 << (n - _info(npdt).digits + 1))
     return to
 
 
 def _check_range(frm, to_inc, npdt):
-    if npdt.kind == "f":
-        lo, hi = float(np.finfo(npdt).min), float(np.finfo(npdt).max)
-        d = _digits(npdt)
+    info = _info(npdt)
+    if info.is_float:
+        d = info.digits
         for name, v in (("from", frm), ("to - 1", to_inc)):
             if v < -(1 << d) or v > (1 << d):
                 warnings.warn(f"{name} is out of bounds [-(2^{d}), 2^{d}]. Due to precision "
-                              f"limitations {_torch_name(npdt)} can support discrete uniform "
+                              f"limitations {info.torch_name} can support discrete uniform "
                               f"distribution only within this range; use a narrower range or "
                               f"a wider dtype", stacklevel=4)
-    elif npdt.kind == "b":
-        lo, hi = 0, 1
-    else:
-        lo, hi = int(np.iinfo(npdt).min), int(np.iinfo(npdt).max)
-    name = {"Char": "signed char", "Byte": "unsigned char", "Short": "short int", "Int": "int",
-            "Long": "long int", "Bool": "bool", "Float": "float", "Double": "double",
-            "Half": "c10::Half"}[_torch_name(npdt)]
-    if not lo <= frm <= hi:
-        raise RuntimeError(f"from is out of bounds for {name}")
-    if not lo <= to_inc <= hi:
-        raise RuntimeError(f"to - 1 is out of bounds for {name}")
-
-
-def _digits(npdt):
-    return np.finfo(npdt).nmant + 1
-
-
-def _int_max(npdt):
-    return 1 if npdt.kind == "b" else int(np.iinfo(npdt).max)
+    if not info.lo <= frm <= info.hi:
+        raise RuntimeError(f"from is out of bounds for {info.c_name}")
+    if not info.lo <= to_inc <= info.hi:
+        raise RuntimeError(f"to - 1 is out of bounds for {info.c_name}")
 
 
 def random_array(shape, npdt, frm=0, to=None, generator=None, default=False):
@@ -150,9 +170,9 @@ def random_array(shape, npdt, frm=0, to=None, generator=None, default=False):
         if npdt == np.int64 or npdt == _F64:
             modulus, wide = (1 << 63) if npdt == np.int64 else (1 << 53) + 1, True
         elif npdt.kind == "f":
-            modulus, wide = (1 << _digits(npdt)) + 1, False
+            modulus, wide = (1 << _info(npdt).digits) + 1, False
         else:
-            modulus, wide = _int_max(npdt) + 1, False
+            modulus, wide = _info(npdt).int_max + 1, False
         if out.size:
             _rk.integers_(g, out, modulus, 0, wide)
         return out.astype(npdt)
@@ -171,14 +191,14 @@ def random_array(shape, npdt, frm=0, to=None, generator=None, default=False):
         span = (to - frm) % (1 << 64)
     elif frm != _INT64_MIN:
         if npdt.kind == "f":
-            to_inc = min(1 << _digits(npdt), _INT64_MAX)
+            to_inc = min(1 << _info(npdt).digits, _INT64_MAX)
             frm = _update_from(frm, npdt)
             if frm >= to_inc:
                 raise RuntimeError(f"random_ expects 'from' casted to dtype to be less than or "
                                    f"equal to 'to_inc' casted to dtype, but got from={frm} > "
                                    f"to_inc={to_inc}")
         else:
-            to_inc = _int_max(npdt)
+            to_inc = _info(npdt).int_max
         _check_range(frm, to_inc, npdt)
         span = (to_inc - frm + 1) % (1 << 64)
     else:

@@ -73,6 +73,16 @@ class Generator(Engine):
     def __repr__(self):
         return f"<fastgrad.Generator object at {id(self):#x}>"
 
+    def __reduce__(self):
+        # pickle / copy.deepcopy: a generator that continues the same stream
+        return _rebuild_generator, (self._get_state().tobytes(),)
+
+
+def _rebuild_generator(state):
+    g = Generator()
+    g._set_state(np.frombuffer(state, dtype=np.uint8))
+    return g
+
 
 def _cpu():
     from fastgrad import _dtypes
@@ -118,7 +128,7 @@ def set_rng_state(new_state):
 
 @contextlib.contextmanager
 def fork_rng(devices=None, enabled=True, _caller="fork_rng", _devices_kw="devices",
-             device_type="cpu"):
+             device_type=None):
     """Draws inside the block do not change the default generator's stream outside it."""
     if not enabled:
         yield

@@ -15,8 +15,9 @@
  * - float64 uses the C library's log, cos and sin (the same glibc PyTorch calls), theta rounded
  *   from (double)(2 pi) * u2, and fma(r * cos, std, mean).
  *
- * The float32 loop is compiled for baseline x86-64 and for AVX2+FMA (picked at run time); fmaf is
- * exact in both (a library call without FMA hardware), so the two give identical bits.
+ * Every loop is compiled for baseline x86-64 and for AVX2+FMA (picked at run time); fmaf/fma are
+ * exact in both (a library call without FMA hardware), so the two give identical bits. The
+ * uniform_ affine map lives here for the same reason.
  */
 #ifndef FASTGRAD_RANDOM_BOXMULLER_H
 #define FASTGRAD_RANDOM_BOXMULLER_H
@@ -105,54 +106,92 @@ FG_BM_INLINE void fg_bm_sincosf(float x, float *s, float *c) {
     *c = fg_bm_u2f(fg_bm_f2u(cv + 0.0f) ^ sign_cos);
 }
 
-#define FG_BM_F32_LOOP(NAME, ATTR)                                                              \
-ATTR static void NAME(float *data, int64_t nblocks, float mean, float std) {                    \
-    const float two_pi = (float)(2.0f * 3.14159265358979323846);                               \
+/* r cos(theta) and r sin(theta) for one pair of uniforms: float32 with the Cephes functions above,
+ * float64 with the C library's. */
+FG_BM_INLINE void fg_bm_polar_f32(float u1, float u2, float *rc, float *rs) {
+    float radius = sqrtf(-2.0f * fg_bm_logf(u1));
+    float theta = (float)(2.0f * 3.14159265358979323846) * u2;
+    float s, c;
+    fg_bm_sincosf(theta, &s, &c);
+    *rc = radius * c;
+    *rs = radius * s;
+}
+
+FG_BM_INLINE void fg_bm_polar_f64(double u1, double u2, double *rc, double *rs) {
+    double radius = sqrt(-2 * log(u1));
+    double theta = (2.0f * 3.14159265358979323846) * u2;
+    *rc = radius * cos(theta);
+    *rs = radius * sin(theta);
+}
+
+#define FG_BM_LOOP(NAME, ATTR, T, POLAR, FMA)                                                   \
+ATTR static void NAME(T *data, int64_t nblocks, T mean, T std) {                                \
     for (int64_t b = 0; b < nblocks; b++) {                                                     \
-        float *d = data + 16 * b;                                                               \
+        T *d = data + 16 * b;                                                                   \
         for (int j = 0; j < 8; j++) {                                                           \
-            float u1 = 1.0f - d[j];                                                             \
-            float u2 = d[j + 8];                                                                \
-            float radius = sqrtf(-2.0f * fg_bm_logf(u1));                                       \
-            float theta = two_pi * u2;                                                          \
-            float s, c;                                                                         \
-            fg_bm_sincosf(theta, &s, &c);                                                       \
-            d[j] = fmaf(radius * c, std, mean);                                                 \
-            d[j + 8] = fmaf(radius * s, std, mean);                                             \
+            T rc, rs;                                                                           \
+            POLAR(1 - d[j], d[j + 8], &rc, &rs);                                                \
+            d[j] = FMA(rc, std, mean);                                                          \
+            d[j + 8] = FMA(rs, std, mean);                                                      \
         }                                                                                       \
     }                                                                                           \
 }
 
-FG_BM_F32_LOOP(fg_bm16_f32_base, )
-FG_BM_F32_LOOP(fg_bm16_f32_avx2, __attribute__((target("avx2,fma"))))
+/* uniform_(from, to): x -> fma(x, to - from, from), and `to` (reachable by rounding) -> from */
+#define FG_AFFINE_LOOPS(SUFFIX, ATTR)                                                           \
+ATTR static void fg_affine_f32_##SUFFIX(float *p, int64_t n, float span, float lo, float hi) { \
+    for (int64_t i = 0; i < n; i++) {                                                           \
+        float x = fmaf(p[i], span, lo);                                                         \
+        p[i] = x == hi ? lo : x;                                                                \
+    }                                                                                           \
+}                                                                                               \
+ATTR static void fg_affine_f64_##SUFFIX(double *p, int64_t n, double span, double lo,          \
+                                        double hi) {                                            \
+    for (int64_t i = 0; i < n; i++) {                                                           \
+        double x = fma(p[i], span, lo);                                                         \
+        p[i] = x == hi ? lo : x;                                                                \
+    }                                                                                           \
+}
+
+#define FG_AVX2 __attribute__((target("avx2,fma")))
+FG_BM_LOOP(fg_bm16_f32_base, , float, fg_bm_polar_f32, fmaf)
+FG_BM_LOOP(fg_bm16_f32_avx2, FG_AVX2, float, fg_bm_polar_f32, fmaf)
+FG_BM_LOOP(fg_bm16_f64_base, , double, fg_bm_polar_f64, fma)
+FG_BM_LOOP(fg_bm16_f64_avx2, FG_AVX2, double, fg_bm_polar_f64, fma)
+FG_AFFINE_LOOPS(base, )
+FG_AFFINE_LOOPS(avx2, FG_AVX2)
 
 static int fg_bm_have_avx2 = -1;
 
-/* Box-Muller on nblocks consecutive blocks of 16 uniforms, in place. */
-static void fg_bm16_f32(float *data, int64_t nblocks, float mean, float std) {
+/* fmaf/fma are exact everywhere (a library call without FMA hardware); the AVX2+FMA copies only
+ * run faster, so both give the same bits. */
+static int fg_rand_avx2(void) {
     if (fg_bm_have_avx2 < 0) {
         __builtin_cpu_init();
         fg_bm_have_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     }
-    if (fg_bm_have_avx2)
-        fg_bm16_f32_avx2(data, nblocks, mean, std);
-    else
-        fg_bm16_f32_base(data, nblocks, mean, std);
+    return fg_bm_have_avx2;
+}
+
+/* Box-Muller on nblocks consecutive blocks of 16 uniforms, in place. */
+static void fg_bm16_f32(float *data, int64_t nblocks, float mean, float std) {
+    if (fg_rand_avx2()) fg_bm16_f32_avx2(data, nblocks, mean, std);
+    else fg_bm16_f32_base(data, nblocks, mean, std);
 }
 
 static void fg_bm16_f64(double *data, int64_t nblocks, double mean, double std) {
-    const double two_pi = 2.0f * 3.14159265358979323846;
-    for (int64_t b = 0; b < nblocks; b++) {
-        double *d = data + 16 * b;
-        for (int j = 0; j < 8; j++) {
-            double u1 = 1 - d[j];
-            double u2 = d[j + 8];
-            double radius = sqrt(-2 * log(u1));
-            double theta = two_pi * u2;
-            d[j] = fma(radius * cos(theta), std, mean);
-            d[j + 8] = fma(radius * sin(theta), std, mean);
-        }
-    }
+    if (fg_rand_avx2()) fg_bm16_f64_avx2(data, nblocks, mean, std);
+    else fg_bm16_f64_base(data, nblocks, mean, std);
+}
+
+static void fg_affine_f32(float *p, int64_t n, float span, float lo, float hi) {
+    if (fg_rand_avx2()) fg_affine_f32_avx2(p, n, span, lo, hi);
+    else fg_affine_f32_base(p, n, span, lo, hi);
+}
+
+static void fg_affine_f64(double *p, int64_t n, double span, double lo, double hi) {
+    if (fg_rand_avx2()) fg_affine_f64_avx2(p, n, span, lo, hi);
+    else fg_affine_f64_base(p, n, span, lo, hi);
 }
 
 #endif

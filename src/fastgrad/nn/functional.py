@@ -103,9 +103,10 @@ def dropout(input, p=0.5, training=True, inplace=False):
     if p == 1.0:
         mask = np.zeros(x.shape, dtype=x.dtype)
     else:
-        # PyTorch's mask: bernoulli_(1 - p) in the input's dtype, then divided by (1 - p)
-        keep = x.dtype.type(1 - p)
-        mask = _sampling._bernoulli_values(x.shape, 1 - p, None).astype(x.dtype) / keep
+        # PyTorch's mask: bernoulli_(1 - p) in the input's dtype, then divided by (1 - p), which
+        # float16 computes in float32 and rounds once
+        ct = np.float32 if x.dtype == np.float16 else x.dtype.type
+        mask = (_sampling._bernoulli_values(x.shape, 1 - p, None).astype(ct) / ct(1 - p))
     out = input * _wrap(mask.astype(x.dtype, copy=False))
     if inplace:
         return input.copy_(out)
