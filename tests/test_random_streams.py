@@ -352,7 +352,7 @@ def test_vs_torch_generators_and_state(torch):
                L.randint(5, (3,), generator=g), L.randperm(6, generator=g),
                L.empty((), dtype=L.int64).random_(generator=g),
                L.empty(5).normal_(generator=g), L.multinomial(L.ones(5), 2, generator=g),
-               L.rand(2)]
+               L.rand(2), L.rand(size=(2, 3)), L.randn(size=(17,), dtype=L.float64)]
         out.append(g.get_state())                     # PyTorch's byte layout, word for word
         s = L.get_rng_state()
         a = L.randn(1)
@@ -388,7 +388,8 @@ def test_vs_torch_modules_init_dropout(torch):
                   lambda: L.nn.init.kaiming_uniform_(w),
                   lambda: L.nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu"),
                   lambda: L.nn.init.trunc_normal_(w, std=.02),
-                  lambda: L.nn.init.trunc_normal_(w, mean=0.0, std=1.0, a=1.5, b=3.0)):
+                  lambda: L.nn.init.trunc_normal_(w, mean=0.0, std=1.0, a=1.5, b=3.0),
+                  lambda: L.nn.init.sparse_(w, 0.4, std=0.5)):
             inits.append(f().clone())
         drops = [L.nn.functional.dropout(L.ones(50), 0.3),
                  L.nn.functional.dropout(L.ones(40, dtype=L.float16) * 3, 0.47),

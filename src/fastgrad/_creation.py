@@ -186,17 +186,32 @@ def full_like(input, fill_value, dtype=None, device=None, requires_grad=False,
     return full(shape, fill_value, dtype=dt, requires_grad=requires_grad)
 
 
+def _draw_size(fn, size, size_kw):
+    """rand(2, 3), rand((2, 3)) or rand(size=(2, 3)) -- not both."""
+    if size_kw is None:
+        return _size(size)
+    if size:
+        raise TypeError(f"{fn}() got the size both positionally and as size=; pass it once")
+    return _size((tuple(size_kw),) if not isinstance(size_kw, numbers.Integral) else (size_kw,))
+
+
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False, out=None,
-         pin_memory=False):
+         pin_memory=False, **kw):
     """Uniform samples on [0, 1) (PyTorch's stream: Note [PyTorch's streams])."""
-    arr = _sampling.uniform_array(_size(size), _np_dtype(dtype), 0.0, 1.0, generator)
+    shape = _draw_size("rand", size, kw.pop("size", None))
+    if kw:
+        raise TypeError(f"rand() got unexpected keyword arguments {sorted(kw)}")
+    arr = _sampling.uniform_array(shape, _np_dtype(dtype), 0.0, 1.0, generator)
     return _sampling._finish(arr, out, requires_grad)
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False, out=None,
-          pin_memory=False):
+          pin_memory=False, **kw):
     """Standard normal samples (PyTorch's stream)."""
-    arr = _sampling.normal_array(_size(size), _np_dtype(dtype), 0.0, 1.0, generator)
+    shape = _draw_size("randn", size, kw.pop("size", None))
+    if kw:
+        raise TypeError(f"randn() got unexpected keyword arguments {sorted(kw)}")
+    arr = _sampling.normal_array(shape, _np_dtype(dtype), 0.0, 1.0, generator)
     return _sampling._finish(arr, out, requires_grad)
 
 

@@ -133,6 +133,21 @@ def orthogonal_(tensor, gain=1, generator=None):
     return _fill(tensor, (q * gain).reshape(tuple(tensor.shape)))
 
 
+def sparse_(tensor, sparsity, std=0.01, generator=None):
+    """Normal(0, std) entries with a fraction `sparsity` of each column set to zero (the rows to
+    zero come from randperm on the default generator, as in PyTorch)."""
+    from fastgrad._creation import randperm
+    if tensor.dim() != 2:
+        raise ValueError("Only tensors with 2 dimensions are supported")
+    rows, cols = tuple(tensor.shape)
+    num_zeros = int(math.ceil(sparsity * rows))
+    with no_grad():
+        tensor.normal_(0, std, generator=generator)
+        for col in range(cols):
+            tensor[randperm(rows)[:num_zeros], col] = 0
+    return tensor
+
+
 def constant_(tensor, val):
     with no_grad():
         tensor.fill_(val)
