@@ -31,6 +31,9 @@ GOLDEN_CALLS = {
     "normal_": lambda T: T.empty(17).normal_(2.0, 3.0)[[0, 16]],
     "uniform_": lambda T: T.empty(4).uniform_(-2.5, 3.0),
     "exponential_": lambda T: T.empty(3).exponential_(0.5),
+    "log_normal_": lambda T: T.empty(3).log_normal_(0.3, 1.2),
+    "cauchy_": lambda T: T.empty(3).cauchy_(1.5, 2.5),
+    "geometric_": lambda T: T.empty(4, dtype=T.int64).geometric_(0.3),
     "bernoulli_": lambda T: T.empty(12).bernoulli_(0.3),
     "bernoulli_probs": lambda T: T.bernoulli(T.full((8,), 0.5)),
     "multinomial": lambda T: T.multinomial(T.tensor([0.1, 0.2, 0.3, 0.4]), 3),
@@ -58,6 +61,9 @@ GOLDEN_SEED0 = {
     "uniform_": [0.22941124439239502, 1.7252198457717896, -2.013374090194702,
                  -1.7738323211669922],
     "exponential_": [7.016652584075928, 2.4607694149017334, 1.230088233947754],
+    "log_normal_": [8.577953338623047, 0.9492200016975403, 0.09881091117858887],
+    "cauchy_": [27.99432373046875, 3.4119181632995605, 1.1792516708374023],
+    "geometric_": [1, 1, 3, 1],
     "bernoulli_": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0],
     "bernoulli_probs": [1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0],
     "multinomial": [2, 1, 3],
@@ -208,6 +214,12 @@ def test_distribution_moments(dtype):
     assert set(np.unique(b).tolist()) <= {0.0, 1.0} and abs(b.mean() - 0.3) < 0.01
     w = _np(fg.empty(n, dtype=dt).uniform_(-3, 5))
     assert w.min() >= -3 and w.max() < 5 and abs(w.mean() - 1) < 0.05
+    ln = _np(fg.empty(n, dtype=dt).log_normal_(0.0, 0.5))
+    assert ln.min() > 0 and abs(np.log(ln).mean()) < 0.01 and abs(np.log(ln).std() - 0.5) < 0.01
+    c = _np(fg.empty(n, dtype=dt).cauchy_(2.0, 1.0))
+    assert abs(np.median(c) - 2.0) < 0.02 and abs((np.abs(c - 2.0) < 1).mean() - 0.5) < 0.01
+    geo = _np(fg.empty(n, dtype=dt).geometric_(0.25))
+    assert geo.min() >= 1 and abs(geo.mean() - 4.0) < 0.05
 
 
 def test_integer_draws_cover_range_uniformly():
@@ -334,6 +346,21 @@ def test_vs_torch_bernoulli_multinomial_normal(torch, dtype):
                 L.normal(L.zeros(5, dtype=dt), 2.0), L.normal(3.0, L.ones(17, dtype=dt)),
                 L.normal(1.0, 2.0, size=(3, 6)),
                 L.rand_like(L.zeros(3, dtype=dt)), L.randn_like(L.zeros(20, dtype=dt))]
+    for seed in SEEDS[:3]:
+        _assert_same(torch, seed, draws)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+def test_vs_torch_log_normal_cauchy_geometric(torch, dtype):
+    def draws(L):
+        dt = getattr(L, dtype)
+        out = []
+        for n in SIZES:
+            out += [L.empty(n, dtype=dt).log_normal_(0.3, 1.2), L.empty(n, dtype=dt).cauchy_(),
+                    L.empty(n, dtype=dt).cauchy_(1.5, 2.5), L.empty(n, dtype=dt).geometric_(0.3),
+                    L.empty(n, dtype=L.int64).geometric_(0.05), L.randn(3, dtype=dt),
+                    L.empty(n, dtype=dt).log_normal_()]
+        return out
     for seed in SEEDS[:3]:
         _assert_same(torch, seed, draws)
 

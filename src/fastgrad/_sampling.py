@@ -175,7 +175,7 @@ def random_array(shape, npdt, frm=0, to=None, generator=None, default=False):
             modulus, wide = _info(npdt).int_max + 1, False
         if out.size:
             _rk.integers_(g, out, modulus, 0, wide)
-        return out.astype(npdt)
+        return _from_wide(out, npdt)
     frm = int(frm)
     if to is not None:
         to = int(to)
@@ -204,10 +204,10 @@ def random_array(shape, npdt, frm=0, to=None, generator=None, default=False):
     else:
         if out.size:
             _rk.integers_(g, out, 0, 0, True)
-        return out.astype(npdt)
+        return _from_wide(out, npdt)
     if out.size:
         _rk.integers_(g, out, span, frm, span >= (1 << 28))
-    return out.astype(npdt)
+    return _from_wide(out, npdt)
 
 
 # -- in-place Tensor methods --------------------------------------------------------------------
@@ -304,6 +304,42 @@ def exponential_(self, lambd=1.0, *, generator=None):
     out = np.empty(order.draw_shape, _F32 if dt == _F16 else dt)
     _rk.exponential_(_gen(generator), out, float(lambd))
     return _write(self, order.place(out.astype(dt, copy=False)))
+
+
+def _double_draws(self, kind, a, b, generator):
+    """log_normal_ / cauchy_ / geometric_: float64 draws cast to the tensor's dtype."""
+    if self.numel() == 0:
+        return self
+    order = _MemoryOrder(self)
+    out = np.empty(order.draw_shape, np.float64)
+    _rk.double_draws_(_gen(generator), out, kind, float(a), float(b))
+    return _write(self, _from_wide(order.place(out), self._np.dtype))
+
+
+def _from_wide(arr, npdt):
+    """Cast float64/int64 draws to npdt as C++ does: float16 goes through float32 (c10::Half is
+    built from a float), which can round differently from a direct cast."""
+    if npdt == _F16:
+        arr = arr.astype(_F32)
+    return arr.astype(npdt, copy=False)
+
+
+def log_normal_(self, mean=1.0, std=2.0, *, generator=None):
+    _need_float(self._np.dtype, "log_normal_cpu")
+    if not std > 0.0:
+        raise RuntimeError(f"log_normal_ expects std > 0.0, but found std={std:g}")
+    return _double_draws(self, 0, mean, std, generator)
+
+
+def cauchy_(self, median=0.0, sigma=1.0, *, generator=None):
+    _need_float(self._np.dtype, "cauchy_cpu")
+    return _double_draws(self, 1, median, sigma, generator)
+
+
+def geometric_(self, p, *, generator=None):
+    if not 0.0 < p < 1.0:
+        raise RuntimeError(f"geometric_ expects p to be in (0, 1), but got p={p:g}")
+    return _double_draws(self, 2, p, 0.0, generator)
 
 
 def _bernoulli_values(shape, p, generator):

@@ -184,6 +184,9 @@ class Tensor(TensorBase):
     uniform_ = _sampling.uniform_
     random_ = _sampling.random_
     exponential_ = _sampling.exponential_
+    log_normal_ = _sampling.log_normal_
+    cauchy_ = _sampling.cauchy_
+    geometric_ = _sampling.geometric_
     bernoulli_ = _sampling.bernoulli_
     bernoulli = _sampling.bernoulli_method
     multinomial = _sampling.multinomial_method

@@ -30,7 +30,7 @@ against 25 ms with two threads while other processes held the cores), so they st
 """
 import numpy as np
 cimport numpy as cnp
-from libc.math cimport sqrt, log1p, sin, cos, fma
+from libc.math cimport sqrt, log1p, log, sin, cos, tan, exp, ceil, fma
 from libc.stdint cimport uint32_t, uint64_t, int64_t, uint8_t, int32_t
 from libc.string cimport memcpy
 
@@ -369,6 +369,28 @@ def exponential_(Engine g, cnp.ndarray out, double lambd):
         with nogil:
             for i in range(n):
                 pd[i] = scale * log1p(-u64_to_unit(mt_u64(&g.s)))
+
+
+DEF PI = 3.14159265358979323846
+
+
+def double_draws_(Engine g, cnp.ndarray out, int kind, double a, double b):
+    """float64 `out`, one draw per element in order: kind 0 log-normal exp(N(a, b)) (the scalar
+    normal path, kept sine included), 1 Cauchy a + b tan(pi (u - 1/2)), 2 geometric with
+    success probability a: ceil(log u / log1p(-a))."""
+    cdef int64_t n = out.size, i
+    cdef double* p = <double*>cnp.PyArray_DATA(out)
+    cdef double denom = log1p(-a)
+    with nogil:
+        if kind == 0:
+            for i in range(n):
+                p[i] = exp(fma(normal_scalar(&g.s), b, a))
+        elif kind == 1:
+            for i in range(n):
+                p[i] = fma(b, tan(PI * (u64_to_unit(mt_u64(&g.s)) - 0.5)), a)
+        else:
+            for i in range(n):
+                p[i] = ceil(log(u64_to_unit(mt_u64(&g.s))) / denom)
 
 
 def bernoulli_scalar(Engine g, cnp.ndarray out, double p):
