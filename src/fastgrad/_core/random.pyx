@@ -22,7 +22,11 @@ same 32-bit words from the same engine and turns them into values with the same 
   "inside-out" variant with 64-bit draws above.
 - exponential: -1/lambda * log1p(-u) with a float64 uniform; bernoulli with a float64 p (or a
   scalar p): float64 uniform < p; with a float32 p tensor: float32 uniform < p.
+- log_normal_: exp of the scalar normal path; cauchy_: fma(sigma, tan(pi (u - 1/2)), median);
+  geometric_: ceil(log u / log1p(-p)); all from float64 uniforms, one per element.
 - multinomial with replacement: float64 uniforms searched in the normalised cumulative sums.
+- float16 results are computed in float32 (or float64, then rounded to float32 first), as
+  PyTorch computes them and builds c10::Half from a float (_sampling.py).
 Every kernel is serial (as PyTorch's are) and nogil; they walk raw pointers of C-contiguous
 buffers. The Box-Muller blocks could split across threads without changing a bit, but on a
 loaded two-core machine a parallel region cost more than it saved (1e6 float32: 2 ms serial
