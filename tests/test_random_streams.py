@@ -186,6 +186,29 @@ def test_generator_pickles_and_copies():
         assert np.array_equal(_np(fg.randn(5, generator=h)), want)
 
 
+def test_threads_share_a_generator_without_tearing_it():
+    """Draws from several threads are whole draws: the state ends where the same number of draws
+    on one thread leaves it (each draw holds the generator for its whole length)."""
+    import threading
+    g = fg.Generator().manual_seed(8)
+
+    def work():
+        for _ in range(40):
+            fg.randn(2000, generator=g)
+            fg.rand(999, generator=g, dtype=fg.float64)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    h = fg.Generator().manual_seed(8)
+    for _ in range(160):
+        fg.randn(2000, generator=h)
+        fg.rand(999, generator=h, dtype=fg.float64)
+    assert np.array_equal(_np(g.get_state()), _np(h.get_state()))
+
+
 def test_dataloader_style_draws():
     """RandomSampler/random_split: a 64-bit seed from random_() then randperm on a Generator."""
     g = fg.Generator().manual_seed(0)

@@ -27,8 +27,9 @@ same 32-bit words from the same engine and turns them into values with the same 
 - multinomial with replacement: float64 uniforms searched in the normalised cumulative sums.
 - float16 results are computed in float32 (or float64, then rounded to float32 first), as
   PyTorch computes them and builds c10::Half from a float (_sampling.py).
-Every kernel is serial (as PyTorch's are) and nogil; they walk raw pointers of C-contiguous
-buffers. The Box-Muller blocks could split across threads without changing a bit, but on a
+Every kernel is serial (as PyTorch's are): nogil C loops over raw pointers of C-contiguous
+buffers, called with the GIL held -- the GIL is what serialises two threads drawing from one
+generator (PyTorch takes a mutex), so concurrent draws cannot tear the state. The Box-Muller blocks could split across threads without changing a bit, but on a
 loaded two-core machine a parallel region cost more than it saved (1e6 float32: 2 ms serial
 against 25 ms with two threads while other processes held the cores), so they stay serial.
 """
@@ -271,12 +272,10 @@ def uniform_(Engine g, cnp.ndarray out, double low, double high):
     cdef double* pd
     if out.dtype == np.float32:
         pf = <float*>cnp.PyArray_DATA(out)
-        with nogil:
-            _uniform(&g.s, pf, n, <float>low, <float>high)
+        _uniform(&g.s, pf, n, <float>low, <float>high)
     else:
         pd = <double*>cnp.PyArray_DATA(out)
-        with nogil:
-            _uniform(&g.s, pd, n, low, high)
+        _uniform(&g.s, pd, n, low, high)
 
 
 cdef void _box_muller(real* p, int64_t nblocks, real mean, real std) noexcept nogil:
@@ -306,12 +305,10 @@ def normal_(Engine g, cnp.ndarray out, double mean, double std, bint blocks=True
     if n >= 16 and blocks:
         if f32:
             pf = <float*>cnp.PyArray_DATA(out)
-            with nogil:
-                _normal_blocks(&g.s, pf, n, <float>mean, <float>std)
+            _normal_blocks(&g.s, pf, n, <float>mean, <float>std)
         else:
             pd = <double*>cnp.PyArray_DATA(out)
-            with nogil:
-                _normal_blocks(&g.s, pd, n, mean, std)
+            _normal_blocks(&g.s, pd, n, mean, std)
         return
     if f32:
         pf = <float*>cnp.PyArray_DATA(out)
@@ -328,14 +325,13 @@ def integers_(Engine g, cnp.ndarray out, uint64_t modulus, int64_t base, bint wi
     64-bit word)."""
     cdef int64_t n = out.size, i
     cdef int64_t* p = <int64_t*>cnp.PyArray_DATA(out)
-    with nogil:
-        if wide:
-            for i in range(n):
-                p[i] = <int64_t>((mt_u64(&g.s) % modulus) + <uint64_t>base) if modulus \
-                    else <int64_t>mt_u64(&g.s)
-        else:
-            for i in range(n):
-                p[i] = <int64_t>(<uint64_t>(mt_u32(&g.s) % modulus) + <uint64_t>base)
+    if wide:
+        for i in range(n):
+            p[i] = <int64_t>((mt_u64(&g.s) % modulus) + <uint64_t>base) if modulus \
+                else <int64_t>mt_u64(&g.s)
+    else:
+        for i in range(n):
+            p[i] = <int64_t>(<uint64_t>(mt_u32(&g.s) % modulus) + <uint64_t>base)
 
 
 def randperm(Engine g, int64_t n):
@@ -343,18 +339,17 @@ def randperm(Engine g, int64_t n):
     cdef cnp.ndarray out = np.arange(n, dtype=np.int64)
     cdef int64_t* p = <int64_t*>cnp.PyArray_DATA(out)
     cdef int64_t i, z, t
-    with nogil:
-        if n < <int64_t>(4294967295u // 20):
-            for i in range(n - 1):
-                z = <int64_t>(mt_u32(&g.s) % <uint64_t>(n - i))
-                t = p[i]
-                p[i] = p[z + i]
-                p[z + i] = t
-        else:
-            for i in range(n):
-                z = <int64_t>(mt_u64(&g.s) % <uint64_t>(i + 1))
-                p[i] = p[z]
-                p[z] = i
+    if n < <int64_t>(4294967295u // 20):
+        for i in range(n - 1):
+            z = <int64_t>(mt_u32(&g.s) % <uint64_t>(n - i))
+            t = p[i]
+            p[i] = p[z + i]
+            p[z + i] = t
+    else:
+        for i in range(n):
+            z = <int64_t>(mt_u64(&g.s) % <uint64_t>(i + 1))
+            p[i] = p[z]
+            p[z] = i
     return out
 
 
@@ -365,14 +360,12 @@ def exponential_(Engine g, cnp.ndarray out, double lambd):
     cdef double* pd
     if out.dtype == np.float32:
         pf = <float*>cnp.PyArray_DATA(out)
-        with nogil:
-            for i in range(n):
-                pf[i] = <float>(scale * log1p(-u64_to_unit(mt_u64(&g.s))))
+        for i in range(n):
+            pf[i] = <float>(scale * log1p(-u64_to_unit(mt_u64(&g.s))))
     else:
         pd = <double*>cnp.PyArray_DATA(out)
-        with nogil:
-            for i in range(n):
-                pd[i] = scale * log1p(-u64_to_unit(mt_u64(&g.s)))
+        for i in range(n):
+            pd[i] = scale * log1p(-u64_to_unit(mt_u64(&g.s)))
 
 
 DEF PI = 3.14159265358979323846
@@ -385,25 +378,23 @@ def double_draws_(Engine g, cnp.ndarray out, int kind, double a, double b):
     cdef int64_t n = out.size, i
     cdef double* p = <double*>cnp.PyArray_DATA(out)
     cdef double denom = log1p(-a)
-    with nogil:
-        if kind == 0:
-            for i in range(n):
-                p[i] = exp(fma(normal_scalar(&g.s), b, a))
-        elif kind == 1:
-            for i in range(n):
-                p[i] = fma(b, tan(PI * (u64_to_unit(mt_u64(&g.s)) - 0.5)), a)
-        else:
-            for i in range(n):
-                p[i] = ceil(log(u64_to_unit(mt_u64(&g.s))) / denom)
+    if kind == 0:
+        for i in range(n):
+            p[i] = exp(fma(normal_scalar(&g.s), b, a))
+    elif kind == 1:
+        for i in range(n):
+            p[i] = fma(b, tan(PI * (u64_to_unit(mt_u64(&g.s)) - 0.5)), a)
+    else:
+        for i in range(n):
+            p[i] = ceil(log(u64_to_unit(mt_u64(&g.s))) / denom)
 
 
 def bernoulli_scalar(Engine g, cnp.ndarray out, double p):
     """uint8 `out`: float64 uniform < p."""
     cdef int64_t n = out.size, i
     cdef uint8_t* o = <uint8_t*>cnp.PyArray_DATA(out)
-    with nogil:
-        for i in range(n):
-            o[i] = u64_to_unit(mt_u64(&g.s)) < p
+    for i in range(n):
+        o[i] = u64_to_unit(mt_u64(&g.s)) < p
 
 
 def bernoulli_tensor(Engine g, cnp.ndarray out, cnp.ndarray probs):
@@ -415,14 +406,12 @@ def bernoulli_tensor(Engine g, cnp.ndarray out, cnp.ndarray probs):
     cdef const float* pf
     if probs.dtype == np.float64:
         pd = <const double*>cnp.PyArray_DATA(probs)
-        with nogil:
-            for i in range(n):
-                o[i] = u64_to_unit(mt_u64(&g.s)) < pd[i]
+        for i in range(n):
+            o[i] = u64_to_unit(mt_u64(&g.s)) < pd[i]
     else:
         pf = <const float*>cnp.PyArray_DATA(probs)
-        with nogil:
-            for i in range(n):
-                o[i] = u32_to_unit(mt_u32(&g.s)) < pf[i]
+        for i in range(n):
+            o[i] = u32_to_unit(mt_u32(&g.s)) < pf[i]
 
 
 cdef void _cumulative_draws(MTState* m, const real* row, real* cum, int64_t k, int64_t n_sample,
