@@ -124,6 +124,12 @@ def test_state_errors():
         g.set_state(fg.zeros(5056))
     with pytest.raises(RuntimeError, match="size"):
         g.set_state(fg.zeros(10, dtype=fg.uint8))
+    if not REFERENCE:                     # PyTorch accepts this state and reads past its words
+        bad = _np(g.get_state()).copy()
+        bad[8:12] = np.array([624], dtype=np.int32).view(np.uint8)     # left
+        bad[16:24] = np.array([600], dtype=np.uint64).view(np.uint8)   # next
+        with pytest.raises(RuntimeError, match="state"):
+            g.set_state(fg.tensor(bad, dtype=fg.uint8))
 
 
 def test_bad_arguments_raise_like_pytorch():
@@ -133,6 +139,8 @@ def test_bad_arguments_raise_like_pytorch():
         fg.randint(3, 5)                                # size must be a tuple
     with pytest.raises(RuntimeError, match="out of bounds"):
         fg.randint(300, (2,), dtype=fg.uint8)
+    with pytest.raises(ValueError, match="Overflow"):
+        fg.randint(-2 ** 63, 2 ** 63, (2,))
     with pytest.raises(RuntimeError, match="lambda > 0"):
         fg.empty(3).exponential_(0)
     with pytest.raises(RuntimeError, match=r"\[0, 1\]"):

@@ -177,6 +177,10 @@ def random_array(shape, npdt, frm=0, to=None, generator=None, default=False):
             _rk.integers_(g, out, modulus, 0, wide)
         return _from_wide(out, npdt)
     frm = int(frm)
+    for v in (frm, to):
+        if v is not None and not _INT64_MIN <= int(v) <= _INT64_MAX:
+            raise ValueError(f"Overflow when unpacking long long: bound {int(v)} does not fit in "
+                             f"int64; use bounds in [-2**63, 2**63)")
     if to is not None:
         to = int(to)
         if frm >= to:

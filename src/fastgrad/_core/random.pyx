@@ -232,7 +232,9 @@ cdef class Engine:
         memcpy(&left, p + 8, 4)
         memcpy(&seeded, p + 12, 4)
         memcpy(&nxt, p + 16, 8)
-        if not (seeded == 1 and 0 < left <= N and nxt <= N):
+        # PyTorch's validity test, plus next + left <= N + 1 (true of every state the engine
+        # reaches) so a crafted state cannot send a draw past the 624 words
+        if not (seeded == 1 and 0 < left <= N and nxt <= N and nxt + <uint64_t>left <= N + 1):
             raise RuntimeError("Invalid mt19937 state: the state tensor is not one returned by "
                                "get_state()")
         memcpy(&self.s.seed, p, 8)
