@@ -411,8 +411,8 @@ def multinomial(input, num_samples, replacement=False, *, generator=None, out=No
         raise RuntimeError("cannot sample n_sample > prob_dist.size(-1) samples without "
                            "replacement")
     if k == 0:
-        raise RuntimeError("number of categories cannot exceed 2^24; got an empty last "
-                           "dimension (no categories to draw from)")
+        raise RuntimeError("multinomial: cannot compute over an empty dimension: the last "
+                           "dimension holds no categories to draw from")
     rows = probs.reshape(-1, k)
     if not replacement or num_samples == 1:
         # PyTorch's route: argmax / top-k of p / q with q ~ Exp(1) (Gumbel trick)
