@@ -33,9 +33,12 @@ if os.environ.get("FASTGRAD_NATIVE") == "1":
 # optim_kernels: sqrt without errno, so its update loops vectorize (Note [Vectorized update loops]),
 # and OpenMP blocks for large parameters (Note [Parallel updates]); kernels: OpenMP loops, and
 # selects in vmath.h that only if-convert (vectorise) when comparisons are not treated as
-# trapping; blas: products split across the OpenMP team (Note [Products on fastgrad's threads]).
+# trapping; blas: products split across the OpenMP team (Note [Products on fastgrad's threads]);
+# random: no implicit multiply-add fusion, so its floats round as PyTorch's (Note [PyTorch's streams]),
+# and selects that if-convert so the Box-Muller blocks vectorise.
 PER_MODULE_ARGS = {"optim_kernels": ["-fno-math-errno", "-fopenmp"],
-                   "kernels": ["-fopenmp", "-fno-trapping-math"], "blas": ["-fopenmp"]}
+                   "kernels": ["-fopenmp", "-fno-trapping-math"], "blas": ["-fopenmp"],
+                   "random": ["-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math"]}
 PER_MODULE_LINK = {"kernels": ["-fopenmp"], "blas": ["-fopenmp"], "optim_kernels": ["-fopenmp"]}
 extensions = [
     Extension(

@@ -17,7 +17,10 @@ from fastgrad._device import set_default_device, get_default_device
 from fastgrad._creation import (tensor, as_tensor, from_numpy, zeros, ones, empty, full,
                                 zeros_like, ones_like, empty_like, full_like, rand, randn,
                                 rand_like, randn_like, randint, randperm, arange, linspace,
-                                logspace, eye, manual_seed, seed)
+                                logspace, eye, manual_seed, seed, randint_like)
+from fastgrad.random import (Generator, default_generator, initial_seed, get_rng_state,
+                             set_rng_state)
+from fastgrad._sampling import normal, bernoulli, multinomial
 from fastgrad.functional import *          # noqa: F401,F403  (add, exp, sum, maximum, where ...)
 from fastgrad.functional import max, min, abs, pow, sum  # noqa: F401  (names * skips shadowing)
 from fastgrad.functional import all, any  # noqa: F401

@@ -10,28 +10,9 @@ from fastgrad import _dtypes
 from fastgrad._device import check as _check_device
 from fastgrad._core.tensor import TensorBase
 from fastgrad._tensor import Tensor
+from fastgrad import _sampling
 
-_rng = None                      # made on first use: importing numpy.random costs ~20 ms
-
-
-def manual_seed(seed):
-    """Seed fastgrad's random generator (rand, randn, randint, init, dropout)."""
-    global _rng
-    _rng = np.random.default_rng(int(seed))
-    return _rng
-
-
-def seed():
-    s = int(np.random.SeedSequence().entropy % (2 ** 63))
-    manual_seed(s)
-    return s
-
-
-def default_generator():
-    global _rng
-    if _rng is None:
-        _rng = np.random.default_rng()
-    return _rng
+from fastgrad.random import default_generator, manual_seed, seed  # noqa: F401  (re-exported)
 
 
 def _wrap(arr, requires_grad=False):
@@ -214,49 +195,115 @@ def full_like(input, fill_value, dtype=None, device=None, requires_grad=False,
     return full(shape, fill_value, dtype=dt, requires_grad=requires_grad)
 
 
-def rand(*size, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
-    """Uniform samples on [0, 1)."""
+def _draw_size(fn, size, size_kw):
+    """rand(2, 3), rand((2, 3)) or rand(size=(2, 3)) -- not both."""
+    if size_kw is None:
+        return _size(size)
+    if size:
+        raise TypeError(f"{fn}() got the size both positionally and as size=; pass it once")
+    return _size((tuple(size_kw),) if not isinstance(size_kw, numbers.Integral) else (size_kw,))
+
+
+def rand(*size, generator=None, dtype=None, device=None, requires_grad=False, out=None,
+         pin_memory=False, **kw) -> Tensor:
+    """Uniform samples on [0, 1) (PyTorch's stream: Note [PyTorch's streams])."""
     _check_device(device)
-    g = generator or default_generator()
-    arr = g.random(_size(size)).astype(_np_dtype(dtype))
-    return _wrap(arr, requires_grad)
+    shape = _draw_size("rand", size, kw.pop("size", None))
+    if kw:
+        raise TypeError(f"rand() got unexpected keyword arguments {sorted(kw)}")
+    arr = _sampling.uniform_array(shape, _np_dtype(dtype), 0.0, 1.0, generator)
+    return _sampling._finish(arr, out, requires_grad)
 
 
-def randn(*size, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
-    """Standard normal samples."""
+def randn(*size, generator=None, dtype=None, device=None, requires_grad=False, out=None,
+          pin_memory=False, **kw) -> Tensor:
+    """Standard normal samples (PyTorch's stream)."""
     _check_device(device)
-    g = generator or default_generator()
-    arr = g.standard_normal(_size(size)).astype(_np_dtype(dtype))
-    return _wrap(arr, requires_grad)
+    shape = _draw_size("randn", size, kw.pop("size", None))
+    if kw:
+        raise TypeError(f"randn() got unexpected keyword arguments {sorted(kw)}")
+    arr = _sampling.normal_array(shape, _np_dtype(dtype), 0.0, 1.0, generator)
+    return _sampling._finish(arr, out, requires_grad)
 
 
-def rand_like(input, dtype=None, device=None, requires_grad=False, memory_format=None) -> Tensor:
+def rand_like(input, *, generator=None, dtype=None, device=None, requires_grad=False,
+              memory_format=None) -> Tensor:
     _check_device(device)
-    return rand(input.shape, dtype=dtype or input.dtype, requires_grad=requires_grad)
+    return rand(input.shape, generator=generator, dtype=dtype or input.dtype,
+                requires_grad=requires_grad)
 
 
-def randn_like(input, dtype=None, device=None, requires_grad=False, memory_format=None) -> Tensor:
+def randn_like(input, *, generator=None, dtype=None, device=None, requires_grad=False,
+               memory_format=None) -> Tensor:
     _check_device(device)
-    return randn(input.shape, dtype=dtype or input.dtype, requires_grad=requires_grad)
+    return randn(input.shape, generator=generator, dtype=dtype or input.dtype,
+                 requires_grad=requires_grad)
 
 
-def randint(low, high=None, size=None, dtype=None, device=None, requires_grad=False,
-            generator=None) -> Tensor:
-    """Integers uniform on [low, high) (randint(high, size) also works)."""
-    _check_device(device)
-    if size is None:
-        low, high, size = 0, low, high
+def _randint_bounds(fn, args, low, high, size, need_size=True):
+    """randint(high, size) / randint(low, high, size), positionally or by keyword."""
+    args = list(args)
+    if need_size and size is None and args:
+        size = args.pop()
+    if len(args) == 2:
+        low, high = args
+    elif len(args) == 1:
+        if high is None:
+            high = args[0]
+        else:
+            low = args[0]
+    elif args:
+        raise TypeError(f"{fn}() takes (low=0, high, size): got {len(args)} extra positional "
+                        f"arguments")
     if high is None:
-        low, high = 0, low
-    g = generator or default_generator()
-    arr = g.integers(low, high, size=_size((tuple(size),))).astype(_np_dtype(dtype, _dtypes.int64))
-    return _wrap(arr, requires_grad)
+        raise TypeError(f"{fn}() missing required argument 'high'")
+    if need_size and (size is None or isinstance(size, (numbers.Integral, np.integer))):
+        raise TypeError(f"{fn}(): argument 'size' must be tuple of ints, not "
+                        f"{type(size).__name__}; e.g. randint(10, (3,))")
+    low = 0 if low is None else low
+    for v in (low, high):
+        if isinstance(v, TensorBase):
+            raise TypeError(f"{fn}(): low and high must be Python ints")
+    return int(low), int(high), size
 
 
-def randperm(n, dtype=None, device=None, generator=None, requires_grad=False) -> Tensor:
+def randint(*args, size=None, low=None, high=None, generator=None, dtype=None, device=None,
+            requires_grad=False, out=None, pin_memory=False) -> Tensor:
+    """Integers uniform on [low, high): randint(high, size) or randint(low, high, size)."""
     _check_device(device)
-    g = generator or default_generator()
-    return _wrap(g.permutation(int(n)).astype(_np_dtype(dtype, _dtypes.int64)), requires_grad)
+    low, high, size = _randint_bounds("randint", args, low, high, size)
+    npdt = _np_dtype(dtype, _dtypes.int64)
+    arr = _sampling.random_array(_size((tuple(size),)), npdt, low, high, generator)
+    return _sampling._finish(arr, out, requires_grad)
+
+
+def randint_like(input, *args, low=None, high=None, generator=None, dtype=None, device=None,
+                 requires_grad=False, memory_format=None) -> Tensor:
+    _check_device(device)
+    low, high, _ = _randint_bounds("randint_like", args, low, high, None, need_size=False)
+    npdt = _np_dtype(dtype if dtype is not None else input.dtype)
+    arr = _sampling.random_array(tuple(input.shape), npdt, low, high, generator)
+    return _sampling._finish(arr, None, requires_grad)
+
+
+def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False, out=None,
+             pin_memory=False) -> Tensor:
+    """A random permutation of 0..n-1 (PyTorch's algorithm and stream)."""
+    _check_device(device)
+    if isinstance(n, TensorBase):
+        n = n.item()
+    if not isinstance(n, (numbers.Integral, np.integer)) or isinstance(n, bool):
+        raise TypeError(f"randperm(): argument 'n' must be int, not {type(n).__name__}")
+    n = int(n)
+    if n < 0:
+        raise RuntimeError(f"Trying to create tensor with negative dimension {n}: [{n}]")
+    npdt = _np_dtype(dtype, _dtypes.int64)
+    if npdt.kind == "f" and n > 2 ** (np.finfo(npdt).nmant + 1) + 1:
+        raise RuntimeError(f"n cannot be greater than {2 ** (np.finfo(npdt).nmant + 1) + 1} "
+                           f"for {npdt.name}: the values would not be exact")
+    from fastgrad.random import _gen
+    arr = _sampling._rk.randperm(_gen(generator), n).astype(npdt, copy=False)
+    return _sampling._finish(arr, out, requires_grad)
 
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False) -> Tensor:

@@ -6,7 +6,7 @@ below that forward to compiled functions are plain aliases, so they add no Pytho
 """
 import numpy as np
 
-from fastgrad import _dtypes, _device, _legacy
+from fastgrad import _device, _dtypes, _legacy, _sampling
 from fastgrad._core import ops_pointwise as _pw
 from fastgrad._core import ops_reduce as _red
 from fastgrad._core import tensor as _ct
@@ -200,6 +200,18 @@ class Tensor(TensorBase, metaclass=_legacy.TensorMeta):
     argmin = _red2.argmin
     all = _red2.all
     any = _red2.any
+
+    # -- sampling in place, PyTorch's streams (_sampling.py) --
+    normal_ = _sampling.normal_
+    uniform_ = _sampling.uniform_
+    random_ = _sampling.random_
+    exponential_ = _sampling.exponential_
+    log_normal_ = _sampling.log_normal_
+    cauchy_ = _sampling.cauchy_
+    geometric_ = _sampling.geometric_
+    bernoulli_ = _sampling.bernoulli_
+    bernoulli = _sampling.bernoulli_method
+    multinomial = _sampling.multinomial_method
 
     def masked_fill_(self, mask, value):
         return self.copy_(_ix.masked_fill(self, mask, value))

@@ -92,12 +92,15 @@ def dropout(input, p=0.5, training=True, inplace=False) -> Tensor:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0.0:
         return input
-    from fastgrad._creation import default_generator
+    from fastgrad import _sampling
     x = input._np
     if p == 1.0:
         mask = np.zeros(x.shape, dtype=x.dtype)
     else:
-        mask = (default_generator().random(x.shape) >= p).astype(x.dtype) * (1.0 / (1.0 - p))
+        # PyTorch's mask: bernoulli_(1 - p) in the input's dtype, then divided by (1 - p), which
+        # float16 computes in float32 and rounds once
+        ct = np.float32 if x.dtype == np.float16 else x.dtype.type
+        mask = (_sampling._bernoulli_values(x.shape, 1 - p, None).astype(ct) / ct(1 - p))
     out = input * _wrap(mask.astype(x.dtype, copy=False))
     if inplace:
         return input.copy_(out)

@@ -2,29 +2,21 @@
 
 They make PyTorch's calls in PyTorch's order (RandomSampler without a generator draws a seed from
 the global stream with `empty((), dtype=int64).random_()` and permutes with a Generator seeded
-from it; a DataLoader iterator draws its workers' base seed the same way, from its generator), so
-that where fastgrad's random streams match PyTorch's, shuffled orders and splits match too.
-Where fastgrad lacks one of those calls (Generator, Tensor.random_, multinomial), the draw falls
-back to fastgrad's own generator: the order is then fastgrad's, not PyTorch's."""
+from it; a DataLoader iterator draws its workers' base seed the same way, from its generator), and
+fastgrad's streams are PyTorch's, so shuffled orders and splits are PyTorch's too."""
 import fastgrad
 
 
 def seed_from(generator=None):
     """An int64 seed drawn from `generator` (None: the global stream)."""
-    t = fastgrad.empty((), dtype=fastgrad.int64)
-    if hasattr(t, "random_"):
-        return int(t.random_(generator=generator).item())
-    return int(fastgrad.randint(0, 2 ** 63 - 1, (1,), generator=generator)[0].item())
+    return int(fastgrad.empty((), dtype=fastgrad.int64).random_(generator=generator).item())
 
 
 def new_generator(seed):
-    """A generator seeded with `seed` (fastgrad.Generator, else the stream randperm takes)."""
-    if hasattr(fastgrad, "Generator"):
-        g = fastgrad.Generator()
-        g.manual_seed(seed)
-        return g
-    import numpy as np
-    return np.random.default_rng(seed)
+    """A fastgrad.Generator seeded with `seed`."""
+    g = fastgrad.Generator()
+    g.manual_seed(seed)
+    return g
 
 
 def randperm(n, generator=None):
@@ -39,10 +31,4 @@ def randint(high, count, generator=None):
 
 def multinomial(weights, count, replacement, generator=None):
     """`count` indices drawn with probability proportional to the float64 tensor `weights`."""
-    if hasattr(fastgrad, "multinomial"):
-        return fastgrad.multinomial(weights, count, replacement, generator=generator).tolist()
-    import numpy as np
-    from fastgrad._creation import default_generator
-    g = generator if isinstance(generator, np.random.Generator) else default_generator()
-    w = weights.numpy()
-    return g.choice(len(w), size=count, replace=replacement, p=w / w.sum()).tolist()
+    return fastgrad.multinomial(weights, count, replacement, generator=generator).tolist()
