@@ -57,7 +57,7 @@ RETURNS = {
     "kthvalue": "tuple[Tensor, Tensor]", "cummax": "tuple[Tensor, Tensor]",
     "cummin": "tuple[Tensor, Tensor]",
     "unique": "Tensor | tuple[Tensor, ...]", "nonzero": "Tensor | tuple[Tensor, ...]",
-    "meshgrid": "tuple[Tensor, ...]", "allclose": "bool", "equal": "bool",
+    "meshgrid": "tuple[Tensor, ...]", "allclose": "bool", "equal": "bool", "get_device": "int",
     "ops_reduce.max": [s.format(nt="return_types_max") for s in _MAX_MIN],
     "ops_reduce.min": [s.format(nt="return_types_min") for s in _MAX_MIN],
     "Tensor.max": [s.format(nt="return_types_max") for s in _MAX_MIN],
@@ -81,7 +81,7 @@ TENSOR_DEFAULT_MODULES = ("ops_",)      # module-name prefixes whose public func
 # -- properties (getset descriptors carry no type); a setter is found by trying it ------------
 PROPERTIES = {
     "shape": "Size", "ndim": "int", "dtype": "_dtypes.dtype", "device": "_dtypes.device",
-    "is_cuda": "bool",
+    "is_cuda": "bool", "is_cpu": "bool",
     "requires_grad": "bool", "is_leaf": "bool", "grad_fn": "Node | None", "_version": "int",
     "_base": "Tensor | None", "output_nr": "int", "retains_grad": "bool",
     "grad": "Tensor | None", "data": "Tensor", "_np": "np.ndarray", "T": "Tensor", "mT": "Tensor",

@@ -213,6 +213,27 @@ class Tensor(TensorBase, metaclass=_legacy.TensorMeta):
     bernoulli = _sampling.bernoulli_method
     multinomial = _sampling.multinomial_method
 
+    # comparisons as methods (the operators are compiled slots)
+    def eq(self, other):
+        return self == other
+
+    def ne(self, other):
+        return self != other
+
+    def lt(self, other):
+        return self < other
+
+    def le(self, other):
+        return self <= other
+
+    def gt(self, other):
+        return self > other
+
+    def ge(self, other):
+        return self >= other
+
+    greater, greater_equal, less, less_equal, not_equal = gt, ge, lt, le, ne
+
     def masked_fill_(self, mask, value):
         return self.copy_(_ix.masked_fill(self, mask, value))
 

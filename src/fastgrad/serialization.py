@@ -33,7 +33,7 @@ from collections import OrderedDict
 import numpy as np
 
 from fastgrad._core.tensor import TensorBase
-from fastgrad import _atomic_file, _npz_archive
+from fastgrad import _atomic_file, _device, _npz_archive
 
 _FORMAT = "fastgrad-npz"
 _VERSION = 1
@@ -265,14 +265,17 @@ _ADVICE = ("The file is damaged (truncated or altered) or was not written by fas
 
 def _location_mapper(map_location):
     """The callable to apply to each loaded tensor, or None; checks device names up front."""
-    from fastgrad import _dtypes
     if map_location is None:
         return None
     if callable(map_location):
         return map_location
     targets = map_location.values() if isinstance(map_location, dict) else [map_location]
     for target in targets:
-        _dtypes.device(target)          # RuntimeError for a device fastgrad does not have
+        if _device.device(target).type != "cpu":
+            raise RuntimeError(f"fastgrad.load: map_location={target!r} asks for a device "
+                               f"fastgrad does not have (it runs on the CPU; "
+                               f"torch.cuda.is_available() is False): load with "
+                               f"map_location='cpu' or leave it out")
     return None
 
 
