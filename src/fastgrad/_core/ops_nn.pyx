@@ -26,9 +26,9 @@ cdef cnp.ndarray _prepare(TensorBase a, object dtype, str op):
         from fastgrad._dtypes import to_numpy_dtype
         x = x.astype(to_numpy_dtype(dtype))
     if x.dtype.kind != "f":
-        raise RuntimeError(f"\"{op}_lastdim_kernel_impl\" not implemented for "
-                           f"'{ {'i': 'Long', 'b': 'Bool', 'u': 'Byte'}.get(x.dtype.kind, x.dtype.name) }'"
-                           f": {op} needs a floating point input; convert first, e.g. x.float()")
+        raise NotImplementedError(f"\"{op}_lastdim_kernel_impl\" not implemented for "
+                                  f"'{pw._ttype(x.dtype)}': {op} needs a floating point input; "
+                                  f"convert first, e.g. x.float()")
     return x
 
 
