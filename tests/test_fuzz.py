@@ -59,3 +59,20 @@ def test_fuzzer_finds_a_planted_fault(monkeypatch):
             return (lambda x: 2 * fg.exp(x)) if name == "exp" else getattr(fg, name)
     f = fz.check(prog, libs=(Wrong(), torch))
     assert f is not None and f.op == "exp" and f.kind == "forward value", f
+
+
+@pytest.mark.skipif(REFERENCE, reason="plants a fault in fastgrad's gradients")
+def test_finite_difference_oracle_finds_a_planted_fault(monkeypatch):
+    """Gradients off by 0.1% fail the central-difference check."""
+    real = fz.run
+
+    def off(m, prog, *args, **kw):
+        r = real(m, prog, *args, **kw)
+        if r.grads:
+            r.grads.update({k: (g[0] * 1.001 + 1e-3, g[1]) for k, g in r.grads.items() if g})
+        return r
+    monkeypatch.setattr(fz, "run", off)
+    import random
+    caught = sum(fz.check_fd(fz.generate(random.Random(i), fd=True), seed=i) is not None
+                 for i in range(20))
+    assert caught >= 10
