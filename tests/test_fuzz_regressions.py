@@ -180,3 +180,20 @@ def test_reciprocal_grad_squares_the_result_first():
     x.reciprocal().backward(fg.tensor([float("inf"), 1.0]))
     g = x.grad.numpy()
     assert math.isnan(g[0]) and g[1] == -0.25
+
+
+# -- float-valued ops of a non-contiguous integer tensor (an expand, a transpose) --
+
+@pytest.mark.parametrize("name", ["sqrt", "exp", "reciprocal", "sin", "tanh", "sigmoid"])
+def test_float_op_of_expanded_or_transposed_int_tensor(name):
+    base = np.array([[1, 3], [-3, 3], [0, -3]])
+    for t, ref in [(fg.tensor([-2, -2, 2]).expand(2, 3), np.broadcast_to([-2, -2, 2], (2, 3))),
+                   (fg.tensor(base).transpose(1, -2), base.T)]:
+        out = getattr(t, name)()
+        assert out.dtype == fg.float32
+        with np.errstate(all="ignore"):
+            expect = {"sqrt": np.sqrt, "exp": np.exp, "reciprocal": lambda a: 1 / a,
+                      "sin": np.sin, "tanh": np.tanh,
+                      "sigmoid": lambda a: 1 / (1 + np.exp(-a))}[name](ref.astype(np.float32))
+        np.testing.assert_allclose(out.numpy(), expect, rtol=1e-6)
+

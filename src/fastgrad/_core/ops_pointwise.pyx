@@ -700,7 +700,7 @@ cdef object unary(int op, TensorBase a):
                                    "supported. If you are trying to invert a mask, use the `~` "
                                    "or `logical_not()` operator instead.")
             return wrap(_arr(_UNARY_UFUNC[op](x)))
-        x = x.astype(_float32)
+        x = x.astype(_float32, order="C")     # the kernel walks memory in C order
     elif not _fast_float(x):
         x = x.astype(np.float32 if x.dtype.itemsize < 4 else x.dtype, order="C")
     out = _empty_like(x)
