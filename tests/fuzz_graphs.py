@@ -937,8 +937,9 @@ def compare(ref, got, tol="float64"):
         if got.stage != "backward":
             return Mismatch("missing error in backward", f"torch raises {type(ref.exc).__name__}: {ref.exc}")
         if not isinstance(got.exc, builtin_base(type(ref.exc))):
-            return Mismatch("exception type in backward", f"{type(got.exc).__name__} vs torch "
-                                                          f"{type(ref.exc).__name__}: {ref.exc}")
+            return Mismatch("exception type in backward", f"{type(got.exc).__name__} ({got.exc}) "
+                                                          f"vs torch {type(ref.exc).__name__} "
+                                                          f"({ref.exc})")
         return None
     for name, rg in ref.grads.items():
         qg = got.grads.get(name)
@@ -979,8 +980,10 @@ def _check(fg, torch, prog, upto=None, leaves=None, backward="sum", seed=0):
             got = run(fg, prog, upto, backward, seed, leaves)
         finally:
             np.seterr(**np_err)
-    dts = {lf.dtype for lf in (prog.leaves if leaves is None else leaves)}
-    return compare(ref, got, "float32" if "float32" in dts or "int64" in dts else "float64"), ref, got
+    # float32 tolerance as soon as any value of the reference run is float32 (a Python number
+    # promotes an integer tensor, or makes a where() result, in the default float32)
+    f32 = any(getattr(v, "dtype", None) == torch.float32 for v in ref.ns.values())
+    return compare(ref, got, "float32" if f32 else "float64"), ref, got
 
 
 def check(prog, seed=0, libs=None):
@@ -1120,6 +1123,7 @@ def _listed_edge_value(f):
     return ((f.op in ("softmax", "log_softmax", "cross_entropy", "logsumexp") and ft.nonfinite)
             or (f.op in ("sign", "relu", "F.relu", "abs") and ft.nonfinite)
             or (f.op == "rpow_scalar" and "(0" in ft.ops)
+            or ("**" in ft.ops and f.kind.startswith("grad") and "NaN" in f.kind)
             or (f.op in ("std", "var", "layer_norm") and (ft.nonfinite or ft.edge)))
 
 
@@ -1166,7 +1170,18 @@ OPEN_HERE = [
               and (f.features.nonfinite or f.features.edge or "5e-324" in f.features.ops)),
     KnownOpen("norm backward at a zero or subnormal norm (PyTorch divides by it)",
               lambda f: "norm(" in f.features.ops and f.kind.startswith("grad")
-              and (f.features.edge or f.features.nonfinite)),
+              and (f.features.edge or f.features.nonfinite or "NaN" in f.kind)),
+    KnownOpen("norm of a float32 value whose square overflows: PyTorch returns |x| for a one-"
+              "element reduction (1e30) and inf for two elements",
+              lambda f: f.op == "norm" and f.features.edge and f.kind.startswith("forward")),
+    KnownOpen("remainder/fmod by a tiny or subnormal divisor: ill-conditioned (the operands' last "
+              "bits decide the quotient); PyTorch gives NaN for x % 5e-324",
+              lambda f: f.op in ("remainder", "fmod") and (f.features.edge
+                                                           or f.kind == "forward value")),
+    KnownOpen("float32 rounding of fused kernels: layer_norm of a near-constant row (noise * rstd), "
+              "gelu's negative tail (PyTorch's float32 gelu is ~1e-3 off there)",
+              lambda f: f.kind in ("forward value", "grad value") and "float32" in f.features.dtypes
+              and ("layer_norm" in f.features.ops or "gelu" in f.features.ops)),
     KnownOpen("summation order: a gradient that cancels in exact arithmetic (x * (1/x), sums "
               "with +-1e30 terms) keeps different rounding residue",
               lambda f: f.kind == "grad value" and (f.features.edge or (
