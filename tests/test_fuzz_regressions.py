@@ -149,6 +149,12 @@ def test_prod_grad_with_one_zero_stays_exact():
     assert x.grad.tolist() == [0.0, 6.0, 0.0]
 
 
+@pytest.mark.parametrize("fn", [fg.softmax, F.log_softmax])
+def test_softmax_checks_the_dim_before_the_dtype(fn):
+    with pytest.raises(IndexError, match="Dimension out of range"):
+        fn(fg.tensor([0, 0, 0]), -2)
+
+
 def test_cross_entropy_and_nll_loss_of_ints_raise_not_implemented():
     target = fg.tensor([0, 1])
     with pytest.raises(NotImplementedError, match="not implemented for"):

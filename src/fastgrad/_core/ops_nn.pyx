@@ -50,8 +50,8 @@ def softmax(input, dim=None, dtype=None, *, _stacklevel=3):
     """exp(x) / sum(exp(x)) along dim, computed stably (SoftmaxBackward0)."""
     cdef TensorBase a = input, out
     cdef SoftmaxBackward0 node
+    cdef int d = _dim(a, dim, "softmax")          # the dim is checked first, as in PyTorch
     x = _prepare(a, dtype, "softmax")
-    cdef int d = _dim(a, dim, "softmax")
     if x.ndim == 0:
         y = np.ones((), dtype=x.dtype)
     elif x.size == 0:
@@ -95,8 +95,8 @@ def log_softmax(input, dim=None, dtype=None, *, _stacklevel=3):
     """x - logsumexp(x) along dim, computed stably (LogSoftmaxBackward0)."""
     cdef TensorBase a = input, out
     cdef LogSoftmaxBackward0 node
+    cdef int d = _dim(a, dim, "log_softmax")          # the dim is checked first, as in PyTorch
     x = _prepare(a, dtype, "log_softmax")
-    cdef int d = _dim(a, dim, "log_softmax")
     if x.ndim == 0:
         y = np.zeros((), dtype=x.dtype)
     elif x.size == 0:
