@@ -406,7 +406,7 @@ cdef void _unary_math(int op, const floating* a, floating* out, Py_ssize_t n) no
 cdef void unary_bwd(int op, const floating* g, const floating* y, floating* out,
                     Py_ssize_t n) noexcept nogil:
     """Fused backward from the saved output y:
-    tanh: g*(1-y*y); sigmoid: g*y*(1-y); exp: g*y; relu: g*(y>0); reciprocal: -g*y*y"""
+    tanh: g*(1-y*y); sigmoid: g*y*(1-y); exp: g*y; relu: g*(y>0); reciprocal: -g*(y*y)"""
     _launch(K_BWD, op, floating is float, g, y, out, 0, n)
 
 
@@ -429,7 +429,7 @@ cdef void _bwd_run(int op, const floating* g, const floating* y, floating* out,
             out[i] = gi if y[i] > 0 else 0
     elif op == OP_RECIPROCAL:
         for i in range(n):
-            out[i] = -g[i] * y[i] * y[i]
+            out[i] = -g[i] * (y[i] * y[i])   # PyTorch's grouping: inf * (tiny**2 == 0) is NaN
 
 
 cdef inline floating _bwd1(int op, floating g, floating y) noexcept nogil:
@@ -441,7 +441,7 @@ cdef inline floating _bwd1(int op, floating g, floating y) noexcept nogil:
         return g * y
     if op == OP_RELU:
         return g if y > 0 else 0
-    return -g * y * y
+    return -g * (y * y)
 
 
 cdef void unary_bwd_s(int op, double g, const floating* y, floating* out,

@@ -632,6 +632,9 @@ def scatter_add(input, dim, index, src):
     """out = input.clone(); out[index[i][j]][j] += src[i][j] (dim 0), etc."""
     cdef TensorBase a = input, s = src, out
     cdef ScatterAddBackward0 node
+    if a._data.dtype != s._data.dtype:
+        raise RuntimeError(f"scatter(): Expected self.dtype to be equal to src.dtype (scatter_add "
+                           f"got {a.dtype} and {s.dtype}; convert src with .to(input.dtype))")
     d = wrap_dim(dim, a._data.ndim, "scatter_add")
     ix = _check_index(a, index, d, "scatter_add")
     for k in range(ix.ndim):
@@ -717,6 +720,11 @@ def masked_fill(input, mask, value):
         fill = v._data
     else:
         fill = value
+        if r.dtype.kind in "iu" and isinstance(value, float) and not (
+                np.iinfo(r.dtype).min <= value <= np.iinfo(r.dtype).max):
+            # NumPy's unsafe cast would store an arbitrary integer for inf, nan or 1e30
+            raise RuntimeError(f"masked_fill: value cannot be converted to type {r.dtype}_t "
+                               f"without overflow: {value!r} does not fit the {r.dtype} input")
     try:
         np.copyto(r, np.asarray(fill).astype(r.dtype, casting="unsafe"), where=m._data)
     except (TypeError, ValueError, OverflowError):

@@ -36,7 +36,7 @@ from fastgrad._core cimport ops_reduce as red
 
 cnp.import_array()
 
-cdef dict _ACT_NODES, _ACT_NAMES     # activation op -> node class / op name (set below)
+cdef dict _ACT_NODES, _ACT_NAMES, _ACT_KERNELS  # activation op -> node class / op name / kernel
 cdef dict _REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
 cdef double _SQRT1_2 = 0.7071067811865476
 cdef double _INV_SQRT_2PI = 0.3989422804014327
@@ -225,8 +225,9 @@ cdef object _nll(object input, object target, object weight, object ignore_index
     cdef double denom, total
     cdef NllLossBackward0 node
     if xd.dtype.kind != "f":
-        raise RuntimeError(f"{op}: expected a floating point input (logits), got {x.dtype}; "
-                           f"convert it with input.float()")
+        raise NotImplementedError(f'"{op}" not implemented for \'{pw._ttype(xd.dtype)}\': '
+                                  f"{op} expects a floating point input (logits); convert it "
+                                  f"with input.float()")
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"{op}: label_smoothing must be between 0.0 and 1.0, got {eps}")
     probs = td.dtype.kind == "f" and log_softmax and (<object>td).shape == (<object>xd).shape
@@ -765,8 +766,10 @@ cdef object _act(int op, object input, double a, double b):
     cdef cnp.ndarray xd = x._data
     cdef ActBackward node
     if xd.dtype.kind != "f":
-        raise RuntimeError(f"{_ACT_NAMES[op]}: expected a floating point tensor, got {x.dtype}; "
-                           f"convert it with .float()")
+        # PyTorch's kernels have no integer version: NotImplementedError (a RuntimeError)
+        raise NotImplementedError(f'"{_ACT_KERNELS[op]}" not implemented for '
+                                  f"'{pw._ttype(xd.dtype)}': {_ACT_NAMES[op]} expects a floating "
+                                  f"point tensor; convert it with .float()")
     out = wrap(np.asarray(_act_fwd(op, xd, a, b), dtype=xd.dtype))
     if x._requires_grad and grad_enabled():
         cls = _ACT_NODES[op]
@@ -832,6 +835,9 @@ _ACT_NODES = {ACT_GELU: GeluBackward0, ACT_GELU_TANH: GeluBackward0,
 _ACT_NAMES = {ACT_GELU: "gelu", ACT_GELU_TANH: "gelu", ACT_SILU: "silu",
                         ACT_SOFTPLUS: "softplus", ACT_ELU: "elu", ACT_LEAKY: "leaky_relu",
                         ACT_ERF: "erf"}
+_ACT_KERNELS = {ACT_GELU: "GeluKernelImpl", ACT_GELU_TANH: "GeluKernelImpl", ACT_SILU: "silu_cpu",
+                ACT_SOFTPLUS: "softplus_cpu", ACT_ELU: "elu_cpu", ACT_LEAKY: "leaky_relu_cpu",
+                ACT_ERF: "erf_cpu"}
 
 
 def gelu(input, approximate="none"):

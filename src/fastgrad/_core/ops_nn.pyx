@@ -26,9 +26,9 @@ cdef cnp.ndarray _prepare(TensorBase a, object dtype, str op):
         from fastgrad._dtypes import to_numpy_dtype
         x = x.astype(to_numpy_dtype(dtype))
     if x.dtype.kind != "f":
-        raise RuntimeError(f"\"{op}_lastdim_kernel_impl\" not implemented for "
-                           f"'{ {'i': 'Long', 'b': 'Bool', 'u': 'Byte'}.get(x.dtype.kind, x.dtype.name) }'"
-                           f": {op} needs a floating point input; convert first, e.g. x.float()")
+        raise NotImplementedError(f"\"{op}_lastdim_kernel_impl\" not implemented for "
+                                  f"'{pw._ttype(x.dtype)}': {op} needs a floating point input; "
+                                  f"convert first, e.g. x.float()")
     return x
 
 
@@ -50,8 +50,8 @@ def softmax(input, dim=None, dtype=None, *, _stacklevel=3):
     """exp(x) / sum(exp(x)) along dim, computed stably (SoftmaxBackward0)."""
     cdef TensorBase a = input, out
     cdef SoftmaxBackward0 node
+    cdef int d = _dim(a, dim, "softmax")          # the dim is checked first, as in PyTorch
     x = _prepare(a, dtype, "softmax")
-    cdef int d = _dim(a, dim, "softmax")
     if x.ndim == 0:
         y = np.ones((), dtype=x.dtype)
     elif x.size == 0:
@@ -95,8 +95,8 @@ def log_softmax(input, dim=None, dtype=None, *, _stacklevel=3):
     """x - logsumexp(x) along dim, computed stably (LogSoftmaxBackward0)."""
     cdef TensorBase a = input, out
     cdef LogSoftmaxBackward0 node
+    cdef int d = _dim(a, dim, "log_softmax")          # the dim is checked first, as in PyTorch
     x = _prepare(a, dtype, "log_softmax")
-    cdef int d = _dim(a, dim, "log_softmax")
     if x.ndim == 0:
         y = np.zeros((), dtype=x.dtype)
     elif x.size == 0:

@@ -33,3 +33,4 @@ cdef object where_(object cond, object a, object b)
 cdef bint is_scalar(object x) noexcept
 cdef object broadcast_shapes(tuple sa, tuple sb, str op)
 cdef object _extremum(object input, object other, bint is_max)
+cdef str _ttype(object dt)

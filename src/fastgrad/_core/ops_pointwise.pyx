@@ -166,8 +166,20 @@ cdef cnp.ndarray _binary_tt(int op, cnp.ndarray a, cnp.ndarray b):
             return _contiguous_binary(op, x, y)
         return _strided_binary(op, _aligned(x), _aligned(y), shape)
     if op == OP_POW:
-        return _arr(np.power(x, y))
+        return _int_power(x, y)
     return _arr(_UFUNC[op](x, y))
+
+
+cdef cnp.ndarray _int_power(object x, object y):
+    """x ** y for integer operands as PyTorch computes it: a negative exponent gives 1 for a base
+    of 1, +-1 for -1 and 0 for every other base (NumPy refuses negative integer powers)."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "iu" or not (y < 0).any():
+        return _arr(np.power(x, y))
+    neg = y < 0
+    r = np.power(x, np.where(neg, 0, y))
+    small = np.where(x == 1, 1, np.where(x == -1, np.where(y % 2 == 0, 1, -1), 0))
+    return _arr(np.where(neg, small, r).astype(r.dtype, copy=False))
 
 
 cdef inline cnp.ndarray _aligned(cnp.ndarray x):
@@ -314,6 +326,8 @@ cdef object _binary(int op, TensorBase a, object b):
             else:
                 set_history2(out, node, a, None)  # PyTorch lists the number as a (None, 0) edge
         return out
+    if op == OP_SUB or op == OP_RSUB:
+        _check_bool_sub(a, b)
     if isinstance(b, TensorBase):
         tb = <TensorBase>b
         out = wrap(_binary_tt(op, a._data, tb._data))
@@ -344,6 +358,27 @@ cdef object _binary(int op, TensorBase a, object b):
         else:
             set_history(out, node, (a, None))     # PyTorch lists the number as a (None, 0) edge
     return out
+
+
+cdef inline int _check_bool_sub(TensorBase a, object b) except -1:
+    """PyTorch refuses to subtract booleans (a Python bool counts as one)."""
+    cdef bint ab = cnp.PyArray_ISBOOL(a._data), bb
+    if isinstance(b, TensorBase):
+        bb = cnp.PyArray_ISBOOL((<TensorBase>b)._data)
+    else:
+        bb = type(b) is bool or isinstance(b, np.bool_)
+    if ab or bb:
+        _bool_sub_error(ab and bb)
+    return 0
+
+
+cdef int _bool_sub_error(bint both) except -1:
+    if both:
+        raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not "
+                           "supported. Use the `^` or `logical_xor()` operator instead.")
+    raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not supported. "
+                       "If you are trying to invert a mask, use the `~` or `logical_not()` "
+                       "operator instead.")
 
 
 cdef object add(object a, object b):
@@ -511,7 +546,7 @@ cdef Node _div_node(TensorBase a, TensorBase b, object scalar):
 
 @cython.final
 cdef class DivBackward0(Node):
-    """grad_a = grad / b, grad_b = -grad * a / b**2."""
+    """grad_a = grad / b, grad_b = -grad * (a / b) / b."""
     cdef SavedVar self_, other
     cdef object scalar
 
@@ -523,7 +558,8 @@ cdef class DivBackward0(Node):
         ga = div(g, b) if self._next_fns[0] is not None else None
         gb = None
         if self.self_ is not None:
-            gb = unary(OP_NEG, div(mul(g, self.self_.unpack(self)), mul(b, b)))
+            # -grad * ((a / b) / b) as PyTorch groups it: a / (b * b) overflows b * b first
+            gb = unary(OP_NEG, mul(g, div(div(self.self_.unpack(self), b), b)))
         return (ga, gb)
 
     cdef void release_variables(self):
@@ -572,7 +608,10 @@ cdef object rpow(object a, object b):
         return NotImplemented
     b = _pyscalar(b)
     dt = _promote_ts(ta._data, b)
-    out = wrap(_arr(np.power(b, _cast(ta._data, dt))))
+    if dt.kind in "iu":
+        out = wrap(_int_power(b, ta._data))
+    else:
+        out = wrap(_arr(np.power(b, _cast(ta._data, dt))))
     if ta._requires_grad and grad_enabled():
         node = PowBackward2.__new__(PowBackward2)
         node.base = b
@@ -615,7 +654,11 @@ cdef class PowBackward1(Node):
         if self._next_fns[1] is not None:
             r = self.result.unpack(self)
             mask = wrap(_arr(np.logical_and(a._data == 0, b._data >= 0)))
-            gb = where_(mask, 0.0, mul(mul(g, r), unary(OP_LOG, a)))
+            # log(a) in the result's dtype: an int64 or float32 base of a float64 power would
+            # otherwise take its log in float32
+            la = unary(OP_LOG, a if a._data.dtype == r._data.dtype
+                       else wrap(a._data.astype(r._data.dtype)))
+            gb = where_(mask, 0.0, mul(mul(g, r), la))
         return (ga, gb)
 
     cdef void release_variables(self):
@@ -657,7 +700,7 @@ cdef object unary(int op, TensorBase a):
                                    "supported. If you are trying to invert a mask, use the `~` "
                                    "or `logical_not()` operator instead.")
             return wrap(_arr(_UNARY_UFUNC[op](x)))
-        x = x.astype(_float32)
+        x = x.astype(_float32, order="C")     # the kernel walks memory in C order
     elif not _fast_float(x):
         x = x.astype(np.float32 if x.dtype.itemsize < 4 else x.dtype, order="C")
     out = _empty_like(x)
@@ -1212,6 +1255,8 @@ cdef object inplace(int op, TensorBase a, object b):
     check_inplace(a)
     if not is_scalar(b) and not isinstance(b, TensorBase):
         return NotImplemented
+    if op == OP_SUB:
+        _check_bool_sub(a, b)
     if grad_enabled() and (a._requires_grad or
                            (isinstance(b, TensorBase) and (<TensorBase>b)._requires_grad)):
         res = _binary(op, _history_alias(a), b)
@@ -1526,7 +1571,7 @@ cdef class _DivisorBackward(Node):
     grad_b = -q(a / b) * grad."""
     cdef SavedVar self_, other
 
-    cdef object _quotient(self, cnp.ndarray ratio):
+    cdef object _quotient(self, cnp.ndarray x, cnp.ndarray y):
         raise NotImplementedError
 
     cdef tuple apply(self, tuple grads):
@@ -1537,7 +1582,7 @@ cdef class _DivisorBackward(Node):
             y = (<TensorBase>self.other.unpack(self))._data
             dt = _promote_tt(x, y)
             with np.errstate(all="ignore"):
-                q = self._quotient(_arr(np.true_divide(_cast(x, dt), _cast(y, dt))))
+                q = self._quotient(_cast(x, dt), _cast(y, dt))
             gb = mul(g, wrap(_arr(np.negative(q)).astype(dt, copy=False)))
         return (g if self._next_fns[0] is not None else None, gb)
 
@@ -1549,14 +1594,16 @@ cdef class _DivisorBackward(Node):
 
 @cython.final
 cdef class RemainderBackward1(_DivisorBackward):
-    cdef object _quotient(self, cnp.ndarray ratio):
-        return np.floor(ratio)
+    cdef object _quotient(self, cnp.ndarray x, cnp.ndarray y):
+        # the quotient the forward's remainder implies (0.5 // -inf is -1, floor(0.5 / -inf) is
+        # -0): div(rounding_mode="floor"), as PyTorch's derivative uses
+        return np.floor_divide(x, y)
 
 
 @cython.final
 cdef class FmodBackward1(_DivisorBackward):
-    cdef object _quotient(self, cnp.ndarray ratio):
-        return np.trunc(ratio)
+    cdef object _quotient(self, cnp.ndarray x, cnp.ndarray y):
+        return np.trunc(np.true_divide(x, y))
 
 
 cdef object _checked(object res, str name, object other):

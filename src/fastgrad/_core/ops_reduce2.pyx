@@ -179,8 +179,9 @@ def prod(input, dim=None, keepdim=False, *, dtype=None):
 
 
 cdef class ProdBackward(Node):
-    """grad_x = g * (product of the other elements of x's slice); computed from exclusive
-    products so zeros are exact. Recorded (double backward) as g * prod / x when x has no zeros."""
+    """grad_x = g * prod / x when x has no zeros (PyTorch's rule, so an underflowed or infinite
+    product gives what PyTorch gives; recorded, for double backward), else g * (product of the
+    other elements of x's slice) from exclusive products, exact with zeros."""
     cdef SavedVar self_
     cdef tuple axes
     cdef bint keepdim
@@ -189,7 +190,7 @@ cdef class ProdBackward(Node):
         cdef TensorBase x = self.self_.unpack(self)
         g = _keep(grads[0], _shape(x), self.axes, self.keepdim)
         xd = <object>x._data
-        if grad_enabled() and xd.size and (xd != 0).all():
+        if xd.size and (xd != 0).all():
             p = _keep(prod(x, None) if len(self.axes) != 1 or xd.ndim == 0 else
                       prod(x, self.axes[0], True), _shape(x), self.axes, True)
             if len(self.axes) != 1 and xd.ndim:

@@ -539,6 +539,9 @@ def expand(input, *sizes):
     cdef TensorBase a = input
     cdef cnp.ndarray x = a._data
     cdef Py_ssize_t i, s, n, lead, nd = x.ndim
+    if not sizes:
+        raise TypeError('expand() missing 1 required positional arguments: "size" (pass the '
+                        'target shape, e.g. x.expand(2, 3) or x.expand_as(other))')
     sizes = size_args(sizes)
     n = len(sizes)
     lead = n - nd

@@ -135,6 +135,10 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) -> Ten
     if isinstance(normalized_shape, int):
         normalized_shape = (normalized_shape,)
     normalized_shape = tuple(normalized_shape)
+    if not input.is_floating_point():
+        raise NotImplementedError(f'"LayerNormKernelImpl" not implemented for {input.dtype}: '
+                                  f'layer_norm needs a floating point input; convert first, e.g. '
+                                  f'x.float()')
     k = len(normalized_shape)
     if tuple(input.shape[input.dim() - k:]) != normalized_shape or input.dim() < k:
         raise RuntimeError(f"Given normalized_shape={list(normalized_shape)}, expected input "
