@@ -83,6 +83,8 @@ def _decode(node, z, cache):
         key = node["key"]
         if key not in cache:
             arr = np.array(z[key], copy=True)
+            if not arr.dtype.isnative:                   # written on a machine of the other endianness
+                arr = arr.astype(arr.dtype.newbyteorder("="))
             if arr.dtype.name != node["dtype"]:
                 raise RuntimeError(f"fastgrad.load: tensor {key} is stored as {arr.dtype.name} "
                                    f"but the manifest says {node['dtype']}: the file is damaged")
