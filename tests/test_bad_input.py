@@ -126,16 +126,18 @@ DIM_OPS = [
     ("movedim", lambda T, x, d: x.movedim(d, 0)),
 ]
 
-# PyTorch's own results that fastgrad deliberately does not copy (documented in the report):
-# on a 0-d tensor PyTorch's repeat_interleave(dim=0) and take_along_dim(dim=0) raise, but the
+# PyTorch's own results that fastgrad deliberately does not copy: on a 0-d tensor PyTorch's repeat_interleave(dim=0) and take_along_dim(dim=0) raise, but the
 # dim is valid by the 0-d rule every other op follows.
+# PyTorch's cat also skips 1-D empty tensors whatever the dim (a legacy rule it warns about).
 _DIM_DIFFERENT = {("repeat_interleave", "0d", 0), ("repeat_interleave", "0d", -1),
-                  ("take_along_dim", "0d", 0), ("take_along_dim", "0d", -1)}
+                  ("take_along_dim", "0d", 0), ("take_along_dim", "0d", -1),
+                  ("cat", "0", 1), ("cat", "0", -2)}
 
 DIM_INPUTS = {
     "0d": (lambda: np.array(1.5, dtype=np.float32), [0, -1, 1, -2]),
     "2x3": (lambda: np.arange(6, dtype=np.float32).reshape(2, 3) - 2, [0, 1, -1, -2, 2, -3]),
     "0x3": (lambda: np.zeros((0, 3), dtype=np.float32), [0, 1, -1, -2, 2, -3]),
+    "0": (lambda: np.zeros(0, dtype=np.float32), [0, -1, 1, -2]),
 }
 
 DIM_CASES = [(name, f, shape, d) for name, f in DIM_OPS

@@ -405,7 +405,7 @@ def index_select(input, dim, index):
                            f"a {ix.ndim}-D {ix.dtype} tensor")
     n = _shape(a)[d] if a._data.ndim else 1
     ix = ix.reshape(-1).astype(np.int64, copy=False)
-    if n == 0 and ix.size:
+    if n == 0 and ix.size and a._data.ndim > 1:          # (PyTorch: IndexError below for 1-D)
         raise RuntimeError(f"index_select(): self indexing axis dim should be positive: "
                            f"dimension {d} is empty, so no index can select from it")
     if ix.size and (ix.min() < 0 or ix.max() >= n):
