@@ -284,3 +284,17 @@ def test_float16_unary_keeps_dtype():
             ty = f(torch.tensor([0.5, 1.0, 2.0], dtype=torch.float16))
             np.testing.assert_allclose(y.numpy().astype(np.float64),
                                        ty.numpy().astype(np.float64), rtol=2e-3)
+
+
+def test_inplace_on_0d_view_of_nonleaf():
+    """y = x * 1; y[0].mul_(2): the in-place op on a 0-d view rewrites y's history."""
+    def run(T):
+        x = T.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        y = x * 1
+        y[0].mul_(2)
+        y[2].add_(y[0])
+        (y * T.tensor([1.0, 10.0, 100.0])).sum().backward()
+        return y.tolist(), x.grad.tolist()
+    assert run(fg) == ([2.0, 2.0, 5.0], [202.0, 10.0, 100.0])
+    if torch is not None:
+        assert run(fg) == run(torch)
