@@ -4,7 +4,7 @@ reductions of 0-d inputs, and cannot reshape to (-1, 0): both used to surface as
 import numpy as np
 import pytest
 
-from _backend import fg
+from _backend import REFERENCE, fg
 
 try:
     import torch
@@ -205,6 +205,8 @@ def test_expanded_inplace_message(op):
     f = {"add_": lambda: y.add_(1), "mul_": lambda: y.mul_(2), "zero_": lambda: y.zero_(),
          "fill_": lambda: y.fill_(2.0), "copy_": lambda: y.copy_(fg.zeros(2, 3)),
          "setitem": lambda: y.__setitem__(0, 1.0)}[op]
+    if REFERENCE and op in ("zero_", "fill_", "setitem"):
+        pytest.skip("PyTorch lets this one through")
     with pytest.raises(RuntimeError, match="more than one element of the written-to tensor "
                                            "refers to a single memory location"):
         f()
