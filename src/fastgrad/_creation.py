@@ -44,11 +44,11 @@ def _np_dtype(dtype, default=_dtypes.float32):
     return _dtypes.to_numpy_dtype(dtype if dtype is not None else default)
 
 
-def _contains_tensor(data):
-    if isinstance(data, TensorBase):
+def _contains_tensor(data, cls=TensorBase):
+    if isinstance(data, cls):
         return True
     if isinstance(data, (list, tuple)) and data:
-        return any(_contains_tensor(d) for d in data)
+        return any(_contains_tensor(d, cls) for d in data)
     return False
 
 
@@ -88,11 +88,22 @@ def _category(dt):
     return 0 if dt.kind == "b" else (1 if dt.kind in "iu" else 2)
 
 
+def _check_byte_order(arr):
+    """NumPy arrays in another byte order (e.g. dtype '>f4') are refused, as PyTorch does: the
+    compiled core reads raw memory and would see garbage."""
+    if not arr.dtype.isnative:
+        raise ValueError(f"given numpy array has byte order different from the native byte order "
+                         f"(dtype {arr.dtype.str}); convert it first, e.g. "
+                         f"arr.astype(arr.dtype.newbyteorder('='))")
+
+
 def tensor(data, dtype=None, device=None, requires_grad=False, pin_memory=False) -> Tensor:
     """A new leaf tensor holding a copy of `data` (a number, nested lists, a NumPy array or a
     tensor)."""
     _check_device(device)
     from_numpy_input = isinstance(data, (np.ndarray, np.generic))
+    if from_numpy_input:
+        _check_byte_order(data)
     if isinstance(data, TensorBase):
         arr = np.array(data.detach()._np, copy=True)
     else:
@@ -105,7 +116,9 @@ def tensor(data, dtype=None, device=None, requires_grad=False, pin_memory=False)
         arr = arr.astype(_dtypes.to_numpy_dtype(dtype))
     elif not from_numpy_input and not isinstance(data, TensorBase):
         scalar_dt = _numpy_scalar_dtype(data) if arr.dtype.kind in "biuf" else None
-        if scalar_dt is not None:
+        if _contains_tensor(data, np.ndarray) and arr.dtype.kind in "biuf":
+            arr = arr.astype(arr.dtype.newbyteorder("="))   # a list of arrays keeps their dtype
+        elif scalar_dt is not None:
             arr = arr.astype(scalar_dt)
         elif arr.dtype.kind == "f":
             arr = arr.astype(np.float32)
@@ -133,6 +146,7 @@ def from_numpy(ndarray) -> Tensor:
     """A tensor sharing memory with `ndarray` (writes to either show in both)."""
     if not isinstance(ndarray, np.ndarray):
         raise TypeError(f"expected np.ndarray (got {type(ndarray).__name__})")
+    _check_byte_order(ndarray)
     _dtypes.from_numpy_dtype(ndarray.dtype)
     return _wrap(ndarray)
 

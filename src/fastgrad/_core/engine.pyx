@@ -25,7 +25,7 @@ import numpy as np
 
 from fastgrad._core.node cimport Node, next_epoch
 from fastgrad._core.grad_mode cimport grad_enabled, grad_mode_flag, set_grad_enabled_c
-from fastgrad._core.tensor cimport TensorBase, AccumulateGrad, wrap
+from fastgrad._core.tensor cimport TensorBase, AccumulateGrad, wrap, check_hook_grad
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core.ops_reduce cimport sum_to
 
@@ -251,21 +251,24 @@ cdef void _check_nan(Node node, tuple out) except *:
                                f"{i}th output.")
 
 
-cdef tuple _hook_result(Node node, object r, Py_ssize_t n, str what):
-    """A hook's replacement gradients: a sequence of n Tensors or None, checked before any is
-    used as a Tensor (a wrong type here would otherwise crash the engine)."""
+cdef tuple _hook_result(Node node, object hook, object r, tuple old, str what):
+    """A hook's replacement for the gradients `old`: a sequence of as many Tensors or None, each
+    of the dtype and shape of the one it replaces, checked before any is used as a Tensor (a
+    wrong type or shape here would otherwise reach the backward formulas)."""
+    cdef Py_ssize_t n = len(old)
     if not isinstance(r, (tuple, list)) or len(r) != n or \
             not all(g is None or isinstance(g, TensorBase) for g in r):
         raise TypeError(f"a {what} of {type(node).__name__} must return None or a tuple of {n} "
                         f"Tensors (or None), but returned {type(r).__name__}")
-    return tuple(r)
+    return tuple([None if r[i] is None else check_hook_grad(hook, old[i], r[i])
+                  for i in range(n)])
 
 
 cdef tuple _run_hooks(Node node, tuple grads):
     for hook in list(node._pre_hooks):
         r = hook(grads)
         if r is not None:
-            grads = _hook_result(node, r, len(grads), "pre-hook")
+            grads = _hook_result(node, hook, r, grads, "pre-hook")
     return grads
 
 
@@ -406,7 +409,7 @@ cdef object _run(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
                     for hook in list(node._post_hooks):
                         r = hook(out, grads)
                         if r is not None:
-                            out = _hook_result(node, r, len(out), "hook")
+                            out = _hook_result(node, hook, r, out, "hook")
                 out = _validate(node, out)
                 if _anomaly and _anomaly_nan:
                     _check_nan(node, out)

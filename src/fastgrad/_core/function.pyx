@@ -67,10 +67,11 @@ cdef class PyNode(Node):
 
     # -- the ctx API used in forward / setup_context --
     def save_for_backward(self, *tensors):
-        for t in tensors:
+        for i, t in enumerate(tensors):
             if t is not None and not isinstance(t, TensorBase):
                 raise TypeError(f"save_for_backward can only save variables, but argument "
-                                f"{tensors.index(t)} is of type {type(t).__name__}")
+                                f"{i} is of type {type(t).__name__}; keep other values as "
+                                f"attributes of ctx")
         self._to_save = tensors
 
     def mark_non_differentiable(self, *tensors):

@@ -27,8 +27,9 @@ from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport TensorBase, wrap, set_history, set_history1
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core.ops_reduce cimport sum_to, sum_
-from fastgrad._core.ops_view cimport (make_view, strided_view, take_flat, scatter_add_flat, wrap_dim,
+from fastgrad._core.ops_view cimport (make_view, strided_view, take_flat, scatter_add_flat,
                                       reshape_c)
+from fastgrad._core.dims cimport wrap_dim
 from fastgrad._core.ops_pointwise import to_dtype as _to_dtype
 
 cnp.import_array()
@@ -133,7 +134,10 @@ cdef tuple _parse_key(TensorBase a, object key):
                         raise IndexError(
                             f"The shape of the mask {list(msh)} at index {j} does not match the "
                             f"shape of the indexed tensor {list(sh)} at index {dim + j}")
-            out.extend(np.nonzero(k))
+            if k.ndim:
+                out.extend(np.nonzero(k))
+            else:                                # x[True]: a new dim of size 1 (0 for False)
+                out.append(k)
             dim += k.ndim
             advanced = True
         else:
@@ -348,6 +352,8 @@ def _select_dim(TensorBase g, int dim, Py_ssize_t i):
 
 def select(input, dim, index):
     cdef TensorBase a = input
+    if a._data.ndim == 0:
+        raise IndexError("select() cannot be applied to a 0-dim tensor")
     d = wrap_dim(dim, a._data.ndim, "select")
     return getitem_c(a, (slice(None),) * d + (int(index),))
 
@@ -399,6 +405,9 @@ def index_select(input, dim, index):
                            f"a {ix.ndim}-D {ix.dtype} tensor")
     n = _shape(a)[d] if a._data.ndim else 1
     ix = ix.reshape(-1).astype(np.int64, copy=False)
+    if n == 0 and ix.size and a._data.ndim > 1:          # (PyTorch: IndexError below for 1-D)
+        raise RuntimeError(f"index_select(): self indexing axis dim should be positive: "
+                           f"dimension {d} is empty, so no index can select from it")
     if ix.size and (ix.min() < 0 or ix.max() >= n):
         bad = int(ix.max()) if ix.max() >= n else int(ix.min())
         raise IndexError(f"index_select(): index {bad} is out of range for dimension {d} with "
@@ -436,7 +445,7 @@ cdef cnp.ndarray _positions(TensorBase v, TensorBase root):
     if x.dtype != r.dtype or (k % item).any() or k.min() < 0 or k.max() >= span * item:
         raise RuntimeError("in-place write through a view: the view does not lie inside its "
                            "base's storage; clone() the view before writing to it")
-    pos = table[k // item]
+    pos = np.asarray(table[k // item])                   # an int, not an array, for a 0-d view
     if (pos < 0).any():
         raise RuntimeError("in-place write through a view whose elements are not elements of "
                            "its base; clone() the view before writing to it")
@@ -641,7 +650,7 @@ def scatter_add(input, dim, index, src):
         if (<object>ix).shape[k] > _shape(s)[k]:
             raise RuntimeError(f"scatter_add(): index {list((<object>ix).shape)} must not be "
                                f"larger than src {list(_shape(s))} at dimension {k}")
-    key = _dim_key(ix, d)
+    key = _dim_key(ix, d) if ix.ndim else ()
     sub = tuple(slice(0, n) for n in (<object>ix).shape)
     r = a._data.copy()
     if a._data.ndim == 0:

@@ -521,7 +521,7 @@ def linear(input, weight, bias=None):
         out = matmul(x, w)
         return pw.add(out, bt) if bt is not None else out
     n_in = _shape(w)[1]
-    x2 = xd if xd.ndim == 2 else np.reshape(xd, (-1, n_in))
+    x2 = xd if xd.ndim == 2 else np.reshape(xd, _rows_shape(_shape(x)))
     y = _small_linear(x2, wd, bt)
     if y is not None:
         cls = (AddmmBackward0 if bt is not None else MmBackward0) if xd.ndim == 2 else ViewBackward0
@@ -566,6 +566,15 @@ cdef object _record_linear(cnp.ndarray y, TensorBase a, TensorBase b, TensorBase
     return out
 
 
+cdef tuple _rows_shape(tuple shape):
+    """(rows, last dim): a shape with its leading dims folded into rows. Spelled out rather
+    than (-1, n), which NumPy cannot resolve when the last dim is 0."""
+    cdef Py_ssize_t rows = 1
+    for s in shape[:-1]:
+        rows *= s
+    return (rows, shape[-1])
+
+
 cdef object _linear_mm(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs, cnp.ndarray bias=None):
     """a @ b (+ bias) for linear's products (b 2-D; a's leading dims folded into rows): BLAS
     called directly on one thread per block (Note [Products on fastgrad's threads] in
@@ -574,8 +583,8 @@ cdef object _linear_mm(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs, cnp.ndarra
     cdef int prev
     cdef object r, oa = a
     if cnp.PyArray_NDIM(b) == 2 and cnp.PyArray_NDIM(a) >= 2:
-        r = blas.matmul2d(a if cnp.PyArray_NDIM(a) == 2 else oa.reshape(-1, oa.shape[-1]), b, macs,
-                          bias)
+        r = blas.matmul2d(a if cnp.PyArray_NDIM(a) == 2 else oa.reshape(_rows_shape(oa.shape)), b,
+                          macs, bias)
         if r is not None:
             return r if cnp.PyArray_NDIM(a) == 2 else r.reshape(oa.shape[:-1] + (b.shape[1],))
     prev = blas.one_thread()
@@ -744,8 +753,8 @@ cdef class LinearBackward(Node):
             gx = matmul(g, w if self.wt else _mT(w))
             gx = pw.mul(gx, self.alpha) if self.alpha != 1 else gx
         if x is not None:
-            g2 = reshape_c(g, (-1, n_out))
-            x2 = reshape_c(x, (-1, _shape(x)[-1]))
+            g2 = reshape_c(g, _rows_shape(_shape(g)))
+            x2 = reshape_c(x, _rows_shape(_shape(x)))
             gw = matmul(_mT(g2), x2) if self.wt else matmul(_mT(x2), g2)
             gw = pw.mul(gw, self.alpha) if self.alpha != 1 else gw
         if self.c_shape is not None:
@@ -760,12 +769,13 @@ cdef class LinearBackward(Node):
                 return r
         g = _blasable(g)
         n_out = (<object>g).shape[-1]
-        g2 = g if g.ndim == 2 else g.reshape(-1, n_out)
+        g2 = g if g.ndim == 2 else g.reshape(_rows_shape((<object>g).shape))
         if w is not None:
-            r = _linear_mm(g, w._data if self.wt else w._data.T, g.size * w._data.size // n_out)
+            r = _linear_mm(g, w._data if self.wt else w._data.T, g.size * w._data.size // n_out if n_out else 0)
             gx = wrap(r * self.alpha if self.alpha != 1 else r)
         if x is not None:
-            x2 = x._data if x._data.ndim == 2 else x._data.reshape(-1, (<object>x._data).shape[-1])
+            x2 = (x._data if x._data.ndim == 2
+                  else x._data.reshape(_rows_shape((<object>x._data).shape)))
             r = (_linear_mm(g2.T, x2, g2.size * (<object>x2).shape[1]) if self.wt
                  else _linear_mm(x2.T, g2, g2.size * (<object>x2).shape[1]))
             gw = wrap(r * self.alpha if self.alpha != 1 else r)

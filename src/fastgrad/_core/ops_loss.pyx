@@ -177,10 +177,15 @@ cdef void _check_index_target(cnp.ndarray x, cnp.ndarray t, str op) except *:
             f"shape {list(xs)} to be read as class probabilities, got {list(ts)}")
     if x.ndim == 0:
         raise RuntimeError(f"{op}: input must have at least 1 dimension (classes), got a 0-d tensor")
-    if x.ndim == 1:
-        if t.ndim != 0:
-            raise RuntimeError(f"{op}: a 1-D input of shape {list(xs)} (one sample) needs a 0-d "
-                               f"target, got target of shape {list(ts)}")
+    if x.ndim == 1:                                     # one sample: a 0-d or a (1,) target
+        if t.ndim > 1:
+            raise RuntimeError(f"0D or 1D target tensor expected, multi-target not supported: "
+                               f"{op} got a 1-D input of shape {list(xs)} (one sample) and a "
+                               f"target of shape {list(ts)}")
+        if t.ndim == 1 and ts[0] != 1:
+            raise ValueError(f"For 1D input, 1D target must have size 1, but got target size: "
+                             f"{ts[0]} ({op}: a 1-D input is one sample; batch inputs are "
+                             f"(N, C))")
         return
     if t.ndim == 0 or ts[0] != xs[0]:
         raise ValueError(f"Expected input batch_size ({xs[0]}) to match target batch_size "
@@ -682,8 +687,8 @@ cdef void _erf_loop(const floating* x, floating* out, Py_ssize_t n, bint gelu) n
             out[i] = <floating>c_erf(x[i])
 
 
-cdef cnp.ndarray _erf_like(cnp.ndarray x, bint gelu):
-    cdef cnp.ndarray a = _c(x)
+cdef cnp.ndarray _erf_like(object x, bint gelu):
+    cdef cnp.ndarray a = _c(np.asarray(x))                # x * c of a 0-d x is a NumPy scalar
     cdef cnp.ndarray out = np.empty_like(a)
     cdef Py_ssize_t n = a.size
     if a.dtype == np.float32:
@@ -698,7 +703,7 @@ cdef cnp.ndarray _erf_like(cnp.ndarray x, bint gelu):
 _K_TANH = math.sqrt(2.0 / math.pi)
 
 
-cdef cnp.ndarray _act_fwd(int op, cnp.ndarray x, double a, double b):
+cdef object _act_fwd(int op, cnp.ndarray x, double a, double b):
     if op == ACT_GELU:
         return _erf_like(x, True)
     if op == ACT_ERF:

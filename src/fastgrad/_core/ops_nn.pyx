@@ -15,7 +15,7 @@ from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core.ops_pointwise cimport OP_EXP
 from fastgrad._core.ops_reduce cimport sum_
-from fastgrad._core.ops_view cimport wrap_dim
+from fastgrad._core.dims cimport wrap_dim
 
 cnp.import_array()
 

@@ -691,6 +691,7 @@ cdef object unary(int op, TensorBase a):
     cdef bint f32
     cdef Py_ssize_t n
     cdef TensorBase res
+    cdef object half = None
     if cnp.PyArray_ISINTEGER(x) or cnp.PyArray_ISBOOL(x):
         if op == OP_RELU:
             return wrap(_arr(np.maximum(x, 0)) if x.dtype.kind != "b" else x.copy())
@@ -702,7 +703,9 @@ cdef object unary(int op, TensorBase a):
             return wrap(_arr(_UNARY_UFUNC[op](x)))
         x = x.astype(_float32, order="C")     # the kernel walks memory in C order
     elif not _fast_float(x):
-        x = x.astype(np.float32 if x.dtype.itemsize < 4 else x.dtype, order="C")
+        if x.dtype.itemsize < 4:                 # float16: computed in float32, stored as float16
+            half = x.dtype
+        x = x.astype(np.float32 if half is not None else x.dtype, order="C")
     out = _empty_like(x)
     n = cnp.PyArray_SIZE(x)
     f32 = cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32
@@ -711,7 +714,7 @@ cdef object unary(int op, TensorBase a):
     else:
         with nogil:
             _unary_call(op, f32, cnp.PyArray_DATA(x), cnp.PyArray_DATA(out), n)
-    res = wrap(out)
+    res = wrap(out if half is None else out.astype(half))
     if a._requires_grad and grad_enabled():
         _record_unary(op, res, a)
     return res
@@ -1126,6 +1129,10 @@ cdef object where_(object cond, object a, object b):
         ta = a
     if isinstance(b, TensorBase):
         tb = b
+    for v in (a, b):
+        if not isinstance(v, TensorBase) and not is_scalar(v):
+            raise TypeError(f"where(): expected a Tensor or a number for input and other, got "
+                            f"{type(v).__name__}; wrap arrays with fastgrad.as_tensor")
     if ta is not None and tb is not None:
         dt = _promote_tt(ta._data, tb._data)
     elif ta is not None:
@@ -1189,6 +1196,8 @@ cdef object compare(int op, object a, object b):
 
 cdef void check_inplace(TensorBase a) except *:
     check_inference_inplace(a)
+    if not cnp.PyArray_ISWRITEABLE(a._data):
+        _refuse_readonly(a._data)
     if not grad_enabled():
         return
     if a._grad_fn is None and a._requires_grad:
@@ -1199,6 +1208,20 @@ cdef void check_inplace(TensorBase a) except *:
         raise RuntimeError("a view of a leaf Variable that requires grad is being used in an "
                            "in-place operation. Wrap the update in `with torch.no_grad():`, or "
                            "clone the leaf first.")
+
+
+cdef void _refuse_readonly(cnp.ndarray x) except *:
+    """An in-place write into memory NumPy marks read-only: an expanded tensor (several elements
+    share one memory location) or a tensor sharing a read-only NumPy array."""
+    cdef int i
+    for i in range(x.ndim):
+        if x.strides[i] == 0 and x.shape[i] > 1:
+            raise RuntimeError("unsupported operation: more than one element of the written-to "
+                               "tensor refers to a single memory location. Please clone() the "
+                               "tensor before performing the operation.")
+    raise RuntimeError("the tensor's memory is read-only (it shares a read-only NumPy array, "
+                       "e.g. from from_numpy or as_tensor); clone() the tensor before writing "
+                       "to it in place")
 
 
 cdef TensorBase _history_alias(TensorBase a):

@@ -16,6 +16,7 @@ from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history1
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core cimport kernels as K
+from fastgrad._core.dims cimport wrap_dim
 
 cnp.import_array()
 
@@ -29,15 +30,10 @@ return_types_min = namedtuple("min", ["values", "indices"])
 
 cdef tuple normalize_dims(object dim, int ndim, str op):
     """dim (int or sequence) -> sorted tuple of non-negative axes; IndexError if out of range."""
-    cdef int n = ndim if ndim > 0 else 1
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
     out = []
     for d in dims:
-        d = int(d)
-        if d < -n or d >= n:
-            raise IndexError(f"{op}: Dimension out of range (expected to be in range of "
-                             f"[{-n}, {n - 1}], but got {d})")
-        d = d + n if d < 0 else d
+        d = wrap_dim(d, ndim, op)
         if d in out:
             raise RuntimeError(f"{op}: dim {d} appears multiple times in the list of dims")
         out.append(d)
@@ -222,7 +218,7 @@ cdef object _extreme(TensorBase a, object dim, bint keepdim, bint is_max):
     cdef str name = "max" if is_max else "min"
     cdef TensorBase values, indices
     cdef Node node
-    if x.size == 0:
+    if x.size == 0 and dim is None:
         raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() "
                            f"== 0. Specify the reduction dim with the 'dim' argument.")
     if dim is None:
@@ -240,6 +236,8 @@ cdef object _extreme(TensorBase a, object dim, bint keepdim, bint is_max):
     if len(d) != 1 and x.ndim:
         raise TypeError(f"{name}(): dim must be a single int")
     ax = d[0] if d else 0
+    if x.ndim and x.shape[ax] == 0:
+        raise IndexError(f"{name}(): Expected reduction dim {ax} to have non-zero size.")
     xx = x if x.ndim else x.reshape(1)
     idx = np.argmax(xx, axis=ax) if is_max else np.argmin(xx, axis=ax)
     # NaN wins, as in PyTorch: argmax/argmin of NumPy already return the first NaN

@@ -15,7 +15,8 @@ from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core.ops_pointwise cimport OP_EXP, OP_ABS, OP_SQRT
 from fastgrad._core.ops_reduce cimport sum_, normalize_dims
-from fastgrad._core.ops_view cimport reshape_c, wrap_dim, expand_c
+from fastgrad._core.ops_view cimport reshape_c, expand_c
+from fastgrad._core.dims cimport wrap_dim
 
 cnp.import_array()
 
@@ -166,7 +167,8 @@ def prod(input, dim=None, keepdim=False, *, dtype=None):
         out = wrap(np.asarray(np.prod(x, dtype=odt)).reshape(()))
         keepdim = False
     else:
-        axes = (wrap_dim(dim, x.ndim, "prod"),) if x.ndim else ()
+        d = wrap_dim(dim, x.ndim, "prod")
+        axes = (d,) if x.ndim else ()
         out = wrap(np.asarray(np.prod(x, axis=axes, dtype=odt, keepdims=keepdim)))
     if _rec(a):
         node = (ProdBackward0.__new__(ProdBackward0) if dim is None
@@ -203,6 +205,8 @@ cdef cnp.ndarray _others_product(object x, tuple axes):
     """For every element, the product of the other elements over `axes` (exact with zeros)."""
     if x.ndim == 0:
         return np.ones((), dtype=x.dtype)
+    if x.size == 0:                                      # nothing to differentiate
+        return np.zeros((<object>x).shape, dtype=x.dtype)
     rest = [i for i in range(x.ndim) if i not in axes]
     perm = rest + list(axes)
     y = np.transpose(x, perm)
@@ -320,6 +324,9 @@ cdef object _amaxmin(TensorBase a, object dim, bint keepdim, bint is_max):
     cdef AmaxminBackward node
     cdef str name = "amax" if is_max else "amin"
     x = <object>a._data
+    if x.size == 0 and (dim is None or not isinstance(dim, int) and len(dim) == 0):
+        raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() "
+                           f"== 0. Specify the reduction dim with the 'dim' argument.")
     axes = _axes(a, dim, name)
     for ax in axes:
         if _shape(a)[ax] == 0:
@@ -381,6 +388,8 @@ cdef object _arg(TensorBase a, object dim, bint keepdim, bint is_max):
         raise IndexError(f"{name}(): Expected reduction dim to be specified for input.numel() "
                          f"== 0." if dim is None else f"{name}(): Expected reduction dim "
                          f"{dim} to have non-zero size.")
+    if dim is not None:
+        wrap_dim(dim, x.ndim, name)
     if dim is None or x.ndim == 0:
         r = np.asarray(f(x)).reshape((1,) * x.ndim if keepdim else ())
     else:
@@ -420,6 +429,10 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
     axes = _axes(a, dim, "norm")
     ax = x
     absx = np.abs(x)
+    if abs(p) == np.inf and 0 in [x.shape[i] for i in axes]:
+        raise RuntimeError(f"linalg.vector_norm cannot compute the {'inf' if p > 0 else '-inf'} "
+                           f"norm on an empty tensor because the operation does not have an "
+                           f"identity (reduce over non-empty dims only)")
     if p == np.inf:
         r = np.max(absx, axis=axes, keepdims=True) if x.size else np.zeros(
             _kept_shape(x.shape, axes), x.dtype)

@@ -15,4 +15,3 @@ cdef object cat_c(list tensors, int dim)
 cdef object take_flat(TensorBase g, cnp.ndarray pos)                 # g.flatten()[pos]
 cdef object scatter_add_flat(TensorBase g, tuple shape, cnp.ndarray pos, bint unique)
 cdef tuple size_args(tuple args)
-cdef int wrap_dim(object dim, int ndim, str op) except? -1

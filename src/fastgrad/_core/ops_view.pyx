@@ -23,6 +23,7 @@ import numpy as np
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport TensorBase, wrap, set_history, set_history1
+from fastgrad._core.dims cimport wrap_dim
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core.ops_reduce cimport sum_to, sum_
 from fastgrad._core.ops_pointwise import clone as _clone
@@ -82,15 +83,6 @@ cdef tuple size_args(tuple args):
     if len(args) == 1 and not isinstance(args[0], int) and hasattr(args[0], "__len__"):
         args = tuple(args[0])
     return tuple([int(s) for s in args])
-
-
-cdef int wrap_dim(object dim, int ndim, str op) except? -1:
-    cdef int n = ndim if ndim > 0 else 1
-    cdef int d = int(dim)
-    if d < -n or d >= n:
-        raise IndexError(f"{op}: Dimension out of range (expected to be in range of "
-                         f"[{-n}, {n - 1}], but got {d})")
-    return d + n if d < 0 else d
 
 
 cdef tuple _infer_shape(tuple shape, Py_ssize_t numel):
@@ -248,10 +240,10 @@ def flatten(input, start_dim=0, end_dim=-1):
     cdef cnp.ndarray x = a._data
     cdef int nd = x.ndim, s, e, i
     cdef Py_ssize_t n = 1
-    if nd == 0:
-        return reshape_c(a, (1,))
     s = wrap_dim(start_dim, nd, "flatten")
     e = wrap_dim(end_dim, nd, "flatten")
+    if nd == 0:
+        return reshape_c(a, (1,))
     if s > e:
         raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
     if s == e:
@@ -266,6 +258,8 @@ def unflatten(input, dim, sizes):
     """Split dim `dim` into `sizes` (one entry may be -1)."""
     cdef TensorBase a = input
     d = wrap_dim(dim, a._data.ndim, "unflatten")
+    if a._data.ndim == 0:
+        raise RuntimeError("unflatten() cannot be applied to a 0-dim tensor")
     sh = _shape(a)
     sizes = tuple(sizes)
     for v in <tuple>sizes:
@@ -293,15 +287,17 @@ def squeeze(input, dim=None):
     else:
         for i in range(nd):
             drop[i] = False
-        if isinstance(dim, int):
+        if isinstance(dim, (int, np.integer)):
             kind = 1
             i = wrap_dim(dim, nd, "squeeze")
-            drop[i] = x.shape[i] == 1
+            if nd:
+                drop[i] = x.shape[i] == 1
         else:
             kind = 2
             for d in dim:
                 i = wrap_dim(d, nd, "squeeze")
-                drop[i] = x.shape[i] == 1
+                if nd:
+                    drop[i] = x.shape[i] == 1
     for i in range(nd):
         if not drop[i]:
             dims[k] = x.shape[i]
@@ -510,6 +506,8 @@ def movedim(input, source, destination):
     dst = [destination] if isinstance(destination, int) else list(destination)
     src = [wrap_dim(d, nd, "movedim") for d in src]
     dst = [wrap_dim(d, nd, "movedim") for d in dst]
+    if nd == 0:
+        return _alias(a)
     order = [d for d in range(nd) if d not in src]
     for d, s in sorted(zip(dst, src)):
         order.insert(d, s)
@@ -811,7 +809,14 @@ def flip(input, *dims):
     """A copy with the order of elements reversed along `dims`."""
     cdef TensorBase a = input, out
     cdef FlipBackward0 node
-    dims = tuple(wrap_dim(d, a._data.ndim, "flip") for d in size_args(dims))
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        dims = tuple(dims[0])
+    dims = tuple([wrap_dim(d, a._data.ndim, "flip") for d in dims])
+    if len(set(dims)) != len(dims):
+        d = next(d for d in dims if dims.count(d) > 1)
+        raise RuntimeError(f"flip: dim {d} appears multiple times in the list of dims")
+    if a._data.ndim == 0:
+        dims = ()
     out = wrap(np.flip(a._data, dims).copy() if dims else a._data.copy())
     if _rec(a):
         node = FlipBackward0.__new__(FlipBackward0)
@@ -1067,6 +1072,8 @@ def chunk(input, chunks, dim=0):
         raise RuntimeError("chunk expects at least a 1-dimensional tensor")
     d = wrap_dim(dim, a._data.ndim, "chunk")
     n = a._data.shape[d]
+    if n == 0:                                   # PyTorch: `chunks` empty views
+        return _split_views(a, d, [0] * c, False)
     return _split_int(a, d, max(1, (n + c - 1) // c))
 
 
@@ -1081,9 +1088,7 @@ def unbind(input, dim=0):
     cdef int j, k = 0
     cdef Py_ssize_t i, n
     cdef bint w = _writeable(x)
-    if x.ndim == 0:
-        raise IndexError(f"Dimension specified as {dim} but tensor has no dimensions")
-    d = wrap_dim(dim, x.ndim, "unbind")
+    d = wrap_dim(dim, x.ndim, "unbind", False)
     n = x.shape[d]
     for j in range(x.ndim):
         if j != d:

@@ -49,7 +49,7 @@ cdef class AccumulateGrad(Node):
 
 
 # allocation and graph recording, used by every ops_* module
-cdef TensorBase wrap(cnp.ndarray arr)
+cdef TensorBase wrap(object arr)                # arr: an ndarray, or a NumPy scalar (Note [0-d results])
 cdef cnp.ndarray empty_like(cnp.ndarray x)     # uninitialised, C-contiguous (Note [Small array cache])
 cdef bint any_requires_grad2(TensorBase a, TensorBase b) noexcept
 cdef void set_history(TensorBase out, Node node, tuple inputs) except *
@@ -58,6 +58,7 @@ cdef void set_history2(TensorBase out, Node node, TensorBase a, TensorBase b) ex
 cdef SavedVar save(TensorBase t, bint is_output)
 cdef object dtype_name(cnp.ndarray arr)
 cdef void check_inference_inplace(TensorBase t) except *
+cdef object check_hook_grad(object hook, TensorBase old, object new)   # PyTorch's checks on a hook's result
 
 
 cdef inline bint is_inference(TensorBase t) noexcept:

@@ -34,6 +34,7 @@ from fastgrad._core.node cimport Node, next_sequence_nr
 from fastgrad._core.grad_mode cimport grad_enabled, inference_mode_c
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core cimport ops_reduce as red
+from fastgrad._core.dims cimport wrap_dim
 
 cnp.import_array()
 
@@ -114,11 +115,20 @@ cdef extern from *:
 cdef tuple _no_args = ()
 
 
-cdef TensorBase wrap(cnp.ndarray arr):
+# Note [0-d results]
+# NumPy ufuncs and reductions return a NumPy scalar, not an array, when every input is 0-d
+# (np.exp(np.array(1.0)) is an np.float64). Every op result goes through wrap, so wrap is the one
+# place that turns such a scalar back into a 0-d array of the same dtype; an op never has to
+# special-case 0-d tensors for this. (A `cdef cnp.ndarray` helper that returns a ufunc result
+# must return it through np.asarray for the same reason.)
+
+cdef TensorBase wrap(object arr):
     """A new fastgrad.Tensor over `arr` (no copy), with no history. Calls the class's tp_new
     directly: `TensorBase.__new__(cls)` would go through a Python-level method call."""
     cdef TensorBase t = fg_tp_new(_tensor_cls, _no_args)
-    t._data = arr
+    if not cnp.PyArray_Check(arr):
+        arr = cnp.PyArray_FROM_O(arr)
+    t._data = <cnp.ndarray>arr
     if inference_mode_c():
         t._inference = True
     return t
@@ -347,7 +357,7 @@ cdef class AccumulateGrad(Node):
             for hook in list(var._hooks):
                 r = hook(g)
                 if r is not None:
-                    g = r
+                    g = check_hook_grad(hook, g, r)
             owned = False                          # a hook may have kept g
         old = var._grad
         gd = g._data
@@ -487,7 +497,7 @@ cdef class TensorBase:
     def size(self, dim=None):
         if dim is None:
             return Size((<object>self._data).shape)
-        return (<object>self._data).shape[_wrap_dim(dim, self._data.ndim, "size")]
+        return (<object>self._data).shape[wrap_dim(dim, self._data.ndim, "size", False)]
 
     def dim(self):
         return self._data.ndim
@@ -530,7 +540,7 @@ cdef class TensorBase:
 
     def stride(self, dim=None):
         st = tuple(s // self._data.itemsize for s in (<object>self._data).strides)
-        return st if dim is None else st[_wrap_dim(dim, self._data.ndim, "stride")]
+        return st if dim is None else st[wrap_dim(dim, self._data.ndim, "stride", False)]
 
     def is_contiguous(self, memory_format=None):
         return self._data.flags.c_contiguous
@@ -677,7 +687,12 @@ cdef class TensorBase:
 
     @property
     def data(self):
-        return self.detach()
+        """This tensor's values outside autograd: shares the memory but not the version
+        counter, so `p.data.add_(...)` (a manual update step) does not invalidate what backward
+        saved, as in PyTorch."""
+        cdef TensorBase t = wrap(self._data)
+        t._inference = is_inference(self)
+        return t
 
     @data.setter
     def data(self, value):
@@ -884,15 +899,6 @@ cdef class TensorBase:
         return red.mean(self, dim, keepdim)
 
 
-cdef Py_ssize_t _wrap_dim(object dim, Py_ssize_t ndim, str op) except? -1:
-    cdef Py_ssize_t d = dim
-    cdef Py_ssize_t n = ndim if ndim > 0 else 1
-    if d < -n or d >= n:
-        raise IndexError(f"{op}: dimension out of range (expected to be in range of "
-                         f"[{-n}, {n - 1}], but got {d})")
-    return d + n if d < 0 else d
-
-
 class Size(tuple):
     """A tensor's shape: a tuple that prints as torch.Size([2, 3])."""
     __slots__ = ()
@@ -922,6 +928,29 @@ class _ListHandle:
             pass
 
 
+cdef object check_hook_grad(object hook, TensorBase old, object new):
+    """The gradient a tensor hook returned in place of `old`: a Tensor of the same dtype and
+    shape, else the error PyTorch raises (a gradient of another shape would reach backward
+    formulas that index it by the forward shapes)."""
+    cdef TensorBase g
+    if not isinstance(new, TensorBase):
+        raise TypeError(f"expected Variable, but hook returned '{type(new).__name__}'")
+    g = new
+    name = getattr(hook, "__name__", type(hook).__name__)
+    if old is None:
+        return g
+    if g._data.dtype != old._data.dtype:
+        raise RuntimeError(f"hook '{name}' has changed the type of value (was "
+                           f"{dtype_name(old._data)} got {dtype_name(g._data)}); return a "
+                           f"gradient of the dtype it was given")
+    if (<object>g._data).shape != (<object>old._data).shape:
+        raise RuntimeError(f"hook '{name}' has changed the size of value (was "
+                           f"{list((<object>old._data).shape)} got "
+                           f"{list((<object>g._data).shape)}); return a gradient of the shape "
+                           f"it was given")
+    return g
+
+
 class _SlotHook:
     """A tensor hook on a non-leaf: runs on the gradient of one output slot of its grad_fn."""
 
@@ -937,7 +966,7 @@ class _SlotHook:
         if r is None:
             return None
         grads = list(grads)
-        grads[self.slot] = r
+        grads[self.slot] = check_hook_grad(self.fn, g, r)
         return tuple(grads)
 
 
