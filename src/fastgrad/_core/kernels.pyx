@@ -414,7 +414,8 @@ cdef void _unary_math(int op, const floating* a, floating* out, Py_ssize_t n) no
 cdef void unary_bwd(int op, const floating* g, const floating* y, floating* out,
                     Py_ssize_t n) noexcept nogil:
     """Fused backward from the saved output y:
-    tanh: g*(1-y*y); sigmoid: g*y*(1-y); exp: g*y; relu: g*(y>0); reciprocal: -g*y*y"""
+    tanh: g*(1-y*y); sigmoid: g*y*(1-y); exp: g*y; relu: g unless y <= 0 (a select: Note
+    [Selecting, not masking, gradients]); reciprocal: -g*y*y"""
     _launch(K_BWD, op, floating is float, g, y, out, 0, n)
 
 
@@ -434,7 +435,7 @@ cdef void _bwd_run(int op, const floating* g, const floating* y, floating* out,
     elif op == OP_RELU:                   # g read unconditionally: a select, so it vectorises
         for i in range(n):
             gi = g[i]
-            out[i] = gi if y[i] > 0 else 0
+            out[i] = 0 if y[i] <= 0 else gi   # NaN y passes g, as PyTorch
     elif op == OP_RECIPROCAL:
         for i in range(n):
             out[i] = -g[i] * y[i] * y[i]
@@ -448,7 +449,7 @@ cdef inline floating _bwd1(int op, floating g, floating y) noexcept nogil:
     if op == OP_EXP:
         return g * y
     if op == OP_RELU:
-        return g if y > 0 else 0
+        return 0 if y <= 0 else g
     return -g * y * y
 
 

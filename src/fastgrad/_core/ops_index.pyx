@@ -553,9 +553,9 @@ cdef class CopySlices(Node):
                 res[i] = r
         g0 = None
         if self._next_fns[0] is not None:
-            keep = np.ones(self.shape, dtype=g._data.dtype)
-            keep.reshape(-1)[self.pos.reshape(-1)] = 0
-            g0 = pw.mul(g, wrap(keep))
+            keep = np.ones(self.shape, dtype=bool)
+            keep.reshape(-1)[self.pos.reshape(-1)] = False
+            g0 = pw.select_grad(keep, g)
             if res[0] is not None:
                 g0 = pw.add(g0, scatter_add_flat(res[0], self.shape, self.pos, False))
         return (g0,) + tuple(res[1:])

@@ -33,3 +33,7 @@ cdef object where_(object cond, object a, object b)
 cdef bint is_scalar(object x) noexcept
 cdef object broadcast_shapes(tuple sa, tuple sb, str op)
 cdef object _extremum(object input, object other, bint is_max)
+# Note [Selecting, not masking, gradients]: the one way a backward zeroes part of a gradient
+cdef object select_grad(object keep, object g)     # g where keep (bool ndarray), else 0
+cdef object share_grad(object share, object g)     # g * share where share != 0, else 0
+cdef object zeros_grad(object g)                   # zeros shaped like g

@@ -233,7 +233,7 @@ cdef object _extreme(TensorBase a, object dim, bint keepdim, bint is_max):
             mask = (x == values._data) | (np.isnan(x) & np.isnan(values._data))
             node = (MaxBackward1.__new__(MaxBackward1) if is_max
                     else MinBackward1.__new__(MinBackward1))
-            (<AllExtremeBackward>node).share = wrap(_arr(mask / np.count_nonzero(mask)).astype(x.dtype))
+            (<AllExtremeBackward>node).share = _arr(mask / np.count_nonzero(mask)).astype(x.dtype)
             set_history1(values, node, a)
         return values
     d = normalize_dims(dim, x.ndim, name)
@@ -268,11 +268,12 @@ cdef object _extreme(TensorBase a, object dim, bint keepdim, bint is_max):
 
 
 cdef class AllExtremeBackward(Node):
-    """grad_a = grad * share (share: 1/k on the k elements equal to the extreme)."""
-    cdef TensorBase share
+    """grad_a = grad / k on the k elements equal to the extreme, 0 on the others (selected:
+    Note [Selecting, not masking, gradients] in ops_pointwise.pyx)."""
+    cdef object share
 
     cdef tuple apply(self, tuple grads):
-        return (pw.mul(self.share, grads[0]),)
+        return (pw.share_grad(self.share, grads[0]),)
 
 
 @cython.final
@@ -296,10 +297,10 @@ cdef class DimExtremeBackward(Node):
         cdef TensorBase g = grads[0]
         if self.index is None:           # 0-d input
             return (g,)
-        mask = np.zeros(self.in_shape, dtype=g._data.dtype)
-        np.put_along_axis(mask, self.index, 1, axis=self.axis)
+        keep = np.zeros(self.in_shape, dtype=bool)
+        np.put_along_axis(keep, self.index, True, axis=self.axis)
         ge = g if self.keepdim else _reshape(g, np.expand_dims(g._data, self.axis).shape)
-        return (pw.mul(_broadcast(ge, self.in_shape), wrap(mask)),)
+        return (pw.select_grad(keep, _broadcast(ge, self.in_shape)),)
 
 
 @cython.final

@@ -473,12 +473,17 @@ cdef class LinalgVectorNormBackward0(Node):
             mask = ((<TensorBase>absx)._data == (<TensorBase>n)._data)
             share = wrap((mask / np.sum(mask, axis=self.axes, keepdims=True)).astype(x._data.dtype))
             return (pw.mul(pw.mul(g, sign(x)), share),)
+        # grad times the local derivative, which is 0 where the norm is 0 and, for p < 1, where
+        # x is 0 (|x|^(p-1) is inf there): the select is inside, the product with grad outside,
+        # as in PyTorch (an inf grad at a zero norm gives NaN there too)
         if p == 2:
-            r = pw.div(pw.mul(g, x), safe)
+            d = pw.div(x, safe)
         else:
-            r = pw.div(pw.mul(pw.mul(g, sign(x)), pw.pow_(pw.unary(OP_ABS, x), p - 1)),
-                       pw.pow_(safe, p - 1))
-        return (pw.where_(zero, 0.0, r),)
+            ax = pw.unary(OP_ABS, x)
+            if p < 1:
+                ax = pw.where_(wrap(np.asarray(x._data == 0)), 1.0, ax)
+            d = pw.div(pw.mul(sign(x), pw.pow_(ax, p - 1)), pw.pow_(safe, p - 1))
+        return (pw.mul(g, pw.where_(zero, 0.0, d)),)
 
     cdef void release_variables(self):
         self.self_.release()
