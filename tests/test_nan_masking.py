@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from _backend import fg
+from _backend import REFERENCE, fg
 
 nan, inf = math.nan, math.inf
 
@@ -218,5 +218,8 @@ GRADGRAD = [
 
 @pytest.mark.parametrize("name,fn,inputs", GRADGRAD, ids=[c[0] for c in GRADGRAD])
 def test_gradgradcheck(name, fn, inputs):
+    if REFERENCE and name == "zero_base_pow":
+        pytest.skip("torch records 0**x's gradient as a product with log(0): its second "
+                    "derivative is inf * 0 = NaN, which gradgradcheck reads as non-reentrant")
     xs = [fg.tensor(v, dtype=fg.float64, requires_grad=True) for v in inputs]
     assert fg.autograd.gradgradcheck(fn, xs)
