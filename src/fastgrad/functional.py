@@ -86,11 +86,11 @@ def square(input):
 
 
 def sum(input, dim=None, keepdim=False, *, dtype=None):
-    return input.sum(dim, keepdim)
+    return input.sum(dim, keepdim, dtype=dtype)
 
 
 def mean(input, dim=None, keepdim=False, *, dtype=None):
-    return input.mean(dim, keepdim)
+    return input.mean(dim, keepdim, dtype=dtype)
 
 
 def eq(input, other):

@@ -356,6 +356,11 @@ cdef void _scalar_run(int op, const floating* a, double s, floating* out,
         if c == 2:
             for i in range(n):
                 out[i] = a[i] * a[i]
+        elif c == 0.5 or c == -0.5:     # sqrt / 1/sqrt, as PyTorch: exact, and -0.0 ** 0.5 is -0.0
+            for i in range(n):
+                out[i] = sqrtf(a[i]) if floating is float else sqrt(a[i])
+                if c < 0:
+                    out[i] = 1 / out[i]
         elif floating is float:
             for i in range(n):
                 out[i] = powf(a[i], c)

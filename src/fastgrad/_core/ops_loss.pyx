@@ -774,6 +774,9 @@ cdef void _erf_loop(const floating* x, floating* out, Py_ssize_t n, bint gelu) n
 
 
 cdef cnp.ndarray _erf_like(cnp.ndarray x, bint gelu):
+    """erf or gelu of a float32/float64 array; float16 computed in float32, returned as float16."""
+    if x.dtype.itemsize < 4:
+        return _erf_like(x.astype(np.float32), gelu).astype(x.dtype)
     cdef cnp.ndarray a = _c(x)
     cdef cnp.ndarray out = np.empty_like(a)
     cdef Py_ssize_t n = a.size

@@ -83,6 +83,21 @@ cdef object _promote_tt(cnp.ndarray a, cnp.ndarray b):
     return np.promote_types(da, db)
 
 
+cdef object promote_arrays(list arrays):
+    """The result dtype of an op on several tensors of equal standing (cat, stack): the highest
+    category wins outright (float32 with int64 is float32, not NumPy's float64), the widest
+    type within it."""
+    cdef int best = -1, c
+    cdef object dt = None
+    for a in arrays:
+        best = max(best, _category((<cnp.ndarray>a).dtype))
+    for a in arrays:
+        c = _category((<cnp.ndarray>a).dtype)
+        if c == best:
+            dt = (<cnp.ndarray>a).dtype if dt is None else np.promote_types(dt, (<cnp.ndarray>a).dtype)
+    return dt
+
+
 cdef object _promote_ts(cnp.ndarray a, object s):
     """Result dtype of tensor (op) Python number: the number only lifts the category."""
     cdef object da = a.dtype
@@ -582,7 +597,8 @@ cdef object rpow(object a, object b):
         return NotImplemented
     b = _pyscalar(b)
     dt = _promote_ts(ta._data, b)
-    out = wrap(_arr(np.power(b, _cast(ta._data, dt))))
+    with np.errstate(divide="ignore", invalid="ignore"):     # 0 ** -1 is inf, as in PyTorch
+        out = wrap(_arr(np.power(b, _cast(ta._data, dt))))
     if ta._requires_grad and grad_enabled():
         node = PowBackward2.__new__(PowBackward2)
         node.base = b
@@ -665,6 +681,7 @@ cdef object unary(int op, TensorBase a):
     cdef bint f32
     cdef Py_ssize_t n
     cdef TensorBase res
+    half = None
     if cnp.PyArray_ISINTEGER(x) or cnp.PyArray_ISBOOL(x):
         if op == OP_RELU:
             return wrap(_arr(np.maximum(x, 0)) if x.dtype.kind != "b" else x.copy())
@@ -676,6 +693,8 @@ cdef object unary(int op, TensorBase a):
             return wrap(_arr(_UNARY_UFUNC[op](x)))
         x = x.astype(_float32)
     elif not _fast_float(x):
+        if x.dtype.itemsize < 4:       # float16: computed in float32, returned as float16
+            half = x.dtype
         x = x.astype(np.float32 if x.dtype.itemsize < 4 else x.dtype, order="C")
     out = _empty_like(x)
     n = cnp.PyArray_SIZE(x)
@@ -685,7 +704,7 @@ cdef object unary(int op, TensorBase a):
     else:
         with nogil:
             _unary_call(op, f32, cnp.PyArray_DATA(x), cnp.PyArray_DATA(out), n)
-    res = wrap(out)
+    res = wrap(out if half is None else out.astype(half))
     if a._requires_grad and grad_enabled():
         _record_unary(op, res, a)
     return res
@@ -817,6 +836,11 @@ cdef class UnaryBackward(Node):
         cdef Py_ssize_t n = cnp.PyArray_SIZE(yd)
         cdef double gs
         cdef bint f32 = t == cnp.NPY_FLOAT32
+        if t == cnp.NPY_FLOAT16 and cnp.PyArray_TYPE(yd) == t and not grad_enabled():
+            # float16 runs the float32 kernel and rounds once, as PyTorch's backward kernels do
+            # (a composed 1 - y*y rounds three times: tanh'(2) would lose two digits)
+            r = self._fused(wrap(gd.astype(np.float32)), yd.astype(np.float32))
+            return None if r is None else wrap((<TensorBase>r)._data.astype(np.float16))
         if grad_enabled() or t != cnp.PyArray_TYPE(yd) or not _fast_float(yd) \
                 or not _same_shape(gd, yd):
             return None

@@ -144,6 +144,22 @@ cdef object _sum_all(cnp.ndarray x, bint mean):
     return np.array(total, dtype=x.dtype)
 
 
+cdef object as_dtype(TensorBase a, object dtype, str op):
+    """`a` cast to a reduction's dtype= argument (a itself when None), as PyTorch casts before
+    reducing: the result has that dtype, the gradient is cast back to a's. mean and the other
+    averaging reductions take only floating dtypes."""
+    if dtype is None:
+        return a
+    from fastgrad._dtypes import to_numpy_dtype
+    from fastgrad._core.ops_pointwise import to_dtype
+    dt = to_numpy_dtype(dtype)
+    if op == "mean" and dt.kind not in "fc":
+        raise RuntimeError(f"mean(): could not infer output dtype. Optional dtype must be either "
+                           f"a floating point or complex dtype. Got: {_tname(dt)}; pass e.g. "
+                           f"dtype=torch.float64")
+    return to_dtype(a, dt)
+
+
 # --- mean ----------------------------------------------------------------------------------------
 
 cdef object mean(TensorBase a, object dim, bint keepdim):

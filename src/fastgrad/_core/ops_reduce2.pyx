@@ -14,7 +14,7 @@ from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history1
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core.ops_pointwise cimport OP_EXP, OP_ABS, OP_SQRT
-from fastgrad._core.ops_reduce cimport sum_, normalize_dims
+from fastgrad._core.ops_reduce cimport sum_, normalize_dims, as_dtype
 from fastgrad._core.ops_view cimport reshape_c, wrap_dim, expand_c
 
 cnp.import_array()
@@ -80,13 +80,17 @@ cdef object _var_std(TensorBase a, object dim, object unbiased, bint keepdim, ob
     n = 1
     for ax in axes:
         n *= _shape(a)[ax]
-    mu = np.mean(x, axis=axes, keepdims=True) if n else np.zeros(_kept_shape(_shape(a), axes),
-                                                                   x.dtype)
+    # float32/float16 accumulate in float64, as PyTorch's CPU kernel does: squares of 3e19 fit,
+    # so std([3e19, -3e19]) is 4.24e19, not inf (var itself still overflows float32 there)
+    xa = x.astype(np.float64) if x.dtype.itemsize < 8 else x
+    mu = np.mean(xa, axis=axes, keepdims=True) if n else np.zeros(_kept_shape(_shape(a), axes),
+                                                                    xa.dtype)
     denom = max(0, n - c)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        v = np.sum((x - mu) ** 2, axis=axes, keepdims=keepdim) / denom
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        v = np.sum((xa - mu) ** 2, axis=axes, keepdims=keepdim) / denom
     r = np.sqrt(v) if is_std else v
-    out = wrap(np.asarray(r, dtype=x.dtype))
+    with np.errstate(over="ignore"):
+        out = wrap(np.asarray(r, dtype=x.dtype))
     if _rec(a):
         node = (StdBackward0.__new__(StdBackward0) if is_std else VarBackward0.__new__(VarBackward0))
         node.self_ = save(a, False)
@@ -157,7 +161,7 @@ def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
 
 def prod(input, dim=None, keepdim=False, *, dtype=None):
     """Product of all elements (ProdBackward0) or along dim (ProdBackward1)."""
-    cdef TensorBase a = input, out
+    cdef TensorBase a = as_dtype(input, dtype, "prod"), out
     cdef ProdBackward node
     x = <object>a._data
     odt = np.int64 if x.dtype.kind in "biu" else x.dtype
@@ -228,14 +232,11 @@ cdef class ProdBackward1(ProdBackward):
 # --- cumsum --------------------------------------------------------------------------------------
 
 def cumsum(input, dim, *, dtype=None):
-    cdef TensorBase a = input, out
+    cdef TensorBase a = as_dtype(input, dtype, "cumsum"), out
     cdef CumsumBackward0 node
     x = <object>a._data
     d = wrap_dim(dim, x.ndim, "cumsum")
-    odt = np.int64 if x.dtype.kind in "biu" and dtype is None else x.dtype
-    if dtype is not None:
-        from fastgrad._dtypes import to_numpy_dtype
-        odt = to_numpy_dtype(dtype)
+    odt = np.int64 if x.dtype.kind in "biu" else x.dtype
     out = wrap(np.asarray(np.cumsum(x, axis=d, dtype=odt) if x.ndim else x.astype(odt)))
     if _rec(a):
         node = CumsumBackward0.__new__(CumsumBackward0)
