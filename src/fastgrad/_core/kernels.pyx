@@ -356,11 +356,12 @@ cdef void _scalar_run(int op, const floating* a, double s, floating* out,
         if c == 2:
             for i in range(n):
                 out[i] = a[i] * a[i]
-        elif c == 0.5 or c == -0.5:     # sqrt / 1/sqrt, as PyTorch: exact, and -0.0 ** 0.5 is -0.0
+        elif c == 0.5:                  # a square root, as PyTorch: -0.0 ** 0.5 is -0.0
             for i in range(n):
                 out[i] = sqrtf(a[i]) if floating is float else sqrt(a[i])
-                if c < 0:
-                    out[i] = 1 / out[i]
+        elif c == -0.5:                 # and -0.0 ** -0.5 is -inf
+            for i in range(n):
+                out[i] = 1 / (sqrtf(a[i]) if floating is float else sqrt(a[i]))
         elif floating is float:
             for i in range(n):
                 out[i] = powf(a[i], c)
@@ -420,7 +421,7 @@ cdef void unary_bwd(int op, const floating* g, const floating* y, floating* out,
                     Py_ssize_t n) noexcept nogil:
     """Fused backward from the saved output y:
     tanh: g*(1-y*y); sigmoid: g*y*(1-y); exp: g*y; relu: g unless y <= 0 (a select: Note
-    [Selecting, not masking, gradients]); reciprocal: -g*y*y"""
+    [Selecting, not masking, gradients] in ops_pointwise.pyx); reciprocal: -g*y*y"""
     _launch(K_BWD, op, floating is float, g, y, out, 0, n)
 
 
