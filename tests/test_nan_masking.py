@@ -10,6 +10,8 @@ Each case has a fixed expectation (closed form, read off the rule) checked on bo
 (plain and create_graph=True), and, where torch is installed, the same case run under torch.
 """
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -223,3 +225,34 @@ def test_gradgradcheck(name, fn, inputs):
                     "derivative is inf * 0 = NaN, which gradgradcheck reads as non-reentrant")
     xs = [fg.tensor(v, dtype=fg.float64, requires_grad=True) for v in inputs]
     assert fg.autograd.gradgradcheck(fn, xs)
+
+
+# --- the source check: a product with 0 or with a 0/1 mask does not come back ---------------------
+
+_MASK_PRODUCT = [
+    re.compile(r"\bmul(_any)?\([^()]*,\s*0(\.0)?\)"),                  # mul(g, 0)
+    re.compile(r"\([^()]*(>|<|==|!=)[^()]*\)\.astype\("),             # (y > 0).astype(dtype)
+    re.compile(r"\bmul(_any)?\(.*\b(mask|keep|share\w*)\b"),           # mul(g, mask)
+    re.compile(r"(\*\s*mask\b|\bmask\s*\*)"),                          # g * mask
+]
+_MARK = "# product: as PyTorch"
+
+
+def test_no_gradient_is_multiplied_by_a_mask():
+    """Note [Selecting, not masking, gradients]: zeroing part of a gradient goes through
+    select_grad / share_grad / zeros_grad; a product PyTorch itself uses is marked."""
+    root = Path(fg.__file__).resolve().parent
+    files = sorted(root.glob("_core/*.pyx")) + sorted(root.glob("*.py")) + \
+        sorted(root.glob("nn/*.py"))
+    if REFERENCE or not any(f.suffix == ".pyx" for f in files):
+        pytest.skip("needs fastgrad's source tree")
+    found = []
+    for f in files:
+        lines = f.read_text().splitlines()
+        for i, line in enumerate(lines):
+            code = line.split("#", 1)[0]
+            if any(p.search(code) for p in _MASK_PRODUCT) and _MARK not in line and \
+                    (i == 0 or _MARK not in lines[i - 1]):
+                found.append(f"{f.name}:{i + 1}: {line.strip()}")
+    assert not found, "select instead (ops_pointwise.select_grad / share_grad / zeros_grad):\n" \
+        + "\n".join(found)

@@ -852,7 +852,7 @@ cdef object _act_grad_rec(int op, TensorBase x, double a, double b):
         return pw.where_(wrap(xd * a > b), 1.0, s)
     if op == ACT_ELU:
         return pw.where_(wrap(xd > 0), 1.0, pw.mul_any(pw.unary(pw.OP_EXP, x), a))
-    return wrap(np.where(xd > 0, 1.0, a).astype(xd.dtype))
+    return wrap(np.where(xd > 0, 1.0, a).astype(xd.dtype))  # product: as PyTorch
 
 
 cdef object _act(int op, object input, double a, double b):

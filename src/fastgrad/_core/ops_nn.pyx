@@ -78,8 +78,8 @@ cdef class SoftmaxBackward0(Node):
 
     cdef tuple apply(self, tuple grads):
         cdef TensorBase g = grads[0], y = self.result.unpack(self)
-        if self.dim < 0:
-            return (pw.mul(g, 0),)
+        if self.dim < 0:                # y = 1: y (g - g y) is g - g (NaN where g is inf)
+            return (pw.sub(g, g),)
         if not grad_enabled():
             gd, yd = g._data, y._data
             gy = gd * yd
@@ -123,8 +123,8 @@ cdef class LogSoftmaxBackward0(Node):
 
     cdef tuple apply(self, tuple grads):
         cdef TensorBase g = grads[0], y = self.result.unpack(self)
-        if self.dim < 0:
-            return (pw.mul(g, 0),)
+        if self.dim < 0:                # y = 0: g - exp(y) g is g - g (NaN where g is inf)
+            return (pw.sub(g, g),)
         if not grad_enabled():
             gd = g._data
             return (wrap(np.asarray(gd - np.exp(y._data) * np.sum(gd, axis=self.dim,

@@ -16,7 +16,9 @@ multiply leaks NaN into inputs that did not affect the result. PyTorch selects i
 (relu, clamp, maximum/minimum, max/min, masked_fill, where, copy slices) and returns zeros_like
 for the gradients that are zero by definition (sign, x ** 0, overwritten values). select_grad,
 share_grad and zeros_grad below are the one way to write such a rule here; the rules PyTorch
-writes as grad * f'(x) (abs, amax/amin, norm) keep the product, as its results do.
+writes as grad * f'(x) (abs, amax/amin, norm, leaky_relu, dropout) keep the product, as its
+results do, and say so with the comment `# product: as PyTorch` on or above the line; a source
+check in tests/test_nan_masking.py fails on any other product with 0 or with a mask.
 """
 cimport cython
 cimport numpy as cnp
@@ -94,7 +96,7 @@ cdef object promote_arrays(list arrays):
     for a in arrays:
         c = _category((<cnp.ndarray>a).dtype)
         if c == best:
-            dt = (<cnp.ndarray>a).dtype if dt is None else np.promote_types(dt, (<cnp.ndarray>a).dtype)
+            dt = a.dtype if dt is None else np.promote_types(dt, a.dtype)
     return dt
 
 
@@ -643,7 +645,7 @@ cdef class PowBackward1(Node):
             # the select, as in PyTorch
             r = self.result.unpack(self)
             mask = wrap(_arr(np.logical_and(a._data == 0, b._data >= 0)))
-            gb = mul(g, where_(mask, 0.0, mul(r, unary(OP_LOG, a))))
+            gb = mul(g, where_(mask, 0.0, mul(r, unary(OP_LOG, a))))  # product: as PyTorch
         return (ga, gb)
 
     cdef void release_variables(self):
@@ -665,6 +667,7 @@ cdef class PowBackward2(Node):
             # a constant: 0 where b >= 0 (so its own derivative, under create_graph, is 0
             # there, not the inf * 0 a recorded product would send back)
             with np.errstate(invalid="ignore"):
+                # product: as PyTorch
                 d = np.where(r._data <= 1, 0, r._data * -math.inf).astype(r._data.dtype)
             return (mul(grads[0], wrap(_arr(d))),)
         return (mul(mul(grads[0], r), math.log(self.base) if self.base > 0 else math.nan),)

@@ -347,6 +347,7 @@ cdef class AmaxminBackward(Node):
     cdef bint keepdim
 
     cdef tuple apply(self, tuple grads):
+        # product: as PyTorch
         return (pw.mul(_keep(grads[0], self.in_shape, self.axes, self.keepdim), self.share),)
 
     cdef void release_variables(self):
@@ -426,7 +427,7 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
     elif p == -np.inf:
         r = np.min(absx, axis=axes, keepdims=True)
     elif p == 0:
-        r = np.sum(absx != 0, axis=axes, keepdims=True).astype(x.dtype)
+        r = np.count_nonzero(absx, axis=axes, keepdims=True).astype(x.dtype)
     elif p == 2:
         r = np.sqrt(np.sum(x * x, axis=axes, keepdims=True))
     elif p == 1:
@@ -464,7 +465,7 @@ cdef class LinalgVectorNormBackward0(Node):
         n = _keep(self.result.unpack(self), sh, self.axes, self.keepdim)
         p = self.p
         if p == 0:
-            return (pw.mul(x, 0),)
+            return (pw.zeros_grad(x),)
         if p == 1:
             return (pw.mul(g, sign(x)),)
         zero = wrap(np.asarray((<TensorBase>n)._data == 0))
@@ -473,7 +474,7 @@ cdef class LinalgVectorNormBackward0(Node):
             absx = pw.unary(OP_ABS, x)
             mask = ((<TensorBase>absx)._data == (<TensorBase>n)._data)
             share = wrap((mask / np.sum(mask, axis=self.axes, keepdims=True)).astype(x._data.dtype))
-            return (pw.mul(pw.mul(g, sign(x)), share),)
+            return (pw.mul(pw.mul(g, sign(x)), share),)  # product: as PyTorch
         # grad times the local derivative, which is 0 where the norm is 0 and, for p < 1, where
         # x is 0 (|x|^(p-1) is inf there): the select is inside, the product with grad outside,
         # as in PyTorch (an inf grad at a zero norm gives NaN there too)

@@ -105,7 +105,7 @@ def dropout(input, p=0.5, training=True, inplace=False):
         mask = np.zeros(x.shape, dtype=x.dtype)
     else:
         mask = (default_generator().random(x.shape) >= p).astype(x.dtype) * (1.0 / (1.0 - p))
-    out = input * _wrap(mask.astype(x.dtype, copy=False))
+    out = input * _wrap(mask.astype(x.dtype, copy=False))  # product: as PyTorch
     if inplace:
         return input.copy_(out)
     return out
