@@ -44,6 +44,9 @@ CASES = [
     ("clamp_tensor_min_above_max", lambda T, x, lo, hi: x.clamp(lo, hi),
      [[0.0, 1.5, 3.0], [2.0, 2.0, 2.0], [1.0, 1.0, 1.0]],
      [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]),
+    ("clamp_tensor_broadcast_bounds", lambda T, x, lo, hi: x.clamp(lo, hi),
+     [[[0.0, 1.5, 3.0], [-1.0, 0.5, 2.0]], [[0.0], [1.0]], [[1.0, 2.0, 2.5]]],
+     [[[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]], [[0.0], [1.0]], [[0.0, 0.0, 1.0]]]),
     ("relu_div", lambda T, x: 1 / T.relu(x), [[-1.0, 2.0]], [[0.0, -0.25]]),
     ("relu_nan_passes", lambda T, x: T.relu(x), [[nan, 1.0, -1.0, 0.0]], [[1.0, 1.0, 0.0, 0.0]]),
     ("maximum_div", lambda T, x, y: 1 / T.maximum(x, y), [[0.0, 1.0], [-1.0, 2.0]],
@@ -84,6 +87,8 @@ CASES = [
     ("norm_1_sqrt", lambda T, x: x.norm(p=1).sqrt(), [[0.0, 1.0]], [[0.0, 0.5]]),
     # grad * f'(x) in PyTorch: an inf gradient at a zero local derivative is NaN there too
     ("abs_inf_at_zero", lambda T, x: 1 / x.abs(), [[0.0]], [[nan]]),
+    ("leaky_relu_product", lambda T, x: 1 / T.nn.functional.leaky_relu(x, 0.0), [[-1.0, 2.0]],
+     [[nan, -0.25]]),
     ("amax_product", lambda T, x: 1 / x.amax(), [[0.0, -1.0]], [[-inf, nan]]),
     ("norm_2_zero_sqrt", lambda T, x: x.norm().sqrt(), [[0.0, 0.0]], [[nan, nan]]),
 ]
