@@ -885,7 +885,8 @@ cdef class ActBackward(Node):
         if grad_enabled():
             return (pw.mul(g, _act_grad_rec(self.op, x, self.a, self.b)),)
         d = _act_grad_np(self.op, x._data, self.a, self.b)
-        return (wrap(np.asarray(g._data * d, dtype=x._data.dtype, order="C")),)
+        with np.errstate(invalid="ignore"):          # inf * 0 is NaN, quietly, as in PyTorch
+            return (wrap(np.asarray(g._data * d, dtype=x._data.dtype, order="C")),)
 
     cdef void release_variables(self):
         self.x.release()
