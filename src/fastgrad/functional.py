@@ -88,11 +88,11 @@ def square(input) -> Tensor:
 
 
 def sum(input, dim=None, keepdim=False, *, dtype=None) -> Tensor:
-    return input.sum(dim, keepdim)
+    return input.sum(dim, keepdim, dtype=dtype)
 
 
 def mean(input, dim=None, keepdim=False, *, dtype=None) -> Tensor:
-    return input.mean(dim, keepdim)
+    return input.mean(dim, keepdim, dtype=dtype)
 
 
 def eq(input, other) -> Tensor:

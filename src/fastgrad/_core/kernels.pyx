@@ -348,6 +348,12 @@ cdef void _scalar_run(int op, const floating* a, double s, floating* out,
         if c == 2:
             for i in range(n):
                 out[i] = a[i] * a[i]
+        elif c == 0.5:                  # a square root, as PyTorch: -0.0 ** 0.5 is -0.0
+            for i in range(n):
+                out[i] = sqrtf(a[i]) if floating is float else sqrt(a[i])
+        elif c == -0.5:                 # and -0.0 ** -0.5 is -inf
+            for i in range(n):
+                out[i] = 1 / (sqrtf(a[i]) if floating is float else sqrt(a[i]))
         elif floating is float:
             for i in range(n):
                 out[i] = powf(a[i], c)
@@ -406,7 +412,8 @@ cdef void _unary_math(int op, const floating* a, floating* out, Py_ssize_t n) no
 cdef void unary_bwd(int op, const floating* g, const floating* y, floating* out,
                     Py_ssize_t n) noexcept nogil:
     """Fused backward from the saved output y:
-    tanh: g*(1-y*y); sigmoid: g*y*(1-y); exp: g*y; relu: g*(y>0); reciprocal: -g*(y*y)"""
+    tanh: g*(1-y*y); sigmoid: g*y*(1-y); exp: g*y; relu: g unless y <= 0 (a select: Note
+    [Selecting, not masking, gradients] in ops_pointwise.pyx); reciprocal: -g*(y*y)"""
     _launch(K_BWD, op, floating is float, g, y, out, 0, n)
 
 
@@ -426,7 +433,7 @@ cdef void _bwd_run(int op, const floating* g, const floating* y, floating* out,
     elif op == OP_RELU:                   # g read unconditionally: a select, so it vectorises
         for i in range(n):
             gi = g[i]
-            out[i] = gi if y[i] > 0 else 0
+            out[i] = 0 if y[i] <= 0 else gi   # NaN y passes g, as PyTorch
     elif op == OP_RECIPROCAL:
         for i in range(n):
             out[i] = -g[i] * (y[i] * y[i])   # PyTorch's grouping: inf * (tiny**2 == 0) is NaN
@@ -440,7 +447,7 @@ cdef inline floating _bwd1(int op, floating g, floating y) noexcept nogil:
     if op == OP_EXP:
         return g * y
     if op == OP_RELU:
-        return g if y > 0 else 0
+        return 0 if y <= 0 else g
     return -g * (y * y)
 
 

@@ -20,6 +20,8 @@ AsStridedBackward0 view of the new B. Views of B taken before the write keep the
 """
 cimport cython
 cimport numpy as cnp
+import warnings
+
 import numpy as np
 
 from fastgrad._core.node cimport Node
@@ -59,6 +61,14 @@ cdef inline object _contig(object r):
 
 # --- key parsing ---------------------------------------------------------------------------------
 
+cdef object _uint8_mask(cnp.ndarray k):
+    """A uint8 index tensor is a mask, as in PyTorch (which deprecates it): k != 0, with its
+    warning."""
+    warnings.warn("indexing with dtype torch.uint8 is now deprecated, please use a dtype "
+                  "torch.bool instead.", UserWarning, stacklevel=3)
+    return k != 0
+
+
 cdef tuple _parse_key(TensorBase a, object key):
     """(numpy key tuple, advanced?, name of the node for a basic key). Validates every index."""
     cdef tuple sh = _shape(a)
@@ -69,6 +79,8 @@ cdef tuple _parse_key(TensorBase a, object key):
     for k in items:                               # tensors / lists -> arrays, count consumed dims
         if isinstance(k, TensorBase):
             k = (<TensorBase>k)._data
+            if k.dtype == np.uint8:
+                k = _uint8_mask(k)
             if k.ndim == 0 and k.dtype.kind in "iu":
                 k = int(k)
         elif isinstance(k, (list, tuple)):
@@ -562,9 +574,9 @@ cdef class CopySlices(Node):
                 res[i] = r
         g0 = None
         if self._next_fns[0] is not None:
-            keep = np.ones(self.shape, dtype=g._data.dtype)
-            keep.reshape(-1)[self.pos.reshape(-1)] = 0
-            g0 = pw.mul(g, wrap(keep))
+            keep = np.ones(self.shape, dtype=bool)
+            keep.reshape(-1)[self.pos.reshape(-1)] = False
+            g0 = pw.select_grad(keep, g)
             if res[0] is not None:
                 g0 = pw.add(g0, scatter_add_flat(res[0], self.shape, self.pos, False))
         return (g0,) + tuple(res[1:])
@@ -645,6 +657,10 @@ def scatter_add(input, dim, index, src):
         raise RuntimeError(f"scatter(): Expected self.dtype to be equal to src.dtype (scatter_add "
                            f"got {a.dtype} and {s.dtype}; convert src with .to(input.dtype))")
     d = wrap_dim(dim, a._data.ndim, "scatter_add")
+    if s._data.dtype != a._data.dtype:
+        raise RuntimeError(f"scatter(): Expected self.dtype to be equal to src.dtype (got "
+                           f"{a.dtype} and {s.dtype}); convert src first, e.g. "
+                           f"src.to(input.dtype)")
     ix = _check_index(a, index, d, "scatter_add")
     for k in range(ix.ndim):
         if (<object>ix).shape[k] > _shape(s)[k]:

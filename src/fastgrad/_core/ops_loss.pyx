@@ -1,11 +1,11 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True
 """Fused losses and activations for nn: cross_entropy / nll_loss, mse_loss,
-binary_cross_entropy_with_logits, gelu, silu, softplus, elu, leaky_relu, erf, embedding.
+binary_cross_entropy(_with_logits), gelu, silu, softplus, elu, leaky_relu, erf, embedding.
 
 What it is: forward entry points that validate once (naming shapes, dtypes and the fix), compute
 on the NumPy storage -- cross-entropy's hot case (class indices, no weight, no smoothing) in one
 compiled pass per row that leaves the softmax behind for backward -- and record ONE node.
-What it is not: a home for composites that are not hot (layer_norm, batch_norm, bce live in
+What it is not: a home for composites that are not hot (layer_norm, batch_norm live in
 nn/functional.py as recorded ops).
 
 Note [Fused backward, composed double backward]
@@ -33,6 +33,7 @@ from fastgrad._core.tensor cimport (TensorBase, SavedVar, wrap, save, set_histor
                                     set_history1, set_history2)
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core cimport ops_reduce as red
+from fastgrad._core.ops_pointwise import clamp as _clamp
 
 cnp.import_array()
 
@@ -573,21 +574,30 @@ cdef class MseLossBackward0(Node):
 
 # --- binary_cross_entropy_with_logits --------------------------------------------------------
 
+cdef tuple _binary_pair(object input, object target, str op, str size_msg):
+    """(input, target) of a binary cross-entropy: tensors of one shape (ValueError with
+    size_msg, which names them {i} and {t}), both floating point."""
+    cdef TensorBase x = _tensor(input, op, "input"), y = _tensor(target, op, "target")
+    cdef tuple xs = (<object>x._data).shape, ys = (<object>y._data).shape
+    if xs != ys:
+        raise ValueError(size_msg.format(i=_size(xs), t=_size(ys)))
+    if x._data.dtype.kind != "f" or y._data.dtype.kind != "f":
+        raise RuntimeError(f"{op}: expected floating point input and target, got {x.dtype} and "
+                           f"{y.dtype}; targets are probabilities: use target.float()")
+    return x, y
+
+
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
                                      reduction="mean", pos_weight=None):
     """Stable sigmoid + binary cross-entropy:
     loss = (1 - y) x + (1 + (pw - 1) y) (log1p(exp(-|x|)) + max(-x, 0)), times weight."""
     cdef str op = "binary_cross_entropy_with_logits"
-    cdef TensorBase x = _tensor(input, op, "input"), y = _tensor(target, op, "target"), out
+    cdef TensorBase x, y, out
     cdef int red_ = _reduction(reduction, op)
+    x, y = _binary_pair(input, target, op, "Target size ({t}) must be the same as input size "
+                        "({i}) in binary_cross_entropy_with_logits")
     cdef cnp.ndarray xd = x._data, yd = y._data
     cdef BinaryCrossEntropyWithLogitsBackward0 node
-    if (<object>xd).shape != (<object>yd).shape:
-        raise ValueError(f"Target size ({_size((<object>yd).shape)}) must be the same as input "
-                         f"size ({_size((<object>xd).shape)}) in {op}")
-    if xd.dtype.kind != "f" or yd.dtype.kind != "f":
-        raise RuntimeError(f"{op}: expected floating point input and target, got {x.dtype} and "
-                           f"{y.dtype}; targets are probabilities: use target.float()")
     w = None if weight is None else _tensor(weight, op, "weight")._data
     pwt = None if pos_weight is None else _tensor(pos_weight, op, "pos_weight")._data
     sp = np.logaddexp(0, -xd)                               # softplus(-x), stable
@@ -665,6 +675,88 @@ cdef class BinaryCrossEntropyWithLogitsBackward0(Node):
         self.y.release()
 
 
+# --- binary_cross_entropy ------------------------------------------------------------------------
+
+# PyTorch's floor on x (1 - x) in the input gradient: 1e-12 rounded to float32, as its kernel has
+# it (so x = 0, y = 1 gives -1.000000004e12, not -1e12, in float64 too)
+cdef double _BCE_EPS = <float>1e-12
+
+
+def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
+                         reduction="mean"):
+    """-w (y log x + (1 - y) log(1 - x)) with each log clamped at -100, as PyTorch, so x = 0 or 1
+    gives a finite loss; its input gradient g w (x - y) / max(x (1 - x), 1e-12) is finite there
+    too (PyTorch's formula), where the composed log's would be NaN."""
+    cdef str op = "binary_cross_entropy"
+    cdef TensorBase x, y, out
+    cdef int red_ = _reduction(reduction, op)
+    x, y = _binary_pair(input, target, op, "Using a target size ({t}) that is different to the "
+                        "input size ({i}) is deprecated. Please ensure they have the same size.")
+    cdef cnp.ndarray xd = x._data, yd = y._data
+    cdef BinaryCrossEntropyBackward0 node
+    # NaN fails both comparisons, so it is out of range too, as in PyTorch
+    if xd.size and not np.all((xd >= 0) & (xd <= 1)):
+        raise RuntimeError("all elements of input should be between 0 and 1 "
+                           "(binary_cross_entropy takes probabilities; for logits use "
+                           "binary_cross_entropy_with_logits)")
+    if yd.size and not np.all((yd >= 0) & (yd <= 1)):
+        raise RuntimeError("all elements of target should be between 0 and 1 "
+                           "(binary_cross_entropy takes targets that are probabilities)")
+    w = None if weight is None else np.asarray(_tensor(weight, op, "weight")._data,
+                                               dtype=xd.dtype)
+    with np.errstate(divide="ignore"):
+        loss = (yd - 1) * np.maximum(np.log(1 - xd), -100.0) - yd * np.maximum(np.log(xd),
+                                                                               -100.0)
+    if w is not None:
+        loss = loss * w
+    loss = np.asarray(loss, dtype=xd.dtype)
+    if red_ == 0:
+        out = wrap(np.ascontiguousarray(loss))
+    elif red_ == 2:
+        out = wrap(np.asarray(loss.sum(), dtype=xd.dtype))
+    else:
+        out = wrap(np.asarray(loss.mean() if loss.size else np.nan, dtype=xd.dtype))
+    if grad_enabled() and (x._requires_grad or y._requires_grad):
+        node = BinaryCrossEntropyBackward0.__new__(BinaryCrossEntropyBackward0)
+        node.x = save(x, False)
+        node.y = save(y, False)
+        node.w = w
+        node.reduction = red_
+        node.n = loss.size
+        if (<object>loss).shape != (<object>xd).shape:        # a weight that broadcast x up
+            node._in_meta = (((<object>xd).shape, xd.dtype), ((<object>yd).shape, yd.dtype))
+        set_history(out, node, (x, y))
+    return out
+
+
+@cython.final
+cdef class BinaryCrossEntropyBackward0(Node):
+    """d/dx = g w (x - y) / max(x (1 - x), 1e-12); d/dy = -g w logit(x). Written
+    with recorded ops in both modes: not hot, and differentiable again as it stands."""
+    cdef SavedVar x, y
+    cdef object w
+    cdef int reduction
+    cdef Py_ssize_t n
+
+    cdef tuple apply(self, tuple grads):
+        cdef TensorBase g = grads[0], x = self.x.unpack(self), y = self.y.unpack(self)
+        scale = pw.mul_any(g, 1.0 / self.n) if self.reduction == 1 and self.n else g
+        if self.w is not None:
+            scale = pw.mul(scale, wrap(self.w))
+        gx = gy = None
+        if self._next_fns[0] is not None:
+            d = _clamp(pw.mul(x, pw.rsub(x, 1.0)), _BCE_EPS, None)
+            gx = pw.mul(scale, pw.div(pw.sub(x, y), d))
+        if self._next_fns[1] is not None:
+            gy = pw.mul(scale, pw.unary(pw.OP_NEG, pw.sub(pw.unary(pw.OP_LOG, x), pw.unary(
+                pw.OP_LOG, pw.rsub(x, 1.0)))))        # -logit(x)
+        return (gx, gy)
+
+    cdef void release_variables(self):
+        self.x.release()
+        self.y.release()
+
+
 # --- activations ---------------------------------------------------------------------------------
 
 cdef enum:
@@ -688,7 +780,11 @@ cdef void _erf_loop(const floating* x, floating* out, Py_ssize_t n, bint gelu) n
 
 
 cdef cnp.ndarray _erf_like(object x, bint gelu):
-    cdef cnp.ndarray a = _c(np.asarray(x))                # x * c of a 0-d x is a NumPy scalar
+    """erf or gelu of a float32/float64 array; float16 computed in float32, returned as float16."""
+    x = np.asarray(x)                                     # x * c of a 0-d x is a NumPy scalar
+    if x.dtype.itemsize < 4:
+        return _erf_like(x.astype(np.float32), gelu).astype(x.dtype)
+    cdef cnp.ndarray a = _c(x)
     cdef cnp.ndarray out = np.empty_like(a)
     cdef Py_ssize_t n = a.size
     if a.dtype == np.float32:
@@ -763,7 +859,7 @@ cdef object _act_grad_rec(int op, TensorBase x, double a, double b):
         return pw.where_(wrap(xd * a > b), 1.0, s)
     if op == ACT_ELU:
         return pw.where_(wrap(xd > 0), 1.0, pw.mul_any(pw.unary(pw.OP_EXP, x), a))
-    return wrap(np.where(xd > 0, 1.0, a).astype(xd.dtype))
+    return wrap(np.where(xd > 0, 1.0, a).astype(xd.dtype))  # product: as PyTorch
 
 
 cdef object _act(int op, object input, double a, double b):
@@ -798,7 +894,8 @@ cdef class ActBackward(Node):
         if grad_enabled():
             return (pw.mul(g, _act_grad_rec(self.op, x, self.a, self.b)),)
         d = _act_grad_np(self.op, x._data, self.a, self.b)
-        return (wrap(np.asarray(g._data * d, dtype=x._data.dtype, order="C")),)
+        with np.errstate(invalid="ignore"):          # inf * 0 is NaN, quietly, as in PyTorch
+            return (wrap(np.asarray(g._data * d, dtype=x._data.dtype, order="C")),)
 
     cdef void release_variables(self):
         self.x.release()

@@ -40,10 +40,10 @@ cdef int _dim(TensorBase a, object dim, str op) except? -1:
 
 
 cdef cnp.ndarray _shifted(cnp.ndarray x, int d):
-    """x - max(x, d) with the max of an all -inf row taken as 0 (so the row gives nan-free -inf)."""
-    m = np.max(x, axis=d, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0).astype(x.dtype, copy=False)
-    return x - m
+    """x - max(x, d). As in PyTorch, a row whose max is inf (+inf anywhere, or all -inf) or NaN
+    comes out all NaN: inf - inf is NaN, and the row's sum carries it to every element."""
+    with np.errstate(invalid="ignore"):
+        return x - np.max(x, axis=d, keepdims=True)
 
 
 def softmax(input, dim=None, dtype=None, *, _stacklevel=3):
@@ -78,8 +78,8 @@ cdef class SoftmaxBackward0(Node):
 
     cdef tuple apply(self, tuple grads):
         cdef TensorBase g = grads[0], y = self.result.unpack(self)
-        if self.dim < 0:
-            return (pw.mul(g, 0),)
+        if self.dim < 0:                # y = 1: y (g - g y) is g - g (NaN where g is inf)
+            return (pw.sub(g, g),)
         if not grad_enabled():
             gd, yd = g._data, y._data
             gy = gd * yd
@@ -123,8 +123,8 @@ cdef class LogSoftmaxBackward0(Node):
 
     cdef tuple apply(self, tuple grads):
         cdef TensorBase g = grads[0], y = self.result.unpack(self)
-        if self.dim < 0:
-            return (pw.mul(g, 0),)
+        if self.dim < 0:                # y = 0: g - exp(y) g is g - g (NaN where g is inf)
+            return (pw.sub(g, g),)
         if not grad_enabled():
             gd = g._data
             return (wrap(np.asarray(gd - np.exp(y._data) * np.sum(gd, axis=self.dim,

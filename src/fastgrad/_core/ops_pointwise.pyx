@@ -7,6 +7,18 @@ only when grad mode is on and an input requires grad. Each backward node sits ri
 forward and is written with these same ops, so it is itself differentiable (create_graph); while
 the engine runs without create_graph, grad mode is off and those ops record nothing.
 Broadcast inputs get their gradient summed back by the engine (Note [Un-broadcasting in the engine]).
+
+Note [Selecting, not masking, gradients]
+A backward that passes the gradient on one branch and zero on the other must select,
+where(taken, grad, 0), never multiply by a 0/1 mask: the gradient arriving at a branch that was
+not taken can be inf or NaN (1 / clamp(x, min=0) at x < 0 sends -inf), and inf * 0 is NaN, so a
+multiply leaks NaN into inputs that did not affect the result. PyTorch selects in these rules
+(relu, clamp, maximum/minimum, max/min, masked_fill, where, copy slices) and returns zeros_like
+for the gradients that are zero by definition (sign, x ** 0, overwritten values). select_grad,
+share_grad and zeros_grad below are the one way to write such a rule here; the rules PyTorch
+writes as grad * f'(x) (abs, amax/amin, norm, leaky_relu, dropout) keep the product, as its
+results do, and say so with the comment `# product: as PyTorch` on or above the line; a source
+check in tests/test_nan_masking.py fails on any other product with 0 or with a mask.
 """
 cimport cython
 cimport numpy as cnp
@@ -71,6 +83,21 @@ cdef object _promote_tt(cnp.ndarray a, cnp.ndarray b):
     if a0 != b0:
         return db if a0 else da
     return np.promote_types(da, db)
+
+
+cdef object promote_arrays(list arrays):
+    """The result dtype of an op on several tensors of equal standing (cat, stack): the highest
+    category wins outright (float32 with int64 is float32, not NumPy's float64), the widest
+    type within it."""
+    cdef int best = -1, c
+    cdef object dt = None
+    for a in arrays:
+        best = max(best, _category((<cnp.ndarray>a).dtype))
+    for a in arrays:
+        c = _category((<cnp.ndarray>a).dtype)
+        if c == best:
+            dt = a.dtype if dt is None else np.promote_types(dt, a.dtype)
+    return dt
 
 
 cdef object _promote_ts(cnp.ndarray a, object s):
@@ -611,7 +638,8 @@ cdef object rpow(object a, object b):
     if dt.kind in "iu":
         out = wrap(_int_power(b, ta._data))
     else:
-        out = wrap(_arr(np.power(b, _cast(ta._data, dt))))
+        with np.errstate(divide="ignore", invalid="ignore"):     # 0 ** -1 is inf, as in PyTorch
+            out = wrap(_arr(np.power(b, _cast(ta._data, dt))))
     if ta._requires_grad and grad_enabled():
         node = PowBackward2.__new__(PowBackward2)
         node.base = b
@@ -630,7 +658,7 @@ cdef class PowBackward0(Node):
         cdef TensorBase a = self.self_.unpack(self)
         e = self.exponent
         if e == 0:
-            return (mul(grads[0], 0),)
+            return (zeros_grad(grads[0]),)
         if e == 2:
             return (mul(grads[0], mul(a, 2)),)
         return (mul(mul(grads[0], e), pow_(a, e - 1)),)
@@ -652,13 +680,15 @@ cdef class PowBackward1(Node):
         if self._next_fns[0] is not None:
             ga = where_(wrap(_arr(b._data == 0)), 0.0, mul(mul(g, b), pow_(a, sub(b, 1))))
         if self._next_fns[1] is not None:
+            # grad * (0 where a == 0 <= b, else a**b log a): the product with grad stays outside
+            # the select, as in PyTorch
             r = self.result.unpack(self)
             mask = wrap(_arr(np.logical_and(a._data == 0, b._data >= 0)))
             # log(a) in the result's dtype: an int64 or float32 base of a float64 power would
             # otherwise take its log in float32
             la = unary(OP_LOG, a if a._data.dtype == r._data.dtype
                        else wrap(a._data.astype(r._data.dtype)))
-            gb = where_(mask, 0.0, mul(mul(g, r), la))
+            gb = mul(g, where_(mask, 0.0, mul(r, la)))  # product: as PyTorch
         return (ga, gb)
 
     cdef void release_variables(self):
@@ -669,14 +699,20 @@ cdef class PowBackward1(Node):
 
 @cython.final
 cdef class PowBackward2(Node):
-    """s ** b: grad_b = grad * s**b * log(s) (0 where s == 0 and b >= 0)."""
+    """s ** b: grad_b = grad * s**b * log(s); for s == 0, grad * (0 where b >= 0, else
+    0**b * log(0) = -inf), as PyTorch (b >= 0 is read off the result: 0**b <= 1)."""
     cdef SavedVar result
     cdef object base
 
     cdef tuple apply(self, tuple grads):
-        r = self.result.unpack(self)
+        cdef TensorBase r = self.result.unpack(self)
         if self.base == 0:
-            return (mul(grads[0], 0),)
+            # a constant: 0 where b >= 0 (so its own derivative, under create_graph, is 0
+            # there, not the inf * 0 a recorded product would send back)
+            with np.errstate(invalid="ignore"):
+                # product: as PyTorch
+                d = np.where(r._data <= 1, 0, r._data * -math.inf).astype(r._data.dtype)
+            return (mul(grads[0], wrap(_arr(d))),)
         return (mul(mul(grads[0], r), math.log(self.base) if self.base > 0 else math.nan),)
 
     cdef void release_variables(self):
@@ -846,6 +882,11 @@ cdef class UnaryBackward(Node):
         cdef Py_ssize_t n = cnp.PyArray_SIZE(yd)
         cdef double gs
         cdef bint f32 = t == cnp.NPY_FLOAT32
+        if t == cnp.NPY_FLOAT16 and cnp.PyArray_TYPE(yd) == t and not grad_enabled():
+            # float16 runs the float32 kernel and rounds once, as PyTorch's backward kernels do
+            # (a composed 1 - y*y rounds three times: tanh'(2) would lose two digits)
+            r = self._fused(wrap(gd.astype(np.float32)), yd.astype(np.float32))
+            return None if r is None else wrap((<TensorBase>r)._data.astype(np.float16))
         if grad_enabled() or t != cnp.PyArray_TYPE(yd) or not _fast_float(yd) \
                 or not _same_shape(gd, yd):
             return None
@@ -961,13 +1002,14 @@ cdef class SigmoidBackward0(UnaryBackward):
 
 @cython.final
 cdef class ReluBackward0(UnaryBackward):
-    """grad_a = grad * (y > 0)"""
+    """grad_a = grad where y > 0 or y is NaN, else 0 (PyTorch's threshold_backward: y <= 0
+    gives 0, so relu(NaN) passes the gradient)"""
     cdef tuple apply(self, tuple grads):
         r = self._fused_saved(grads[0])
         if r is not None:
             return (r,)
         cdef TensorBase y = self.saved.unpack(self)
-        return (mul(grads[0], wrap((y._data > 0).astype(y._data.dtype))),)
+        return (select_grad(np.logical_not(y._data <= 0), grads[0]),)
 
 
 @cython.final
@@ -984,8 +1026,14 @@ cdef class ReciprocalBackward0(UnaryBackward):
 # --- sign, clamp, maximum / minimum, where -------------------------------------------------------
 
 def sign(input):
-    """sign(a); its gradient is zero everywhere."""
-    cdef TensorBase a = input, out = wrap(_arr(np.sign(input._np)))
+    """sign(a): (a > 0) - (a < 0), so sign(NaN) and sign(-0.0) are 0 as in PyTorch; its
+    gradient is zero everywhere."""
+    cdef TensorBase a = input, out
+    x = a._data
+    if x.dtype.kind == "b":
+        out = wrap(x.copy())
+    else:
+        out = wrap(_arr(np.subtract(x > 0, x < 0, dtype=x.dtype)))
     cdef Node node
     if a._requires_grad and grad_enabled():
         node = SignBackward0.__new__(SignBackward0)
@@ -997,7 +1045,7 @@ def sign(input):
 cdef class SignBackward0(Node):
     """grad_a = 0"""
     cdef tuple apply(self, tuple grads):
-        return (mul(grads[0], 0),)
+        return (zeros_grad(grads[0]),)
 
 
 def clamp(input, min=None, max=None):
@@ -1007,12 +1055,7 @@ def clamp(input, min=None, max=None):
     if min is None and max is None:
         raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
     if isinstance(min, TensorBase) or isinstance(max, TensorBase):
-        out = a
-        if min is not None:
-            out = maximum(out, min if isinstance(min, TensorBase) else _full_like(a, min))
-        if max is not None:
-            out = minimum(out, max if isinstance(max, TensorBase) else _full_like(a, max))
-        return out
+        return _clamp_tensor(a, min, max)
     x = a._data
     lo = _pyscalar(min) if min is not None else None
     hi = _pyscalar(max) if max is not None else None
@@ -1037,8 +1080,78 @@ def clamp(input, min=None, max=None):
     return out
 
 
-cdef TensorBase _full_like(TensorBase a, object v):
-    return wrap(np.full((<object>a._data).shape, v, dtype=_promote_ts(a._data, v)))
+cdef object _in_bounds(object x, object lo, object hi):
+    """lo <= x <= hi as a bool array (a None bound is not checked): where clamp passed x
+    through. NaN fails every comparison, so NaN inputs and NaN bounds get no gradient."""
+    if lo is not None and hi is not None:
+        return np.logical_and(x >= lo, x <= hi)
+    return x >= lo if lo is not None else x <= hi
+
+
+cdef object _clamp_tensor(TensorBase a, object min, object max):
+    """clamp with tensor bounds (a number bound is used as such), recorded as ClampBackward0."""
+    cdef TensorBase tl = min if isinstance(min, TensorBase) else None
+    cdef TensorBase th = max if isinstance(max, TensorBase) else None
+    cdef TensorBase out
+    cdef ClampBackward0 node
+    x = a._data
+    dt = x.dtype
+    shape = (<object>x).shape
+    bounds = []
+    for b, t in ((min, tl), (max, th)):
+        if b is None:
+            bounds.append(None)
+        elif t is not None:
+            dt = _promote_bound(x, dt, t._data)
+            shape = broadcast_shapes(shape, (<object>t._data).shape, "clamp")
+            bounds.append(t._data)
+        else:
+            dt = np.promote_types(dt, _promote_ts(x, _pyscalar(b)))
+            bounds.append(_pyscalar(b))
+    lo = _cast(bounds[0], dt) if tl is not None else bounds[0]
+    hi = _cast(bounds[1], dt) if th is not None else bounds[1]
+    # the bound goes first: NumPy returns the second operand at ties (-0.0 stays -0.0)
+    r = _cast(x, dt)
+    if lo is not None:
+        r = np.maximum(lo, r)
+    if hi is not None:
+        r = np.minimum(hi, r)
+    out = wrap(np.ascontiguousarray(np.broadcast_to(_arr(r).astype(dt, copy=False), shape)))
+    if grad_enabled() and (a._requires_grad or (tl is not None and tl._requires_grad) or
+                           (th is not None and th._requires_grad)):
+        node = ClampBackward0.__new__(ClampBackward0)
+        node.keep = _in_bounds(x, lo, hi)
+        if tl is not None and tl._requires_grad:
+            node.keep_lo = x < lo if hi is None else np.logical_and(x < lo, lo < hi)
+        if th is not None and th._requires_grad:
+            node.keep_hi = x > hi if lo is None else np.logical_or(x > hi, hi < lo)
+        metas = (_meta(out._data, a), _meta(out._data, tl), _meta(out._data, th))
+        if metas != (None, None, None):
+            node._in_meta = metas
+        set_history(out, node, (a, tl, th))
+    return out
+
+
+cdef object _promote_bound(cnp.ndarray x, object dt, cnp.ndarray b):
+    """The result dtype of clamp with a tensor bound: PyTorch's tensor-tensor promotion."""
+    cdef cnp.ndarray probe = x if x.dtype == dt else x.astype(dt)
+    return _promote_tt(probe, b)
+
+
+@cython.final
+cdef class ClampBackward0(Node):
+    """clamp with tensor bounds: grad_a = grad where min <= a <= max; grad_min = grad where
+    a < min (and min < max); grad_max = grad where a > max (or max < min); else 0."""
+    cdef object keep, keep_lo, keep_hi
+
+    cdef tuple apply(self, tuple grads):
+        g = grads[0]
+        return (select_grad(self.keep, g) if self._next_fns[0] is not None else None,
+                select_grad(self.keep_lo, g) if self.keep_lo is not None else None,
+                select_grad(self.keep_hi, g) if self.keep_hi is not None else None)
+
+    cdef void release_variables(self):
+        self.keep = self.keep_lo = self.keep_hi = None
 
 
 @cython.final
@@ -1050,24 +1163,20 @@ cdef class ClampBackward1(Node):
     cdef tuple apply(self, tuple grads):
         cdef TensorBase a = self.self_.unpack(self)
         x = a._data
-        mask = np.ones((<object>x).shape, dtype=bool)
-        if self.lo is not None:
-            mask &= x >= self.lo
-        if self.hi is not None:
-            mask &= x <= self.hi
-        return (mul(grads[0], wrap(mask.astype(x.dtype))),)
+        return (select_grad(_in_bounds(x, self.lo, self.hi), grads[0]),)
 
     cdef void release_variables(self):
         self.self_.release()
 
 
 def maximum(input, other):
-    """Elementwise max of two tensors; at ties each input gets half the gradient."""
+    """Elementwise max of two tensors (NaN propagates); at ties each input gets half the
+    gradient, and where either is NaN both get all of it (PyTorch's rule)."""
     return _extremum(input, other, True)
 
 
 def minimum(input, other):
-    """Elementwise min of two tensors; at ties each input gets half the gradient."""
+    """Elementwise min of two tensors (NaN propagates); ties and NaN as maximum."""
     return _extremum(input, other, False)
 
 
@@ -1087,25 +1196,28 @@ cdef object _extremum(object input, object other, bint is_max):
         node = (MaximumBackward0.__new__(MaximumBackward0) if is_max
                 else MinimumBackward0.__new__(MinimumBackward0))
         x, y = a._data, b._data
-        win = (x > y) if is_max else (x < y)
-        node.share = wrap(_arr(win.astype(dt) + 0.5 * (x == y).astype(dt)).astype(dt))
+        # share 1 for the winner, 1/2 each at a tie, 0 for the loser; NaN compares false both
+        # ways, so a NaN pair gives both inputs the whole gradient, as PyTorch does
+        tie = _arr(np.where(x == y, 0.5, 1.0)).astype(dt)
+        node.share_a = _arr(np.where((x < y) if is_max else (x > y), 0, tie)).astype(dt)
+        node.share_b = _arr(np.where((x > y) if is_max else (x < y), 0, tie)).astype(dt)
         _set_meta2(node, out._data, a, b)
         set_history(out, node, (a, b))
     return out
 
 
 cdef class ExtremumBackward(Node):
-    """grad_a = grad * share, grad_b = grad * (1 - share); share is 1, 0 or 1/2 at ties."""
-    cdef TensorBase share
+    """grad_a = grad * share_a where share_a != 0, else 0 (share_grad); the same for b."""
+    cdef object share_a, share_b
 
     cdef tuple apply(self, tuple grads):
         g = grads[0]
-        ga = mul(g, self.share) if self._next_fns[0] is not None else None
-        gb = mul(g, rsub(self.share, 1)) if self._next_fns[1] is not None else None
+        ga = share_grad(self.share_a, g) if self._next_fns[0] is not None else None
+        gb = share_grad(self.share_b, g) if self._next_fns[1] is not None else None
         return (ga, gb)
 
     cdef void release_variables(self):
-        self.share = None
+        self.share_a = self.share_b = None
 
 
 @cython.final
@@ -1174,6 +1286,31 @@ cdef class WhereBackward0(Node):
         ga = where_(c, g, 0.0) if self._next_fns[0] is not None else None
         gb = where_(c, 0.0, g) if self._next_fns[1] is not None else None
         return (ga, gb)
+
+
+# --- gradient selection (Note [Selecting, not masking, gradients]) ------------------------------
+
+cdef object select_grad(object keep, object g):
+    """g where `keep` (a bool ndarray broadcastable with g), 0 elsewhere, whatever g holds
+    there; recorded (a where), so it is differentiable under create_graph."""
+    return where_(wrap(_arr(keep)), g, 0.0)
+
+
+cdef object share_grad(object share, object g):
+    """g * share where share != 0, 0 elsewhere (share: a float ndarray of g's dtype holding 1
+    for a selected element, 1/k for each of k tied ones, 0 for the others)."""
+    cdef cnp.ndarray s = _arr(share)
+    cdef cnp.ndarray keep = _arr(s != 0)
+    if np.all(s[keep] == 1):
+        return select_grad(keep, g)
+    return where_(wrap(keep), mul(g, wrap(s)), 0.0)
+
+
+cdef object zeros_grad(object g):
+    """A zero gradient shaped like g (PyTorch's zeros_like(grad)), not g * 0, which is NaN
+    where g is inf or NaN."""
+    cdef TensorBase t = g
+    return wrap(np.zeros((<object>t._data).shape, dtype=t._data.dtype))
 
 
 # --- comparisons ---------------------------------------------------------------------------------
@@ -1333,7 +1470,7 @@ cdef object _fill(TensorBase a, object value, bint zero):
 cdef class _OverwrittenBackward(Node):
     """The old values no longer matter: their gradient is zero."""
     cdef tuple apply(self, tuple grads):
-        return (mul(grads[0], 0),)
+        return (zeros_grad(grads[0]),)
 
 
 @cython.final
@@ -1351,7 +1488,7 @@ cdef class FillBackward3(Node):
     """fill_(0-d tensor): the old values get zero, the value the sum of the gradient."""
     cdef tuple apply(self, tuple grads):
         g = grads[0]
-        return (mul(g, 0) if self._next_fns[0] is not None else None,
+        return (zeros_grad(g) if self._next_fns[0] is not None else None,
                 g.sum() if self._next_fns[1] is not None else None)
 
 
@@ -1383,7 +1520,7 @@ cdef class CopyBackwards(Node):
     """grad_self = 0 (overwritten), grad_src = grad"""
     cdef tuple apply(self, tuple grads):
         g = grads[0]
-        return (mul(g, 0) if self._next_fns[0] is not None else None, g)
+        return (zeros_grad(g) if self._next_fns[0] is not None else None, g)
 
 
 # --- copies and casts ----------------------------------------------------------------------------
@@ -1571,8 +1708,8 @@ cdef class DivBackward2(Node):
     """div with rounding_mode: piecewise constant, so both gradients are zero."""
     cdef tuple apply(self, tuple grads):
         g = grads[0]
-        return (mul(g, 0) if self._next_fns[0] is not None else None,
-                mul(g, 0) if self._next_fns[1] is not None else None)
+        return (zeros_grad(g) if self._next_fns[0] is not None else None,
+                zeros_grad(g) if self._next_fns[1] is not None else None)
 
 
 @cython.final

@@ -3,5 +3,6 @@ from fastgrad._core.tensor cimport TensorBase
 
 cdef object sum_(TensorBase a, object dim, bint keepdim)
 cdef object mean(TensorBase a, object dim, bint keepdim)
+cdef object as_dtype(TensorBase a, object dtype, str op)   # the input of sum/mean/... (dtype=)
 cdef object sum_to(TensorBase g, tuple shape)
 cdef tuple normalize_dims(object dim, int ndim, str op)

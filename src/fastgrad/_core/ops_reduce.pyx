@@ -140,6 +140,22 @@ cdef object _sum_all(cnp.ndarray x, bint mean):
     return np.array(total, dtype=x.dtype)
 
 
+cdef object as_dtype(TensorBase a, object dtype, str op):
+    """`a` cast to a reduction's dtype= argument (a itself when None), as PyTorch casts before
+    reducing: the result has that dtype, the gradient is cast back to a's. mean and the other
+    averaging reductions take only floating dtypes."""
+    if dtype is None:
+        return a
+    from fastgrad._dtypes import to_numpy_dtype
+    from fastgrad._core.ops_pointwise import to_dtype
+    dt = to_numpy_dtype(dtype)
+    if op == "mean" and dt.kind not in "fc":
+        raise RuntimeError(f"mean(): could not infer output dtype. Optional dtype must be either "
+                           f"a floating point or complex dtype. Got: {_tname(dt)}; pass e.g. "
+                           f"dtype=torch.float64")
+    return to_dtype(a, dt)
+
+
 # --- mean ----------------------------------------------------------------------------------------
 
 cdef object mean(TensorBase a, object dim, bint keepdim):
@@ -229,7 +245,7 @@ cdef object _extreme(TensorBase a, object dim, bint keepdim, bint is_max):
             mask = (x == values._data) | (np.isnan(x) & np.isnan(values._data))
             node = (MaxBackward1.__new__(MaxBackward1) if is_max
                     else MinBackward1.__new__(MinBackward1))
-            (<AllExtremeBackward>node).share = wrap(_arr(mask / np.count_nonzero(mask)).astype(x.dtype))
+            (<AllExtremeBackward>node).share = _arr(mask / np.count_nonzero(mask)).astype(x.dtype)
             set_history1(values, node, a)
         return values
     d = normalize_dims(dim, x.ndim, name)
@@ -266,11 +282,12 @@ cdef object _extreme(TensorBase a, object dim, bint keepdim, bint is_max):
 
 
 cdef class AllExtremeBackward(Node):
-    """grad_a = grad * share (share: 1/k on the k elements equal to the extreme)."""
-    cdef TensorBase share
+    """grad_a = grad / k on the k elements equal to the extreme, 0 on the others (selected:
+    Note [Selecting, not masking, gradients] in ops_pointwise.pyx)."""
+    cdef object share
 
     cdef tuple apply(self, tuple grads):
-        return (pw.mul(self.share, grads[0]),)
+        return (pw.share_grad(self.share, grads[0]),)
 
 
 @cython.final
@@ -294,10 +311,10 @@ cdef class DimExtremeBackward(Node):
         cdef TensorBase g = grads[0]
         if self.index is None:           # 0-d input
             return (g,)
-        mask = np.zeros(self.in_shape, dtype=g._data.dtype)
-        np.put_along_axis(mask, self.index, 1, axis=self.axis)
+        keep = np.zeros(self.in_shape, dtype=bool)
+        np.put_along_axis(keep, self.index, True, axis=self.axis)
         ge = g if self.keepdim else _reshape(g, np.expand_dims(g._data, self.axis).shape)
-        return (pw.mul(_broadcast(ge, self.in_shape), wrap(mask)),)
+        return (pw.select_grad(keep, _broadcast(ge, self.in_shape)),)
 
 
 @cython.final

@@ -14,7 +14,7 @@ from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history1
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core.ops_pointwise cimport OP_EXP, OP_ABS, OP_SQRT
-from fastgrad._core.ops_reduce cimport sum_, normalize_dims
+from fastgrad._core.ops_reduce cimport sum_, normalize_dims, as_dtype
 from fastgrad._core.ops_view cimport reshape_c, expand_c
 from fastgrad._core.dims cimport wrap_dim
 
@@ -81,13 +81,17 @@ cdef object _var_std(TensorBase a, object dim, object unbiased, bint keepdim, ob
     n = 1
     for ax in axes:
         n *= _shape(a)[ax]
-    mu = np.mean(x, axis=axes, keepdims=True) if n else np.zeros(_kept_shape(_shape(a), axes),
-                                                                   x.dtype)
+    # float32/float16 accumulate in float64, as PyTorch's CPU kernel does: squares of 3e19 fit,
+    # so std([3e19, -3e19]) is 4.24e19, not inf (var itself still overflows float32 there)
+    xa = x.astype(np.float64) if x.dtype.itemsize < 8 else x
+    mu = np.mean(xa, axis=axes, keepdims=True) if n else np.zeros(_kept_shape(_shape(a), axes),
+                                                                    xa.dtype)
     denom = max(0, n - c)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        v = np.sum((x - mu) ** 2, axis=axes, keepdims=keepdim) / denom
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        v = np.sum((xa - mu) ** 2, axis=axes, keepdims=keepdim) / denom
     r = np.sqrt(v) if is_std else v
-    out = wrap(np.asarray(r, dtype=x.dtype))
+    with np.errstate(over="ignore"):
+        out = wrap(np.asarray(r, dtype=x.dtype))
     if _rec(a):
         node = (StdBackward0.__new__(StdBackward0) if is_std else VarBackward0.__new__(VarBackward0))
         node.self_ = save(a, False)
@@ -158,7 +162,7 @@ def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
 
 def prod(input, dim=None, keepdim=False, *, dtype=None):
     """Product of all elements (ProdBackward0) or along dim (ProdBackward1)."""
-    cdef TensorBase a = input, out
+    cdef TensorBase a = as_dtype(input, dtype, "prod"), out
     cdef ProdBackward node
     x = <object>a._data
     odt = np.int64 if x.dtype.kind in "biu" else x.dtype
@@ -233,14 +237,11 @@ cdef class ProdBackward1(ProdBackward):
 # --- cumsum --------------------------------------------------------------------------------------
 
 def cumsum(input, dim, *, dtype=None):
-    cdef TensorBase a = input, out
+    cdef TensorBase a = as_dtype(input, dtype, "cumsum"), out
     cdef CumsumBackward0 node
     x = <object>a._data
     d = wrap_dim(dim, x.ndim, "cumsum")
-    odt = np.int64 if x.dtype.kind in "biu" and dtype is None else x.dtype
-    if dtype is not None:
-        from fastgrad._dtypes import to_numpy_dtype
-        odt = to_numpy_dtype(dtype)
+    odt = np.int64 if x.dtype.kind in "biu" else x.dtype
     out = wrap(np.asarray(np.cumsum(x, axis=d, dtype=odt) if x.ndim else x.astype(odt)))
     if _rec(a):
         node = CumsumBackward0.__new__(CumsumBackward0)
@@ -354,6 +355,7 @@ cdef class AmaxminBackward(Node):
     cdef bint keepdim
 
     cdef tuple apply(self, tuple grads):
+        # product: as PyTorch
         return (pw.mul(_keep(grads[0], self.in_shape, self.axes, self.keepdim), self.share),)
 
     cdef void release_variables(self):
@@ -439,7 +441,7 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
     elif p == -np.inf:
         r = np.min(absx, axis=axes, keepdims=True)
     elif p == 0:
-        r = np.sum(absx != 0, axis=axes, keepdims=True).astype(x.dtype)
+        r = np.count_nonzero(absx, axis=axes, keepdims=True).astype(x.dtype)
     elif p == 2:
         r = np.sqrt(np.sum(x * x, axis=axes, keepdims=True))
     elif p == 1:
@@ -477,7 +479,7 @@ cdef class LinalgVectorNormBackward0(Node):
         n = _keep(self.result.unpack(self), sh, self.axes, self.keepdim)
         p = self.p
         if p == 0:
-            return (pw.mul(x, 0),)
+            return (pw.zeros_grad(x),)
         if p == 1:
             return (pw.mul(g, sign(x)),)
         zero = wrap(np.asarray((<TensorBase>n)._data == 0))
@@ -486,13 +488,18 @@ cdef class LinalgVectorNormBackward0(Node):
             absx = pw.unary(OP_ABS, x)
             mask = ((<TensorBase>absx)._data == (<TensorBase>n)._data)
             share = wrap((mask / np.sum(mask, axis=self.axes, keepdims=True)).astype(x._data.dtype))
-            return (pw.mul(pw.mul(g, sign(x)), share),)
+            return (pw.mul(pw.mul(g, sign(x)), share),)  # product: as PyTorch
+        # grad times the local derivative, which is 0 where the norm is 0 and, for p < 1, where
+        # x is 0 (|x|^(p-1) is inf there): the select is inside, the product with grad outside,
+        # as in PyTorch (an inf grad at a zero norm gives NaN there too)
         if p == 2:
-            r = pw.div(pw.mul(g, x), safe)
+            d = pw.div(x, safe)
         else:
-            r = pw.div(pw.mul(pw.mul(g, sign(x)), pw.pow_(pw.unary(OP_ABS, x), p - 1)),
-                       pw.pow_(safe, p - 1))
-        return (pw.where_(zero, 0.0, r),)
+            ax = pw.unary(OP_ABS, x)
+            if p < 1:
+                ax = pw.where_(wrap(np.asarray(x._data == 0)), 1.0, ax)
+            d = pw.div(pw.mul(sign(x), pw.pow_(ax, p - 1)), pw.pow_(safe, p - 1))
+        return (pw.mul(g, pw.where_(zero, 0.0, d)),)
 
     cdef void release_variables(self):
         self.self_.release()

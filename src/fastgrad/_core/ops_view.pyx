@@ -882,7 +882,7 @@ cdef object cat_c(list tensors, int dim):
                     f"Sizes of tensors must match except in dimension {d}. Expected size "
                     f"{s0[k]} but got size {si[k]} for tensor number {i} in the list "
                     f"(shapes {list(s0)} and {list(si)})")
-    dt = np.result_type(*[(<TensorBase>x)._data for x in tensors]) if len(tensors) > 1 \
+    dt = pw.promote_arrays([(<TensorBase>x)._data for x in tensors]) if len(tensors) > 1 \
         else first._data.dtype
     out = wrap(np.concatenate([(<TensorBase>x)._data for x in tensors], axis=d, dtype=dt))
     if grad_enabled() and any((<TensorBase>x)._requires_grad for x in tensors):
@@ -931,7 +931,7 @@ def stack(tensors, dim=0, *, out=None):
             raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(s0)} "
                                f"at entry 0 and {list(_shape(t))} at entry {i}")
     d = wrap_dim(dim, first._data.ndim + 1, "stack")
-    dt = np.result_type(*[(<TensorBase>x)._data for x in tensors])
+    dt = pw.promote_arrays([(<TensorBase>x)._data for x in tensors])
     res = wrap(np.stack([(<TensorBase>x)._data for x in tensors], axis=d, dtype=dt))
     if grad_enabled() and any((<TensorBase>x)._requires_grad for x in tensors):
         node = StackBackward0.__new__(StackBackward0)

@@ -893,10 +893,14 @@ cdef class TensorBase:
 
     # -- reductions --
     def sum(self, dim=None, keepdim=False, *, dtype=None):
-        return red.sum_(self, dim, keepdim)
+        if dtype is None:
+            return red.sum_(self, dim, keepdim)
+        return red.sum_(red.as_dtype(self, dtype, "sum"), dim, keepdim)
 
     def mean(self, dim=None, keepdim=False, *, dtype=None):
-        return red.mean(self, dim, keepdim)
+        if dtype is None:
+            return red.mean(self, dim, keepdim)
+        return red.mean(red.as_dtype(self, dtype, "mean"), dim, keepdim)
 
 
 class Size(tuple):

@@ -1,10 +1,10 @@
 """torch.nn.functional for fastgrad: activations, linear, dropout, normalisation, embedding, losses.
 
-Hot ops are compiled primitives: cross_entropy / nll_loss / mse_loss /
+Hot ops are compiled primitives: cross_entropy / nll_loss / mse_loss / binary_cross_entropy /
 binary_cross_entropy_with_logits / gelu / silu / softplus / elu / leaky_relu / embedding come from
 _core.ops_loss; relu / sigmoid / tanh from _core.ops_pointwise; linear / softmax / log_softmax /
 reshapes from the shape and matrix-product ops (_core.ops_linalg, ops_nn, ops_view). The rest
-(layer_norm, batch_norm, l1/smooth_l1/huber, bce, dropout) are composed of recorded ops: they are
+(layer_norm, batch_norm, l1/smooth_l1/huber, dropout) are composed of recorded ops: they are
 not hot, and composing keeps every gradient differentiable.
 """
 import math
@@ -24,6 +24,7 @@ from fastgrad._tensor import Tensor
 cross_entropy = _L.cross_entropy
 nll_loss = _L.nll_loss
 mse_loss = _L.mse_loss
+binary_cross_entropy = _L.binary_cross_entropy
 binary_cross_entropy_with_logits = _L.binary_cross_entropy_with_logits
 gelu = _L.gelu
 silu = _L.silu
@@ -101,7 +102,7 @@ def dropout(input, p=0.5, training=True, inplace=False) -> Tensor:
         # float16 computes in float32 and rounds once
         ct = np.float32 if x.dtype == np.float16 else x.dtype.type
         mask = (_sampling._bernoulli_values(x.shape, 1 - p, None).astype(ct) / ct(1 - p))
-    out = input * _wrap(mask.astype(x.dtype, copy=False))
+    out = input * _wrap(mask.astype(x.dtype, copy=False))  # product: as PyTorch
     if inplace:
         return input.copy_(out)
     return out
@@ -245,25 +246,6 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None) -> Tenso
     d = (input - target).abs()
     loss = _pw.where(d < delta, d * d * 0.5, (d - 0.5 * delta) * delta)
     return _reduce(loss, reduction, "huber_loss")
-
-
-def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
-                         reduction="mean") -> Tensor:
-    """-(y log x + (1 - y) log(1 - x)), each log clamped at -100 as PyTorch does."""
-    if tuple(input.shape) != tuple(target.shape):
-        raise ValueError(f"Using a target size ({target.shape}) that is different to the input "
-                         f"size ({input.shape}) is deprecated. Please ensure they have the same "
-                         f"size.")
-    x = input._np
-    if x.size and (np.nanmin(x) < 0 or np.nanmax(x) > 1):
-        raise RuntimeError("all elements of input should be between 0 and 1 (binary_cross_entropy "
-                           "takes probabilities; for logits use binary_cross_entropy_with_logits)")
-    log_x = _pw.clamp(input.log(), -100.0, None)
-    log_1mx = _pw.clamp((1 - input).log(), -100.0, None)
-    loss = -(target * log_x + (1 - target) * log_1mx)
-    if weight is not None:
-        loss = loss * weight
-    return _reduce(loss, reduction, "binary_cross_entropy")
 
 
 # --- padding, normalising and comparing vectors ---------------------------------------------------
