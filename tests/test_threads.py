@@ -347,6 +347,36 @@ def test_backward_inside_backward_shares_leaves():
     np.testing.assert_array_equal(w.grad.numpy(), np.full(5, 2 + 7 + 3, np.float32))
 
 
+@own_promise
+def test_post_accumulate_hook_may_backward_into_its_leaf():
+    """The leaf's lock is re-entered by its own thread: a post-accumulate hook that runs a
+    backward into the same leaf finishes (torch's non-recursive mutex would wait forever)."""
+    x = fg.ones(3, requires_grad=True)
+    runs = []
+
+    errors = []
+
+    def hook(t):
+        if not runs:
+            runs.append(1)
+            with fg.enable_grad():
+                (x * 1.0).sum().backward()
+
+    def work():
+        try:
+            (x * 1.0).sum().backward()
+        except BaseException as e:     # reported below
+            errors.append(e)
+    x.register_post_accumulate_grad_hook(hook)
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    t.join(timeout=30)
+    assert not t.is_alive(), "backward from a post-accumulate hook hung"
+    if errors:
+        raise errors[0]
+    np.testing.assert_array_equal(x.grad.numpy(), np.full(3, 2, np.float32))
+
+
 def _train(seed, opt_name, steps, barrier=None):
     """A small MLP trained `steps` steps from `seed`; its parameters' bytes afterwards."""
     rng = np.random.default_rng(seed)

@@ -106,8 +106,12 @@ cdef inline Node _heap_pop(list heap):
 # gradient]), so a call only ever reads its own value.
 # Weighed against this, one engine lock held for a whole backward would serialise calls that share
 # nothing, deadlock a hook that waits on another thread's backward, and still need care for
-# nested calls in one thread. Cost measured (callgrind instruction counts, the machine being too
-# loaded for timings to resolve a few percent): MEASURED.
+# nested calls in one thread. Cost, in instructions counted by callgrind (timings on a shared
+# 2-core machine do not resolve a few percent), backward alone, before -> after: W9's chain
+# 1980 -> 1500 per node, W1 (n=1) 2570 -> 2100 per op. The state lookups and claims add about 60
+# per node; walking the `nodes` list in place of a separate DFS stack saves about 250 (in a chain
+# that stack went between 0 and 1 entries, and list.append/pop reallocated it at every step). A
+# leaf's lock adds about 340 per leaf and backward (made, taken, released, freed with the node).
 
 cdef inline BackwardState _state(Node node, Py_ssize_t epoch, dict side):
     """node's state in backward call `epoch`: the node itself when the call owns it, else the
@@ -117,7 +121,7 @@ cdef inline BackwardState _state(Node node, Py_ssize_t epoch, dict side):
     return <BackwardState>side[node]
 
 
-cdef BackwardState _visit(Node node, Py_ssize_t epoch, dict side, bint needed, list nodes):
+cdef inline BackwardState _visit(Node node, Py_ssize_t epoch, dict side, bint needed, list nodes):
     """node's state in call `epoch`, made fresh on the call's first visit (the node then joins
     `nodes`): the node itself when no other running call owns it, which the call claims, else a
     separate BackwardState kept in `side`. Claiming is a check and a store with nothing between
@@ -153,7 +157,7 @@ cdef void _discover(list roots, Py_ssize_t epoch, bint needed, dict side, list n
         _visit(node, epoch, side, needed, nodes)
     seen = 0
     while seen < len(nodes):
-        node = nodes[seen]
+        node = <Node>nodes[seen]
         seen += 1
         if node._next_fns is None:
             continue
@@ -492,7 +496,8 @@ cdef object _run(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
         raise
     finally:
         set_grad_enabled_c(prev_mode)
-        for node in nodes:
+        for obj in nodes:
+            node = <Node>obj
             if node._epoch == epoch:
                 node._buf = None
                 node._epoch = 0
