@@ -411,6 +411,29 @@ def test_separate_models_train_in_threads(opt_name):
     assert got == want
 
 
+def test_large_linear_layers_in_threads(restore_threads):
+    """Products big enough for BLAS and fastgrad's own threads, run from two Python threads at
+    once: the gradients are bit-identical to the same work done one thread after the other."""
+    fg.set_num_threads(2)
+    rng = np.random.default_rng(4)
+    ws = [fg.tensor(rng.standard_normal((384, 384)).astype(np.float32), requires_grad=True)
+          for _ in range(2)]
+    x = fg.tensor(rng.standard_normal((256, 384)).astype(np.float32))
+
+    def run(i):
+        ws[i].grad = None
+        for _ in range(3):
+            fg.nn.functional.linear(x, ws[i]).tanh().sum().backward()
+        return ws[i].grad.numpy().tobytes()
+    want = [run(0), run(1)]
+    got = [None, None]
+
+    def work(i):
+        got[i] = run(i)
+    _in_threads(2, work)
+    assert got == want
+
+
 def test_grad_mode_is_per_thread():
     """no_grad in one thread does not stop another thread from recording (as in torch)."""
     inside, done = threading.Event(), threading.Event()
