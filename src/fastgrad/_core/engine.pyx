@@ -375,7 +375,7 @@ cdef object _run(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
                  tuple inputs, bint accumulate, bint allow_unused):
     cdef Py_ssize_t epoch = next_epoch(), i
     cdef bint owned
-    cdef TensorBase t, g
+    cdef TensorBase t
     cdef Node node = None, nxt, pending = None
     cdef BackwardState st, nst
     cdef list root_nodes = [], heap = [], nodes = []
