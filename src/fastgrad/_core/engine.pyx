@@ -104,6 +104,10 @@ cdef inline Node _heap_pop(list heap):
 # `_steal` stays on the node: every call writes it just before apply and the two rules that read
 # it do so before anything that could let another thread run (Note [Stealing the incoming
 # gradient]), so a call only ever reads its own value.
+# Other module state in _core needs nothing more: the small array cache (tensor.pyx) and the
+# sequence and epoch counters (node.pyx) are read and written with the GIL held and nothing
+# between; grad and inference mode are per thread (grad_mode.pyx); anomaly mode is one flag for
+# the process, as in torch.
 # Weighed against this, one engine lock held for a whole backward would serialise calls that share
 # nothing, deadlock a hook that waits on another thread's backward, and still need care for
 # nested calls in one thread. Cost, in instructions counted by callgrind (timings on a shared
