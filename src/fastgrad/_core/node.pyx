@@ -28,8 +28,12 @@ cdef Py_ssize_t next_epoch() noexcept nogil:
     return _epoch_counter
 
 
+cdef class BackwardState:
+    """A node's gradient buffer and dependency count during one backward call (engine.pyx)."""
+
+
 @cython.trashcan(True)
-cdef class Node:
+cdef class Node(BackwardState):
     """Base of every backward node (`AddBackward0`, `AccumulateGrad`, custom Functions ...)."""
 
     def __cinit__(self):

@@ -1,5 +1,6 @@
 # TensorBase: the compiled half of fastgrad.Tensor. See tensor.pyx.
 cimport numpy as cnp
+from cpython.pythread cimport PyThread_type_lock
 from fastgrad._core.node cimport Node
 
 
@@ -44,8 +45,14 @@ cdef class SavedVar:
 
 cdef class AccumulateGrad(Node):
     cdef TensorBase variable       # the leaf whose .grad this node accumulates into
+    cdef PyThread_type_lock _lock  # held across read-add-write of variable.grad; made on first use
+    cdef unsigned long _holder     # thread holding _lock (a post-accumulate hook may re-enter)
 
     cdef void accumulate(self, TensorBase g, bint owned) except *
+    cdef void _add(self, TensorBase g, bint owned) except *
+
+
+cdef void accumulate_nonleaf(TensorBase t, TensorBase g, bint copy) except *
 
 
 # allocation and graph recording, used by every ops_* module

@@ -25,6 +25,8 @@ cimport cython
 cimport numpy as cnp
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
 from cpython.weakref cimport PyWeakref_GetObject
+from cpython.pythread cimport (PyThread_allocate_lock, PyThread_free_lock,
+                               PyThread_get_thread_ident)
 import weakref
 import warnings
 
@@ -35,6 +37,7 @@ from fastgrad._core.grad_mode cimport grad_enabled, inference_mode_c
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core cimport ops_reduce as red
 from fastgrad._core.dims cimport wrap_dim
+from fastgrad._core cimport locks
 
 cnp.import_array()
 
@@ -154,18 +157,34 @@ cdef bint any_requires_grad2(TensorBase a, TensorBase b) noexcept:
     return _needs(a) or _needs(b)
 
 
-cdef Node _accumulator(TensorBase leaf):
-    """The leaf's AccumulateGrad, created once and cached weakly (the node holds the leaf)."""
-    cdef AccumulateGrad acc
+cdef inline object _live_accumulator(TensorBase leaf):
     cdef PyObject* ref
     if leaf._acc is not None:
         ref = PyWeakref_GetObject(leaf._acc)
         if ref != <PyObject*>None:
-            return <AccumulateGrad>ref
+            return <object>ref
+    return None
+
+
+cdef Node _accumulator(TensorBase leaf):
+    """The leaf's AccumulateGrad, created once and cached weakly (the node holds the leaf).
+    One leaf has at most one live AccumulateGrad, whose lock guards its .grad: allocating the new
+    node can run a garbage collection and so another thread, which may make one for the same
+    leaf meanwhile; the cache is looked at again after the allocations, and set with nothing
+    between the look and the store."""
+    cdef AccumulateGrad acc
+    cdef object ref
+    live = _live_accumulator(leaf)
+    if live is not None:
+        return <AccumulateGrad>live
     acc = AccumulateGrad.__new__(AccumulateGrad)
     acc.variable = leaf
     acc._seq = -1                 # sinks: ordering among them does not matter
-    leaf._acc = weakref.ref(acc)
+    ref = weakref.ref(acc)
+    live = _live_accumulator(leaf)
+    if live is not None:
+        return <AccumulateGrad>live
+    leaf._acc = ref
     return acc
 
 
@@ -341,16 +360,23 @@ cdef void check_inference_inplace(TensorBase t) except *:
 cdef class AccumulateGrad(Node):
     """Sink of the graph for one leaf: adds the incoming gradient into `variable.grad`."""
 
+    def __dealloc__(self):
+        if self._lock != NULL:
+            PyThread_free_lock(self._lock)
+
     cdef tuple apply(self, tuple grads):
         self.accumulate(grads[0], False)
         return ()
 
     cdef void accumulate(self, TensorBase g, bint owned) except *:
         """Add g into variable.grad. `owned`: g is a sum the engine allocated and nobody else
-        holds, so a leaf without a .grad takes it as it is (no copy)."""
+        holds, so a leaf without a .grad takes it as it is (no copy). Tensor hooks run first,
+        outside the lock (as torch's); the read-add-write of .grad and the post-accumulate hooks
+        hold the node's lock, since the add releases the GIL for large tensors and another
+        thread's backward may be adding into the same .grad (Note [Backward from several
+        threads] in engine.pyx)."""
         cdef TensorBase var = self.variable
-        cdef TensorBase old
-        cdef cnp.ndarray gd
+        cdef unsigned long me
         if g is None:
             return
         if var._hooks is not None:
@@ -359,6 +385,26 @@ cdef class AccumulateGrad(Node):
                 if r is not None:
                     g = check_hook_grad(hook, g, r)
             owned = False                          # a hook may have kept g
+        me = PyThread_get_thread_ident()
+        if self._holder == me:                     # from this thread's post-accumulate hook
+            self._add(g, owned)
+            return
+        if self._lock == NULL:
+            self._lock = PyThread_allocate_lock()
+            if self._lock == NULL:
+                raise MemoryError("could not allocate the lock of an AccumulateGrad node")
+        locks.acquire(self._lock)
+        self._holder = me
+        try:
+            self._add(g, owned)
+        finally:
+            self._holder = 0
+            locks.release(self._lock)
+
+    cdef void _add(self, TensorBase g, bint owned) except *:
+        cdef TensorBase var = self.variable
+        cdef TensorBase old
+        cdef cnp.ndarray gd
         old = var._grad
         gd = g._data
         if old is None:
@@ -974,6 +1020,23 @@ class _SlotHook:
         return tuple(grads)
 
 
+cdef PyThread_type_lock _nonleaf_lock = PyThread_allocate_lock()
+
+
+cdef void accumulate_nonleaf(TensorBase t, TensorBase g, bint copy) except *:
+    """t.grad += g for a non-leaf (retain_grad, backward(inputs=...)); g is stored as it is when
+    t has no .grad and not `copy`. One lock for all non-leaves (a rare path): the add may release
+    the GIL while another thread's backward adds into the same .grad."""
+    locks.acquire(_nonleaf_lock)
+    try:
+        if t._grad is None:
+            t._grad = wrap(np.array(g._data, copy=True)) if copy else g
+        else:
+            t._grad = pw.add(t._grad, g)
+    finally:
+        locks.release(_nonleaf_lock)
+
+
 class _RetainGradHook:
     """retain_grad(): stores the gradient of a non-leaf into its .grad (weakly held)."""
 
@@ -986,10 +1049,7 @@ class _RetainGradHook:
         g = grads[self.slot]
         if t is None or g is None:
             return None
-        if t._grad is None:
-            t._grad = g if grad_enabled() else wrap(np.array((<TensorBase>g)._data, copy=True))
-        else:
-            t._grad = pw.add(t._grad, g)
+        accumulate_nonleaf(t, g, not grad_enabled())
         return None
 
 
