@@ -1135,21 +1135,7 @@ def _dtype_rule(f):
                                                         or "Found dtype" in f.detail)))
 
 
-KNOWN_OPEN = [
-    KnownOpen("0-d tensors: a dim argument on a 0-d tensor (squeeze(0) reads past the shape: "
-              "segmentation fault)",
-              lambda f: f.kind == "crash", crashes=lambda p: on_0d(p, r"\.squeeze\(-?\d")),
-    KnownOpen("0-d tensors raising 'Cannot convert numpy.float32 to numpy.ndarray'",
-              lambda f: "Cannot convert numpy." in f.detail),
-    KnownOpen("0-d / 0-size / dim edge cases (a crash, a wrong or missing exception)",
-              _zero_d_or_size),
-    KnownOpen("NaN leaking into gradient branches not taken (NaN x 0 in masked backward)",
-              _masked_nan),
-    KnownOpen("edge values: inf/NaN in softmax, sign(nan), relu(nan) grad, 0**x grad, std "
-              "overflow", _listed_edge_value),
-    KnownOpen("BCE", lambda f: f.op in ("bce", "bce_logits")),
-    KnownOpen("dtype promotion rules", _dtype_rule),
-]
+KNOWN_OPEN = []      # every class that other branches were fixing has landed
 
 
 # Classes the fuzzer found that no branch fixes yet and this one left alone (each with why); the

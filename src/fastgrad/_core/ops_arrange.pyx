@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 
+from fastgrad._core.dims cimport wrap_dim
 from fastgrad._core.tensor cimport TensorBase, wrap
 from fastgrad._core.formula cimport record
 from fastgrad._core.ops_view import cat
@@ -25,14 +26,6 @@ cdef inline TensorBase _input(object x, str name, str arg="input"):
     if isinstance(x, TensorBase):
         return <TensorBase>x
     raise TypeError(f"{name}(): argument '{arg}' must be Tensor, not {type(x).__name__}")
-
-
-cdef int _dim(int dim, int ndim, str name) except? -1:
-    cdef int n = ndim if ndim > 0 else 1
-    if dim < -n or dim >= n:
-        raise IndexError(f"{name}: Dimension out of range (expected to be in range of "
-                         f"[{-n}, {n - 1}], but got {dim})")
-    return dim + n if dim < 0 else dim
 
 
 # --- triangles -----------------------------------------------------------------------------------
@@ -91,7 +84,7 @@ def roll(input, shifts, dims=None):
         if len(sh) != len(dm):
             raise RuntimeError(f"roll: shifts and dimensions must align. shifts: {len(sh)}, "
                                f"dims: {len(dm)}")
-        dm = tuple(_dim(d, x.ndim, "roll") for d in dm)
+        dm = tuple(wrap_dim(d, x.ndim, "roll") for d in dm)
         out = np.roll(x, sh, dm) if x.ndim else x.copy()
     return record(wrap(np.ascontiguousarray(out)), "RollBackward0", _r_roll, (a,), (), False,
                   (sh, dm))
@@ -105,7 +98,7 @@ def diff(input, n=1, dim=-1, prepend=None, append=None):
     cdef TensorBase a = _input(input, "diff")
     if a._data.ndim == 0:
         raise RuntimeError("diff expects input to be at least one-dimensional")
-    d = _dim(dim, a._data.ndim, "diff")
+    d = wrap_dim(dim, a._data.ndim, "diff")
     x = a
     parts = [p for p in (prepend, x, append) if p is not None]
     if len(parts) > 1:
@@ -189,8 +182,8 @@ def tensordot(a, b, dims=2, out=None):
         if len(da) != len(db):
             raise RuntimeError(f"both dimension lists should have same length, got {len(da)} "
                                f"and {len(db)}")
-    da = [_dim(d, a.dim(), "tensordot") for d in da]
-    db = [_dim(d, b.dim(), "tensordot") for d in db]
+    da = [wrap_dim(d, a.dim(), "tensordot") for d in da]
+    db = [wrap_dim(d, b.dim(), "tensordot") for d in db]
     for i, j in zip(da, db):
         if a.shape[i] != b.shape[j]:
             raise RuntimeError(f"contracted dimensions need to match, but first has size "

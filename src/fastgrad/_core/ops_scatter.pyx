@@ -12,6 +12,7 @@ cimport numpy as cnp
 
 import numpy as np
 
+from fastgrad._core.dims cimport wrap_dim
 from fastgrad._core.tensor cimport TensorBase, wrap
 from fastgrad._core.formula cimport record
 from fastgrad._core.ops_pointwise import where
@@ -27,14 +28,6 @@ cdef inline TensorBase _input(object x, str name, str arg="input"):
 
 cdef inline tuple _shape(TensorBase t):
     return (<object>t._data).shape
-
-
-cdef int _dim(int dim, int ndim, str name) except? -1:
-    cdef int n = ndim if ndim > 0 else 1
-    if dim < -n or dim >= n:
-        raise IndexError(f"{name}: Dimension out of range (expected to be in range of "
-                         f"[{-n}, {n - 1}], but got {dim})")
-    return dim + n if dim < 0 else dim
 
 
 cdef object _index_array(object index, str name, int ndim_expected=-1):
@@ -123,7 +116,7 @@ def scatter(input, dim, index, src=None, *, value=None, reduce=None):
         src = value
     if reduce is not None:
         return _scatter_legacy_reduce(a, dim, index, src, reduce)
-    d = _dim(dim, a._data.ndim, "scatter")
+    d = wrap_dim(dim, a._data.ndim, "scatter")
     idx = _index_array(index, "scatter")
     if isinstance(src, TensorBase):
         s = <TensorBase>src
@@ -164,7 +157,7 @@ def scatter_reduce(input, dim, index, src, reduce, *, include_self=True):
         raise RuntimeError(f"reduce argument must be one of {', '.join(_REDUCES)}, got "
                            f"{reduce!r}")
     _same_dtype(a, s, "scatter_reduce")
-    d = _dim(dim, a._data.ndim, "scatter_reduce")
+    d = wrap_dim(dim, a._data.ndim, "scatter_reduce")
     idx = _scatter_index(a, d, _index_array(index, "scatter_reduce"), _shape(s),
                          "scatter_reduce")
     vals = s._data[tuple(slice(0, n) for n in idx.shape)]
@@ -249,7 +242,7 @@ def _r_scatter_reduce(g, s, e):
 # --- index_* -----------------------------------------------------------------------------------
 
 cdef object _index_prep(TensorBase a, object dim, object index, str name):
-    d = _dim(dim, a._data.ndim, name)
+    d = wrap_dim(dim, a._data.ndim, name)
     idx = _index_array(index, name, 1).reshape(-1)
     size = _shape(a)[d] if a._data.ndim else 1
     _check_range(idx, size, d, IndexError, name != "index_add")
@@ -406,7 +399,7 @@ def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=No
     cdef TensorBase a = _input(input, "unique")
     x = <object>a._data
     if dim is not None:
-        d = _dim(dim, x.ndim, "unique")
+        d = wrap_dim(dim, x.ndim, "unique")
         vals, inv, cnt = np.unique(x, axis=d, return_inverse=True, return_counts=True)
     else:
         vals, inv, cnt = np.unique(x, return_inverse=True, return_counts=True)

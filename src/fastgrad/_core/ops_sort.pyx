@@ -13,6 +13,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from fastgrad._core.dims cimport wrap_dim
 from fastgrad._core.tensor cimport TensorBase, wrap
 from fastgrad._core.formula cimport record
 from fastgrad._core.ops_view import stack
@@ -31,15 +32,6 @@ cdef inline TensorBase _input(object x, str name):
         return <TensorBase>x
     raise TypeError(f"{name}(): argument 'input' (position 1) must be Tensor, not "
                     f"{type(x).__name__}")
-
-
-cdef int _dim(int dim, int ndim, str name) except? -1:
-    """PyTorch's dim wrapping; a 0-d tensor takes dims -1 and 0."""
-    cdef int n = ndim if ndim > 0 else 1
-    if dim < -n or dim >= n:
-        raise IndexError(f"{name}: Dimension out of range (expected to be in range of "
-                         f"[{-n}, {n - 1}], but got {dim})")
-    return dim + n if dim < 0 else dim
 
 
 cdef object _sort_key(cnp.ndarray x, bint descending):
@@ -76,7 +68,7 @@ def sort(input, dim=-1, descending=False, stable=False):
     """(values, indices) sorted along dim; ties keep input order; NaN counts as the largest."""
     cdef TensorBase a = _input(input, "sort")
     cdef cnp.ndarray x = a._data
-    cdef int d = _dim(dim, x.ndim, "sort")
+    cdef int d = wrap_dim(dim, x.ndim, "sort")
     if x.ndim == 0:
         return return_types_sort(*_taken(a, np.zeros((), np.int64), 0, "SortBackward0", False))
     idx = np.moveaxis(_sort_key(np.moveaxis(x, d, -1), descending), -1, d)
@@ -96,7 +88,7 @@ def topk(input, k, dim=-1, largest=True, sorted=True):
     first (PyTorch's order among ties is an implementation detail of its selection)."""
     cdef TensorBase a = _input(input, "topk")
     cdef cnp.ndarray x = a._data
-    cdef int d = _dim(dim, x.ndim, "topk")
+    cdef int d = wrap_dim(dim, x.ndim, "topk")
     size = x.shape[d] if x.ndim else 1
     if not 0 <= k <= size:
         raise RuntimeError(f"topk: selected index k out of range: k = {k} but the dimension "
@@ -111,7 +103,7 @@ def kthvalue(input, k, dim=-1, keepdim=False):
     """The k-th smallest along dim (1-based k) and its index."""
     cdef TensorBase a = _input(input, "kthvalue")
     cdef cnp.ndarray x = a._data
-    cdef int d = _dim(dim, x.ndim, "kthvalue")
+    cdef int d = wrap_dim(dim, x.ndim, "kthvalue")
     size = x.shape[d] if x.ndim else 1
     if not 1 <= k <= size:
         raise RuntimeError(f"kthvalue(): selected number k out of range for dimension {dim}: "
@@ -130,7 +122,7 @@ def kthvalue(input, k, dim=-1, keepdim=False):
 cdef object _cum_extreme(object input, int dim, bint is_max, str name):
     cdef TensorBase a = _input(input, name)
     cdef cnp.ndarray x = a._data
-    cdef int d = _dim(dim, x.ndim, name)
+    cdef int d = wrap_dim(dim, x.ndim, name)
     rt = return_types_cummax if is_max else return_types_cummin
     node = "CummaxBackward0" if is_max else "CumminBackward0"
     if x.ndim == 0 or x.size == 0:
@@ -198,7 +190,7 @@ def cumprod(input, dim, *, dtype=None):
     """Running product along dim; its gradient is exact where inputs are zero."""
     cdef TensorBase a = _input(input, "cumprod")
     cdef cnp.ndarray x = a._data
-    cdef int d = _dim(dim, x.ndim, "cumprod")
+    cdef int d = wrap_dim(dim, x.ndim, "cumprod")
     if dtype is not None:
         a = a.to(dtype)
         x = a._data
