@@ -337,3 +337,33 @@ def test_char_lstm_example_loss_falls():
     assert len(losses) == 10
     assert losses[-1] < losses[0] - 0.3
     assert "sample: 'The " in out
+
+
+def test_empty_sequence_raises_and_dropout_only_in_training():
+    with pytest.raises(RuntimeError, match="Expected sequence length to be larger than 0"):
+        nn.GRU(3, 4)(fg.randn(0, 2, 3))
+    fg.manual_seed(0)
+    m = nn.LSTM(3, 4, num_layers=2, dropout=0.5)
+    x = fg.randn(5, 2, 3)
+    m.eval()
+    a, b = m(x)[0].detach().numpy(), m(x)[0].detach().numpy()
+    np.testing.assert_array_equal(a, b)
+    m.train()
+    assert not np.allclose(m(x)[0].detach().numpy(), a)
+
+
+@pytest.mark.skipif(REFERENCE, reason="fastgrad's saved-tensor check")
+def test_modifying_input_or_weight_in_place_before_backward_raises():
+    m = nn.GRU(2, 3)
+    x = fg.randn(4, 1, 2, requires_grad=True)
+    y = x * 1.0
+    out, _ = m(y)
+    with fg.no_grad():
+        y.mul_(2.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()
+    out, _ = m(x)
+    with fg.no_grad():
+        m.weight_hh_l0.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()

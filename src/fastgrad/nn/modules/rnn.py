@@ -156,6 +156,9 @@ class RNNBase(Module):
             elif self.batch_first:
                 x = x.transpose(0, 1)
             T, B = x.shape[0], x.shape[1]
+            if T == 0:
+                raise RuntimeError(f"Expected sequence length to be larger than 0 in RNN: {name} "
+                                   "got an input with 0 time steps")
             bs = np.full(T, B, dtype=np.int64)
         if x.shape[-1] != self.input_size:
             raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected "
@@ -254,10 +257,6 @@ class RNN(RNNBase):
                              "'relu'.")
         super().__init__(mode, *args, **kwargs)
         self.nonlinearity = nonlinearity
-
-    def extra_repr(self):
-        s = super().extra_repr()
-        return s + (f", nonlinearity={self.nonlinearity}" if self.nonlinearity != "tanh" else "")
 
 
 class LSTM(RNNBase):
