@@ -133,9 +133,11 @@ ctypedef struct Plan:
     int mode
     bint reverse, proj
     Py_ssize_t T, B, nin, H, P, G, total
+    Py_ssize_t lx    # row stride of x and hprev: both live in one (total, I + P) buffer, so the
+                     # backward gets dW_ih and dW_hh from one product dG^T @ [x | h_prev]
     Py_ssize_t* bs
     Py_ssize_t* off
-    void* x          # (total, I)
+    void* x          # (total, I), row stride lx
     void* wih        # (G, I)
     void* whh        # (G, P)
     void* whhT       # (P, G): W_hh^T laid out for the forward's per-step products
@@ -147,7 +149,7 @@ ctypedef struct Plan:
     void* hp         # (total, H) proj: o * tanh(c) before the projection
     void* tc         # (total, H) LSTM: tanh(c)
     void* cprev      # (total, H) LSTM: c entering the step
-    void* hprev      # (total, P) h entering the step
+    void* hprev      # (total, P) h entering the step, row stride lx
     void* hs         # (B, P) state, h_n at the end
     void* cst        # (B, H) LSTM state, c_n at the end
 
@@ -178,13 +180,14 @@ cdef void _forward(const Plan* p, floating* tag) noexcept nogil:
     for i in range(p.T):
         s = _step(p, i, False)
         b, o = p.bs[s], p.off[s]
-        memcpy(hprev + o * P, hs, b * P * sizeof(floating))
+        for r in range(b):
+            memcpy(hprev + (o + r) * p.lx, hs + r * P, P * sizeof(floating))
         if p.mode == GRU:
             _rows(gh + o * G, <floating*>p.bhh, b, G)
-            _mm(tag, False, False, b, G, P, hprev + o * P, P, <floating*>p.whhT, G, 1.0,
+            _mm(tag, False, False, b, G, P, hprev + o * p.lx, p.lx, <floating*>p.whhT, G, 1.0,
                 gh + o * G, G)
         else:
-            _mm(tag, False, False, b, G, P, hprev + o * P, P, <floating*>p.whhT, G, 1.0,
+            _mm(tag, False, False, b, G, P, hprev + o * p.lx, p.lx, <floating*>p.whhT, G, 1.0,
                 gx + o * G, G)
         if p.mode == LSTM:
             memcpy(cprev + o * H, cst, b * H * sizeof(floating))
@@ -219,7 +222,7 @@ cdef void _forward(const Plan* p, floating* tag) noexcept nogil:
                     g[2 * H + j] = g[2 * H + j] + g[j] * hrow[2 * H + j]
                 _act(g + 2 * H, H, FG_VM_TANH)
                 hv = out + (o + r) * P
-                crow = hprev + (o + r) * P
+                crow = hprev + (o + r) * p.lx
                 for j in range(H):
                     hv[j] = (1 - g[H + j]) * g[2 * H + j] + g[H + j] * crow[j]
         else:
@@ -284,7 +287,7 @@ cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating
                 d2 = dgh + (o + r) * G
                 for j in range(H):
                     rr, z, n = g[j], g[H + j], g[2 * H + j]
-                    hpv = hprev[(o + r) * P + j]
+                    hpv = hprev[(o + r) * p.lx + j]
                     dhr = dh[r * P + j]
                     dz = dhr * (hpv - n) * z * (1 - z)
                     dn = dhr * (1 - z) * (1 - n * n)
@@ -305,11 +308,6 @@ cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating
 
 
 # ----- the Python entry point and the node --------------------------------------------------------
-
-cdef cnp.ndarray _c2(TensorBase t, Py_ssize_t rows, Py_ssize_t cols, object dt):
-    """t's data as a C-contiguous (rows, cols) array of dtype dt (a copy only when needed)."""
-    return np.ascontiguousarray(np.reshape(t._data, (rows, cols)), dtype=dt)
-
 
 cdef void _fill(Plan* p, list keep) except *:
     """Point the plan at the arrays in keep (order: see RNNLayerBackward.keep)."""
@@ -357,7 +355,9 @@ def rnn_layer(int mode, TensorBase x, TensorBase h0, TensorBase c0, TensorBase w
     if p.T > 1:
         np.cumsum(bs[:p.T - 1], out=off[1:])
     p.total = int(bs.sum())
-    xs = _c2(x, p.total, p.nin, dt)
+    xh = np.empty((p.total, p.nin + p.P), dtype=dt)
+    xh[:, :p.nin] = np.reshape(x._data, (p.total, p.nin))
+    p.lx = p.nin + p.P
     wih = np.ascontiguousarray(w_ih._data, dtype=dt)
     whh = np.ascontiguousarray(w_hh._data, dtype=dt)
     whr = None if w_hr is None else np.ascontiguousarray(w_hr._data, dtype=dt)
@@ -377,10 +377,10 @@ def rnn_layer(int mode, TensorBase x, TensorBase h0, TensorBase c0, TensorBase w
     hp = np.empty((p.total, p.H), dtype=dt) if p.proj else None
     tc = np.empty((p.total, p.H), dtype=dt) if mode == LSTM else None
     cprev = np.empty((p.total, p.H), dtype=dt) if mode == LSTM else None
-    hprev = np.empty((p.total, p.P), dtype=dt)
     hs = np.array(h0._data, dtype=dt, order="C")
     cst = np.array(c0._data, dtype=dt, order="C") if mode == LSTM else None
-    keep = [xs, wih, whh, whr, bhh, gx, gh, out, hp, tc, cprev, hprev, bs, off]
+    keep = [xh[:, :p.nin], wih, whh, whr, bhh, gx, gh, out, hp, tc, cprev, xh[:, p.nin:], bs,
+            off, xh]
     _fill(&p, keep)
     whhT = np.ascontiguousarray(whh.T)
     p.whhT = cnp.PyArray_DATA(<cnp.ndarray>whhT)
@@ -392,11 +392,11 @@ def rnn_layer(int mode, TensorBase x, TensorBase h0, TensorBase c0, TensorBase w
     with nogil:
         prev = blas.one_thread()
         if f32:                                     # the input projection: one product
-            _mm(<float*>NULL, False, False, p.total, p.G, p.nin, <float*>p.x, p.nin,
+            _mm(<float*>NULL, False, False, p.total, p.G, p.nin, <float*>p.x, p.lx,
                 <float*>pwihT, p.G, 1.0, <float*>p.gx, p.G)
             _forward(&p, <float*>NULL)
         else:
-            _mm(<double*>NULL, False, False, p.total, p.G, p.nin, <double*>p.x, p.nin,
+            _mm(<double*>NULL, False, False, p.total, p.G, p.nin, <double*>p.x, p.lx,
                 <double*>pwihT, p.G, 1.0, <double*>p.gx, p.G)
             _forward(&p, <double*>NULL)
         blas.restore(prev)
@@ -472,6 +472,7 @@ cdef class RNNLayerBackward(Node):
         p.mode, p.reverse, p.T, p.B = self.mode, self.reverse, self.T, self.B
         p.total, p.P = out.shape[0], out.shape[1]
         p.G, p.nin = wih.shape[0], wih.shape[1]
+        p.lx = p.nin + p.P
         p.H = p.G // _GATES[p.mode]
         p.proj = whr is not None
         _fill(&p, keep)
@@ -514,10 +515,14 @@ cdef class RNNLayerBackward(Node):
         dx = dwih = dwhh = dbih = dbhh = dwhr = None
         if fns[0] is not None:
             dx = _product(dgx, False, wih, False)
-        if fns[3] is not None:
-            dwih = _product(dgx, True, xs, False)
-        if fns[4] is not None:
-            dwhh = _product(rec, True, keep[11], False)
+        if fns[3] is not None and fns[4] is not None and rec is dgx:
+            both = _product(dgx, True, keep[14], False)
+            dwih, dwhh = both[:, :p.nin].copy(), both[:, p.nin:].copy()
+        else:
+            if fns[3] is not None:
+                dwih = _product(dgx, True, xs, False)
+            if fns[4] is not None:
+                dwhh = _product(rec, True, keep[11], False)
         if p.proj and fns[7] is not None:
             dwhr = _product(dhall, True, hp, False)
         if self.has_bias:
@@ -546,10 +551,12 @@ cdef inline void* _ptr(cnp.ndarray a) noexcept:
 
 
 cdef cnp.ndarray _product(cnp.ndarray a, bint ta, cnp.ndarray b, bint tb):
-    """op(a) @ op(b) for C-contiguous 2-D arrays of one float dtype, on the calling thread."""
+    """op(a) @ op(b) for 2-D arrays of one float dtype with unit column stride, on the calling
+    thread."""
     cdef Py_ssize_t m = a.shape[1] if ta else a.shape[0], k = a.shape[0] if ta else a.shape[1]
     cdef Py_ssize_t n = b.shape[0] if tb else b.shape[1]
-    cdef Py_ssize_t lda = a.shape[1], ldb = b.shape[1]
+    cdef Py_ssize_t isz = cnp.PyArray_ITEMSIZE(a)
+    cdef Py_ssize_t lda = a.strides[0] // isz, ldb = b.strides[0] // isz
     cdef cnp.ndarray c = np.empty((m, n), dtype=a.dtype)
     cdef void* pa = cnp.PyArray_DATA(a)
     cdef void* pb = cnp.PyArray_DATA(b)
