@@ -67,11 +67,32 @@ cdef extern from *:
     }
     FG_LSTM_BWD_ROW(float, fg_lstm_bwd_row_f32)
     FG_LSTM_BWD_ROW(double, fg_lstm_bwd_row_f64)
+    /* GRU: g = activated (r, z, n), gh = W_hh h + b_hh, hp = h entering the step; dh enters as
+       the gradient of the step's output and leaves as its direct part dh * z */
+    #define FG_GRU_BWD_ROW(T, NAME)                                                           \
+    static void NAME(const T *restrict g, const T *restrict gh, const T *restrict hp,         \
+                     T *restrict dh, T *restrict d, T *restrict d2, ptrdiff_t H) {            \
+        for (ptrdiff_t j = 0; j < H; j++) {                                                   \
+            T r = g[j], z = g[H + j], n = g[2 * H + j], dhr = dh[j];                          \
+            T dn = dhr * (1 - z) * (1 - n * n);                                               \
+            T dr = dn * gh[2 * H + j] * r * (1 - r);                                          \
+            T dz = dhr * (hp[j] - n) * z * (1 - z);                                           \
+            d[j] = dr; d[H + j] = dz; d[2 * H + j] = dn;                                      \
+            d2[j] = dr; d2[H + j] = dz; d2[2 * H + j] = dn * r;                               \
+            dh[j] = dhr * z;                                                                  \
+        }                                                                                     \
+    }
+    FG_GRU_BWD_ROW(float, fg_gru_bwd_row_f32)
+    FG_GRU_BWD_ROW(double, fg_gru_bwd_row_f64)
     """
     void fg_lstm_bwd_row_f32(const float* g, const float* tc, const float* cp, const float* dh,
                              float* dc, float* d, Py_ssize_t H) noexcept nogil
     void fg_lstm_bwd_row_f64(const double* g, const double* tc, const double* cp,
                              const double* dh, double* dc, double* d, Py_ssize_t H) noexcept nogil
+    void fg_gru_bwd_row_f32(const float* g, const float* gh, const float* hp, float* dh,
+                            float* d, float* d2, Py_ssize_t H) noexcept nogil
+    void fg_gru_bwd_row_f64(const double* g, const double* gh, const double* hp, double* dh,
+                            double* d, double* d2, Py_ssize_t H) noexcept nogil
 
 cdef enum:
     RNN_TANH = 0
@@ -250,12 +271,9 @@ cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating
     cdef floating* tc = <floating*>p.tc
     cdef floating* cprev = <floating*>p.cprev
     cdef floating* hprev = <floating*>p.hprev
-    cdef const floating* g
-    cdef const floating* grow
     cdef floating* d
-    cdef floating* d2
     cdef floating* dhv
-    cdef floating t, dn, rr, z, n, hpv, dz, dr, dhr
+    cdef floating t
     for i in range(p.T):
         s = _step(p, i, True)
         b, o = p.bs[s], p.off[s]
@@ -281,20 +299,14 @@ cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating
             _mm(tag, False, False, b, P, G, dgx + o * G, G, <floating*>p.whh, P, 0.0, dh, P)
         elif p.mode == GRU:
             for r in range(b):
-                g = gx + (o + r) * G
-                grow = gh + (o + r) * G
-                d = dgx + (o + r) * G
-                d2 = dgh + (o + r) * G
-                for j in range(H):
-                    rr, z, n = g[j], g[H + j], g[2 * H + j]
-                    hpv = hprev[(o + r) * p.lx + j]
-                    dhr = dh[r * P + j]
-                    dz = dhr * (hpv - n) * z * (1 - z)
-                    dn = dhr * (1 - z) * (1 - n * n)
-                    dr = dn * grow[2 * H + j] * rr * (1 - rr)
-                    d[j], d[H + j], d[2 * H + j] = dr, dz, dn
-                    d2[j], d2[H + j], d2[2 * H + j] = dr, dz, dn * rr
-                    dh[r * P + j] = dhr * z
+                if floating is float:
+                    fg_gru_bwd_row_f32(gx + (o + r) * G, gh + (o + r) * G,
+                                       hprev + (o + r) * p.lx, dh + r * P, dgx + (o + r) * G,
+                                       dgh + (o + r) * G, H)
+                else:
+                    fg_gru_bwd_row_f64(gx + (o + r) * G, gh + (o + r) * G,
+                                       hprev + (o + r) * p.lx, dh + r * P, dgx + (o + r) * G,
+                                       dgh + (o + r) * G, H)
             _mm(tag, False, False, b, P, G, dgh + o * G, G, <floating*>p.whh, P, 1.0, dh, P)
         else:
             d = dgx + o * G
