@@ -233,19 +233,37 @@ cdef void _block(const Gemm* g, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
         for r in range(m):
             memcpy(c + r * g.ldc * g.isz, g.bias + (0 if g.by_rows else lo * g.isz), n * g.isz)
         beta = 1
-    if g.f32:
+    gemm(g.f32, g.ta == FG_TRANS, g.tb == FG_TRANS, m, n, g.k, a, g.lda, b, g.ldb, beta, c,
+         g.ldc)
+
+
+cdef bint gemm(bint f32, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+               const void* a, Py_ssize_t lda, const void* b, Py_ssize_t ldb, double beta,
+               void* c, Py_ssize_t ldc) noexcept nogil:
+    """One row-major product C (m, n) = op(A) @ op(B) + beta * C on the calling thread, for
+    kernels that drive many small products themselves (the caller sets OpenBLAS to one thread
+    around its loop with one_thread/restore). False, and C untouched, when BLAS's entry points
+    were not found or a size exceeds LP64's ints."""
+    cdef int ta_ = FG_TRANS if ta else FG_NO_TRANS, tb_ = FG_TRANS if tb else FG_NO_TRANS
+    if _sgemm == NULL:
+        return False
+    if f32:
         if _ilp64:
-            (<_sgemm64_t>_sgemm)(FG_ROW_MAJOR, g.ta, g.tb, m, n, g.k, 1.0, <const float*>a, g.lda,
-                                 <const float*>b, g.ldb, <float>beta, <float*>c, g.ldc)
-        else:
-            (<_sgemm32_t>_sgemm)(FG_ROW_MAJOR, g.ta, g.tb, <int>m, <int>n, <int>g.k, 1.0,
-                                 <const float*>a, <int>g.lda, <const float*>b, <int>g.ldb,
-                                 <float>beta, <float*>c, <int>g.ldc)
+            (<_sgemm64_t>_sgemm)(FG_ROW_MAJOR, ta_, tb_, m, n, k, 1.0, <const float*>a, lda,
+                                 <const float*>b, ldb, <float>beta, <float*>c, ldc)
+            return True
+    elif _ilp64:
+        (<_dgemm64_t>_dgemm)(FG_ROW_MAJOR, ta_, tb_, m, n, k, 1.0, <const double*>a, lda,
+                             <const double*>b, ldb, beta, <double*>c, ldc)
+        return True
+    if max(m, n, k, lda, ldb, ldc) > INT_MAX:
+        return False
+    if f32:
+        (<_sgemm32_t>_sgemm)(FG_ROW_MAJOR, ta_, tb_, <int>m, <int>n, <int>k, 1.0,
+                             <const float*>a, <int>lda, <const float*>b, <int>ldb,
+                             <float>beta, <float*>c, <int>ldc)
     else:
-        if _ilp64:
-            (<_dgemm64_t>_dgemm)(FG_ROW_MAJOR, g.ta, g.tb, m, n, g.k, 1.0, <const double*>a,
-                                 g.lda, <const double*>b, g.ldb, beta, <double*>c, g.ldc)
-        else:
-            (<_dgemm32_t>_dgemm)(FG_ROW_MAJOR, g.ta, g.tb, <int>m, <int>n, <int>g.k, 1.0,
-                                 <const double*>a, <int>g.lda, <const double*>b, <int>g.ldb,
-                                 beta, <double*>c, <int>g.ldc)
+        (<_dgemm32_t>_dgemm)(FG_ROW_MAJOR, ta_, tb_, <int>m, <int>n, <int>k, 1.0,
+                             <const double*>a, <int>lda, <const double*>b, <int>ldb,
+                             beta, <double*>c, <int>ldc)
+    return True

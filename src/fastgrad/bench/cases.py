@@ -353,3 +353,28 @@ def numpy_w14_floor(x, y):
         np.copyto(xd, x)
         np.copyto(yd, y)
     return step
+
+
+# --- W12: one Adam step of an LSTM classifier -------------------------------------------------
+
+W12_SEQ, W12_BATCH, W12_IN, W12_HIDDEN, W12_CLASSES = 35, 32, 64, 128, 10
+
+
+def make_w12(lib):
+    """One Adam step of LSTM(64, 128) over 35 time steps at batch 32 (time-major input), a
+    Linear(128, 10) head on the last output, cross-entropy."""
+    nn = lib.nn
+    _seed(lib)
+    lstm, head = nn.LSTM(W12_IN, W12_HIDDEN), nn.Linear(W12_HIDDEN, W12_CLASSES)
+    params = list(lstm.parameters()) + list(head.parameters())
+    opt = lib.optim.Adam(params, lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    X = _tensor(lib, _data((W12_SEQ, W12_BATCH, W12_IN), 12))
+    y = _tensor(lib, _rng(13).integers(0, W12_CLASSES, size=W12_BATCH).astype(np.int64))
+
+    def step():
+        opt.zero_grad()
+        out, _ = lstm(X)
+        loss_fn(head(out[-1]), y).backward()
+        opt.step()
+    return step

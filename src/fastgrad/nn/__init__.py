@@ -7,4 +7,6 @@ from fastgrad.nn.modules import (Module, Sequential, ModuleList, ModuleDict, Lin
                                  LeakyReLU, GELU, ELU, SiLU, Sigmoid, Tanh, Softplus, Softmax,
                                  LogSoftmax, MSELoss, L1Loss, SmoothL1Loss, HuberLoss,
                                  CrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss)
+from fastgrad.nn.modules.rnn import (RNNBase, RNN, LSTM, GRU, RNNCellBase, RNNCell,  # noqa: F401
+                                     LSTMCell, GRUCell)
 from fastgrad.nn import utils  # noqa: F401

@@ -6,3 +6,4 @@ from fastgrad.nn.modules.activation import (ReLU, LeakyReLU, GELU, ELU, SiLU, Si
                                             Softplus, Softmax, LogSoftmax)
 from fastgrad.nn.modules.loss import (MSELoss, L1Loss, SmoothL1Loss, HuberLoss, CrossEntropyLoss,
                                       NLLLoss, BCELoss, BCEWithLogitsLoss)
+from fastgrad.nn.modules.rnn import RNNBase, RNN, LSTM, GRU, RNNCellBase, RNNCell, LSTMCell, GRUCell
