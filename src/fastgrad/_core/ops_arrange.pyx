@@ -45,7 +45,7 @@ cdef object _triangle(object input, int diagonal, bint upper):
     if x.ndim < 2:
         raise RuntimeError(f"{name}: input tensor must have at least 2 dimensions, got "
                            f"{x.ndim}; reshape a vector to a matrix first")
-    out = wrap(np.ascontiguousarray(np.triu(x, diagonal) if upper else np.tril(x, diagonal)))
+    out = wrap(np.asarray(np.triu(x, diagonal) if upper else np.tril(x, diagonal), order="C"))
     return record(out, "TriuBackward0" if upper else "TrilBackward0",
                   _r_triu if upper else _r_tril, (a,), (), False, diagonal)
 
@@ -86,7 +86,7 @@ def roll(input, shifts, dims=None):
                                f"dims: {len(dm)}")
         dm = tuple(wrap_dim(d, x.ndim, "roll") for d in dm)
         out = np.roll(x, sh, dm) if x.ndim else x.copy()
-    return record(wrap(np.ascontiguousarray(out)), "RollBackward0", _r_roll, (a,), (), False,
+    return record(wrap(np.asarray(out, order="C")), "RollBackward0", _r_roll, (a,), (), False,
                   (sh, dm))
 
 
@@ -275,7 +275,7 @@ def pad_index(Py_ssize_t size, Py_ssize_t before, Py_ssize_t after, str mode):
             raise RuntimeError(f"Padding value causes wrapping around more than once: padding "
                                f"({before}, {after}) at dimension of size {size}")
         idx = np.mod(pos, size)
-    return wrap(np.ascontiguousarray(idx, dtype=np.int64))
+    return wrap(np.asarray(idx, dtype=np.int64, order="C"))
 
 
 #: name -> function: each is a `fastgrad.<name>` function and a `Tensor.<name>` method.

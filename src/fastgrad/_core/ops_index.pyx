@@ -425,7 +425,10 @@ def index_select(input, dim, index):
         raise IndexError(f"index_select(): index {bad} is out of range for dimension {d} with "
                          f"size {n}")
     if a._data.ndim == 0:
-        return getitem_c(a, Ellipsis) if not ix.size else reshape_c(a, ())
+        if ix.size != 1:
+            raise RuntimeError(f"index_select(): Index to scalar can have only 1 value, got "
+                               f"{ix.size} value(s)")
+        return reshape_c(a, ())
     key = (slice(None),) * d + (ix, Ellipsis)
     out = wrap(np.take(a._data, ix, axis=d))
     if _rec(a):

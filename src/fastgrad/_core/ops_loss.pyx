@@ -598,6 +598,11 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
                         "({i}) in binary_cross_entropy_with_logits")
     cdef cnp.ndarray xd = x._data, yd = y._data
     cdef BinaryCrossEntropyWithLogitsBackward0 node
+    for name, arg in (("weight", weight), ("pos_weight", pos_weight)):
+        if isinstance(arg, TensorBase) and (<TensorBase>arg)._requires_grad and grad_enabled():
+            raise RuntimeError(f"The function '{op}' is not differentiable with respect to "
+                               f"argument '{name}'. This input cannot have requires_grad True: "
+                               f"pass {name}.detach()")
     w = None if weight is None else _tensor(weight, op, "weight")._data
     pwt = None if pos_weight is None else _tensor(pos_weight, op, "pos_weight")._data
     sp = np.logaddexp(0, -xd)                               # softplus(-x), stable
@@ -711,7 +716,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
         loss = loss * w
     loss = np.asarray(loss, dtype=xd.dtype)
     if red_ == 0:
-        out = wrap(np.ascontiguousarray(loss))
+        out = wrap(np.asarray(loss, order="C"))           # (ascontiguousarray makes 0-d 1-d)
     elif red_ == 2:
         out = wrap(np.asarray(loss.sum(), dtype=xd.dtype))
     else:
@@ -831,8 +836,8 @@ cdef object _act_grad_np(int op, cnp.ndarray x, double a, double b):
     if op == ACT_SOFTPLUS:
         bx = x * a
         return np.where(bx > b, 1.0, 0.5 * (1.0 + np.tanh(0.5 * bx)))
-    if op == ACT_ELU:
-        return np.where(x > 0, 1.0, a * np.exp(np.minimum(x, 0)))
+    if op == ACT_ELU:                                    # x <= 0 selects: NaN takes the 1
+        return np.where(x <= 0, a * np.exp(np.minimum(x, 0)), 1.0)
     return np.where(x > 0, 1.0, a)
 
 
@@ -858,7 +863,7 @@ cdef object _act_grad_rec(int op, TensorBase x, double a, double b):
         s = pw.unary(pw.OP_SIGMOID, pw.mul_any(x, a))
         return pw.where_(wrap(xd * a > b), 1.0, s)
     if op == ACT_ELU:
-        return pw.where_(wrap(xd > 0), 1.0, pw.mul_any(pw.unary(pw.OP_EXP, x), a))
+        return pw.where_(wrap(xd <= 0), pw.mul_any(pw.unary(pw.OP_EXP, x), a), 1.0)
     return wrap(np.where(xd > 0, 1.0, a).astype(xd.dtype))  # product: as PyTorch
 
 

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from fastgrad._core.tensor cimport TensorBase, wrap
+from fastgrad._core.tensor cimport TensorBase, scalar_type_name, wrap
 from fastgrad._core.formula cimport record
 
 cnp.import_array()
@@ -232,20 +232,15 @@ def frac(input):
     """x - trunc(x); the gradient passes through unchanged."""
     cdef TensorBase a = _input(input, "frac")
     if a._data.dtype.kind in "biu":
-        raise RuntimeError(f"\"frac_cpu\" not implemented for '{_short(a._data.dtype)}': frac "
+        raise RuntimeError(f"\"frac_cpu\" not implemented for '{scalar_type_name(a._data.dtype)}': frac "
                            f"needs a floating-point tensor; convert with .float() first")
     return _unary(a, "frac", lambda x: x - np.trunc(x), "FracBackward0", _r_identity, 0)
-
-
-cdef str _short(object dt):
-    return {"int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte",
-            "bool": "Bool"}.get(dt.name, dt.name)
 
 
 # --- erf, erfc (libm) and erfinv -----------------------------------------------------------------
 
 def _erf_array(cnp.ndarray x):
-    cdef cnp.ndarray c = np.ascontiguousarray(x)
+    cdef cnp.ndarray c = np.asarray(x, order="C")
     cdef cnp.ndarray out = np.empty_like(c)
     cdef Py_ssize_t i, n = c.size
     cdef float* f32
@@ -268,7 +263,7 @@ def _erf_array(cnp.ndarray x):
 
 
 def _erfc_array(cnp.ndarray x):
-    cdef cnp.ndarray c = np.ascontiguousarray(x)
+    cdef cnp.ndarray c = np.asarray(x, order="C")
     cdef cnp.ndarray out = np.empty_like(c)
     cdef Py_ssize_t i, n = c.size
     cdef float* f32
@@ -319,7 +314,7 @@ cdef extern from "math.h" nogil:
 
 
 def _erfinv_array(cnp.ndarray x):
-    cdef cnp.ndarray c = np.ascontiguousarray(x, dtype=np.float64)
+    cdef cnp.ndarray c = np.asarray(x, dtype=np.float64, order="C")
     cdef cnp.ndarray out = np.empty_like(c)
     cdef Py_ssize_t i, n = c.size
     cdef double* src = <double*>cnp.PyArray_DATA(c)

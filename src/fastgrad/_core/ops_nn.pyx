@@ -52,8 +52,9 @@ def softmax(input, dim=None, dtype=None, *, _stacklevel=3):
     cdef SoftmaxBackward0 node
     cdef int d = _dim(a, dim, "softmax")          # the dim is checked first, as in PyTorch
     x = _prepare(a, dtype, "softmax")
-    if x.ndim == 0:
-        y = np.ones((), dtype=x.dtype)
+    if x.ndim == 0:                                # exp(x - x): 1, or NaN for inf/NaN as PyTorch
+        with np.errstate(invalid="ignore"):
+            y = np.exp(x - x)
     elif x.size == 0:
         y = x.copy()
     else:
@@ -97,8 +98,9 @@ def log_softmax(input, dim=None, dtype=None, *, _stacklevel=3):
     cdef LogSoftmaxBackward0 node
     cdef int d = _dim(a, dim, "log_softmax")          # the dim is checked first, as in PyTorch
     x = _prepare(a, dtype, "log_softmax")
-    if x.ndim == 0:
-        y = np.zeros((), dtype=x.dtype)
+    if x.ndim == 0:                                # x - x: 0, or NaN for inf/NaN as PyTorch
+        with np.errstate(invalid="ignore"):
+            y = x - x
     elif x.size == 0:
         y = x.copy()
     else:

@@ -1061,8 +1061,8 @@ def clamp(input, min=None, max=None):
     hi = _pyscalar(max) if max is not None else None
     dt = x.dtype
     for v in (lo, hi):
-        if v is not None:
-            dt = np.promote_types(dt, _promote_ts(x, v))
+        if v is not None:       # each bound promotes like a Python number: int64 with 0.25 is float32
+            dt = _promote_ts(x if dt == x.dtype else np.empty(0, dtype=dt), v)
     # NumPy's maximum/minimum return their second operand at ties, so the bound goes first: -0.0
     # clamped at 0 stays -0.0 as in PyTorch; NaN (input or bound) propagates
     r = _cast(x, dt)

@@ -130,7 +130,7 @@ def scatter(input, dim, index, src=None, *, value=None, reduce=None):
     if idx.size:
         out[_coords(idx, d)] = vals
     res = wrap(out)
-    ind = wrap(np.ascontiguousarray(idx))
+    ind = wrap(np.asarray(idx, order="C"))
     if s is None:
         return record(res, "ScatterBackward1", _r_scatter, (a,), (), False, (d, ind, None))
     return record(res, "ScatterBackward0", _r_scatter, (a, s), (), False, (d, ind, _shape(s)))
@@ -199,9 +199,9 @@ def scatter_reduce(input, dim, index, src, reduce, *, include_self=True):
             init[touched] = fill
         ufunc.at(init, flat, v)
         out = init
-    res = wrap(np.ascontiguousarray(out.reshape(x.shape)))
-    extra = (d, wrap(np.ascontiguousarray(idx)), reduce, include_self,
-             wrap(np.ascontiguousarray(counts.reshape(x.shape))))
+    res = wrap(np.asarray(out.reshape(x.shape), order="C"))
+    extra = (d, wrap(np.asarray(idx, order="C")), reduce, include_self,
+             wrap(np.asarray(counts.reshape(x.shape), order="C")))
     return record(res, "ScatterReduceBackward0", _r_scatter_reduce, (a, s), (a, s), True, extra)
 
 
@@ -342,9 +342,9 @@ def masked_select(input, mask):
     shape = np.broadcast_shapes(_shape(a), m.shape)
     x = np.broadcast_to(a._data, shape)
     mb = np.broadcast_to(m, shape)
-    res = wrap(np.ascontiguousarray(x[mb]))
+    res = wrap(np.asarray(x[mb], order="C"))
     return record(res, "MaskedSelectBackward0", _r_masked_select, (a,), (), False,
-                  (wrap(np.ascontiguousarray(mb)), tuple(shape)))
+                  (wrap(np.asarray(mb, order="C")), tuple(shape)))
 
 
 def _r_masked_scatter(g, s, e):
@@ -370,7 +370,7 @@ def masked_scatter(input, mask, source):
     out[m] = s._data.ravel()[:n]
     res = wrap(out)
     return record(res, "MaskedScatterBackward0", _r_masked_scatter, (a, s), (), False,
-                  (wrap(np.ascontiguousarray(m)), n, _shape(s)))
+                  (wrap(np.asarray(m, order="C")), n, _shape(s)))
 
 
 # --- finding indices (no gradient) -----------------------------------------------------------------
@@ -383,10 +383,10 @@ def nonzero(input, *, as_tuple=False):
     if as_tuple:
         if x.ndim == 0:
             return (wrap(np.nonzero(x.reshape(1))[0].astype(np.int64)),)
-        return tuple(wrap(np.ascontiguousarray(i, dtype=np.int64)) for i in np.nonzero(x))
+        return tuple(wrap(np.asarray(i, dtype=np.int64, order="C")) for i in np.nonzero(x))
     if x.ndim == 0:
         return wrap(np.zeros((1 if x.item() else 0, 0), np.int64))
-    return wrap(np.ascontiguousarray(np.argwhere(x), dtype=np.int64))
+    return wrap(np.asarray(np.argwhere(x), dtype=np.int64, order="C"))
 
 
 def argwhere(input):
@@ -404,11 +404,11 @@ def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=No
     else:
         vals, inv, cnt = np.unique(x, return_inverse=True, return_counts=True)
         inv = inv.reshape(x.shape)
-    res = [wrap(np.ascontiguousarray(vals))]
+    res = [wrap(np.asarray(vals, order="C"))]
     if return_inverse:
-        res.append(wrap(np.ascontiguousarray(inv, dtype=np.int64)))
+        res.append(wrap(np.asarray(inv, dtype=np.int64, order="C")))
     if return_counts:
-        res.append(wrap(np.ascontiguousarray(cnt, dtype=np.int64)))
+        res.append(wrap(np.asarray(cnt, dtype=np.int64, order="C")))
     return res[0] if len(res) == 1 else tuple(res)
 
 
@@ -442,7 +442,7 @@ def searchsorted(sorted_sequence, values, *, out_int32=False, right=False, side=
         flat_v = v.reshape(-1, v.shape[-1])
         r = np.stack([np.searchsorted(a, b, side=how) for a, b in zip(flat_s, flat_v)])
         r = r.reshape(v.shape)
-    return wrap(np.ascontiguousarray(r, dtype=np.int32 if out_int32 else np.int64))
+    return wrap(np.asarray(r, dtype=np.int32 if out_int32 else np.int64, order="C"))
 
 
 def bucketize(input, boundaries, *, out_int32=False, right=False):
@@ -454,7 +454,7 @@ def bucketize(input, boundaries, *, out_int32=False, right=False):
                            f"{b._data.ndim} dimensions; use searchsorted for batched boundaries")
     x = (<TensorBase>input)._data if isinstance(input, TensorBase) else np.asarray(input)
     r = np.searchsorted(b._data, x, side="left" if not right else "right")
-    return wrap(np.ascontiguousarray(r, dtype=np.int32 if out_int32 else np.int64))
+    return wrap(np.asarray(r, dtype=np.int32 if out_int32 else np.int64, order="C"))
 
 
 #: name -> function: each is a `fastgrad.<name>` function and a `Tensor.<name>` method.

@@ -57,8 +57,8 @@ cdef object _taken(TensorBase a, object idx, int dim, str node, bint keepdim_fla
     """values = a gathered at idx (an int64 array shaped like the result) along dim, recorded."""
     cdef cnp.ndarray x = a._data
     vals = np.take_along_axis(x, idx, axis=dim) if x.ndim else x.copy()
-    out = wrap(np.ascontiguousarray(vals))
-    ind = wrap(np.ascontiguousarray(idx, dtype=np.int64))
+    out = wrap(np.asarray(vals, order="C"))
+    ind = wrap(np.asarray(idx, dtype=np.int64, order="C"))
     if a._requires_grad:
         record(out, node, _r_take, (a,), (), False, (dim, ind, tuple((<object>x).shape)))
     return out, ind
@@ -196,7 +196,7 @@ def cumprod(input, dim, *, dtype=None):
         x = a._data
     elif x.dtype.kind in "biu":
         x = x.astype(np.int64)
-    out = wrap(np.ascontiguousarray(np.cumprod(x, axis=d) if x.ndim else x.copy()))
+    out = wrap(np.asarray(np.cumprod(x, axis=d) if x.ndim else x.copy(), order="C"))
     if x.ndim == 0:
         return out
     return record(out, "CumprodBackward0", _r_cumprod, (a,), (a,), False, (d,))

@@ -137,11 +137,19 @@ cdef TensorBase wrap(object arr):
     return t
 
 
+cdef dict _SCALAR_NAMES = {"float32": "Float", "float64": "Double", "int64": "Long",
+                           "int32": "Int", "bool": "Bool", "float16": "Half", "int16": "Short",
+                           "int8": "Char", "uint8": "Byte"}
+
+
+cdef str scalar_type_name(object dt):
+    """PyTorch's scalar type name used in error messages: Float, Double, Long ..."""
+    return _SCALAR_NAMES.get(dt.name, dt.name)
+
+
 cdef object dtype_name(cnp.ndarray arr):
     """PyTorch's legacy type name used in error messages: torch.FloatTensor ..."""
-    names = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int",
-             "bool": "Bool", "float16": "Half", "int16": "Short", "int8": "Char", "uint8": "Byte"}
-    return f"torch.{names.get(arr.dtype.name, arr.dtype.name)}Tensor"
+    return f"torch.{scalar_type_name(arr.dtype)}Tensor"
 
 
 # --- graph recording ---------------------------------------------------------------------------

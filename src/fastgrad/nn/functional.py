@@ -234,7 +234,8 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
     d = (input - target).abs()
     if beta == 0.0:
         return _reduce(d, reduction, "smooth_l1_loss")
-    loss = _pw.where(d < beta, d * d * (0.5 / beta), d - 0.5 * beta)
+    dq = _pw.clamp(d, None, beta)       # the quadratic branch sees at most beta: an infinite d
+    loss = _pw.where(d < beta, dq * dq * (0.5 / beta), d - 0.5 * beta)   # gives it no NaN
     return _reduce(loss, reduction, "smooth_l1_loss")
 
 
@@ -244,7 +245,8 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None) -> Tenso
     if delta <= 0:
         raise RuntimeError("huber_loss does not support non-positive values for delta.")
     d = (input - target).abs()
-    loss = _pw.where(d < delta, d * d * 0.5, (d - 0.5 * delta) * delta)
+    dq = _pw.clamp(d, None, delta)      # as in smooth_l1_loss: no NaN from an infinite d
+    loss = _pw.where(d < delta, dq * dq * 0.5, (d - 0.5 * delta) * delta)
     return _reduce(loss, reduction, "huber_loss")
 
 
