@@ -6,3 +6,6 @@ cdef object matmul2d(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs,   # a (m, k)
                      cnp.ndarray bias=*)                            # + bias (n,)
 cdef int one_thread() noexcept nogil          # OpenBLAS to 1 thread; returns the count to restore
 cdef void restore(int prev) noexcept nogil
+cdef void gemm(bint f32, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,  # C = op(A)
+               const void* a, Py_ssize_t lda, const void* b, Py_ssize_t ldb,           # @ op(B)
+               double beta, void* c, Py_ssize_t ldc) noexcept nogil                   # + beta C

@@ -36,6 +36,7 @@ from libc.stdint cimport int64_t
 from libc.limits cimport INT_MAX
 from libc.string cimport memcpy
 from cython.parallel cimport prange
+from cython cimport floating
 
 from fastgrad._core.kernels cimport nthreads
 
@@ -249,3 +250,51 @@ cdef void _block(const Gemm* g, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
             (<_dgemm32_t>_dgemm)(FG_ROW_MAJOR, g.ta, g.tb, <int>m, <int>n, <int>g.k, 1.0,
                                  <const double*>a, <int>g.lda, <const double*>b, <int>g.ldb,
                                  beta, <double*>c, <int>g.ldc)
+
+
+cdef void gemm(bint f32, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+               const void* a, Py_ssize_t lda, const void* b, Py_ssize_t ldb, double beta,
+               void* c, Py_ssize_t ldc) noexcept nogil:
+    """C (m, n) = op(A) @ op(B) + beta * C on raw row-major pointers, on the calling thread (the
+    caller sets OpenBLAS to one thread and splits the work itself, e.g. one sample per thread in
+    the convolutions). Plain loops when OpenBLAS's entry points were not found."""
+    cdef int ta_ = FG_TRANS if ta else FG_NO_TRANS, tb_ = FG_TRANS if tb else FG_NO_TRANS
+    if m == 0 or n == 0:
+        return
+    if _sgemm == NULL:
+        if f32:
+            _naive_gemm[float](ta, tb, m, n, k, <const float*>a, lda, <const float*>b, ldb,
+                               beta, <float*>c, ldc)
+        else:
+            _naive_gemm[double](ta, tb, m, n, k, <const double*>a, lda, <const double*>b, ldb,
+                                beta, <double*>c, ldc)
+    elif f32:
+        if _ilp64:
+            (<_sgemm64_t>_sgemm)(FG_ROW_MAJOR, ta_, tb_, m, n, k, 1.0, <const float*>a, lda,
+                                 <const float*>b, ldb, <float>beta, <float*>c, ldc)
+        else:
+            (<_sgemm32_t>_sgemm)(FG_ROW_MAJOR, ta_, tb_, <int>m, <int>n, <int>k, 1.0,
+                                 <const float*>a, <int>lda, <const float*>b, <int>ldb,
+                                 <float>beta, <float*>c, <int>ldc)
+    else:
+        if _ilp64:
+            (<_dgemm64_t>_dgemm)(FG_ROW_MAJOR, ta_, tb_, m, n, k, 1.0, <const double*>a, lda,
+                                 <const double*>b, ldb, beta, <double*>c, ldc)
+        else:
+            (<_dgemm32_t>_dgemm)(FG_ROW_MAJOR, ta_, tb_, <int>m, <int>n, <int>k, 1.0,
+                                 <const double*>a, <int>lda, <const double*>b, <int>ldb,
+                                 beta, <double*>c, <int>ldc)
+
+
+cdef void _naive_gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                      const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ldb,
+                      double beta, floating* c, Py_ssize_t ldc) noexcept nogil:
+    cdef Py_ssize_t i, j, p
+    cdef double s
+    for i in range(m):
+        for j in range(n):
+            s = 0
+            for p in range(k):
+                s += (a[p * lda + i] if ta else a[i * lda + p]) * \
+                    (b[j * ldb + p] if tb else b[p * ldb + j])
+            c[i * ldc + j] = <floating>(s + (beta * c[i * ldc + j] if beta != 0 else 0))

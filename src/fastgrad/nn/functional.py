@@ -334,3 +334,9 @@ def pairwise_distance(x1, x2, p=2.0, eps=1e-6, keepdim=False):
     d = x1 - x2 + eps
     dim = -1 if d.dim() else 0
     return d.norm(p, dim, keepdim=keepdim)
+
+
+# --- convolution and pooling (compiled: _core.ops_conv, _core.ops_pool) -----------------------------
+
+from fastgrad.nn.conv_functional import (conv1d, conv2d, conv_transpose1d,  # noqa: E402
+                                         conv_transpose2d, unfold, fold)

@@ -6,3 +6,5 @@ from fastgrad.nn.modules.activation import (ReLU, LeakyReLU, GELU, ELU, SiLU, Si
                                             Softplus, Softmax, LogSoftmax)
 from fastgrad.nn.modules.loss import (MSELoss, L1Loss, SmoothL1Loss, HuberLoss, CrossEntropyLoss,
                                       NLLLoss, BCELoss, BCEWithLogitsLoss)
+from fastgrad.nn.modules.conv import (Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, Unfold,
+                                      Fold)
