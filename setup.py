@@ -36,11 +36,12 @@ if os.environ.get("FASTGRAD_NATIVE") == "1":
 # trapping; blas: products split across the OpenMP team (Note [Products on fastgrad's threads]);
 # random: no implicit multiply-add fusion, so its floats round as PyTorch's (Note [PyTorch's streams]),
 # and selects that if-convert so the Box-Muller blocks vectorise; ops_conv/ops_pool: one sample
-# per thread (Note [Convolution as per-sample products]).
+# or plane per thread (Note [Convolution as per-sample products]), and ops_pool's max selects
+# if-convert (Note [Pooling windows]).
 PER_MODULE_ARGS = {"optim_kernels": ["-fno-math-errno", "-fopenmp"],
                    "kernels": ["-fopenmp", "-fno-trapping-math"], "blas": ["-fopenmp"],
                    "random": ["-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math"],
-                   "ops_conv": ["-fopenmp"], "ops_pool": ["-fopenmp"]}
+                   "ops_conv": ["-fopenmp"], "ops_pool": ["-fopenmp", "-fno-trapping-math"]}
 PER_MODULE_LINK = {"kernels": ["-fopenmp"], "blas": ["-fopenmp"], "optim_kernels": ["-fopenmp"],
                    "ops_conv": ["-fopenmp"], "ops_pool": ["-fopenmp"]}
 extensions = [
