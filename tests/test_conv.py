@@ -263,3 +263,20 @@ def test_module_constructor_errors():
         fg.nn.Conv2d(4, 6, 3, stride=2, padding="same")
     with pytest.raises(ValueError, match='Only "zeros" padding mode'):
         fg.nn.ConvTranspose2d(3, 6, 3, padding_mode="reflect")
+
+
+# --- the example ---------------------------------------------------------------------------------
+
+@pytest.mark.skipif(REFERENCE, reason="runs fastgrad's example script")
+def test_lenet_example_loss_falls():
+    import os
+    import re
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": os.path.join(root, "src")}
+    out = subprocess.run([sys.executable, os.path.join(root, "examples", "lenet_digits.py"), "120"],
+                         capture_output=True, text=True, timeout=120, check=True, env=env).stdout
+    losses = [float(v) for v in re.findall(r"loss (\d+\.\d+)", out)]
+    assert len(losses) >= 4, out
+    assert losses[-1] < 0.75 * losses[0], out

@@ -146,6 +146,14 @@ def w6(run):
                 Target(False, peer="gemms", factor=1.1), gemms=True)
 
 
+def w11(run):
+    label = f"LeNet-style CNN SGD step b={cases.W11_BATCH}"
+    run.progress("W11", label)
+    cols = run.columns(cases.make_w11)
+    return [row("W11", label, "ms/step", _scaled(run.time(cols), 1e3),
+                Target(False, peer="torch", factor=1 / 1.5, text="≥ 1.5x torch"))]
+
+
 def w10(run):
     """W2 at n=1e7: time per step on 1 thread / on 2 threads, same process."""
     n = 10**7
@@ -280,4 +288,4 @@ def run_children(run, wanted):
 
 
 WORKLOADS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6,
-             "W7": w7, "W8": w8, "W9": w9, "W10": w10, "W14": w14}
+             "W7": w7, "W8": w8, "W9": w9, "W10": w10, "W11": w11, "W14": w14}
