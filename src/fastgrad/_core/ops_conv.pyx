@@ -9,11 +9,13 @@ Everything is 2-D inside: a 1-D convolution is a 2-D one of height 1. A convolut
   weight gradient  gW_g += gY[n]_g @ im2col(X[n])_g^T
 and a transposed convolution is the same pair read the other way round (its forward is the input
 gradient above, its input gradient the forward). One pass over the batch runs one sample per
-thread of fastgrad's team (static schedule: a thread count repeats bit for bit), each thread doing
+thread of fastgrad's team (taken dynamically: on a shared machine a busy partner core then
+delays nothing), each thread doing
 its sample's im2col into its own buffer and the sample's products as single-threaded sgemm/dgemm
 calls (blas.gemm; OpenBLAS set to one thread, Note [Single-threaded BLAS for small products]), so
 the column matrix is written and read while it is in that core's cache. Weight and bias gradients
-are summed per thread and the per-thread sums added in thread order. The forward keeps its column
+are summed per block of samples (WEIGHT_BLOCKS equal blocks in sample order, whichever thread
+runs them) and the blocks added in order, so the result does not depend on the thread count. The forward keeps its column
 matrices for the weight gradient when they are small enough (COLS_KEEP bytes), sparing the
 backward a second im2col. Padding is split into a leading and a trailing amount per dim, so
 padding="same" with an even kernel runs in the kernel too; the other padding modes pad with F.pad
@@ -21,7 +23,7 @@ first. Under create_graph the gradients are written with recorded unfold/fold an
 are differentiable again.
 """
 cimport numpy as cnp
-from libc.string cimport memset, memcpy
+from libc.string cimport memset
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 import numpy as np
@@ -36,6 +38,9 @@ cnp.import_array()
 
 # Column matrices up to this many bytes (the whole batch) are kept from forward to backward.
 cdef Py_ssize_t COLS_KEEP = 64 << 20
+# The weight gradient is summed in this many blocks of samples (Note [Convolution as per-sample
+# products]).
+cdef Py_ssize_t WEIGHT_BLOCKS = 8
 
 
 ctypedef struct Geom:
@@ -85,13 +90,15 @@ cdef void im2col(const floating* x, floating* col, const Geom* g) noexcept nogil
                 for oh in range(g.OH):
                     ih = oh * g.sh - g.ph + ki * g.dh
                     if ih < 0 or ih >= g.H:
-                        memset(r, 0, g.OW * sizeof(floating))
+                        for ow in range(g.OW):
+                            r[ow] = 0
                     else:
                         xr = x + (c * g.H + ih) * g.W + off
                         for ow in range(lo):
                             r[ow] = 0
-                        if g.sw == 1:
-                            memcpy(r + lo, xr + lo, (hi - lo) * sizeof(floating))
+                        if g.sw == 1:          # rows are short (10-30): a loop, not memcpy calls
+                            for ow in range(lo, hi):
+                                r[ow] = xr[ow]
                         else:
                             for ow in range(lo, hi):
                                 r[ow] = xr[ow * g.sw]
@@ -142,7 +149,7 @@ cdef void _narrow_pass(const floating* x, const floating* w, floating* y, floati
     cdef bint direct = _pointwise(g)
     cdef const floating* cp
     cdef floating* buf
-    for n in prange(N, schedule="static", num_threads=nt):
+    for n in prange(N, schedule="dynamic", num_threads=nt):
         if direct:
             cp = x + n * g.C * g.H * g.W
         else:
@@ -161,7 +168,7 @@ cdef void _wide_pass(const floating* gy, const floating* w, floating* gx, floati
     cdef Py_ssize_t CKg = CK // g.G, Og = O // g.G, HW = g.C * g.H * g.W
     cdef bint direct = _pointwise(g)
     cdef floating* buf
-    for n in prange(N, schedule="static", num_threads=nt):
+    for n in prange(N, schedule="dynamic", num_threads=nt):
         buf = gx + n * HW if direct else scratch + threadid() * CK * L
         for grp in range(g.G):
             blas.gemm(floating is float, True, False, CKg, L, Og, w + grp * Og * CKg, CKg,
@@ -173,42 +180,47 @@ cdef void _wide_pass(const floating* gy, const floating* w, floating* gx, floati
 
 cdef void _weight_pass(const floating* gy, const floating* x, const floating* cols,
                        floating* gw, floating* gb, floating* scratch, Py_ssize_t N,
-                       Py_ssize_t O, const Geom* g, int nt) noexcept nogil:
-    """Per thread t: gw[t] (O, CKg) += gy[n]_g @ im2col(x[n])_g^T, gb[t] (O,) += rows of gy[n]
-    summed (gb NULL: no bias), over the thread's samples; gw and gb zeroed by the caller. cols:
-    the forward's column matrices, or NULL (im2col again into scratch)."""
+                       Py_ssize_t O, const Geom* g, int nt, Py_ssize_t nb) noexcept nogil:
+    """Per block b of samples (nb equal blocks, in sample order): gw[b] (O, CKg) = sum of
+    gy[n]_g @ im2col(x[n])_g^T, gb[b] (O,) = sum of gy[n]'s rows (gb NULL: no bias); gw and gb
+    zeroed by the caller, who adds the blocks in order. The blocks do not depend on the thread
+    count, so neither do the sums, while threads take blocks as they come free. cols: the
+    forward's column matrices, or NULL (im2col again into the thread's scratch)."""
+    cdef Py_ssize_t b
+    for b in prange(nb, schedule="dynamic", num_threads=nt):
+        _weight_block(gy, x, cols, gw + b * O * (g.C * g.kh * g.kw // g.G),
+                      NULL if gb == NULL else gb + b * O,
+                      scratch + threadid() * g.C * g.kh * g.kw * g.OH * g.OW,
+                      b * N // nb, (b + 1) * N // nb, O, g)
+
+
+cdef void _weight_block(const floating* gy, const floating* x, const floating* cols,
+                        floating* gwb, floating* gbb, floating* buf, Py_ssize_t lo,
+                        Py_ssize_t hi, Py_ssize_t O, const Geom* g) noexcept nogil:
     cdef Py_ssize_t n, grp, o, l, L = g.OH * g.OW, CK = g.C * g.kh * g.kw
     cdef Py_ssize_t CKg = CK // g.G, Og = O // g.G
     cdef bint direct = _pointwise(g)
     cdef const floating* cp
     cdef const floating* gr
-    cdef floating* buf
-    cdef floating* gwt
-    cdef floating* gbt
     cdef double s
-    cdef int t
-    for n in prange(N, schedule="static", num_threads=nt):
-        t = threadid()
-        gwt = gw + t * O * CKg
+    for n in range(lo, hi):
         if direct:
             cp = x + n * g.C * g.H * g.W
         elif cols != NULL:
             cp = cols + n * CK * L
         else:
-            buf = scratch + t * CK * L
             im2col(x + n * g.C * g.H * g.W, buf, g)
             cp = buf
         for grp in range(g.G):
             blas.gemm(floating is float, False, True, Og, CKg, L, gy + (n * O + grp * Og) * L, L,
-                      cp + grp * CKg * L, L, 1.0, gwt + grp * Og * CKg, CKg)
-        if gb != NULL:
-            gbt = gb + t * O
+                      cp + grp * CKg * L, L, 1.0, gwb + grp * Og * CKg, CKg)
+        if gbb != NULL:
             for o in range(O):
                 gr = gy + (n * O + o) * L
                 s = 0
                 for l in range(L):
-                    s = s + gr[l]
-                gbt[o] += <floating>s
+                    s += gr[l]
+                gbb[o] += <floating>s
 
 
 # --- array-level passes (checked shapes, C-contiguous float arrays of one dtype) -------------
@@ -300,9 +312,10 @@ cdef tuple weight_grad(cnp.ndarray gy, cnp.ndarray x, object cols, tuple wshape,
     cdef int prev
     cdef cnp.ndarray gw, gb = None, scratch = None, cl = cols
     gy, x = _c(gy), _c(x)
-    gw = np.zeros((nt, O, CK // g.G), gy.dtype)
+    cdef Py_ssize_t nb = min(N, WEIGHT_BLOCKS)
+    gw = np.zeros((max(nb, 1), O, CK // g.G), gy.dtype)
     if need_b:
-        gb = np.zeros((nt, O), gy.dtype)
+        gb = np.zeros((max(nb, 1), O), gy.dtype)
     if cols is None and not _pointwise(&g):
         scratch = np.empty((nt, CK, L), gy.dtype)
     cdef void* p_cl = _p(cl)
@@ -317,16 +330,16 @@ cdef tuple weight_grad(cnp.ndarray gy, cnp.ndarray x, object cols, tuple wshape,
         if gy.dtype == np.float32:
             with nogil:
                 _weight_pass[float](<float*>p_gy, <float*>p_x, <float*>p_cl, <float*>p_gw,
-                                    <float*>p_gb, <float*>p_scratch, N, O, &g, nt)
+                                    <float*>p_gb, <float*>p_scratch, N, O, &g, nt, nb)
         else:
             with nogil:
                 _weight_pass[double](<double*>p_gy, <double*>p_x, <double*>p_cl,
                                      <double*>p_gw, <double*>p_gb, <double*>p_scratch, N,
-                                     O, &g, nt)
+                                     O, &g, nt, nb)
         with nogil:
             blas.restore(prev)
-    rw = gw[0] if nt == 1 else gw.sum(0)
-    rb = None if gb is None else (gb[0] if nt == 1 else gb.sum(0))
+    rw = gw[0] if nb <= 1 else np.add.reduce(gw, 0)
+    rb = None if gb is None else (gb[0] if nb <= 1 else np.add.reduce(gb, 0))
     return rw.reshape(wshape), rb
 
 

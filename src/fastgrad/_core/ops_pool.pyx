@@ -1,6 +1,6 @@
 # cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
 """Max and average pooling, plain and adaptive, 1-D and 2-D: compiled nogil kernels over the
-(N*C) planes, one plane per thread of fastgrad's team above PAR_MIN elements.
+(N*C) planes, planes taken by the threads of fastgrad's team as they come free, above PAR_MIN elements.
 
 Note [Pooling windows]
 Every pooling here reads, for output (oh, ow), the rows h0[oh] + i*dh (i < hn[oh]) and columns
@@ -33,6 +33,7 @@ cnp.import_array()
 
 ctypedef struct Win:
     Py_ssize_t P, H, W, OH, OW, dh, dw, wmax    # wmax: the widest window
+    bint full                     # every window has the same, full size
     const int64_t* h0
     const int64_t* hn
     const int64_t* w0
@@ -52,7 +53,7 @@ cdef inline int _team(Py_ssize_t planes, Py_ssize_t work) noexcept nogil:
 cdef void _max_fwd(const floating* x, floating* y, int64_t* idx, const Win* w,
                    int nt) noexcept nogil:
     cdef Py_ssize_t p, L = w.OH * w.OW
-    for p in prange(w.P, schedule="static", num_threads=nt):
+    for p in prange(w.P, schedule="dynamic", num_threads=nt):
         _max_plane(x + p * w.H * w.W, y + p * L, idx + p * L, w)
 
 
@@ -70,6 +71,9 @@ cdef inline void _max_plane(const floating* xp, floating* y, int64_t* idx,
     cdef bint nan = False
     cdef floating* yr
     cdef int64_t* ir
+    if w.full:
+        _max_plane_full(xp, y, idx, w)
+        return
     for oh in range(w.OH):
         yr = y + oh * w.OW
         ir = idx + oh * w.OW
@@ -88,6 +92,35 @@ cdef inline void _max_plane(const floating* xp, floating* y, int64_t* idx,
                         nan = nan | (v != v)
                         yr[ow] = v if v > m else m
                         ir[ow] = ir[ow] ^ ((ir[ow] ^ c) & gt)
+    if nan:
+        _max_plane_nan(xp, y, idx, w)
+
+
+cdef void _max_plane_full(const floating* xp, floating* y, int64_t* idx,
+                          const Win* w) noexcept nogil:
+    """_max_plane when every window has the full kernel (no padding or ceil_mode reaching past
+    the input): one output at a time, fixed trip counts, the same selects."""
+    cdef Py_ssize_t oh, ow, i, j, base, c, best, kh = w.hn[0], kw = w.wmax
+    cdef Py_ssize_t rs = w.dh * w.W
+    cdef int64_t gt
+    cdef floating m, v
+    cdef bint nan = False
+    for oh in range(w.OH):
+        for ow in range(w.OW):
+            base = w.h0[oh] * w.W + w.w0[ow]
+            m = xp[base]
+            best = base
+            nan = nan | (m != m)
+            for i in range(kh):
+                for j in range(kw):
+                    c = base + i * rs + j * w.dw
+                    v = xp[c]
+                    gt = -<int64_t>(v > m)
+                    nan = nan | (v != v)
+                    m = v if v > m else m
+                    best = best ^ ((best ^ c) & gt)
+            y[oh * w.OW + ow] = m
+            idx[oh * w.OW + ow] = best
     if nan:
         _max_plane_nan(xp, y, idx, w)
 
@@ -115,7 +148,7 @@ cdef void _max_plane_nan(const floating* xp, floating* y, int64_t* idx,
 cdef void _max_bwd(const floating* gy, const int64_t* idx, floating* gx, Py_ssize_t P,
                    Py_ssize_t HW, Py_ssize_t L, int nt) noexcept nogil:
     cdef Py_ssize_t p, k
-    for p in prange(P, schedule="static", num_threads=nt):
+    for p in prange(P, schedule="dynamic", num_threads=nt):
         memset(gx + p * HW, 0, HW * sizeof(floating))
         for k in range(L):
             gx[p * HW + idx[p * L + k]] += gy[p * L + k]
@@ -127,7 +160,7 @@ cdef inline double _div(const Win* w, Py_ssize_t oh, Py_ssize_t ow) noexcept nog
 
 cdef void _avg_fwd(const floating* x, floating* y, const Win* w, int nt) noexcept nogil:
     cdef Py_ssize_t p, L = w.OH * w.OW
-    for p in prange(w.P, schedule="static", num_threads=nt):
+    for p in prange(w.P, schedule="dynamic", num_threads=nt):
         _avg_plane(x + p * w.H * w.W, y + p * L, w)
 
 
@@ -146,7 +179,7 @@ cdef inline void _avg_plane(const floating* xp, floating* y, const Win* w) noexc
 
 cdef void _avg_bwd(const floating* gy, floating* gx, const Win* w, int nt) noexcept nogil:
     cdef Py_ssize_t p, L = w.OH * w.OW
-    for p in prange(w.P, schedule="static", num_threads=nt):
+    for p in prange(w.P, schedule="dynamic", num_threads=nt):
         _avg_bwd_plane(gy + p * L, gx + p * w.H * w.W, w)
 
 
@@ -206,6 +239,7 @@ cdef Win _win(Py_ssize_t P, Py_ssize_t H, Py_ssize_t W, tuple hw, tuple ww, Py_s
     w.divh, w.divw = <const double*>cnp.PyArray_DATA(dvh), <const double*>cnp.PyArray_DATA(dvw)
     w.override = override
     w.wmax = wn.max() if wn.shape[0] else 0
+    w.full = w.OH > 0 and w.OW > 0 and hn.min() == hn.max() and wn.min() == w.wmax
     return w
 
 
