@@ -45,6 +45,9 @@ CONV2D_GRID = [
     (1, 2, 5, 6, 3, 3, dict(padding=(2, 0), dilation=(1, 2))),
     (2, 6, 10, 10, 4, 5, dict(padding="same", dilation=2, groups=2)),
     (2, 3, 8, 8, 4, 3, dict(bias=False, stride=3)),
+    # large enough for the transposed weight-gradient product (SMALL_NT_MACS)
+    (2, 6, 14, 14, 16, 5, dict(padding=1)),
+    (2, 8, 20, 20, 32, 5, dict(groups=2, padding=2, dilation=(1, 2))),
 ]
 
 
