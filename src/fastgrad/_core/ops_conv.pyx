@@ -15,9 +15,11 @@ its sample's im2col into its own buffer and the sample's products as single-thre
 calls (blas.gemm; OpenBLAS set to one thread, Note [Single-threaded BLAS for small products]), so
 the column matrix is written and read while it is in that core's cache. Weight and bias gradients
 are summed per block of samples (WEIGHT_BLOCKS equal blocks in sample order, whichever thread
-runs them) and the blocks added in order, so the result does not depend on the thread count. The forward keeps its column
-matrices for the weight gradient when they are small enough (COLS_KEEP bytes), sparing the
-backward a second im2col. Padding is split into a leading and a trailing amount per dim, so
+runs them) and the blocks added in order, so the result does not depend on the thread count. With a stride, the forward keeps
+its column matrices for the weight gradient when they are small enough (COLS_KEEP bytes),
+sparing the backward a second im2col; the shifted rows of unit stride (Note [Shifted rows for
+unit stride]) are cheap enough to copy again into the thread's cache-resident scratch, which
+measured faster than writing them out and reading them back (W11: ~5-10%). Padding is split into a leading and a trailing amount per dim, so
 padding="same" with an even kernel runs in the kernel too; the other padding modes pad with F.pad
 first. Under create_graph the gradients are written with recorded unfold/fold and matmul, so they
 are differentiable again.
@@ -491,7 +493,8 @@ cdef tuple narrow_fwd(cnp.ndarray x, cnp.ndarray w, object bias, Geom g, bint ke
         y[...] = (<cnp.ndarray>bias).reshape(1, O, 1)
     else:
         y = np.zeros((N, O, L), x.dtype)
-    keep = keep and not _pointwise(&g) and N * CK * cols_len(&g) * x.itemsize <= COLS_KEEP
+    keep = keep and not _pointwise(&g) and not _shifted(&g) and \
+        N * CK * cols_len(&g) * x.itemsize <= COLS_KEEP
     if keep:
         cols = np.empty((N, CK, cols_len(&g)), x.dtype)
     if not _pointwise(&g):
