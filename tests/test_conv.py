@@ -283,3 +283,16 @@ def test_lenet_example_loss_falls():
     losses = [float(v) for v in re.findall(r"loss (\d+\.\d+)", out)]
     assert len(losses) >= 4, out
     assert losses[-1] < 0.75 * losses[0], out
+
+
+def test_conv_transpose2d_double_backward_finite_differences():
+    rng = np.random.default_rng(13)
+
+    def fn(x, w):
+        with fg.enable_grad():        # the finite differences evaluate fn under no_grad
+            x = x if x.requires_grad else x.detach().requires_grad_()
+            w = w if w.requires_grad else w.detach().requires_grad_()
+            y = F.conv_transpose2d(x, w, stride=2, padding=1, groups=2)
+            gx, gw = fg.autograd.grad((y * y).sum(), (x, w), create_graph=True)
+            return (gx * gx).sum() + (gw * gw).sum()
+    check_grad(fn, [rng.standard_normal((1, 4, 3, 3)), rng.standard_normal((4, 1, 3, 3))])
