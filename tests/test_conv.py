@@ -175,18 +175,24 @@ def test_fold_unfold_finite_differences():
     check_grad(lambda c: F.fold(c, (4, 5), 2, stride=(2, 1)), [rng.standard_normal((1, 8, 8))])
 
 
-def test_conv2d_double_backward_finite_differences():
-    """Under create_graph the gradients are recorded ops, so the grad of a grad is right."""
-    rng = np.random.default_rng(10)
-
+def _grad_norms(op):
+    """x, w -> |d(sum op(x, w)^2)/dx|^2 + |.../dw|^2 with the gradients taken under create_graph,
+    so its own gradient goes through op's backward twice."""
     def fn(x, w):
         with fg.enable_grad():        # the finite differences evaluate fn under no_grad
             x = x if x.requires_grad else x.detach().requires_grad_()
             w = w if w.requires_grad else w.detach().requires_grad_()
-            y = F.conv2d(x, w, stride=(1, 2), padding=1, groups=1)
+            y = op(x, w)
             gx, gw = fg.autograd.grad((y * y).sum(), (x, w), create_graph=True)
             return (gx * gx).sum() + (gw * gw).sum()
-    check_grad(fn, [rng.standard_normal((2, 2, 3, 3)), rng.standard_normal((3, 2, 3, 3))])
+    return fn
+
+
+def test_conv2d_double_backward_finite_differences():
+    """Under create_graph the gradients are recorded ops, so the grad of a grad is right."""
+    rng = np.random.default_rng(10)
+    check_grad(_grad_norms(lambda x, w: F.conv2d(x, w, stride=(1, 2), padding=1)),
+               [rng.standard_normal((2, 2, 3, 3)), rng.standard_normal((3, 2, 3, 3))])
 
 
 def test_conv2d_unbatched_and_threads_agree():
@@ -287,12 +293,5 @@ def test_lenet_example_loss_falls():
 
 def test_conv_transpose2d_double_backward_finite_differences():
     rng = np.random.default_rng(13)
-
-    def fn(x, w):
-        with fg.enable_grad():        # the finite differences evaluate fn under no_grad
-            x = x if x.requires_grad else x.detach().requires_grad_()
-            w = w if w.requires_grad else w.detach().requires_grad_()
-            y = F.conv_transpose2d(x, w, stride=2, padding=1, groups=2)
-            gx, gw = fg.autograd.grad((y * y).sum(), (x, w), create_graph=True)
-            return (gx * gx).sum() + (gw * gw).sum()
-    check_grad(fn, [rng.standard_normal((1, 4, 3, 3)), rng.standard_normal((4, 1, 3, 3))])
+    check_grad(_grad_norms(lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1, groups=2)),
+               [rng.standard_normal((1, 4, 3, 3)), rng.standard_normal((4, 1, 3, 3))])
