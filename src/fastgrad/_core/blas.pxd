@@ -8,4 +8,4 @@ cdef int one_thread() noexcept nogil          # OpenBLAS to 1 thread; returns th
 cdef void restore(int prev) noexcept nogil
 cdef bint gemm(bint f32, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                const void* a, Py_ssize_t lda, const void* b, Py_ssize_t ldb, double beta,
-               void* c, Py_ssize_t ldc) noexcept nogil   # C = op(A) op(B) + beta C; False: no BLAS
+               void* c, Py_ssize_t ldc) noexcept nogil   # C = op(A) op(B) + beta C (always True)

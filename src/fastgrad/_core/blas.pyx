@@ -36,6 +36,7 @@ from libc.stdint cimport int64_t
 from libc.limits cimport INT_MAX
 from libc.string cimport memcpy
 from cython.parallel cimport prange
+from cython cimport floating
 
 from fastgrad._core.kernels cimport nthreads
 
@@ -242,28 +243,47 @@ cdef bint gemm(bint f32, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_
                void* c, Py_ssize_t ldc) noexcept nogil:
     """One row-major product C (m, n) = op(A) @ op(B) + beta * C on the calling thread, for
     kernels that drive many small products themselves (the caller sets OpenBLAS to one thread
-    around its loop with one_thread/restore). False, and C untouched, when BLAS's entry points
-    were not found or a size exceeds LP64's ints."""
+    around its loop with one_thread/restore, e.g. one sample per thread in the convolutions).
+    Plain loops when OpenBLAS's entry points were not found or a size exceeds LP64's ints.
+    Always True (the product was made)."""
     cdef int ta_ = FG_TRANS if ta else FG_NO_TRANS, tb_ = FG_TRANS if tb else FG_NO_TRANS
-    if _sgemm == NULL:
-        return False
-    if f32:
+    if m == 0 or n == 0:
+        return True
+    if _sgemm == NULL or (not _ilp64 and max(m, n, k, lda, ldb, ldc) > INT_MAX):
+        if f32:
+            _naive_gemm[float](ta, tb, m, n, k, <const float*>a, lda, <const float*>b, ldb,
+                               beta, <float*>c, ldc)
+        else:
+            _naive_gemm[double](ta, tb, m, n, k, <const double*>a, lda, <const double*>b, ldb,
+                                beta, <double*>c, ldc)
+    elif f32:
         if _ilp64:
             (<_sgemm64_t>_sgemm)(FG_ROW_MAJOR, ta_, tb_, m, n, k, 1.0, <const float*>a, lda,
                                  <const float*>b, ldb, <float>beta, <float*>c, ldc)
-            return True
-    elif _ilp64:
-        (<_dgemm64_t>_dgemm)(FG_ROW_MAJOR, ta_, tb_, m, n, k, 1.0, <const double*>a, lda,
-                             <const double*>b, ldb, beta, <double*>c, ldc)
-        return True
-    if max(m, n, k, lda, ldb, ldc) > INT_MAX:
-        return False
-    if f32:
-        (<_sgemm32_t>_sgemm)(FG_ROW_MAJOR, ta_, tb_, <int>m, <int>n, <int>k, 1.0,
-                             <const float*>a, <int>lda, <const float*>b, <int>ldb,
-                             <float>beta, <float*>c, <int>ldc)
+        else:
+            (<_sgemm32_t>_sgemm)(FG_ROW_MAJOR, ta_, tb_, <int>m, <int>n, <int>k, 1.0,
+                                 <const float*>a, <int>lda, <const float*>b, <int>ldb,
+                                 <float>beta, <float*>c, <int>ldc)
     else:
-        (<_dgemm32_t>_dgemm)(FG_ROW_MAJOR, ta_, tb_, <int>m, <int>n, <int>k, 1.0,
-                             <const double*>a, <int>lda, <const double*>b, <int>ldb,
-                             beta, <double*>c, <int>ldc)
+        if _ilp64:
+            (<_dgemm64_t>_dgemm)(FG_ROW_MAJOR, ta_, tb_, m, n, k, 1.0, <const double*>a, lda,
+                                 <const double*>b, ldb, beta, <double*>c, ldc)
+        else:
+            (<_dgemm32_t>_dgemm)(FG_ROW_MAJOR, ta_, tb_, <int>m, <int>n, <int>k, 1.0,
+                                 <const double*>a, <int>lda, <const double*>b, <int>ldb,
+                                 beta, <double*>c, <int>ldc)
     return True
+
+
+cdef void _naive_gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                      const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ldb,
+                      double beta, floating* c, Py_ssize_t ldc) noexcept nogil:
+    cdef Py_ssize_t i, j, p
+    cdef double s
+    for i in range(m):
+        for j in range(n):
+            s = 0
+            for p in range(k):
+                s += (a[p * lda + i] if ta else a[i * lda + p]) * \
+                    (b[j * ldb + p] if tb else b[p * ldb + j])
+            c[i * ldc + j] = <floating>(s + (beta * c[i * ldc + j] if beta != 0 else 0))

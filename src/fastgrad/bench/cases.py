@@ -313,6 +313,36 @@ def w9_chain(lib, n):
     return x, y
 
 
+# --- W11: one SGD step of a LeNet-style CNN ------------------------------------------------------
+
+W11_BATCH = 64
+
+
+def make_lenet(lib):
+    """The LeNet-style network of W11 and examples/lenet_digits.py: 1x28x28 in, 10 logits out."""
+    nn = lib.nn
+    return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                         nn.Linear(84, 10))
+
+
+def make_w11(lib, batch=W11_BATCH):
+    """One SGD step of the LeNet-style CNN, cross-entropy, batch 64 of 1x28x28."""
+    _seed(lib)
+    model = make_lenet(lib)
+    loss_fn = lib.nn.CrossEntropyLoss()
+    opt = lib.optim.SGD(model.parameters(), lr=0.01)
+    X = _tensor(lib, _data((batch, 1, 28, 28), 11))
+    y = _tensor(lib, _rng(12).integers(0, 10, size=batch).astype(np.int64))
+
+    def step():
+        opt.zero_grad()
+        loss_fn(model(X), y).backward()
+        opt.step()
+    return step
+
+
 # --- W14: one DataLoader epoch over an in-memory TensorDataset ---------------------------------
 
 W14_ROWS, W14_FEATURES, W14_BATCH = 60000, 784, 128

@@ -146,6 +146,14 @@ def w6(run):
                 Target(False, peer="gemms", factor=1.1), gemms=True)
 
 
+def w11(run):
+    label = f"LeNet-style CNN SGD step b={cases.W11_BATCH}"
+    run.progress("W11", label)
+    cols = run.columns(cases.make_w11)
+    return [row("W11", label, "ms/step", _scaled(run.time(cols), 1e3),
+                Target(False, peer="torch", factor=1 / 1.5, text="≥ 1.5x torch"))]
+
+
 def w12(run):
     """LSTM(64, 128) classifier step against torch's in the same run: time ≤ 0.5x torch's."""
     label = (f"LSTM({cases.W12_IN},{cases.W12_HIDDEN}) T={cases.W12_SEQ} b={cases.W12_BATCH} "
@@ -290,4 +298,4 @@ def run_children(run, wanted):
 
 
 WORKLOADS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6,
-             "W7": w7, "W8": w8, "W9": w9, "W10": w10, "W12": w12, "W14": w14}
+             "W7": w7, "W8": w8, "W9": w9, "W10": w10, "W11": w11, "W12": w12, "W14": w14}

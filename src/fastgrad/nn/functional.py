@@ -322,3 +322,12 @@ def pairwise_distance(x1, x2, p=2.0, eps=1e-6, keepdim=False):
     d = x1 - x2 + eps
     dim = -1 if d.dim() else 0
     return d.norm(p, dim, keepdim=keepdim)
+
+
+# --- convolution and pooling (compiled: _core.ops_conv, _core.ops_pool) -----------------------------
+
+from fastgrad.nn.conv_functional import (conv1d, conv2d, conv_transpose1d,  # noqa: E402
+                                         conv_transpose2d, unfold, fold)
+from fastgrad.nn.pool_functional import (max_pool1d, max_pool2d, avg_pool1d,  # noqa: E402
+                                         avg_pool2d, adaptive_avg_pool1d, adaptive_avg_pool2d,
+                                         adaptive_max_pool1d, adaptive_max_pool2d)

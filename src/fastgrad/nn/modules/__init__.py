@@ -7,3 +7,8 @@ from fastgrad.nn.modules.activation import (ReLU, LeakyReLU, GELU, ELU, SiLU, Si
 from fastgrad.nn.modules.loss import (MSELoss, L1Loss, SmoothL1Loss, HuberLoss, CrossEntropyLoss,
                                       NLLLoss, BCELoss, BCEWithLogitsLoss)
 from fastgrad.nn.modules.rnn import RNNBase, RNN, LSTM, GRU, RNNCellBase, RNNCell, LSTMCell, GRUCell
+from fastgrad.nn.modules.conv import (Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, Unfold,
+                                      Fold)
+from fastgrad.nn.modules.pooling import (MaxPool1d, MaxPool2d, AvgPool1d, AvgPool2d,
+                                         AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,
+                                         AdaptiveMaxPool2d)
