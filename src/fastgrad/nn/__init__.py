@@ -7,4 +7,7 @@ from fastgrad.nn.modules import (Module, Sequential, ModuleList, ModuleDict, Lin
                                  LeakyReLU, GELU, ELU, SiLU, Sigmoid, Tanh, Softplus, Softmax,
                                  LogSoftmax, MSELoss, L1Loss, SmoothL1Loss, HuberLoss,
                                  CrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss)
+from fastgrad.nn.modules import (MultiheadAttention, TransformerEncoderLayer,  # noqa: F401
+                                 TransformerEncoder, TransformerDecoderLayer, TransformerDecoder,
+                                 Transformer)
 from fastgrad.nn import utils  # noqa: F401

@@ -100,7 +100,10 @@ def dropout(input, p=0.5, training=True, inplace=False) -> Tensor:
         # PyTorch's mask: bernoulli_(1 - p) in the input's dtype, then divided by (1 - p), which
         # float16 computes in float32 and rounds once
         ct = np.float32 if x.dtype == np.float16 else x.dtype.type
-        mask = (_sampling._bernoulli_values(x.shape, 1 - p, None).astype(ct) / ct(1 - p))
+        # drawn in the input's memory order, as PyTorch's empty_like(input).bernoulli_ fills it
+        order = _sampling._MemoryOrder(input)
+        mask = order.place(_sampling._bernoulli_values(order.draw_shape, 1 - p, None).astype(ct)
+                           / ct(1 - p))
     out = input * _wrap(mask.astype(x.dtype, copy=False))
     if inplace:
         return input.copy_(out)
@@ -334,3 +337,251 @@ def pairwise_distance(x1, x2, p=2.0, eps=1e-6, keepdim=False):
     d = x1 - x2 + eps
     dim = -1 if d.dim() else 0
     return d.norm(p, dim, keepdim=keepdim)
+
+
+# --- attention -----------------------------------------------------------------------------------
+
+def _additive_mask(mask, dtype_np, keep_true):
+    """A bool mask as a float tensor to add to the scores: 0 where attended, -inf elsewhere
+    (keep_true: True means attend, as in scaled_dot_product_attention; otherwise True means
+    masked, as in MultiheadAttention). A float mask is returned as it is."""
+    m = mask._np
+    if m.dtype == np.bool_:
+        masked = ~m if keep_true else m
+        return _wrap(np.where(masked, dtype_np.type(-np.inf), dtype_np.type(0)))
+    if m.dtype.kind != "f":
+        raise RuntimeError(f"Expected attn_mask dtype to be bool or float or to match query "
+                           f"dtype, but got attn_mask.dtype: {mask.dtype}; pass a bool or "
+                           f"float mask")
+    return mask
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
+                                 is_causal=False, scale=None, enable_gqa=False) -> Tensor:
+    """softmax(q k^T * scale + mask) v over any leading batch dims, with dropout on the
+    probabilities; one graph node with a fused backward (_core.ops_attention)."""
+    from fastgrad._core.ops_attention import attention
+    for name, t in (("query", query), ("key", key), ("value", value)):
+        if t.dim() < 2:
+            raise RuntimeError(f"scaled_dot_product_attention: {name} must have at least 2 "
+                               f"dims (..., L, E), got shape {list(t.shape)}")
+    qd = query._np.dtype
+    if key._np.dtype != qd or value._np.dtype != qd:
+        raise RuntimeError(f"Expected query, key, and value to have the same dtype, but got "
+                           f"query.dtype: {query.dtype} key.dtype: {key.dtype} and value.dtype: "
+                           f"{value.dtype} instead.")
+    if qd.kind != "f":
+        raise RuntimeError(f"scaled_dot_product_attention needs floating point inputs, got "
+                           f"{query.dtype}")
+    if query.shape[-1] != key.shape[-1] or key.shape[-2] != value.shape[-2]:
+        raise RuntimeError(f"scaled_dot_product_attention: query (..., L, E) {list(query.shape)}"
+                           f", key (..., S, E) {list(key.shape)} and value (..., S, Ev) "
+                           f"{list(value.shape)} do not fit together")
+    if enable_gqa and key.dim() >= 3 and key.shape[-3] != query.shape[-3]:
+        reps = query.shape[-3] // key.shape[-3]
+        key = key.repeat_interleave(reps, -3)
+        value = value.repeat_interleave(reps, -3)
+    L, S = query.shape[-2], key.shape[-2]
+    if is_causal:
+        if attn_mask is not None:
+            raise RuntimeError("_scaled_dot_product_attention: Explicit attn_mask should not be "
+                               "set when is_causal=True; pass one or the other")
+        attn_mask = _wrap(np.tril(np.ones((L, S), dtype=bool)))
+    mask = None
+    if attn_mask is not None:
+        mask = _additive_mask(attn_mask, qd, True)
+        try:
+            np.broadcast_shapes(mask._np.shape, tuple(query.shape[:-2]) + (L, S))
+        except ValueError:
+            raise RuntimeError(f"scaled_dot_product_attention: attn_mask of shape "
+                               f"{list(attn_mask.shape)} does not broadcast to the scores' "
+                               f"shape {list(query.shape[:-2]) + [L, S]}") from None
+    if scale is None:
+        scale = 1.0 / math.sqrt(query.shape[-1])
+    return attention(query, key, value, mask, float(scale), float(dropout_p))
+
+
+def _check_mha_shapes(query, key, value, key_padding_mask, attn_mask, num_heads):
+    """PyTorch's shape checks of multi_head_attention_forward (AssertionError); True when the
+    input is batched (3-D)."""
+    if query.dim() not in (2, 3):
+        raise AssertionError(f"query should be unbatched 2D or batched 3D tensor but received "
+                             f"{query.dim()}-D query tensor")
+    kind = "batched (3-D)" if query.dim() == 3 else "unbatched (2-D)"
+    if key.dim() != query.dim() or value.dim() != query.dim():
+        raise AssertionError(f"For {kind} `query`, expected `key` and `value` to be "
+                             f"{query.dim()}-D but found {key.dim()}-D and {value.dim()}-D "
+                             f"tensors respectively")
+    if key_padding_mask is not None and key_padding_mask.dim() != query.dim() - 1:
+        raise AssertionError(f"For {kind} `query`, expected `key_padding_mask` to be `None` or "
+                             f"{query.dim() - 1}-D but found {key_padding_mask.dim()}-D tensor "
+                             f"instead")
+    if attn_mask is not None and attn_mask.dim() not in (2, 3):
+        raise AssertionError(f"expected `attn_mask` to be `None`, 2-D or 3-D but found "
+                             f"{attn_mask.dim()}-D tensor instead")
+    return query.dim() == 3
+
+
+def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_heads,
+                                 in_proj_weight, in_proj_bias, bias_k, bias_v, add_zero_attn,
+                                 dropout_p, out_proj_weight, out_proj_bias, training=True,
+                                 key_padding_mask=None, need_weights=True, attn_mask=None,
+                                 use_separate_proj_weight=False, q_proj_weight=None,
+                                 k_proj_weight=None, v_proj_weight=None, static_k=None,
+                                 static_v=None, average_attn_weights=True, is_causal=False):
+    """PyTorch's function: query (L, N, E), key/value (S, N, E), or unbatched (L, E)."""
+    return _mha(query, key, value, embed_dim_to_check, num_heads, in_proj_weight, in_proj_bias,
+                bias_k, bias_v, add_zero_attn, dropout_p, out_proj_weight, out_proj_bias,
+                training, key_padding_mask, need_weights, attn_mask, use_separate_proj_weight,
+                q_proj_weight, k_proj_weight, v_proj_weight, static_k, static_v,
+                average_attn_weights, is_causal, batch_first=False)
+
+
+def _mha(query, key, value, embed_dim_to_check, num_heads, in_proj_weight, in_proj_bias,
+         bias_k, bias_v, add_zero_attn, dropout_p, out_proj_weight, out_proj_bias, training,
+         key_padding_mask, need_weights, attn_mask, use_separate_proj_weight, q_proj_weight,
+         k_proj_weight, v_proj_weight, static_k, static_v, average_attn_weights, is_causal,
+         batch_first):
+    """Multi-head attention computed batch-major: (N, L, E) in, heads as (N, H, L, hd) views,
+    so a batch_first module needs no transposed copies of its activations."""
+    batched = _check_mha_shapes(query, key, value, key_padding_mask, attn_mask, num_heads)
+    if static_k is not None or static_v is not None:
+        raise NotImplementedError("multi_head_attention_forward: static_k/static_v are not "
+                                  "supported; project the keys and values with the layer")
+    same_kv = key is value
+    same_qkv = same_kv and query is key
+    if not batched:
+        query, key, value = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)
+        if key_padding_mask is not None:
+            key_padding_mask = key_padding_mask.unsqueeze(0)
+    elif not batch_first:
+        query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
+    bsz, tgt_len, embed_dim = query.shape
+    src_len = key.shape[1]
+    dt = query._np.dtype
+    if is_causal and attn_mask is None:
+        raise RuntimeError("Need attn_mask if specifying the is_causal hint. You may use the "
+                           "Transformer module method `generate_square_subsequent_mask` to "
+                           "create this mask.")
+    for name, m in (("key_padding_mask", key_padding_mask), ("attn_mask", attn_mask)):
+        if m is not None and m._np.dtype != np.bool_ and m._np.dtype.kind != "f":
+            raise AssertionError(f"only bool and floating types of {name} are supported")
+    if key_padding_mask is not None:
+        key_padding_mask = _additive_mask(key_padding_mask, dt, False)
+        is_causal = False
+    if is_causal and not need_weights:
+        attn_mask = None
+    elif attn_mask is not None:
+        attn_mask = _additive_mask(attn_mask, dt, False)
+        is_causal = False
+    if embed_dim != embed_dim_to_check:
+        raise AssertionError(f"was expecting embedding dimension of {embed_dim_to_check}, but "
+                             f"got {embed_dim}")
+    head_dim = embed_dim // num_heads
+    if head_dim * num_heads != embed_dim:
+        raise AssertionError(f"embed_dim {embed_dim} not divisible by num_heads {num_heads}")
+    if use_separate_proj_weight:
+        if tuple(key.shape[:2]) != tuple(value.shape[:2]):
+            raise AssertionError(f"key's sequence and batch dims {tuple(key.shape[:2])} do not "
+                                 f"match value's {tuple(value.shape[:2])}")
+        bq = bk = bv = None
+        if in_proj_bias is not None:
+            bq, bk, bv = in_proj_bias.chunk(3)
+        q = _linear(query, q_proj_weight, bq)
+        k = _linear(key, k_proj_weight, bk)
+        v = _linear(value, v_proj_weight, bv)
+    else:
+        if tuple(key.shape) != tuple(value.shape):
+            raise AssertionError(f"key shape {tuple(key.shape)} does not match value shape "
+                                 f"{tuple(value.shape)}")
+        q, k, v = _in_projection_packed(query, key, value, in_proj_weight, in_proj_bias, same_qkv,
+                                        same_kv)
+    if attn_mask is not None:
+        if attn_mask.dim() == 2:
+            if tuple(attn_mask.shape) != (tgt_len, src_len):
+                raise RuntimeError(f"The shape of the 2D attn_mask is {tuple(attn_mask.shape)},"
+                                   f" but should be {(tgt_len, src_len)}.")
+            attn_mask = attn_mask.reshape(1, 1, tgt_len, src_len)
+        else:
+            if tuple(attn_mask.shape) != (bsz * num_heads, tgt_len, src_len):
+                raise RuntimeError(f"The shape of the 3D attn_mask is {tuple(attn_mask.shape)},"
+                                   f" but should be {(bsz * num_heads, tgt_len, src_len)}.")
+            attn_mask = attn_mask.reshape(bsz, num_heads, tgt_len, src_len)
+    if bias_k is not None and bias_v is not None:
+        k = _view().cat([k, bias_k.reshape(1, 1, embed_dim).expand(bsz, 1, embed_dim)], 1)
+        v = _view().cat([v, bias_v.reshape(1, 1, embed_dim).expand(bsz, 1, embed_dim)], 1)
+        attn_mask = _pad_key(attn_mask)
+        key_padding_mask = _pad_key(key_padding_mask)
+    elif bias_k is not None or bias_v is not None:
+        raise AssertionError("bias_k is set but bias_v is None" if bias_k is not None
+                             else "bias_v is set but bias_k is None")
+    q = q.reshape(bsz, tgt_len, num_heads, head_dim).transpose(1, 2)
+    k = k.reshape(bsz, k.shape[1], num_heads, head_dim).transpose(1, 2)
+    v = v.reshape(bsz, v.shape[1], num_heads, head_dim).transpose(1, 2)
+    if add_zero_attn:
+        zeros = _wrap(np.zeros((bsz, num_heads, 1, head_dim), dtype=dt))
+        k = _view().cat([k, zeros], 2)
+        v = _view().cat([v, zeros], 2)
+        attn_mask = _pad_key(attn_mask)
+        key_padding_mask = _pad_key(key_padding_mask)
+    src_len = k.shape[2]
+    if key_padding_mask is not None:
+        if key_padding_mask.shape[0] != bsz:
+            raise AssertionError(f"Expected key_padded_mask.shape[0] to be {bsz}, but got "
+                                 f"{key_padding_mask.shape[0]}")
+        if key_padding_mask.shape[1] != src_len:
+            raise AssertionError(f"Expected key_padded_mask.shape[1] to be {src_len}, but got "
+                                 f"{key_padding_mask.shape[1]}")
+        kpm = key_padding_mask.reshape(bsz, 1, 1, src_len)
+        attn_mask = kpm if attn_mask is None else attn_mask + kpm
+    if not training:
+        dropout_p = 0.0
+    if need_weights:
+        if is_causal and attn_mask is None:
+            raise AssertionError("is_causal without an attn_mask is not implemented for "
+                                 "need_weights=True; pass the causal mask as attn_mask")
+        scores = (q * math.sqrt(1.0 / float(head_dim))).matmul(k.mT)
+        if attn_mask is not None:
+            scores = scores + attn_mask
+        weights = softmax(scores, dim=-1)
+        if dropout_p > 0.0:
+            weights = dropout(weights, p=dropout_p)
+        out = weights.matmul(v)
+    else:
+        weights = None
+        out = scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal)
+    # (L, N, E) in memory whatever the layout asked for, as PyTorch's result is: a dropout
+    # drawn on it afterwards fills its mask in memory order, so the draws land where PyTorch's do
+    out = out.permute(2, 0, 1, 3).reshape(tgt_len, bsz, embed_dim)
+    out = _linear(out, out_proj_weight, out_proj_bias)
+    if weights is not None and average_attn_weights:
+        weights = weights.mean(1)
+    if not batched:
+        out = out.squeeze(1)
+        if weights is not None:
+            weights = weights.squeeze(0)
+    elif batch_first:
+        out = out.transpose(0, 1)
+    return out, weights
+
+
+def _pad_key(mask):
+    """A mask with one more (attended) key at the end."""
+    if mask is None:
+        return None
+    return pad(mask, (0, 1))
+
+
+def _in_projection_packed(q, k, v, w, b, same_qkv, same_kv):
+    """q, k, v projected by the rows of the packed (3E, E) weight: one product for
+    self-attention, two when key is value, three otherwise."""
+    E = q.shape[-1]
+    if same_kv:
+        if same_qkv:
+            return _linear(q, w, b).chunk(3, -1)
+        wq, wkv = w.split([E, 2 * E])
+        bq, bkv = (None, None) if b is None else b.split([E, 2 * E])
+        return (_linear(q, wq, bq),) + tuple(_linear(k, wkv, bkv).chunk(2, -1))
+    wq, wk, wv = w.chunk(3)
+    bq, bk, bv = (None, None, None) if b is None else b.chunk(3)
+    return _linear(q, wq, bq), _linear(k, wk, bk), _linear(v, wv, bv)

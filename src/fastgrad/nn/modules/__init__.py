@@ -6,3 +6,6 @@ from fastgrad.nn.modules.activation import (ReLU, LeakyReLU, GELU, ELU, SiLU, Si
                                             Softplus, Softmax, LogSoftmax)
 from fastgrad.nn.modules.loss import (MSELoss, L1Loss, SmoothL1Loss, HuberLoss, CrossEntropyLoss,
                                       NLLLoss, BCELoss, BCEWithLogitsLoss)
+from fastgrad.nn.modules.transformer import (MultiheadAttention, TransformerEncoderLayer,
+                                             TransformerEncoder, TransformerDecoderLayer,
+                                             TransformerDecoder, Transformer)
