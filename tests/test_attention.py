@@ -338,3 +338,18 @@ def test_dropout_of_a_transposed_tensor_draws_in_memory_order():
     fg.manual_seed(11)
     fout = F.dropout(fg.tensor(x.transpose(0, 1).numpy()).transpose(0, 1), 0.5)
     _close(fout, out)
+
+
+@pytest.mark.skipif(REFERENCE, reason="runs the fastgrad example")
+def test_transformer_classifier_example_loss_falls():
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, os.path.join(root, "examples",
+                                                       "transformer_classifier.py"), "150"],
+                         capture_output=True, text=True, timeout=180, check=True).stdout
+    losses = [float(ln.split()[-1]) for ln in out.splitlines() if ln.startswith("step")]
+    assert len(losses) == 10
+    assert losses[-1] < 0.8 * losses[0]
+    assert "held-out accuracy" in out

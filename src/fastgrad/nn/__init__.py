@@ -9,5 +9,7 @@ from fastgrad.nn.modules import (Module, Sequential, ModuleList, ModuleDict, Lin
                                  CrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss)
 from fastgrad.nn.modules import (MultiheadAttention, TransformerEncoderLayer,  # noqa: F401
                                  TransformerEncoder, TransformerDecoderLayer, TransformerDecoder,
-                                 Transformer)
+                                 Transformer, BatchNorm2d, GroupNorm, InstanceNorm1d,
+                                 InstanceNorm2d, Dropout1d, Dropout2d, Upsample, PixelShuffle,
+                                 PixelUnshuffle)
 from fastgrad.nn import utils  # noqa: F401

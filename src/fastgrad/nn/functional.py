@@ -143,6 +143,11 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) -> Ten
         raise RuntimeError(f"Given normalized_shape={list(normalized_shape)}, expected input "
                            f"with shape [*, {', '.join(map(str, normalized_shape))}], but got "
                            f"input of size{list(input.shape)}")
+    dt = input._np.dtype
+    if dt in (np.float32, np.float64) and all(
+            t is None or t._np.dtype == dt for t in (weight, bias)):
+        from fastgrad._core.ops_norm import layer_norm as _layer_norm
+        return _layer_norm(input, k, weight, bias, float(eps))
     dims = tuple(range(input.dim() - k, input.dim()))
     xc = input - input.mean(dims, True)
     var = (xc * xc).mean(dims, True)
@@ -585,3 +590,251 @@ def _in_projection_packed(q, k, v, w, b, same_qkv, same_kv):
     wq, wk, wv = w.chunk(3)
     bq, bk, bv = (None, None, None) if b is None else b.chunk(3)
     return _linear(q, wq, bq), _linear(k, wk, bk), _linear(v, wv, bv)
+
+
+# --- normalisation, channel dropout and resampling for images ------------------------------------
+
+def _normalize_groups(x, dims, eps):
+    """(x - mean) / sqrt(biased var + eps) over dims (recorded ops); also the mean and the
+    biased variance, for running statistics."""
+    mean = x.mean(dims, True)
+    xc = x - mean
+    var = (xc * xc).mean(dims, True)
+    return xc / (var + eps).sqrt(), mean, var
+
+
+def _channel_affine(y, weight, bias):
+    """y * weight + bias with weight and bias of shape (C,) on dim 1 of y."""
+    shape = (1, y.shape[1]) + (1,) * (y.dim() - 2)
+    if weight is not None:
+        y = y * weight.reshape(shape)
+    if bias is not None:
+        y = y + bias.reshape(shape)
+    return y
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5) -> Tensor:
+    """Normalise each sample over its channel groups (C / num_groups channels and every spatial
+    position per group), then a per-channel affine."""
+    if input.dim() < 2:
+        raise RuntimeError(f"group_norm: expected an input of at least 2 dims (N, C, *), got "
+                           f"shape {list(input.shape)}")
+    n, c = input.shape[0], input.shape[1]
+    if c % num_groups:
+        raise RuntimeError(f"Expected number of channels in input to be divisible by "
+                           f"num_groups, but got input of shape {list(input.shape)} and "
+                           f"num_groups={num_groups}")
+    g = input.reshape(n, num_groups, -1)
+    y, _, _ = _normalize_groups(g, (2,), eps)
+    return _channel_affine(y.reshape(tuple(input.shape)), weight, bias)
+
+
+def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
+                  use_input_stats=True, momentum=0.1, eps=1e-5) -> Tensor:
+    """Normalise each (sample, channel) over its spatial positions. With running statistics,
+    they move towards the batch average of the per-instance mean and unbiased variance."""
+    if input.dim() < 3:
+        raise ValueError(f"instance_norm: expected an input (N, C, *) with at least one "
+                         f"spatial dim, got shape {list(input.shape)}")
+    dims = tuple(range(2, input.dim()))
+    if not use_input_stats:
+        if running_mean is None or running_var is None:
+            raise RuntimeError("instance_norm: Expected running_mean and running_var to be "
+                               "defined when use_input_stats is false")
+        shape = (1, input.shape[1]) + (1,) * len(dims)
+        rm = _wrap(running_mean._np.reshape(shape).astype(input._np.dtype))
+        rv = _wrap(running_var._np.reshape(shape).astype(input._np.dtype))
+        return _channel_affine((input - rm) / (rv + eps).sqrt(), weight, bias)
+    m = input.numel() // max(1, input.shape[0] * input.shape[1])
+    if m <= 1:
+        raise ValueError(f"Expected more than 1 spatial element when training, got input size "
+                         f"{list(input.shape)}")
+    y, mean, var = _normalize_groups(input, dims, eps)
+    if running_mean is not None:
+        _update_running(running_mean, running_var, mean.detach()._np.mean(0),
+                        var.detach()._np.mean(0) * (m / (m - 1)), momentum)
+    return _channel_affine(y, weight, bias)
+
+
+def _update_running(running_mean, running_var, mean, var, momentum):
+    """running = (1 - momentum) running + momentum batch, in place (no graph)."""
+    for r, b in ((running_mean, mean), (running_var, var)):
+        if r is None:
+            continue
+        arr = r._np
+        arr *= (1 - momentum)
+        arr += (momentum * np.asarray(b).reshape(arr.shape)).astype(arr.dtype)
+
+
+def _feature_dropout(input, p, training, inplace, spatial):
+    """Zero whole channels: one bernoulli_(1 - p) draw per (sample, channel), drawn as PyTorch
+    draws them (a (N, C, 1, ...) noise tensor filled in order), scaled by 1 / (1 - p)."""
+    if p < 0.0 or p > 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return input
+    batched = input.dim() == spatial + 2
+    x = input if batched else input.unsqueeze(0)
+    from fastgrad import _sampling
+    dt = x._np.dtype
+    shape = tuple(x.shape[:2]) + (1,) * spatial
+    if p == 1.0:
+        noise = np.zeros(shape, dtype=dt)
+    else:
+        ct = np.float32 if dt == np.float16 else dt.type
+        noise = (_sampling._bernoulli_values(shape, 1 - p, None).astype(ct) / ct(1 - p))
+    out = x * _wrap(noise.astype(dt, copy=False))
+    if not batched:
+        out = out.squeeze(0)
+    return input.copy_(out) if inplace else out
+
+
+def dropout1d(input, p=0.5, training=True, inplace=False) -> Tensor:
+    if input.dim() not in (2, 3):
+        raise RuntimeError(f"dropout1d: Expected 2D or 3D input, but received a {input.dim()}D "
+                           f"input. Note that dropout1d exists to provide channel-wise dropout on "
+                           f"inputs with 1 spatial dimension, a channel dimension, and an "
+                           f"optional batch dimension (i.e. 2D or 3D inputs).")
+    return _feature_dropout(input, p, training, inplace, 1)
+
+
+def dropout2d(input, p=0.5, training=True, inplace=False) -> Tensor:
+    if input.dim() not in (3, 4):
+        warnings.warn(f"dropout2d: Received a {input.dim()}-D input to dropout2d, which is "
+                      f"deprecated and will result in an error in a future release. To retain "
+                      f"the behavior and silence this warning, please use dropout instead. Note "
+                      f"that dropout2d exists to provide channel-wise dropout on inputs with 2 "
+                      f"spatial dimensions, a channel dimension, and an optional batch dimension "
+                      f"(i.e. 3D or 4D inputs).", stacklevel=2)
+    if input.dim() == 3:
+        warnings.warn("dropout2d: Received a 3D input to dropout2d and assuming that channel-wise "
+                      "1D dropout behavior is desired - input is interpreted as shape (N, C, L), "
+                      "where C is the channel dim. This behavior will change in a future release "
+                      "to interpret the input as one without a batch dimension, i.e. shape "
+                      "(C, H, W). To maintain the 1D channel-wise dropout behavior, please "
+                      "switch to using dropout1d instead.", stacklevel=2)
+        return _feature_dropout(input, p, training, inplace, 1)
+    return _feature_dropout(input, p, training, inplace, max(input.dim() - 2, 0))
+
+
+def _pixel_factor(input, factor, op, name):
+    r = int(factor)
+    if input.dim() < 3:
+        raise RuntimeError(f"{op} expects input to have at least 3 dimensions, but got input "
+                           f"with {input.dim()} dimension(s)")
+    if r <= 0:
+        raise RuntimeError(f"{op} expects a positive {name}, but got {r}")
+    return r
+
+
+def pixel_shuffle(input, upscale_factor) -> Tensor:
+    """(*, C r^2, H, W) -> (*, C, H r, W r)."""
+    r = _pixel_factor(input, upscale_factor, "pixel_shuffle", "upscale_factor")
+    *lead, c, h, w = input.shape
+    if c % (r * r):
+        raise RuntimeError(f"pixel_shuffle expects its input's 'channel' dimension to be "
+                           f"divisible by the square of upscale_factor, but input.size(-3)={c} "
+                           f"is not divisible by {r * r}")
+    k = len(lead)
+    x = input.reshape(*lead, c // (r * r), r, r, h, w)
+    x = x.permute(*range(k), k, k + 3, k + 1, k + 4, k + 2)
+    return x.reshape(*lead, c // (r * r), h * r, w * r)
+
+
+def pixel_unshuffle(input, downscale_factor) -> Tensor:
+    """(*, C, H r, W r) -> (*, C r^2, H, W)."""
+    r = _pixel_factor(input, downscale_factor, "pixel_unshuffle", "downscale_factor")
+    *lead, c, h, w = input.shape
+    if h % r or w % r:
+        raise RuntimeError(f"pixel_unshuffle expects height and width to be divisible by "
+                           f"downscale_factor, but input of shape {list(input.shape)} is not "
+                           f"divisible by {r}")
+    k = len(lead)
+    x = input.reshape(*lead, c, h // r, r, w // r, r)
+    x = x.permute(*range(k), k, k + 2, k + 4, k + 1, k + 3)
+    return x.reshape(*lead, c * r * r, h // r, w // r)
+
+
+_LINEAR_MODES = {"linear": 1, "bilinear": 2, "trilinear": 3}
+
+
+def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                recompute_scale_factor=None, antialias=False) -> Tensor:
+    """Resample the spatial dims of (N, C, *spatial): nearest, nearest-exact, or (bi/tri)linear
+    one spatial dim at a time (separable: index_select of the two neighbours and their weights),
+    so the gradient flows back through recorded ops."""
+    nsp = input.dim() - 2
+    if nsp < 1:
+        raise ValueError(f"interpolate: expected an input (N, C, *spatial) with 1 to 3 spatial "
+                         f"dims, got shape {list(input.shape)}")
+    if mode in ("nearest", "nearest-exact", "area") and align_corners is not None:
+        raise ValueError("align_corners option can only be set with the interpolating modes: "
+                         "linear | bilinear | bicubic | trilinear")
+    if mode in _LINEAR_MODES and _LINEAR_MODES[mode] != nsp:
+        raise NotImplementedError(f"Got {input.dim()}D input, but {mode} mode needs "
+                                  f"{_LINEAR_MODES[mode] + 2}D input")
+    if mode not in ("nearest", "nearest-exact") and mode not in _LINEAR_MODES:
+        raise NotImplementedError(f"interpolate: mode {mode!r} is not supported; use nearest, "
+                                  f"nearest-exact, linear, bilinear or trilinear")
+    if antialias:
+        raise NotImplementedError("interpolate: antialias=True is not supported")
+    if (size is None) == (scale_factor is None):
+        raise ValueError("only one of size or scale_factor should be defined")
+    in_sizes = tuple(input.shape[2:])
+    if size is not None:
+        sizes = [size] * nsp if isinstance(size, int) else list(size)
+        if len(sizes) != nsp:
+            raise ValueError(f"Input and output must have the same number of spatial dimensions,"
+                             f" but got input with spatial dimensions of {list(in_sizes)} and "
+                             f"output size of {sizes}. Please provide input tensor in (N, C, d1, "
+                             f"d2, ...,dK) format and output size in (o1, o2, ...,oK) format.")
+        scales = [None] * nsp
+    else:
+        factors = [scale_factor] * nsp if isinstance(scale_factor, (int, float)) \
+            else list(scale_factor)
+        if len(factors) != nsp:
+            raise ValueError(f"Input and scale_factor must have the same number of spatial "
+                             f"dimensions, but got input with spatial dimensions of "
+                             f"{list(in_sizes)} and scale_factor of shape {factors}. Please "
+                             f"provide input tensor in (N, C, d1, d2, ...,dK) format and "
+                             f"scale_factor in (s1, s2, ...,sK) format.")
+        sizes = [int(math.floor(float(n) * f)) for n, f in zip(in_sizes, factors)]
+        scales = [None if recompute_scale_factor else float(f) for f in factors]
+    out = input
+    for i in range(nsp):
+        out = _resample_dim(out, 2 + i, in_sizes[i], sizes[i], scales[i], mode,
+                            bool(align_corners))
+    return out
+
+
+def _resample_dim(x, dim, n_in, n_out, scale_factor, mode, align_corners):
+    """One spatial dim of interpolate, with PyTorch's source coordinates."""
+    dt = x._np.dtype
+    ct = np.float64 if dt == np.float64 else np.float32      # PyTorch's accumulate type
+    if mode in ("nearest", "nearest-exact"):
+        # float32 scale; nearest multiplies in float32, nearest-exact adds 0.5 in double
+        scale = np.float32(1.0 / scale_factor if scale_factor else n_in / n_out)
+        if mode == "nearest-exact":
+            src = (np.arange(n_out, dtype=np.float64) + 0.5) * np.float64(scale)
+        else:
+            src = np.arange(n_out, dtype=np.float32) * scale
+        idx = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+        return x.index_select(dim, _wrap(idx))
+    dst = np.arange(n_out, dtype=ct)
+    if align_corners:
+        src = dst * ct((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)
+    else:
+        scale = ct(1.0 / scale_factor) if scale_factor else ct(n_in) / ct(n_out)
+        src = np.maximum(scale * (dst + ct(0.5)) - ct(0.5), ct(0))
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    lam = (src - i0).astype(dt)
+    wshape = [1] * x.dim()
+    wshape[dim] = n_out
+    w1 = _wrap(lam.reshape(wshape))
+    w0 = _wrap((1 - lam).reshape(wshape))
+    return x.index_select(dim, _wrap(i0)) * w0 + x.index_select(dim, _wrap(i1)) * w1
+
+
+def upsample(input, size=None, scale_factor=None, mode="nearest", align_corners=None):
+    return interpolate(input, size, scale_factor, mode, align_corners)
