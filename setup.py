@@ -35,10 +35,13 @@ if os.environ.get("FASTGRAD_NATIVE") == "1":
 # selects in vmath.h that only if-convert (vectorise) when comparisons are not treated as
 # trapping; blas: products split across the OpenMP team (Note [Products on fastgrad's threads]);
 # random: no implicit multiply-add fusion, so its floats round as PyTorch's (Note [PyTorch's streams]),
-# and selects that if-convert so the Box-Muller blocks vectorise.
+# and selects that if-convert so the Box-Muller blocks vectorise; ops_norm: row sums reassociated,
+# so the layer-norm reductions vectorise.
 PER_MODULE_ARGS = {"optim_kernels": ["-fno-math-errno", "-fopenmp"],
                    "kernels": ["-fopenmp", "-fno-trapping-math"], "blas": ["-fopenmp"],
-                   "random": ["-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math"]}
+                   "random": ["-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math"],
+                   "ops_norm": ["-fno-math-errno", "-fno-trapping-math", "-fassociative-math",
+                                "-fno-signed-zeros"]}
 PER_MODULE_LINK = {"kernels": ["-fopenmp"], "blas": ["-fopenmp"], "optim_kernels": ["-fopenmp"]}
 extensions = [
     Extension(

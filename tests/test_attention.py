@@ -353,3 +353,21 @@ def test_transformer_classifier_example_loss_falls():
     assert len(losses) == 10
     assert losses[-1] < 0.8 * losses[0]
     assert "held-out accuracy" in out
+
+
+@pytest.mark.skipif(REFERENCE, reason="compares fastgrad with torch")
+def test_sdpa_large_batch_split_across_threads_matches_torch():
+    """A batch of products large enough to be split across threads (Note [Batched products]),
+    with transposed (head-split) views as operands."""
+    torch = pytest.importorskip("torch")
+    q, k, v = (torch.randn(16, 64, 4, 32).transpose(1, 2).requires_grad_() for _ in range(3))
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    cot = torch.randn(out.shape)
+    out.backward(cot)
+    fq, fk, fv = (_t(t.detach().transpose(1, 2), True) for t in (q, k, v))
+    fout = F.scaled_dot_product_attention(fq.transpose(1, 2), fk.transpose(1, 2),
+                                          fv.transpose(1, 2))
+    fout.backward(_t(cot))
+    _close(fout, out)
+    for a, b in ((fq, q), (fk, k), (fv, v)):
+        _close(a.grad.transpose(1, 2), b.grad, 1e-4)

@@ -28,6 +28,7 @@ def _run_both(torch, tm, fm, shape, train, steps=3):
     backpropagate a random cotangent; compare outputs, input and parameter gradients and
     every buffer (running statistics, batch counts)."""
     fm.load_state_dict({k: fg.tensor(v.detach().numpy()) for k, v in tm.state_dict().items()})
+    torch.manual_seed(0)
     tm.train(train)
     fm.train(train)
     for _ in range(steps):
@@ -75,8 +76,8 @@ def test_group_norm_matches_torch(groups, channels, affine, shape):
     if affine:
         torch.nn.init.normal_(tm.weight)
         torch.nn.init.normal_(tm.bias)
-    if shape == (3, 6) and groups == 6:
-        shape = (3, 6, 2)          # one value per group normalises to 0: give it two
+    if shape == (3, 6) and channels // groups < 3:
+        shape = (3, 6, 4)          # one or two values per group: ill-conditioned in float32
     _run_both(torch, tm, nn.GroupNorm(groups, channels, affine=affine), shape, True)
 
 

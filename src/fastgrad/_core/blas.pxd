@@ -6,3 +6,4 @@ cdef object matmul2d(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs,   # a (m, k)
                      cnp.ndarray bias=*)                            # + bias (n,)
 cdef int one_thread() noexcept nogil          # OpenBLAS to 1 thread; returns the count to restore
 cdef void restore(int prev) noexcept nogil
+cdef object bmm(object a, object b)           # np.matmul(a, b) on BLAS, batch split over threads

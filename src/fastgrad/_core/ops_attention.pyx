@@ -18,14 +18,18 @@ Note [Fully masked rows]
 A row whose every key is masked (-inf) gives zeros, not NaN, as PyTorch's CPU attention does: the
 row max is taken as 0, exp gives 0 everywhere, and a zero row sum is divided as 1.
 
-Products run with OpenBLAS on one thread (Note [Single-threaded BLAS for small products] in
-blas.pyx): per-head products are small.
+Products run per head on single-threaded BLAS, the heads split across fastgrad's threads (Note
+[Batched products] in blas.pyx).
 """
 cimport cython
 cimport numpy as cnp
 import numpy as np
+from libc.math cimport INFINITY, isfinite
+from cython cimport floating
 
-from fastgrad._core.blas cimport one_thread, restore
+from fastgrad._core.kernels cimport OP_EXP, unary_fwd
+
+from fastgrad._core.blas cimport bmm, one_thread, restore
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.node cimport Node
 from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history
@@ -37,18 +41,106 @@ cdef inline object _mT(object x):
     return np.swapaxes(x, -1, -2)
 
 
-cdef object _softmax_rows(cnp.ndarray s):
-    """softmax over the last dim of the float scores s, in place (Note [Fully masked rows])."""
-    m = np.max(s, axis=-1, keepdims=True)
-    if not np.isfinite(m).all():
-        m = np.where(np.isfinite(m), m, 0).astype(s.dtype, copy=False)
-    np.subtract(s, m, out=s)
-    np.exp(s, out=s)
-    z = np.sum(s, axis=-1, keepdims=True)
-    if not z.all():
-        z[z == 0] = 1
-    np.divide(s, z, out=s)
+cdef object _mm(object a, object b):
+    """a @ b over the batch dims: BLAS per product, the batch split across fastgrad's threads
+    (Note [Batched products] in blas.pyx); np.matmul on one BLAS thread without the hooks."""
+    cdef int prev
+    r = bmm(a, b)
+    if r is not None:
+        return r
+    prev = one_thread()
+    try:
+        return np.matmul(a, b)
+    finally:
+        restore(prev)
+
+
+cdef void rows_shift(floating* s, Py_ssize_t M, Py_ssize_t S, floating scale) noexcept nogil:
+    """Each row of s (M, S): s = s * scale - max(s * scale) in place (a row max that is not
+    finite is taken as 0: Note [Fully masked rows])."""
+    cdef Py_ssize_t i, j
+    cdef floating m
+    cdef floating* r
+    for i in range(M):
+        r = s + i * S
+        m = -INFINITY
+        for j in range(S):
+            r[j] = r[j] * scale
+            if r[j] > m:
+                m = r[j]
+        if not isfinite(m):
+            m = 0
+        for j in range(S):
+            r[j] = r[j] - m
+
+
+cdef void rows_normalize(floating* e, Py_ssize_t M, Py_ssize_t S) noexcept nogil:
+    """Each row of e (M, S) divided by its sum in place (a zero sum leaves the row zero)."""
+    cdef Py_ssize_t i, j
+    cdef floating z
+    cdef floating* r
+    for i in range(M):
+        r = e + i * S
+        z = 0
+        for j in range(S):
+            z = z + r[j]
+        if z != 0:
+            z = 1 / z
+        for j in range(S):
+            r[j] = r[j] * z
+
+
+cdef void rows_softmax_bwd(floating* dp, const floating* p, Py_ssize_t M, Py_ssize_t S,
+                           floating scale) noexcept nogil:
+    """dS = P * (dP - rowsum(dP * P)) in place of dP, times scale."""
+    cdef Py_ssize_t i, j
+    cdef floating a
+    cdef floating* d
+    cdef const floating* q
+    for i in range(M):
+        d = dp + i * S
+        q = p + i * S
+        a = 0
+        for j in range(S):
+            a = a + d[j] * q[j]
+        for j in range(S):
+            d[j] = q[j] * (d[j] - a) * scale
+
+
+cdef object _softmax_rows(cnp.ndarray s, double scale):
+    """softmax(s * scale) over the last dim of the C-contiguous float scores s, in place."""
+    cdef Py_ssize_t S = s.shape[s.ndim - 1], n = s.size
+    cdef Py_ssize_t M = n // S if S else 0
+    cdef void* ps = cnp.PyArray_DATA(s)
+    if M == 0:
+        return s
+    if s.dtype == np.float32:
+        with nogil:
+            rows_shift(<float*>ps, M, S, <float>scale)
+            unary_fwd(OP_EXP, <float*>ps, <float*>ps, n)
+            rows_normalize(<float*>ps, M, S)
+    else:
+        with nogil:
+            rows_shift(<double*>ps, M, S, scale)
+            unary_fwd(OP_EXP, <double*>ps, <double*>ps, n)
+            rows_normalize(<double*>ps, M, S)
     return s
+
+
+cdef object _softmax_bwd(cnp.ndarray dp, cnp.ndarray p, double scale):
+    """dS from dP and P (both C-contiguous, one shape), in place of dP."""
+    cdef Py_ssize_t S = p.shape[p.ndim - 1]
+    cdef Py_ssize_t M = p.size // S if S else 0
+    cdef void* pd = cnp.PyArray_DATA(dp)
+    cdef void* pp = cnp.PyArray_DATA(p)
+    if M:
+        if p.dtype == np.float32:
+            with nogil:
+                rows_softmax_bwd(<float*>pd, <const float*>pp, M, S, <float>scale)
+        else:
+            with nogil:
+                rows_softmax_bwd(<double*>pd, <const double*>pp, M, S, scale)
+    return dp
 
 
 cdef object _meta(TensorBase t, tuple full_batch):
@@ -65,29 +157,24 @@ def attention(query, key, value, mask=None, double scale=1.0, double dropout_p=0
     Dropout (training) draws PyTorch's mask: bernoulli_(1 - p) over the scores' shape."""
     cdef TensorBase q = query, k = key, v = value, mt = mask, out
     cdef ScaledDotProductAttentionBackward0 node
-    cdef int prev
     qd, kd, vd = q._data, k._data, v._data
-    prev = one_thread()
-    try:
-        s = np.matmul(qd, _mT(kd))
+    s = _mm(qd, _mT(kd))
+    if mt is not None:             # PyTorch scales the scores, then adds the mask
         if scale != 1.0:
             s *= s.dtype.type(scale)
-        if mt is not None:
-            s = np.add(s, mt._data, dtype=s.dtype)
-        p = _softmax_rows(s)
-        keep = None
-        if dropout_p > 0.0:
-            from fastgrad import _sampling
-            if dropout_p >= 1.0:
-                keep = np.zeros(p.shape, dtype=p.dtype)
-            else:
-                keep = (_sampling._bernoulli_values(p.shape, 1 - dropout_p, None).astype(p.dtype)
-                        / p.dtype.type(1 - dropout_p))
-            o = np.matmul(p * keep, vd)
+        s = np.ascontiguousarray(np.add(s, mt._data, dtype=s.dtype))
+    p = _softmax_rows(s, 1.0 if mt is not None else scale)
+    keep = None
+    if dropout_p > 0.0:
+        from fastgrad import _sampling
+        if dropout_p >= 1.0:
+            keep = np.zeros(p.shape, dtype=p.dtype)
         else:
-            o = np.matmul(p, vd)
-    finally:
-        restore(prev)
+            keep = (_sampling._bernoulli_values(p.shape, 1 - dropout_p, None).astype(p.dtype)
+                    / p.dtype.type(1 - dropout_p))
+        o = _mm(p * keep, vd)
+    else:
+        o = _mm(p, vd)
     out = wrap(np.ascontiguousarray(o))
     need = q._requires_grad or k._requires_grad or v._requires_grad or \
         (mt is not None and mt._requires_grad)
@@ -124,7 +211,6 @@ cdef class ScaledDotProductAttentionBackward0(Node):
     cdef tuple apply(self, tuple grads):
         cdef TensorBase g = grads[0]
         cdef TensorBase q = self.q.unpack(self), k = self.k.unpack(self), v = self.v.unpack(self)
-        cdef int prev
         if self.p is None:
             raise RuntimeError("Trying to backward through the graph a second time (or directly "
                                "access saved tensors after they have already been freed); "
@@ -132,20 +218,17 @@ cdef class ScaledDotProductAttentionBackward0(Node):
         if grad_enabled():
             return self._recorded(g, q, k, v)
         p, keep, gd = self.p, self.keep, g._data
-        prev = one_thread()
-        try:
-            dv = np.matmul(_mT(p if keep is None else p * keep), gd)
-            dp = np.matmul(gd, _mT(v._data))
-            if keep is not None:
-                dp *= keep
-            ds = dp
-            ds -= np.sum(dp * p, axis=-1, keepdims=True)
-            ds *= p
+        dv = _mm(_mT(p if keep is None else p * keep), gd)
+        dp = _mm(gd, _mT(v._data))
+        if keep is not None:
+            dp *= keep
+        if self.mask is not None:  # the mask's gradient is dS before the scale
+            ds = _softmax_bwd(dp, p, 1.0)
             dss = ds * ds.dtype.type(self.scale) if self.scale != 1.0 else ds
-            dq = np.matmul(dss, k._data)
-            dk = np.matmul(_mT(dss), q._data)
-        finally:
-            restore(prev)
+        else:
+            ds = dss = _softmax_bwd(dp, p, self.scale)
+        dq = _mm(dss, k._data)
+        dk = _mm(_mT(dss), q._data)
         res = (wrap(dq), wrap(dk), wrap(np.ascontiguousarray(dv)))
         if self.mask is not None:
             res = res + (wrap(ds),)

@@ -8,7 +8,8 @@ xhat = (x - mean) rstd and gw = g * w,
     dx = rstd (gw - mean(gw) - xhat mean(gw xhat)),   dw = sum_rows g xhat,   db = sum_rows g
 
 A composed layer norm records eight nodes and as many full-size temporaries; this is two passes
-over the data each way. Sums accumulate in double. Under create_graph the same rule is written in
+over the data each way. Sums accumulate in the input's dtype, vectorised (ops_norm is built
+with reassociation allowed, setup.py). Under create_graph the same rule is written in
 recorded ops (differentiable again); other dtypes take the composed path in nn.functional.
 """
 cimport cython
@@ -28,11 +29,11 @@ ctypedef fused floating:
 
 
 cdef void ln_fwd(const floating* x, const floating* w, const floating* b,       # IN
-                 floating* y, double* mean, double* rstd,                       # OUT
+                 floating* y, floating* mean, floating* rstd,                   # OUT
                  Py_ssize_t M, Py_ssize_t D, double eps) noexcept nogil:
-    """y = (x - mean) rstd * w + b per row (w, b may be NULL)."""
+    """y = (x - mean) rstd * w + b per row."""
     cdef Py_ssize_t i, j
-    cdef double s, v, mu, r, d
+    cdef floating s, v, mu, r, d
     cdef const floating* row
     cdef floating* out
     for i in range(M):
@@ -40,53 +41,50 @@ cdef void ln_fwd(const floating* x, const floating* w, const floating* b,       
         out = y + i * D
         s = 0
         for j in range(D):
-            s += row[j]
+            s = s + row[j]
         mu = s / D
         v = 0
         for j in range(D):
             d = row[j] - mu
-            v += d * d
-        r = 1.0 / sqrt(v / D + eps)
+            v = v + d * d
+        r = <floating>(1.0 / sqrt(v / D + eps))
         mean[i] = mu
         rstd[i] = r
         for j in range(D):
-            out[j] = <floating>((row[j] - mu) * r)
-        if w != NULL:
-            for j in range(D):
-                out[j] = out[j] * w[j]
-        if b != NULL:
-            for j in range(D):
-                out[j] = out[j] + b[j]
+            out[j] = (row[j] - mu) * r * w[j] + b[j]
 
 
 cdef void ln_bwd(const floating* g, const floating* x, const floating* w,        # IN
-                 const double* mean, const double* rstd,                        # IN
-                 floating* dx, double* dw, double* db,                          # OUT (dx may be NULL)
+                 const floating* mean, const floating* rstd,                    # IN
+                 floating* dx, floating* dw, floating* db,                      # OUT
                  Py_ssize_t M, Py_ssize_t D) noexcept nogil:
-    """dx per row; dw, db accumulated over rows (NULL when not wanted)."""
+    """dx per row; dw, db accumulated over rows (zeroed by the caller)."""
     cdef Py_ssize_t i, j
-    cdef double a, c, mu, r, xh, gw
+    cdef floating a, c, mu, r, xh, gw, gi
+    cdef const floating* gr
+    cdef const floating* xr
+    cdef floating* dr
     for i in range(M):
         mu = mean[i]
         r = rstd[i]
+        gr = g + i * D
+        xr = x + i * D
+        dr = dx + i * D
         a = 0
         c = 0
         for j in range(D):
-            xh = (x[i * D + j] - mu) * r
-            gw = g[i * D + j] * (w[j] if w != NULL else 1)
-            c += gw
-            a += gw * xh
-            if dw != NULL:
-                dw[j] += g[i * D + j] * xh
-            if db != NULL:
-                db[j] += g[i * D + j]
-        if dx != NULL:
-            a /= D
-            c /= D
-            for j in range(D):
-                xh = (x[i * D + j] - mu) * r
-                gw = g[i * D + j] * (w[j] if w != NULL else 1)
-                dx[i * D + j] = <floating>(r * (gw - c - xh * a))
+            xh = (xr[j] - mu) * r
+            gi = gr[j]
+            gw = gi * w[j]
+            c = c + gw
+            a = a + gw * xh
+            dw[j] = dw[j] + gi * xh
+            db[j] = db[j] + gi
+        a = a / D
+        c = c / D
+        for j in range(D):
+            xh = (xr[j] - mu) * r
+            dr[j] = r * (gr[j] * w[j] - c - xh * a)
 
 
 cdef tuple _rows(tuple shape, int k):
@@ -114,23 +112,25 @@ def layer_norm(input, int k, weight, bias, double eps):
     cdef Py_ssize_t M, D
     M, D = _rows(shape, k)
     y = np.empty_like(xd)
-    mean = np.empty(M, dtype=np.float64)
-    rstd = np.empty(M, dtype=np.float64)
-    wd = None if w is None else np.ascontiguousarray(w._data)
-    bd = None if b is None else np.ascontiguousarray(b._data)
+    mean = np.empty(M, dtype=xd.dtype)
+    rstd = np.empty(M, dtype=xd.dtype)
+    wd = np.ones(D, dtype=xd.dtype) if w is None else np.ascontiguousarray(w._data)
+    bd = np.zeros(D, dtype=xd.dtype) if b is None else np.ascontiguousarray(b._data)
     cdef void* px = _ptr(xd)
     cdef void* pw = _ptr(wd)
     cdef void* pb = _ptr(bd)
     cdef void* py = _ptr(y)
-    cdef double* pm = <double*>_ptr(mean)
-    cdef double* pr = <double*>_ptr(rstd)
+    cdef void* pm = _ptr(mean)
+    cdef void* pr = _ptr(rstd)
     cdef bint f32 = xd.dtype == np.float32
     if D:
         with nogil:
             if f32:
-                ln_fwd(<float*>px, <float*>pw, <float*>pb, <float*>py, pm, pr, M, D, eps)
+                ln_fwd(<float*>px, <float*>pw, <float*>pb, <float*>py, <float*>pm, <float*>pr,
+                       M, D, eps)
             else:
-                ln_fwd(<double*>px, <double*>pw, <double*>pb, <double*>py, pm, pr, M, D, eps)
+                ln_fwd(<double*>px, <double*>pw, <double*>pb, <double*>py, <double*>pm,
+                       <double*>pr, M, D, eps)
     out = wrap(y)
     need = x._requires_grad or (w is not None and w._requires_grad) or \
         (b is not None and b._requires_grad)
@@ -154,7 +154,7 @@ def layer_norm(input, int k, weight, bias, double eps):
 cdef class NativeLayerNormBackward0(Node):
     """The fused layer-norm backward (see the module docstring)."""
     cdef SavedVar x, w
-    cdef object mean, rstd         # (M,) float64 per-row statistics
+    cdef object mean, rstd         # (M,) per-row statistics, in the input's dtype
     cdef int k
     cdef double eps
     cdef bint has_bias
@@ -169,37 +169,35 @@ cdef class NativeLayerNormBackward0(Node):
         shape = (<object>xd).shape
         cdef Py_ssize_t M, D
         M, D = _rows(shape, self.k)
-        wd = None if w is None else np.ascontiguousarray(w._data)
-        dx = np.empty_like(xd) if self.next_needed(0) else None
-        dw = np.zeros(D, dtype=np.float64) if w is not None else None
-        db = np.zeros(D, dtype=np.float64) if self.has_bias else None
+        wd = np.ones(D, dtype=xd.dtype) if w is None else np.ascontiguousarray(w._data)
+        dx = np.empty_like(xd)
+        dw = np.zeros(D, dtype=xd.dtype)
+        db = np.zeros(D, dtype=xd.dtype)
         mean, rstd = self.mean, self.rstd
         cdef void* pg = _ptr(gd)
         cdef void* px = _ptr(xd)
         cdef void* pw = _ptr(wd)
         cdef void* pdx = _ptr(dx)
-        cdef double* pm = <double*>_ptr(mean)
-        cdef double* pr = <double*>_ptr(rstd)
-        cdef double* pdw = <double*>_ptr(dw)
-        cdef double* pdb = <double*>_ptr(db)
+        cdef void* pm = _ptr(mean)
+        cdef void* pr = _ptr(rstd)
+        cdef void* pdw = _ptr(dw)
+        cdef void* pdb = _ptr(db)
         cdef bint f32 = xd.dtype == np.float32
         if D and M:
             with nogil:
                 if f32:
-                    ln_bwd(<float*>pg, <float*>px, <float*>pw, pm, pr, <float*>pdx, pdw, pdb, M, D)
+                    ln_bwd(<float*>pg, <float*>px, <float*>pw, <float*>pm, <float*>pr,
+                           <float*>pdx, <float*>pdw, <float*>pdb, M, D)
                 else:
-                    ln_bwd(<double*>pg, <double*>px, <double*>pw, pm, pr, <double*>pdx, pdw, pdb,
-                           M, D)
+                    ln_bwd(<double*>pg, <double*>px, <double*>pw, <double*>pm, <double*>pr,
+                           <double*>pdx, <double*>pdw, <double*>pdb, M, D)
         pshape = shape[len(shape) - self.k:]
-        res = (None if dx is None else wrap(dx),)
+        res = (wrap(dx),)
         if w is not None:
-            res = res + (wrap(dw.astype(xd.dtype).reshape(pshape)),)
+            res = res + (wrap(dw.reshape(pshape)),)
         if self.has_bias:
-            res = res + (wrap(db.astype(xd.dtype).reshape(pshape)),)
+            res = res + (wrap(db.reshape(pshape)),)
         return res
-
-    cdef bint next_needed(self, int i):
-        return self._next_fns is None or self._next_fns[i] is not None
 
     cdef tuple _recorded(self, TensorBase g, TensorBase x, TensorBase w):
         """The same rule in recorded ops (create_graph)."""
