@@ -371,3 +371,11 @@ def test_sdpa_large_batch_split_across_threads_matches_torch():
     _close(fout, out)
     for a, b in ((fq, q), (fk, k), (fv, v)):
         _close(a.grad.transpose(1, 2), b.grad, 1e-4)
+
+
+@pytest.mark.skipif(REFERENCE, reason="compares fastgrad with torch")
+def test_sdpa_grouped_query_heads_match_torch():
+    torch = pytest.importorskip("torch")
+    q, k, v = torch.randn(2, 4, 5, 8), torch.randn(2, 2, 6, 8), torch.randn(2, 2, 6, 3)
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+    _close(F.scaled_dot_product_attention(_t(q), _t(k), _t(v), enable_gqa=True), out)
