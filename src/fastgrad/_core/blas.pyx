@@ -31,12 +31,14 @@ fastgrad._threads finds OpenBLAS's entry points (cblas_?gemm, LP64 or ILP64 from
 string, and the thread-count setter and getter) in NumPy's own OpenBLAS; without them (another
 BLAS) matmul2d returns None and the caller uses np.matmul.
 """
+cimport cython
 cimport numpy as cnp
 from libc.stdint cimport int64_t
 from libc.limits cimport INT_MAX
 from libc.string cimport memcpy
 from cython.parallel cimport prange
 from cython cimport floating
+import numpy as np
 
 from fastgrad._core.kernels cimport nthreads
 
@@ -287,3 +289,92 @@ cdef void _naive_gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k
                 s += (a[p * lda + i] if ta else a[i * lda + p]) * \
                     (b[j * ldb + p] if tb else b[p * ldb + j])
             c[i * ldc + j] = <floating>(s + (beta * c[i * ldc + j] if beta != 0 else 0))
+
+
+# Note [Batched products]
+# bmm runs a stack of equal-shaped products (attention's per-head q k^T, P v and their
+# gradients) with each product a single-threaded sgemm/dgemm read in place through its batch
+# offsets (broadcast batch dims are stride 0, transposed views are BLAS's Trans), and the stack
+# split across fastgrad's OpenMP team when it holds SPLIT_MACS multiply-adds or more: whole
+# products per thread, so no product is cut and results do not depend on the thread count.
+
+@cython.wraparound(True)
+cdef object _batch_offsets(object x, tuple batch):
+    """Byte offset of each batch element of x (broadcast to batch + its last two dims), in
+    C order, as a contiguous int64 array."""
+    off = np.zeros(batch, dtype=np.int64)
+    nd = len(batch)
+    for d in range(nd):
+        shape = [1] * nd
+        shape[d] = batch[d]
+        off += (np.arange(batch[d], dtype=np.int64) * x.strides[d]).reshape(shape)
+    return np.ascontiguousarray(off.reshape(-1))
+
+
+@cython.wraparound(True)               # negative indices into Python shape tuples
+cdef object bmm(object a, object b):
+    """np.matmul(a, b) for float32/float64 arrays of one dtype with at least 2 dims (batch dims
+    broadcast), as a new C-contiguous array (Note [Batched products]); None when BLAS's entry
+    points were not found or the operands are not of that kind (the caller uses np.matmul)."""
+    cdef Gemm g
+    cdef cnp.ndarray a2, b2, oa, ob, out, sample
+    cdef Py_ssize_t B, i, isz
+    cdef int prev, nt
+    cdef const int64_t* pa
+    cdef const int64_t* pb
+    if _sgemm == NULL or a.ndim < 2 or b.ndim < 2 or a.dtype != b.dtype or \
+            a.dtype not in (np.float32, np.float64):
+        return None
+    m, k = a.shape[-2], a.shape[-1]
+    n = b.shape[-1]
+    if b.shape[-2] != k:
+        return None
+    batch = tuple(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
+    g.f32 = a.dtype == np.float32
+    g.isz = isz = 4 if g.f32 else 8
+    B = 1
+    for s in batch:
+        B *= s
+    if B == 0 or m == 0 or n == 0 or k == 0:
+        return np.zeros(batch + (m, n), dtype=a.dtype)
+    a2 = np.broadcast_to(a, batch + (m, k))
+    b2 = np.broadcast_to(b, batch + (k, n))
+    sample = a2[(0,) * len(batch)]
+    if not _layout(sample, isz, &g.ta, &g.lda):
+        a2 = np.ascontiguousarray(a2)
+        _layout(a2[(0,) * len(batch)], isz, &g.ta, &g.lda)
+    sample = b2[(0,) * len(batch)]
+    if not _layout(sample, isz, &g.tb, &g.ldb):
+        b2 = np.ascontiguousarray(b2)
+        _layout(b2[(0,) * len(batch)], isz, &g.tb, &g.ldb)
+    if not _ilp64 and max(m, n, k, g.lda, g.ldb) > INT_MAX:
+        return None
+    oa = _batch_offsets(a2, batch)
+    ob = _batch_offsets(b2, batch)
+    out = np.empty(batch + (m, n), dtype=a.dtype)
+    g.m, g.n, g.k, g.ldc = m, n, k, n
+    g.by_rows, g.parts, g.bias = True, 1, NULL
+    g.a, g.b, g.c = <const char*>cnp.PyArray_DATA(a2), <const char*>cnp.PyArray_DATA(b2), \
+        <char*>cnp.PyArray_DATA(out)
+    pa, pb = <const int64_t*>cnp.PyArray_DATA(oa), <const int64_t*>cnp.PyArray_DATA(ob)
+    nt = nthreads()
+    with nogil:
+        prev = one_thread()
+        if nt > 1 and B > 1 and B * g.m * g.n * g.k >= SPLIT_MACS:
+            for i in prange(B, schedule="static", num_threads=nt):
+                _batch_item(&g, i, pa, pb)
+        else:
+            for i in range(B):
+                _batch_item(&g, i, pa, pb)
+        restore(prev)
+    return out
+
+
+cdef void _batch_item(const Gemm* g, Py_ssize_t i, const int64_t* oa,
+                      const int64_t* ob) noexcept nogil:
+    """Product i of a batch: g with its operands moved to the element's offsets."""
+    cdef Gemm h = g[0]
+    h.a = g.a + oa[i]
+    h.b = g.b + ob[i]
+    h.c = g.c + i * g.m * g.n * g.isz
+    _block(&h, 0, h.m)

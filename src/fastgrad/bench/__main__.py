@@ -1,6 +1,6 @@
 """fastgrad-bench: run the workloads of bench/README.md beside the installed peers.
 
-    fastgrad-bench                 # W1-W12 and W14
+    fastgrad-bench                 # W1-W14
     fastgrad-bench W1 W4 --quick   # some workloads, the whole run under ~30 s
     python -m fastgrad.bench --repeat 7 --threads 2 --json out.json --plot out.png
 

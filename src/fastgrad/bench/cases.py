@@ -339,6 +339,31 @@ def make_w11(lib, batch=W11_BATCH):
     def step():
         opt.zero_grad()
         loss_fn(model(X), y).backward()
+
+
+# --- W13: a transformer encoder's training step ------------------------------------------------
+
+W13_BATCH, W13_SEQ, W13_DIM, W13_HEADS, W13_FF, W13_CLASSES = 16, 64, 128, 4, 256, 10
+
+
+def make_w13(lib):
+    """One AdamW step of a 2-layer TransformerEncoder (d_model 128, 4 heads, feed-forward 256,
+    dropout 0, batch_first), batch 16 of 64 positions; mean over positions, a Linear head and
+    cross-entropy."""
+    nn = lib.nn
+    _seed(lib)
+    layer = nn.TransformerEncoderLayer(W13_DIM, W13_HEADS, W13_FF, dropout=0.0,
+                                       batch_first=True)
+    encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+    head = nn.Linear(W13_DIM, W13_CLASSES)
+    opt = lib.optim.AdamW(list(encoder.parameters()) + list(head.parameters()), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    X = _tensor(lib, _data((W13_BATCH, W13_SEQ, W13_DIM), 13))
+    y = _tensor(lib, _rng(14).integers(0, W13_CLASSES, size=W13_BATCH).astype(np.int64))
+
+    def step():
+        opt.zero_grad()
+        loss_fn(head(encoder(X).mean(1)), y).backward()
         opt.step()
     return step
 

@@ -197,6 +197,15 @@ def w10(run):
                 better="higher")]
 
 
+def w13(run):
+    """Against torch in the same run: at least 1.5x its speed (fastgrad <= torch / 1.5)."""
+    label = "2-layer TransformerEncoder d128 h4 ff256 AdamW b=16 L=64"
+    run.progress("W13", label)
+    cols = run.columns(cases.make_w13)
+    return [row("W13", label, "ms/step", _scaled(run.time(cols), 1e3),
+                Target(False, peer="torch", factor=round(1 / 1.5, 3)))]
+
+
 def w14(run):
     """One DataLoader epoch (60000 x 784 float32, int64 labels, batch 128, shuffled). The numpy
     column is the memory floor: a contiguous copy of the bytes an epoch gathers and writes, timed
@@ -298,4 +307,5 @@ def run_children(run, wanted):
 
 
 WORKLOADS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6,
-             "W7": w7, "W8": w8, "W9": w9, "W10": w10, "W11": w11, "W12": w12, "W14": w14}
+             "W7": w7, "W8": w8, "W9": w9, "W10": w10, "W11": w11, "W12": w12, "W13": w13,
+             "W14": w14}

@@ -9,4 +9,9 @@ from fastgrad.nn.modules import (Module, Sequential, ModuleList, ModuleDict, Lin
                                  CrossEntropyLoss, NLLLoss, BCELoss, BCEWithLogitsLoss)
 from fastgrad.nn.modules.rnn import (RNNBase, RNN, LSTM, GRU, RNNCellBase, RNNCell,  # noqa: F401
                                      LSTMCell, GRUCell)
+from fastgrad.nn.modules import (MultiheadAttention, TransformerEncoderLayer,  # noqa: F401
+                                 TransformerEncoder, TransformerDecoderLayer, TransformerDecoder,
+                                 Transformer, BatchNorm2d, GroupNorm, InstanceNorm1d,
+                                 InstanceNorm2d, Dropout1d, Dropout2d, Upsample, PixelShuffle,
+                                 PixelUnshuffle)
 from fastgrad.nn import utils  # noqa: F401

@@ -101,7 +101,10 @@ def dropout(input, p=0.5, training=True, inplace=False) -> Tensor:
         # PyTorch's mask: bernoulli_(1 - p) in the input's dtype, then divided by (1 - p), which
         # float16 computes in float32 and rounds once
         ct = np.float32 if x.dtype == np.float16 else x.dtype.type
-        mask = (_sampling._bernoulli_values(x.shape, 1 - p, None).astype(ct) / ct(1 - p))
+        # drawn in the input's memory order, as PyTorch's empty_like(input).bernoulli_ fills it
+        order = _sampling._MemoryOrder(input)
+        mask = order.place(_sampling._bernoulli_values(order.draw_shape, 1 - p, None).astype(ct)
+                           / ct(1 - p))
     out = input * _wrap(mask.astype(x.dtype, copy=False))  # product: as PyTorch
     if inplace:
         return input.copy_(out)
@@ -145,6 +148,11 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) -> Ten
         raise RuntimeError(f"Given normalized_shape={list(normalized_shape)}, expected input "
                            f"with shape [*, {', '.join(map(str, normalized_shape))}], but got "
                            f"input of size{list(input.shape)}")
+    dt = input._np.dtype
+    if dt in (np.float32, np.float64) and all(
+            t is None or t._np.dtype == dt for t in (weight, bias)):
+        from fastgrad._core.ops_norm import layer_norm as _layer_norm
+        return _layer_norm(input, k, weight, bias, float(eps))
     dims = tuple(range(input.dim() - k, input.dim()))
     xc = input - input.mean(dims, True)
     var = (xc * xc).mean(dims, True)
@@ -331,3 +339,499 @@ from fastgrad.nn.conv_functional import (conv1d, conv2d, conv_transpose1d,  # no
 from fastgrad.nn.pool_functional import (max_pool1d, max_pool2d, avg_pool1d,  # noqa: E402
                                          avg_pool2d, adaptive_avg_pool1d, adaptive_avg_pool2d,
                                          adaptive_max_pool1d, adaptive_max_pool2d)
+
+
+# --- attention -----------------------------------------------------------------------------------
+
+def _additive_mask(mask, dtype_np, keep_true):
+    """A bool mask as a float tensor to add to the scores: 0 where attended, -inf elsewhere
+    (keep_true: True means attend, as in scaled_dot_product_attention; otherwise True means
+    masked, as in MultiheadAttention). A float mask is returned as it is."""
+    m = mask._np
+    if m.dtype == np.bool_:
+        masked = ~m if keep_true else m
+        return _wrap(np.where(masked, dtype_np.type(-np.inf), dtype_np.type(0)))
+    if m.dtype.kind != "f":
+        raise RuntimeError(f"Expected attn_mask dtype to be bool or float or to match query "
+                           f"dtype, but got attn_mask.dtype: {mask.dtype}; pass a bool or "
+                           f"float mask")
+    return mask
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
+                                 is_causal=False, scale=None, enable_gqa=False) -> Tensor:
+    """softmax(q k^T * scale + mask) v over any leading batch dims, with dropout on the
+    probabilities; one graph node with a fused backward (_core.ops_attention)."""
+    from fastgrad._core.ops_attention import attention
+    for name, t in (("query", query), ("key", key), ("value", value)):
+        if t.dim() < 2:
+            raise RuntimeError(f"scaled_dot_product_attention: {name} must have at least 2 "
+                               f"dims (..., L, E), got shape {list(t.shape)}")
+    qd = query._np.dtype
+    if key._np.dtype != qd or value._np.dtype != qd:
+        raise RuntimeError(f"Expected query, key, and value to have the same dtype, but got "
+                           f"query.dtype: {query.dtype} key.dtype: {key.dtype} and value.dtype: "
+                           f"{value.dtype} instead.")
+    if qd.kind != "f":
+        raise RuntimeError(f"scaled_dot_product_attention needs floating point inputs, got "
+                           f"{query.dtype}")
+    if query.shape[-1] != key.shape[-1] or key.shape[-2] != value.shape[-2]:
+        raise RuntimeError(f"scaled_dot_product_attention: query (..., L, E) {list(query.shape)}"
+                           f", key (..., S, E) {list(key.shape)} and value (..., S, Ev) "
+                           f"{list(value.shape)} do not fit together")
+    if enable_gqa and key.dim() >= 3 and key.shape[-3] != query.shape[-3]:
+        reps = query.shape[-3] // key.shape[-3]
+        key = key.repeat_interleave(reps, -3)
+        value = value.repeat_interleave(reps, -3)
+    L, S = query.shape[-2], key.shape[-2]
+    if is_causal:
+        if attn_mask is not None:
+            raise RuntimeError("_scaled_dot_product_attention: Explicit attn_mask should not be "
+                               "set when is_causal=True; pass one or the other")
+        attn_mask = _wrap(np.tril(np.ones((L, S), dtype=bool)))
+    mask = None
+    if attn_mask is not None:
+        mask = _additive_mask(attn_mask, qd, True)
+        try:
+            np.broadcast_shapes(mask._np.shape, tuple(query.shape[:-2]) + (L, S))
+        except ValueError:
+            raise RuntimeError(f"scaled_dot_product_attention: attn_mask of shape "
+                               f"{list(attn_mask.shape)} does not broadcast to the scores' "
+                               f"shape {list(query.shape[:-2]) + [L, S]}") from None
+    if scale is None:
+        scale = 1.0 / math.sqrt(query.shape[-1])
+    return attention(query, key, value, mask, float(scale), float(dropout_p))
+
+
+def _check_mha_shapes(query, key, value, key_padding_mask, attn_mask, num_heads):
+    """PyTorch's shape checks of multi_head_attention_forward (AssertionError); True when the
+    input is batched (3-D)."""
+    if query.dim() not in (2, 3):
+        raise AssertionError(f"query should be unbatched 2D or batched 3D tensor but received "
+                             f"{query.dim()}-D query tensor")
+    kind = "batched (3-D)" if query.dim() == 3 else "unbatched (2-D)"
+    if key.dim() != query.dim() or value.dim() != query.dim():
+        raise AssertionError(f"For {kind} `query`, expected `key` and `value` to be "
+                             f"{query.dim()}-D but found {key.dim()}-D and {value.dim()}-D "
+                             f"tensors respectively")
+    if key_padding_mask is not None and key_padding_mask.dim() != query.dim() - 1:
+        raise AssertionError(f"For {kind} `query`, expected `key_padding_mask` to be `None` or "
+                             f"{query.dim() - 1}-D but found {key_padding_mask.dim()}-D tensor "
+                             f"instead")
+    if attn_mask is not None and attn_mask.dim() not in (2, 3):
+        raise AssertionError(f"expected `attn_mask` to be `None`, 2-D or 3-D but found "
+                             f"{attn_mask.dim()}-D tensor instead")
+    return query.dim() == 3
+
+
+def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_heads,
+                                 in_proj_weight, in_proj_bias, bias_k, bias_v, add_zero_attn,
+                                 dropout_p, out_proj_weight, out_proj_bias, training=True,
+                                 key_padding_mask=None, need_weights=True, attn_mask=None,
+                                 use_separate_proj_weight=False, q_proj_weight=None,
+                                 k_proj_weight=None, v_proj_weight=None, static_k=None,
+                                 static_v=None, average_attn_weights=True, is_causal=False):
+    """PyTorch's function: query (L, N, E), key/value (S, N, E), or unbatched (L, E)."""
+    return _mha(query, key, value, embed_dim_to_check, num_heads, in_proj_weight, in_proj_bias,
+                bias_k, bias_v, add_zero_attn, dropout_p, out_proj_weight, out_proj_bias,
+                training, key_padding_mask, need_weights, attn_mask, use_separate_proj_weight,
+                q_proj_weight, k_proj_weight, v_proj_weight, static_k, static_v,
+                average_attn_weights, is_causal, batch_first=False)
+
+
+def _mha(query, key, value, embed_dim_to_check, num_heads, in_proj_weight, in_proj_bias,
+         bias_k, bias_v, add_zero_attn, dropout_p, out_proj_weight, out_proj_bias, training,
+         key_padding_mask, need_weights, attn_mask, use_separate_proj_weight, q_proj_weight,
+         k_proj_weight, v_proj_weight, static_k, static_v, average_attn_weights, is_causal,
+         batch_first):
+    """Multi-head attention computed batch-major: (N, L, E) in, heads as (N, H, L, hd) views,
+    so a batch_first module needs no transposed copies of its activations."""
+    batched = _check_mha_shapes(query, key, value, key_padding_mask, attn_mask, num_heads)
+    if static_k is not None or static_v is not None:
+        raise NotImplementedError("multi_head_attention_forward: static_k/static_v are not "
+                                  "supported; project the keys and values with the layer")
+    same_kv = key is value
+    same_qkv = same_kv and query is key
+    if not batched:
+        query, key, value = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)
+        if key_padding_mask is not None:
+            key_padding_mask = key_padding_mask.unsqueeze(0)
+    elif not batch_first:
+        query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
+    bsz, tgt_len, embed_dim = query.shape
+    src_len = key.shape[1]
+    dt = query._np.dtype
+    if is_causal and attn_mask is None:
+        raise RuntimeError("Need attn_mask if specifying the is_causal hint. You may use the "
+                           "Transformer module method `generate_square_subsequent_mask` to "
+                           "create this mask.")
+    for name, m in (("key_padding_mask", key_padding_mask), ("attn_mask", attn_mask)):
+        if m is not None and m._np.dtype != np.bool_ and m._np.dtype.kind != "f":
+            raise AssertionError(f"only bool and floating types of {name} are supported")
+    if key_padding_mask is not None:
+        key_padding_mask = _additive_mask(key_padding_mask, dt, False)
+        is_causal = False
+    if is_causal and not need_weights:
+        attn_mask = None
+    elif attn_mask is not None:
+        attn_mask = _additive_mask(attn_mask, dt, False)
+        is_causal = False
+    if embed_dim != embed_dim_to_check:
+        raise AssertionError(f"was expecting embedding dimension of {embed_dim_to_check}, but "
+                             f"got {embed_dim}")
+    head_dim = embed_dim // num_heads
+    if head_dim * num_heads != embed_dim:
+        raise AssertionError(f"embed_dim {embed_dim} not divisible by num_heads {num_heads}")
+    if use_separate_proj_weight:
+        if tuple(key.shape[:2]) != tuple(value.shape[:2]):
+            raise AssertionError(f"key's sequence and batch dims {tuple(key.shape[:2])} do not "
+                                 f"match value's {tuple(value.shape[:2])}")
+        bq = bk = bv = None
+        if in_proj_bias is not None:
+            bq, bk, bv = in_proj_bias.chunk(3)
+        q = _linear(query, q_proj_weight, bq)
+        k = _linear(key, k_proj_weight, bk)
+        v = _linear(value, v_proj_weight, bv)
+    else:
+        if tuple(key.shape) != tuple(value.shape):
+            raise AssertionError(f"key shape {tuple(key.shape)} does not match value shape "
+                                 f"{tuple(value.shape)}")
+        q, k, v = _in_projection_packed(query, key, value, in_proj_weight, in_proj_bias, same_qkv,
+                                        same_kv)
+    if attn_mask is not None:
+        if attn_mask.dim() == 2:
+            if tuple(attn_mask.shape) != (tgt_len, src_len):
+                raise RuntimeError(f"The shape of the 2D attn_mask is {tuple(attn_mask.shape)},"
+                                   f" but should be {(tgt_len, src_len)}.")
+            attn_mask = attn_mask.reshape(1, 1, tgt_len, src_len)
+        else:
+            if tuple(attn_mask.shape) != (bsz * num_heads, tgt_len, src_len):
+                raise RuntimeError(f"The shape of the 3D attn_mask is {tuple(attn_mask.shape)},"
+                                   f" but should be {(bsz * num_heads, tgt_len, src_len)}.")
+            attn_mask = attn_mask.reshape(bsz, num_heads, tgt_len, src_len)
+    if bias_k is not None and bias_v is not None:
+        k = _view().cat([k, bias_k.reshape(1, 1, embed_dim).expand(bsz, 1, embed_dim)], 1)
+        v = _view().cat([v, bias_v.reshape(1, 1, embed_dim).expand(bsz, 1, embed_dim)], 1)
+        attn_mask = _pad_key(attn_mask)
+        key_padding_mask = _pad_key(key_padding_mask)
+    elif bias_k is not None or bias_v is not None:
+        raise AssertionError("bias_k is set but bias_v is None" if bias_k is not None
+                             else "bias_v is set but bias_k is None")
+    q = q.reshape(bsz, tgt_len, num_heads, head_dim).transpose(1, 2)
+    k = k.reshape(bsz, k.shape[1], num_heads, head_dim).transpose(1, 2)
+    v = v.reshape(bsz, v.shape[1], num_heads, head_dim).transpose(1, 2)
+    if add_zero_attn:
+        zeros = _wrap(np.zeros((bsz, num_heads, 1, head_dim), dtype=dt))
+        k = _view().cat([k, zeros], 2)
+        v = _view().cat([v, zeros], 2)
+        attn_mask = _pad_key(attn_mask)
+        key_padding_mask = _pad_key(key_padding_mask)
+    src_len = k.shape[2]
+    if key_padding_mask is not None:
+        if key_padding_mask.shape[0] != bsz:
+            raise AssertionError(f"Expected key_padded_mask.shape[0] to be {bsz}, but got "
+                                 f"{key_padding_mask.shape[0]}")
+        if key_padding_mask.shape[1] != src_len:
+            raise AssertionError(f"Expected key_padded_mask.shape[1] to be {src_len}, but got "
+                                 f"{key_padding_mask.shape[1]}")
+        kpm = key_padding_mask.reshape(bsz, 1, 1, src_len)
+        attn_mask = kpm if attn_mask is None else attn_mask + kpm
+    if not training:
+        dropout_p = 0.0
+    if need_weights:
+        if is_causal and attn_mask is None:
+            raise AssertionError("is_causal without an attn_mask is not implemented for "
+                                 "need_weights=True; pass the causal mask as attn_mask")
+        scores = (q * math.sqrt(1.0 / float(head_dim))).matmul(k.mT)
+        if attn_mask is not None:
+            scores = scores + attn_mask
+        weights = softmax(scores, dim=-1)
+        if dropout_p > 0.0:
+            weights = dropout(weights, p=dropout_p)
+        out = weights.matmul(v)
+    else:
+        weights = None
+        out = scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal)
+    # (L, N, E) in memory whatever the layout asked for, as PyTorch's result is: a dropout
+    # drawn on it afterwards fills its mask in memory order, so the draws land where PyTorch's do
+    out = out.permute(2, 0, 1, 3).reshape(tgt_len, bsz, embed_dim)
+    out = _linear(out, out_proj_weight, out_proj_bias)
+    if weights is not None and average_attn_weights:
+        weights = weights.mean(1)
+    if not batched:
+        out = out.squeeze(1)
+        if weights is not None:
+            weights = weights.squeeze(0)
+    elif batch_first:
+        out = out.transpose(0, 1)
+    return out, weights
+
+
+def _pad_key(mask):
+    """A mask with one more (attended) key at the end."""
+    if mask is None:
+        return None
+    return pad(mask, (0, 1))
+
+
+def _in_projection_packed(q, k, v, w, b, same_qkv, same_kv):
+    """q, k, v projected by the rows of the packed (3E, E) weight: one product for
+    self-attention, two when key is value, three otherwise."""
+    E = q.shape[-1]
+    if same_kv:
+        if same_qkv:
+            return _linear(q, w, b).chunk(3, -1)
+        wq, wkv = w.split([E, 2 * E])
+        bq, bkv = (None, None) if b is None else b.split([E, 2 * E])
+        return (_linear(q, wq, bq),) + tuple(_linear(k, wkv, bkv).chunk(2, -1))
+    wq, wk, wv = w.chunk(3)
+    bq, bk, bv = (None, None, None) if b is None else b.chunk(3)
+    return _linear(q, wq, bq), _linear(k, wk, bk), _linear(v, wv, bv)
+
+
+# --- normalisation, channel dropout and resampling for images ------------------------------------
+
+def _normalize_groups(x, dims, eps):
+    """(x - mean) / sqrt(biased var + eps) over dims (recorded ops); also the mean and the
+    biased variance, for running statistics."""
+    mean = x.mean(dims, True)
+    xc = x - mean
+    var = (xc * xc).mean(dims, True)
+    return xc / (var + eps).sqrt(), mean, var
+
+
+def _channel_affine(y, weight, bias):
+    """y * weight + bias with weight and bias of shape (C,) on dim 1 of y."""
+    shape = (1, y.shape[1]) + (1,) * (y.dim() - 2)
+    if weight is not None:
+        y = y * weight.reshape(shape)
+    if bias is not None:
+        y = y + bias.reshape(shape)
+    return y
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5) -> Tensor:
+    """Normalise each sample over its channel groups (C / num_groups channels and every spatial
+    position per group), then a per-channel affine."""
+    if input.dim() < 2:
+        raise RuntimeError(f"group_norm: expected an input of at least 2 dims (N, C, *), got "
+                           f"shape {list(input.shape)}")
+    n, c = input.shape[0], input.shape[1]
+    if c % num_groups:
+        raise RuntimeError(f"Expected number of channels in input to be divisible by "
+                           f"num_groups, but got input of shape {list(input.shape)} and "
+                           f"num_groups={num_groups}")
+    g = input.reshape(n, num_groups, -1)
+    y, _, _ = _normalize_groups(g, (2,), eps)
+    return _channel_affine(y.reshape(tuple(input.shape)), weight, bias)
+
+
+def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
+                  use_input_stats=True, momentum=0.1, eps=1e-5) -> Tensor:
+    """Normalise each (sample, channel) over its spatial positions. With running statistics,
+    they move towards the batch average of the per-instance mean and unbiased variance."""
+    if input.dim() < 3:
+        raise ValueError(f"instance_norm: expected an input (N, C, *) with at least one "
+                         f"spatial dim, got shape {list(input.shape)}")
+    dims = tuple(range(2, input.dim()))
+    if not use_input_stats:
+        if running_mean is None or running_var is None:
+            raise RuntimeError("instance_norm: Expected running_mean and running_var to be "
+                               "defined when use_input_stats is false")
+        shape = (1, input.shape[1]) + (1,) * len(dims)
+        rm = _wrap(running_mean._np.reshape(shape).astype(input._np.dtype))
+        rv = _wrap(running_var._np.reshape(shape).astype(input._np.dtype))
+        return _channel_affine((input - rm) / (rv + eps).sqrt(), weight, bias)
+    m = input.numel() // max(1, input.shape[0] * input.shape[1])
+    if m <= 1:
+        raise ValueError(f"Expected more than 1 spatial element when training, got input size "
+                         f"{list(input.shape)}")
+    y, mean, var = _normalize_groups(input, dims, eps)
+    if running_mean is not None:
+        _update_running(running_mean, running_var, mean.detach()._np.mean(0),
+                        var.detach()._np.mean(0) * (m / (m - 1)), momentum)
+    return _channel_affine(y, weight, bias)
+
+
+def _update_running(running_mean, running_var, mean, var, momentum):
+    """running = (1 - momentum) running + momentum batch, in place (no graph)."""
+    for r, b in ((running_mean, mean), (running_var, var)):
+        if r is None:
+            continue
+        arr = r._np
+        arr *= (1 - momentum)
+        arr += (momentum * np.asarray(b).reshape(arr.shape)).astype(arr.dtype)
+
+
+def _feature_dropout(input, p, training, inplace, spatial):
+    """Zero whole channels: one bernoulli_(1 - p) draw per (sample, channel), drawn as PyTorch
+    draws them (a (N, C, 1, ...) noise tensor filled in order), scaled by 1 / (1 - p)."""
+    if p < 0.0 or p > 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return input
+    batched = input.dim() == spatial + 2
+    x = input if batched else input.unsqueeze(0)
+    from fastgrad import _sampling
+    dt = x._np.dtype
+    shape = tuple(x.shape[:2]) + (1,) * spatial
+    if p == 1.0:
+        noise = np.zeros(shape, dtype=dt)
+    else:
+        ct = np.float32 if dt == np.float16 else dt.type
+        noise = (_sampling._bernoulli_values(shape, 1 - p, None).astype(ct) / ct(1 - p))
+    out = x * _wrap(noise.astype(dt, copy=False))
+    if not batched:
+        out = out.squeeze(0)
+    return input.copy_(out) if inplace else out
+
+
+def dropout1d(input, p=0.5, training=True, inplace=False) -> Tensor:
+    if input.dim() not in (2, 3):
+        raise RuntimeError(f"dropout1d: Expected 2D or 3D input, but received a {input.dim()}D "
+                           f"input. Note that dropout1d exists to provide channel-wise dropout on "
+                           f"inputs with 1 spatial dimension, a channel dimension, and an "
+                           f"optional batch dimension (i.e. 2D or 3D inputs).")
+    return _feature_dropout(input, p, training, inplace, 1)
+
+
+def dropout2d(input, p=0.5, training=True, inplace=False) -> Tensor:
+    if input.dim() not in (3, 4):
+        warnings.warn(f"dropout2d: Received a {input.dim()}-D input to dropout2d, which is "
+                      f"deprecated and will result in an error in a future release. To retain "
+                      f"the behavior and silence this warning, please use dropout instead. Note "
+                      f"that dropout2d exists to provide channel-wise dropout on inputs with 2 "
+                      f"spatial dimensions, a channel dimension, and an optional batch dimension "
+                      f"(i.e. 3D or 4D inputs).", stacklevel=2)
+    if input.dim() == 3:
+        warnings.warn("dropout2d: Received a 3D input to dropout2d and assuming that channel-wise "
+                      "1D dropout behavior is desired - input is interpreted as shape (N, C, L), "
+                      "where C is the channel dim. This behavior will change in a future release "
+                      "to interpret the input as one without a batch dimension, i.e. shape "
+                      "(C, H, W). To maintain the 1D channel-wise dropout behavior, please "
+                      "switch to using dropout1d instead.", stacklevel=2)
+        return _feature_dropout(input, p, training, inplace, 1)
+    return _feature_dropout(input, p, training, inplace, max(input.dim() - 2, 0))
+
+
+def _pixel_factor(input, factor, op, name):
+    r = int(factor)
+    if input.dim() < 3:
+        raise RuntimeError(f"{op} expects input to have at least 3 dimensions, but got input "
+                           f"with {input.dim()} dimension(s)")
+    if r <= 0:
+        raise RuntimeError(f"{op} expects a positive {name}, but got {r}")
+    return r
+
+
+def pixel_shuffle(input, upscale_factor) -> Tensor:
+    """(*, C r^2, H, W) -> (*, C, H r, W r)."""
+    r = _pixel_factor(input, upscale_factor, "pixel_shuffle", "upscale_factor")
+    *lead, c, h, w = input.shape
+    if c % (r * r):
+        raise RuntimeError(f"pixel_shuffle expects its input's 'channel' dimension to be "
+                           f"divisible by the square of upscale_factor, but input.size(-3)={c} "
+                           f"is not divisible by {r * r}")
+    k = len(lead)
+    x = input.reshape(*lead, c // (r * r), r, r, h, w)
+    x = x.permute(*range(k), k, k + 3, k + 1, k + 4, k + 2)
+    return x.reshape(*lead, c // (r * r), h * r, w * r)
+
+
+def pixel_unshuffle(input, downscale_factor) -> Tensor:
+    """(*, C, H r, W r) -> (*, C r^2, H, W)."""
+    r = _pixel_factor(input, downscale_factor, "pixel_unshuffle", "downscale_factor")
+    *lead, c, h, w = input.shape
+    if h % r or w % r:
+        raise RuntimeError(f"pixel_unshuffle expects height and width to be divisible by "
+                           f"downscale_factor, but input of shape {list(input.shape)} is not "
+                           f"divisible by {r}")
+    k = len(lead)
+    x = input.reshape(*lead, c, h // r, r, w // r, r)
+    x = x.permute(*range(k), k, k + 2, k + 4, k + 1, k + 3)
+    return x.reshape(*lead, c * r * r, h // r, w // r)
+
+
+_LINEAR_MODES = {"linear": 1, "bilinear": 2, "trilinear": 3}
+
+
+def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                recompute_scale_factor=None, antialias=False) -> Tensor:
+    """Resample the spatial dims of (N, C, *spatial): nearest, nearest-exact, or (bi/tri)linear
+    one spatial dim at a time (separable: index_select of the two neighbours and their weights),
+    so the gradient flows back through recorded ops."""
+    nsp = input.dim() - 2
+    if nsp < 1:
+        raise ValueError(f"interpolate: expected an input (N, C, *spatial) with 1 to 3 spatial "
+                         f"dims, got shape {list(input.shape)}")
+    if mode in ("nearest", "nearest-exact", "area") and align_corners is not None:
+        raise ValueError("align_corners option can only be set with the interpolating modes: "
+                         "linear | bilinear | bicubic | trilinear")
+    if mode in _LINEAR_MODES and _LINEAR_MODES[mode] != nsp:
+        raise NotImplementedError(f"Got {input.dim()}D input, but {mode} mode needs "
+                                  f"{_LINEAR_MODES[mode] + 2}D input")
+    if mode not in ("nearest", "nearest-exact") and mode not in _LINEAR_MODES:
+        raise NotImplementedError(f"interpolate: mode {mode!r} is not supported; use nearest, "
+                                  f"nearest-exact, linear, bilinear or trilinear")
+    if antialias:
+        raise NotImplementedError("interpolate: antialias=True is not supported")
+    if (size is None) == (scale_factor is None):
+        raise ValueError("only one of size or scale_factor should be defined")
+    in_sizes = tuple(input.shape[2:])
+    if size is not None:
+        sizes = [size] * nsp if isinstance(size, int) else list(size)
+        if len(sizes) != nsp:
+            raise ValueError(f"Input and output must have the same number of spatial dimensions,"
+                             f" but got input with spatial dimensions of {list(in_sizes)} and "
+                             f"output size of {sizes}. Please provide input tensor in (N, C, d1, "
+                             f"d2, ...,dK) format and output size in (o1, o2, ...,oK) format.")
+        scales = [None] * nsp
+    else:
+        factors = [scale_factor] * nsp if isinstance(scale_factor, (int, float)) \
+            else list(scale_factor)
+        if len(factors) != nsp:
+            raise ValueError(f"Input and scale_factor must have the same number of spatial "
+                             f"dimensions, but got input with spatial dimensions of "
+                             f"{list(in_sizes)} and scale_factor of shape {factors}. Please "
+                             f"provide input tensor in (N, C, d1, d2, ...,dK) format and "
+                             f"scale_factor in (s1, s2, ...,sK) format.")
+        sizes = [int(math.floor(float(n) * f)) for n, f in zip(in_sizes, factors)]
+        scales = [None if recompute_scale_factor else float(f) for f in factors]
+    out = input
+    for i in range(nsp):
+        out = _resample_dim(out, 2 + i, in_sizes[i], sizes[i], scales[i], mode,
+                            bool(align_corners))
+    return out
+
+
+def _resample_dim(x, dim, n_in, n_out, scale_factor, mode, align_corners):
+    """One spatial dim of interpolate, with PyTorch's source coordinates."""
+    dt = x._np.dtype
+    ct = np.float64 if dt == np.float64 else np.float32      # PyTorch's accumulate type
+    if mode in ("nearest", "nearest-exact"):
+        # float32 scale; nearest multiplies in float32, nearest-exact adds 0.5 in double
+        scale = np.float32(1.0 / scale_factor if scale_factor else n_in / n_out)
+        if mode == "nearest-exact":
+            src = (np.arange(n_out, dtype=np.float64) + 0.5) * np.float64(scale)
+        else:
+            src = np.arange(n_out, dtype=np.float32) * scale
+        idx = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+        return x.index_select(dim, _wrap(idx))
+    dst = np.arange(n_out, dtype=ct)
+    if align_corners:
+        src = dst * ct((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)
+    else:
+        scale = ct(1.0 / scale_factor) if scale_factor else ct(n_in) / ct(n_out)
+        src = np.maximum(scale * (dst + ct(0.5)) - ct(0.5), ct(0))
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    lam = (src - i0).astype(dt)
+    wshape = [1] * x.dim()
+    wshape[dim] = n_out
+    w1 = _wrap(lam.reshape(wshape))
+    w0 = _wrap((1 - lam).reshape(wshape))
+    return x.index_select(dim, _wrap(i0)) * w0 + x.index_select(dim, _wrap(i1)) * w1
+
+
+def upsample(input, size=None, scale_factor=None, mode="nearest", align_corners=None):
+    return interpolate(input, size, scale_factor, mode, align_corners)

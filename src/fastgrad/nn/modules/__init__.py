@@ -1,7 +1,10 @@
 from fastgrad.nn.modules.module import Module
 from fastgrad.nn.modules.container import Sequential, ModuleList, ModuleDict
 from fastgrad.nn.modules.linear import Linear, Identity, Flatten, Dropout, Embedding
-from fastgrad.nn.modules.normalization import LayerNorm, BatchNorm1d
+from fastgrad.nn.modules.normalization import (LayerNorm, BatchNorm1d, BatchNorm2d, GroupNorm,
+                                               InstanceNorm1d, InstanceNorm2d)
+from fastgrad.nn.modules.dropout import Dropout1d, Dropout2d
+from fastgrad.nn.modules.upsampling import Upsample, PixelShuffle, PixelUnshuffle
 from fastgrad.nn.modules.activation import (ReLU, LeakyReLU, GELU, ELU, SiLU, Sigmoid, Tanh,
                                             Softplus, Softmax, LogSoftmax)
 from fastgrad.nn.modules.loss import (MSELoss, L1Loss, SmoothL1Loss, HuberLoss, CrossEntropyLoss,
@@ -12,3 +15,6 @@ from fastgrad.nn.modules.conv import (Conv1d, Conv2d, ConvTranspose1d, ConvTrans
 from fastgrad.nn.modules.pooling import (MaxPool1d, MaxPool2d, AvgPool1d, AvgPool2d,
                                          AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,
                                          AdaptiveMaxPool2d)
+from fastgrad.nn.modules.transformer import (MultiheadAttention, TransformerEncoderLayer,
+                                             TransformerEncoder, TransformerDecoderLayer,
+                                             TransformerDecoder, Transformer)
