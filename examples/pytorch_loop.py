@@ -60,7 +60,7 @@ def train(model, x, y, epochs=20, batch_size=50, lr=0.01):
     criterion = nn.CrossEntropyLoss()
     losses = []
     model.train()
-    for epoch in range(epochs):
+    for _epoch in range(epochs):
         for start in range(0, len(y), batch_size):
             xb, yb = x[start:start + batch_size], y[start:start + batch_size]
             optimizer.zero_grad()

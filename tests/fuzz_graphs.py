@@ -1090,7 +1090,7 @@ for a program that must not run at all in fastgrad (it would take the process do
 def on_0d(prog, pattern):
     """True when a statement matching regex `pattern` applies to a 0-d operand."""
     shapes = {n.name: n.shape for n in prog.nodes}
-    for name, text in prog.stmts:
+    for _name, text in prog.stmts:
         mt = re.search(r"\b(\w+)" + pattern, text)
         if mt and shapes.get(mt.group(1)) == ():
             return True

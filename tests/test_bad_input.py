@@ -126,7 +126,8 @@ DIM_OPS = [
     ("movedim", lambda T, x, d: x.movedim(d, 0)),
 ]
 
-# PyTorch's own results that fastgrad deliberately does not copy: on a 0-d tensor PyTorch's repeat_interleave(dim=0) and take_along_dim(dim=0) raise, but the
+# PyTorch's own results that fastgrad deliberately does not copy: on a 0-d tensor PyTorch's
+# repeat_interleave(dim=0) and take_along_dim(dim=0) raise, but the
 # dim is valid by the 0-d rule every other op follows.
 # PyTorch's cat also skips 1-D empty tensors whatever the dim (a legacy rule it warns about).
 _DIM_DIFFERENT = {("repeat_interleave", "0d", 0), ("repeat_interleave", "0d", -1),

@@ -1,7 +1,8 @@
 """F.binary_cross_entropy at probabilities of exactly 0 and 1, with weights and reductions.
 
 The loss clamps each log at -100 and the input gradient is g w (x - y) / max(x (1 - x), eps)
-with eps = 1e-12 rounded to float32 (PyTorch's formula): finite where x is 0 or 1. Inputs or targets outside [0, 1] (NaN included)
+with eps = 1e-12 rounded to float32 (PyTorch's formula): finite where x is 0 or 1. Inputs or targets
+outside [0, 1] (NaN included)
 raise RuntimeError. Expectations are closed forms; torch, where installed, is run on the same
 cases.
 """

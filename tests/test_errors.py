@@ -3,7 +3,6 @@ PyTorch's key phrase (PYTORCH-COMPAT.md §1, §2)."""
 import re
 import warnings
 
-import numpy as np
 import pytest
 
 from _backend import REFERENCE, fg

@@ -9,7 +9,6 @@ import struct
 import tracemalloc
 import warnings
 import zipfile
-import zlib
 from collections import OrderedDict
 
 import numpy as np
@@ -188,7 +187,7 @@ def test_manifest_fields_with_wrong_types_or_values(good):
     manifest = _manifest_of(data)
     rng = random.Random(4)
     outcomes = set()
-    for trial in range(300):
+    for _trial in range(300):
         m = copy.deepcopy(manifest)
         node = rng.choice(_nodes(m, []))
         action = rng.randrange(3)

@@ -199,8 +199,8 @@ def test_forked_child_runs_parallel_loops_on_one_thread(restore_threads):
 # integer-valued, so every lost or doubled contribution shows. The 100_000-element cases run the
 # adds with the GIL released, where two threads' adds into one .grad used to interleave.
 
-import threading
-import warnings
+import threading  # noqa: E402
+import warnings  # noqa: E402
 
 THREAD_SIZES = [1, 100_000]
 

@@ -7,7 +7,6 @@ import warnings
 
 import numpy as np
 
-from fastgrad import _dtypes
 from fastgrad._core import random as _rk
 from fastgrad._core.tensor import TensorBase
 from fastgrad.random import _gen
@@ -449,7 +448,7 @@ def multinomial(input, num_samples, replacement=False, *, generator=None, out=No
 def normal(mean=0.0, std=1.0, size=None, *, generator=None, out=None, dtype=None, device=None,
            requires_grad=False):
     """torch.normal: tensor mean and/or std (broadcast), or numbers with a size."""
-    from fastgrad._creation import _wrap, _size, _np_dtype
+    from fastgrad._creation import _np_dtype, _size
     mean_t, std_t = isinstance(mean, TensorBase), isinstance(std, TensorBase)
     if not mean_t and not std_t:
         if size is None:

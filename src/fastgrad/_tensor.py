@@ -4,8 +4,6 @@ Only Python-shaped conveniences live here (repr, backward's argument handling, d
 conversions, aliases). Arithmetic and the hot methods are compiled in TensorBase; the methods
 below that forward to compiled functions are plain aliases, so they add no Python frame.
 """
-import numpy as np
-
 from fastgrad import _device, _dtypes, _legacy, _sampling
 from fastgrad._core import ops_pointwise as _pw
 from fastgrad._core import ops_reduce as _red
@@ -20,7 +18,7 @@ from fastgrad._core import ops_arrange as _arrange
 from fastgrad._core import ops_math as _math
 from fastgrad._core import ops_scatter as _scatter
 from fastgrad._core import ops_sort as _sort
-from fastgrad._core.tensor import TensorBase, Size
+from fastgrad._core.tensor import Size, TensorBase  # noqa: F401  (Size: re-exported)
 
 
 class Tensor(TensorBase, metaclass=_legacy.TensorMeta):

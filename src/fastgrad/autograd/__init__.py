@@ -70,7 +70,6 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
          only_inputs=True, allow_unused=None, is_grads_batched=False, materialize_grads=False):
     """Gradients of `outputs` with respect to `inputs`, returned as a tuple; no .grad changes."""
     outputs = _as_tuple(outputs)
-    single = isinstance(inputs, TensorBase)
     inputs = _as_tuple(inputs)
     if allow_unused is None:
         allow_unused = materialize_grads

@@ -56,7 +56,7 @@ def make_w1(lib, n, backward):
 
     def forward():
         y = x
-        for i in range(W1_OPS // 4):
+        for _i in range(W1_OPS // 4):
             y = exp(tanh(y * w + w))
         return y
 
@@ -75,7 +75,7 @@ def numpy_w1(n, backward):
 
     def forward():
         y = x
-        for i in range(W1_OPS // 4):
+        for _i in range(W1_OPS // 4):
             y = np.exp(np.tanh(y * w + w))
         return y
 
@@ -85,7 +85,7 @@ def numpy_w1(n, backward):
     def step():
         saved = []                          # (y before *w, tanh, exp) per round
         y = x
-        for i in range(W1_OPS // 4):
+        for _i in range(W1_OPS // 4):
             t = np.tanh(y * w + w)
             e = np.exp(t)
             saved.append((y, t, e))
@@ -307,7 +307,7 @@ def w9_chain(lib, n):
     """
     x = _tensor(lib, np.ones(1, dtype=np.float32), requires_grad=True)
     y = x
-    for i in range(n // 2):
+    for _i in range(n // 2):
         y = y * 1.0001
         y = y + 0.0001
     return x, y
@@ -395,7 +395,7 @@ def make_w14(lib, x, y):
                              batch_size=W14_BATCH, shuffle=True)
 
     def step():
-        for xb, yb in loader:
+        for _xb, _yb in loader:
             pass
     return step
 

@@ -86,8 +86,8 @@ def w1(run):
         for bwd in (False, True):
             label = f"{'fwd+bwd' if bwd else 'fwd'} n={n}"
             run.progress("W1", label)
-            cols = run.columns(lambda lib: cases.make_w1(lib, n, bwd),
-                               numpy=lambda: cases.numpy_w1(n, bwd))
+            cols = run.columns(lambda lib, n=n, bwd=bwd: cases.make_w1(lib, n, bwd),
+                               numpy=lambda n=n, bwd=bwd: cases.numpy_w1(n, bwd))
             per_op = 1e6 / cases.W1_OPS
             rows.append(row("W1", label, "µs/op", _scaled(run.time(cols), per_op),
                             at_most(0.5 if bwd else 0.25)))
@@ -101,7 +101,8 @@ def w2(run):
             continue
         label = f"fwd+bwd n=1e{len(str(n)) - 1}"
         run.progress("W2", label)
-        cols = run.columns(lambda lib: cases.make_w2(lib, n), numpy=lambda: cases.numpy_w2(n))
+        cols = run.columns(lambda lib, n=n: cases.make_w2(lib, n),
+                           numpy=lambda n=n: cases.numpy_w2(n))
         rows.append(row("W2", label, "ms", _scaled(run.time(cols), 1e3), at_most(limit)))
     return rows
 
@@ -111,7 +112,8 @@ def w3(run):
     for n in (64, 256, 1024):
         label = f"fwd+bwd n={n}"
         run.progress("W3", label)
-        cols = run.columns(lambda lib: cases.make_w3(lib, n), numpy=lambda: cases.numpy_w3(n))
+        cols = run.columns(lambda lib, n=n: cases.make_w3(lib, n),
+                           numpy=lambda n=n: cases.numpy_w3(n))
         gflops = {k: cases.w3_flops(n) / v / 1e9 if isinstance(v, float) else v
                   for k, v in run.time(cols).items()}
         rows.append(row("W3", label, "GFLOP/s", gflops, Target(True, peer="numpy", factor=0.95),

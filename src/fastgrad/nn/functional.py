@@ -18,7 +18,6 @@ from fastgrad._core.ops_linalg import linear as _linear
 from fastgrad._core.ops_nn import log_softmax as _log_softmax
 from fastgrad._core.ops_nn import softmax as _softmax
 from fastgrad._core import ops_pointwise as _pw
-from fastgrad._core.tensor import TensorBase
 from fastgrad._tensor import Tensor
 
 cross_entropy = _L.cross_entropy
@@ -334,9 +333,9 @@ def pairwise_distance(x1, x2, p=2.0, eps=1e-6, keepdim=False):
 
 # --- convolution and pooling (compiled: _core.ops_conv, _core.ops_pool) -----------------------------
 
-from fastgrad.nn.conv_functional import (conv1d, conv2d, conv_transpose1d,  # noqa: E402
+from fastgrad.nn.conv_functional import (conv1d, conv2d, conv_transpose1d,  # noqa: E402,F401
                                          conv_transpose2d, unfold, fold)
-from fastgrad.nn.pool_functional import (max_pool1d, max_pool2d, avg_pool1d,  # noqa: E402
+from fastgrad.nn.pool_functional import (max_pool1d, max_pool2d, avg_pool1d,  # noqa: E402,F401
                                          avg_pool2d, adaptive_avg_pool1d, adaptive_avg_pool2d,
                                          adaptive_max_pool1d, adaptive_max_pool2d)
 

@@ -4,7 +4,6 @@ defaults and initialisation (kaiming_uniform_(a=sqrt(5)) on the weight, then the
 from fastgrad import _creation
 from fastgrad.nn import conv_functional as CF
 from fastgrad.nn import functional as F
-from fastgrad.nn import init
 from fastgrad.nn.modules.linear import Linear
 from fastgrad.nn.modules.module import Module
 from fastgrad.nn.parameter import Parameter

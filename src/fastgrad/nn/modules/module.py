@@ -130,7 +130,8 @@ class Module(_CallBase):
             self._parameters[name] = None
             return
         if not isinstance(param, Parameter):
-            raise TypeError(f"cannot assign '{_torch_type_name(param) if isinstance(param, TensorBase) else type(param).__name__}' "
+            got = _torch_type_name(param) if isinstance(param, TensorBase) else type(param).__name__
+            raise TypeError(f"cannot assign '{got}' "
                             f"object to parameter '{name}' (torch.nn.Parameter or None required)")
         if param.grad_fn is not None:
             raise ValueError(f"Cannot assign non-leaf Tensor to parameter '{name}'. Model "
@@ -346,7 +347,7 @@ class Module(_CallBase):
     def _apply(self, fn):
         """Apply fn to every parameter's and buffer's data in place (Parameters keep identity)."""
         for m in self.modules():
-            for k, p in m._parameters.items():
+            for _k, p in m._parameters.items():
                 if p is None:
                     continue
                 p.data = fn(p.detach())
