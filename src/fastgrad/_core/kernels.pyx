@@ -345,9 +345,23 @@ cdef void _scalar_run(int op, const floating* a, double s, floating* out,
         for i in range(n):
             out[i] = c / a[i]
     elif op == OP_POW:
-        if c == 2:
+        # PyTorch's exponents computed by products and divisions (bit-identical to it); the
+        # exponent is compared as given, before rounding to the buffer's precision
+        if s == 2:
             for i in range(n):
                 out[i] = a[i] * a[i]
+        elif s == 3:
+            for i in range(n):
+                out[i] = a[i] * a[i] * a[i]
+        elif s == -1:
+            for i in range(n):
+                out[i] = 1 / a[i]
+        elif s == -2:
+            for i in range(n):
+                out[i] = 1 / (a[i] * a[i])
+        elif s == -0.5:
+            for i in range(n):
+                out[i] = 1 / (sqrtf(a[i]) if floating is float else sqrt(a[i]))
         elif floating is float:
             for i in range(n):
                 out[i] = powf(a[i], c)

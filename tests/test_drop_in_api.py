@@ -1,0 +1,144 @@
+"""API details that public PyTorch programs lean on, found by running them with only their import
+lines changed: each test names the kind of program that needed it. Fixed expectations, and the
+same values as PyTorch where it is installed (FASTGRAD_TEST_BACKEND=torch runs the file on
+PyTorch)."""
+import warnings
+
+import numpy as np
+import pytest
+
+from _backend import fg, REFERENCE
+
+F = fg.nn.functional
+
+
+def _torch():
+    if REFERENCE:
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+# --- indexing with a Python range (forward-forward MNIST: x_[range(n), y] = x.max()) ------------
+
+def test_index_with_range_reads_like_a_list():
+    x = fg.arange(12.0).reshape(4, 3)
+    assert x[range(2)].tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    assert x[range(4), [0, 1, 2, 0]].tolist() == [0.0, 4.0, 8.0, 9.0]
+    assert x[:, range(1, 3)].tolist() == [[1, 2], [4, 5], [7, 8], [10, 11]]
+    assert x[range(0)].shape == (0, 3)
+
+
+def test_assign_with_range_and_labels():
+    x = fg.zeros(3, 4)
+    y = fg.tensor([2, 0, 3])
+    x[range(x.shape[0]), y] = 7.0
+    assert x.tolist() == [[0, 0, 7, 0], [7, 0, 0, 0], [0, 0, 0, 7]]
+
+
+def test_range_index_gradient():
+    x = fg.arange(6.0, requires_grad=True)
+    x[range(1, 6, 2)].sum().backward()
+    assert x.grad.tolist() == [0, 1, 0, 1, 0, 1]
+
+
+# --- scalar exponents PyTorch computes by products (regression example: x ** i features) -------
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_pow_small_integer_exponents_are_products(dtype):
+    g = fg.Generator().manual_seed(0)
+    x = fg.rand(4096, generator=g, dtype=getattr(fg, dtype)) * 4 + 0.01
+    a = x.numpy()
+    one = a.dtype.type(1)
+    assert np.array_equal((x ** 3).numpy(), a * a * a)
+    assert np.array_equal((x ** -1).numpy(), one / a)
+    assert np.array_equal((x ** -2).numpy(), one / (a * a))
+    assert np.array_equal((x ** -0.5).numpy(), one / np.sqrt(a))
+    assert np.array_equal(fg.pow(x, 3).numpy(), a * a * a)
+
+
+def test_pow_matches_torch_bit_for_bit():
+    torch = _torch()
+    if torch is None:
+        pytest.skip("needs torch")
+    torch.manual_seed(0)
+    t = (torch.rand(4096) * 4 - 2).requires_grad_()
+    x = fg.tensor(t.detach().numpy(), requires_grad=True)
+    for e in (2, 3, -1, -2, -0.5):
+        ref, got = t ** e, x ** e
+        assert np.array_equal(ref.detach().numpy(), got.detach().numpy(), equal_nan=True), e
+    # the gradient is grad * (e * x ** (e - 1)), rounded in that order
+    g = torch.rand(4096)
+    (t ** 3).backward(g)
+    (x ** 3).backward(fg.tensor(g.numpy()))
+    assert np.array_equal(t.grad.numpy(), x.grad.numpy())
+
+
+# --- the deprecated size_average / reduce flags (VAE tutorials: size_average=False) ------------
+
+def _pair():
+    g = fg.Generator().manual_seed(1)
+    p = fg.rand(4, 5, generator=g) * 0.9 + 0.05
+    q = fg.rand(4, 5, generator=g)
+    return p, q
+
+
+LEGACY_CASES = [
+    (dict(size_average=False), "sum"),
+    (dict(size_average=True), "mean"),
+    (dict(reduce=False), "none"),
+    (dict(size_average=False, reduce=True), "sum"),
+    (dict(size_average=True, reduce=False), "none"),
+]
+
+
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "smooth_l1_loss", "binary_cross_entropy",
+                                  "binary_cross_entropy_with_logits"])
+@pytest.mark.parametrize("flags,reduction", LEGACY_CASES)
+def test_functional_losses_honour_size_average_and_reduce(name, flags, reduction):
+    p, q = _pair()
+    fn = getattr(F, name)
+    with pytest.warns(UserWarning, match=f"please use reduction='{reduction}'"):
+        got = fn(p, q, **flags)
+    want = fn(p, q, reduction=reduction)
+    assert got.shape == want.shape and np.allclose(got.numpy(), want.numpy(), rtol=0, atol=0)
+    if reduction == "sum":
+        assert np.allclose(got.item(), fn(p, q, reduction="none").sum().item(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "nll_loss"])
+@pytest.mark.parametrize("flags,reduction", LEGACY_CASES)
+def test_class_losses_honour_size_average_and_reduce(name, flags, reduction):
+    logits, _ = _pair()
+    target = fg.tensor([0, 4, 2, 1])
+    inp = logits if name == "cross_entropy" else F.log_softmax(logits, 1)
+    fn = getattr(F, name)
+    with pytest.warns(UserWarning, match="size_average and reduce args will be deprecated"):
+        got = fn(inp, target, **flags)
+    assert np.array_equal(got.numpy(), fn(inp, target, reduction=reduction).numpy())
+
+
+def test_bce_size_average_false_is_the_sum_torch_gives():
+    torch = _torch()
+    if torch is None:
+        pytest.skip("needs torch")
+    p, q = _pair()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = torch.nn.functional.binary_cross_entropy(torch.tensor(p.numpy()),
+                                                       torch.tensor(q.numpy()),
+                                                       size_average=False)
+        got = F.binary_cross_entropy(p, q, size_average=False)
+    assert abs(ref.item() - got.item()) <= 1e-6 * abs(ref.item())
+
+
+def test_loss_modules_still_take_the_flags():
+    p, q = _pair()
+    with pytest.warns(UserWarning, match="reduction='sum'"):
+        m = fg.nn.MSELoss(size_average=False)
+    assert m.reduction == "sum"
+    assert np.array_equal(m(p, q).numpy(), F.mse_loss(p, q, reduction="sum").numpy())
+    assert fg.nn.L1Loss().reduction == "mean"
