@@ -142,3 +142,70 @@ def test_loss_modules_still_take_the_flags():
     assert m.reduction == "sum"
     assert np.array_equal(m(p, q).numpy(), F.mse_loss(p, q, reduction="sum").numpy())
     assert fg.nn.L1Loss().reduction == "mean"
+
+
+# --- in-place pointwise forms, in-place reshapes, cross (introyt tensors tutorial) -------------
+
+def test_inplace_pointwise_methods_and_functions():
+    x = fg.tensor([0.25, 1.0, 4.0])
+    assert x.sqrt_() is x and x.tolist() == [0.5, 1.0, 2.0]
+    assert fg.exp_(fg.zeros(2)).tolist() == [1.0, 1.0]
+    assert fg.tensor([-1.5, 2.0]).abs_().tolist() == [1.5, 2.0]
+    assert fg.tensor([-1.0, 2.0]).neg_().tolist() == [1.0, -2.0]
+    assert fg.tensor([-1.0, 2.0]).relu_().tolist() == [0.0, 2.0]
+    assert fg.tensor([0.0]).sigmoid_().tolist() == [0.5]
+    assert fg.tensor([2.0, 3.0]).pow_(2).tolist() == [4.0, 9.0]
+    b = fg.tensor([0.0, 1.0])
+    assert fg.sin_(b) is b and b[0].item() == 0.0
+    w = fg.ones(2, requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf"):
+        w.exp_()
+
+
+def test_inplace_pointwise_gradient_flows_through():
+    w = fg.tensor([0.5, 2.0], requires_grad=True)
+    y = w * 3
+    y.tanh_()
+    y.sum().backward()
+    assert np.allclose(w.grad.numpy(), 3 * (1 - np.tanh(np.array([1.5, 6.0])) ** 2),
+                       rtol=1e-3, atol=1e-6)
+
+
+def test_squeeze_unsqueeze_in_place():
+    b = fg.rand(3, 4)
+    assert b.unsqueeze_(0) is b and b.shape == (1, 3, 4)
+    assert b.squeeze_(0).shape == (3, 4) and b.t_().shape == (4, 3)
+    assert b.transpose_(0, 1).shape == (3, 4)
+    w = fg.rand(3, requires_grad=True)
+    with pytest.raises(RuntimeError):
+        w.unsqueeze_(0)
+
+
+def test_cross_product():
+    v1, v2 = fg.tensor([1.0, 0.0, 0.0]), fg.tensor([0.0, 1.0, 0.0])
+    assert fg.linalg.cross(v2, v1).tolist() == [0.0, 0.0, -1.0]
+    assert fg.cross(v1, v2, dim=0).tolist() == [0.0, 0.0, 1.0]
+    with pytest.warns(UserWarning, match="without specifying the dim"):
+        assert fg.cross(v2, v1).tolist() == [0.0, 0.0, -1.0]
+    a = fg.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], requires_grad=True)
+    b = fg.tensor([[7.0, 8.0, 10.0]])
+    c = fg.linalg.cross(a, b)
+    assert c.tolist() == np.cross(a.detach().numpy(), b.numpy()).tolist()
+    c.sum().backward()
+    # d/da sum(a x b) = b x (1, 1, 1)
+    assert a.grad.tolist() == [np.cross(b.numpy()[0], np.ones(3)).tolist()] * 2
+    with pytest.raises(RuntimeError, match="same number of dimensions"):
+        fg.linalg.cross(a, fg.tensor([7.0, 8.0, 10.0]))
+    with pytest.raises(RuntimeError, match="must have length 3"):
+        fg.linalg.cross(fg.rand(2, 4), fg.rand(2, 4))
+
+
+def test_cross_matches_torch():
+    torch = _torch()
+    if torch is None:
+        pytest.skip("needs torch")
+    torch.manual_seed(0)
+    a, b = torch.randn(5, 3), torch.randn(5, 3)
+    got = fg.linalg.cross(fg.tensor(a.numpy()), fg.tensor(b.numpy()))
+    # PyTorch's kernel may fuse a multiply-add: equal to the last bit or so
+    assert np.allclose(got.numpy(), torch.linalg.cross(a, b).numpy(), rtol=1e-6, atol=1e-7)

@@ -1,5 +1,9 @@
 """Torch-level free functions (fastgrad.exp(x), fastgrad.add(a, b) ...): each one forwards to the
 tensor method or compiled function of the same name."""
+import warnings as _warnings
+
+import numpy as _np
+
 from fastgrad._core import ops_pointwise as _pw
 from fastgrad._core import ops_reduce as _red
 from fastgrad._core import ops_view as _view
@@ -12,7 +16,7 @@ from fastgrad._core.ops_pointwise import (floor_divide, remainder, fmod,  # noqa
                                           logical_and, logical_or, logical_xor, logical_not)
 from fastgrad._core.tensor import TensorBase
 from fastgrad._creation import tensor as _tensor
-from fastgrad._tensor import OP_TABLES as _OP_TABLES
+from fastgrad._tensor import OP_TABLES as _OP_TABLES, POINTWISE_INPLACE as _POINTWISE_INPLACE
 from fastgrad._tensor import Tensor
 
 maximum = _pw.maximum
@@ -188,7 +192,24 @@ argmin = _red2.argmin
 all = _red2.all
 any = _red2.any
 
+def cross(input, other, dim=None, *, out=None) -> Tensor:
+    """linalg.cross along dim; without dim, along the first dim of size 3 (PyTorch's deprecated
+    default, with its warning)."""
+    from fastgrad.linalg import cross as _cross
+    if dim is None:
+        _warnings.warn("Using torch.cross without specifying the dim arg is deprecated. Please "
+                      "either pass the dim explicitly or simply use torch.linalg.cross.",
+                      UserWarning, stacklevel=2)
+        shape = _np.broadcast_shapes(tuple(input.shape), tuple(other.shape))
+        dim = next((d for d, n in enumerate(shape) if n == 3), -1)
+    return _cross(input, other, dim=dim, out=out)
+
+
 # -- the op families' tables (log1p, erf, atan2, isclose, sort, topk, scatter, unique, ...) --
 for _module in _OP_TABLES:
     globals().update(_module.FUNCTIONS)
     globals().update(getattr(_module, "FREE_FUNCTIONS", {}))
+
+# torch.exp_(x), torch.sigmoid_(x) ...: the in-place methods as functions
+for _name in _POINTWISE_INPLACE:
+    globals()[_name + "_"] = getattr(Tensor, _name + "_")
