@@ -209,3 +209,27 @@ def test_cross_matches_torch():
     got = fg.linalg.cross(fg.tensor(a.numpy()), fg.tensor(b.numpy()))
     # PyTorch's kernel may fuse a multiply-add: equal to the last bit or so
     assert np.allclose(got.numpy(), torch.linalg.cross(a, b).numpy(), rtol=1e-6, atol=1e-7)
+
+
+# --- NumPy's axis / keepdims spellings and dtype= on sum and mean (makemore: sum(1, keepdims=True))
+
+def test_sum_mean_accept_axis_and_keepdims():
+    x = fg.arange(6.0).reshape(2, 3)
+    assert x.sum(1, keepdims=True).tolist() == [[3.0], [12.0]]
+    assert x.sum(axis=0).tolist() == [3.0, 5.0, 7.0]
+    assert fg.sum(x, axis=1, keepdims=True).shape == (2, 1)
+    assert x.mean(axis=0).tolist() == [1.5, 2.5, 3.5]
+    assert fg.mean(x, 1, keepdims=True).tolist() == [[1.0], [4.0]]
+    with pytest.raises(TypeError):
+        x.sum(dim=1, axis=1)
+
+
+def test_sum_mean_dtype_casts_first():
+    x = fg.tensor([1.0, 2.0, 1e-8])
+    assert x.sum(dtype=fg.float64).dtype == fg.float64
+    assert fg.sum(x, 0, dtype=fg.float64).dtype == fg.float64
+    assert x.mean(dtype=fg.float64).dtype == fg.float64
+    assert fg.tensor([1, 2]).sum(dtype=fg.float32).dtype == fg.float32
+    w = fg.ones(3, requires_grad=True)
+    w.sum(dtype=fg.float64).backward()
+    assert w.grad.dtype == fg.float32 and w.grad.tolist() == [1.0, 1.0, 1.0]

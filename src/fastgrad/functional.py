@@ -91,12 +91,12 @@ def square(input) -> Tensor:
     return input ** 2
 
 
-def sum(input, dim=None, keepdim=False, *, dtype=None) -> Tensor:
-    return input.sum(dim, keepdim)
+def sum(input, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None) -> Tensor:
+    return input.sum(dim, keepdim, dtype=dtype, axis=axis, keepdims=keepdims)
 
 
-def mean(input, dim=None, keepdim=False, *, dtype=None) -> Tensor:
-    return input.mean(dim, keepdim)
+def mean(input, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None) -> Tensor:
+    return input.mean(dim, keepdim, dtype=dtype, axis=axis, keepdims=keepdims)
 
 
 def eq(input, other) -> Tensor:
