@@ -233,3 +233,29 @@ def test_sum_mean_dtype_casts_first():
     w = fg.ones(3, requires_grad=True)
     w.sum(dtype=fg.float64).backward()
     assert w.grad.dtype == fg.float32 and w.grad.tolist() == [1.0, 1.0, 1.0]
+
+
+# --- histogram (makemore part 3 plots activation statistics with it) ---------------------------
+
+def test_histogram_counts_and_edges():
+    x = fg.tensor([0.0, 0.1, 0.5, 0.9, 1.0, 2.0])
+    hist, edges = fg.histogram(x, bins=2, range=(0.0, 1.0))
+    assert hist.tolist() == [2.0, 3.0] and edges.tolist() == [0.0, 0.5, 1.0]
+    r = fg.histogram(x, 4)
+    assert r.hist.tolist() == [2.0, 2.0, 1.0, 1.0] and r.bin_edges.tolist() == [0.0, 0.5, 1.0, 1.5, 2.0]
+    d = fg.histogram(x, fg.tensor([0.0, 1.0, 2.0]), density=True)
+    assert np.allclose(d.hist.numpy(), [4 / 6, 2 / 6])
+    assert r.hist.dtype == fg.float32
+    with pytest.raises(NotImplementedError):
+        fg.histogram(fg.arange(5), 3)
+
+
+def test_histogram_matches_torch():
+    torch = _torch()
+    if torch is None:
+        pytest.skip("needs torch")
+    torch.manual_seed(0)
+    t = torch.randn(1000)
+    ref, got = torch.histogram(t, density=True), fg.histogram(fg.tensor(t.numpy()), density=True)
+    assert np.allclose(got.hist.numpy(), ref.hist.numpy(), rtol=1e-5)
+    assert np.allclose(got.bin_edges.numpy(), ref.bin_edges.numpy(), atol=1e-6)

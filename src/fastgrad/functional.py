@@ -16,6 +16,7 @@ from fastgrad._core.ops_pointwise import (floor_divide, remainder, fmod,  # noqa
                                           logical_and, logical_or, logical_xor, logical_not)
 from fastgrad._core.tensor import TensorBase
 from fastgrad._creation import tensor as _tensor
+from fastgrad._histogram import histogram  # noqa: F401
 from fastgrad._tensor import OP_TABLES as _OP_TABLES, POINTWISE_INPLACE as _POINTWISE_INPLACE
 from fastgrad._tensor import Tensor
 
