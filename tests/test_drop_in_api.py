@@ -259,3 +259,30 @@ def test_histogram_matches_torch():
     ref, got = torch.histogram(t, density=True), fg.histogram(fg.tensor(t.numpy()), density=True)
     assert np.allclose(got.hist.numpy(), ref.hist.numpy(), rtol=1e-5)
     assert np.allclose(got.bin_edges.numpy(), ref.bin_edges.numpy(), atol=1e-6)
+
+
+# --- diag and rsqrt (graph convolution examples build D^-1/2 with them) -------------------------
+
+def test_diag_builds_and_reads_diagonals():
+    v = fg.tensor([1.0, -2.0, 3.0])
+    assert fg.diag(v).tolist() == [[1, 0, 0], [0, -2, 0], [0, 0, 3]]
+    assert fg.diag(v, 1).shape == (4, 4) and fg.diag(v, 1)[0, 1].item() == 1.0
+    assert fg.diag(v, -2)[4, 2].item() == 3.0 and fg.diag(v, -2).sum().item() == 2.0
+    m = fg.arange(9.0).reshape(3, 3)
+    assert fg.diag(m).tolist() == [0, 4, 8] and m.diag(1).tolist() == [1, 5]
+    assert fg.diag(fg.tensor([1, 2])).dtype == fg.int64
+    w = fg.tensor([1.0, 2.0], requires_grad=True)
+    (fg.diag(w) * fg.tensor([[1.0, 2.0], [3.0, 4.0]])).sum().backward()
+    assert w.grad.tolist() == [1.0, 4.0]
+    with pytest.raises(RuntimeError, match="1D or 2D"):
+        fg.diag(fg.zeros(2, 2, 2))
+
+
+def test_rsqrt_is_one_over_sqrt():
+    x = fg.tensor([0.25, 4.0, 2.0])
+    a = x.numpy()
+    assert np.array_equal(fg.rsqrt(x).numpy(), np.float32(1) / np.sqrt(a))
+    assert np.array_equal(x.rsqrt().numpy(), np.float32(1) / np.sqrt(a))
+    w = fg.tensor([4.0], requires_grad=True)
+    w.rsqrt().backward()
+    assert w.grad.tolist() == [-0.0625]                 # -1/2 * 4 ** -1.5

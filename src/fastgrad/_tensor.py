@@ -347,6 +347,20 @@ def _cross_method(self, other, dim=None):
 Tensor.cross = _cross_method
 
 
+def _diag_method(self, diagonal=0):
+    from fastgrad.functional import diag
+    return diag(self, diagonal)
+
+
+def _rsqrt_method(self):
+    return self.sqrt().reciprocal()
+
+
+Tensor.diag = _diag_method
+Tensor.rsqrt = _rsqrt_method
+Tensor.rsqrt_ = _inplace_form(_rsqrt_method)
+
+
 def _rebuild(arr, requires_grad):
     t = Tensor.__new__(Tensor)
     t._set_data(arr)

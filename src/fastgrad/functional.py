@@ -206,6 +206,33 @@ def cross(input, other, dim=None, *, out=None) -> Tensor:
     return _cross(input, other, dim=dim, out=out)
 
 
+def diag(input, diagonal=0, *, out=None) -> Tensor:
+    """A 1-D input becomes the given diagonal of a square matrix (zeros elsewhere); a 2-D input
+    gives its diagonal as a 1-D tensor (a view). Recorded ops, so gradients follow."""
+    if input.dim() == 2:
+        res = input.diagonal(diagonal)
+    elif input.dim() == 1:
+        n, k = input.shape[0], int(diagonal)
+        m = n + (k if k >= 0 else -k)          # (abs and max here are the tensor functions)
+        rows = _np.arange(n) + (-k if k < 0 else 0)
+        flat = _tensor((rows * m + rows + k).tolist(), dtype=None).long()
+        zeros = _tensor(_np.zeros(m * m, dtype=input.numpy(force=True).dtype))
+        res = zeros.index_add(0, flat, input).view(m, m)
+    else:
+        raise RuntimeError(f"diag(): Supports 1D or 2D tensors. Got {input.dim()}D")
+    if out is not None:
+        return out.copy_(res.detach())
+    return res
+
+
+def rsqrt(input, *, out=None) -> Tensor:
+    """1 / sqrt(input), rounded as PyTorch computes it (a division of the square root)."""
+    res = input.rsqrt()
+    if out is not None:
+        return out.copy_(res.detach())
+    return res
+
+
 # -- the op families' tables (log1p, erf, atan2, isclose, sort, topk, scatter, unique, ...) --
 for _module in _OP_TABLES:
     globals().update(_module.FUNCTIONS)
