@@ -307,6 +307,58 @@ for _module in OP_TABLES:
         setattr(Tensor, _name + "_", _inplace_form(_module.FUNCTIONS[_name]))
 
 
+# in-place forms of the compiled pointwise ops that have none yet (x.exp_(), w.abs_(), ...);
+# functional.py publishes them as fastgrad.exp_(x) ... too
+POINTWISE_INPLACE = tuple(n for n in ("exp", "log", "sin", "cos", "tanh", "sigmoid", "relu", "sqrt",
+                                      "abs", "neg", "negative", "reciprocal", "sign", "pow",
+                                      "square", "clamp_min", "clamp_max")
+                          if hasattr(Tensor, n) and not hasattr(Tensor, n + "_"))
+for _name in POINTWISE_INPLACE:
+    setattr(Tensor, _name + "_", _inplace_form(getattr(Tensor, _name)))
+
+
+def _reshape_inplace(fn):
+    """squeeze_ / unsqueeze_ / t_ / transpose_: self takes the view's shape. A tensor that
+    records gradients keeps its history only as the returned view, so those are refused (as
+    PyTorch refuses them for a leaf) rather than silently detached."""
+    def method(self, *args, **kwargs):
+        if self.requires_grad:
+            raise RuntimeError(f"{fn.__name__}_: a tensor that requires grad cannot change its "
+                               f"shape in place here; use y = x.{fn.__name__}(...) instead")
+        TensorBase.data.__set__(self, fn(self, *args, **kwargs))
+        return self
+    method.__name__ = fn.__name__ + "_"
+    method.__doc__ = f"In-place {fn.__name__}: self becomes {fn.__name__}(self, ...)."
+    return method
+
+
+for _name in ("squeeze", "unsqueeze", "t", "transpose"):
+    if not hasattr(Tensor, _name + "_"):
+        setattr(Tensor, _name + "_", _reshape_inplace(getattr(Tensor, _name)))
+
+
+def _cross_method(self, other, dim=None):
+    from fastgrad.functional import cross
+    return cross(self, other, dim)
+
+
+Tensor.cross = _cross_method
+
+
+def _diag_method(self, diagonal=0):
+    from fastgrad.functional import diag
+    return diag(self, diagonal)
+
+
+def _rsqrt_method(self):
+    return self.sqrt().reciprocal()
+
+
+Tensor.diag = _diag_method
+Tensor.rsqrt = _rsqrt_method
+Tensor.rsqrt_ = _inplace_form(_rsqrt_method)
+
+
 def _rebuild(arr, requires_grad):
     t = Tensor.__new__(Tensor)
     t._set_data(arr)

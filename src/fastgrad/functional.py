@@ -1,5 +1,9 @@
 """Torch-level free functions (fastgrad.exp(x), fastgrad.add(a, b) ...): each one forwards to the
 tensor method or compiled function of the same name."""
+import warnings as _warnings
+
+import numpy as _np
+
 from fastgrad._core import ops_pointwise as _pw
 from fastgrad._core import ops_reduce as _red
 from fastgrad._core import ops_view as _view
@@ -12,7 +16,8 @@ from fastgrad._core.ops_pointwise import (floor_divide, remainder, fmod,  # noqa
                                           logical_and, logical_or, logical_xor, logical_not)
 from fastgrad._core.tensor import TensorBase
 from fastgrad._creation import tensor as _tensor
-from fastgrad._tensor import OP_TABLES as _OP_TABLES
+from fastgrad._histogram import histogram  # noqa: F401
+from fastgrad._tensor import OP_TABLES as _OP_TABLES, POINTWISE_INPLACE as _POINTWISE_INPLACE
 from fastgrad._tensor import Tensor
 
 maximum = _pw.maximum
@@ -87,12 +92,12 @@ def square(input) -> Tensor:
     return input ** 2
 
 
-def sum(input, dim=None, keepdim=False, *, dtype=None) -> Tensor:
-    return input.sum(dim, keepdim, dtype=dtype)
+def sum(input, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None) -> Tensor:
+    return input.sum(dim, keepdim, dtype=dtype, axis=axis, keepdims=keepdims)
 
 
-def mean(input, dim=None, keepdim=False, *, dtype=None) -> Tensor:
-    return input.mean(dim, keepdim, dtype=dtype)
+def mean(input, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None) -> Tensor:
+    return input.mean(dim, keepdim, dtype=dtype, axis=axis, keepdims=keepdims)
 
 
 def eq(input, other) -> Tensor:
@@ -188,7 +193,51 @@ argmin = _red2.argmin
 all = _red2.all
 any = _red2.any
 
+def cross(input, other, dim=None, *, out=None) -> Tensor:
+    """linalg.cross along dim; without dim, along the first dim of size 3 (PyTorch's deprecated
+    default, with its warning)."""
+    from fastgrad.linalg import cross as _cross
+    if dim is None:
+        _warnings.warn("Using torch.cross without specifying the dim arg is deprecated. Please "
+                      "either pass the dim explicitly or simply use torch.linalg.cross.",
+                      UserWarning, stacklevel=2)
+        shape = _np.broadcast_shapes(tuple(input.shape), tuple(other.shape))
+        dim = next((d for d, n in enumerate(shape) if n == 3), -1)
+    return _cross(input, other, dim=dim, out=out)
+
+
+def diag(input, diagonal=0, *, out=None) -> Tensor:
+    """A 1-D input becomes the given diagonal of a square matrix (zeros elsewhere); a 2-D input
+    gives its diagonal as a 1-D tensor (a view). Recorded ops, so gradients follow."""
+    if input.dim() == 2:
+        res = input.diagonal(diagonal)
+    elif input.dim() == 1:
+        n, k = input.shape[0], int(diagonal)
+        m = n + (k if k >= 0 else -k)          # (abs and max here are the tensor functions)
+        rows = _np.arange(n) + (-k if k < 0 else 0)
+        flat = _tensor((rows * m + rows + k).tolist(), dtype=None).long()
+        zeros = _tensor(_np.zeros(m * m, dtype=input.numpy(force=True).dtype))
+        res = zeros.index_add(0, flat, input).view(m, m)
+    else:
+        raise RuntimeError(f"diag(): Supports 1D or 2D tensors. Got {input.dim()}D")
+    if out is not None:
+        return out.copy_(res.detach())
+    return res
+
+
+def rsqrt(input, *, out=None) -> Tensor:
+    """1 / sqrt(input), rounded as PyTorch computes it (a division of the square root)."""
+    res = input.rsqrt()
+    if out is not None:
+        return out.copy_(res.detach())
+    return res
+
+
 # -- the op families' tables (log1p, erf, atan2, isclose, sort, topk, scatter, unique, ...) --
 for _module in _OP_TABLES:
     globals().update(_module.FUNCTIONS)
     globals().update(getattr(_module, "FREE_FUNCTIONS", {}))
+
+# torch.exp_(x), torch.sigmoid_(x) ...: the in-place methods as functions
+for _name in _POINTWISE_INPLACE:
+    globals()[_name + "_"] = getattr(Tensor, _name + "_")

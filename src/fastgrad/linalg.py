@@ -86,4 +86,33 @@ def norm(A, ord=None, dim=None, keepdim=False, *, dtype=None):
                        f"or 2D. Got {A.dim()}D.")
 
 
-__all__ = ["vector_norm", "matrix_norm", "norm"]
+def cross(input, other, *, dim=-1, out=None):
+    """The cross product of 3-vectors along dim (input and other, of equal dims, broadcast together), as
+    PyTorch rounds it: a[i+1] b[i+2] - a[i+2] b[i+1]. Recorded index_select / mul / sub, so the
+    gradient follows."""
+    import numpy as np
+    from fastgrad._creation import tensor
+    if not isinstance(input, TensorBase) or not isinstance(other, TensorBase):
+        raise TypeError("linalg.cross(): input and other must be Tensors")
+    if input.dim() != other.dim():
+        raise RuntimeError(f"linalg.cross: inputs must have the same number of dimensions "
+                           f"(got {input.dim()} and {other.dim()}); unsqueeze the smaller one")
+    try:
+        shape = np.broadcast_shapes(tuple(input.shape), tuple(other.shape))
+    except ValueError:
+        raise RuntimeError(f"linalg.cross: the shapes {list(input.shape)} and "
+                           f"{list(other.shape)} cannot be broadcast together") from None
+    input, other = input.broadcast_to(shape), other.broadcast_to(shape)
+    if not -len(shape) <= dim < len(shape) or shape[dim] != 3:
+        size = shape[dim] if -len(shape) <= dim < len(shape) else None
+        raise RuntimeError(f"linalg.cross: inputs dimension {dim} must have length 3. Got "
+                           f"{size} and {size}")
+    nxt, prv = tensor([1, 2, 0]), tensor([2, 0, 1])
+    res = (input.index_select(dim, nxt) * other.index_select(dim, prv)
+           - input.index_select(dim, prv) * other.index_select(dim, nxt))
+    if out is not None:
+        return out.copy_(res.detach())
+    return res
+
+
+__all__ = ["vector_norm", "matrix_norm", "norm", "cross"]

@@ -345,13 +345,24 @@ cdef void _scalar_run(int op, const floating* a, double s, floating* out,
         for i in range(n):
             out[i] = c / a[i]
     elif op == OP_POW:
-        if c == 2:
+        # PyTorch's exponents computed by products and divisions (bit-identical to it); the
+        # exponent is compared as given, before rounding to the buffer's precision
+        if s == 2:
             for i in range(n):
                 out[i] = a[i] * a[i]
-        elif c == 0.5:                  # a square root, as PyTorch: -0.0 ** 0.5 is -0.0
+        elif s == 3:
+            for i in range(n):
+                out[i] = a[i] * a[i] * a[i]
+        elif s == -1:
+            for i in range(n):
+                out[i] = 1 / a[i]
+        elif s == -2:
+            for i in range(n):
+                out[i] = 1 / (a[i] * a[i])
+        elif s == 0.5:                  # a square root, as PyTorch: -0.0 ** 0.5 is -0.0
             for i in range(n):
                 out[i] = sqrtf(a[i]) if floating is float else sqrt(a[i])
-        elif c == -0.5:                 # and -0.0 ** -0.5 is -inf
+        elif s == -0.5:                 # and -0.0 ** -0.5 is -inf
             for i in range(n):
                 out[i] = 1 / (sqrtf(a[i]) if floating is float else sqrt(a[i]))
         elif floating is float:

@@ -83,7 +83,7 @@ cdef tuple _parse_key(TensorBase a, object key):
                 k = _uint8_mask(k)
             if k.ndim == 0 and k.dtype.kind in "iu":
                 k = int(k)
-        elif isinstance(k, (list, tuple)):
+        elif isinstance(k, (list, tuple, range)):
             k = np.asarray(k)
             if k.dtype.kind == "f" or (k.size == 0 and k.dtype.kind != "b"):
                 k = k.astype(np.int64)

@@ -44,6 +44,20 @@ cdef double _INV_SQRT_2PI = 0.3989422804014327
 cdef double _TWO_OVER_SQRT_PI = 1.1283791670955126
 
 
+def legacy_reduction(size_average, reduce, reduction):
+    """The reduction that the deprecated size_average / reduce flags ask for (either None: the
+    flag's default, True), with PyTorch's deprecation warning; `reduction` when both are None."""
+    if size_average is None and reduce is None:
+        return reduction
+    if reduce is False:
+        reduction = "none"
+    else:
+        reduction = "sum" if size_average is False else "mean"
+    warnings.warn(f"size_average and reduce args will be deprecated, please use "
+                  f"reduction='{reduction}' instead.", UserWarning, stacklevel=2)
+    return reduction
+
+
 cdef int _reduction(object reduction, str op) except -1:
     r = _REDUCTIONS.get(reduction)
     if r is None:
@@ -210,6 +224,8 @@ cdef object _weight_arr(object weight, Py_ssize_t c, object dt, str op):
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,
                   reduce=None, reduction="mean", label_smoothing=0.0):
     """log_softmax + nll_loss in one op (grad_fn NllLossBackward0)."""
+    if size_average is not None or reduce is not None:
+        reduction = legacy_reduction(size_average, reduce, reduction)
     return _nll(input, target, weight, ignore_index, reduction, label_smoothing, True,
                 "cross_entropy")
 
@@ -217,6 +233,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
              reduction="mean"):
     """Negative log-likelihood of log-probabilities `input` at class indices `target`."""
+    if size_average is not None or reduce is not None:
+        reduction = legacy_reduction(size_average, reduce, reduction)
     return _nll(input, target, weight, ignore_index, reduction, 0.0, False, "nll_loss")
 
 
@@ -446,6 +464,8 @@ cdef object _log_softmax_rec(TensorBase x):
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """mean/sum/none of (input - target)**2 in one op (grad_fn MseLossBackward0)."""
     cdef TensorBase x = _tensor(input, "mse_loss", "input"), y = _tensor(target, "mse_loss", "target")
+    if size_average is not None or reduce is not None:
+        reduction = legacy_reduction(size_average, reduce, reduction)
     cdef int red_ = _reduction(reduction, "mse_loss")
     cdef cnp.ndarray xd = x._data, yd = y._data
     cdef MseLossBackward0 node
@@ -591,6 +611,8 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
                                      reduction="mean", pos_weight=None):
     """Stable sigmoid + binary cross-entropy:
     loss = (1 - y) x + (1 + (pw - 1) y) (log1p(exp(-|x|)) + max(-x, 0)), times weight."""
+    if size_average is not None or reduce is not None:
+        reduction = legacy_reduction(size_average, reduce, reduction)
     cdef str op = "binary_cross_entropy_with_logits"
     cdef TensorBase x, y, out
     cdef int red_ = _reduction(reduction, op)

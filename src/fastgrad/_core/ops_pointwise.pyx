@@ -661,7 +661,7 @@ cdef class PowBackward0(Node):
             return (zeros_grad(grads[0]),)
         if e == 2:
             return (mul(grads[0], mul(a, 2)),)
-        return (mul(mul(grads[0], e), pow_(a, e - 1)),)
+        return (mul(grads[0], mul(pow_(a, e - 1), e)),)      # PyTorch's rounding order
 
     cdef void release_variables(self):
         self.self_.release()

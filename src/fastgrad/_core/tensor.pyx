@@ -946,15 +946,31 @@ cdef class TensorBase:
         return pw.copy_(self, src)
 
     # -- reductions --
-    def sum(self, dim=None, keepdim=False, *, dtype=None):
-        if dtype is None:
-            return red.sum_(self, dim, keepdim)
-        return red.sum_(red.as_dtype(self, dtype, "sum"), dim, keepdim)
+    # axis / keepdims: NumPy's spellings, which PyTorch accepts too; dtype casts the input first
+    def sum(self, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
+        if dtype is not None or axis is not None or keepdims is not None:
+            x, dim, keepdim = _reduce_args(self, dim, keepdim, dtype, axis, keepdims, "sum")
+            return red.sum_(x, dim, keepdim)
+        return red.sum_(self, dim, keepdim)
 
-    def mean(self, dim=None, keepdim=False, *, dtype=None):
-        if dtype is None:
-            return red.mean(self, dim, keepdim)
-        return red.mean(red.as_dtype(self, dtype, "mean"), dim, keepdim)
+    def mean(self, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
+        if dtype is not None or axis is not None or keepdims is not None:
+            x, dim, keepdim = _reduce_args(self, dim, keepdim, dtype, axis, keepdims, "mean")
+            return red.mean(x, dim, keepdim)
+        return red.mean(self, dim, keepdim)
+
+
+cdef tuple _reduce_args(self, dim, keepdim, dtype, axis, keepdims, str op):
+    """(input, dim, keepdim) for a reduction called with NumPy's spellings or a dtype."""
+    if axis is not None:
+        if dim is not None:
+            raise TypeError(f"{op}() got both dim and its alias axis; pass one of them")
+        dim = axis
+    if keepdims is not None:
+        keepdim = keepdims
+    if dtype is not None:
+        self = red.as_dtype(self, dtype, op)
+    return self, dim, keepdim
 
 
 class Size(tuple):

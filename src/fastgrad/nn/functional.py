@@ -229,6 +229,7 @@ def _same_size(input, target, op):
 
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None) -> Tensor:
     _same_size(input, target, "l1_loss")
+    reduction = _L.legacy_reduction(size_average, reduce, reduction)
     return _reduce((input - target).abs(), reduction, "l1_loss")
 
 
@@ -236,6 +237,7 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
                    beta=1.0) -> Tensor:
     """0.5 d^2 / beta where |d| < beta, |d| - 0.5 beta elsewhere (l1 when beta == 0)."""
     _same_size(input, target, "smooth_l1_loss")
+    reduction = _L.legacy_reduction(size_average, reduce, reduction)
     if beta < 0:
         raise RuntimeError("smooth_l1_loss does not support negative values for beta.")
     d = (input - target).abs()

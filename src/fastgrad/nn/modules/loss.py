@@ -1,23 +1,14 @@
 """Loss modules: hold the options, call nn.functional (fused compiled ops where hot)."""
+from fastgrad._core.ops_loss import legacy_reduction
 from fastgrad._tensor import Tensor
 from fastgrad.nn import functional as F
 from fastgrad.nn.modules.module import Module
 
 
-def _legacy_reduction(size_average, reduce, reduction):
-    if size_average is None and reduce is None:
-        return reduction
-    size_average = True if size_average is None else size_average
-    reduce = True if reduce is None else reduce
-    if not reduce:
-        return "none"
-    return "mean" if size_average else "sum"
-
-
 class _Loss(Module):
     def __init__(self, size_average=None, reduce=None, reduction="mean"):
         super().__init__()
-        reduction = _legacy_reduction(size_average, reduce, reduction)
+        reduction = legacy_reduction(size_average, reduce, reduction)
         if reduction not in ("none", "mean", "sum"):
             raise ValueError(f"{reduction} is not a valid value for reduction")
         self.reduction = reduction
