@@ -716,6 +716,8 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     too (PyTorch's formula), where the composed log's would be NaN."""
     cdef str op = "binary_cross_entropy"
     cdef TensorBase x, y, out
+    if size_average is not None or reduce is not None:
+        reduction = legacy_reduction(size_average, reduce, reduction)
     cdef int red_ = _reduction(reduction, op)
     x, y = _binary_pair(input, target, op, "Using a target size ({t}) that is different to the "
                         "input size ({i}) is deprecated. Please ensure they have the same size.")
