@@ -243,8 +243,11 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
     d = (input - target).abs()
     if beta == 0.0:
         return _reduce(d, reduction, "smooth_l1_loss")
-    dq = _pw.clamp(d, None, beta)       # the quadratic branch sees at most beta: an infinite d
-    loss = _pw.where(d < beta, dq * dq * (0.5 / beta), d - 0.5 * beta)   # gives it no NaN
+    # the linear branch only where |d| >= beta holds: an infinite d gives the quadratic branch
+    # no NaN, and a NaN d takes the quadratic branch, whose gradient is NaN (as PyTorch's)
+    far = d >= beta
+    dq = _pw.where(far, 0.0, d)
+    loss = _pw.where(far, d - 0.5 * beta, dq * dq * (0.5 / beta))
     return _reduce(loss, reduction, "smooth_l1_loss")
 
 
@@ -254,8 +257,9 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None) -> Tenso
     if delta <= 0:
         raise RuntimeError("huber_loss does not support non-positive values for delta.")
     d = (input - target).abs()
-    dq = _pw.clamp(d, None, delta)      # as in smooth_l1_loss: no NaN from an infinite d
-    loss = _pw.where(d < delta, dq * dq * 0.5, (d - 0.5 * delta) * delta)
+    far = d >= delta                    # as in smooth_l1_loss: inf and NaN as PyTorch
+    dq = _pw.where(far, 0.0, d)
+    loss = _pw.where(far, (d - 0.5 * delta) * delta, dq * dq * 0.5)
     return _reduce(loss, reduction, "huber_loss")
 
 
