@@ -286,3 +286,29 @@ def test_rsqrt_is_one_over_sqrt():
     w = fg.tensor([4.0], requires_grad=True)
     w.rsqrt().backward()
     assert w.grad.tolist() == [-0.0625]                 # -1/2 * 4 ** -1.5
+
+
+AXIS_CALLS = [
+    ("max", lambda m, x: m.max(x, axis=1)[0]), ("min_method", lambda m, x: x.min(axis=0)[1]),
+    ("prod", lambda m, x: x.prod(axis=1)), ("std", lambda m, x: x.std(axis=0, keepdims=True)),
+    ("var", lambda m, x: m.var(x, axis=1)), ("argmax", lambda m, x: x.argmax(axis=1)),
+    ("amax", lambda m, x: x.amax(axis=0, keepdims=True)), ("cumsum", lambda m, x: x.cumsum(axis=1)),
+    ("logsumexp", lambda m, x: m.logsumexp(x, axis=1)), ("softmax", lambda m, x: x.softmax(axis=0)),
+    ("any", lambda m, x: (x > 0).any(axis=1)), ("sum", lambda m, x: m.sum(x, axis=0, keepdims=True)),
+]
+
+
+@pytest.mark.parametrize("name, call", AXIS_CALLS, ids=[c[0] for c in AXIS_CALLS])
+def test_axis_and_keepdims_are_aliases_of_dim_and_keepdim(name, call):
+    x0 = np.array([[1.0, -2.0, 3.5], [0.5, 4.0, -1.0]], dtype=np.float32)
+    got = call(fg, fg.tensor(x0)).numpy()
+    dim_form = {"max": lambda x: np.max(x, 1), "min_method": lambda x: np.argmin(x, 0),
+                "prod": lambda x: np.prod(x, 1), "std": lambda x: np.std(x, 0, ddof=1, keepdims=True),
+                "var": lambda x: np.var(x, 1, ddof=1), "argmax": lambda x: np.argmax(x, 1),
+                "amax": lambda x: np.max(x, 0, keepdims=True), "cumsum": lambda x: np.cumsum(x, 1),
+                "logsumexp": lambda x: np.log(np.exp(x).sum(1)),
+                "softmax": lambda x: np.exp(x) / np.exp(x).sum(0), "any": lambda x: (x > 0).any(1),
+                "sum": lambda x: x.sum(0, keepdims=True)}[name](x0.astype(np.float64))
+    np.testing.assert_allclose(got, dim_form, rtol=1e-6)
+    with pytest.raises(TypeError):
+        fg.tensor(x0).max(dim=0, axis=1)

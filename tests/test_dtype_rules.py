@@ -126,8 +126,10 @@ def test_uint8_index_2d_and_setitem():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert x[m].tolist() == [0.0, 4.0, 5.0]
-        x[m] = -1.0
-    assert x.tolist() == [[-1.0, 1.0, 2.0], [3.0, -1.0, -1.0]]
+        x[m] = fg.tensor([-1.0, -2.0, -3.0])
+        assert x.tolist() == [[-1.0, 1.0, 2.0], [3.0, -2.0, -3.0]]
+        with pytest.raises(RuntimeError, match="masked_fill_ only supports boolean masks"):
+            x[m] = -1.0                       # as PyTorch: a number through a uint8 mask
 
 
 def test_uint8_index_matches_torch():

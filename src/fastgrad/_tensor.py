@@ -4,6 +4,8 @@ Only Python-shaped conveniences live here (repr, backward's argument handling, d
 conversions, aliases). Arithmetic and the hot methods are compiled in TensorBase; the methods
 below that forward to compiled functions are plain aliases, so they add no Python frame.
 """
+import functools
+
 from fastgrad import _device, _dtypes, _legacy, _sampling
 from fastgrad._core import ops_pointwise as _pw
 from fastgrad._core import ops_reduce as _red
@@ -289,6 +291,28 @@ for _op, _fwd, _refl, _inpl in (("floordiv", _pw._floordiv, _pw._rfloordiv, _pw.
     setattr(Tensor, f"__i{_op}__", _inpl)
 
 
+def axis_alias(fn):
+    """fn also taking NumPy's spellings axis= (for dim=) and keepdims= (for keepdim=), as
+    PyTorch's functions do. One Python frame more, so the hot sum/mean take them in C instead."""
+    @functools.wraps(fn)
+    def accepting(*args, axis=None, keepdims=None, **kwargs):
+        if axis is not None:
+            if "dim" in kwargs:
+                raise TypeError(f"{fn.__name__}() got both dim and its alias axis; pass one")
+            kwargs["dim"] = axis
+        if keepdims is not None:
+            kwargs["keepdim"] = keepdims
+        return fn(*args, **kwargs)
+    return accepting
+
+
+#: reductions and dim-taking ops that accept axis= / keepdims= (sum and mean do so in C)
+AXIS_OPS = ("max", "min", "prod", "var", "std", "cumsum", "logsumexp", "norm", "amax", "amin",
+            "argmax", "argmin", "all", "any", "softmax", "log_softmax", "sort", "argsort",
+            "topk", "kthvalue", "cummax", "cummin", "cumprod", "squeeze", "unsqueeze",
+            "flip", "roll")
+
+
 def _inplace_form(fn):
     def method(self, *args, **kwargs):
         return self.copy_(fn(self, *args, **kwargs))
@@ -305,6 +329,8 @@ for _module in OP_TABLES:
         setattr(Tensor, _name, _fn)
     for _name in getattr(_module, "INPLACE", ()):
         setattr(Tensor, _name + "_", _inplace_form(_module.FUNCTIONS[_name]))
+for _name in AXIS_OPS:
+    setattr(Tensor, _name, axis_alias(getattr(Tensor, _name)))
 
 
 # in-place forms of the compiled pointwise ops that have none yet (x.exp_(), w.abs_(), ...);

@@ -17,7 +17,9 @@ from fastgrad._core.ops_pointwise import (floor_divide, remainder, fmod,  # noqa
 from fastgrad._core.tensor import TensorBase
 from fastgrad._creation import tensor as _tensor
 from fastgrad._histogram import histogram  # noqa: F401
+from fastgrad._tensor import AXIS_OPS as _AXIS_OPS
 from fastgrad._tensor import OP_TABLES as _OP_TABLES, POINTWISE_INPLACE as _POINTWISE_INPLACE
+from fastgrad._tensor import axis_alias as _axis_alias
 from fastgrad._tensor import Tensor
 
 maximum = _pw.maximum
@@ -241,3 +243,8 @@ for _module in _OP_TABLES:
 # torch.exp_(x), torch.sigmoid_(x) ...: the in-place methods as functions
 for _name in _POINTWISE_INPLACE:
     globals()[_name + "_"] = getattr(Tensor, _name + "_")
+
+# -- axis= / keepdims= on the dim-taking functions, as on the methods --
+for _name in _AXIS_OPS:
+    if _name in globals():
+        globals()[_name] = _axis_alias(globals()[_name])

@@ -481,6 +481,10 @@ def setitem(input, key, value):
     cdef TensorBase a = input, tv = None, root, hist
     cdef SetRegion fn
     pw.check_inplace(a)
+    if (isinstance(key, TensorBase) and (<TensorBase>key)._data.dtype == np.uint8
+            and not isinstance(value, TensorBase)):
+        raise RuntimeError("masked_fill_ only supports boolean masks, but got mask with dtype "
+                           "unsigned char (uint8): make the mask with .bool()")
     npkey, advanced, _ = _parse_key(a, key)
     if isinstance(value, TensorBase):
         tv = value
