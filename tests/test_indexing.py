@@ -3,7 +3,7 @@ in-place writes through views, gather/scatter_add/index_select/masked_fill/take_
 import numpy as np
 import pytest
 
-from _backend import fg
+from _backend import REFERENCE, fg
 from _fd import check_grad
 
 R = np.random.default_rng(5)
@@ -50,7 +50,9 @@ def test_index_bounds():
         x[fg.tensor([0, 9])]
     with pytest.raises(IndexError, match="too many indices"):
         x[0, 0, 0]
-    with pytest.raises(IndexError):
+    # PyTorch 2.13 raises RuntimeError here on one kernel path and IndexError on another;
+    # fastgrad raises IndexError for every out-of-range index
+    with pytest.raises((IndexError, RuntimeError) if REFERENCE else IndexError):
         x.index_select(1, fg.tensor([4]))
     with pytest.raises(IndexError):
         x[0, 0] = x[9, 0]

@@ -226,8 +226,10 @@ def test_interpolate_bad_input():
     x = fg.randn(1, 2, 3, 4)
     with pytest.raises(NotImplementedError, match="Got 4D input, but linear mode needs 3D"):
         F.interpolate(x, scale_factor=2, mode="linear")
-    with pytest.raises(ValueError, match="only one of size or scale_factor"):
+    with pytest.raises(ValueError, match="either size or scale_factor should be defined"):
         F.interpolate(x)
+    with pytest.raises(ValueError, match="only one of size or scale_factor"):
+        F.interpolate(x, size=(4, 4), scale_factor=2)
     with pytest.raises(ValueError, match="align_corners option can only be set"):
         F.interpolate(x, scale_factor=2, align_corners=True)
 

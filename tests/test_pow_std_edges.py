@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from _backend import fg
+from _backend import REFERENCE, fg
 
 inf, nan = math.inf, math.nan
 
@@ -93,6 +93,7 @@ def test_std_float32_matches_torch():
     np.testing.assert_allclose(got[4], ref[4], rtol=1e-6)
 
 
+@pytest.mark.skipif(REFERENCE, reason="fastgrad's float64 accumulation; PyTorch's float32 var keeps fewer digits")
 def test_std_float32_precision_from_float64_accumulation():
     """Mean 1e4, spread 1e-2: a float32 two-pass would keep ~3 digits of the 1e-4 variance."""
     rng = np.random.default_rng(0)

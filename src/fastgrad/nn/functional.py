@@ -780,7 +780,9 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
                                   f"nearest-exact, linear, bilinear or trilinear")
     if antialias:
         raise NotImplementedError("interpolate: antialias=True is not supported")
-    if (size is None) == (scale_factor is None):
+    if size is None and scale_factor is None:
+        raise ValueError("either size or scale_factor should be defined")
+    if size is not None and scale_factor is not None:
         raise ValueError("only one of size or scale_factor should be defined")
     in_sizes = tuple(input.shape[2:])
     if size is not None:

@@ -48,7 +48,8 @@ def _plan(x, nd, kernel_size, stride, padding, dilation, ceil_mode):
     if any(v <= 0 for v in k):
         raise RuntimeError(f"kernel size should be greater than zero, but got kernel_size={k}")
     if any(v <= 0 for v in s):
-        raise RuntimeError(f"stride should be greater than zero, but got stride={s}")
+        raise RuntimeError(f"stride should not be zero: it must be greater than zero, but got "
+                           f"stride={s}")
     if any(v <= 0 for v in d):
         raise RuntimeError(f"dilation should be greater than zero, but got dilation={d}")
     for kk, pp, dd in zip(k, p, d):
