@@ -339,6 +339,8 @@ def make_w11(lib, batch=W11_BATCH):
     def step():
         opt.zero_grad()
         loss_fn(model(X), y).backward()
+        opt.step()
+    return step
 
 
 # --- W13: a transformer encoder's training step ------------------------------------------------

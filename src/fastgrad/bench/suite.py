@@ -205,7 +205,7 @@ def w13(run):
     run.progress("W13", label)
     cols = run.columns(cases.make_w13)
     return [row("W13", label, "ms/step", _scaled(run.time(cols), 1e3),
-                Target(False, peer="torch", factor=round(1 / 1.5, 3)))]
+                Target(False, peer="torch", factor=1 / 1.5, text="≥ 1.5x torch"))]
 
 
 def w14(run):
