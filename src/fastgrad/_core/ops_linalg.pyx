@@ -17,7 +17,7 @@ import numpy as np
 
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
-from fastgrad._core.tensor cimport (TensorBase, SavedVar, wrap, save, set_history, scalar_type_name,
+from fastgrad._core.tensor cimport (TensorBase, SavedVar, wrap, save, set_history,
                                     set_history1)
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core.ops_reduce cimport sum_to, sum_
@@ -884,11 +884,6 @@ def einsum(equation, *operands):
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
     arrs = [(<TensorBase>o)._data for o in operands]
-    for arr in arrs[1:]:                       # PyTorch contracts operands of one dtype only
-        if arr.dtype != arrs[0].dtype:
-            raise RuntimeError(f"einsum(): expected scalar type {scalar_type_name(arrs[0].dtype)} "
-                               f"but found {scalar_type_name(arr.dtype)}: "
-                               f"convert the operands to one dtype first (e.g. .float())")
     ins, rhs = _explicit(equation, arrs)
     try:
         r = np.einsum(f"{','.join(ins)}->{rhs}", *arrs, optimize=len(arrs) > 1)
