@@ -16,3 +16,12 @@ else:
 
 #: True when the suite runs against PyTorch (reference mode).
 REFERENCE = BACKEND == "torch"
+
+
+def child_env():
+    """os.environ for a child process, with PYTHONPATH leading to the fastgrad under test
+    (the source tree built in place, or the installed package: wherever it was imported from)."""
+    import fastgrad
+    site = os.path.dirname(os.path.dirname(os.path.abspath(fastgrad.__file__)))
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [site, os.environ.get("PYTHONPATH")])))

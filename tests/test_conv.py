@@ -3,7 +3,7 @@ gradients against torch with identical weights, against float64 finite differenc
 initialisation equal to torch's, and PyTorch's errors for bad input."""
 import numpy as np
 import pytest
-from _backend import REFERENCE, fg
+from _backend import child_env, fg, REFERENCE
 from _fd import check_grad
 
 F = fg.nn.functional
@@ -283,7 +283,7 @@ def test_lenet_example_loss_falls():
     import subprocess
     import sys
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": os.path.join(root, "src")}
+    env = child_env()
     out = subprocess.run([sys.executable, os.path.join(root, "examples", "lenet_digits.py"), "120"],
                          capture_output=True, text=True, timeout=120, check=True, env=env).stdout
     losses = [float(v) for v in re.findall(r"loss (\d+\.\d+)", out)]

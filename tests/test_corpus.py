@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from _backend import REFERENCE
+from _backend import REFERENCE, child_env
 
 CORPUS = Path(__file__).parent / "corpus"
 NUMBER = re.compile(r"-?\d+(?:\.(\d+))?(?:e[-+]?\d+)?")
@@ -48,11 +48,7 @@ def test_program_prints_what_pytorch_printed(name, tmp_path):
         source = source.replace("fastgrad", "torch")
     script = tmp_path / f"{name}.py"
     script.write_text(source)
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    if not REFERENCE:                    # the fastgrad under test, wherever it was imported from
-        import fastgrad
-        site = str(Path(fastgrad.__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [site, env.get("PYTHONPATH")]))
+    env = dict(os.environ if REFERENCE else child_env(), PYTHONHASHSEED="0")
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

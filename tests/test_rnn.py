@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from _backend import REFERENCE, fg
+from _backend import child_env, fg, REFERENCE
 from _fd import check_grad
 
 nn = fg.nn
@@ -330,7 +330,7 @@ def test_char_lstm_example_loss_falls():
     import subprocess
     import sys
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": os.path.join(root, "src")}
+    env = child_env()
     out = subprocess.run([sys.executable, os.path.join(root, "examples", "char_lstm.py"), "40"],
                          capture_output=True, text=True, timeout=300, check=True, env=env).stdout
     losses = [float(ln.split()[-1]) for ln in out.splitlines() if ln.startswith("step")]
