@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 
 from fastgrad._core.dims cimport wrap_dim
+from fastgrad._core.tensor cimport tensor_arg as _input
 from fastgrad._core.tensor cimport TensorBase, wrap
 from fastgrad._core.formula cimport record
 from fastgrad._core.ops_view import cat
@@ -20,12 +21,6 @@ from fastgrad._core.ops_linalg import matmul
 from fastgrad._core.ops_pointwise import where
 
 cnp.import_array()
-
-
-cdef inline TensorBase _input(object x, str name, str arg="input"):
-    if isinstance(x, TensorBase):
-        return <TensorBase>x
-    raise TypeError(f"{name}(): argument '{arg}' must be Tensor, not {type(x).__name__}")
 
 
 # --- triangles -----------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import numpy as np
 
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
+from fastgrad._core.tensor cimport shape_of as _shape
 from fastgrad._core.tensor cimport TensorBase, wrap, set_history, set_history1
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core.ops_reduce cimport sum_to, sum_
@@ -45,8 +46,6 @@ cdef extern from "Python.h":
 cdef object _int64 = np.dtype(np.int64)
 
 
-cdef inline tuple _shape(TensorBase a):
-    return (<object>a._data).shape
 
 
 cdef inline bint _rec(TensorBase a):

@@ -17,6 +17,7 @@ import numpy as np
 
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
+from fastgrad._core.tensor cimport shape_of as _shape
 from fastgrad._core.tensor cimport (TensorBase, SavedVar, wrap, save, set_history,
                                     set_history1)
 from fastgrad._core cimport ops_pointwise as pw
@@ -29,8 +30,6 @@ from fastgrad._core.ops_view import out_check, write_out
 cnp.import_array()
 
 
-cdef inline tuple _shape(TensorBase a):
-    return (<object>a._data).shape
 
 
 cdef inline str _mat(tuple s):

@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 
+from fastgrad._core.tensor cimport shape_of as _shape, tensor_arg as _input
 from fastgrad._core.tensor cimport TensorBase, scalar_type_name, wrap
 from fastgrad._core.formula cimport record
 
@@ -25,15 +26,8 @@ cnp.import_array()
 
 # --- input conversion ----------------------------------------------------------------------------
 
-cdef inline tuple _shape(TensorBase t):
-    return (<object>t._data).shape
 
 
-cdef inline TensorBase _input(object x, str name):
-    if isinstance(x, TensorBase):
-        return <TensorBase>x
-    raise TypeError(f"{name}(): argument 'input' (position 1) must be Tensor, not "
-                    f"{type(x).__name__}")
 
 
 cdef object _compute_dtype(cnp.ndarray x):
@@ -240,30 +234,16 @@ def frac(input):
 # --- erf, erfc (libm) and erfinv -----------------------------------------------------------------
 
 def _erf_array(cnp.ndarray x):
-    cdef cnp.ndarray c = np.asarray(x, order="C")
-    cdef cnp.ndarray out = np.empty_like(c)
-    cdef Py_ssize_t i, n = c.size
-    cdef float* f32
-    cdef float* o32
-    cdef double* f64
-    cdef double* o64
-    if c.dtype == np.float32:
-        f32 = <float*>cnp.PyArray_DATA(c)
-        o32 = <float*>cnp.PyArray_DATA(out)
-        with nogil:
-            for i in range(n):
-                o32[i] = c_erff(f32[i])
-    else:
-        f64 = <double*>cnp.PyArray_DATA(c)
-        o64 = <double*>cnp.PyArray_DATA(out)
-        with nogil:
-            for i in range(n):
-                o64[i] = c_erf(f64[i])
-    return out
+    return _erf_loop(x, False)
 
 
 def _erfc_array(cnp.ndarray x):
-    cdef cnp.ndarray c = np.asarray(x, order="C")
+    return _erf_loop(x, True)
+
+
+cdef cnp.ndarray _erf_loop(cnp.ndarray x, bint complement):
+    """libm's erf (or erfc) over a float32/float64 array."""
+    cdef cnp.ndarray c = np.ascontiguousarray(x)
     cdef cnp.ndarray out = np.empty_like(c)
     cdef Py_ssize_t i, n = c.size
     cdef float* f32
@@ -275,14 +255,14 @@ def _erfc_array(cnp.ndarray x):
         o32 = <float*>cnp.PyArray_DATA(out)
         with nogil:
             for i in range(n):
-                o32[i] = c_erfcf(f32[i])
+                o32[i] = c_erfcf(f32[i]) if complement else c_erff(f32[i])
     else:
         f64 = <double*>cnp.PyArray_DATA(c)
         o64 = <double*>cnp.PyArray_DATA(out)
         with nogil:
             for i in range(n):
-                o64[i] = c_erfc(f64[i])
-    return out
+                o64[i] = c_erfc(f64[i]) if complement else c_erf(f64[i])
+    return out.reshape((<object>x).shape)
 
 
 cdef double _erfinv1(double y) noexcept nogil:

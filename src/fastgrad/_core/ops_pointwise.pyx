@@ -29,6 +29,7 @@ import numpy as np
 
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
+from fastgrad._core.tensor cimport tensor_arg as _input
 from fastgrad._core.tensor cimport (TensorBase, SavedVar, wrap, save, set_history, set_history1,
                                     set_history2, any_requires_grad2)
 from fastgrad._core.tensor cimport check_inference_inplace, empty_like
@@ -759,11 +760,6 @@ cdef object unary(int op, TensorBase a):
 # torch.exp(x) and friends as compiled functions: a Python wrapper calling x.exp() costs ~35 ns
 # more per call (W1 calls tanh and exp this way), and a callable object per op (tp_call with an
 # argument tuple) ~30 ns more; these cost what the method does.
-cdef inline TensorBase _input(object x, str name):
-    if isinstance(x, TensorBase):
-        return <TensorBase>x
-    raise TypeError(f"{name}(): argument 'input' (position 1) must be Tensor, not "
-                    f"{type(x).__name__}")
 
 
 def exp(input):

@@ -11,6 +11,7 @@ import numpy as np
 
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
+from fastgrad._core.tensor cimport shape_of as _shape
 from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history1
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core.ops_pointwise cimport OP_EXP, OP_ABS, OP_SQRT
@@ -21,8 +22,6 @@ from fastgrad._core.dims cimport wrap_dim
 cnp.import_array()
 
 
-cdef inline tuple _shape(TensorBase a):
-    return (<object>a._data).shape
 
 
 cdef inline bint _rec(TensorBase a):

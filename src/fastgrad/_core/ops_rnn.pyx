@@ -117,9 +117,8 @@ cdef inline void _act(floating* p, Py_ssize_t n, int op) noexcept nogil:
 cdef void _mm(floating* tag, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
               const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ldb, double beta,
               floating* c, Py_ssize_t ldc) noexcept nogil:
-    """C (m, n) = op(A) @ op(B) + beta * C, row-major; BLAS when found, else plain loops."""
-    cdef Py_ssize_t i, j, q
-    cdef double s
+    """C (m, n) = op(A) @ op(B) + beta * C, row-major (blas.gemm: BLAS, or plain loops)."""
+    cdef Py_ssize_t i, j
     if m == 0 or n == 0:
         return
     if k == 0:
@@ -127,15 +126,7 @@ cdef void _mm(floating* tag, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ss
             for j in range(n):
                 c[i * ldc + j] = <floating>(beta * c[i * ldc + j]) if beta != 0 else 0
         return
-    if blas.gemm(floating is float, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc):
-        return
-    for i in range(m):
-        for j in range(n):
-            s = 0
-            for q in range(k):
-                s += (a[q * lda + i] if ta else a[i * lda + q]) * \
-                     (b[j * ldb + q] if tb else b[q * ldb + j])
-            c[i * ldc + j] = <floating>(s + (beta * c[i * ldc + j] if beta != 0 else 0))
+    blas.gemm(floating is float, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc)
 
 
 cdef inline void _rows(floating* dst, const floating* row, Py_ssize_t m, Py_ssize_t n) noexcept nogil:

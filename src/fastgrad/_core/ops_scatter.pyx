@@ -13,6 +13,8 @@ cimport numpy as cnp
 import numpy as np
 
 from fastgrad._core.dims cimport wrap_dim
+from fastgrad._core.tensor cimport tensor_arg as _input
+from fastgrad._core.tensor cimport shape_of as _shape
 from fastgrad._core.tensor cimport TensorBase, wrap
 from fastgrad._core.formula cimport record
 from fastgrad._core.ops_pointwise import where
@@ -20,14 +22,6 @@ from fastgrad._core.ops_pointwise import where
 cnp.import_array()
 
 
-cdef inline TensorBase _input(object x, str name, str arg="input"):
-    if isinstance(x, TensorBase):
-        return <TensorBase>x
-    raise TypeError(f"{name}(): argument '{arg}' must be Tensor, not {type(x).__name__}")
-
-
-cdef inline tuple _shape(TensorBase t):
-    return (<object>t._data).shape
 
 
 cdef object _index_array(object index, str name, int ndim_expected=-1):

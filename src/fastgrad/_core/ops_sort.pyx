@@ -14,6 +14,7 @@ from collections import namedtuple
 import numpy as np
 
 from fastgrad._core.dims cimport wrap_dim
+from fastgrad._core.tensor cimport tensor_arg as _input
 from fastgrad._core.tensor cimport TensorBase, wrap
 from fastgrad._core.formula cimport record
 from fastgrad._core.ops_view import stack
@@ -27,11 +28,6 @@ return_types_cummax = namedtuple("cummax", ["values", "indices"])
 return_types_cummin = namedtuple("cummin", ["values", "indices"])
 
 
-cdef inline TensorBase _input(object x, str name):
-    if isinstance(x, TensorBase):
-        return <TensorBase>x
-    raise TypeError(f"{name}(): argument 'input' (position 1) must be Tensor, not "
-                    f"{type(x).__name__}")
 
 
 cdef object _sort_key(cnp.ndarray x, bint descending):

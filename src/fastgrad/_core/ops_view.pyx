@@ -22,6 +22,7 @@ import numpy as np
 
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
+from fastgrad._core.tensor cimport shape_of as _shape
 from fastgrad._core.tensor cimport TensorBase, wrap, set_history, set_history1
 from fastgrad._core.dims cimport wrap_dim
 from fastgrad._core cimport ops_pointwise as pw
@@ -41,8 +42,6 @@ DEF MAXD = 64                     # NumPy's NPY_MAXDIMS
 
 # --- helpers -------------------------------------------------------------------------------------
 
-cdef inline tuple _shape(TensorBase a):
-    return (<object>a._data).shape
 
 
 cdef inline bint _rec(TensorBase a):

@@ -72,3 +72,16 @@ cdef object check_hook_grad(object hook, TensorBase old, object new)   # PyTorch
 cdef inline bint is_inference(TensorBase t) noexcept:
     """An inference tensor: made under inference_mode, or a view of one."""
     return t._base._inference if t._base is not None else t._inference
+
+
+cdef inline tuple shape_of(TensorBase t):
+    """t's shape as a Python tuple (a typed ndarray's .shape is a C pointer)."""
+    return (<object>t._data).shape
+
+
+cdef inline TensorBase tensor_arg(object x, str op, str arg="input"):
+    """x if it is a tensor; otherwise PyTorch's TypeError naming the op and the argument."""
+    if isinstance(x, TensorBase):
+        return <TensorBase>x
+    raise TypeError(f"{op}(): argument '{arg}'{' (position 1)' if arg == 'input' else ''} must "
+                    f"be Tensor, not {type(x).__name__}")
