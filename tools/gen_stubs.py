@@ -370,6 +370,10 @@ def module_stub(mod):
             body += render_function(name, obj, short, default, method=False)
         elif isinstance(obj, (int, float, str, bool)):
             body.append(f"{name}: {type(obj).__name__}")
+        elif type(obj).__module__ == modname and not name.startswith("_"):
+            body.append(f"{name}: {type(obj).__name__}")     # e.g. dtypes.float32: dtype
+        elif isinstance(obj, (tuple, dict)) and not name.startswith("_"):
+            body.append(f"{name}: {type(obj).__name__}")
     # classes, bases before subclasses
     ordered, seen = [], set()
 

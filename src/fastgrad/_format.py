@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from fastgrad._core import dtypes as _dtypes
+
 __all__ = [
     "format_tensor",
     "set_printoptions",
@@ -97,28 +99,15 @@ def printoptions(**kwargs):
 
 # ----------------------------------------------------------------------------- dtypes
 
-_TORCH_NAMES = {
-    np.dtype(np.float16): "torch.float16",
-    np.dtype(np.float32): "torch.float32",
-    np.dtype(np.float64): "torch.float64",
-    np.dtype(np.int8): "torch.int8",
-    np.dtype(np.int16): "torch.int16",
-    np.dtype(np.int32): "torch.int32",
-    np.dtype(np.int64): "torch.int64",
-    np.dtype(np.uint8): "torch.uint8",
-    np.dtype(np.bool_): "torch.bool",
-}
-
 # dtypes whose non-empty tensors print without a dtype suffix (default float, int64, bool)
 _DEFAULT_KIND_DTYPES = (np.dtype(np.float32), np.dtype(np.int64), np.dtype(np.bool_))
 
 
 def torch_dtype_name(dtype):
     """``np.float64`` -> ``"torch.float64"`` (how PyTorch spells the dtype)."""
-    dtype = np.dtype(dtype)
     try:
-        return _TORCH_NAMES[dtype]
-    except KeyError:
+        return repr(_dtypes.from_numpy_dtype(dtype))
+    except TypeError:
         raise TypeError(f"format_tensor: unsupported dtype {dtype}") from None
 
 
@@ -282,8 +271,7 @@ def format_tensor(arr, suffixes=(), indent_prefix="tensor("):
     none (PyTorch shows it because an empty tensor has no data to infer it from).
     """
     arr = np.asarray(arr)
-    if arr.dtype not in _TORCH_NAMES:
-        raise TypeError(f"format_tensor: unsupported dtype {arr.dtype}")
+    torch_dtype_name(arr.dtype)          # TypeError for a dtype fastgrad does not have
     opts = _OPTS
     indent = len(indent_prefix)
     suffixes = list(suffixes)

@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 
+from fastgrad._core import dtypes as _dtypes
 from fastgrad._core import random as _rk
 from fastgrad._core.tensor import TensorBase
 from fastgrad.random import _gen
@@ -20,12 +21,8 @@ class _Info:
     np.iinfo cost microseconds per call)."""
 
     def __init__(self, npdt):
-        self.torch_name, self.c_name = {
-            "float32": ("Float", "float"), "float64": ("Double", "double"),
-            "float16": ("Half", "c10::Half"), "int64": ("Long", "long int"),
-            "int32": ("Int", "int"), "int16": ("Short", "short int"),
-            "int8": ("Char", "signed char"), "uint8": ("Byte", "unsigned char"),
-            "bool": ("Bool", "bool")}[npdt.name]
+        dt = _dtypes.from_numpy_dtype(npdt)
+        self.torch_name, self.c_name = dt.scalar_name, dt.c_name
         self.is_float = npdt.kind == "f"
         if self.is_float:
             fi = np.finfo(npdt)

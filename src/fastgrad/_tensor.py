@@ -61,6 +61,11 @@ class Tensor(TensorBase, metaclass=_legacy.TensorMeta):
         return self._register_grad_hook(hook)
 
     # -- dtype conversions --
+    @property
+    def device(self):
+        """Always the CPU: fastgrad computes on the CPU only (see fastgrad.cuda)."""
+        return _device.cpu
+
     def to(self, *args, dtype=None, device=None, non_blocking=False, copy=False,
            memory_format=None):
         """to(dtype) / to(device) / to(device, dtype) / to(other_tensor): a cast copy, or self
@@ -395,4 +400,3 @@ def _rebuild(arr, requires_grad):
 
 _ct._set_tensor_class(Tensor)
 _legacy.register_tensor_class(Tensor)
-_ct._set_dtype_table(_dtypes.table())

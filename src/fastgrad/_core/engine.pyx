@@ -24,6 +24,8 @@ from cpython.ref cimport Py_REFCNT
 from cpython.tuple cimport PyTuple_GET_ITEM
 import numpy as np
 
+from fastgrad._core.dtypes import from_numpy_dtype
+
 from fastgrad._core.node cimport BackwardState, Node, next_epoch
 from fastgrad._core.grad_mode cimport grad_enabled, grad_mode_flag, set_grad_enabled_c
 from fastgrad._core.tensor cimport (TensorBase, AccumulateGrad, accumulate_nonleaf, wrap,
@@ -294,7 +296,6 @@ cdef tuple _validate(Node node, tuple out):
 
 
 cdef object _dtype_of(object np_dtype):
-    from fastgrad._dtypes import from_numpy_dtype
     return from_numpy_dtype(np_dtype)
 
 

@@ -23,6 +23,8 @@ from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 
 import numpy as np
 
+from fastgrad._core.dtypes import from_numpy_dtype
+
 from fastgrad._core.node cimport Node, next_sequence_nr
 from fastgrad._core.tensor cimport TensorBase, SavedVar, save, wrap
 from fastgrad._core.tensor import _get_accumulator
@@ -166,7 +168,6 @@ cdef TensorBase _fit(TensorBase g, tuple info, PyNode node, Py_ssize_t pos):
 
 cdef TensorBase _cast(TensorBase g, object dt):
     if grad_enabled():
-        from fastgrad._dtypes import from_numpy_dtype
         return g.to(from_numpy_dtype(dt))
     return wrap(g._data.astype(dt))
 

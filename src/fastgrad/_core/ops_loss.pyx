@@ -29,6 +29,7 @@ import numpy as np
 
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
+from fastgrad._core.dtypes cimport scalar_type_name
 from fastgrad._core.tensor cimport (TensorBase, SavedVar, wrap, save, set_history,
                                     set_history1, set_history2)
 from fastgrad._core cimport ops_pointwise as pw
@@ -67,9 +68,7 @@ cdef int _reduction(object reduction, str op) except -1:
 
 
 cdef inline str _tn(cnp.ndarray a):
-    names = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int",
-             "bool": "Bool", "float16": "Half", "int16": "Short", "int8": "Char", "uint8": "Byte"}
-    return names.get(a.dtype.name, a.dtype.name)
+    return scalar_type_name(a.dtype)
 
 
 cdef inline TensorBase _tensor(object x, str op, str arg):
@@ -249,7 +248,7 @@ cdef object _nll(object input, object target, object weight, object ignore_index
     cdef double denom, total
     cdef NllLossBackward0 node
     if xd.dtype.kind != "f":
-        raise NotImplementedError(f'"{op}" not implemented for \'{pw._ttype(xd.dtype)}\': '
+        raise NotImplementedError(f'"{op}" not implemented for \'{scalar_type_name(xd.dtype)}\': '
                                   f"{op} expects a floating point input (logits); convert it "
                                   f"with input.float()")
     if not 0.0 <= eps <= 1.0:
@@ -898,7 +897,7 @@ cdef object _act(int op, object input, double a, double b):
     if xd.dtype.kind != "f":
         # PyTorch's kernels have no integer version: NotImplementedError (a RuntimeError)
         raise NotImplementedError(f'"{_ACT_KERNELS[op]}" not implemented for '
-                                  f"'{pw._ttype(xd.dtype)}': {_ACT_NAMES[op]} expects a floating "
+                                  f"'{scalar_type_name(xd.dtype)}': {_ACT_NAMES[op]} expects a floating "
                                   f"point tensor; convert it with .float()")
     out = wrap(np.asarray(_act_fwd(op, xd, a, b), dtype=xd.dtype))
     if x._requires_grad and grad_enabled():

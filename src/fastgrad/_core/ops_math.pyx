@@ -18,7 +18,8 @@ import math
 import numpy as np
 
 from fastgrad._core.tensor cimport shape_of as _shape, tensor_arg as _input
-from fastgrad._core.tensor cimport TensorBase, scalar_type_name, wrap
+from fastgrad._core.tensor cimport TensorBase, wrap
+from fastgrad._core.dtypes cimport scalar_type_name
 from fastgrad._core.formula cimport record
 
 cnp.import_array()

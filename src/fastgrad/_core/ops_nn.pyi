@@ -2,6 +2,7 @@
 from collections.abc import Sequence
 
 from fastgrad._tensor import Tensor
+from fastgrad._core.dtypes import to_numpy_dtype as to_numpy_dtype
 from fastgrad._core.node import Node
 
 def softmax(input, dim: int | Sequence[int] | None = None, dtype=None, *, _stacklevel=3) -> Tensor: ...

@@ -9,8 +9,11 @@ cimport cython
 cimport numpy as cnp
 import numpy as np
 
+from fastgrad._core.dtypes import to_numpy_dtype
+
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
+from fastgrad._core.dtypes cimport scalar_type_name
 from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history1
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core.ops_pointwise cimport OP_EXP
@@ -23,11 +26,10 @@ cnp.import_array()
 cdef cnp.ndarray _prepare(TensorBase a, object dtype, str op):
     x = a._data
     if dtype is not None:
-        from fastgrad._dtypes import to_numpy_dtype
         x = x.astype(to_numpy_dtype(dtype))
     if x.dtype.kind != "f":
         raise NotImplementedError(f"\"{op}_lastdim_kernel_impl\" not implemented for "
-                                  f"'{pw._ttype(x.dtype)}': {op} needs a floating point input; "
+                                  f"'{scalar_type_name(x.dtype)}': {op} needs a floating point input; "
                                   f"convert first, e.g. x.float()")
     return x
 

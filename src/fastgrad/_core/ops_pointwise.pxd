@@ -34,7 +34,6 @@ cdef bint is_scalar(object x) noexcept
 cdef object broadcast_shapes(tuple sa, tuple sb, str op)
 cdef object promote_arrays(list arrays)       # result dtype of cat/stack's operands
 cdef object _extremum(object input, object other, bint is_max)
-cdef str _ttype(object dt)
 # Note [Selecting, not masking, gradients]: the one way a backward zeroes part of a gradient
 cdef object select_grad(object keep, object g)     # g where keep (bool ndarray), else 0
 cdef object share_grad(object share, object g)     # g * share where share != 0, else 0

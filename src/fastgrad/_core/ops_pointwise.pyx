@@ -29,6 +29,7 @@ import numpy as np
 
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
+from fastgrad._core.dtypes cimport scalar_type_name
 from fastgrad._core.tensor cimport tensor_arg as _input
 from fastgrad._core.tensor cimport (TensorBase, SavedVar, wrap, save, set_history, set_history1,
                                     set_history2, any_requires_grad2)
@@ -1375,8 +1376,8 @@ cdef void _rebase(TensorBase a, TensorBase res, str op) except *:
                            f"{list((<object>r).shape)} in {op}; an in-place op cannot change its target's "
                            f"shape")
     if not np.can_cast(r.dtype, x.dtype, "same_kind"):
-        raise RuntimeError(f"result type {_tname(r.dtype)} can't be cast to the desired output "
-                           f"type {_tname(x.dtype)} in {op}; convert the tensor first")
+        raise RuntimeError(f"result type {scalar_type_name(r.dtype)} can't be cast to the desired output "
+                           f"type {scalar_type_name(x.dtype)} in {op}; convert the tensor first")
     np.copyto(x, r, casting="unsafe")
     if res._grad_fn is not None:
         a._grad_fn = res._grad_fn
@@ -1399,10 +1400,6 @@ def _set_view_hook(fn):
 cdef inline void _after_inplace(TensorBase a) except *:
     if a._base is not None and a._grad_fn is not None and _view_hook is not None:
         _view_hook(a)
-
-
-cdef str _tname(object dt):
-    return {"f": "Float", "i": "Long", "u": "Byte", "b": "Bool"}.get(dt.kind, str(dt))
 
 
 cdef object inplace(int op, TensorBase a, object b):
@@ -1587,13 +1584,6 @@ cdef tuple _IOP_KERNEL = ("div_floor_cpu", "remainder_cpu", "fmod_cpu", "div_flo
 cdef tuple _IOP_UFUNC = (np.floor_divide, None, np.fmod, np.floor_divide, None, np.bitwise_and,
                          np.bitwise_or, np.bitwise_xor, np.logical_and, np.logical_or,
                          np.logical_xor)
-cdef dict _TORCH_TYPE = {"float32": "Float", "float64": "Double", "float16": "Half",
-                         "int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char",
-                         "uint8": "Byte", "bool": "Bool"}
-
-
-cdef str _ttype(object dt):
-    return _TORCH_TYPE.get(dt.name, dt.name)
 
 
 cdef object _iop_values(int op, cnp.ndarray x, object y, object dt):
@@ -1606,7 +1596,7 @@ cdef object _iop_values(int op, cnp.ndarray x, object y, object dt):
         if kind in "iu" and not np.all(y):
             raise RuntimeError(f"ZeroDivisionError: integer {_IOP_NAME[op]} by zero")
     elif op <= IOP_XOR and kind not in "biu":
-        raise NotImplementedError(f'"{_IOP_KERNEL[op]}" not implemented for \'{_ttype(dt)}\': '
+        raise NotImplementedError(f'"{_IOP_KERNEL[op]}" not implemented for \'{scalar_type_name(dt)}\': '
                                   f'{_IOP_NAME[op]} takes integer or bool tensors')
     with np.errstate(all="ignore"):
         if op == IOP_DIV_TRUNC:
@@ -1774,7 +1764,7 @@ def bitwise_not(input):
     cdef TensorBase a = input
     if a._data.dtype.kind not in "biu":
         raise NotImplementedError(f'"bitwise_not_cpu" not implemented for '
-                                  f'\'{_ttype(a._data.dtype)}\': bitwise_not takes integer or '
+                                  f'\'{scalar_type_name(a._data.dtype)}\': bitwise_not takes integer or '
                                   f'bool tensors')
     return wrap(_arr(np.invert(a._data)))
 

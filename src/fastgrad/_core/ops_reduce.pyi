@@ -2,6 +2,7 @@
 from typing import NamedTuple, overload
 
 from fastgrad._tensor import Tensor
+from fastgrad._core.dtypes import to_numpy_dtype as to_numpy_dtype
 from fastgrad._core.node import Node
 
 @overload

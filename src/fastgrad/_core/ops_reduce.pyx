@@ -11,8 +11,11 @@ from collections import namedtuple
 
 import numpy as np
 
+from fastgrad._core.dtypes import to_numpy_dtype
+
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
+from fastgrad._core.dtypes cimport scalar_type_name
 from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history1
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core cimport kernels as K
@@ -146,12 +149,11 @@ cdef object as_dtype(TensorBase a, object dtype, str op):
     averaging reductions take only floating dtypes."""
     if dtype is None:
         return a
-    from fastgrad._dtypes import to_numpy_dtype
     from fastgrad._core.ops_pointwise import to_dtype
     dt = to_numpy_dtype(dtype)
     if op == "mean" and dt.kind not in "fc":
         raise RuntimeError(f"mean(): could not infer output dtype. Optional dtype must be either "
-                           f"a floating point or complex dtype. Got: {_tname(dt)}; pass e.g. "
+                           f"a floating point or complex dtype. Got: {scalar_type_name(dt)}; pass e.g. "
                            f"dtype=torch.float64")
     return to_dtype(a, dt)
 
@@ -163,7 +165,7 @@ cdef object mean(TensorBase a, object dim, bint keepdim):
     cdef MeanBackward node
     if x.dtype.kind not in "fc":
         raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be either a "
-                           f"floating point or complex dtype. Got: {_tname(x.dtype)}; convert "
+                           f"floating point or complex dtype. Got: {scalar_type_name(x.dtype)}; convert "
                            f"first, e.g. x.float().mean()")
     axes = tuple(range(x.ndim)) if dim is None else normalize_dims(dim, x.ndim, "mean")
     r = _sum_all(x, True) if dim is None else None
@@ -185,10 +187,6 @@ cdef object mean(TensorBase a, object dim, bint keepdim):
         node.count = count
         set_history1(out, node, a)
     return out
-
-
-cdef str _tname(object dt):
-    return {"i": "Long", "u": "Byte", "b": "Bool"}.get(dt.kind, str(dt))
 
 
 cdef class MeanBackward(Node):

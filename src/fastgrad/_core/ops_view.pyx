@@ -22,6 +22,7 @@ import numpy as np
 
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
+from fastgrad._core.dtypes cimport scalar_type_name
 from fastgrad._core.tensor cimport shape_of as _shape
 from fastgrad._core.tensor cimport TensorBase, wrap, set_history, set_history1
 from fastgrad._core.dims cimport wrap_dim
@@ -160,11 +161,6 @@ def view(input, *shape):
     return out
 
 
-cdef dict _TNAMES = {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long",
-                     "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte",
-                     "bool": "Bool", "complex64": "ComplexFloat", "complex128": "ComplexDouble"}
-
-
 cdef object _view_dtype(TensorBase a, object dtype):
     """x.view(dtype): the same bytes read as another dtype (a view, never differentiable). A
     different element size rescales the last dim, which must then be contiguous."""
@@ -173,8 +169,8 @@ cdef object _view_dtype(TensorBase a, object dtype):
     new = dtype.np_dtype
     cdef Py_ssize_t old_sz = x.itemsize, new_sz = new.itemsize, i
     if old_sz != new_sz:
-        what = (f"to view {_TNAMES.get(x.dtype.name, x.dtype.name)} as "
-                f"{_TNAMES.get(new.name, new.name)} (different element sizes)")
+        what = (f"to view {scalar_type_name(x.dtype)} as "
+                f"{scalar_type_name(new)} (different element sizes)")
         if x.ndim == 0:
             raise RuntimeError(f"self.dim() cannot be 0 {what}")
         if x.size == 0:                        # no bytes to reinterpret: only the sizes matter
@@ -764,7 +760,7 @@ def repeat_interleave(input, repeats=None, dim=None, *, output_size=None):
             raise RuntimeError("repeats must be 0-dim or 1-dim tensor")
         if c.dtype.kind not in "iu":
             raise NotImplementedError(f"\"repeat_interleave_cpu\" not implemented for "
-                                      f"'{_TNAMES.get(c.dtype.name, c.dtype.name)}'")
+                                      f"'{scalar_type_name(c.dtype)}'")
         if c.size and c.min() < 0:
             raise RuntimeError("repeats can not be negative")
         return wrap(np.repeat(np.arange(c.size, dtype=c.dtype), c.reshape(-1)))
@@ -782,7 +778,7 @@ def repeat_interleave(input, repeats=None, dim=None, *, output_size=None):
             raise RuntimeError("repeats must be 0-dim or 1-dim tensor")
         if c.dtype.kind not in "iu":
             raise NotImplementedError(f"\"repeat_interleave_cpu\" not implemented for "
-                                      f"'{_TNAMES.get(c.dtype.name, c.dtype.name)}'")
+                                      f"'{scalar_type_name(c.dtype)}'")
         c = c.reshape(-1).astype(np.int64)
         if c.size == 1:
             c = np.full(n, c[0], dtype=np.int64)
@@ -1167,9 +1163,9 @@ def write_out(out, result, int rule):
     if rule and not np.can_cast(rd.dtype, od.dtype, "same_kind"):
         if rule == 2:
             raise TypeError(f"torch.cat(): input types can't be cast to the desired output "
-                            f"type {_TNAMES.get(od.dtype.name)}")
-        raise RuntimeError(f"result type {_TNAMES.get(rd.dtype.name)} can't be cast to the "
-                           f"desired output type {_TNAMES.get(od.dtype.name)}")
+                            f"type {scalar_type_name(od.dtype)}")
+        raise RuntimeError(f"result type {scalar_type_name(rd.dtype)} can't be cast to the "
+                           f"desired output type {scalar_type_name(od.dtype)}")
     if (<object>od).shape != (<object>rd).shape:
         if od.size:
             import warnings

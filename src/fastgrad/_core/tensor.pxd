@@ -63,8 +63,6 @@ cdef void set_history(TensorBase out, Node node, tuple inputs) except *
 cdef void set_history1(TensorBase out, Node node, TensorBase a) except *
 cdef void set_history2(TensorBase out, Node node, TensorBase a, TensorBase b) except *
 cdef SavedVar save(TensorBase t, bint is_output)
-cdef object dtype_name(cnp.ndarray arr)
-cdef str scalar_type_name(object dt)          # Float, Double, Long ... (error messages)
 cdef void check_inference_inplace(TensorBase t) except *
 cdef object check_hook_grad(object hook, TensorBase old, object new)   # PyTorch's checks on a hook's result
 

@@ -37,12 +37,12 @@ from fastgrad._core.grad_mode cimport grad_enabled, inference_mode_c
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core cimport ops_reduce as red
 from fastgrad._core.dims cimport wrap_dim
+from fastgrad._core.dtypes cimport dtype_of, dtype_name
 from fastgrad._core cimport locks
 
 cnp.import_array()
 
 cdef type _tensor_cls = None
-cdef dict _dtypes = {}            # NumPy type_num -> fastgrad dtype object (set by _dtypes.py)
 
 
 def _set_tensor_class(cls):
@@ -96,11 +96,6 @@ def fast_number_slots(cls):
             fg_copy_nb_slot(<type>cls, TensorBase, i)
 
 
-def _set_dtype_table(dict table):
-    global _dtypes
-    _dtypes = table
-
-
 @cython.freelist(256)
 cdef class VersionCounter:
     pass
@@ -135,21 +130,6 @@ cdef TensorBase wrap(object arr):
     if inference_mode_c():
         t._inference = True
     return t
-
-
-cdef dict _SCALAR_NAMES = {"float32": "Float", "float64": "Double", "int64": "Long",
-                           "int32": "Int", "bool": "Bool", "float16": "Half", "int16": "Short",
-                           "int8": "Char", "uint8": "Byte"}
-
-
-cdef str scalar_type_name(object dt):
-    """PyTorch's scalar type name used in error messages: Float, Double, Long ..."""
-    return _SCALAR_NAMES.get(dt.name, dt.name)
-
-
-cdef object dtype_name(cnp.ndarray arr):
-    """PyTorch's legacy type name used in error messages: torch.FloatTensor ..."""
-    return f"torch.{scalar_type_name(arr.dtype)}Tensor"
 
 
 # --- graph recording ---------------------------------------------------------------------------
@@ -576,11 +556,7 @@ cdef class TensorBase:
 
     @property
     def dtype(self):
-        return _dtypes[self._data.dtype.num]
-
-    @property
-    def device(self):
-        return _dtypes["device"]
+        return dtype_of(self._data)
 
     @property
     def is_cuda(self):

@@ -5,6 +5,7 @@ Everything runs as 2-D: a 1-D input (N, C, L) is a 2-D one of height 1, and an u
 gets a batch dim of 1 for the call.
 """
 
+from fastgrad._core import dtypes as _dtypes
 from fastgrad._core import ops_conv as _C
 
 
@@ -37,8 +38,8 @@ def _check_common(input, weight, bias, nd, name, transposed, groups):
         raise RuntimeError("non-positive groups is not supported")
     if input.dtype != weight.dtype or (bias is not None and bias.dtype != weight.dtype):
         other = bias.dtype if input.dtype == weight.dtype else input.dtype
-        raise RuntimeError(f"expected scalar type {_tname(weight.dtype)} but found "
-                           f"{_tname(other)}: {name} needs input, weight and bias of one dtype; "
+        raise RuntimeError(f"expected scalar type {_dtypes.torch_scalar_name(weight.dtype)} but found "
+                           f"{_dtypes.torch_scalar_name(other)}: {name} needs input, weight and bias of one dtype; "
                            f"convert with .to(weight.dtype)")
     if str(input.dtype).split(".")[-1] not in ("float32", "float64"):
         raise RuntimeError(f"{name}: expected a float32 or float64 input, got {input.dtype}")
@@ -67,11 +68,6 @@ def _check_common(input, weight, bias, nd, name, transposed, groups):
         raise RuntimeError(f"Given weight of size {_dims(ws)}, expected bias to be 1-dimensional "
                            f"with {out_c} elements, but got bias of size {_dims(bias.shape)} "
                            f"instead")
-
-
-def _tname(dt):
-    return {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int",
-            "float16": "Half", "bool": "Bool"}.get(str(dt).split(".")[-1], str(dt))
 
 
 def _as4d(x, nd):
