@@ -1,16 +1,16 @@
-"""Powers at a zero base and variances of large values: PyTorch's numbers, not NaN/0/inf.
+"""Powers: PyTorch's numbers at a zero base (not NaN/0/inf), integer powers with negative
+exponents, the exponent's gradient, and small scalar exponents computed as PyTorch computes them.
 
 d/dx 0**x is 0 for x >= 0 and -inf for x < 0 (0**x * log 0); d/dx x**s at x = 0 follows
-s * 0**(s-1) (zero for s = 0 by definition); x**0.5 at -0.0 is -0.0 (a square root). std/var of
-float32 accumulate in float64, so std([3e19, -3e19]) is 4.24e19. Expectations are closed forms;
-torch, where installed, is run on the same cases.
+s * 0**(s-1) (zero for s = 0 by definition); x**0.5 at -0.0 is -0.0 (a square root). Expectations
+are closed forms; torch, where installed, is run on the same cases.
 """
 import math
 
 import numpy as np
 import pytest
 
-from _backend import REFERENCE, fg
+from _backend import fg, reference_torch
 
 inf, nan = math.inf, math.nan
 
@@ -70,33 +70,65 @@ def test_sqrt_power_forward_signed_zero():
     assert (fg.tensor([4.0], dtype=fg.float32) ** -0.5).item() == 0.5
 
 
-def _std_var(T):
-    x = T.tensor([3e19, -3e19], requires_grad=True)
-    s = x.std()
-    s.backward()
-    return (s.item(), x.var().item(), x.std(correction=0).item(), x.std(dim=0).item(),
-            x.grad.numpy())
+# -- integer powers with a negative exponent: 0 except for a base of +-1 (NumPy refuses them) --
+
+def test_number_to_negative_int_tensor_power():
+    out = 3 ** fg.tensor([-2, 2, 0])
+    assert out.dtype == fg.int64
+    assert out.tolist() == [0, 9, 1]
+    assert ((-1) ** fg.tensor([-1, -2])).tolist() == [-1, 1]
+    assert (1 ** fg.tensor([-7])).tolist() == [1]
 
 
-def test_std_float32_does_not_overflow():
-    s, v, s0, sd, g = _std_var(fg)
-    np.testing.assert_allclose([s, s0, sd], [math.sqrt(2) * 3e19, 3e19, math.sqrt(2) * 3e19],
-                               rtol=1e-6)
-    assert v == inf                        # 1.8e39 itself does not fit a float32
-    np.testing.assert_allclose(g, [1 / math.sqrt(2), -1 / math.sqrt(2)], rtol=1e-6)
+def test_int_tensor_to_negative_int_tensor_power():
+    out = fg.tensor([0, 1, -1, -1, 2, -3]) ** fg.tensor([-1, -5, -2, -3, -1, -2])
+    assert out.dtype == fg.int64
+    assert out.tolist() == [0, 1, 1, -1, 0, 0]
 
 
-def test_std_float32_matches_torch():
-    torch = pytest.importorskip("torch")
-    got, ref = _std_var(fg), _std_var(torch)
-    np.testing.assert_allclose(got[:4], ref[:4], rtol=1e-6)
-    np.testing.assert_allclose(got[4], ref[4], rtol=1e-6)
+def test_int_tensor_to_negative_python_int_still_raises():
+    with pytest.raises(RuntimeError, match="Integers to negative integer powers"):
+        fg.tensor([2]) ** -1
 
 
-@pytest.mark.skipif(REFERENCE, reason="fastgrad's float64 accumulation; PyTorch's float32 var keeps fewer digits")
-def test_std_float32_precision_from_float64_accumulation():
-    """Mean 1e4, spread 1e-2: a float32 two-pass would keep ~3 digits of the 1e-4 variance."""
-    rng = np.random.default_rng(0)
-    a = (1e4 + rng.standard_normal(1000) * 1e-2).astype(np.float32)
-    np.testing.assert_allclose(fg.tensor(a).var().item(), np.var(a.astype(np.float64), ddof=1),
-                               rtol=1e-6)
+# -- pow's exponent gradient takes log(base) in the result's dtype --
+
+@pytest.mark.parametrize("base_dtype", ["int64", "float32"])
+def test_pow_exponent_grad_is_float64_exact(base_dtype):
+    base = fg.tensor([2, 3], dtype=getattr(fg, base_dtype))
+    e = fg.tensor([-0.8876547086569173, 0.3], dtype=fg.float64, requires_grad=True)
+    (base ** e).sum().backward()
+    expect = [2 ** -0.8876547086569173 * math.log(2), 3 ** 0.3 * math.log(3)]
+    np.testing.assert_allclose(e.grad.numpy(), expect, rtol=1e-15)
+
+
+# --- scalar exponents PyTorch computes by products (regression example: x ** i features) -------
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_pow_small_integer_exponents_are_products(dtype):
+    g = fg.Generator().manual_seed(0)
+    x = fg.rand(4096, generator=g, dtype=getattr(fg, dtype)) * 4 + 0.01
+    a = x.numpy()
+    one = a.dtype.type(1)
+    assert np.array_equal((x ** 3).numpy(), a * a * a)
+    assert np.array_equal((x ** -1).numpy(), one / a)
+    assert np.array_equal((x ** -2).numpy(), one / (a * a))
+    assert np.array_equal((x ** -0.5).numpy(), one / np.sqrt(a))
+    assert np.array_equal(fg.pow(x, 3).numpy(), a * a * a)
+
+
+def test_pow_matches_torch_bit_for_bit():
+    torch = reference_torch()
+    if torch is None:
+        pytest.skip("needs torch")
+    torch.manual_seed(0)
+    t = (torch.rand(4096) * 4 - 2).requires_grad_()
+    x = fg.tensor(t.detach().numpy(), requires_grad=True)
+    for e in (2, 3, -1, -2, -0.5):
+        ref, got = t ** e, x ** e
+        assert np.array_equal(ref.detach().numpy(), got.detach().numpy(), equal_nan=True), e
+    # the gradient is grad * (e * x ** (e - 1)), rounded in that order
+    g = torch.rand(4096)
+    (t ** 3).backward(g)
+    (x ** 3).backward(fg.tensor(g.numpy()))
+    assert np.array_equal(t.grad.numpy(), x.grad.numpy())
