@@ -323,8 +323,6 @@ def test_cross_entropy_out_of_bounds_names_the_value():
 # targets outside [0, 1] (NaN included) raise RuntimeError. Expectations are closed forms; torch,
 # where installed, is run on the same cases.
 
-F = fg.nn.functional
-
 X = [0.0, 1.0, 0.5, 0.0, 1.0, 0.25]
 Y = [0.0, 1.0, 1.0, 1.0, 0.0, 0.5]
 W = [1.0, 2.0, 0.5, 3.0, 1.5, 2.0]
