@@ -33,6 +33,8 @@ DEFINITION = re.compile(r'^\s*(?:#+|/?\*+|//|[rRuU]?"""|[rRuU]?\'\'\')?\s*Note \
 CITATION = re.compile(r"Note \[([^\]]+)\]")
 LINE_BREAK = re.compile(r"[ \t]*\n[ \t]*(?:#+|\*(?!/)|//)?[ \t]*")
 STRING_JOIN = re.compile(r"""\s*(["'])\s+\1\s*""")   # "Note [One node per " "recurrent layer]"
+# A citation may say where the note is: "Note [...] in engine.pyx", "Note [...] (ops_index.pyx)".
+WHERE = re.compile(r"\s*(?:in\s+|\()`?([\w/.]+\.(?:pyx|pxd|pxi|pyi|py|h|tp|md))\b")
 
 
 def _files(root, paths):
@@ -55,8 +57,9 @@ def _title(raw):
 
 def scan(root=ROOT, defining=("src", "README.md", "bench/README.md"),
          citing=("src", "tests", "setup.py", "bench", "tools", "examples")):
-    """(defined, cited): note title -> ["path:line", ...] where it is defined / cited."""
-    defined, cited = collections.defaultdict(list), collections.defaultdict(list)
+    """(defined, cited, pointed): note title -> ["path:line", ...] where it is defined / cited;
+    pointed: (title, the file a citation names as the note's home, "path:line" of the citation)."""
+    defined, cited, pointed = collections.defaultdict(list), collections.defaultdict(list), []
     for p in sorted(set(_files(root, defining))):
         for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
             m = DEFINITION.match(line)
@@ -71,10 +74,21 @@ def scan(root=ROOT, defining=("src", "README.md", "bench/README.md"),
                 m = CITATION.match(text)
                 if m:
                     cited[_title(m.group(1))].append(f"{p.relative_to(root)}:{n}")
-    return defined, cited
+                    home = WHERE.match(text, m.end())
+                    if home:
+                        pointed.append((_title(m.group(1)), home.group(1),
+                                        f"{p.relative_to(root)}:{n}"))
+    return defined, cited, pointed
 
 
-DEFINED, CITED = scan()
+def _holds(definition, name):
+    """Is `name` (ops_index.pyx, _core/__init__.py) the file of `definition` ("path:line"), or the
+    template it is generated from?"""
+    path = "/" + definition.rsplit(":", 1)[0]
+    return path.endswith("/" + name) or path.endswith("/" + name + ".tp")
+
+
+DEFINED, CITED, POINTED = scan()
 
 
 def test_the_scan_finds_notes():
@@ -87,6 +101,17 @@ def test_every_cited_note_is_defined():
     missing = {title: where for title, where in CITED.items() if title not in DEFINED}
     assert not missing, "notes cited but defined nowhere:\n" + "\n".join(
         f"  Note [{title}] cited at {', '.join(where)}" for title, where in sorted(missing.items()))
+
+
+def test_a_citation_that_names_a_file_names_the_notes_file():
+    """"Note [X] in engine.pyx" sends the reader to engine.pyx: the note must be there (a note
+    that moved with its code leaves such pointers behind)."""
+    wrong = [(title, name, where) for title, name, where in POINTED
+             if title in DEFINED and not any(_holds(d, name) for d in DEFINED[title])]
+    assert len(POINTED) >= 10
+    assert not wrong, "citations naming a file that does not hold the note:\n" + "\n".join(
+        f"  {where}: Note [{title}] in {name}, but it is defined at {', '.join(DEFINED[title])}"
+        for title, name, where in wrong)
 
 
 def test_every_note_is_defined_once():
@@ -109,6 +134,20 @@ def test_what_counts_as_definition_and_citation(text, defined, cited, tmp_path):
     broken over lines or string literals) the same words cite it."""
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "m.pyx").write_text(text)
-    got_defined, got_cited = scan(tmp_path, ("src",), ("src",))
+    got_defined, got_cited, _ = scan(tmp_path, ("src",), ("src",))
     assert sorted(got_defined) == sorted(defined)
     assert sorted(got_cited) == sorted(set(defined) | set(cited))
+
+
+@pytest.mark.parametrize("text, pointed", [
+    ("# see Note [A b] in engine.pyx.\n", [("A b", "engine.pyx")]),
+    ("# see (Note [A b] in\n# _core/__init__.py)\n", [("A b", "_core/__init__.py")]),
+    ("# Note [A b] (ops_index.pyx): more\n", [("A b", "ops_index.pyx")]),
+    ("# Note [A b] in the engine\n", []),
+])
+def test_what_counts_as_naming_the_notes_file(text, pointed, tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "m.pyx").write_text(text)
+    assert [p[:2] for p in scan(tmp_path, ("src",), ("src",))[2]] == pointed
+    assert _holds("src/fastgrad/_core/kernels.pyx.tp:3", "kernels.pyx")
+    assert not _holds("src/fastgrad/_core/ops_blas.pyx:3", "blas.pyx")
