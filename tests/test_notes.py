@@ -1,4 +1,5 @@
-"""Design notes: every citation names a note that exists, and each note is defined once.
+"""Design notes: every citation names a note that exists (in the file it says, if it says one),
+and each note is defined once.
 
 A note is a block that explains a decision once, where the code that needs it lives, so that the
 other places point to it instead of repeating it. It is defined by a line holding only its title,
