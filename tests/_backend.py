@@ -18,6 +18,18 @@ else:
 REFERENCE = BACKEND == "torch"
 
 
+def reference_torch():
+    """PyTorch to compare fastgrad with, or None when it is not installed or when the suite
+    itself runs on it (reference mode: a comparison with itself would prove nothing)."""
+    if REFERENCE:
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
 def child_env():
     """os.environ for a child process, with PYTHONPATH leading to the fastgrad under test
     (the source tree built in place, or the installed package: wherever it was imported from)."""

@@ -1,5 +1,6 @@
 """Result dtypes PyTorch fixes: reductions' dtype=, cat/stack promotion, uint8 indices as masks,
-scatter_add's dtype check, float16 through the unary ops.
+scatter_add's dtype check, float16 through the unary ops, dtypes of NumPy scalars in tensor(),
+float-valued ops of (non-contiguous) integer tensors, float-only kernels refusing integers.
 
 Each expectation is written out (PyTorch 2.13's documented rule) and, where torch is installed,
 the same calls are made on torch and compared.
@@ -10,6 +11,9 @@ import numpy as np
 import pytest
 
 from _backend import fg
+
+F = fg.nn.functional
+
 
 # --- dtype= of sum / mean / prod / cumsum ----------------------------------------------------------
 
@@ -194,3 +198,51 @@ def test_float16_matches_torch(name):
     assert str(rt.dtype) == "torch.float16"
     np.testing.assert_array_equal(r.detach().numpy(), rt.detach().numpy())
     np.testing.assert_allclose(g.numpy(), gt.numpy(), rtol=1e-3)   # rounded once, at the end
+
+
+# --- tensor() of NumPy scalars ------------------------------------------------------------------
+
+@pytest.mark.parametrize("data, dtype", [
+    ([np.float64(1.5)], "float64"), ([np.float32(1.5)], "float32"), ([np.int32(3)], "int32"),
+    ([np.bool_(True)], "bool"), ([np.int64(2)], "int64"), ([np.float16(1)], "float16"),
+    ([np.uint8(3)], "uint8"), (np.float64(1.5), "float64"), (np.float32(2), "float32"),
+    (np.int32(3), "int32"), (np.bool_(True), "bool"), (np.array(1.5), "float64"),
+    (np.array(2, np.int32), "int32"), ([np.float64(1.5), 2], "float64"),
+    ([np.float32(1), np.float64(2)], "float64"), ([np.int32(1), np.int8(2)], "int32"),
+    ([np.int32(1), 2.5], "float32"), ([[np.float64(1)], [2.0]], "float64"),
+    ([1.5, 2], "float32"), ([1, 2], "int64"), ([True, False], "bool"),
+    ((np.float64(0.25), np.float64(0.5)), "float64")])
+def test_numpy_scalars_keep_their_dtype(data, dtype):
+    t = fg.tensor(data)
+    assert t.dtype == getattr(fg, dtype)
+    np.testing.assert_array_equal(t.numpy(), np.array(data).astype(t.numpy().dtype))
+
+
+# -- float-only kernels on an integer tensor: NotImplementedError (a RuntimeError) --
+
+@pytest.mark.parametrize("fn", [
+    lambda x: F.gelu(x), lambda x: F.gelu(x, approximate="tanh"), lambda x: F.silu(x),
+    lambda x: F.softplus(x), lambda x: F.elu(x), lambda x: F.leaky_relu(x),
+    lambda x: fg.softmax(x, 0), lambda x: F.log_softmax(x, dim=-1),
+    lambda x: F.layer_norm(x, (2,)),
+], ids=["gelu", "gelu_tanh", "silu", "softplus", "elu", "leaky_relu", "softmax", "log_softmax",
+        "layer_norm"])
+def test_float_only_kernels_raise_not_implemented_for_ints(fn):
+    with pytest.raises(NotImplementedError, match="not implemented for"):
+        fn(fg.tensor([3, 1]))
+
+
+# -- float-valued ops of a non-contiguous integer tensor (an expand, a transpose) --
+
+@pytest.mark.parametrize("name", ["sqrt", "exp", "reciprocal", "sin", "tanh", "sigmoid"])
+def test_float_op_of_expanded_or_transposed_int_tensor(name):
+    base = np.array([[1, 3], [-3, 3], [0, -3]])
+    for t, ref in [(fg.tensor([-2, -2, 2]).expand(2, 3), np.broadcast_to([-2, -2, 2], (2, 3))),
+                   (fg.tensor(base).transpose(1, -2), base.T)]:
+        out = getattr(t, name)()
+        assert out.dtype == fg.float32
+        with np.errstate(all="ignore"):
+            expect = {"sqrt": np.sqrt, "exp": np.exp, "reciprocal": lambda a: 1 / a,
+                      "sin": np.sin, "tanh": np.tanh,
+                      "sigmoid": lambda a: 1 / (1 + np.exp(-a))}[name](ref.astype(np.float32))
+        np.testing.assert_allclose(out.numpy(), expect, rtol=1e-6)

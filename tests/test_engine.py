@@ -12,7 +12,7 @@ import pytest
 from _backend import BACKEND, fg
 
 
-# ---------------------------------------------------------------- the examples
+# ---------------------------------------------------------------- small worked examples
 def test_square_plus_one():
     x = fg.tensor(2.0, requires_grad=True)
     y = x ** 2 + 1

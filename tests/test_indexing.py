@@ -1,5 +1,6 @@
-"""Indexing (issue 3): x[key] for every key kind, setitem with and without grad (CopySlices),
-in-place writes through views, gather/scatter_add/index_select/masked_fill/take_along_dim."""
+"""Indexing: x[key] for every key kind (Python ranges included), setitem with and without grad
+(CopySlices), in-place writes through views, gather/scatter_add/index_select/masked_fill (its
+nodes, and integer tensors filled with values they cannot hold)/take_along_dim, repeat_interleave."""
 import numpy as np
 import pytest
 
@@ -11,6 +12,10 @@ R = np.random.default_rng(5)
 
 def arr(*shape):
     return R.standard_normal(shape)
+
+
+def _t(a, rg=True, dtype=None):
+    return fg.tensor(np.array(a, dtype=dtype or np.float64), requires_grad=rg)
 
 
 KEYS = [0, -1, (1, 2), slice(1, None), slice(None, None, 2), (slice(None), 1), (Ellipsis, 0),
@@ -155,3 +160,98 @@ def test_vs_torch():
     assert res[0][0] == pytest.approx(res[1][0], rel=1e-6)
     np.testing.assert_allclose(res[0][1], res[1][1], rtol=1e-6)
     assert res[0][2] == res[1][2]
+
+
+# -- masked_fill of an integer tensor with a value it cannot hold --
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 1e30, -float("inf")])
+def test_masked_fill_int_overflow_raises(value):
+    x = fg.tensor([1, -4])
+    with pytest.raises(RuntimeError, match="value cannot be converted to type int64_t without "
+                                           "overflow"):
+        x.masked_fill(x > 0, value)
+
+
+def test_masked_fill_int_with_float_in_range_truncates():
+    x = fg.tensor([1, -4])
+    assert x.masked_fill(x > 0, 2.7).tolist() == [2, -4]
+
+
+# --- indexing with a Python range (forward-forward MNIST: x_[range(n), y] = x.max()) ------------
+
+def test_index_with_range_reads_like_a_list():
+    x = fg.arange(12.0).reshape(4, 3)
+    assert x[range(2)].tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    assert x[range(4), [0, 1, 2, 0]].tolist() == [0.0, 4.0, 8.0, 9.0]
+    assert x[:, range(1, 3)].tolist() == [[1, 2], [4, 5], [7, 8], [10, 11]]
+    assert x[range(0)].shape == (0, 3)
+
+
+def test_assign_with_range_and_labels():
+    x = fg.zeros(3, 4)
+    y = fg.tensor([2, 0, 3])
+    x[range(x.shape[0]), y] = 7.0
+    assert x.tolist() == [[0, 0, 7, 0], [7, 0, 0, 0], [0, 0, 0, 7]]
+
+
+def test_range_index_gradient():
+    x = fg.arange(6.0, requires_grad=True)
+    x[range(1, 6, 2)].sum().backward()
+    assert x.grad.tolist() == [0, 1, 0, 1, 0, 1]
+
+
+# --- repeat_interleave ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape, reps, dim", [((2, 3), 2, None), ((2, 3), 2, 0), ((2, 3), 3, 1),
+                                              ((2, 3), 2, -1), ((), 3, None), ((2, 3), 0, 1),
+                                              ((0, 3), 2, 0), ((2, 3), [1, 2], 0),
+                                              ((2, 3), [1, 0, 2], 1), ((2, 3), [2], 0),
+                                              ((2, 3), 2, "t"), ((4,), [0, 1, 2, 3], None)])
+def test_repeat_interleave(shape, reps, dim):
+    x = arr(*shape)
+    r = fg.tensor(np.array(reps, dtype=np.int64)) if isinstance(reps, list) else reps
+    nr = np.array(reps) if isinstance(reps, list) else reps
+    if dim == "t":
+        check_grad(lambda a: a.t().repeat_interleave(r, dim=0), [x],
+                   ref=lambda a: np.repeat(a.T, nr, axis=0))
+        return
+    check_grad(lambda a: fg.repeat_interleave(a, r, dim=dim), [x],
+               ref=lambda a: np.repeat(a, nr, axis=dim))
+
+
+def test_repeat_interleave_names_and_errors():
+    x = _t(arr(2, 3))
+    assert type(x.repeat_interleave(2, 1).grad_fn).__name__ == "ViewBackward0"
+    assert type(x.repeat_interleave(fg.tensor([1, 2]), 0).grad_fn).__name__ == "IndexSelectBackward0"
+    np.testing.assert_array_equal(fg.repeat_interleave(fg.tensor([1, 2, 0, 3])).numpy(),
+                                  [0, 1, 1, 3, 3, 3])
+    for reps, msg in [(-1, "Repeats must be non-negative"),
+                      (fg.tensor([1, -2]), "repeats can not be negative"),
+                      (fg.tensor([[1, 2]]), "repeats must be 0-dim or 1-dim tensor"),
+                      (fg.tensor([1, 2, 3]), "repeats must have the same size as input along dim, "
+                                             "but got repeats.size\\(0\\) = 3 and input.size\\(0\\) = 2")]:
+        with pytest.raises(RuntimeError, match=msg):
+            fg.repeat_interleave(x, reps, 0)
+
+
+# --- masked_fill ----------------------------------------------------------------------------------
+
+def test_masked_fill_nodes_and_grads():
+    m = fg.tensor([True, False, True])
+    x = _t(arr(2, 3))
+    y = x.masked_fill(m, 1.5)
+    assert type(y.grad_fn).__name__ == "MaskedFillBackward0"
+    np.testing.assert_array_equal(y.detach().numpy(), np.where([True, False, True], 1.5, x.detach().numpy()))
+    check_grad(lambda a: a.masked_fill(m, -2.0), [arr(2, 3)])
+    check_grad(lambda a: a.t().masked_fill(fg.tensor([[True], [False], [True]]), 0.0), [arr(2, 3)])
+    check_grad(lambda a: a.masked_fill(fg.tensor(True), 0.0), [arr()])
+    check_grad(lambda a, v: a.masked_fill(m, v), [arr(2, 3), arr()])
+    v = _t(2.0)
+    y = x.masked_fill(m, v)
+    assert type(y.grad_fn).__name__ == "MaskedFillBackward1"
+    y.sum().backward()
+    assert v.grad.item() == 4.0
+    np.testing.assert_array_equal(x.grad.numpy(), [[0, 1, 0], [0, 1, 0]])
+    xi = fg.tensor([[1, 2, 3]])
+    assert xi.masked_fill(m, 7).dtype == fg.int64
+    np.testing.assert_array_equal(xi.masked_fill(m, 7).numpy(), [[7, 2, 7]])

@@ -1,5 +1,5 @@
-"""inference_mode and inference tensors (PyTorch 2.13 behaviour, checked against torch itself:
-FASTGRAD_TEST_BACKEND=torch runs this file on PyTorch)."""
+"""inference_mode and inference tensors, as parameters and in optimizer steps too (PyTorch 2.13
+behaviour, checked against torch itself: FASTGRAD_TEST_BACKEND=torch runs this file on PyTorch)."""
 import threading
 
 import numpy as np
@@ -237,3 +237,51 @@ def test_inference_mode_is_per_thread():
         t.start()
         t.join()
     assert seen == {"mode": False, "inf": False}
+
+
+# --- inference tensors ------------------------------------------------------------------------
+
+def test_parameter_of_an_inference_tensor():
+    with fg.inference_mode():
+        t = fg.ones(3)
+        inside = fg.nn.Parameter(fg.ones(3))
+    assert inside.requires_grad and inside.is_inference()
+    with pytest.raises(RuntimeError, match=REQUIRES):
+        fg.nn.Parameter(t)
+    p = fg.nn.Parameter(t, requires_grad=False)
+    assert not p.requires_grad and p.is_inference() and p.tolist() == [1.0, 1.0, 1.0]
+    q = fg.nn.Parameter(fg.ones(2))
+    assert q.requires_grad and not q.is_inference()
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"])
+def test_optimizer_step_on_inference_parameters_outside_inference_mode(name):
+    with fg.inference_mode():
+        p = fg.nn.Parameter(fg.ones(3))
+    p.grad = fg.ones(3)
+    opt = getattr(fg.optim, name)([p], lr=0.1)
+    with pytest.raises(RuntimeError, match=INPLACE):
+        opt.step()
+    with fg.inference_mode():
+        q = fg.nn.Parameter(fg.ones(3))
+        q.grad = fg.ones(3)
+        fg.optim.SGD([q], lr=0.1).step()
+    np.testing.assert_allclose(q.detach().numpy(), [0.9, 0.9, 0.9], rtol=1e-6)
+
+
+@pytest.mark.parametrize("outer", ["enabled", "no_grad"])
+def test_backward_inside_inference_mode_keeps_grad_mode(outer):
+    x = fg.ones(2, requires_grad=True)
+    y = (x * x).sum()
+    with (fg.no_grad() if outer == "no_grad" else fg.enable_grad()):
+        before = fg.is_grad_enabled()
+        with fg.inference_mode():
+            with fg.enable_grad():
+                assert fg.is_grad_enabled()
+                y.backward(retain_graph=True)
+                assert fg.is_grad_enabled()
+                fg.autograd.grad(y, [x])
+                assert fg.is_grad_enabled()
+            assert not fg.is_grad_enabled()
+        assert fg.is_grad_enabled() == before
+    assert x.grad.tolist() == [2.0, 2.0]

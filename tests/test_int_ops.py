@@ -1,7 +1,8 @@
-"""floor_divide (//), remainder (%), fmod, bitwise (& | ^ ~) and logical ops: values against
-Python's own semantics over signs and dtypes, PyTorch's dtype promotion, errors and grad_fn names
-(checked against torch 2.13: FASTGRAD_TEST_BACKEND=torch runs this file on PyTorch), gradients
-against central finite differences."""
+"""floor_divide (//), remainder (%), fmod, bitwise (& | ^ ~) and logical ops, and arithmetic on
+bool tensors (subtraction refused): values against Python's own semantics over signs and dtypes,
+PyTorch's dtype promotion, errors and grad_fn names (checked against torch 2.13:
+FASTGRAD_TEST_BACKEND=torch runs this file on PyTorch), gradients against central finite
+differences."""
 import itertools
 import math
 import operator
@@ -347,3 +348,41 @@ def test_div_rounding_gradients_are_zero():
         assert x.grad.tolist() == [0.0, 0.0] and y.grad.tolist() == [0.0, 0.0]
     assert fg.div(x, y, rounding_mode="floor").tolist() == [1.0, 0.0]
     assert fg.div(x, y, rounding_mode="trunc").tolist() == [1.0, 0.0]
+
+
+# -- subtraction of booleans is refused, as PyTorch refuses it --
+
+@pytest.mark.parametrize("expr", [
+    lambda: fg.tensor([1.0]) - True,
+    lambda: True - fg.tensor([1]),
+    lambda: fg.tensor([True]) - fg.tensor([1.0]),
+    lambda: fg.tensor([1.0]) - fg.tensor([True]),
+    lambda: fg.tensor([1.0]).sub_(True),
+    lambda: fg.sub(fg.tensor([1.0]), fg.tensor([True])),
+    lambda: fg.tensor([1.0], requires_grad=True).clone().sub_(fg.tensor(False)),
+])
+def test_bool_subtraction_raises(expr):
+    with pytest.raises(RuntimeError, match="Subtraction, the `-` operator, with a bool tensor"):
+        expr()
+
+
+def test_two_bool_subtraction_raises():
+    with pytest.raises(RuntimeError, match="with two bool tensors is not supported"):
+        fg.tensor([True]) - True
+
+
+def test_bool_addition_still_works():
+    assert (fg.tensor([1.0]) + True).tolist() == [2.0]
+
+
+# -- remainder's divisor gradient uses the forward's floor quotient --
+
+def test_remainder_divisor_grad_with_infinite_divisor():
+    x = fg.tensor([0.126, -0.5, 2.0], requires_grad=True)
+    y = fg.tensor([-float("inf"), float("inf"), 0.75], requires_grad=True)
+    out = x % y
+    out.sum().backward()
+    assert out.tolist()[:2] == [-float("inf"), float("inf")]
+    # -(x // y): 0.126 // -inf == -1 and -0.5 // inf == -1 (floor(x / y) would give -0)
+    assert y.grad.tolist() == [1.0, 1.0, -2.0]
+    assert x.grad.tolist() == [1.0, 1.0, 1.0]

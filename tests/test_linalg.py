@@ -1,9 +1,10 @@
-"""Matrix products (issue 3): matmul for every rank combination with broadcast batch dims, mm,
-bmm, mv, dot, outer, addmm, linear, einsum; double backward; errors; vs torch."""
+"""Matrix products: matmul for every rank combination with broadcast batch dims, mm, bmm, mv, dot,
+outer, addmm, linear, einsum (with '...' and repeated indices), cross; matmul's backward for
+broadcast (stride-0) gradients; double backward; errors; vs torch."""
 import numpy as np
 import pytest
 
-from _backend import fg
+from _backend import fg, REFERENCE, reference_torch
 from _fd import check_grad
 
 R = np.random.default_rng(7)
@@ -11,6 +12,10 @@ R = np.random.default_rng(7)
 
 def arr(*shape):
     return R.standard_normal(shape)
+
+
+def _t(a, rg=True, dtype=None):
+    return fg.tensor(np.array(a, dtype=dtype or np.float64), requires_grad=rg)
 
 
 @pytest.mark.parametrize("sa, sb", [((3,), (3,)), ((2, 3), (3,)), ((3,), (3, 4)), ((2, 3), (3, 4)),
@@ -112,3 +117,170 @@ def test_vs_torch():
         res.append([z.item()] + [t.grad.numpy().copy() for t in (a, b, w, c)])
     for x, y in zip(*res):
         np.testing.assert_allclose(x, y, rtol=1e-6)
+
+
+# --- cross (introyt tensors tutorial) -----------------------------------------------------------
+
+def test_cross_product():
+    v1, v2 = fg.tensor([1.0, 0.0, 0.0]), fg.tensor([0.0, 1.0, 0.0])
+    assert fg.linalg.cross(v2, v1).tolist() == [0.0, 0.0, -1.0]
+    assert fg.cross(v1, v2, dim=0).tolist() == [0.0, 0.0, 1.0]
+    with pytest.warns(UserWarning, match="without specifying the dim"):
+        assert fg.cross(v2, v1).tolist() == [0.0, 0.0, -1.0]
+    a = fg.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], requires_grad=True)
+    b = fg.tensor([[7.0, 8.0, 10.0]])
+    c = fg.linalg.cross(a, b)
+    assert c.tolist() == np.cross(a.detach().numpy(), b.numpy()).tolist()
+    c.sum().backward()
+    # d/da sum(a x b) = b x (1, 1, 1)
+    assert a.grad.tolist() == [np.cross(b.numpy()[0], np.ones(3)).tolist()] * 2
+    with pytest.raises(RuntimeError, match="same number of dimensions"):
+        fg.linalg.cross(a, fg.tensor([7.0, 8.0, 10.0]))
+    with pytest.raises(RuntimeError, match="must have length 3"):
+        fg.linalg.cross(fg.rand(2, 4), fg.rand(2, 4))
+
+
+def test_cross_matches_torch():
+    torch = reference_torch()
+    if torch is None:
+        pytest.skip("needs torch")
+    torch.manual_seed(0)
+    a, b = torch.randn(5, 3), torch.randn(5, 3)
+    got = fg.linalg.cross(fg.tensor(a.numpy()), fg.tensor(b.numpy()))
+    # PyTorch's kernel may fuse a multiply-add: equal to the last bit or so
+    assert np.allclose(got.numpy(), torch.linalg.cross(a, b).numpy(), rtol=1e-6, atol=1e-7)
+
+
+# --- matmul backward with an expanded (stride-0) gradient ----------------------------------------
+
+@pytest.mark.parametrize("reduce", ["sum", "sum3", "mean", "sum0", "sum1", "sum0w", "sum1w"])
+@pytest.mark.parametrize("layout", ["c", "t", "slice"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_broadcast_grad(reduce, layout, dtype):
+    """C.sum() / C.mean() / C.sum(d) (* w) hand matmul's backward a gradient that repeats one
+    row or column; the O(n^2) formulas must equal G @ B^T and A^T @ G with G materialized."""
+    m, k, n = 5, 4, 3
+    a0 = arr(k, m).T if layout == "t" else arr(m, 2 * k)[:, ::2] if layout == "slice" else arr(m, k)
+    b0 = arr(k, n)
+    w0 = arr(n) if reduce == "sum0w" else arr(m) if reduce == "sum1w" else None
+    A, B = _t(a0, dtype=dtype), _t(b0, dtype=dtype)
+    if layout == "t":
+        A = _t(np.ascontiguousarray(a0.T), dtype=dtype).t().detach().requires_grad_()
+    C = A @ B
+    out = {"sum": lambda: C.sum(), "sum3": lambda: C.sum() * 3, "mean": lambda: C.mean(),
+           "sum0": lambda: C.sum(0).sum(), "sum1": lambda: C.sum(1).sum(),
+           "sum0w": lambda: (C.sum(0) * _t(w0, False, dtype)).sum(),
+           "sum1w": lambda: (C.sum(1) * _t(w0, False, dtype)).sum()}[reduce]()
+    out.backward()
+    G = np.full((m, n), {"sum": 1.0, "sum3": 3.0, "mean": 1.0 / (m * n)}.get(reduce, 1.0))
+    if reduce == "sum0w":
+        G = np.broadcast_to(w0, (m, n))
+    elif reduce == "sum1w":
+        G = np.broadcast_to(w0[:, None], (m, n))
+    a, b = a0.astype(dtype).astype(np.float64), b0.astype(dtype).astype(np.float64)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(A.grad.numpy(), G @ b.T, rtol=tol, atol=tol)
+    np.testing.assert_allclose(B.grad.numpy(), a.T @ G, rtol=tol, atol=tol)
+    assert A.grad.dtype == A.dtype and A.grad.shape == A.shape
+    assert B.grad.numpy().flags.c_contiguous and B.grad.numpy().flags.writeable
+    B.grad.add_(1)                                            # .grad is its own writable array
+
+
+def test_matmul_broadcast_grad_one_side_and_empty():
+    A, B = _t(arr(3, 4)), _t(arr(4, 2), rg=False)
+    (A @ B).sum().backward()
+    np.testing.assert_allclose(A.grad.numpy(), np.ones((3, 2)) @ B.numpy().T, atol=1e-12)
+    A, B = _t(arr(3, 0)), _t(arr(0, 2))
+    (A @ B).sum().backward()
+    assert A.grad.shape == (3, 0) and B.grad.shape == (0, 2)
+    A, B = _t(arr(0, 4)), _t(arr(4, 2))
+    (A @ B).sum().backward()
+    np.testing.assert_array_equal(B.grad.numpy(), np.zeros((4, 2)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduce", ["sum", "sum0w", "sum1w"])
+@pytest.mark.parametrize("layout", ["c", "slice", "bt"])
+def test_matmul_broadcast_grad_kernel_strides(dtype, reduce, layout):
+    """The C path for broadcast gradients: sizes not a multiple of its unroll, a strided A, a
+    transposed B (column-major rows), vs G materialized; the grads are fresh C arrays."""
+    m, k, n = 7, 6, 9
+    a0, b0, w0 = arr(m, k), arr(k, n), arr(n if reduce == "sum0w" else m)
+    A = _t(a0, dtype=dtype)
+    B = _t(b0, dtype=dtype)
+    if layout == "slice":
+        A = _t(np.repeat(a0, 2, axis=1), dtype=dtype)[:, ::2].detach().requires_grad_()
+        assert A.stride() == (2 * k, 2)
+    if layout == "bt":
+        B = _t(np.ascontiguousarray(b0.T), dtype=dtype).t().detach().requires_grad_()
+    C = A @ B
+    w = _t(w0, False, dtype)
+    out = {"sum": lambda: C.sum() * 2, "sum0w": lambda: (C.sum(0) * w).sum(),
+           "sum1w": lambda: (C.sum(1) * w).sum()}[reduce]()
+    out.backward()
+    G = {"sum": lambda: np.full((m, n), 2.0), "sum0w": lambda: np.broadcast_to(w0, (m, n)),
+         "sum1w": lambda: np.broadcast_to(w0[:, None], (m, n))}[reduce]()
+    a, b = a0.astype(dtype).astype(np.float64), b0.astype(dtype).astype(np.float64)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(A.grad.numpy(), G @ b.T, rtol=tol, atol=tol)
+    np.testing.assert_allclose(B.grad.numpy(), a.T @ G, rtol=tol, atol=tol)
+    if not REFERENCE:   # fastgrad's own layout promise; PyTorch's grads follow the leaf's strides
+        assert A.grad.numpy().flags.c_contiguous and B.grad.numpy().flags.c_contiguous
+    assert A.grad.dtype == A.dtype
+
+
+def test_matmul_broadcast_grad_kernel_one_side_fd():
+    """Only B requires grad (A's product is skipped), checked against finite differences."""
+    a = arr(5, 3)
+    A = fg.tensor(a)
+    check_grad(lambda B: (A @ B).sum(), [arr(3, 4)])
+
+
+def test_matmul_broadcast_grad_double_backward():
+    a, b = arr(3, 4), arr(4, 2)
+    A, B = _t(a), _t(b)
+    (ga,) = fg.autograd.grad((A @ B).sum(), (A,), create_graph=True)
+    (ga * ga).sum().backward()
+    # ga = 1 (B 1)^T: d/dB sum(ga^2) = 2 * 3 * rowsum(B) 1^T
+    np.testing.assert_allclose(B.grad.numpy(), 6 * np.outer(b.sum(1), np.ones(2)), atol=1e-12)
+
+
+# --- einsum: '...' and repeated indices -----------------------------------------------------------
+
+@pytest.mark.parametrize("eq, shapes, np_eq", [
+    ("ii->i", [(3, 3)], None), ("ii->", [(3, 3)], None), ("ii", [(4, 4)], None), ("bii->b", [(2, 3, 3)], None),
+    ("bii->bi", [(2, 3, 3)], None), ("iij->ij", [(2, 2, 3)], None), ("iji->j", [(3, 2, 3)], None),
+    ("ii,i->i", [(3, 3), (3,)], None), ("ij,jj->i", [(2, 3), (3, 3)], None),
+    ("...ij,...jk->...ik", [(2, 2, 3), (2, 3, 2)], None), ("...ij,...jk", [(2, 3), (2, 3, 4)], None),
+    ("i...->...", [(2, 3, 4)], None), ("...i->...", [(3,)], None), ("b...,b...->b", [(2, 3), (2, 3)], "bx,bx->b"),
+    ("...ii->...i", [(2, 3, 3)], None), ("...,...->...", [(2, 1), (1, 3)], None), ("i...i", [(3, 2, 3)], None),
+    ("ij...,jk->ik...", [(2, 3, 2), (3, 4)], None), ("...", [(2, 3)], None), ("i,i->", [(0,), (0,)], None),
+    ("b...,b...->b", [(2, 3, 2), (2, 3, 2)], "bxy,bxy->b"), ("i...->i", [(2, 3)], "ix->i"),
+])
+def test_einsum_ellipsis_diagonal(eq, shapes, np_eq):
+    """NumPy cannot sum away '...' dims (PyTorch can): np_eq spells those out."""
+    check_grad(lambda *ts: fg.einsum(eq, *ts), [arr(*s) for s in shapes],
+               ref=lambda *a: np.einsum(np_eq or eq, *a))
+
+
+def test_einsum_noncontiguous_and_double_backward():
+    x = arr(4, 4)
+    check_grad(lambda a: fg.einsum("ii->i", a.t()), [x], ref=lambda a: np.diagonal(a.T))
+    a = _t(arr(3, 3))
+    (g,) = fg.autograd.grad((fg.einsum("ii->i", a) ** 2).sum(), (a,), create_graph=True)
+    np.testing.assert_allclose(g.detach().numpy(), np.diag(2 * np.diag(a.detach().numpy())),
+                               atol=1e-12)
+    g.sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), 2 * np.eye(3), atol=1e-12)
+
+
+@pytest.mark.parametrize("eq, shapes, msg", [
+    ("ij->i", [(2, 3, 4)], "number of subscripts"),
+    ("ij,jk->ik", [(2, 3)], "fewer operands"),
+    ("i->j", [(3,)], "output subscript j does not appear"),
+    ("ii->i", [(2, 3)], "don't match"),
+    ("ij...k->i", [(2,)], "more than the number of dimensions"),
+])
+def test_einsum_errors(eq, shapes, msg):
+    with pytest.raises(RuntimeError, match=msg):
+        fg.einsum(eq, *[_t(arr(*s)) for s in shapes])

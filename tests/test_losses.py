@@ -1,9 +1,13 @@
 """Losses and fused activations (nn.functional / ops_loss): forward and gradients against
-float64 central differences always, against PyTorch where installed, plus bad-input errors."""
+float64 central differences always, against PyTorch where installed, plus bad-input errors;
+binary_cross_entropy at probabilities of exactly 0 and 1; the deprecated size_average/reduce
+flags."""
+import warnings
+
 import numpy as np
 import pytest
 
-from _backend import fg, REFERENCE
+from _backend import fg, REFERENCE, reference_torch
 from _fd import check_grad
 
 F = fg.nn.functional
@@ -311,3 +315,173 @@ def test_cross_entropy_out_of_bounds_names_the_value():
     for bad in (4, -1):
         with pytest.raises(IndexError, match=f"Target {bad} is out of bounds"):
             F.cross_entropy(x, _t(np.array([0, bad, 1])))
+
+
+# --- binary_cross_entropy at probabilities of exactly 0 and 1 ----------------------------------
+# The loss clamps each log at -100 and the input gradient is g w (x - y) / max(x (1 - x), eps)
+# with eps = 1e-12 rounded to float32 (PyTorch's formula): finite where x is 0 or 1. Inputs or
+# targets outside [0, 1] (NaN included) raise RuntimeError. Expectations are closed forms; torch,
+# where installed, is run on the same cases.
+
+X = [0.0, 1.0, 0.5, 0.0, 1.0, 0.25]
+Y = [0.0, 1.0, 1.0, 1.0, 0.0, 0.5]
+W = [1.0, 2.0, 0.5, 3.0, 1.5, 2.0]
+
+
+def _expected(x, y, w, reduction):
+    x, y, w = (np.asarray(v, dtype=np.float64) for v in (x, y, w))
+    with np.errstate(divide="ignore"):
+        lx, l1x = np.maximum(np.log(x), -100.0), np.maximum(np.log(1 - x), -100.0)
+        gy = -(np.log(x) - np.log(1 - x))
+    loss = -w * (y * lx + (1 - y) * l1x)
+    gx = w * (x - y) / np.maximum(x * (1 - x), float(np.float32(1e-12)))
+    gy = w * gy
+    if reduction == "mean":
+        return loss.mean(), gx / x.size, gy / x.size
+    if reduction == "sum":
+        return loss.sum(), gx, gy
+    return loss, gx, gy
+
+
+def _run(T, reduction, weighted):
+    x = T.tensor(X, dtype=T.float64, requires_grad=True)
+    y = T.tensor(Y, dtype=T.float64, requires_grad=True)
+    w = T.tensor(W, dtype=T.float64) if weighted else None
+    loss = T.nn.functional.binary_cross_entropy(x, y, weight=w, reduction=reduction)
+    loss.sum().backward()
+    return loss.detach().numpy(), x.grad.numpy(), y.grad.numpy()
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weight"])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_bce_at_zero_and_one(reduction, weighted):
+    got = _run(fg, reduction, weighted)
+    expected = _expected(X, Y, W if weighted else [1.0] * len(X), reduction)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-12)
+    assert np.isfinite(got[1]).all()
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weight"])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_bce_matches_torch(reduction, weighted):
+    torch = pytest.importorskip("torch")
+    for g, e in zip(_run(fg, reduction, weighted), _run(torch, reduction, weighted)):
+        np.testing.assert_allclose(g, e, rtol=1e-12)
+
+
+def test_bce_module_with_weight():
+    x = fg.tensor([0.0, 0.5], dtype=fg.float64, requires_grad=True)
+    y = fg.tensor([0.0, 1.0], dtype=fg.float64)
+    loss = fg.nn.BCELoss(weight=fg.tensor([2.0, 4.0], dtype=fg.float64))(x, y)
+    loss.backward()
+    np.testing.assert_allclose(loss.item(), 4.0 * np.log(2.0) / 2, rtol=1e-12)
+    np.testing.assert_allclose(x.grad.numpy(), [0.0, -4.0], rtol=1e-12)
+
+
+def test_bce_float32_edges_finite():
+    x = fg.tensor([0.0, 1.0, 1.0], requires_grad=True)
+    y = fg.tensor([1.0, 0.0, 1.0])
+    loss = F.binary_cross_entropy(x, y)
+    loss.backward()
+    np.testing.assert_allclose(loss.item(), 200.0 / 3, rtol=1e-6)
+    np.testing.assert_allclose(x.grad.numpy(), [-1e12 / 3, 1e12 / 3, 0.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("x,y,which", [
+    ([float("nan")], [0.0], "input"),
+    ([1.5], [0.0], "input"),
+    ([-0.1], [0.0], "input"),
+    ([0.5], [2.0], "target"),
+    ([0.5], [-0.1], "target"),
+    ([0.5], [float("nan")], "target"),
+])
+def test_bce_out_of_range_raises(x, y, which):
+    with pytest.raises(RuntimeError, match=f"all elements of {which} should be between 0 and 1"):
+        F.binary_cross_entropy(fg.tensor(x), fg.tensor(y))
+
+
+def test_bce_gradgradcheck():
+    x = fg.tensor([0.2, 0.7, 0.5], dtype=fg.float64, requires_grad=True)
+    y = fg.tensor([0.1, 0.9, 0.3], dtype=fg.float64, requires_grad=True)
+    assert fg.autograd.gradgradcheck(lambda a, b: F.binary_cross_entropy(a, b), (x, y))
+    w = fg.tensor([1.0, 2.0, 0.5], dtype=fg.float64)
+    assert fg.autograd.gradgradcheck(
+        lambda a, b: F.binary_cross_entropy(a, b, weight=w, reduction="sum"), (x, y))
+
+
+# -- class losses of integer logits: NotImplementedError --
+
+def test_cross_entropy_and_nll_loss_of_ints_raise_not_implemented():
+    target = fg.tensor([0, 1])
+    with pytest.raises(NotImplementedError, match="not implemented for"):
+        F.cross_entropy(fg.tensor([[0, 2], [2, 0]]), target, label_smoothing=0.1)
+    with pytest.raises(NotImplementedError, match="not implemented for"):
+        F.nll_loss(fg.tensor([[0, 2], [2, 0]]), target)
+
+
+# --- the deprecated size_average / reduce flags (VAE tutorials: size_average=False) ------------
+
+def _pair():
+    g = fg.Generator().manual_seed(1)
+    p = fg.rand(4, 5, generator=g) * 0.9 + 0.05
+    q = fg.rand(4, 5, generator=g)
+    return p, q
+
+
+LEGACY_CASES = [
+    (dict(size_average=False), "sum"),
+    (dict(size_average=True), "mean"),
+    (dict(reduce=False), "none"),
+    (dict(size_average=False, reduce=True), "sum"),
+    (dict(size_average=True, reduce=False), "none"),
+]
+
+
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "smooth_l1_loss", "binary_cross_entropy",
+                                  "binary_cross_entropy_with_logits"])
+@pytest.mark.parametrize("flags,reduction", LEGACY_CASES)
+def test_functional_losses_honour_size_average_and_reduce(name, flags, reduction):
+    p, q = _pair()
+    fn = getattr(F, name)
+    with pytest.warns(UserWarning, match=f"please use reduction='{reduction}'"):
+        got = fn(p, q, **flags)
+    want = fn(p, q, reduction=reduction)
+    assert got.shape == want.shape and np.allclose(got.numpy(), want.numpy(), rtol=0, atol=0)
+    if reduction == "sum":
+        assert np.allclose(got.item(), fn(p, q, reduction="none").sum().item(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "nll_loss"])
+@pytest.mark.parametrize("flags,reduction", LEGACY_CASES)
+def test_class_losses_honour_size_average_and_reduce(name, flags, reduction):
+    logits, _ = _pair()
+    target = fg.tensor([0, 4, 2, 1])
+    inp = logits if name == "cross_entropy" else F.log_softmax(logits, 1)
+    fn = getattr(F, name)
+    with pytest.warns(UserWarning, match="size_average and reduce args will be deprecated"):
+        got = fn(inp, target, **flags)
+    assert np.array_equal(got.numpy(), fn(inp, target, reduction=reduction).numpy())
+
+
+def test_bce_size_average_false_is_the_sum_torch_gives():
+    torch = reference_torch()
+    if torch is None:
+        pytest.skip("needs torch")
+    p, q = _pair()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = torch.nn.functional.binary_cross_entropy(torch.tensor(p.numpy()),
+                                                       torch.tensor(q.numpy()),
+                                                       size_average=False)
+        got = F.binary_cross_entropy(p, q, size_average=False)
+    assert abs(ref.item() - got.item()) <= 1e-6 * abs(ref.item())
+
+
+def test_loss_modules_still_take_the_flags():
+    p, q = _pair()
+    with pytest.warns(UserWarning, match="reduction='sum'"):
+        m = fg.nn.MSELoss(size_average=False)
+    assert m.reduction == "sum"
+    assert np.array_equal(m(p, q).numpy(), F.mse_loss(p, q, reduction="sum").numpy())
+    assert fg.nn.L1Loss().reduction == "mean"

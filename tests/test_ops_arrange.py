@@ -1,6 +1,6 @@
 """triu/tril, roll, diff, meshgrid, tensordot, kron, cdist, F.pad (four modes), F.normalize,
-F.cosine_similarity, F.pairwise_distance and the linalg norms: gradients against float64 finite
-differences, values against PyTorch where it is installed."""
+F.cosine_similarity, F.pairwise_distance, the linalg norms and diag: gradients against float64
+finite differences, values against PyTorch where it is installed."""
 import numpy as np
 import pytest
 from _backend import REFERENCE, fg
@@ -99,3 +99,22 @@ def test_values_and_gradients_match_torch(name, rng):
     np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
     for x, y in zip(ga, gb):
         np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5)
+
+
+# --- diag (graph convolution examples build D^-1/2 with it) -------------------------------------
+
+# --- diag and rsqrt (graph convolution examples build D^-1/2 with them) -------------------------
+
+def test_diag_builds_and_reads_diagonals():
+    v = fg.tensor([1.0, -2.0, 3.0])
+    assert fg.diag(v).tolist() == [[1, 0, 0], [0, -2, 0], [0, 0, 3]]
+    assert fg.diag(v, 1).shape == (4, 4) and fg.diag(v, 1)[0, 1].item() == 1.0
+    assert fg.diag(v, -2)[4, 2].item() == 3.0 and fg.diag(v, -2).sum().item() == 2.0
+    m = fg.arange(9.0).reshape(3, 3)
+    assert fg.diag(m).tolist() == [0, 4, 8] and m.diag(1).tolist() == [1, 5]
+    assert fg.diag(fg.tensor([1, 2])).dtype == fg.int64
+    w = fg.tensor([1.0, 2.0], requires_grad=True)
+    (fg.diag(w) * fg.tensor([[1.0, 2.0], [3.0, 4.0]])).sum().backward()
+    assert w.grad.tolist() == [1.0, 4.0]
+    with pytest.raises(RuntimeError, match="1D or 2D"):
+        fg.diag(fg.zeros(2, 2, 2))

@@ -1,8 +1,9 @@
-"""Every differentiable op of issue 2 against float64 central finite differences.
+"""The core differentiable ops against float64 central finite differences.
 
 Forward values are compared with NumPy; gradients with tests/_fd.py, over
 0-d, 1-d, 2-d and 3-d inputs and broadcast pairs. Sample points stay away from
-non-differentiable kinks (abs/relu at 0, clamp at its bounds, max/min ties).
+non-differentiable kinks (abs/relu at 0, clamp at its bounds, max/min ties). The order in which
+a backward formula is evaluated decides where it overflows: div's and reciprocal's follow PyTorch's.
 """
 import math
 import operator
@@ -281,7 +282,7 @@ def test_sum_mean_values_and_dtypes():
 
 
 def test_mean_grad_is_one_over_n():
-    """The issue's example: (2x + 1).mean() at [1, 2, 3] -> grad [2/3, 2/3, 2/3]."""
+    """A worked example: (2x + 1).mean() at [1, 2, 3] -> grad [2/3, 2/3, 2/3]."""
     x = fg.tensor([1.0, 2.0, 3.0], requires_grad=True)
     y = (2 * x + 1).mean()
     assert y.item() == pytest.approx(5.0)
@@ -309,7 +310,7 @@ def test_composite_grad(name, fn, ref, rng):
 
 
 def test_pow_tensor_exponent_example():
-    """The issue's example: z = x**y at x=3, y=4."""
+    """A worked example: z = x**y at x=3, y=4."""
     x = fg.tensor(3.0, requires_grad=True)
     y = fg.tensor(4.0, requires_grad=True)
     z = x ** y
@@ -321,7 +322,7 @@ def test_pow_tensor_exponent_example():
 
 
 def test_polynomial_example():
-    """The issue's example: y = x**2 + 3x + 1 at [2.] -> [11.]; grad 2x + 3 = [7.]."""
+    """A worked example: y = x**2 + 3x + 1 at [2.] -> [11.]; grad 2x + 3 = [7.]."""
     x = fg.tensor([2.0], requires_grad=True)
     y = x ** 2 + 3 * x + 1
     assert y.tolist() == [11.0]
@@ -503,3 +504,28 @@ def test_gradient_conventions_at_kinks(i):
     np.testing.assert_allclose(y.detach().numpy(), value, rtol=1e-6)
     y.sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), grad, rtol=1e-6)
+
+
+# -- the order of a backward formula decides where it overflows: PyTorch's order --
+
+def test_div_divisor_grad_is_a_over_b_over_b():
+    # b * b overflows float32 (1e40) while (a / b) / b is 1e-10
+    a = fg.tensor([1e30], dtype=fg.float32)
+    b = fg.tensor([1e20], dtype=fg.float32, requires_grad=True)
+    (a / b).sum().backward()
+    np.testing.assert_allclose(b.grad.numpy(), [-1e-10], rtol=1e-6)
+
+
+def test_div_divisor_grad_with_infinite_dividend():
+    a = fg.tensor([float("inf")], dtype=fg.float32)
+    b = fg.tensor([-1e30], dtype=fg.float32, requires_grad=True)
+    (a / b).sum().backward()
+    assert b.grad.tolist() == [-float("inf")]
+
+
+def test_reciprocal_grad_squares_the_result_first():
+    # y = 1e-30; y * y underflows float32 to 0, so -g * (y * y) is nan for g = inf
+    x = fg.tensor([1e30, 2.0], dtype=fg.float32, requires_grad=True)
+    x.reciprocal().backward(fg.tensor([float("inf"), 1.0]))
+    g = x.grad.numpy()
+    assert math.isnan(g[0]) and g[1] == -0.25

@@ -1,5 +1,6 @@
 """Elementwise math beyond the hot set (log1p ... atan2, hypot, isclose): values, result dtypes,
-grad_fn names and gradients, against float64 finite differences and against PyTorch."""
+grad_fn names and gradients, against float64 finite differences and against PyTorch; rsqrt; the
+sign of zero and NaN through relu/clamp/maximum and the activations."""
 import numpy as np
 import pytest
 from _backend import REFERENCE, fg
@@ -132,3 +133,65 @@ def test_unary_matches_torch_with_edge_values(name, dtype):
     (a,) = [t for t in ours.grad_fn.next_functions if t[0] is not None][0][0].variable.grad,
     np.testing.assert_allclose(a.numpy(), theirs.grad_fn.next_functions[0][0].variable.grad.numpy(),
                                rtol=2e-6 if dtype == "float32" else 1e-13, equal_nan=True)
+
+
+# --- sign of zero ---------------------------------------------------------------------------------
+
+def _sign(t):
+    return np.copysign(1.0, t.numpy()).tolist()
+
+
+def test_relu_clamp_maximum_keep_negative_zero():
+    z = fg.tensor([-0.0, 0.0])
+    assert _sign(fg.relu(z)) == [-1.0, 1.0]
+    assert _sign(z.relu()) == [-1.0, 1.0]
+    assert _sign(fg.nn.functional.relu(z)) == [-1.0, 1.0]
+    assert _sign(z.double().relu()) == [-1.0, 1.0]
+    assert _sign(fg.clamp(z, min=0)) == [-1.0, 1.0]
+    assert _sign(fg.clamp(z, max=0)) == [-1.0, 1.0]
+    assert _sign(fg.clamp(z, 0, 1)) == [-1.0, 1.0]
+    assert _sign(fg.clamp(z, min=-0.0)) == [-1.0, 1.0]
+    assert _sign(fg.clamp(z, max=-0.0)) == [-1.0, 1.0]
+    zero, neg = fg.tensor(0.0), fg.tensor(-0.0)
+    assert _sign(fg.maximum(neg, zero)) == -1.0 and _sign(fg.maximum(zero, neg)) == 1.0
+    assert _sign(fg.minimum(neg, zero)) == -1.0 and _sign(fg.minimum(zero, neg)) == 1.0
+    assert _sign(fg.clamp(z, min=fg.tensor(0.0))) == [-1.0, 1.0]
+
+
+@pytest.mark.parametrize("act", ["elu", "leaky_relu", "silu"])   # torch's vectorised gelu is not consistent
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_activations_keep_negative_zero(act, dtype):
+    z = fg.tensor([-0.0, 0.0], dtype=getattr(fg, dtype))
+    assert _sign(getattr(fg.nn.functional, act)(z)) == [-1.0, 1.0]
+    # vectorised loops too (PyTorch's own vectorised maximum/minimum do not keep the tie rule)
+    big = fg.zeros(1003, dtype=fg.float64) * -1.0
+    assert np.signbit(big.clamp(0.0, 1.0).numpy()).all() and np.signbit(big.relu().numpy()).all()
+    assert np.signbit(big.float().clamp(min=0).numpy()).all()
+    assert np.signbit(big.float().relu().numpy()).all()
+
+
+def test_clamp_nan_and_crossed_bounds():
+    nan = float("nan")
+    x = fg.tensor([-1.0, 0.5, 2.0, nan])
+    r = x.clamp(0.0, 1.0).numpy()
+    assert r[:3].tolist() == [0.0, 0.5, 1.0] and np.isnan(r[3])
+    assert np.isnan(x.clamp(min=nan).numpy()).all()
+    assert np.isnan(x.clamp(max=nan).numpy()).all()
+    c = x.clamp(min=1.0, max=0.0).numpy()
+    assert c[:3].tolist() == [0.0, 0.0, 0.0] and np.isnan(c[3])
+    assert fg.tensor([1, 5]).clamp(min=2.5).tolist() == [2.5, 5.0]
+    assert fg.tensor([1, 5]).clamp(min=2).dtype == fg.int64
+    m = fg.maximum(x, fg.tensor(nan)).numpy()
+    assert np.isnan(m).all()
+
+
+# --- rsqrt (graph convolution examples build D^-1/2 with it) ------------------------------------
+
+def test_rsqrt_is_one_over_sqrt():
+    x = fg.tensor([0.25, 4.0, 2.0])
+    a = x.numpy()
+    assert np.array_equal(fg.rsqrt(x).numpy(), np.float32(1) / np.sqrt(a))
+    assert np.array_equal(x.rsqrt().numpy(), np.float32(1) / np.sqrt(a))
+    w = fg.tensor([4.0], requires_grad=True)
+    w.rsqrt().backward()
+    assert w.grad.tolist() == [-0.0625]                 # -1/2 * 4 ** -1.5

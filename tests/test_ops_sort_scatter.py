@@ -1,6 +1,6 @@
 """Sorting, selection, scans and scatters (sort ... cumprod, scatter ... unique): values and
 indices against PyTorch's order rules (ties, NaN), gradients against float64 finite differences,
-and the same calls compared with PyTorch where it is installed."""
+and the same calls compared with PyTorch where it is installed; scatter_add's dtype check."""
 import numpy as np
 import pytest
 from _backend import REFERENCE, fg
@@ -191,3 +191,12 @@ def test_matches_torch(name, call, rng):
         np.testing.assert_allclose(a, b, rtol=1e-6)
     if their_grad is not None:
         np.testing.assert_allclose(our_grad.numpy(), their_grad.numpy(), rtol=1e-6)
+
+
+# -- scatter_add needs src of the input's dtype --
+
+def test_scatter_add_dtype_mismatch_raises():
+    x = fg.zeros(3)
+    src = fg.tensor([1.0, 2.0, 3.0], dtype=fg.float64)
+    with pytest.raises(RuntimeError, match="Expected self.dtype to be equal to src.dtype"):
+        fg.scatter_add(x, 0, fg.tensor([0, 0, 1]), src)

@@ -1,5 +1,6 @@
 """The Tensor facade: creation, dtypes, metadata, conversions, reprs, NumPy sharing,
-type promotion, comparisons and in-place ops with version counters."""
+type promotion, comparisons and in-place ops with version counters, the in-place pointwise forms
+(sqrt_, exp_ ...) and the grad_fn names of zero_/fill_."""
 import os
 import re
 import subprocess
@@ -560,3 +561,64 @@ def test_results_are_tensor_instances():
         assert isinstance(t, fg.Tensor), type(t)
     (x * x).sum().backward()
     assert isinstance(x.grad, fg.Tensor)
+
+
+# --- grad_fn names of zero_ / fill_ ----------------------------------------------------------------
+
+def test_zero_and_fill_grad_fn_names():
+    x = fg.zeros(3, requires_grad=True)
+    y = x * 1
+    assert y.zero_().grad_fn.name() == "ZeroBackward0"
+    assert len(y.grad_fn.next_functions) == 1
+    y = x * 1
+    assert y.fill_(2).grad_fn.name() == "FillBackward2"
+    assert len(y.grad_fn.next_functions) == 1
+    y = x * 1
+    assert y.fill_(fg.tensor(2.0)).grad_fn.name() == "FillBackward3"
+    assert y.grad_fn.next_functions[1][0] is None
+
+
+def test_fill_with_a_tensor_value_gets_its_gradient():
+    x = fg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    v = fg.tensor(2.0, requires_grad=True)
+    y = x * 1
+    y.fill_(v)
+    assert y.grad_fn.name() == "FillBackward3"
+    (y * fg.tensor([1.0, 2.0, 4.0])).sum().backward()
+    assert v.grad.item() == 7.0 and x.grad.tolist() == [0.0, 0.0, 0.0]
+    w = fg.tensor(5.0, requires_grad=True)
+    z = fg.zeros(2)
+    z.fill_(w)
+    assert z.requires_grad and z.grad_fn.name() == "FillBackward3"
+    z.sum().backward()
+    assert w.grad.item() == 2.0
+    u = x * 1
+    u.zero_().sum().backward()
+    assert x.grad.tolist() == [0.0, 0.0, 0.0]
+
+
+# --- in-place pointwise forms (introyt tensors tutorial) ----------------------------------------
+
+def test_inplace_pointwise_methods_and_functions():
+    x = fg.tensor([0.25, 1.0, 4.0])
+    assert x.sqrt_() is x and x.tolist() == [0.5, 1.0, 2.0]
+    assert fg.exp_(fg.zeros(2)).tolist() == [1.0, 1.0]
+    assert fg.tensor([-1.5, 2.0]).abs_().tolist() == [1.5, 2.0]
+    assert fg.tensor([-1.0, 2.0]).neg_().tolist() == [1.0, -2.0]
+    assert fg.tensor([-1.0, 2.0]).relu_().tolist() == [0.0, 2.0]
+    assert fg.tensor([0.0]).sigmoid_().tolist() == [0.5]
+    assert fg.tensor([2.0, 3.0]).pow_(2).tolist() == [4.0, 9.0]
+    b = fg.tensor([0.0, 1.0])
+    assert fg.sin_(b) is b and b[0].item() == 0.0
+    w = fg.ones(2, requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf"):
+        w.exp_()
+
+
+def test_inplace_pointwise_gradient_flows_through():
+    w = fg.tensor([0.5, 2.0], requires_grad=True)
+    y = w * 3
+    y.tanh_()
+    y.sum().backward()
+    assert np.allclose(w.grad.numpy(), 3 * (1 - np.tanh(np.array([1.5, 6.0])) ** 2),
+                       rtol=1e-3, atol=1e-6)

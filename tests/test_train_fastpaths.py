@@ -1,5 +1,5 @@
-"""Training-step fast paths: a leaf taking an unshared gradient without a copy (Note [Taking an
-unshared gradient] in tensor.pyx) and never one that something else can reach; linear's products
+"""Training-step fast paths: a leaf taking an unshared gradient without a copy (Note [Stealing the
+incoming gradient] in engine.pyx) and never one that something else can reach; linear's products
 on one OpenBLAS thread below a size (Note [Single-threaded BLAS for small products])."""
 import numpy as np
 import pytest

@@ -1,5 +1,6 @@
-"""Views and shapes (issue 3): values vs NumPy, gradients vs float64 central differences,
-storage sharing with the base, grad_fn names and errors as PyTorch."""
+"""Views and shapes: values vs NumPy, gradients vs float64 central differences, storage sharing
+with the base, grad_fn names and errors as PyTorch; view(dtype), narrow/flatten/unflatten,
+split/chunk/unbind, diagonal, in-place reshapes (unsqueeze_, t_ ...)."""
 import numpy as np
 import pytest
 
@@ -140,3 +141,200 @@ def test_vs_torch():
 def fg_or(t):
     import sys
     return sys.modules[type(t).__module__.split(".")[0]]
+
+
+# -- expand() without sizes --
+
+def test_expand_without_sizes_is_a_type_error():
+    with pytest.raises(TypeError, match="expand\\(\\) missing 1 required positional"):
+        fg.tensor(False).expand()
+
+
+# --- in-place reshapes (introyt tensors tutorial) -----------------------------------------------
+
+def test_squeeze_unsqueeze_in_place():
+    b = fg.rand(3, 4)
+    assert b.unsqueeze_(0) is b and b.shape == (1, 3, 4)
+    assert b.squeeze_(0).shape == (3, 4) and b.t_().shape == (4, 3)
+    assert b.transpose_(0, 1).shape == (3, 4)
+    w = fg.rand(3, requires_grad=True)
+    with pytest.raises(RuntimeError):
+        w.unsqueeze_(0)
+
+
+# --- view(dtype) ----------------------------------------------------------------------------------
+
+def test_view_dtype_same_size_shares_storage():
+    x = fg.tensor(np.arange(6, dtype=np.float32).reshape(2, 3), requires_grad=True)
+    y = x.view(fg.int32)
+    assert y.dtype == fg.int32 and y.shape == (2, 3) and not y.requires_grad
+    np.testing.assert_array_equal(y.numpy(), np.arange(6, dtype=np.float32).view(np.int32).reshape(2, 3))
+    z = x.detach().view(fg.int32)
+    z[0, 0] = np.float32(7.0).view(np.int32).item()
+    assert x[0, 0].item() == 7.0
+    f = x.view(fg.float32)
+    assert f.grad_fn is None and not f.requires_grad
+
+
+def test_view_dtype_different_size():
+    x = fg.tensor(np.arange(8, dtype=np.int32).reshape(2, 4))
+    assert x.view(fg.int64).shape == (2, 2)
+    np.testing.assert_array_equal(x.view(fg.int64).numpy(),
+                                  np.arange(8, dtype=np.int32).reshape(2, 4).view(np.int64))
+    assert x.view(fg.int16).shape == (2, 8)
+    assert x.t().view(fg.int32).shape == (4, 2)
+    assert fg.zeros(0, 4).view(fg.float64).shape == (0, 2)
+    assert fg.zeros(()).view(fg.int32).shape == ()
+    y = fg.tensor(np.arange(12, dtype=np.int32).reshape(2, 6))[:, 2:]
+    np.testing.assert_array_equal(y.view(fg.int64).numpy(), y.numpy().view(np.int64))
+
+
+@pytest.mark.parametrize("make, dt, msg", [
+    (lambda: fg.zeros(3), "float64", "self.size(-1) must be divisible by 2 to view Float as Double "
+                                     "(different element sizes), but got 3"),
+    (lambda: fg.zeros(3, 4).t(), "float16", "self.stride(-1) must be 1 to view Float as Half "
+                                            "(different element sizes), but got 4"),
+    (lambda: fg.zeros(()), "float64", "self.dim() cannot be 0 to view Float as Double "
+                                      "(different element sizes)"),
+    (lambda: fg.zeros(3, 5, dtype=fg.int16)[:, 1:], "int32",
+     "self.storage_offset() must be divisible by 2 to view Short as Int (different element "
+     "sizes), but got 1"),
+    (lambda: fg.zeros(3, 5, dtype=fg.int16)[:, :2], "int32",
+     "self.stride(0) must be divisible by 2 to view Short as Int (different element sizes), "
+     "but got 5"),
+])
+def test_view_dtype_errors(make, dt, msg):
+    with pytest.raises(RuntimeError) as e:
+        make().view(getattr(fg, dt))
+    assert str(e.value) == msg
+
+
+# --- views: storage sharing of the C-built views --------------------------------------------------
+
+_VIEW_OPS = [
+    lambda x: x.view(6, 4), lambda x: x.reshape(-1), lambda x: x.unsqueeze(1), lambda x: x.unsqueeze(-1),
+    lambda x: x[None].squeeze(), lambda x: x[:, None].squeeze(1), lambda x: x[None, :, None].squeeze((0, 2)),
+    lambda x: x.transpose(0, 2), lambda x: x.permute(2, 0, 1), lambda x: x.mT, lambda x: x.T,
+    lambda x: x[1], lambda x: x[:, 1], lambda x: x[1:, ::2], lambda x: x[-1, 1:3, -2],
+    lambda x: x.narrow(2, 1, 2), lambda x: x.select(1, -1), lambda x: x[..., 1], lambda x: x[:, -5:9],
+    lambda x: x[0, 0, :2].expand(3, 2), lambda x: x[:, :1].expand(2, 3, 4),
+    lambda x: x[None, 1, None, :, None], lambda x: x[None], lambda x: x.diagonal(),
+    lambda x: x.diagonal(1, 0, 2), lambda x: x.diagonal(-1, 2, 1), lambda x: x.diagonal(5, 1, 2),
+]
+
+
+@pytest.mark.parametrize("off, d1, d2", [(0, 0, 1), (1, 0, 2), (-1, 2, 1), (-2, 1, 2), (3, 1, 2),
+                                         (-5, 0, 1), (2, -1, -2)])
+def test_diagonal_values(off, d1, d2):
+    x = R.standard_normal((3, 4, 5))
+    np.testing.assert_array_equal(fg.tensor(x).diagonal(off, d1, d2).numpy(),
+                                  np.diagonal(x, off, d1 % 3, d2 % 3))
+    check_grad(lambda t: t.diagonal(off, d1, d2) * 1.0, [x],
+               ref=lambda a: np.diagonal(a, off, d1 % 3, d2 % 3))
+
+
+def test_getitem_fast_path_values():
+    x = R.standard_normal((3, 4, 5))
+    for key in [1, -1, slice(1, None), (None, 1), (1, None, slice(0, 5, 2)), (slice(None), -2),
+                (None, None), (slice(-2, 10), 3, None, 4), slice(5, 9)]:
+        np.testing.assert_array_equal(fg.tensor(x)[key].numpy(), x[key])
+
+
+@pytest.mark.parametrize("op", _VIEW_OPS)
+def test_views_share_storage_and_grads(op):
+    base = R.standard_normal((2, 3, 4))
+    x = fg.tensor(base.copy())
+    v = op(x)
+    assert v._base is x
+    ref = op(fg.tensor(base.copy()))
+    np.testing.assert_array_equal(v.numpy(), ref.numpy())
+    x.add_(1)                                        # writes through the base show in the view
+    np.testing.assert_array_equal(v.numpy(), ref.numpy() + 1)
+    assert v.numel() == 0 or np.shares_memory(v.numpy(), x.numpy())
+    check_grad(lambda t: op(t) * 1.0, [base])
+    if op is not _VIEW_OPS[0]:                        # view(6, 4) needs a viewable layout
+        check_grad(lambda t: op(t.permute(2, 1, 0)) * 1.0, [R.standard_normal((4, 3, 2))])
+
+
+_VIEW_OPS += [lambda x: x.narrow(-1, -3, 2), lambda x: x.narrow(0, 1, 0), lambda x: x.flatten(1),
+              lambda x: x.flatten(0, 1), lambda x: x.flatten(), lambda x: x.unflatten(2, (2, -1)),
+              lambda x: x.unflatten(-1, [fg.tensor(2), 2])]
+
+
+def test_narrow_flatten_unflatten_paths():
+    y = fg.zeros(3, 4, requires_grad=True)
+    v = y.narrow(1, -3, 2)
+    assert type(v.grad_fn).__name__ == "SliceBackward0" and v.shape == (3, 2)
+    assert v._version == y._version
+    with fg.no_grad():
+        y.add_(1)
+    assert v._version == y._version == 1              # one counter shared with the base
+    np.testing.assert_array_equal(v.detach().numpy(), np.ones((3, 2)))
+    with pytest.raises(RuntimeError, match="narrow\\(\\) cannot be applied to a 0-dim tensor"):
+        fg.tensor(1.0).narrow(0, 0, 1)
+    with pytest.raises(RuntimeError, match="start \\(3\\) \\+ length \\(2\\) exceeds dimension size \\(4\\)"):
+        y.narrow(1, 3, 2)
+    with pytest.raises(IndexError, match="Dimension out of range"):
+        y.narrow(2, 0, 1)
+    assert y.flatten().shape == (12,) and y.flatten(-1).shape == (3, 4)
+    assert type(y.flatten().grad_fn).__name__ == "ViewBackward0"
+    with pytest.raises(RuntimeError, match="start_dim cannot come after end_dim"):
+        y.flatten(1, 0)
+    assert y.unflatten(1, (-1, 2)).shape == (3, 2, 2)
+    with pytest.raises(RuntimeError, match="only one dimension can be inferred"):
+        y.unflatten(1, (-1, -1))
+
+
+def test_split_chunk_unbind_edges():
+    x = fg.zeros(5, 2, requires_grad=True)
+    parts = x.chunk(2)
+    assert [tuple(p.shape) for p in parts] == [(3, 2), (2, 2)]
+    assert type(parts[1].grad_fn).__name__ == "SplitBackward0"
+    assert type(x.split([1, 4])[0].grad_fn).__name__ == "SplitWithSizesBackward0"
+    with fg.no_grad():
+        assert all(p.grad_fn is None for p in x.split(2))
+    assert [tuple(p.shape) for p in fg.zeros(0).split(0)] == [(0,)]
+    s = fg.tensor(1.0)
+    with pytest.raises(RuntimeError, match="split expects at least a 1-dimensional tensor"):
+        s.split(1)
+    with pytest.raises(RuntimeError, match="chunk expects at least a 1-dimensional tensor"):
+        s.chunk(2)
+    with pytest.raises(IndexError, match="Dimension specified as 0 but tensor has no dimensions"):
+        s.unbind(0)
+    with pytest.raises(RuntimeError, match="split expects split_size be non-negative"):
+        x.split(-1)
+    with pytest.raises(RuntimeError, match="split_size can only be 0 if dimension size is 0"):
+        x.split(0)
+    with pytest.raises(RuntimeError, match="chunk expects `chunks` to be greater than 0"):
+        x.chunk(0)
+    with pytest.raises(TypeError):
+        x.chunk(2.0)
+    w = fg.tensor(R.standard_normal((5, 2)))
+    check_grad(lambda t: t.chunk(3)[1] * w[2:4] + t.split(1)[4].sum(), [R.standard_normal((5, 2))])
+
+
+def test_view_errors_unchanged():
+    x = fg.zeros(2, 3)
+    with pytest.raises(RuntimeError, match="view size is not compatible"):
+        x.t().view(6)
+    with pytest.raises(RuntimeError, match=r"shape '\[4, 2\]' is invalid for input of size 6"):
+        x.view(4, 2)
+    with pytest.raises(IndexError, match="index 2 is out of bounds for dimension 0 with size 2"):
+        x[2]
+    with pytest.raises(ValueError, match="step must be greater than zero"):
+        x[::-1]
+    with pytest.raises(RuntimeError, match="must match the existing size"):
+        x.expand(3, 4)
+    assert x.t().reshape(6).grad_fn is None
+    y = fg.zeros(2, 3, requires_grad=True)
+    assert type(y.t().reshape(6).grad_fn).__name__ == "UnsafeViewBackward0"
+    assert type(y.reshape(6).grad_fn).__name__ == "ViewBackward0"
+    assert type(y[0].grad_fn).__name__ == "SelectBackward0"
+    assert type(y[:, 1:].grad_fn).__name__ == "SliceBackward0"
+    assert type(y.unsqueeze(0).grad_fn).__name__ == "UnsqueezeBackward0"
+    assert type(y.squeeze().grad_fn).__name__ == "SqueezeBackward0"
+    assert type(y.squeeze(0).grad_fn).__name__ == "SqueezeBackward1"
+    assert type(y.expand(2, 2, 3).grad_fn).__name__ == "ExpandBackward0"
+    assert type(y.permute(1, 0).grad_fn).__name__ == "PermuteBackward0"
+    assert fg.zeros(0, 3).view(3, 0).shape == (3, 0)
+    assert fg.zeros(2, 1).expand(2, 3).numpy().strides[1] == 0

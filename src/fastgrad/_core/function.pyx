@@ -58,7 +58,7 @@ cdef class PyNode(Node):
     """Base of every `<Name>Backward` node of a custom Function; also its `ctx`."""
     cdef readonly object _forward_cls   # the Function subclass whose backward this runs
     cdef readonly tuple needs_input_grad  # per forward argument: does it need a gradient
-    cdef tuple _tensor_pos              # argument position of each edge (Note [Custom ...])
+    cdef tuple _tensor_pos              # argument position of each edge (Note [Custom Function edges])
     cdef tuple _in_info                 # per edge: (shape, np.dtype) of the input
     cdef list _out_info                 # per output: (shape, np.dtype), None for non-tensors
     cdef tuple _to_save                 # save_for_backward's tensors until apply packs them

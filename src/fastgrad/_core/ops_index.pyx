@@ -562,7 +562,7 @@ def _view_inplace_hook(TensorBase a):
 @cython.final
 cdef class CopySlices(Node):
     """grad_root_old = grad with the region replaced by fn's grad of its old values;
-    other inputs = fn's grads, fn run on grad taken at the region (Note [In-place writes ...])."""
+    other inputs = fn's grads, fn run on grad taken at the region (Note [In-place writes through views])."""
     cdef Node fn
     cdef cnp.ndarray pos
     cdef tuple shape

@@ -413,7 +413,8 @@ cdef class NllLossBackward0(Node):
         return wrap(np.asarray(_unrows(r, shape) * scale, dtype=x._data.dtype, order="C"))
 
     cdef object _ce_grad_c(self, tuple shape, double gs):
-        """The hot case in one pass: g * (softmax - onehot) / denom (Note [Fused backward])."""
+        """The hot case in one pass: g * (softmax - onehot) / denom
+        (Note [Fused backward, composed double backward])."""
         cdef cnp.ndarray p = self.rows, y = self.tgt
         cdef cnp.ndarray out = cnp.PyArray_EMPTY(2, [p.shape[0], p.shape[1]],
                                                  cnp.PyArray_TYPE(p), 0)
