@@ -52,9 +52,6 @@ class RemovableHandle:
     def __exit__(self, *exc):
         self.remove()
 
-    def __repr__(self):
-        return f"<RemovableHandle id={self.id}>"
-
 
 _DEAD = OrderedDict()
 
