@@ -22,8 +22,6 @@ from fastgrad.random import (Generator, default_generator, initial_seed, get_rng
                              set_rng_state, manual_seed, seed)
 from fastgrad._sampling import normal, bernoulli, multinomial
 from fastgrad.functional import *          # noqa: F401,F403  (add, exp, sum, maximum, where ...)
-from fastgrad.functional import max, min, abs, pow, sum  # noqa: F401  (names * skips shadowing)
-from fastgrad.functional import all, any  # noqa: F401
 from fastgrad import autograd
 from fastgrad.autograd.grad_mode import (no_grad, enable_grad, set_grad_enabled, inference_mode,
                                          is_grad_enabled, is_inference_mode_enabled)

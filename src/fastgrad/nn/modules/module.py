@@ -80,19 +80,6 @@ class Module(_CallBase):
     if TYPE_CHECKING:
         # module(x) has the type forward(x) returns (a forward without annotations: Any)
         def __call__(self: _Forward[_R_co], *args: Any, **kwargs: Any) -> _R_co: ...
-    elif _CallBase is object:              # pragma: no cover
-        def __call__(self, *args, **kwargs):
-            d = self.__dict__
-            for hook in list(d["_forward_pre_hooks"].values()):
-                r = hook(self, args)
-                if r is not None:
-                    args = r if isinstance(r, tuple) else (r,)
-            out = self.forward(*args, **kwargs)
-            for hook in list(d["_forward_hooks"].values()):
-                r = hook(self, args, out)
-                if r is not None:
-                    out = r
-            return out
 
     def register_forward_hook(self, hook):
         """hook(module, args, output) runs after forward; a non-None result replaces output."""
