@@ -258,6 +258,8 @@ USER_SCRIPT = '''
     reveal_type(torch.nn.functional.relu(x))            # Tensor
     reveal_type(torch.nn.functional.cross_entropy(x, x))  # Tensor
     reveal_type(torch.nn.MSELoss()(x, x))   # Tensor
+    reveal_type(x.register_hook(print))     # RemovableHandle
+    reveal_type(x.register_hook(print).id)  # int
 '''
 
 TYPED_SCRIPT = '''

@@ -296,7 +296,8 @@ def can_set(name, sample):
 
 
 def render_class_members(cls, owner, default_return, sample=None, indent="    "):
-    lines = []
+    # attributes a Python class declares (`id: int`), as it declares them
+    lines = [f"{indent}{name}: {ann}" for name, ann in cls.__dict__.get("__annotations__", {}).items()]
     for name, obj in cls.__dict__.items():
         if name in SKIP_MEMBERS:
             continue

@@ -15,7 +15,8 @@ class RemovableHandle:
     """Returned by register_hook and its kin: `remove()` unregisters the hook (again: no-op);
     as a context manager it removes the hook when the block ends. `id` is unique in the process."""
 
-    next_id = 0
+    id: int
+    next_id: int = 0
 
     def __init__(self, hooks_dict, *, extra_dict=None):
         self.id = RemovableHandle.next_id
