@@ -70,3 +70,29 @@ def test_decorator_and_errors_in_custom_backward_are_traced():
             run()
     trace = [str(m.message) for m in w if str(m.message).startswith("Error detected in Boom")]
     assert trace and "z = Boom.apply(x)" in trace[0]
+
+
+def test_one_flag_set_once_read_everywhere():
+    """set_anomaly_enabled, the one setter, alone turns on both the forward traces (recorded at
+    graph-building time) and the engine's NaN check; detect_anomaly and set_detect_anomaly set
+    the same flag that is_anomaly_enabled / is_anomaly_check_nan_enabled read."""
+    assert not fg.is_anomaly_enabled() and fg.is_anomaly_check_nan_enabled()
+    fg.set_anomaly_enabled(True)
+    try:
+        assert fg.is_anomaly_enabled()
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            with pytest.raises(RuntimeError, match="returned nan values"):
+                _run_planted_nan()
+        assert any("PLANTED" in str(m.message) for m in w)      # the forward line was recorded
+    finally:
+        fg.set_anomaly_enabled(False)
+    assert not fg.is_anomaly_enabled()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with fg.autograd.set_detect_anomaly(True, check_nan=False):
+            assert fg.is_anomaly_enabled() and not fg.is_anomaly_check_nan_enabled()
+        assert not fg.is_anomaly_enabled() and fg.is_anomaly_check_nan_enabled()
+        with fg.autograd.detect_anomaly():
+            assert fg.is_anomaly_enabled() and fg.is_anomaly_check_nan_enabled()
+    assert not fg.is_anomaly_enabled()

@@ -1,5 +1,6 @@
 """`import fastgrad` stays light (W8) while the whole public API still resolves: submodules that
 the core workflow does not need load on first attribute access (PEP 562)."""
+import os
 import subprocess
 import sys
 
@@ -94,3 +95,14 @@ def test_unknown_attribute_raises_attribute_error():
         fastgrad.not_a_thing
     with pytest.raises(AttributeError, match="no attribute 'not_a_thing'"):
         fastgrad.autograd.not_a_thing
+
+
+def test_facade_imports_are_one_way():
+    """No import cycle among the facade's modules, counting imports inside function bodies
+    (tools/core_layers.py --facade): each module imports only modules below it."""
+    tool = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tools",
+                        "core_layers.py")
+    proc = subprocess.run([sys.executable, tool, "--facade", "--check"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no cycles" in proc.stdout

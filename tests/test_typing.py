@@ -142,10 +142,10 @@ def _conforms(value, annotation, env):
 
 def _env():
     import fastgrad
-    from fastgrad._core import node, ops_reduce, tensor
+    from fastgrad._core import hooks, node, ops_reduce, tensor
     return {"Tensor": fastgrad.Tensor, "Size": tensor.Size, "np": np, "Node": node.Node,
             "_dtypes": importlib.import_module("fastgrad._dtypes"),
-            "_ListHandle": tensor._ListHandle, "str": str, "int": int, "float": float,
+            "RemovableHandle": hooks.RemovableHandle, "str": str, "int": int, "float": float,
             "bool": bool, "return_types_max": ops_reduce.return_types_max,
             "return_types_min": ops_reduce.return_types_min, "Sequence": Sequence,
             "Iterator": Iterator, "Self": fastgrad.Tensor}
@@ -258,6 +258,8 @@ USER_SCRIPT = '''
     reveal_type(torch.nn.functional.relu(x))            # Tensor
     reveal_type(torch.nn.functional.cross_entropy(x, x))  # Tensor
     reveal_type(torch.nn.MSELoss()(x, x))   # Tensor
+    reveal_type(x.register_hook(print))     # RemovableHandle
+    reveal_type(x.register_hook(print).id)  # int
 '''
 
 TYPED_SCRIPT = '''

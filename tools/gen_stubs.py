@@ -9,9 +9,11 @@ Signatures come from the running modules (`inspect.signature`, or the signature 
 in the docstring, setup.py's `embedsignature=True`); parameter and return types come from the
 rule tables below, which name what each function actually returns.
 
-Output: src/fastgrad/_core/<module>.pyi for every compiled module, and src/fastgrad/_tensor.pyi
+Output: src/fastgrad/_core/<module>.pyi for every compiled module, src/fastgrad/_tensor.pyi
 for Tensor, whose methods are mostly aliases of compiled functions, properties built from them
-and operators attached by setattr -- forms a type checker cannot follow through Python source.
+and operators attached by setattr -- forms a type checker cannot follow through Python source --
+and src/fastgrad/functional.pyi for the fastgrad.<name> functions, generated from the same
+alias table (fastgrad._aliases).
 """
 import ast
 import importlib
@@ -46,8 +48,8 @@ RETURNS = {
     "__repr__": "str", "__format__": "str", "__iter__": "Iterator[Tensor]",
     "__setitem__": "None", "retain_grad": "None", "cuda": "NoReturn",
     "backward": "None", "tensor_backward": "None",
-    "register_hook": "_ListHandle", "_register_grad_hook": "_ListHandle",
-    "register_post_accumulate_grad_hook": "_ListHandle", "__init__": "None",
+    "register_hook": "RemovableHandle", "_register_grad_hook": "RemovableHandle",
+    "register_post_accumulate_grad_hook": "RemovableHandle", "__init__": "None",
     "_set_data": "None", "_check_one_element": "None",
     # several tensors
     "chunk": "tuple[Tensor, ...]", "split": "tuple[Tensor, ...]", "unbind": "tuple[Tensor, ...]",
@@ -62,13 +64,18 @@ RETURNS = {
     "ops_reduce.min": [s.format(nt="return_types_min") for s in _MAX_MIN],
     "Tensor.max": [s.format(nt="return_types_max") for s in _MAX_MIN],
     "Tensor.min": [s.format(nt="return_types_min") for s in _MAX_MIN],
+    "functional.max": [s.format(nt="return_types_max") for s in _MAX_MIN],
+    "functional.min": [s.format(nt="return_types_min") for s in _MAX_MIN],
     # ops modules: the helpers that are not ops
     "out_check": "None", "_set_view_hook": "None", "_set_small_linear_macs": "None",
     "_operator_form": "Any", "_forms": "Any", "_view_inplace_hook": "None",
     # nodes, hooks, grad mode, threads
     "Node.name": "str", "Node._sequence_nr": "int",
-    "Node.register_hook": "_NodeHookHandle", "Node.register_prehook": "_NodeHookHandle",
+    "Node.register_hook": "RemovableHandle", "Node.register_prehook": "RemovableHandle",
     "remove": "None", "__enter__": "Self", "__exit__": "None",
+    "add_hook": "RemovableHandle", "joined": "RemovableHandle", "hook_dict": "Any",
+    "is_anomaly_enabled": "bool", "is_anomaly_check_nan_enabled": "bool",
+    "set_anomaly_enabled": "None", "from_array": "Tensor",
     "is_grad_enabled": "bool", "is_inference_mode_enabled": "bool",
     "_set_grad_enabled": "None", "_set_inference_mode": "None",
     "get_threads": "int", "max_threads": "int", "set_threads": "None",
@@ -289,7 +296,8 @@ def can_set(name, sample):
 
 
 def render_class_members(cls, owner, default_return, sample=None, indent="    "):
-    lines = []
+    # attributes a Python class declares (`id: int`), as it declares them
+    lines = [f"{indent}{name}: {ann}" for name, ann in cls.__dict__.get("__annotations__", {}).items()]
     for name, obj in cls.__dict__.items():
         if name in SKIP_MEMBERS:
             continue
@@ -409,9 +417,11 @@ def module_stub(mod):
         names = ", ".join(n if " as " in n else f"{n} as {n}" for n in sorted(imports[where]))
         lines.append(f"from {where} import {names}")
     if modname != "fastgrad._core.node":
-        lines.append("from fastgrad._core.node import Node, _NodeHookHandle")
+        lines.append("from fastgrad._core.node import Node")
     if modname != "fastgrad._core.tensor":
-        lines.append("from fastgrad._core.tensor import Size, _ListHandle")
+        lines.append("from fastgrad._core.tensor import Size")
+    if modname != "fastgrad._core.hooks":
+        lines.append("from fastgrad._core.hooks import RemovableHandle")
     return assemble(lines, body + named + classes)
 
 
@@ -451,7 +461,8 @@ def tensor_stub():
             "from typing_extensions import Self",
             "",
             "from fastgrad._core.ops_reduce import return_types_max, return_types_min",
-            "from fastgrad._core.tensor import Size as Size, TensorBase as TensorBase, _ListHandle"]
+            "from fastgrad._core.hooks import RemovableHandle",
+            "from fastgrad._core.tensor import Size as Size, TensorBase as TensorBase"]
     # Tensor has methods named int, float and bool: in its body those names are the methods
     lines = [_BUILTIN_NAME.sub(r"\1builtins.\2", ln) for ln in lines]
     return assemble(head, ["class Tensor(TensorBase):"] + lines)
@@ -491,6 +502,32 @@ def _is_extension(folder, name):
     return not os.path.exists(os.path.join(folder, name + ".py"))
 
 
+def functional_stub():
+    """The stub of fastgrad.functional: its own functions and the alias table's, which it puts in
+    its namespace at import (fastgrad._aliases.FUNCTIONS) -- a form a type checker cannot follow."""
+    import fastgrad.functional as functional
+    lines = []
+    for name, obj in vars(functional).items():
+        if name.startswith("_") or isinstance(obj, type) or not callable(obj) \
+                or getattr(obj, "__module__", None) == "fastgrad._histogram":
+            continue
+        alias_of = getattr(obj, "__name__", None)
+        lines += [line.replace("fastgrad._tensor.Tensor", "Tensor") for line in
+                  render_function(name, obj, "functional", "Tensor", method=False,
+                                  alias_of=alias_of if alias_of != name else None)]
+    head = ["import builtins",
+            "from collections.abc import Iterator, Sequence",
+            "from typing import Any, NoReturn, overload",
+            "",
+            "import numpy as np",
+            "",
+            "from fastgrad._core.ops_reduce import return_types_max, return_types_min",
+            "from fastgrad._core.tensor import TensorBase as TensorBase",
+            "from fastgrad._histogram import histogram as histogram",
+            "from fastgrad._tensor import Tensor as Tensor"]
+    return assemble(head, lines)
+
+
 def stubs():
     """{path relative to src: stub text} for every stub this tool writes."""
     out = {}
@@ -498,6 +535,7 @@ def stubs():
         out[os.path.join("fastgrad", "_core", mod.__name__.rpartition(".")[2] + ".pyi")] = \
             module_stub(mod)
     out[os.path.join("fastgrad", "_tensor.pyi")] = tensor_stub()
+    out[os.path.join("fastgrad", "functional.pyi")] = functional_stub()
     return out
 
 

@@ -17,16 +17,16 @@ from fastgrad._device import set_default_device, get_default_device
 from fastgrad._creation import (tensor, as_tensor, from_numpy, zeros, ones, empty, full,
                                 zeros_like, ones_like, empty_like, full_like, rand, randn,
                                 rand_like, randn_like, randint, randperm, arange, linspace,
-                                logspace, eye, manual_seed, seed, randint_like)
+                                logspace, eye, randint_like)
 from fastgrad.random import (Generator, default_generator, initial_seed, get_rng_state,
-                             set_rng_state)
+                             set_rng_state, manual_seed, seed)
 from fastgrad._sampling import normal, bernoulli, multinomial
 from fastgrad.functional import *          # noqa: F401,F403  (add, exp, sum, maximum, where ...)
-from fastgrad.functional import max, min, abs, pow, sum  # noqa: F401  (names * skips shadowing)
-from fastgrad.functional import all, any  # noqa: F401
 from fastgrad import autograd
 from fastgrad.autograd.grad_mode import (no_grad, enable_grad, set_grad_enabled, inference_mode,
                                          is_grad_enabled, is_inference_mode_enabled)
+from fastgrad._core.anomaly_mode import (is_anomaly_enabled, is_anomaly_check_nan_enabled,
+                                         set_anomaly_enabled)
 from fastgrad._threads import set_num_threads, get_num_threads  # noqa: F401  (Note [One thread count])
 
 # Loaded on first use (PEP 562), so `import fastgrad` costs little more than NumPy:

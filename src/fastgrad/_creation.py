@@ -1,47 +1,26 @@
 """Tensor creation: tensor(), zeros/ones/full/arange/linspace/eye/rand/randn/..., from_numpy.
 
 dtype rules (PyTorch's): Python floats -> float32, Python ints -> int64, bools -> bool; NumPy
-input keeps its dtype (float64 stays float64)."""
+input keeps its dtype (float64 stays float64).
+
+Below the Tensor class (fastgrad._tensor imports this module for Tensor.new_*): the tensors are
+made by the core (_creation_base.wrap), and `Tensor` is named here only for type checkers."""
+from __future__ import annotations
+
 import numbers
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fastgrad import _dtypes
 from fastgrad._device import check as _check_device
 from fastgrad._core.tensor import TensorBase
-from fastgrad._tensor import Tensor
 from fastgrad import _sampling
+from fastgrad._creation_base import numpy_dtype as _np_dtype, size_arg as _size, wrap as _wrap
+from fastgrad.random import _gen
 
-from fastgrad.random import default_generator, manual_seed, seed  # noqa: F401  (re-exported)
-
-
-def _wrap(arr, requires_grad=False):
-    t = Tensor.__new__(Tensor)
-    t._set_data(arr)
-    if requires_grad:
-        t.requires_grad_(True)
-    return t
-
-
-def _size(size):
-    """zeros(2, 3), zeros((2, 3)), zeros([2, 3]) and zeros(torch.Size) all mean shape (2, 3)."""
-    if len(size) == 1 and isinstance(size[0], (tuple, list)):
-        size = tuple(size[0])
-    out = []
-    for s in size:
-        if isinstance(s, TensorBase):
-            s = s.item()
-        if not isinstance(s, (numbers.Integral, np.integer)) or isinstance(s, bool):
-            raise TypeError(f"size must be a sequence of ints, but got an element of type "
-                            f"{type(s).__name__} ({s!r})")
-        if s < 0:
-            raise RuntimeError(f"Trying to create tensor with negative dimension {s}: {list(size)}")
-        out.append(int(s))
-    return tuple(out)
-
-
-def _np_dtype(dtype, default=_dtypes.float32):
-    return _dtypes.to_numpy_dtype(dtype if dtype is not None else default)
+if TYPE_CHECKING:
+    from fastgrad._tensor import Tensor
 
 
 def _contains_tensor(data, cls=TensorBase):
@@ -315,7 +294,6 @@ def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False,
     if npdt.kind == "f" and n > 2 ** (np.finfo(npdt).nmant + 1) + 1:
         raise RuntimeError(f"n cannot be greater than {2 ** (np.finfo(npdt).nmant + 1) + 1} "
                            f"for {npdt.name}: the values would not be exact")
-    from fastgrad.random import _gen
     arr = _sampling._rk.randperm(_gen(generator), n).astype(npdt, copy=False)
     return _sampling._finish(arr, out, requires_grad)
 

@@ -5,6 +5,7 @@ from collections import namedtuple
 import numpy as np
 
 from fastgrad._core.tensor import TensorBase
+from fastgrad._creation import from_numpy
 
 histogram_result = namedtuple("histogram", ["hist", "bin_edges"])
 
@@ -28,7 +29,6 @@ def histogram(input, bins=100, *, range=None, weight=None, density=False, out=No
         edges = int(bins)
     w = None if weight is None else weight.detach().numpy()
     hist, edges = np.histogram(x, bins=edges, range=range, weights=w, density=density)
-    from fastgrad._creation import from_numpy
     result = histogram_result(from_numpy(hist.astype(x.dtype)),
                               from_numpy(np.asarray(edges, dtype=x.dtype)))
     if out is not None:

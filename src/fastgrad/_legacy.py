@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 
-from fastgrad import _dtypes
+from fastgrad import _creation, _dtypes
 from fastgrad._core.tensor import TensorBase, Size
 
 _tensor_class = None                  # fastgrad.Tensor, registered by _tensor.py
@@ -37,7 +37,6 @@ def _is_size_arg(a):
 
 def legacy_new(dtype, name, args, kwargs):
     """torch.Tensor / torch.FloatTensor ... (data) or (*sizes) or (Size) or ()."""
-    from fastgrad import _creation
     device = kwargs.pop("device", None)
     if kwargs:
         raise TypeError(f"{name}() got unexpected keyword argument(s) {', '.join(kwargs)}: the "

@@ -10,6 +10,7 @@ import numpy as np
 from fastgrad._core import dtypes as _dtypes
 from fastgrad._core import random as _rk
 from fastgrad._core.tensor import TensorBase
+from fastgrad._creation_base import numpy_dtype, size_arg, wrap
 from fastgrad.random import _gen
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -219,8 +220,7 @@ def _contiguous(arr):
 
 def _write(t, arr):
     """Write a freshly drawn array into tensor t in place (PyTorch's in-place samplers)."""
-    from fastgrad._creation import from_numpy
-    return t.copy_(from_numpy(_contiguous(arr)))
+    return t.copy_(wrap(_contiguous(arr)))
 
 
 def _shape_dtype(t):
@@ -381,18 +381,16 @@ def bernoulli_(self, p=0.5, *, generator=None):
 def bernoulli(input, p=None, *, generator=None, out=None):
     """torch.bernoulli(probs) draws 0/1 with each element's probability; bernoulli(input, p)
     uses one probability p for every element. The result has input's dtype."""
-    from fastgrad._creation import _wrap
     arr = input.detach()._np
     probs = arr if p is None else (p.detach()._np if isinstance(p, TensorBase) else p)
     vals = _bernoulli_values(arr.shape, probs, generator).astype(arr.dtype)
     if out is not None:
         return _write(out, vals)
-    return _wrap(vals)
+    return wrap(vals)
 
 
 def multinomial(input, num_samples, replacement=False, *, generator=None, out=None):
     """Indices drawn from each row's categorical distribution (rows of input: weights >= 0)."""
-    from fastgrad._creation import _wrap
     probs = input.detach()._np
     if probs.ndim not in (1, 2):
         raise RuntimeError(f"prob_dist must be 1 or 2 dim, got {probs.ndim}")
@@ -439,19 +437,18 @@ def multinomial(input, num_samples, replacement=False, *, generator=None, out=No
         res = res.reshape(num_samples)
     if out is not None:
         return _write(out, res)
-    return _wrap(res)
+    return wrap(res)
 
 
 def normal(mean=0.0, std=1.0, size=None, *, generator=None, out=None, dtype=None, device=None,
            requires_grad=False):
     """torch.normal: tensor mean and/or std (broadcast), or numbers with a size."""
-    from fastgrad._creation import _np_dtype, _size
     mean_t, std_t = isinstance(mean, TensorBase), isinstance(std, TensorBase)
     if not mean_t and not std_t:
         if size is None:
             raise TypeError("normal(): with a number mean and std, pass size=(...)")
-        shape = _size((tuple(size),) if not isinstance(size, numbers.Integral) else (size,))
-        res = normal_array(shape, _np_dtype(dtype), mean, std, generator)
+        shape = size_arg((tuple(size),) if not isinstance(size, numbers.Integral) else (size,))
+        res = normal_array(shape, numpy_dtype(dtype), mean, std, generator)
         return _finish(res, out, requires_grad)
     if std_t:
         s = std.detach()._np
@@ -477,10 +474,9 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, out=None, dtype=None
 
 
 def _finish(arr, out, requires_grad):
-    from fastgrad._creation import _wrap
     if out is not None:
         return _write(out, arr)
-    return _wrap(arr, requires_grad)
+    return wrap(arr, requires_grad)
 
 
 def bernoulli_method(self, p=None, *, generator=None):

@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from fastgrad._core.random import Engine
+from fastgrad._core.tensor import from_array
 
 _U64 = 1 << 64
 
@@ -55,8 +56,7 @@ class Generator(Engine):
     def get_state(self):
         """The full state as a uint8 tensor (PyTorch's layout: interchangeable with
         torch.Generator.get_state())."""
-        from fastgrad._creation import from_numpy
-        return from_numpy(self._get_state())
+        return from_array(self._get_state())
 
     def set_state(self, new_state):
         """Restore a state returned by get_state(); returns the generator."""

@@ -28,28 +28,13 @@ from fastgrad._core.dtypes import from_numpy_dtype
 
 from fastgrad._core.node cimport BackwardState, Node, next_epoch
 from fastgrad._core.grad_mode cimport grad_enabled, grad_mode_flag, set_grad_enabled_c
+from fastgrad._core.anomaly_mode cimport anomaly_enabled, anomaly_check_nan
 from fastgrad._core.tensor cimport (TensorBase, AccumulateGrad, accumulate_nonleaf, wrap,
                                      check_hook_grad)
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core.ops_reduce cimport sum_to
 
 cnp.import_array()
-
-cdef bint _anomaly = False
-cdef bint _anomaly_nan = True
-
-
-def _set_anomaly(bint enabled, bint check_nan=True):
-    global _anomaly, _anomaly_nan
-    prev = (_anomaly, _anomaly_nan)
-    _anomaly = enabled
-    _anomaly_nan = check_nan
-    return prev
-
-
-def _anomaly_state():
-    return (_anomaly, _anomaly_nan)
-
 
 # --- ready heap: max-heap of Nodes by sequence_nr ------------------------------------------------
 
@@ -327,7 +312,7 @@ cdef tuple _hook_result(Node node, object hook, object r, tuple old, str what):
 
 
 cdef tuple _run_hooks(Node node, tuple grads):
-    for hook in list(node._pre_hooks):
+    for hook in list(node._pre_hooks.values()):
         r = hook(grads)
         if r is not None:
             grads = _hook_result(node, hook, r, grads, "pre-hook")
@@ -472,12 +457,12 @@ cdef object _run(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
                     out = node.apply(grads)
                     node._steal = False
                 if node._post_hooks is not None:
-                    for hook in list(node._post_hooks):
+                    for hook in list(node._post_hooks.values()):
                         r = hook(out, grads)
                         if r is not None:
                             out = _hook_result(node, hook, r, out, "hook")
                 out = _validate(node, out)
-                if _anomaly and _anomaly_nan:
+                if anomaly_enabled() and anomaly_check_nan():
                     _check_nan(node, out)
                 if not keep_graph:
                     node.release_variables()
@@ -500,7 +485,7 @@ cdef object _run(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
                     else:
                         _heap_push(heap, nxt)
     except BaseException:
-        if _anomaly and node is not None and node._trace is not None:
+        if anomaly_enabled() and node is not None and node._trace is not None:
             _warn_trace(node)
         raise
     finally:

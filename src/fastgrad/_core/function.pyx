@@ -29,18 +29,10 @@ from fastgrad._core.node cimport Node, next_sequence_nr
 from fastgrad._core.tensor cimport TensorBase, SavedVar, save, wrap
 from fastgrad._core.tensor import _get_accumulator
 from fastgrad._core.grad_mode cimport grad_enabled, grad_mode_flag, set_grad_enabled_c
+from fastgrad._core.anomaly_mode cimport anomaly_enabled, forward_trace
 from fastgrad._core.ops_reduce cimport sum_to
 
 cnp.import_array()
-
-cdef bint _record_trace = False
-
-
-def _set_anomaly(bint enabled):
-    """Record the forward stack in every PyNode created while anomaly detection is on."""
-    global _record_trace
-    _record_trace = enabled
-
 
 cdef inline Node _edge(TensorBase t):
     if not t._requires_grad:
@@ -267,9 +259,8 @@ cdef object _function_apply(FunctionApply fa, tuple args):
     node._in_info = info
     node._seq = next_sequence_nr()
     out = _record_outputs(node, args, out)
-    if _record_trace:
-        import traceback
-        node._trace = "".join(traceback.format_stack())
+    if anomaly_enabled():
+        node._trace = forward_trace()
     return out
 
 

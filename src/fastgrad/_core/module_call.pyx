@@ -14,7 +14,7 @@ cdef extern from "Python.h":
     PyObject** _PyObject_GetDictPtr(object obj)
 
 
-cdef object _run_hooked(object self, object fwd, tuple args, dict kwargs, dict pre, dict post):
+cdef object _run_hooked(object self, object fwd, tuple args, dict kwargs, object pre, object post):
     if pre:
         for hook in list(pre.values()):
             r = hook(self, args)
@@ -43,6 +43,6 @@ cdef class ModuleCall:
         fwd = self.forward
         if (pre == NULL or not <dict>pre) and (post == NULL or not <dict>post):
             return fwd(*args, **kwargs) if kwargs else fwd(*args)
-        return _run_hooked(self, fwd, args, kwargs,
-                           <dict>pre if pre != NULL else None,
-                           <dict>post if post != NULL else None)
+        return _run_hooked(self, fwd, args, kwargs,     # hook dicts: OrderedDicts (hooks.pyx)
+                           <object>pre if pre != NULL else None,
+                           <object>post if post != NULL else None)

@@ -24,8 +24,8 @@ cdef class Node(BackwardState):
     cdef bint _steal               # apply may overwrite grads[0] in place (Note [Stealing the
                                    #   incoming gradient] in engine.pyx)
     # hooks and anomaly mode (None unless used)
-    cdef list _pre_hooks           # fn(grad_outputs) -> None or replacement
-    cdef list _post_hooks          # fn(grad_inputs, grad_outputs) -> None or replacement
+    cdef object _pre_hooks         # fn(grad_outputs) -> None or replacement (hooks.pyx)
+    cdef object _post_hooks        # fn(grad_inputs, grad_outputs) -> None or replacement
     cdef object _trace             # forward stack text recorded under detect_anomaly
     cdef dict _metadata            # grad_fn.metadata, made on first use (custom Functions'
                                    #   Python node classes keep ctx state in their own __dict__)

@@ -12,6 +12,8 @@ back to its input's shape and casts it to its dtype, once, for every op alike.
 """
 cimport cython
 
+from fastgrad._core.hooks import add_hook, hook_dict
+
 cdef Py_ssize_t _seq_counter = 0
 cdef Py_ssize_t _epoch_counter = 0
 
@@ -73,35 +75,14 @@ cdef class Node(BackwardState):
     def register_hook(self, fn):
         """fn(grad_inputs, grad_outputs) runs after this node; may return new grad_inputs."""
         if self._post_hooks is None:
-            self._post_hooks = []
-        return _NodeHookHandle(self._post_hooks, fn)
+            self._post_hooks = hook_dict()
+        return add_hook(self._post_hooks, fn)
 
     def register_prehook(self, fn):
         """fn(grad_outputs) runs before this node; may return new grad_outputs."""
         if self._pre_hooks is None:
-            self._pre_hooks = []
-        return _NodeHookHandle(self._pre_hooks, fn)
+            self._pre_hooks = hook_dict()
+        return add_hook(self._pre_hooks, fn)
 
     def __call__(self, *grads):
         return self.apply(grads)
-
-
-class _NodeHookHandle:
-    """Returned by register_hook / register_prehook; `remove()` unregisters the hook."""
-
-    def __init__(self, hooks, fn):
-        self._hooks = hooks
-        self._fn = fn
-        hooks.append(fn)
-
-    def remove(self):
-        try:
-            self._hooks.remove(self._fn)
-        except ValueError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.remove()

@@ -19,8 +19,8 @@ cdef class TensorBase:
     cdef VersionCounter _vc        # created lazily; shared with views (Note [Version counters])
     cdef object _acc               # weakref to this leaf's AccumulateGrad, or None
     cdef TensorBase _base          # the tensor this one is a view of, or None
-    cdef list _hooks               # gradient hooks fn(grad) -> None or replacement
-    cdef list _post_acc_hooks      # post-accumulate-grad hooks fn(tensor) (leaves)
+    cdef object _hooks             # gradient hooks fn(grad) -> None or replacement (hooks.pyx)
+    cdef object _post_acc_hooks    # post-accumulate-grad hooks fn(tensor) (leaves)
     cdef object __weakref__
     cdef bint _inference           # made under inference_mode (views: read the base's flag)
 

@@ -34,6 +34,8 @@ import numpy as np
 
 from fastgrad._core.node cimport Node, next_sequence_nr
 from fastgrad._core.grad_mode cimport grad_enabled, inference_mode_c
+from fastgrad._core.anomaly_mode cimport anomaly_enabled, forward_trace
+from fastgrad._core.hooks import add_hook, hook_dict
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core cimport ops_reduce as red
 from fastgrad._core.dims cimport wrap_dim
@@ -176,19 +178,6 @@ cdef Node _accumulator(TensorBase leaf):
     return acc
 
 
-cdef bint _record_trace = False   # anomaly mode: nodes keep the forward stack that made them
-
-
-def _set_anomaly(bint enabled):
-    global _record_trace
-    _record_trace = enabled
-
-
-cdef void _set_trace(Node node) except *:
-    import traceback
-    node._trace = "".join(traceback.format_stack())
-
-
 cdef inline Node _edge(TensorBase t):
     if t is None or not t._requires_grad:
         return None
@@ -203,8 +192,8 @@ cdef void set_history1(TensorBase out, Node node, TensorBase a) except *:
     if a._grad_fn is not None and a._output_nr != 0:
         node._next_nrs = (a._output_nr,)
     node._seq = next_sequence_nr()
-    if _record_trace:
-        _set_trace(node)
+    if anomaly_enabled():              # the forward stack, for anomaly mode's report
+        node._trace = forward_trace()
     out._grad_fn = node
     out._requires_grad = True
 
@@ -217,8 +206,8 @@ cdef void set_history2(TensorBase out, Node node, TensorBase a, TensorBase b) ex
         node._next_nrs = (a._output_nr if a is not None and a._grad_fn is not None else 0,
                           b._output_nr if b is not None and b._grad_fn is not None else 0)
     node._seq = next_sequence_nr()
-    if _record_trace:
-        _set_trace(node)
+    if anomaly_enabled():              # the forward stack, for anomaly mode's report
+        node._trace = forward_trace()
     out._grad_fn = node
     out._requires_grad = True
 
@@ -240,8 +229,8 @@ cdef void set_history(TensorBase out, Node node, tuple inputs) except *:
     if nrs is not None:
         node._next_nrs = tuple(nrs)
     node._seq = next_sequence_nr()
-    if _record_trace:
-        _set_trace(node)
+    if anomaly_enabled():              # the forward stack, for anomaly mode's report
+        node._trace = forward_trace()
     out._grad_fn = node
     out._requires_grad = True
 
@@ -368,7 +357,7 @@ cdef class AccumulateGrad(Node):
         if g is None:
             return
         if var._hooks is not None:
-            for hook in list(var._hooks):
+            for hook in list(var._hooks.values()):
                 r = hook(g)
                 if r is not None:
                     g = check_hook_grad(hook, g, r)
@@ -411,7 +400,7 @@ cdef class AccumulateGrad(Node):
                 np.add(old._data, gd, out=old._data, casting="unsafe")
             old.bump_version()
         if var._post_acc_hooks is not None:
-            for hook in list(var._post_acc_hooks):
+            for hook in list(var._post_acc_hooks.values()):
                 hook(var)
 
     @property
@@ -697,8 +686,8 @@ cdef class TensorBase:
             raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
         if self._grad_fn is None:
             if self._hooks is None:
-                self._hooks = []
-            return _ListHandle(self._hooks, fn)
+                self._hooks = hook_dict()
+            return add_hook(self._hooks, fn)
         return self._grad_fn.register_prehook(_SlotHook(self._output_nr, fn))
 
     def register_post_accumulate_grad_hook(self, fn):
@@ -706,8 +695,8 @@ cdef class TensorBase:
             raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf "
                                "tensors")
         if self._post_acc_hooks is None:
-            self._post_acc_hooks = []
-        return _ListHandle(self._post_acc_hooks, fn)
+            self._post_acc_hooks = hook_dict()
+        return add_hook(self._post_acc_hooks, fn)
 
     def _set_data(self, arr):
         """Fill a fresh tensor made with __new__ (creation functions, Parameter, unpickling)."""
@@ -893,9 +882,6 @@ cdef class TensorBase:
     def mul(self, other):
         return pw.mul(self, other)
 
-    def div(self, other):
-        return pw.div(self, other)
-
     def pow(self, exponent):
         return pw.pow_(self, exponent)
 
@@ -908,12 +894,6 @@ cdef class TensorBase:
 
     def mul_(self, other):
         return pw.inplace(pw.OP_MUL, self, other)
-
-    def div_(self, other):
-        return pw.inplace(pw.OP_DIV, self, other)
-
-    def zero_(self):
-        return pw.fill_(self, 0)
 
     def fill_(self, value):
         return pw.fill_(self, value)
@@ -961,21 +941,6 @@ class Size(tuple):
         for d in self:
             n *= d
         return n
-
-
-class _ListHandle:
-    """A hook handle: `remove()` takes `fn` out of `hooks`."""
-
-    def __init__(self, hooks, fn):
-        self._hooks = hooks
-        self._fn = fn
-        hooks.append(fn)
-
-    def remove(self):
-        try:
-            self._hooks.remove(self._fn)
-        except ValueError:
-            pass
 
 
 cdef object check_hook_grad(object hook, TensorBase old, object new):
@@ -1051,6 +1016,14 @@ class _RetainGradHook:
             return None
         accumulate_nonleaf(t, g, not grad_enabled())
         return None
+
+
+def from_array(arr):
+    """A new fastgrad.Tensor over the NumPy array `arr` (shared, not copied), with no history:
+    how the facade's creation and sampling functions make tensors without the Tensor class."""
+    if _tensor_cls is None:
+        raise RuntimeError("fastgrad.Tensor is not defined yet: import fastgrad first")
+    return wrap(arr)
 
 
 def _get_accumulator(TensorBase leaf):

@@ -9,32 +9,23 @@ values in its 1th output."). Recording stacks is slow: a debugging tool, off by 
 import functools
 import warnings
 
-from fastgrad._core import engine as _engine
-from fastgrad._core import function as _function
-from fastgrad._core import tensor as _tensor
+from fastgrad._core.anomaly_mode import (is_anomaly_check_nan_enabled, is_anomaly_enabled,
+                                         set_anomaly_enabled)
 
 __all__ = ["detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled",
            "is_anomaly_check_nan_enabled"]
 
 
 def _set(enabled, check_nan):
-    prev = _engine._set_anomaly(bool(enabled), bool(check_nan))
-    _tensor._set_anomaly(bool(enabled))
-    _function._set_anomaly(bool(enabled))
+    """Set both flags (the core's one setter); the previous pair, for restoring it."""
+    prev = (is_anomaly_enabled(), is_anomaly_check_nan_enabled())
+    set_anomaly_enabled(bool(enabled), bool(check_nan))
     return prev
 
 
 def _warn_enabled():
     warnings.warn("Anomaly Detection has been enabled. This mode will increase the runtime and "
                   "should only be enabled for debugging.", UserWarning, stacklevel=3)
-
-
-def is_anomaly_enabled():
-    return _engine._anomaly_state()[0]
-
-
-def is_anomaly_check_nan_enabled():
-    return _engine._anomaly_state()[1]
 
 
 class detect_anomaly:

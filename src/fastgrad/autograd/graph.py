@@ -7,6 +7,7 @@ iterative walkers over `grad_fn.next_functions` (never recursive: graphs may be 
 """
 from collections import namedtuple
 
+from fastgrad._core.hooks import joined
 from fastgrad._core.node import Node as _CoreNode
 from fastgrad._core.tensor import TensorBase, _get_accumulator
 
@@ -118,15 +119,6 @@ def leaves(root):
     return [n.variable for n in walk(root) if type(n).__name__ == "AccumulateGrad"]
 
 
-class _MultiHandle:
-    def __init__(self, handles):
-        self.handles = handles
-
-    def remove(self):
-        for h in self.handles:
-            h.remove()
-
-
 def register_multi_grad_hook(tensors, fn, *, mode="all"):
     """fn(grads) once per backward after the gradients of all `tensors` that the backward
     reaches are computed (mode="all"), or fn(grad) on the first one (mode="any").
@@ -153,4 +145,4 @@ def register_multi_grad_hook(tensors, fn, *, mode="all"):
             return None
         return hook
 
-    return _MultiHandle([t.register_hook(make(i)) for i, t in enumerate(tensors)])
+    return joined([t.register_hook(make(i)) for i, t in enumerate(tensors)])

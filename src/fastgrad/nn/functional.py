@@ -18,6 +18,8 @@ from fastgrad._core.ops_linalg import linear as _linear
 from fastgrad._core.ops_nn import log_softmax as _log_softmax
 from fastgrad._core.ops_nn import softmax as _softmax
 from fastgrad._core import ops_pointwise as _pw
+from fastgrad._core import ops_view as _ops_view
+from fastgrad._creation_base import wrap as _new_tensor
 from fastgrad._tensor import Tensor
 
 cross_entropy = _L.cross_entropy
@@ -33,11 +35,6 @@ leaky_relu = _L.leaky_relu
 embedding = _L.embedding
 
 _REDUCTIONS = ("none", "mean", "sum")
-
-
-def _view():
-    from fastgrad._core import ops_view
-    return ops_view
 
 
 # --- activations ---------------------------------------------------------------------------------
@@ -111,8 +108,8 @@ def dropout(input, p=0.5, training=True, inplace=False) -> Tensor:
 
 
 def _wrap(arr):
-    from fastgrad._creation import from_numpy
-    return from_numpy(np.asarray(arr, order="C"))
+    """A new tensor over arr (copied only if it is not C-contiguous)."""
+    return _new_tensor(np.asarray(arr, order="C"))
 
 
 def one_hot(tensor, num_classes=-1) -> Tensor:
@@ -200,9 +197,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         rv = _wrap(running_var._np.reshape(bshape).astype(input._np.dtype))
         y = (input - rm) / (rv + eps).sqrt()
     if weight is not None:
-        y = y * (weight if input.dim() == 2 else _view().reshape(weight, bshape))
+        y = y * (weight if input.dim() == 2 else _ops_view.reshape(weight, bshape))
     if bias is not None:
-        y = y + (bias if input.dim() == 2 else _view().reshape(bias, bshape))
+        y = y + (bias if input.dim() == 2 else _ops_view.reshape(bias, bshape))
     return y
 
 
@@ -310,7 +307,7 @@ def _pad_constant(x, dim, before, after, value):
             shape = list(x.shape)
             shape[dim] = amount
             parts.append(_wrap(np.full(shape, value, dtype=x._np.dtype)))
-    return parts[0] if len(parts) == 1 else _view().cat(parts, dim)
+    return parts[0] if len(parts) == 1 else _ops_view.cat(parts, dim)
 
 
 def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
@@ -515,8 +512,8 @@ def _mha(query, key, value, embed_dim_to_check, num_heads, in_proj_weight, in_pr
                                    f" but should be {(bsz * num_heads, tgt_len, src_len)}.")
             attn_mask = attn_mask.reshape(bsz, num_heads, tgt_len, src_len)
     if bias_k is not None and bias_v is not None:
-        k = _view().cat([k, bias_k.reshape(1, 1, embed_dim).expand(bsz, 1, embed_dim)], 1)
-        v = _view().cat([v, bias_v.reshape(1, 1, embed_dim).expand(bsz, 1, embed_dim)], 1)
+        k = _ops_view.cat([k, bias_k.reshape(1, 1, embed_dim).expand(bsz, 1, embed_dim)], 1)
+        v = _ops_view.cat([v, bias_v.reshape(1, 1, embed_dim).expand(bsz, 1, embed_dim)], 1)
         attn_mask = _pad_key(attn_mask)
         key_padding_mask = _pad_key(key_padding_mask)
     elif bias_k is not None or bias_v is not None:
@@ -527,8 +524,8 @@ def _mha(query, key, value, embed_dim_to_check, num_heads, in_proj_weight, in_pr
     v = v.reshape(bsz, v.shape[1], num_heads, head_dim).transpose(1, 2)
     if add_zero_attn:
         zeros = _wrap(np.zeros((bsz, num_heads, 1, head_dim), dtype=dt))
-        k = _view().cat([k, zeros], 2)
-        v = _view().cat([v, zeros], 2)
+        k = _ops_view.cat([k, zeros], 2)
+        v = _ops_view.cat([v, zeros], 2)
         attn_mask = _pad_key(attn_mask)
         key_padding_mask = _pad_key(key_padding_mask)
     src_len = k.shape[2]

@@ -8,13 +8,14 @@ loops are compiled (fastgrad._core.optim_kernels); subclasses only gather the st
 """
 import functools
 import warnings
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from copy import deepcopy
 from itertools import chain
 
 import numpy as np
 
 from fastgrad._core.grad_mode import _set_grad_enabled
+from fastgrad._core.hooks import add_hook, hook_dict
 from fastgrad._core.tensor import TensorBase
 from fastgrad._creation import from_numpy as _from_numpy
 
@@ -66,19 +67,6 @@ def _check_differentiable(differentiable):
                          "updates are compiled in-place loops; use differentiable=False")
 
 
-class _RemovableHandle:
-    """Returned by register_*_hook; remove() unregisters the hook."""
-    _next_id = 0
-
-    def __init__(self, hooks):
-        self._hooks = hooks
-        self.id = _RemovableHandle._next_id
-        _RemovableHandle._next_id += 1
-
-    def remove(self):
-        self._hooks.pop(self.id, None)
-
-
 class Optimizer:
     """Base class for all optimizers.
 
@@ -88,8 +76,8 @@ class Optimizer:
 
     def __init__(self, params, defaults):
         self.defaults = defaults
-        self._optimizer_step_pre_hooks = OrderedDict()
-        self._optimizer_step_post_hooks = OrderedDict()
+        self._optimizer_step_pre_hooks = hook_dict()
+        self._optimizer_step_post_hooks = hook_dict()
         if isinstance(params, TensorBase):
             raise TypeError("params argument given to the optimizer should be an iterable of "
                             f"Tensors or dicts, but got {type(params).__module__}."
@@ -109,8 +97,8 @@ class Optimizer:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self.__dict__.setdefault("_optimizer_step_pre_hooks", OrderedDict())
-        self.__dict__.setdefault("_optimizer_step_post_hooks", OrderedDict())
+        self.__dict__.setdefault("_optimizer_step_pre_hooks", hook_dict())
+        self.__dict__.setdefault("_optimizer_step_post_hooks", hook_dict())
 
     def __repr__(self):
         format_string = self.__class__.__name__ + " ("
@@ -208,15 +196,11 @@ class Optimizer:
     # -- hooks --
     def register_step_pre_hook(self, hook):
         """hook(optimizer, args, kwargs) -> None or (args, kwargs), run before each step."""
-        handle = _RemovableHandle(self._optimizer_step_pre_hooks)
-        self._optimizer_step_pre_hooks[handle.id] = hook
-        return handle
+        return add_hook(self._optimizer_step_pre_hooks, hook)
 
     def register_step_post_hook(self, hook):
         """hook(optimizer, args, kwargs) -> None, run after each step."""
-        handle = _RemovableHandle(self._optimizer_step_post_hooks)
-        self._optimizer_step_post_hooks[handle.id] = hook
-        return handle
+        return add_hook(self._optimizer_step_post_hooks, hook)
 
     # -- checkpoints --
     def state_dict(self):

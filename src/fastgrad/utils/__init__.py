@@ -1,2 +1,3 @@
-"""fastgrad.utils: `data` (Dataset, DataLoader, samplers) as torch.utils.data."""
-from fastgrad.utils import data  # noqa: F401
+"""fastgrad.utils: `data` (Dataset, DataLoader, samplers) as torch.utils.data; `hooks`
+(RemovableHandle) as torch.utils.hooks."""
+from fastgrad.utils import data, hooks  # noqa: F401

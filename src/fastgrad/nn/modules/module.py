@@ -8,6 +8,7 @@ from collections import OrderedDict, namedtuple
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from fastgrad._core.hooks import add_hook, hook_dict
 from fastgrad._core.tensor import TensorBase
 from fastgrad.nn.parameter import Parameter
 
@@ -43,23 +44,6 @@ def _torch_type_name(t):
     return dtype_legacy_name(t)
 
 
-class _HookHandle:
-    def __init__(self, hooks, fn):
-        self._hooks = hooks
-        self._id = id(fn), len(hooks)
-        self._key = object()
-        hooks[self._key] = fn
-
-    def remove(self):
-        self._hooks.pop(self._key, None)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.remove()
-
-
 _R_co = TypeVar("_R_co", covariant=True)
 
 
@@ -86,8 +70,8 @@ class Module(_CallBase):
         d["_buffers"] = {}
         d["_non_persistent_buffers_set"] = set()
         d["_modules"] = {}
-        d["_forward_hooks"] = {}
-        d["_forward_pre_hooks"] = {}
+        d["_forward_hooks"] = hook_dict()
+        d["_forward_pre_hooks"] = hook_dict()
 
     def forward(self, *input: Any, **kwargs: Any) -> Any:  # any signature may override it
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required '
@@ -96,27 +80,14 @@ class Module(_CallBase):
     if TYPE_CHECKING:
         # module(x) has the type forward(x) returns (a forward without annotations: Any)
         def __call__(self: _Forward[_R_co], *args: Any, **kwargs: Any) -> _R_co: ...
-    elif _CallBase is object:              # pragma: no cover
-        def __call__(self, *args, **kwargs):
-            d = self.__dict__
-            for hook in list(d["_forward_pre_hooks"].values()):
-                r = hook(self, args)
-                if r is not None:
-                    args = r if isinstance(r, tuple) else (r,)
-            out = self.forward(*args, **kwargs)
-            for hook in list(d["_forward_hooks"].values()):
-                r = hook(self, args, out)
-                if r is not None:
-                    out = r
-            return out
 
     def register_forward_hook(self, hook):
         """hook(module, args, output) runs after forward; a non-None result replaces output."""
-        return _HookHandle(self._forward_hooks, hook)
+        return add_hook(self._forward_hooks, hook)
 
     def register_forward_pre_hook(self, hook):
         """hook(module, args) runs before forward; a non-None result replaces args."""
-        return _HookHandle(self._forward_pre_hooks, hook)
+        return add_hook(self._forward_pre_hooks, hook)
 
     # -- registration ---------------------------------------------------------------------------
     def _check_init(self, what):
