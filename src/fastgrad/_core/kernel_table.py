@@ -68,8 +68,7 @@ UNARY = [
     Op("TANH", 17, vmath="FG_VM_TANH", bwd="g * (1 - r * r)", shapes=("unary",)),
     Op("SIGMOID", 18, vmath="FG_VM_SIGMOID", bwd="g * r * (1 - r)", shapes=("unary",)),
     # NaN and -0.0 pass through, as PyTorch; the backward is a select that reads g whatever r
-    # is, so it vectorises (Note [Selecting, not masking, gradients] in ops_pointwise.pyx), and
-    # a NaN r passes g, as PyTorch
+    # is, so it vectorises (Note [Selecting, not masking, gradients]), and a NaN r passes g
     Op("RELU", 19, "0 if x < 0 else x", bwd="0 if r <= 0 else g", shapes=("unary",)),
     # PyTorch's grouping: inf * (tiny**2 == 0) is NaN
     Op("RECIPROCAL", 20, "1 / x", bwd="-g * (r * r)", shapes=("unary",)),
