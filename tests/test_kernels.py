@@ -315,3 +315,124 @@ def test_public_ops_reach_the_kernels(n, dtype):
     out = np.empty_like(x)
     _call("binary_fwd", "DIV", out, a=x, b=x[::-1].copy())
     np.testing.assert_array_equal((t / fg.tensor(x[::-1].copy())).numpy(), out)
+
+
+# --- optimizer updates (optim_kernels: one driver, run_update, over each optimizer's block) -----
+# Two steps from a random state, against PyTorch's single-tensor update in float64 (NumPy), at
+# lengths around the parallel-block threshold (2 * PAR_MIN, blocks of OPT_CHUNK = 16384):
+# within rtol = atol = 32 eps of the element type (two steps of a few roundings each, and the
+# hyper-parameters rounded to the element type first, as PyTorch does).
+OPT_SIZES = [0, 1, 7, 2 * PAR_MIN - 1, 2 * PAR_MIN, 2 * PAR_MIN + 1, 9 * CHUNK + 5]
+
+
+def _opt_close(got, ref, dtype):
+    e = 32 * float(np.finfo(dtype).eps)
+    np.testing.assert_allclose(np.asarray(got, np.float64), ref, rtol=e, atol=e)
+
+
+def _opt_start(n, dtype, k):
+    rng = np.random.default_rng(n + 10 * k)
+    return [rng.standard_normal(n).astype(dtype) for _ in range(3)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("n", OPT_SIZES)
+@pytest.mark.parametrize("nesterov, maximize, wd", [(False, False, 0.0), (True, True, 0.1)])
+def test_sgd_update(n, dtype, nesterov, maximize, wd, threads):
+    from fastgrad._core import optim_kernels
+    p0, g1, g2 = _opt_start(n, dtype, 0)
+    lr, mom, damp = 0.1, 0.9, 0.0 if nesterov else 0.2
+    p, buf = fg.tensor(p0.copy()), fg.tensor(np.zeros(n, dtype))
+    rp, rb = p0.astype(np.float64), None
+    for step, g in enumerate([g1, g2]):
+        optim_kernels.sgd_update(p, fg.tensor(g), buf, lr, wd, mom, damp, nesterov, maximize,
+                                 step == 0)
+        d = (-1 if maximize else 1) * g.astype(np.float64) + wd * rp
+        rb = d if rb is None else rb * mom + (1 - damp) * d
+        rp = rp - lr * (d + mom * rb if nesterov else rb)
+    _opt_close(p.numpy(), rp, dtype)
+    _opt_close(buf.numpy(), rb, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("n", OPT_SIZES)
+@pytest.mark.parametrize("amsgrad, decoupled, maximize, wd, beta1",
+                         [(False, False, False, 0.0, 0.9), (True, False, True, 0.1, 0.9),
+                          (False, True, False, 0.1, 0.9), (False, False, False, 0.0, 0.3)])
+def test_adam_update(n, dtype, amsgrad, decoupled, maximize, wd, beta1, threads):
+    from fastgrad._core import optim_kernels
+    p0, g1, g2 = _opt_start(n, dtype, 1)
+    lr, beta2, eps = 0.01, 0.999, 1e-8
+    p = fg.tensor(p0.copy())
+    st = {"step": fg.tensor(np.zeros((), dtype)), "exp_avg": fg.tensor(np.zeros(n, dtype)),
+          "exp_avg_sq": fg.tensor(np.zeros(n, dtype)),
+          "max_exp_avg_sq": fg.tensor(np.zeros(n, dtype))}
+    rp, m, v, vmax = p0.astype(np.float64), np.zeros(n), np.zeros(n), np.zeros(n)
+    for t, g in enumerate([g1, g2], start=1):
+        p.grad = fg.tensor(g)
+        optim_kernels.adam_group([p], {p: st}, None, lr, beta1, beta2, eps, wd, amsgrad,
+                                 maximize, decoupled)
+        d = (-1 if maximize else 1) * g.astype(np.float64)
+        if decoupled:
+            rp = rp * (1 - lr * wd)
+        else:
+            d = d + wd * rp
+        m = m + (1 - beta1) * (d - m)
+        v = v * beta2 + (1 - beta2) * d * d
+        vmax = np.maximum(vmax, v)
+        denom = np.sqrt(vmax if amsgrad else v) / np.sqrt(1 - beta2 ** t) + eps
+        rp = rp - lr / (1 - beta1 ** t) * m / denom
+    _opt_close(p.numpy(), rp, dtype)
+    _opt_close(st["exp_avg"].numpy(), m, dtype)
+    _opt_close(st["exp_avg_sq"].numpy(), v, dtype)
+    assert float(st["step"]) == 2
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("n", OPT_SIZES)
+@pytest.mark.parametrize("maximize, wd", [(False, 0.0), (True, 0.1)])
+def test_adagrad_update(n, dtype, maximize, wd, threads):
+    from fastgrad._core import optim_kernels
+    p0, g1, g2 = _opt_start(n, dtype, 2)
+    lr, lr_decay, eps = 0.1, 0.01, 1e-10
+    p, s, step = fg.tensor(p0.copy()), fg.tensor(np.zeros(n, dtype)), fg.tensor(np.zeros((), dtype))
+    rp, rs = p0.astype(np.float64), np.zeros(n)
+    for t, g in enumerate([g1, g2], start=1):
+        optim_kernels.adagrad_update(p, fg.tensor(g), s, step, lr, lr_decay, eps, wd, maximize)
+        d = (-1 if maximize else 1) * g.astype(np.float64) + wd * rp
+        rs = rs + d * d
+        rp = rp - lr / (1 + (t - 1) * lr_decay) * d / (np.sqrt(rs) + eps)
+    _opt_close(p.numpy(), rp, dtype)
+    _opt_close(s.numpy(), rs, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("n", OPT_SIZES)
+@pytest.mark.parametrize("centered, momentum, maximize, wd, alpha",
+                         [(False, 0.0, False, 0.0, 0.99), (True, 0.5, True, 0.1, 0.9),
+                          (True, 0.0, False, 0.0, 0.9), (False, 0.5, False, 0.1, 0.3)])
+def test_rmsprop_update(n, dtype, centered, momentum, maximize, wd, alpha, threads):
+    from fastgrad._core import optim_kernels
+    p0, g1, g2 = _opt_start(n, dtype, 3)
+    lr, eps = 0.01, 1e-8
+    zeros = lambda: fg.tensor(np.zeros(n, dtype))
+    p, sq, step = fg.tensor(p0.copy()), zeros(), fg.tensor(np.zeros((), dtype))
+    ga, buf = (zeros() if centered else None), (zeros() if momentum else None)
+    rp, rsq, rga, rb = p0.astype(np.float64), np.zeros(n), np.zeros(n), np.zeros(n)
+    for g in [g1, g2]:
+        optim_kernels.rmsprop_update(p, fg.tensor(g), sq, ga, buf, step, lr, alpha, eps, wd,
+                                     momentum, maximize)
+        d = (-1 if maximize else 1) * g.astype(np.float64) + wd * rp
+        rsq = rsq * alpha + (1 - alpha) * d * d
+        if centered:
+            rga = rga + (1 - alpha) * (d - rga)
+            avg = np.sqrt(rsq - rga * rga) + eps
+        else:
+            avg = np.sqrt(rsq) + eps
+        if momentum:
+            rb = rb * momentum + d / avg
+            rp = rp - lr * rb
+        else:
+            rp = rp - lr * d / avg
+    _opt_close(p.numpy(), rp, dtype)
+    _opt_close(sq.numpy(), rsq, dtype)
