@@ -29,7 +29,6 @@ JOBS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os
 CORE = Path("src/fastgrad/_core")
 
 
-
 def generate_from_templates():
     """Expand CORE/*.tp into the files they name; returns the files (re)written."""
     table = {k: v for k, v in runpy.run_path(str(CORE / "kernel_table.py")).items()
