@@ -1,11 +1,12 @@
 # cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
 """Fused optimizer updates: one pass over a parameter's contiguous buffer per step.
 
-Each optimizer (SGD, Adam/AdamW, Adagrad, RMSprop) is a `*_kernel`, a `noexcept nogil` loop over
+Each optimizer (SGD, Adam/AdamW, Adagrad, RMSprop) is a `_*_block`, a `noexcept nogil` loop over
 raw pointers that reads the gradient and the state buffers and writes the parameter and the state
-in place, with no temporaries; and a `*_update` driver that validates the tensors once (dtype,
-shape, contiguity), takes their pointers, releases the GIL for the loop and bumps the parameter's
-version counter. The Python classes in fastgrad/optim/ keep the options and the state dict.
+in place, with no temporaries; one driver, `run_update`, runs any of them over a whole parameter
+(in parallel blocks when it is large); and a `*_update` entry validates the tensors once (dtype,
+shape, contiguity), fills an Update with their pointers and hyper-parameters, releases the GIL
+for the driver and bumps the parameter's version counter. The Python classes in fastgrad/optim/ keep the options and the state dict.
 
 Note [Matching PyTorch's rounding]
 Each kernel performs PyTorch's single-tensor update (torch/optim/*.py, `_single_tensor_*`, the
@@ -74,7 +75,7 @@ cdef inline floating _sqrt(floating x) noexcept nogil:
 
 
 # --- kernels -------------------------------------------------------------------------------------
-# Each `_*_loop` is inlined by its `*_kernel` at call sites whose option flags are literals, so
+# Each `_*_loop` is inlined by its `_*_block` at call sites whose option flags are literals, so
 # the C compiler folds the flags away and vectorizes each variant (Note [Vectorized update loops]).
 
 cdef inline void _sgd_loop(floating* p, const floating* grad, floating* buf, Py_ssize_t n,
@@ -276,67 +277,73 @@ cdef void _rmsprop_block(floating* p, const floating* grad, floating* sq,   # IN
                       has_wd, False, True, True)
 
 
-# --- drivers: the whole parameter, in parallel blocks when large (Note [Parallel updates]) -------
+# --- the driver: the whole parameter, in parallel blocks when large (Note [Parallel updates]) -----
 
-cdef void sgd_kernel(floating* p, const floating* grad, floating* buf,     # INOUT, IN, INOUT
-                     Py_ssize_t n, floating neg_lr, floating wd, floating momentum,
-                     floating one_minus_damp, bint nesterov, bint maximize,
-                     bint init_buf) noexcept nogil:
-    cdef Py_ssize_t c, lo, nch = _nchunks(n)
+cdef enum:
+    U_SGD, U_ADAM, U_ADAGRAD, U_RMSPROP
+
+ctypedef struct Update:
+    int kind                   # which optimizer's block (U_*)
+    bint f32                   # float elements, else double
+    Py_ssize_t n
+    void* p                    # the parameter (INOUT)
+    const void* grad           # its gradient (IN)
+    void* s0                   # state buffers (INOUT), in each block's order; NULL when absent
+    void* s1
+    void* s2
+    double h[8]                # hyper-parameters, rounded to the element type by the block
+    bint maximize, nesterov, init_buf
+
+
+cdef inline Update _update(int kind, cnp.ndarray pa, cnp.ndarray work, cnp.ndarray grad,
+                           char* s0, char* s1, char* s2, bint maximize) noexcept:
+    cdef Update u
+    u.kind, u.f32, u.n = kind, cnp.PyArray_TYPE(pa) == cnp.NPY_FLOAT32, cnp.PyArray_SIZE(pa)
+    u.p, u.grad = cnp.PyArray_DATA(work), cnp.PyArray_DATA(grad)
+    u.s0, u.s1, u.s2 = s0, s1, s2
+    u.maximize, u.nesterov, u.init_buf = maximize, False, False
+    return u
+
+
+cdef void run_update(const Update* u) noexcept nogil:
+    """The one driver: the update's block over the whole parameter, or over OPT_CHUNK-element
+    blocks across the OpenMP team when the parameter is large (Note [Parallel updates])."""
+    cdef Py_ssize_t c, lo, n = u.n, nch = _nchunks(u.n)
     if nch == 1:
-        _sgd_block(p, grad, buf, n, neg_lr, wd, momentum, one_minus_damp, nesterov, maximize,
-                   init_buf)
+        _block(u, 0, n)
         return
     for c in prange(nch, schedule="static", num_threads=nthreads()):
         lo = c * OPT_CHUNK
-        _sgd_block(p + lo, grad + lo, _at(buf, lo), min(<Py_ssize_t>OPT_CHUNK, n - lo), neg_lr,
-                   wd, momentum, one_minus_damp, nesterov, maximize, init_buf)
+        _block(u, lo, min(<Py_ssize_t>OPT_CHUNK, n - lo))
 
 
-cdef void adam_kernel(floating* p, const floating* grad, floating* m, floating* v,  # INOUT, IN, INOUT x2
-                      floating* vmax, Py_ssize_t n,                                 # INOUT or NULL
-                      floating neg_step_size, floating one_minus_beta1, floating beta2,
-                      floating one_minus_beta2, floating bc2_sqrt, floating eps, floating wd,
-                      floating decay, bint maximize) noexcept nogil:
-    cdef Py_ssize_t c, lo, nch = _nchunks(n)
-    if nch == 1:
-        _adam_block(p, grad, m, v, vmax, n, neg_step_size, one_minus_beta1, beta2,
-                    one_minus_beta2, bc2_sqrt, eps, wd, decay, maximize)
-        return
-    for c in prange(nch, schedule="static", num_threads=nthreads()):
-        lo = c * OPT_CHUNK
-        _adam_block(p + lo, grad + lo, m + lo, v + lo, _at(vmax, lo),
-                    min(<Py_ssize_t>OPT_CHUNK, n - lo), neg_step_size, one_minus_beta1, beta2,
-                    one_minus_beta2, bc2_sqrt, eps, wd, decay, maximize)
+cdef inline void _block(const Update* u, Py_ssize_t lo, Py_ssize_t m) noexcept nogil:
+    if u.f32:
+        _block_t(u, <float*>u.p + lo, lo, m)
+    else:
+        _block_t(u, <double*>u.p + lo, lo, m)
 
 
-cdef void adagrad_kernel(floating* p, const floating* grad, floating* s,   # INOUT, IN, INOUT
-                         Py_ssize_t n, floating neg_clr, floating eps, floating wd,
-                         bint maximize) noexcept nogil:
-    cdef Py_ssize_t c, lo, nch = _nchunks(n)
-    if nch == 1:
-        _adagrad_block(p, grad, s, n, neg_clr, eps, wd, maximize)
-        return
-    for c in prange(nch, schedule="static", num_threads=nthreads()):
-        lo = c * OPT_CHUNK
-        _adagrad_block(p + lo, grad + lo, s + lo, min(<Py_ssize_t>OPT_CHUNK, n - lo), neg_clr,
-                       eps, wd, maximize)
-
-
-cdef void rmsprop_kernel(floating* p, const floating* grad, floating* sq,   # INOUT, IN, INOUT
-                         floating* gavg, floating* buf, Py_ssize_t n,       # INOUT or NULL (x2)
-                         floating neg_lr, floating alpha, floating one_minus_alpha, floating eps,
-                         floating wd, floating momentum, bint maximize) noexcept nogil:
-    cdef Py_ssize_t c, lo, nch = _nchunks(n)
-    if nch == 1:
-        _rmsprop_block(p, grad, sq, gavg, buf, n, neg_lr, alpha, one_minus_alpha, eps, wd,
-                       momentum, maximize)
-        return
-    for c in prange(nch, schedule="static", num_threads=nthreads()):
-        lo = c * OPT_CHUNK
-        _rmsprop_block(p + lo, grad + lo, sq + lo, _at(gavg, lo), _at(buf, lo),
-                       min(<Py_ssize_t>OPT_CHUNK, n - lo), neg_lr, alpha, one_minus_alpha, eps,
-                       wd, momentum, maximize)
+cdef inline void _block_t(const Update* u, floating* p, Py_ssize_t lo,
+                          Py_ssize_t m) noexcept nogil:
+    """Elements [lo, lo + m) of update u; p is the parameter at lo, its type the element type."""
+    cdef const floating* g = <const floating*>u.grad + lo
+    cdef floating* s0 = _at(<floating*>u.s0, lo)
+    cdef floating* s1 = _at(<floating*>u.s1, lo)
+    cdef floating* s2 = _at(<floating*>u.s2, lo)
+    cdef const double* h = u.h
+    if u.kind == U_SGD:
+        _sgd_block(p, g, s0, m, <floating>h[0], <floating>h[1], <floating>h[2], <floating>h[3],
+                   u.nesterov, u.maximize, u.init_buf)
+    elif u.kind == U_ADAM:
+        _adam_block(p, g, s0, s1, s2, m, <floating>h[0], <floating>h[1], <floating>h[2],
+                    <floating>h[3], <floating>h[4], <floating>h[5], <floating>h[6],
+                    <floating>h[7], u.maximize)
+    elif u.kind == U_ADAGRAD:
+        _adagrad_block(p, g, s0, m, <floating>h[0], <floating>h[1], <floating>h[2], u.maximize)
+    else:
+        _rmsprop_block(p, g, s0, s1, s2, m, <floating>h[0], <floating>h[1], <floating>h[2],
+                       <floating>h[3], <floating>h[4], <floating>h[5], u.maximize)
 
 
 # --- glue: validate once, take pointers, run without the GIL -------------------------------------
@@ -447,20 +454,15 @@ cdef void _sgd_one(TensorBase p, TensorBase grad, TensorBase buf, double lr, dou
                    double momentum, double dampening, bint nesterov, bint maximize,
                    bint init_buf) except *:
     cdef cnp.ndarray pa = _param_array(p, "SGD")
-    cdef cnp.ndarray ga = _grad_array(grad, pa, "SGD")
+    cdef cnp.ndarray ga = _grad_array(grad, pa, "SGD")   # kept alive: u points into it
     cdef cnp.ndarray w = _work(pa)
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(pa)
-    cdef char* pp = <char*>cnp.PyArray_DATA(w)
-    cdef char* gp = <char*>cnp.PyArray_DATA(ga)
-    cdef char* bp = _maybe_state_ptr(buf, pa, "SGD", "momentum_buffer")
-    if cnp.PyArray_TYPE(pa) == cnp.NPY_FLOAT32:
-        with nogil:
-            sgd_kernel(<float*>pp, <float*>gp, <float*>bp, n, <float>(-lr), <float>weight_decay,
-                       <float>momentum, <float>(1 - dampening), nesterov, maximize, init_buf)
-    else:
-        with nogil:
-            sgd_kernel(<double*>pp, <double*>gp, <double*>bp, n, -lr, weight_decay, momentum,
-                       1 - dampening, nesterov, maximize, init_buf)
+    cdef Update u = _update(U_SGD, pa, w, ga,
+                            _maybe_state_ptr(buf, pa, "SGD", "momentum_buffer"), NULL, NULL,
+                            maximize)
+    u.h[0], u.h[1], u.h[2], u.h[3] = -lr, weight_decay, momentum, 1 - dampening
+    u.nesterov, u.init_buf = nesterov, init_buf
+    with nogil:
+        run_update(&u)
     _finish(p, w)
 
 
@@ -487,14 +489,13 @@ cdef void _adam_one(TensorBase p, TensorBase grad, TensorBase exp_avg, TensorBas
                     double beta2, double eps, double weight_decay, bint maximize,
                     bint decoupled) except *:
     cdef cnp.ndarray pa = _param_array(p, "Adam")
-    cdef cnp.ndarray ga = _grad_array(grad, pa, "Adam")
+    cdef cnp.ndarray ga = _grad_array(grad, pa, "Adam")   # kept alive: u points into it
     cdef cnp.ndarray w = _work(pa)
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(pa)
-    cdef char* pp = <char*>cnp.PyArray_DATA(w)
-    cdef char* gp = <char*>cnp.PyArray_DATA(ga)
-    cdef char* mp = _state_ptr(exp_avg, pa, "Adam", "exp_avg")
-    cdef char* vp = _state_ptr(exp_avg_sq, pa, "Adam", "exp_avg_sq")
-    cdef char* xp = _maybe_state_ptr(max_exp_avg_sq, pa, "Adam", "max_exp_avg_sq")
+    cdef Update u = _update(U_ADAM, pa, w, ga,
+                            _state_ptr(exp_avg, pa, "Adam", "exp_avg"),
+                            _state_ptr(exp_avg_sq, pa, "Adam", "exp_avg_sq"),
+                            _maybe_state_ptr(max_exp_avg_sq, pa, "Adam", "max_exp_avg_sq"),
+                            maximize)
     cdef double t = incr_step(step)
     cdef double step_size = lr / (1 - beta1 ** t)
     cdef double bc2_sqrt = (1 - beta2 ** t) ** 0.5
@@ -502,17 +503,10 @@ cdef void _adam_one(TensorBase p, TensorBase grad, TensorBase exp_avg, TensorBas
     if weight_decay != 0 and decoupled:
         decay = 1 - lr * weight_decay
         weight_decay = 0
-    if cnp.PyArray_TYPE(pa) == cnp.NPY_FLOAT32:
-        with nogil:
-            adam_kernel(<float*>pp, <float*>gp, <float*>mp, <float*>vp, <float*>xp, n,
-                        <float>(-step_size), <float>(1 - beta1), <float>beta2,
-                        <float>(1 - beta2), <float>bc2_sqrt, <float>eps, <float>weight_decay,
-                        <float>decay, maximize)
-    else:
-        with nogil:
-            adam_kernel(<double*>pp, <double*>gp, <double*>mp, <double*>vp, <double*>xp, n,
-                        -step_size, 1 - beta1, beta2, 1 - beta2, bc2_sqrt, eps, weight_decay,
-                        decay, maximize)
+    u.h[0], u.h[1], u.h[2], u.h[3] = -step_size, 1 - beta1, beta2, 1 - beta2
+    u.h[4], u.h[5], u.h[6], u.h[7] = bc2_sqrt, eps, weight_decay, decay
+    with nogil:
+        run_update(&u)
     _finish(p, w)
 
 
@@ -520,22 +514,14 @@ def adagrad_update(TensorBase p, TensorBase grad, TensorBase state_sum, TensorBa
                    double lr, double lr_decay, double eps, double weight_decay, bint maximize):
     """One Adagrad step on `p`; increments `step`."""
     cdef cnp.ndarray pa = _param_array(p, "Adagrad")
-    cdef cnp.ndarray ga = _grad_array(grad, pa, "Adagrad")
+    cdef cnp.ndarray ga = _grad_array(grad, pa, "Adagrad")   # kept alive: u points into it
     cdef cnp.ndarray w = _work(pa)
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(pa)
-    cdef char* pp = <char*>cnp.PyArray_DATA(w)
-    cdef char* gp = <char*>cnp.PyArray_DATA(ga)
-    cdef char* sp = _state_ptr(state_sum, pa, "Adagrad", "sum")
+    cdef Update u = _update(U_ADAGRAD, pa, w, ga,
+                            _state_ptr(state_sum, pa, "Adagrad", "sum"), NULL, NULL, maximize)
     cdef double t = incr_step(step)
-    cdef double clr = lr / (1 + (t - 1) * lr_decay)
-    if cnp.PyArray_TYPE(pa) == cnp.NPY_FLOAT32:
-        with nogil:
-            adagrad_kernel(<float*>pp, <float*>gp, <float*>sp, n, <float>(-clr), <float>eps,
-                           <float>weight_decay, maximize)
-    else:
-        with nogil:
-            adagrad_kernel(<double*>pp, <double*>gp, <double*>sp, n, -clr, eps, weight_decay,
-                           maximize)
+    u.h[0], u.h[1], u.h[2] = -(lr / (1 + (t - 1) * lr_decay)), eps, weight_decay
+    with nogil:
+        run_update(&u)
     _finish(p, w)
 
 
@@ -545,22 +531,16 @@ def rmsprop_update(TensorBase p, TensorBase grad, TensorBase square_avg, TensorB
     """One RMSprop step on `p`; increments `step`. `grad_avg` is None unless centered,
     `momentum_buffer` None unless momentum > 0."""
     cdef cnp.ndarray pa = _param_array(p, "RMSprop")
-    cdef cnp.ndarray ga = _grad_array(grad, pa, "RMSprop")
+    cdef cnp.ndarray ga = _grad_array(grad, pa, "RMSprop")   # kept alive: u points into it
     cdef cnp.ndarray w = _work(pa)
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(pa)
-    cdef char* pp = <char*>cnp.PyArray_DATA(w)
-    cdef char* gp = <char*>cnp.PyArray_DATA(ga)
-    cdef char* sp = _state_ptr(square_avg, pa, "RMSprop", "square_avg")
-    cdef char* ap = _maybe_state_ptr(grad_avg, pa, "RMSprop", "grad_avg")
-    cdef char* bp = _maybe_state_ptr(momentum_buffer, pa, "RMSprop", "momentum_buffer")
+    cdef Update u = _update(U_RMSPROP, pa, w, ga,
+                            _state_ptr(square_avg, pa, "RMSprop", "square_avg"),
+                            _maybe_state_ptr(grad_avg, pa, "RMSprop", "grad_avg"),
+                            _maybe_state_ptr(momentum_buffer, pa, "RMSprop", "momentum_buffer"),
+                            maximize)
     incr_step(step)
-    if cnp.PyArray_TYPE(pa) == cnp.NPY_FLOAT32:
-        with nogil:
-            rmsprop_kernel(<float*>pp, <float*>gp, <float*>sp, <float*>ap, <float*>bp, n,
-                           <float>(-lr), <float>alpha, <float>(1 - alpha), <float>eps,
-                           <float>weight_decay, <float>momentum, maximize)
-    else:
-        with nogil:
-            rmsprop_kernel(<double*>pp, <double*>gp, <double*>sp, <double*>ap, <double*>bp, n,
-                           -lr, alpha, 1 - alpha, eps, weight_decay, momentum, maximize)
+    u.h[0], u.h[1], u.h[2] = -lr, alpha, 1 - alpha
+    u.h[3], u.h[4], u.h[5] = eps, weight_decay, momentum
+    with nogil:
+        run_update(&u)
     _finish(p, w)
