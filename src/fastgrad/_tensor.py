@@ -7,7 +7,11 @@ below that forward to compiled functions are plain aliases, so they add no Pytho
 import functools
 
 from fastgrad import _device, _dtypes, _legacy, _sampling
-from fastgrad._core import ops_pointwise as _pw
+from fastgrad._core import ops_cast as _cast
+from fastgrad._core import ops_compare as _cmp
+from fastgrad._core import ops_inplace as _inplace
+from fastgrad._core import ops_select as _select
+from fastgrad._core import ops_arith, ops_unary  # noqa: F401  (fill Tensor's op table, _core/tensor.pxd)
 from fastgrad._core import ops_reduce as _red
 from fastgrad._core import tensor as _ct
 from fastgrad._core import engine as _engine
@@ -86,7 +90,7 @@ class Tensor(TensorBase, metaclass=_legacy.TensorMeta):
             _device.check(device, "move")
         if dtype is None:
             return self.clone() if copy else self
-        return _pw.to_dtype(self, _dtypes.to_numpy_dtype(dtype), copy)
+        return _cast.to_dtype(self, _dtypes.to_numpy_dtype(dtype), copy)
 
     def type(self, dtype=None, non_blocking=False, **kwargs):
         """type(): PyTorch's type name ('torch.FloatTensor'); type(t): a cast to a dtype, a
@@ -96,22 +100,22 @@ class Tensor(TensorBase, metaclass=_legacy.TensorMeta):
         return self.to(_legacy.type_to_dtype(dtype))
 
     def float(self):
-        return _pw.to_dtype(self, _dtypes.float32.np_dtype)
+        return _cast.to_dtype(self, _dtypes.float32.np_dtype)
 
     def double(self):
-        return _pw.to_dtype(self, _dtypes.float64.np_dtype)
+        return _cast.to_dtype(self, _dtypes.float64.np_dtype)
 
     def half(self):
-        return _pw.to_dtype(self, _dtypes.float16.np_dtype)
+        return _cast.to_dtype(self, _dtypes.float16.np_dtype)
 
     def long(self):
-        return _pw.to_dtype(self, _dtypes.int64.np_dtype)
+        return _cast.to_dtype(self, _dtypes.int64.np_dtype)
 
     def int(self):
-        return _pw.to_dtype(self, _dtypes.int32.np_dtype)
+        return _cast.to_dtype(self, _dtypes.int32.np_dtype)
 
     def bool(self):
-        return _pw.to_dtype(self, _dtypes.bool_.np_dtype)
+        return _cast.to_dtype(self, _dtypes.bool_.np_dtype)
 
     def type_as(self, other):
         return self.to(other.dtype)
@@ -131,19 +135,19 @@ class Tensor(TensorBase, metaclass=_legacy.TensorMeta):
         return -1
 
     # -- compiled functions as methods --
-    clone = _pw.clone
-    maximum = _pw.maximum
-    minimum = _pw.minimum
-    clamp = _pw.clamp
-    clip = _pw.clamp
-    sign = _pw.sign
+    clone = _cast.clone
+    maximum = _select.maximum
+    minimum = _select.minimum
+    clamp = _select.clamp
+    clip = _select.clamp
+    sign = _select.sign
     max = _red.max
     min = _red.min
-    zero_ = _pw.zero_
+    zero_ = _inplace.zero_
 
-    __invert__ = _pw._invert
-    div = divide = _pw.div_rounding
-    div_ = _pw.div_rounding_
+    __invert__ = _cmp._invert
+    div = divide = _cmp.div_rounding
+    div_ = _cmp.div_rounding_
 
     # -- shapes, indexing, matrix products, more reductions (ops_view/ops_index/ops_linalg/...) --
     __getitem__ = _ix.getitem
@@ -249,7 +253,7 @@ class Tensor(TensorBase, metaclass=_legacy.TensorMeta):
         return self ** 2
 
     def clamp_(self, min=None, max=None):
-        return self.copy_(_pw.clamp(self, min, max))
+        return self.copy_(_select.clamp(self, min, max))
 
     def __iter__(self):
         if self.dim() == 0:
@@ -280,17 +284,17 @@ class Tensor(TensorBase, metaclass=_legacy.TensorMeta):
         return self.new_zeros(*size, dtype=dtype, requires_grad=requires_grad)
 
 
-# floor division, remainders, bitwise and logical ops (ops_pointwise): methods, in-place methods,
+# floor division, remainders, bitwise and logical ops (ops_compare): methods, in-place methods,
 # and the operators // % & | ^ with their reflected and augmented forms
 for _name in ("floor_divide", "remainder", "fmod", "bitwise_and", "bitwise_or", "bitwise_xor",
               "bitwise_not", "logical_and", "logical_or", "logical_xor", "logical_not"):
-    setattr(Tensor, _name, getattr(_pw, _name))
-    setattr(Tensor, _name + "_", getattr(_pw, _name + "_"))
-for _op, _fwd, _refl, _inpl in (("floordiv", _pw._floordiv, _pw._rfloordiv, _pw.floor_divide_),
-                                ("mod", _pw._mod, _pw._rmod, _pw.remainder_),
-                                ("and", _pw._and, _pw._and, _pw.bitwise_and_),
-                                ("or", _pw._or, _pw._or, _pw.bitwise_or_),
-                                ("xor", _pw._xor, _pw._xor, _pw.bitwise_xor_)):
+    setattr(Tensor, _name, getattr(_cmp, _name))
+    setattr(Tensor, _name + "_", getattr(_cmp, _name + "_"))
+for _op, _fwd, _refl, _inpl in (("floordiv", _cmp._floordiv, _cmp._rfloordiv, _cmp.floor_divide_),
+                                ("mod", _cmp._mod, _cmp._rmod, _cmp.remainder_),
+                                ("and", _cmp._and, _cmp._and, _cmp.bitwise_and_),
+                                ("or", _cmp._or, _cmp._or, _cmp.bitwise_or_),
+                                ("xor", _cmp._xor, _cmp._xor, _cmp.bitwise_xor_)):
     setattr(Tensor, f"__{_op}__", _fwd)
     setattr(Tensor, f"__r{_op}__", _refl)
     setattr(Tensor, f"__i{_op}__", _inpl)

@@ -4,16 +4,19 @@ import warnings as _warnings
 
 import numpy as _np
 
-from fastgrad._core import ops_pointwise as _pw
+from fastgrad._core import ops_cast as _cast
+from fastgrad._core import ops_compare as _cmp
+from fastgrad._core import ops_select as _select
+from fastgrad._core import ops_unary as _unary
 from fastgrad._core import ops_reduce as _red
 from fastgrad._core import ops_view as _view
 from fastgrad._core import ops_index as _ix
 from fastgrad._core import ops_linalg as _la
 from fastgrad._core import ops_nn as _nn
 from fastgrad._core import ops_reduce2 as _red2
-from fastgrad._core.ops_pointwise import (floor_divide, remainder, fmod,  # noqa: F401
-                                          bitwise_and, bitwise_or, bitwise_xor, bitwise_not,
-                                          logical_and, logical_or, logical_xor, logical_not)
+from fastgrad._core.ops_compare import (floor_divide, remainder, fmod,  # noqa: F401
+                                        bitwise_and, bitwise_or, bitwise_xor, bitwise_not,
+                                        logical_and, logical_or, logical_xor, logical_not)
 from fastgrad._core.tensor import TensorBase
 from fastgrad._creation import tensor as _tensor
 from fastgrad._histogram import histogram  # noqa: F401
@@ -22,19 +25,19 @@ from fastgrad._tensor import OP_TABLES as _OP_TABLES, POINTWISE_INPLACE as _POIN
 from fastgrad._tensor import axis_alias as _axis_alias
 from fastgrad._tensor import Tensor
 
-maximum = _pw.maximum
-minimum = _pw.minimum
-clamp = _pw.clamp
-clip = _pw.clamp
-where = _pw.where
-sign = _pw.sign
-clone = _pw.clone
+maximum = _select.maximum
+minimum = _select.minimum
+clamp = _select.clamp
+clip = _select.clamp
+where = _select.where
+sign = _select.sign
+clone = _cast.clone
 max = _red.max
 min = _red.min
-exp, log, sqrt, sin, cos = _pw.exp, _pw.log, _pw.sqrt, _pw.sin, _pw.cos
-tanh, sigmoid, relu, reciprocal = _pw.tanh, _pw.sigmoid, _pw.relu, _pw.reciprocal
-neg = negative = _pw.neg
-abs = absolute = _pw.abs
+exp, log, sqrt, sin, cos = _unary.exp, _unary.log, _unary.sqrt, _unary.sin, _unary.cos
+tanh, sigmoid, relu, reciprocal = _unary.tanh, _unary.sigmoid, _unary.relu, _unary.reciprocal
+neg = negative = _unary.neg
+abs = absolute = _unary.abs
 
 
 def _t(x):
@@ -75,7 +78,7 @@ def div(input, other, *, rounding_mode=None, out=None) -> Tensor:
     def fn():
         if rounding_mode is None:
             return _t(input) / other
-        return _pw.div_rounding(_t(input), other, rounding_mode=rounding_mode)
+        return _cmp.div_rounding(_t(input), other, rounding_mode=rounding_mode)
     return fn() if out is None else _into("div", out, input, other, fn)
 
 
