@@ -22,6 +22,8 @@ cimport numpy as cnp
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_REFCNT
 from cpython.tuple cimport PyTuple_GET_ITEM
+import warnings
+
 import numpy as np
 
 from fastgrad._core.node cimport BackwardState, Node, next_epoch
@@ -297,7 +299,6 @@ cdef tuple _validate(Node node, tuple out):
 
 cdef void _warn_trace(Node node) except *:
     """Anomaly mode: say which forward line made the node whose backward failed."""
-    import warnings
     warnings.warn(f"Error detected in {type(node).__name__}. Traceback of forward call that "
                   f"caused the error:\n{node._trace}", UserWarning, stacklevel=3)
 
@@ -373,8 +374,10 @@ def backward(tuple tensors, tuple grad_tensors, retain_graph, bint create_graph,
 
 
 cdef void _check_roots(tuple tensors) except *:
+    cdef TensorBase t
     for i in range(len(tensors)):
-        if not (<TensorBase>tensors[i])._requires_grad:
+        t = tensors[i]
+        if not t._requires_grad:
             raise RuntimeError(f"element {i} of tensors does not require grad and does not have "
                                f"a grad_fn")
 

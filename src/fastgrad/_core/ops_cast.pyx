@@ -29,7 +29,6 @@ cdef class CloneBackward0(Node):
         return (grads[0],)
 
 
-
 def to_dtype(input, np_dtype, bint copy=False):
     """`input` cast to `np_dtype` (the same tensor when it already has it and copy is False);
     the gradient is cast back to the input's dtype."""

@@ -41,7 +41,6 @@ cdef object compare(int op, object a, object b):
     return wrap(as_array(_CMP_UFUNC[op](ta._data, y)))
 
 
-
 # --- floor_divide, remainder, fmod, bitwise and logical ops ---------------------------------------
 # Tensor (op) tensor/number in either order, promoted as the arithmetic ops are. Integer division
 # by zero raises (PyTorch's "ZeroDivisionError"); floats follow IEEE (inf, nan). remainder takes the

@@ -252,7 +252,7 @@ def _set_anomaly(bint enabled):
 
 
 cdef void _set_trace(Node node) except *:
-    import traceback
+    import traceback              # on first use: `import fastgrad` does not load it (W8)
     node._trace = "".join(traceback.format_stack())
 
 
