@@ -795,4 +795,3 @@ cdef class MaskedFillBackward0(MaskedFillBackward):
 @cython.final
 cdef class MaskedFillBackward1(MaskedFillBackward):
     pass
-
