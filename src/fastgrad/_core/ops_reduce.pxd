@@ -1,4 +1,5 @@
-# Reductions and their backward nodes; sum_to (un-broadcasting) used by the engine.
+# Reductions and their backward nodes; sum_to (un-broadcasting), which the engine reaches through
+# the op table (tensor.pxd).
 cimport cython
 from fastgrad._core.node cimport Node
 from fastgrad._core.tensor cimport TensorBase
