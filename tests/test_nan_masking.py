@@ -1,6 +1,6 @@
 """Gradients that are zero on a branch not taken stay zero whatever arrives there.
 
-Note [Selecting, not masking, gradients] (ops_pointwise.pyx): relu, clamp, maximum/minimum,
+Note [Selecting, not masking, gradients] (ops_select.pyx): relu, clamp, maximum/minimum,
 max/min, masked_fill, copied-over slices and the zero-by-definition rules (sign, x ** 0, zero_,
 fill_, copy_, rounded division) select the gradient instead of multiplying it by a 0/1 mask, so
 an inf arriving at an unselected element (1 / clamp(x, min=0) at x < 0) does not become NaN. The
@@ -259,5 +259,5 @@ def test_no_gradient_is_multiplied_by_a_mask():
             if any(p.search(code) for p in _MASK_PRODUCT) and _MARK not in line and \
                     (i == 0 or _MARK not in lines[i - 1]):
                 found.append(f"{f.name}:{i + 1}: {line.strip()}")
-    assert not found, "select instead (ops_pointwise.select_grad / share_grad / zeros_grad):\n" \
+    assert not found, "select instead (ops_select.select_grad / share_grad / zeros_grad):\n" \
         + "\n".join(found)

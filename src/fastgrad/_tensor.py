@@ -6,8 +6,9 @@ name come from the one alias table (_aliases.py), as plain attributes, so they a
 frame.
 """
 from fastgrad import _aliases, _creation, _creation_base, _device, _dtypes, _legacy
-from fastgrad._core import ops_pointwise as _pw
 from fastgrad._core import tensor as _ct
+from fastgrad._core import ops_arith, ops_unary  # noqa: F401  (fill Tensor's op table, _core/tensor.pxd)
+from fastgrad._core import ops_cast as _cast
 from fastgrad._core import ops_view as _view
 from fastgrad._core.tensor import Size, TensorBase  # noqa: F401  (Size: re-exported)
 
@@ -73,7 +74,7 @@ class Tensor(TensorBase, metaclass=_legacy.TensorMeta):
             _device.check(device, "move")
         if dtype is None:
             return self.clone() if copy else self
-        return _pw.to_dtype(self, _dtypes.to_numpy_dtype(dtype), copy)
+        return _cast.to_dtype(self, _dtypes.to_numpy_dtype(dtype), copy)
 
     def type(self, dtype=None, non_blocking=False, **kwargs):
         """type(): PyTorch's type name ('torch.FloatTensor'); type(t): a cast to a dtype, a
@@ -83,22 +84,22 @@ class Tensor(TensorBase, metaclass=_legacy.TensorMeta):
         return self.to(_legacy.type_to_dtype(dtype))
 
     def float(self):
-        return _pw.to_dtype(self, _dtypes.float32.np_dtype)
+        return _cast.to_dtype(self, _dtypes.float32.np_dtype)
 
     def double(self):
-        return _pw.to_dtype(self, _dtypes.float64.np_dtype)
+        return _cast.to_dtype(self, _dtypes.float64.np_dtype)
 
     def half(self):
-        return _pw.to_dtype(self, _dtypes.float16.np_dtype)
+        return _cast.to_dtype(self, _dtypes.float16.np_dtype)
 
     def long(self):
-        return _pw.to_dtype(self, _dtypes.int64.np_dtype)
+        return _cast.to_dtype(self, _dtypes.int64.np_dtype)
 
     def int(self):
-        return _pw.to_dtype(self, _dtypes.int32.np_dtype)
+        return _cast.to_dtype(self, _dtypes.int32.np_dtype)
 
     def bool(self):
-        return _pw.to_dtype(self, _dtypes.bool_.np_dtype)
+        return _cast.to_dtype(self, _dtypes.bool_.np_dtype)
 
     def type_as(self, other):
         return self.to(other.dtype)

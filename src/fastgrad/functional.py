@@ -2,7 +2,7 @@
 alias table (_aliases.py: each one the same function as its Tensor method where both exist), and
 below, the ones with arguments of their own (alpha=, out=, reflected forms)."""
 from fastgrad import _aliases
-from fastgrad._core import ops_pointwise as _pw
+from fastgrad._core import ops_compare as _cmp
 from fastgrad._core import ops_view as _view
 from fastgrad._core.tensor import TensorBase
 from fastgrad._creation import tensor as _tensor
@@ -50,7 +50,7 @@ def div(input, other, *, rounding_mode=None, out=None) -> Tensor:
     def fn():
         if rounding_mode is None:
             return _t(input) / other
-        return _pw.div_rounding(_t(input), other, rounding_mode=rounding_mode)
+        return _cmp.div_rounding(_t(input), other, rounding_mode=rounding_mode)
     return fn() if out is None else _into("div", out, input, other, fn)
 
 

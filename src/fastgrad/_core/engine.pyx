@@ -22,19 +22,22 @@ cimport numpy as cnp
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_REFCNT
 from cpython.tuple cimport PyTuple_GET_ITEM
-import numpy as np
+import warnings
 
-from fastgrad._core.dtypes import from_numpy_dtype
+import numpy as np
 
 from fastgrad._core.node cimport BackwardState, Node, next_epoch
 from fastgrad._core.grad_mode cimport grad_enabled, grad_mode_flag, set_grad_enabled_c
 from fastgrad._core.anomaly_mode cimport anomaly_enabled, anomaly_check_nan
-from fastgrad._core.tensor cimport (TensorBase, AccumulateGrad, accumulate_nonleaf, wrap,
-                                     check_hook_grad)
-from fastgrad._core cimport ops_pointwise as pw
-from fastgrad._core.ops_reduce cimport sum_to
+from fastgrad._core.tensor cimport (TensorBase, AccumulateGrad, OpTable, op_table, accumulator,
+                                     accumulate_nonleaf, wrap, check_hook_grad)
 
 cnp.import_array()
+
+# gradient sums, casts and un-broadcasting go through the op table (Note [The op table] in
+# tensor.pxd): the engine sits below the op modules
+cdef OpTable* _ops = op_table()
+
 
 # --- ready heap: max-heap of Nodes by sequence_nr ------------------------------------------------
 
@@ -233,15 +236,15 @@ cdef void _buf_add(Node node, BackwardState st, Py_ssize_t slot, object g,
         if st._buf is None:
             st._buf = [None] * node._n_out
         buf = st._buf
-        buf[slot] = g if buf[slot] is None else pw.add(buf[slot], g)
+        buf[slot] = g if buf[slot] is None else _ops.add(buf[slot], g)
         return
     old = st._buf
     if old is None:
         st._buf = g
-    elif st._owned and pw.add_into((<TensorBase>old)._data, (<TensorBase>g)._data):
+    elif st._owned and _ops.add_into((<TensorBase>old)._data, (<TensorBase>g)._data):
         pass
     else:
-        st._buf = pw.add(old, g)
+        st._buf = _ops.add(old, g)
         st._owned = not create_graph
 
 
@@ -273,20 +276,15 @@ cdef tuple _validate(Node node, tuple out):
         g = res[i]
         shape, dt = meta
         if (<object>g._data).shape != shape:
-            g = sum_to(g, shape)
+            g = _ops.sum_to(g, shape)
         if g._data.dtype != dt:
-            g = g.to(_dtype_of(dt)) if grad_enabled() else wrap(g._data.astype(dt))
+            g = _ops.to_dtype(g, dt)             # recorded only under create_graph
         res[i] = g
     return tuple(res)
 
 
-cdef object _dtype_of(object np_dtype):
-    return from_numpy_dtype(np_dtype)
-
-
 cdef void _warn_trace(Node node) except *:
     """Anomaly mode: say which forward line made the node whose backward failed."""
-    import warnings
     warnings.warn(f"Error detected in {type(node).__name__}. Traceback of forward call that "
                   f"caused the error:\n{node._trace}", UserWarning, stacklevel=3)
 
@@ -342,13 +340,69 @@ def tensor_backward(TensorBase self, gradient=None, retain_graph=None, create_gr
         # the common `loss.backward()`: straight into the engine
         _run((self,), (_seed(d),), retain_graph is True, False, None, True, False)
         return
-    from fastgrad import autograd
-    autograd.backward(self, gradient, retain_graph, create_graph, inputs=inputs)
+    backward((self,), None if gradient is None else _as_tuple(gradient), retain_graph,
+             create_graph, None if inputs is None else _as_tuple(inputs))
 
 
-def one_seed(TensorBase t):
-    """The implicit gradient of a one-element floating output: a 1 of its shape and dtype."""
-    return _seed(t._data)
+cdef tuple _as_tuple(object x):
+    return (x,) if isinstance(x, TensorBase) else tuple(x)
+
+
+def backward(tuple tensors, tuple grad_tensors, retain_graph, bint create_graph, tuple inputs):
+    """fastgrad.autograd.backward on tuples (grad_tensors: Tensors or None; None: all implicit):
+    accumulate the gradients of `tensors` into the .grad of leaves, or only of `inputs`."""
+    if inputs is not None and len(inputs) == 0:
+        raise RuntimeError("`inputs` argument to `backward()` cannot be empty.")
+    _check_roots(tensors)
+    grads = make_grads(tensors, grad_tensors)
+    _run(tensors, grads, create_graph if retain_graph is None else bool(retain_graph),
+         create_graph, inputs, True, False)
+
+
+cdef void _check_roots(tuple tensors) except *:
+    cdef TensorBase t
+    for i in range(len(tensors)):
+        t = tensors[i]
+        if not t._requires_grad:
+            raise RuntimeError(f"element {i} of tensors does not require grad and does not have "
+                               f"a grad_fn")
+
+
+def make_grads(tuple outputs, tuple grads):
+    """Each output's seed gradient (PyTorch's rules): the one given (a Tensor of the output's
+    shape, cast to its dtype when floating), or for None a 1 of a one-element floating output."""
+    cdef TensorBase o, g
+    cdef Py_ssize_t i, n = len(outputs)
+    if grads is None:
+        grads = (None,) * n
+    if len(grads) != n:
+        raise RuntimeError(f"grad can be implicitly created only for scalar outputs; got "
+                           f"{len(grads)} gradients for {n} outputs")
+    out = []
+    for i in range(n):
+        o = outputs[i]
+        if grads[i] is None:
+            if o._data.size != 1:
+                raise RuntimeError(
+                    f"grad can be implicitly created only for scalar outputs (output {i} has "
+                    f"shape {list(o.shape)}); pass `gradient=` with the output's shape, or "
+                    f"reduce it first, e.g. y.sum().backward()")
+            if o._data.dtype.kind != "f":
+                raise RuntimeError(f"grad can be implicitly created only for real scalar "
+                                   f"outputs but got {o.dtype}")
+            g = _seed(o._data)
+        else:
+            if not isinstance(grads[i], TensorBase):
+                raise TypeError(f"gradients can be either Tensors or None, but got "
+                                f"{type(grads[i]).__name__}")
+            g = grads[i]
+            if (<object>g._data).shape != (<object>o._data).shape:
+                raise RuntimeError(f"Mismatch in shape: grad_output[{i}] has a shape of "
+                                   f"{g.shape} and output[{i}] has a shape of {o.shape}.")
+            if g._data.dtype != o._data.dtype and g._data.dtype.kind == "f":
+                g = _ops.to_dtype(g, o._data.dtype)
+        out.append(g)
+    return tuple(out)
 
 
 cdef TensorBase _seed(cnp.ndarray d):
@@ -384,8 +438,7 @@ cdef object _run(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
             if not t._requires_grad:
                 raise RuntimeError(f"element {i} of tensors does not require grad and does not "
                                    f"have a grad_fn")
-            from fastgrad._core.tensor import _get_accumulator
-            node = _get_accumulator(t)
+            node = accumulator(t)
         root_nodes.append(node)
 
     captured = None
@@ -396,8 +449,7 @@ cdef object _run(tuple roots, tuple root_grads, bint keep_graph, bint create_gra
             if t._grad_fn is not None:
                 key = (t._grad_fn, t._output_nr)
             else:
-                from fastgrad._core.tensor import _get_accumulator
-                key = (_get_accumulator(t), 0) if t._requires_grad else (None, 0)
+                key = (accumulator(t), 0) if t._requires_grad else (None, 0)
             targets.setdefault(key, []).append(i)
         captured = [None] * len(inputs)
 

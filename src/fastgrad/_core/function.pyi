@@ -2,8 +2,6 @@
 from typing import Any
 
 from fastgrad._tensor import Tensor
-from fastgrad._core.dtypes import from_numpy_dtype as from_numpy_dtype
-from fastgrad._core.tensor import _get_accumulator as _get_accumulator
 from fastgrad._core.node import Node
 
 class PyNode(Node):

@@ -23,27 +23,25 @@ from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 
 import numpy as np
 
-from fastgrad._core.dtypes import from_numpy_dtype
-
 from fastgrad._core.node cimport Node, next_sequence_nr
-from fastgrad._core.tensor cimport TensorBase, SavedVar, save, wrap
-from fastgrad._core.tensor import _get_accumulator
+from fastgrad._core.tensor cimport (TensorBase, SavedVar, OpTable, op_table, accumulator, save,
+                                    wrap)
 from fastgrad._core.grad_mode cimport grad_enabled, grad_mode_flag, set_grad_enabled_c
 from fastgrad._core.anomaly_mode cimport anomaly_enabled, forward_trace
-from fastgrad._core.ops_reduce cimport sum_to
 
 cnp.import_array()
+
+# returned gradients are summed and cast to their inputs through the op table (Note [The op
+# table] in tensor.pxd), as the engine does
+cdef OpTable* _ops = op_table()
+
 
 cdef inline Node _edge(TensorBase t):
     if not t._requires_grad:
         return None
     if t._grad_fn is not None:
         return t._grad_fn
-    if t._acc is not None:                 # the leaf's cached AccumulateGrad (a weakref)
-        acc = t._acc()
-        if acc is not None:
-            return acc
-    return _get_accumulator(t)
+    return accumulator(t)
 
 
 cdef class PyNode(Node):
@@ -152,16 +150,10 @@ cdef TensorBase _fit(TensorBase g, tuple info, PyNode node, Py_ssize_t pos):
             raise RuntimeError(f"Function {name} returned an invalid gradient at index {pos} - "
                                f"got {list(gshape)} but expected shape compatible with "
                                f"{list(shape)}")
-        g = sum_to(g, shape)
+        g = _ops.sum_to(g, shape)
     if g._data.dtype != dt:
-        g = _cast(g, dt)
+        g = _ops.to_dtype(g, dt)               # recorded only under create_graph
     return g
-
-
-cdef TensorBase _cast(TensorBase g, object dt):
-    if grad_enabled():
-        return g.to(from_numpy_dtype(dt))
-    return wrap(g._data.astype(dt))
 
 
 cdef extern from "Python.h":

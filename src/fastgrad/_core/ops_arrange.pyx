@@ -18,7 +18,7 @@ from fastgrad._core.tensor cimport TensorBase, wrap
 from fastgrad._core.formula cimport record
 from fastgrad._core.ops_view import cat
 from fastgrad._core.ops_linalg import matmul
-from fastgrad._core.ops_pointwise import where
+from fastgrad._core.ops_select import where
 
 cnp.import_array()
 

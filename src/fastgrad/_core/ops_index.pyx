@@ -27,13 +27,14 @@ import numpy as np
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport shape_of as _shape
-from fastgrad._core.tensor cimport TensorBase, wrap, set_history, set_history1
-from fastgrad._core cimport ops_pointwise as pw
+from fastgrad._core.tensor cimport TensorBase, wrap, set_history, set_history1, check_inplace
+from fastgrad._core cimport ops_arith as pw
+from fastgrad._core.ops_select cimport select_grad
 from fastgrad._core.ops_reduce cimport sum_to, sum_
 from fastgrad._core.ops_view cimport (make_view, strided_view, take_flat, scatter_add_flat,
                                       reshape_c)
 from fastgrad._core.dims cimport wrap_dim
-from fastgrad._core.ops_pointwise import to_dtype as _to_dtype
+from fastgrad._core.ops_cast import to_dtype as _to_dtype
 
 cnp.import_array()
 
@@ -479,7 +480,7 @@ def setitem(input, key, value):
     """x[key] = value (a number or a tensor broadcastable to the region)."""
     cdef TensorBase a = input, tv = None, root, hist
     cdef SetRegion fn
-    pw.check_inplace(a)
+    check_inplace(a)
     if (isinstance(key, TensorBase) and (<TensorBase>key)._data.dtype == np.uint8
             and not isinstance(value, TensorBase)):
         raise RuntimeError("masked_fill_ only supports boolean masks, but got mask with dtype "
@@ -550,8 +551,8 @@ cdef void _rebase_root(TensorBase a, TensorBase root, cnp.ndarray pos, cnp.ndarr
         a._output_nr = 0
 
 
-def _view_inplace_hook(TensorBase a):
-    """Called by ops_pointwise after an in-place op recorded `a`'s new history (a is a view)."""
+cdef void rebase_view(TensorBase a) except *:
+    """Called by ops_inplace after an in-place op recorded `a`'s new history (a is a view)."""
     cdef TensorBase root = a._base
     if root is None or a._grad_fn is None:
         return
@@ -582,7 +583,7 @@ cdef class CopySlices(Node):
         if self._next_fns[0] is not None:
             keep = np.ones(self.shape, dtype=bool)
             keep.reshape(-1)[self.pos.reshape(-1)] = False
-            g0 = pw.select_grad(keep, g)
+            g0 = select_grad(keep, g)
             if res[0] is not None:
                 g0 = pw.add(g0, scatter_add_flat(res[0], self.shape, self.pos, False))
         return (g0,) + tuple(res[1:])
@@ -794,7 +795,3 @@ cdef class MaskedFillBackward0(MaskedFillBackward):
 @cython.final
 cdef class MaskedFillBackward1(MaskedFillBackward):
     pass
-
-
-from fastgrad._core.ops_pointwise import _set_view_hook
-_set_view_hook(_view_inplace_hook)

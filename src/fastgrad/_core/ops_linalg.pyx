@@ -20,7 +20,7 @@ from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport shape_of as _shape
 from fastgrad._core.tensor cimport (TensorBase, SavedVar, wrap, save, set_history,
                                     set_history1)
-from fastgrad._core cimport ops_pointwise as pw
+from fastgrad._core cimport ops_arith as pw
 from fastgrad._core.ops_reduce cimport sum_to, sum_
 from fastgrad._core.ops_view cimport (reshape_c, transpose_c, unsqueeze_c, squeeze_to)
 from fastgrad._core cimport linear_kernels as lk

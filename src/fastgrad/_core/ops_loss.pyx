@@ -12,7 +12,7 @@ Note [Fused backward, composed double backward]
 Every node here has two backward paths. Without create_graph (grad mode off while the engine
 runs) it computes its gradient directly on arrays: softmax - onehot for cross-entropy, 2(x - y)/n
 for mse, sigmoid(x) - y for bce-with-logits. With create_graph it writes the same formula with
-recorded ops (ops_pointwise / ops_reduce), so gradients of gradients flow.
+recorded ops (ops_arith, ops_unary, ops_reduce ...), so gradients of gradients flow.
 
 Note [Class-dim rows]
 Cross-entropy works on a (rows, C) view: input (C,) is one row, (N, C) is itself, and
@@ -32,9 +32,13 @@ from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.dtypes cimport scalar_type_name
 from fastgrad._core.tensor cimport (TensorBase, SavedVar, wrap, save, set_history,
                                     set_history1, set_history2)
-from fastgrad._core cimport ops_pointwise as pw
+from fastgrad._core cimport ops_arith as pw
+from fastgrad._core.ops_unary cimport unary
+from fastgrad._core.ops_select cimport where_
+from fastgrad._core.promotion cimport broadcast_shapes
+from fastgrad._core.kernels cimport OP_EXP, OP_LOG, OP_NEG, OP_SIGMOID, OP_TANH
 from fastgrad._core cimport ops_reduce as red
-from fastgrad._core.ops_pointwise import clamp as _clamp
+from fastgrad._core.ops_select import clamp as _clamp
 
 cnp.import_array()
 
@@ -449,14 +453,14 @@ cdef object _unsqueeze(object g, int dim):
 cdef object _softmax_rec(TensorBase x):
     """softmax over the class dim with recorded ops (double backward)."""
     cdef int cd = 0 if x._data.ndim == 1 else 1
-    e = pw.unary(pw.OP_EXP, pw.sub(x, wrap(x._data.max(axis=cd, keepdims=True))))
+    e = unary(OP_EXP, pw.sub(x, wrap(x._data.max(axis=cd, keepdims=True))))
     return pw.div(e, red.sum_(e, cd, True))
 
 
 cdef object _log_softmax_rec(TensorBase x):
     cdef int cd = 0 if x._data.ndim == 1 else 1
     z = pw.sub(x, wrap(x._data.max(axis=cd, keepdims=True)))
-    return pw.sub(z, pw.unary(pw.OP_LOG, red.sum_(pw.unary(pw.OP_EXP, z), cd, True)))
+    return pw.sub(z, unary(OP_LOG, red.sum_(unary(OP_EXP, z), cd, True)))
 
 
 # --- mse_loss ------------------------------------------------------------------------------------
@@ -478,7 +482,7 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
                       f"({_size(xs)}). This will likely lead to incorrect results due to "
                       f"broadcasting. Please ensure they have the same size.", UserWarning,
                       stacklevel=2)
-        pw.broadcast_shapes(xs, ys, "mse_loss")
+        broadcast_shapes(xs, ys, "mse_loss")
     if xd.dtype.kind != "f" and yd.dtype.kind != "f":
         raise RuntimeError(f"mse_loss: expected floating point input and target, got "
                            f"{x.dtype} and {y.dtype}; convert with .float()")
@@ -584,7 +588,7 @@ cdef class MseLossBackward0(Node):
                                            dtype=d.dtype if d.dtype.kind == "f" else np.float32, order="C"))
         gy = None
         if self._next_fns[1] is not None:
-            gy = pw.unary(pw.OP_NEG, gx)
+            gy = unary(OP_NEG, gx)
         return (gx if self._next_fns[0] is not None else None, gy)
 
     cdef void release_variables(self):
@@ -667,17 +671,17 @@ cdef class BinaryCrossEntropyWithLogitsBackward0(Node):
         if grad_enabled():
             w = wrap(np.asarray(self.w, dtype=x._data.dtype)) if self.w is not None else None
             if self.pw is None:
-                gx = pw.sub(pw.unary(pw.OP_SIGMOID, x), y)
+                gx = pw.sub(unary(OP_SIGMOID, x), y)
             else:
                 lw = pw.add(pw.mul(y, wrap(np.asarray(self.pw - 1.0, dtype=x._data.dtype))), 1.0)
-                gx = pw.sub(pw.add(pw.sub(pw.mul(lw, pw.unary(pw.OP_SIGMOID, x)), lw), 1.0), y)
+                gx = pw.sub(pw.add(pw.sub(pw.mul(lw, unary(OP_SIGMOID, x)), lw), 1.0), y)
             if w is not None:
                 gx = pw.mul(gx, w)
             gx = pw.mul(gx, scale)
             if self._next_fns[1] is not None:
-                gy = pw.unary(pw.OP_NEG, x)
+                gy = unary(OP_NEG, x)
                 if self.pw is not None:
-                    sp = softplus(pw.unary(pw.OP_NEG, x), 1.0, 20.0)
+                    sp = softplus(unary(OP_NEG, x), 1.0, 20.0)
                     gy = pw.add(gy, pw.mul(sp, wrap(np.asarray(self.pw - 1.0, dtype=x._data.dtype))))
                 if w is not None:
                     gy = pw.mul(gy, w)
@@ -777,8 +781,8 @@ cdef class BinaryCrossEntropyBackward0(Node):
             d = _clamp(pw.mul(x, pw.rsub(x, 1.0)), _BCE_EPS, None)
             gx = pw.mul(scale, pw.div(pw.sub(x, y), d))
         if self._next_fns[1] is not None:
-            gy = pw.mul(scale, pw.unary(pw.OP_NEG, pw.sub(pw.unary(pw.OP_LOG, x), pw.unary(
-                pw.OP_LOG, pw.rsub(x, 1.0)))))        # -logit(x)
+            gy = pw.mul(scale, unary(OP_NEG, pw.sub(unary(OP_LOG, x), unary(
+                OP_LOG, pw.rsub(x, 1.0)))))        # -logit(x)
         return (gx, gy)
 
     cdef void release_variables(self):
@@ -870,24 +874,24 @@ cdef object _act_grad_rec(int op, TensorBase x, double a, double b):
     cdef cnp.ndarray xd = x._data
     if op == ACT_GELU:
         Phi = pw.mul_any(pw.add(_act(ACT_ERF, pw.mul_any(x, _SQRT1_2), 0, 0), 1.0), 0.5)
-        phi = pw.mul_any(pw.unary(pw.OP_EXP, pw.mul_any(pw.mul(x, x), -0.5)), _INV_SQRT_2PI)
+        phi = pw.mul_any(unary(OP_EXP, pw.mul_any(pw.mul(x, x), -0.5)), _INV_SQRT_2PI)
         return pw.add(Phi, pw.mul(x, phi))
     if op == ACT_ERF:
-        return pw.mul_any(pw.unary(pw.OP_EXP, pw.unary(pw.OP_NEG, pw.mul(x, x))), _TWO_OVER_SQRT_PI)
+        return pw.mul_any(unary(OP_EXP, unary(OP_NEG, pw.mul(x, x))), _TWO_OVER_SQRT_PI)
     if op == ACT_GELU_TANH:
         x2 = pw.mul(x, x)
-        t = pw.unary(pw.OP_TANH, pw.mul_any(pw.add(x, pw.mul_any(pw.mul(x2, x), 0.044715)), _K_TANH))
+        t = unary(OP_TANH, pw.mul_any(pw.add(x, pw.mul_any(pw.mul(x2, x), 0.044715)), _K_TANH))
         d1 = pw.mul_any(pw.add(t, 1.0), 0.5)
         d2 = pw.mul(pw.mul_any(x, 0.5 * _K_TANH), pw.rsub(pw.mul(t, t), 1.0))
         return pw.add(d1, pw.mul(d2, pw.add(pw.mul_any(x2, 3 * 0.044715), 1.0)))
     if op == ACT_SILU:
-        s = pw.unary(pw.OP_SIGMOID, x)
+        s = unary(OP_SIGMOID, x)
         return pw.mul(s, pw.add(pw.mul(x, pw.rsub(s, 1.0)), 1.0))
     if op == ACT_SOFTPLUS:
-        s = pw.unary(pw.OP_SIGMOID, pw.mul_any(x, a))
-        return pw.where_(wrap(xd * a > b), 1.0, s)
+        s = unary(OP_SIGMOID, pw.mul_any(x, a))
+        return where_(wrap(xd * a > b), 1.0, s)
     if op == ACT_ELU:
-        return pw.where_(wrap(xd <= 0), pw.mul_any(pw.unary(pw.OP_EXP, x), a), 1.0)
+        return where_(wrap(xd <= 0), pw.mul_any(unary(OP_EXP, x), a), 1.0)
     return wrap(np.where(xd > 0, 1.0, a).astype(xd.dtype))  # product: as PyTorch
 
 

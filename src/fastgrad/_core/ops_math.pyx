@@ -6,7 +6,7 @@ isnan, isinf, isfinite, nan_to_num, isclose, allclose, equal.
 Forward: NumPy's ufuncs, libm's erf/erfc and fastgrad's own erfinv, on the input's array (float16
 computed in float32 and rounded back, integers promoted to float32 as PyTorch does). Backward: one
 rule per op, written in recorded tensor ops (Note [Formula nodes] in formula.pyx). None of these is on W1's hot
-path; the hot elementwise ops keep their fused kernels in ops_pointwise.
+path; the hot elementwise ops keep their fused kernels in ops_unary.
 """
 cimport cython
 cimport numpy as cnp

@@ -15,8 +15,9 @@ from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.dtypes cimport scalar_type_name
 from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history1
-from fastgrad._core cimport ops_pointwise as pw
-from fastgrad._core.ops_pointwise cimport OP_EXP
+from fastgrad._core.ops_arith cimport mul, sub
+from fastgrad._core.ops_unary cimport unary
+from fastgrad._core.kernels cimport OP_EXP
 from fastgrad._core.ops_reduce cimport sum_
 from fastgrad._core.dims cimport wrap_dim
 
@@ -82,13 +83,13 @@ cdef class SoftmaxBackward0(Node):
     cdef tuple apply(self, tuple grads):
         cdef TensorBase g = grads[0], y = self.result.unpack(self)
         if self.dim < 0:                # y = 1: y (g - g y) is g - g (NaN where g is inf)
-            return (pw.sub(g, g),)
+            return (sub(g, g),)
         if not grad_enabled():
             gd, yd = g._data, y._data
             gy = gd * yd
             return (wrap(np.asarray(gy - yd * np.sum(gy, axis=self.dim, keepdims=True))),)
-        gy = pw.mul(g, y)
-        return (pw.sub(gy, pw.mul(y, sum_(gy, self.dim, True))),)
+        gy = mul(g, y)
+        return (sub(gy, mul(y, sum_(gy, self.dim, True))),)
 
     cdef void release_variables(self):
         self.result.release()
@@ -128,12 +129,12 @@ cdef class LogSoftmaxBackward0(Node):
     cdef tuple apply(self, tuple grads):
         cdef TensorBase g = grads[0], y = self.result.unpack(self)
         if self.dim < 0:                # y = 0: g - exp(y) g is g - g (NaN where g is inf)
-            return (pw.sub(g, g),)
+            return (sub(g, g),)
         if not grad_enabled():
             gd = g._data
             return (wrap(np.asarray(gd - np.exp(y._data) * np.sum(gd, axis=self.dim,
                                                                    keepdims=True))),)
-        return (pw.sub(g, pw.mul(pw.unary(OP_EXP, y), sum_(g, self.dim, True))),)
+        return (sub(g, mul(unary(OP_EXP, y), sum_(g, self.dim, True))),)
 
     cdef void release_variables(self):
         self.result.release()

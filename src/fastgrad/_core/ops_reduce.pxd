@@ -1,4 +1,7 @@
-# Reductions and their backward nodes; sum_to (un-broadcasting) used by the engine.
+# Reductions and their backward nodes; sum_to (un-broadcasting), which the engine reaches through
+# the op table (tensor.pxd).
+cimport cython
+from fastgrad._core.node cimport Node
 from fastgrad._core.tensor cimport TensorBase
 
 cdef object sum_(TensorBase a, object dim, bint keepdim)
@@ -6,3 +9,8 @@ cdef object mean(TensorBase a, object dim, bint keepdim)
 cdef object as_dtype(TensorBase a, object dtype, str op)   # the input of sum/mean/... (dtype=)
 cdef object sum_to(TensorBase g, tuple shape)
 cdef tuple normalize_dims(object dim, int ndim, str op)
+
+
+@cython.final
+cdef class ExpandBackward0(Node):      # expand's node (ops_view): sums the gradient back
+    cdef tuple in_shape

@@ -2,8 +2,8 @@
 """Reductions: sum, mean, max/min (all elements or over dims), and sum_to.
 
 sum_to(grad, shape) sums a gradient back to an input's shape after broadcasting; the engine calls
-it for every node alike (Note [Un-broadcasting in the engine]). It is itself a recorded sum, so
-gradients of gradients flow through it.
+it, through the op table, for every node alike (Note [Un-broadcasting in the engine]). It is
+itself a recorded sum, so gradients of gradients flow through it.
 """
 cimport cython
 cimport numpy as cnp
@@ -16,8 +16,11 @@ from fastgrad._core.dtypes import to_numpy_dtype
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.dtypes cimport scalar_type_name
-from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history1
-from fastgrad._core cimport ops_pointwise as pw
+from fastgrad._core.tensor cimport (TensorBase, SavedVar, OpTable, op_table, wrap, save,
+                                    set_history1)
+from fastgrad._core.ops_arith cimport div
+from fastgrad._core.ops_select cimport extremum, select_grad, share_grad
+from fastgrad._core.ops_cast cimport cast
 from fastgrad._core cimport kernels as K
 from fastgrad._core.dims cimport wrap_dim
 
@@ -149,13 +152,12 @@ cdef object as_dtype(TensorBase a, object dtype, str op):
     averaging reductions take only floating dtypes."""
     if dtype is None:
         return a
-    from fastgrad._core.ops_pointwise import to_dtype
     dt = to_numpy_dtype(dtype)
     if op == "mean" and dt.kind not in "fc":
         raise RuntimeError(f"mean(): could not infer output dtype. Optional dtype must be either "
                            f"a floating point or complex dtype. Got: {scalar_type_name(dt)}; pass e.g. "
                            f"dtype=torch.float64")
-    return to_dtype(a, dt)
+    return cast(a, dt, False)
 
 
 # --- mean ----------------------------------------------------------------------------------------
@@ -196,7 +198,7 @@ cdef class MeanBackward(Node):
     cdef Py_ssize_t count
 
     cdef tuple apply(self, tuple grads):
-        g = pw.div(grads[0], self.count) if self.count else grads[0]
+        g = div(grads[0], self.count) if self.count else grads[0]
         return (_expand_back(g, self.in_shape, self.axes, self.keepdim),)
 
 
@@ -216,14 +218,14 @@ def max(input, dim=None, keepdim=False, *, out=None):
     """max over all elements (a 0-d tensor), over `dim` ((values, indices)), or elementwise with
     a tensor `dim` argument (torch.max(a, b))."""
     if isinstance(dim, TensorBase):
-        return pw._extremum(input, dim, True)
+        return extremum(input, dim, True)
     return _extreme(input, dim, keepdim, True)
 
 
 def min(input, dim=None, keepdim=False, *, out=None):
     """min over all elements, over `dim` ((values, indices)), or elementwise with a tensor."""
     if isinstance(dim, TensorBase):
-        return pw._extremum(input, dim, False)
+        return extremum(input, dim, False)
     return _extreme(input, dim, keepdim, False)
 
 
@@ -281,11 +283,11 @@ cdef object _extreme(TensorBase a, object dim, bint keepdim, bint is_max):
 
 cdef class AllExtremeBackward(Node):
     """grad_a = grad / k on the k elements equal to the extreme, 0 on the others (selected:
-    Note [Selecting, not masking, gradients] in ops_pointwise.pyx)."""
+    Note [Selecting, not masking, gradients] in ops_select.pyx)."""
     cdef object share
 
     cdef tuple apply(self, tuple grads):
-        return (pw.share_grad(self.share, grads[0]),)
+        return (share_grad(self.share, grads[0]),)
 
 
 @cython.final
@@ -312,7 +314,7 @@ cdef class DimExtremeBackward(Node):
         keep = np.zeros(self.in_shape, dtype=bool)
         np.put_along_axis(keep, self.index, True, axis=self.axis)
         ge = g if self.keepdim else _reshape(g, np.expand_dims(g._data, self.axis).shape)
-        return (pw.select_grad(keep, _broadcast(ge, self.in_shape)),)
+        return (select_grad(keep, _broadcast(ge, self.in_shape)),)
 
 
 @cython.final
@@ -404,8 +406,15 @@ cdef object _broadcast(TensorBase g, tuple shape):
 
 @cython.final
 cdef class ExpandBackward0(Node):
-    """grad_a = grad summed back to the input's shape"""
-    cdef tuple in_shape
+    """grad_a = grad summed back to the input's shape (expand's node, and this module's
+    broadcasts')"""
 
     cdef tuple apply(self, tuple grads):
         return (sum_to(grads[0], self.in_shape),)
+
+
+cdef OpTable* _ops = op_table()
+_ops.sum = sum_
+_ops.mean = mean
+_ops.as_dtype = as_dtype
+_ops.sum_to = sum_to

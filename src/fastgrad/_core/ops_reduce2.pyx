@@ -13,8 +13,10 @@ from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport shape_of as _shape
 from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history1
-from fastgrad._core cimport ops_pointwise as pw
-from fastgrad._core.ops_pointwise cimport OP_EXP, OP_ABS, OP_SQRT
+from fastgrad._core cimport ops_arith as pw
+from fastgrad._core.ops_unary cimport unary
+from fastgrad._core.ops_select cimport where_, zeros_grad
+from fastgrad._core.kernels cimport OP_EXP, OP_ABS, OP_SQRT
 from fastgrad._core.ops_reduce cimport sum_, normalize_dims, as_dtype
 from fastgrad._core.ops_view cimport reshape_c, expand_c
 from fastgrad._core.dims cimport wrap_dim
@@ -120,8 +122,8 @@ cdef class VarStdBackward(Node):
             return (pw.mul(g, pw.div(pw.mul(centered, 2.0), self.denom)),)
         s = _keep(self.result.unpack(self), _shape(x), self.axes, self.keepdim)
         zero = wrap(np.asarray((<TensorBase>s)._data == 0))
-        safe = pw.where_(zero, 1.0, s)
-        return (pw.where_(zero, 0.0, pw.mul(g, pw.div(centered, pw.mul(safe, self.denom)))),)
+        safe = where_(zero, 1.0, s)
+        return (where_(zero, 0.0, pw.mul(g, pw.div(centered, pw.mul(safe, self.denom)))),)
 
     cdef void release_variables(self):
         self.self_.release()
@@ -303,7 +305,7 @@ cdef class LogsumexpBackward0(Node):
         sh = _shape(x)
         g = _keep(grads[0], sh, self.axes, self.keepdim)
         r = _keep(self.result.unpack(self), sh, self.axes, self.keepdim)
-        return (pw.mul(g, pw.unary(OP_EXP, pw.sub(x, r))),)
+        return (pw.mul(g, unary(OP_EXP, pw.sub(x, r))),)
 
     cdef void release_variables(self):
         self.self_.release()
@@ -471,20 +473,20 @@ cdef class LinalgVectorNormBackward0(Node):
     cdef bint keepdim
 
     cdef tuple apply(self, tuple grads):
-        from fastgrad._core.ops_pointwise import sign
+        from fastgrad._core.ops_select import sign
         cdef TensorBase x = self.self_.unpack(self)
         sh = _shape(x)
         g = _keep(grads[0], sh, self.axes, self.keepdim)
         n = _keep(self.result.unpack(self), sh, self.axes, self.keepdim)
         p = self.p
         if p == 0:
-            return (pw.zeros_grad(x),)
+            return (zeros_grad(x),)
         if p == 1:
             return (pw.mul(g, sign(x)),)
         zero = wrap(np.asarray((<TensorBase>n)._data == 0))
-        safe = pw.where_(zero, 1.0, n)
+        safe = where_(zero, 1.0, n)
         if p == np.inf or p == -np.inf:
-            absx = pw.unary(OP_ABS, x)
+            absx = unary(OP_ABS, x)
             mask = ((<TensorBase>absx)._data == (<TensorBase>n)._data)
             share = wrap((mask / np.sum(mask, axis=self.axes, keepdims=True)).astype(x._data.dtype))
             return (pw.mul(pw.mul(g, sign(x)), share),)  # product: as PyTorch
@@ -494,11 +496,11 @@ cdef class LinalgVectorNormBackward0(Node):
         if p == 2:
             d = pw.div(x, safe)
         else:
-            ax = pw.unary(OP_ABS, x)
+            ax = unary(OP_ABS, x)
             if p < 1:
-                ax = pw.where_(wrap(np.asarray(x._data == 0)), 1.0, ax)
+                ax = where_(wrap(np.asarray(x._data == 0)), 1.0, ax)
             d = pw.div(pw.mul(sign(x), pw.pow_(ax, p - 1)), pw.pow_(safe, p - 1))
-        return (pw.mul(g, pw.where_(zero, 0.0, d)),)
+        return (pw.mul(g, where_(zero, 0.0, d)),)
 
     cdef void release_variables(self):
         self.self_.release()

@@ -2,7 +2,7 @@
 from collections.abc import Sequence
 
 from fastgrad._tensor import Tensor
-from fastgrad._core.ops_pointwise import where as where
+from fastgrad._core.ops_select import where as where
 
 def _r_scatter(g, s, e): ...
 def scatter(input, dim: int, index, src=None, *, value=None, reduce=None) -> Tensor: ...

@@ -17,7 +17,7 @@ from fastgrad._core.tensor cimport tensor_arg as _input
 from fastgrad._core.tensor cimport shape_of as _shape
 from fastgrad._core.tensor cimport TensorBase, wrap
 from fastgrad._core.formula cimport record
-from fastgrad._core.ops_pointwise import where
+from fastgrad._core.ops_select import where
 
 cnp.import_array()
 

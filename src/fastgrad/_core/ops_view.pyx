@@ -26,9 +26,9 @@ from fastgrad._core.dtypes cimport scalar_type_name
 from fastgrad._core.tensor cimport shape_of as _shape
 from fastgrad._core.tensor cimport TensorBase, wrap, set_history, set_history1
 from fastgrad._core.dims cimport wrap_dim
-from fastgrad._core cimport ops_pointwise as pw
-from fastgrad._core.ops_reduce cimport sum_to, sum_
-from fastgrad._core.ops_pointwise import clone as _clone
+from fastgrad._core.promotion cimport promote_arrays
+from fastgrad._core.ops_reduce cimport sum_to, sum_, ExpandBackward0
+from fastgrad._core.ops_cast import clone as _clone
 
 cnp.import_array()
 
@@ -586,15 +586,6 @@ cdef object expand_c(TensorBase a, tuple shape):
     return out
 
 
-@cython.final
-cdef class ExpandBackward0(Node):
-    """grad_a = grad summed back to the input's shape"""
-    cdef tuple in_shape
-
-    cdef tuple apply(self, tuple grads):
-        return (sum_to(grads[0], self.in_shape),)
-
-
 def expand_as(input, other):
     return expand(input, _shape(other))
 
@@ -877,7 +868,7 @@ cdef object cat_c(list tensors, int dim):
                     f"Sizes of tensors must match except in dimension {d}. Expected size "
                     f"{s0[k]} but got size {si[k]} for tensor number {i} in the list "
                     f"(shapes {list(s0)} and {list(si)})")
-    dt = pw.promote_arrays([(<TensorBase>x)._data for x in tensors]) if len(tensors) > 1 \
+    dt = promote_arrays([(<TensorBase>x)._data for x in tensors]) if len(tensors) > 1 \
         else first._data.dtype
     out = wrap(np.concatenate([(<TensorBase>x)._data for x in tensors], axis=d, dtype=dt))
     if grad_enabled() and any((<TensorBase>x)._requires_grad for x in tensors):
@@ -926,7 +917,7 @@ def stack(tensors, dim=0, *, out=None):
             raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(s0)} "
                                f"at entry 0 and {list(_shape(t))} at entry {i}")
     d = wrap_dim(dim, first._data.ndim + 1, "stack")
-    dt = pw.promote_arrays([(<TensorBase>x)._data for x in tensors])
+    dt = promote_arrays([(<TensorBase>x)._data for x in tensors])
     res = wrap(np.stack([(<TensorBase>x)._data for x in tensors], axis=d, dtype=dt))
     if grad_enabled() and any((<TensorBase>x)._requires_grad for x in tensors):
         node = StackBackward0.__new__(StackBackward0)

@@ -3,7 +3,8 @@
 
 The Python class fastgrad.Tensor subclasses TensorBase and tells this module about itself with
 `_set_tensor_class`, so every op allocates its result as a Tensor directly (`wrap`). Ops live in
-the ops_* modules; the arithmetic dunders here forward to them through cimported C functions.
+the ops_* modules, above this one; the arithmetic dunders here reach them through the op table
+the op modules fill (Note [The op table] in tensor.pxd).
 
 Note [Version counters]
 Every in-place op bumps the version counter of the tensor it writes. A base and its views share
@@ -36,8 +37,8 @@ from fastgrad._core.node cimport Node, next_sequence_nr
 from fastgrad._core.grad_mode cimport grad_enabled, inference_mode_c
 from fastgrad._core.anomaly_mode cimport anomaly_enabled, forward_trace
 from fastgrad._core.hooks import add_hook, hook_dict
-from fastgrad._core cimport ops_pointwise as pw
-from fastgrad._core cimport ops_reduce as red
+from fastgrad._core.kernels cimport (OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_NEG, OP_ABS, OP_EXP,
+    OP_LOG, OP_SQRT, OP_SIN, OP_COS, OP_TANH, OP_SIGMOID, OP_RELU, OP_RECIPROCAL)
 from fastgrad._core.dims cimport wrap_dim
 from fastgrad._core.dtypes cimport dtype_of, dtype_name
 from fastgrad._core cimport locks
@@ -134,6 +135,72 @@ cdef TensorBase wrap(object arr):
     return t
 
 
+# --- the op table (Note [The op table] in tensor.pxd) -------------------------------------------
+
+cdef object _unfilled(str what, str module):
+    raise RuntimeError(f"{what} is not available: fastgrad._core.{module}, which provides it, has "
+                       f"not been imported; import fastgrad (which imports every op module) first")
+
+
+cdef object _no_arith(object a, object b):
+    return _unfilled("arithmetic (+ - * / **)", "ops_arith")
+
+
+cdef bint _no_add_into(cnp.ndarray acc, cnp.ndarray g) noexcept:
+    return False                  # "not done in place": the caller adds out of place instead
+
+
+cdef object _no_unary(int op, TensorBase a):
+    return _unfilled("elementwise math (exp, log, neg ...)", "ops_unary")
+
+
+cdef object _no_compare(int op, object a, object b):
+    return _unfilled("comparison", "ops_compare")
+
+
+cdef object _no_inplace(int op, TensorBase a, object b):
+    return _unfilled("in-place arithmetic", "ops_inplace")
+
+
+cdef object _no_write(TensorBase a, object value):
+    return _unfilled("fill_ / copy_", "ops_inplace")
+
+
+cdef object _no_to_dtype(TensorBase a, object dtype):
+    return _unfilled("dtype conversion", "ops_cast")
+
+
+cdef object _no_reduce(TensorBase a, object dim, bint keepdim):
+    return _unfilled("sum / mean", "ops_reduce")
+
+
+cdef object _no_as_dtype(TensorBase a, object dtype, str op):
+    return _unfilled(op, "ops_reduce")
+
+
+cdef object _no_sum_to(TensorBase g, tuple shape):
+    return _unfilled("sum_to", "ops_reduce")
+
+
+cdef OpTable _ops
+_ops.add = _ops.sub = _ops.mul = _ops.div = _ops.pow_ = _no_arith
+_ops.rsub = _ops.rdiv = _ops.rpow = _ops.mul_any = _no_arith
+_ops.add_into = _no_add_into
+_ops.unary = _no_unary
+_ops.compare = _no_compare
+_ops.inplace = _no_inplace
+_ops.fill = _ops.copy = _no_write
+_ops.to_dtype = _no_to_dtype
+_ops.sum = _ops.mean = _no_reduce
+_ops.as_dtype = _no_as_dtype
+_ops.sum_to = _no_sum_to
+
+
+cdef OpTable* op_table() noexcept:
+    """The table the op modules fill when imported (Note [The op table] in tensor.pxd)."""
+    return &_ops
+
+
 # --- graph recording ---------------------------------------------------------------------------
 
 cdef inline bint _needs(TensorBase t) noexcept:
@@ -156,7 +223,7 @@ cdef inline object _live_accumulator(TensorBase leaf):
     return None
 
 
-cdef Node _accumulator(TensorBase leaf):
+cdef Node accumulator(TensorBase leaf):
     """The leaf's AccumulateGrad, created once and cached weakly (the node holds the leaf).
     One leaf has at most one live AccumulateGrad, whose lock guards its .grad: allocating the new
     node can run a garbage collection and so another thread, which may make one for the same
@@ -183,7 +250,7 @@ cdef inline Node _edge(TensorBase t):
         return None
     if t._grad_fn is not None:
         return t._grad_fn
-    return _accumulator(t)
+    return accumulator(t)
 
 
 cdef void set_history1(TensorBase out, Node node, TensorBase a) except *:
@@ -321,6 +388,39 @@ cdef void _raise_inference_saved() except *:
         "`torch.no_grad()` instead of `torch.inference_mode()`.")
 
 
+cdef void check_inplace(TensorBase a) except *:
+    """PyTorch's rules for an in-place write into `a`: not an inference tensor outside inference
+    mode, not read-only memory, and, while grad mode is on, not a leaf that requires grad nor a
+    view of one."""
+    check_inference_inplace(a)
+    if not cnp.PyArray_ISWRITEABLE(a._data):
+        _refuse_readonly(a._data)
+    if not grad_enabled():
+        return
+    if a._grad_fn is None and a._requires_grad:
+        raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
+                           "operation. Wrap the update in `with torch.no_grad():`, or operate "
+                           "on a copy (x = x.clone()).")
+    if a._base is not None and a._base._grad_fn is None and a._base._requires_grad:
+        raise RuntimeError("a view of a leaf Variable that requires grad is being used in an "
+                           "in-place operation. Wrap the update in `with torch.no_grad():`, or "
+                           "clone the leaf first.")
+
+
+cdef void _refuse_readonly(cnp.ndarray x) except *:
+    """An in-place write into memory NumPy marks read-only: an expanded tensor (several elements
+    share one memory location) or a tensor sharing a read-only NumPy array."""
+    cdef int i
+    for i in range(x.ndim):
+        if x.strides[i] == 0 and x.shape[i] > 1:
+            raise RuntimeError("unsupported operation: more than one element of the written-to "
+                               "tensor refers to a single memory location. Please clone() the "
+                               "tensor before performing the operation.")
+    raise RuntimeError("the tensor's memory is read-only (it shares a read-only NumPy array, "
+                       "e.g. from from_numpy or as_tensor); clone() the tensor before writing "
+                       "to it in place")
+
+
 cdef void check_inference_inplace(TensorBase t) except *:
     """In-place ops call this first: an inference tensor may only be written inside
     inference mode."""
@@ -332,6 +432,10 @@ cdef void check_inference_inplace(TensorBase t) except *:
 
 
 # --- AccumulateGrad ------------------------------------------------------------------------------
+# AccumulateGrad is a Node, but it lives here rather than beside Node in node.pyx: it holds a
+# TensorBase and adds into its .grad, and TensorBase's recording (set_history's edges, through
+# `accumulator`) makes AccumulateGrads, so node.pyx could hold it only by cimporting this module,
+# which cimports node.pyx (a cycle).
 
 @cython.final
 cdef class AccumulateGrad(Node):
@@ -394,9 +498,9 @@ cdef class AccumulateGrad(Node):
             else:
                 var._grad = wrap(cnp.PyArray_NewCopy(gd, cnp.NPY_CORDER))
         elif grad_enabled() or old._requires_grad:
-            var._grad = pw.add(old, g)             # out of place: the old grad may be in a graph
+            var._grad = _ops.add(old, g)             # out of place: the old grad may be in a graph
         else:
-            if not pw.add_into(old._data, gd):
+            if not _ops.add_into(old._data, gd):
                 np.add(old._data, gd, out=old._data, casting="unsafe")
             old.bump_version()
         if var._post_acc_hooks is not None:
@@ -769,151 +873,151 @@ cdef class TensorBase:
     def __hash__(self):
         return id(self)
 
-    # -- arithmetic (hot: direct C calls into ops_pointwise) --
+    # -- arithmetic (hot: C calls through the op table, Note [The op table]) --
     def __add__(self, other):
-        return pw.add(self, other)
+        return _ops.add(self, other)
 
     def __radd__(self, other):
-        return pw.add(self, other)
+        return _ops.add(self, other)
 
     def __sub__(self, other):
-        return pw.sub(self, other)
+        return _ops.sub(self, other)
 
     def __rsub__(self, other):
-        return pw.rsub(self, other)
+        return _ops.rsub(self, other)
 
     def __mul__(self, other):
-        return pw.mul(self, other)
+        return _ops.mul(self, other)
 
     def __rmul__(self, other):
-        return pw.mul(self, other)
+        return _ops.mul(self, other)
 
     def __truediv__(self, other):
-        return pw.div(self, other)
+        return _ops.div(self, other)
 
     def __rtruediv__(self, other):
-        return pw.rdiv(self, other)
+        return _ops.rdiv(self, other)
 
     def __pow__(self, other, mod):
-        return pw.pow_(self, other)
+        return _ops.pow_(self, other)
 
     def __rpow__(self, other, mod):
-        return pw.rpow(self, other)
+        return _ops.rpow(self, other)
 
     def __neg__(self):
-        return pw.unary(pw.OP_NEG, self)
+        return _ops.unary(OP_NEG, self)
 
     def __abs__(self):
-        return pw.unary(pw.OP_ABS, self)
+        return _ops.unary(OP_ABS, self)
 
     def __pos__(self):
         return self
 
     def __eq__(self, other):
-        return pw.compare(pw.CMP_EQ, self, other)
+        return _ops.compare(CMP_EQ, self, other)
 
     def __ne__(self, other):
-        return pw.compare(pw.CMP_NE, self, other)
+        return _ops.compare(CMP_NE, self, other)
 
     def __lt__(self, other):
-        return pw.compare(pw.CMP_LT, self, other)
+        return _ops.compare(CMP_LT, self, other)
 
     def __le__(self, other):
-        return pw.compare(pw.CMP_LE, self, other)
+        return _ops.compare(CMP_LE, self, other)
 
     def __gt__(self, other):
-        return pw.compare(pw.CMP_GT, self, other)
+        return _ops.compare(CMP_GT, self, other)
 
     def __ge__(self, other):
-        return pw.compare(pw.CMP_GE, self, other)
+        return _ops.compare(CMP_GE, self, other)
 
     def __iadd__(self, other):
-        return pw.inplace(pw.OP_ADD, self, other)
+        return _ops.inplace(OP_ADD, self, other)
 
     def __isub__(self, other):
-        return pw.inplace(pw.OP_SUB, self, other)
+        return _ops.inplace(OP_SUB, self, other)
 
     def __imul__(self, other):
-        return pw.inplace(pw.OP_MUL, self, other)
+        return _ops.inplace(OP_MUL, self, other)
 
     def __itruediv__(self, other):
-        return pw.inplace(pw.OP_DIV, self, other)
+        return _ops.inplace(OP_DIV, self, other)
 
     # -- elementwise methods --
     def exp(self):
-        return pw.unary(pw.OP_EXP, self)
+        return _ops.unary(OP_EXP, self)
 
     def log(self):
-        return pw.unary(pw.OP_LOG, self)
+        return _ops.unary(OP_LOG, self)
 
     def sqrt(self):
-        return pw.unary(pw.OP_SQRT, self)
+        return _ops.unary(OP_SQRT, self)
 
     def sin(self):
-        return pw.unary(pw.OP_SIN, self)
+        return _ops.unary(OP_SIN, self)
 
     def cos(self):
-        return pw.unary(pw.OP_COS, self)
+        return _ops.unary(OP_COS, self)
 
     def tanh(self):
-        return pw.unary(pw.OP_TANH, self)
+        return _ops.unary(OP_TANH, self)
 
     def sigmoid(self):
-        return pw.unary(pw.OP_SIGMOID, self)
+        return _ops.unary(OP_SIGMOID, self)
 
     def relu(self):
-        return pw.unary(pw.OP_RELU, self)
+        return _ops.unary(OP_RELU, self)
 
     def neg(self):
-        return pw.unary(pw.OP_NEG, self)
+        return _ops.unary(OP_NEG, self)
 
     def abs(self):
-        return pw.unary(pw.OP_ABS, self)
+        return _ops.unary(OP_ABS, self)
 
     def reciprocal(self):
-        return pw.unary(pw.OP_RECIPROCAL, self)
+        return _ops.unary(OP_RECIPROCAL, self)
 
     def add(self, other, *, alpha=1):
-        return pw.add(self, other if alpha == 1 else pw.mul_any(other, alpha))
+        return _ops.add(self, other if alpha == 1 else _ops.mul_any(other, alpha))
 
     def sub(self, other, *, alpha=1):
-        return pw.sub(self, other if alpha == 1 else pw.mul_any(other, alpha))
+        return _ops.sub(self, other if alpha == 1 else _ops.mul_any(other, alpha))
 
     def mul(self, other):
-        return pw.mul(self, other)
+        return _ops.mul(self, other)
 
     def pow(self, exponent):
-        return pw.pow_(self, exponent)
+        return _ops.pow_(self, exponent)
 
     # -- in-place --
     def add_(self, other, *, alpha=1):
-        return pw.inplace(pw.OP_ADD, self, other if alpha == 1 else pw.mul_any(other, alpha))
+        return _ops.inplace(OP_ADD, self, other if alpha == 1 else _ops.mul_any(other, alpha))
 
     def sub_(self, other, *, alpha=1):
-        return pw.inplace(pw.OP_SUB, self, other if alpha == 1 else pw.mul_any(other, alpha))
+        return _ops.inplace(OP_SUB, self, other if alpha == 1 else _ops.mul_any(other, alpha))
 
     def mul_(self, other):
-        return pw.inplace(pw.OP_MUL, self, other)
+        return _ops.inplace(OP_MUL, self, other)
 
     def fill_(self, value):
-        return pw.fill_(self, value)
+        return _ops.fill(self, value)
 
     def copy_(self, src):
-        return pw.copy_(self, src)
+        return _ops.copy(self, src)
 
     # -- reductions --
     # axis / keepdims: NumPy's spellings, which PyTorch accepts too; dtype casts the input first
     def sum(self, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
         if dtype is not None or axis is not None or keepdims is not None:
             x, dim, keepdim = _reduce_args(self, dim, keepdim, dtype, axis, keepdims, "sum")
-            return red.sum_(x, dim, keepdim)
-        return red.sum_(self, dim, keepdim)
+            return _ops.sum(x, dim, keepdim)
+        return _ops.sum(self, dim, keepdim)
 
     def mean(self, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
         if dtype is not None or axis is not None or keepdims is not None:
             x, dim, keepdim = _reduce_args(self, dim, keepdim, dtype, axis, keepdims, "mean")
-            return red.mean(x, dim, keepdim)
-        return red.mean(self, dim, keepdim)
+            return _ops.mean(x, dim, keepdim)
+        return _ops.mean(self, dim, keepdim)
 
 
 cdef tuple _reduce_args(self, dim, keepdim, dtype, axis, keepdims, str op):
@@ -925,7 +1029,7 @@ cdef tuple _reduce_args(self, dim, keepdim, dtype, axis, keepdims, str op):
     if keepdims is not None:
         keepdim = keepdims
     if dtype is not None:
-        self = red.as_dtype(self, dtype, op)
+        self = _ops.as_dtype(self, dtype, op)
     return self, dim, keepdim
 
 
@@ -997,7 +1101,7 @@ cdef void accumulate_nonleaf(TensorBase t, TensorBase g, bint copy) except *:
         if t._grad is None:
             t._grad = wrap(np.array(g._data, copy=True)) if copy else g
         else:
-            t._grad = pw.add(t._grad, g)
+            t._grad = _ops.add(t._grad, g)
     finally:
         locks.release(_nonleaf_lock)
 
@@ -1028,7 +1132,7 @@ def from_array(arr):
 
 def _get_accumulator(TensorBase leaf):
     """The AccumulateGrad node of a leaf that requires grad (for the engine's roots/targets)."""
-    return _accumulator(leaf)
+    return accumulator(leaf)
 
 
 def dtype_legacy_name(TensorBase t):

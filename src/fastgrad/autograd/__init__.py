@@ -16,36 +16,20 @@ def _as_tuple(x):
     return tuple(x)
 
 
+def _given_grads(outputs, grads):
+    """grads with each number or array made a tensor of its output's dtype (the engine takes
+    Tensors or None)."""
+    if grads is None or len(grads) != len(outputs) or \
+            all(g is None or isinstance(g, TensorBase) for g in grads):
+        return grads
+    from fastgrad._creation import tensor
+    return tuple(g if g is None or isinstance(g, TensorBase) else tensor(g, dtype=o.dtype)
+                 for o, g in zip(outputs, grads))
+
+
 def _make_grads(outputs, grads, is_grads_batched=False):
-    """Each output's seed gradient: given, or 1 for one-element outputs (PyTorch's rules)."""
-    if grads is None:
-        grads = (None,) * len(outputs)
-    if len(grads) != len(outputs):
-        raise RuntimeError(f"grad can be implicitly created only for scalar outputs; got "
-                           f"{len(grads)} gradients for {len(outputs)} outputs")
-    out = []
-    for i, (o, g) in enumerate(zip(outputs, grads)):
-        if g is None:
-            if o.numel() != 1:
-                raise RuntimeError(
-                    f"grad can be implicitly created only for scalar outputs (output {i} has "
-                    f"shape {list(o.shape)}); pass `gradient=` with the output's shape, or "
-                    f"reduce it first, e.g. y.sum().backward()")
-            if not o.is_floating_point():
-                raise RuntimeError(f"grad can be implicitly created only for real scalar "
-                                   f"outputs but got {o.dtype}")
-            g = _engine.one_seed(o)
-        else:
-            if not isinstance(g, TensorBase):
-                from fastgrad._creation import tensor
-                g = tensor(g, dtype=o.dtype)
-            if tuple(g.shape) != tuple(o.shape):
-                raise RuntimeError(f"Mismatch in shape: grad_output[{i}] has a shape of "
-                                   f"{g.shape} and output[{i}] has a shape of {o.shape}.")
-            if g.dtype != o.dtype and g.is_floating_point():
-                g = g.to(o.dtype)
-        out.append(g)
-    return tuple(out)
+    """Each output's seed gradient (the engine's rules, fastgrad._core.engine.make_grads)."""
+    return _engine.make_grads(outputs, _given_grads(outputs, grads))
 
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False,
@@ -53,17 +37,8 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False,
     """Accumulate gradients of `tensors` into the .grad of leaves (or only of `inputs`)."""
     tensors = _as_tuple(tensors)
     grad_tensors = _as_tuple(grad_tensors if grad_tensors is not None else grad_variables)
-    inputs = _as_tuple(inputs)
-    if inputs is not None and len(inputs) == 0:
-        raise RuntimeError("`inputs` argument to `backward()` cannot be empty.")
-    for i, t in enumerate(tensors):
-        if not t.requires_grad:
-            raise RuntimeError(f"element {i} of tensors does not require grad and does not have "
-                               f"a grad_fn")
-    grads = _make_grads(tensors, grad_tensors)
-    if retain_graph is None:
-        retain_graph = create_graph
-    _engine.run_backward(tensors, grads, bool(retain_graph), bool(create_graph), inputs, True)
+    _engine.backward(tensors, _given_grads(tensors, grad_tensors), retain_graph,
+                     bool(create_graph), _as_tuple(inputs))
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,

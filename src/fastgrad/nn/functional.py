@@ -2,7 +2,7 @@
 
 Hot ops are compiled primitives: cross_entropy / nll_loss / mse_loss / binary_cross_entropy /
 binary_cross_entropy_with_logits / gelu / silu / softplus / elu / leaky_relu / embedding come from
-_core.ops_loss; relu / sigmoid / tanh from _core.ops_pointwise; linear / softmax / log_softmax /
+_core.ops_loss; relu / sigmoid / tanh from _core.ops_unary; linear / softmax / log_softmax /
 reshapes from the shape and matrix-product ops (_core.ops_linalg, ops_nn, ops_view). The rest
 (layer_norm, batch_norm, l1/smooth_l1/huber, dropout) are composed of recorded ops: they are
 not hot, and composing keeps every gradient differentiable.
@@ -17,7 +17,7 @@ from fastgrad._core import ops_loss as _L
 from fastgrad._core.ops_linalg import linear as _linear
 from fastgrad._core.ops_nn import log_softmax as _log_softmax
 from fastgrad._core.ops_nn import softmax as _softmax
-from fastgrad._core import ops_pointwise as _pw
+from fastgrad._core import ops_select as _select
 from fastgrad._core import ops_view as _ops_view
 from fastgrad._creation_base import wrap as _new_tensor
 from fastgrad._tensor import Tensor
@@ -243,8 +243,8 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
     # the linear branch only where |d| >= beta holds: an infinite d gives the quadratic branch
     # no NaN, and a NaN d takes the quadratic branch, whose gradient is NaN (as PyTorch's)
     far = d >= beta
-    dq = _pw.where(far, 0.0, d)
-    loss = _pw.where(far, d - 0.5 * beta, dq * dq * (0.5 / beta))
+    dq = _select.where(far, 0.0, d)
+    loss = _select.where(far, d - 0.5 * beta, dq * dq * (0.5 / beta))
     return _reduce(loss, reduction, "smooth_l1_loss")
 
 
@@ -255,8 +255,8 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None) -> Tenso
         raise RuntimeError("huber_loss does not support non-positive values for delta.")
     d = (input - target).abs()
     far = d >= delta                    # as in smooth_l1_loss: inf and NaN as PyTorch
-    dq = _pw.where(far, 0.0, d)
-    loss = _pw.where(far, (d - 0.5 * delta) * delta, dq * dq * 0.5)
+    dq = _select.where(far, 0.0, d)
+    loss = _select.where(far, (d - 0.5 * delta) * delta, dq * dq * 0.5)
     return _reduce(loss, reduction, "huber_loss")
 
 
@@ -312,7 +312,7 @@ def _pad_constant(x, dim, before, after, value):
 
 def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
     """input / max(||input||_p along dim, eps)."""
-    denom = _pw.clamp(input.norm(p, dim, keepdim=True), eps, None)
+    denom = _select.clamp(input.norm(p, dim, keepdim=True), eps, None)
     res = input / denom
     if out is not None:
         return out.copy_(res.detach())
@@ -324,7 +324,7 @@ def cosine_similarity(x1, x2, dim=1, eps=1e-8):
     w12 = (x1 * x2).sum(dim)
     n1 = (x1 * x1).sum(dim)
     n2 = (x2 * x2).sum(dim)
-    return w12 / _pw.clamp((n1 * n2).sqrt(), eps, None)
+    return w12 / _select.clamp((n1 * n2).sqrt(), eps, None)
 
 
 def pairwise_distance(x1, x2, p=2.0, eps=1e-6, keepdim=False):

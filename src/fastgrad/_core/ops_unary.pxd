@@ -1,0 +1,4 @@
+# The hot unary ops (exp log sqrt sin cos tanh sigmoid relu neg abs reciprocal) by op code.
+from fastgrad._core.tensor cimport TensorBase
+
+cdef object unary(int op, TensorBase a)        # op: kernels.pxd's OP_NEG .. OP_RECIPROCAL
