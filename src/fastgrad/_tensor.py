@@ -12,6 +12,7 @@ from fastgrad._core import ops_reduce as _red
 from fastgrad._core import tensor as _ct
 from fastgrad._core import engine as _engine
 from fastgrad._core import ops_view as _view
+from fastgrad._core import ops_join as _join
 from fastgrad._core import ops_index as _ix
 from fastgrad._core import ops_linalg as _la
 from fastgrad._core import ops_nn as _nn
@@ -170,12 +171,12 @@ class Tensor(TensorBase, metaclass=_legacy.TensorMeta):
     broadcast_to = _view.broadcast_to
     contiguous = _view.contiguous
     diagonal = _view.diagonal
-    repeat = _view.repeat
-    repeat_interleave = _view.repeat_interleave
+    repeat = _join.repeat
+    repeat_interleave = _join.repeat_interleave
     flip = _view.flip
-    chunk = _view.chunk
-    split = _view.split
-    unbind = _view.unbind
+    chunk = _join.chunk
+    split = _join.split
+    unbind = _join.unbind
     select = _ix.select
     narrow = _ix.narrow
     index_select = _ix.index_select

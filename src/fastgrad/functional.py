@@ -7,6 +7,8 @@ import numpy as _np
 from fastgrad._core import ops_pointwise as _pw
 from fastgrad._core import ops_reduce as _red
 from fastgrad._core import ops_view as _view
+from fastgrad._core import ops_join as _join
+from fastgrad._core import ops_out as _out
 from fastgrad._core import ops_index as _ix
 from fastgrad._core import ops_linalg as _la
 from fastgrad._core import ops_nn as _nn
@@ -43,8 +45,8 @@ def _t(x):
 
 def _into(name, out, input, other, fn, rule=1):
     """fn() written into `out` (PyTorch's out=: not differentiable, resized if mis-shaped)."""
-    _view.out_check(name, out, input, other)
-    return _view.write_out(out, fn(), rule)
+    _out.out_check(name, out, input, other)
+    return _out.write_out(out, fn(), rule)
 
 
 def add(input, other, *, alpha=1, out=None) -> Tensor:
@@ -148,15 +150,15 @@ t = _view.t
 broadcast_to = _view.broadcast_to
 diagonal = _view.diagonal
 flip = _view.flip
-repeat_interleave = _view.repeat_interleave
-chunk = _view.chunk
-split = _view.split
-unbind = _view.unbind
-cat = _view.cat
-concat = concatenate = _view.cat
-stack = _view.stack
-hstack = _view.hstack
-vstack = _view.vstack
+repeat_interleave = _join.repeat_interleave
+chunk = _join.chunk
+split = _join.split
+unbind = _join.unbind
+cat = _join.cat
+concat = concatenate = _join.cat
+stack = _join.stack
+hstack = _join.hstack
+vstack = _join.vstack
 select = _ix.select
 narrow = _ix.narrow
 index_select = _ix.index_select

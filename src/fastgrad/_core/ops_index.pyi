@@ -3,6 +3,7 @@ from collections.abc import Sequence
 
 from fastgrad._tensor import Tensor
 from fastgrad._core.ops_pointwise import _set_view_hook as _set_view_hook, to_dtype as _to_dtype
+from fastgrad._core.ops_view import expand as expand
 from fastgrad._core.node import Node
 
 def getitem(input, key) -> Tensor: ...

@@ -7,7 +7,7 @@ take_along_dim.
 Every index is validated here, once, before NumPy sees it: an out-of-range index raises
 IndexError naming the index, the dim and its size. Basic keys give views (no copy); keys with an
 integer/boolean array give copies (IndexBackward0). Gradients are written with the flat-position
-primitives of ops_view (Note [Flat positions]) or with this module's own recorded ops.
+primitives of ops_strided (Note [Flat positions]) or with this module's own recorded ops.
 
 Note [In-place writes through views]
 Writing into a view `v` of a base `B` (v[...] = x, v.mul_(2), y[0] = 5 with y non-leaf) changes
@@ -30,10 +30,11 @@ from fastgrad._core.tensor cimport shape_of as _shape
 from fastgrad._core.tensor cimport TensorBase, wrap, set_history, set_history1
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core.ops_reduce cimport sum_to, sum_
-from fastgrad._core.ops_view cimport (make_view, strided_view, take_flat, scatter_add_flat,
-                                      reshape_c)
+from fastgrad._core.ops_strided cimport make_view, strided_view, take_flat, scatter_add_flat
+from fastgrad._core.ops_view cimport reshape_c
 from fastgrad._core.dims cimport wrap_dim
 from fastgrad._core.ops_pointwise import to_dtype as _to_dtype
+from fastgrad._core.ops_view import expand
 
 cnp.import_array()
 
@@ -720,7 +721,6 @@ def take_along_dim(input, indices, dim=None):
         if k != d:
             m = max(sa[k], si[k])
             ta[k] = ti[k] = m
-    from fastgrad._core.ops_view import expand
     if ta != sa:
         a = expand(a, tuple(ta))
     if ti != si:

@@ -25,7 +25,9 @@ from fastgrad._core.ops_reduce cimport sum_to, sum_
 from fastgrad._core.ops_view cimport (reshape_c, transpose_c, unsqueeze_c, squeeze_to)
 from fastgrad._core cimport linear_kernels as lk
 from fastgrad._core cimport blas
-from fastgrad._core.ops_view import out_check, write_out
+from fastgrad._core.ops_view import expand
+from fastgrad._core.ops_strided import _diag_scatter
+from fastgrad._core.ops_out import out_check, write_out
 
 cnp.import_array()
 
@@ -927,11 +929,9 @@ cdef class EinsumBackward0(Node):
                         *[ops[j] for j in range(len(ops)) if j != i])
             gi = sum_to(gi, tuple(size[c] for c in keep))          # broadcast size-1 dims
             if keep != uniq:
-                from fastgrad._core.ops_view import expand
                 gi = expand(reshape_c(gi, tuple(size[c] if c in avail else 1 for c in uniq)),
                             tuple(size[c] for c in uniq))
             if uniq != term:                                         # repeated: a diagonal
-                from fastgrad._core.ops_view import _diag_scatter
                 gi = _diag_scatter(gi, shape, np.ascontiguousarray(np.einsum(
                     f"{term}->{uniq}", np.arange(op._data.size, dtype=np.int64).reshape(shape))))
             res.append(gi)

@@ -35,6 +35,7 @@ from fastgrad._core.tensor cimport (TensorBase, SavedVar, wrap, save, set_histor
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core cimport ops_reduce as red
 from fastgrad._core.ops_pointwise import clamp as _clamp
+from fastgrad._core.ops_view import unsqueeze
 
 cnp.import_array()
 
@@ -441,7 +442,6 @@ cdef class NllLossBackward0(Node):
 
 
 cdef object _unsqueeze(object g, int dim):
-    from fastgrad._core.ops_view import unsqueeze      # recorded (create_graph only)
     return unsqueeze(g, dim)
 
 

@@ -17,6 +17,8 @@ from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core.ops_pointwise cimport OP_EXP, OP_ABS, OP_SQRT
 from fastgrad._core.ops_reduce cimport sum_, normalize_dims, as_dtype
 from fastgrad._core.ops_view cimport reshape_c, expand_c
+from fastgrad._core.ops_view import flip
+from fastgrad._core.ops_pointwise import sign
 from fastgrad._core.dims cimport wrap_dim
 
 cnp.import_array()
@@ -147,7 +149,6 @@ cdef class StdBackward0(VarStdBackward):
 
 
 def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
-    from fastgrad._core.ops_reduce import mean
     return (var(input, dim, unbiased, keepdim, correction=correction),
             input.mean(dim if dim is not None else None, keepdim))
 
@@ -258,7 +259,6 @@ cdef class CumsumBackward0(Node):
         cdef TensorBase g = grads[0]
         if g._data.ndim == 0:
             return (g,)
-        from fastgrad._core.ops_view import flip
         return (flip(cumsum(flip(g, self.dim), self.dim), self.dim),)
 
 
@@ -471,7 +471,6 @@ cdef class LinalgVectorNormBackward0(Node):
     cdef bint keepdim
 
     cdef tuple apply(self, tuple grads):
-        from fastgrad._core.ops_pointwise import sign
         cdef TensorBase x = self.self_.unpack(self)
         sh = _shape(x)
         g = _keep(grads[0], sh, self.axes, self.keepdim)

@@ -40,6 +40,11 @@ def _view():
     return ops_view
 
 
+def _join():
+    from fastgrad._core import ops_join
+    return ops_join
+
+
 # --- activations ---------------------------------------------------------------------------------
 
 def relu(input, inplace=False) -> Tensor:
@@ -310,7 +315,7 @@ def _pad_constant(x, dim, before, after, value):
             shape = list(x.shape)
             shape[dim] = amount
             parts.append(_wrap(np.full(shape, value, dtype=x._np.dtype)))
-    return parts[0] if len(parts) == 1 else _view().cat(parts, dim)
+    return parts[0] if len(parts) == 1 else _join().cat(parts, dim)
 
 
 def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
@@ -515,8 +520,8 @@ def _mha(query, key, value, embed_dim_to_check, num_heads, in_proj_weight, in_pr
                                    f" but should be {(bsz * num_heads, tgt_len, src_len)}.")
             attn_mask = attn_mask.reshape(bsz, num_heads, tgt_len, src_len)
     if bias_k is not None and bias_v is not None:
-        k = _view().cat([k, bias_k.reshape(1, 1, embed_dim).expand(bsz, 1, embed_dim)], 1)
-        v = _view().cat([v, bias_v.reshape(1, 1, embed_dim).expand(bsz, 1, embed_dim)], 1)
+        k = _join().cat([k, bias_k.reshape(1, 1, embed_dim).expand(bsz, 1, embed_dim)], 1)
+        v = _join().cat([v, bias_v.reshape(1, 1, embed_dim).expand(bsz, 1, embed_dim)], 1)
         attn_mask = _pad_key(attn_mask)
         key_padding_mask = _pad_key(key_padding_mask)
     elif bias_k is not None or bias_v is not None:
@@ -527,8 +532,8 @@ def _mha(query, key, value, embed_dim_to_check, num_heads, in_proj_weight, in_pr
     v = v.reshape(bsz, v.shape[1], num_heads, head_dim).transpose(1, 2)
     if add_zero_attn:
         zeros = _wrap(np.zeros((bsz, num_heads, 1, head_dim), dtype=dt))
-        k = _view().cat([k, zeros], 2)
-        v = _view().cat([v, zeros], 2)
+        k = _join().cat([k, zeros], 2)
+        v = _join().cat([v, zeros], 2)
         attn_mask = _pad_key(attn_mask)
         key_padding_mask = _pad_key(key_padding_mask)
     src_len = k.shape[2]
