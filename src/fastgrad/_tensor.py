@@ -14,7 +14,8 @@ from fastgrad._core import engine as _engine
 from fastgrad._core import ops_view as _view
 from fastgrad._core import ops_join as _join
 from fastgrad._core import ops_index as _ix
-from fastgrad._core import ops_linalg as _la
+from fastgrad._core import ops_matmul as _la
+from fastgrad._core import ops_linear as _lin
 from fastgrad._core import ops_nn as _nn
 from fastgrad._core import ops_reduce2 as _red2
 from fastgrad._core import ops_arrange as _arrange
@@ -146,7 +147,7 @@ class Tensor(TensorBase, metaclass=_legacy.TensorMeta):
     div = divide = _pw.div_rounding
     div_ = _pw.div_rounding_
 
-    # -- shapes, indexing, matrix products, more reductions (ops_view/ops_index/ops_linalg/...) --
+    # -- shapes, indexing, matrix products, more reductions (ops_view/ops_index/ops_matmul/...) --
     __getitem__ = _ix.getitem
     __setitem__ = _ix.setitem
     __matmul__ = _la.matmul
@@ -191,7 +192,7 @@ class Tensor(TensorBase, metaclass=_legacy.TensorMeta):
     dot = _la.dot
     inner = _la.inner
     outer = _la.outer
-    addmm = _la.addmm
+    addmm = _lin.addmm
     softmax = _nn.softmax
     log_softmax = _nn.log_softmax
     var = _red2.var

@@ -10,7 +10,9 @@ from fastgrad._core import ops_view as _view
 from fastgrad._core import ops_join as _join
 from fastgrad._core import ops_out as _out
 from fastgrad._core import ops_index as _ix
-from fastgrad._core import ops_linalg as _la
+from fastgrad._core import ops_matmul as _la
+from fastgrad._core import ops_linear as _lin
+from fastgrad._core import ops_einsum as _ein
 from fastgrad._core import ops_nn as _nn
 from fastgrad._core import ops_reduce2 as _red2
 from fastgrad._core.ops_pointwise import (floor_divide, remainder, fmod,  # noqa: F401
@@ -167,7 +169,7 @@ scatter_add = _ix.scatter_add
 masked_fill = _ix.masked_fill
 take_along_dim = _ix.take_along_dim
 
-# -- matrix products (ops_linalg) and fused softmax (ops_nn) --
+# -- matrix products (ops_matmul, ops_linear, ops_einsum) and fused softmax (ops_nn) --
 matmul = _la.matmul
 mm = _la.mm
 bmm = _la.bmm
@@ -176,8 +178,8 @@ dot = _la.dot
 inner = _la.inner
 outer = _la.outer
 ger = _la.outer
-addmm = _la.addmm
-einsum = _la.einsum
+addmm = _lin.addmm
+einsum = _ein.einsum
 softmax = _nn.softmax
 log_softmax = _nn.log_softmax
 

@@ -17,7 +17,7 @@ from fastgrad._core.tensor cimport tensor_arg as _input
 from fastgrad._core.tensor cimport TensorBase, wrap
 from fastgrad._core.formula cimport record
 from fastgrad._core.ops_join import cat
-from fastgrad._core.ops_linalg import matmul
+from fastgrad._core.ops_matmul import matmul
 from fastgrad._core.ops_pointwise import where
 
 cnp.import_array()

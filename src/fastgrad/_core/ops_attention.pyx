@@ -33,6 +33,7 @@ from fastgrad._core.blas cimport bmm, one_thread, restore
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.node cimport Node
 from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history
+from fastgrad._core.ops_matmul import matmul
 
 cnp.import_array()
 
@@ -236,7 +237,6 @@ cdef class ScaledDotProductAttentionBackward0(Node):
 
     cdef tuple _recorded(self, TensorBase g, TensorBase q, TensorBase k, TensorBase v):
         """The same rule in recorded ops, P recomputed from q and k (create_graph)."""
-        from fastgrad._core.ops_linalg import matmul
         from fastgrad._core.ops_nn import softmax
         s = matmul(q, k.mT) * self.scale
         if self.mask is not None:

@@ -35,6 +35,7 @@ from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history
 from fastgrad._core.kernels cimport nthreads
 from fastgrad._core cimport blas
+from fastgrad._core.ops_matmul import matmul
 
 cnp.import_array()
 
@@ -717,7 +718,6 @@ cdef class ConvolutionBackward0(Node):
 cdef tuple _conv_bwd_recorded(TensorBase g, TensorBase x, TensorBase w, tuple geom,
                               bint transposed, bint nx, bint nw, bint nb):
     """The gradients as recorded ops (create_graph): unfold/fold and batched matmul."""
-    from fastgrad._core.ops_linalg import matmul
     G = geom[13]
     wshape = (<object>w._data).shape
     O = wshape[0]
