@@ -2,8 +2,9 @@
 
 Hot ops are compiled primitives: cross_entropy / nll_loss / mse_loss / binary_cross_entropy /
 binary_cross_entropy_with_logits / gelu / silu / softplus / elu / leaky_relu / embedding come from
-_core.ops_loss; relu / sigmoid / tanh from _core.ops_pointwise; linear / softmax / log_softmax /
-reshapes from the shape and matrix-product ops (_core.ops_linear, ops_nn, ops_view). The rest
+_core.ops_loss, ops_activation and ops_embedding; relu / sigmoid / tanh from _core.ops_pointwise;
+linear / softmax / log_softmax / reshapes from the shape and matrix-product ops (_core.ops_linear,
+ops_nn, ops_view). The rest
 (layer_norm, batch_norm, l1/smooth_l1/huber, dropout) are composed of recorded ops: they are
 not hot, and composing keeps every gradient differentiable.
 """
@@ -14,6 +15,8 @@ import numpy as np
 
 from fastgrad._core import ops_arrange as _arrange
 from fastgrad._core import ops_loss as _L
+from fastgrad._core import ops_activation as _A
+from fastgrad._core import ops_embedding as _E
 from fastgrad._core.ops_linear import linear as _linear
 from fastgrad._core.ops_nn import log_softmax as _log_softmax
 from fastgrad._core.ops_nn import softmax as _softmax
@@ -25,12 +28,12 @@ nll_loss = _L.nll_loss
 mse_loss = _L.mse_loss
 binary_cross_entropy = _L.binary_cross_entropy
 binary_cross_entropy_with_logits = _L.binary_cross_entropy_with_logits
-gelu = _L.gelu
-silu = _L.silu
-softplus = _L.softplus
-elu = _L.elu
-leaky_relu = _L.leaky_relu
-embedding = _L.embedding
+gelu = _A.gelu
+silu = _A.silu
+softplus = _A.softplus
+elu = _A.elu
+leaky_relu = _A.leaky_relu
+embedding = _E.embedding
 
 _REDUCTIONS = ("none", "mean", "sum")
 
