@@ -17,7 +17,7 @@ from fastgrad._core import ops_index as _ix
 from fastgrad._core import ops_matmul as _la
 from fastgrad._core import ops_linear as _lin
 from fastgrad._core import ops_nn as _nn
-from fastgrad._core import ops_reduce2 as _red2
+from fastgrad._core import ops_reduce_composed as _red2
 from fastgrad._core import ops_arrange as _arrange
 from fastgrad._core import ops_math as _math
 from fastgrad._core import ops_scatter as _scatter

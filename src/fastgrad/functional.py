@@ -14,7 +14,7 @@ from fastgrad._core import ops_matmul as _la
 from fastgrad._core import ops_linear as _lin
 from fastgrad._core import ops_einsum as _ein
 from fastgrad._core import ops_nn as _nn
-from fastgrad._core import ops_reduce2 as _red2
+from fastgrad._core import ops_reduce_composed as _red2
 from fastgrad._core.ops_pointwise import (floor_divide, remainder, fmod,  # noqa: F401
                                           bitwise_and, bitwise_or, bitwise_xor, bitwise_not,
                                           logical_and, logical_or, logical_xor, logical_not)
@@ -183,7 +183,7 @@ einsum = _ein.einsum
 softmax = _nn.softmax
 log_softmax = _nn.log_softmax
 
-# -- more reductions (ops_reduce2) --
+# -- more reductions (ops_reduce_composed) --
 var = _red2.var
 std = _red2.std
 var_mean = _red2.var_mean

@@ -375,6 +375,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
                                  is_causal=False, scale=None, enable_gqa=False) -> Tensor:
     """softmax(q k^T * scale + mask) v over any leading batch dims, with dropout on the
     probabilities; one graph node with a fused backward (_core.ops_attention)."""
+    from fastgrad import random as _random
     from fastgrad._core.ops_attention import attention
     for name, t in (("query", query), ("key", key), ("value", value)):
         if t.dim() < 2:
@@ -413,7 +414,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
                                f"shape {list(query.shape[:-2]) + [L, S]}") from None
     if scale is None:
         scale = 1.0 / math.sqrt(query.shape[-1])
-    return attention(query, key, value, mask, float(scale), float(dropout_p))
+    return attention(query, key, value, mask, float(scale), float(dropout_p),
+                     _random.default_generator)
 
 
 def _check_mha_shapes(query, key, value, key_padding_mask, attn_mask, num_heads):

@@ -1,5 +1,6 @@
 # cython: boundscheck=True, wraparound=True
-"""More reductions: var/std, prod, cumsum, logsumexp, norm, amax/amin, argmax/argmin, all/any.
+"""Reductions beyond ops_reduce's fused ones: var/std, prod, cumsum, logsumexp, norm, amax/amin,
+argmax/argmin, all/any.
 
 Forwards run on NumPy; each backward is written with recorded ops (pw.*, sum_, reshape) so it
 is differentiable again. Reduced dims are put back as size 1 (`_keep`) and broadcasting in the
