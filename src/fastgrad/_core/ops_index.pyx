@@ -30,7 +30,8 @@ from fastgrad._core.tensor cimport shape_of as _shape
 from fastgrad._core.tensor cimport TensorBase, wrap, set_history, set_history1
 from fastgrad._core cimport ops_pointwise as pw
 from fastgrad._core.ops_reduce cimport sum_to, sum_
-from fastgrad._core.ops_strided cimport make_view, strided_view, take_flat, scatter_add_flat
+from fastgrad._core.ops_strided cimport (_rec, make_view, strided_view, take_flat,
+                                         scatter_add_flat)
 from fastgrad._core.ops_view cimport reshape_c
 from fastgrad._core.dims cimport wrap_dim
 from fastgrad._core.ops_pointwise import to_dtype as _to_dtype
@@ -45,12 +46,6 @@ cdef extern from "Python.h":
     Py_ssize_t PySlice_AdjustIndices(Py_ssize_t, Py_ssize_t*, Py_ssize_t*, Py_ssize_t)
 
 cdef object _int64 = np.dtype(np.int64)
-
-
-
-
-cdef inline bint _rec(TensorBase a):
-    return a._requires_grad and grad_enabled()
 
 
 cdef inline object _contig(object r):

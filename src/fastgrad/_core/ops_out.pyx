@@ -3,7 +3,7 @@
 import numpy as np
 
 from fastgrad._core.grad_mode cimport grad_enabled
-from fastgrad._core.dtypes cimport scalar_type_name
+from fastgrad._core.dtypes cimport dtype_of, scalar_type_name
 from fastgrad._core.tensor cimport TensorBase
 cimport numpy as cnp
 
@@ -11,11 +11,6 @@ cnp.import_array()
 
 
 # --- out= (Note: PyTorch's out= functions are not differentiable) ------------------------------------
-
-cdef dict _CNAMES = {"float32": "float", "float64": "double", "float16": "c10::Half",
-                     "int64": "long int", "int32": "int", "int16": "short int",
-                     "int8": "signed char", "uint8": "unsigned char", "bool": "bool"}
-
 
 def out_check(str name, out, *inputs):
     """Refuse out= when grad mode is on and an input (tensors in lists count) or out itself
@@ -44,8 +39,8 @@ def write_out(out, result, int rule):
     cdef TensorBase o = out, r = result
     cdef cnp.ndarray od = o._data, rd = r._data
     if rule == 0 and od.dtype != rd.dtype:
-        raise RuntimeError(f"Expected out tensor to have dtype {_CNAMES.get(rd.dtype.name)}, "
-                           f"but got {_CNAMES.get(od.dtype.name)} instead")
+        raise RuntimeError(f"Expected out tensor to have dtype {dtype_of(rd).c_name}, "
+                           f"but got {dtype_of(od).c_name} instead")
     if rule and not np.can_cast(rd.dtype, od.dtype, "same_kind"):
         if rule == 2:
             raise TypeError(f"torch.cat(): input types can't be cast to the desired output "
