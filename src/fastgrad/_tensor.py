@@ -14,6 +14,7 @@ from fastgrad._core import engine as _engine
 from fastgrad._core import ops_view as _view
 from fastgrad._core import ops_join as _join
 from fastgrad._core import ops_index as _ix
+from fastgrad._core import ops_setitem as _setitem
 from fastgrad._core import ops_matmul as _la
 from fastgrad._core import ops_linear as _lin
 from fastgrad._core import ops_nn as _nn
@@ -149,7 +150,7 @@ class Tensor(TensorBase, metaclass=_legacy.TensorMeta):
 
     # -- shapes, indexing, matrix products, more reductions (ops_view/ops_index/ops_matmul/...) --
     __getitem__ = _ix.getitem
-    __setitem__ = _ix.setitem
+    __setitem__ = _setitem.setitem
     __matmul__ = _la.matmul
     __rmatmul__ = _la._rmatmul
     T = property(_view.T)

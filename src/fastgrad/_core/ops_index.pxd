@@ -2,3 +2,4 @@
 from fastgrad._core.tensor cimport TensorBase
 
 cdef object getitem_c(TensorBase a, object key)
+cdef tuple _parse_key(TensorBase a, object key)   # (NumPy key, advanced?, basic key's node name)

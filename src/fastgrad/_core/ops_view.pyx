@@ -8,7 +8,7 @@ A view's storage is a NumPy view of its input's array (no copy, built by ops_str
 counters]) and writes through a view show in the base. Each backward is a recorded op (reshape
 back, transpose back, sum_to ...), so views are differentiable twice. Joins and repeats (cat,
 stack, split, chunk, unbind, repeat, repeat_interleave) live in ops_join.pyx, indexing (`x[...]`,
-setitem, gather ...) in ops_index.pyx.
+gather ...) in ops_index.pyx, `x[...] = v` in ops_setitem.pyx.
 """
 cimport cython
 cimport numpy as cnp
