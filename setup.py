@@ -61,18 +61,19 @@ if os.environ.get("FASTGRAD_NATIVE") == "1":
 # trapping; blas: products split across the OpenMP team (Note [Products on fastgrad's threads]);
 # random: no implicit multiply-add fusion, so its floats round as PyTorch's (Note [PyTorch's streams]),
 # and selects that if-convert so the Box-Muller blocks vectorise; ops_rnn: vmath.h's loops too;
-# ops_conv/ops_pool: one sample or plane per thread (Note [Convolution as per-sample products]),
-# and ops_pool's max selects if-convert (Note [Pooling windows]); ops_norm: row sums
-# reassociated, so the layer-norm reductions vectorise.
+# ops_conv/conv_kernels/ops_pool: one sample or plane per thread (Note [Convolution as
+# per-sample products]), and ops_pool's max selects if-convert (Note [Pooling windows]);
+# ops_norm: row sums reassociated, so the layer-norm reductions vectorise.
 PER_MODULE_ARGS = {"optim_kernels": ["-fno-math-errno", "-fopenmp"],
                    "kernels": ["-fopenmp", "-fno-trapping-math"], "blas": ["-fopenmp"],
                    "random": ["-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math"],
                    "ops_rnn": ["-fno-trapping-math"],
-                   "ops_conv": ["-fopenmp"], "ops_pool": ["-fopenmp", "-fno-trapping-math"],
+                   "ops_conv": ["-fopenmp"], "conv_kernels": ["-fopenmp"],
+                   "ops_pool": ["-fopenmp", "-fno-trapping-math"],
                    "ops_norm": ["-fno-math-errno", "-fno-trapping-math", "-fassociative-math",
                                 "-fno-signed-zeros"]}
 PER_MODULE_LINK = {"kernels": ["-fopenmp"], "blas": ["-fopenmp"], "optim_kernels": ["-fopenmp"],
-                   "ops_conv": ["-fopenmp"], "ops_pool": ["-fopenmp"]}
+                   "ops_conv": ["-fopenmp"], "conv_kernels": ["-fopenmp"], "ops_pool": ["-fopenmp"]}
 extensions = [
     Extension(
         f"fastgrad._core.{pyx.stem}",

@@ -39,7 +39,7 @@ def attempts():
     attempt("exp", lambda: t.exp())
     attempt("eq", lambda: t == t)
     attempt("iadd", lambda: t.add_(1))
-    attempt("fill", lambda: t.zero_())
+    attempt("fill", lambda: t.fill_(0))
     attempt("sum", lambda: t.sum())
 
 attempts()

@@ -1,4 +1,4 @@
-"""linear below and above the small-matrix threshold (Note [Small linear] in ops_linalg.pyx):
+"""linear below and above the small-matrix threshold (Note [Small linear] in ops_linear.pyx):
 the C loops and the BLAS path must give the same values and gradients, for every stride
 pattern, dtype and requires_grad combination, and match finite differences and torch."""
 import numpy as np
@@ -15,7 +15,7 @@ def threshold():
     """Yields a setter for the small-linear threshold and restores it afterwards."""
     if REFERENCE:
         pytest.skip("fastgrad's own dispatch threshold")
-    from fastgrad._core.ops_linalg import _set_small_linear_macs
+    from fastgrad._core.ops_linear import _set_small_linear_macs
     old = _set_small_linear_macs(2048)
     yield _set_small_linear_macs
     _set_small_linear_macs(old)

@@ -22,7 +22,7 @@ PATTERNS = [re.compile(r"^\s*(?:from\s+fastgrad\._core\.(\w+)\s+c?import)", re.M
 
 
 def graph():
-    modules = sorted({p.stem for p in CORE.glob("*.py*") if p.suffix in (".pyx", ".pxd")})
+    modules = sorted({p.stem for p in CORE.iterdir() if p.suffix in (".pyx", ".pxd")})
     deps = {m: set() for m in modules}
     for m in modules:
         for suffix in (".pyx", ".pxd"):

@@ -11,7 +11,10 @@ import functools
 from fastgrad import _composite, _sampling
 from fastgrad._core import ops_arrange as _arrange
 from fastgrad._core import ops_index as _ix
-from fastgrad._core import ops_linalg as _la
+from fastgrad._core import ops_setitem as _setitem
+from fastgrad._core import ops_einsum as _einsum
+from fastgrad._core import ops_matmul as _la
+from fastgrad._core import ops_linear as _linear
 from fastgrad._core import ops_math as _math
 from fastgrad._core import ops_nn as _nn
 from fastgrad._core import ops_cast as _cast
@@ -20,9 +23,10 @@ from fastgrad._core import ops_inplace as _inplace
 from fastgrad._core import ops_select as _select
 from fastgrad._core import ops_unary as _unary
 from fastgrad._core import ops_reduce as _red
-from fastgrad._core import ops_reduce2 as _red2
+from fastgrad._core import ops_reduce_composed as _red2
 from fastgrad._core import ops_scatter as _scatter
 from fastgrad._core import ops_sort as _sort
+from fastgrad._core import ops_join as _join
 from fastgrad._core import ops_view as _view
 from fastgrad._core import engine as _engine
 from fastgrad._core.tensor import TensorBase
@@ -131,21 +135,21 @@ ALIASES = {
     "broadcast_to": (_view.broadcast_to, BOTH),
     "contiguous": (_view.contiguous, METHOD),
     "diagonal": (_view.diagonal, BOTH),
-    "repeat": (_view.repeat, METHOD),
-    "repeat_interleave": (_view.repeat_interleave, BOTH),
+    "repeat": (_join.repeat, METHOD),
+    "repeat_interleave": (_join.repeat_interleave, BOTH),
     "flip": (_view.flip, BOTH),
-    "chunk": (_view.chunk, BOTH),
-    "split": (_view.split, BOTH),
-    "unbind": (_view.unbind, BOTH),
-    "cat": (_view.cat, FUNCTION),
-    "concat": (_view.cat, FUNCTION),
-    "concatenate": (_view.cat, FUNCTION),
-    "stack": (_view.stack, FUNCTION),
-    "hstack": (_view.hstack, FUNCTION),
-    "vstack": (_view.vstack, FUNCTION),
+    "chunk": (_join.chunk, BOTH),
+    "split": (_join.split, BOTH),
+    "unbind": (_join.unbind, BOTH),
+    "cat": (_join.cat, FUNCTION),
+    "concat": (_join.cat, FUNCTION),
+    "concatenate": (_join.cat, FUNCTION),
+    "stack": (_join.stack, FUNCTION),
+    "hstack": (_join.hstack, FUNCTION),
+    "vstack": (_join.vstack, FUNCTION),
     # -- indexing (ops_index) --
     "__getitem__": (_ix.getitem, METHOD),
-    "__setitem__": (_ix.setitem, METHOD),
+    "__setitem__": (_setitem.setitem, METHOD),
     "select": (_ix.select, BOTH),
     "narrow": (_ix.narrow, BOTH),
     "index_select": (_ix.index_select, BOTH),
@@ -164,8 +168,8 @@ ALIASES = {
     "inner": (_la.inner, BOTH),
     "outer": (_la.outer, BOTH),
     "ger": (_la.outer, FUNCTION),
-    "addmm": (_la.addmm, BOTH),
-    "einsum": (_la.einsum, FUNCTION),
+    "addmm": (_linear.addmm, BOTH),
+    "einsum": (_einsum.einsum, FUNCTION),
     "softmax": (_nn.softmax, BOTH),
     "log_softmax": (_nn.log_softmax, BOTH),
     # -- autograd (engine) --

@@ -3,7 +3,7 @@ alias table (_aliases.py: each one the same function as its Tensor method where 
 below, the ones with arguments of their own (alpha=, out=, reflected forms)."""
 from fastgrad import _aliases
 from fastgrad._core import ops_compare as _cmp
-from fastgrad._core import ops_view as _view
+from fastgrad._core import ops_out as _out
 from fastgrad._core.tensor import TensorBase
 from fastgrad._creation import tensor as _tensor
 from fastgrad._histogram import histogram  # noqa: F401
@@ -18,8 +18,8 @@ def _t(x):
 
 def _into(name, out, input, other, fn, rule=1):
     """fn() written into `out` (PyTorch's out=: not differentiable, resized if mis-shaped)."""
-    _view.out_check(name, out, input, other)
-    return _view.write_out(out, fn(), rule)
+    _out.out_check(name, out, input, other)
+    return _out.write_out(out, fn(), rule)
 
 
 def add(input, other, *, alpha=1, out=None) -> Tensor:

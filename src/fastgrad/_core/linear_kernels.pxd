@@ -1,4 +1,4 @@
-# Small-matrix loops for linear's forward and backward (Note [Small linear] in ops_linalg.pyx).
+# Small-matrix loops for linear's forward and backward (Note [Small linear] in ops_linear.pyx).
 # Every operand is given by its data pointer and its strides in elements (any sign, 0 allowed),
 # so a transposed operand is the same pointer with its strides swapped: below the size threshold
 # NumPy's matmul costs more in dispatch than the arithmetic does.

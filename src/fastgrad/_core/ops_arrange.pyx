@@ -16,8 +16,8 @@ from fastgrad._core.dims cimport wrap_dim
 from fastgrad._core.tensor cimport tensor_arg as _input
 from fastgrad._core.tensor cimport TensorBase, wrap
 from fastgrad._core.formula cimport record
-from fastgrad._core.ops_view import cat
-from fastgrad._core.ops_linalg import matmul
+from fastgrad._core.ops_join import cat
+from fastgrad._core.ops_matmul import matmul
 from fastgrad._core.ops_select import where
 
 cnp.import_array()

@@ -33,6 +33,10 @@ from fastgrad._core.blas cimport bmm, one_thread, restore
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.node cimport Node
 from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history
+from fastgrad._core.random cimport Engine
+from fastgrad._core.random import bernoulli_scalar
+from fastgrad._core.ops_matmul import matmul
+from fastgrad._core.ops_nn import softmax
 
 cnp.import_array()
 
@@ -151,10 +155,12 @@ cdef object _meta(TensorBase t, tuple full_batch):
     return (shape, t._data.dtype)
 
 
-def attention(query, key, value, mask=None, double scale=1.0, double dropout_p=0.0):
+def attention(query, key, value, mask=None, double scale=1.0, double dropout_p=0.0,
+              Engine generator=None):
     """Attention of float tensors q (..., L, E), k (..., S, E), v (..., S, Ev); mask None or a
     float tensor broadcastable to (..., L, S), added to the scaled scores (differentiable).
-    Dropout (training) draws PyTorch's mask: bernoulli_(1 - p) over the scores' shape."""
+    Dropout (training) draws PyTorch's mask from `generator`: bernoulli_(1 - p) over the scores'
+    shape."""
     cdef TensorBase q = query, k = key, v = value, mt = mask, out
     cdef ScaledDotProductAttentionBackward0 node
     qd, kd, vd = q._data, k._data, v._data
@@ -166,12 +172,16 @@ def attention(query, key, value, mask=None, double scale=1.0, double dropout_p=0
     p = _softmax_rows(s, 1.0 if mt is not None else scale)
     keep = None
     if dropout_p > 0.0:
-        from fastgrad import _sampling
         if dropout_p >= 1.0:
             keep = np.zeros(p.shape, dtype=p.dtype)
         else:
-            keep = (_sampling._bernoulli_values(p.shape, 1 - dropout_p, None).astype(p.dtype)
-                    / p.dtype.type(1 - dropout_p))
+            if generator is None:
+                raise ValueError("attention(): dropout_p > 0 needs the generator to draw the "
+                                 "dropout mask from (pass fastgrad.default_generator)")
+            keep = np.empty(p.shape, np.uint8)
+            if keep.size:
+                bernoulli_scalar(generator, keep, 1 - dropout_p)
+            keep = keep.astype(p.dtype) / p.dtype.type(1 - dropout_p)
         o = _mm(p * keep, vd)
     else:
         o = _mm(p, vd)
@@ -236,8 +246,6 @@ cdef class ScaledDotProductAttentionBackward0(Node):
 
     cdef tuple _recorded(self, TensorBase g, TensorBase q, TensorBase k, TensorBase v):
         """The same rule in recorded ops, P recomputed from q and k (create_graph)."""
-        from fastgrad._core.ops_linalg import matmul
-        from fastgrad._core.ops_nn import softmax
         s = matmul(q, k.mT) * self.scale
         if self.mask is not None:
             s = s + self.mask.unpack(self)

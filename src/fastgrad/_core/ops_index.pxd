@@ -2,4 +2,4 @@
 from fastgrad._core.tensor cimport TensorBase
 
 cdef object getitem_c(TensorBase a, object key)
-cdef void rebase_view(TensorBase a) except *      # after an in-place write into the view a
+cdef tuple _parse_key(TensorBase a, object key)   # (NumPy key, advanced?, basic key's node name)

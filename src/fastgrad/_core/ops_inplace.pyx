@@ -18,7 +18,7 @@ from fastgrad._core.promotion cimport is_scalar, pyscalar, same_shape
 from fastgrad._core.ops_arith cimport binary, binary_tt, binary_ts, check_bool_sub
 from fastgrad._core.ops_select cimport zeros_grad
 from fastgrad._core.kernels cimport OP_SUB
-from fastgrad._core.ops_index cimport rebase_view
+from fastgrad._core.ops_setitem cimport rebase_view
 
 cnp.import_array()
 
@@ -56,7 +56,7 @@ cdef void rebase(TensorBase a, TensorBase res, str op) except *:
 
 cdef inline void _after_inplace(TensorBase a) except *:
     """A write through a view rebases the view's base (Note [In-place writes through views] in
-    ops_index.pyx)."""
+    ops_setitem.pyx)."""
     if a._base is not None and a._grad_fn is not None:
         rebase_view(a)
 

@@ -1,6 +1,7 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True
-"""Fused losses and activations for nn: cross_entropy / nll_loss, mse_loss,
-binary_cross_entropy(_with_logits), gelu, silu, softplus, elu, leaky_relu, erf, embedding.
+"""Fused losses for nn: cross_entropy / nll_loss, mse_loss, binary_cross_entropy(_with_logits).
+Activations live in ops_activation.pyx, embedding in ops_embedding.pyx, the loops in
+loss_kernels.pxd.
 
 What it is: forward entry points that validate once (naming shapes, dtypes and the fix), compute
 on the NumPy storage -- cross-entropy's hot case (class indices, no weight, no smoothing) in one
@@ -20,8 +21,6 @@ Cross-entropy works on a (rows, C) view: input (C,) is one row, (N, C) is itself
 """
 cimport cython
 cimport numpy as cnp
-from cython cimport floating
-from libc.math cimport exp, expf, log, erf as c_erf
 import math
 import warnings
 
@@ -33,20 +32,20 @@ from fastgrad._core.dtypes cimport scalar_type_name
 from fastgrad._core.tensor cimport (TensorBase, SavedVar, wrap, save, set_history,
                                     set_history1, set_history2)
 from fastgrad._core cimport ops_arith as pw
-from fastgrad._core.ops_unary cimport unary
-from fastgrad._core.ops_select cimport where_
-from fastgrad._core.promotion cimport broadcast_shapes
-from fastgrad._core.kernels cimport OP_EXP, OP_LOG, OP_NEG, OP_SIGMOID, OP_TANH
 from fastgrad._core cimport ops_reduce as red
+from fastgrad._core.ops_activation cimport _tensor, _c
+from fastgrad._core.loss_kernels cimport (ce_rows, scan_targets, sum_arr, ce_grad, sq_diff_sum,
+                                          mse_grad)
 from fastgrad._core.ops_select import clamp as _clamp
+from fastgrad._core.ops_view import unsqueeze
+from fastgrad._core.ops_activation import softplus
+from fastgrad._core.ops_unary cimport unary
+from fastgrad._core.promotion cimport broadcast_shapes
+from fastgrad._core.kernels cimport OP_EXP, OP_LOG, OP_NEG, OP_SIGMOID
 
 cnp.import_array()
 
-cdef dict _ACT_NODES, _ACT_NAMES, _ACT_KERNELS  # activation op -> node class / op name / kernel
 cdef dict _REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
-cdef double _SQRT1_2 = 0.7071067811865476
-cdef double _INV_SQRT_2PI = 0.3989422804014327
-cdef double _TWO_OVER_SQRT_PI = 1.1283791670955126
 
 
 def legacy_reduction(size_average, reduce, reduction):
@@ -75,14 +74,6 @@ cdef inline str _tn(cnp.ndarray a):
     return scalar_type_name(a.dtype)
 
 
-cdef inline TensorBase _tensor(object x, str op, str arg):
-    if not isinstance(x, TensorBase):
-        raise TypeError(f"{op}(): argument '{arg}' must be Tensor, not {type(x).__name__}")
-    return <TensorBase>x
-
-
-cdef inline cnp.ndarray _c(cnp.ndarray a):
-    return a if cnp.PyArray_IS_C_CONTIGUOUS(a) else np.asarray(a, order="C")
 
 
 cdef object _gscale(TensorBase g, int reduction, double denom):
@@ -93,64 +84,6 @@ cdef object _gscale(TensorBase g, int reduction, double denom):
 
 
 # --- cross_entropy / nll_loss --------------------------------------------------------------------
-
-cdef void _ce_rows(const floating* x, const cnp.int64_t* y, floating* p, floating* loss,  # IN IN OUT OUT
-                   Py_ssize_t m, Py_ssize_t c) noexcept nogil:
-    """Per row: p = softmax(x), loss = logsumexp(x) - x[y]. One pass for max, one for exp."""
-    cdef Py_ssize_t i, j
-    cdef const floating* row
-    cdef floating* prow
-    cdef double mx, s, inv
-    for i in range(m):
-        row = x + i * c
-        prow = p + i * c
-        mx = row[0]
-        for j in range(1, c):
-            if row[j] > mx:
-                mx = row[j]
-        s = 0.0
-        for j in range(c):
-            if floating is float:
-                prow[j] = expf(<float>(row[j] - mx))
-            else:
-                prow[j] = exp(row[j] - mx)
-            s += prow[j]
-        inv = 1.0 / s
-        for j in range(c):
-            prow[j] = <floating>(prow[j] * inv)
-        loss[i] = <floating>(log(s) + mx - row[y[i]])
-
-
-cdef Py_ssize_t _scan_targets(const cnp.int64_t* y, Py_ssize_t m, Py_ssize_t c,   # IN
-                              cnp.int64_t ignore, Py_ssize_t* n_ignored) noexcept nogil:
-    """Index of the first target outside [0, c) that is not `ignore`, or -1; counts ignores."""
-    cdef Py_ssize_t i, k = 0
-    for i in range(m):
-        if y[i] == ignore:
-            k += 1
-        elif y[i] < 0 or y[i] >= c:
-            n_ignored[0] = k
-            return i
-    n_ignored[0] = k
-    return -1
-
-
-cdef double _sum_arr(const floating* a, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef double s = 0
-    for i in range(n):
-        s += a[i]
-    return s
-
-
-cdef void _ce_grad(const floating* p, const cnp.int64_t* y, floating* out,    # IN IN OUT
-                   Py_ssize_t m, Py_ssize_t c, floating s) noexcept nogil:
-    """out = s * (p - onehot(y)): cross-entropy's gradient from the saved softmax p."""
-    cdef Py_ssize_t i, j
-    for i in range(m):
-        for j in range(c):
-            out[i * c + j] = p[i * c + j] * s
-        out[i * c + y[i]] = (p[i * c + y[i]] - 1) * s
 
 
 cdef cnp.ndarray _scalar_like(double v, int typenum):
@@ -280,7 +213,7 @@ cdef object _nll(object input, object target, object weight, object ignore_index
         _check_index_target(xd, td, op)
         tgt = _c(td.reshape(-1).astype(np.int64, copy=False))
         ig = ignore_index
-        bad_at = _scan_targets(<cnp.int64_t*>cnp.PyArray_DATA(tgt), m, c, ig, &n_ignored)
+        bad_at = scan_targets(<cnp.int64_t*>cnp.PyArray_DATA(tgt), m, c, ig, &n_ignored)
         if bad_at >= 0:
             raise IndexError(f"Target {tgt[bad_at]} is out of bounds: {op} got class indices "
                              f"outside [0, {c - 1}] for {c} classes")
@@ -306,18 +239,18 @@ cdef object _nll(object input, object target, object weight, object ignore_index
         tgt = _c(tgt)
         if xd.dtype == np.float32:
             with nogil:
-                _ce_rows(<float*>cnp.PyArray_DATA(rows), <cnp.int64_t*>cnp.PyArray_DATA(tgt),
-                         <float*>cnp.PyArray_DATA(p), <float*>cnp.PyArray_DATA(loss), m, c)
+                ce_rows(<float*>cnp.PyArray_DATA(rows), <cnp.int64_t*>cnp.PyArray_DATA(tgt),
+                        <float*>cnp.PyArray_DATA(p), <float*>cnp.PyArray_DATA(loss), m, c)
         else:
             with nogil:
-                _ce_rows(<double*>cnp.PyArray_DATA(rows), <cnp.int64_t*>cnp.PyArray_DATA(tgt),
-                         <double*>cnp.PyArray_DATA(p), <double*>cnp.PyArray_DATA(loss), m, c)
+                ce_rows(<double*>cnp.PyArray_DATA(rows), <cnp.int64_t*>cnp.PyArray_DATA(tgt),
+                        <double*>cnp.PyArray_DATA(p), <double*>cnp.PyArray_DATA(loss), m, c)
         saved_rows = p
         if red_ != 0:
             if xd.dtype == np.float32:
-                total = _sum_arr(<float*>cnp.PyArray_DATA(loss), m)
+                total = sum_arr(<float*>cnp.PyArray_DATA(loss), m)
             else:
-                total = _sum_arr(<double*>cnp.PyArray_DATA(loss), m)
+                total = sum_arr(<double*>cnp.PyArray_DATA(loss), m)
             total = total if red_ == 2 else (total / denom if denom != 0 else math.nan)
             loss = _scalar_like(total, cnp.PyArray_TYPE(xd))
     else:
@@ -417,18 +350,17 @@ cdef class NllLossBackward0(Node):
         return wrap(np.asarray(_unrows(r, shape) * scale, dtype=x._data.dtype, order="C"))
 
     cdef object _ce_grad_c(self, tuple shape, double gs):
-        """The hot case in one pass: g * (softmax - onehot) / denom
-        (Note [Fused backward, composed double backward])."""
+        """The hot case in one pass: g * (softmax - onehot) / denom (Note [Fused backward, composed double backward])."""
         cdef cnp.ndarray p = self.rows, y = self.tgt
         cdef cnp.ndarray out = cnp.PyArray_EMPTY(2, [p.shape[0], p.shape[1]],
                                                  cnp.PyArray_TYPE(p), 0)
         cdef double s = gs / self.denom if self.reduction == 1 else gs
         if cnp.PyArray_TYPE(p) == cnp.NPY_FLOAT32:
-            _ce_grad(<float*>cnp.PyArray_DATA(p), <cnp.int64_t*>cnp.PyArray_DATA(y),
-                     <float*>cnp.PyArray_DATA(out), p.shape[0], p.shape[1], <float>s)
+            ce_grad(<float*>cnp.PyArray_DATA(p), <cnp.int64_t*>cnp.PyArray_DATA(y),
+                    <float*>cnp.PyArray_DATA(out), p.shape[0], p.shape[1], <float>s)
         else:
-            _ce_grad(<double*>cnp.PyArray_DATA(p), <cnp.int64_t*>cnp.PyArray_DATA(y),
-                     <double*>cnp.PyArray_DATA(out), p.shape[0], p.shape[1], s)
+            ce_grad(<double*>cnp.PyArray_DATA(p), <cnp.int64_t*>cnp.PyArray_DATA(y),
+                    <double*>cnp.PyArray_DATA(out), p.shape[0], p.shape[1], s)
         return wrap(out if len(shape) == 2 else out.reshape(shape))
 
     cdef object _onehot(self):
@@ -446,7 +378,6 @@ cdef class NllLossBackward0(Node):
 
 
 cdef object _unsqueeze(object g, int dim):
-    from fastgrad._core.ops_view import unsqueeze      # recorded (create_graph only)
     return unsqueeze(g, dim)
 
 
@@ -492,9 +423,9 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     if fast:
         n = cnp.PyArray_SIZE(xd)
         if cnp.PyArray_TYPE(xd) == cnp.NPY_FLOAT32:
-            total = _sq_diff_sum(<float*>cnp.PyArray_DATA(xd), <float*>cnp.PyArray_DATA(yd), n)
+            total = sq_diff_sum(<float*>cnp.PyArray_DATA(xd), <float*>cnp.PyArray_DATA(yd), n)
         else:
-            total = _sq_diff_sum(<double*>cnp.PyArray_DATA(xd), <double*>cnp.PyArray_DATA(yd), n)
+            total = sq_diff_sum(<double*>cnp.PyArray_DATA(xd), <double*>cnp.PyArray_DATA(yd), n)
         out = wrap(_scalar_like(total if red_ == 2 else (total / n if n else math.nan),
                                 cnp.PyArray_TYPE(xd)))
     else:
@@ -523,27 +454,6 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     return out
 
 
-cdef double _sq_diff_sum(const floating* x, const floating* y, Py_ssize_t n) noexcept nogil:
-    """sum (x - y)^2, each square in the element type, accumulated in double"""
-    cdef Py_ssize_t i
-    cdef double acc = 0
-    cdef floating d
-    for i in range(n):
-        d = x[i] - y[i]
-        acc += d * d
-    return acc
-
-
-cdef void _mse_grad(const floating* x, const floating* y, floating* gx, floating* gy,  # IN IN OUT OUT
-                    Py_ssize_t n, floating s) noexcept nogil:
-    """gx = s * (x - y); gy = -gx (gy may be NULL)"""
-    cdef Py_ssize_t i
-    for i in range(n):
-        gx[i] = (x[i] - y[i]) * s
-        if gy != NULL:
-            gy[i] = -gx[i]
-
-
 cdef str _size(tuple s):
     return f"torch.Size({list(s)})"
 
@@ -568,15 +478,15 @@ cdef class MseLossBackward0(Node):
             if self._next_fns[1] is not None:
                 gy_a = cnp.PyArray_EMPTY(xd.ndim, cnp.PyArray_DIMS(xd), cnp.PyArray_TYPE(xd), 0)
             if cnp.PyArray_TYPE(xd) == cnp.NPY_FLOAT32:
-                _mse_grad(<float*>cnp.PyArray_DATA(xd), <float*>cnp.PyArray_DATA(yd),
-                          <float*>cnp.PyArray_DATA(gx_a),
-                          <float*>(cnp.PyArray_DATA(gy_a) if gy_a is not None else NULL),
-                          cnp.PyArray_SIZE(xd), <float>s)
+                mse_grad(<float*>cnp.PyArray_DATA(xd), <float*>cnp.PyArray_DATA(yd),
+                         <float*>cnp.PyArray_DATA(gx_a),
+                         <float*>(cnp.PyArray_DATA(gy_a) if gy_a is not None else NULL),
+                         cnp.PyArray_SIZE(xd), <float>s)
             else:
-                _mse_grad(<double*>cnp.PyArray_DATA(xd), <double*>cnp.PyArray_DATA(yd),
-                          <double*>cnp.PyArray_DATA(gx_a),
-                          <double*>(cnp.PyArray_DATA(gy_a) if gy_a is not None else NULL),
-                          cnp.PyArray_SIZE(xd), s)
+                mse_grad(<double*>cnp.PyArray_DATA(xd), <double*>cnp.PyArray_DATA(yd),
+                         <double*>cnp.PyArray_DATA(gx_a),
+                         <double*>(cnp.PyArray_DATA(gy_a) if gy_a is not None else NULL),
+                         cnp.PyArray_SIZE(xd), s)
             return (wrap(gx_a) if self._next_fns[0] is not None else None,
                     wrap(gy_a) if gy_a is not None else None)
         scale = _gscale(g, self.reduction, <double>self.n)
@@ -788,263 +698,3 @@ cdef class BinaryCrossEntropyBackward0(Node):
     cdef void release_variables(self):
         self.x.release()
         self.y.release()
-
-
-# --- activations ---------------------------------------------------------------------------------
-
-cdef enum:
-    ACT_GELU = 0
-    ACT_GELU_TANH = 1
-    ACT_SILU = 2
-    ACT_SOFTPLUS = 3
-    ACT_ELU = 4
-    ACT_LEAKY = 5
-    ACT_ERF = 6
-
-
-cdef void _erf_loop(const floating* x, floating* out, Py_ssize_t n, bint gelu) noexcept nogil:
-    """out = erf(x), or gelu(x) = x * 0.5 * (1 + erf(x / sqrt(2)))."""
-    cdef Py_ssize_t i
-    for i in range(n):
-        if gelu:
-            out[i] = <floating>(x[i] * 0.5 * (1.0 + c_erf(x[i] * _SQRT1_2)))
-        else:
-            out[i] = <floating>c_erf(x[i])
-
-
-cdef cnp.ndarray _erf_like(object x, bint gelu):
-    """erf or gelu of a float32/float64 array; float16 computed in float32, returned as float16."""
-    x = np.asarray(x)                                     # x * c of a 0-d x is a NumPy scalar
-    if x.dtype.itemsize < 4:
-        return _erf_like(x.astype(np.float32), gelu).astype(x.dtype)
-    cdef cnp.ndarray a = _c(x)
-    cdef cnp.ndarray out = np.empty_like(a)
-    cdef Py_ssize_t n = a.size
-    if a.dtype == np.float32:
-        with nogil:
-            _erf_loop(<float*>cnp.PyArray_DATA(a), <float*>cnp.PyArray_DATA(out), n, gelu)
-    else:
-        with nogil:
-            _erf_loop(<double*>cnp.PyArray_DATA(a), <double*>cnp.PyArray_DATA(out), n, gelu)
-    return out
-
-
-_K_TANH = math.sqrt(2.0 / math.pi)
-
-
-cdef object _act_fwd(int op, cnp.ndarray x, double a, double b):
-    if op == ACT_GELU:
-        return _erf_like(x, True)
-    if op == ACT_ERF:
-        return _erf_like(x, False)
-    if op == ACT_GELU_TANH:
-        return 0.5 * x * (1.0 + np.tanh(_K_TANH * (x + 0.044715 * x * x * x)))
-    if op == ACT_SILU:
-        return x * (0.5 * (1.0 + np.tanh(0.5 * x)))
-    if op == ACT_SOFTPLUS:                               # a = beta, b = threshold
-        bx = x * a
-        return np.where(bx > b, x, np.logaddexp(0, bx) / a)
-    if op == ACT_ELU:                                    # a = alpha
-        return np.where(x > 0, x, a * np.expm1(np.minimum(0, x)))   # keeps -0.0, as torch
-    return np.where(x > 0, x, x * a)                     # leaky_relu: a = negative_slope
-
-
-cdef object _act_grad_np(int op, cnp.ndarray x, double a, double b):
-    """d act / dx on arrays."""
-    if op == ACT_GELU:
-        return 0.5 * (1.0 + _erf_like(x * _SQRT1_2, False)) + x * _INV_SQRT_2PI * np.exp(-0.5 * x * x)
-    if op == ACT_ERF:
-        return _TWO_OVER_SQRT_PI * np.exp(-x * x)
-    if op == ACT_GELU_TANH:
-        t = np.tanh(_K_TANH * (x + 0.044715 * x * x * x))
-        return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _K_TANH * (1 + 3 * 0.044715 * x * x)
-    if op == ACT_SILU:
-        s = 0.5 * (1.0 + np.tanh(0.5 * x))
-        return s * (1 + x * (1 - s))
-    if op == ACT_SOFTPLUS:
-        bx = x * a
-        return np.where(bx > b, 1.0, 0.5 * (1.0 + np.tanh(0.5 * bx)))
-    if op == ACT_ELU:                                    # x <= 0 selects: NaN takes the 1
-        return np.where(x <= 0, a * np.exp(np.minimum(x, 0)), 1.0)
-    return np.where(x > 0, 1.0, a)
-
-
-cdef object _act_grad_rec(int op, TensorBase x, double a, double b):
-    """d act / dx with recorded ops (create_graph)."""
-    cdef cnp.ndarray xd = x._data
-    if op == ACT_GELU:
-        Phi = pw.mul_any(pw.add(_act(ACT_ERF, pw.mul_any(x, _SQRT1_2), 0, 0), 1.0), 0.5)
-        phi = pw.mul_any(unary(OP_EXP, pw.mul_any(pw.mul(x, x), -0.5)), _INV_SQRT_2PI)
-        return pw.add(Phi, pw.mul(x, phi))
-    if op == ACT_ERF:
-        return pw.mul_any(unary(OP_EXP, unary(OP_NEG, pw.mul(x, x))), _TWO_OVER_SQRT_PI)
-    if op == ACT_GELU_TANH:
-        x2 = pw.mul(x, x)
-        t = unary(OP_TANH, pw.mul_any(pw.add(x, pw.mul_any(pw.mul(x2, x), 0.044715)), _K_TANH))
-        d1 = pw.mul_any(pw.add(t, 1.0), 0.5)
-        d2 = pw.mul(pw.mul_any(x, 0.5 * _K_TANH), pw.rsub(pw.mul(t, t), 1.0))
-        return pw.add(d1, pw.mul(d2, pw.add(pw.mul_any(x2, 3 * 0.044715), 1.0)))
-    if op == ACT_SILU:
-        s = unary(OP_SIGMOID, x)
-        return pw.mul(s, pw.add(pw.mul(x, pw.rsub(s, 1.0)), 1.0))
-    if op == ACT_SOFTPLUS:
-        s = unary(OP_SIGMOID, pw.mul_any(x, a))
-        return where_(wrap(xd * a > b), 1.0, s)
-    if op == ACT_ELU:
-        return where_(wrap(xd <= 0), pw.mul_any(unary(OP_EXP, x), a), 1.0)
-    return wrap(np.where(xd > 0, 1.0, a).astype(xd.dtype))  # product: as PyTorch
-
-
-cdef object _act(int op, object input, double a, double b):
-    cdef TensorBase x = <TensorBase>input, out
-    cdef cnp.ndarray xd = x._data
-    cdef ActBackward node
-    if xd.dtype.kind != "f":
-        # PyTorch's kernels have no integer version: NotImplementedError (a RuntimeError)
-        raise NotImplementedError(f'"{_ACT_KERNELS[op]}" not implemented for '
-                                  f"'{scalar_type_name(xd.dtype)}': {_ACT_NAMES[op]} expects a floating "
-                                  f"point tensor; convert it with .float()")
-    out = wrap(np.asarray(_act_fwd(op, xd, a, b), dtype=xd.dtype))
-    if x._requires_grad and grad_enabled():
-        cls = _ACT_NODES[op]
-        node = <ActBackward>cls.__new__(cls)
-        node.op = op
-        node.a = a
-        node.b = b
-        node.x = save(x, False)
-        set_history1(out, node, x)
-    return out
-
-
-cdef class ActBackward(Node):
-    """grad * act'(x) (Note [Fused backward, composed double backward])."""
-    cdef SavedVar x
-    cdef int op
-    cdef double a, b
-
-    cdef tuple apply(self, tuple grads):
-        cdef TensorBase g = grads[0], x = self.x.unpack(self)
-        if grad_enabled():
-            return (pw.mul(g, _act_grad_rec(self.op, x, self.a, self.b)),)
-        d = _act_grad_np(self.op, x._data, self.a, self.b)
-        with np.errstate(invalid="ignore"):          # inf * 0 is NaN, quietly, as in PyTorch
-            return (wrap(np.asarray(g._data * d, dtype=x._data.dtype, order="C")),)
-
-    cdef void release_variables(self):
-        self.x.release()
-
-
-@cython.final
-cdef class GeluBackward0(ActBackward):
-    pass
-
-
-@cython.final
-cdef class SiluBackward0(ActBackward):
-    pass
-
-
-@cython.final
-cdef class SoftplusBackward0(ActBackward):
-    pass
-
-
-@cython.final
-cdef class EluBackward0(ActBackward):
-    pass
-
-
-@cython.final
-cdef class LeakyReluBackward0(ActBackward):
-    pass
-
-
-@cython.final
-cdef class ErfBackward0(ActBackward):
-    pass
-
-
-_ACT_NODES = {ACT_GELU: GeluBackward0, ACT_GELU_TANH: GeluBackward0,
-                        ACT_SILU: SiluBackward0, ACT_SOFTPLUS: SoftplusBackward0,
-                        ACT_ELU: EluBackward0, ACT_LEAKY: LeakyReluBackward0, ACT_ERF: ErfBackward0}
-_ACT_NAMES = {ACT_GELU: "gelu", ACT_GELU_TANH: "gelu", ACT_SILU: "silu",
-                        ACT_SOFTPLUS: "softplus", ACT_ELU: "elu", ACT_LEAKY: "leaky_relu",
-                        ACT_ERF: "erf"}
-_ACT_KERNELS = {ACT_GELU: "GeluKernelImpl", ACT_GELU_TANH: "GeluKernelImpl", ACT_SILU: "silu_cpu",
-                ACT_SOFTPLUS: "softplus_cpu", ACT_ELU: "elu_cpu", ACT_LEAKY: "leaky_relu_cpu",
-                ACT_ERF: "erf_cpu"}
-
-
-def gelu(input, approximate="none"):
-    if approximate not in ("none", "tanh"):
-        raise RuntimeError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return _act(ACT_GELU if approximate == "none" else ACT_GELU_TANH,
-                _tensor(input, "gelu", "input"), 0, 0)
-
-
-def erf(input):
-    return _act(ACT_ERF, _tensor(input, "erf", "input"), 0, 0)
-
-
-def silu(input, inplace=False):
-    return _act(ACT_SILU, _tensor(input, "silu", "input"), 0, 0)
-
-
-def softplus(input, beta=1.0, threshold=20.0):
-    return _act(ACT_SOFTPLUS, _tensor(input, "softplus", "input"), beta, threshold)
-
-
-def elu(input, alpha=1.0, inplace=False):
-    return _act(ACT_ELU, _tensor(input, "elu", "input"), alpha, 0)
-
-
-def leaky_relu(input, negative_slope=0.01, inplace=False):
-    return _act(ACT_LEAKY, _tensor(input, "leaky_relu", "input"), negative_slope, 0)
-
-
-# --- embedding -----------------------------------------------------------------------------------
-
-def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
-              scale_grad_by_freq=False, sparse=False):
-    """weight[input] (grad_fn EmbeddingBackward0); rows at padding_idx get no gradient."""
-    cdef TensorBase idx = _tensor(input, "embedding", "input"), w = _tensor(weight, "embedding", "weight"), out
-    cdef cnp.ndarray i = idx._data, wd = w._data
-    cdef EmbeddingBackward0 node
-    if i.dtype.kind not in "iu":
-        raise RuntimeError(f"Expected tensor for argument #1 'indices' to have one of the "
-                           f"following scalar types: Long, Int; but got {idx.dtype} instead "
-                           f"(while checking arguments for embedding); use input.long()")
-    if wd.ndim != 2:
-        raise RuntimeError(f"embedding: 'weight' must be 2-D, got shape {list((<object>wd).shape)}")
-    n = wd.shape[0]
-    if i.size and (i.min() < 0 or i.max() >= n):
-        raise IndexError(f"index out of range in self: embedding indices must be in [0, {n - 1}] "
-                         f"for a weight with {n} rows, got min {i.min()} max {i.max()}")
-    if padding_idx is not None and padding_idx < 0:
-        padding_idx += n
-    out = wrap(np.asarray(wd[i], order="C"))
-    if w._requires_grad and grad_enabled():
-        node = EmbeddingBackward0.__new__(EmbeddingBackward0)
-        node.idx = i
-        node.num = n
-        node.padding_idx = -1 if padding_idx is None else padding_idx
-        set_history1(out, node, w)
-    return out
-
-
-@cython.final
-cdef class EmbeddingBackward0(Node):
-    """d/dweight: scatter-add the incoming rows into a zero (num, dim) gradient. It is linear in
-    the incoming gradient and does not record (no double backward through the index scatter)."""
-    cdef object idx
-    cdef Py_ssize_t num, padding_idx
-
-    cdef tuple apply(self, tuple grads):
-        cdef TensorBase g = grads[0]
-        gd = g._data
-        dim = (<object>gd).shape[gd.ndim - 1]
-        gw = np.zeros((self.num, dim), dtype=gd.dtype)
-        np.add.at(gw, self.idx.reshape(-1), gd.reshape(-1, dim))
-        if self.padding_idx >= 0:
-            gw[self.padding_idx] = 0
-        return (wrap(gw),)

@@ -10,7 +10,7 @@ path; the hot elementwise ops keep their fused kernels in ops_unary.
 """
 cimport cython
 cimport numpy as cnp
-from libc.math cimport erf as c_erf, erfc as c_erfc, erff as c_erff, erfcf as c_erfcf
+from libc.math cimport erf as c_erf
 from libc.math cimport log as c_log, sqrt as c_sqrt, fabs, copysign, INFINITY, NAN
 
 import math
@@ -21,6 +21,7 @@ from fastgrad._core.tensor cimport shape_of as _shape, tensor_arg as _input
 from fastgrad._core.tensor cimport TensorBase, wrap
 from fastgrad._core.dtypes cimport scalar_type_name
 from fastgrad._core.formula cimport record
+from fastgrad._core.erf_kernels cimport erf_loop, ERF_ERF, ERF_ERFC
 
 cnp.import_array()
 
@@ -246,23 +247,14 @@ cdef cnp.ndarray _erf_loop(cnp.ndarray x, bint complement):
     """libm's erf (or erfc) over a float32/float64 array."""
     cdef cnp.ndarray c = np.ascontiguousarray(x)
     cdef cnp.ndarray out = np.empty_like(c)
-    cdef Py_ssize_t i, n = c.size
-    cdef float* f32
-    cdef float* o32
-    cdef double* f64
-    cdef double* o64
+    cdef Py_ssize_t n = c.size
+    cdef int kind = ERF_ERFC if complement else ERF_ERF
     if c.dtype == np.float32:
-        f32 = <float*>cnp.PyArray_DATA(c)
-        o32 = <float*>cnp.PyArray_DATA(out)
         with nogil:
-            for i in range(n):
-                o32[i] = c_erfcf(f32[i]) if complement else c_erff(f32[i])
+            erf_loop(<float*>cnp.PyArray_DATA(c), <float*>cnp.PyArray_DATA(out), n, kind)
     else:
-        f64 = <double*>cnp.PyArray_DATA(c)
-        o64 = <double*>cnp.PyArray_DATA(out)
         with nogil:
-            for i in range(n):
-                o64[i] = c_erfc(f64[i]) if complement else c_erf(f64[i])
+            erf_loop(<double*>cnp.PyArray_DATA(c), <double*>cnp.PyArray_DATA(out), n, kind)
     return out.reshape((<object>x).shape)
 
 

@@ -2,7 +2,7 @@
 from typing import NamedTuple
 
 from fastgrad._tensor import Tensor
-from fastgrad._core.ops_view import stack as stack
+from fastgrad._core.ops_join import stack as stack
 
 def _r_take(g, s, e): ...
 def sort(input, dim: int = -1, descending=False, stable=False) -> tuple[Tensor, Tensor]: ...

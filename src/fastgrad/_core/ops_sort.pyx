@@ -17,7 +17,7 @@ from fastgrad._core.dims cimport wrap_dim
 from fastgrad._core.tensor cimport tensor_arg as _input
 from fastgrad._core.tensor cimport TensorBase, wrap
 from fastgrad._core.formula cimport record
-from fastgrad._core.ops_view import stack
+from fastgrad._core.ops_join import stack
 
 cnp.import_array()
 

@@ -14,11 +14,14 @@ import numpy as np
 
 from fastgrad._core import ops_arrange as _arrange
 from fastgrad._core import ops_loss as _L
-from fastgrad._core.ops_linalg import linear as _linear
+from fastgrad._core import ops_activation as _A
+from fastgrad._core import ops_embedding as _E
+from fastgrad._core.ops_linear import linear as _linear
 from fastgrad._core.ops_nn import log_softmax as _log_softmax
 from fastgrad._core.ops_nn import softmax as _softmax
 from fastgrad._core import ops_select as _select
 from fastgrad._core import ops_view as _ops_view
+from fastgrad._core import ops_join as _join
 from fastgrad._creation_base import wrap as _new_tensor
 from fastgrad._tensor import Tensor
 
@@ -27,12 +30,12 @@ nll_loss = _L.nll_loss
 mse_loss = _L.mse_loss
 binary_cross_entropy = _L.binary_cross_entropy
 binary_cross_entropy_with_logits = _L.binary_cross_entropy_with_logits
-gelu = _L.gelu
-silu = _L.silu
-softplus = _L.softplus
-elu = _L.elu
-leaky_relu = _L.leaky_relu
-embedding = _L.embedding
+gelu = _A.gelu
+silu = _A.silu
+softplus = _A.softplus
+elu = _A.elu
+leaky_relu = _A.leaky_relu
+embedding = _E.embedding
 
 _REDUCTIONS = ("none", "mean", "sum")
 
@@ -307,7 +310,7 @@ def _pad_constant(x, dim, before, after, value):
             shape = list(x.shape)
             shape[dim] = amount
             parts.append(_wrap(np.full(shape, value, dtype=x._np.dtype)))
-    return parts[0] if len(parts) == 1 else _ops_view.cat(parts, dim)
+    return parts[0] if len(parts) == 1 else _join.cat(parts, dim)
 
 
 def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
@@ -364,6 +367,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
                                  is_causal=False, scale=None, enable_gqa=False) -> Tensor:
     """softmax(q k^T * scale + mask) v over any leading batch dims, with dropout on the
     probabilities; one graph node with a fused backward (_core.ops_attention)."""
+    from fastgrad import random as _random
     from fastgrad._core.ops_attention import attention
     for name, t in (("query", query), ("key", key), ("value", value)):
         if t.dim() < 2:
@@ -402,7 +406,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
                                f"shape {list(query.shape[:-2]) + [L, S]}") from None
     if scale is None:
         scale = 1.0 / math.sqrt(query.shape[-1])
-    return attention(query, key, value, mask, float(scale), float(dropout_p))
+    return attention(query, key, value, mask, float(scale), float(dropout_p),
+                     _random.default_generator)
 
 
 def _check_mha_shapes(query, key, value, key_padding_mask, attn_mask, num_heads):
@@ -512,8 +517,8 @@ def _mha(query, key, value, embed_dim_to_check, num_heads, in_proj_weight, in_pr
                                    f" but should be {(bsz * num_heads, tgt_len, src_len)}.")
             attn_mask = attn_mask.reshape(bsz, num_heads, tgt_len, src_len)
     if bias_k is not None and bias_v is not None:
-        k = _ops_view.cat([k, bias_k.reshape(1, 1, embed_dim).expand(bsz, 1, embed_dim)], 1)
-        v = _ops_view.cat([v, bias_v.reshape(1, 1, embed_dim).expand(bsz, 1, embed_dim)], 1)
+        k = _join.cat([k, bias_k.reshape(1, 1, embed_dim).expand(bsz, 1, embed_dim)], 1)
+        v = _join.cat([v, bias_v.reshape(1, 1, embed_dim).expand(bsz, 1, embed_dim)], 1)
         attn_mask = _pad_key(attn_mask)
         key_padding_mask = _pad_key(key_padding_mask)
     elif bias_k is not None or bias_v is not None:
@@ -524,8 +529,8 @@ def _mha(query, key, value, embed_dim_to_check, num_heads, in_proj_weight, in_pr
     v = v.reshape(bsz, v.shape[1], num_heads, head_dim).transpose(1, 2)
     if add_zero_attn:
         zeros = _wrap(np.zeros((bsz, num_heads, 1, head_dim), dtype=dt))
-        k = _ops_view.cat([k, zeros], 2)
-        v = _ops_view.cat([v, zeros], 2)
+        k = _join.cat([k, zeros], 2)
+        v = _join.cat([v, zeros], 2)
         attn_mask = _pad_key(attn_mask)
         key_padding_mask = _pad_key(key_padding_mask)
     src_len = k.shape[2]

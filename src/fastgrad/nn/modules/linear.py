@@ -2,7 +2,7 @@
 import math
 
 from fastgrad import _creation
-from fastgrad._core.ops_linalg import linear as _linear
+from fastgrad._core.ops_linear import linear as _linear
 from fastgrad._tensor import Tensor
 from fastgrad.nn import functional as F
 from fastgrad.nn import init

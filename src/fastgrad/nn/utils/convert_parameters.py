@@ -6,11 +6,11 @@ from fastgrad._core.tensor import TensorBase
 
 def parameters_to_vector(parameters):
     """Concatenate the flattened parameters into one 1-D tensor (differentiable)."""
-    from fastgrad._core import ops_view
+    from fastgrad._core import ops_join, ops_view
     params = list(parameters)
     if not params:
         raise RuntimeError("parameters_to_vector: expected a non-empty list of parameters")
-    return ops_view.cat([ops_view.reshape(p, (-1,)) for p in params])
+    return ops_join.cat([ops_view.reshape(p, (-1,)) for p in params])
 
 
 def vector_to_parameters(vec, parameters):

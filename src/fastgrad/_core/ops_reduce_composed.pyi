@@ -2,6 +2,8 @@
 from collections.abc import Sequence
 
 from fastgrad._tensor import Tensor
+from fastgrad._core.ops_select import sign as sign
+from fastgrad._core.ops_view import flip as flip
 from fastgrad._core.node import Node
 
 def var(input, dim: int | Sequence[int] | None = None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None) -> Tensor: ...

@@ -1,5 +1,6 @@
 # cython: boundscheck=True, wraparound=True
-"""More reductions: var/std, prod, cumsum, logsumexp, norm, amax/amin, argmax/argmin, all/any.
+"""Reductions beyond ops_reduce's fused ones: var/std, prod, cumsum, logsumexp, norm, amax/amin,
+argmax/argmin, all/any.
 
 Forwards run on NumPy; each backward is written with recorded ops (pw.*, sum_, reshape) so it
 is differentiable again. Reduced dims are put back as size 1 (`_keep`) and broadcasting in the
@@ -14,12 +15,14 @@ from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport shape_of as _shape
 from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history1
 from fastgrad._core cimport ops_arith as pw
-from fastgrad._core.ops_unary cimport unary
-from fastgrad._core.ops_select cimport where_, zeros_grad
-from fastgrad._core.kernels cimport OP_EXP, OP_ABS, OP_SQRT
 from fastgrad._core.ops_reduce cimport sum_, normalize_dims, as_dtype
 from fastgrad._core.ops_view cimport reshape_c, expand_c
+from fastgrad._core.ops_view import flip
+from fastgrad._core.ops_select import sign
 from fastgrad._core.dims cimport wrap_dim
+from fastgrad._core.ops_unary cimport unary
+from fastgrad._core.ops_select cimport where_, zeros_grad
+from fastgrad._core.kernels cimport OP_ABS, OP_EXP, OP_SQRT
 
 cnp.import_array()
 
@@ -149,7 +152,6 @@ cdef class StdBackward0(VarStdBackward):
 
 
 def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
-    from fastgrad._core.ops_reduce import mean
     return (var(input, dim, unbiased, keepdim, correction=correction),
             input.mean(dim if dim is not None else None, keepdim))
 
@@ -260,7 +262,6 @@ cdef class CumsumBackward0(Node):
         cdef TensorBase g = grads[0]
         if g._data.ndim == 0:
             return (g,)
-        from fastgrad._core.ops_view import flip
         return (flip(cumsum(flip(g, self.dim), self.dim), self.dim),)
 
 
@@ -473,7 +474,6 @@ cdef class LinalgVectorNormBackward0(Node):
     cdef bint keepdim
 
     cdef tuple apply(self, tuple grads):
-        from fastgrad._core.ops_select import sign
         cdef TensorBase x = self.self_.unpack(self)
         sh = _shape(x)
         g = _keep(grads[0], sh, self.axes, self.keepdim)

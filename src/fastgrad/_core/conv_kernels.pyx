@@ -1,0 +1,382 @@
+# cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""The convolution loops: im2col/col2im, the shifted rows for unit stride (Note [Shifted rows for
+unit stride]) and the passes over a batch that ops_conv.pyx drives (Note [Convolution as
+per-sample products] there): one sample per thread of fastgrad's team, its products as
+single-threaded sgemm/dgemm calls (blas.gemm). Raw pointers, nogil, no Python objects."""
+from libc.string cimport memset, memcpy
+from cython cimport floating
+from cython.parallel cimport prange, threadid
+
+from fastgrad._core cimport blas
+
+# Multiply-adds up to which an NT product (A @ B^T) runs unpacked in OpenBLAS (measured).
+cdef Py_ssize_t SMALL_NT_MACS = 1 << 18
+
+
+cdef void im2col(const floating* x, floating* col, const Geom* g) noexcept nogil:
+    """col (C*kh*kw, OH*OW) from one sample x (C, H, W); padding reads as zero."""
+    cdef Py_ssize_t c, ki, kj, oh, ow, ih, off, lo, hi, L = g.OH * g.OW
+    cdef floating* r
+    cdef const floating* xr
+    for c in range(g.C):
+        for ki in range(g.kh):
+            for kj in range(g.kw):
+                off = kj * g.dw - g.pw
+                _span(off, g.sw, g.W, g.OW, &lo, &hi)
+                r = col + ((c * g.kh + ki) * g.kw + kj) * L
+                for oh in range(g.OH):
+                    ih = oh * g.sh - g.ph + ki * g.dh
+                    if ih < 0 or ih >= g.H:
+                        for ow in range(g.OW):
+                            r[ow] = 0
+                    else:
+                        xr = x + (c * g.H + ih) * g.W + off
+                        for ow in range(lo):
+                            r[ow] = 0
+                        if g.sw == 1:          # rows are short (10-30): a loop, not memcpy calls
+                            for ow in range(lo, hi):
+                                r[ow] = xr[ow]
+                        else:
+                            for ow in range(lo, hi):
+                                r[ow] = xr[ow * g.sw]
+                        for ow in range(hi, g.OW):
+                            r[ow] = 0
+                    r += g.OW
+
+
+cdef void col2im(const floating* col, floating* x, const Geom* g) noexcept nogil:
+    """x (C, H, W) += the column matrix col (C*kh*kw, OH*OW) summed back onto the pixels it read."""
+    cdef Py_ssize_t c, ki, kj, oh, ow, ih, off, lo, hi, L = g.OH * g.OW
+    cdef const floating* r
+    cdef floating* xr
+    for c in range(g.C):
+        for ki in range(g.kh):
+            for kj in range(g.kw):
+                off = kj * g.dw - g.pw
+                _span(off, g.sw, g.W, g.OW, &lo, &hi)
+                r = col + ((c * g.kh + ki) * g.kw + kj) * L
+                for oh in range(g.OH):
+                    ih = oh * g.sh - g.ph + ki * g.dh
+                    if ih >= 0 and ih < g.H:
+                        xr = x + (c * g.H + ih) * g.W + off
+                        if g.sw == 1:
+                            for ow in range(lo, hi):
+                                xr[ow] += r[ow]
+                        else:
+                            for ow in range(lo, hi):
+                                xr[ow * g.sw] += r[ow]
+                    r += g.OW
+
+
+# Note [Shifted rows for unit stride]
+# With stride 1 the row (c, ki, kj) of the column matrix is the plane of channel c read from
+# offset (ki*dh, kj*dw), OH rows of OW. Laid over a plane padded to Hp x Wp (Hp = OH + (kh-1)*dh,
+# Wp likewise), those rows are one contiguous run of Lw = (OH-1)*Wp + OW elements that also
+# crosses the Wp - OW columns between output rows. So the "wide" column matrix (CK, Lw) is CK
+# plain copies (instead of CK*OH short ones: at LeNet's second layer, rows of 10 elements, that
+# made im2col cost more than the product), the product gives a wide output (O, Lw) whose
+# between-row columns are dropped, and the backward widens the output gradient with zeros there,
+# so those columns add nothing to either gradient; col2im becomes CK contiguous additions.
+
+cdef Py_ssize_t _scratch_len(const Geom* g, Py_ssize_t O) noexcept nogil:
+    """Elements of one thread's scratch: im2col's column matrix, or for the shifted rows a padded
+    plane, a wide column matrix and a wide output."""
+    cdef Py_ssize_t Hp, Wp, Lw, CK = g.C * g.kh * g.kw
+    if not _shifted(g):
+        return CK * g.OH * g.OW
+    _shift_dims(g, &Hp, &Wp, &Lw)
+    return g.C * Hp * Wp + CK * Lw + O * Lw + O * CK // g.G
+
+
+cdef Py_ssize_t cols_len(const Geom* g) noexcept nogil:
+    """Columns of one sample's column matrix as kept from forward to backward."""
+    cdef Py_ssize_t Hp, Wp, Lw
+    if not _shifted(g):
+        return g.OH * g.OW
+    _shift_dims(g, &Hp, &Wp, &Lw)
+    return Lw
+
+
+cdef void _pad_into(const floating* x, floating* xp, const Geom* g, Py_ssize_t Hp,
+                    Py_ssize_t Wp) noexcept nogil:
+    """xp (C, Hp, Wp): x (C, H, W) placed at (ph, pw), zeros around (and x cropped to Hp x Wp)."""
+    cdef Py_ssize_t c, hp, wp, ih, iw
+    cdef floating* r
+    for c in range(g.C):
+        for hp in range(Hp):
+            r = xp + (c * Hp + hp) * Wp
+            ih = hp - g.ph
+            if ih < 0 or ih >= g.H:
+                for wp in range(Wp):
+                    r[wp] = 0
+            else:
+                for wp in range(Wp):
+                    iw = wp - g.pw
+                    r[wp] = x[(c * g.H + ih) * g.W + iw] if 0 <= iw < g.W else 0
+
+
+cdef void _crop_from(const floating* xp, floating* x, const Geom* g, Py_ssize_t Hp,
+                     Py_ssize_t Wp) noexcept nogil:
+    """x (C, H, W) = the padded plane's interior (zero where the padded plane does not reach)."""
+    cdef Py_ssize_t c, ih, iw, hp, wp
+    for c in range(g.C):
+        for ih in range(g.H):
+            hp = ih + g.ph
+            for iw in range(g.W):
+                wp = iw + g.pw
+                x[(c * g.H + ih) * g.W + iw] = xp[(c * Hp + hp) * Wp + wp] \
+                    if hp < Hp and wp < Wp else 0
+
+
+cdef void _shift_cols(const floating* xp, floating* col, const Geom* g, Py_ssize_t Hp,
+                      Py_ssize_t Wp, Py_ssize_t Lw) noexcept nogil:
+    cdef Py_ssize_t c, ki, kj, l
+    cdef const floating* src
+    cdef floating* dst = col
+    for c in range(g.C):
+        for ki in range(g.kh):
+            for kj in range(g.kw):
+                src = xp + (c * Hp + ki * g.dh) * Wp + kj * g.dw
+                memcpy(dst, src, Lw * sizeof(floating))
+                dst += Lw
+
+
+cdef void _unshift_cols(const floating* col, floating* xp, const Geom* g, Py_ssize_t Hp,
+                        Py_ssize_t Wp, Py_ssize_t Lw) noexcept nogil:
+    """xp (C, Hp, Wp) += the wide column matrix's rows at their offsets (xp zeroed by caller)."""
+    cdef Py_ssize_t c, ki, kj, l
+    cdef const floating* src = col
+    cdef floating* dst
+    for c in range(g.C):
+        for ki in range(g.kh):
+            for kj in range(g.kw):
+                dst = xp + (c * Hp + ki * g.dh) * Wp + kj * g.dw
+                for l in range(Lw):
+                    dst[l] += src[l]
+                src += Lw
+
+
+cdef void _widen(const floating* gy, floating* gyw, Py_ssize_t O, const Geom* g, Py_ssize_t Wp,
+                 Py_ssize_t Lw) noexcept nogil:
+    """gyw (O, Lw): gy (O, OH, OW) with zeros in the columns between output rows."""
+    cdef Py_ssize_t o, oh, ow
+    cdef floating* r
+    cdef const floating* src
+    for o in range(O):
+        for oh in range(g.OH):
+            r = gyw + o * Lw + oh * Wp
+            src = gy + (o * g.OH + oh) * g.OW
+            for ow in range(g.OW):
+                r[ow] = src[ow]
+            if oh < g.OH - 1:
+                for ow in range(g.OW, Wp):
+                    r[ow] = 0
+
+
+cdef void _widen_t(const floating* gy, floating* gyt, Py_ssize_t O, const Geom* g,
+                   Py_ssize_t Wp, Py_ssize_t Lw) noexcept nogil:
+    """gyt (Lw, O): _widen's matrix transposed."""
+    cdef Py_ssize_t o, oh, ow, l
+    for l in range(Lw * O):
+        gyt[l] = 0
+    for o in range(O):
+        for oh in range(g.OH):
+            for ow in range(g.OW):
+                gyt[(oh * Wp + ow) * O + o] = gy[(o * g.OH + oh) * g.OW + ow]
+
+
+cdef void _shift_cols_of(const floating* x, floating* cp, floating* pad, const Geom* g,
+                         Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t Lw) noexcept nogil:
+    """One sample's wide column matrix, through the padded plane when there is padding."""
+    if _needs_pad(g, Hp, Wp):
+        _pad_into(x, pad, g, Hp, Wp)
+        _shift_cols(pad, cp, g, Hp, Wp, Lw)
+    else:
+        _shift_cols(x, cp, g, Hp, Wp, Lw)
+
+
+cdef void _shift_fwd(const floating* x, const floating* w, floating* y, floating* cp,
+                     floating* scr, Py_ssize_t O, const Geom* g) noexcept nogil:
+    """y (O, OH, OW) += the convolution of one sample x, through the wide column matrix cp (kept
+    by the caller, or in scr); scr: the thread's scratch."""
+    cdef Py_ssize_t Hp, Wp, Lw, grp, o, oh, ow, CK = g.C * g.kh * g.kw
+    _shift_dims(g, &Hp, &Wp, &Lw)
+    cdef Py_ssize_t CKg = CK // g.G, Og = O // g.G
+    cdef floating* pad = scr
+    cdef floating* yw = scr + g.C * Hp * Wp + CK * Lw
+    cdef floating* yr
+    cdef const floating* src
+    if cp == NULL:
+        cp = scr + g.C * Hp * Wp
+    _shift_cols_of(x, cp, pad, g, Hp, Wp, Lw)
+    for grp in range(g.G):
+        blas.gemm(floating is float, False, False, Og, Lw, CKg, w + grp * Og * CKg, CKg,
+                  cp + grp * CKg * Lw, Lw, 0.0, yw + grp * Og * Lw, Lw)
+    for o in range(O):
+        for oh in range(g.OH):
+            yr = y + (o * g.OH + oh) * g.OW
+            src = yw + o * Lw + oh * Wp
+            for ow in range(g.OW):
+                yr[ow] += src[ow]
+
+
+cdef void _shift_bwd_input(const floating* gy, const floating* wt, floating* gx, floating* scr,
+                           Py_ssize_t O, const Geom* g) noexcept nogil:
+    """gx (C, H, W) = the input gradient of one sample from its output gradient gy; wt: the
+    weight transposed per group, (G, CKg, Og)."""
+    cdef Py_ssize_t Hp, Wp, Lw, grp, CK = g.C * g.kh * g.kw
+    _shift_dims(g, &Hp, &Wp, &Lw)
+    cdef Py_ssize_t CKg = CK // g.G, Og = O // g.G
+    cdef bint padded = _needs_pad(g, Hp, Wp)
+    cdef floating* pad = scr
+    cdef floating* gcw = scr + g.C * Hp * Wp
+    cdef floating* gyw = gcw + CK * Lw
+    cdef floating* tgt = pad if padded else gx
+    _widen(gy, gyw, O, g, Wp, Lw)
+    for grp in range(g.G):
+        blas.gemm(floating is float, False, False, CKg, Lw, Og, wt + grp * Og * CKg, Og,
+                  gyw + grp * Og * Lw, Lw, 0.0, gcw + grp * CKg * Lw, Lw)
+    memset(tgt, 0, g.C * Hp * Wp * sizeof(floating))
+    _unshift_cols(gcw, tgt, g, Hp, Wp, Lw)
+    if padded:
+        _crop_from(pad, gx, g, Hp, Wp)
+
+
+cdef void _shift_bwd_weight(const floating* gy, const floating* x, const floating* cp,
+                            floating* gwb, floating* scr, Py_ssize_t O,
+                            const Geom* g) noexcept nogil:
+    """gwb (O, CKg) += one sample's weight gradient (cp: its kept wide columns, or NULL)."""
+    cdef Py_ssize_t Hp, Wp, Lw, grp, CK = g.C * g.kh * g.kw
+    _shift_dims(g, &Hp, &Wp, &Lw)
+    cdef Py_ssize_t CKg = CK // g.G, Og = O // g.G
+    cdef floating* gyw = scr + g.C * Hp * Wp + CK * Lw
+    cdef floating* cols
+    if cp == NULL:
+        cols = scr + g.C * Hp * Wp
+        _shift_cols_of(x, cols, scr, g, Hp, Wp, Lw)
+        cp = cols
+    cdef floating* tmp = gyw + O * Lw
+    cdef Py_ssize_t i, k, o
+    # Products written with beta = 0 into tmp, then added: OpenBLAS runs small products on its
+    # unpacked small-matrix kernels only for beta = 0. Above SMALL_NT_MACS the NT product is
+    # packed anyway (LeNet's second layer: 13 us a sample) while the NN product of the
+    # transposed operands is not (6 us): gW^T = cols @ gy^T, with gy widened transposed.
+    if Og * CKg * Lw <= SMALL_NT_MACS:
+        _widen(gy, gyw, O, g, Wp, Lw)
+        for grp in range(g.G):
+            blas.gemm(floating is float, False, True, Og, CKg, Lw, gyw + grp * Og * Lw, Lw,
+                      cp + grp * CKg * Lw, Lw, 0.0, tmp + grp * Og * CKg, CKg)
+        for i in range(O * CKg):
+            gwb[i] += tmp[i]
+    else:
+        _widen_t(gy, gyw, O, g, Wp, Lw)
+        for grp in range(g.G):
+            blas.gemm(floating is float, False, False, CKg, Og, Lw, cp + grp * CKg * Lw, Lw,
+                      gyw + grp * Og, O, 0.0, tmp, Og)
+            for k in range(CKg):
+                for o in range(Og):
+                    gwb[(grp * Og + o) * CKg + k] += tmp[k * Og + o]
+
+
+
+cdef void _narrow_pass(const floating* x, const floating* w, floating* y, floating* cols,
+                       bint keep, floating* scratch, Py_ssize_t N, Py_ssize_t O,
+                       const Geom* g, int nt) noexcept nogil:
+    """y[n] (O, L) = W_g @ im2col(x[n])_g (+ y[n] already there: beta 1) for every sample; the
+    column matrices go to cols[n] (keep) or to the thread's scratch."""
+    cdef Py_ssize_t n, grp, L = g.OH * g.OW, CK = g.C * g.kh * g.kw
+    cdef Py_ssize_t CKg = CK // g.G, Og = O // g.G
+    cdef bint direct = _pointwise(g)
+    cdef const floating* cp
+    cdef floating* buf
+    cdef bint shifted = _shifted(g)
+    cdef Py_ssize_t S = _scratch_len(g, O), CL = cols_len(g)
+    for n in prange(N, schedule="dynamic", num_threads=nt):
+        if shifted:
+            _shift_fwd(x + n * g.C * g.H * g.W, w, y + n * O * L,
+                       cols + n * CK * CL if keep else NULL, scratch + threadid() * S, O, g)
+            continue
+        if direct:
+            cp = x + n * g.C * g.H * g.W
+        else:
+            buf = cols + n * CK * L if keep else scratch + threadid() * S
+            im2col(x + n * g.C * g.H * g.W, buf, g)
+            cp = buf
+        for grp in range(g.G):
+            blas.gemm(floating is float, False, False, Og, L, CKg, w + grp * Og * CKg, CKg,
+                      cp + grp * CKg * L, L, 1.0, y + (n * O + grp * Og) * L, L)
+
+
+cdef void _wide_pass(const floating* gy, const floating* wt, floating* gx, floating* scratch,
+                     Py_ssize_t N, Py_ssize_t O, const Geom* g, int nt) noexcept nogil:
+    """gx[n] (C, H, W) = col2im(W_g^T @ gy[n]_g) for every sample (gx zeroed here); wt: the
+    weight transposed per group, (G, CKg, Og), so that the products are NoTrans (OpenBLAS's
+    small-matrix kernels; a transposed A is packed first, ~1.5x the time here)."""
+    cdef Py_ssize_t n, grp, L = g.OH * g.OW, CK = g.C * g.kh * g.kw
+    cdef Py_ssize_t CKg = CK // g.G, Og = O // g.G, HW = g.C * g.H * g.W
+    cdef bint direct = _pointwise(g)
+    cdef floating* buf
+    cdef bint shifted = _shifted(g)
+    cdef Py_ssize_t S = _scratch_len(g, O)
+    for n in prange(N, schedule="dynamic", num_threads=nt):
+        if shifted:
+            _shift_bwd_input(gy + n * O * L, wt, gx + n * HW, scratch + threadid() * S, O, g)
+            continue
+        buf = gx + n * HW if direct else scratch + threadid() * S
+        for grp in range(g.G):
+            blas.gemm(floating is float, False, False, CKg, L, Og, wt + grp * Og * CKg, Og,
+                      gy + (n * O + grp * Og) * L, L, 0.0, buf + grp * CKg * L, L)
+        if not direct:
+            memset(gx + n * HW, 0, HW * sizeof(floating))
+            col2im(buf, gx + n * HW, g)
+
+
+cdef void _weight_pass(const floating* gy, const floating* x, const floating* cols,
+                       floating* gw, floating* gb, floating* scratch, Py_ssize_t N,
+                       Py_ssize_t O, const Geom* g, int nt, Py_ssize_t nb) noexcept nogil:
+    """Per block b of samples (nb equal blocks, in sample order): gw[b] (O, CKg) = sum of
+    gy[n]_g @ im2col(x[n])_g^T, gb[b] (O,) = sum of gy[n]'s rows (gb NULL: no bias); gw and gb
+    zeroed by the caller, who adds the blocks in order. The blocks do not depend on the thread
+    count, so neither do the sums, while threads take blocks as they come free. cols: the
+    forward's column matrices, or NULL (im2col again into the thread's scratch)."""
+    cdef Py_ssize_t b
+    for b in prange(nb, schedule="dynamic", num_threads=nt):
+        _weight_block(gy, x, cols, gw + b * O * (g.C * g.kh * g.kw // g.G),
+                      NULL if gb == NULL else gb + b * O,
+                      scratch + threadid() * _scratch_len(g, O),
+                      b * N // nb, (b + 1) * N // nb, O, g)
+
+
+cdef void _weight_block(const floating* gy, const floating* x, const floating* cols,
+                        floating* gwb, floating* gbb, floating* buf, Py_ssize_t lo,
+                        Py_ssize_t hi, Py_ssize_t O, const Geom* g) noexcept nogil:
+    cdef Py_ssize_t n, grp, o, l, L = g.OH * g.OW, CK = g.C * g.kh * g.kw
+    cdef Py_ssize_t CKg = CK // g.G, Og = O // g.G
+    cdef bint direct = _pointwise(g)
+    cdef const floating* cp
+    cdef const floating* gr
+    cdef double s
+    cdef bint shifted = _shifted(g)
+    cdef Py_ssize_t CL = cols_len(g)
+    for n in range(lo, hi):
+        if shifted:
+            _shift_bwd_weight(gy + n * O * L, x + n * g.C * g.H * g.W,
+                              NULL if cols == NULL else cols + n * CK * CL, gwb, buf, O, g)
+        elif direct:
+            cp = x + n * g.C * g.H * g.W
+        elif cols != NULL:
+            cp = cols + n * CK * L
+        else:
+            im2col(x + n * g.C * g.H * g.W, buf, g)
+            cp = buf
+        if not shifted:
+            for grp in range(g.G):
+                blas.gemm(floating is float, False, True, Og, CKg, L, gy + (n * O + grp * Og) * L,
+                          L, cp + grp * CKg * L, L, 1.0, gwb + grp * Og * CKg, CKg)
+        if gbb != NULL:
+            for o in range(O):
+                gr = gy + (n * O + o) * L
+                s = 0
+                for l in range(L):
+                    s += gr[l]
+                gbb[o] += <floating>s

@@ -1,0 +1,73 @@
+"""The compiled core as a one-way stack (src/fastgrad/_core/README.md), read from the sources as
+tools/core_layers.py reads them: the op families import the Python facade nowhere, and import
+each other at module level, never inside a function body to dodge a cycle."""
+import os
+import re
+
+import pytest
+
+import fastgrad
+from _backend import REFERENCE
+
+pytestmark = pytest.mark.skipif(REFERENCE, reason="fastgrad's own sources and core")
+
+CORE = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "src", "fastgrad",
+                    "_core")
+FACADE_IMPORT = re.compile(r"^\s*(from|import)\s+fastgrad(\.(?!_core\b)\w+|\s+import\b)")
+CORE_IMPORT_IN_BODY = re.compile(r"^\s+(from|import)\s+fastgrad\._core\b")
+
+
+def _op_sources():
+    names = sorted(n for n in os.listdir(CORE) if n.startswith("ops_") and n.endswith(".pyx"))
+    assert len(names) > 20
+    for name in names:
+        with open(os.path.join(CORE, name)) as f:
+            yield name, f.read().splitlines()
+
+
+def test_op_families_do_not_import_the_facade():
+    bad = [(name, line.strip()) for name, lines in _op_sources() for line in lines
+           if FACADE_IMPORT.match(line)]
+    assert bad == []
+
+
+def test_op_families_import_each_other_at_module_level():
+    bad = [(name, line.strip()) for name, lines in _op_sources() for line in lines
+           if CORE_IMPORT_IN_BODY.match(line)]
+    assert bad == []
+
+
+def test_attention_dropout_draws_from_the_generator_it_is_given():
+    from fastgrad._core.ops_attention import attention
+    q = fastgrad.randn(2, 3, 4)
+    with pytest.raises(ValueError, match="generator"):
+        attention(q, q, q, None, 1.0, 0.5)
+    g = fastgrad.Generator()
+    g.manual_seed(3)
+    a = attention(q, q, q, None, 1.0, 0.5, g)
+    g.manual_seed(3)
+    b = attention(q, q, q, None, 1.0, 0.5, g)
+    assert (a == b).all()
+
+
+def _all_sources():
+    for name in sorted(os.listdir(CORE)):
+        if name.endswith((".pyx", ".pxd", ".tp")):
+            with open(os.path.join(CORE, name)) as f:
+                yield name, f.read().splitlines()
+
+
+def test_no_core_module_imports_the_facade_or_imports_inside_a_function():
+    """engine, function and tensor included: the engine seeds and casts gradients itself."""
+    bad = [(name, line.strip()) for name, lines in _all_sources() for line in lines
+           if FACADE_IMPORT.match(line) or CORE_IMPORT_IN_BODY.match(line)]
+    assert bad == []
+
+
+def test_the_core_has_no_import_cycle():
+    import subprocess
+    import sys
+    tool = os.path.join(CORE, os.pardir, os.pardir, os.pardir, "tools", "core_layers.py")
+    r = subprocess.run([sys.executable, tool, "--check"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "no cycles" in r.stdout
