@@ -71,3 +71,9 @@ def test_the_core_has_no_import_cycle():
     r = subprocess.run([sys.executable, tool, "--check"], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "no cycles" in r.stdout
+
+
+def test_op_families_stay_small():
+    """One family per file, each short enough to read whole (the split that made them: ~700)."""
+    big = [(name, len(lines)) for name, lines in _op_sources() if len(lines) > 720]
+    assert big == []

@@ -21,12 +21,21 @@ PATTERNS = [re.compile(r"^\s*(?:from\s+fastgrad\._core\.(\w+)\s+c?import)", re.M
             re.compile(r"^\s*c?import\s+fastgrad\._core\.(\w+)", re.M)]
 
 
+def _module_name(path):
+    """kernels.pyx, kernels.pxd and their templates kernels.pyx.tp / kernels.pxd.tp: kernels."""
+    name = path.name[:-3] if path.name.endswith(".tp") else path.name
+    stem, _, suffix = name.rpartition(".")
+    return stem if suffix in ("pyx", "pxd") else None
+
+
 def graph():
-    modules = sorted({p.stem for p in CORE.iterdir() if p.suffix in (".pyx", ".pxd")})
+    modules = sorted({m for m in map(_module_name, CORE.iterdir()) if m})
     deps = {m: set() for m in modules}
     for m in modules:
         for suffix in (".pyx", ".pxd"):
             path = CORE / f"{m}{suffix}"
+            if (CORE / f"{m}{suffix}.tp").exists():
+                path = CORE / f"{m}{suffix}.tp"      # read the template, not what it generates
             if not path.exists():
                 continue
             text = path.read_text()
