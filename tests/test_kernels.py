@@ -121,7 +121,7 @@ def test_scalar_operand(op, n, dtype, threads):
 
 
 def _strided_case(op, x, y, dtype):
-    """strided_fwd over NumPy views x, y broadcast together, strides as ops_pointwise passes them
+    """strided_fwd over NumPy views x, y broadcast together, strides as ops_arith passes them
     (elements; 0 on a broadcast or missing dimension)."""
     shape = np.broadcast_shapes(x.shape, y.shape)
     nd = len(shape)

@@ -16,7 +16,7 @@ from fastgrad._core import ops_einsum as _einsum
 from fastgrad._core import ops_matmul as _la
 from fastgrad._core import ops_linear as _linear
 from fastgrad._core import ops_math as _math
-from fastgrad._core import ops_nn as _nn
+from fastgrad._core import ops_softmax as _nn
 from fastgrad._core import ops_cast as _cast
 from fastgrad._core import ops_compare as _cmp
 from fastgrad._core import ops_inplace as _inplace
@@ -35,7 +35,7 @@ METHOD, FUNCTION, BOTH = "method", "function", "both"
 
 #: name -> (function, where it is published)
 ALIASES = {
-    # -- pointwise (ops_pointwise) --
+    # -- pointwise (ops_arith, ops_unary, ops_select, ops_cast, ops_inplace, ops_compare) --
     "clone": (_cast.clone, BOTH),
     "maximum": (_select.maximum, BOTH),
     "minimum": (_select.minimum, BOTH),
@@ -99,7 +99,7 @@ ALIASES = {
     "__xor__": (_cmp._xor, METHOD),
     "__rxor__": (_cmp._xor, METHOD),
     "__ixor__": (_cmp.bitwise_xor_, METHOD),
-    # -- reductions (ops_reduce, ops_reduce2) --
+    # -- reductions (ops_reduce, ops_reduce_composed) --
     "max": (_red.max, BOTH),
     "min": (_red.min, BOTH),
     "var": (_red2.var, BOTH),
@@ -157,7 +157,7 @@ ALIASES = {
     "scatter_add": (_ix.scatter_add, BOTH),
     "masked_fill": (_ix.masked_fill, BOTH),
     "take_along_dim": (_ix.take_along_dim, BOTH),
-    # -- matrix products (ops_linalg) and softmax (ops_nn) --
+    # -- matrix products (ops_matmul) and softmax (ops_softmax) --
     "__matmul__": (_la.matmul, METHOD),
     "__rmatmul__": (_la._rmatmul, METHOD),
     "matmul": (_la.matmul, BOTH),

@@ -36,7 +36,7 @@ from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history
 from fastgrad._core.random cimport Engine
 from fastgrad._core.random import bernoulli_scalar
 from fastgrad._core.ops_matmul import matmul
-from fastgrad._core.ops_nn import softmax
+from fastgrad._core.ops_softmax import softmax
 
 cnp.import_array()
 

@@ -3,7 +3,7 @@
 Hot ops are compiled primitives: cross_entropy / nll_loss / mse_loss / binary_cross_entropy /
 binary_cross_entropy_with_logits / gelu / silu / softplus / elu / leaky_relu / embedding come from
 _core.ops_loss; relu / sigmoid / tanh from _core.ops_unary; linear / softmax / log_softmax /
-reshapes from the shape and matrix-product ops (_core.ops_linalg, ops_nn, ops_view). The rest
+reshapes from the shape and matrix-product ops (_core.ops_matmul, ops_softmax, ops_view). The rest
 (layer_norm, batch_norm, l1/smooth_l1/huber, dropout) are composed of recorded ops: they are
 not hot, and composing keeps every gradient differentiable.
 """
@@ -17,8 +17,8 @@ from fastgrad._core import ops_loss as _L
 from fastgrad._core import ops_activation as _A
 from fastgrad._core import ops_embedding as _E
 from fastgrad._core.ops_linear import linear as _linear
-from fastgrad._core.ops_nn import log_softmax as _log_softmax
-from fastgrad._core.ops_nn import softmax as _softmax
+from fastgrad._core.ops_softmax import log_softmax as _log_softmax
+from fastgrad._core.ops_softmax import softmax as _softmax
 from fastgrad._core import ops_select as _select
 from fastgrad._core import ops_view as _ops_view
 from fastgrad._core import ops_join as _join
