@@ -18,7 +18,8 @@ import numpy as np
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport shape_of as _shape
-from fastgrad._core.tensor cimport TensorBase, wrap, set_history, set_history1
+from fastgrad._core.tensor cimport TensorBase, wrap
+from fastgrad._core.recording cimport set_history, set_history1
 from fastgrad._core.ops_reduce cimport sum_
 from fastgrad._core.ops_strided cimport _rec, make_view, strided_view
 from fastgrad._core.ops_view cimport reshape_c

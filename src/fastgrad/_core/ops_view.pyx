@@ -20,7 +20,8 @@ import numpy as np
 from fastgrad._core.node cimport Node
 from fastgrad._core.dtypes cimport scalar_type_name
 from fastgrad._core.tensor cimport shape_of as _shape
-from fastgrad._core.tensor cimport TensorBase, wrap, set_history1
+from fastgrad._core.tensor cimport TensorBase, wrap
+from fastgrad._core.recording cimport set_history1
 from fastgrad._core.dims cimport wrap_dim
 from fastgrad._core.ops_reduce cimport sum_to, ExpandBackward0
 from fastgrad._core.ops_strided cimport _rec, _writeable, make_view, strided_view, scatter_add_flat
