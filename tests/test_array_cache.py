@@ -1,4 +1,4 @@
-"""Arrays of dead tensors reused for new results (Note [Small array cache] in tensor.pyx): an array
+"""Arrays of dead tensors reused for new results (Note [Small array cache] in storage.pyx): an array
 anyone can still reach is never reused."""
 import gc
 import weakref
@@ -48,7 +48,7 @@ def test_read_only_and_view_arrays_are_not_reused():
 
 
 def test_cache_follows_shapes_and_results_stay_right():
-    from fastgrad._core import tensor
+    from fastgrad._core import storage
     rng = np.random.default_rng(0)
     for shape in [(4,), (2, 3), (), (4,), (16,), (2, 3)]:
         for dtype in (np.float32, np.float64):
@@ -58,4 +58,4 @@ def test_cache_follows_shapes_and_results_stay_right():
                 r = (fg.tensor(a) * fg.tensor(b) + 1).tanh()
                 np.testing.assert_allclose(r.numpy(), np.tanh(a * b + 1), rtol=1e-6)
                 assert r.numpy().shape == shape and r.numpy().dtype == dtype
-    assert 0 <= tensor._array_cache_size() <= 64
+    assert 0 <= storage._array_cache_size() <= 64

@@ -4,6 +4,7 @@ each other at module level, never inside a function body to dodge a cycle."""
 import os
 import re
 
+import numpy as np
 import pytest
 
 import fastgrad
@@ -77,3 +78,47 @@ def test_op_families_stay_small():
     """One family per file, each short enough to read whole (the split that made them: ~700)."""
     big = [(name, len(lines)) for name, lines in _op_sources() if len(lines) > 720]
     assert big == []
+CDEF_CLASS = re.compile(r"^cdef class (\w+)", re.M)
+
+
+def test_each_node_class_name_is_defined_once():
+    """One class per node name (Note [Nodes named for a view] in ops_view.pyx): a name defined
+    in two families would give grad_fn two types that print alike."""
+    homes = {}
+    for name in sorted(os.listdir(CORE)):
+        if name.endswith(".pyx"):
+            with open(os.path.join(CORE, name)) as f:
+                for cls in CDEF_CLASS.findall(f.read()):
+                    homes.setdefault(cls, []).append(name)
+    assert len(homes) > 100
+    assert {cls: files for cls, files in homes.items() if len(files) > 1} == {}
+
+
+def test_a_node_name_has_one_class_across_families():
+    x = fastgrad.randn(2, 3, 4, dtype=fastgrad.float64, requires_grad=True)
+    w = fastgrad.randn(5, 4, dtype=fastgrad.float64, requires_grad=True)
+    s = fastgrad.tensor(1.5, dtype=fastgrad.float64, requires_grad=True)
+    pairs = [(x.view(6, 4), fastgrad.nn.functional.linear(x, w)),      # ops_view, ops_linear
+             (x.transpose(0, 1).reshape(12, 2), x @ w.T),              # ops_view, ops_matmul
+             (x.unsqueeze(0), x[0, None]),                             # ops_view, ops_index
+             (fastgrad.movedim(s, 0, 0), x[...])]                      # ops_view, ops_index
+    assert [(type(a.grad_fn).__name__, type(b.grad_fn) is type(a.grad_fn)) for a, b in pairs] == [
+        ("ViewBackward0", True), ("UnsafeViewBackward0", True), ("UnsqueezeBackward0", True),
+        ("AliasBackward0", True)]
+
+
+@pytest.mark.parametrize("fn", [lambda x, w: fastgrad.nn.functional.linear(x, w),
+                                lambda x, w: x @ w.T,
+                                lambda x, w: x[1:, None] * w.sum(),
+                                lambda x, w: x[...] * w.sum()],
+                         ids=["linear", "matmul", "index-unsqueeze", "index-alias"])
+def test_a_node_named_for_a_view_runs_its_ops_backward_and_releases_it(fn):
+    from _fd import check_grad
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 3, 4)), rng.standard_normal((5, 4))
+    check_grad(fn, [x, w])
+    xt = fastgrad.tensor(x, requires_grad=True)
+    y = fn(xt, fastgrad.tensor(w)).sum()
+    fastgrad.autograd.grad(y, xt)
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        fastgrad.autograd.grad(y, xt)

@@ -418,8 +418,8 @@ def module_stub(mod):
         lines.append(f"from {where} import {names}")
     if modname != "fastgrad._core.node":
         lines.append("from fastgrad._core.node import Node")
-    if modname != "fastgrad._core.tensor":
-        lines.append("from fastgrad._core.tensor import Size")
+    if modname != "fastgrad._core.size":
+        lines.append("from fastgrad._core.size import Size")
     if modname != "fastgrad._core.hooks":
         lines.append("from fastgrad._core.hooks import RemovableHandle")
     return assemble(lines, body + named + classes)
@@ -462,7 +462,8 @@ def tensor_stub():
             "",
             "from fastgrad._core.ops_reduce import return_types_max, return_types_min",
             "from fastgrad._core.hooks import RemovableHandle",
-            "from fastgrad._core.tensor import Size as Size, TensorBase as TensorBase"]
+            "from fastgrad._core.size import Size as Size",
+            "from fastgrad._core.tensor import TensorBase as TensorBase"]
     # Tensor has methods named int, float and bool: in its body those names are the methods
     lines = [_BUILTIN_NAME.sub(r"\1builtins.\2", ln) for ln in lines]
     return assemble(head, ["class Tensor(TensorBase):"] + lines)

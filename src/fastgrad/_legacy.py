@@ -11,7 +11,8 @@ import numbers
 import numpy as np
 
 from fastgrad import _creation, _dtypes
-from fastgrad._core.tensor import TensorBase, Size
+from fastgrad._core.size import Size
+from fastgrad._core.tensor import TensorBase
 
 _tensor_class = None                  # fastgrad.Tensor, registered by _tensor.py
 

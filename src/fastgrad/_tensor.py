@@ -10,7 +10,8 @@ from fastgrad._core import tensor as _ct
 from fastgrad._core import ops_arith, ops_unary  # noqa: F401  (fill Tensor's op table, _core/tensor.pxd)
 from fastgrad._core import ops_cast as _cast
 from fastgrad._core import ops_view as _view
-from fastgrad._core.tensor import Size, TensorBase  # noqa: F401  (Size: re-exported)
+from fastgrad._core.size import Size  # noqa: F401  (re-exported)
+from fastgrad._core.tensor import TensorBase
 
 
 class Tensor(TensorBase, metaclass=_legacy.TensorMeta):

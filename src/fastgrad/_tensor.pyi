@@ -7,7 +7,8 @@ from typing_extensions import Self
 
 from fastgrad._core.ops_reduce import return_types_max, return_types_min
 from fastgrad._core.hooks import RemovableHandle
-from fastgrad._core.tensor import Size as Size, TensorBase as TensorBase
+from fastgrad._core.size import Size as Size
+from fastgrad._core.tensor import TensorBase as TensorBase
 
 class Tensor(TensorBase):
     def __repr__(self, *, tensor_contents=None) -> str: ...

@@ -29,8 +29,9 @@ import numpy as np
 from fastgrad._core.node cimport BackwardState, Node, next_epoch
 from fastgrad._core.grad_mode cimport grad_enabled, grad_mode_flag, set_grad_enabled_c
 from fastgrad._core.anomaly_mode cimport anomaly_enabled, anomaly_check_nan
-from fastgrad._core.tensor cimport (TensorBase, AccumulateGrad, OpTable, op_table, accumulator,
-                                     accumulate_nonleaf, wrap, check_hook_grad)
+from fastgrad._core.tensor cimport (TensorBase, OpTable, op_table, accumulate_nonleaf, wrap,
+                                    check_hook_grad)
+from fastgrad._core.recording cimport AccumulateGrad, accumulator
 
 cnp.import_array()
 
@@ -95,7 +96,7 @@ cdef inline Node _heap_pop(list heap):
 # `_steal` stays on the node: every call writes it just before apply and the two rules that read
 # it do so before anything that could let another thread run (Note [Stealing the incoming
 # gradient]), so a call only ever reads its own value.
-# Other module state in _core needs nothing more: the small array cache (tensor.pyx) and the
+# Other module state in _core needs nothing more: the small array cache (storage.pyx) and the
 # sequence and epoch counters (node.pyx) are read and written with the GIL held and nothing
 # between; grad and inference mode are per thread (grad_mode.pyx); anomaly mode is one flag for
 # the process, as in torch.

@@ -17,7 +17,9 @@ subclass of FormulaBackward with no instance dict.
 cimport numpy as cnp
 
 from fastgrad._core.node cimport Node
-from fastgrad._core.tensor cimport TensorBase, SavedVar, save, set_history
+from fastgrad._core.tensor cimport TensorBase
+from fastgrad._core.recording cimport set_history
+from fastgrad._core.saved cimport SavedVar, save
 from fastgrad._core.grad_mode cimport grad_enabled
 
 cnp.import_array()

@@ -24,8 +24,9 @@ from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 import numpy as np
 
 from fastgrad._core.node cimport Node, next_sequence_nr
-from fastgrad._core.tensor cimport (TensorBase, SavedVar, OpTable, op_table, accumulator, save,
-                                    wrap)
+from fastgrad._core.tensor cimport TensorBase, OpTable, op_table, wrap
+from fastgrad._core.recording cimport accumulator
+from fastgrad._core.saved cimport SavedVar, save
 from fastgrad._core.grad_mode cimport grad_enabled, grad_mode_flag, set_grad_enabled_c
 from fastgrad._core.anomaly_mode cimport anomaly_enabled, forward_trace
 

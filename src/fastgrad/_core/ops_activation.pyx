@@ -15,7 +15,9 @@ import numpy as np
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.dtypes cimport scalar_type_name
-from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history1
+from fastgrad._core.tensor cimport TensorBase, wrap
+from fastgrad._core.recording cimport set_history1
+from fastgrad._core.saved cimport SavedVar, save
 from fastgrad._core cimport ops_arith as pw
 from fastgrad._core.erf_kernels cimport erf_loop, ERF_ERF_WIDE, ERF_GELU
 from fastgrad._core.ops_unary cimport unary

@@ -18,9 +18,10 @@ import numpy as np
 
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
-from fastgrad._core.tensor cimport (TensorBase, SavedVar, OpTable, op_table, wrap, save,
-                                    set_history, set_history1, set_history2, any_requires_grad2,
-                                    empty_like, set_meta2)
+from fastgrad._core.tensor cimport TensorBase, OpTable, op_table, wrap, set_meta2
+from fastgrad._core.recording cimport set_history, set_history1, set_history2, any_requires_grad2
+from fastgrad._core.saved cimport SavedVar, save
+from fastgrad._core.storage cimport empty_like
 from fastgrad._core.promotion cimport (is_scalar, broadcast_shapes, pyscalar, promote_tt,
                                        promote_ts, same_shape, fast_float, as_array, cast_array)
 from fastgrad._core.ops_select cimport where_, zeros_grad

@@ -32,7 +32,9 @@ from fastgrad._core.kernels cimport OP_EXP, unary_fwd
 from fastgrad._core.blas cimport bmm, one_thread, restore
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.node cimport Node
-from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history
+from fastgrad._core.tensor cimport TensorBase, wrap
+from fastgrad._core.recording cimport set_history
+from fastgrad._core.saved cimport SavedVar, save
 from fastgrad._core.random cimport Engine
 from fastgrad._core.random import bernoulli_scalar
 from fastgrad._core.ops_matmul import matmul

@@ -7,7 +7,8 @@ cimport numpy as cnp
 
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
-from fastgrad._core.tensor cimport TensorBase, OpTable, op_table, wrap, set_history1
+from fastgrad._core.tensor cimport TensorBase, OpTable, op_table, wrap
+from fastgrad._core.recording cimport set_history1
 
 cnp.import_array()
 

@@ -8,9 +8,11 @@ import numpy as np
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.dtypes cimport scalar_type_name
-from fastgrad._core.tensor cimport (TensorBase, SavedVar, OpTable, op_table, wrap, save,
-                                    set_history1, set_history2, check_inplace, set_meta2, CMP_EQ,
-                                    CMP_NE, CMP_LT, CMP_LE, CMP_GT, CMP_GE)
+from fastgrad._core.tensor cimport (TensorBase, OpTable, op_table, wrap, set_meta2, CMP_EQ, CMP_NE,
+                                    CMP_LT, CMP_LE, CMP_GT, CMP_GE)
+from fastgrad._core.recording cimport set_history1, set_history2
+from fastgrad._core.saved cimport SavedVar, save
+from fastgrad._core.inplace_checks cimport check_inplace
 from fastgrad._core.promotion cimport (is_scalar, broadcast_shapes, pyscalar, promote_tt,
                                        promote_ts, same_shape, as_array, cast_array)
 from fastgrad._core.kernels cimport OP_DIV

@@ -32,7 +32,9 @@ import numpy as np
 
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
-from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history
+from fastgrad._core.tensor cimport TensorBase, wrap
+from fastgrad._core.recording cimport set_history
+from fastgrad._core.saved cimport SavedVar, save
 from fastgrad._core cimport blas
 from fastgrad._core.conv_kernels cimport (Geom, _pointwise, _shifted, _team, im2col, col2im,
                                           _scratch_len, cols_len, _narrow_pass, _wide_pass,

@@ -6,7 +6,8 @@ import numpy as np
 
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
-from fastgrad._core.tensor cimport TensorBase, wrap, set_history1
+from fastgrad._core.tensor cimport TensorBase, wrap
+from fastgrad._core.recording cimport set_history1
 from fastgrad._core.ops_activation cimport _tensor
 
 cnp.import_array()

@@ -18,10 +18,12 @@ import numpy as np
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport shape_of as _shape
-from fastgrad._core.tensor cimport TensorBase, wrap, set_history, set_history1
+from fastgrad._core.tensor cimport TensorBase, wrap
+from fastgrad._core.recording cimport set_history, set_history1
 from fastgrad._core.ops_reduce cimport sum_
 from fastgrad._core.ops_strided cimport _rec, make_view, strided_view
-from fastgrad._core.ops_view cimport reshape_c
+from fastgrad._core.ops_view cimport (reshape_c, ReshapeBackward, UnsqueezeBackward0,
+                                     AliasBackward0)
 from fastgrad._core.dims cimport wrap_dim
 from fastgrad._core.ops_view import expand
 
@@ -160,7 +162,6 @@ def getitem(input, key):
 
 cdef object getitem_c(TensorBase a, object key):
     cdef TensorBase out
-    cdef KeyBackward node
     out = _basic_getitem(a, key)
     if out is not None:
         return out
@@ -171,11 +172,7 @@ cdef object getitem_c(TensorBase a, object key):
     else:
         out = make_view(a, a._data[npkey])
     if _rec(a):
-        node = _KEY_NODES[name].__new__(_KEY_NODES[name])
-        node.in_shape = _shape(a)
-        node.key = npkey
-        node.advanced = advanced
-        set_history1(out, node, a)
+        set_history1(out, _key_node(_KEY_NODES[name], _shape(a), npkey, advanced), a)
     return out
 
 
@@ -191,7 +188,6 @@ cdef object _basic_getitem(TensorBase a, object key):
     cdef cnp.npy_intp dims[64]
     cdef cnp.npy_intp strides[64]
     cdef TensorBase out
-    cdef KeyBackward node
     if PyLong_CheckExact(key) or PySlice_Check(key):
         items = (key,)
     elif type(key) is tuple:
@@ -247,13 +243,9 @@ cdef object _basic_getitem(TensorBase a, object key):
     out = make_view(a, strided_view(x, k, dims, strides, data,
                                     cnp.PyArray_FLAGS(x) & cnp.NPY_ARRAY_WRITEABLE))
     if _rec(a):
-        node = (SelectBackward0.__new__(SelectBackward0) if sel == 1 else
-                SliceBackward0.__new__(SliceBackward0) if sel == 2 else
-                UnsqueezeBackward0.__new__(UnsqueezeBackward0))
-        node.in_shape = _shape(a)
-        node.key = items + (Ellipsis,)
-        node.advanced = False
-        set_history1(out, node, a)
+        set_history1(out, _key_node(SelectBackward0 if sel == 1 else SliceBackward0 if sel == 2
+                                    else UnsqueezeBackward0, _shape(a), items + (Ellipsis,),
+                                    False), a)
     return out
 
 
@@ -286,20 +278,27 @@ cdef class IndexSelectBackward0(KeyBackward):
     pass
 
 
-@cython.final
-cdef class UnsqueezeBackward0(KeyBackward):
-    pass
-
-
-@cython.final
-cdef class AliasBackward0(KeyBackward):
-    pass
-
-
 cdef dict _KEY_NODES = {"SelectBackward0": SelectBackward0, "SliceBackward0": SliceBackward0,
                         "IndexBackward0": IndexBackward0, "UnsqueezeBackward0": UnsqueezeBackward0,
                         "AliasBackward0": AliasBackward0,
                         "IndexSelectBackward0": IndexSelectBackward0}
+
+
+cdef Node _key_node(type cls, tuple in_shape, tuple key, bint advanced):
+    """The node of x[key], of class `cls`. A key PyTorch names for a view (UnsqueezeBackward0,
+    AliasBackward0: ops_view's classes) gets that view's node running a KeyBackward in its place
+    (Note [Nodes named for a view] in ops_view.pyx)."""
+    cdef KeyBackward node
+    cdef ReshapeBackward named
+    if cls is UnsqueezeBackward0 or cls is AliasBackward0:
+        named = cls.__new__(cls)
+        named.inner = _key_node(KeyBackward, in_shape, key, advanced)
+        return named
+    node = cls.__new__(cls)
+    node.in_shape = in_shape
+    node.key = key
+    node.advanced = advanced
+    return node
 
 
 cdef object _key_scatter(TensorBase g, tuple shape, tuple key, bint advanced):

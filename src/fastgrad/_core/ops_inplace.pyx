@@ -3,7 +3,7 @@
 the other in-place forms (ops_compare's floor_divide_ ...) share: the op runs out of place on an
 alias that carries the old history, and its result is written back into the tensor, which
 becomes the output of the op's node (PyTorch's rebase_history). PyTorch's rules on what may be
-written in place are tensor.pyx's check_inplace.
+written in place are inplace_checks.pyx's check_inplace.
 """
 cimport cython
 cimport numpy as cnp
@@ -12,8 +12,9 @@ import numpy as np
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.dtypes cimport scalar_type_name
-from fastgrad._core.tensor cimport (TensorBase, OpTable, op_table, wrap, set_history,
-                                    set_history1, set_history2, check_inplace)
+from fastgrad._core.tensor cimport TensorBase, OpTable, op_table, wrap
+from fastgrad._core.recording cimport set_history, set_history1, set_history2
+from fastgrad._core.inplace_checks cimport check_inplace
 from fastgrad._core.promotion cimport is_scalar, pyscalar, same_shape
 from fastgrad._core.ops_arith cimport binary, binary_tt, binary_ts, check_bool_sub
 from fastgrad._core.ops_select cimport zeros_grad

@@ -14,7 +14,8 @@ from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.dtypes cimport scalar_type_name
 from fastgrad._core.tensor cimport shape_of as _shape
-from fastgrad._core.tensor cimport TensorBase, wrap, set_history, set_history1
+from fastgrad._core.tensor cimport TensorBase, wrap
+from fastgrad._core.recording cimport set_history, set_history1
 from fastgrad._core.dims cimport wrap_dim
 from fastgrad._core cimport ops_arith as pw
 from fastgrad._core.ops_reduce cimport sum_

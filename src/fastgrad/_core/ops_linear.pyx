@@ -14,10 +14,12 @@ import numpy as np
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport shape_of as _shape
-from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history
+from fastgrad._core.tensor cimport TensorBase, wrap
+from fastgrad._core.recording cimport set_history
+from fastgrad._core.saved cimport SavedVar, save
 from fastgrad._core cimport ops_arith as pw
 from fastgrad._core.ops_reduce cimport sum_to
-from fastgrad._core.ops_view cimport reshape_c
+from fastgrad._core.ops_view cimport reshape_c, ReshapeBackward, ViewBackward0
 from fastgrad._core.ops_matmul cimport (_mat, _mT, _check_dtypes, _check_matmul, _blasable,
                                         _np_sum_to)
 from fastgrad._core cimport linear_kernels as lk
@@ -98,8 +100,12 @@ cdef object _record_linear(cnp.ndarray y, TensorBase a, TensorBase b, TensorBase
     cdef bint need_c = c is not None and c._requires_grad
     if not (grad_enabled() and (a._requires_grad or b._requires_grad or need_c)):
         return out
+    cdef ReshapeBackward named = None
     if cls is MmBackward0:
         node = LinearMmBackward0.__new__(LinearMmBackward0)
+    elif cls is ViewBackward0:
+        named = ViewBackward0.__new__(ViewBackward0)
+        node = LinearBackward.__new__(LinearBackward)
     else:
         node = cls.__new__(cls)
     node.wt = wt
@@ -111,7 +117,11 @@ cdef object _record_linear(cnp.ndarray y, TensorBase a, TensorBase b, TensorBase
         node.other = save(b, False)
     if need_c:
         node.c_shape = _shape(c)
-    set_history(out, node, (a, b, c))
+    if named is not None:                   # Note [Nodes named for a view] in ops_view.pyx
+        named.inner = node
+        set_history(out, named, (a, b, c))
+    else:
+        set_history(out, node, (a, b, c))
     return out
 
 
@@ -343,11 +353,6 @@ cdef class LinearBackward(Node):
 
 @cython.final
 cdef class AddmmBackward0(LinearBackward):
-    pass
-
-
-@cython.final
-cdef class ViewBackward0(LinearBackward):
     pass
 
 

@@ -29,8 +29,9 @@ import numpy as np
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.dtypes cimport scalar_type_name
-from fastgrad._core.tensor cimport (TensorBase, SavedVar, wrap, save, set_history,
-                                    set_history1, set_history2)
+from fastgrad._core.tensor cimport TensorBase, wrap
+from fastgrad._core.recording cimport set_history, set_history1, set_history2
+from fastgrad._core.saved cimport SavedVar, save
 from fastgrad._core cimport ops_arith as pw
 from fastgrad._core cimport ops_reduce as red
 from fastgrad._core.ops_activation cimport _tensor, _c

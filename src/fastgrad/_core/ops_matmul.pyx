@@ -17,10 +17,13 @@ import numpy as np
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport shape_of as _shape
-from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history
+from fastgrad._core.tensor cimport TensorBase, wrap
+from fastgrad._core.recording cimport set_history
+from fastgrad._core.saved cimport SavedVar, save
 from fastgrad._core cimport ops_arith as pw
 from fastgrad._core.ops_reduce cimport sum_to
-from fastgrad._core.ops_view cimport transpose_c, unsqueeze_c, squeeze_to
+from fastgrad._core.ops_view cimport (transpose_c, unsqueeze_c, squeeze_to, ReshapeBackward,
+                                     UnsafeViewBackward0)
 from fastgrad._core.matmul_kernels cimport rank1_kernel
 from fastgrad._core.ops_out import out_check, write_out
 
@@ -109,15 +112,22 @@ def matmul(input, other, *, out=None):
 cdef object _matmul(TensorBase a, TensorBase b, type cls):
     cdef TensorBase out = wrap(np.asarray(np.matmul(a._data, b._data)))
     cdef MatmulBackward node
+    cdef ReshapeBackward named
     if grad_enabled() and (a._requires_grad or b._requires_grad):
-        node = cls.__new__(cls)
+        node = MatmulBackward.__new__(MatmulBackward) if cls is UnsafeViewBackward0 else \
+            cls.__new__(cls)
         node.a_shape = _shape(a)
         node.b_shape = _shape(b)
         if b._requires_grad:
             node.self_ = save(a, False)
         if a._requires_grad:
             node.other = save(b, False)
-        set_history(out, node, (a, b))
+        if cls is UnsafeViewBackward0:      # Note [Nodes named for a view] in ops_view.pyx
+            named = UnsafeViewBackward0.__new__(UnsafeViewBackward0)
+            named.inner = node
+            set_history(out, named, (a, b))
+        else:
+            set_history(out, node, (a, b))
     return out
 
 
@@ -329,11 +339,6 @@ cdef class BmmBackward0(MatmulBackward):
 
 @cython.final
 cdef class SqueezeBackward4(MatmulBackward):
-    pass
-
-
-@cython.final
-cdef class UnsafeViewBackward0(MatmulBackward):
     pass
 
 

@@ -19,7 +19,9 @@ from libc.math cimport sqrt
 
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.node cimport Node
-from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history
+from fastgrad._core.tensor cimport TensorBase, wrap
+from fastgrad._core.recording cimport set_history
+from fastgrad._core.saved cimport SavedVar, save
 
 cnp.import_array()
 

@@ -25,7 +25,8 @@ import numpy as np
 
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
-from fastgrad._core.tensor cimport TensorBase, wrap, set_history
+from fastgrad._core.tensor cimport TensorBase, wrap
+from fastgrad._core.recording cimport set_history
 from fastgrad._core.kernels cimport nthreads, PAR_MIN
 
 cnp.import_array()

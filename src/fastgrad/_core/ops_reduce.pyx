@@ -16,8 +16,9 @@ from fastgrad._core.dtypes import to_numpy_dtype
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.dtypes cimport scalar_type_name
-from fastgrad._core.tensor cimport (TensorBase, SavedVar, OpTable, op_table, wrap, save,
-                                    set_history1)
+from fastgrad._core.tensor cimport TensorBase, OpTable, op_table, wrap
+from fastgrad._core.recording cimport set_history1
+from fastgrad._core.saved cimport SavedVar, save
 from fastgrad._core.ops_arith cimport div
 from fastgrad._core.ops_select cimport extremum, select_grad, share_grad
 from fastgrad._core.ops_cast cimport cast

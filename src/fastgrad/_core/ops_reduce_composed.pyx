@@ -13,7 +13,9 @@ import numpy as np
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport shape_of as _shape
-from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history1
+from fastgrad._core.tensor cimport TensorBase, wrap
+from fastgrad._core.recording cimport set_history1
+from fastgrad._core.saved cimport SavedVar, save
 from fastgrad._core cimport ops_arith as pw
 from fastgrad._core.ops_reduce cimport sum_, normalize_dims, as_dtype
 from fastgrad._core.ops_view cimport reshape_c, expand_c

@@ -23,9 +23,9 @@ import numpy as np
 
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
-from fastgrad._core.tensor cimport (TensorBase, SavedVar, OpTable, op_table, wrap, save,
-                                    set_history, set_history1, any_requires_grad2, grad_meta,
-                                    set_meta2)
+from fastgrad._core.tensor cimport TensorBase, OpTable, op_table, wrap, grad_meta, set_meta2
+from fastgrad._core.recording cimport set_history, set_history1, any_requires_grad2
+from fastgrad._core.saved cimport SavedVar, save
 from fastgrad._core.promotion cimport (is_scalar, broadcast_shapes, pyscalar, promote_tt,
                                        promote_ts, same_shape, as_array, cast_array)
 

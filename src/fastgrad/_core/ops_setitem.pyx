@@ -18,13 +18,14 @@ import numpy as np
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport shape_of as _shape
-from fastgrad._core.tensor cimport TensorBase, wrap, set_history, set_history1
+from fastgrad._core.tensor cimport TensorBase, wrap
+from fastgrad._core.recording cimport set_history, set_history1
 from fastgrad._core cimport ops_arith as pw
 from fastgrad._core.ops_reduce cimport sum_to
 from fastgrad._core.ops_strided cimport take_flat, scatter_add_flat
 from fastgrad._core.ops_index cimport _parse_key
 from fastgrad._core.ops_select cimport select_grad
-from fastgrad._core.tensor cimport check_inplace
+from fastgrad._core.inplace_checks cimport check_inplace
 
 cnp.import_array()
 

@@ -14,7 +14,9 @@ from fastgrad._core.dtypes import to_numpy_dtype
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.dtypes cimport scalar_type_name
-from fastgrad._core.tensor cimport TensorBase, SavedVar, wrap, save, set_history1
+from fastgrad._core.tensor cimport TensorBase, wrap
+from fastgrad._core.recording cimport set_history1
+from fastgrad._core.saved cimport SavedVar, save
 from fastgrad._core.ops_arith cimport mul, sub
 from fastgrad._core.ops_unary cimport unary
 from fastgrad._core.kernels cimport OP_EXP

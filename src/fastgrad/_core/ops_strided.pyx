@@ -18,7 +18,8 @@ import numpy as np
 
 from fastgrad._core.node cimport Node
 from fastgrad._core.tensor cimport shape_of as _shape
-from fastgrad._core.tensor cimport TensorBase, wrap, set_history1
+from fastgrad._core.tensor cimport TensorBase, wrap
+from fastgrad._core.recording cimport set_history1
 
 cnp.import_array()
 

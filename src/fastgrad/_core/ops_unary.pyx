@@ -11,8 +11,10 @@ import numpy as np
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport tensor_arg as _input
-from fastgrad._core.tensor cimport (TensorBase, SavedVar, OpTable, op_table, wrap, save,
-                                    set_history1, empty_like)
+from fastgrad._core.tensor cimport TensorBase, OpTable, op_table, wrap
+from fastgrad._core.recording cimport set_history1
+from fastgrad._core.saved cimport SavedVar, save
+from fastgrad._core.storage cimport empty_like
 from fastgrad._core.promotion cimport same_shape, fast_float, as_array
 from fastgrad._core.ops_arith cimport mul, div, rsub, NOGIL_MIN
 from fastgrad._core.ops_select cimport select_grad

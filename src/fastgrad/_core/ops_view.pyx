@@ -20,7 +20,8 @@ import numpy as np
 from fastgrad._core.node cimport Node
 from fastgrad._core.dtypes cimport scalar_type_name
 from fastgrad._core.tensor cimport shape_of as _shape
-from fastgrad._core.tensor cimport TensorBase, wrap, set_history1
+from fastgrad._core.tensor cimport TensorBase, wrap
+from fastgrad._core.recording cimport set_history1
 from fastgrad._core.dims cimport wrap_dim
 from fastgrad._core.ops_reduce cimport sum_to, ExpandBackward0
 from fastgrad._core.ops_strided cimport _rec, _writeable, make_view, strided_view, scatter_add_flat
@@ -172,12 +173,27 @@ def reshape_as(input, other):
     return reshape_c(input, _shape(other))
 
 
+# Note [Nodes named for a view]
+# PyTorch names the node of some ops after the view that ends them: linear over an input of more
+# than 2 dims is ViewBackward0, a batched matmul UnsafeViewBackward0, x[0, None] is
+# UnsqueezeBackward0 and x[...] AliasBackward0. fastgrad records each such op as one node with
+# the op's own backward. A name has one class, the view's, here: the family above records its
+# backward node as the named node's `inner`, and the named node runs it in its place (apply,
+# release_variables). So the gradient is the op's own, and grad_fn's type and name are
+# PyTorch's.
+
 cdef class ReshapeBackward(Node):
-    """grad_a = grad reshaped to the input's shape"""
-    cdef tuple in_shape
+    """grad_a = grad reshaped to the input's shape (or `inner`'s backward: Note [Nodes named for
+    a view])"""
 
     cdef tuple apply(self, tuple grads):
+        if self.inner is not None:
+            return self.inner.apply(grads)
         return (reshape_c(grads[0], self.in_shape),)
+
+    cdef void release_variables(self):
+        if self.inner is not None:
+            self.inner.release_variables()
 
 
 @cython.final
@@ -480,9 +496,12 @@ cdef object _alias(TensorBase a):
 
 
 @cython.final
-cdef class AliasBackward0(Node):
-    """grad_a = grad"""
+cdef class AliasBackward0(ReshapeBackward):
+    """grad_a = grad (or `inner`'s backward: Note [Nodes named for a view])"""
+
     cdef tuple apply(self, tuple grads):
+        if self.inner is not None:
+            return self.inner.apply(grads)
         return (grads[0],)
 
 

@@ -29,7 +29,8 @@ from libc.math cimport sqrt, sqrtf, fabs
 
 import numpy as np
 
-from fastgrad._core.tensor cimport TensorBase, check_inference_inplace
+from fastgrad._core.tensor cimport TensorBase
+from fastgrad._core.inplace_checks cimport check_inference_inplace
 from fastgrad._core.kernels cimport nthreads, PAR_MIN
 from cython.parallel cimport prange
 

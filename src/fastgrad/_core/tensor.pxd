@@ -1,6 +1,5 @@
 # TensorBase: the compiled half of fastgrad.Tensor. See tensor.pyx.
 cimport numpy as cnp
-from cpython.pythread cimport PyThread_type_lock
 from fastgrad._core.node cimport Node
 from fastgrad._core.promotion cimport same_shape
 
@@ -18,7 +17,7 @@ cdef class TensorBase:
     cdef bint _is_param            # set by nn.Parameter (repr only)
     cdef int _output_nr            # which output of _grad_fn this tensor is
     cdef VersionCounter _vc        # created lazily; shared with views (Note [Version counters])
-    cdef object _acc               # weakref to this leaf's AccumulateGrad, or None
+    cdef object _acc               # weakref to this leaf's AccumulateGrad (recording.pyx), or None
     cdef TensorBase _base          # the tensor this one is a view of, or None
     cdef object _hooks             # gradient hooks fn(grad) -> None or replacement (hooks.pyx)
     cdef object _post_acc_hooks    # post-accumulate-grad hooks fn(tensor) (leaves)
@@ -30,31 +29,7 @@ cdef class TensorBase:
     cdef void bump_version(self)
 
 
-cdef class SavedVar:
-    """A tensor saved for backward, with the version it had then (Note [Saved tensor release])."""
-    cdef TensorBase t              # a saved input; None for a saved output, and once released
-    cdef cnp.ndarray data          # a saved output's array (Note [Saved outputs]); None once released
-    cdef VersionCounter vc         # a saved output's counter (shared with the output); None for inputs
-    cdef Py_ssize_t version        # vc.value when saved
-    cdef Node fn                   # t's grad_fn when saved (names the op in errors)
-    cdef int output_nr             # t's output_nr when saved
-    cdef bint is_output            # saved the output of the node that owns it
-
-    cdef TensorBase unpack(self, Node owner)
-    cpdef void release(self)
-
-
-cdef class AccumulateGrad(Node):
-    cdef TensorBase variable       # the leaf whose .grad this node accumulates into
-    cdef PyThread_type_lock _lock  # held across read-add-write of variable.grad; made on first use
-    cdef unsigned long _holder     # thread holding _lock (a post-accumulate hook may re-enter)
-
-    cdef void accumulate(self, TensorBase g, bint owned) except *
-    cdef void _add(self, TensorBase g, bint owned) except *
-
-
-cdef void accumulate_nonleaf(TensorBase t, TensorBase g, bint copy) except *
-cdef Node accumulator(TensorBase leaf)        # the leaf's AccumulateGrad, made once
+cdef void accumulate_nonleaf(TensorBase t, TensorBase g, bint copy) except *   # retain_grad's add
 
 
 # Note [The op table]
@@ -101,16 +76,7 @@ cdef struct OpTable:
 cdef OpTable* op_table() noexcept
 
 
-# allocation and graph recording, used by every ops_* module
 cdef TensorBase wrap(object arr)                # arr: an ndarray, or a NumPy scalar (Note [0-d results])
-cdef cnp.ndarray empty_like(cnp.ndarray x)     # uninitialised, C-contiguous (Note [Small array cache])
-cdef bint any_requires_grad2(TensorBase a, TensorBase b) noexcept
-cdef void set_history(TensorBase out, Node node, tuple inputs) except *
-cdef void set_history1(TensorBase out, Node node, TensorBase a) except *
-cdef void set_history2(TensorBase out, Node node, TensorBase a, TensorBase b) except *
-cdef SavedVar save(TensorBase t, bint is_output)
-cdef void check_inference_inplace(TensorBase t) except *
-cdef void check_inplace(TensorBase a) except *   # PyTorch's in-place rules for leaves/views
 cdef object check_hook_grad(object hook, TensorBase old, object new)   # PyTorch's checks on a hook's result
 
 

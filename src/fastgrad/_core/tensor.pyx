@@ -1,5 +1,6 @@
 # cython: boundscheck=False, wraparound=False
-"""TensorBase: storage (a NumPy array) plus the autograd fields, and the recording helpers.
+"""TensorBase: storage (a NumPy array) plus the autograd fields; `wrap`, which makes every op's
+result; the op table; and the hooks a tensor registers on its gradient.
 
 The Python class fastgrad.Tensor subclasses TensorBase and tells this module about itself with
 `_set_tensor_class`, so every op allocates its result as a Tensor directly (`wrap`). Ops live in
@@ -10,33 +11,22 @@ Note [Version counters]
 Every in-place op bumps the version counter of the tensor it writes. A base and its views share
 one counter. It is created lazily (first save, view or in-place write), so ops that never save
 pay nothing. A SavedVar records the value at save time; unpacking a SavedVar whose counter moved
-raises the "modified by an inplace operation" error.
-
-Note [Saved tensor release]
-A node drops saved inputs right after its backward unless retain_graph; a second backward then
-raises "Trying to backward through the graph a second time ...". A node that saved nothing can be
-run again.
-
-Note [Saved outputs]
-A node that saves its own output (exp, tanh, sigmoid ...) would form a cycle node -> output ->
-node. It saves the output's array and version counter instead; unpacking makes a tensor over
-them, with no grad_fn, or under create_graph with the node as its grad_fn.
+raises the "modified by an inplace operation" error (saved.pyx).
 """
 cimport cython
 cimport numpy as cnp
-from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
-from cpython.weakref cimport PyWeakref_GetObject
-from cpython.pythread cimport (PyThread_allocate_lock, PyThread_free_lock,
-                               PyThread_get_thread_ident)
+from cpython.ref cimport PyObject
+from cpython.pythread cimport PyThread_type_lock, PyThread_allocate_lock
 import weakref
 import warnings
 
 import numpy as np
 
-from fastgrad._core.node cimport Node, next_sequence_nr
 from fastgrad._core.grad_mode cimport grad_enabled, inference_mode_c
-from fastgrad._core.anomaly_mode cimport anomaly_enabled, forward_trace
 from fastgrad._core.hooks import add_hook, hook_dict
+from fastgrad._core.number_slots import inherit_number_slots
+from fastgrad._core.size import Size
+from fastgrad._core.storage cimport keep_array
 from fastgrad._core.kernels cimport (OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_NEG, OP_ABS, OP_EXP,
     OP_LOG, OP_SQRT, OP_SIN, OP_COS, OP_TANH, OP_SIGMOID, OP_RELU, OP_RECIPROCAL)
 from fastgrad._core.dims cimport wrap_dim
@@ -55,48 +45,10 @@ def _set_tensor_class(cls):
     fast_number_slots(cls)
 
 
-cdef extern from *:
-    """
-    static void fg_copy_nb_slot(PyTypeObject *sub, PyTypeObject *base, int i) {
-        PyNumberMethods *s = sub->tp_as_number, *b = base->tp_as_number;
-        if (!s || !b) return;
-        switch (i) {
-        case 0: s->nb_add = b->nb_add; break;
-        case 1: s->nb_subtract = b->nb_subtract; break;
-        case 2: s->nb_multiply = b->nb_multiply; break;
-        case 3: s->nb_true_divide = b->nb_true_divide; break;
-        case 4: s->nb_power = b->nb_power; break;
-        case 5: s->nb_negative = b->nb_negative; break;
-        case 6: s->nb_positive = b->nb_positive; break;
-        case 7: s->nb_absolute = b->nb_absolute; break;
-        case 8: s->nb_inplace_add = b->nb_inplace_add; break;
-        case 9: s->nb_inplace_subtract = b->nb_inplace_subtract; break;
-        case 10: s->nb_inplace_multiply = b->nb_inplace_multiply; break;
-        case 11: s->nb_inplace_true_divide = b->nb_inplace_true_divide; break;
-        }
-        PyType_Modified(sub);
-    }
-    """
-    void fg_copy_nb_slot(type sub, type base, int i)
-
-
-# the dunders behind each slot fg_copy_nb_slot copies, in its order
-cdef tuple _NB_SLOTS = (("__add__", "__radd__"), ("__sub__", "__rsub__"), ("__mul__", "__rmul__"),
-                        ("__truediv__", "__rtruediv__"), ("__pow__", "__rpow__"), ("__neg__",),
-                        ("__pos__",), ("__abs__",), ("__iadd__",), ("__isub__",), ("__imul__",),
-                        ("__itruediv__",))
-
-
 def fast_number_slots(cls):
-    """Point the arithmetic slots of a Python subclass of TensorBase at TensorBase's C functions
-    where no class in between defines the operator. CPython otherwise fills them with its generic
-    slot_nb_* (a method lookup and call per `a * b`), as Cython's operators are method objects."""
-    if not issubclass(cls, TensorBase) or cls is TensorBase:
-        return
-    for i in range(len(_NB_SLOTS)):
-        if not any(name in k.__dict__ for k in cls.__mro__
-                   if k is not TensorBase and issubclass(k, TensorBase) for name in _NB_SLOTS[i]):
-            fg_copy_nb_slot(<type>cls, TensorBase, i)
+    """Make `a + b` on a Python subclass of TensorBase call TensorBase's C operators directly
+    (number_slots.pyx)."""
+    inherit_number_slots(cls, TensorBase)
 
 
 @cython.freelist(256)
@@ -201,396 +153,14 @@ cdef OpTable* op_table() noexcept:
     return &_ops
 
 
-# --- graph recording ---------------------------------------------------------------------------
-
-cdef inline bint _needs(TensorBase t) noexcept:
-    return t is not None and t._requires_grad
-
-
-cdef bint any_requires_grad2(TensorBase a, TensorBase b) noexcept:
-    """True when an op on (a, b) must record a node: grad mode on and an input requires grad."""
-    if not grad_enabled():
-        return False
-    return _needs(a) or _needs(b)
-
-
-cdef inline object _live_accumulator(TensorBase leaf):
-    cdef PyObject* ref
-    if leaf._acc is not None:
-        ref = PyWeakref_GetObject(leaf._acc)
-        if ref != <PyObject*>None:
-            return <object>ref
-    return None
-
-
-cdef Node accumulator(TensorBase leaf):
-    """The leaf's AccumulateGrad, created once and cached weakly (the node holds the leaf).
-    One leaf has at most one live AccumulateGrad, whose lock guards its .grad: allocating the new
-    node can run a garbage collection and so another thread, which may make one for the same
-    leaf meanwhile; the cache is looked at again after the allocations, and set with nothing
-    between the look and the store."""
-    cdef AccumulateGrad acc
-    cdef object ref
-    live = _live_accumulator(leaf)
-    if live is not None:
-        return <AccumulateGrad>live
-    acc = AccumulateGrad.__new__(AccumulateGrad)
-    acc.variable = leaf
-    acc._seq = -1                 # sinks: ordering among them does not matter
-    ref = weakref.ref(acc)
-    live = _live_accumulator(leaf)
-    if live is not None:
-        return <AccumulateGrad>live
-    leaf._acc = ref
-    return acc
-
-
-cdef inline Node _edge(TensorBase t):
-    if t is None or not t._requires_grad:
-        return None
-    if t._grad_fn is not None:
-        return t._grad_fn
-    return accumulator(t)
-
-
-cdef void set_history1(TensorBase out, Node node, TensorBase a) except *:
-    """Record `node` as the producer of `out`, with one input `a`."""
-    node._next_fns = (_edge(a),)
-    if a._grad_fn is not None and a._output_nr != 0:
-        node._next_nrs = (a._output_nr,)
-    node._seq = next_sequence_nr()
-    if anomaly_enabled():              # the forward stack, for anomaly mode's report
-        node._trace = forward_trace()
-    out._grad_fn = node
-    out._requires_grad = True
-
-
-cdef void set_history2(TensorBase out, Node node, TensorBase a, TensorBase b) except *:
-    """set_history for two inputs (either may be None), without building lists."""
-    node._next_fns = (_edge(a), _edge(b))
-    if (a is not None and a._grad_fn is not None and a._output_nr != 0) or \
-            (b is not None and b._grad_fn is not None and b._output_nr != 0):
-        node._next_nrs = (a._output_nr if a is not None and a._grad_fn is not None else 0,
-                          b._output_nr if b is not None and b._grad_fn is not None else 0)
-    node._seq = next_sequence_nr()
-    if anomaly_enabled():              # the forward stack, for anomaly mode's report
-        node._trace = forward_trace()
-    out._grad_fn = node
-    out._requires_grad = True
-
-
-cdef void set_history(TensorBase out, Node node, tuple inputs) except *:
-    """Record `node` as the producer of `out`; `inputs` are TensorBase or None, in forward order."""
-    cdef Py_ssize_t i, n = len(inputs)
-    cdef TensorBase t
-    cdef list fns = [None] * n
-    cdef list nrs = None
-    for i in range(n):
-        t = <TensorBase>inputs[i]
-        fns[i] = _edge(t)
-        if t is not None and t._grad_fn is not None and t._output_nr != 0:
-            if nrs is None:
-                nrs = [0] * n
-            nrs[i] = t._output_nr
-    node._next_fns = tuple(fns)
-    if nrs is not None:
-        node._next_nrs = tuple(nrs)
-    node._seq = next_sequence_nr()
-    if anomaly_enabled():              # the forward stack, for anomaly mode's report
-        node._trace = forward_trace()
-    out._grad_fn = node
-    out._requires_grad = True
-
-
-# --- saved tensors -------------------------------------------------------------------------------
-
-@cython.freelist(256)
-cdef class SavedVar:
-
-    cdef TensorBase unpack(self, Node owner):
-        cdef TensorBase r
-        if self.is_output:
-            if self.data is None:
-                self._raise_released()
-            if self.vc.value != self.version:
-                raise RuntimeError(self._modified_message(owner))
-            r = wrap(self.data)
-            r._vc = self.vc
-            if grad_enabled():
-                # Note [Saved outputs]: under create_graph the output must carry its history
-                r._grad_fn = owner
-                r._requires_grad = True
-                r._output_nr = self.output_nr
-            return r
-        r = self.t
-        if r is None:
-            self._raise_released()
-        if r.version_value() != self.version:
-            raise RuntimeError(self._modified_message(owner))
-        return r
-
-    def _raise_released(self):
-        raise RuntimeError(
-            "Trying to backward through the graph a second time (or directly access saved "
-            "tensors after they have already been freed). Saved intermediate values of the "
-            "graph are freed when you call .backward() or autograd.grad(). Specify "
-            "retain_graph=True if you need to backward through the graph a second time or if "
-            "you need to access saved tensors after calling backward.")
-
-    def _modified_message(self, Node owner):
-        cdef cnp.ndarray d = self.data if self.is_output else self.t._data
-        now = self.vc.value if self.is_output else self.t.version_value()
-        fn = owner if self.is_output else self.fn
-        shape = ", ".join(str(n) for n in (<object>d).shape)
-        producer = ""
-        if fn is not None:
-            name = type(fn).__name__
-            if name.endswith("Backward0") or name.endswith("Backward1"):
-                name = name[:-9]
-            producer = f", which is output {self.output_nr} of {name},"
-        return (f"one of the variables needed for gradient computation has been modified by an "
-                f"inplace operation: [{dtype_name(d)} [{shape}]]{producer} is at version "
-                f"{now}; expected version {self.version} instead. Hint: enable anomaly "
-                f"detection to find the operation that failed to compute its gradient, with "
-                f"torch.autograd.set_detect_anomaly(True, check_nan=False).")
-
-    cpdef void release(self):
-        self.t = None
-        self.data = None
-
-
-cdef SavedVar save(TensorBase t, bint is_output):
-    """Save `t` for backward (Note [Saved tensor release], Note [Saved outputs]). A saved input
-    keeps the tensor itself and reads its version when unpacked, so saving a fresh tensor
-    allocates no version counter; a saved output keeps its array and counter, and a tensor is
-    made for it only when it is unpacked."""
-    cdef SavedVar s = SavedVar.__new__(SavedVar)
-    s.output_nr = t._output_nr
-    s.is_output = is_output
-    if is_output:
-        s.vc = t.version_counter()
-        s.version = s.vc.value
-        s.data = t._data
-    else:
-        if is_inference(t):
-            _raise_inference_saved()
-        s.version = t.version_value()
-        s.t = t
-        s.fn = t._grad_fn
-    return s
-
-
-cdef void _raise_inference_saved() except *:
-    raise RuntimeError(
-        "Inference tensors cannot be saved for backward. A tensor created under "
-        "torch.inference_mode() is used in computation tracked by autograd; to work around "
-        "this, make a clone to get a normal tensor (t.clone()) and use it in autograd, or use "
-        "`torch.no_grad()` instead of `torch.inference_mode()`.")
-
-
-cdef void check_inplace(TensorBase a) except *:
-    """PyTorch's rules for an in-place write into `a`: not an inference tensor outside inference
-    mode, not read-only memory, and, while grad mode is on, not a leaf that requires grad nor a
-    view of one."""
-    check_inference_inplace(a)
-    if not cnp.PyArray_ISWRITEABLE(a._data):
-        _refuse_readonly(a._data)
-    if not grad_enabled():
-        return
-    if a._grad_fn is None and a._requires_grad:
-        raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
-                           "operation. Wrap the update in `with torch.no_grad():`, or operate "
-                           "on a copy (x = x.clone()).")
-    if a._base is not None and a._base._grad_fn is None and a._base._requires_grad:
-        raise RuntimeError("a view of a leaf Variable that requires grad is being used in an "
-                           "in-place operation. Wrap the update in `with torch.no_grad():`, or "
-                           "clone the leaf first.")
-
-
-cdef void _refuse_readonly(cnp.ndarray x) except *:
-    """An in-place write into memory NumPy marks read-only: an expanded tensor (several elements
-    share one memory location) or a tensor sharing a read-only NumPy array."""
-    cdef int i
-    for i in range(x.ndim):
-        if x.strides[i] == 0 and x.shape[i] > 1:
-            raise RuntimeError("unsupported operation: more than one element of the written-to "
-                               "tensor refers to a single memory location. Please clone() the "
-                               "tensor before performing the operation.")
-    raise RuntimeError("the tensor's memory is read-only (it shares a read-only NumPy array, "
-                       "e.g. from from_numpy or as_tensor); clone() the tensor before writing "
-                       "to it in place")
-
-
-cdef void check_inference_inplace(TensorBase t) except *:
-    """In-place ops call this first: an inference tensor may only be written inside
-    inference mode."""
-    if is_inference(t) and not inference_mode_c():
-        raise RuntimeError(
-            "Inplace update to inference tensor outside InferenceMode is not allowed. You can "
-            "make a clone to get a normal tensor (t.clone()) before doing the inplace update. "
-            "See https://github.com/pytorch/rfcs/pull/17 for more details.")
-
-
-# --- AccumulateGrad ------------------------------------------------------------------------------
-# AccumulateGrad is a Node, but it lives here rather than beside Node in node.pyx: it holds a
-# TensorBase and adds into its .grad, and TensorBase's recording (set_history's edges, through
-# `accumulator`) makes AccumulateGrads, so node.pyx could hold it only by cimporting this module,
-# which cimports node.pyx (a cycle).
-
-@cython.final
-cdef class AccumulateGrad(Node):
-    """Sink of the graph for one leaf: adds the incoming gradient into `variable.grad`."""
-
-    def __dealloc__(self):
-        if self._lock != NULL:
-            PyThread_free_lock(self._lock)
-
-    cdef tuple apply(self, tuple grads):
-        self.accumulate(grads[0], False)
-        return ()
-
-    cdef void accumulate(self, TensorBase g, bint owned) except *:
-        """Add g into variable.grad. `owned`: g is a sum the engine allocated and nobody else
-        holds, so a leaf without a .grad takes it as it is (no copy). Tensor hooks run first,
-        outside the lock (as torch's); the read-add-write of .grad and the post-accumulate hooks
-        hold the node's lock, since the add releases the GIL for large tensors and another
-        thread's backward may be adding into the same .grad (Note [Backward from several
-        threads] in engine.pyx)."""
-        cdef TensorBase var = self.variable
-        cdef unsigned long me
-        if g is None:
-            return
-        if var._hooks is not None:
-            for hook in list(var._hooks.values()):
-                r = hook(g)
-                if r is not None:
-                    g = check_hook_grad(hook, g, r)
-            owned = False                          # a hook may have kept g
-        me = PyThread_get_thread_ident()
-        if self._holder == me:                     # from this thread's post-accumulate hook
-            self._add(g, owned)
-            return
-        if self._lock == NULL:
-            self._lock = PyThread_allocate_lock()
-            if self._lock == NULL:
-                raise MemoryError("could not allocate the lock of an AccumulateGrad node")
-        locks.acquire(self._lock)
-        self._holder = me
-        try:
-            self._add(g, owned)
-        finally:
-            self._holder = 0
-            locks.release(self._lock)
-
-    cdef void _add(self, TensorBase g, bint owned) except *:
-        cdef TensorBase var = self.variable
-        cdef TensorBase old
-        cdef cnp.ndarray gd
-        old = var._grad
-        gd = g._data
-        if old is None:
-            if grad_enabled():
-                var._grad = g                      # create_graph: keep the graph of the grad
-            elif cnp.PyArray_TYPE(gd) != cnp.PyArray_TYPE(var._data):
-                var._grad = wrap(np.array(gd, dtype=var._data.dtype, order="C", copy=True))
-            elif owned and cnp.PyArray_IS_C_CONTIGUOUS(gd):
-                var._grad = g
-            else:
-                var._grad = wrap(cnp.PyArray_NewCopy(gd, cnp.NPY_CORDER))
-        elif grad_enabled() or old._requires_grad:
-            var._grad = _ops.add(old, g)             # out of place: the old grad may be in a graph
-        else:
-            if not _ops.add_into(old._data, gd):
-                np.add(old._data, gd, out=old._data, casting="unsafe")
-            old.bump_version()
-        if var._post_acc_hooks is not None:
-            for hook in list(var._post_acc_hooks.values()):
-                hook(var)
-
-    @property
-    def variable(self):
-        return self.variable
-
-
 # --- TensorBase ----------------------------------------------------------------------------------
-
-# Note [Small array cache]
-# A small op's time is mostly allocation, and NumPy's part of it (the array object, its shape,
-# its data through the allocator looked up in a context variable) is the largest. A tensor that
-# dies holding the only reference to a small (<= ARR_CACHE_BYTES), plain, writeable,
-# C-contiguous float array that owns its data, with no base and no weak references, leaves the
-# array in a LIFO cache of ARR_CACHE entries instead of freeing it; empty_like takes the array on
-# top of the cache when it has the requested type and shape, and otherwise frees that one (so
-# the cache follows the shapes in use) and asks NumPy for a new array. A cached array is
-# unreachable (its only owner died), and empty_like's callers overwrite every element, as with
-# np.empty. W1 (100-op chains on 1 and 16 elements): forward 0.42 -> 0.37 us/op, forward and
-# backward 0.73 -> 0.65.
-cdef extern from *:
-    """
-    static int fg_arr_recyclable(PyObject *o, Py_ssize_t max_bytes) {
-        PyArrayObject *a = (PyArrayObject *)o;
-        int t, want = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_OWNDATA | NPY_ARRAY_WRITEABLE |
-                      NPY_ARRAY_ALIGNED;
-        if (Py_REFCNT(o) != 1 || Py_TYPE(o) != &PyArray_Type)
-            return 0;
-        if (((PyArrayObject_fields *)o)->weakreflist != NULL || PyArray_BASE(a) != NULL)
-            return 0;
-        t = PyArray_TYPE(a);
-        if ((t != NPY_FLOAT32 && t != NPY_FLOAT64) || !PyArray_ISNOTSWAPPED(a))
-            return 0;
-        if ((PyArray_FLAGS(a) & want) != want || (PyArray_FLAGS(a) & NPY_ARRAY_WRITEBACKIFCOPY))
-            return 0;
-        return PyArray_NBYTES(a) <= max_bytes;
-    }
-    """
-    bint fg_arr_recyclable(PyObject* o, Py_ssize_t max_bytes) noexcept
-
-cdef enum:
-    ARR_CACHE = 64
-    ARR_CACHE_BYTES = 512
-cdef PyObject* _arr_cache[ARR_CACHE]     # owned references
-cdef int _arr_n = 0
-
-
-cdef cnp.ndarray empty_like(cnp.ndarray x):
-    """A new uninitialised C-contiguous array of x's shape and type (Note [Small array cache])."""
-    cdef PyObject* top
-    cdef cnp.ndarray r
-    cdef int nd = cnp.PyArray_NDIM(x), d
-    global _arr_n
-    if _arr_n > 0:
-        top = _arr_cache[_arr_n - 1]
-        if cnp.PyArray_TYPE(<cnp.ndarray>top) == cnp.PyArray_TYPE(x) and \
-                cnp.PyArray_NDIM(<cnp.ndarray>top) == nd:
-            for d in range(nd):
-                if cnp.PyArray_DIM(<cnp.ndarray>top, d) != cnp.PyArray_DIM(x, d):
-                    break
-            else:
-                _arr_n -= 1
-                r = <cnp.ndarray>top              # takes a new reference
-                Py_DECREF(<object>top)            # drop the cache's
-                return r
-        _arr_n -= 1                               # another shape on top: drop it, so the
-        Py_DECREF(<object>top)                    # cache follows the shapes in use
-    return cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(x), cnp.PyArray_TYPE(x), 0)
-
-
-def _array_cache_size():
-    """Arrays in the small array cache (for tests)."""
-    return _arr_n
-
 
 @cython.trashcan(True)
 cdef class TensorBase:
     """The compiled tensor: a NumPy array plus autograd state. Use fastgrad.Tensor."""
 
     def __dealloc__(self):
-        cdef PyObject* a = <PyObject*>self._data
-        global _arr_n
-        if _arr_n < ARR_CACHE and <object>a is not None and fg_arr_recyclable(a, ARR_CACHE_BYTES):
-            Py_INCREF(<object>a)                  # the cache's reference; _data's goes below
-            _arr_cache[_arr_n] = a
-            _arr_n += 1
+        keep_array(<PyObject*>self._data)       # Note [Small array cache] (storage.pyx)
 
     cdef VersionCounter version_counter(self):
         if self._vc is None:
@@ -1033,19 +603,10 @@ cdef tuple _reduce_args(self, dim, keepdim, dtype, axis, keepdims, str op):
     return self, dim, keepdim
 
 
-class Size(tuple):
-    """A tensor's shape: a tuple that prints as torch.Size([2, 3])."""
-    __slots__ = ()
-
-    def __repr__(self):
-        return f"torch.Size({list(self)})"
-
-    def numel(self):
-        n = 1
-        for d in self:
-            n *= d
-        return n
-
+# --- the hooks a tensor registers on its gradient -------------------------------------------------
+# Beside RemovableHandle (hooks.pyx) in spirit, but they live here: TensorBase's register_hook and
+# retain_grad make them, and they read and write TensorBase's fields, so they can be neither
+# below TensorBase (they would cimport it) nor above it (TensorBase would cimport them).
 
 cdef object check_hook_grad(object hook, TensorBase old, object new):
     """The gradient a tensor hook returned in place of `old`: a Tensor of the same dtype and
@@ -1128,11 +689,6 @@ def from_array(arr):
     if _tensor_cls is None:
         raise RuntimeError("fastgrad.Tensor is not defined yet: import fastgrad first")
     return wrap(arr)
-
-
-def _get_accumulator(TensorBase leaf):
-    """The AccumulateGrad node of a leaf that requires grad (for the engine's roots/targets)."""
-    return accumulator(leaf)
 
 
 def dtype_legacy_name(TensorBase t):

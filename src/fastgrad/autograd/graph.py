@@ -9,7 +9,8 @@ from collections import namedtuple
 
 from fastgrad._core.hooks import joined
 from fastgrad._core.node import Node as _CoreNode
-from fastgrad._core.tensor import TensorBase, _get_accumulator
+from fastgrad._core.tensor import TensorBase
+from fastgrad._core.recording import _get_accumulator
 
 __all__ = ["Node", "GradientEdge", "get_gradient_edge", "increment_version", "walk", "edges",
            "topological_order", "leaves", "register_multi_grad_hook"]
