@@ -284,3 +284,15 @@ def test_einsum_noncontiguous_and_double_backward():
 def test_einsum_errors(eq, shapes, msg):
     with pytest.raises(RuntimeError, match=msg):
         fg.einsum(eq, *[_t(arr(*s)) for s in shapes])
+
+
+@pytest.mark.parametrize("sa,sb", [((4,), (4,)), ((4,), (4, 3)), ((4,), (2, 4, 3)),
+                                   ((3, 4), (4,)), ((2, 3, 4), (4,)), ((3, 4), (2, 4, 5)),
+                                   ((2, 3, 4), (4, 5)), ((2, 3, 4), (2, 4, 5))])
+def test_matmul_second_derivatives_for_every_rank_pair(sa, sb):
+    """create_graph through matmul's backward for 1-D, 2-D and batched operands (a 1-D operand
+    against a batch once raised AttributeError there)."""
+    rng = np.random.default_rng(len(sa) * 10 + len(sb))
+    a = fg.tensor(rng.standard_normal(sa), dtype=fg.float64, requires_grad=True)
+    b = fg.tensor(rng.standard_normal(sb), dtype=fg.float64, requires_grad=True)
+    assert fg.autograd.gradgradcheck(lambda x, y: x @ y, (a, b))

@@ -152,8 +152,9 @@ cdef class MatmulBackward(Node):
             return _matmul_bwd_np(g._data, None if a is None else a._data,
                                   None if b is None else b._data, self.a_shape, self.b_shape)
         ga = gb = None
-        g2 = g if not b1 else unsqueeze_c(g, g._data.ndim)
-        g2 = g2 if not a1 else unsqueeze_c(g2, g2._data.ndim - 1)
+        cdef TensorBase g2 = g if not b1 else <TensorBase>unsqueeze_c(g, g._data.ndim)
+        if a1:
+            g2 = <TensorBase>unsqueeze_c(g2, g2._data.ndim - 1)
         if b is not None:
             ga = matmul(g2, _mT(b if not b1 else unsqueeze_c(b, 1)))
             if a1:
