@@ -122,3 +122,22 @@ def test_a_node_named_for_a_view_runs_its_ops_backward_and_releases_it(fn):
     fastgrad.autograd.grad(y, xt)
     with pytest.raises(RuntimeError, match="backward through the graph a second time"):
         fastgrad.autograd.grad(y, xt)
+
+
+def test_the_core_map_says_what_each_family_imports():
+    """_core/README.md's family table: one row per ops_* module, bottom up, its last column the
+    op families it imports, as tools/core_layers.py reads them from the sources."""
+    import subprocess
+    import sys
+    tool = os.path.join(CORE, os.pardir, os.pardir, os.pardir, "tools", "core_layers.py")
+    out = subprocess.run([sys.executable, tool], capture_output=True, text=True).stdout
+    deps = {m.group(1): {d for d in m.group(2).split(", ") if d.startswith("ops_")}
+            for m in re.finditer(r"^(\w+)\s+-> (.*)$", out, re.M)}
+    with open(os.path.join(CORE, "README.md")) as f:
+        rows = re.findall(r"^\| `(ops_\w+)` \|.*\| ([^|]*) \|$", f.read(), re.M)
+    order = [name for name, _ in rows]
+    assert sorted(order) == sorted(m for m in deps if m.startswith("ops_"))
+    for name, col in rows:
+        listed = {x.strip() for x in col.split(",")} - {"—"}
+        assert listed == deps[name], name
+        assert all(order.index(d) < order.index(name) for d in listed), name
