@@ -23,16 +23,17 @@ def team():
 
 
 def _run(name, extra, dtype, threads, batch, packed, seed=0):
-    """Outputs and every gradient of a 2-layer bidirectional layer (40 hidden units: three unit
-    blocks of unequal size) over 60 steps, on the given thread count."""
+    """Outputs and every gradient of a 2-layer bidirectional layer (70 hidden units: three unit
+    blocks of unequal size) over 90 steps (270 rows at batch 3: the input projection in two
+    blocks of rows, and LSTM's weight gradients too), on the given thread count."""
     fg.set_num_threads(threads)
     fg.manual_seed(seed)
-    m = getattr(fg.nn, name)(5, 40, num_layers=2, bidirectional=True, dtype=dtype, **extra)
+    m = getattr(fg.nn, name)(5, 70, num_layers=2, bidirectional=True, dtype=dtype, **extra)
     rng = np.random.default_rng(seed)
-    x = fg.tensor(rng.standard_normal((60, batch, 5)), dtype=dtype, requires_grad=True)
+    x = fg.tensor(rng.standard_normal((90, batch, 5)), dtype=dtype, requires_grad=True)
     inp = x
     if packed:
-        lengths = [60] + [60 - 7 * i for i in range(1, batch)]
+        lengths = [90] + [90 - 7 * i for i in range(1, batch)]
         inp = fg.nn.utils.rnn.pack_padded_sequence(x, lengths)
     out, hidden = m(inp)
     if packed:
@@ -77,12 +78,12 @@ def test_team_path_matches_torch(team, kind):
     torch = pytest.importorskip("torch")
     name, extra = KINDS[kind]
     ours = _run(name, extra, fg.float64, 2, 3, False)
-    tm = getattr(torch.nn, name)(5, 40, num_layers=2, bidirectional=True, **extra).double()
+    tm = getattr(torch.nn, name)(5, 70, num_layers=2, bidirectional=True, **extra).double()
     fg.manual_seed(0)                                    # _run's weights
-    fm = getattr(fg.nn, name)(5, 40, num_layers=2, bidirectional=True, dtype=fg.float64, **extra)
+    fm = getattr(fg.nn, name)(5, 70, num_layers=2, bidirectional=True, dtype=fg.float64, **extra)
     tm.load_state_dict({k: torch.tensor(v.detach().numpy()) for k, v in fm.state_dict().items()})
     rng = np.random.default_rng(0)
-    x = torch.tensor(rng.standard_normal((60, 3, 5)), requires_grad=True)
+    x = torch.tensor(rng.standard_normal((90, 3, 5)), requires_grad=True)
     out, hidden = tm(x)
     hs = hidden if isinstance(hidden, tuple) else (hidden,)
     w = torch.tensor(np.linspace(-1, 1, int(np.prod(out.shape))).reshape(tuple(out.shape)))

@@ -101,6 +101,13 @@ def rnn_layer(int mode, TensorBase x, TensorBase h0, TensorBase c0, TensorBase w
         if mode != GRU:
             bias += b_hh._data
     bhh = None if (mode != GRU or b_hh is None) else np.ascontiguousarray(b_hh._data, dtype=dt)
+    if not p.proj:                              # Note [Recurrence on the thread team]
+        p.hb = unit_blocks(p.H)
+        p.nb = (p.H + p.hb - 1) // p.hb
+        perm = _gate_order(_GATES[mode], p.H, p.hb)[0]
+        wih, whh = wih[perm], whh[perm]
+        bias = None if bias is None else bias[perm]
+        bhh = None if bhh is None else bhh[perm]
     gx = np.empty((p.total, p.G), dtype=dt)
     if bias is None:
         gx[...] = 0
@@ -121,21 +128,11 @@ def rnn_layer(int mode, TensorBase x, TensorBase h0, TensorBase c0, TensorBase w
     p.wihT = cnp.PyArray_DATA(<cnp.ndarray>wihT)
     p.hs = cnp.PyArray_DATA(<cnp.ndarray>hs)
     p.cst = NULL if cst is None else cnp.PyArray_DATA(<cnp.ndarray>cst)
-    if p.proj:
-        whhT = np.ascontiguousarray(whh.T)
-        p.whhT = cnp.PyArray_DATA(<cnp.ndarray>whhT)
-    else:                                       # Note [Recurrence on the thread team]
-        p.hb = unit_blocks(p.H)
-        p.nb = (p.H + p.hb - 1) // p.hb
-        ng = _GATES[mode]
-        wpk = np.concatenate([np.reshape(whh, (ng, p.H, p.P))[:, u0:u0 + p.hb].transpose(2, 0, 1)
-                              .reshape(-1) for u0 in range(0, p.H, p.hb)])
-        scr = np.empty(p.B * p.G, dtype=dt)
-        p.wpk = cnp.PyArray_DATA(<cnp.ndarray>wpk)
-        p.scr = cnp.PyArray_DATA(<cnp.ndarray>scr)
-        if p.T:                                 # the first step's h entering it
-            s0 = p.T - 1 if reverse else 0
-            xh[off[s0]:off[s0] + bs[s0], p.nin:] = hs[:bs[s0]]
+    whhT = np.ascontiguousarray(whh.T)
+    p.whhT = cnp.PyArray_DATA(<cnp.ndarray>whhT)
+    if not p.proj and p.T:                      # the first step's h entering it
+        s0 = p.T - 1 if reverse else 0
+        xh[off[s0]:off[s0] + bs[s0], p.nin:] = hs[:bs[s0]]
     with nogil:
         run_forward(&p)
     lead = tuple((<object>x._data).shape)[:x._data.ndim - 1]
@@ -160,6 +157,23 @@ def rnn_layer(int mode, TensorBase x, TensorBase h0, TensorBase c0, TensorBase w
     if cn_t is not None:
         cn_t._grad_fn, cn_t._requires_grad, cn_t._output_nr = node, True, 2
     return o_t, hn_t, cn_t
+
+
+cdef dict _GATE_ORDERS = {}
+
+
+cdef tuple _gate_order(Py_ssize_t ng, Py_ssize_t H, Py_ssize_t hb):
+    """The block gate order of Note [Recurrence on the thread team]: (perm, inv), perm[c] the
+    PyTorch gate row at column c (block k's gates, each of its units in turn, at ng * k * hb),
+    inv its inverse."""
+    key = (ng, H, hb)
+    got = _GATE_ORDERS.get(key)
+    if got is None:
+        perm = np.concatenate([(np.arange(ng)[:, None] * H + np.arange(u0, min(u0 + hb, H)))
+                               .reshape(-1) for u0 in range(0, H, hb)]).astype(np.intp)
+        got = (perm, np.argsort(perm).astype(np.intp))
+        _GATE_ORDERS[key] = got
+    return got
 
 
 cdef dict _NODE_CLASSES = {}
@@ -245,23 +259,24 @@ cdef class RNNLayerBackward(Node):
         rec = dgx if dgh is None else dgh
         fns = self._next_fns
         dx = dwih = dwhh = dbih = dbhh = dwhr = None
+        order = slice(None) if p.proj else _gate_order(_GATES[p.mode], p.H, p.hb)[1]
         if fns[0] is not None:
             dx = _product(dgx, False, wih, False)
         if fns[3] is not None and fns[4] is not None and rec is dgx:
-            both = _product(dgx, True, keep[14], False)
+            both = _product(dgx, True, keep[14], False)[order]
             dwih, dwhh = both[:, :p.nin].copy(), both[:, p.nin:].copy()
         else:
             if fns[3] is not None:
-                dwih = _product(dgx, True, xs, False)
+                dwih = _product(dgx, True, xs, False)[order]
             if fns[4] is not None:
-                dwhh = _product(rec, True, keep[11], False)
+                dwhh = _product(rec, True, keep[11], False)[order]
         if p.proj and fns[7] is not None:
             dwhr = _product(dhall, True, hp, False)
         if self.has_bias:
             if fns[5] is not None:
-                dbih = wrap(dgx.sum(0))
+                dbih = wrap(dgx.sum(0)[order])
             if fns[6] is not None:           # RNN/LSTM: both biases get the same gradient
-                dbhh = wrap(rec.sum(0)) if rec is not dgx or dbih is None else \
+                dbhh = wrap(rec.sum(0)[order]) if rec is not dgx or dbih is None else \
                     wrap((<TensorBase>dbih)._data.copy())
         if dx is not None:
             dx = wrap(np.reshape(dx, self.x_shape))

@@ -20,7 +20,8 @@ ctypedef struct Plan:
     void* wih        # (G, I)
     void* wihT       # (I, G): W_ih^T, the layout OpenBLAS packs fastest
     void* whh        # (G, P)
-    void* whhT       # (P, G): W_hh^T laid out for the forward's per-step products
+    void* whhT       # (P, G): W_hh^T laid out for the forward's per-step products (in block
+                     # gate order without proj: Note [Recurrence on the thread team])
     void* whr        # (P, H) or NULL
     void* bhh        # (G,) GRU's recurrent bias, or NULL
     void* gx         # (total, G) input projection, then the activated gates
@@ -33,8 +34,6 @@ ctypedef struct Plan:
     void* hs         # (B, P) state, h_n at the end
     void* cst        # (B, H) LSTM state, c_n at the end
     Py_ssize_t hb, nb  # units per block, blocks (Note [Recurrence on the thread team])
-    void* wpk        # W_hh^T packed per unit block: block k (P, gates * hb) at P * gates * k * hb
-    void* scr        # (B, G) scratch: block k's products (B, gates * hb) at B * gates * k * hb
 
 
 cdef Py_ssize_t unit_blocks(Py_ssize_t H) noexcept nogil     # units per block (Plan.hb)
