@@ -6,7 +6,7 @@ team])."""
 from cython cimport floating
 from libc.string cimport memcpy, memset
 from libc.stdlib cimport calloc, free
-from cython.parallel cimport parallel, prange
+from cython.parallel cimport parallel, prange, threadid
 
 from fastgrad._core cimport blas
 from fastgrad._core.kernels cimport nthreads
@@ -272,6 +272,8 @@ cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating
 # and a thread that the OS has descheduled delays no one unless it holds a block: on this 2-core
 # machine shared with other processes a fixed share per thread made a step wait for the slowest
 # thread (5.6 ms against 3.7 ms on one thread for W12's forward while another process was running).
+# When the caller still spends more than half of a loop waiting (a partner descheduled while
+# holding a block), the next SOLO_CALLS loops run on the caller's thread alone (_settle).
 # A block is computed by the same calls whichever thread takes it, so results do not depend on
 # the thread count (one thread runs the blocks in turn without the counters). The big products
 # outside the loop (input projection, input and weight gradients) are cut the same way into
@@ -280,6 +282,7 @@ cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating
 cdef extern from *:
     """
     #include <sched.h>
+    #include <time.h>
     /* One phase of the time loop: blocks are taken in turn (grab) and counted when finished. */
     typedef struct { int grab; int done; char pad[56]; } fg_rnn_phase;
     static int fg_rnn_take(fg_rnn_phase *ph) {
@@ -288,30 +291,49 @@ cdef extern from *:
     static void fg_rnn_finish(fg_rnn_phase *ph) {
         __atomic_add_fetch(&ph->done, 1, __ATOMIC_RELEASE);
     }
-    static void fg_rnn_wait(fg_rnn_phase *ph, int n) {
+    static long long fg_rnn_now(void) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+    }
+    /* wait until n blocks of the phase are finished; the nanoseconds waited are added to
+       *waited (when not NULL) */
+    static void fg_rnn_wait(fg_rnn_phase *ph, int n, long long *waited) {
         int spins = 0;
+        long long t0;
+        if (__atomic_load_n(&ph->done, __ATOMIC_ACQUIRE) >= n) return;
+        t0 = waited ? fg_rnn_now() : 0;
         while (__atomic_load_n(&ph->done, __ATOMIC_ACQUIRE) < n) {
             if (spins < 4000) { spins++; __builtin_ia32_pause(); }
             else sched_yield();
         }
+        if (waited) *waited += fg_rnn_now() - t0;
     }
     """
     ctypedef struct fg_rnn_phase:
         pass
     int fg_rnn_take(fg_rnn_phase* ph) noexcept nogil
     void fg_rnn_finish(fg_rnn_phase* ph) noexcept nogil
-    void fg_rnn_wait(fg_rnn_phase* ph, int n) noexcept nogil
+    long long fg_rnn_now() noexcept nogil
+    void fg_rnn_wait(fg_rnn_phase* ph, int n, long long* waited) noexcept nogil
 
 
 cdef Py_ssize_t TEAM_MACS = 1 << 19     # per step: smaller recurrences stay on the caller's thread
+cdef int _solo = 0                      # loops left to run on the caller's thread alone (_settle)
+
+
+cdef enum:
+    SOLO_CALLS = 32
 
 
 def set_team_macs(Py_ssize_t n):
-    """Set the multiply-adds per time step from which a recurrence runs on the thread team;
-    returns the old value (for tests and benchmarks: results are the same either way)."""
-    global TEAM_MACS
+    """Set the multiply-adds per time step from which a recurrence runs on the thread team, and
+    end a spell on one thread (_settle); returns the old value (for tests and benchmarks: results
+    are the same either way)."""
+    global TEAM_MACS, _solo
     old = TEAM_MACS
     TEAM_MACS = n
+    _solo = 0
     return old
 
 
@@ -459,7 +481,8 @@ cdef void _dh_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k, fl
             dh + u0, p.P)
 
 
-cdef void _forward_team(const Plan* p, floating* tag, fg_rnn_phase* ph) noexcept nogil:
+cdef void _forward_team(const Plan* p, floating* tag, fg_rnn_phase* ph,
+                        long long* waited) noexcept nogil:
     """One thread's part of the forward time loop (Note [Recurrence on the thread team]): per
     step, blocks in turn until none is left, then wait for the others' blocks."""
     cdef Py_ssize_t i, k
@@ -470,11 +493,12 @@ cdef void _forward_team(const Plan* p, floating* tag, fg_rnn_phase* ph) noexcept
                 break
             _forward_block(p, tag, i, k)
             fg_rnn_finish(ph + i)
-        fg_rnn_wait(ph + i, <int>p.nb)
+        fg_rnn_wait(ph + i, <int>p.nb, waited)
 
 
-cdef void _backward_team(const Plan* p, floating* tag, fg_rnn_phase* ph, const floating* gout,
-                         floating* dh, floating* dc, floating* dgx, floating* dgh) noexcept nogil:
+cdef void _backward_team(const Plan* p, floating* tag, fg_rnn_phase* ph, long long* waited,
+                         const floating* gout, floating* dh, floating* dc, floating* dgx,
+                         floating* dgh) noexcept nogil:
     """One thread's part of the gradient time loop: a task is block k's columns of dh after
     step i - 1 and then its gate gradients at step i (which read only those columns), so one
     wait per step; phase T finishes dh."""
@@ -489,19 +513,36 @@ cdef void _backward_team(const Plan* p, floating* tag, fg_rnn_phase* ph, const f
             if i < p.T:
                 _gates_back_block(p, i, k, gout, dh, dc, dgx, dgh)
             fg_rnn_finish(ph + i)
-        fg_rnn_wait(ph + i, <int>p.nb)
+        fg_rnn_wait(ph + i, <int>p.nb, waited)
+
+
 
 
 cdef int _team_size(const Plan* p) noexcept nogil:
-    """Threads for the time loop: 1 below TEAM_MACS multiply-adds per step."""
+    """Threads for the time loop: 1 below TEAM_MACS multiply-adds per step, or for a while after
+    the caller's thread spent most of a loop waiting for its partners (_settle)."""
+    global _solo
     if p.B * p.G * p.P < TEAM_MACS:
         return 1
+    if _solo > 0:
+        _solo -= 1
+        return 1
     return <int>min(<Py_ssize_t>nthreads(), p.nb)
+
+
+cdef inline void _settle(long long start, long long waited) noexcept nogil:
+    """After a loop on the team: when the caller waited for more than half of it, another
+    process holds the partners' core, and a step shared with a descheduled thread lasts until
+    the OS runs it again; the next SOLO_CALLS loops run on the caller's thread alone."""
+    global _solo
+    if 2 * waited > fg_rnn_now() - start:
+        _solo = SOLO_CALLS
 
 
 cdef void _run_forward(const Plan* p, floating* tag) noexcept nogil:
     cdef int nt = _team_size(p)
     cdef Py_ssize_t i, k
+    cdef long long start, waited = 0
     cdef fg_rnn_phase* ph = NULL
     if nt > 1:
         ph = <fg_rnn_phase*>calloc(p.T, sizeof(fg_rnn_phase))
@@ -510,8 +551,10 @@ cdef void _run_forward(const Plan* p, floating* tag) noexcept nogil:
             for k in range(p.nb):
                 _forward_block(p, tag, i, k)
         return
+    start = fg_rnn_now()
     with parallel(num_threads=nt):
-        _forward_team(p, tag, ph)
+        _forward_team(p, tag, ph, &waited if threadid() == 0 else NULL)
+    _settle(start, waited)
     free(ph)
 
 
@@ -519,6 +562,7 @@ cdef void _run_backward(const Plan* p, floating* tag, const floating* gout, floa
                         floating* dc, floating* dgx, floating* dgh) noexcept nogil:
     cdef int nt = _team_size(p)
     cdef Py_ssize_t i, k
+    cdef long long start, waited = 0
     cdef fg_rnn_phase* ph = NULL
     if nt > 1:
         ph = <fg_rnn_phase*>calloc(p.T + 1, sizeof(fg_rnn_phase))
@@ -530,8 +574,11 @@ cdef void _run_backward(const Plan* p, floating* tag, const floating* gout, floa
                 if i < p.T:
                     _gates_back_block(p, i, k, gout, dh, dc, dgx, dgh)
         return
+    start = fg_rnn_now()
     with parallel(num_threads=nt):
-        _backward_team(p, tag, ph, gout, dh, dc, dgx, dgh)
+        _backward_team(p, tag, ph, &waited if threadid() == 0 else NULL, gout, dh, dc, dgx,
+                       dgh)
+    _settle(start, waited)
     free(ph)
 
 
