@@ -23,7 +23,7 @@ def team():
 
 
 def _run(name, extra, dtype, threads, batch, packed, seed=0):
-    """Outputs and every gradient of a 2-layer bidirectional layer (70 hidden units: three unit
+    """Outputs and every gradient of a 2-layer bidirectional layer (70 hidden units: two unit
     blocks of unequal size) over 90 steps (270 rows at batch 3: the input projection in two
     blocks of rows, and LSTM's weight gradients too), on the given thread count."""
     fg.set_num_threads(threads)

@@ -256,7 +256,7 @@ cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating
 # Note [Recurrence on the thread team]
 # Without a projection (proj_size 0) a layer-direction's time loop runs on fastgrad's OpenMP team,
 # one parallel region per pass:
-# - the hidden units are cut into nb fixed blocks of hb units (_unit_blocks: a function of H
+# - the hidden units are cut into nb fixed blocks of hb units (unit_blocks: a function of H
 #   alone, never of the thread count);
 # - the gate rows of W_ih, W_hh and the biases are put in block gate order (ops_rnn._gate_order):
 #   block k's gates (i, f, g, o of its units in turn) are the columns ng*k*hb .. ng*(k+1)*hb of
@@ -338,8 +338,26 @@ def set_team_macs(Py_ssize_t n):
 
 
 cdef Py_ssize_t unit_blocks(Py_ssize_t H) noexcept nogil:
-    """Units per block: about a quarter of H in multiples of 16 (up to 4 threads share a layer)."""
-    return ((H + 3) // 4 + 15) // 16 * 16
+    """Units per block: half of H in multiples of 16 (two threads share a layer; the gate
+    arithmetic on 32-unit blocks cost W12 ~0.4 ms more than on 64, its vectorised loops being
+    short), whose products run in narrower column chunks (_mm_cols)."""
+    return ((H + 1) // 2 + 15) // 16 * 16
+
+
+cdef enum:
+    FWD_COLS = 128      # columns per product in a forward block: 32x128x128 takes 6 us on one
+                        # core, 32x256x128 18 us, 32x512x128 39 us (OpenBLAS's small-matrix
+    BWD_COLS = 32       # kernels); backward 32x32x512 7.5 us, 32x64x512 22 us
+
+
+cdef void _mm_cols(floating* tag, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
+                   Py_ssize_t lda, const floating* b, Py_ssize_t ldb, double beta, floating* c,
+                   Py_ssize_t ldc, Py_ssize_t cols) noexcept nogil:
+    """_mm (no transposes) in chunks of cols columns of C."""
+    cdef Py_ssize_t c0 = 0
+    while c0 < n:
+        _mm(tag, False, False, m, min(cols, n - c0), k, a, lda, b + c0, ldb, beta, c + c0, ldc)
+        c0 += cols
 
 
 cdef void _cell(const Plan* p, floating* tag, Py_ssize_t row, Py_ssize_t r, Py_ssize_t u0,
@@ -405,11 +423,11 @@ cdef void _forward_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t 
     s = _step(p, i, False)
     b, o = p.bs[s], p.off[s]
     if p.mode == GRU:
-        _mm(tag, False, False, b, ng * n, p.P, hprev + o * p.lx, p.lx,
-            <floating*>p.whhT + ng * u0, p.G, 0.0, <floating*>p.gh + o * p.G + ng * u0, p.G)
+        _mm_cols(tag, b, ng * n, p.P, hprev + o * p.lx, p.lx, <floating*>p.whhT + ng * u0, p.G,
+                 0.0, <floating*>p.gh + o * p.G + ng * u0, p.G, FWD_COLS)
     else:
-        _mm(tag, False, False, b, ng * n, p.P, hprev + o * p.lx, p.lx,
-            <floating*>p.whhT + ng * u0, p.G, 1.0, <floating*>p.gx + o * p.G + ng * u0, p.G)
+        _mm_cols(tag, b, ng * n, p.P, hprev + o * p.lx, p.lx, <floating*>p.whhT + ng * u0, p.G,
+                 1.0, <floating*>p.gx + o * p.G + ng * u0, p.G, FWD_COLS)
     for r in range(b):
         _cell(p, tag, o + r, r, u0, n)
     if i + 1 < p.T:
@@ -474,11 +492,11 @@ cdef void _dh_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k, fl
     cdef Py_ssize_t s = _step(p, i, True), u0 = k * p.hb
     cdef Py_ssize_t n = min(p.hb, p.H - u0), b = p.bs[s], o = p.off[s]
     if p.mode == GRU:
-        _mm(tag, False, False, b, n, p.G, dgh + o * p.G, p.G, <floating*>p.whh + u0, p.P, 1.0,
-            dh + u0, p.P)
+        _mm_cols(tag, b, n, p.G, dgh + o * p.G, p.G, <floating*>p.whh + u0, p.P, 1.0, dh + u0,
+                 p.P, BWD_COLS)
     else:
-        _mm(tag, False, False, b, n, p.G, dgx + o * p.G, p.G, <floating*>p.whh + u0, p.P, 0.0,
-            dh + u0, p.P)
+        _mm_cols(tag, b, n, p.G, dgx + o * p.G, p.G, <floating*>p.whh + u0, p.P, 0.0, dh + u0,
+                 p.P, BWD_COLS)
 
 
 cdef void _forward_team(const Plan* p, floating* tag, fg_rnn_phase* ph,
