@@ -267,9 +267,11 @@ cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating
 #   its columns of the next step's hprev;
 # - gradient step i, block k: its columns of dh = dG @ W_hh after step i - 1 (_dh_block) and then
 #   its gate gradients at step i (_gates_back_block), which read only those columns of dh and dc.
-# Each step is a phase: the threads take its blocks in turn from a shared counter and then wait
-# until every block is finished (spinning briefly, then yielding), so there is one wait per step,
-# and a thread that the OS has descheduled delays no one unless it holds a block: on this 2-core
+# Each step is a phase: every thread claims blocks (one atomic bit each), its own first (thread
+# t starts at block t * nb / threads, so a block's weights and state stay in one core's cache
+# from step to step) and then any left unclaimed, and waits until every block is finished
+# (spinning briefly, then yielding): one wait per step, and a thread that the OS has descheduled
+# delays no one unless it holds a block (its blocks are claimed by the others): on this 2-core
 # machine shared with other processes a fixed share per thread made a step wait for the slowest
 # thread (5.6 ms against 3.7 ms on one thread for W12's forward while another process was running).
 # When the caller still spends more than half of a loop waiting (a partner descheduled while
@@ -283,10 +285,11 @@ cdef extern from *:
     """
     #include <sched.h>
     #include <time.h>
-    /* One phase of the time loop: blocks are taken in turn (grab) and counted when finished. */
+    /* One phase of the time loop: the blocks claimed (grab, a bit each) and finished. */
     typedef struct { int grab; int done; char pad[56]; } fg_rnn_phase;
-    static int fg_rnn_take(fg_rnn_phase *ph) {
-        return __atomic_fetch_add(&ph->grab, 1, __ATOMIC_RELAXED);
+    /* claim block k (< 31) of the phase: true for the one thread that gets it */
+    static int fg_rnn_claim(fg_rnn_phase *ph, int k) {
+        return !(__atomic_fetch_or(&ph->grab, 1 << k, __ATOMIC_RELAXED) & (1 << k));
     }
     static void fg_rnn_finish(fg_rnn_phase *ph) {
         __atomic_add_fetch(&ph->done, 1, __ATOMIC_RELEASE);
@@ -312,7 +315,7 @@ cdef extern from *:
     """
     ctypedef struct fg_rnn_phase:
         pass
-    int fg_rnn_take(fg_rnn_phase* ph) noexcept nogil
+    int fg_rnn_claim(fg_rnn_phase* ph, int k) noexcept nogil
     void fg_rnn_finish(fg_rnn_phase* ph) noexcept nogil
     long long fg_rnn_now() noexcept nogil
     void fg_rnn_wait(fg_rnn_phase* ph, int n, long long* waited) noexcept nogil
@@ -499,38 +502,36 @@ cdef void _dh_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k, fl
                  p.P, BWD_COLS)
 
 
-cdef void _forward_team(const Plan* p, floating* tag, fg_rnn_phase* ph,
+cdef void _forward_team(const Plan* p, floating* tag, fg_rnn_phase* ph, Py_ssize_t first,
                         long long* waited) noexcept nogil:
     """One thread's part of the forward time loop (Note [Recurrence on the thread team]): per
     step, blocks in turn until none is left, then wait for the others' blocks."""
-    cdef Py_ssize_t i, k
+    cdef Py_ssize_t i, j, k
     for i in range(p.T):
-        while True:
-            k = fg_rnn_take(ph + i)
-            if k >= p.nb:
-                break
-            _forward_block(p, tag, i, k)
-            fg_rnn_finish(ph + i)
+        for j in range(p.nb):
+            k = (first + j) % p.nb
+            if fg_rnn_claim(ph + i, <int>k):
+                _forward_block(p, tag, i, k)
+                fg_rnn_finish(ph + i)
         fg_rnn_wait(ph + i, <int>p.nb, waited)
 
 
-cdef void _backward_team(const Plan* p, floating* tag, fg_rnn_phase* ph, long long* waited,
-                         const floating* gout, floating* dh, floating* dc, floating* dgx,
-                         floating* dgh) noexcept nogil:
+cdef void _backward_team(const Plan* p, floating* tag, fg_rnn_phase* ph, Py_ssize_t first,
+                         long long* waited, const floating* gout, floating* dh, floating* dc,
+                         floating* dgx, floating* dgh) noexcept nogil:
     """One thread's part of the gradient time loop: a task is block k's columns of dh after
     step i - 1 and then its gate gradients at step i (which read only those columns), so one
     wait per step; phase T finishes dh."""
-    cdef Py_ssize_t i, k
+    cdef Py_ssize_t i, j, k
     for i in range(p.T + 1):
-        while True:
-            k = fg_rnn_take(ph + i)
-            if k >= p.nb:
-                break
-            if i > 0:
-                _dh_block(p, tag, i - 1, k, dh, dgx, dgh)
-            if i < p.T:
-                _gates_back_block(p, i, k, gout, dh, dc, dgx, dgh)
-            fg_rnn_finish(ph + i)
+        for j in range(p.nb):
+            k = (first + j) % p.nb
+            if fg_rnn_claim(ph + i, <int>k):
+                if i > 0:
+                    _dh_block(p, tag, i - 1, k, dh, dgx, dgh)
+                if i < p.T:
+                    _gates_back_block(p, i, k, gout, dh, dc, dgx, dgh)
+                fg_rnn_finish(ph + i)
         fg_rnn_wait(ph + i, <int>p.nb, waited)
 
 
@@ -571,7 +572,7 @@ cdef void _run_forward(const Plan* p, floating* tag) noexcept nogil:
         return
     start = fg_rnn_now()
     with parallel(num_threads=nt):
-        _forward_team(p, tag, ph, &waited if threadid() == 0 else NULL)
+        _forward_team(p, tag, ph, threadid() * p.nb // nt, &waited if threadid() == 0 else NULL)
     _settle(start, waited)
     free(ph)
 
@@ -594,8 +595,8 @@ cdef void _run_backward(const Plan* p, floating* tag, const floating* gout, floa
         return
     start = fg_rnn_now()
     with parallel(num_threads=nt):
-        _backward_team(p, tag, ph, &waited if threadid() == 0 else NULL, gout, dh, dc, dgx,
-                       dgh)
+        _backward_team(p, tag, ph, threadid() * p.nb // nt, &waited if threadid() == 0 else NULL,
+                       gout, dh, dc, dgx, dgh)
     _settle(start, waited)
     free(ph)
 
