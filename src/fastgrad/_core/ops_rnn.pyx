@@ -11,8 +11,9 @@ RNNReluBackward0, LSTMBackward0, GRUBackward0):
 - backward: per step (in reverse order) one fused kernel for the gate gradients and one product
   dgates @ W_hh for the recurrent gradient; the input gradient and every weight gradient are then
   single products over all time steps (dgates^T @ x, dgates^T @ h_prev, ...).
-The loop runs with OpenBLAS set to one thread (the products are small: Note [Single-threaded
-BLAS for small products] in blas.pyx).
+The loops (rnn_kernels.pyx) run with OpenBLAS set to one thread (the products are small: Note
+[Single-threaded BLAS for small products] in blas.pyx) and share each step among fastgrad's own
+threads (Note [Recurrence on the thread team] in rnn_kernels.pyx).
 
 Note [Packed layout]
 Every input is handled in the packed layout of PyTorch's PackedSequence: rows of time step t are
@@ -26,9 +27,7 @@ Gate layouts are PyTorch's: LSTM (i, f, g, o), GRU (r, z, n) with n = tanh(W_in 
 r * (W_hn h + b_hn)), proj_size h = W_hr (o * tanh(c)).
 """
 cimport cython
-from cython cimport floating
 cimport numpy as cnp
-from libc.string cimport memcpy, memset
 import numpy as np
 
 from fastgrad._core.node cimport Node
@@ -36,280 +35,13 @@ from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport TensorBase, wrap
 from fastgrad._core.recording cimport set_history
 from fastgrad._core.saved cimport SavedVar, save
-from fastgrad._core cimport blas
+from fastgrad._core.rnn_kernels cimport Plan, LSTM, GRU, unit_blocks, run_forward, run_backward, \
+    product
 
 cnp.import_array()
 
-cdef extern from "vmath.h" nogil:
-    ctypedef void (*fg_vm_f32_fn)(const float*, float*, Py_ssize_t) noexcept nogil
-    ctypedef void (*fg_vm_f64_fn)(const double*, double*, Py_ssize_t) noexcept nogil
-    fg_vm_f32_fn fg_vm_f32[4]
-    fg_vm_f64_fn fg_vm_f64[4]
-    int FG_VM_TANH, FG_VM_SIGMOID
-    int fg_vm_select(int want_avx2)
-
-fg_vm_select(1)
-
-# The LSTM's gate-gradient loop for one row, with restrict pointers so that GCC vectorises it
-# (through Cython's plain pointers it cannot rule out aliasing between the six arrays).
-cdef extern from *:
-    """
-    #define FG_LSTM_BWD_ROW(T, NAME)                                                          \
-    static void NAME(const T *restrict g, const T *restrict tc, const T *restrict cp,         \
-                     const T *restrict dh, T *restrict dc, T *restrict d, ptrdiff_t H) {      \
-        for (ptrdiff_t j = 0; j < H; j++) {                                                   \
-            T gi = g[j], gf = g[H + j], gg = g[2 * H + j], go = g[3 * H + j], t = tc[j];      \
-            T dcc = dc[j] + dh[j] * go * (1 - t * t);                                         \
-            d[j] = dcc * gg * gi * (1 - gi);                                                  \
-            d[H + j] = dcc * cp[j] * gf * (1 - gf);                                           \
-            d[2 * H + j] = dcc * gi * (1 - gg * gg);                                          \
-            d[3 * H + j] = dh[j] * t * go * (1 - go);                                         \
-            dc[j] = dcc * gf;                                                                 \
-        }                                                                                     \
-    }
-    FG_LSTM_BWD_ROW(float, fg_lstm_bwd_row_f32)
-    FG_LSTM_BWD_ROW(double, fg_lstm_bwd_row_f64)
-    /* GRU: g = activated (r, z, n), gh = W_hh h + b_hh, hp = h entering the step; dh enters as
-       the gradient of the step's output and leaves as its direct part dh * z */
-    #define FG_GRU_BWD_ROW(T, NAME)                                                           \
-    static void NAME(const T *restrict g, const T *restrict gh, const T *restrict hp,         \
-                     T *restrict dh, T *restrict d, T *restrict d2, ptrdiff_t H) {            \
-        for (ptrdiff_t j = 0; j < H; j++) {                                                   \
-            T r = g[j], z = g[H + j], n = g[2 * H + j], dhr = dh[j];                          \
-            T dn = dhr * (1 - z) * (1 - n * n);                                               \
-            T dr = dn * gh[2 * H + j] * r * (1 - r);                                          \
-            T dz = dhr * (hp[j] - n) * z * (1 - z);                                           \
-            d[j] = dr; d[H + j] = dz; d[2 * H + j] = dn;                                      \
-            d2[j] = dr; d2[H + j] = dz; d2[2 * H + j] = dn * r;                               \
-            dh[j] = dhr * z;                                                                  \
-        }                                                                                     \
-    }
-    FG_GRU_BWD_ROW(float, fg_gru_bwd_row_f32)
-    FG_GRU_BWD_ROW(double, fg_gru_bwd_row_f64)
-    """
-    void fg_lstm_bwd_row_f32(const float* g, const float* tc, const float* cp, const float* dh,
-                             float* dc, float* d, Py_ssize_t H) noexcept nogil
-    void fg_lstm_bwd_row_f64(const double* g, const double* tc, const double* cp,
-                             const double* dh, double* dc, double* d, Py_ssize_t H) noexcept nogil
-    void fg_gru_bwd_row_f32(const float* g, const float* gh, const float* hp, float* dh,
-                            float* d, float* d2, Py_ssize_t H) noexcept nogil
-    void fg_gru_bwd_row_f64(const double* g, const double* gh, const double* hp, double* dh,
-                            double* d, double* d2, Py_ssize_t H) noexcept nogil
-
-cdef enum:
-    RNN_TANH = 0
-    RNN_RELU = 1
-    LSTM = 2
-    GRU = 3
-
 cdef tuple _NAMES = ("RNNTanhBackward0", "RNNReluBackward0", "LSTMBackward0", "GRUBackward0")
 cdef tuple _GATES = (1, 1, 4, 3)
-
-
-# ----- small helpers ------------------------------------------------------------------------------
-
-cdef inline void _act(floating* p, Py_ssize_t n, int op) noexcept nogil:
-    """In place: sigmoid or tanh of n values (vmath.h's vectorised loops)."""
-    if floating is float:
-        fg_vm_f32[op](p, p, n)
-    else:
-        fg_vm_f64[op](p, p, n)
-
-
-cdef void _mm(floating* tag, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-              const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ldb, double beta,
-              floating* c, Py_ssize_t ldc) noexcept nogil:
-    """C (m, n) = op(A) @ op(B) + beta * C, row-major (blas.gemm: BLAS, or plain loops)."""
-    cdef Py_ssize_t i, j
-    if m == 0 or n == 0:
-        return
-    if k == 0:
-        for i in range(m):
-            for j in range(n):
-                c[i * ldc + j] = <floating>(beta * c[i * ldc + j]) if beta != 0 else 0
-        return
-    blas.gemm(floating is float, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc)
-
-
-cdef inline void _rows(floating* dst, const floating* row, Py_ssize_t m, Py_ssize_t n) noexcept nogil:
-    """Each of m rows of dst (n wide, contiguous) = row, or zeros when row is NULL."""
-    cdef Py_ssize_t i
-    for i in range(m):
-        if row == NULL:
-            memset(dst + i * n, 0, n * sizeof(floating))
-        else:
-            memcpy(dst + i * n, row, n * sizeof(floating))
-
-
-# ----- one layer-direction: the plan -------------------------------------------------------------
-
-ctypedef struct Plan:
-    int mode
-    bint reverse, proj
-    Py_ssize_t T, B, nin, H, P, G, total
-    Py_ssize_t lx    # row stride of x and hprev: both live in one (total, I + P) buffer, so the
-                     # backward gets dW_ih and dW_hh from one product dG^T @ [x | h_prev]
-    Py_ssize_t* bs
-    Py_ssize_t* off
-    void* x          # (total, I), row stride lx
-    void* wih        # (G, I)
-    void* whh        # (G, P)
-    void* whhT       # (P, G): W_hh^T laid out for the forward's per-step products
-    void* whr        # (P, H) or NULL
-    void* bhh        # (G,) GRU's recurrent bias, or NULL
-    void* gx         # (total, G) input projection, then the activated gates
-    void* gh         # (total, G) GRU: W_hh h + b_hh
-    void* out        # (total, P)
-    void* hp         # (total, H) proj: o * tanh(c) before the projection
-    void* tc         # (total, H) LSTM: tanh(c)
-    void* cprev      # (total, H) LSTM: c entering the step
-    void* hprev      # (total, P) h entering the step, row stride lx
-    void* hs         # (B, P) state, h_n at the end
-    void* cst        # (B, H) LSTM state, c_n at the end
-
-
-cdef inline Py_ssize_t _step(const Plan* p, Py_ssize_t i, bint backward) noexcept nogil:
-    """Time index of the i-th step run (forward pass order, reversed for the gradient pass)."""
-    if p.reverse != backward:
-        return p.T - 1 - i
-    return i
-
-
-cdef void _forward(const Plan* p, floating* tag) noexcept nogil:
-    cdef Py_ssize_t i, s, b, o, r, j, H = p.H, P = p.P, G = p.G
-    cdef floating* gx = <floating*>p.gx
-    cdef floating* gh = <floating*>p.gh
-    cdef floating* out = <floating*>p.out
-    cdef floating* hp = <floating*>p.hp
-    cdef floating* tc = <floating*>p.tc
-    cdef floating* cprev = <floating*>p.cprev
-    cdef floating* hprev = <floating*>p.hprev
-    cdef floating* hs = <floating*>p.hs
-    cdef floating* cst = <floating*>p.cst
-    cdef floating* g
-    cdef floating* hrow
-    cdef floating* crow
-    cdef floating* hv
-    cdef floating v
-    for i in range(p.T):
-        s = _step(p, i, False)
-        b, o = p.bs[s], p.off[s]
-        for r in range(b):
-            memcpy(hprev + (o + r) * p.lx, hs + r * P, P * sizeof(floating))
-        if p.mode == GRU:
-            _rows(gh + o * G, <floating*>p.bhh, b, G)
-            _mm(tag, False, False, b, G, P, hprev + o * p.lx, p.lx, <floating*>p.whhT, G, 1.0,
-                gh + o * G, G)
-        else:
-            _mm(tag, False, False, b, G, P, hprev + o * p.lx, p.lx, <floating*>p.whhT, G, 1.0,
-                gx + o * G, G)
-        if p.mode == LSTM:
-            memcpy(cprev + o * H, cst, b * H * sizeof(floating))
-            hv = (hp if p.proj else out) + o * (H if p.proj else P)
-            for r in range(b):
-                g = gx + (o + r) * G
-                _act(g, 2 * H, FG_VM_SIGMOID)
-                _act(g + 2 * H, H, FG_VM_TANH)
-                _act(g + 3 * H, H, FG_VM_SIGMOID)
-                crow = cst + r * H
-                for j in range(H):
-                    crow[j] = g[H + j] * crow[j] + g[j] * g[2 * H + j]
-            memcpy(tc + o * H, cst, b * H * sizeof(floating))
-            _act(tc + o * H, b * H, FG_VM_TANH)
-            for r in range(b):
-                g = gx + (o + r) * G
-                crow = tc + (o + r) * H
-                hrow = hv + r * H
-                for j in range(H):
-                    hrow[j] = g[3 * H + j] * crow[j]
-            if p.proj:
-                _mm(tag, False, True, b, P, H, hp + o * H, H, <floating*>p.whr, H, 0.0,
-                    out + o * P, P)
-        elif p.mode == GRU:
-            for r in range(b):
-                g = gx + (o + r) * G
-                hrow = gh + (o + r) * G
-                for j in range(2 * H):
-                    g[j] = g[j] + hrow[j]
-                _act(g, 2 * H, FG_VM_SIGMOID)
-                for j in range(H):
-                    g[2 * H + j] = g[2 * H + j] + g[j] * hrow[2 * H + j]
-                _act(g + 2 * H, H, FG_VM_TANH)
-                hv = out + (o + r) * P
-                crow = hprev + (o + r) * p.lx
-                for j in range(H):
-                    hv[j] = (1 - g[H + j]) * g[2 * H + j] + g[H + j] * crow[j]
-        else:
-            if p.mode == RNN_TANH:
-                _act(gx + o * G, b * G, FG_VM_TANH)
-            else:
-                for j in range(b * G):
-                    v = gx[o * G + j]
-                    gx[o * G + j] = v if v > 0 else 0
-            memcpy(out + o * P, gx + o * G, b * P * sizeof(floating))
-        memcpy(hs, out + o * P, b * P * sizeof(floating))
-
-
-cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating* dh,
-                    floating* dc, floating* dgx, floating* dgh, floating* dhall,
-                    floating* dhp) noexcept nogil:
-    """The gradient pass: dh (B, P) and dc (B, H) enter as h_n's and c_n's gradients and leave
-    as h_0's and c_0's; dgx (total, G) gets the pre-activation gate gradients (GRU: of the input
-    part, dgh of the recurrent part); dhall (total, P) the total gradient of each step's output
-    (proj only); dhp (B, H) is scratch."""
-    cdef Py_ssize_t i, s, b, o, r, j, H = p.H, P = p.P, G = p.G
-    cdef floating* gx = <floating*>p.gx
-    cdef floating* gh = <floating*>p.gh
-    cdef floating* out = <floating*>p.out
-    cdef floating* tc = <floating*>p.tc
-    cdef floating* cprev = <floating*>p.cprev
-    cdef floating* hprev = <floating*>p.hprev
-    cdef floating* d
-    cdef floating* dhv
-    cdef floating t
-    for i in range(p.T):
-        s = _step(p, i, True)
-        b, o = p.bs[s], p.off[s]
-        if gout != NULL:
-            for j in range(b * P):
-                dh[j] += gout[o * P + j]
-        if p.mode == LSTM:
-            if p.proj:
-                memcpy(dhall + o * P, dh, b * P * sizeof(floating))
-                _mm(tag, False, False, b, H, P, dh, P, <floating*>p.whr, H, 0.0, dhp, H)
-                dhv = dhp
-            else:
-                dhv = dh
-            for r in range(b):
-                if floating is float:
-                    fg_lstm_bwd_row_f32(gx + (o + r) * G, tc + (o + r) * H,
-                                        cprev + (o + r) * H, dhv + r * H, dc + r * H,
-                                        dgx + (o + r) * G, H)
-                else:
-                    fg_lstm_bwd_row_f64(gx + (o + r) * G, tc + (o + r) * H,
-                                        cprev + (o + r) * H, dhv + r * H, dc + r * H,
-                                        dgx + (o + r) * G, H)
-            _mm(tag, False, False, b, P, G, dgx + o * G, G, <floating*>p.whh, P, 0.0, dh, P)
-        elif p.mode == GRU:
-            for r in range(b):
-                if floating is float:
-                    fg_gru_bwd_row_f32(gx + (o + r) * G, gh + (o + r) * G,
-                                       hprev + (o + r) * p.lx, dh + r * P, dgx + (o + r) * G,
-                                       dgh + (o + r) * G, H)
-                else:
-                    fg_gru_bwd_row_f64(gx + (o + r) * G, gh + (o + r) * G,
-                                       hprev + (o + r) * p.lx, dh + r * P, dgx + (o + r) * G,
-                                       dgh + (o + r) * G, H)
-            _mm(tag, False, False, b, P, G, dgh + o * G, G, <floating*>p.whh, P, 1.0, dh, P)
-        else:
-            d = dgx + o * G
-            for j in range(b * G):
-                t = out[o * P + j]
-                if p.mode == RNN_TANH:
-                    d[j] = dh[j] * (1 - t * t)
-                else:
-                    d[j] = dh[j] if t > 0 else 0
-            _mm(tag, False, False, b, P, G, d, G, <floating*>p.whh, P, 0.0, dh, P)
 
 
 # ----- the Python entry point and the node --------------------------------------------------------
@@ -341,7 +73,6 @@ def rnn_layer(int mode, TensorBase x, TensorBase h0, TensorBase c0, TensorBase w
     h0 (B, P), c0 (B, H) (LSTM) or None; b_ih, b_hh, w_hr may be None. Returns (output of x's
     leading shape + (P,), h_n (B, P), c_n (B, H) or None), recorded as one node."""
     cdef Plan p
-    cdef int prev
     cdef cnp.ndarray bs = np.ascontiguousarray(batch_sizes, dtype=np.intp)
     cdef cnp.ndarray off
     dt = x._data.dtype
@@ -360,7 +91,7 @@ def rnn_layer(int mode, TensorBase x, TensorBase h0, TensorBase c0, TensorBase w
     if p.T > 1:
         np.cumsum(bs[:p.T - 1], out=off[1:])
     p.total = int(bs.sum())
-    xh = np.empty((p.total, p.nin + p.P), dtype=dt)
+    xh = _lines((p.total, p.nin + p.P), dt)
     xh[:, :p.nin] = np.reshape(x._data, (p.total, p.nin))
     p.lx = p.nin + p.P
     wih = np.ascontiguousarray(w_ih._data, dtype=dt)
@@ -372,39 +103,40 @@ def rnn_layer(int mode, TensorBase x, TensorBase h0, TensorBase c0, TensorBase w
         if mode != GRU:
             bias += b_hh._data
     bhh = None if (mode != GRU or b_hh is None) else np.ascontiguousarray(b_hh._data, dtype=dt)
-    gx = np.empty((p.total, p.G), dtype=dt)
+    if not p.proj:                              # Note [Recurrence on the thread team]
+        p.hb = unit_blocks(p.H)
+        p.nb = (p.H + p.hb - 1) // p.hb
+        perm = _gate_order(_GATES[mode], p.H, p.hb)[0]
+        wih, whh = wih[perm], whh[perm]
+        bias = None if bias is None else bias[perm]
+        bhh = None if bhh is None else bhh[perm]
+    gx = _lines((p.total, p.G), dt)
     if bias is None:
         gx[...] = 0
     else:
         gx[...] = bias
-    gh = np.empty((p.total, p.G), dtype=dt) if mode == GRU else None
-    out = np.empty((p.total, p.P), dtype=dt)
+    gh = _lines((p.total, p.G), dt) if mode == GRU else None
+    out = _lines((p.total, p.P), dt)
     hp = np.empty((p.total, p.H), dtype=dt) if p.proj else None
-    tc = np.empty((p.total, p.H), dtype=dt) if mode == LSTM else None
-    cprev = np.empty((p.total, p.H), dtype=dt) if mode == LSTM else None
-    hs = np.array(h0._data, dtype=dt, order="C")
-    cst = np.array(c0._data, dtype=dt, order="C") if mode == LSTM else None
+    tc = _lines((p.total, p.H), dt) if mode == LSTM else None
+    cprev = _lines((p.total, p.H), dt) if mode == LSTM else None
+    hs = _lines((p.B, p.P), dt, h0._data)
+    cst = _lines((p.B, p.H), dt, c0._data) if mode == LSTM else None
     keep = [xh[:, :p.nin], wih, whh, whr, bhh, gx, gh, out, hp, tc, cprev, xh[:, p.nin:], bs,
             off, xh]
     _fill(&p, keep)
-    whhT = np.ascontiguousarray(whh.T)
-    p.whhT = cnp.PyArray_DATA(<cnp.ndarray>whhT)
+    p.f32 = dt == np.float32
     wihT = np.ascontiguousarray(wih.T)          # (I, G): the layout OpenBLAS packs fastest
-    cdef void* pwihT = cnp.PyArray_DATA(<cnp.ndarray>wihT)
+    p.wihT = cnp.PyArray_DATA(<cnp.ndarray>wihT)
     p.hs = cnp.PyArray_DATA(<cnp.ndarray>hs)
     p.cst = NULL if cst is None else cnp.PyArray_DATA(<cnp.ndarray>cst)
-    cdef bint f32 = dt == np.float32
+    whhT = np.ascontiguousarray(whh.T)
+    p.whhT = cnp.PyArray_DATA(<cnp.ndarray>whhT)
+    if not p.proj and p.T:                      # the first step's h entering it
+        s0 = p.T - 1 if reverse else 0
+        xh[off[s0]:off[s0] + bs[s0], p.nin:] = hs[:bs[s0]]
     with nogil:
-        prev = blas.one_thread()
-        if f32:                                     # the input projection: one product
-            _mm(<float*>NULL, False, False, p.total, p.G, p.nin, <float*>p.x, p.lx,
-                <float*>pwihT, p.G, 1.0, <float*>p.gx, p.G)
-            _forward(&p, <float*>NULL)
-        else:
-            _mm(<double*>NULL, False, False, p.total, p.G, p.nin, <double*>p.x, p.lx,
-                <double*>pwihT, p.G, 1.0, <double*>p.gx, p.G)
-            _forward(&p, <double*>NULL)
-        blas.restore(prev)
+        run_forward(&p)
     lead = tuple((<object>x._data).shape)[:x._data.ndim - 1]
     cdef TensorBase o_t = wrap(out.reshape(lead + (p.P,)))
     cdef TensorBase hn_t = wrap(hs)
@@ -427,6 +159,38 @@ def rnn_layer(int mode, TensorBase x, TensorBase h0, TensorBase c0, TensorBase w
     if cn_t is not None:
         cn_t._grad_fn, cn_t._requires_grad, cn_t._output_nr = node, True, 2
     return o_t, hn_t, cn_t
+
+
+cdef object _lines(tuple shape, dt, fill=None):
+    """A new C-contiguous array starting on a 64-byte boundary (a cache line), filled from fill
+    when given: threads writing neighbouring unit blocks of a row never share a line
+    (Note [Recurrence on the thread team]; NumPy's own buffers start 16 bytes past one)."""
+    cdef Py_ssize_t n = 1, isz = np.dtype(dt).itemsize, pad
+    for d in shape:
+        n *= d
+    cdef cnp.ndarray buf = np.empty(n * isz + 64, dtype=np.uint8)
+    pad = (64 - <Py_ssize_t>(<size_t>cnp.PyArray_DATA(buf) % 64)) % 64
+    a = buf[pad:pad + n * isz].view(dt).reshape(shape)
+    if fill is not None:
+        a[...] = fill
+    return a
+
+
+cdef dict _GATE_ORDERS = {}
+
+
+cdef tuple _gate_order(Py_ssize_t ng, Py_ssize_t H, Py_ssize_t hb):
+    """The block gate order of Note [Recurrence on the thread team]: (perm, inv), perm[c] the
+    PyTorch gate row at column c (block k's gates, each of its units in turn, at ng * k * hb),
+    inv its inverse."""
+    key = (ng, H, hb)
+    got = _GATE_ORDERS.get(key)
+    if got is None:
+        perm = np.concatenate([(np.arange(ng)[:, None] * H + np.arange(u0, min(u0 + hb, H)))
+                               .reshape(-1) for u0 in range(0, H, hb)]).astype(np.intp)
+        got = (perm, np.argsort(perm).astype(np.intp))
+        _GATE_ORDERS[key] = got
+    return got
 
 
 cdef dict _NODE_CLASSES = {}
@@ -454,7 +218,6 @@ cdef class RNNLayerBackward(Node):
 
     cdef tuple apply(self, tuple grads):
         cdef Plan p
-        cdef int prev
         cdef SavedVar s
         cdef cnp.ndarray gout = None, dh, dc = None, dgx, dgh = None, dhall = None, dhp = None
         if self.keep is None:
@@ -480,22 +243,22 @@ cdef class RNNLayerBackward(Node):
         p.lx = p.nin + p.P
         p.H = p.G // _GATES[p.mode]
         p.proj = whr is not None
+        p.hb = unit_blocks(p.H)
+        p.nb = (p.H + p.hb - 1) // p.hb
+        p.f32 = dt == np.float32
         _fill(&p, keep)
         if grads[0] is not None:
             gout = np.ascontiguousarray(np.reshape((<TensorBase>grads[0])._data,
                                                    (p.total, p.P)), dtype=dt)
-        dh = np.zeros((p.B, p.P), dtype=dt) if grads[1] is None else \
-            np.array((<TensorBase>grads[1])._data, dtype=dt, order="C")
+        dh = _lines((p.B, p.P), dt, 0 if grads[1] is None else (<TensorBase>grads[1])._data)
         if p.mode == LSTM:
-            dc = np.zeros((p.B, p.H), dtype=dt) if grads[2] is None else \
-                np.array((<TensorBase>grads[2])._data, dtype=dt, order="C")
-        dgx = np.empty((p.total, p.G), dtype=dt)
+            dc = _lines((p.B, p.H), dt, 0 if grads[2] is None else (<TensorBase>grads[2])._data)
+        dgx = _lines((p.total, p.G), dt)
         if p.mode == GRU:
-            dgh = np.empty((p.total, p.G), dtype=dt)
+            dgh = _lines((p.total, p.G), dt)
         if p.proj:
             dhall = np.empty((p.total, p.P), dtype=dt)
             dhp = np.empty((p.B, p.H), dtype=dt)
-        cdef bint f32 = dt == np.float32
         cdef void* a0 = _ptr(gout)
         cdef void* a1 = _ptr(dh)
         cdef void* a2 = _ptr(dc)
@@ -504,37 +267,31 @@ cdef class RNNLayerBackward(Node):
         cdef void* a5 = _ptr(dhall)
         cdef void* a6 = _ptr(dhp)
         with nogil:
-            prev = blas.one_thread()
-            if f32:
-                _backward(&p, <float*>NULL, <float*>a0, <float*>a1, <float*>a2, <float*>a3,
-                          <float*>a4, <float*>a5, <float*>a6)
-            else:
-                _backward(&p, <double*>NULL, <double*>a0, <double*>a1, <double*>a2,
-                          <double*>a3, <double*>a4, <double*>a5, <double*>a6)
-            blas.restore(prev)
+            run_backward(&p, a0, a1, a2, a3, a4, a5, a6)
         # every weight gradient and the input gradient: one product over all time steps each,
-        # on this thread (the team split of blas.matmul2d costs more than it saves when other
-        # processes keep the cores busy: Note [Single-threaded BLAS for small products])
+        # in fixed blocks of rows shared by the thread team (Note [Recurrence on the thread
+        # team] in rnn_kernels.pyx)
         rec = dgx if dgh is None else dgh
         fns = self._next_fns
         dx = dwih = dwhh = dbih = dbhh = dwhr = None
+        order = slice(None) if p.proj else _gate_order(_GATES[p.mode], p.H, p.hb)[1]
         if fns[0] is not None:
             dx = _product(dgx, False, wih, False)
         if fns[3] is not None and fns[4] is not None and rec is dgx:
-            both = _product(dgx, True, keep[14], False)
+            both = _product(dgx, True, keep[14], False)[order]
             dwih, dwhh = both[:, :p.nin].copy(), both[:, p.nin:].copy()
         else:
             if fns[3] is not None:
-                dwih = _product(dgx, True, xs, False)
+                dwih = _product(dgx, True, xs, False)[order]
             if fns[4] is not None:
-                dwhh = _product(rec, True, keep[11], False)
+                dwhh = _product(rec, True, keep[11], False)[order]
         if p.proj and fns[7] is not None:
             dwhr = _product(dhall, True, hp, False)
         if self.has_bias:
             if fns[5] is not None:
-                dbih = wrap(dgx.sum(0))
+                dbih = wrap(dgx.sum(0)[order])
             if fns[6] is not None:           # RNN/LSTM: both biases get the same gradient
-                dbhh = wrap(rec.sum(0)) if rec is not dgx or dbih is None else \
+                dbhh = wrap(rec.sum(0)[order]) if rec is not dgx or dbih is None else \
                     wrap((<TensorBase>dbih)._data.copy())
         if dx is not None:
             dx = wrap(np.reshape(dx, self.x_shape))
@@ -556,8 +313,8 @@ cdef inline void* _ptr(cnp.ndarray a) noexcept:
 
 
 cdef cnp.ndarray _product(cnp.ndarray a, bint ta, cnp.ndarray b, bint tb):
-    """op(a) @ op(b) for 2-D arrays of one float dtype with unit column stride, on the calling
-    thread."""
+    """op(a) @ op(b) for 2-D arrays of one float dtype with unit column stride (rnn_kernels.product:
+    the same bits on any thread count)."""
     cdef Py_ssize_t m = a.shape[1] if ta else a.shape[0], k = a.shape[0] if ta else a.shape[1]
     cdef Py_ssize_t n = b.shape[0] if tb else b.shape[1]
     cdef Py_ssize_t isz = cnp.PyArray_ITEMSIZE(a)
@@ -567,14 +324,6 @@ cdef cnp.ndarray _product(cnp.ndarray a, bint ta, cnp.ndarray b, bint tb):
     cdef void* pb = cnp.PyArray_DATA(b)
     cdef void* pc = cnp.PyArray_DATA(c)
     cdef bint f32 = cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32
-    cdef int prev
     with nogil:
-        prev = blas.one_thread()
-        if f32:
-            _mm(<float*>NULL, ta, tb, m, n, k, <float*>pa, lda, <float*>pb, ldb, 0.0,
-                <float*>pc, n)
-        else:
-            _mm(<double*>NULL, ta, tb, m, n, k, <double*>pa, lda, <double*>pb, ldb, 0.0,
-                <double*>pc, n)
-        blas.restore(prev)
+        product(f32, ta, tb, m, n, k, pa, lda, pb, ldb, pc, n)
     return c

@@ -1,0 +1,682 @@
+# cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""The recurrent layers' time loops: one direction of one layer described by a Plan
+(rnn_kernels.pxd; Note [One node per recurrent layer] and Note [Packed layout] in ops_rnn.pyx),
+the gate arithmetic fused per step, on fastgrad's thread team (Note [Recurrence on the thread
+team])."""
+from cython cimport floating
+from libc.string cimport memcpy, memset
+from libc.stdlib cimport calloc, free
+from cython.parallel cimport parallel, prange, threadid
+
+from fastgrad._core cimport blas
+from fastgrad._core.kernels cimport nthreads
+
+cdef extern from "vmath.h" nogil:
+    ctypedef void (*fg_vm_f32_fn)(const float*, float*, Py_ssize_t) noexcept nogil
+    ctypedef void (*fg_vm_f64_fn)(const double*, double*, Py_ssize_t) noexcept nogil
+    fg_vm_f32_fn fg_vm_f32[4]
+    fg_vm_f64_fn fg_vm_f64[4]
+    int FG_VM_TANH, FG_VM_SIGMOID
+    int fg_vm_select(int want_avx2)
+
+fg_vm_select(1)
+
+# The LSTM's gate-gradient loop for one row, with restrict pointers so that GCC vectorises it
+# (through Cython's plain pointers it cannot rule out aliasing between the six arrays).
+cdef extern from *:
+    """
+    #define FG_LSTM_BWD_ROW(T, NAME)                                                          \
+    static void NAME(const T *restrict g, const T *restrict tc, const T *restrict cp,         \
+                     const T *restrict dh, T *restrict dc, T *restrict d, ptrdiff_t H,        \
+                     ptrdiff_t n) {                                                           \
+        for (ptrdiff_t j = 0; j < n; j++) {                                                   \
+            T gi = g[j], gf = g[H + j], gg = g[2 * H + j], go = g[3 * H + j], t = tc[j];      \
+            T dcc = dc[j] + dh[j] * go * (1 - t * t);                                         \
+            d[j] = dcc * gg * gi * (1 - gi);                                                  \
+            d[H + j] = dcc * cp[j] * gf * (1 - gf);                                           \
+            d[2 * H + j] = dcc * gi * (1 - gg * gg);                                          \
+            d[3 * H + j] = dh[j] * t * go * (1 - go);                                         \
+            dc[j] = dcc * gf;                                                                 \
+        }                                                                                     \
+    }
+    FG_LSTM_BWD_ROW(float, fg_lstm_bwd_row_f32)
+    FG_LSTM_BWD_ROW(double, fg_lstm_bwd_row_f64)
+    /* GRU: g = activated (r, z, n), gh = W_hh h + b_hh, hp = h entering the step; dh enters as
+       the gradient of the step's output and leaves as its direct part dh * z */
+    #define FG_GRU_BWD_ROW(T, NAME)                                                           \
+    static void NAME(const T *restrict g, const T *restrict gh, const T *restrict hp,         \
+                     T *restrict dh, T *restrict d, T *restrict d2, ptrdiff_t H,              \
+                     ptrdiff_t n) {                                                           \
+        for (ptrdiff_t j = 0; j < n; j++) {                                                   \
+            T r = g[j], z = g[H + j], n = g[2 * H + j], dhr = dh[j];                          \
+            T dn = dhr * (1 - z) * (1 - n * n);                                               \
+            T dr = dn * gh[2 * H + j] * r * (1 - r);                                          \
+            T dz = dhr * (hp[j] - n) * z * (1 - z);                                           \
+            d[j] = dr; d[H + j] = dz; d[2 * H + j] = dn;                                      \
+            d2[j] = dr; d2[H + j] = dz; d2[2 * H + j] = dn * r;                               \
+            dh[j] = dhr * z;                                                                  \
+        }                                                                                     \
+    }
+    FG_GRU_BWD_ROW(float, fg_gru_bwd_row_f32)
+    FG_GRU_BWD_ROW(double, fg_gru_bwd_row_f64)
+    """
+    void fg_lstm_bwd_row_f32(const float* g, const float* tc, const float* cp, const float* dh,
+                             float* dc, float* d, Py_ssize_t H, Py_ssize_t n) noexcept nogil
+    void fg_lstm_bwd_row_f64(const double* g, const double* tc, const double* cp,
+                             const double* dh, double* dc, double* d, Py_ssize_t H,
+                             Py_ssize_t n) noexcept nogil
+    void fg_gru_bwd_row_f32(const float* g, const float* gh, const float* hp, float* dh,
+                            float* d, float* d2, Py_ssize_t H, Py_ssize_t n) noexcept nogil
+    void fg_gru_bwd_row_f64(const double* g, const double* gh, const double* hp, double* dh,
+                            double* d, double* d2, Py_ssize_t H, Py_ssize_t n) noexcept nogil
+
+
+# ----- small helpers ------------------------------------------------------------------------------
+
+cdef inline void _act(floating* p, Py_ssize_t n, int op) noexcept nogil:
+    """In place: sigmoid or tanh of n values (vmath.h's vectorised loops)."""
+    if floating is float:
+        fg_vm_f32[op](p, p, n)
+    else:
+        fg_vm_f64[op](p, p, n)
+
+
+cdef void _mm(floating* tag, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+              const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ldb, double beta,
+              floating* c, Py_ssize_t ldc) noexcept nogil:
+    """C (m, n) = op(A) @ op(B) + beta * C, row-major (blas.gemm: BLAS, or plain loops)."""
+    cdef Py_ssize_t i, j
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        for i in range(m):
+            for j in range(n):
+                c[i * ldc + j] = <floating>(beta * c[i * ldc + j]) if beta != 0 else 0
+        return
+    blas.gemm(floating is float, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc)
+
+
+cdef inline void _rows(floating* dst, const floating* row, Py_ssize_t m,
+                       Py_ssize_t n) noexcept nogil:
+    """Each of m rows of dst (n wide, contiguous) = row, or zeros when row is NULL."""
+    cdef Py_ssize_t i
+    for i in range(m):
+        if row == NULL:
+            memset(dst + i * n, 0, n * sizeof(floating))
+        else:
+            memcpy(dst + i * n, row, n * sizeof(floating))
+
+
+cdef inline Py_ssize_t _step(const Plan* p, Py_ssize_t i, bint backward) noexcept nogil:
+    """Time index of the i-th step run (forward pass order, reversed for the gradient pass)."""
+    if p.reverse != backward:
+        return p.T - 1 - i
+    return i
+
+
+cdef void _forward(const Plan* p, floating* tag) noexcept nogil:
+    cdef Py_ssize_t i, s, b, o, r, j, H = p.H, P = p.P, G = p.G
+    cdef floating* gx = <floating*>p.gx
+    cdef floating* gh = <floating*>p.gh
+    cdef floating* out = <floating*>p.out
+    cdef floating* hp = <floating*>p.hp
+    cdef floating* tc = <floating*>p.tc
+    cdef floating* cprev = <floating*>p.cprev
+    cdef floating* hprev = <floating*>p.hprev
+    cdef floating* hs = <floating*>p.hs
+    cdef floating* cst = <floating*>p.cst
+    cdef floating* g
+    cdef floating* hrow
+    cdef floating* crow
+    cdef floating* hv
+    cdef floating v
+    for i in range(p.T):
+        s = _step(p, i, False)
+        b, o = p.bs[s], p.off[s]
+        for r in range(b):
+            memcpy(hprev + (o + r) * p.lx, hs + r * P, P * sizeof(floating))
+        if p.mode == GRU:
+            _rows(gh + o * G, <floating*>p.bhh, b, G)
+            _mm(tag, False, False, b, G, P, hprev + o * p.lx, p.lx, <floating*>p.whhT, G, 1.0,
+                gh + o * G, G)
+        else:
+            _mm(tag, False, False, b, G, P, hprev + o * p.lx, p.lx, <floating*>p.whhT, G, 1.0,
+                gx + o * G, G)
+        if p.mode == LSTM:
+            memcpy(cprev + o * H, cst, b * H * sizeof(floating))
+            hv = (hp if p.proj else out) + o * (H if p.proj else P)
+            for r in range(b):
+                g = gx + (o + r) * G
+                _act(g, 2 * H, FG_VM_SIGMOID)
+                _act(g + 2 * H, H, FG_VM_TANH)
+                _act(g + 3 * H, H, FG_VM_SIGMOID)
+                crow = cst + r * H
+                for j in range(H):
+                    crow[j] = g[H + j] * crow[j] + g[j] * g[2 * H + j]
+            memcpy(tc + o * H, cst, b * H * sizeof(floating))
+            _act(tc + o * H, b * H, FG_VM_TANH)
+            for r in range(b):
+                g = gx + (o + r) * G
+                crow = tc + (o + r) * H
+                hrow = hv + r * H
+                for j in range(H):
+                    hrow[j] = g[3 * H + j] * crow[j]
+            if p.proj:
+                _mm(tag, False, True, b, P, H, hp + o * H, H, <floating*>p.whr, H, 0.0,
+                    out + o * P, P)
+        elif p.mode == GRU:
+            for r in range(b):
+                g = gx + (o + r) * G
+                hrow = gh + (o + r) * G
+                for j in range(2 * H):
+                    g[j] = g[j] + hrow[j]
+                _act(g, 2 * H, FG_VM_SIGMOID)
+                for j in range(H):
+                    g[2 * H + j] = g[2 * H + j] + g[j] * hrow[2 * H + j]
+                _act(g + 2 * H, H, FG_VM_TANH)
+                hv = out + (o + r) * P
+                crow = hprev + (o + r) * p.lx
+                for j in range(H):
+                    hv[j] = (1 - g[H + j]) * g[2 * H + j] + g[H + j] * crow[j]
+        else:
+            if p.mode == RNN_TANH:
+                _act(gx + o * G, b * G, FG_VM_TANH)
+            else:
+                for j in range(b * G):
+                    v = gx[o * G + j]
+                    gx[o * G + j] = v if v > 0 else 0
+            memcpy(out + o * P, gx + o * G, b * P * sizeof(floating))
+        memcpy(hs, out + o * P, b * P * sizeof(floating))
+
+
+cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating* dh,
+                    floating* dc, floating* dgx, floating* dgh, floating* dhall,
+                    floating* dhp) noexcept nogil:
+    """The gradient pass: dh (B, P) and dc (B, H) enter as h_n's and c_n's gradients and leave
+    as h_0's and c_0's; dgx (total, G) gets the pre-activation gate gradients (GRU: of the input
+    part, dgh of the recurrent part); dhall (total, P) the total gradient of each step's output
+    (proj only); dhp (B, H) is scratch."""
+    cdef Py_ssize_t i, s, b, o, r, j, H = p.H, P = p.P, G = p.G
+    cdef floating* gx = <floating*>p.gx
+    cdef floating* gh = <floating*>p.gh
+    cdef floating* out = <floating*>p.out
+    cdef floating* tc = <floating*>p.tc
+    cdef floating* cprev = <floating*>p.cprev
+    cdef floating* hprev = <floating*>p.hprev
+    cdef floating* d
+    cdef floating* dhv
+    cdef floating t
+    for i in range(p.T):
+        s = _step(p, i, True)
+        b, o = p.bs[s], p.off[s]
+        if gout != NULL:
+            for j in range(b * P):
+                dh[j] += gout[o * P + j]
+        if p.mode == LSTM:
+            if p.proj:
+                memcpy(dhall + o * P, dh, b * P * sizeof(floating))
+                _mm(tag, False, False, b, H, P, dh, P, <floating*>p.whr, H, 0.0, dhp, H)
+                dhv = dhp
+            else:
+                dhv = dh
+            for r in range(b):
+                if floating is float:
+                    fg_lstm_bwd_row_f32(gx + (o + r) * G, tc + (o + r) * H,
+                                        cprev + (o + r) * H, dhv + r * H, dc + r * H,
+                                        dgx + (o + r) * G, H, H)
+                else:
+                    fg_lstm_bwd_row_f64(gx + (o + r) * G, tc + (o + r) * H,
+                                        cprev + (o + r) * H, dhv + r * H, dc + r * H,
+                                        dgx + (o + r) * G, H, H)
+            _mm(tag, False, False, b, P, G, dgx + o * G, G, <floating*>p.whh, P, 0.0, dh, P)
+        elif p.mode == GRU:
+            for r in range(b):
+                if floating is float:
+                    fg_gru_bwd_row_f32(gx + (o + r) * G, gh + (o + r) * G,
+                                       hprev + (o + r) * p.lx, dh + r * P, dgx + (o + r) * G,
+                                       dgh + (o + r) * G, H, H)
+                else:
+                    fg_gru_bwd_row_f64(gx + (o + r) * G, gh + (o + r) * G,
+                                       hprev + (o + r) * p.lx, dh + r * P, dgx + (o + r) * G,
+                                       dgh + (o + r) * G, H, H)
+            _mm(tag, False, False, b, P, G, dgh + o * G, G, <floating*>p.whh, P, 1.0, dh, P)
+        else:
+            d = dgx + o * G
+            for j in range(b * G):
+                t = out[o * P + j]
+                if p.mode == RNN_TANH:
+                    d[j] = dh[j] * (1 - t * t)
+                else:
+                    d[j] = dh[j] if t > 0 else 0
+            _mm(tag, False, False, b, P, G, d, G, <floating*>p.whh, P, 0.0, dh, P)
+
+
+# ----- one layer-direction on fastgrad's threads ------------------------------------------------
+
+# Note [Recurrence on the thread team]
+# Without a projection (proj_size 0) a layer-direction's time loop runs on fastgrad's OpenMP team,
+# one parallel region per pass:
+# - the hidden units are cut into nb fixed blocks of hb units (unit_blocks: a function of H
+#   alone, never of the thread count);
+# - the gate rows of W_ih, W_hh and the biases are put in block gate order (ops_rnn._gate_order):
+#   block k's gates (i, f, g, o of its units in turn) are the columns ng*k*hb .. ng*(k+1)*hb of
+#   the gate buffers, so each block's gates are contiguous in every row; the weight and bias
+#   gradients are put back in PyTorch's order at the end;
+# - forward step i, block k (_forward_block): one product hprev @ W_hh^T for the block's columns
+#   (added to the input projection), the block's gate arithmetic in place and state update, and
+#   its columns of the next step's hprev;
+# - gradient step i, block k: its columns of dh = dG @ W_hh after step i - 1 (_dh_block) and then
+#   its gate gradients at step i (_gates_back_block), which read only those columns of dh and dc.
+# Each step is a phase: every thread claims blocks (one atomic bit each), its own first (thread
+# t starts at block t * nb / threads, so a block's weights and state stay in one core's cache
+# from step to step) and then any left unclaimed, and waits until every block is finished
+# (spinning briefly, then yielding): one wait per step, and a thread that the OS has descheduled
+# delays no one unless it holds a block (its blocks are claimed by the others): on this 2-core
+# machine shared with other processes a fixed share per thread made a step wait for the slowest
+# thread (5.6 ms against 3.7 ms on one thread for W12's forward while another process was running).
+# When the caller still spends more than half of a loop waiting (a partner descheduled while
+# holding a block), the next SOLO_CALLS loops run on the caller's thread alone (_settle).
+# A block is computed by the same calls whichever thread takes it, so results do not depend on
+# the thread count (one thread runs the blocks in turn without the counters). The big products
+# outside the loop (input projection, input and weight gradients) are cut the same way into
+# fixed blocks of rows (_mm_fixed).
+
+cdef extern from *:
+    """
+    #include <sched.h>
+    #include <time.h>
+    /* One phase of the time loop: the blocks claimed (grab, a bit each) and finished. */
+    typedef struct { int grab; int done; char pad[56]; } fg_rnn_phase;
+    /* claim block k (< 31) of the phase: true for the one thread that gets it */
+    static int fg_rnn_claim(fg_rnn_phase *ph, int k) {
+        return !(__atomic_fetch_or(&ph->grab, 1 << k, __ATOMIC_RELAXED) & (1 << k));
+    }
+    static void fg_rnn_finish(fg_rnn_phase *ph) {
+        __atomic_add_fetch(&ph->done, 1, __ATOMIC_RELEASE);
+    }
+    static long long fg_rnn_now(void) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+    }
+    /* wait until n blocks of the phase are finished; the nanoseconds waited are added to
+       *waited (when not NULL) */
+    static void fg_rnn_wait(fg_rnn_phase *ph, int n, long long *waited) {
+        int spins = 0;
+        long long t0;
+        if (__atomic_load_n(&ph->done, __ATOMIC_ACQUIRE) >= n) return;
+        t0 = waited ? fg_rnn_now() : 0;
+        while (__atomic_load_n(&ph->done, __ATOMIC_ACQUIRE) < n) {
+            if (spins < 4000) { spins++; __builtin_ia32_pause(); }
+            else sched_yield();
+        }
+        if (waited) *waited += fg_rnn_now() - t0;
+    }
+    """
+    ctypedef struct fg_rnn_phase:
+        pass
+    int fg_rnn_claim(fg_rnn_phase* ph, int k) noexcept nogil
+    void fg_rnn_finish(fg_rnn_phase* ph) noexcept nogil
+    long long fg_rnn_now() noexcept nogil
+    void fg_rnn_wait(fg_rnn_phase* ph, int n, long long* waited) noexcept nogil
+
+
+cdef Py_ssize_t TEAM_MACS = 1 << 19     # per step: smaller recurrences stay on the caller's thread
+cdef int _solo = 0                      # loops left to run on the caller's thread alone (_settle)
+
+
+cdef enum:
+    SOLO_CALLS = 32
+
+
+def set_team_macs(Py_ssize_t n):
+    """Set the multiply-adds per time step from which a recurrence runs on the thread team, and
+    end a spell on one thread (_settle); returns the old value (for tests and benchmarks: results
+    are the same either way)."""
+    global TEAM_MACS, _solo
+    old = TEAM_MACS
+    TEAM_MACS = n
+    _solo = 0
+    return old
+
+
+cdef Py_ssize_t unit_blocks(Py_ssize_t H) noexcept nogil:
+    """Units per block: half of H in multiples of 16 (two threads share a layer; the gate
+    arithmetic on 32-unit blocks cost W12 ~0.4 ms more than on 64, its vectorised loops being
+    short), whose products run in narrower column chunks (_mm_cols)."""
+    return ((H + 1) // 2 + 15) // 16 * 16
+
+
+cdef enum:
+    FWD_COLS = 128      # columns per product in a forward block: 32x128x128 takes 6 us on one
+                        # core, 32x256x128 18 us, 32x512x128 39 us (OpenBLAS's small-matrix
+    BWD_COLS = 32       # kernels); backward 32x32x512 7.5 us, 32x64x512 22 us
+
+
+cdef void _mm_cols(floating* tag, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
+                   Py_ssize_t lda, const floating* b, Py_ssize_t ldb, double beta, floating* c,
+                   Py_ssize_t ldc, Py_ssize_t cols) noexcept nogil:
+    """_mm (no transposes) in chunks of cols columns of C."""
+    cdef Py_ssize_t c0 = 0
+    while c0 < n:
+        _mm(tag, False, False, m, min(cols, n - c0), k, a, lda, b + c0, ldb, beta, c + c0, ldc)
+        c0 += cols
+
+
+cdef void _cell(const Plan* p, floating* tag, Py_ssize_t row, Py_ssize_t r, Py_ssize_t u0,
+                Py_ssize_t n) noexcept nogil:
+    """Gate arithmetic and state update of units u0 .. u0+n of batch row r at packed row `row`:
+    the block's gates (block gate order) already hold x W_ih^T + h W_hh^T + biases (GRU: gh
+    holds h W_hh^T without its bias)."""
+    cdef Py_ssize_t j, H = p.H, ng = p.G // p.H
+    cdef floating* g = <floating*>p.gx + row * p.G + ng * u0
+    cdef floating* h = <floating*>p.out + row * p.P + u0
+    cdef floating* c
+    cdef floating* t
+    cdef floating* gh
+    cdef const floating* hp
+    cdef const floating* bhh
+    cdef floating v
+    if p.mode == LSTM:
+        _act(g, 2 * n, FG_VM_SIGMOID)
+        _act(g + 2 * n, n, FG_VM_TANH)
+        _act(g + 3 * n, n, FG_VM_SIGMOID)
+        c = <floating*>p.cst + r * H + u0
+        t = <floating*>p.tc + row * H + u0
+        memcpy(<floating*>p.cprev + row * H + u0, c, n * sizeof(floating))
+        for j in range(n):
+            c[j] = g[n + j] * c[j] + g[j] * g[2 * n + j]
+        memcpy(t, c, n * sizeof(floating))
+        _act(t, n, FG_VM_TANH)
+        for j in range(n):
+            h[j] = g[3 * n + j] * t[j]
+    elif p.mode == GRU:
+        gh = <floating*>p.gh + row * p.G + ng * u0
+        if p.bhh != NULL:
+            bhh = <const floating*>p.bhh + ng * u0
+            for j in range(3 * n):
+                gh[j] += bhh[j]
+        for j in range(2 * n):
+            g[j] += gh[j]
+        _act(g, 2 * n, FG_VM_SIGMOID)
+        for j in range(n):
+            g[2 * n + j] += g[j] * gh[2 * n + j]
+        _act(g + 2 * n, n, FG_VM_TANH)
+        hp = <const floating*>p.hprev + row * p.lx + u0
+        for j in range(n):
+            h[j] = (1 - g[n + j]) * g[2 * n + j] + g[n + j] * hp[j]
+    else:
+        if p.mode == RNN_TANH:
+            _act(g, n, FG_VM_TANH)
+        else:
+            for j in range(n):
+                v = g[j]
+                g[j] = v if v > 0 else 0
+        memcpy(h, g, n * sizeof(floating))
+    memcpy(<floating*>p.hs + r * p.P + u0, h, n * sizeof(floating))
+
+
+cdef void _forward_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k) noexcept nogil:
+    """Block k of forward step i: the block's product (added to its gate columns), gate
+    arithmetic and state update, and its columns of the next step's hprev rows."""
+    cdef Py_ssize_t s, b, o, r, s2, b2, o2, ng = p.G // p.H, u0 = k * p.hb
+    cdef Py_ssize_t n = min(p.hb, p.H - u0)
+    cdef floating* hprev = <floating*>p.hprev
+    cdef floating* hs = <floating*>p.hs
+    s = _step(p, i, False)
+    b, o = p.bs[s], p.off[s]
+    if p.mode == GRU:
+        _mm_cols(tag, b, ng * n, p.P, hprev + o * p.lx, p.lx, <floating*>p.whhT + ng * u0, p.G,
+                 0.0, <floating*>p.gh + o * p.G + ng * u0, p.G, FWD_COLS)
+    else:
+        _mm_cols(tag, b, ng * n, p.P, hprev + o * p.lx, p.lx, <floating*>p.whhT + ng * u0, p.G,
+                 1.0, <floating*>p.gx + o * p.G + ng * u0, p.G, FWD_COLS)
+    for r in range(b):
+        _cell(p, tag, o + r, r, u0, n)
+    if i + 1 < p.T:
+        s2 = _step(p, i + 1, False)
+        b2, o2 = p.bs[s2], p.off[s2]
+        for r in range(b2):
+            memcpy(hprev + (o2 + r) * p.lx + u0, hs + r * p.P + u0, n * sizeof(floating))
+
+
+cdef void _gates_back_block(const Plan* p, Py_ssize_t i, Py_ssize_t k, const floating* gout,
+                            floating* dh, floating* dc, floating* dgx,
+                            floating* dgh) noexcept nogil:
+    """Block k of gradient step i: the gate gradients of the block's units (arguments as
+    _backward's, the gates in block gate order)."""
+    cdef Py_ssize_t s, b, o, r, j, row, H = p.H, P = p.P, G = p.G, u0 = k * p.hb
+    cdef Py_ssize_t n = min(p.hb, H - u0), gb = G // H * u0
+    cdef floating* gx = <floating*>p.gx
+    cdef floating* d
+    cdef floating* dhr
+    cdef const floating* go
+    cdef floating t
+    s = _step(p, i, True)
+    b, o = p.bs[s], p.off[s]
+    for r in range(b):
+        row = o + r
+        dhr = dh + r * P + u0
+        if gout != NULL:
+            go = gout + row * P + u0
+            for j in range(n):
+                dhr[j] += go[j]
+        if p.mode == LSTM:
+            if floating is float:
+                fg_lstm_bwd_row_f32(gx + row * G + gb, <float*>p.tc + row * H + u0,
+                                    <float*>p.cprev + row * H + u0, dhr, dc + r * H + u0,
+                                    dgx + row * G + gb, n, n)
+            else:
+                fg_lstm_bwd_row_f64(gx + row * G + gb, <double*>p.tc + row * H + u0,
+                                    <double*>p.cprev + row * H + u0, dhr, dc + r * H + u0,
+                                    dgx + row * G + gb, n, n)
+        elif p.mode == GRU:
+            if floating is float:
+                fg_gru_bwd_row_f32(gx + row * G + gb, <float*>p.gh + row * G + gb,
+                                   <float*>p.hprev + row * p.lx + u0, dhr, dgx + row * G + gb,
+                                   dgh + row * G + gb, n, n)
+            else:
+                fg_gru_bwd_row_f64(gx + row * G + gb, <double*>p.gh + row * G + gb,
+                                   <double*>p.hprev + row * p.lx + u0, dhr, dgx + row * G + gb,
+                                   dgh + row * G + gb, n, n)
+        else:
+            d = dgx + row * G + gb
+            for j in range(n):
+                t = (<floating*>p.out)[row * P + u0 + j]
+                if p.mode == RNN_TANH:
+                    d[j] = dhr[j] * (1 - t * t)
+                else:
+                    d[j] = dhr[j] if t > 0 else 0
+
+
+cdef void _dh_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k, floating* dh,
+                    const floating* dgx, const floating* dgh) noexcept nogil:
+    """Block k of dh after gradient step i: its columns of dG @ W_hh (GRU: added to dh * z)."""
+    cdef Py_ssize_t s = _step(p, i, True), u0 = k * p.hb
+    cdef Py_ssize_t n = min(p.hb, p.H - u0), b = p.bs[s], o = p.off[s]
+    if p.mode == GRU:
+        _mm_cols(tag, b, n, p.G, dgh + o * p.G, p.G, <floating*>p.whh + u0, p.P, 1.0, dh + u0,
+                 p.P, BWD_COLS)
+    else:
+        _mm_cols(tag, b, n, p.G, dgx + o * p.G, p.G, <floating*>p.whh + u0, p.P, 0.0, dh + u0,
+                 p.P, BWD_COLS)
+
+
+cdef void _forward_team(const Plan* p, floating* tag, fg_rnn_phase* ph, Py_ssize_t first,
+                        long long* waited) noexcept nogil:
+    """One thread's part of the forward time loop (Note [Recurrence on the thread team]): per
+    step, blocks in turn until none is left, then wait for the others' blocks."""
+    cdef Py_ssize_t i, j, k
+    for i in range(p.T):
+        for j in range(p.nb):
+            k = (first + j) % p.nb
+            if fg_rnn_claim(ph + i, <int>k):
+                _forward_block(p, tag, i, k)
+                fg_rnn_finish(ph + i)
+        fg_rnn_wait(ph + i, <int>p.nb, waited)
+
+
+cdef void _backward_team(const Plan* p, floating* tag, fg_rnn_phase* ph, Py_ssize_t first,
+                         long long* waited, const floating* gout, floating* dh, floating* dc,
+                         floating* dgx, floating* dgh) noexcept nogil:
+    """One thread's part of the gradient time loop: a task is block k's columns of dh after
+    step i - 1 and then its gate gradients at step i (which read only those columns), so one
+    wait per step; phase T finishes dh."""
+    cdef Py_ssize_t i, j, k
+    for i in range(p.T + 1):
+        for j in range(p.nb):
+            k = (first + j) % p.nb
+            if fg_rnn_claim(ph + i, <int>k):
+                if i > 0:
+                    _dh_block(p, tag, i - 1, k, dh, dgx, dgh)
+                if i < p.T:
+                    _gates_back_block(p, i, k, gout, dh, dc, dgx, dgh)
+                fg_rnn_finish(ph + i)
+        fg_rnn_wait(ph + i, <int>p.nb, waited)
+
+
+
+
+cdef int _team_size(const Plan* p) noexcept nogil:
+    """Threads for the time loop: 1 below TEAM_MACS multiply-adds per step, or for a while after
+    the caller's thread spent most of a loop waiting for its partners (_settle)."""
+    global _solo
+    if p.B * p.G * p.P < TEAM_MACS:
+        return 1
+    if _solo > 0:
+        _solo -= 1
+        return 1
+    return <int>min(<Py_ssize_t>nthreads(), p.nb)
+
+
+cdef inline void _settle(long long start, long long waited) noexcept nogil:
+    """After a loop on the team: when the caller waited for more than half of it, another
+    process holds the partners' core, and a step shared with a descheduled thread lasts until
+    the OS runs it again; the next SOLO_CALLS loops run on the caller's thread alone."""
+    global _solo
+    if 2 * waited > fg_rnn_now() - start:
+        _solo = SOLO_CALLS
+
+
+cdef void _run_forward(const Plan* p, floating* tag) noexcept nogil:
+    cdef int nt = _team_size(p)
+    cdef Py_ssize_t i, k
+    cdef long long start, waited = 0
+    cdef fg_rnn_phase* ph = NULL
+    if nt > 1:
+        ph = <fg_rnn_phase*>calloc(p.T, sizeof(fg_rnn_phase))
+    if ph == NULL:
+        for i in range(p.T):
+            for k in range(p.nb):
+                _forward_block(p, tag, i, k)
+        return
+    start = fg_rnn_now()
+    with parallel(num_threads=nt):
+        _forward_team(p, tag, ph, threadid() * p.nb // nt, &waited if threadid() == 0 else NULL)
+    _settle(start, waited)
+    free(ph)
+
+
+cdef void _run_backward(const Plan* p, floating* tag, const floating* gout, floating* dh,
+                        floating* dc, floating* dgx, floating* dgh) noexcept nogil:
+    cdef int nt = _team_size(p)
+    cdef Py_ssize_t i, k
+    cdef long long start, waited = 0
+    cdef fg_rnn_phase* ph = NULL
+    if nt > 1:
+        ph = <fg_rnn_phase*>calloc(p.T + 1, sizeof(fg_rnn_phase))
+    if ph == NULL:
+        for i in range(p.T + 1):
+            for k in range(p.nb):
+                if i > 0:
+                    _dh_block(p, tag, i - 1, k, dh, dgx, dgh)
+                if i < p.T:
+                    _gates_back_block(p, i, k, gout, dh, dc, dgx, dgh)
+        return
+    start = fg_rnn_now()
+    with parallel(num_threads=nt):
+        _backward_team(p, tag, ph, threadid() * p.nb // nt, &waited if threadid() == 0 else NULL,
+                       gout, dh, dc, dgx, dgh)
+    _settle(start, waited)
+    free(ph)
+
+
+cdef enum:
+    ROW_BLOCK = 256     # rows of C per block in _mm_fixed (128: a weight gradient 20% slower)
+
+
+cdef void _mm_fixed(floating* tag, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                    const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ldb,
+                    double beta, floating* c, Py_ssize_t ldc) noexcept nogil:
+    """_mm in fixed blocks of ROW_BLOCK rows of C, shared by the thread team when the product is
+    large (blas.SPLIT_MACS's scale): the same calls whatever the thread count."""
+    cdef Py_ssize_t blk, nblk = (m + ROW_BLOCK - 1) // ROW_BLOCK
+    cdef int nt = nthreads()
+    if nt > 1 and nblk > 1 and m * n * k >= 4 * TEAM_MACS:
+        for blk in prange(nblk, schedule="dynamic", num_threads=nt):
+            _mm_rows(tag, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, blk)
+    else:
+        for blk in range(nblk):
+            _mm_rows(tag, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, blk)
+
+
+cdef void _mm_rows(floating* tag, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                   const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ldb,
+                   double beta, floating* c, Py_ssize_t ldc, Py_ssize_t blk) noexcept nogil:
+    cdef Py_ssize_t lo = blk * ROW_BLOCK, hi = min(m, lo + ROW_BLOCK)
+    _mm(tag, ta, tb, hi - lo, n, k, a + (lo if ta else lo * lda), lda, b, ldb, beta,
+        c + lo * ldc, ldc)
+
+
+# ----- the entry points (rnn_kernels.pxd) ---------------------------------------------------------
+
+cdef void _forward_all(const Plan* p, floating* tag) noexcept nogil:
+    _mm_fixed(tag, False, False, p.total, p.G, p.nin, <floating*>p.x, p.lx, <floating*>p.wihT,
+              p.G, 1.0, <floating*>p.gx, p.G)
+    if p.proj:
+        _forward(p, tag)
+    else:
+        _run_forward(p, tag)
+
+
+cdef void run_forward(Plan* p) noexcept nogil:
+    cdef int prev = blas.one_thread()
+    if p.f32:
+        _forward_all(p, <float*>NULL)
+    else:
+        _forward_all(p, <double*>NULL)
+    blas.restore(prev)
+
+
+cdef void _backward_all(const Plan* p, floating* tag, const floating* gout, floating* dh,
+                        floating* dc, floating* dgx, floating* dgh, floating* dhall,
+                        floating* dhp) noexcept nogil:
+    if p.proj:
+        _backward(p, tag, gout, dh, dc, dgx, dgh, dhall, dhp)
+    else:
+        _run_backward(p, tag, gout, dh, dc, dgx, dgh)
+
+
+cdef void run_backward(Plan* p, const void* gout, void* dh, void* dc, void* dgx, void* dgh,
+                       void* dhall, void* dhp) noexcept nogil:
+    cdef int prev = blas.one_thread()
+    if p.f32:
+        _backward_all(p, <float*>NULL, <const float*>gout, <float*>dh, <float*>dc, <float*>dgx,
+                      <float*>dgh, <float*>dhall, <float*>dhp)
+    else:
+        _backward_all(p, <double*>NULL, <const double*>gout, <double*>dh, <double*>dc,
+                      <double*>dgx, <double*>dgh, <double*>dhall, <double*>dhp)
+    blas.restore(prev)
+
+
+cdef void product(bint f32, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                  const void* a, Py_ssize_t lda, const void* b, Py_ssize_t ldb, void* c,
+                  Py_ssize_t ldc) noexcept nogil:
+    cdef int prev = blas.one_thread()
+    if f32:
+        _mm_fixed(<float*>NULL, ta, tb, m, n, k, <const float*>a, lda, <const float*>b, ldb, 0.0,
+                  <float*>c, ldc)
+    else:
+        _mm_fixed(<double*>NULL, ta, tb, m, n, k, <const double*>a, lda, <const double*>b, ldb,
+                  0.0, <double*>c, ldc)
+    blas.restore(prev)
