@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy
 from Cython import Tempita
-from Cython.Build import cythonize
+from Cython.Build import Dependencies, cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
@@ -98,6 +98,42 @@ class ParallelBuildExt(build_ext):
             self.parallel = JOBS
 
 
-setup(ext_modules=cythonize(extensions, compiler_directives=directives, nthreads=JOBS,
-                            force=DEBUG, quiet=True),
-      cmdclass={"build_ext": ParallelBuildExt})
+def _local(path):
+    """A file of this project (not of the NumPy or Cython that pip put in a build environment,
+    nor a system header such as Python.h)."""
+    p = Path(path).resolve()
+    return p.is_file() and p.is_relative_to(Path(__file__).resolve().parent)
+
+
+def only_local_depends(exts):
+    """pip builds each install in a fresh environment, so NumPy's headers and .pxd files are
+    always newer than the last build's objects: counting them as dependencies would recompile
+    every module on every `pip install .`. Only the project's own files decide what is stale
+    (a changed NumPy is a new environment only, not a new ABI: NumPy 2 keeps it)."""
+    for ext in exts:
+        ext.depends = [d for d in ext.depends if _local(d)]
+    return exts
+
+
+def translate(exts):
+    """cythonize the modules whose .c is older than their own .pyx/.pxd/.h dependencies (the
+    project's files only, as above); the others build from their existing .c."""
+    tree = Dependencies.create_dependency_tree()
+    stale, fresh = [], []
+    for ext in exts:
+        pyx = ext.sources[0]
+        c = Path(pyx).with_suffix(".c")
+        headers = tree.cimports_externs_incdirs(pyx)[1]          # cdef extern from "x.h"
+        deps = [d for d in [*tree.all_dependencies(pyx), *headers] if _local(d)]
+        if DEBUG or not c.exists() or any(os.path.getmtime(d) > c.stat().st_mtime for d in deps):
+            stale.append(ext)
+        else:
+            ext.sources = [str(c)]
+            ext.depends = [d for d in deps if d != pyx]
+            fresh.append(ext)
+    done = cythonize(stale, compiler_directives=directives, nthreads=JOBS, force=DEBUG,
+                     quiet=True) if stale else []
+    return only_local_depends(done) + fresh
+
+
+setup(ext_modules=translate(extensions), cmdclass={"build_ext": ParallelBuildExt})
