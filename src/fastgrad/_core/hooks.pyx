@@ -42,7 +42,7 @@ class RemovableHandle:
 
     def __setstate__(self, state):
         entries, self.id = state
-        # an entry whose dict was gone when pickled stays dead: a fresh dict nobody holds
+        # an entry whose dict was gone when pickled stays dead: it points at the empty _DEAD
         self._entries = tuple((weakref.ref(d if d is not None else _DEAD), key)
                               for d, key in entries)
         RemovableHandle.next_id = max(RemovableHandle.next_id, self.id + 1)

@@ -299,6 +299,14 @@ cdef extern from *:
         clock_gettime(CLOCK_MONOTONIC, &t);
         return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
     }
+    /* a spinning thread's hint to the core (x86 pause, Arm yield); nothing elsewhere */
+    #if defined(__x86_64__) || defined(__i386__)
+    #define FG_RNN_PAUSE() __builtin_ia32_pause()
+    #elif defined(__aarch64__) || defined(__arm__)
+    #define FG_RNN_PAUSE() __asm__ __volatile__("yield")
+    #else
+    #define FG_RNN_PAUSE() ((void)0)
+    #endif
     /* wait until n blocks of the phase are finished; the nanoseconds waited are added to
        *waited (when not NULL) */
     static void fg_rnn_wait(fg_rnn_phase *ph, int n, long long *waited) {
@@ -307,7 +315,7 @@ cdef extern from *:
         if (__atomic_load_n(&ph->done, __ATOMIC_ACQUIRE) >= n) return;
         t0 = waited ? fg_rnn_now() : 0;
         while (__atomic_load_n(&ph->done, __ATOMIC_ACQUIRE) < n) {
-            if (spins < 4000) { spins++; __builtin_ia32_pause(); }
+            if (spins < 4000) { spins++; FG_RNN_PAUSE(); }
             else sched_yield();
         }
         if (waited) *waited += fg_rnn_now() - t0;
