@@ -144,6 +144,13 @@ cdef inline bint _layout(cnp.ndarray x, Py_ssize_t isz, int* trans, Py_ssize_t* 
     cdef Py_ssize_t s0 = cnp.PyArray_STRIDE(x, 0), s1 = cnp.PyArray_STRIDE(x, 1)
     if (<size_t>cnp.PyArray_DATA(x)) % isz:
         return False
+    # A dimension of length 1 is never stepped along, and NumPy leaves any stride on it (0 after
+    # a broadcast, the old one after a slice); BLAS still checks the leading dimension, so such
+    # a stride is replaced by the one a C-contiguous array would have.
+    if c == 1:
+        s1 = isz
+    if r == 1:
+        s0 = c * isz
     if (s1 == isz or c == 1) and s0 % isz == 0 and s0 // isz >= c:
         trans[0], ld[0] = FG_NO_TRANS, s0 // isz
         return True
@@ -180,10 +187,12 @@ cdef object matmul2d(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs, cnp.ndarray 
         g.bias = <const char*>cnp.PyArray_DATA(bias)
     if not _layout(a, g.isz, &g.ta, &g.lda):
         a = cnp.PyArray_GETCONTIGUOUS(a)
-        _layout(a, g.isz, &g.ta, &g.lda)
+        if not _layout(a, g.isz, &g.ta, &g.lda):
+            return None
     if not _layout(b, g.isz, &g.tb, &g.ldb):
         b = cnp.PyArray_GETCONTIGUOUS(b)
-        _layout(b, g.isz, &g.tb, &g.ldb)
+        if not _layout(b, g.isz, &g.tb, &g.ldb):
+            return None
     if not _ilp64 and max(g.m, g.n, g.k, g.lda, g.ldb) > INT_MAX:     # LP64 takes C ints
         return None
     dims[0], dims[1] = g.m, g.n
@@ -342,11 +351,13 @@ cdef object bmm(object a, object b):
     sample = a2[(0,) * len(batch)]
     if not _layout(sample, isz, &g.ta, &g.lda):
         a2 = np.ascontiguousarray(a2)
-        _layout(a2[(0,) * len(batch)], isz, &g.ta, &g.lda)
+        if not _layout(a2[(0,) * len(batch)], isz, &g.ta, &g.lda):
+            return None
     sample = b2[(0,) * len(batch)]
     if not _layout(sample, isz, &g.tb, &g.ldb):
         b2 = np.ascontiguousarray(b2)
-        _layout(b2[(0,) * len(batch)], isz, &g.tb, &g.ldb)
+        if not _layout(b2[(0,) * len(batch)], isz, &g.tb, &g.ldb):
+            return None
     if not _ilp64 and max(m, n, k, g.lda, g.ldb) > INT_MAX:
         return None
     oa = _batch_offsets(a2, batch)
