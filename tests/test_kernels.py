@@ -152,6 +152,9 @@ LAYOUTS = [
     ((1,), (1,), None, None),
     ((PAR_MIN + 1,), (1,), None, None),       # one long row
     ((1, 1, 1), (2, 1, 3), None, None),
+    ((1030, 67), (67,), None, None),          # above PAR_MIN: rows shared across threads
+    ((300, 7, 33), (300, 1, 33), None, None),  # the same in 3-D, a chunk ending mid-plane
+    ((260, 260), (260, 260), "T", None),
 ]
 
 
@@ -167,7 +170,7 @@ def _view(shape, how, dtype, positive, seed):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("layout", LAYOUTS, ids=lambda lt: f"{lt[0]}-{lt[1]}-{lt[2]}-{lt[3]}")
 @pytest.mark.parametrize("op", _names("strided"))
-def test_strided_and_broadcast(op, layout, dtype):
+def test_strided_and_broadcast(op, layout, dtype, threads):
     xs, ys, xv, yv = layout
     x = _view(xs, xv, dtype, op in POSITIVE, 0)
     y = _view(ys, yv, dtype, op == "DIV", 1)

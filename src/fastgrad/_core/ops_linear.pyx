@@ -339,9 +339,11 @@ cdef class LinearBackward(Node):
                  else _linear_mm(x2.T, g2, g2.size * (<object>x2).shape[1]))
             gw = wrap(r * self.alpha if self.alpha != 1 else r)
         if self.c_shape is not None:
-            r = g * self.beta if self.beta != 1 else g
-            gc = wrap(_col_sum(r) if g.ndim == 2 and self.c_shape == (<object>g).shape[1:]
-                      else _np_sum_to(r, self.c_shape))
+            if self.c_shape == (n_out,):           # a bias: the sum over all leading dims
+                r = _col_sum(g2)
+                gc = wrap(r * self.beta if self.beta != 1 else r)
+            else:
+                gc = wrap(_np_sum_to(g * self.beta if self.beta != 1 else g, self.c_shape))
         return (gx, gw, gc)
 
     cdef void release_variables(self):
