@@ -66,19 +66,21 @@ if os.environ.get("FASTGRAD_NATIVE") == "1":
 # ops_conv/conv_kernels/ops_pool: one sample or plane per thread (Note [Convolution as
 # per-sample products]), and ops_pool's max selects if-convert (Note [Pooling windows]);
 # ops_norm: row sums reassociated, so the layer-norm reductions vectorise, and row blocks on the
-# team (Note [Layer norm in row blocks]).
+# team (Note [Layer norm in row blocks]); ops_linear: bias gradients by column blocks on the team.
 PER_MODULE_ARGS = {"optim_kernels": ["-fno-math-errno", "-fopenmp"],
                    "kernels": ["-fopenmp", "-fno-trapping-math"], "blas": ["-fopenmp"],
                    "random": ["-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math"],
                    "rnn_kernels": ["-fno-trapping-math", "-fopenmp"],
                    "attention_kernels": ["-fno-trapping-math", "-fopenmp"],
                    "ops_conv": ["-fopenmp"], "conv_kernels": ["-fopenmp"],
+                   "ops_linear": ["-fopenmp"],
                    "ops_pool": ["-fopenmp", "-fno-trapping-math"],
                    "ops_norm": ["-fno-math-errno", "-fno-trapping-math", "-fassociative-math",
                                 "-fno-signed-zeros", "-fopenmp"]}
 PER_MODULE_LINK = {"kernels": ["-fopenmp"], "blas": ["-fopenmp"], "optim_kernels": ["-fopenmp"],
                    "ops_conv": ["-fopenmp"], "conv_kernels": ["-fopenmp"], "ops_pool": ["-fopenmp"],
-                   "rnn_kernels": ["-fopenmp"], "attention_kernels": ["-fopenmp"], "ops_norm": ["-fopenmp"]}
+                   "rnn_kernels": ["-fopenmp"], "attention_kernels": ["-fopenmp"], "ops_norm": ["-fopenmp"],
+                   "ops_linear": ["-fopenmp"]}
 extensions = [
     Extension(
         f"fastgrad._core.{pyx.stem}",

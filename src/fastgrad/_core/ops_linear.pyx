@@ -24,6 +24,9 @@ from fastgrad._core.ops_matmul cimport (_mat, _mT, _check_dtypes, _check_matmul,
                                         _np_sum_to)
 from fastgrad._core cimport linear_kernels as lk
 from fastgrad._core cimport blas
+from fastgrad._core.kernels cimport nthreads, PAR_MIN
+from cython cimport floating
+from cython.parallel cimport prange
 from fastgrad._core.ops_matmul import matmul, MmBackward0
 
 cnp.import_array()
@@ -268,15 +271,33 @@ cdef object _small_linear_bwd(cnp.ndarray g, TensorBase x, TensorBase w, tuple c
             None if gb is None else wrap(gb))
 
 
+cdef enum:
+    COL_BLOCK = 64                 # columns per thread's share of a bias gradient
+
+
+cdef void _col_sums(const floating* g, Py_ssize_t gs0, Py_ssize_t gs1, floating* out,
+                    Py_ssize_t m, Py_ssize_t n) noexcept nogil:
+    """lk.col_sum in blocks of COL_BLOCK columns, shared across the thread team when g is large:
+    each column is still summed over the rows in order, so the thread count changes nothing."""
+    cdef Py_ssize_t blk, lo, nblk = (n + COL_BLOCK - 1) // COL_BLOCK
+    cdef int nt = nthreads()
+    if nt > 1 and nblk > 1 and m * n >= PAR_MIN:
+        for blk in prange(nblk, schedule="static", num_threads=nt):
+            lo = blk * COL_BLOCK
+            lk.col_sum(g + lo * gs1, gs0, gs1, out + lo, m, min(<Py_ssize_t>COL_BLOCK, n - lo))
+    else:
+        lk.col_sum(g, gs0, gs1, out, m, n)
+
+
 cdef void _col_sum_into(cnp.ndarray g, cnp.ndarray out, Py_ssize_t gs0, Py_ssize_t gs1) noexcept:
     cdef Py_ssize_t m = cnp.PyArray_DIM(g, 0), n = cnp.PyArray_DIM(g, 1)
     if cnp.PyArray_TYPE(g) == cnp.NPY_FLOAT32:
         with nogil:
-            lk.col_sum(<float*>cnp.PyArray_DATA(g), gs0, gs1, <float*>cnp.PyArray_DATA(out), m, n)
+            _col_sums(<float*>cnp.PyArray_DATA(g), gs0, gs1, <float*>cnp.PyArray_DATA(out), m, n)
     else:
         with nogil:
-            lk.col_sum(<double*>cnp.PyArray_DATA(g), gs0, gs1, <double*>cnp.PyArray_DATA(out),
-                       m, n)
+            _col_sums(<double*>cnp.PyArray_DATA(g), gs0, gs1, <double*>cnp.PyArray_DATA(out),
+                      m, n)
 
 
 cdef cnp.ndarray _col_sum(cnp.ndarray g):
