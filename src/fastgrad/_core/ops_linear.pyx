@@ -311,6 +311,16 @@ cdef cnp.ndarray _col_sum(cnp.ndarray g):
     return out
 
 
+cdef tuple _grads_at_once(cnp.ndarray g2, TensorBase x, TensorBase w):
+    """linear's (G @ W, G^T @ X) for the 2-D gradient rows g2, one product per thread, or None
+    (blas.matmul2d_pair)."""
+    xd = x._data
+    x2 = xd if xd.ndim == 2 else xd.reshape(_rows_shape((<object>xd).shape))
+    if x2.dtype != g2.dtype or w._data.dtype != g2.dtype:
+        return None
+    return blas.matmul2d_pair(g2, w._data, g2.T, x2)
+
+
 cdef class LinearBackward(Node):
     """Y = beta*C + alpha * X @ W' (W' = W.T for linear): grad_X = alpha * G @ W'^T,
     grad_W' = alpha * X^T @ G over all leading dims flattened, grad_C = beta * G summed to C."""
@@ -342,6 +352,7 @@ cdef class LinearBackward(Node):
         return (gx, gw, gc)
 
     cdef tuple _np(self, cnp.ndarray g, TensorBase x, TensorBase w):
+        """The gradients on arrays (no graph recorded)."""
         gx = gw = gc = None
         if self.wt and self.alpha == 1 and self.beta == 1:
             r = _small_linear_bwd(g, x, w, self.c_shape)
@@ -350,6 +361,13 @@ cdef class LinearBackward(Node):
         g = _blasable(g)
         n_out = (<object>g).shape[-1]
         g2 = g if g.ndim == 2 else g.reshape(_rows_shape((<object>g).shape))
+        if w is not None and x is not None and self.wt and self.alpha == 1:
+            pair = _grads_at_once(g2, x, w)    # Note [Two products at once] in blas.pyx
+            if pair is not None:
+                gx = wrap(pair[0] if g.ndim == 2 else
+                          pair[0].reshape((<object>g).shape[:-1] + (pair[0].shape[1],)))
+                gw = wrap(pair[1])
+                w = x = None
         if w is not None:
             r = _linear_mm(g, w._data if self.wt else w._data.T, g.size * w._data.size // n_out if n_out else 0)
             gx = wrap(r * self.alpha if self.alpha != 1 else r)
