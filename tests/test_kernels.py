@@ -9,6 +9,8 @@ formulas that cancel (1 - r*r near |r| = 1); vmath.h's exp/tanh/sigmoid/log are 
 (tests/test_vmath.py measures them closely). Results must also be bit-identical for 1 and 2
 threads (Note [Kernel contract]).
 """
+import collections
+
 import numpy as np
 import pytest
 
@@ -152,6 +154,9 @@ LAYOUTS = [
     ((1,), (1,), None, None),
     ((PAR_MIN + 1,), (1,), None, None),       # one long row
     ((1, 1, 1), (2, 1, 3), None, None),
+    ((1030, 67), (67,), None, None),          # above PAR_MIN: rows shared across threads
+    ((300, 7, 33), (300, 1, 33), None, None),  # the same in 3-D, a chunk ending mid-plane
+    ((260, 260), (260, 260), "T", None),
 ]
 
 
@@ -167,7 +172,7 @@ def _view(shape, how, dtype, positive, seed):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("layout", LAYOUTS, ids=lambda lt: f"{lt[0]}-{lt[1]}-{lt[2]}-{lt[3]}")
 @pytest.mark.parametrize("op", _names("strided"))
-def test_strided_and_broadcast(op, layout, dtype):
+def test_strided_and_broadcast(op, layout, dtype, threads):
     xs, ys, xv, yv = layout
     x = _view(xs, xv, dtype, op in POSITIVE, 0)
     y = _view(ys, yv, dtype, op == "DIV", 1)
@@ -386,6 +391,50 @@ def test_adam_update(n, dtype, amsgrad, decoupled, maximize, wd, beta1, threads)
     _opt_close(st["exp_avg"].numpy(), m, dtype)
     _opt_close(st["exp_avg_sq"].numpy(), v, dtype)
     assert float(st["step"]) == 2
+
+
+@pytest.mark.parametrize("kind", ["adam", "sgd"])
+@pytest.mark.parametrize("sizes", [[PAR_MIN // 4] * 9, [5, 2 * PAR_MIN + 3, 0, 17, CHUNK - 1]])
+def test_group_updates_do_not_depend_on_the_thread_count(kind, sizes):
+    """run_group: a group of small parameters that together cross 2 * PAR_MIN is one list of
+    blocks shared across the team; each element gets the update it gets alone, on 1 thread or 2."""
+    from fastgrad._core import optim_kernels
+    runs, before = [], fg.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fg.set_num_threads(threads)
+            ps = [fg.tensor(_opt_start(n, np.float32, 4)[0]) for n in sizes]
+            state = collections.defaultdict(dict)
+            for step in range(2):
+                for i, p in enumerate(ps):
+                    p.grad = fg.tensor(_opt_start(len(p), np.float32, 5 + i + step)[1])
+                if kind == "adam":
+                    optim_kernels.adam_group(ps, state, _adam_state, 0.01, 0.9, 0.999, 1e-8,
+                                             0.1, False, False, True)
+                else:
+                    optim_kernels.sgd_group(ps, state, fg.zeros_like, 0.1, 0.0, 0.9, 0.0,
+                                            False, False)
+            runs.append([p.numpy() for p in ps])
+    finally:
+        fg.set_num_threads(before)
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+    alone = fg.tensor(_opt_start(sizes[1], np.float32, 4)[0])   # one parameter by itself
+    st = collections.defaultdict(dict)
+    for step in range(2):
+        alone.grad = fg.tensor(_opt_start(sizes[1], np.float32, 6 + step)[1])
+        if kind == "adam":
+            optim_kernels.adam_group([alone], st, _adam_state, 0.01, 0.9, 0.999, 1e-8, 0.1,
+                                     False, False, True)
+        else:
+            optim_kernels.sgd_group([alone], st, fg.zeros_like, 0.1, 0.0, 0.9, 0.0, False, False)
+    np.testing.assert_array_equal(runs[0][1], alone.numpy())
+
+
+def _adam_state(st, p):
+    st["step"] = fg.tensor(np.zeros((), np.float32))
+    st["exp_avg"] = fg.zeros_like(p)
+    st["exp_avg_sq"] = fg.zeros_like(p)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])

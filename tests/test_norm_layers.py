@@ -283,3 +283,35 @@ def test_layer_norm_is_one_node_and_weight_only_gradient():
     xn = x.numpy()
     xhat = (xn - xn.mean(1, keepdims=True)) / np.sqrt(xn.var(1, keepdims=True) + 1e-5)
     np.testing.assert_allclose(w.grad.numpy(), xhat.sum(0), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(REFERENCE, reason="fastgrad's thread team")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1024, 128), (64 * 9 + 3, 128), (65, 7, 300), (3, 5)])
+def test_layer_norm_does_not_depend_on_the_thread_count(dtype, shape):
+    """Note [Layer norm in row blocks]: the rows are shared across threads and dw, db summed by
+    blocks in a fixed order, so 1 and 2 threads give the same bits."""
+    x0 = np.random.default_rng(5).standard_normal(shape).astype(dtype)
+    cot = np.cos(np.arange(x0.size)).reshape(shape).astype(dtype)
+    runs, old = [], fg.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fg.set_num_threads(threads)
+            x = fg.tensor(x0, requires_grad=True)
+            ln = fg.nn.LayerNorm(shape[-1], dtype=fg.float32 if dtype == np.float32 else
+                                 fg.float64)
+            with fg.no_grad():
+                ln.weight.copy_(fg.tensor(np.linspace(0.5, 1.5, shape[-1]).astype(dtype)))
+            y = ln(x)
+            y.backward(fg.tensor(cot))
+            runs.append([y.detach().numpy(), x.grad.numpy(), ln.weight.grad.numpy(),
+                         ln.bias.grad.numpy()])
+    finally:
+        fg.set_num_threads(old)
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+    xh = (x0 - x0.mean(-1, keepdims=True)) / np.sqrt(x0.var(-1, keepdims=True) + 1e-5)
+    tol = 1e-3 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(runs[0][3], cot.reshape(-1, shape[-1]).sum(0), rtol=tol, atol=tol)
+    np.testing.assert_allclose(runs[0][2], (cot * xh).reshape(-1, shape[-1]).sum(0), rtol=tol,
+                               atol=tol)

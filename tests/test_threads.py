@@ -150,6 +150,33 @@ def test_optimizer_steps_bit_identical_across_threads(opt, restore_threads):
     assert res[0] != b"".join(a.tobytes() for a in start)
 
 
+@own_promise
+@pytest.mark.parametrize("shape", [(16, 64, 128, 384), (1024, 256, 128), (300, 97, 200)])
+def test_linear_gradients_bit_identical_across_threads(shape, restore_threads):
+    """Note [Two products at once]: grad_input and grad_weight each on a thread of its own, each
+    one unsplit call, as on one thread (the 300x97x200 products are below the split size)."""
+    *lead, k, n = shape
+    rng = np.random.default_rng(8)
+    x0 = rng.standard_normal(tuple(lead) + (k,)).astype(np.float32)
+    w0 = rng.standard_normal((n, k)).astype(np.float32)
+    cot = rng.standard_normal(tuple(lead) + (n,)).astype(np.float32)
+
+    def run():
+        x = fg.tensor(x0, requires_grad=True)
+        lin = fg.nn.Linear(k, n)
+        with fg.no_grad():
+            lin.weight.copy_(fg.tensor(w0))
+        lin(x).backward(fg.tensor(cot))
+        return [x.grad.numpy(), lin.weight.grad.numpy(), lin.bias.grad.numpy()]
+    res = _by_threads(run)
+    for k_run in (1, 2):
+        for a, b in zip(res[0], res[k_run]):
+            np.testing.assert_array_equal(a, b)
+    x2, g2 = x0.reshape(-1, k).astype(np.float64), cot.reshape(-1, n).astype(np.float64)
+    np.testing.assert_allclose(res[0][1], g2.T @ x2, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(res[0][0].reshape(-1, k), g2 @ w0, rtol=1e-4, atol=1e-3)
+
+
 def _child_work(q):
     """Run every kind of parallel loop in a forked child; report the numbers and thread count."""
     import warnings

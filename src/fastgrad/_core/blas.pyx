@@ -144,6 +144,13 @@ cdef inline bint _layout(cnp.ndarray x, Py_ssize_t isz, int* trans, Py_ssize_t* 
     cdef Py_ssize_t s0 = cnp.PyArray_STRIDE(x, 0), s1 = cnp.PyArray_STRIDE(x, 1)
     if (<size_t>cnp.PyArray_DATA(x)) % isz:
         return False
+    # A dimension of length 1 is never stepped along, and NumPy leaves any stride on it (0 after
+    # a broadcast, the old one after a slice); BLAS still checks the leading dimension, so such
+    # a stride is replaced by the one a C-contiguous array would have.
+    if c == 1:
+        s1 = isz
+    if r == 1:
+        s0 = c * isz
     if (s1 == isz or c == 1) and s0 % isz == 0 and s0 // isz >= c:
         trans[0], ld[0] = FG_NO_TRANS, s0 // isz
         return True
@@ -153,15 +160,12 @@ cdef inline bint _layout(cnp.ndarray x, Py_ssize_t isz, int* trans, Py_ssize_t* 
     return False
 
 
-cdef object matmul2d(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs, cnp.ndarray bias=None):
-    """a (m, k) @ b (k, n) (+ bias, (n,), added in the product: C starts as the bias rows and
-    BLAS accumulates with beta = 1) for 2-D float32/float64 arrays of one dtype, as a new
-    C-contiguous array (an operand BLAS cannot read in place is copied first); None when BLAS's
-    entry points were not found or the operands are not of that kind (the caller uses
-    np.matmul and adds the bias itself)."""
-    cdef Gemm g
-    cdef int t = cnp.PyArray_TYPE(a), prev, nt
-    cdef Py_ssize_t p
+cdef object _prepare(Gemm* g, cnp.ndarray a, cnp.ndarray b, cnp.ndarray bias):
+    """g set up for a (m, k) @ b (k, n) (+ bias (n,)) into a new C-contiguous array, which is
+    returned (an operand BLAS cannot read in place is copied; g keeps pointers into a, b and
+    bias, so the caller keeps them alive); None when BLAS's entry points were not found or the
+    operands are not of that kind."""
+    cdef int t = cnp.PyArray_TYPE(a)
     cdef cnp.npy_intp dims[2]
     cdef cnp.ndarray out
     if _sgemm == NULL or cnp.PyArray_NDIM(a) != 2 or cnp.PyArray_NDIM(b) != 2 \
@@ -174,16 +178,12 @@ cdef object matmul2d(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs, cnp.ndarray 
         return None
     g.bias = NULL
     if bias is not None:
-        if cnp.PyArray_TYPE(bias) != t or cnp.PyArray_NDIM(bias) != 1 or bias.shape[0] != g.n:
+        if cnp.PyArray_TYPE(bias) != t or cnp.PyArray_NDIM(bias) != 1 or bias.shape[0] != g.n \
+                or not cnp.PyArray_IS_C_CONTIGUOUS(bias):
             return None
-        bias = cnp.PyArray_GETCONTIGUOUS(bias)
         g.bias = <const char*>cnp.PyArray_DATA(bias)
-    if not _layout(a, g.isz, &g.ta, &g.lda):
-        a = cnp.PyArray_GETCONTIGUOUS(a)
-        _layout(a, g.isz, &g.ta, &g.lda)
-    if not _layout(b, g.isz, &g.tb, &g.ldb):
-        b = cnp.PyArray_GETCONTIGUOUS(b)
-        _layout(b, g.isz, &g.tb, &g.ldb)
+    if not _layout(a, g.isz, &g.ta, &g.lda) or not _layout(b, g.isz, &g.tb, &g.ldb):
+        return None
     if not _ilp64 and max(g.m, g.n, g.k, g.lda, g.ldb) > INT_MAX:     # LP64 takes C ints
         return None
     dims[0], dims[1] = g.m, g.n
@@ -192,6 +192,36 @@ cdef object matmul2d(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs, cnp.ndarray 
         <char*>cnp.PyArray_DATA(out)
     g.ldc = g.n
     g.by_rows = g.m >= g.n
+    g.parts = 1
+    return out
+
+
+cdef inline cnp.ndarray _readable(cnp.ndarray x, Py_ssize_t isz):
+    """x itself when BLAS can read it in place, else a C-contiguous copy."""
+    cdef int t
+    cdef Py_ssize_t ld
+    if cnp.PyArray_NDIM(x) == 2 and _layout(x, isz, &t, &ld):
+        return x
+    return cnp.PyArray_GETCONTIGUOUS(x)
+
+
+cdef object matmul2d(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs, cnp.ndarray bias=None):
+    """a (m, k) @ b (k, n) (+ bias, (n,), added in the product: C starts as the bias rows and
+    BLAS accumulates with beta = 1) for 2-D float32/float64 arrays of one dtype, as a new
+    C-contiguous array (an operand BLAS cannot read in place is copied first); None when BLAS's
+    entry points were not found or the operands are not of that kind (the caller uses
+    np.matmul and adds the bias itself)."""
+    cdef Gemm g
+    cdef int prev, nt
+    cdef Py_ssize_t p, isz = cnp.PyArray_ITEMSIZE(a)
+    if cnp.PyArray_NDIM(a) != 2 or cnp.PyArray_NDIM(b) != 2:
+        return None
+    a, b = _readable(a, isz), _readable(b, isz)
+    if bias is not None:
+        bias = cnp.PyArray_GETCONTIGUOUS(bias)
+    out = _prepare(&g, a, b, bias)
+    if out is None:
+        return None
     nt = nthreads()
     g.parts = nt
     if macs < SPLIT_MACS or (g.m if g.by_rows else g.n) < 32 * g.parts or nt == 1:
@@ -205,6 +235,41 @@ cdef object matmul2d(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs, cnp.ndarray 
                 _part(&g, p)
         restore(prev)
     return out
+
+
+# Note [Two products at once]
+# A linear layer's backward makes two independent products of the same multiply-add count,
+# grad_input = G @ W and grad_weight = G^T @ X. On two or more threads, when each is large enough
+# to be split (SPLIT_MACS), matmul2d_pair gives each product a thread of its own instead of
+# splitting them one after the other: no block edges, each B packed once instead of once per
+# block, one fork of the team instead of two. Each product is one unsplit call, as on one thread,
+# so the thread count does not change the result.
+
+cdef tuple matmul2d_pair(cnp.ndarray a1, cnp.ndarray b1, cnp.ndarray a2, cnp.ndarray b2):
+    """(a1 @ b1, a2 @ b2), one product per thread (Note [Two products at once]); None when that
+    does not apply (one thread, a product below SPLIT_MACS, or operands matmul2d refuses): the
+    caller makes the two products with matmul2d."""
+    cdef Gemm gs[2]
+    cdef int prev, nt = nthreads()
+    cdef Py_ssize_t i, isz = cnp.PyArray_ITEMSIZE(a1)
+    if nt < 2 or cnp.PyArray_NDIM(a1) != 2 or cnp.PyArray_NDIM(b1) != 2 or \
+            cnp.PyArray_NDIM(a2) != 2 or cnp.PyArray_NDIM(b2) != 2:
+        return None
+    if min(a1.shape[0] * a1.shape[1] * b1.shape[1],
+           a2.shape[0] * a2.shape[1] * b2.shape[1]) < SPLIT_MACS:
+        return None
+    a1, b1, a2, b2 = _readable(a1, isz), _readable(b1, isz), _readable(a2, isz), \
+        _readable(b2, isz)
+    o1 = _prepare(&gs[0], a1, b1, None)
+    o2 = _prepare(&gs[1], a2, b2, None)
+    if o1 is None or o2 is None:
+        return None
+    with nogil:
+        prev = one_thread()
+        for i in prange(2, schedule="static", num_threads=2):
+            _block(&gs[i], 0, gs[i].m if gs[i].by_rows else gs[i].n)
+        restore(prev)
+    return (o1, o2)
 
 
 cdef inline void _part(const Gemm* g, Py_ssize_t p) noexcept nogil:
@@ -342,11 +407,13 @@ cdef object bmm(object a, object b):
     sample = a2[(0,) * len(batch)]
     if not _layout(sample, isz, &g.ta, &g.lda):
         a2 = np.ascontiguousarray(a2)
-        _layout(a2[(0,) * len(batch)], isz, &g.ta, &g.lda)
+        if not _layout(a2[(0,) * len(batch)], isz, &g.ta, &g.lda):
+            return None
     sample = b2[(0,) * len(batch)]
     if not _layout(sample, isz, &g.tb, &g.ldb):
         b2 = np.ascontiguousarray(b2)
-        _layout(b2[(0,) * len(batch)], isz, &g.tb, &g.ldb)
+        if not _layout(b2[(0,) * len(batch)], isz, &g.tb, &g.ldb):
+            return None
     if not _ilp64 and max(m, n, k, g.lda, g.ldb) > INT_MAX:
         return None
     oa = _batch_offsets(a2, batch)

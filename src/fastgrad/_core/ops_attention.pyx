@@ -24,10 +24,10 @@ Products run per head on single-threaded BLAS, the heads split across fastgrad's
 cimport cython
 cimport numpy as cnp
 import numpy as np
-from libc.math cimport INFINITY, isfinite
-from cython cimport floating
 
-from fastgrad._core.kernels cimport OP_EXP, unary_fwd
+from fastgrad._core.kernels cimport nthreads
+from fastgrad._core.attention_kernels cimport Heads, HeadArray, heads_forward, heads_backward, \
+    rows_shift, rows_exp_normalize, rows_softmax_bwd
 
 from fastgrad._core.blas cimport bmm, one_thread, restore
 from fastgrad._core.grad_mode cimport grad_enabled
@@ -39,6 +39,7 @@ from fastgrad._core.random cimport Engine
 from fastgrad._core.random import bernoulli_scalar
 from fastgrad._core.ops_matmul import matmul
 from fastgrad._core.ops_softmax import softmax
+from fastgrad._core.ops_join import cat
 
 cnp.import_array()
 
@@ -61,58 +62,6 @@ cdef object _mm(object a, object b):
         restore(prev)
 
 
-cdef void rows_shift(floating* s, Py_ssize_t M, Py_ssize_t S, floating scale) noexcept nogil:
-    """Each row of s (M, S): s = s * scale - max(s * scale) in place (a row max that is not
-    finite is taken as 0: Note [Fully masked rows])."""
-    cdef Py_ssize_t i, j
-    cdef floating m
-    cdef floating* r
-    for i in range(M):
-        r = s + i * S
-        m = -INFINITY
-        for j in range(S):
-            r[j] = r[j] * scale
-            if r[j] > m:
-                m = r[j]
-        if not isfinite(m):
-            m = 0
-        for j in range(S):
-            r[j] = r[j] - m
-
-
-cdef void rows_normalize(floating* e, Py_ssize_t M, Py_ssize_t S) noexcept nogil:
-    """Each row of e (M, S) divided by its sum in place (a zero sum leaves the row zero)."""
-    cdef Py_ssize_t i, j
-    cdef floating z
-    cdef floating* r
-    for i in range(M):
-        r = e + i * S
-        z = 0
-        for j in range(S):
-            z = z + r[j]
-        if z != 0:
-            z = 1 / z
-        for j in range(S):
-            r[j] = r[j] * z
-
-
-cdef void rows_softmax_bwd(floating* dp, const floating* p, Py_ssize_t M, Py_ssize_t S,
-                           floating scale) noexcept nogil:
-    """dS = P * (dP - rowsum(dP * P)) in place of dP, times scale."""
-    cdef Py_ssize_t i, j
-    cdef floating a
-    cdef floating* d
-    cdef const floating* q
-    for i in range(M):
-        d = dp + i * S
-        q = p + i * S
-        a = 0
-        for j in range(S):
-            a = a + d[j] * q[j]
-        for j in range(S):
-            d[j] = q[j] * (d[j] - a) * scale
-
-
 cdef object _softmax_rows(cnp.ndarray s, double scale):
     """softmax(s * scale) over the last dim of the C-contiguous float scores s, in place."""
     cdef Py_ssize_t S = s.shape[s.ndim - 1], n = s.size
@@ -123,13 +72,11 @@ cdef object _softmax_rows(cnp.ndarray s, double scale):
     if s.dtype == np.float32:
         with nogil:
             rows_shift(<float*>ps, M, S, <float>scale)
-            unary_fwd(OP_EXP, <float*>ps, <float*>ps, n)
-            rows_normalize(<float*>ps, M, S)
+            rows_exp_normalize(<float*>ps, M, S)
     else:
         with nogil:
             rows_shift(<double*>ps, M, S, scale)
-            unary_fwd(OP_EXP, <double*>ps, <double*>ps, n)
-            rows_normalize(<double*>ps, M, S)
+            rows_exp_normalize(<double*>ps, M, S)
     return s
 
 
@@ -276,3 +223,185 @@ cdef class ScaledDotProductAttentionBackward0(Node):
             self.mask.release()
         self.p = None
         self.keep = None
+
+
+# ----- multi-head attention by (batch, head) pairs -----------------------------------------------
+
+cdef object _rows(TensorBase t):
+    """t's (N, L, C) float array with its last dim contiguous (copied only when it is not)."""
+    x = <object>t._data
+    isz = x.itemsize
+    if (x.strides[2] != isz and x.shape[2] > 1) or (<size_t>cnp.PyArray_DATA(x)) % isz or \
+            x.strides[0] % isz or x.strides[1] % isz or x.strides[0] < 0 or \
+            (x.shape[1] > 1 and x.strides[1] < x.shape[2] * isz):
+        x = np.ascontiguousarray(x)
+    return x
+
+
+cdef void _head_array(HeadArray* h, object x, Py_ssize_t col, Py_ssize_t hd):
+    """Heads of x (N, L, C): head j is columns col + j*hd ... of each row (the row stride of a
+    single row is taken as C: BLAS wants a leading dimension of at least the columns read)."""
+    cdef Py_ssize_t isz = x.itemsize
+    h.base = <char*>cnp.PyArray_DATA(x) + col * isz
+    h.sn, h.sh = x.strides[0] // isz, hd
+    h.sr = x.strides[1] // isz if x.shape[1] > 1 else x.shape[2]
+
+
+cdef void _seq_major(HeadArray* h, object x, Py_ssize_t hd):
+    """Heads of the C-contiguous (L, N, C) array x."""
+    h.base = <char*>cnp.PyArray_DATA(x)
+    h.sn, h.sh, h.sr = x.shape[2], hd, x.shape[1] * x.shape[2]
+
+
+cdef tuple _operands(Heads* a, TensorBase q, TensorBase k, TensorBase v, int heads):
+    """a's shapes and q, k, v heads; packed (k is None) means q holds [q | k | v] columns.
+    Returns the arrays read (kept alive by the caller for as long as a is used)."""
+    qd = _rows(q)
+    kd = qd if k is None else _rows(k)
+    vd = qd if v is None else _rows(v)
+    a.f32 = qd.dtype == np.float32
+    a.N, a.H, a.L, a.S = qd.shape[0], heads, qd.shape[1], kd.shape[1]
+    if k is None:
+        a.D = a.Dv = qd.shape[2] // (3 * heads)
+        _head_array(&a.q, qd, 0, a.D)
+        _head_array(&a.k, qd, heads * a.D, a.D)
+        _head_array(&a.v, qd, 2 * heads * a.D, a.D)
+    else:
+        a.D, a.Dv = qd.shape[2] // heads, vd.shape[2] // heads
+        _head_array(&a.q, qd, 0, a.D)
+        _head_array(&a.k, kd, 0, a.D)
+        _head_array(&a.v, vd, 0, a.Dv)
+    return (qd, kd, vd)
+
+
+def heads_attention(q, k, v, int num_heads, double scale, mask=None, bint causal=False):
+    """softmax(q_h k_h^T * scale + mask) v_h for every head h of the (N, L, H*D) projections q,
+    k (N, S, H*D) and v (N, S, H*Dv), as the (L, N, H*Dv) rows an output projection reads (Note
+    [Attention by heads] in attention_kernels.pyx). k and v None: q is the packed (N, L, 3*H*D)
+    [q | k | v] projection of self-attention, and its gradient comes back in one array. mask:
+    None or an additive float array broadcastable to (N, H, L, S) (not differentiated); causal:
+    keys after the query's position are masked. The caller checks shapes and dtypes."""
+    cdef Heads a
+    cdef TensorBase tq = q, tk = k, tv = v, out
+    cdef ScaledDotProductFlashAttentionForCpuBackward0 node
+    arrays = _operands(&a, tq, tk, tv, num_heads)
+    a.scale, a.causal, a.mask = scale, causal, NULL
+    dt = arrays[0].dtype
+    m = None
+    if mask is not None:
+        m = np.broadcast_to(np.asarray(mask, dtype=dt), (a.N, a.H, a.L, a.S))
+        a.mask = <const char*>cnp.PyArray_DATA(m)
+        for i in range(4):
+            a.mask_s[i] = m.strides[i] // dt.itemsize
+    p = np.empty((a.N, a.H, a.L, a.S), dtype=dt)
+    o = np.empty((a.L, a.N, a.H * a.Dv), dtype=dt)
+    a.p = <char*>cnp.PyArray_DATA(p)
+    _seq_major(&a.o, o, a.Dv)
+    if p.size and a.Dv:
+        with nogil:
+            heads_forward(&a)
+    elif o.size:
+        o.fill(0)
+    out = wrap(o)
+    need = tq._requires_grad or (tk is not None and tk._requires_grad) or \
+        (tv is not None and tv._requires_grad)
+    if need and grad_enabled():
+        node = ScaledDotProductFlashAttentionForCpuBackward0.__new__(ScaledDotProductFlashAttentionForCpuBackward0)
+        node.q = save(tq, False)
+        node.k = save(tk, False) if tk is not None else None
+        node.v = save(tv, False) if tv is not None else None
+        node.p, node.mask, node.heads, node.scale, node.causal = p, m, num_heads, scale, causal
+        set_history(out, node, (tq,) if tk is None else (tq, tk, tv))
+    return out
+
+
+@cython.final
+cdef class ScaledDotProductFlashAttentionForCpuBackward0(Node):
+    """heads_attention's backward, per (batch, head) pair on the thread team (Note [Attention by
+    heads]); under create_graph, the same rule in recorded ops."""
+    cdef SavedVar q, k, v
+    cdef object p, mask
+    cdef int heads
+    cdef double scale
+    cdef bint causal
+
+    cdef tuple apply(self, tuple grads):
+        cdef Heads a
+        cdef char* ps
+        cdef TensorBase g = grads[0]
+        cdef TensorBase q = self.q.unpack(self)
+        cdef TensorBase k = self.k.unpack(self) if self.k is not None else None
+        cdef TensorBase v = self.v.unpack(self) if self.v is not None else None
+        if grad_enabled():                 # (a second backward: unpack raised already)
+            return self._recorded(g, q, k, v)
+        arrays = _operands(&a, q, k, v, self.heads)
+        qd, kd, vd = arrays
+        a.scale, a.causal, a.mask = self.scale, self.causal, NULL
+        a.p = <char*>cnp.PyArray_DATA(self.p)
+        go = np.ascontiguousarray(g._data, dtype=qd.dtype)
+        _seq_major(&a.o, go, a.Dv)
+        if k is None:
+            dqkv = np.empty(qd.shape, dtype=qd.dtype)
+            dq = dk = dv = dqkv
+            _head_array(&a.dq, dqkv, 0, a.D)
+            _head_array(&a.dk, dqkv, a.H * a.D, a.D)
+            _head_array(&a.dv, dqkv, 2 * a.H * a.D, a.D)
+        else:
+            dq, dk = np.empty(qd.shape, dtype=qd.dtype), np.empty(kd.shape, dtype=qd.dtype)
+            dv = np.empty(vd.shape, dtype=qd.dtype)
+            _head_array(&a.dq, dq, 0, a.D)
+            _head_array(&a.dk, dk, 0, a.D)
+            _head_array(&a.dv, dv, 0, a.Dv)
+        if (<object>self.p).size and a.Dv:
+            scratch = np.empty(nthreads() * a.L * a.S, dtype=qd.dtype)
+            ps = <char*>cnp.PyArray_DATA(scratch)
+            with nogil:
+                heads_backward(&a, ps)
+        else:
+            dq.fill(0)
+            dk.fill(0)
+            dv.fill(0)
+        if k is None:
+            return (wrap(dq),)
+        return (wrap(dq), wrap(dk), wrap(dv))
+
+    cdef tuple _recorded(self, TensorBase g, TensorBase q, TensorBase k, TensorBase v):
+        """The rule of the module docstring in recorded ops, P recomputed from q and k."""
+        cdef Py_ssize_t H = self.heads
+        N, L = q.shape[0], q.shape[1]
+        if k is None:
+            E = q.shape[2] // 3
+            qs, ks, vs = q[..., :E], q[..., E:2 * E], q[..., 2 * E:]
+        else:
+            qs, ks, vs = q, k, v
+        S = ks.shape[1]
+        D, Dv = qs.shape[2] // H, vs.shape[2] // H
+        qh = qs.reshape(N, L, H, D).transpose(1, 2)
+        kh = ks.reshape(N, S, H, D).transpose(1, 2)
+        vh = vs.reshape(N, S, H, Dv).transpose(1, 2)
+        s = matmul(qh, kh.mT) * self.scale
+        if self.mask is not None:
+            s = s + wrap(np.ascontiguousarray(self.mask))
+        if self.causal:
+            s = s + wrap(np.triu(np.full((L, S), -np.inf, dtype=self.p.dtype), 1))
+        p = softmax(s, -1)
+        valid = wrap(np.asarray(self.p.sum(-1, keepdims=True) > 0, dtype=self.p.dtype))
+        p = p * valid              # Note [Fully masked rows]: those rows stay zero
+        go = g.reshape(L, N, H, Dv).permute(1, 2, 0, 3)
+        dv = matmul(p.mT, go)
+        dp = matmul(go, vh.mT)
+        ds = p * (dp - (dp * p).sum(-1, True)) * self.scale
+        dq = matmul(ds, kh)
+        dk = matmul(ds.mT, qh)
+        grads = [t.transpose(1, 2).reshape(N, -1, t.shape[1] * t.shape[3]) for t in (dq, dk, dv)]
+        if k is None:
+            return (cat(grads, -1),)
+        return tuple(grads)
+
+    cdef void release_variables(self):
+        self.q.release()
+        if self.k is not None:
+            self.k.release()
+            self.v.release()
+        self.p = None
+        self.mask = None

@@ -24,6 +24,9 @@ from fastgrad._core.ops_matmul cimport (_mat, _mT, _check_dtypes, _check_matmul,
                                         _np_sum_to)
 from fastgrad._core cimport linear_kernels as lk
 from fastgrad._core cimport blas
+from fastgrad._core.kernels cimport nthreads, PAR_MIN
+from cython cimport floating
+from cython.parallel cimport prange
 from fastgrad._core.ops_matmul import matmul, MmBackward0
 
 cnp.import_array()
@@ -268,15 +271,33 @@ cdef object _small_linear_bwd(cnp.ndarray g, TensorBase x, TensorBase w, tuple c
             None if gb is None else wrap(gb))
 
 
+cdef enum:
+    COL_BLOCK = 64                 # columns per thread's share of a bias gradient
+
+
+cdef void _col_sums(const floating* g, Py_ssize_t gs0, Py_ssize_t gs1, floating* out,
+                    Py_ssize_t m, Py_ssize_t n) noexcept nogil:
+    """lk.col_sum in blocks of COL_BLOCK columns, shared across the thread team when g is large:
+    each column is still summed over the rows in order, so the thread count changes nothing."""
+    cdef Py_ssize_t blk, lo, nblk = (n + COL_BLOCK - 1) // COL_BLOCK
+    cdef int nt = nthreads()
+    if nt > 1 and nblk > 1 and m * n >= PAR_MIN:
+        for blk in prange(nblk, schedule="static", num_threads=nt):
+            lo = blk * COL_BLOCK
+            lk.col_sum(g + lo * gs1, gs0, gs1, out + lo, m, min(<Py_ssize_t>COL_BLOCK, n - lo))
+    else:
+        lk.col_sum(g, gs0, gs1, out, m, n)
+
+
 cdef void _col_sum_into(cnp.ndarray g, cnp.ndarray out, Py_ssize_t gs0, Py_ssize_t gs1) noexcept:
     cdef Py_ssize_t m = cnp.PyArray_DIM(g, 0), n = cnp.PyArray_DIM(g, 1)
     if cnp.PyArray_TYPE(g) == cnp.NPY_FLOAT32:
         with nogil:
-            lk.col_sum(<float*>cnp.PyArray_DATA(g), gs0, gs1, <float*>cnp.PyArray_DATA(out), m, n)
+            _col_sums(<float*>cnp.PyArray_DATA(g), gs0, gs1, <float*>cnp.PyArray_DATA(out), m, n)
     else:
         with nogil:
-            lk.col_sum(<double*>cnp.PyArray_DATA(g), gs0, gs1, <double*>cnp.PyArray_DATA(out),
-                       m, n)
+            _col_sums(<double*>cnp.PyArray_DATA(g), gs0, gs1, <double*>cnp.PyArray_DATA(out),
+                      m, n)
 
 
 cdef cnp.ndarray _col_sum(cnp.ndarray g):
@@ -288,6 +309,16 @@ cdef cnp.ndarray _col_sum(cnp.ndarray g):
     out = cnp.PyArray_EMPTY(1, [cnp.PyArray_DIM(g, 1)], cnp.PyArray_TYPE(g), 0)
     _col_sum_into(g, out, gs0, gs1)
     return out
+
+
+cdef tuple _grads_at_once(cnp.ndarray g2, TensorBase x, TensorBase w):
+    """linear's (G @ W, G^T @ X) for the 2-D gradient rows g2, one product per thread, or None
+    (blas.matmul2d_pair)."""
+    xd = x._data
+    x2 = xd if xd.ndim == 2 else xd.reshape(_rows_shape((<object>xd).shape))
+    if x2.dtype != g2.dtype or w._data.dtype != g2.dtype:
+        return None
+    return blas.matmul2d_pair(g2, w._data, g2.T, x2)
 
 
 cdef class LinearBackward(Node):
@@ -321,6 +352,7 @@ cdef class LinearBackward(Node):
         return (gx, gw, gc)
 
     cdef tuple _np(self, cnp.ndarray g, TensorBase x, TensorBase w):
+        """The gradients on arrays (no graph recorded)."""
         gx = gw = gc = None
         if self.wt and self.alpha == 1 and self.beta == 1:
             r = _small_linear_bwd(g, x, w, self.c_shape)
@@ -329,6 +361,13 @@ cdef class LinearBackward(Node):
         g = _blasable(g)
         n_out = (<object>g).shape[-1]
         g2 = g if g.ndim == 2 else g.reshape(_rows_shape((<object>g).shape))
+        if w is not None and x is not None and self.wt and self.alpha == 1:
+            pair = _grads_at_once(g2, x, w)    # Note [Two products at once] in blas.pyx
+            if pair is not None:
+                gx = wrap(pair[0] if g.ndim == 2 else
+                          pair[0].reshape((<object>g).shape[:-1] + (pair[0].shape[1],)))
+                gw = wrap(pair[1])
+                w = x = None
         if w is not None:
             r = _linear_mm(g, w._data if self.wt else w._data.T, g.size * w._data.size // n_out if n_out else 0)
             gx = wrap(r * self.alpha if self.alpha != 1 else r)
@@ -339,9 +378,11 @@ cdef class LinearBackward(Node):
                  else _linear_mm(x2.T, g2, g2.size * (<object>x2).shape[1]))
             gw = wrap(r * self.alpha if self.alpha != 1 else r)
         if self.c_shape is not None:
-            r = g * self.beta if self.beta != 1 else g
-            gc = wrap(_col_sum(r) if g.ndim == 2 and self.c_shape == (<object>g).shape[1:]
-                      else _np_sum_to(r, self.c_shape))
+            if self.c_shape == (n_out,):           # a bias: the sum over all leading dims
+                r = _col_sum(g2)
+                gc = wrap(r * self.beta if self.beta != 1 else r)
+            else:
+                gc = wrap(_np_sum_to(g * self.beta if self.beta != 1 else g, self.c_shape))
         return (gx, gw, gc)
 
     cdef void release_variables(self):

@@ -8,7 +8,7 @@ xhat = (x - mean) rstd and gw = g * w,
     dx = rstd (gw - mean(gw) - xhat mean(gw xhat)),   dw = sum_rows g xhat,   db = sum_rows g
 
 A composed layer norm records eight nodes and as many full-size temporaries; this is two passes
-over the data each way. Sums accumulate in the input's dtype, vectorised (ops_norm is built
+over the data each way, in row blocks on the thread team (Note [Layer norm in row blocks]). Sums accumulate in the input's dtype, vectorised (ops_norm is built
 with reassociation allowed, setup.py). Under create_graph the same rule is written in
 recorded ops (differentiable again); other dtypes take the composed path in nn.functional.
 """
@@ -16,6 +16,9 @@ cimport cython
 cimport numpy as cnp
 import numpy as np
 from libc.math cimport sqrt
+from cython.parallel cimport prange
+
+from fastgrad._core.kernels cimport nthreads
 
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.node cimport Node
@@ -54,6 +57,55 @@ cdef void ln_fwd(const floating* x, const floating* w, const floating* b,       
         rstd[i] = r
         for j in range(D):
             out[j] = (row[j] - mu) * r * w[j] + b[j]
+
+
+# Note [Layer norm in row blocks]
+# Rows are cut into blocks of ROW_BLOCK, shared across fastgrad's thread team when there are
+# PAR_ELEMS elements or more. The backward's dw and db are summed per block into a row of partial
+# sums of its own, and the partial rows are added in block order afterwards: the same additions
+# whatever the thread count, so results do not depend on it.
+cdef enum:
+    ROW_BLOCK = 64
+    PAR_ELEMS = 1 << 16
+
+
+cdef void ln_fwd_blocks(const floating* x, const floating* w, const floating* b, floating* y,
+                        floating* mean, floating* rstd, Py_ssize_t M, Py_ssize_t D,
+                        double eps) noexcept nogil:
+    cdef Py_ssize_t blk, lo, nblk = (M + ROW_BLOCK - 1) // ROW_BLOCK
+    cdef int nt = nthreads()
+    if nt > 1 and nblk > 1 and M * D >= PAR_ELEMS:
+        for blk in prange(nblk, schedule="static", num_threads=nt):
+            lo = blk * ROW_BLOCK
+            ln_fwd(x + lo * D, w, b, y + lo * D, mean + lo, rstd + lo,
+                   min(M - lo, <Py_ssize_t>ROW_BLOCK), D, eps)
+    else:
+        ln_fwd(x, w, b, y, mean, rstd, M, D, eps)
+
+
+cdef void ln_bwd_blocks(const floating* g, const floating* x, const floating* w,
+                        const floating* mean, const floating* rstd, floating* dx,
+                        floating* part, floating* dw, floating* db, Py_ssize_t M,
+                        Py_ssize_t D) noexcept nogil:
+    """ln_bwd by row blocks; part: zeroed (nblk, 2, D) partial sums; dw, db zeroed (D,)."""
+    cdef Py_ssize_t blk, lo, j, nblk = (M + ROW_BLOCK - 1) // ROW_BLOCK
+    cdef int nt = nthreads()
+    if nt > 1 and nblk > 1 and M * D >= PAR_ELEMS:
+        for blk in prange(nblk, schedule="static", num_threads=nt):
+            lo = blk * ROW_BLOCK
+            ln_bwd(g + lo * D, x + lo * D, w, mean + lo, rstd + lo, dx + lo * D,
+                   part + 2 * blk * D, part + (2 * blk + 1) * D,
+                   min(M - lo, <Py_ssize_t>ROW_BLOCK), D)
+    else:
+        for blk in range(nblk):
+            lo = blk * ROW_BLOCK
+            ln_bwd(g + lo * D, x + lo * D, w, mean + lo, rstd + lo, dx + lo * D,
+                   part + 2 * blk * D, part + (2 * blk + 1) * D,
+                   min(M - lo, <Py_ssize_t>ROW_BLOCK), D)
+    for blk in range(nblk):
+        for j in range(D):
+            dw[j] = dw[j] + part[2 * blk * D + j]
+            db[j] = db[j] + part[(2 * blk + 1) * D + j]
 
 
 cdef void ln_bwd(const floating* g, const floating* x, const floating* w,        # IN
@@ -128,11 +180,11 @@ def layer_norm(input, int k, weight, bias, double eps):
     if D:
         with nogil:
             if f32:
-                ln_fwd(<float*>px, <float*>pw, <float*>pb, <float*>py, <float*>pm, <float*>pr,
-                       M, D, eps)
+                ln_fwd_blocks(<float*>px, <float*>pw, <float*>pb, <float*>py, <float*>pm,
+                              <float*>pr, M, D, eps)
             else:
-                ln_fwd(<double*>px, <double*>pw, <double*>pb, <double*>py, <double*>pm,
-                       <double*>pr, M, D, eps)
+                ln_fwd_blocks(<double*>px, <double*>pw, <double*>pb, <double*>py, <double*>pm,
+                              <double*>pr, M, D, eps)
     out = wrap(y)
     need = x._requires_grad or (w is not None and w._requires_grad) or \
         (b is not None and b._requires_grad)
@@ -175,6 +227,8 @@ cdef class NativeLayerNormBackward0(Node):
         dx = np.empty_like(xd)
         dw = np.zeros(D, dtype=xd.dtype)
         db = np.zeros(D, dtype=xd.dtype)
+        part = np.zeros(((M + ROW_BLOCK - 1) // ROW_BLOCK, 2, D), dtype=xd.dtype)
+        cdef void* pp = _ptr(part)
         mean, rstd = self.mean, self.rstd
         cdef void* pg = _ptr(gd)
         cdef void* px = _ptr(xd)
@@ -188,11 +242,12 @@ cdef class NativeLayerNormBackward0(Node):
         if D and M:
             with nogil:
                 if f32:
-                    ln_bwd(<float*>pg, <float*>px, <float*>pw, <float*>pm, <float*>pr,
-                           <float*>pdx, <float*>pdw, <float*>pdb, M, D)
+                    ln_bwd_blocks(<float*>pg, <float*>px, <float*>pw, <float*>pm, <float*>pr,
+                                  <float*>pdx, <float*>pp, <float*>pdw, <float*>pdb, M, D)
                 else:
-                    ln_bwd(<double*>pg, <double*>px, <double*>pw, <double*>pm, <double*>pr,
-                           <double*>pdx, <double*>pdw, <double*>pdb, M, D)
+                    ln_bwd_blocks(<double*>pg, <double*>px, <double*>pw, <double*>pm,
+                                  <double*>pr, <double*>pdx, <double*>pp, <double*>pdw,
+                                  <double*>pdb, M, D)
         pshape = shape[len(shape) - self.k:]
         res = (wrap(dx),)
         if w is not None:

@@ -26,6 +26,7 @@ cimport cython
 cimport numpy as cnp
 from cython cimport floating
 from libc.math cimport sqrt, sqrtf, fabs
+from libc.stdlib cimport malloc, free
 
 import numpy as np
 
@@ -50,6 +51,8 @@ cnp.import_array()
 # waking the partner costs 20-50 us here. Adam over W6's parameters (269k floats, one of 200k):
 # 235 us on one thread, 195-200 us on two; the loop reads and writes 4-5 buffers per element and
 # is near the cache's bandwidth, and on one core its divisions and square root bound it (SSE2).
+# A group's parameters (sgd_group, adam_group) are made ready one by one and run as one list of
+# blocks (run_group), so a model of many small parameters fills the team as one large one does.
 cdef enum:
     OPT_CHUNK = 16384
 
@@ -318,6 +321,35 @@ cdef void run_update(const Update* u) noexcept nogil:
         _block(u, lo, min(<Py_ssize_t>OPT_CHUNK, n - lo))
 
 
+cdef void run_group(const Update* us, Py_ssize_t k) noexcept nogil:
+    """The updates us[0..k) of one parameter group: one after the other, or, when together they
+    hold 2 * PAR_MIN elements or more, as one list of OPT_CHUNK-element blocks shared across the
+    team (Note [Parallel updates]: many small parameters fill the team as one large one does)."""
+    cdef Py_ssize_t i, c, lo, total = 0, nch = 0
+    cdef Py_ssize_t* owner
+    cdef Py_ssize_t* start
+    for i in range(k):
+        total += us[i].n
+        nch += (us[i].n + OPT_CHUNK - 1) // OPT_CHUNK
+    owner = <Py_ssize_t*>malloc(2 * nch * sizeof(Py_ssize_t)) if nch else NULL
+    if total < 2 * PAR_MIN or nthreads() == 1 or owner == NULL:
+        free(owner)
+        for i in range(k):
+            run_update(&us[i])
+        return
+    start = owner + nch
+    c = 0
+    for i in range(k):
+        lo = 0
+        while lo < us[i].n:
+            owner[c], start[c] = i, lo
+            c += 1
+            lo += OPT_CHUNK
+    for c in prange(nch, schedule="static", num_threads=nthreads()):
+        _block(&us[owner[c]], start[c], min(<Py_ssize_t>OPT_CHUNK, us[owner[c]].n - start[c]))
+    free(owner)
+
+
 cdef inline void _block(const Update* u, Py_ssize_t lo, Py_ssize_t m) noexcept nogil:
     if u.f32:
         _block_t(u, <float*>u.p + lo, lo, m)
@@ -433,38 +465,75 @@ def sgd_group(list params, object state, object zeros, double lr, double weight_
     taken from (or, on its first step, made by `zeros(p)` into) `state[p]['momentum_buffer']`."""
     cdef TensorBase p, buf
     cdef bint fresh
-    for obj in params:
-        p = <TensorBase?>obj
-        if p._grad is None:
-            continue
-        if momentum == 0:
-            _sgd_one(p, p._grad, None, lr, weight_decay, momentum, dampening, nesterov, maximize,
-                     False)
-            continue
-        st = state[p]
-        buf = st.get("momentum_buffer")
-        fresh = buf is None
-        if fresh:
-            buf = zeros(p)
-            st["momentum_buffer"] = buf
-        _sgd_one(p, p._grad, buf, lr, weight_decay, momentum, dampening, nesterov, maximize,
-                 fresh)
+    cdef _Group g = _Group(len(params))
+    try:
+        for obj in params:
+            p = <TensorBase?>obj
+            if p._grad is None:
+                continue
+            buf, fresh = None, False
+            if momentum != 0:
+                st = state[p]
+                buf = st.get("momentum_buffer")
+                fresh = buf is None
+                if fresh:
+                    buf = zeros(p)
+                    st["momentum_buffer"] = buf
+            _sgd_prep(g, p, p._grad, buf, lr, weight_decay, momentum, dampening, nesterov,
+                      maximize, fresh)
+    finally:                       # the parameters before a bad one are still updated
+        g.run()
+
+
+cdef class _Group:
+    """The updates of one parameter group, made ready one by one and run together (run_group);
+    holds the arrays they point into until then."""
+    cdef Update* us
+    cdef Py_ssize_t k, cap
+    cdef list keep                 # per update: (parameter, working array, gradient array)
+
+    def __cinit__(self, Py_ssize_t cap):
+        self.us = <Update*>malloc(max(cap, 1) * sizeof(Update))
+        if self.us == NULL:
+            raise MemoryError()
+        self.k, self.cap, self.keep = 0, cap, []
+
+    def __dealloc__(self):
+        free(self.us)
+
+    cdef Update* add(self, TensorBase p, cnp.ndarray w, cnp.ndarray ga):
+        self.keep.append((p, w, ga))
+        self.k += 1
+        return &self.us[self.k - 1]
+
+    cdef void run(self) except *:
+        with nogil:
+            run_group(self.us, self.k)
+        for p, w, _ga in self.keep:
+            _finish(p, w)
+        self.k, self.keep = 0, []
+
+
+cdef void _sgd_prep(_Group g, TensorBase p, TensorBase grad, TensorBase buf, double lr,
+                    double weight_decay, double momentum, double dampening, bint nesterov,
+                    bint maximize, bint init_buf) except *:
+    cdef cnp.ndarray pa = _param_array(p, "SGD")
+    cdef cnp.ndarray ga = _grad_array(grad, pa, "SGD")
+    cdef cnp.ndarray w = _work(pa)
+    cdef char* pbuf = _maybe_state_ptr(buf, pa, "SGD", "momentum_buffer")
+    cdef Update* u = g.add(p, w, ga)
+    u[0] = _update(U_SGD, pa, w, ga, pbuf, NULL, NULL, maximize)
+    u.h[0], u.h[1], u.h[2], u.h[3] = -lr, weight_decay, momentum, 1 - dampening
+    u.nesterov, u.init_buf = nesterov, init_buf
 
 
 cdef void _sgd_one(TensorBase p, TensorBase grad, TensorBase buf, double lr, double weight_decay,
                    double momentum, double dampening, bint nesterov, bint maximize,
                    bint init_buf) except *:
-    cdef cnp.ndarray pa = _param_array(p, "SGD")
-    cdef cnp.ndarray ga = _grad_array(grad, pa, "SGD")   # kept alive: u points into it
-    cdef cnp.ndarray w = _work(pa)
-    cdef Update u = _update(U_SGD, pa, w, ga,
-                            _maybe_state_ptr(buf, pa, "SGD", "momentum_buffer"), NULL, NULL,
-                            maximize)
-    u.h[0], u.h[1], u.h[2], u.h[3] = -lr, weight_decay, momentum, 1 - dampening
-    u.nesterov, u.init_buf = nesterov, init_buf
-    with nogil:
-        run_update(&u)
-    _finish(p, w)
+    cdef _Group g = _Group(1)
+    _sgd_prep(g, p, grad, buf, lr, weight_decay, momentum, dampening, nesterov, maximize,
+              init_buf)
+    g.run()
 
 
 def adam_group(list params, object state, object init, double lr, double beta1, double beta2,
@@ -473,30 +542,34 @@ def adam_group(list params, object state, object init, double lr, double beta1, 
     from `state[p]` (filled by `init(state[p], p)` on its first step)."""
     cdef TensorBase p
     cdef dict st
-    for obj in params:
-        p = <TensorBase?>obj
-        if p._grad is None:
-            continue
-        st = state[p]
-        if not st:
-            init(st, p)
-        _adam_one(p, p._grad, st["exp_avg"], st["exp_avg_sq"],
-                  st["max_exp_avg_sq"] if amsgrad else None, st["step"], lr, beta1, beta2, eps,
-                  weight_decay, maximize, decoupled)
+    cdef _Group g = _Group(len(params))
+    try:
+        for obj in params:
+            p = <TensorBase?>obj
+            if p._grad is None:
+                continue
+            st = state[p]
+            if not st:
+                init(st, p)
+            _adam_prep(g, p, p._grad, st["exp_avg"], st["exp_avg_sq"],
+                       st["max_exp_avg_sq"] if amsgrad else None, st["step"], lr, beta1, beta2,
+                       eps, weight_decay, maximize, decoupled)
+    finally:                       # the parameters before a bad one are still updated
+        g.run()
 
 
-cdef void _adam_one(TensorBase p, TensorBase grad, TensorBase exp_avg, TensorBase exp_avg_sq,
-                    TensorBase max_exp_avg_sq, TensorBase step, double lr, double beta1,
-                    double beta2, double eps, double weight_decay, bint maximize,
-                    bint decoupled) except *:
+cdef void _adam_prep(_Group g, TensorBase p, TensorBase grad, TensorBase exp_avg,
+                     TensorBase exp_avg_sq, TensorBase max_exp_avg_sq, TensorBase step,
+                     double lr, double beta1, double beta2, double eps, double weight_decay,
+                     bint maximize, bint decoupled) except *:
     cdef cnp.ndarray pa = _param_array(p, "Adam")
-    cdef cnp.ndarray ga = _grad_array(grad, pa, "Adam")   # kept alive: u points into it
+    cdef cnp.ndarray ga = _grad_array(grad, pa, "Adam")
     cdef cnp.ndarray w = _work(pa)
-    cdef Update u = _update(U_ADAM, pa, w, ga,
-                            _state_ptr(exp_avg, pa, "Adam", "exp_avg"),
-                            _state_ptr(exp_avg_sq, pa, "Adam", "exp_avg_sq"),
-                            _maybe_state_ptr(max_exp_avg_sq, pa, "Adam", "max_exp_avg_sq"),
-                            maximize)
+    cdef char* s0 = _state_ptr(exp_avg, pa, "Adam", "exp_avg")
+    cdef char* s1 = _state_ptr(exp_avg_sq, pa, "Adam", "exp_avg_sq")
+    cdef char* s2 = _maybe_state_ptr(max_exp_avg_sq, pa, "Adam", "max_exp_avg_sq")
+    cdef Update* u = g.add(p, w, ga)
+    u[0] = _update(U_ADAM, pa, w, ga, s0, s1, s2, maximize)
     cdef double t = incr_step(step)
     cdef double step_size = lr / (1 - beta1 ** t)
     cdef double bc2_sqrt = (1 - beta2 ** t) ** 0.5
@@ -506,9 +579,6 @@ cdef void _adam_one(TensorBase p, TensorBase grad, TensorBase exp_avg, TensorBas
         weight_decay = 0
     u.h[0], u.h[1], u.h[2], u.h[3] = -step_size, 1 - beta1, beta2, 1 - beta2
     u.h[4], u.h[5], u.h[6], u.h[7] = bc2_sqrt, eps, weight_decay, decay
-    with nogil:
-        run_update(&u)
-    _finish(p, w)
 
 
 def adagrad_update(TensorBase p, TensorBase grad, TensorBase state_sum, TensorBase step,

@@ -22,6 +22,7 @@ from fastgrad._core.ops_softmax import softmax as _softmax
 from fastgrad._core import ops_select as _select
 from fastgrad._core import ops_view as _ops_view
 from fastgrad._core import ops_join as _join
+from fastgrad._core import ops_attention as _attn
 from fastgrad._creation_base import wrap as _new_tensor
 from fastgrad._tensor import Tensor
 
@@ -489,6 +490,12 @@ def _mha(query, key, value, embed_dim_to_check, num_heads, in_proj_weight, in_pr
     head_dim = embed_dim // num_heads
     if head_dim * num_heads != embed_dim:
         raise AssertionError(f"embed_dim {embed_dim} not divisible by num_heads {num_heads}")
+    # Without weights to return, dropout, bias_k/v or a zero key, the heads are computed pair by
+    # pair from the projections as they lie (Note [Attention by heads]); same numbers.
+    by_heads = (not need_weights and bias_k is None and bias_v is None and not add_zero_attn
+                and (dropout_p == 0.0 or not training) and dt in (np.float32, np.float64)
+                and all(m is None or (m._np.dtype == dt and not m.requires_grad)
+                        for m in (attn_mask, key_padding_mask)))
     if use_separate_proj_weight:
         if tuple(key.shape[:2]) != tuple(value.shape[:2]):
             raise AssertionError(f"key's sequence and batch dims {tuple(key.shape[:2])} do not "
@@ -503,8 +510,12 @@ def _mha(query, key, value, embed_dim_to_check, num_heads, in_proj_weight, in_pr
         if tuple(key.shape) != tuple(value.shape):
             raise AssertionError(f"key shape {tuple(key.shape)} does not match value shape "
                                  f"{tuple(value.shape)}")
-        q, k, v = _in_projection_packed(query, key, value, in_proj_weight, in_proj_bias, same_qkv,
-                                        same_kv)
+        if by_heads and same_qkv:
+            qkv = _linear(query, in_proj_weight, in_proj_bias)   # [q | k | v] columns
+            q = k = v = None
+        else:
+            q, k, v = _in_projection_packed(query, key, value, in_proj_weight, in_proj_bias,
+                                            same_qkv, same_kv)
     if attn_mask is not None:
         if attn_mask.dim() == 2:
             if tuple(attn_mask.shape) != (tgt_len, src_len):
@@ -516,6 +527,18 @@ def _mha(query, key, value, embed_dim_to_check, num_heads, in_proj_weight, in_pr
                 raise RuntimeError(f"The shape of the 3D attn_mask is {tuple(attn_mask.shape)},"
                                    f" but should be {(bsz * num_heads, tgt_len, src_len)}.")
             attn_mask = attn_mask.reshape(bsz, num_heads, tgt_len, src_len)
+    if by_heads:
+        if key_padding_mask is not None:
+            _check_padding_mask(key_padding_mask, bsz, src_len)
+            kpm = key_padding_mask.reshape(bsz, 1, 1, src_len)
+            attn_mask = kpm if attn_mask is None else attn_mask + kpm
+        mask = None if attn_mask is None else attn_mask._np
+        scale = math.sqrt(1.0 / float(head_dim))
+        if q is None:
+            out = _attn.heads_attention(qkv, None, None, num_heads, scale, mask, is_causal)
+        else:
+            out = _attn.heads_attention(q, k, v, num_heads, scale, mask, is_causal)
+        return _mha_out(out, out_proj_weight, out_proj_bias, None, False, batched, batch_first)
     if bias_k is not None and bias_v is not None:
         k = _join.cat([k, bias_k.reshape(1, 1, embed_dim).expand(bsz, 1, embed_dim)], 1)
         v = _join.cat([v, bias_v.reshape(1, 1, embed_dim).expand(bsz, 1, embed_dim)], 1)
@@ -535,12 +558,7 @@ def _mha(query, key, value, embed_dim_to_check, num_heads, in_proj_weight, in_pr
         key_padding_mask = _pad_key(key_padding_mask)
     src_len = k.shape[2]
     if key_padding_mask is not None:
-        if key_padding_mask.shape[0] != bsz:
-            raise AssertionError(f"Expected key_padded_mask.shape[0] to be {bsz}, but got "
-                                 f"{key_padding_mask.shape[0]}")
-        if key_padding_mask.shape[1] != src_len:
-            raise AssertionError(f"Expected key_padded_mask.shape[1] to be {src_len}, but got "
-                                 f"{key_padding_mask.shape[1]}")
+        _check_padding_mask(key_padding_mask, bsz, src_len)
         kpm = key_padding_mask.reshape(bsz, 1, 1, src_len)
         attn_mask = kpm if attn_mask is None else attn_mask + kpm
     if not training:
@@ -559,9 +577,24 @@ def _mha(query, key, value, embed_dim_to_check, num_heads, in_proj_weight, in_pr
     else:
         weights = None
         out = scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal)
-    # (L, N, E) in memory whatever the layout asked for, as PyTorch's result is: a dropout
-    # drawn on it afterwards fills its mask in memory order, so the draws land where PyTorch's do
-    out = out.permute(2, 0, 1, 3).reshape(tgt_len, bsz, embed_dim)
+    return _mha_out(out.permute(2, 0, 1, 3).reshape(tgt_len, bsz, embed_dim), out_proj_weight,
+                    out_proj_bias, weights, average_attn_weights, batched, batch_first)
+
+
+def _check_padding_mask(key_padding_mask, bsz, src_len):
+    if key_padding_mask.shape[0] != bsz:
+        raise AssertionError(f"Expected key_padded_mask.shape[0] to be {bsz}, but got "
+                             f"{key_padding_mask.shape[0]}")
+    if key_padding_mask.shape[1] != src_len:
+        raise AssertionError(f"Expected key_padded_mask.shape[1] to be {src_len}, but got "
+                             f"{key_padding_mask.shape[1]}")
+
+
+def _mha_out(out, out_proj_weight, out_proj_bias, weights, average_attn_weights, batched,
+             batch_first):
+    """The attention rows out (L, N, E) through the output projection, laid out as asked. (L, N,
+    E) in memory whatever the layout, as PyTorch's result is: a dropout drawn on it afterwards
+    fills its mask in memory order, so the draws land where PyTorch's do."""
     out = _linear(out, out_proj_weight, out_proj_bias)
     if weights is not None and average_attn_weights:
         weights = weights.mean(1)

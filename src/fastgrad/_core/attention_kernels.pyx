@@ -1,0 +1,202 @@
+# cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""Attention per (batch, head), forward and backward, on fastgrad's thread team.
+
+Note [Attention by heads]
+Multi-head attention's core, softmax(q k^T * scale + mask) v, is independent for each (batch,
+head) pair. heads_forward and heads_backward take one pair at a time through the whole rule: the
+pair's products read q, k, v in place (a head is a column slice of the projection's rows, so BLAS
+reads it with the row stride as leading dimension and nothing is copied out), the pair's scores
+(L x S, 16 KB for 64 x 64 floats) stay in cache from the product through the softmax to the
+product with v, and the result is written where the caller wants it (MultiheadAttention asks for
+the (L, N, E) rows its output projection reads, so no permuted copy follows). The pairs are shared
+across the thread team in a static schedule: each pair is computed by the same calls whatever the
+thread count, so results do not depend on it. Attention as three batched products and a softmax
+over the whole (N, H, L, S) array (ops_attention.attention) does the same arithmetic but makes
+three passes over a score array too large for the cache, and forks the team for each product.
+
+The backward, per pair (P the probabilities kept by the forward, dO the output's gradient):
+    dV = P^T dO,  dP = dO V^T,  dS = P * (dP - rowsum(dP * P)) * scale,  dQ = dS K,  dK = dS^T Q
+with dP/dS in a scratch block of the thread's own. Rows whose every key is masked give zeros
+(Note [Fully masked rows] in ops_attention.pyx).
+"""
+from cython cimport floating
+from cython.parallel cimport prange, threadid
+from libc.math cimport INFINITY, isfinite
+
+from fastgrad._core cimport blas
+from fastgrad._core.kernels cimport nthreads
+
+from fastgrad._core.vmath cimport fg_vm_f32, fg_vm_f64, fg_vm_select, FG_VM_EXP
+
+fg_vm_select(1)
+
+# Multiply-adds from which the pairs are shared across the team (below, waking the partner costs
+# more than it takes over: Note [Products on fastgrad's threads] in blas.pyx).
+cdef Py_ssize_t TEAM_MACS = 1 << 22
+
+
+def set_team_macs(Py_ssize_t n):
+    """Set the multiply-adds from which the (batch, head) pairs are shared across threads;
+    returns the old value (for tests: results are the same either way)."""
+    global TEAM_MACS
+    old = TEAM_MACS
+    TEAM_MACS = n
+    return old
+
+
+cdef inline char* _at(const HeadArray* x, Py_ssize_t n, Py_ssize_t h, Py_ssize_t isz) noexcept nogil:
+    return x.base + (n * x.sn + h * x.sh) * isz
+
+
+cdef bint _shared(const Heads* a) noexcept nogil:
+    return nthreads() > 1 and a.N * a.H > 1 and \
+        a.N * a.H * a.L * a.S * (a.D + a.Dv) >= TEAM_MACS
+
+
+cdef void rows_shift(floating* s, Py_ssize_t M, Py_ssize_t S, floating scale) noexcept nogil:
+    """Each row of s (M, S): s = s * scale - max(s * scale) in place (a row max that is not
+    finite is taken as 0: Note [Fully masked rows] in ops_attention.pyx)."""
+    cdef Py_ssize_t i, j
+    cdef floating m
+    cdef floating* r
+    for i in range(M):
+        r = s + i * S
+        m = -INFINITY
+        for j in range(S):
+            r[j] = r[j] * scale
+            if r[j] > m:
+                m = r[j]
+        if not isfinite(m):
+            m = 0
+        for j in range(S):
+            r[j] = r[j] - m
+
+
+cdef void rows_exp_normalize(floating* e, Py_ssize_t M, Py_ssize_t S) noexcept nogil:
+    """exp of every element, then each row divided by its sum in place (a zero sum leaves the
+    row zero)."""
+    cdef Py_ssize_t i, j
+    cdef floating z
+    cdef floating* r
+    if floating is float:
+        fg_vm_f32[FG_VM_EXP](e, e, M * S)
+    else:
+        fg_vm_f64[FG_VM_EXP](e, e, M * S)
+    for i in range(M):
+        r = e + i * S
+        z = 0
+        for j in range(S):
+            z = z + r[j]
+        if z != 0:
+            z = 1 / z
+        for j in range(S):
+            r[j] = r[j] * z
+
+
+cdef void rows_softmax_bwd(floating* dp, const floating* p, Py_ssize_t M, Py_ssize_t S,
+                           floating scale) noexcept nogil:
+    """dS = P * (dP - rowsum(dP * P)) * scale in place of dP."""
+    cdef Py_ssize_t i, j
+    cdef floating a
+    cdef floating* d
+    cdef const floating* q
+    for i in range(M):
+        d = dp + i * S
+        q = p + i * S
+        a = 0
+        for j in range(S):
+            a = a + d[j] * q[j]
+        for j in range(S):
+            d[j] = q[j] * (d[j] - a) * scale
+
+
+cdef void _softmax_pair(const Heads* a, floating* s, Py_ssize_t n, Py_ssize_t h) noexcept nogil:
+    """Scores s (L, S) of pair (n, h) -> probabilities, in place: scaled, then masked (PyTorch's
+    order), shifted by the row max, exponentiated, normalised."""
+    cdef Py_ssize_t i, j
+    cdef floating scale = <floating>a.scale
+    cdef floating* r
+    cdef const floating* m
+    if a.mask == NULL and not a.causal:
+        rows_shift(s, a.L, a.S, scale)
+    else:
+        for i in range(a.L):
+            r = s + i * a.S
+            for j in range(a.S):
+                r[j] = r[j] * scale
+            if a.mask != NULL:
+                m = <const floating*>a.mask + n * a.mask_s[0] + h * a.mask_s[1] + \
+                    i * a.mask_s[2]
+                for j in range(a.S):
+                    r[j] = r[j] + m[j * a.mask_s[3]]
+            if a.causal:
+                for j in range(i + 1, a.S):
+                    r[j] = -INFINITY
+        rows_shift(s, a.L, a.S, <floating>1)
+    rows_exp_normalize(s, a.L, a.S)
+
+
+cdef void _forward_pair(const Heads* a, floating* tag, Py_ssize_t i) noexcept nogil:
+    cdef Py_ssize_t n = i // a.H, h = i % a.H, isz = sizeof(floating)
+    cdef floating* s = <floating*>a.p + i * a.L * a.S
+    blas.gemm(floating is float, False, True, a.L, a.S, a.D, _at(&a.q, n, h, isz), a.q.sr,
+              _at(&a.k, n, h, isz), a.k.sr, 0, s, a.S)
+    _softmax_pair(a, s, n, h)
+    blas.gemm(floating is float, False, False, a.L, a.Dv, a.S, s, a.S, _at(&a.v, n, h, isz),
+              a.v.sr, 0, _at(&a.o, n, h, isz), a.o.sr)
+
+
+cdef void _backward_pair(const Heads* a, floating* ds, Py_ssize_t i) noexcept nogil:
+    """The pair's gradients (module docstring), dP and dS in ds (L, S)."""
+    cdef Py_ssize_t n = i // a.H, h = i % a.H, isz = sizeof(floating)
+    cdef Py_ssize_t L = a.L, S = a.S
+    cdef const floating* p = <const floating*>a.p + i * L * S
+    cdef bint f32 = floating is float
+    cdef char* go = _at(&a.o, n, h, isz)
+    blas.gemm(f32, True, False, S, a.Dv, L, p, S, go, a.o.sr, 0, _at(&a.dv, n, h, isz),
+              a.dv.sr)
+    blas.gemm(f32, False, True, L, S, a.Dv, go, a.o.sr, _at(&a.v, n, h, isz), a.v.sr, 0, ds, S)
+    rows_softmax_bwd(ds, p, L, S, <floating>a.scale)
+    blas.gemm(f32, False, False, L, a.D, S, ds, S, _at(&a.k, n, h, isz), a.k.sr, 0,
+              _at(&a.dq, n, h, isz), a.dq.sr)
+    blas.gemm(f32, True, False, S, a.D, L, ds, S, _at(&a.q, n, h, isz), a.q.sr, 0,
+              _at(&a.dk, n, h, isz), a.dk.sr)
+
+
+cdef void heads_forward(Heads* a) noexcept nogil:
+    """Probabilities into a.p and the output into a.o for every (batch, head) pair."""
+    cdef Py_ssize_t i, B = a.N * a.H
+    cdef int prev = blas.one_thread(), nt = nthreads()
+    if _shared(a):
+        for i in prange(B, schedule="static", num_threads=nt):
+            if a.f32:
+                _forward_pair(a, <float*>NULL, i)
+            else:
+                _forward_pair(a, <double*>NULL, i)
+    else:
+        for i in range(B):
+            if a.f32:
+                _forward_pair(a, <float*>NULL, i)
+            else:
+                _forward_pair(a, <double*>NULL, i)
+    blas.restore(prev)
+
+
+cdef void heads_backward(Heads* a, char* scratch) noexcept nogil:
+    """dq, dk, dv for every pair from the output's gradient (in a.o) and the probabilities;
+    scratch holds nthreads() blocks of L*S elements."""
+    cdef Py_ssize_t i, B = a.N * a.H, blk = a.L * a.S * (4 if a.f32 else 8)
+    cdef int prev = blas.one_thread(), nt = nthreads()
+    if _shared(a):
+        for i in prange(B, schedule="static", num_threads=nt):
+            if a.f32:
+                _backward_pair(a, <float*>(scratch + threadid() * blk), i)
+            else:
+                _backward_pair(a, <double*>(scratch + threadid() * blk), i)
+    else:
+        for i in range(B):
+            if a.f32:
+                _backward_pair(a, <float*>scratch, i)
+            else:
+                _backward_pair(a, <double*>scratch, i)
+    blas.restore(prev)
