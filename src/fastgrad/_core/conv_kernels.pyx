@@ -4,10 +4,19 @@ unit stride]) and the passes over a batch that ops_conv.pyx drives (Note [Convol
 per-sample products] there): one sample per thread of fastgrad's team, its products as
 single-threaded sgemm/dgemm calls (blas.gemm). Raw pointers, nogil, no Python objects."""
 from libc.string cimport memset, memcpy
+from libc.stdlib cimport malloc, free
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 
 from fastgrad._core cimport blas
+
+cdef extern from "conv_tiles.h" nogil:
+    int fg_ct_ok(int force)
+    void fg_ct_fwd(const float* xp, const Py_ssize_t* off, Py_ssize_t K, const float* w,
+                   Py_ssize_t O, float* yw, Py_ssize_t Lw16)
+    void fg_ct_wgrad(const float* xp, const Py_ssize_t* off, Py_ssize_t K, const float* gw,
+                     Py_ssize_t O, Py_ssize_t Lw16, float* dw)
+    void fg_ct_row_sums(const float* g, Py_ssize_t O, Py_ssize_t n, float* s)
 
 # Multiply-adds up to which an NT product (A @ B^T) runs unpacked in OpenBLAS (measured).
 cdef Py_ssize_t SMALL_NT_MACS = 1 << 18
@@ -85,7 +94,8 @@ cdef Py_ssize_t _scratch_len(const Geom* g, Py_ssize_t O) noexcept nogil:
     if not _shifted(g):
         return CK * g.OH * g.OW
     _shift_dims(g, &Hp, &Wp, &Lw)
-    return g.C * Hp * Wp + CK * Lw + O * Lw + O * CK // g.G
+    # + the tiled loops' slack (Note [Convolution tiles]): 16 past the plane, O*15 in the rows
+    return g.C * Hp * Wp + CK * Lw + O * Lw + O * CK // g.G + 16 + O * 16
 
 
 cdef Py_ssize_t cols_len(const Geom* g) noexcept nogil:
@@ -195,16 +205,17 @@ cdef void _shift_cols_of(const floating* x, floating* cp, floating* pad, const G
         _shift_cols(x, cp, g, Hp, Wp, Lw)
 
 
-cdef void _shift_fwd(const floating* x, const floating* w, floating* y, floating* cp,
-                     floating* scr, Py_ssize_t O, const Geom* g) noexcept nogil:
-    """y (O, OH, OW) += the convolution of one sample x, through the wide column matrix cp (kept
-    by the caller, or in scr); scr: the thread's scratch."""
+cdef void _shift_fwd(const floating* x, const floating* w, const floating* bias, floating* y,
+                     floating* cp, floating* scr, Py_ssize_t O, const Geom* g) noexcept nogil:
+    """y (O, OH, OW) = the convolution of one sample x (+ bias: NULL for none), through the wide
+    column matrix cp (kept by the caller, or in scr); scr: the thread's scratch."""
     cdef Py_ssize_t Hp, Wp, Lw, grp, o, oh, ow, CK = g.C * g.kh * g.kw
     _shift_dims(g, &Hp, &Wp, &Lw)
     cdef Py_ssize_t CKg = CK // g.G, Og = O // g.G
     cdef floating* pad = scr
     cdef floating* yw = scr + g.C * Hp * Wp + CK * Lw
     cdef floating* yr
+    cdef floating b
     cdef const floating* src
     if cp == NULL:
         cp = scr + g.C * Hp * Wp
@@ -213,11 +224,12 @@ cdef void _shift_fwd(const floating* x, const floating* w, floating* y, floating
         blas.gemm(floating is float, False, False, Og, Lw, CKg, w + grp * Og * CKg, CKg,
                   cp + grp * CKg * Lw, Lw, 0.0, yw + grp * Og * Lw, Lw)
     for o in range(O):
+        b = 0 if bias == NULL else bias[o]
         for oh in range(g.OH):
             yr = y + (o * g.OH + oh) * g.OW
             src = yw + o * Lw + oh * Wp
             for ow in range(g.OW):
-                yr[ow] += src[ow]
+                yr[ow] = src[ow] + b
 
 
 cdef void _shift_bwd_input(const floating* gy, const floating* wt, floating* gx, floating* scr,
@@ -278,24 +290,122 @@ cdef void _shift_bwd_weight(const floating* gy, const floating* x, const floatin
                     gwb[(grp * Og + o) * CKg + k] += tmp[k * Og + o]
 
 
+# --- the tiled float32 loops (Note [Convolution tiles] in conv_tiles.h) -------------------------
 
-cdef void _narrow_pass(const floating* x, const floating* w, floating* y, floating* cols,
-                       bint keep, floating* scratch, Py_ssize_t N, Py_ssize_t O,
+def tiles(force=None):
+    """Whether float32 unit-stride convolutions run the tiled loops of conv_tiles.h (AVX2+FMA);
+    force False/True turns them off/on (on only where the CPU has AVX2+FMA). For tests."""
+    return bool(fg_ct_ok(-1 if force is None else (1 if force else 0)))
+
+
+cdef inline bint _tiled(const Geom* g, bint f32) noexcept nogil:
+    return f32 and g.G == 1 and _shifted(g) and fg_ct_ok(-1)
+
+
+cdef Py_ssize_t* _tile_offsets(const Geom* g) noexcept nogil:
+    """off[k]: where row k = (c, ki, kj) of the wide column matrix starts in the padded plane
+    (malloc'd; NULL when out of memory, and the caller takes the BLAS path)."""
+    cdef Py_ssize_t Hp, Wp, Lw, c, ki, kj, k = 0
+    _shift_dims(g, &Hp, &Wp, &Lw)
+    cdef Py_ssize_t* off = <Py_ssize_t*>malloc(g.C * g.kh * g.kw * sizeof(Py_ssize_t))
+    if off == NULL:
+        return NULL
+    for c in range(g.C):
+        for ki in range(g.kh):
+            for kj in range(g.kw):
+                off[k] = (c * Hp + ki * g.dh) * Wp + kj * g.dw
+                k += 1
+    return off
+
+
+cdef inline Py_ssize_t _lw16(Py_ssize_t Lw) noexcept nogil:
+    return (Lw + 15) // 16 * 16
+
+
+cdef void _tile_plane(const float* x, float* pad, const Geom* g, Py_ssize_t Hp,
+                      Py_ssize_t Wp) noexcept nogil:
+    """The padded plane of one sample and 16 zeros after it."""
+    if _needs_pad(g, Hp, Wp):
+        _pad_into(x, pad, g, Hp, Wp)
+    else:
+        memcpy(pad, x, g.C * Hp * Wp * sizeof(float))
+    memset(pad + g.C * Hp * Wp, 0, 16 * sizeof(float))
+
+
+cdef void _tile_widen(const float* gy, float* gyw, Py_ssize_t O, const Geom* g, Py_ssize_t Wp,
+                      Py_ssize_t Lw16) noexcept nogil:
+    """gyw (O, Lw16): gy (O, OH, OW) at columns oh*Wp + ow, zeros elsewhere."""
+    cdef Py_ssize_t o, oh
+    memset(gyw, 0, O * Lw16 * sizeof(float))
+    for o in range(O):
+        for oh in range(g.OH):
+            memcpy(gyw + o * Lw16 + oh * Wp, gy + (o * g.OH + oh) * g.OW, g.OW * sizeof(float))
+
+
+cdef void _tile_fwd(const float* x, const float* w, const float* bias, float* y, float* scr,
+                    const Py_ssize_t* off, Py_ssize_t O, const Geom* g) noexcept nogil:
+    """y (O, OH, OW) = the convolution of one sample (+ bias)."""
+    cdef Py_ssize_t Hp, Wp, Lw, o, oh, ow
+    _shift_dims(g, &Hp, &Wp, &Lw)
+    cdef Py_ssize_t Lw16 = _lw16(Lw)
+    cdef float* yw = scr + g.C * Hp * Wp + 16
+    cdef float b
+    cdef const float* src
+    cdef float* dst
+    _tile_plane(x, scr, g, Hp, Wp)
+    fg_ct_fwd(scr, off, g.C * g.kh * g.kw, w, O, yw, Lw16)
+    for o in range(O):
+        b = 0 if bias == NULL else bias[o]
+        for oh in range(g.OH):
+            src = yw + o * Lw16 + oh * Wp
+            dst = y + (o * g.OH + oh) * g.OW
+            for ow in range(g.OW):
+                dst[ow] = src[ow] + b
+
+
+cdef void _tile_bwd_weight(const float* gy, const float* x, float* gwb, float* gbb, float* scr,
+                           const Py_ssize_t* off, Py_ssize_t O, const Geom* g) noexcept nogil:
+    """gwb (O, CK) += one sample's weight gradient, gbb (O,) += its bias gradient (gbb NULL:
+    none)."""
+    cdef Py_ssize_t Hp, Wp, Lw
+    _shift_dims(g, &Hp, &Wp, &Lw)
+    cdef Py_ssize_t Lw16 = _lw16(Lw)
+    cdef float* gyw = scr + g.C * Hp * Wp + 16
+    _tile_plane(x, scr, g, Hp, Wp)
+    _tile_widen(gy, gyw, O, g, Wp, Lw16)
+    fg_ct_wgrad(scr, off, g.C * g.kh * g.kw, gyw, O, Lw16, gwb)
+    if gbb != NULL:
+        fg_ct_row_sums(gy, O, g.OH * g.OW, gbb)
+
+
+cdef void _narrow_pass(const floating* x, const floating* w, const floating* bias, floating* y,
+                       floating* cols, bint keep, floating* scratch, Py_ssize_t N, Py_ssize_t O,
                        const Geom* g, int nt) noexcept nogil:
-    """y[n] (O, L) = W_g @ im2col(x[n])_g (+ y[n] already there: beta 1) for every sample; the
-    column matrices go to cols[n] (keep) or to the thread's scratch."""
-    cdef Py_ssize_t n, grp, L = g.OH * g.OW, CK = g.C * g.kh * g.kw
+    """y[n] (O, L) = W_g @ im2col(x[n])_g + bias (NULL: none) for every sample; the column
+    matrices go to cols[n] (keep) or to the thread's scratch."""
+    cdef Py_ssize_t n, grp, o, l, L = g.OH * g.OW, CK = g.C * g.kh * g.kw
     cdef Py_ssize_t CKg = CK // g.G, Og = O // g.G
     cdef bint direct = _pointwise(g)
     cdef const floating* cp
     cdef floating* buf
+    cdef floating* yn
     cdef bint shifted = _shifted(g)
     cdef Py_ssize_t S = _scratch_len(g, O), CL = cols_len(g)
+    cdef Py_ssize_t* off = _tile_offsets(g) if _tiled(g, floating is float) else NULL
     for n in prange(N, schedule="dynamic", num_threads=nt):
+        if off != NULL:
+            _tile_fwd(<const float*>x + n * g.C * g.H * g.W, <const float*>w,
+                      <const float*>bias, <float*>y + n * O * L,
+                      <float*>scratch + threadid() * S, off, O, g)
+            continue
         if shifted:
-            _shift_fwd(x + n * g.C * g.H * g.W, w, y + n * O * L,
+            _shift_fwd(x + n * g.C * g.H * g.W, w, bias, y + n * O * L,
                        cols + n * CK * CL if keep else NULL, scratch + threadid() * S, O, g)
             continue
+        yn = y + n * O * L
+        for o in range(O):
+            for l in range(L):
+                yn[o * L + l] = 0 if bias == NULL else bias[o]
         if direct:
             cp = x + n * g.C * g.H * g.W
         else:
@@ -304,7 +414,8 @@ cdef void _narrow_pass(const floating* x, const floating* w, floating* y, floati
             cp = buf
         for grp in range(g.G):
             blas.gemm(floating is float, False, False, Og, L, CKg, w + grp * Og * CKg, CKg,
-                      cp + grp * CKg * L, L, 1.0, y + (n * O + grp * Og) * L, L)
+                      cp + grp * CKg * L, L, 1.0, yn + grp * Og * L, L)
+    free(off)
 
 
 cdef void _wide_pass(const floating* gy, const floating* wt, floating* gx, floating* scratch,
@@ -340,16 +451,19 @@ cdef void _weight_pass(const floating* gy, const floating* x, const floating* co
     count, so neither do the sums, while threads take blocks as they come free. cols: the
     forward's column matrices, or NULL (im2col again into the thread's scratch)."""
     cdef Py_ssize_t b
+    cdef Py_ssize_t* off = _tile_offsets(g) if _tiled(g, floating is float) else NULL
     for b in prange(nb, schedule="dynamic", num_threads=nt):
         _weight_block(gy, x, cols, gw + b * O * (g.C * g.kh * g.kw // g.G),
                       NULL if gb == NULL else gb + b * O,
                       scratch + threadid() * _scratch_len(g, O),
-                      b * N // nb, (b + 1) * N // nb, O, g)
+                      b * N // nb, (b + 1) * N // nb, O, g, off)
+    free(off)
 
 
 cdef void _weight_block(const floating* gy, const floating* x, const floating* cols,
                         floating* gwb, floating* gbb, floating* buf, Py_ssize_t lo,
-                        Py_ssize_t hi, Py_ssize_t O, const Geom* g) noexcept nogil:
+                        Py_ssize_t hi, Py_ssize_t O, const Geom* g,
+                        const Py_ssize_t* off) noexcept nogil:
     cdef Py_ssize_t n, grp, o, l, L = g.OH * g.OW, CK = g.C * g.kh * g.kw
     cdef Py_ssize_t CKg = CK // g.G, Og = O // g.G
     cdef bint direct = _pointwise(g)
@@ -359,6 +473,10 @@ cdef void _weight_block(const floating* gy, const floating* x, const floating* c
     cdef bint shifted = _shifted(g)
     cdef Py_ssize_t CL = cols_len(g)
     for n in range(lo, hi):
+        if off != NULL:
+            _tile_bwd_weight(<const float*>gy + n * O * L, <const float*>x + n * g.C * g.H * g.W,
+                             <float*>gwb, <float*>gbb, <float*>buf, off, O, g)
+            continue
         if shifted:
             _shift_bwd_weight(gy + n * O * L, x + n * g.C * g.H * g.W,
                               NULL if cols == NULL else cols + n * CK * CL, gwb, buf, O, g)
