@@ -230,6 +230,9 @@ TILED_GRID = [
     (2, 3, 9, 11, 7, (3, 2), dict(padding=(1, 2), dilation=(2, 1))),
     (2, 2, 5, 5, 1, 1, dict(padding=1, bias=False)),
     (2, 5, 33, 7, 13, 3, dict(padding="same")),
+    # channel tiles: O a multiple of 8 (16 + 8 channels; 8 alone, no padding)
+    (2, 3, 10, 9, 24, 3, dict(padding=1)),
+    (2, 4, 8, 8, 8, 3, dict(dilation=2, bias=False)),
 ]
 
 

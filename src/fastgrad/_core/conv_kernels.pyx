@@ -17,6 +17,11 @@ cdef extern from "conv_tiles.h" nogil:
     void fg_ct_wgrad(const float* xp, const Py_ssize_t* off, Py_ssize_t K, const float* gw,
                      Py_ssize_t O, Py_ssize_t Lw16, float* dw)
     void fg_ct_row_sums(const float* g, Py_ssize_t O, Py_ssize_t n, float* s)
+    void fg_ct_fwd_ch(const float* xp, const Py_ssize_t* off, Py_ssize_t K, const float* wt,
+                      Py_ssize_t O, const Py_ssize_t* pos, Py_ssize_t P, const float* bias,
+                      float* y)
+    void fg_ct_wgrad_ch(const float* xp, const Py_ssize_t* off, Py_ssize_t K, const float* gt,
+                        Py_ssize_t O, const Py_ssize_t* pos, Py_ssize_t P, float* dw)
 
 # Multiply-adds up to which an NT product (A @ B^T) runs unpacked in OpenBLAS (measured).
 cdef Py_ssize_t SMALL_NT_MACS = 1 << 18
@@ -302,12 +307,18 @@ cdef inline bint _tiled(const Geom* g, bint f32) noexcept nogil:
     return f32 and g.G == 1 and _shifted(g) and fg_ct_ok(-1)
 
 
-cdef Py_ssize_t* _tile_offsets(const Geom* g) noexcept nogil:
-    """off[k]: where row k = (c, ki, kj) of the wide column matrix starts in the padded plane
+cdef inline bint _by_channel(Py_ssize_t O) noexcept nogil:
+    """The channel tiles (vectors along output channels, Note [Convolution tiles])."""
+    return O % 8 == 0
+
+
+cdef Py_ssize_t* _tile_offsets(const Geom* g, Py_ssize_t O) noexcept nogil:
+    """off[k]: where row k = (c, ki, kj) of the wide column matrix starts in the padded plane,
+    followed for the channel tiles by pos[p], where output position p = (oh, ow) reads it
     (malloc'd; NULL when out of memory, and the caller takes the BLAS path)."""
-    cdef Py_ssize_t Hp, Wp, Lw, c, ki, kj, k = 0
+    cdef Py_ssize_t Hp, Wp, Lw, c, ki, kj, k = 0, K = g.C * g.kh * g.kw, oh, ow
     _shift_dims(g, &Hp, &Wp, &Lw)
-    cdef Py_ssize_t* off = <Py_ssize_t*>malloc(g.C * g.kh * g.kw * sizeof(Py_ssize_t))
+    cdef Py_ssize_t* off = <Py_ssize_t*>malloc((K + g.OH * g.OW) * sizeof(Py_ssize_t))
     if off == NULL:
         return NULL
     for c in range(g.C):
@@ -315,6 +326,9 @@ cdef Py_ssize_t* _tile_offsets(const Geom* g) noexcept nogil:
             for kj in range(g.kw):
                 off[k] = (c * Hp + ki * g.dh) * Wp + kj * g.dw
                 k += 1
+    for oh in range(g.OH):
+        for ow in range(g.OW):
+            off[K + oh * g.OW + ow] = oh * Wp + ow
     return off
 
 
@@ -322,14 +336,18 @@ cdef inline Py_ssize_t _lw16(Py_ssize_t Lw) noexcept nogil:
     return (Lw + 15) // 16 * 16
 
 
-cdef void _tile_plane(const float* x, float* pad, const Geom* g, Py_ssize_t Hp,
-                      Py_ssize_t Wp) noexcept nogil:
-    """The padded plane of one sample and 16 zeros after it."""
-    if _needs_pad(g, Hp, Wp):
-        _pad_into(x, pad, g, Hp, Wp)
-    else:
+cdef const float* _tile_plane(const float* x, float* pad, const Geom* g, Py_ssize_t Hp,
+                              Py_ssize_t Wp, bint exact) noexcept nogil:
+    """The padded plane of one sample and 16 zeros after it, in pad; or x itself when it needs
+    no padding and the reads stay inside it (exact: the channel tiles)."""
+    if not _needs_pad(g, Hp, Wp):
+        if exact:
+            return x
         memcpy(pad, x, g.C * Hp * Wp * sizeof(float))
+    else:
+        _pad_into(x, pad, g, Hp, Wp)
     memset(pad + g.C * Hp * Wp, 0, 16 * sizeof(float))
+    return pad
 
 
 cdef void _tile_widen(const float* gy, float* gyw, Py_ssize_t O, const Geom* g, Py_ssize_t Wp,
@@ -342,18 +360,23 @@ cdef void _tile_widen(const float* gy, float* gyw, Py_ssize_t O, const Geom* g, 
             memcpy(gyw + o * Lw16 + oh * Wp, gy + (o * g.OH + oh) * g.OW, g.OW * sizeof(float))
 
 
-cdef void _tile_fwd(const float* x, const float* w, const float* bias, float* y, float* scr,
-                    const Py_ssize_t* off, Py_ssize_t O, const Geom* g) noexcept nogil:
-    """y (O, OH, OW) = the convolution of one sample (+ bias)."""
-    cdef Py_ssize_t Hp, Wp, Lw, o, oh, ow
+cdef void _tile_fwd(const float* x, const float* w, const float* wt, const float* bias,
+                    float* y, float* scr, const Py_ssize_t* off, Py_ssize_t O,
+                    const Geom* g) noexcept nogil:
+    """y (O, OH, OW) = the convolution of one sample (+ bias); wt: w transposed, (CK, O), for
+    the channel tiles."""
+    cdef Py_ssize_t Hp, Wp, Lw, o, oh, ow, K = g.C * g.kh * g.kw
     _shift_dims(g, &Hp, &Wp, &Lw)
     cdef Py_ssize_t Lw16 = _lw16(Lw)
     cdef float* yw = scr + g.C * Hp * Wp + 16
     cdef float b
     cdef const float* src
     cdef float* dst
-    _tile_plane(x, scr, g, Hp, Wp)
-    fg_ct_fwd(scr, off, g.C * g.kh * g.kw, w, O, yw, Lw16)
+    if _by_channel(O):            # exact reads: the plane itself serves when it needs no padding
+        fg_ct_fwd_ch(_tile_plane(x, scr, g, Hp, Wp, True), off, K, wt, O, off + K, g.OH * g.OW,
+                     bias, y)
+        return
+    fg_ct_fwd(_tile_plane(x, scr, g, Hp, Wp, False), off, K, w, O, yw, Lw16)
     for o in range(O):
         b = 0 if bias == NULL else bias[o]
         for oh in range(g.OH):
@@ -367,15 +390,20 @@ cdef void _tile_bwd_weight(const float* gy, const float* x, float* gwb, float* g
                            const Py_ssize_t* off, Py_ssize_t O, const Geom* g) noexcept nogil:
     """gwb (O, CK) += one sample's weight gradient, gbb (O,) += its bias gradient (gbb NULL:
     none)."""
-    cdef Py_ssize_t Hp, Wp, Lw
+    cdef Py_ssize_t Hp, Wp, Lw, o, p, K = g.C * g.kh * g.kw, P = g.OH * g.OW
     _shift_dims(g, &Hp, &Wp, &Lw)
-    cdef Py_ssize_t Lw16 = _lw16(Lw)
-    cdef float* gyw = scr + g.C * Hp * Wp + 16
-    _tile_plane(x, scr, g, Hp, Wp)
-    _tile_widen(gy, gyw, O, g, Wp, Lw16)
-    fg_ct_wgrad(scr, off, g.C * g.kh * g.kw, gyw, O, Lw16, gwb)
+    cdef float* buf = scr + g.C * Hp * Wp + 16
+    cdef const float* plane = _tile_plane(x, scr, g, Hp, Wp, _by_channel(O))
+    if _by_channel(O):
+        for p in range(P):
+            for o in range(O):
+                buf[p * O + o] = gy[o * P + p]
+        fg_ct_wgrad_ch(plane, off, K, buf, O, off + K, P, gwb)
+    else:
+        _tile_widen(gy, buf, O, g, Wp, _lw16(Lw))
+        fg_ct_wgrad(plane, off, K, buf, O, _lw16(Lw), gwb)
     if gbb != NULL:
-        fg_ct_row_sums(gy, O, g.OH * g.OW, gbb)
+        fg_ct_row_sums(gy, O, P, gbb)
 
 
 cdef void _narrow_pass(const floating* x, const floating* w, const floating* bias, floating* y,
@@ -391,10 +419,20 @@ cdef void _narrow_pass(const floating* x, const floating* w, const floating* bia
     cdef floating* yn
     cdef bint shifted = _shifted(g)
     cdef Py_ssize_t S = _scratch_len(g, O), CL = cols_len(g)
-    cdef Py_ssize_t* off = _tile_offsets(g) if _tiled(g, floating is float) else NULL
+    cdef Py_ssize_t* off = _tile_offsets(g, O) if _tiled(g, floating is float) else NULL
+    cdef float* wt = NULL
+    if off != NULL and _by_channel(O):
+        wt = <float*>malloc(CK * O * sizeof(float))
+        if wt == NULL:
+            free(off)
+            off = NULL
+        else:
+            for o in range(O):
+                for l in range(CK):
+                    wt[l * O + o] = w[o * CK + l]
     for n in prange(N, schedule="dynamic", num_threads=nt):
         if off != NULL:
-            _tile_fwd(<const float*>x + n * g.C * g.H * g.W, <const float*>w,
+            _tile_fwd(<const float*>x + n * g.C * g.H * g.W, <const float*>w, wt,
                       <const float*>bias, <float*>y + n * O * L,
                       <float*>scratch + threadid() * S, off, O, g)
             continue
@@ -416,6 +454,7 @@ cdef void _narrow_pass(const floating* x, const floating* w, const floating* bia
             blas.gemm(floating is float, False, False, Og, L, CKg, w + grp * Og * CKg, CKg,
                       cp + grp * CKg * L, L, 1.0, yn + grp * Og * L, L)
     free(off)
+    free(wt)
 
 
 cdef void _wide_pass(const floating* gy, const floating* wt, floating* gx, floating* scratch,
@@ -451,7 +490,7 @@ cdef void _weight_pass(const floating* gy, const floating* x, const floating* co
     count, so neither do the sums, while threads take blocks as they come free. cols: the
     forward's column matrices, or NULL (im2col again into the thread's scratch)."""
     cdef Py_ssize_t b
-    cdef Py_ssize_t* off = _tile_offsets(g) if _tiled(g, floating is float) else NULL
+    cdef Py_ssize_t* off = _tile_offsets(g, O) if _tiled(g, floating is float) else NULL
     for b in prange(nb, schedule="dynamic", num_threads=nt):
         _weight_block(gy, x, cols, gw + b * O * (g.C * g.kh * g.kw // g.G),
                       NULL if gb == NULL else gb + b * O,

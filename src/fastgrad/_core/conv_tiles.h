@@ -12,9 +12,11 @@
  * l runs over whole blocks of 16 (Lw16 = Lw rounded up), so the caller gives xp 16 readable
  * zeros past its C*Hp*Wp and gw (the widened output gradient) zeros in columns Lw..Lw16-1: a
  * read past the run then only meets a zero, and the columns >= Lw of yw are not used.
+ * When O is a multiple of 8, channel tiles (below) compute only the OH*OW real positions.
  * The input gradient stays on BLAS: the same tiles adding their rows into the plane at offsets
- * one element apart stall on store-to-load forwarding (LeNet's second layer: 1.4x slower). Sums run in a fixed order (tiles, then l, then lanes),
- * so the results do not depend on the thread that computes a sample.
+ * one element apart stall on store-to-load forwarding (LeNet's second layer: 1.4x slower).
+ * Sums run in a fixed order (tiles, then l, then lanes), so the results do not depend on the
+ * thread that computes a sample.
  * The loops are compiled for AVX2+FMA only (target attribute); fg_ct_ok says whether the CPU has
  * it, and the caller takes the BLAS path otherwise.
  */
@@ -131,6 +133,103 @@ FG_CT_ATTR static void fg_ct_wgrad(const float *xp, const ptrdiff_t *off, ptrdif
     }
 }
 
+/* Channel tiles: when O is a multiple of 8 the vector runs along output channels instead, and a
+ * tile is mr output positions (pos[p]: the position's offset in the plane) x nv*8 channels, so
+ * only the OH*OW real positions are computed (the wide rows compute Lw16, e.g. 144 columns for
+ * 100 positions at LeNet's second layer). wt is the weight transposed, (K, O); gt the output
+ * gradient transposed, (P, O). */
+FG_CT_INLINE void fg_ct_fwd_ch_tile(const float *xp, const ptrdiff_t *off, ptrdiff_t K,
+                                    const float *wt, ptrdiff_t O, const ptrdiff_t *pos,
+                                    ptrdiff_t P, const float *bias, float *y, const int mr,
+                                    const int nv) {
+    __m256 a[6][2];
+    const float *base[6];
+    for (int r = 0; r < mr; r++) {
+        base[r] = xp + pos[r];
+        for (int v = 0; v < nv; v++) a[r][v] = _mm256_setzero_ps();
+    }
+    for (ptrdiff_t k = 0; k < K; k++) {
+        __m256 w[2];
+        for (int v = 0; v < nv; v++) w[v] = _mm256_loadu_ps(wt + k * O + 8 * v);
+        ptrdiff_t ok = off[k];
+        for (int r = 0; r < mr; r++) {
+            __m256 xv = _mm256_broadcast_ss(base[r] + ok);
+            for (int v = 0; v < nv; v++) a[r][v] = _mm256_fmadd_ps(xv, w[v], a[r][v]);
+        }
+    }
+    float t[16];
+    for (int r = 0; r < mr; r++) {
+        for (int v = 0; v < nv; v++) _mm256_storeu_ps(t + 8 * v, a[r][v]);
+        for (int i = 0; i < 8 * nv; i++) y[i * P + r] = t[i] + (bias ? bias[i] : 0.0f);
+    }
+}
+
+#define FG_CT_FWD_CH(NV) \
+    switch (P - p) { \
+    case 1: fg_ct_fwd_ch_tile(xp, off, K, wo, O, pos + p, P, bo, yo + p, 1, NV); break; \
+    case 2: fg_ct_fwd_ch_tile(xp, off, K, wo, O, pos + p, P, bo, yo + p, 2, NV); break; \
+    case 3: fg_ct_fwd_ch_tile(xp, off, K, wo, O, pos + p, P, bo, yo + p, 3, NV); break; \
+    case 4: fg_ct_fwd_ch_tile(xp, off, K, wo, O, pos + p, P, bo, yo + p, 4, NV); break; \
+    case 5: fg_ct_fwd_ch_tile(xp, off, K, wo, O, pos + p, P, bo, yo + p, 5, NV); break; \
+    default: fg_ct_fwd_ch_tile(xp, off, K, wo, O, pos + p, P, bo, yo + p, 6, NV); break; }
+
+/* y (O, P) = wt^T applied to the shifted rows of xp at the positions pos (+ bias, NULL: none) */
+FG_CT_ATTR static void fg_ct_fwd_ch(const float *xp, const ptrdiff_t *off, ptrdiff_t K,
+                                    const float *wt, ptrdiff_t O, const ptrdiff_t *pos,
+                                    ptrdiff_t P, const float *bias, float *y) {
+    for (ptrdiff_t o = 0; o < O; o += 16) {
+        const float *wo = wt + o;
+        const float *bo = bias ? bias + o : NULL;
+        float *yo = y + o * P;
+        for (ptrdiff_t p = 0; p < P; p += 6) {
+            if (O - o >= 16) { FG_CT_FWD_CH(2) } else { FG_CT_FWD_CH(1) }
+        }
+    }
+}
+
+FG_CT_INLINE void fg_ct_wgrad_ch_tile(const float *xp, const ptrdiff_t *off, ptrdiff_t K,
+                                      const float *gt, ptrdiff_t O, const ptrdiff_t *pos,
+                                      ptrdiff_t P, float *dw, const int nk, const int nv) {
+    __m256 a[6][2];
+    for (int j = 0; j < nk; j++)
+        for (int v = 0; v < nv; v++) a[j][v] = _mm256_setzero_ps();
+    for (ptrdiff_t p = 0; p < P; p++) {
+        __m256 g[2];
+        for (int v = 0; v < nv; v++) g[v] = _mm256_loadu_ps(gt + p * O + 8 * v);
+        const float *b = xp + pos[p];
+        for (int j = 0; j < nk; j++) {
+            __m256 xv = _mm256_broadcast_ss(b + off[j]);
+            for (int v = 0; v < nv; v++) a[j][v] = _mm256_fmadd_ps(xv, g[v], a[j][v]);
+        }
+    }
+    float t[16];
+    for (int j = 0; j < nk; j++) {
+        for (int v = 0; v < nv; v++) _mm256_storeu_ps(t + 8 * v, a[j][v]);
+        for (int i = 0; i < 8 * nv; i++) dw[i * K + j] += t[i];
+    }
+}
+
+#define FG_CT_WG_CH(NV) \
+    switch (K - k) { \
+    case 1: fg_ct_wgrad_ch_tile(xp, off + k, K, go, O, pos, P, dw + o * K + k, 1, NV); break; \
+    case 2: fg_ct_wgrad_ch_tile(xp, off + k, K, go, O, pos, P, dw + o * K + k, 2, NV); break; \
+    case 3: fg_ct_wgrad_ch_tile(xp, off + k, K, go, O, pos, P, dw + o * K + k, 3, NV); break; \
+    case 4: fg_ct_wgrad_ch_tile(xp, off + k, K, go, O, pos, P, dw + o * K + k, 4, NV); break; \
+    case 5: fg_ct_wgrad_ch_tile(xp, off + k, K, go, O, pos, P, dw + o * K + k, 5, NV); break; \
+    default: fg_ct_wgrad_ch_tile(xp, off + k, K, go, O, pos, P, dw + o * K + k, 6, NV); break; }
+
+/* dw (O, K) += gt^T (O, P) @ the shifted rows of xp at the positions pos, transposed */
+FG_CT_ATTR static void fg_ct_wgrad_ch(const float *xp, const ptrdiff_t *off, ptrdiff_t K,
+                                      const float *gt, ptrdiff_t O, const ptrdiff_t *pos,
+                                      ptrdiff_t P, float *dw) {
+    for (ptrdiff_t o = 0; o < O; o += 16) {
+        const float *go = gt + o;
+        for (ptrdiff_t k = 0; k < K; k += 6) {
+            if (O - o >= 16) { FG_CT_WG_CH(2) } else { FG_CT_WG_CH(1) }
+        }
+    }
+}
+
 /* s[o] += the sum of row o of g (O, n), in 8 lanes summed in a fixed order */
 FG_CT_ATTR static void fg_ct_row_sums(const float *g, ptrdiff_t O, ptrdiff_t n, float *s) {
     for (ptrdiff_t o = 0; o < O; o++) {
@@ -152,6 +251,11 @@ static void fg_ct_fwd(const float *xp, const ptrdiff_t *off, ptrdiff_t K, const 
 static void fg_ct_wgrad(const float *xp, const ptrdiff_t *off, ptrdiff_t K, const float *gw,
                         ptrdiff_t O, ptrdiff_t Lw16, float *dw) {}
 static void fg_ct_row_sums(const float *g, ptrdiff_t O, ptrdiff_t n, float *s) {}
+static void fg_ct_fwd_ch(const float *xp, const ptrdiff_t *off, ptrdiff_t K, const float *wt,
+                         ptrdiff_t O, const ptrdiff_t *pos, ptrdiff_t P, const float *bias,
+                         float *y) {}
+static void fg_ct_wgrad_ch(const float *xp, const ptrdiff_t *off, ptrdiff_t K, const float *gt,
+                           ptrdiff_t O, const ptrdiff_t *pos, ptrdiff_t P, float *dw) {}
 
 #endif
 #endif
