@@ -31,10 +31,16 @@ from fastgrad._core.kernels cimport nthreads, PAR_MIN
 
 cnp.import_array()
 
+cdef extern from "pool_pairs.h" nogil:
+    int fg_pp_ok()
+    void fg_pp_plane(const float* x, Py_ssize_t W, float* y, int64_t* idx, Py_ssize_t OH,
+                     Py_ssize_t OW)
+
 
 ctypedef struct Win:
     Py_ssize_t P, H, W, OH, OW, dh, dw, wmax    # wmax: the widest window
     bint full                     # every window has the same, full size
+    bint pair                     # 2x2 windows at stride 2 from the origin, undilated
     const int64_t* h0
     const int64_t* hn
     const int64_t* w0
@@ -72,6 +78,10 @@ cdef inline void _max_plane(const floating* xp, floating* y, int64_t* idx,
     cdef bint nan = False
     cdef floating* yr
     cdef int64_t* ir
+    if floating is float:
+        if w.pair:
+            fg_pp_plane(xp, w.W, y, idx, w.OH, w.OW)
+            return
     if w.full:
         _max_plane_full(xp, y, idx, w)
         return
@@ -252,6 +262,10 @@ cdef Win _win(Py_ssize_t P, Py_ssize_t H, Py_ssize_t W, tuple hw, tuple ww, Py_s
     w.override = override
     w.wmax = wn.max() if wn.shape[0] else 0
     w.full = w.OH > 0 and w.OW > 0 and hn.min() == hn.max() and wn.min() == w.wmax
+    # the vectorised scan of pool_pairs.h (float32 only), int32 plane indices
+    w.pair = w.full and hn[0] == 2 and w.wmax == 2 and dh == 1 and dw == 1 and \
+        H * W < (1 << 31) and np.array_equal(h0, 2 * np.arange(w.OH)) and \
+        np.array_equal(w0, 2 * np.arange(w.OW)) and fg_pp_ok()
     return w
 
 
