@@ -12,10 +12,11 @@ from fastgrad._core cimport blas
 
 cdef extern from "conv_tiles.h" nogil:
     int fg_ct_ok(int force)
+    int fg_ct_lanes()
     void fg_ct_fwd(const float* xp, const Py_ssize_t* off, Py_ssize_t K, const float* w,
-                   Py_ssize_t O, float* yw, Py_ssize_t Lw16)
+                   Py_ssize_t O, float* yw, Py_ssize_t LwR)
     void fg_ct_wgrad(const float* xp, const Py_ssize_t* off, Py_ssize_t K, const float* gw,
-                     Py_ssize_t O, Py_ssize_t Lw16, float* dw)
+                     Py_ssize_t O, Py_ssize_t LwR, float* dw)
     void fg_ct_row_sums(const float* g, Py_ssize_t O, Py_ssize_t n, float* s)
     void fg_ct_fwd_ch(const float* xp, const Py_ssize_t* off, Py_ssize_t K, const float* wt,
                       Py_ssize_t O, const Py_ssize_t* pos, Py_ssize_t P, const float* bias,
@@ -99,8 +100,8 @@ cdef Py_ssize_t _scratch_len(const Geom* g, Py_ssize_t O) noexcept nogil:
     if not _shifted(g):
         return CK * g.OH * g.OW
     _shift_dims(g, &Hp, &Wp, &Lw)
-    # + the tiled loops' slack (Note [Convolution tiles]): 16 past the plane, O*15 in the rows
-    return g.C * Hp * Wp + CK * Lw + O * Lw + O * CK // g.G + 16 + O * 16
+    # + the tiled loops' slack (Note [Convolution tiles]): 32 past the plane, O*31 in the rows
+    return g.C * Hp * Wp + CK * Lw + O * Lw + O * CK // g.G + 32 + O * 32
 
 
 cdef Py_ssize_t cols_len(const Geom* g) noexcept nogil:
@@ -298,9 +299,12 @@ cdef void _shift_bwd_weight(const floating* gy, const floating* x, const floatin
 # --- the tiled float32 loops (Note [Convolution tiles] in conv_tiles.h) -------------------------
 
 def tiles(force=None):
-    """Whether float32 unit-stride convolutions run the tiled loops of conv_tiles.h (AVX2+FMA);
-    force False/True turns them off/on (on only where the CPU has AVX2+FMA). For tests."""
-    return bool(fg_ct_ok(-1 if force is None else (1 if force else 0)))
+    """The tiled loops float32 unit-stride convolutions run (Note [Convolution tiles]): 2
+    AVX-512, 1 AVX2+FMA, 0 none (BLAS); force: the highest level allowed from now on (for tests;
+    True: the best the CPU has, False: none)."""
+    if force is True:
+        force = 2
+    return fg_ct_ok(-1 if force is None else int(force))
 
 
 cdef inline bint _tiled(const Geom* g, bint f32) noexcept nogil:
@@ -309,7 +313,7 @@ cdef inline bint _tiled(const Geom* g, bint f32) noexcept nogil:
 
 cdef inline bint _by_channel(Py_ssize_t O) noexcept nogil:
     """The channel tiles (vectors along output channels, Note [Convolution tiles])."""
-    return O % 8 == 0
+    return O % fg_ct_lanes() == 0
 
 
 cdef Py_ssize_t* _tile_offsets(const Geom* g, Py_ssize_t O) noexcept nogil:
@@ -332,13 +336,13 @@ cdef Py_ssize_t* _tile_offsets(const Geom* g, Py_ssize_t O) noexcept nogil:
     return off
 
 
-cdef inline Py_ssize_t _lw16(Py_ssize_t Lw) noexcept nogil:
-    return (Lw + 15) // 16 * 16
+cdef inline Py_ssize_t _lwr(Py_ssize_t Lw) noexcept nogil:
+    return (Lw + 31) // 32 * 32
 
 
 cdef const float* _tile_plane(const float* x, float* pad, const Geom* g, Py_ssize_t Hp,
                               Py_ssize_t Wp, bint exact) noexcept nogil:
-    """The padded plane of one sample and 16 zeros after it, in pad; or x itself when it needs
+    """The padded plane of one sample and 32 zeros after it, in pad; or x itself when it needs
     no padding and the reads stay inside it (exact: the channel tiles)."""
     if not _needs_pad(g, Hp, Wp):
         if exact:
@@ -346,18 +350,18 @@ cdef const float* _tile_plane(const float* x, float* pad, const Geom* g, Py_ssiz
         memcpy(pad, x, g.C * Hp * Wp * sizeof(float))
     else:
         _pad_into(x, pad, g, Hp, Wp)
-    memset(pad + g.C * Hp * Wp, 0, 16 * sizeof(float))
+    memset(pad + g.C * Hp * Wp, 0, 32 * sizeof(float))
     return pad
 
 
 cdef void _tile_widen(const float* gy, float* gyw, Py_ssize_t O, const Geom* g, Py_ssize_t Wp,
-                      Py_ssize_t Lw16) noexcept nogil:
-    """gyw (O, Lw16): gy (O, OH, OW) at columns oh*Wp + ow, zeros elsewhere."""
+                      Py_ssize_t LwR) noexcept nogil:
+    """gyw (O, LwR): gy (O, OH, OW) at columns oh*Wp + ow, zeros elsewhere."""
     cdef Py_ssize_t o, oh
-    memset(gyw, 0, O * Lw16 * sizeof(float))
+    memset(gyw, 0, O * LwR * sizeof(float))
     for o in range(O):
         for oh in range(g.OH):
-            memcpy(gyw + o * Lw16 + oh * Wp, gy + (o * g.OH + oh) * g.OW, g.OW * sizeof(float))
+            memcpy(gyw + o * LwR + oh * Wp, gy + (o * g.OH + oh) * g.OW, g.OW * sizeof(float))
 
 
 cdef void _tile_fwd(const float* x, const float* w, const float* wt, const float* bias,
@@ -367,8 +371,8 @@ cdef void _tile_fwd(const float* x, const float* w, const float* wt, const float
     the channel tiles."""
     cdef Py_ssize_t Hp, Wp, Lw, o, oh, ow, K = g.C * g.kh * g.kw
     _shift_dims(g, &Hp, &Wp, &Lw)
-    cdef Py_ssize_t Lw16 = _lw16(Lw)
-    cdef float* yw = scr + g.C * Hp * Wp + 16
+    cdef Py_ssize_t LwR = _lwr(Lw)
+    cdef float* yw = scr + g.C * Hp * Wp + 32
     cdef float b
     cdef const float* src
     cdef float* dst
@@ -376,11 +380,11 @@ cdef void _tile_fwd(const float* x, const float* w, const float* wt, const float
         fg_ct_fwd_ch(_tile_plane(x, scr, g, Hp, Wp, True), off, K, wt, O, off + K, g.OH * g.OW,
                      bias, y)
         return
-    fg_ct_fwd(_tile_plane(x, scr, g, Hp, Wp, False), off, K, w, O, yw, Lw16)
+    fg_ct_fwd(_tile_plane(x, scr, g, Hp, Wp, False), off, K, w, O, yw, LwR)
     for o in range(O):
         b = 0 if bias == NULL else bias[o]
         for oh in range(g.OH):
-            src = yw + o * Lw16 + oh * Wp
+            src = yw + o * LwR + oh * Wp
             dst = y + (o * g.OH + oh) * g.OW
             for ow in range(g.OW):
                 dst[ow] = src[ow] + b
@@ -392,7 +396,7 @@ cdef void _tile_bwd_weight(const float* gy, const float* x, float* gwb, float* g
     none)."""
     cdef Py_ssize_t Hp, Wp, Lw, o, p, K = g.C * g.kh * g.kw, P = g.OH * g.OW
     _shift_dims(g, &Hp, &Wp, &Lw)
-    cdef float* buf = scr + g.C * Hp * Wp + 16
+    cdef float* buf = scr + g.C * Hp * Wp + 32
     cdef const float* plane = _tile_plane(x, scr, g, Hp, Wp, _by_channel(O))
     if _by_channel(O):
         for p in range(P):
@@ -400,8 +404,8 @@ cdef void _tile_bwd_weight(const float* gy, const float* x, float* gwb, float* g
                 buf[p * O + o] = gy[o * P + p]
         fg_ct_wgrad_ch(plane, off, K, buf, O, off + K, P, gwb)
     else:
-        _tile_widen(gy, buf, O, g, Wp, _lw16(Lw))
-        fg_ct_wgrad(plane, off, K, buf, O, _lw16(Lw), gwb)
+        _tile_widen(gy, buf, O, g, Wp, _lwr(Lw))
+        fg_ct_wgrad(plane, off, K, buf, O, _lwr(Lw), gwb)
     if gbb != NULL:
         fg_ct_row_sums(gy, O, P, gbb)
 
