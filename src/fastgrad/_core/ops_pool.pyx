@@ -35,6 +35,8 @@ cdef extern from "pool_pairs.h" nogil:
     int fg_pp_ok()
     void fg_pp_plane(const float* x, Py_ssize_t W, float* y, int64_t* idx, Py_ssize_t OH,
                      Py_ssize_t OW)
+    void fg_pp_back_plane(const float* g, const int64_t* idx, float* gx, Py_ssize_t H,
+                          Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW)
 
 
 ctypedef struct Win:
@@ -168,9 +170,16 @@ cdef void _max_plane_nan(const floating* xp, floating* y, int64_t* idx,
 
 
 cdef void _max_bwd(const floating* gy, const int64_t* idx, floating* gx, Py_ssize_t P,
-                   Py_ssize_t HW, Py_ssize_t L, int nt) noexcept nogil:
+                   Py_ssize_t HW, Py_ssize_t L, int nt, const Win* pair) noexcept nogil:
+    """gx = zeros, then each output's gradient added at its index; pair (not NULL: the windows
+    were 2x2 at stride 2, float32): pool_pairs.h writes the windows instead."""
     cdef Py_ssize_t p, k
     for p in prange(P, schedule="dynamic", num_threads=nt):
+        if floating is float:
+            if pair != NULL:
+                fg_pp_back_plane(gy + p * L, idx + p * L, gx + p * HW, pair.H, pair.W, pair.OH,
+                                 pair.OW)
+                continue
         memset(gx + p * HW, 0, HW * sizeof(floating))
         for k in range(L):
             gx[p * HW + idx[p * L + k]] += gy[p * L + k]
@@ -295,13 +304,17 @@ def max_pool(TensorBase x, tuple hw, tuple ww, Py_ssize_t dh, Py_ssize_t dw):
         node = MaxPool2DWithIndicesBackward0.__new__(MaxPool2DWithIndicesBackward0)
         node.idx = idx
         node.xshape = (<object>xd).shape
+        node.pair = w.pair and xd.dtype == np.float32
         set_history(out, node, (x,))
     return out, wrap(idx)
 
 
-cdef cnp.ndarray _max_bwd_arr(cnp.ndarray g, cnp.ndarray idx, tuple xshape):
+cdef cnp.ndarray _max_bwd_arr(cnp.ndarray g, cnp.ndarray idx, tuple xshape, bint pair):
     g = np.ascontiguousarray(g)
     N, C, H, W = xshape
+    cdef Win pw
+    pw.H, pw.W, pw.OH, pw.OW = H, W, idx.shape[2], idx.shape[3]
+    pair = pair and g.dtype == np.float32
     cdef Py_ssize_t P = N * C, HW = H * W, L = idx.size // P if P else 0
     cdef cnp.ndarray gx = np.empty(xshape, g.dtype)
     cdef int nt = _team(P, P * (L + HW))
@@ -312,16 +325,17 @@ cdef cnp.ndarray _max_bwd_arr(cnp.ndarray g, cnp.ndarray idx, tuple xshape):
         return gx
     if g.dtype == np.float32:
         with nogil:
-            _max_bwd[float](<float*>pg, pi, <float*>px, P, HW, L, nt)
+            _max_bwd[float](<float*>pg, pi, <float*>px, P, HW, L, nt, &pw if pair else NULL)
     else:
         with nogil:
-            _max_bwd[double](<double*>pg, pi, <double*>px, P, HW, L, nt)
+            _max_bwd[double](<double*>pg, pi, <double*>px, P, HW, L, nt, NULL)
     return gx
 
 
 cdef class MaxPool2DWithIndicesBackward0(Node):
     cdef cnp.ndarray idx
     cdef tuple xshape
+    cdef bint pair
 
     cdef tuple apply(self, tuple grads):
         cdef TensorBase g = grads[0]
@@ -330,7 +344,7 @@ cdef class MaxPool2DWithIndicesBackward0(Node):
             z = wrap(np.zeros((N, C, H * W), dtype=g._data.dtype))
             gi = wrap(self.idx.reshape(N, C, -1))
             return (z.scatter_add(2, gi, g.reshape(N, C, -1)).reshape(self.xshape),)
-        return (wrap(_max_bwd_arr(g._data, self.idx, self.xshape)),)
+        return (wrap(_max_bwd_arr(g._data, self.idx, self.xshape, self.pair)),)
 
     cdef void release_variables(self):
         self.idx = None
