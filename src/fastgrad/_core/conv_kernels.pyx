@@ -18,9 +18,11 @@ cdef extern from "conv_tiles.h" nogil:
     void fg_ct_wgrad(const float* xp, const Py_ssize_t* off, Py_ssize_t K, const float* gw,
                      Py_ssize_t O, Py_ssize_t LwR, float* dw)
     void fg_ct_row_sums(const float* g, Py_ssize_t O, Py_ssize_t n, float* s)
+    void fg_ct_unshift(const float* gc, Py_ssize_t Lw, const Py_ssize_t* off, Py_ssize_t K,
+                       Py_ssize_t C, Py_ssize_t plane, float* dst)
     void fg_ct_fwd_ch(const float* xp, const Py_ssize_t* off, Py_ssize_t K, const float* wt,
-                      Py_ssize_t O, const Py_ssize_t* pos, Py_ssize_t P, const float* bias,
-                      float* y)
+                      Py_ssize_t O, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t Wp,
+                      const float* bias, float* y)
     void fg_ct_wgrad_ch(const float* xp, const Py_ssize_t* off, Py_ssize_t K, const float* gt,
                         Py_ssize_t O, const Py_ssize_t* pos, Py_ssize_t P, float* dw)
 
@@ -239,21 +241,30 @@ cdef void _shift_fwd(const floating* x, const floating* w, const floating* bias,
 
 
 cdef void _shift_bwd_input(const floating* gy, const floating* wt, floating* gx, floating* scr,
-                           Py_ssize_t O, const Geom* g) noexcept nogil:
+                           Py_ssize_t O, const Geom* g, const Py_ssize_t* off) noexcept nogil:
     """gx (C, H, W) = the input gradient of one sample from its output gradient gy; wt: the
-    weight transposed per group, (G, CKg, Og)."""
+    weight transposed per group, (G, CKg, Og); off: the rows' offsets in the padded plane for
+    fg_ct_unshift (float32 where the CPU runs the tiles), or NULL."""
     cdef Py_ssize_t Hp, Wp, Lw, grp, CK = g.C * g.kh * g.kw
     _shift_dims(g, &Hp, &Wp, &Lw)
     cdef Py_ssize_t CKg = CK // g.G, Og = O // g.G
     cdef bint padded = _needs_pad(g, Hp, Wp)
     cdef floating* pad = scr
-    cdef floating* gcw = scr + g.C * Hp * Wp
+    cdef floating* gcw = scr + g.C * Hp * Wp + 32      # after the gathered plane's slack
     cdef floating* gyw = gcw + CK * Lw
     cdef floating* tgt = pad if padded else gx
     _widen(gy, gyw, O, g, Wp, Lw)
     for grp in range(g.G):
         blas.gemm(floating is float, False, False, CKg, Lw, Og, wt + grp * Og * CKg, Og,
                   gyw + grp * Og * Lw, Lw, 0.0, gcw + grp * CKg * Lw, Lw)
+    if floating is float:
+        if off != NULL:
+            fg_ct_unshift(gcw, Lw, off, CK, g.C, Hp * Wp, pad)
+            if padded:
+                _crop_from(pad, gx, g, Hp, Wp)
+            else:
+                memcpy(gx, pad, g.C * Hp * Wp * sizeof(float))
+            return
     memset(tgt, 0, g.C * Hp * Wp * sizeof(floating))
     _unshift_cols(gcw, tgt, g, Hp, Wp, Lw)
     if padded:
@@ -377,7 +388,7 @@ cdef void _tile_fwd(const float* x, const float* w, const float* wt, const float
     cdef const float* src
     cdef float* dst
     if _by_channel(O):            # exact reads: the plane itself serves when it needs no padding
-        fg_ct_fwd_ch(_tile_plane(x, scr, g, Hp, Wp, True), off, K, wt, O, off + K, g.OH * g.OW,
+        fg_ct_fwd_ch(_tile_plane(x, scr, g, Hp, Wp, True), off, K, wt, O, g.OH, g.OW, Wp,
                      bias, y)
         return
     fg_ct_fwd(_tile_plane(x, scr, g, Hp, Wp, False), off, K, w, O, yw, LwR)
@@ -472,9 +483,12 @@ cdef void _wide_pass(const floating* gy, const floating* wt, floating* gx, float
     cdef floating* buf
     cdef bint shifted = _shifted(g)
     cdef Py_ssize_t S = _scratch_len(g, O)
+    cdef Py_ssize_t* off = _tile_offsets(g, O) if shifted and floating is float and \
+        fg_ct_ok(-1) else NULL
     for n in prange(N, schedule="dynamic", num_threads=nt):
         if shifted:
-            _shift_bwd_input(gy + n * O * L, wt, gx + n * HW, scratch + threadid() * S, O, g)
+            _shift_bwd_input(gy + n * O * L, wt, gx + n * HW, scratch + threadid() * S, O, g,
+                             off)
             continue
         buf = gx + n * HW if direct else scratch + threadid() * S
         for grp in range(g.G):
@@ -483,6 +497,7 @@ cdef void _wide_pass(const floating* gy, const floating* wt, floating* gx, float
         if not direct:
             memset(gx + n * HW, 0, HW * sizeof(floating))
             col2im(buf, gx + n * HW, g)
+    free(off)
 
 
 cdef void _weight_pass(const floating* gy, const floating* x, const floating* cols,

@@ -57,6 +57,16 @@ static inline __attribute__((always_inline, target("avx2,fma"))) float fg_ct_hsu
     return _mm_cvtss_f32(s);
 }
 #define FG_VHSUM(v) fg_ct_hsum_avx2(v)
+#define FG_VADD(a, b) _mm256_add_ps(a, b)
+/* lanes lo..hi-1 of p, zeros elsewhere (the others are not read) */
+static inline __attribute__((always_inline, target("avx2,fma"))) __m256
+fg_ct_ldm_avx2(const float *p, int lo, int hi) {
+    __m256i l = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i m = _mm256_and_si256(_mm256_cmpgt_epi32(l, _mm256_set1_epi32(lo - 1)),
+                                 _mm256_cmpgt_epi32(_mm256_set1_epi32(hi), l));
+    return _mm256_maskload_ps(p, m);
+}
+#define FG_VLDM(p, lo, hi) fg_ct_ldm_avx2(p, lo, hi)
 #include "conv_tiles_isa.h"
 
 #define FG_CT_TARGET "avx512f"
@@ -69,6 +79,9 @@ static inline __attribute__((always_inline, target("avx2,fma"))) float fg_ct_hsu
 #define FG_VBC(p) _mm512_set1_ps(*(p))
 #define FG_VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define FG_VHSUM(v) _mm512_reduce_add_ps(v)
+#define FG_VADD(a, b) _mm512_add_ps(a, b)
+#define FG_VLDM(p, lo, hi) \
+    _mm512_maskz_loadu_ps((__mmask16)(((1u << (hi)) - 1) & ~((1u << (lo)) - 1)), p)
 #define FG_CH_MR 12
 #define FG_CH_NV 1
 #define FG_CH_SW FG_CT_SW12
@@ -104,16 +117,22 @@ static void fg_ct_wgrad(const float *xp, const ptrdiff_t *off, ptrdiff_t K, cons
 }
 
 static void fg_ct_fwd_ch(const float *xp, const ptrdiff_t *off, ptrdiff_t K, const float *wt,
-                         ptrdiff_t O, const ptrdiff_t *pos, ptrdiff_t P, const float *bias,
-                         float *y) {
-    if (fg_ct_state == 2) fg_ct_fwd_ch_avx512(xp, off, K, wt, O, pos, P, bias, y);
-    else fg_ct_fwd_ch_avx2(xp, off, K, wt, O, pos, P, bias, y);
+                         ptrdiff_t O, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t Wp,
+                         const float *bias, float *y) {
+    if (fg_ct_state == 2) fg_ct_fwd_ch_avx512(xp, off, K, wt, O, OH, OW, Wp, bias, y);
+    else fg_ct_fwd_ch_avx2(xp, off, K, wt, O, OH, OW, Wp, bias, y);
 }
 
 static void fg_ct_wgrad_ch(const float *xp, const ptrdiff_t *off, ptrdiff_t K, const float *gt,
                            ptrdiff_t O, const ptrdiff_t *pos, ptrdiff_t P, float *dw) {
     if (fg_ct_state == 2) fg_ct_wgrad_ch_avx512(xp, off, K, gt, O, pos, P, dw);
     else fg_ct_wgrad_ch_avx2(xp, off, K, gt, O, pos, P, dw);
+}
+
+static void fg_ct_unshift(const float *gc, ptrdiff_t Lw, const ptrdiff_t *off, ptrdiff_t K,
+                          ptrdiff_t C, ptrdiff_t plane, float *dst) {
+    if (fg_ct_state == 2) fg_ct_unshift_avx512(gc, Lw, off, K, C, plane, dst);
+    else fg_ct_unshift_avx2(gc, Lw, off, K, C, plane, dst);
 }
 
 /* s[o] += the sum of row o of g (O, n), in 8 lanes summed in a fixed order */
@@ -139,9 +158,11 @@ static void fg_ct_fwd(const float *xp, const ptrdiff_t *off, ptrdiff_t K, const 
 static void fg_ct_wgrad(const float *xp, const ptrdiff_t *off, ptrdiff_t K, const float *gw,
                         ptrdiff_t O, ptrdiff_t LwR, float *dw) {}
 static void fg_ct_row_sums(const float *g, ptrdiff_t O, ptrdiff_t n, float *s) {}
+static void fg_ct_unshift(const float *gc, ptrdiff_t Lw, const ptrdiff_t *off, ptrdiff_t K,
+                          ptrdiff_t C, ptrdiff_t plane, float *dst) {}
 static void fg_ct_fwd_ch(const float *xp, const ptrdiff_t *off, ptrdiff_t K, const float *wt,
-                         ptrdiff_t O, const ptrdiff_t *pos, ptrdiff_t P, const float *bias,
-                         float *y) {}
+                         ptrdiff_t O, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t Wp,
+                         const float *bias, float *y) {}
 static void fg_ct_wgrad_ch(const float *xp, const ptrdiff_t *off, ptrdiff_t K, const float *gt,
                            ptrdiff_t O, const ptrdiff_t *pos, ptrdiff_t P, float *dw) {}
 

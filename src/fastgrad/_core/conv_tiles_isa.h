@@ -77,26 +77,23 @@ FG_CT_S void FG_T(fg_ct_wgrad)(const float *xp, const ptrdiff_t *off, ptrdiff_t 
     }
 }
 
-/* Channel tiles: mr output positions (pos[p]: where position p reads the plane) x nv vectors of
- * output channels, so only the OH*OW real positions are computed (the wide rows compute LwR,
- * e.g. 160 columns for 100 positions at LeNet's second layer). wt: the weight transposed,
- * (K, O); gt: the output gradient transposed, (P, O); O a multiple of FG_VL. */
+/* Channel tiles: nv vectors of output channels x mr output positions, so only the OH*OW real
+ * positions are computed (the wide rows compute LwR, e.g. 128 columns for 100 positions at
+ * LeNet's second layer). O is a multiple of FG_VL; wt: the weight transposed, (K, O); gt: the
+ * output gradient transposed, (P, O). The forward's positions are consecutive in one output row,
+ * so one pointer addresses them all (a pointer per position spills on x86-64). */
 FG_CT_I void FG_T(fg_ct_fwd_ch_tile)(const float *xp, const ptrdiff_t *off, ptrdiff_t K,
-                                     const float *wt, ptrdiff_t O, const ptrdiff_t *pos,
-                                     ptrdiff_t P, const float *bias, float *y, const int mr,
-                                     const int nv) {
+                                     const float *wt, ptrdiff_t O, ptrdiff_t P,
+                                     const float *bias, float *y, const int mr, const int nv) {
     FG_V a[FG_CH_MR][FG_CH_NV];
-    const float *base[FG_CH_MR];
-    for (int r = 0; r < mr; r++) {
-        base[r] = xp + pos[r];
+    for (int r = 0; r < mr; r++)
         for (int v = 0; v < nv; v++) a[r][v] = FG_VZ();
-    }
     for (ptrdiff_t k = 0; k < K; k++) {
         FG_V w[FG_CH_NV];
         for (int v = 0; v < nv; v++) w[v] = FG_VLD(wt + k * O + FG_VL * v);
-        ptrdiff_t ok = off[k];
+        const float *src = xp + off[k];
         for (int r = 0; r < mr; r++) {
-            FG_V xv = FG_VBC(base[r] + ok);
+            FG_V xv = FG_VBC(src + r);
             for (int v = 0; v < nv; v++) a[r][v] = FG_VFMA(xv, w[v], a[r][v]);
         }
     }
@@ -107,21 +104,25 @@ FG_CT_I void FG_T(fg_ct_fwd_ch_tile)(const float *xp, const ptrdiff_t *off, ptrd
     }
 }
 
-/* y (O, P) = wt^T applied to the shifted rows of xp at the positions pos (+ bias, NULL: none) */
+/* y (O, OH*OW) = wt^T applied to the shifted rows of xp (rows Wp apart) + bias (NULL: none) */
 FG_CT_S void FG_T(fg_ct_fwd_ch)(const float *xp, const ptrdiff_t *off, ptrdiff_t K,
-                                const float *wt, ptrdiff_t O, const ptrdiff_t *pos, ptrdiff_t P,
-                                const float *bias, float *y) {
+                                const float *wt, ptrdiff_t O, ptrdiff_t OH, ptrdiff_t OW,
+                                ptrdiff_t Wp, const float *bias, float *y) {
+    ptrdiff_t P = OH * OW;
     for (ptrdiff_t o = 0; o < O; o += FG_CH_NV * FG_VL) {
         const float *wo = wt + o;
         const float *bo = bias ? bias + o : NULL;
-        float *yo = y + o * P;
         int nv = O - o >= FG_CH_NV * FG_VL ? FG_CH_NV : 1;
-        for (ptrdiff_t p = 0; p < P; p += FG_CH_MR) {
+        for (ptrdiff_t oh = 0; oh < OH; oh++) {
+            float *yo = y + o * P + oh * OW;
+            const float *xr = xp + oh * Wp;
+            for (ptrdiff_t ow = 0; ow < OW; ow += FG_CH_MR) {
 #define FG_CT_C(MR) \
-            if (nv == FG_CH_NV) FG_T(fg_ct_fwd_ch_tile)(xp, off, K, wo, O, pos + p, P, bo, yo + p, MR, FG_CH_NV); \
-            else FG_T(fg_ct_fwd_ch_tile)(xp, off, K, wo, O, pos + p, P, bo, yo + p, MR, 1);
-            FG_CH_SW(P - p, FG_CT_C)
+                if (nv == FG_CH_NV) FG_T(fg_ct_fwd_ch_tile)(xr + ow, off, K, wo, O, P, bo, yo + ow, MR, FG_CH_NV); \
+                else FG_T(fg_ct_fwd_ch_tile)(xr + ow, off, K, wo, O, P, bo, yo + ow, MR, 1);
+                FG_CH_SW(OW - ow, FG_CT_C)
 #undef FG_CT_C
+            }
         }
     }
 }
@@ -165,6 +166,35 @@ FG_CT_S void FG_T(fg_ct_wgrad_ch)(const float *xp, const ptrdiff_t *off, ptrdiff
     }
 }
 
+/* dst (C, plane) = the rows of gc (K, Lw) summed back onto the plane at their offsets (col2im of
+ * the wide column matrix), gathered a vector of dst at a time so each element is written once:
+ * adding row after row into the plane (rows one element apart) stalls on store-to-load
+ * forwarding. The sum runs over rows in order, as that loop did. dst: (VL - 1) writable
+ * elements past C*plane. */
+FG_CT_S void FG_T(fg_ct_unshift)(const float *gc, ptrdiff_t Lw, const ptrdiff_t *off,
+                                 ptrdiff_t K, ptrdiff_t C, ptrdiff_t plane, float *dst) {
+    ptrdiff_t kk = K / C;
+    for (ptrdiff_t c = 0; c < C; c++) {
+        const ptrdiff_t *oc = off + c * kk;
+        const float *gr = gc + c * kk * Lw;
+        float *d = dst + c * plane;
+        for (ptrdiff_t q = 0; q < plane; q += FG_VL) {
+            FG_V acc = FG_VZ();
+            for (ptrdiff_t j = 0; j < kk; j++) {
+                ptrdiff_t m = q - (oc[j] - c * plane);
+                if (m >= Lw || m + FG_VL <= 0)
+                    continue;
+                if (m >= 0 && m + FG_VL <= Lw)
+                    acc = FG_VADD(acc, FG_VLD(gr + j * Lw + m));
+                else
+                    acc = FG_VADD(acc, FG_VLDM(gr + j * Lw + m, m < 0 ? (int)-m : 0,
+                                               m + FG_VL > Lw ? (int)(Lw - m) : FG_VL));
+            }
+            FG_VST(d + q, acc);
+        }
+    }
+}
+
 #undef FG_CT_I
 #undef FG_CT_S
 #undef FG_CT_TARGET
@@ -176,6 +206,8 @@ FG_CT_S void FG_T(fg_ct_wgrad_ch)(const float *xp, const ptrdiff_t *off, ptrdiff
 #undef FG_VST
 #undef FG_VBC
 #undef FG_VFMA
+#undef FG_VADD
+#undef FG_VLDM
 #undef FG_VHSUM
 #undef FG_CH_MR
 #undef FG_CH_NV
