@@ -18,6 +18,8 @@ cdef extern from "conv_tiles.h" nogil:
     void fg_ct_wgrad(const float* xp, const Py_ssize_t* off, Py_ssize_t K, const float* gw,
                      Py_ssize_t O, Py_ssize_t LwR, float* dw)
     void fg_ct_row_sums(const float* g, Py_ssize_t O, Py_ssize_t n, float* s)
+    void fg_ct_crop(const float* yw, Py_ssize_t LwR, Py_ssize_t O, Py_ssize_t OH, Py_ssize_t OW,
+                    Py_ssize_t Wp, const float* bias, float* y)
     void fg_ct_unshift(const float* gc, Py_ssize_t Lw, const Py_ssize_t* off, Py_ssize_t K,
                        Py_ssize_t C, Py_ssize_t plane, float* dst)
     void fg_ct_fwd_ch(const float* xp, const Py_ssize_t* off, Py_ssize_t K, const float* wt,
@@ -118,19 +120,24 @@ cdef Py_ssize_t cols_len(const Geom* g) noexcept nogil:
 cdef void _pad_into(const floating* x, floating* xp, const Geom* g, Py_ssize_t Hp,
                     Py_ssize_t Wp) noexcept nogil:
     """xp (C, Hp, Wp): x (C, H, W) placed at (ph, pw), zeros around (and x cropped to Hp x Wp)."""
-    cdef Py_ssize_t c, hp, wp, ih, iw
+    cdef Py_ssize_t c, hp, ih, lo, hi
     cdef floating* r
+    # the columns of a row that come from x: wp in [lo, hi), a contiguous copy
+    lo = g.pw if g.pw > 0 else 0
+    hi = g.pw + g.W if g.pw + g.W < Wp else Wp
+    if hi < lo:
+        hi = lo
     for c in range(g.C):
         for hp in range(Hp):
             r = xp + (c * Hp + hp) * Wp
             ih = hp - g.ph
-            if ih < 0 or ih >= g.H:
-                for wp in range(Wp):
-                    r[wp] = 0
+            if ih < 0 or ih >= g.H or hi == lo:
+                memset(r, 0, Wp * sizeof(floating))
             else:
-                for wp in range(Wp):
-                    iw = wp - g.pw
-                    r[wp] = x[(c * g.H + ih) * g.W + iw] if 0 <= iw < g.W else 0
+                memset(r, 0, lo * sizeof(floating))
+                memcpy(r + lo, x + (c * g.H + ih) * g.W + lo - g.pw,
+                       (hi - lo) * sizeof(floating))
+                memset(r + hi, 0, (Wp - hi) * sizeof(floating))
 
 
 cdef void _crop_from(const floating* xp, floating* x, const Geom* g, Py_ssize_t Hp,
@@ -380,25 +387,16 @@ cdef void _tile_fwd(const float* x, const float* w, const float* wt, const float
                     const Geom* g) noexcept nogil:
     """y (O, OH, OW) = the convolution of one sample (+ bias); wt: w transposed, (CK, O), for
     the channel tiles."""
-    cdef Py_ssize_t Hp, Wp, Lw, o, oh, ow, K = g.C * g.kh * g.kw
+    cdef Py_ssize_t Hp, Wp, Lw, K = g.C * g.kh * g.kw
     _shift_dims(g, &Hp, &Wp, &Lw)
     cdef Py_ssize_t LwR = _lwr(Lw)
     cdef float* yw = scr + g.C * Hp * Wp + 32
-    cdef float b
-    cdef const float* src
-    cdef float* dst
     if _by_channel(O):            # exact reads: the plane itself serves when it needs no padding
         fg_ct_fwd_ch(_tile_plane(x, scr, g, Hp, Wp, True), off, K, wt, O, g.OH, g.OW, Wp,
                      bias, y)
         return
     fg_ct_fwd(_tile_plane(x, scr, g, Hp, Wp, False), off, K, w, O, yw, LwR)
-    for o in range(O):
-        b = 0 if bias == NULL else bias[o]
-        for oh in range(g.OH):
-            src = yw + o * LwR + oh * Wp
-            dst = y + (o * g.OH + oh) * g.OW
-            for ow in range(g.OW):
-                dst[ow] = src[ow] + b
+    fg_ct_crop(yw, LwR, O, g.OH, g.OW, Wp, bias, y)
 
 
 cdef void _tile_bwd_weight(const float* gy, const float* x, float* gwb, float* gbb, float* scr,

@@ -135,6 +135,20 @@ static void fg_ct_unshift(const float *gc, ptrdiff_t Lw, const ptrdiff_t *off, p
     else fg_ct_unshift_avx2(gc, Lw, off, K, C, plane, dst);
 }
 
+/* y (O, OH, OW) = the wide rows yw (O, LwR; output row oh at column oh*Wp) + bias (NULL: none) */
+static __attribute__((target("avx2,fma"))) void
+fg_ct_crop(const float *restrict yw, ptrdiff_t LwR, ptrdiff_t O, ptrdiff_t OH, ptrdiff_t OW,
+           ptrdiff_t Wp, const float *bias, float *restrict y) {
+    for (ptrdiff_t o = 0; o < O; o++) {
+        float b = bias ? bias[o] : 0.0f;
+        for (ptrdiff_t oh = 0; oh < OH; oh++) {
+            const float *restrict src = yw + o * LwR + oh * Wp;
+            float *restrict dst = y + (o * OH + oh) * OW;
+            for (ptrdiff_t ow = 0; ow < OW; ow++) dst[ow] = src[ow] + b;
+        }
+    }
+}
+
 /* s[o] += the sum of row o of g (O, n), in 8 lanes summed in a fixed order */
 static __attribute__((target("avx2,fma"))) void fg_ct_row_sums(const float *g, ptrdiff_t O,
                                                                 ptrdiff_t n, float *s) {
@@ -158,6 +172,8 @@ static void fg_ct_fwd(const float *xp, const ptrdiff_t *off, ptrdiff_t K, const 
 static void fg_ct_wgrad(const float *xp, const ptrdiff_t *off, ptrdiff_t K, const float *gw,
                         ptrdiff_t O, ptrdiff_t LwR, float *dw) {}
 static void fg_ct_row_sums(const float *g, ptrdiff_t O, ptrdiff_t n, float *s) {}
+static void fg_ct_crop(const float *yw, ptrdiff_t LwR, ptrdiff_t O, ptrdiff_t OH, ptrdiff_t OW,
+                       ptrdiff_t Wp, const float *bias, float *y) {}
 static void fg_ct_unshift(const float *gc, ptrdiff_t Lw, const ptrdiff_t *off, ptrdiff_t K,
                           ptrdiff_t C, ptrdiff_t plane, float *dst) {}
 static void fg_ct_fwd_ch(const float *xp, const ptrdiff_t *off, ptrdiff_t K, const float *wt,

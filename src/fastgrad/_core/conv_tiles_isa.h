@@ -44,11 +44,11 @@ FG_CT_S void FG_T(fg_ct_fwd)(const float *xp, const ptrdiff_t *off, ptrdiff_t K,
 FG_CT_I void FG_T(fg_ct_wgrad_tile)(const float *xp, const ptrdiff_t *off, ptrdiff_t K,
                                     const float *gw, ptrdiff_t LwR, float *dw, const int mo,
                                     const int nk) {
-    FG_V a[4][3];
+    FG_V a[6][2];
     for (int r = 0; r < mo; r++)
         for (int j = 0; j < nk; j++) a[r][j] = FG_VZ();
     for (ptrdiff_t l = 0; l < LwR; l += FG_VL) {
-        FG_V x[3];
+        FG_V x[2];
         for (int j = 0; j < nk; j++) x[j] = FG_VLD(xp + off[j] + l);
         for (int r = 0; r < mo; r++) {
             FG_V g = FG_VLD(gw + r * LwR + l);
@@ -59,19 +59,17 @@ FG_CT_I void FG_T(fg_ct_wgrad_tile)(const float *xp, const ptrdiff_t *off, ptrdi
         for (int j = 0; j < nk; j++) dw[r * K + j] += FG_VHSUM(a[r][j]);
 }
 
-/* dw (O, K) += gw (O, LwR) @ the shifted rows of xp, transposed */
+/* dw (O, K) += gw (O, LwR) @ the shifted rows of xp, transposed; tiles of 6 o x 2 k (8 loads
+ * for 12 FMAs) */
 FG_CT_S void FG_T(fg_ct_wgrad)(const float *xp, const ptrdiff_t *off, ptrdiff_t K,
                                const float *gw, ptrdiff_t O, ptrdiff_t LwR, float *dw) {
-    for (ptrdiff_t o = 0; o < O; o += 4) {
+    for (ptrdiff_t o = 0; o < O; o += 6) {
         const float *go = gw + o * LwR;
-        for (ptrdiff_t k = 0; k < K; k += 3) {
-            ptrdiff_t mo = O - o < 4 ? O - o : 4, nk = K - k < 3 ? K - k : 3;
-#define FG_CT_C(NK) \
-            if (mo == 1) FG_T(fg_ct_wgrad_tile)(xp, off + k, K, go, LwR, dw + o * K + k, 1, NK); \
-            else if (mo == 2) FG_T(fg_ct_wgrad_tile)(xp, off + k, K, go, LwR, dw + o * K + k, 2, NK); \
-            else if (mo == 3) FG_T(fg_ct_wgrad_tile)(xp, off + k, K, go, LwR, dw + o * K + k, 3, NK); \
-            else FG_T(fg_ct_wgrad_tile)(xp, off + k, K, go, LwR, dw + o * K + k, 4, NK);
-            switch (nk) { case 1: FG_CT_C(1) break; case 2: FG_CT_C(2) break; default: FG_CT_C(3) break; }
+        for (ptrdiff_t k = 0; k < K; k += 2) {
+#define FG_CT_C(MO) \
+            if (K - k >= 2) FG_T(fg_ct_wgrad_tile)(xp, off + k, K, go, LwR, dw + o * K + k, MO, 2); \
+            else FG_T(fg_ct_wgrad_tile)(xp, off + k, K, go, LwR, dw + o * K + k, MO, 1);
+            FG_CT_SW6(O - o, FG_CT_C)
 #undef FG_CT_C
         }
     }
@@ -156,11 +154,11 @@ FG_CT_S void FG_T(fg_ct_wgrad_ch)(const float *xp, const ptrdiff_t *off, ptrdiff
     for (ptrdiff_t o = 0; o < O; o += FG_CH_NV * FG_VL) {
         const float *go = gt + o;
         int nv = O - o >= FG_CH_NV * FG_VL ? FG_CH_NV : 1;
-        for (ptrdiff_t k = 0; k < K; k += FG_CH_MR) {
+        for (ptrdiff_t k = 0; k < K; k += 6) {
 #define FG_CT_C(NK) \
             if (nv == FG_CH_NV) FG_T(fg_ct_wgrad_ch_tile)(xp, off + k, K, go, O, pos, P, dw + o * K + k, NK, FG_CH_NV); \
             else FG_T(fg_ct_wgrad_ch_tile)(xp, off + k, K, go, O, pos, P, dw + o * K + k, NK, 1);
-            FG_CH_SW(K - k, FG_CT_C)
+            FG_CT_SW6(K - k, FG_CT_C)
 #undef FG_CT_C
         }
     }
