@@ -1,6 +1,9 @@
 /* The loops of conv_tiles.h for one instruction set, included once per set with its vector
  * macros defined (FG_T names a function for the set, FG_V is its vector of FG_VL floats; Note
  * [Convolution tiles]); the macros are undefined at the end. */
+/* Included with FG_T undefined (conv_kernels.pyx names this file so that the build sees it as a
+ * dependency), it declares nothing. */
+#ifdef FG_T
 
 #define FG_CT_I static inline __attribute__((always_inline, target(FG_CT_TARGET)))
 #define FG_CT_S static __attribute__((target(FG_CT_TARGET)))
@@ -210,3 +213,5 @@ FG_CT_S void FG_T(fg_ct_unshift)(const float *gc, ptrdiff_t Lw, const ptrdiff_t 
 #undef FG_CH_MR
 #undef FG_CH_NV
 #undef FG_CH_SW
+
+#endif
