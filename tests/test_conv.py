@@ -222,6 +222,66 @@ def test_conv_keeps_or_recomputes_columns_alike():
     np.testing.assert_allclose(grads[0], grads[1], rtol=1e-12)
 
 
+
+TILED_GRID = [
+    # N, C, H, W, O, kernel, kwargs: unit stride, odd O and K (partial tiles), padding, dilation
+    (3, 1, 28, 28, 6, 5, dict(padding=2)),
+    (3, 6, 14, 14, 16, 5, {}),
+    (2, 3, 9, 11, 7, (3, 2), dict(padding=(1, 2), dilation=(2, 1))),
+    (2, 2, 5, 5, 1, 1, dict(padding=1, bias=False)),
+    (2, 5, 33, 7, 13, 3, dict(padding="same")),
+    # channel tiles: O a multiple of the lanes (16 + 8 channels; 8 alone; 32, no padding)
+    (2, 3, 10, 9, 24, 3, dict(padding=1)),
+    (2, 4, 8, 8, 8, 3, dict(dilation=2, bias=False)),
+    (2, 2, 9, 12, 32, 3, {}),
+]
+
+
+@pytest.mark.skipif(REFERENCE, reason="compares fastgrad with torch")
+@pytest.mark.parametrize("N,C,H,W,O,k,kw", TILED_GRID)
+@pytest.mark.parametrize("level", [2, 1, 0])
+def test_conv2d_float32_tiled_and_blas_paths_vs_torch(N, C, H, W, O, k, kw, level):
+    """float32 unit-stride convolutions run register tiles (Note [Convolution tiles]): AVX-512
+    (level 2) or AVX2+FMA (1) where the CPU has them, the BLAS products otherwise (0); every
+    path agrees with torch."""
+    from fastgrad._core import conv_kernels
+    kw = dict(kw)
+    bias = kw.pop("bias", True)
+    kh, kwid = (k, k) if isinstance(k, int) else k
+    rng = np.random.default_rng(1)
+    arrays = [rng.standard_normal((N, C, H, W)), rng.standard_normal((O, C, kh, kwid)),
+              rng.standard_normal(O) if bias else None]
+    best = conv_kernels.tiles(True)
+    try:
+        if conv_kernels.tiles(level) != level:
+            pytest.skip(f"this CPU runs tiles up to level {best}")
+        _vs_torch(lambda lib, x, w, b: lib.nn.functional.conv2d(x, w, b, **kw), arrays,
+                  np.float32, 2e-5)
+    finally:
+        conv_kernels.tiles(best)
+
+
+def test_conv2d_float32_threads_agree_exactly():
+    """A sample's sums do not depend on the thread that runs it, nor the weight gradient's on
+    the thread count."""
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((16, 3, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((8, 3, 5, 5)).astype(np.float32)
+    out = []
+    old = fg.get_num_threads()
+    try:
+        for n in (1, 2):
+            fg.set_num_threads(n)
+            tx, tw = fg.tensor(x, requires_grad=True), fg.tensor(w, requires_grad=True)
+            tb = fg.zeros(8, requires_grad=True)
+            y = F.conv2d(tx, tw, tb, padding=2)
+            y.pow(2).sum().backward()
+            out.append([y.detach().numpy(), tx.grad.numpy(), tw.grad.numpy(), tb.grad.numpy()])
+    finally:
+        fg.set_num_threads(old)
+    for a, b in zip(*out):
+        np.testing.assert_array_equal(a, b)
+
 # --- errors --------------------------------------------------------------------------------------
 
 def test_wrong_channel_count_names_expected_and_got():

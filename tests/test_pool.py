@@ -94,6 +94,31 @@ def test_adaptive_1d_vs_torch(out):
               x, with_indices=True)
 
 
+PAIR_SHAPES = [(2, 3, 6, 22), (2, 3, 4, 6), (1, 2, 5, 17), (1, 1, 2, 16)]
+
+
+@pytest.mark.skipif(REFERENCE, reason="compares fastgrad with torch")
+@pytest.mark.parametrize("shape", PAIR_SHAPES)
+def test_max_pool2d_float32_pairs_ties_vs_torch(shape):
+    """float32 2x2 windows at stride 2 run vectorised (pool_pairs.h), eight outputs at a time and
+    a masked rest: ties still go to the element torch picks."""
+    x = np.random.default_rng(3).integers(0, 3, shape).astype(np.float32)
+    _vs_torch(lambda lib, t: lib.nn.functional.max_pool2d(t, 2, return_indices=True), x,
+              with_indices=True)
+
+
+@pytest.mark.parametrize("shape", PAIR_SHAPES)
+def test_max_pool2d_float32_pairs_nan_as_the_scan(shape):
+    """With NaNs among ties, the vectorised float32 windows pick what the float64 scan picks
+    (the last NaN of a window, else its first maximum)."""
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 3, shape).astype(np.float64)
+    x[rng.random(shape) < 0.2] = np.nan
+    y64, i64 = F.max_pool2d(fg.tensor(x), 2, return_indices=True)
+    y32, i32 = F.max_pool2d(fg.tensor(x.astype(np.float32)), 2, return_indices=True)
+    np.testing.assert_array_equal(i32.numpy(), i64.numpy())
+    np.testing.assert_array_equal(y32.numpy(), y64.numpy().astype(np.float32))
+
 def test_max_pool_ties_route_to_the_first_maximum():
     """Equal values in a window: the gradient goes to the first in row-major scan order."""
     x = fg.tensor([[[[1.0, 1.0], [1.0, 1.0]]]], requires_grad=True)

@@ -58,8 +58,8 @@ cdef void im2col(const floating* x, floating* col, const Geom* g) noexcept nogil
 cdef void col2im(const floating* col, floating* x, const Geom* g) noexcept nogil
 cdef Py_ssize_t _scratch_len(const Geom* g, Py_ssize_t O) noexcept nogil
 cdef Py_ssize_t cols_len(const Geom* g) noexcept nogil
-cdef void _narrow_pass(const floating* x, const floating* w, floating* y, floating* cols,
-                       bint keep, floating* scratch, Py_ssize_t N, Py_ssize_t O,
+cdef void _narrow_pass(const floating* x, const floating* w, const floating* bias, floating* y,
+                       floating* cols, bint keep, floating* scratch, Py_ssize_t N, Py_ssize_t O,
                        const Geom* g, int nt) noexcept nogil
 cdef void _wide_pass(const floating* gy, const floating* wt, floating* gx, floating* scratch,
                      Py_ssize_t N, Py_ssize_t O, const Geom* g, int nt) noexcept nogil

@@ -4,10 +4,34 @@ unit stride]) and the passes over a batch that ops_conv.pyx drives (Note [Convol
 per-sample products] there): one sample per thread of fastgrad's team, its products as
 single-threaded sgemm/dgemm calls (blas.gemm). Raw pointers, nogil, no Python objects."""
 from libc.string cimport memset, memcpy
+from libc.stdlib cimport malloc, free
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 
 from fastgrad._core cimport blas
+
+cdef extern from "conv_tiles.h" nogil:
+    int fg_ct_ok(int force)
+    int fg_ct_lanes()
+    void fg_ct_fwd(const float* xp, const Py_ssize_t* off, Py_ssize_t K, const float* w,
+                   Py_ssize_t O, float* yw, Py_ssize_t LwR)
+    void fg_ct_wgrad(const float* xp, const Py_ssize_t* off, Py_ssize_t K, const float* gw,
+                     Py_ssize_t O, Py_ssize_t LwR, float* dw)
+    void fg_ct_row_sums(const float* g, Py_ssize_t O, Py_ssize_t n, float* s)
+    void fg_ct_crop(const float* yw, Py_ssize_t LwR, Py_ssize_t O, Py_ssize_t OH, Py_ssize_t OW,
+                    Py_ssize_t Wp, const float* bias, float* y)
+    void fg_ct_unshift(const float* gc, Py_ssize_t Lw, const Py_ssize_t* off, Py_ssize_t K,
+                       Py_ssize_t C, Py_ssize_t plane, float* dst)
+    void fg_ct_fwd_ch(const float* xp, const Py_ssize_t* off, Py_ssize_t K, const float* wt,
+                      Py_ssize_t O, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t Wp,
+                      const float* bias, float* y)
+    void fg_ct_wgrad_ch(const float* xp, const Py_ssize_t* off, Py_ssize_t K, const float* gt,
+                        Py_ssize_t O, const Py_ssize_t* pos, Py_ssize_t P, float* dw)
+
+# conv_tiles.h includes it once per instruction set; named here so that a change to it rebuilds
+# this module (setup.py follows a module's own extern headers only)
+cdef extern from "conv_tiles_isa.h":
+    pass
 
 # Multiply-adds up to which an NT product (A @ B^T) runs unpacked in OpenBLAS (measured).
 cdef Py_ssize_t SMALL_NT_MACS = 1 << 18
@@ -85,7 +109,8 @@ cdef Py_ssize_t _scratch_len(const Geom* g, Py_ssize_t O) noexcept nogil:
     if not _shifted(g):
         return CK * g.OH * g.OW
     _shift_dims(g, &Hp, &Wp, &Lw)
-    return g.C * Hp * Wp + CK * Lw + O * Lw + O * CK // g.G
+    # + the tiled loops' slack (Note [Convolution tiles]): 32 past the plane, O*31 in the rows
+    return g.C * Hp * Wp + CK * Lw + O * Lw + O * CK // g.G + 32 + O * 32
 
 
 cdef Py_ssize_t cols_len(const Geom* g) noexcept nogil:
@@ -100,19 +125,24 @@ cdef Py_ssize_t cols_len(const Geom* g) noexcept nogil:
 cdef void _pad_into(const floating* x, floating* xp, const Geom* g, Py_ssize_t Hp,
                     Py_ssize_t Wp) noexcept nogil:
     """xp (C, Hp, Wp): x (C, H, W) placed at (ph, pw), zeros around (and x cropped to Hp x Wp)."""
-    cdef Py_ssize_t c, hp, wp, ih, iw
+    cdef Py_ssize_t c, hp, ih, lo, hi
     cdef floating* r
+    # the columns of a row that come from x: wp in [lo, hi), a contiguous copy
+    lo = g.pw if g.pw > 0 else 0
+    hi = g.pw + g.W if g.pw + g.W < Wp else Wp
+    if hi < lo:
+        hi = lo
     for c in range(g.C):
         for hp in range(Hp):
             r = xp + (c * Hp + hp) * Wp
             ih = hp - g.ph
-            if ih < 0 or ih >= g.H:
-                for wp in range(Wp):
-                    r[wp] = 0
+            if ih < 0 or ih >= g.H or hi == lo:
+                memset(r, 0, Wp * sizeof(floating))
             else:
-                for wp in range(Wp):
-                    iw = wp - g.pw
-                    r[wp] = x[(c * g.H + ih) * g.W + iw] if 0 <= iw < g.W else 0
+                memset(r, 0, lo * sizeof(floating))
+                memcpy(r + lo, x + (c * g.H + ih) * g.W + lo - g.pw,
+                       (hi - lo) * sizeof(floating))
+                memset(r + hi, 0, (Wp - hi) * sizeof(floating))
 
 
 cdef void _crop_from(const floating* xp, floating* x, const Geom* g, Py_ssize_t Hp,
@@ -195,16 +225,17 @@ cdef void _shift_cols_of(const floating* x, floating* cp, floating* pad, const G
         _shift_cols(x, cp, g, Hp, Wp, Lw)
 
 
-cdef void _shift_fwd(const floating* x, const floating* w, floating* y, floating* cp,
-                     floating* scr, Py_ssize_t O, const Geom* g) noexcept nogil:
-    """y (O, OH, OW) += the convolution of one sample x, through the wide column matrix cp (kept
-    by the caller, or in scr); scr: the thread's scratch."""
+cdef void _shift_fwd(const floating* x, const floating* w, const floating* bias, floating* y,
+                     floating* cp, floating* scr, Py_ssize_t O, const Geom* g) noexcept nogil:
+    """y (O, OH, OW) = the convolution of one sample x (+ bias: NULL for none), through the wide
+    column matrix cp (kept by the caller, or in scr); scr: the thread's scratch."""
     cdef Py_ssize_t Hp, Wp, Lw, grp, o, oh, ow, CK = g.C * g.kh * g.kw
     _shift_dims(g, &Hp, &Wp, &Lw)
     cdef Py_ssize_t CKg = CK // g.G, Og = O // g.G
     cdef floating* pad = scr
     cdef floating* yw = scr + g.C * Hp * Wp + CK * Lw
     cdef floating* yr
+    cdef floating b
     cdef const floating* src
     if cp == NULL:
         cp = scr + g.C * Hp * Wp
@@ -213,29 +244,39 @@ cdef void _shift_fwd(const floating* x, const floating* w, floating* y, floating
         blas.gemm(floating is float, False, False, Og, Lw, CKg, w + grp * Og * CKg, CKg,
                   cp + grp * CKg * Lw, Lw, 0.0, yw + grp * Og * Lw, Lw)
     for o in range(O):
+        b = 0 if bias == NULL else bias[o]
         for oh in range(g.OH):
             yr = y + (o * g.OH + oh) * g.OW
             src = yw + o * Lw + oh * Wp
             for ow in range(g.OW):
-                yr[ow] += src[ow]
+                yr[ow] = src[ow] + b
 
 
 cdef void _shift_bwd_input(const floating* gy, const floating* wt, floating* gx, floating* scr,
-                           Py_ssize_t O, const Geom* g) noexcept nogil:
+                           Py_ssize_t O, const Geom* g, const Py_ssize_t* off) noexcept nogil:
     """gx (C, H, W) = the input gradient of one sample from its output gradient gy; wt: the
-    weight transposed per group, (G, CKg, Og)."""
+    weight transposed per group, (G, CKg, Og); off: the rows' offsets in the padded plane for
+    fg_ct_unshift (float32 where the CPU runs the tiles), or NULL."""
     cdef Py_ssize_t Hp, Wp, Lw, grp, CK = g.C * g.kh * g.kw
     _shift_dims(g, &Hp, &Wp, &Lw)
     cdef Py_ssize_t CKg = CK // g.G, Og = O // g.G
     cdef bint padded = _needs_pad(g, Hp, Wp)
     cdef floating* pad = scr
-    cdef floating* gcw = scr + g.C * Hp * Wp
+    cdef floating* gcw = scr + g.C * Hp * Wp + 32      # after the gathered plane's slack
     cdef floating* gyw = gcw + CK * Lw
     cdef floating* tgt = pad if padded else gx
     _widen(gy, gyw, O, g, Wp, Lw)
     for grp in range(g.G):
         blas.gemm(floating is float, False, False, CKg, Lw, Og, wt + grp * Og * CKg, Og,
                   gyw + grp * Og * Lw, Lw, 0.0, gcw + grp * CKg * Lw, Lw)
+    if floating is float:
+        if off != NULL:
+            fg_ct_unshift(gcw, Lw, off, CK, g.C, Hp * Wp, pad)
+            if padded:
+                _crop_from(pad, gx, g, Hp, Wp)
+            else:
+                memcpy(gx, pad, g.C * Hp * Wp * sizeof(float))
+            return
     memset(tgt, 0, g.C * Hp * Wp * sizeof(floating))
     _unshift_cols(gcw, tgt, g, Hp, Wp, Lw)
     if padded:
@@ -278,24 +319,149 @@ cdef void _shift_bwd_weight(const floating* gy, const floating* x, const floatin
                     gwb[(grp * Og + o) * CKg + k] += tmp[k * Og + o]
 
 
+# --- the tiled float32 loops (Note [Convolution tiles] in conv_tiles.h) -------------------------
 
-cdef void _narrow_pass(const floating* x, const floating* w, floating* y, floating* cols,
-                       bint keep, floating* scratch, Py_ssize_t N, Py_ssize_t O,
+def tiles(force=None):
+    """The tiled loops float32 unit-stride convolutions run (Note [Convolution tiles]): 2
+    AVX-512, 1 AVX2+FMA, 0 none (BLAS); force: the highest level allowed from now on (for tests;
+    True: the best the CPU has, False: none)."""
+    if force is True:
+        force = 2
+    return fg_ct_ok(-1 if force is None else int(force))
+
+
+cdef inline bint _tiled(const Geom* g, bint f32) noexcept nogil:
+    return f32 and g.G == 1 and _shifted(g) and fg_ct_ok(-1)
+
+
+cdef inline bint _by_channel(Py_ssize_t O) noexcept nogil:
+    """The channel tiles (vectors along output channels, Note [Convolution tiles])."""
+    return O % fg_ct_lanes() == 0
+
+
+cdef Py_ssize_t* _tile_offsets(const Geom* g, Py_ssize_t O) noexcept nogil:
+    """off[k]: where row k = (c, ki, kj) of the wide column matrix starts in the padded plane,
+    followed for the channel tiles by pos[p], where output position p = (oh, ow) reads it
+    (malloc'd; NULL when out of memory, and the caller takes the BLAS path)."""
+    cdef Py_ssize_t Hp, Wp, Lw, c, ki, kj, k = 0, K = g.C * g.kh * g.kw, oh, ow
+    _shift_dims(g, &Hp, &Wp, &Lw)
+    cdef Py_ssize_t* off = <Py_ssize_t*>malloc((K + g.OH * g.OW) * sizeof(Py_ssize_t))
+    if off == NULL:
+        return NULL
+    for c in range(g.C):
+        for ki in range(g.kh):
+            for kj in range(g.kw):
+                off[k] = (c * Hp + ki * g.dh) * Wp + kj * g.dw
+                k += 1
+    for oh in range(g.OH):
+        for ow in range(g.OW):
+            off[K + oh * g.OW + ow] = oh * Wp + ow
+    return off
+
+
+cdef inline Py_ssize_t _lwr(Py_ssize_t Lw) noexcept nogil:
+    return (Lw + 31) // 32 * 32
+
+
+cdef const float* _tile_plane(const float* x, float* pad, const Geom* g, Py_ssize_t Hp,
+                              Py_ssize_t Wp, bint exact) noexcept nogil:
+    """The padded plane of one sample and 32 zeros after it, in pad; or x itself when it needs
+    no padding and the reads stay inside it (exact: the channel tiles)."""
+    if not _needs_pad(g, Hp, Wp):
+        if exact:
+            return x
+        memcpy(pad, x, g.C * Hp * Wp * sizeof(float))
+    else:
+        _pad_into(x, pad, g, Hp, Wp)
+    memset(pad + g.C * Hp * Wp, 0, 32 * sizeof(float))
+    return pad
+
+
+cdef void _tile_widen(const float* gy, float* gyw, Py_ssize_t O, const Geom* g, Py_ssize_t Wp,
+                      Py_ssize_t LwR) noexcept nogil:
+    """gyw (O, LwR): gy (O, OH, OW) at columns oh*Wp + ow, zeros elsewhere."""
+    cdef Py_ssize_t o, oh
+    memset(gyw, 0, O * LwR * sizeof(float))
+    for o in range(O):
+        for oh in range(g.OH):
+            memcpy(gyw + o * LwR + oh * Wp, gy + (o * g.OH + oh) * g.OW, g.OW * sizeof(float))
+
+
+cdef void _tile_fwd(const float* x, const float* w, const float* wt, const float* bias,
+                    float* y, float* scr, const Py_ssize_t* off, Py_ssize_t O,
+                    const Geom* g) noexcept nogil:
+    """y (O, OH, OW) = the convolution of one sample (+ bias); wt: w transposed, (CK, O), for
+    the channel tiles."""
+    cdef Py_ssize_t Hp, Wp, Lw, K = g.C * g.kh * g.kw
+    _shift_dims(g, &Hp, &Wp, &Lw)
+    cdef Py_ssize_t LwR = _lwr(Lw)
+    cdef float* yw = scr + g.C * Hp * Wp + 32
+    if _by_channel(O):            # exact reads: the plane itself serves when it needs no padding
+        fg_ct_fwd_ch(_tile_plane(x, scr, g, Hp, Wp, True), off, K, wt, O, g.OH, g.OW, Wp,
+                     bias, y)
+        return
+    fg_ct_fwd(_tile_plane(x, scr, g, Hp, Wp, False), off, K, w, O, yw, LwR)
+    fg_ct_crop(yw, LwR, O, g.OH, g.OW, Wp, bias, y)
+
+
+cdef void _tile_bwd_weight(const float* gy, const float* x, float* gwb, float* gbb, float* scr,
+                           const Py_ssize_t* off, Py_ssize_t O, const Geom* g) noexcept nogil:
+    """gwb (O, CK) += one sample's weight gradient, gbb (O,) += its bias gradient (gbb NULL:
+    none)."""
+    cdef Py_ssize_t Hp, Wp, Lw, o, p, K = g.C * g.kh * g.kw, P = g.OH * g.OW
+    _shift_dims(g, &Hp, &Wp, &Lw)
+    cdef float* buf = scr + g.C * Hp * Wp + 32
+    cdef const float* plane = _tile_plane(x, scr, g, Hp, Wp, _by_channel(O))
+    if _by_channel(O):
+        for p in range(P):
+            for o in range(O):
+                buf[p * O + o] = gy[o * P + p]
+        fg_ct_wgrad_ch(plane, off, K, buf, O, off + K, P, gwb)
+    else:
+        _tile_widen(gy, buf, O, g, Wp, _lwr(Lw))
+        fg_ct_wgrad(plane, off, K, buf, O, _lwr(Lw), gwb)
+    if gbb != NULL:
+        fg_ct_row_sums(gy, O, P, gbb)
+
+
+cdef void _narrow_pass(const floating* x, const floating* w, const floating* bias, floating* y,
+                       floating* cols, bint keep, floating* scratch, Py_ssize_t N, Py_ssize_t O,
                        const Geom* g, int nt) noexcept nogil:
-    """y[n] (O, L) = W_g @ im2col(x[n])_g (+ y[n] already there: beta 1) for every sample; the
-    column matrices go to cols[n] (keep) or to the thread's scratch."""
-    cdef Py_ssize_t n, grp, L = g.OH * g.OW, CK = g.C * g.kh * g.kw
+    """y[n] (O, L) = W_g @ im2col(x[n])_g + bias (NULL: none) for every sample; the column
+    matrices go to cols[n] (keep) or to the thread's scratch."""
+    cdef Py_ssize_t n, grp, o, l, L = g.OH * g.OW, CK = g.C * g.kh * g.kw
     cdef Py_ssize_t CKg = CK // g.G, Og = O // g.G
     cdef bint direct = _pointwise(g)
     cdef const floating* cp
     cdef floating* buf
+    cdef floating* yn
     cdef bint shifted = _shifted(g)
     cdef Py_ssize_t S = _scratch_len(g, O), CL = cols_len(g)
+    cdef Py_ssize_t* off = _tile_offsets(g, O) if _tiled(g, floating is float) else NULL
+    cdef float* wt = NULL
+    if off != NULL and _by_channel(O):
+        wt = <float*>malloc(CK * O * sizeof(float))
+        if wt == NULL:
+            free(off)
+            off = NULL
+        else:
+            for o in range(O):
+                for l in range(CK):
+                    wt[l * O + o] = w[o * CK + l]
     for n in prange(N, schedule="dynamic", num_threads=nt):
+        if off != NULL:
+            _tile_fwd(<const float*>x + n * g.C * g.H * g.W, <const float*>w, wt,
+                      <const float*>bias, <float*>y + n * O * L,
+                      <float*>scratch + threadid() * S, off, O, g)
+            continue
         if shifted:
-            _shift_fwd(x + n * g.C * g.H * g.W, w, y + n * O * L,
+            _shift_fwd(x + n * g.C * g.H * g.W, w, bias, y + n * O * L,
                        cols + n * CK * CL if keep else NULL, scratch + threadid() * S, O, g)
             continue
+        yn = y + n * O * L
+        for o in range(O):
+            for l in range(L):
+                yn[o * L + l] = 0 if bias == NULL else bias[o]
         if direct:
             cp = x + n * g.C * g.H * g.W
         else:
@@ -304,7 +470,9 @@ cdef void _narrow_pass(const floating* x, const floating* w, floating* y, floati
             cp = buf
         for grp in range(g.G):
             blas.gemm(floating is float, False, False, Og, L, CKg, w + grp * Og * CKg, CKg,
-                      cp + grp * CKg * L, L, 1.0, y + (n * O + grp * Og) * L, L)
+                      cp + grp * CKg * L, L, 1.0, yn + grp * Og * L, L)
+    free(off)
+    free(wt)
 
 
 cdef void _wide_pass(const floating* gy, const floating* wt, floating* gx, floating* scratch,
@@ -318,9 +486,12 @@ cdef void _wide_pass(const floating* gy, const floating* wt, floating* gx, float
     cdef floating* buf
     cdef bint shifted = _shifted(g)
     cdef Py_ssize_t S = _scratch_len(g, O)
+    cdef Py_ssize_t* off = _tile_offsets(g, O) if shifted and floating is float and \
+        fg_ct_ok(-1) else NULL
     for n in prange(N, schedule="dynamic", num_threads=nt):
         if shifted:
-            _shift_bwd_input(gy + n * O * L, wt, gx + n * HW, scratch + threadid() * S, O, g)
+            _shift_bwd_input(gy + n * O * L, wt, gx + n * HW, scratch + threadid() * S, O, g,
+                             off)
             continue
         buf = gx + n * HW if direct else scratch + threadid() * S
         for grp in range(g.G):
@@ -329,6 +500,7 @@ cdef void _wide_pass(const floating* gy, const floating* wt, floating* gx, float
         if not direct:
             memset(gx + n * HW, 0, HW * sizeof(floating))
             col2im(buf, gx + n * HW, g)
+    free(off)
 
 
 cdef void _weight_pass(const floating* gy, const floating* x, const floating* cols,
@@ -340,16 +512,19 @@ cdef void _weight_pass(const floating* gy, const floating* x, const floating* co
     count, so neither do the sums, while threads take blocks as they come free. cols: the
     forward's column matrices, or NULL (im2col again into the thread's scratch)."""
     cdef Py_ssize_t b
+    cdef Py_ssize_t* off = _tile_offsets(g, O) if _tiled(g, floating is float) else NULL
     for b in prange(nb, schedule="dynamic", num_threads=nt):
         _weight_block(gy, x, cols, gw + b * O * (g.C * g.kh * g.kw // g.G),
                       NULL if gb == NULL else gb + b * O,
                       scratch + threadid() * _scratch_len(g, O),
-                      b * N // nb, (b + 1) * N // nb, O, g)
+                      b * N // nb, (b + 1) * N // nb, O, g, off)
+    free(off)
 
 
 cdef void _weight_block(const floating* gy, const floating* x, const floating* cols,
                         floating* gwb, floating* gbb, floating* buf, Py_ssize_t lo,
-                        Py_ssize_t hi, Py_ssize_t O, const Geom* g) noexcept nogil:
+                        Py_ssize_t hi, Py_ssize_t O, const Geom* g,
+                        const Py_ssize_t* off) noexcept nogil:
     cdef Py_ssize_t n, grp, o, l, L = g.OH * g.OW, CK = g.C * g.kh * g.kw
     cdef Py_ssize_t CKg = CK // g.G, Og = O // g.G
     cdef bint direct = _pointwise(g)
@@ -359,6 +534,10 @@ cdef void _weight_block(const floating* gy, const floating* x, const floating* c
     cdef bint shifted = _shifted(g)
     cdef Py_ssize_t CL = cols_len(g)
     for n in range(lo, hi):
+        if off != NULL:
+            _tile_bwd_weight(<const float*>gy + n * O * L, <const float*>x + n * g.C * g.H * g.W,
+                             <float*>gwb, <float*>gbb, <float*>buf, off, O, g)
+            continue
         if shifted:
             _shift_bwd_weight(gy + n * O * L, x + n * g.C * g.H * g.W,
                               NULL if cols == NULL else cols + n * CK * CL, gwb, buf, O, g)

@@ -23,7 +23,9 @@ unit stride]) are cheap enough to copy again into the thread's cache-resident sc
 measured faster than writing them out and reading them back (W11: ~5-10%). Padding is split into a leading and a trailing amount per dim, so
 padding="same" with an even kernel runs in the kernel too; the other padding modes pad with F.pad
 first. Under create_graph the gradients are written with recorded unfold/fold and matmul, so they
-are differentiable again.
+are differentiable again. float32 unit-stride convolutions without groups run the forward and the
+weight gradient in register tiles that read the shifted rows straight from the padded plane
+(conv_tiles.h, Note [Convolution tiles]) where the CPU has AVX2+FMA.
 """
 cimport numpy as cnp
 from cython.parallel cimport prange
@@ -71,13 +73,11 @@ cdef tuple narrow_fwd(cnp.ndarray x, cnp.ndarray w, object bias, Geom g, bint ke
     cdef Py_ssize_t N = x.shape[0], O = w.shape[0], L = g.OH * g.OW, CK = g.C * g.kh * g.kw
     cdef int nt = _team(N, N * O * L * CK // g.G)
     cdef int prev
-    cdef cnp.ndarray y, cols = None, scratch = None
+    cdef cnp.ndarray y, cols = None, scratch = None, b = None
     x, w = _c(x), _c(w)
     if bias is not None:
-        y = np.empty((N, O, L), x.dtype)
-        y[...] = (<cnp.ndarray>bias).reshape(1, O, 1)
-    else:
-        y = np.zeros((N, O, L), x.dtype)
+        b = np.ascontiguousarray(bias, x.dtype)
+    y = np.empty((N, O, L), x.dtype)
     keep = keep and not _pointwise(&g) and not _shifted(&g) and \
         N * CK * cols_len(&g) * x.itemsize <= COLS_KEEP
     if keep:
@@ -89,16 +89,17 @@ cdef tuple narrow_fwd(cnp.ndarray x, cnp.ndarray w, object bias, Geom g, bint ke
     cdef void* p_w = _p(w)
     cdef void* p_x = _p(x)
     cdef void* p_y = _p(y)
+    cdef void* p_b = _p(b)
     if N and L and O:
         with nogil:
             prev = blas.one_thread()
         if x.dtype == np.float32:
             with nogil:
-                _narrow_pass[float](<float*>p_x, <float*>p_w, <float*>p_y, <float*>p_cols,
-                                    keep, <float*>p_scratch, N, O, &g, nt)
+                _narrow_pass[float](<float*>p_x, <float*>p_w, <float*>p_b, <float*>p_y,
+                                    <float*>p_cols, keep, <float*>p_scratch, N, O, &g, nt)
         else:
             with nogil:
-                _narrow_pass[double](<double*>p_x, <double*>p_w, <double*>p_y,
+                _narrow_pass[double](<double*>p_x, <double*>p_w, <double*>p_b, <double*>p_y,
                                      <double*>p_cols, keep, <double*>p_scratch, N, O, &g, nt)
         with nogil:
             blas.restore(prev)

@@ -31,10 +31,18 @@ from fastgrad._core.kernels cimport nthreads, PAR_MIN
 
 cnp.import_array()
 
+cdef extern from "pool_pairs.h" nogil:
+    int fg_pp_ok()
+    void fg_pp_plane(const float* x, Py_ssize_t W, float* y, int64_t* idx, Py_ssize_t OH,
+                     Py_ssize_t OW)
+    void fg_pp_back_plane(const float* g, const int64_t* idx, float* gx, Py_ssize_t H,
+                          Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW)
+
 
 ctypedef struct Win:
     Py_ssize_t P, H, W, OH, OW, dh, dw, wmax    # wmax: the widest window
     bint full                     # every window has the same, full size
+    bint pair                     # 2x2 windows at stride 2 from the origin, undilated
     const int64_t* h0
     const int64_t* hn
     const int64_t* w0
@@ -72,6 +80,10 @@ cdef inline void _max_plane(const floating* xp, floating* y, int64_t* idx,
     cdef bint nan = False
     cdef floating* yr
     cdef int64_t* ir
+    if floating is float:
+        if w.pair:
+            fg_pp_plane(xp, w.W, y, idx, w.OH, w.OW)
+            return
     if w.full:
         _max_plane_full(xp, y, idx, w)
         return
@@ -158,9 +170,16 @@ cdef void _max_plane_nan(const floating* xp, floating* y, int64_t* idx,
 
 
 cdef void _max_bwd(const floating* gy, const int64_t* idx, floating* gx, Py_ssize_t P,
-                   Py_ssize_t HW, Py_ssize_t L, int nt) noexcept nogil:
+                   Py_ssize_t HW, Py_ssize_t L, int nt, const Win* pair) noexcept nogil:
+    """gx = zeros, then each output's gradient added at its index; pair (not NULL: the windows
+    were 2x2 at stride 2, float32): pool_pairs.h writes the windows instead."""
     cdef Py_ssize_t p, k
     for p in prange(P, schedule="dynamic", num_threads=nt):
+        if floating is float:
+            if pair != NULL:
+                fg_pp_back_plane(gy + p * L, idx + p * L, gx + p * HW, pair.H, pair.W, pair.OH,
+                                 pair.OW)
+                continue
         memset(gx + p * HW, 0, HW * sizeof(floating))
         for k in range(L):
             gx[p * HW + idx[p * L + k]] += gy[p * L + k]
@@ -250,8 +269,27 @@ cdef Win _win(Py_ssize_t P, Py_ssize_t H, Py_ssize_t W, tuple hw, tuple ww, Py_s
     w.w0, w.wn = <const int64_t*>cnp.PyArray_DATA(w0), <const int64_t*>cnp.PyArray_DATA(wn)
     w.divh, w.divw = <const double*>cnp.PyArray_DATA(dvh), <const double*>cnp.PyArray_DATA(dvw)
     w.override = override
-    w.wmax = wn.max() if wn.shape[0] else 0
-    w.full = w.OH > 0 and w.OW > 0 and hn.min() == hn.max() and wn.min() == w.wmax
+    # typed loops over the window tables (NumPy's reductions cost ~1 us a call, six a call here)
+    cdef Py_ssize_t o
+    cdef int64_t wmin = 0, hmin = 0, hmax = 0
+    cdef bint regular = True           # windows at 2*o: 2x2 at stride 2 when also full and 2 wide
+    w.wmax = 0
+    for o in range(w.OW):
+        if o == 0 or w.wn[o] < wmin:
+            wmin = w.wn[o]
+        if w.wn[o] > w.wmax:
+            w.wmax = w.wn[o]
+        regular = regular and w.w0[o] == 2 * o
+    for o in range(w.OH):
+        if o == 0 or w.hn[o] < hmin:
+            hmin = w.hn[o]
+        if o == 0 or w.hn[o] > hmax:
+            hmax = w.hn[o]
+        regular = regular and w.h0[o] == 2 * o
+    w.full = w.OH > 0 and w.OW > 0 and hmin == hmax and wmin == w.wmax
+    # the vectorised scan of pool_pairs.h (float32 only), int32 plane indices
+    w.pair = w.full and regular and hmax == 2 and w.wmax == 2 and dh == 1 and dw == 1 and \
+        H * W < (1 << 31) and fg_pp_ok()
     return w
 
 
@@ -281,13 +319,17 @@ def max_pool(TensorBase x, tuple hw, tuple ww, Py_ssize_t dh, Py_ssize_t dw):
         node = MaxPool2DWithIndicesBackward0.__new__(MaxPool2DWithIndicesBackward0)
         node.idx = idx
         node.xshape = (<object>xd).shape
+        node.pair = w.pair and xd.dtype == np.float32
         set_history(out, node, (x,))
     return out, wrap(idx)
 
 
-cdef cnp.ndarray _max_bwd_arr(cnp.ndarray g, cnp.ndarray idx, tuple xshape):
+cdef cnp.ndarray _max_bwd_arr(cnp.ndarray g, cnp.ndarray idx, tuple xshape, bint pair):
     g = np.ascontiguousarray(g)
     N, C, H, W = xshape
+    cdef Win pw
+    pw.H, pw.W, pw.OH, pw.OW = H, W, idx.shape[2], idx.shape[3]
+    pair = pair and g.dtype == np.float32
     cdef Py_ssize_t P = N * C, HW = H * W, L = idx.size // P if P else 0
     cdef cnp.ndarray gx = np.empty(xshape, g.dtype)
     cdef int nt = _team(P, P * (L + HW))
@@ -298,16 +340,17 @@ cdef cnp.ndarray _max_bwd_arr(cnp.ndarray g, cnp.ndarray idx, tuple xshape):
         return gx
     if g.dtype == np.float32:
         with nogil:
-            _max_bwd[float](<float*>pg, pi, <float*>px, P, HW, L, nt)
+            _max_bwd[float](<float*>pg, pi, <float*>px, P, HW, L, nt, &pw if pair else NULL)
     else:
         with nogil:
-            _max_bwd[double](<double*>pg, pi, <double*>px, P, HW, L, nt)
+            _max_bwd[double](<double*>pg, pi, <double*>px, P, HW, L, nt, NULL)
     return gx
 
 
 cdef class MaxPool2DWithIndicesBackward0(Node):
     cdef cnp.ndarray idx
     cdef tuple xshape
+    cdef bint pair
 
     cdef tuple apply(self, tuple grads):
         cdef TensorBase g = grads[0]
@@ -316,7 +359,7 @@ cdef class MaxPool2DWithIndicesBackward0(Node):
             z = wrap(np.zeros((N, C, H * W), dtype=g._data.dtype))
             gi = wrap(self.idx.reshape(N, C, -1))
             return (z.scatter_add(2, gi, g.reshape(N, C, -1)).reshape(self.xshape),)
-        return (wrap(_max_bwd_arr(g._data, self.idx, self.xshape)),)
+        return (wrap(_max_bwd_arr(g._data, self.idx, self.xshape, self.pair)),)
 
     cdef void release_variables(self):
         self.idx = None
