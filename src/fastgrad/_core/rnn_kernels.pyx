@@ -21,26 +21,24 @@ cdef extern from "vmath.h" nogil:
 
 fg_vm_select(1)
 
-# The LSTM's gate-gradient loop for one row, with restrict pointers so that GCC vectorises it
-# (through Cython's plain pointers it cannot rule out aliasing between the six arrays).
+cdef extern from "rnn_cell.h" nogil:
+    void fg_lstm_fwd_f32(float* g, float* c, float* cp, float* tc, float* h, float* hs,
+                         float* hn, Py_ssize_t n) noexcept nogil
+    void fg_lstm_fwd_f64(double* g, double* c, double* cp, double* tc, double* h, double* hs,
+                         double* hn, Py_ssize_t n) noexcept nogil
+    void fg_lstm_bwd_f32(const float* g, const float* tc, const float* cp, const float* dh,
+                         float* dc, float* d, float* db, Py_ssize_t n) noexcept nogil
+    void fg_lstm_bwd_f64(const double* g, const double* tc, const double* cp,
+                         const double* dh, double* dc, double* d, double* db,
+                         Py_ssize_t n) noexcept nogil
+    int fg_lstm_select(int want)
+
+fg_lstm_select(2)
+
+# The GRU's gate-gradient loop for one row, with restrict pointers so that GCC vectorises it
+# (through Cython's plain pointers it cannot rule out aliasing between the arrays).
 cdef extern from *:
     """
-    #define FG_LSTM_BWD_ROW(T, NAME)                                                          \
-    static void NAME(const T *restrict g, const T *restrict tc, const T *restrict cp,         \
-                     const T *restrict dh, T *restrict dc, T *restrict d, ptrdiff_t H,        \
-                     ptrdiff_t n) {                                                           \
-        for (ptrdiff_t j = 0; j < n; j++) {                                                   \
-            T gi = g[j], gf = g[H + j], gg = g[2 * H + j], go = g[3 * H + j], t = tc[j];      \
-            T dcc = dc[j] + dh[j] * go * (1 - t * t);                                         \
-            d[j] = dcc * gg * gi * (1 - gi);                                                  \
-            d[H + j] = dcc * cp[j] * gf * (1 - gf);                                           \
-            d[2 * H + j] = dcc * gi * (1 - gg * gg);                                          \
-            d[3 * H + j] = dh[j] * t * go * (1 - go);                                         \
-            dc[j] = dcc * gf;                                                                 \
-        }                                                                                     \
-    }
-    FG_LSTM_BWD_ROW(float, fg_lstm_bwd_row_f32)
-    FG_LSTM_BWD_ROW(double, fg_lstm_bwd_row_f64)
     /* GRU: g = activated (r, z, n), gh = W_hh h + b_hh, hp = h entering the step; dh enters as
        the gradient of the step's output and leaves as its direct part dh * z */
     #define FG_GRU_BWD_ROW(T, NAME)                                                           \
@@ -60,11 +58,6 @@ cdef extern from *:
     FG_GRU_BWD_ROW(float, fg_gru_bwd_row_f32)
     FG_GRU_BWD_ROW(double, fg_gru_bwd_row_f64)
     """
-    void fg_lstm_bwd_row_f32(const float* g, const float* tc, const float* cp, const float* dh,
-                             float* dc, float* d, Py_ssize_t H, Py_ssize_t n) noexcept nogil
-    void fg_lstm_bwd_row_f64(const double* g, const double* tc, const double* cp,
-                             const double* dh, double* dc, double* d, Py_ssize_t H,
-                             Py_ssize_t n) noexcept nogil
     void fg_gru_bwd_row_f32(const float* g, const float* gh, const float* hp, float* dh,
                             float* d, float* d2, Py_ssize_t H, Py_ssize_t n) noexcept nogil
     void fg_gru_bwd_row_f64(const double* g, const double* gh, const double* hp, double* dh,
@@ -114,141 +107,69 @@ cdef inline Py_ssize_t _step(const Plan* p, Py_ssize_t i, bint backward) noexcep
     return i
 
 
+cdef inline void _lstm_row(floating* g, floating* c, floating* cp, floating* tc, floating* h,
+                           floating* hs, floating* hn, Py_ssize_t n) noexcept nogil:
+    """One row of an LSTM step (Note [Fused LSTM cell] in rnn_cell.h)."""
+    if floating is float:
+        fg_lstm_fwd_f32(g, c, cp, tc, h, hs, hn, n)
+    else:
+        fg_lstm_fwd_f64(g, c, cp, tc, h, hs, hn, n)
+
+
+cdef inline void _lstm_back_row(const floating* g, const floating* tc, const floating* cp,
+                                const floating* dh, floating* dc, floating* d,
+                                Py_ssize_t n) noexcept nogil:
+    """The gate gradients of one row of an LSTM step (rnn_cell.h)."""
+    if floating is float:
+        fg_lstm_bwd_f32(g, tc, cp, dh, dc, d, NULL, n)
+    else:
+        fg_lstm_bwd_f64(g, tc, cp, dh, dc, d, NULL, n)
+
+
 cdef void _forward(const Plan* p, floating* tag) noexcept nogil:
-    cdef Py_ssize_t i, s, b, o, r, j, H = p.H, P = p.P, G = p.G
+    """The time loop of an LSTM with a projection (proj_size > 0; the only recurrence that does
+    not run on the thread team), gates in PyTorch's order: per step the product with W_hh, the
+    fused cell per row, and the step's product with W_hr."""
+    cdef Py_ssize_t i, s, b, o, r, H = p.H, P = p.P, G = p.G
     cdef floating* gx = <floating*>p.gx
-    cdef floating* gh = <floating*>p.gh
     cdef floating* out = <floating*>p.out
     cdef floating* hp = <floating*>p.hp
-    cdef floating* tc = <floating*>p.tc
-    cdef floating* cprev = <floating*>p.cprev
     cdef floating* hprev = <floating*>p.hprev
     cdef floating* hs = <floating*>p.hs
-    cdef floating* cst = <floating*>p.cst
-    cdef floating* g
-    cdef floating* hrow
-    cdef floating* crow
-    cdef floating* hv
-    cdef floating v
     for i in range(p.T):
         s = _step(p, i, False)
         b, o = p.bs[s], p.off[s]
         for r in range(b):
             memcpy(hprev + (o + r) * p.lx, hs + r * P, P * sizeof(floating))
-        if p.mode == GRU:
-            _rows(gh + o * G, <floating*>p.bhh, b, G)
-            _mm(tag, False, False, b, G, P, hprev + o * p.lx, p.lx, <floating*>p.whhT, G, 1.0,
-                gh + o * G, G)
-        else:
-            _mm(tag, False, False, b, G, P, hprev + o * p.lx, p.lx, <floating*>p.whhT, G, 1.0,
-                gx + o * G, G)
-        if p.mode == LSTM:
-            memcpy(cprev + o * H, cst, b * H * sizeof(floating))
-            hv = (hp if p.proj else out) + o * (H if p.proj else P)
-            for r in range(b):
-                g = gx + (o + r) * G
-                _act(g, 2 * H, FG_VM_SIGMOID)
-                _act(g + 2 * H, H, FG_VM_TANH)
-                _act(g + 3 * H, H, FG_VM_SIGMOID)
-                crow = cst + r * H
-                for j in range(H):
-                    crow[j] = g[H + j] * crow[j] + g[j] * g[2 * H + j]
-            memcpy(tc + o * H, cst, b * H * sizeof(floating))
-            _act(tc + o * H, b * H, FG_VM_TANH)
-            for r in range(b):
-                g = gx + (o + r) * G
-                crow = tc + (o + r) * H
-                hrow = hv + r * H
-                for j in range(H):
-                    hrow[j] = g[3 * H + j] * crow[j]
-            if p.proj:
-                _mm(tag, False, True, b, P, H, hp + o * H, H, <floating*>p.whr, H, 0.0,
-                    out + o * P, P)
-        elif p.mode == GRU:
-            for r in range(b):
-                g = gx + (o + r) * G
-                hrow = gh + (o + r) * G
-                for j in range(2 * H):
-                    g[j] = g[j] + hrow[j]
-                _act(g, 2 * H, FG_VM_SIGMOID)
-                for j in range(H):
-                    g[2 * H + j] = g[2 * H + j] + g[j] * hrow[2 * H + j]
-                _act(g + 2 * H, H, FG_VM_TANH)
-                hv = out + (o + r) * P
-                crow = hprev + (o + r) * p.lx
-                for j in range(H):
-                    hv[j] = (1 - g[H + j]) * g[2 * H + j] + g[H + j] * crow[j]
-        else:
-            if p.mode == RNN_TANH:
-                _act(gx + o * G, b * G, FG_VM_TANH)
-            else:
-                for j in range(b * G):
-                    v = gx[o * G + j]
-                    gx[o * G + j] = v if v > 0 else 0
-            memcpy(out + o * P, gx + o * G, b * P * sizeof(floating))
+        _mm(tag, False, False, b, G, P, hprev + o * p.lx, p.lx, <floating*>p.whhT, G, 1.0,
+            gx + o * G, G)
+        for r in range(b):
+            _lstm_row(gx + (o + r) * G, <floating*>p.cst + r * H, <floating*>p.cprev + (o + r) * H,
+                      <floating*>p.tc + (o + r) * H, hp + (o + r) * H, NULL, NULL, H)
+        _mm(tag, False, True, b, P, H, hp + o * H, H, <floating*>p.whr, H, 0.0, out + o * P, P)
         memcpy(hs, out + o * P, b * P * sizeof(floating))
 
 
 cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating* dh,
-                    floating* dc, floating* dgx, floating* dgh, floating* dhall,
-                    floating* dhp) noexcept nogil:
-    """The gradient pass: dh (B, P) and dc (B, H) enter as h_n's and c_n's gradients and leave
-    as h_0's and c_0's; dgx (total, G) gets the pre-activation gate gradients (GRU: of the input
-    part, dgh of the recurrent part); dhall (total, P) the total gradient of each step's output
-    (proj only); dhp (B, H) is scratch."""
+                    floating* dc, floating* dgx, floating* dhall, floating* dhp) noexcept nogil:
+    """The gradient pass of _forward: dh (B, P) and dc (B, H) enter as h_n's and c_n's gradients
+    and leave as h_0's and c_0's; dgx (total, G) gets the pre-activation gate gradients, dhall
+    (total, P) the total gradient of each step's output; dhp (B, H) is scratch."""
     cdef Py_ssize_t i, s, b, o, r, j, H = p.H, P = p.P, G = p.G
     cdef floating* gx = <floating*>p.gx
-    cdef floating* gh = <floating*>p.gh
-    cdef floating* out = <floating*>p.out
-    cdef floating* tc = <floating*>p.tc
-    cdef floating* cprev = <floating*>p.cprev
-    cdef floating* hprev = <floating*>p.hprev
-    cdef floating* d
-    cdef floating* dhv
-    cdef floating t
     for i in range(p.T):
         s = _step(p, i, True)
         b, o = p.bs[s], p.off[s]
         if gout != NULL:
             for j in range(b * P):
                 dh[j] += gout[o * P + j]
-        if p.mode == LSTM:
-            if p.proj:
-                memcpy(dhall + o * P, dh, b * P * sizeof(floating))
-                _mm(tag, False, False, b, H, P, dh, P, <floating*>p.whr, H, 0.0, dhp, H)
-                dhv = dhp
-            else:
-                dhv = dh
-            for r in range(b):
-                if floating is float:
-                    fg_lstm_bwd_row_f32(gx + (o + r) * G, tc + (o + r) * H,
-                                        cprev + (o + r) * H, dhv + r * H, dc + r * H,
-                                        dgx + (o + r) * G, H, H)
-                else:
-                    fg_lstm_bwd_row_f64(gx + (o + r) * G, tc + (o + r) * H,
-                                        cprev + (o + r) * H, dhv + r * H, dc + r * H,
-                                        dgx + (o + r) * G, H, H)
-            _mm(tag, False, False, b, P, G, dgx + o * G, G, <floating*>p.whh, P, 0.0, dh, P)
-        elif p.mode == GRU:
-            for r in range(b):
-                if floating is float:
-                    fg_gru_bwd_row_f32(gx + (o + r) * G, gh + (o + r) * G,
-                                       hprev + (o + r) * p.lx, dh + r * P, dgx + (o + r) * G,
-                                       dgh + (o + r) * G, H, H)
-                else:
-                    fg_gru_bwd_row_f64(gx + (o + r) * G, gh + (o + r) * G,
-                                       hprev + (o + r) * p.lx, dh + r * P, dgx + (o + r) * G,
-                                       dgh + (o + r) * G, H, H)
-            _mm(tag, False, False, b, P, G, dgh + o * G, G, <floating*>p.whh, P, 1.0, dh, P)
-        else:
-            d = dgx + o * G
-            for j in range(b * G):
-                t = out[o * P + j]
-                if p.mode == RNN_TANH:
-                    d[j] = dh[j] * (1 - t * t)
-                else:
-                    d[j] = dh[j] if t > 0 else 0
-            _mm(tag, False, False, b, P, G, d, G, <floating*>p.whh, P, 0.0, dh, P)
+        memcpy(dhall + o * P, dh, b * P * sizeof(floating))
+        _mm(tag, False, False, b, H, P, dh, P, <floating*>p.whr, H, 0.0, dhp, H)
+        for r in range(b):
+            _lstm_back_row(gx + (o + r) * G, <floating*>p.tc + (o + r) * H,
+                           <floating*>p.cprev + (o + r) * H, dhp + r * H, dc + r * H,
+                           dgx + (o + r) * G, H)
+        _mm(tag, False, False, b, P, G, dgx + o * G, G, <floating*>p.whh, P, 0.0, dh, P)
 
 
 # ----- one layer-direction on fastgrad's threads ------------------------------------------------
@@ -372,32 +293,22 @@ cdef void _mm_cols(floating* tag, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, cons
 
 
 cdef void _cell(const Plan* p, floating* tag, Py_ssize_t row, Py_ssize_t r, Py_ssize_t u0,
-                Py_ssize_t n) noexcept nogil:
-    """Gate arithmetic and state update of units u0 .. u0+n of batch row r at packed row `row`:
-    the block's gates (block gate order) already hold x W_ih^T + h W_hh^T + biases (GRU: gh
-    holds h W_hh^T without its bias)."""
+                Py_ssize_t n, floating* hn) noexcept nogil:
+    """Gate arithmetic and state update of units u0 .. u0+n of batch row r at packed row `row`,
+    h also written to hn (the next step's h_prev row) unless NULL: the block's gates (block gate
+    order) already hold x W_ih^T + h W_hh^T + biases (GRU: gh holds h W_hh^T without its
+    bias)."""
     cdef Py_ssize_t j, H = p.H, ng = p.G // p.H
     cdef floating* g = <floating*>p.gx + row * p.G + ng * u0
     cdef floating* h = <floating*>p.out + row * p.P + u0
-    cdef floating* c
-    cdef floating* t
     cdef floating* gh
     cdef const floating* hp
     cdef const floating* bhh
     cdef floating v
     if p.mode == LSTM:
-        _act(g, 2 * n, FG_VM_SIGMOID)
-        _act(g + 2 * n, n, FG_VM_TANH)
-        _act(g + 3 * n, n, FG_VM_SIGMOID)
-        c = <floating*>p.cst + r * H + u0
-        t = <floating*>p.tc + row * H + u0
-        memcpy(<floating*>p.cprev + row * H + u0, c, n * sizeof(floating))
-        for j in range(n):
-            c[j] = g[n + j] * c[j] + g[j] * g[2 * n + j]
-        memcpy(t, c, n * sizeof(floating))
-        _act(t, n, FG_VM_TANH)
-        for j in range(n):
-            h[j] = g[3 * n + j] * t[j]
+        _lstm_row(g, <floating*>p.cst + r * H + u0, <floating*>p.cprev + row * H + u0,
+                  <floating*>p.tc + row * H + u0, h, <floating*>p.hs + r * p.P + u0, hn, n)
+        return
     elif p.mode == GRU:
         gh = <floating*>p.gh + row * p.G + ng * u0
         if p.bhh != NULL:
@@ -422,15 +333,16 @@ cdef void _cell(const Plan* p, floating* tag, Py_ssize_t row, Py_ssize_t r, Py_s
                 g[j] = v if v > 0 else 0
         memcpy(h, g, n * sizeof(floating))
     memcpy(<floating*>p.hs + r * p.P + u0, h, n * sizeof(floating))
+    if hn != NULL:
+        memcpy(hn, h, n * sizeof(floating))
 
 
 cdef void _forward_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k) noexcept nogil:
     """Block k of forward step i: the block's product (added to its gate columns), gate
     arithmetic and state update, and its columns of the next step's hprev rows."""
-    cdef Py_ssize_t s, b, o, r, s2, b2, o2, ng = p.G // p.H, u0 = k * p.hb
+    cdef Py_ssize_t s, b, o, r, b2 = 0, o2 = 0, ng = p.G // p.H, u0 = k * p.hb
     cdef Py_ssize_t n = min(p.hb, p.H - u0)
     cdef floating* hprev = <floating*>p.hprev
-    cdef floating* hs = <floating*>p.hs
     s = _step(p, i, False)
     b, o = p.bs[s], p.off[s]
     if p.mode == GRU:
@@ -439,13 +351,14 @@ cdef void _forward_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t 
     else:
         _mm_cols(tag, b, ng * n, p.P, hprev + o * p.lx, p.lx, <floating*>p.whhT + ng * u0, p.G,
                  1.0, <floating*>p.gx + o * p.G + ng * u0, p.G, FWD_COLS)
-    for r in range(b):
-        _cell(p, tag, o + r, r, u0, n)
     if i + 1 < p.T:
-        s2 = _step(p, i + 1, False)
-        b2, o2 = p.bs[s2], p.off[s2]
-        for r in range(b2):
-            memcpy(hprev + (o2 + r) * p.lx + u0, hs + r * p.P + u0, n * sizeof(floating))
+        s = _step(p, i + 1, False)
+        b2, o2 = p.bs[s], p.off[s]
+    for r in range(b):
+        _cell(p, tag, o + r, r, u0, n, hprev + (o2 + r) * p.lx + u0 if r < b2 else NULL)
+    for r in range(b, b2):          # rows joining the batch (reverse direction): initial state
+        memcpy(hprev + (o2 + r) * p.lx + u0, <floating*>p.hs + r * p.P + u0,
+               n * sizeof(floating))
 
 
 cdef void _gates_back_block(const Plan* p, Py_ssize_t i, Py_ssize_t k, const floating* gout,
@@ -470,14 +383,9 @@ cdef void _gates_back_block(const Plan* p, Py_ssize_t i, Py_ssize_t k, const flo
             for j in range(n):
                 dhr[j] += go[j]
         if p.mode == LSTM:
-            if floating is float:
-                fg_lstm_bwd_row_f32(gx + row * G + gb, <float*>p.tc + row * H + u0,
-                                    <float*>p.cprev + row * H + u0, dhr, dc + r * H + u0,
-                                    dgx + row * G + gb, n, n)
-            else:
-                fg_lstm_bwd_row_f64(gx + row * G + gb, <double*>p.tc + row * H + u0,
-                                    <double*>p.cprev + row * H + u0, dhr, dc + r * H + u0,
-                                    dgx + row * G + gb, n, n)
+            _lstm_back_row(gx + row * G + gb, <floating*>p.tc + row * H + u0,
+                           <floating*>p.cprev + row * H + u0, dhr, dc + r * H + u0,
+                           dgx + row * G + gb, n)
         elif p.mode == GRU:
             if floating is float:
                 fg_gru_bwd_row_f32(gx + row * G + gb, <float*>p.gh + row * G + gb,
@@ -660,7 +568,7 @@ cdef void _backward_all(const Plan* p, floating* tag, const floating* gout, floa
                         floating* dc, floating* dgx, floating* dgh, floating* dhall,
                         floating* dhp) noexcept nogil:
     if p.proj:
-        _backward(p, tag, gout, dh, dc, dgx, dgh, dhall, dhp)
+        _backward(p, tag, gout, dh, dc, dgx, dhall, dhp)
     else:
         _run_backward(p, tag, gout, dh, dc, dgx, dgh)
 
