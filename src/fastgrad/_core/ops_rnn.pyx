@@ -110,11 +110,7 @@ def rnn_layer(int mode, TensorBase x, TensorBase h0, TensorBase c0, TensorBase w
         wih, whh = wih[perm], whh[perm]
         bias = None if bias is None else bias[perm]
         bhh = None if bhh is None else bhh[perm]
-    gx = _lines((p.total, p.G), dt)
-    if bias is None:
-        gx[...] = 0
-    else:
-        gx[...] = bias
+    gx = _lines((p.total, p.G), dt)            # the input projection writes every row
     gh = _lines((p.total, p.G), dt) if mode == GRU else None
     out = _lines((p.total, p.P), dt)
     hp = np.empty((p.total, p.H), dtype=dt) if p.proj else None
@@ -126,6 +122,8 @@ def rnn_layer(int mode, TensorBase x, TensorBase h0, TensorBase c0, TensorBase w
             off, xh]
     _fill(&p, keep)
     p.f32 = dt == np.float32
+    p.bias = NULL if bias is None else cnp.PyArray_DATA(<cnp.ndarray>bias)
+    p.db = p.db2 = NULL
     wihT = np.ascontiguousarray(wih.T)          # (I, G): the layout OpenBLAS packs fastest
     p.wihT = cnp.PyArray_DATA(<cnp.ndarray>wihT)
     p.hs = cnp.PyArray_DATA(<cnp.ndarray>hs)
@@ -259,6 +257,15 @@ cdef class RNNLayerBackward(Node):
         if p.proj:
             dhall = np.empty((p.total, p.P), dtype=dt)
             dhp = np.empty((p.B, p.H), dtype=dt)
+        fns = self._next_fns
+        db = db2 = None                 # the bias gradients, summed in the loop in float64
+        if self.has_bias and (fns[5] is not None or fns[6] is not None):
+            db = np.zeros(p.G, dtype=np.float64)
+            if p.mode == GRU:
+                db2 = np.zeros(p.G, dtype=np.float64)
+        p.db = <double*>_ptr(db)
+        p.db2 = <double*>_ptr(db2)
+        p.bias = NULL
         cdef void* a0 = _ptr(gout)
         cdef void* a1 = _ptr(dh)
         cdef void* a2 = _ptr(dc)
@@ -272,7 +279,6 @@ cdef class RNNLayerBackward(Node):
         # in fixed blocks of rows shared by the thread team (Note [Recurrence on the thread
         # team] in rnn_kernels.pyx)
         rec = dgx if dgh is None else dgh
-        fns = self._next_fns
         dx = dwih = dwhh = dbih = dbhh = dwhr = None
         order = slice(None) if p.proj else _gate_order(_GATES[p.mode], p.H, p.hb)[1]
         if fns[0] is not None:
@@ -287,12 +293,13 @@ cdef class RNNLayerBackward(Node):
                 dwhh = _product(rec, True, keep[11], False)[order]
         if p.proj and fns[7] is not None:
             dwhr = _product(dhall, True, hp, False)
-        if self.has_bias:
+        if db is not None:
+            b1 = db[order].astype(dt)
             if fns[5] is not None:
-                dbih = wrap(dgx.sum(0)[order])
+                dbih = wrap(b1)
             if fns[6] is not None:           # RNN/LSTM: both biases get the same gradient
-                dbhh = wrap(rec.sum(0)[order]) if rec is not dgx or dbih is None else \
-                    wrap((<TensorBase>dbih)._data.copy())
+                dbhh = wrap(db2[order].astype(dt) if db2 is not None else
+                            b1.copy() if dbih is not None else b1)
         if dx is not None:
             dx = wrap(np.reshape(dx, self.x_shape))
         dwih, dwhh, dwhr = [None if a is None else wrap(a) for a in (dwih, dwhh, dwhr)]

@@ -8,9 +8,7 @@
  * the step, tanh c, h into the state and into the next step's h_prev) per batch row: W12 spent
  * ~15% of its time there, mostly in calls too short to fill the vector pipeline. Here one loop
  * does all of it per element (vmath.h's scalar sigmoid and tanh, which GCC vectorises), writing
- * each result where it is needed. The gradient row is likewise one loop, and also adds the
- * row's gate gradients into the bias gradient's accumulator (a block's columns, in step order:
- * the same additions whichever thread runs the block).
+ * each result where it is needed. The gradient row is likewise one loop.
  * A given machine runs the same instructions on 1 and 2 threads, so results stay bit-identical
  * across thread counts; between machines (AVX-512 or not, FMA contraction or not) float32
  * results may differ in the last bits, as vmath.h's do.
@@ -41,11 +39,10 @@
 
 /* g: activated gates (i, f, g, o, n each), tc = tanh c, cp = c entering the step, dh: the
  * gradient of the step's h; dc enters as the gradient of c leaving the step and leaves as that
- * of c entering it; d gets the pre-activation gate gradients; db (when not NULL) += d. */
+ * of c entering it; d gets the pre-activation gate gradients. */
 #define FG_LSTM_BWD_ROW(T, NAME, ATTR)                                                          \
     ATTR static void NAME(const T *restrict g, const T *restrict tc, const T *restrict cp,     \
-                          const T *restrict dh, T *restrict dc, T *restrict d,                 \
-                          T *restrict db, ptrdiff_t n) {                                       \
+                          const T *restrict dh, T *restrict dc, T *restrict d, ptrdiff_t n) {  \
         for (ptrdiff_t j = 0; j < n; j++) {                                                     \
             T gi = g[j], gf = g[n + j], gg = g[2 * n + j], go = g[3 * n + j], t = tc[j];       \
             T dcc = dc[j] + dh[j] * go * (1 - t * t);                                           \
@@ -55,8 +52,6 @@
             d[3 * n + j] = dh[j] * t * go * (1 - go);                                           \
             dc[j] = dcc * gf;                                                                   \
         }                                                                                       \
-        if (db)                                                                                 \
-            for (ptrdiff_t j = 0; j < 4 * n; j++) db[j] += d[j];                                \
     }
 
 typedef void (*fg_lstm_fwd_f32_fn)(float *, float *, float *, float *, float *, float *,
@@ -64,9 +59,9 @@ typedef void (*fg_lstm_fwd_f32_fn)(float *, float *, float *, float *, float *, 
 typedef void (*fg_lstm_fwd_f64_fn)(double *, double *, double *, double *, double *, double *,
                                    double *, ptrdiff_t);
 typedef void (*fg_lstm_bwd_f32_fn)(const float *, const float *, const float *, const float *,
-                                   float *, float *, float *, ptrdiff_t);
+                                   float *, float *, ptrdiff_t);
 typedef void (*fg_lstm_bwd_f64_fn)(const double *, const double *, const double *,
-                                   const double *, double *, double *, double *, ptrdiff_t);
+                                   const double *, double *, double *, ptrdiff_t);
 
 #define FG_LSTM_ROWS(ISA, ATTR)                                                                 \
     FG_LSTM_FWD_ROW(float, fg_lstm_fwd_f32_##ISA, fg_sigmoidf, fg_tanhf, ATTR)                  \

@@ -24,6 +24,7 @@ ctypedef struct Plan:
                      # gate order without proj: Note [Recurrence on the thread team])
     void* whr        # (P, H) or NULL
     void* bhh        # (G,) GRU's recurrent bias, or NULL
+    void* bias       # (G,) the input projection's bias (b_ih + b_hh; GRU: b_ih), or NULL
     void* gx         # (total, G) input projection, then the activated gates
     void* gh         # (total, G) GRU: W_hh h + b_hh
     void* out        # (total, P)
@@ -34,10 +35,12 @@ ctypedef struct Plan:
     void* hs         # (B, P) state, h_n at the end
     void* cst        # (B, H) LSTM state, c_n at the end
     Py_ssize_t hb, nb  # units per block, blocks (Note [Recurrence on the thread team])
+    double* db       # backward: (G,) float64 accumulators of the gate gradients' column sums
+    double* db2      # (the bias gradients; GRU: db of b_ih, db2 of b_hh), or NULL
 
 
 cdef Py_ssize_t unit_blocks(Py_ssize_t H) noexcept nogil     # units per block (Plan.hb)
-cdef void run_forward(Plan* p) noexcept nogil    # input projection (gx holds the biases) + loop
+cdef void run_forward(Plan* p) noexcept nogil    # input projection + bias, then the loop
 cdef void run_backward(Plan* p, const void* gout, void* dh, void* dc, void* dgx, void* dgh,
                        void* dhall, void* dhp) noexcept nogil     # the gradient time loop
 cdef void product(bint f32, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,

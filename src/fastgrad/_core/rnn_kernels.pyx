@@ -4,7 +4,7 @@
 the gate arithmetic fused per step, on fastgrad's thread team (Note [Recurrence on the thread
 team])."""
 from cython cimport floating
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy
 from libc.stdlib cimport calloc, free
 from cython.parallel cimport parallel, prange, threadid
 
@@ -27,10 +27,9 @@ cdef extern from "rnn_cell.h" nogil:
     void fg_lstm_fwd_f64(double* g, double* c, double* cp, double* tc, double* h, double* hs,
                          double* hn, Py_ssize_t n) noexcept nogil
     void fg_lstm_bwd_f32(const float* g, const float* tc, const float* cp, const float* dh,
-                         float* dc, float* d, float* db, Py_ssize_t n) noexcept nogil
+                         float* dc, float* d, Py_ssize_t n) noexcept nogil
     void fg_lstm_bwd_f64(const double* g, const double* tc, const double* cp,
-                         const double* dh, double* dc, double* d, double* db,
-                         Py_ssize_t n) noexcept nogil
+                         const double* dh, double* dc, double* d, Py_ssize_t n) noexcept nogil
     int fg_lstm_select(int want)
 
 fg_lstm_select(2)
@@ -57,11 +56,20 @@ cdef extern from *:
     }
     FG_GRU_BWD_ROW(float, fg_gru_bwd_row_f32)
     FG_GRU_BWD_ROW(double, fg_gru_bwd_row_f64)
+    /* a bias gradient's accumulator (float64 whatever the data) += one row's gate gradients */
+    #define FG_RNN_ACC(T, NAME)                                                               \
+    static void NAME(double *restrict acc, const T *restrict d, ptrdiff_t n) {                \
+        for (ptrdiff_t j = 0; j < n; j++) acc[j] += d[j];                                     \
+    }
+    FG_RNN_ACC(float, fg_rnn_acc_f32)
+    FG_RNN_ACC(double, fg_rnn_acc_f64)
     """
     void fg_gru_bwd_row_f32(const float* g, const float* gh, const float* hp, float* dh,
                             float* d, float* d2, Py_ssize_t H, Py_ssize_t n) noexcept nogil
     void fg_gru_bwd_row_f64(const double* g, const double* gh, const double* hp, double* dh,
                             double* d, double* d2, Py_ssize_t H, Py_ssize_t n) noexcept nogil
+    void fg_rnn_acc_f32(double* acc, const float* d, Py_ssize_t n) noexcept nogil
+    void fg_rnn_acc_f64(double* acc, const double* d, Py_ssize_t n) noexcept nogil
 
 
 # ----- small helpers ------------------------------------------------------------------------------
@@ -89,15 +97,15 @@ cdef void _mm(floating* tag, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ss
     blas.gemm(floating is float, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc)
 
 
-cdef inline void _rows(floating* dst, const floating* row, Py_ssize_t m,
-                       Py_ssize_t n) noexcept nogil:
-    """Each of m rows of dst (n wide, contiguous) = row, or zeros when row is NULL."""
-    cdef Py_ssize_t i
-    for i in range(m):
-        if row == NULL:
-            memset(dst + i * n, 0, n * sizeof(floating))
-        else:
-            memcpy(dst + i * n, row, n * sizeof(floating))
+cdef inline void _acc(double* acc, const floating* d, Py_ssize_t n) noexcept nogil:
+    """acc[:n] += d[:n] (a bias gradient, summed in float64 in a fixed order: block k's columns
+    over the steps in turn, rows in turn, whichever thread runs the block)."""
+    if acc == NULL:
+        return
+    if floating is float:
+        fg_rnn_acc_f32(acc, d, n)
+    else:
+        fg_rnn_acc_f64(acc, d, n)
 
 
 cdef inline Py_ssize_t _step(const Plan* p, Py_ssize_t i, bint backward) noexcept nogil:
@@ -121,9 +129,9 @@ cdef inline void _lstm_back_row(const floating* g, const floating* tc, const flo
                                 Py_ssize_t n) noexcept nogil:
     """The gate gradients of one row of an LSTM step (rnn_cell.h)."""
     if floating is float:
-        fg_lstm_bwd_f32(g, tc, cp, dh, dc, d, NULL, n)
+        fg_lstm_bwd_f32(g, tc, cp, dh, dc, d, n)
     else:
-        fg_lstm_bwd_f64(g, tc, cp, dh, dc, d, NULL, n)
+        fg_lstm_bwd_f64(g, tc, cp, dh, dc, d, n)
 
 
 cdef void _forward(const Plan* p, floating* tag) noexcept nogil:
@@ -169,6 +177,7 @@ cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating
             _lstm_back_row(gx + (o + r) * G, <floating*>p.tc + (o + r) * H,
                            <floating*>p.cprev + (o + r) * H, dhp + r * H, dc + r * H,
                            dgx + (o + r) * G, H)
+            _acc(p.db, dgx + (o + r) * G, G)
         _mm(tag, False, False, b, P, G, dgx + o * G, G, <floating*>p.whh, P, 0.0, dh, P)
 
 
@@ -386,6 +395,7 @@ cdef void _gates_back_block(const Plan* p, Py_ssize_t i, Py_ssize_t k, const flo
             _lstm_back_row(gx + row * G + gb, <floating*>p.tc + row * H + u0,
                            <floating*>p.cprev + row * H + u0, dhr, dc + r * H + u0,
                            dgx + row * G + gb, n)
+            _acc(p.db + gb, dgx + row * G + gb, 4 * n)
         elif p.mode == GRU:
             if floating is float:
                 fg_gru_bwd_row_f32(gx + row * G + gb, <float*>p.gh + row * G + gb,
@@ -395,6 +405,8 @@ cdef void _gates_back_block(const Plan* p, Py_ssize_t i, Py_ssize_t k, const flo
                 fg_gru_bwd_row_f64(gx + row * G + gb, <double*>p.gh + row * G + gb,
                                    <double*>p.hprev + row * p.lx + u0, dhr, dgx + row * G + gb,
                                    dgh + row * G + gb, n, n)
+            _acc(p.db + gb, dgx + row * G + gb, 3 * n)
+            _acc(p.db2 + gb, dgh + row * G + gb, 3 * n)
         else:
             d = dgx + row * G + gb
             for j in range(n):
@@ -403,6 +415,7 @@ cdef void _gates_back_block(const Plan* p, Py_ssize_t i, Py_ssize_t k, const flo
                     d[j] = dhr[j] * (1 - t * t)
                 else:
                     d[j] = dhr[j] if t > 0 else 0
+            _acc(p.db + gb, d, n)
 
 
 cdef void _dh_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k, floating* dh,
@@ -523,32 +536,39 @@ cdef enum:
 
 cdef void _mm_fixed(floating* tag, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                     const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ldb,
-                    double beta, floating* c, Py_ssize_t ldc) noexcept nogil:
-    """_mm in fixed blocks of ROW_BLOCK rows of C, shared by the thread team when the product is
-    large (blas.SPLIT_MACS's scale): the same calls whatever the thread count."""
+                    floating* c, Py_ssize_t ldc, const floating* bias) noexcept nogil:
+    """C = op(A) @ op(B) (+ bias on every row when not NULL) in fixed blocks of ROW_BLOCK rows
+    of C, shared by the thread team when the product is large (blas.SPLIT_MACS's scale): the same
+    calls whatever the thread count."""
     cdef Py_ssize_t blk, nblk = (m + ROW_BLOCK - 1) // ROW_BLOCK
     cdef int nt = nthreads()
     if nt > 1 and nblk > 1 and m * n * k >= 4 * TEAM_MACS:
         for blk in prange(nblk, schedule="dynamic", num_threads=nt):
-            _mm_rows(tag, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, blk)
+            _mm_rows(tag, ta, tb, m, n, k, a, lda, b, ldb, c, ldc, bias, blk)
     else:
         for blk in range(nblk):
-            _mm_rows(tag, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, blk)
+            _mm_rows(tag, ta, tb, m, n, k, a, lda, b, ldb, c, ldc, bias, blk)
 
 
 cdef void _mm_rows(floating* tag, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                    const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ldb,
-                   double beta, floating* c, Py_ssize_t ldc, Py_ssize_t blk) noexcept nogil:
-    cdef Py_ssize_t lo = blk * ROW_BLOCK, hi = min(m, lo + ROW_BLOCK)
-    _mm(tag, ta, tb, hi - lo, n, k, a + (lo if ta else lo * lda), lda, b, ldb, beta,
-        c + lo * ldc, ldc)
+                   floating* c, Py_ssize_t ldc, const floating* bias,
+                   Py_ssize_t blk) noexcept nogil:
+    """One block of _mm_fixed; the bias rows are written just before the product adds to them,
+    while the block is in this core's cache."""
+    cdef Py_ssize_t i, lo = blk * ROW_BLOCK, hi = min(m, lo + ROW_BLOCK)
+    if bias != NULL:
+        for i in range(lo, hi):
+            memcpy(c + i * ldc, bias, n * sizeof(floating))
+    _mm(tag, ta, tb, hi - lo, n, k, a + (lo if ta else lo * lda), lda, b, ldb,
+        1.0 if bias != NULL else 0.0, c + lo * ldc, ldc)
 
 
 # ----- the entry points (rnn_kernels.pxd) ---------------------------------------------------------
 
 cdef void _forward_all(const Plan* p, floating* tag) noexcept nogil:
     _mm_fixed(tag, False, False, p.total, p.G, p.nin, <floating*>p.x, p.lx, <floating*>p.wihT,
-              p.G, 1.0, <floating*>p.gx, p.G)
+              p.G, <floating*>p.gx, p.G, <floating*>p.bias)
     if p.proj:
         _forward(p, tag)
     else:
@@ -590,9 +610,9 @@ cdef void product(bint f32, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssi
                   Py_ssize_t ldc) noexcept nogil:
     cdef int prev = blas.one_thread()
     if f32:
-        _mm_fixed(<float*>NULL, ta, tb, m, n, k, <const float*>a, lda, <const float*>b, ldb, 0.0,
-                  <float*>c, ldc)
+        _mm_fixed(<float*>NULL, ta, tb, m, n, k, <const float*>a, lda, <const float*>b, ldb,
+                  <float*>c, ldc, NULL)
     else:
         _mm_fixed(<double*>NULL, ta, tb, m, n, k, <const double*>a, lda, <const double*>b, ldb,
-                  0.0, <double*>c, ldc)
+                  <double*>c, ldc, NULL)
     blas.restore(prev)
