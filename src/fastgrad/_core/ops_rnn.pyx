@@ -5,9 +5,9 @@ Note [One node per recurrent layer]
 Recorded op by op, a 35-step LSTM makes ~10 nodes per step and the per-op overhead dominates a
 small model. Here a whole layer-direction is one call and one node (RNNTanhBackward0,
 RNNReluBackward0, LSTMBackward0, GRUBackward0):
-- forward: the input projection of every time step is ONE product (x @ W_ih^T + biases), then per
-  step one product h @ W_hh^T accumulated into that step's gate rows, and one fused nogil kernel
-  for the gate nonlinearities and the state update (vectorised exp/tanh of vmath.h);
+- forward: per step one product [x | h] @ [W_ih^T; W_hh^T] added to the biases (GRU: the input
+  projection of every time step is ONE product, then per step h @ W_hh^T), and one fused nogil
+  kernel for the gate nonlinearities and the state update (vectorised exp/tanh of vmath.h);
 - backward: per step (in reverse order) one fused kernel for the gate gradients and one product
   dgates @ W_hh for the recurrent gradient; the input gradient and every weight gradient are then
   single products over all time steps (dgates^T @ x, dgates^T @ h_prev, ...).
@@ -124,12 +124,13 @@ def rnn_layer(int mode, TensorBase x, TensorBase h0, TensorBase c0, TensorBase w
     p.f32 = dt == np.float32
     p.bias = NULL if bias is None else cnp.PyArray_DATA(<cnp.ndarray>bias)
     p.db = p.db2 = NULL
-    wihT = np.ascontiguousarray(wih.T)          # (I, G): the layout OpenBLAS packs fastest
-    p.wihT = cnp.PyArray_DATA(<cnp.ndarray>wihT)
+    wT = np.empty((p.lx, p.G), dtype=dt)        # [W_ih^T; W_hh^T]: Note [One product per step]
+    wT[:p.nin] = wih.T                          # in rnn_kernels.pyx
+    wT[p.nin:] = whh.T
+    p.wihT = cnp.PyArray_DATA(<cnp.ndarray>wT)
+    p.whhT = cnp.PyArray_DATA(<cnp.ndarray>wT[p.nin:])
     p.hs = cnp.PyArray_DATA(<cnp.ndarray>hs)
     p.cst = NULL if cst is None else cnp.PyArray_DATA(<cnp.ndarray>cst)
-    whhT = np.ascontiguousarray(whh.T)
-    p.whhT = cnp.PyArray_DATA(<cnp.ndarray>whhT)
     if not p.proj and p.T:                      # the first step's h entering it
         s0 = p.T - 1 if reverse else 0
         xh[off[s0]:off[s0] + bs[s0], p.nin:] = hs[:bs[s0]]

@@ -18,10 +18,12 @@ ctypedef struct Plan:
     Py_ssize_t* off
     void* x          # (total, I), row stride lx
     void* wih        # (G, I)
-    void* wihT       # (I, G): W_ih^T, the layout OpenBLAS packs fastest
+    void* wihT       # (I + P, G): [W_ih^T; W_hh^T], so that one product of a step's rows of
+                     # [x | h_prev] (K = I + P) gives its gates (LSTM, RNN: Note [One product
+                     # per step] in rnn_kernels.pyx); GRU: W_ih^T's input projection
     void* whh        # (G, P)
-    void* whhT       # (P, G): W_hh^T laid out for the forward's per-step products (in block
-                     # gate order without proj: Note [Recurrence on the thread team])
+    void* whhT       # (P, G): W_hh^T, the rows I .. I + P of wihT (both in block gate order
+                     # without proj: Note [Recurrence on the thread team])
     void* whr        # (P, H) or NULL
     void* bhh        # (G,) GRU's recurrent bias, or NULL
     void* bias       # (G,) the input projection's bias (b_ih + b_hh; GRU: b_ih), or NULL

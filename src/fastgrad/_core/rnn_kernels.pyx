@@ -108,6 +108,18 @@ cdef inline void _acc(double* acc, const floating* d, Py_ssize_t n) noexcept nog
         fg_rnn_acc_f64(acc, d, n)
 
 
+cdef inline double _bias_rows(floating* c, Py_ssize_t ldc, const floating* bias, Py_ssize_t m,
+                              Py_ssize_t n) noexcept nogil:
+    """Each of m rows of c (stride ldc) = bias[:n] when bias is not NULL; returns the beta of
+    the product that then adds to c (1, or 0 without a bias)."""
+    cdef Py_ssize_t i
+    if bias == NULL:
+        return 0.0
+    for i in range(m):
+        memcpy(c + i * ldc, bias, n * sizeof(floating))
+    return 1.0
+
+
 cdef inline Py_ssize_t _step(const Plan* p, Py_ssize_t i, bint backward) noexcept nogil:
     """Time index of the i-th step run (forward pass order, reversed for the gradient pass)."""
     if p.reverse != backward:
@@ -136,8 +148,8 @@ cdef inline void _lstm_back_row(const floating* g, const floating* tc, const flo
 
 cdef void _forward(const Plan* p, floating* tag) noexcept nogil:
     """The time loop of an LSTM with a projection (proj_size > 0; the only recurrence that does
-    not run on the thread team), gates in PyTorch's order: per step the product with W_hh, the
-    fused cell per row, and the step's product with W_hr."""
+    not run on the thread team), gates in PyTorch's order: per step one product for the gates
+    (Note [One product per step]), the fused cell per row, and the product with W_hr."""
     cdef Py_ssize_t i, s, b, o, r, H = p.H, P = p.P, G = p.G
     cdef floating* gx = <floating*>p.gx
     cdef floating* out = <floating*>p.out
@@ -149,8 +161,8 @@ cdef void _forward(const Plan* p, floating* tag) noexcept nogil:
         b, o = p.bs[s], p.off[s]
         for r in range(b):
             memcpy(hprev + (o + r) * p.lx, hs + r * P, P * sizeof(floating))
-        _mm(tag, False, False, b, G, P, hprev + o * p.lx, p.lx, <floating*>p.whhT, G, 1.0,
-            gx + o * G, G)
+        _mm(tag, False, False, b, G, p.lx, <floating*>p.x + o * p.lx, p.lx, <floating*>p.wihT,
+            G, _bias_rows(gx + o * G, G, <floating*>p.bias, b, G), gx + o * G, G)
         for r in range(b):
             _lstm_row(gx + (o + r) * G, <floating*>p.cst + r * H, <floating*>p.cprev + (o + r) * H,
                       <floating*>p.tc + (o + r) * H, hp + (o + r) * H, NULL, NULL, H)
@@ -210,6 +222,16 @@ cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating
 # the thread count (one thread runs the blocks in turn without the counters). The big products
 # outside the loop (input projection, input and weight gradients) are cut the same way into
 # fixed blocks of rows (_mm_fixed).
+
+# Note [One product per step]
+# For LSTM and RNN a step's gates are [x_t | h_{t-1}] @ [W_ih^T; W_hh^T] + (b_ih + b_hh): one
+# product with K = I + P on rows that the buffer [x | h_prev] (Plan.lx) already holds side by
+# side, added to bias rows written just before it. The input projection of all steps used to be
+# one large product before the loop (1120x512x64 for W12, ~70 GMAC/s on one core), and each
+# step's product then read those 64 KB of gate rows back from beyond the core's L2 cache; now
+# every step's gate rows are written and read while they are in cache, and the x part of the work
+# is shared among the team with the rest of the step. GRU keeps the separate input projection:
+# its candidate gate scales only the recurrent part (r * (W_hn h + b_hn)).
 
 cdef extern from *:
     """
@@ -352,14 +374,18 @@ cdef void _forward_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t 
     cdef Py_ssize_t s, b, o, r, b2 = 0, o2 = 0, ng = p.G // p.H, u0 = k * p.hb
     cdef Py_ssize_t n = min(p.hb, p.H - u0)
     cdef floating* hprev = <floating*>p.hprev
+    cdef floating* g
     s = _step(p, i, False)
     b, o = p.bs[s], p.off[s]
     if p.mode == GRU:
         _mm_cols(tag, b, ng * n, p.P, hprev + o * p.lx, p.lx, <floating*>p.whhT + ng * u0, p.G,
                  0.0, <floating*>p.gh + o * p.G + ng * u0, p.G, FWD_COLS)
-    else:
-        _mm_cols(tag, b, ng * n, p.P, hprev + o * p.lx, p.lx, <floating*>p.whhT + ng * u0, p.G,
-                 1.0, <floating*>p.gx + o * p.G + ng * u0, p.G, FWD_COLS)
+    else:                           # Note [One product per step]
+        g = <floating*>p.gx + o * p.G + ng * u0
+        _mm_cols(tag, b, ng * n, p.lx, <floating*>p.x + o * p.lx, p.lx,
+                 <floating*>p.wihT + ng * u0, p.G,
+                 _bias_rows(g, p.G, <floating*>p.bias + ng * u0 if p.bias != NULL else NULL, b,
+                            ng * n), g, p.G, FWD_COLS)
     if i + 1 < p.T:
         s = _step(p, i + 1, False)
         b2, o2 = p.bs[s], p.off[s]
@@ -556,19 +582,17 @@ cdef void _mm_rows(floating* tag, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, 
                    Py_ssize_t blk) noexcept nogil:
     """One block of _mm_fixed; the bias rows are written just before the product adds to them,
     while the block is in this core's cache."""
-    cdef Py_ssize_t i, lo = blk * ROW_BLOCK, hi = min(m, lo + ROW_BLOCK)
-    if bias != NULL:
-        for i in range(lo, hi):
-            memcpy(c + i * ldc, bias, n * sizeof(floating))
+    cdef Py_ssize_t lo = blk * ROW_BLOCK, hi = min(m, lo + ROW_BLOCK)
     _mm(tag, ta, tb, hi - lo, n, k, a + (lo if ta else lo * lda), lda, b, ldb,
-        1.0 if bias != NULL else 0.0, c + lo * ldc, ldc)
+        _bias_rows(c + lo * ldc, ldc, bias, hi - lo, n), c + lo * ldc, ldc)
 
 
 # ----- the entry points (rnn_kernels.pxd) ---------------------------------------------------------
 
 cdef void _forward_all(const Plan* p, floating* tag) noexcept nogil:
-    _mm_fixed(tag, False, False, p.total, p.G, p.nin, <floating*>p.x, p.lx, <floating*>p.wihT,
-              p.G, <floating*>p.gx, p.G, <floating*>p.bias)
+    if p.mode == GRU:               # its input part stays apart (r scales only W_hn h + b_hn)
+        _mm_fixed(tag, False, False, p.total, p.G, p.nin, <floating*>p.x, p.lx,
+                  <floating*>p.wihT, p.G, <floating*>p.gx, p.G, <floating*>p.bias)
     if p.proj:
         _forward(p, tag)
     else:
