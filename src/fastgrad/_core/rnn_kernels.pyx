@@ -5,7 +5,7 @@ the gate arithmetic fused per step, on fastgrad's thread team (Note [Recurrence 
 team])."""
 from cython cimport floating
 from libc.string cimport memcpy
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, malloc, free
 from cython.parallel cimport parallel, prange, threadid
 
 from fastgrad._core cimport blas
@@ -207,8 +207,9 @@ cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating
 # - forward step i, block k (_forward_block): one product hprev @ W_hh^T for the block's columns
 #   (added to the input projection), the block's gate arithmetic in place and state update, and
 #   its columns of the next step's hprev;
-# - gradient step i, block k: its columns of dh = dG @ W_hh after step i - 1 (_dh_block) and then
-#   its gate gradients at step i (_gates_back_block), which read only those columns of dh and dc.
+# - gradient step i, block k: its columns of dh after step i - 1 (_dh_block), then its gate
+#   gradients at step i (_gates_back_block), which read only those columns of dh and dc, and its
+#   partial product for the next dh (Note [Split gradient products]).
 # Each step is a phase: every thread claims blocks (one atomic bit each), its own first (thread
 # t starts at block t * nb / threads, so a block's weights and state stay in one core's cache
 # from step to step) and then any left unclaimed, and waits until every block is finished
@@ -222,6 +223,17 @@ cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating
 # the thread count (one thread runs the blocks in turn without the counters). The big products
 # outside the loop (input projection, input and weight gradients) are cut the same way into
 # fixed blocks of rows (_mm_fixed).
+
+# Note [Split gradient products]
+# dh after a gradient step is dG @ W_hh, dG (b, G) being the step's gate gradients. Cut by
+# columns of dh, each unit block would read all of dG, half of it written by the other core a
+# moment before (32 KB per step for W12, from the other core's cache). Instead each block
+# multiplies its own gate columns of dG (still in its cache) by the same rows of W_hh, a partial
+# (b, P) product (_partial_block), and in the next phase each block sums the partials for its
+# columns of dh in block order (_dh_block): 8 KB of the other core's partial per step, and the
+# same additions in the same order whatever the thread count. The partials alternate between two
+# buffers by step parity, since a block may write step i's partial while another still reads
+# step i - 1's.
 
 # Note [One product per step]
 # For LSTM and RNN a step's gates are [x_t | h_{t-1}] @ [W_ih^T; W_hh^T] + (b_ih + b_hh): one
@@ -310,7 +322,8 @@ cdef Py_ssize_t unit_blocks(Py_ssize_t H) noexcept nogil:
 cdef enum:
     FWD_COLS = 128      # columns per product in a forward block: 32x128x128 takes 6 us on one
                         # core, 32x256x128 18 us, 32x512x128 39 us (OpenBLAS's small-matrix
-    BWD_COLS = 32       # kernels); backward 32x32x512 7.5 us, 32x64x512 22 us
+    BWD_COLS = 64       # kernels); gradient partials 32x128x256: 16 us whole, 9.4 in chunks of
+                        # 64 columns, 10.3 in chunks of 32
 
 
 cdef void _mm_cols(floating* tag, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
@@ -444,17 +457,44 @@ cdef void _gates_back_block(const Plan* p, Py_ssize_t i, Py_ssize_t k, const flo
             _acc(p.db + gb, d, n)
 
 
-cdef void _dh_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k, floating* dh,
-                    const floating* dgx, const floating* dgh) noexcept nogil:
-    """Block k of dh after gradient step i: its columns of dG @ W_hh (GRU: added to dh * z)."""
-    cdef Py_ssize_t s = _step(p, i, True), u0 = k * p.hb
+cdef inline floating* _part(const Plan* p, floating* part, Py_ssize_t i,
+                           Py_ssize_t k) noexcept nogil:
+    """Block k's partial product of gradient step i (Note [Split gradient products]): one of
+    two (B, P) buffers per block, by the parity of i, each starting on a cache line."""
+    return part + ((i % 2) * p.nb + k) * _part_stride(p)
+
+
+cdef inline Py_ssize_t _part_stride(const Plan* p) noexcept nogil:
+    return (p.B * p.P + 15) // 16 * 16
+
+
+cdef void _partial_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k,
+                         const floating* dg, floating* part) noexcept nogil:
+    """Block k's share of the next dh after gradient step i: its gate columns of the step's
+    recurrent gate gradients dg (dgx; GRU: dgh) times the same rows of W_hh, all P columns."""
+    cdef Py_ssize_t s = _step(p, i, True), ng = p.G // p.H, u0 = k * p.hb
     cdef Py_ssize_t n = min(p.hb, p.H - u0), b = p.bs[s], o = p.off[s]
-    if p.mode == GRU:
-        _mm_cols(tag, b, n, p.G, dgh + o * p.G, p.G, <floating*>p.whh + u0, p.P, 1.0, dh + u0,
-                 p.P, BWD_COLS)
-    else:
-        _mm_cols(tag, b, n, p.G, dgx + o * p.G, p.G, <floating*>p.whh + u0, p.P, 0.0, dh + u0,
-                 p.P, BWD_COLS)
+    _mm_cols(tag, b, p.P, ng * n, dg + o * p.G + ng * u0, p.G, <floating*>p.whh + ng * u0 * p.P,
+             p.P, 0.0, _part(p, part, i, k), p.P, BWD_COLS)
+
+
+cdef void _dh_block(const Plan* p, Py_ssize_t i, Py_ssize_t k, floating* dh,
+                    floating* part) noexcept nogil:
+    """Block k's columns of dh after gradient step i: the blocks' partial products summed in
+    block order (GRU: added to the direct part dh * z already there)."""
+    cdef Py_ssize_t s = _step(p, i, True), u0 = k * p.hb, r, j, q
+    cdef Py_ssize_t n = min(p.hb, p.H - u0), b = p.bs[s]
+    cdef floating* d
+    cdef const floating* src
+    for r in range(b):
+        d = dh + r * p.P + u0
+        for q in range(p.nb):
+            src = _part(p, part, i, q) + r * p.P + u0
+            if q == 0 and p.mode != GRU:
+                memcpy(d, src, n * sizeof(floating))
+            else:
+                for j in range(n):
+                    d[j] += src[j]
 
 
 cdef void _forward_team(const Plan* p, floating* tag, fg_rnn_phase* ph, Py_ssize_t first,
@@ -471,21 +511,29 @@ cdef void _forward_team(const Plan* p, floating* tag, fg_rnn_phase* ph, Py_ssize
         fg_rnn_wait(ph + i, <int>p.nb, waited)
 
 
+cdef inline void _backward_task(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k,
+                                const floating* gout, floating* dh, floating* dc, floating* dgx,
+                                floating* dgh, floating* part) noexcept nogil:
+    """Phase i, block k of the gradient loop: its columns of dh after step i - 1, then its gate
+    gradients at step i (which read only those columns) and its partial product for dh."""
+    if i > 0:
+        _dh_block(p, i - 1, k, dh, part)
+    if i < p.T:
+        _gates_back_block(p, i, k, gout, dh, dc, dgx, dgh)
+        _partial_block(p, tag, i, k, dgh if p.mode == GRU else dgx, part)
+
+
 cdef void _backward_team(const Plan* p, floating* tag, fg_rnn_phase* ph, Py_ssize_t first,
                          long long* waited, const floating* gout, floating* dh, floating* dc,
-                         floating* dgx, floating* dgh) noexcept nogil:
-    """One thread's part of the gradient time loop: a task is block k's columns of dh after
-    step i - 1 and then its gate gradients at step i (which read only those columns), so one
-    wait per step; phase T finishes dh."""
+                         floating* dgx, floating* dgh, floating* part) noexcept nogil:
+    """One thread's part of the gradient time loop (_backward_task per block), one wait per
+    step; phase T finishes dh."""
     cdef Py_ssize_t i, j, k
     for i in range(p.T + 1):
         for j in range(p.nb):
             k = (first + j) % p.nb
             if fg_rnn_claim(ph + i, <int>k):
-                if i > 0:
-                    _dh_block(p, tag, i - 1, k, dh, dgx, dgh)
-                if i < p.T:
-                    _gates_back_block(p, i, k, gout, dh, dc, dgx, dgh)
+                _backward_task(p, tag, i, k, gout, dh, dc, dgx, dgh, part)
                 fg_rnn_finish(ph + i)
         fg_rnn_wait(ph + i, <int>p.nb, waited)
 
@@ -538,22 +586,25 @@ cdef void _run_backward(const Plan* p, floating* tag, const floating* gout, floa
     cdef Py_ssize_t i, k
     cdef long long start, waited = 0
     cdef fg_rnn_phase* ph = NULL
+    cdef void* mem = malloc(2 * p.nb * _part_stride(p) * sizeof(floating) + 64)
+    cdef floating* part
+    if mem == NULL:
+        return
+    part = <floating*>(<char*>mem + (64 - <size_t>mem % 64) % 64)
     if nt > 1:
         ph = <fg_rnn_phase*>calloc(p.T + 1, sizeof(fg_rnn_phase))
     if ph == NULL:
         for i in range(p.T + 1):
             for k in range(p.nb):
-                if i > 0:
-                    _dh_block(p, tag, i - 1, k, dh, dgx, dgh)
-                if i < p.T:
-                    _gates_back_block(p, i, k, gout, dh, dc, dgx, dgh)
-        return
-    start = fg_rnn_now()
-    with parallel(num_threads=nt):
-        _backward_team(p, tag, ph, threadid() * p.nb // nt, &waited if threadid() == 0 else NULL,
-                       gout, dh, dc, dgx, dgh)
-    _settle(start, waited)
-    free(ph)
+                _backward_task(p, tag, i, k, gout, dh, dc, dgx, dgh, part)
+    else:
+        start = fg_rnn_now()
+        with parallel(num_threads=nt):
+            _backward_team(p, tag, ph, threadid() * p.nb // nt,
+                           &waited if threadid() == 0 else NULL, gout, dh, dc, dgx, dgh, part)
+        _settle(start, waited)
+        free(ph)
+    free(mem)
 
 
 cdef enum:
