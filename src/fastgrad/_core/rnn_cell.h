@@ -38,20 +38,34 @@
     }
 
 /* g: activated gates (i, f, g, o, n each), tc = tanh c, cp = c entering the step, dh: the
- * gradient of the step's h; dc enters as the gradient of c leaving the step and leaves as that
- * of c entering it; d gets the pre-activation gate gradients. */
+ * gradient of the step's h, plus go[j] when go is not NULL (the output's gradient); dc enters as
+ * the gradient of c leaving the step and leaves as that of c entering it; d gets the
+ * pre-activation gate gradients, and db (float64, when not NULL) += d: the bias gradient, summed
+ * in row order. */
+#define FG_LSTM_BWD_LOOP(T, DH)                                                             \
+        for (ptrdiff_t j = 0; j < n; j++) {                                                     \
+            T gi = g[j], gf = g[n + j], gg = g[2 * n + j], gO = g[3 * n + j], t = tc[j];       \
+            T dhj = DH;                                                                         \
+            T dcc = dc[j] + dhj * gO * (1 - t * t);                                             \
+            T di = dcc * gg * gi * (1 - gi), df = dcc * cp[j] * gf * (1 - gf);                  \
+            T dg = dcc * gi * (1 - gg * gg), dO = dhj * t * gO * (1 - gO);                      \
+            d[j] = di; d[n + j] = df; d[2 * n + j] = dg; d[3 * n + j] = dO;                     \
+            dc[j] = dcc * gf;                                                                   \
+        }
+
+/* one loop with the output gradient and one without, and the bias sum as a loop of its own
+ * (with the tests, or the float64 sums, inside the main loop GCC leaves it scalar) */
 #define FG_LSTM_BWD_ROW(T, NAME, ATTR)                                                          \
     ATTR static void NAME(const T *restrict g, const T *restrict tc, const T *restrict cp,     \
-                          const T *restrict dh, T *restrict dc, T *restrict d, ptrdiff_t n) {  \
-        for (ptrdiff_t j = 0; j < n; j++) {                                                     \
-            T gi = g[j], gf = g[n + j], gg = g[2 * n + j], go = g[3 * n + j], t = tc[j];       \
-            T dcc = dc[j] + dh[j] * go * (1 - t * t);                                           \
-            d[j] = dcc * gg * gi * (1 - gi);                                                    \
-            d[n + j] = dcc * cp[j] * gf * (1 - gf);                                             \
-            d[2 * n + j] = dcc * gi * (1 - gg * gg);                                            \
-            d[3 * n + j] = dh[j] * t * go * (1 - go);                                           \
-            dc[j] = dcc * gf;                                                                   \
+                          const T *restrict dh, const T *restrict go, T *restrict dc,          \
+                          T *restrict d, double *restrict db, ptrdiff_t n) {                   \
+        if (go) {                                                                               \
+            FG_LSTM_BWD_LOOP(T, dh[j] + go[j])                                                  \
+        } else {                                                                                \
+            FG_LSTM_BWD_LOOP(T, dh[j])                                                          \
         }                                                                                       \
+        if (db)                                                                                 \
+            for (ptrdiff_t j = 0; j < 4 * n; j++) db[j] += d[j];                                \
     }
 
 typedef void (*fg_lstm_fwd_f32_fn)(float *, float *, float *, float *, float *, float *,
@@ -59,9 +73,10 @@ typedef void (*fg_lstm_fwd_f32_fn)(float *, float *, float *, float *, float *, 
 typedef void (*fg_lstm_fwd_f64_fn)(double *, double *, double *, double *, double *, double *,
                                    double *, ptrdiff_t);
 typedef void (*fg_lstm_bwd_f32_fn)(const float *, const float *, const float *, const float *,
-                                   float *, float *, ptrdiff_t);
+                                   const float *, float *, float *, double *, ptrdiff_t);
 typedef void (*fg_lstm_bwd_f64_fn)(const double *, const double *, const double *,
-                                   const double *, double *, double *, ptrdiff_t);
+                                   const double *, const double *, double *, double *, double *,
+                                   ptrdiff_t);
 
 #define FG_LSTM_ROWS(ISA, ATTR)                                                                 \
     FG_LSTM_FWD_ROW(float, fg_lstm_fwd_f32_##ISA, fg_sigmoidf, fg_tanhf, ATTR)                  \

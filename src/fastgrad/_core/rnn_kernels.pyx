@@ -27,9 +27,11 @@ cdef extern from "rnn_cell.h" nogil:
     void fg_lstm_fwd_f64(double* g, double* c, double* cp, double* tc, double* h, double* hs,
                          double* hn, Py_ssize_t n) noexcept nogil
     void fg_lstm_bwd_f32(const float* g, const float* tc, const float* cp, const float* dh,
-                         float* dc, float* d, Py_ssize_t n) noexcept nogil
+                         const float* go, float* dc, float* d, double* db,
+                         Py_ssize_t n) noexcept nogil
     void fg_lstm_bwd_f64(const double* g, const double* tc, const double* cp,
-                         const double* dh, double* dc, double* d, Py_ssize_t n) noexcept nogil
+                         const double* dh, const double* go, double* dc, double* d, double* db,
+                         Py_ssize_t n) noexcept nogil
     int fg_lstm_select(int want)
 
 fg_lstm_select(2)
@@ -63,6 +65,11 @@ cdef extern from *:
     }
     FG_RNN_ACC(float, fg_rnn_acc_f32)
     FG_RNN_ACC(double, fg_rnn_acc_f64)
+    /* ask for m rows of len bytes (stride bytes apart) to be brought towards the core's cache */
+    static void fg_rnn_prefetch(const char *p, ptrdiff_t m, ptrdiff_t len, ptrdiff_t stride) {
+        for (ptrdiff_t i = 0; i < m; i++)
+            for (ptrdiff_t j = 0; j < len; j += 64) __builtin_prefetch(p + i * stride + j, 0, 2);
+    }
     """
     void fg_gru_bwd_row_f32(const float* g, const float* gh, const float* hp, float* dh,
                             float* d, float* d2, Py_ssize_t H, Py_ssize_t n) noexcept nogil
@@ -70,6 +77,8 @@ cdef extern from *:
                             double* d, double* d2, Py_ssize_t H, Py_ssize_t n) noexcept nogil
     void fg_rnn_acc_f32(double* acc, const float* d, Py_ssize_t n) noexcept nogil
     void fg_rnn_acc_f64(double* acc, const double* d, Py_ssize_t n) noexcept nogil
+    void fg_rnn_prefetch(const char* p, Py_ssize_t m, Py_ssize_t len,
+                         Py_ssize_t stride) noexcept nogil
 
 
 # ----- small helpers ------------------------------------------------------------------------------
@@ -97,15 +106,16 @@ cdef void _mm(floating* tag, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ss
     blas.gemm(floating is float, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc)
 
 
-cdef inline void _acc(double* acc, const floating* d, Py_ssize_t n) noexcept nogil:
-    """acc[:n] += d[:n] (a bias gradient, summed in float64 in a fixed order: block k's columns
-    over the steps in turn, rows in turn, whichever thread runs the block)."""
+cdef inline void _acc(double* acc, Py_ssize_t at, const floating* d, Py_ssize_t n) noexcept nogil:
+    """acc[at:at + n] += d[:n] unless acc is NULL (a bias gradient, summed in float64 in a fixed
+    order: block k's columns over the steps in turn, rows in turn, whichever thread runs the
+    block)."""
     if acc == NULL:
         return
     if floating is float:
-        fg_rnn_acc_f32(acc, d, n)
+        fg_rnn_acc_f32(acc + at, d, n)
     else:
-        fg_rnn_acc_f64(acc, d, n)
+        fg_rnn_acc_f64(acc + at, d, n)
 
 
 cdef inline double _bias_rows(floating* c, Py_ssize_t ldc, const floating* bias, Py_ssize_t m,
@@ -137,13 +147,13 @@ cdef inline void _lstm_row(floating* g, floating* c, floating* cp, floating* tc,
 
 
 cdef inline void _lstm_back_row(const floating* g, const floating* tc, const floating* cp,
-                                const floating* dh, floating* dc, floating* d,
-                                Py_ssize_t n) noexcept nogil:
-    """The gate gradients of one row of an LSTM step (rnn_cell.h)."""
+                                const floating* dh, const floating* go, floating* dc,
+                                floating* d, double* db, Py_ssize_t n) noexcept nogil:
+    """The gate gradients of one row of an LSTM step, with the bias gradient's sum (rnn_cell.h)."""
     if floating is float:
-        fg_lstm_bwd_f32(g, tc, cp, dh, dc, d, n)
+        fg_lstm_bwd_f32(g, tc, cp, dh, go, dc, d, db, n)
     else:
-        fg_lstm_bwd_f64(g, tc, cp, dh, dc, d, n)
+        fg_lstm_bwd_f64(g, tc, cp, dh, go, dc, d, db, n)
 
 
 cdef void _forward(const Plan* p, floating* tag) noexcept nogil:
@@ -187,9 +197,8 @@ cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating
         _mm(tag, False, False, b, H, P, dh, P, <floating*>p.whr, H, 0.0, dhp, H)
         for r in range(b):
             _lstm_back_row(gx + (o + r) * G, <floating*>p.tc + (o + r) * H,
-                           <floating*>p.cprev + (o + r) * H, dhp + r * H, dc + r * H,
-                           dgx + (o + r) * G, H)
-            _acc(p.db, dgx + (o + r) * G, G)
+                           <floating*>p.cprev + (o + r) * H, dhp + r * H, NULL, dc + r * H,
+                           dgx + (o + r) * G, p.db, H)
         _mm(tag, False, False, b, P, G, dgx + o * G, G, <floating*>p.whh, P, 0.0, dh, P)
 
 
@@ -426,16 +435,16 @@ cdef void _gates_back_block(const Plan* p, Py_ssize_t i, Py_ssize_t k, const flo
     for r in range(b):
         row = o + r
         dhr = dh + r * P + u0
-        if gout != NULL:
-            go = gout + row * P + u0
+        go = NULL if gout == NULL else gout + row * P + u0
+        if p.mode == LSTM:          # dh + go only inside: these dh columns are rewritten next
+            _lstm_back_row(gx + row * G + gb, <floating*>p.tc + row * H + u0,
+                           <floating*>p.cprev + row * H + u0, dhr, go, dc + r * H + u0,
+                           dgx + row * G + gb, NULL if p.db == NULL else p.db + gb, n)
+            continue
+        if go != NULL:
             for j in range(n):
                 dhr[j] += go[j]
-        if p.mode == LSTM:
-            _lstm_back_row(gx + row * G + gb, <floating*>p.tc + row * H + u0,
-                           <floating*>p.cprev + row * H + u0, dhr, dc + r * H + u0,
-                           dgx + row * G + gb, n)
-            _acc(p.db + gb, dgx + row * G + gb, 4 * n)
-        elif p.mode == GRU:
+        if p.mode == GRU:
             if floating is float:
                 fg_gru_bwd_row_f32(gx + row * G + gb, <float*>p.gh + row * G + gb,
                                    <float*>p.hprev + row * p.lx + u0, dhr, dgx + row * G + gb,
@@ -444,8 +453,8 @@ cdef void _gates_back_block(const Plan* p, Py_ssize_t i, Py_ssize_t k, const flo
                 fg_gru_bwd_row_f64(gx + row * G + gb, <double*>p.gh + row * G + gb,
                                    <double*>p.hprev + row * p.lx + u0, dhr, dgx + row * G + gb,
                                    dgh + row * G + gb, n, n)
-            _acc(p.db + gb, dgx + row * G + gb, 3 * n)
-            _acc(p.db2 + gb, dgh + row * G + gb, 3 * n)
+            _acc(p.db, gb, dgx + row * G + gb, 3 * n)
+            _acc(p.db2, gb, dgh + row * G + gb, 3 * n)
         else:
             d = dgx + row * G + gb
             for j in range(n):
@@ -454,7 +463,7 @@ cdef void _gates_back_block(const Plan* p, Py_ssize_t i, Py_ssize_t k, const flo
                     d[j] = dhr[j] * (1 - t * t)
                 else:
                     d[j] = dhr[j] if t > 0 else 0
-            _acc(p.db + gb, d, n)
+            _acc(p.db, gb, d, n)
 
 
 cdef inline floating* _part(const Plan* p, floating* part, Py_ssize_t i,
@@ -511,6 +520,21 @@ cdef void _forward_team(const Plan* p, floating* tag, fg_rnn_phase* ph, Py_ssize
         fg_rnn_wait(ph + i, <int>p.nb, waited)
 
 
+cdef void _prefetch_back(const Plan* p, Py_ssize_t i, Py_ssize_t k,
+                         const floating* gout) noexcept nogil:
+    """Start bringing block k's forward rows of gradient step i (saved gates, and for LSTM c and
+    tanh c; the output gradient) into cache, while the step before is computed: written during
+    the forward pass, they are beyond L2 by now."""
+    cdef Py_ssize_t s = _step(p, i, True), ng = p.G // p.H, u0 = k * p.hb, sz = sizeof(floating)
+    cdef Py_ssize_t n = min(p.hb, p.H - u0), b = p.bs[s], o = p.off[s]
+    fg_rnn_prefetch(<char*>p.gx + (o * p.G + ng * u0) * sz, b, ng * n * sz, p.G * sz)
+    if p.mode == LSTM:
+        fg_rnn_prefetch(<char*>p.tc + (o * p.H + u0) * sz, b, n * sz, p.H * sz)
+        fg_rnn_prefetch(<char*>p.cprev + (o * p.H + u0) * sz, b, n * sz, p.H * sz)
+    if gout != NULL:
+        fg_rnn_prefetch(<char*>gout + (o * p.P + u0) * sz, b, n * sz, p.P * sz)
+
+
 cdef inline void _backward_task(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k,
                                 const floating* gout, floating* dh, floating* dc, floating* dgx,
                                 floating* dgh, floating* part) noexcept nogil:
@@ -518,6 +542,8 @@ cdef inline void _backward_task(const Plan* p, floating* tag, Py_ssize_t i, Py_s
     gradients at step i (which read only those columns) and its partial product for dh."""
     if i > 0:
         _dh_block(p, i - 1, k, dh, part)
+    if i + 1 < p.T:
+        _prefetch_back(p, i + 1, k, gout)
     if i < p.T:
         _gates_back_block(p, i, k, gout, dh, dc, dgx, dgh)
         _partial_block(p, tag, i, k, dgh if p.mode == GRU else dgx, part)
