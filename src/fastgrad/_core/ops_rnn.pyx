@@ -124,9 +124,7 @@ def rnn_layer(int mode, TensorBase x, TensorBase h0, TensorBase c0, TensorBase w
     p.f32 = dt == np.float32
     p.bias = NULL if bias is None else cnp.PyArray_DATA(<cnp.ndarray>bias)
     p.db = p.db2 = NULL
-    wT = np.empty((p.lx, p.G), dtype=dt)        # [W_ih^T; W_hh^T]: Note [One product per step]
-    wT[:p.nin] = wih.T                          # in rnn_kernels.pyx
-    wT[p.nin:] = whh.T
+    wT = np.empty((p.lx, p.G), dtype=dt)        # run_forward writes [W_ih^T; W_hh^T] there
     p.wihT = cnp.PyArray_DATA(<cnp.ndarray>wT)
     p.whhT = cnp.PyArray_DATA(<cnp.ndarray>wT[p.nin:])
     p.hs = cnp.PyArray_DATA(<cnp.ndarray>hs)

@@ -42,7 +42,7 @@ ctypedef struct Plan:
 
 
 cdef Py_ssize_t unit_blocks(Py_ssize_t H) noexcept nogil     # units per block (Plan.hb)
-cdef void run_forward(Plan* p) noexcept nogil    # input projection + bias, then the loop
+cdef void run_forward(Plan* p) noexcept nogil    # wihT/whhT from wih/whh, then the loop
 cdef void run_backward(Plan* p, const void* gout, void* dh, void* dc, void* dgx, void* dgh,
                        void* dhall, void* dhp) noexcept nogil     # the gradient time loop
 cdef void product(bint f32, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
