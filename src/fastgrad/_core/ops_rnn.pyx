@@ -8,9 +8,10 @@ RNNReluBackward0, LSTMBackward0, GRUBackward0):
 - forward: per step one product [x | h] @ [W_ih^T; W_hh^T] added to the biases (GRU: the input
   projection of every time step is ONE product, then per step h @ W_hh^T), and one fused nogil
   kernel for the gate nonlinearities and the state update (vectorised exp/tanh of vmath.h);
-- backward: per step (in reverse order) one fused kernel for the gate gradients and one product
-  dgates @ W_hh for the recurrent gradient; the input gradient and every weight gradient are then
-  single products over all time steps (dgates^T @ x, dgates^T @ h_prev, ...).
+- backward: per step (in reverse order) one fused kernel for the gate gradients (and the bias
+  gradients' sums) and one product dgates @ W_hh for the recurrent gradient; the input gradient
+  and every weight gradient are then single products over all time steps (dgates^T @ x, dgates^T
+  @ h_prev, ...).
 The loops (rnn_kernels.pyx) run with OpenBLAS set to one thread (the products are small: Note
 [Single-threaded BLAS for small products] in blas.pyx) and share each step among fastgrad's own
 threads (Note [Recurrence on the thread team] in rnn_kernels.pyx).
@@ -110,7 +111,7 @@ def rnn_layer(int mode, TensorBase x, TensorBase h0, TensorBase c0, TensorBase w
         wih, whh = wih[perm], whh[perm]
         bias = None if bias is None else bias[perm]
         bhh = None if bhh is None else bhh[perm]
-    gx = _lines((p.total, p.G), dt)            # the input projection writes every row
+    gx = _lines((p.total, p.G), dt)            # every row is written before it is read
     gh = _lines((p.total, p.G), dt) if mode == GRU else None
     out = _lines((p.total, p.P), dt)
     hp = np.empty((p.total, p.H), dtype=dt) if p.proj else None

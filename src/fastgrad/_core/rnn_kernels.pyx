@@ -213,9 +213,9 @@ cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating
 #   block k's gates (i, f, g, o of its units in turn) are the columns ng*k*hb .. ng*(k+1)*hb of
 #   the gate buffers, so each block's gates are contiguous in every row; the weight and bias
 #   gradients are put back in PyTorch's order at the end;
-# - forward step i, block k (_forward_block): one product hprev @ W_hh^T for the block's columns
-#   (added to the input projection), the block's gate arithmetic in place and state update, and
-#   its columns of the next step's hprev;
+# - forward step i, block k (_forward_block): one product [x | h_prev] @ [W_ih^T; W_hh^T] for the
+#   block's columns (Note [One product per step]; GRU: h_prev @ W_hh^T), the block's gate
+#   arithmetic in place and state update, and its columns of the next step's hprev;
 # - gradient step i, block k: its columns of dh after step i - 1 (_dh_block), then its gate
 #   gradients at step i (_gates_back_block), which read only those columns of dh and dc, and its
 #   partial product for the next dh (Note [Split gradient products]).
@@ -230,8 +230,8 @@ cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating
 # holding a block), the next SOLO_CALLS loops run on the caller's thread alone (_settle).
 # A block is computed by the same calls whichever thread takes it, so results do not depend on
 # the thread count (one thread runs the blocks in turn without the counters). The big products
-# outside the loop (input projection, input and weight gradients) are cut the same way into
-# fixed blocks of rows (_mm_fixed).
+# outside the loop (GRU's input projection, the input and weight gradients) are cut the same way
+# into fixed blocks of rows (_mm_fixed).
 
 # Note [Split gradient products]
 # dh after a gradient step is dG @ W_hh, dG (b, G) being the step's gate gradients. Cut by
@@ -329,10 +329,10 @@ cdef Py_ssize_t unit_blocks(Py_ssize_t H) noexcept nogil:
 
 
 cdef enum:
-    FWD_COLS = 128      # columns per product in a forward block: 32x128x128 takes 6 us on one
-                        # core, 32x256x128 18 us, 32x512x128 39 us (OpenBLAS's small-matrix
-    BWD_COLS = 64       # kernels); gradient partials 32x128x256: 16 us whole, 9.4 in chunks of
-                        # 64 columns, 10.3 in chunks of 32
+    FWD_COLS = 128      # columns per product in a forward block: 32x256x192 takes 21 us on one
+                        # core whole, 13.5 in chunks of 128 or 64, 15 of 32 (OpenBLAS's small-
+    BWD_COLS = 64       # matrix kernels); gradient partials 32x128x256: 16 us whole, 9.4 in
+                        # chunks of 64 columns, 10.3 of 32
 
 
 cdef void _mm_cols(floating* tag, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
@@ -362,7 +362,7 @@ cdef void _cell(const Plan* p, floating* tag, Py_ssize_t row, Py_ssize_t r, Py_s
         _lstm_row(g, <floating*>p.cst + r * H + u0, <floating*>p.cprev + row * H + u0,
                   <floating*>p.tc + row * H + u0, h, <floating*>p.hs + r * p.P + u0, hn, n)
         return
-    elif p.mode == GRU:
+    if p.mode == GRU:
         gh = <floating*>p.gh + row * p.G + ng * u0
         if p.bhh != NULL:
             bhh = <const floating*>p.bhh + ng * u0
