@@ -18,20 +18,31 @@
 
 #include "vmath.h"
 
-/* g: the block's pre-activation gates of one row (i, f, g, o, n each), activated in place;
- * c: the state row (updated); cp, tc: c entering the step and tanh of c leaving it; h: the
- * output row; hs, hn (each may be NULL): the state's h row, the next step's h_prev row. */
-#define FG_LSTM_FWD_ROW(T, NAME, SIG, TANH, ATTR)                                               \
-    ATTR static void NAME(T *restrict g, T *restrict c, T *restrict cp, T *restrict tc,        \
-                          T *restrict h, T *restrict hs, T *restrict hn, ptrdiff_t n) {        \
+#define FG_LSTM_FWD_LOOP(T, SIG, TANH, G)                                                       \
         for (ptrdiff_t j = 0; j < n; j++) {                                                     \
-            T gi = SIG(g[j]), gf = SIG(g[n + j]), gg = TANH(g[2 * n + j]);                     \
-            T go = SIG(g[3 * n + j]), c0 = c[j];                                                \
+            T gi = SIG(G(j)), gf = SIG(G(n + j)), gg = TANH(G(2 * n + j));                     \
+            T go = SIG(G(3 * n + j)), c0 = c[j];                                                \
             T c1 = gf * c0 + gi * gg;                                                           \
             T t = TANH(c1);                                                                     \
             T hv = go * t;                                                                      \
             g[j] = gi; g[n + j] = gf; g[2 * n + j] = gg; g[3 * n + j] = go;                     \
             cp[j] = c0; c[j] = c1; tc[j] = t; h[j] = hv;                                        \
+        }
+#define FG_LSTM_G(k) g[k]
+#define FG_LSTM_GB(k) (g[k] + bias[k])
+
+/* g: the block's gates of one row (i, f, g, o, n each) before the bias (when not NULL: the
+ * block's 4n biases in the same order) and the activations, activated in place; c: the state row
+ * (updated); cp, tc: c entering the step and tanh of c leaving it; h: the output row; hs, hn
+ * (each may be NULL): the state's h row, the next step's h_prev row. */
+#define FG_LSTM_FWD_ROW(T, NAME, SIG, TANH, ATTR)                                               \
+    ATTR static void NAME(T *restrict g, const T *restrict bias, T *restrict c,                \
+                          T *restrict cp, T *restrict tc, T *restrict h, T *restrict hs,       \
+                          T *restrict hn, ptrdiff_t n) {                                       \
+        if (bias) {                                                                             \
+            FG_LSTM_FWD_LOOP(T, SIG, TANH, FG_LSTM_GB)                                          \
+        } else {                                                                                \
+            FG_LSTM_FWD_LOOP(T, SIG, TANH, FG_LSTM_G)                                           \
         }                                                                                       \
         if (hs) memcpy(hs, h, n * sizeof(T));                                                   \
         if (hn) memcpy(hn, h, n * sizeof(T));                                                   \
@@ -68,10 +79,10 @@
             for (ptrdiff_t j = 0; j < 4 * n; j++) db[j] += d[j];                                \
     }
 
-typedef void (*fg_lstm_fwd_f32_fn)(float *, float *, float *, float *, float *, float *,
-                                   float *, ptrdiff_t);
-typedef void (*fg_lstm_fwd_f64_fn)(double *, double *, double *, double *, double *, double *,
-                                   double *, ptrdiff_t);
+typedef void (*fg_lstm_fwd_f32_fn)(float *, const float *, float *, float *, float *, float *,
+                                   float *, float *, ptrdiff_t);
+typedef void (*fg_lstm_fwd_f64_fn)(double *, const double *, double *, double *, double *,
+                                   double *, double *, double *, ptrdiff_t);
 typedef void (*fg_lstm_bwd_f32_fn)(const float *, const float *, const float *, const float *,
                                    const float *, float *, float *, double *, ptrdiff_t);
 typedef void (*fg_lstm_bwd_f64_fn)(const double *, const double *, const double *,

@@ -26,7 +26,7 @@ ctypedef struct Plan:
                      # without proj: Note [Recurrence on the thread team])
     void* whr        # (P, H) or NULL
     void* bhh        # (G,) GRU's recurrent bias, or NULL
-    void* bias       # (G,) the input projection's bias (b_ih + b_hh; GRU: b_ih), or NULL
+    void* bias       # (G,) b_ih + b_hh, added by the cells (GRU: b_ih, by its projection) or NULL
     void* gx         # (total, G) input projection, then the activated gates
     void* gh         # (total, G) GRU: W_hh h + b_hh
     void* out        # (total, P)

@@ -22,10 +22,10 @@ cdef extern from "vmath.h" nogil:
 fg_vm_select(1)
 
 cdef extern from "rnn_cell.h" nogil:
-    void fg_lstm_fwd_f32(float* g, float* c, float* cp, float* tc, float* h, float* hs,
-                         float* hn, Py_ssize_t n) noexcept nogil
-    void fg_lstm_fwd_f64(double* g, double* c, double* cp, double* tc, double* h, double* hs,
-                         double* hn, Py_ssize_t n) noexcept nogil
+    void fg_lstm_fwd_f32(float* g, const float* bias, float* c, float* cp, float* tc, float* h,
+                         float* hs, float* hn, Py_ssize_t n) noexcept nogil
+    void fg_lstm_fwd_f64(double* g, const double* bias, double* c, double* cp, double* tc,
+                         double* h, double* hs, double* hn, Py_ssize_t n) noexcept nogil
     void fg_lstm_bwd_f32(const float* g, const float* tc, const float* cp, const float* dh,
                          const float* go, float* dc, float* d, double* db,
                          Py_ssize_t n) noexcept nogil
@@ -137,13 +137,14 @@ cdef inline Py_ssize_t _step(const Plan* p, Py_ssize_t i, bint backward) noexcep
     return i
 
 
-cdef inline void _lstm_row(floating* g, floating* c, floating* cp, floating* tc, floating* h,
-                           floating* hs, floating* hn, Py_ssize_t n) noexcept nogil:
-    """One row of an LSTM step (Note [Fused LSTM cell] in rnn_cell.h)."""
+cdef inline void _lstm_row(floating* g, const floating* bias, floating* c, floating* cp,
+                           floating* tc, floating* h, floating* hs, floating* hn,
+                           Py_ssize_t n) noexcept nogil:
+    """One row of an LSTM step, its bias added first (Note [Fused LSTM cell] in rnn_cell.h)."""
     if floating is float:
-        fg_lstm_fwd_f32(g, c, cp, tc, h, hs, hn, n)
+        fg_lstm_fwd_f32(g, bias, c, cp, tc, h, hs, hn, n)
     else:
-        fg_lstm_fwd_f64(g, c, cp, tc, h, hs, hn, n)
+        fg_lstm_fwd_f64(g, bias, c, cp, tc, h, hs, hn, n)
 
 
 cdef inline void _lstm_back_row(const floating* g, const floating* tc, const floating* cp,
@@ -172,10 +173,11 @@ cdef void _forward(const Plan* p, floating* tag) noexcept nogil:
         for r in range(b):
             memcpy(hprev + (o + r) * p.lx, hs + r * P, P * sizeof(floating))
         _mm(tag, False, False, b, G, p.lx, <floating*>p.x + o * p.lx, p.lx, <floating*>p.wihT,
-            G, _bias_rows(gx + o * G, G, <floating*>p.bias, b, G), gx + o * G, G)
+            G, 0.0, gx + o * G, G)
         for r in range(b):
-            _lstm_row(gx + (o + r) * G, <floating*>p.cst + r * H, <floating*>p.cprev + (o + r) * H,
-                      <floating*>p.tc + (o + r) * H, hp + (o + r) * H, NULL, NULL, H)
+            _lstm_row(gx + (o + r) * G, <floating*>p.bias, <floating*>p.cst + r * H,
+                      <floating*>p.cprev + (o + r) * H, <floating*>p.tc + (o + r) * H,
+                      hp + (o + r) * H, NULL, NULL, H)
         _mm(tag, False, True, b, P, H, hp + o * H, H, <floating*>p.whr, H, 0.0, out + o * P, P)
         memcpy(hs, out + o * P, b * P * sizeof(floating))
 
@@ -247,7 +249,8 @@ cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating
 # Note [One product per step]
 # For LSTM and RNN a step's gates are [x_t | h_{t-1}] @ [W_ih^T; W_hh^T] + (b_ih + b_hh): one
 # product with K = I + P on rows that the buffer [x | h_prev] (Plan.lx) already holds side by
-# side, added to bias rows written just before it. The input projection of all steps used to be
+# side; the cell adds the bias as it reads the gates (the same sum as a product added to bias
+# rows, without writing those rows first). The input projection of all steps used to be
 # one large product before the loop (1120x512x64 for W12, ~70 GMAC/s on one core), and each
 # step's product then read those 64 KB of gate rows back from beyond the core's L2 cache; now
 # every step's gate rows are written and read while they are in cache, and the x part of the work
@@ -354,12 +357,13 @@ cdef void _cell(const Plan* p, floating* tag, Py_ssize_t row, Py_ssize_t r, Py_s
     cdef Py_ssize_t j, H = p.H, ng = p.G // p.H
     cdef floating* g = <floating*>p.gx + row * p.G + ng * u0
     cdef floating* h = <floating*>p.out + row * p.P + u0
+    cdef const floating* bias = NULL if p.bias == NULL else <floating*>p.bias + ng * u0
     cdef floating* gh
     cdef const floating* hp
     cdef const floating* bhh
     cdef floating v
     if p.mode == LSTM:
-        _lstm_row(g, <floating*>p.cst + r * H + u0, <floating*>p.cprev + row * H + u0,
+        _lstm_row(g, bias, <floating*>p.cst + r * H + u0, <floating*>p.cprev + row * H + u0,
                   <floating*>p.tc + row * H + u0, h, <floating*>p.hs + r * p.P + u0, hn, n)
         return
     if p.mode == GRU:
@@ -378,6 +382,9 @@ cdef void _cell(const Plan* p, floating* tag, Py_ssize_t row, Py_ssize_t r, Py_s
         for j in range(n):
             h[j] = (1 - g[n + j]) * g[2 * n + j] + g[n + j] * hp[j]
     else:
+        if bias != NULL:
+            for j in range(n):
+                g[j] += bias[j]
         if p.mode == RNN_TANH:
             _act(g, n, FG_VM_TANH)
         else:
@@ -396,18 +403,15 @@ cdef void _forward_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t 
     cdef Py_ssize_t s, b, o, r, b2 = 0, o2 = 0, ng = p.G // p.H, u0 = k * p.hb
     cdef Py_ssize_t n = min(p.hb, p.H - u0)
     cdef floating* hprev = <floating*>p.hprev
-    cdef floating* g
     s = _step(p, i, False)
     b, o = p.bs[s], p.off[s]
     if p.mode == GRU:
         _mm_cols(tag, b, ng * n, p.P, hprev + o * p.lx, p.lx, <floating*>p.whhT + ng * u0, p.G,
                  0.0, <floating*>p.gh + o * p.G + ng * u0, p.G, FWD_COLS)
     else:                           # Note [One product per step]
-        g = <floating*>p.gx + o * p.G + ng * u0
         _mm_cols(tag, b, ng * n, p.lx, <floating*>p.x + o * p.lx, p.lx,
-                 <floating*>p.wihT + ng * u0, p.G,
-                 _bias_rows(g, p.G, <floating*>p.bias + ng * u0 if p.bias != NULL else NULL, b,
-                            ng * n), g, p.G, FWD_COLS)
+                 <floating*>p.wihT + ng * u0, p.G, 0.0, <floating*>p.gx + o * p.G + ng * u0,
+                 p.G, FWD_COLS)
     if i + 1 < p.T:
         s = _step(p, i + 1, False)
         b2, o2 = p.bs[s], p.off[s]
