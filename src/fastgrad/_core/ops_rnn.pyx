@@ -125,6 +125,7 @@ def rnn_layer(int mode, TensorBase x, TensorBase h0, TensorBase c0, TensorBase w
     p.f32 = dt == np.float32
     p.bias = NULL if bias is None else cnp.PyArray_DATA(<cnp.ndarray>bias)
     p.db = p.db2 = NULL
+    p.dw = NULL
     wT = np.empty((p.lx, p.G), dtype=dt)        # run_forward writes [W_ih^T; W_hh^T] there
     p.wihT = cnp.PyArray_DATA(<cnp.ndarray>wT)
     p.whhT = cnp.PyArray_DATA(<cnp.ndarray>wT[p.nin:])
@@ -218,6 +219,7 @@ cdef class RNNLayerBackward(Node):
         cdef Plan p
         cdef SavedVar s
         cdef cnp.ndarray gout = None, dh, dc = None, dgx, dgh = None, dhall = None, dhp = None
+        cdef cnp.ndarray dw
         if self.keep is None:
             raise RuntimeError(
                 "Trying to backward through the graph a second time (or directly access saved "
@@ -266,6 +268,10 @@ cdef class RNNLayerBackward(Node):
         p.db = <double*>_ptr(db)
         p.db2 = <double*>_ptr(db2)
         p.bias = NULL
+        dw = None                       # Note [Weight gradients in the loop] in rnn_kernels.pyx
+        if p.mode != GRU and not p.proj and fns[3] is not None and fns[4] is not None:
+            dw = np.zeros((p.G, p.lx), dtype=dt)
+        p.dw = _ptr(dw)
         cdef void* a0 = _ptr(gout)
         cdef void* a1 = _ptr(dh)
         cdef void* a2 = _ptr(dc)
@@ -284,7 +290,7 @@ cdef class RNNLayerBackward(Node):
         if fns[0] is not None:
             dx = _product(dgx, False, wih, False)
         if fns[3] is not None and fns[4] is not None and rec is dgx:
-            both = _product(dgx, True, keep[14], False)[order]
+            both = (dw if dw is not None else _product(dgx, True, keep[14], False))[order]
             dwih, dwhh = both[:, :p.nin].copy(), both[:, p.nin:].copy()
         else:
             if fns[3] is not None:

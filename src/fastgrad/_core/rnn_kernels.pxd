@@ -39,6 +39,8 @@ ctypedef struct Plan:
     Py_ssize_t hb, nb  # units per block, blocks (Note [Recurrence on the thread team])
     double* db       # backward: (G,) float64 accumulators of the gate gradients' column sums
     double* db2      # (the bias gradients; GRU: db of b_ih, db2 of b_hh), or NULL
+    void* dw         # backward: (G, I + P) [dW_ih | dW_hh] in gx's gate order, accumulated in the
+                     # loop (Note [Weight gradients in the loop]), or NULL
 
 
 cdef Py_ssize_t unit_blocks(Py_ssize_t H) noexcept nogil     # units per block (Plan.hb)

@@ -246,6 +246,14 @@ cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating
 # buffers by step parity, since a block may write step i's partial while another still reads
 # step i - 1's.
 
+# Note [Weight gradients in the loop]
+# [dW_ih | dW_hh] = dG^T @ [x | h_prev] over all steps. As one product after the loop (512x192x1120
+# for W12) it read dG back from beyond L2, packed [x | h_prev] once per block of rows, and woke
+# the team once more; in the loop, after every DW_STEPS gradient steps each block adds its rows'
+# share for those steps (K = DW_STEPS * b) while their gate gradients are still in its cache. The
+# groups of steps are fixed, so the sums are the same whatever the thread count. LSTM and RNN
+# only (GRU's recurrent part uses other gate gradients than its input part), without proj_size.
+
 # Note [One product per step]
 # For LSTM and RNN a step's gates are [x_t | h_{t-1}] @ [W_ih^T; W_hh^T] + (b_ih + b_hh): one
 # product with K = I + P on rows that the buffer [x | h_prev] (Plan.lx) already holds side by
@@ -336,6 +344,11 @@ cdef enum:
                         # core whole, 13.5 in chunks of 128 or 64, 15 of 32 (OpenBLAS's small-
     BWD_COLS = 64       # matrix kernels); gradient partials 32x128x256: 16 us whole, 9.4 in
                         # chunks of 64 columns, 10.3 of 32
+
+
+cdef enum:
+    DW_STEPS = 4        # gradient steps per weight-gradient product in the loop: 256x192x128
+                        # takes 81 us on one core (85 GMAC/s), W12's whole 256x192x1120 711 us
 
 
 cdef void _mm_cols(floating* tag, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
@@ -539,6 +552,19 @@ cdef void _prefetch_back(const Plan* p, Py_ssize_t i, Py_ssize_t k,
         fg_rnn_prefetch(<char*>gout + (o * p.P + u0) * sz, b, n * sz, p.P * sz)
 
 
+cdef void _dw_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k,
+                    const floating* dgx) noexcept nogil:
+    """After gradient step i ending a group of DW_STEPS steps (or the last step): block k's rows
+    of [dW_ih | dW_hh] += the group's gate gradients of the block^T @ their rows of [x | h_prev]
+    (Note [Weight gradients in the loop])."""
+    cdef Py_ssize_t ng = p.G // p.H, u0 = k * p.hb, n = min(p.hb, p.H - u0)
+    cdef Py_ssize_t s0 = _step(p, i - i % DW_STEPS, True), s1 = _step(p, i, True)
+    cdef Py_ssize_t r0 = min(p.off[s0], p.off[s1])
+    cdef Py_ssize_t r1 = max(p.off[s0] + p.bs[s0], p.off[s1] + p.bs[s1])
+    _mm(tag, True, False, ng * n, p.lx, r1 - r0, dgx + r0 * p.G + ng * u0, p.G,
+        <floating*>p.x + r0 * p.lx, p.lx, 1.0, <floating*>p.dw + ng * u0 * p.lx, p.lx)
+
+
 cdef inline void _backward_task(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k,
                                 const floating* gout, floating* dh, floating* dc, floating* dgx,
                                 floating* dgh, floating* part) noexcept nogil:
@@ -551,6 +577,8 @@ cdef inline void _backward_task(const Plan* p, floating* tag, Py_ssize_t i, Py_s
     if i < p.T:
         _gates_back_block(p, i, k, gout, dh, dc, dgx, dgh)
         _partial_block(p, tag, i, k, dgh if p.mode == GRU else dgx, part)
+        if p.dw != NULL and ((i + 1) % DW_STEPS == 0 or i + 1 == p.T):
+            _dw_block(p, tag, i, k, dgx)
 
 
 cdef void _backward_team(const Plan* p, floating* tag, fg_rnn_phase* ph, Py_ssize_t first,
