@@ -57,6 +57,15 @@ def test_one_and_two_threads_give_the_same_bits(team, kind, batch, packed):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("kind", range(len(KINDS)))
+def test_one_and_two_threads_give_the_same_bits_without_biases(team, kind):
+    name, extra = KINDS[kind]
+    one = _run(name, {**extra, "bias": False}, fg.float32, 1, 3, False)
+    two = _run(name, {**extra, "bias": False}, fg.float32, 2, 3, False)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_team_and_single_thread_paths_give_the_same_bits():
     from fastgrad._core import rnn_kernels
     old = fg.get_num_threads()
@@ -74,9 +83,11 @@ def test_team_and_single_thread_paths_give_the_same_bits():
 
 
 @pytest.mark.parametrize("kind", range(len(KINDS)))
-def test_team_path_matches_torch(team, kind):
+@pytest.mark.parametrize("bias", [True, False])
+def test_team_path_matches_torch(team, kind, bias):
     torch = pytest.importorskip("torch")
     name, extra = KINDS[kind]
+    extra = {**extra, "bias": bias}         # without: no bias-gradient sums in the loop
     ours = _run(name, extra, fg.float64, 2, 3, False)
     tm = getattr(torch.nn, name)(5, 70, num_layers=2, bidirectional=True, **extra).double()
     fg.manual_seed(0)                                    # _run's weights

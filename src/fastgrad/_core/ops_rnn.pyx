@@ -5,12 +5,13 @@ Note [One node per recurrent layer]
 Recorded op by op, a 35-step LSTM makes ~10 nodes per step and the per-op overhead dominates a
 small model. Here a whole layer-direction is one call and one node (RNNTanhBackward0,
 RNNReluBackward0, LSTMBackward0, GRUBackward0):
-- forward: the input projection of every time step is ONE product (x @ W_ih^T + biases), then per
-  step one product h @ W_hh^T accumulated into that step's gate rows, and one fused nogil kernel
-  for the gate nonlinearities and the state update (vectorised exp/tanh of vmath.h);
-- backward: per step (in reverse order) one fused kernel for the gate gradients and one product
-  dgates @ W_hh for the recurrent gradient; the input gradient and every weight gradient are then
-  single products over all time steps (dgates^T @ x, dgates^T @ h_prev, ...).
+- forward: per step one product [x | h] @ [W_ih^T; W_hh^T] added to the biases (GRU: the input
+  projection of every time step is ONE product, then per step h @ W_hh^T), and one fused nogil
+  kernel for the gate nonlinearities and the state update (vectorised exp/tanh of vmath.h);
+- backward: per step (in reverse order) one fused kernel for the gate gradients (and the bias
+  gradients' sums) and one product dgates @ W_hh for the recurrent gradient; the input gradient
+  and every weight gradient are then single products over all time steps (dgates^T @ x, dgates^T
+  @ h_prev, ...).
 The loops (rnn_kernels.pyx) run with OpenBLAS set to one thread (the products are small: Note
 [Single-threaded BLAS for small products] in blas.pyx) and share each step among fastgrad's own
 threads (Note [Recurrence on the thread team] in rnn_kernels.pyx).
@@ -110,11 +111,7 @@ def rnn_layer(int mode, TensorBase x, TensorBase h0, TensorBase c0, TensorBase w
         wih, whh = wih[perm], whh[perm]
         bias = None if bias is None else bias[perm]
         bhh = None if bhh is None else bhh[perm]
-    gx = _lines((p.total, p.G), dt)
-    if bias is None:
-        gx[...] = 0
-    else:
-        gx[...] = bias
+    gx = _lines((p.total, p.G), dt)            # every row is written before it is read
     gh = _lines((p.total, p.G), dt) if mode == GRU else None
     out = _lines((p.total, p.P), dt)
     hp = np.empty((p.total, p.H), dtype=dt) if p.proj else None
@@ -126,12 +123,14 @@ def rnn_layer(int mode, TensorBase x, TensorBase h0, TensorBase c0, TensorBase w
             off, xh]
     _fill(&p, keep)
     p.f32 = dt == np.float32
-    wihT = np.ascontiguousarray(wih.T)          # (I, G): the layout OpenBLAS packs fastest
-    p.wihT = cnp.PyArray_DATA(<cnp.ndarray>wihT)
+    p.bias = NULL if bias is None else cnp.PyArray_DATA(<cnp.ndarray>bias)
+    p.db = p.db2 = NULL
+    p.dw = NULL
+    wT = np.empty((p.lx, p.G), dtype=dt)        # run_forward writes [W_ih^T; W_hh^T] there
+    p.wihT = cnp.PyArray_DATA(<cnp.ndarray>wT)
+    p.whhT = cnp.PyArray_DATA(<cnp.ndarray>wT[p.nin:])
     p.hs = cnp.PyArray_DATA(<cnp.ndarray>hs)
     p.cst = NULL if cst is None else cnp.PyArray_DATA(<cnp.ndarray>cst)
-    whhT = np.ascontiguousarray(whh.T)
-    p.whhT = cnp.PyArray_DATA(<cnp.ndarray>whhT)
     if not p.proj and p.T:                      # the first step's h entering it
         s0 = p.T - 1 if reverse else 0
         xh[off[s0]:off[s0] + bs[s0], p.nin:] = hs[:bs[s0]]
@@ -220,6 +219,7 @@ cdef class RNNLayerBackward(Node):
         cdef Plan p
         cdef SavedVar s
         cdef cnp.ndarray gout = None, dh, dc = None, dgx, dgh = None, dhall = None, dhp = None
+        cdef cnp.ndarray dw
         if self.keep is None:
             raise RuntimeError(
                 "Trying to backward through the graph a second time (or directly access saved "
@@ -259,6 +259,19 @@ cdef class RNNLayerBackward(Node):
         if p.proj:
             dhall = np.empty((p.total, p.P), dtype=dt)
             dhp = np.empty((p.B, p.H), dtype=dt)
+        fns = self._next_fns
+        db = db2 = None                 # the bias gradients, summed in the loop in float64
+        if self.has_bias and (fns[5] is not None or fns[6] is not None):
+            db = np.zeros(p.G, dtype=np.float64)
+            if p.mode == GRU:
+                db2 = np.zeros(p.G, dtype=np.float64)
+        p.db = <double*>_ptr(db)
+        p.db2 = <double*>_ptr(db2)
+        p.bias = NULL
+        dw = None                       # Note [Weight gradients in the loop] in rnn_kernels.pyx
+        if p.mode != GRU and not p.proj and fns[3] is not None and fns[4] is not None:
+            dw = np.zeros((p.G, p.lx), dtype=dt)
+        p.dw = _ptr(dw)
         cdef void* a0 = _ptr(gout)
         cdef void* a1 = _ptr(dh)
         cdef void* a2 = _ptr(dc)
@@ -272,13 +285,12 @@ cdef class RNNLayerBackward(Node):
         # in fixed blocks of rows shared by the thread team (Note [Recurrence on the thread
         # team] in rnn_kernels.pyx)
         rec = dgx if dgh is None else dgh
-        fns = self._next_fns
         dx = dwih = dwhh = dbih = dbhh = dwhr = None
         order = slice(None) if p.proj else _gate_order(_GATES[p.mode], p.H, p.hb)[1]
         if fns[0] is not None:
             dx = _product(dgx, False, wih, False)
         if fns[3] is not None and fns[4] is not None and rec is dgx:
-            both = _product(dgx, True, keep[14], False)[order]
+            both = (dw if dw is not None else _product(dgx, True, keep[14], False))[order]
             dwih, dwhh = both[:, :p.nin].copy(), both[:, p.nin:].copy()
         else:
             if fns[3] is not None:
@@ -287,12 +299,13 @@ cdef class RNNLayerBackward(Node):
                 dwhh = _product(rec, True, keep[11], False)[order]
         if p.proj and fns[7] is not None:
             dwhr = _product(dhall, True, hp, False)
-        if self.has_bias:
+        if db is not None:
+            b1 = db[order].astype(dt)
             if fns[5] is not None:
-                dbih = wrap(dgx.sum(0)[order])
+                dbih = wrap(b1)
             if fns[6] is not None:           # RNN/LSTM: both biases get the same gradient
-                dbhh = wrap(rec.sum(0)[order]) if rec is not dgx or dbih is None else \
-                    wrap((<TensorBase>dbih)._data.copy())
+                dbhh = wrap(db2[order].astype(dt) if db2 is not None else
+                            b1.copy() if dbih is not None else b1)
         if dx is not None:
             dx = wrap(np.reshape(dx, self.x_shape))
         dwih, dwhh, dwhr = [None if a is None else wrap(a) for a in (dwih, dwhh, dwhr)]

@@ -18,12 +18,15 @@ ctypedef struct Plan:
     Py_ssize_t* off
     void* x          # (total, I), row stride lx
     void* wih        # (G, I)
-    void* wihT       # (I, G): W_ih^T, the layout OpenBLAS packs fastest
+    void* wihT       # (I + P, G): [W_ih^T; W_hh^T], so that one product of a step's rows of
+                     # [x | h_prev] (K = I + P) gives its gates (LSTM, RNN: Note [One product
+                     # per step] in rnn_kernels.pyx); GRU: W_ih^T's input projection
     void* whh        # (G, P)
-    void* whhT       # (P, G): W_hh^T laid out for the forward's per-step products (in block
-                     # gate order without proj: Note [Recurrence on the thread team])
+    void* whhT       # (P, G): W_hh^T, the rows I .. I + P of wihT (both in block gate order
+                     # without proj: Note [Recurrence on the thread team])
     void* whr        # (P, H) or NULL
     void* bhh        # (G,) GRU's recurrent bias, or NULL
+    void* bias       # (G,) b_ih + b_hh, added by the cells (GRU: b_ih, by its projection) or NULL
     void* gx         # (total, G) input projection, then the activated gates
     void* gh         # (total, G) GRU: W_hh h + b_hh
     void* out        # (total, P)
@@ -34,10 +37,14 @@ ctypedef struct Plan:
     void* hs         # (B, P) state, h_n at the end
     void* cst        # (B, H) LSTM state, c_n at the end
     Py_ssize_t hb, nb  # units per block, blocks (Note [Recurrence on the thread team])
+    double* db       # backward: (G,) float64 accumulators of the gate gradients' column sums
+    double* db2      # (the bias gradients; GRU: db of b_ih, db2 of b_hh), or NULL
+    void* dw         # backward: (G, I + P) [dW_ih | dW_hh] in gx's gate order, accumulated in the
+                     # loop (Note [Weight gradients in the loop]), or NULL
 
 
 cdef Py_ssize_t unit_blocks(Py_ssize_t H) noexcept nogil     # units per block (Plan.hb)
-cdef void run_forward(Plan* p) noexcept nogil    # input projection (gx holds the biases) + loop
+cdef void run_forward(Plan* p) noexcept nogil    # wihT/whhT from wih/whh, then the loop
 cdef void run_backward(Plan* p, const void* gout, void* dh, void* dc, void* dgx, void* dgh,
                        void* dhall, void* dhp) noexcept nogil     # the gradient time loop
 cdef void product(bint f32, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,

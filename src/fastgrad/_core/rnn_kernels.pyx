@@ -4,8 +4,8 @@
 the gate arithmetic fused per step, on fastgrad's thread team (Note [Recurrence on the thread
 team])."""
 from cython cimport floating
-from libc.string cimport memcpy, memset
-from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy
+from libc.stdlib cimport calloc, malloc, free
 from cython.parallel cimport parallel, prange, threadid
 
 from fastgrad._core cimport blas
@@ -21,26 +21,25 @@ cdef extern from "vmath.h" nogil:
 
 fg_vm_select(1)
 
-# The LSTM's gate-gradient loop for one row, with restrict pointers so that GCC vectorises it
-# (through Cython's plain pointers it cannot rule out aliasing between the six arrays).
+cdef extern from "rnn_cell.h" nogil:
+    void fg_lstm_fwd_f32(float* g, const float* bias, float* c, float* cp, float* tc, float* h,
+                         float* hs, float* hn, Py_ssize_t n) noexcept nogil
+    void fg_lstm_fwd_f64(double* g, const double* bias, double* c, double* cp, double* tc,
+                         double* h, double* hs, double* hn, Py_ssize_t n) noexcept nogil
+    void fg_lstm_bwd_f32(const float* g, const float* tc, const float* cp, const float* dh,
+                         const float* go, float* dc, float* d, double* db,
+                         Py_ssize_t n) noexcept nogil
+    void fg_lstm_bwd_f64(const double* g, const double* tc, const double* cp,
+                         const double* dh, const double* go, double* dc, double* d, double* db,
+                         Py_ssize_t n) noexcept nogil
+    int fg_lstm_select(int want)
+
+fg_lstm_select(2)
+
+# The GRU's gate-gradient loop for one row, with restrict pointers so that GCC vectorises it
+# (through Cython's plain pointers it cannot rule out aliasing between the arrays).
 cdef extern from *:
     """
-    #define FG_LSTM_BWD_ROW(T, NAME)                                                          \
-    static void NAME(const T *restrict g, const T *restrict tc, const T *restrict cp,         \
-                     const T *restrict dh, T *restrict dc, T *restrict d, ptrdiff_t H,        \
-                     ptrdiff_t n) {                                                           \
-        for (ptrdiff_t j = 0; j < n; j++) {                                                   \
-            T gi = g[j], gf = g[H + j], gg = g[2 * H + j], go = g[3 * H + j], t = tc[j];      \
-            T dcc = dc[j] + dh[j] * go * (1 - t * t);                                         \
-            d[j] = dcc * gg * gi * (1 - gi);                                                  \
-            d[H + j] = dcc * cp[j] * gf * (1 - gf);                                           \
-            d[2 * H + j] = dcc * gi * (1 - gg * gg);                                          \
-            d[3 * H + j] = dh[j] * t * go * (1 - go);                                         \
-            dc[j] = dcc * gf;                                                                 \
-        }                                                                                     \
-    }
-    FG_LSTM_BWD_ROW(float, fg_lstm_bwd_row_f32)
-    FG_LSTM_BWD_ROW(double, fg_lstm_bwd_row_f64)
     /* GRU: g = activated (r, z, n), gh = W_hh h + b_hh, hp = h entering the step; dh enters as
        the gradient of the step's output and leaves as its direct part dh * z */
     #define FG_GRU_BWD_ROW(T, NAME)                                                           \
@@ -59,16 +58,27 @@ cdef extern from *:
     }
     FG_GRU_BWD_ROW(float, fg_gru_bwd_row_f32)
     FG_GRU_BWD_ROW(double, fg_gru_bwd_row_f64)
+    /* a bias gradient's accumulator (float64 whatever the data) += one row's gate gradients */
+    #define FG_RNN_ACC(T, NAME)                                                               \
+    static void NAME(double *restrict acc, const T *restrict d, ptrdiff_t n) {                \
+        for (ptrdiff_t j = 0; j < n; j++) acc[j] += d[j];                                     \
+    }
+    FG_RNN_ACC(float, fg_rnn_acc_f32)
+    FG_RNN_ACC(double, fg_rnn_acc_f64)
+    /* ask for m rows of len bytes (stride bytes apart) to be brought towards the core's cache */
+    static void fg_rnn_prefetch(const char *p, ptrdiff_t m, ptrdiff_t len, ptrdiff_t stride) {
+        for (ptrdiff_t i = 0; i < m; i++)
+            for (ptrdiff_t j = 0; j < len; j += 64) __builtin_prefetch(p + i * stride + j, 0, 2);
+    }
     """
-    void fg_lstm_bwd_row_f32(const float* g, const float* tc, const float* cp, const float* dh,
-                             float* dc, float* d, Py_ssize_t H, Py_ssize_t n) noexcept nogil
-    void fg_lstm_bwd_row_f64(const double* g, const double* tc, const double* cp,
-                             const double* dh, double* dc, double* d, Py_ssize_t H,
-                             Py_ssize_t n) noexcept nogil
     void fg_gru_bwd_row_f32(const float* g, const float* gh, const float* hp, float* dh,
                             float* d, float* d2, Py_ssize_t H, Py_ssize_t n) noexcept nogil
     void fg_gru_bwd_row_f64(const double* g, const double* gh, const double* hp, double* dh,
                             double* d, double* d2, Py_ssize_t H, Py_ssize_t n) noexcept nogil
+    void fg_rnn_acc_f32(double* acc, const float* d, Py_ssize_t n) noexcept nogil
+    void fg_rnn_acc_f64(double* acc, const double* d, Py_ssize_t n) noexcept nogil
+    void fg_rnn_prefetch(const char* p, Py_ssize_t m, Py_ssize_t len,
+                         Py_ssize_t stride) noexcept nogil
 
 
 # ----- small helpers ------------------------------------------------------------------------------
@@ -96,15 +106,28 @@ cdef void _mm(floating* tag, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ss
     blas.gemm(floating is float, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc)
 
 
-cdef inline void _rows(floating* dst, const floating* row, Py_ssize_t m,
-                       Py_ssize_t n) noexcept nogil:
-    """Each of m rows of dst (n wide, contiguous) = row, or zeros when row is NULL."""
+cdef inline void _acc(double* acc, Py_ssize_t at, const floating* d, Py_ssize_t n) noexcept nogil:
+    """acc[at:at + n] += d[:n] unless acc is NULL (a bias gradient, summed in float64 in a fixed
+    order: block k's columns over the steps in turn, rows in turn, whichever thread runs the
+    block)."""
+    if acc == NULL:
+        return
+    if floating is float:
+        fg_rnn_acc_f32(acc + at, d, n)
+    else:
+        fg_rnn_acc_f64(acc + at, d, n)
+
+
+cdef inline double _bias_rows(floating* c, Py_ssize_t ldc, const floating* bias, Py_ssize_t m,
+                              Py_ssize_t n) noexcept nogil:
+    """Each of m rows of c (stride ldc) = bias[:n] when bias is not NULL; returns the beta of
+    the product that then adds to c (1, or 0 without a bias)."""
     cdef Py_ssize_t i
+    if bias == NULL:
+        return 0.0
     for i in range(m):
-        if row == NULL:
-            memset(dst + i * n, 0, n * sizeof(floating))
-        else:
-            memcpy(dst + i * n, row, n * sizeof(floating))
+        memcpy(c + i * ldc, bias, n * sizeof(floating))
+    return 1.0
 
 
 cdef inline Py_ssize_t _step(const Plan* p, Py_ssize_t i, bint backward) noexcept nogil:
@@ -114,141 +137,71 @@ cdef inline Py_ssize_t _step(const Plan* p, Py_ssize_t i, bint backward) noexcep
     return i
 
 
+cdef inline void _lstm_row(floating* g, const floating* bias, floating* c, floating* cp,
+                           floating* tc, floating* h, floating* hs, floating* hn,
+                           Py_ssize_t n) noexcept nogil:
+    """One row of an LSTM step, its bias added first (Note [Fused LSTM cell] in rnn_cell.h)."""
+    if floating is float:
+        fg_lstm_fwd_f32(g, bias, c, cp, tc, h, hs, hn, n)
+    else:
+        fg_lstm_fwd_f64(g, bias, c, cp, tc, h, hs, hn, n)
+
+
+cdef inline void _lstm_back_row(const floating* g, const floating* tc, const floating* cp,
+                                const floating* dh, const floating* go, floating* dc,
+                                floating* d, double* db, Py_ssize_t n) noexcept nogil:
+    """The gate gradients of one row of an LSTM step, with the bias gradient's sum (rnn_cell.h)."""
+    if floating is float:
+        fg_lstm_bwd_f32(g, tc, cp, dh, go, dc, d, db, n)
+    else:
+        fg_lstm_bwd_f64(g, tc, cp, dh, go, dc, d, db, n)
+
+
 cdef void _forward(const Plan* p, floating* tag) noexcept nogil:
-    cdef Py_ssize_t i, s, b, o, r, j, H = p.H, P = p.P, G = p.G
+    """The time loop of an LSTM with a projection (proj_size > 0; the only recurrence that does
+    not run on the thread team), gates in PyTorch's order: per step one product for the gates
+    (Note [One product per step]), the fused cell per row, and the product with W_hr."""
+    cdef Py_ssize_t i, s, b, o, r, H = p.H, P = p.P, G = p.G
     cdef floating* gx = <floating*>p.gx
-    cdef floating* gh = <floating*>p.gh
     cdef floating* out = <floating*>p.out
     cdef floating* hp = <floating*>p.hp
-    cdef floating* tc = <floating*>p.tc
-    cdef floating* cprev = <floating*>p.cprev
     cdef floating* hprev = <floating*>p.hprev
     cdef floating* hs = <floating*>p.hs
-    cdef floating* cst = <floating*>p.cst
-    cdef floating* g
-    cdef floating* hrow
-    cdef floating* crow
-    cdef floating* hv
-    cdef floating v
     for i in range(p.T):
         s = _step(p, i, False)
         b, o = p.bs[s], p.off[s]
         for r in range(b):
             memcpy(hprev + (o + r) * p.lx, hs + r * P, P * sizeof(floating))
-        if p.mode == GRU:
-            _rows(gh + o * G, <floating*>p.bhh, b, G)
-            _mm(tag, False, False, b, G, P, hprev + o * p.lx, p.lx, <floating*>p.whhT, G, 1.0,
-                gh + o * G, G)
-        else:
-            _mm(tag, False, False, b, G, P, hprev + o * p.lx, p.lx, <floating*>p.whhT, G, 1.0,
-                gx + o * G, G)
-        if p.mode == LSTM:
-            memcpy(cprev + o * H, cst, b * H * sizeof(floating))
-            hv = (hp if p.proj else out) + o * (H if p.proj else P)
-            for r in range(b):
-                g = gx + (o + r) * G
-                _act(g, 2 * H, FG_VM_SIGMOID)
-                _act(g + 2 * H, H, FG_VM_TANH)
-                _act(g + 3 * H, H, FG_VM_SIGMOID)
-                crow = cst + r * H
-                for j in range(H):
-                    crow[j] = g[H + j] * crow[j] + g[j] * g[2 * H + j]
-            memcpy(tc + o * H, cst, b * H * sizeof(floating))
-            _act(tc + o * H, b * H, FG_VM_TANH)
-            for r in range(b):
-                g = gx + (o + r) * G
-                crow = tc + (o + r) * H
-                hrow = hv + r * H
-                for j in range(H):
-                    hrow[j] = g[3 * H + j] * crow[j]
-            if p.proj:
-                _mm(tag, False, True, b, P, H, hp + o * H, H, <floating*>p.whr, H, 0.0,
-                    out + o * P, P)
-        elif p.mode == GRU:
-            for r in range(b):
-                g = gx + (o + r) * G
-                hrow = gh + (o + r) * G
-                for j in range(2 * H):
-                    g[j] = g[j] + hrow[j]
-                _act(g, 2 * H, FG_VM_SIGMOID)
-                for j in range(H):
-                    g[2 * H + j] = g[2 * H + j] + g[j] * hrow[2 * H + j]
-                _act(g + 2 * H, H, FG_VM_TANH)
-                hv = out + (o + r) * P
-                crow = hprev + (o + r) * p.lx
-                for j in range(H):
-                    hv[j] = (1 - g[H + j]) * g[2 * H + j] + g[H + j] * crow[j]
-        else:
-            if p.mode == RNN_TANH:
-                _act(gx + o * G, b * G, FG_VM_TANH)
-            else:
-                for j in range(b * G):
-                    v = gx[o * G + j]
-                    gx[o * G + j] = v if v > 0 else 0
-            memcpy(out + o * P, gx + o * G, b * P * sizeof(floating))
+        _mm(tag, False, False, b, G, p.lx, <floating*>p.x + o * p.lx, p.lx, <floating*>p.wihT,
+            G, 0.0, gx + o * G, G)
+        for r in range(b):
+            _lstm_row(gx + (o + r) * G, <floating*>p.bias, <floating*>p.cst + r * H,
+                      <floating*>p.cprev + (o + r) * H, <floating*>p.tc + (o + r) * H,
+                      hp + (o + r) * H, NULL, NULL, H)
+        _mm(tag, False, True, b, P, H, hp + o * H, H, <floating*>p.whr, H, 0.0, out + o * P, P)
         memcpy(hs, out + o * P, b * P * sizeof(floating))
 
 
 cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating* dh,
-                    floating* dc, floating* dgx, floating* dgh, floating* dhall,
-                    floating* dhp) noexcept nogil:
-    """The gradient pass: dh (B, P) and dc (B, H) enter as h_n's and c_n's gradients and leave
-    as h_0's and c_0's; dgx (total, G) gets the pre-activation gate gradients (GRU: of the input
-    part, dgh of the recurrent part); dhall (total, P) the total gradient of each step's output
-    (proj only); dhp (B, H) is scratch."""
+                    floating* dc, floating* dgx, floating* dhall, floating* dhp) noexcept nogil:
+    """The gradient pass of _forward: dh (B, P) and dc (B, H) enter as h_n's and c_n's gradients
+    and leave as h_0's and c_0's; dgx (total, G) gets the pre-activation gate gradients, dhall
+    (total, P) the total gradient of each step's output; dhp (B, H) is scratch."""
     cdef Py_ssize_t i, s, b, o, r, j, H = p.H, P = p.P, G = p.G
     cdef floating* gx = <floating*>p.gx
-    cdef floating* gh = <floating*>p.gh
-    cdef floating* out = <floating*>p.out
-    cdef floating* tc = <floating*>p.tc
-    cdef floating* cprev = <floating*>p.cprev
-    cdef floating* hprev = <floating*>p.hprev
-    cdef floating* d
-    cdef floating* dhv
-    cdef floating t
     for i in range(p.T):
         s = _step(p, i, True)
         b, o = p.bs[s], p.off[s]
         if gout != NULL:
             for j in range(b * P):
                 dh[j] += gout[o * P + j]
-        if p.mode == LSTM:
-            if p.proj:
-                memcpy(dhall + o * P, dh, b * P * sizeof(floating))
-                _mm(tag, False, False, b, H, P, dh, P, <floating*>p.whr, H, 0.0, dhp, H)
-                dhv = dhp
-            else:
-                dhv = dh
-            for r in range(b):
-                if floating is float:
-                    fg_lstm_bwd_row_f32(gx + (o + r) * G, tc + (o + r) * H,
-                                        cprev + (o + r) * H, dhv + r * H, dc + r * H,
-                                        dgx + (o + r) * G, H, H)
-                else:
-                    fg_lstm_bwd_row_f64(gx + (o + r) * G, tc + (o + r) * H,
-                                        cprev + (o + r) * H, dhv + r * H, dc + r * H,
-                                        dgx + (o + r) * G, H, H)
-            _mm(tag, False, False, b, P, G, dgx + o * G, G, <floating*>p.whh, P, 0.0, dh, P)
-        elif p.mode == GRU:
-            for r in range(b):
-                if floating is float:
-                    fg_gru_bwd_row_f32(gx + (o + r) * G, gh + (o + r) * G,
-                                       hprev + (o + r) * p.lx, dh + r * P, dgx + (o + r) * G,
-                                       dgh + (o + r) * G, H, H)
-                else:
-                    fg_gru_bwd_row_f64(gx + (o + r) * G, gh + (o + r) * G,
-                                       hprev + (o + r) * p.lx, dh + r * P, dgx + (o + r) * G,
-                                       dgh + (o + r) * G, H, H)
-            _mm(tag, False, False, b, P, G, dgh + o * G, G, <floating*>p.whh, P, 1.0, dh, P)
-        else:
-            d = dgx + o * G
-            for j in range(b * G):
-                t = out[o * P + j]
-                if p.mode == RNN_TANH:
-                    d[j] = dh[j] * (1 - t * t)
-                else:
-                    d[j] = dh[j] if t > 0 else 0
-            _mm(tag, False, False, b, P, G, d, G, <floating*>p.whh, P, 0.0, dh, P)
+        memcpy(dhall + o * P, dh, b * P * sizeof(floating))
+        _mm(tag, False, False, b, H, P, dh, P, <floating*>p.whr, H, 0.0, dhp, H)
+        for r in range(b):
+            _lstm_back_row(gx + (o + r) * G, <floating*>p.tc + (o + r) * H,
+                           <floating*>p.cprev + (o + r) * H, dhp + r * H, NULL, dc + r * H,
+                           dgx + (o + r) * G, p.db, H)
+        _mm(tag, False, False, b, P, G, dgx + o * G, G, <floating*>p.whh, P, 0.0, dh, P)
 
 
 # ----- one layer-direction on fastgrad's threads ------------------------------------------------
@@ -262,11 +215,12 @@ cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating
 #   block k's gates (i, f, g, o of its units in turn) are the columns ng*k*hb .. ng*(k+1)*hb of
 #   the gate buffers, so each block's gates are contiguous in every row; the weight and bias
 #   gradients are put back in PyTorch's order at the end;
-# - forward step i, block k (_forward_block): one product hprev @ W_hh^T for the block's columns
-#   (added to the input projection), the block's gate arithmetic in place and state update, and
-#   its columns of the next step's hprev;
-# - gradient step i, block k: its columns of dh = dG @ W_hh after step i - 1 (_dh_block) and then
-#   its gate gradients at step i (_gates_back_block), which read only those columns of dh and dc.
+# - forward step i, block k (_forward_block): one product [x | h_prev] @ [W_ih^T; W_hh^T] for the
+#   block's columns (Note [One product per step]; GRU: h_prev @ W_hh^T), the block's gate
+#   arithmetic in place and state update, and its columns of the next step's hprev;
+# - gradient step i, block k: its columns of dh after step i - 1 (_dh_block), then its gate
+#   gradients at step i (_gates_back_block), which read only those columns of dh and dc, and its
+#   partial product for the next dh (Note [Split gradient products]).
 # Each step is a phase: every thread claims blocks (one atomic bit each), its own first (thread
 # t starts at block t * nb / threads, so a block's weights and state stay in one core's cache
 # from step to step) and then any left unclaimed, and waits until every block is finished
@@ -278,8 +232,38 @@ cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating
 # holding a block), the next SOLO_CALLS loops run on the caller's thread alone (_settle).
 # A block is computed by the same calls whichever thread takes it, so results do not depend on
 # the thread count (one thread runs the blocks in turn without the counters). The big products
-# outside the loop (input projection, input and weight gradients) are cut the same way into
-# fixed blocks of rows (_mm_fixed).
+# outside the loop (GRU's input projection, the input and weight gradients) are cut the same way
+# into fixed blocks of rows (_mm_fixed).
+
+# Note [Split gradient products]
+# dh after a gradient step is dG @ W_hh, dG (b, G) being the step's gate gradients. Cut by
+# columns of dh, each unit block would read all of dG, half of it written by the other core a
+# moment before (32 KB per step for W12, from the other core's cache). Instead each block
+# multiplies its own gate columns of dG (still in its cache) by the same rows of W_hh, a partial
+# (b, P) product (_partial_block), and in the next phase each block sums the partials for its
+# columns of dh in block order (_dh_block): 8 KB of the other core's partial per step, and the
+# same additions in the same order whatever the thread count. The partials alternate between two
+# buffers by step parity, since a block may write step i's partial while another still reads
+# step i - 1's.
+
+# Note [Weight gradients in the loop]
+# [dW_ih | dW_hh] = dG^T @ [x | h_prev] over all steps. As one product after the loop (512x192x1120
+# for W12) it read dG back from beyond L2, packed [x | h_prev] once per block of rows, and woke
+# the team once more; in the loop, after every DW_STEPS gradient steps each block adds its rows'
+# share for those steps (K = DW_STEPS * b) while their gate gradients are still in its cache. The
+# groups of steps are fixed, so the sums are the same whatever the thread count. LSTM and RNN
+# only (GRU's recurrent part uses other gate gradients than its input part), without proj_size.
+
+# Note [One product per step]
+# For LSTM and RNN a step's gates are [x_t | h_{t-1}] @ [W_ih^T; W_hh^T] + (b_ih + b_hh): one
+# product with K = I + P on rows that the buffer [x | h_prev] (Plan.lx) already holds side by
+# side; the cell adds the bias as it reads the gates (the same sum as a product added to bias
+# rows, without writing those rows first). The input projection of all steps used to be
+# one large product before the loop (1120x512x64 for W12, ~70 GMAC/s on one core), and each
+# step's product then read those 64 KB of gate rows back from beyond the core's L2 cache; now
+# every step's gate rows are written and read while they are in cache, and the x part of the work
+# is shared among the team with the rest of the step. GRU keeps the separate input projection:
+# its candidate gate scales only the recurrent part (r * (W_hn h + b_hn)).
 
 cdef extern from *:
     """
@@ -356,9 +340,15 @@ cdef Py_ssize_t unit_blocks(Py_ssize_t H) noexcept nogil:
 
 
 cdef enum:
-    FWD_COLS = 128      # columns per product in a forward block: 32x128x128 takes 6 us on one
-                        # core, 32x256x128 18 us, 32x512x128 39 us (OpenBLAS's small-matrix
-    BWD_COLS = 32       # kernels); backward 32x32x512 7.5 us, 32x64x512 22 us
+    FWD_COLS = 128      # columns per product in a forward block: 32x256x192 takes 21 us on one
+                        # core whole, 13.5 in chunks of 128 or 64, 15 of 32 (OpenBLAS's small-
+    BWD_COLS = 64       # matrix kernels); gradient partials 32x128x256: 16 us whole, 9.4 in
+                        # chunks of 64 columns, 10.3 of 32
+
+
+cdef enum:
+    DW_STEPS = 4        # gradient steps per weight-gradient product in the loop: 256x192x128
+                        # takes 81 us on one core (85 GMAC/s), W12's whole 256x192x1120 711 us
 
 
 cdef void _mm_cols(floating* tag, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
@@ -372,33 +362,24 @@ cdef void _mm_cols(floating* tag, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, cons
 
 
 cdef void _cell(const Plan* p, floating* tag, Py_ssize_t row, Py_ssize_t r, Py_ssize_t u0,
-                Py_ssize_t n) noexcept nogil:
-    """Gate arithmetic and state update of units u0 .. u0+n of batch row r at packed row `row`:
-    the block's gates (block gate order) already hold x W_ih^T + h W_hh^T + biases (GRU: gh
-    holds h W_hh^T without its bias)."""
+                Py_ssize_t n, floating* hn) noexcept nogil:
+    """Gate arithmetic and state update of units u0 .. u0+n of batch row r at packed row `row`,
+    h also written to hn (the next step's h_prev row) unless NULL: the block's gates (block gate
+    order) already hold x W_ih^T + h W_hh^T + biases (GRU: gh holds h W_hh^T without its
+    bias)."""
     cdef Py_ssize_t j, H = p.H, ng = p.G // p.H
     cdef floating* g = <floating*>p.gx + row * p.G + ng * u0
     cdef floating* h = <floating*>p.out + row * p.P + u0
-    cdef floating* c
-    cdef floating* t
+    cdef const floating* bias = NULL if p.bias == NULL else <floating*>p.bias + ng * u0
     cdef floating* gh
     cdef const floating* hp
     cdef const floating* bhh
     cdef floating v
     if p.mode == LSTM:
-        _act(g, 2 * n, FG_VM_SIGMOID)
-        _act(g + 2 * n, n, FG_VM_TANH)
-        _act(g + 3 * n, n, FG_VM_SIGMOID)
-        c = <floating*>p.cst + r * H + u0
-        t = <floating*>p.tc + row * H + u0
-        memcpy(<floating*>p.cprev + row * H + u0, c, n * sizeof(floating))
-        for j in range(n):
-            c[j] = g[n + j] * c[j] + g[j] * g[2 * n + j]
-        memcpy(t, c, n * sizeof(floating))
-        _act(t, n, FG_VM_TANH)
-        for j in range(n):
-            h[j] = g[3 * n + j] * t[j]
-    elif p.mode == GRU:
+        _lstm_row(g, bias, <floating*>p.cst + r * H + u0, <floating*>p.cprev + row * H + u0,
+                  <floating*>p.tc + row * H + u0, h, <floating*>p.hs + r * p.P + u0, hn, n)
+        return
+    if p.mode == GRU:
         gh = <floating*>p.gh + row * p.G + ng * u0
         if p.bhh != NULL:
             bhh = <const floating*>p.bhh + ng * u0
@@ -414,6 +395,9 @@ cdef void _cell(const Plan* p, floating* tag, Py_ssize_t row, Py_ssize_t r, Py_s
         for j in range(n):
             h[j] = (1 - g[n + j]) * g[2 * n + j] + g[n + j] * hp[j]
     else:
+        if bias != NULL:
+            for j in range(n):
+                g[j] += bias[j]
         if p.mode == RNN_TANH:
             _act(g, n, FG_VM_TANH)
         else:
@@ -422,30 +406,33 @@ cdef void _cell(const Plan* p, floating* tag, Py_ssize_t row, Py_ssize_t r, Py_s
                 g[j] = v if v > 0 else 0
         memcpy(h, g, n * sizeof(floating))
     memcpy(<floating*>p.hs + r * p.P + u0, h, n * sizeof(floating))
+    if hn != NULL:
+        memcpy(hn, h, n * sizeof(floating))
 
 
 cdef void _forward_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k) noexcept nogil:
     """Block k of forward step i: the block's product (added to its gate columns), gate
     arithmetic and state update, and its columns of the next step's hprev rows."""
-    cdef Py_ssize_t s, b, o, r, s2, b2, o2, ng = p.G // p.H, u0 = k * p.hb
+    cdef Py_ssize_t s, b, o, r, b2 = 0, o2 = 0, ng = p.G // p.H, u0 = k * p.hb
     cdef Py_ssize_t n = min(p.hb, p.H - u0)
     cdef floating* hprev = <floating*>p.hprev
-    cdef floating* hs = <floating*>p.hs
     s = _step(p, i, False)
     b, o = p.bs[s], p.off[s]
     if p.mode == GRU:
         _mm_cols(tag, b, ng * n, p.P, hprev + o * p.lx, p.lx, <floating*>p.whhT + ng * u0, p.G,
                  0.0, <floating*>p.gh + o * p.G + ng * u0, p.G, FWD_COLS)
-    else:
-        _mm_cols(tag, b, ng * n, p.P, hprev + o * p.lx, p.lx, <floating*>p.whhT + ng * u0, p.G,
-                 1.0, <floating*>p.gx + o * p.G + ng * u0, p.G, FWD_COLS)
-    for r in range(b):
-        _cell(p, tag, o + r, r, u0, n)
+    else:                           # Note [One product per step]
+        _mm_cols(tag, b, ng * n, p.lx, <floating*>p.x + o * p.lx, p.lx,
+                 <floating*>p.wihT + ng * u0, p.G, 0.0, <floating*>p.gx + o * p.G + ng * u0,
+                 p.G, FWD_COLS)
     if i + 1 < p.T:
-        s2 = _step(p, i + 1, False)
-        b2, o2 = p.bs[s2], p.off[s2]
-        for r in range(b2):
-            memcpy(hprev + (o2 + r) * p.lx + u0, hs + r * p.P + u0, n * sizeof(floating))
+        s = _step(p, i + 1, False)
+        b2, o2 = p.bs[s], p.off[s]
+    for r in range(b):
+        _cell(p, tag, o + r, r, u0, n, hprev + (o2 + r) * p.lx + u0 if r < b2 else NULL)
+    for r in range(b, b2):          # rows joining the batch (reverse direction): initial state
+        memcpy(hprev + (o2 + r) * p.lx + u0, <floating*>p.hs + r * p.P + u0,
+               n * sizeof(floating))
 
 
 cdef void _gates_back_block(const Plan* p, Py_ssize_t i, Py_ssize_t k, const floating* gout,
@@ -465,20 +452,16 @@ cdef void _gates_back_block(const Plan* p, Py_ssize_t i, Py_ssize_t k, const flo
     for r in range(b):
         row = o + r
         dhr = dh + r * P + u0
-        if gout != NULL:
-            go = gout + row * P + u0
+        go = NULL if gout == NULL else gout + row * P + u0
+        if p.mode == LSTM:          # dh + go only inside: these dh columns are rewritten next
+            _lstm_back_row(gx + row * G + gb, <floating*>p.tc + row * H + u0,
+                           <floating*>p.cprev + row * H + u0, dhr, go, dc + r * H + u0,
+                           dgx + row * G + gb, NULL if p.db == NULL else p.db + gb, n)
+            continue
+        if go != NULL:
             for j in range(n):
                 dhr[j] += go[j]
-        if p.mode == LSTM:
-            if floating is float:
-                fg_lstm_bwd_row_f32(gx + row * G + gb, <float*>p.tc + row * H + u0,
-                                    <float*>p.cprev + row * H + u0, dhr, dc + r * H + u0,
-                                    dgx + row * G + gb, n, n)
-            else:
-                fg_lstm_bwd_row_f64(gx + row * G + gb, <double*>p.tc + row * H + u0,
-                                    <double*>p.cprev + row * H + u0, dhr, dc + r * H + u0,
-                                    dgx + row * G + gb, n, n)
-        elif p.mode == GRU:
+        if p.mode == GRU:
             if floating is float:
                 fg_gru_bwd_row_f32(gx + row * G + gb, <float*>p.gh + row * G + gb,
                                    <float*>p.hprev + row * p.lx + u0, dhr, dgx + row * G + gb,
@@ -487,6 +470,8 @@ cdef void _gates_back_block(const Plan* p, Py_ssize_t i, Py_ssize_t k, const flo
                 fg_gru_bwd_row_f64(gx + row * G + gb, <double*>p.gh + row * G + gb,
                                    <double*>p.hprev + row * p.lx + u0, dhr, dgx + row * G + gb,
                                    dgh + row * G + gb, n, n)
+            _acc(p.db, gb, dgx + row * G + gb, 3 * n)
+            _acc(p.db2, gb, dgh + row * G + gb, 3 * n)
         else:
             d = dgx + row * G + gb
             for j in range(n):
@@ -495,19 +480,47 @@ cdef void _gates_back_block(const Plan* p, Py_ssize_t i, Py_ssize_t k, const flo
                     d[j] = dhr[j] * (1 - t * t)
                 else:
                     d[j] = dhr[j] if t > 0 else 0
+            _acc(p.db, gb, d, n)
 
 
-cdef void _dh_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k, floating* dh,
-                    const floating* dgx, const floating* dgh) noexcept nogil:
-    """Block k of dh after gradient step i: its columns of dG @ W_hh (GRU: added to dh * z)."""
-    cdef Py_ssize_t s = _step(p, i, True), u0 = k * p.hb
+cdef inline floating* _part(const Plan* p, floating* part, Py_ssize_t i,
+                           Py_ssize_t k) noexcept nogil:
+    """Block k's partial product of gradient step i (Note [Split gradient products]): one of
+    two (B, P) buffers per block, by the parity of i, each starting on a cache line."""
+    return part + ((i % 2) * p.nb + k) * _part_stride(p)
+
+
+cdef inline Py_ssize_t _part_stride(const Plan* p) noexcept nogil:
+    return (p.B * p.P + 15) // 16 * 16
+
+
+cdef void _partial_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k,
+                         const floating* dg, floating* part) noexcept nogil:
+    """Block k's share of the next dh after gradient step i: its gate columns of the step's
+    recurrent gate gradients dg (dgx; GRU: dgh) times the same rows of W_hh, all P columns."""
+    cdef Py_ssize_t s = _step(p, i, True), ng = p.G // p.H, u0 = k * p.hb
     cdef Py_ssize_t n = min(p.hb, p.H - u0), b = p.bs[s], o = p.off[s]
-    if p.mode == GRU:
-        _mm_cols(tag, b, n, p.G, dgh + o * p.G, p.G, <floating*>p.whh + u0, p.P, 1.0, dh + u0,
-                 p.P, BWD_COLS)
-    else:
-        _mm_cols(tag, b, n, p.G, dgx + o * p.G, p.G, <floating*>p.whh + u0, p.P, 0.0, dh + u0,
-                 p.P, BWD_COLS)
+    _mm_cols(tag, b, p.P, ng * n, dg + o * p.G + ng * u0, p.G, <floating*>p.whh + ng * u0 * p.P,
+             p.P, 0.0, _part(p, part, i, k), p.P, BWD_COLS)
+
+
+cdef void _dh_block(const Plan* p, Py_ssize_t i, Py_ssize_t k, floating* dh,
+                    floating* part) noexcept nogil:
+    """Block k's columns of dh after gradient step i: the blocks' partial products summed in
+    block order (GRU: added to the direct part dh * z already there)."""
+    cdef Py_ssize_t s = _step(p, i, True), u0 = k * p.hb, r, j, q
+    cdef Py_ssize_t n = min(p.hb, p.H - u0), b = p.bs[s]
+    cdef floating* d
+    cdef const floating* src
+    for r in range(b):
+        d = dh + r * p.P + u0
+        for q in range(p.nb):
+            src = _part(p, part, i, q) + r * p.P + u0
+            if q == 0 and p.mode != GRU:
+                memcpy(d, src, n * sizeof(floating))
+            else:
+                for j in range(n):
+                    d[j] += src[j]
 
 
 cdef void _forward_team(const Plan* p, floating* tag, fg_rnn_phase* ph, Py_ssize_t first,
@@ -524,21 +537,61 @@ cdef void _forward_team(const Plan* p, floating* tag, fg_rnn_phase* ph, Py_ssize
         fg_rnn_wait(ph + i, <int>p.nb, waited)
 
 
+cdef void _prefetch_back(const Plan* p, Py_ssize_t i, Py_ssize_t k,
+                         const floating* gout) noexcept nogil:
+    """Start bringing block k's forward rows of gradient step i (saved gates, and for LSTM c and
+    tanh c; the output gradient) into cache, while the step before is computed: written during
+    the forward pass, they are beyond L2 by now."""
+    cdef Py_ssize_t s = _step(p, i, True), ng = p.G // p.H, u0 = k * p.hb, sz = sizeof(floating)
+    cdef Py_ssize_t n = min(p.hb, p.H - u0), b = p.bs[s], o = p.off[s]
+    fg_rnn_prefetch(<char*>p.gx + (o * p.G + ng * u0) * sz, b, ng * n * sz, p.G * sz)
+    if p.mode == LSTM:
+        fg_rnn_prefetch(<char*>p.tc + (o * p.H + u0) * sz, b, n * sz, p.H * sz)
+        fg_rnn_prefetch(<char*>p.cprev + (o * p.H + u0) * sz, b, n * sz, p.H * sz)
+    if gout != NULL:
+        fg_rnn_prefetch(<char*>gout + (o * p.P + u0) * sz, b, n * sz, p.P * sz)
+
+
+cdef void _dw_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k,
+                    const floating* dgx) noexcept nogil:
+    """After gradient step i ending a group of DW_STEPS steps (or the last step): block k's rows
+    of [dW_ih | dW_hh] += the group's gate gradients of the block^T @ their rows of [x | h_prev]
+    (Note [Weight gradients in the loop])."""
+    cdef Py_ssize_t ng = p.G // p.H, u0 = k * p.hb, n = min(p.hb, p.H - u0)
+    cdef Py_ssize_t s0 = _step(p, i - i % DW_STEPS, True), s1 = _step(p, i, True)
+    cdef Py_ssize_t r0 = min(p.off[s0], p.off[s1])
+    cdef Py_ssize_t r1 = max(p.off[s0] + p.bs[s0], p.off[s1] + p.bs[s1])
+    _mm(tag, True, False, ng * n, p.lx, r1 - r0, dgx + r0 * p.G + ng * u0, p.G,
+        <floating*>p.x + r0 * p.lx, p.lx, 1.0, <floating*>p.dw + ng * u0 * p.lx, p.lx)
+
+
+cdef inline void _backward_task(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k,
+                                const floating* gout, floating* dh, floating* dc, floating* dgx,
+                                floating* dgh, floating* part) noexcept nogil:
+    """Phase i, block k of the gradient loop: its columns of dh after step i - 1, then its gate
+    gradients at step i (which read only those columns) and its partial product for dh."""
+    if i > 0:
+        _dh_block(p, i - 1, k, dh, part)
+    if i + 1 < p.T:
+        _prefetch_back(p, i + 1, k, gout)
+    if i < p.T:
+        _gates_back_block(p, i, k, gout, dh, dc, dgx, dgh)
+        _partial_block(p, tag, i, k, dgh if p.mode == GRU else dgx, part)
+        if p.dw != NULL and ((i + 1) % DW_STEPS == 0 or i + 1 == p.T):
+            _dw_block(p, tag, i, k, dgx)
+
+
 cdef void _backward_team(const Plan* p, floating* tag, fg_rnn_phase* ph, Py_ssize_t first,
                          long long* waited, const floating* gout, floating* dh, floating* dc,
-                         floating* dgx, floating* dgh) noexcept nogil:
-    """One thread's part of the gradient time loop: a task is block k's columns of dh after
-    step i - 1 and then its gate gradients at step i (which read only those columns), so one
-    wait per step; phase T finishes dh."""
+                         floating* dgx, floating* dgh, floating* part) noexcept nogil:
+    """One thread's part of the gradient time loop (_backward_task per block), one wait per
+    step; phase T finishes dh."""
     cdef Py_ssize_t i, j, k
     for i in range(p.T + 1):
         for j in range(p.nb):
             k = (first + j) % p.nb
             if fg_rnn_claim(ph + i, <int>k):
-                if i > 0:
-                    _dh_block(p, tag, i - 1, k, dh, dgx, dgh)
-                if i < p.T:
-                    _gates_back_block(p, i, k, gout, dh, dc, dgx, dgh)
+                _backward_task(p, tag, i, k, gout, dh, dc, dgx, dgh, part)
                 fg_rnn_finish(ph + i)
         fg_rnn_wait(ph + i, <int>p.nb, waited)
 
@@ -591,22 +644,25 @@ cdef void _run_backward(const Plan* p, floating* tag, const floating* gout, floa
     cdef Py_ssize_t i, k
     cdef long long start, waited = 0
     cdef fg_rnn_phase* ph = NULL
+    cdef void* mem = malloc(2 * p.nb * _part_stride(p) * sizeof(floating) + 64)
+    cdef floating* part
+    if mem == NULL:
+        return
+    part = <floating*>(<char*>mem + (64 - <size_t>mem % 64) % 64)
     if nt > 1:
         ph = <fg_rnn_phase*>calloc(p.T + 1, sizeof(fg_rnn_phase))
     if ph == NULL:
         for i in range(p.T + 1):
             for k in range(p.nb):
-                if i > 0:
-                    _dh_block(p, tag, i - 1, k, dh, dgx, dgh)
-                if i < p.T:
-                    _gates_back_block(p, i, k, gout, dh, dc, dgx, dgh)
-        return
-    start = fg_rnn_now()
-    with parallel(num_threads=nt):
-        _backward_team(p, tag, ph, threadid() * p.nb // nt, &waited if threadid() == 0 else NULL,
-                       gout, dh, dc, dgx, dgh)
-    _settle(start, waited)
-    free(ph)
+                _backward_task(p, tag, i, k, gout, dh, dc, dgx, dgh, part)
+    else:
+        start = fg_rnn_now()
+        with parallel(num_threads=nt):
+            _backward_team(p, tag, ph, threadid() * p.nb // nt,
+                           &waited if threadid() == 0 else NULL, gout, dh, dc, dgx, dgh, part)
+        _settle(start, waited)
+        free(ph)
+    free(mem)
 
 
 cdef enum:
@@ -615,43 +671,69 @@ cdef enum:
 
 cdef void _mm_fixed(floating* tag, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                     const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ldb,
-                    double beta, floating* c, Py_ssize_t ldc) noexcept nogil:
-    """_mm in fixed blocks of ROW_BLOCK rows of C, shared by the thread team when the product is
-    large (blas.SPLIT_MACS's scale): the same calls whatever the thread count."""
+                    floating* c, Py_ssize_t ldc, const floating* bias) noexcept nogil:
+    """C = op(A) @ op(B) (+ bias on every row when not NULL) in fixed blocks of ROW_BLOCK rows
+    of C, shared by the thread team when the product is large (blas.SPLIT_MACS's scale): the same
+    calls whatever the thread count."""
     cdef Py_ssize_t blk, nblk = (m + ROW_BLOCK - 1) // ROW_BLOCK
     cdef int nt = nthreads()
     if nt > 1 and nblk > 1 and m * n * k >= 4 * TEAM_MACS:
         for blk in prange(nblk, schedule="dynamic", num_threads=nt):
-            _mm_rows(tag, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, blk)
+            _mm_rows(tag, ta, tb, m, n, k, a, lda, b, ldb, c, ldc, bias, blk)
     else:
         for blk in range(nblk):
-            _mm_rows(tag, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, blk)
+            _mm_rows(tag, ta, tb, m, n, k, a, lda, b, ldb, c, ldc, bias, blk)
 
 
 cdef void _mm_rows(floating* tag, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                    const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ldb,
-                   double beta, floating* c, Py_ssize_t ldc, Py_ssize_t blk) noexcept nogil:
+                   floating* c, Py_ssize_t ldc, const floating* bias,
+                   Py_ssize_t blk) noexcept nogil:
+    """One block of _mm_fixed; the bias rows are written just before the product adds to them,
+    while the block is in this core's cache."""
     cdef Py_ssize_t lo = blk * ROW_BLOCK, hi = min(m, lo + ROW_BLOCK)
-    _mm(tag, ta, tb, hi - lo, n, k, a + (lo if ta else lo * lda), lda, b, ldb, beta,
-        c + lo * ldc, ldc)
+    _mm(tag, ta, tb, hi - lo, n, k, a + (lo if ta else lo * lda), lda, b, ldb,
+        _bias_rows(c + lo * ldc, ldc, bias, hi - lo, n), c + lo * ldc, ldc)
 
 
 # ----- the entry points (rnn_kernels.pxd) ---------------------------------------------------------
 
 cdef void _forward_all(const Plan* p, floating* tag) noexcept nogil:
-    _mm_fixed(tag, False, False, p.total, p.G, p.nin, <floating*>p.x, p.lx, <floating*>p.wihT,
-              p.G, 1.0, <floating*>p.gx, p.G)
+    if p.mode == GRU:               # its input part stays apart (r scales only W_hn h + b_hn)
+        _mm_fixed(tag, False, False, p.total, p.G, p.nin, <floating*>p.x, p.lx,
+                  <floating*>p.wihT, p.G, <floating*>p.gx, p.G, <floating*>p.bias)
     if p.proj:
         _forward(p, tag)
     else:
         _run_forward(p, tag)
 
 
+cdef void _transpose(const floating* a, Py_ssize_t m, Py_ssize_t n, floating* t,
+                     Py_ssize_t ldt) noexcept nogil:
+    """t[j, i] = a[i, j] for the (m, n) contiguous a, t's rows ldt apart; 16 rows of a at a
+    time, so each write fills a cache line of t while 16 rows of a are read in step (NumPy's
+    strided copy took ~110 us for W12's two weights)."""
+    cdef Py_ssize_t i0, i, j, hi
+    for i0 in range(0, m, 16):
+        hi = min(m, i0 + 16)
+        for j in range(n):
+            for i in range(i0, hi):
+                t[j * ldt + i] = a[i * n + j]
+
+
+cdef void _weights_t(const Plan* p, floating* tag) noexcept nogil:
+    """wihT = [W_ih^T; W_hh^T] (Note [One product per step])."""
+    _transpose(<const floating*>p.wih, p.G, p.nin, <floating*>p.wihT, p.G)
+    _transpose(<const floating*>p.whh, p.G, p.P, <floating*>p.whhT, p.G)
+
+
 cdef void run_forward(Plan* p) noexcept nogil:
     cdef int prev = blas.one_thread()
     if p.f32:
+        _weights_t(p, <float*>NULL)
         _forward_all(p, <float*>NULL)
     else:
+        _weights_t(p, <double*>NULL)
         _forward_all(p, <double*>NULL)
     blas.restore(prev)
 
@@ -660,7 +742,7 @@ cdef void _backward_all(const Plan* p, floating* tag, const floating* gout, floa
                         floating* dc, floating* dgx, floating* dgh, floating* dhall,
                         floating* dhp) noexcept nogil:
     if p.proj:
-        _backward(p, tag, gout, dh, dc, dgx, dgh, dhall, dhp)
+        _backward(p, tag, gout, dh, dc, dgx, dhall, dhp)
     else:
         _run_backward(p, tag, gout, dh, dc, dgx, dgh)
 
@@ -682,9 +764,9 @@ cdef void product(bint f32, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssi
                   Py_ssize_t ldc) noexcept nogil:
     cdef int prev = blas.one_thread()
     if f32:
-        _mm_fixed(<float*>NULL, ta, tb, m, n, k, <const float*>a, lda, <const float*>b, ldb, 0.0,
-                  <float*>c, ldc)
+        _mm_fixed(<float*>NULL, ta, tb, m, n, k, <const float*>a, lda, <const float*>b, ldb,
+                  <float*>c, ldc, NULL)
     else:
         _mm_fixed(<double*>NULL, ta, tb, m, n, k, <const double*>a, lda, <const double*>b, ldb,
-                  0.0, <double*>c, ldc)
+                  <double*>c, ldc, NULL)
     blas.restore(prev)
