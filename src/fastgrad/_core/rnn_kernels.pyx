@@ -11,13 +11,7 @@ from cython.parallel cimport parallel, prange, threadid
 from fastgrad._core cimport blas
 from fastgrad._core.kernels cimport nthreads
 
-cdef extern from "vmath.h" nogil:
-    ctypedef void (*fg_vm_f32_fn)(const float*, float*, Py_ssize_t) noexcept nogil
-    ctypedef void (*fg_vm_f64_fn)(const double*, double*, Py_ssize_t) noexcept nogil
-    fg_vm_f32_fn fg_vm_f32[4]
-    fg_vm_f64_fn fg_vm_f64[4]
-    int FG_VM_TANH, FG_VM_SIGMOID
-    int fg_vm_select(int want_avx2)
+from fastgrad._core.vmath cimport fg_vm_f32, fg_vm_f64, fg_vm_select, FG_VM_TANH, FG_VM_SIGMOID
 
 fg_vm_select(1)
 
