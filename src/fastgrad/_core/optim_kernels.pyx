@@ -465,7 +465,10 @@ def sgd_group(list params, object state, object zeros, double lr, double weight_
     taken from (or, on its first step, made by `zeros(p)` into) `state[p]['momentum_buffer']`."""
     cdef TensorBase p, buf
     cdef bint fresh
-    cdef _Group g = _Group(len(params))
+    cdef Update stack_us[GROUP_STACK]
+    cdef Update* us = _group_buffer(stack_us, len(params))
+    cdef Py_ssize_t k = 0
+    cdef list keep = []
     try:
         for obj in params:
             p = <TensorBase?>obj
@@ -479,49 +482,51 @@ def sgd_group(list params, object state, object zeros, double lr, double weight_
                 if fresh:
                     buf = zeros(p)
                     st["momentum_buffer"] = buf
-            _sgd_prep(g, p, p._grad, buf, lr, weight_decay, momentum, dampening, nesterov,
-                      maximize, fresh)
+            _sgd_prep(&us[k], keep, p, p._grad, buf, lr, weight_decay, momentum, dampening,
+                      nesterov, maximize, fresh)
+            k += 1
     finally:                       # the parameters before a bad one are still updated
-        g.run()
+        _run_group(us, k, keep, stack_us)
 
 
-cdef class _Group:
-    """The updates of one parameter group, made ready one by one and run together (run_group);
-    holds the arrays they point into until then."""
+cdef enum:
+    GROUP_STACK = 32               # updates held on the stack; larger groups allocate
+
+
+cdef Update* _group_buffer(Update* stack_us, Py_ssize_t n) except NULL:
     cdef Update* us
-    cdef Py_ssize_t k, cap
-    cdef list keep                 # per update: (parameter, working array, gradient array)
+    if n <= GROUP_STACK:
+        return stack_us
+    us = <Update*>malloc(n * sizeof(Update))
+    if us == NULL:
+        raise MemoryError()
+    return us
 
-    def __cinit__(self, Py_ssize_t cap):
-        self.us = <Update*>malloc(max(cap, 1) * sizeof(Update))
-        if self.us == NULL:
-            raise MemoryError()
-        self.k, self.cap, self.keep = 0, cap, []
 
-    def __dealloc__(self):
-        free(self.us)
-
-    cdef Update* add(self, TensorBase p, cnp.ndarray w, cnp.ndarray ga):
-        self.keep.append((p, w, ga))
-        self.k += 1
-        return &self.us[self.k - 1]
-
-    cdef void run(self) except *:
+cdef void _run_group(Update* us, Py_ssize_t k, list keep, Update* stack_us) except *:
+    """Run a group's prepared updates together (run_group), then finish each parameter; keep
+    holds (parameter, working array, gradient array) per update, the arrays they point into."""
+    cdef Py_ssize_t i
+    try:
         with nogil:
-            run_group(self.us, self.k)
-        for p, w, _ga in self.keep:
-            _finish(p, w)
-        self.k, self.keep = 0, []
+            run_group(us, k)
+        for i in range(k):
+            _finish(<TensorBase>keep[3 * i], <cnp.ndarray>keep[3 * i + 1])
+    finally:
+        if us != stack_us:
+            free(us)
 
 
-cdef void _sgd_prep(_Group g, TensorBase p, TensorBase grad, TensorBase buf, double lr,
-                    double weight_decay, double momentum, double dampening, bint nesterov,
-                    bint maximize, bint init_buf) except *:
+cdef void _sgd_prep(Update* u, list keep, TensorBase p, TensorBase grad, TensorBase buf,
+                    double lr, double weight_decay, double momentum, double dampening,
+                    bint nesterov, bint maximize, bint init_buf) except *:
     cdef cnp.ndarray pa = _param_array(p, "SGD")
     cdef cnp.ndarray ga = _grad_array(grad, pa, "SGD")
     cdef cnp.ndarray w = _work(pa)
     cdef char* pbuf = _maybe_state_ptr(buf, pa, "SGD", "momentum_buffer")
-    cdef Update* u = g.add(p, w, ga)
+    keep.append(p)
+    keep.append(w)
+    keep.append(ga)
     u[0] = _update(U_SGD, pa, w, ga, pbuf, NULL, NULL, maximize)
     u.h[0], u.h[1], u.h[2], u.h[3] = -lr, weight_decay, momentum, 1 - dampening
     u.nesterov, u.init_buf = nesterov, init_buf
@@ -530,10 +535,11 @@ cdef void _sgd_prep(_Group g, TensorBase p, TensorBase grad, TensorBase buf, dou
 cdef void _sgd_one(TensorBase p, TensorBase grad, TensorBase buf, double lr, double weight_decay,
                    double momentum, double dampening, bint nesterov, bint maximize,
                    bint init_buf) except *:
-    cdef _Group g = _Group(1)
-    _sgd_prep(g, p, grad, buf, lr, weight_decay, momentum, dampening, nesterov, maximize,
+    cdef Update u
+    cdef list keep = []
+    _sgd_prep(&u, keep, p, grad, buf, lr, weight_decay, momentum, dampening, nesterov, maximize,
               init_buf)
-    g.run()
+    _run_group(&u, 1, keep, &u)
 
 
 def adam_group(list params, object state, object init, double lr, double beta1, double beta2,
@@ -542,7 +548,10 @@ def adam_group(list params, object state, object init, double lr, double beta1, 
     from `state[p]` (filled by `init(state[p], p)` on its first step)."""
     cdef TensorBase p
     cdef dict st
-    cdef _Group g = _Group(len(params))
+    cdef Update stack_us[GROUP_STACK]
+    cdef Update* us = _group_buffer(stack_us, len(params))
+    cdef Py_ssize_t k = 0
+    cdef list keep = []
     try:
         for obj in params:
             p = <TensorBase?>obj
@@ -551,14 +560,15 @@ def adam_group(list params, object state, object init, double lr, double beta1, 
             st = state[p]
             if not st:
                 init(st, p)
-            _adam_prep(g, p, p._grad, st["exp_avg"], st["exp_avg_sq"],
+            _adam_prep(&us[k], keep, p, p._grad, st["exp_avg"], st["exp_avg_sq"],
                        st["max_exp_avg_sq"] if amsgrad else None, st["step"], lr, beta1, beta2,
                        eps, weight_decay, maximize, decoupled)
+            k += 1
     finally:                       # the parameters before a bad one are still updated
-        g.run()
+        _run_group(us, k, keep, stack_us)
 
 
-cdef void _adam_prep(_Group g, TensorBase p, TensorBase grad, TensorBase exp_avg,
+cdef void _adam_prep(Update* u, list keep, TensorBase p, TensorBase grad, TensorBase exp_avg,
                      TensorBase exp_avg_sq, TensorBase max_exp_avg_sq, TensorBase step,
                      double lr, double beta1, double beta2, double eps, double weight_decay,
                      bint maximize, bint decoupled) except *:
@@ -568,7 +578,9 @@ cdef void _adam_prep(_Group g, TensorBase p, TensorBase grad, TensorBase exp_avg
     cdef char* s0 = _state_ptr(exp_avg, pa, "Adam", "exp_avg")
     cdef char* s1 = _state_ptr(exp_avg_sq, pa, "Adam", "exp_avg_sq")
     cdef char* s2 = _maybe_state_ptr(max_exp_avg_sq, pa, "Adam", "max_exp_avg_sq")
-    cdef Update* u = g.add(p, w, ga)
+    keep.append(p)
+    keep.append(w)
+    keep.append(ga)
     u[0] = _update(U_ADAM, pa, w, ga, s0, s1, s2, maximize)
     cdef double t = incr_step(step)
     cdef double step_size = lr / (1 - beta1 ** t)
