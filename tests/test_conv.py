@@ -261,6 +261,8 @@ def test_conv2d_float32_tiled_and_blas_paths_vs_torch(N, C, H, W, O, k, kw, leve
         conv_kernels.tiles(best)
 
 
+@pytest.mark.skipif(REFERENCE, reason="fastgrad's promise: PyTorch's convolutions may differ "
+                    "in the last bits between thread counts")
 def test_conv2d_float32_threads_agree_exactly():
     """A sample's sums do not depend on the thread that runs it, nor the weight gradient's on
     the thread count."""
