@@ -245,18 +245,24 @@ cdef object matmul2d(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs, cnp.ndarray 
 # block, one fork of the team instead of two. Each product is one unsplit call, as on one thread,
 # so the thread count does not change the result.
 
+cdef bint pair_pays(Py_ssize_t macs) noexcept nogil:
+    """Whether two products of `macs` multiply-adds each go one per thread (two or more threads,
+    each product large enough to be split otherwise): a check to make before preparing them."""
+    return nthreads() >= 2 and macs >= SPLIT_MACS
+
+
 cdef tuple matmul2d_pair(cnp.ndarray a1, cnp.ndarray b1, cnp.ndarray a2, cnp.ndarray b2):
     """(a1 @ b1, a2 @ b2), one product per thread (Note [Two products at once]); None when that
     does not apply (one thread, a product below SPLIT_MACS, or operands matmul2d refuses): the
     caller makes the two products with matmul2d."""
     cdef Gemm gs[2]
-    cdef int prev, nt = nthreads()
+    cdef int prev
     cdef Py_ssize_t i, isz = cnp.PyArray_ITEMSIZE(a1)
-    if nt < 2 or cnp.PyArray_NDIM(a1) != 2 or cnp.PyArray_NDIM(b1) != 2 or \
+    if cnp.PyArray_NDIM(a1) != 2 or cnp.PyArray_NDIM(b1) != 2 or \
             cnp.PyArray_NDIM(a2) != 2 or cnp.PyArray_NDIM(b2) != 2:
         return None
-    if min(a1.shape[0] * a1.shape[1] * b1.shape[1],
-           a2.shape[0] * a2.shape[1] * b2.shape[1]) < SPLIT_MACS:
+    if not pair_pays(min(a1.shape[0] * a1.shape[1] * b1.shape[1],
+                         a2.shape[0] * a2.shape[1] * b2.shape[1])):
         return None
     a1, b1, a2, b2 = _readable(a1, isz), _readable(b1, isz), _readable(a2, isz), \
         _readable(b2, isz)

@@ -361,7 +361,8 @@ cdef class LinearBackward(Node):
         g = _blasable(g)
         n_out = (<object>g).shape[-1]
         g2 = g if g.ndim == 2 else g.reshape(_rows_shape((<object>g).shape))
-        if w is not None and x is not None and self.wt and self.alpha == 1:
+        if w is not None and x is not None and self.wt and self.alpha == 1 and \
+                blas.pair_pays((<object>g2).shape[0] * n_out * (<object>w._data).shape[1]):
             pair = _grads_at_once(g2, x, w)    # Note [Two products at once] in blas.pyx
             if pair is not None:
                 gx = wrap(pair[0] if g.ndim == 2 else

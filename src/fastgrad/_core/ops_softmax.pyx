@@ -54,7 +54,6 @@ cdef cnp.ndarray _shifted(cnp.ndarray x, int d):
 def softmax(input, dim=None, dtype=None, *, _stacklevel=3):
     """exp(x) / sum(exp(x)) along dim, computed stably (SoftmaxBackward0)."""
     cdef TensorBase a = input, out
-    cdef SoftmaxBackward0 node
     cdef int d = _dim(a, dim, "softmax")          # the dim is checked first, as in PyTorch
     x = _prepare(a, dtype, "softmax")
     if x.ndim == 0:                                # exp(x - x): 1, or NaN for inf/NaN as PyTorch
@@ -67,20 +66,33 @@ def softmax(input, dim=None, dtype=None, *, _stacklevel=3):
         y = e / np.sum(e, axis=d, keepdims=True)
     out = wrap(np.asarray(y))
     if a._requires_grad and grad_enabled():
-        node = SoftmaxBackward0.__new__(SoftmaxBackward0)
-        node.dim = d if x.ndim else -1
-        if dtype is not None and x.dtype != a._data.dtype:
-            node._in_meta = (((<object>a._data).shape, a._data.dtype),)
-        set_history1(out, node, a)
-        node.result = save(out, True)
+        _record(SoftmaxBackward0.__new__(SoftmaxBackward0), a, out, x, d, dtype)
     return out
 
 
-@cython.final
-cdef class SoftmaxBackward0(Node):
-    """grad_x = y * (g - sum(g * y, dim))"""
+cdef void _record(_ResultBackward node, TensorBase a, TensorBase out, object x, int d,
+                  object dtype) except *:
+    """out's history: node, fed by a, keeping out and the dim (-1 for a 0-d input); the
+    gradient cast back to a's dtype when dtype= changed it."""
+    node.dim = d if x.ndim else -1
+    if dtype is not None and x.dtype != a._data.dtype:
+        node._in_meta = (((<object>a._data).shape, a._data.dtype),)
+    set_history1(out, node, a)
+    node.result = save(out, True)
+
+
+cdef class _ResultBackward(Node):
+    """The softmaxes' nodes: the saved result and the dim."""
     cdef SavedVar result
     cdef int dim
+
+    cdef void release_variables(self):
+        self.result.release()
+
+
+@cython.final
+cdef class SoftmaxBackward0(_ResultBackward):
+    """grad_x = y * (g - sum(g * y, dim))"""
 
     cdef tuple apply(self, tuple grads):
         cdef TensorBase g = grads[0], y = self.result.unpack(self)
@@ -93,14 +105,10 @@ cdef class SoftmaxBackward0(Node):
         gy = mul(g, y)
         return (sub(gy, mul(y, sum_(gy, self.dim, True))),)
 
-    cdef void release_variables(self):
-        self.result.release()
-
 
 def log_softmax(input, dim=None, dtype=None, *, _stacklevel=3):
     """x - logsumexp(x) along dim, computed stably (LogSoftmaxBackward0)."""
     cdef TensorBase a = input, out
-    cdef LogSoftmaxBackward0 node
     cdef int d = _dim(a, dim, "log_softmax")          # the dim is checked first, as in PyTorch
     x = _prepare(a, dtype, "log_softmax")
     if x.ndim == 0:                                # x - x: 0, or NaN for inf/NaN as PyTorch
@@ -113,20 +121,13 @@ def log_softmax(input, dim=None, dtype=None, *, _stacklevel=3):
         y = s - np.log(np.sum(np.exp(s), axis=d, keepdims=True))
     out = wrap(np.asarray(y))
     if a._requires_grad and grad_enabled():
-        node = LogSoftmaxBackward0.__new__(LogSoftmaxBackward0)
-        node.dim = d if x.ndim else -1
-        if dtype is not None and x.dtype != a._data.dtype:
-            node._in_meta = (((<object>a._data).shape, a._data.dtype),)
-        set_history1(out, node, a)
-        node.result = save(out, True)
+        _record(LogSoftmaxBackward0.__new__(LogSoftmaxBackward0), a, out, x, d, dtype)
     return out
 
 
 @cython.final
-cdef class LogSoftmaxBackward0(Node):
+cdef class LogSoftmaxBackward0(_ResultBackward):
     """grad_x = g - exp(y) * sum(g, dim)"""
-    cdef SavedVar result
-    cdef int dim
 
     cdef tuple apply(self, tuple grads):
         cdef TensorBase g = grads[0], y = self.result.unpack(self)
@@ -137,6 +138,3 @@ cdef class LogSoftmaxBackward0(Node):
             return (wrap(np.asarray(gd - np.exp(y._data) * np.sum(gd, axis=self.dim,
                                                                    keepdims=True))),)
         return (sub(g, mul(unary(OP_EXP, y), sum_(g, self.dim, True))),)
-
-    cdef void release_variables(self):
-        self.result.release()
