@@ -431,6 +431,27 @@ def test_group_updates_do_not_depend_on_the_thread_count(kind, sizes):
     np.testing.assert_array_equal(runs[0][1], alone.numpy())
 
 
+def test_group_whose_list_grows_during_the_step_is_refused():
+    """A state callback that appends to the parameter list mid-step: a RuntimeError (the updates
+    are prepared in a buffer sized by the list), the parameters before it still updated."""
+    from fastgrad._core import optim_kernels
+    ps = [fg.tensor(np.ones(3, np.float32)) for _ in range(40)]
+    for p in ps:
+        p.grad = fg.ones_like(p)
+
+    def init(st, p):
+        _adam_state(st, p)
+        if p is ps[-1]:
+            extra = fg.tensor(np.ones(3, np.float32))
+            extra.grad = fg.ones_like(extra)
+            ps.append(extra)
+    with pytest.raises(RuntimeError, match="parameter list changed"):
+        optim_kernels.adam_group(ps, collections.defaultdict(dict), init, 0.1, 0.9, 0.999,
+                                 1e-8, 0.0, False, False, False)
+    assert all(p.numpy()[0] < 1 for p in ps[:40])
+    assert ps[40].numpy()[0] == 1
+
+
 def _adam_state(st, p):
     st["step"] = fg.tensor(np.zeros((), np.float32))
     st["exp_avg"] = fg.zeros_like(p)

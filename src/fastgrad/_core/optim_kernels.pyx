@@ -466,14 +466,16 @@ def sgd_group(list params, object state, object zeros, double lr, double weight_
     cdef TensorBase p, buf
     cdef bint fresh
     cdef Update stack_us[GROUP_STACK]
-    cdef Update* us = _group_buffer(stack_us, len(params))
-    cdef Py_ssize_t k = 0
+    cdef Py_ssize_t k = 0, cap = len(params)
+    cdef Update* us = _group_buffer(stack_us, cap)
     cdef list keep = []
     try:
         for obj in params:
             p = <TensorBase?>obj
             if p._grad is None:
                 continue
+            if k == cap:               # the list grew under the step (a callback appended)
+                raise RuntimeError("the optimizer's parameter list changed during step()")
             buf, fresh = None, False
             if momentum != 0:
                 st = state[p]
@@ -549,14 +551,16 @@ def adam_group(list params, object state, object init, double lr, double beta1, 
     cdef TensorBase p
     cdef dict st
     cdef Update stack_us[GROUP_STACK]
-    cdef Update* us = _group_buffer(stack_us, len(params))
-    cdef Py_ssize_t k = 0
+    cdef Py_ssize_t k = 0, cap = len(params)
+    cdef Update* us = _group_buffer(stack_us, cap)
     cdef list keep = []
     try:
         for obj in params:
             p = <TensorBase?>obj
             if p._grad is None:
                 continue
+            if k == cap:               # the list grew under the step (a callback appended)
+                raise RuntimeError("the optimizer's parameter list changed during step()")
             st = state[p]
             if not st:
                 init(st, p)
