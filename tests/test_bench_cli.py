@@ -46,3 +46,49 @@ def test_training_step_workloads_run(name):
     assert callable(step)
     step()
     step()
+
+
+def test_torch_is_timed_outside_the_bench_process():
+    """fastgrad's libgomp waits passively; a torch loaded into the same process shares it and
+    slowed down by a third on W12, so the bench must never import torch itself."""
+    code = ("import sys\n"
+            "from fastgrad.bench.__main__ import main\n"
+            "main(['W4', '--quick', '--repeat', '1'])\n"
+            "print('TORCH LOADED' if 'torch' in sys.modules else 'TORCH NOT LOADED')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "TORCH NOT LOADED" in proc.stdout
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("| W4 "))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[3]) > 0                      # fastgrad's figure
+    if _torch_installed():
+        assert float(cells[5]) > 0                  # torch's, from its own process
+
+
+def _torch_installed():
+    import importlib.util
+    return importlib.util.find_spec("torch") is not None
+
+
+@pytest.mark.skipif(not _torch_installed(), reason="needs torch for the peer process")
+def test_peer_process_builds_samples_and_survives_a_crash():
+    import os
+
+    from fastgrad.bench import harness, suite
+    peer = harness.Peer("torch", dict(os.environ))
+    try:
+        assert peer.info["version"].startswith("2.")
+        timer = peer.timer(suite.case("make_w4"))
+        assert timer.prepare(0.001) is None
+        seconds = timer.sample()
+        assert isinstance(seconds, float) and 0 < seconds < 1
+        timer.close()
+        missing = peer.timer(suite.case("make_nothing"))
+        assert missing.prepare(0.001).startswith("n/a (missing:")
+        peer.proc.kill()                           # a crash is reported, then a fresh process
+        assert peer.ask(op="drop", key=0)["error"] == "n/a (crashed: signal 9)"
+        again = peer.timer(suite.case("make_w4"))
+        assert again.prepare(0.001) is None and again.sample() > 0
+    finally:
+        peer.close()

@@ -5,16 +5,18 @@
     python -m fastgrad.bench --repeat 7 --threads 2 --json out.json --plot out.png
 
 Peers: NumPy by hand (always, where a workload has a by-hand form) and
-PyTorch when it imports (plus torch's fused Adam on W5/W6). All are timed in
-this process, in turn; each figure is the median of the repeats.
+PyTorch when it is installed (plus torch's fused Adam on W5/W6). fastgrad and
+NumPy are timed in this process, torch in a process of its own (harness.Peer),
+the columns in turn; each figure is the median of the repeats.
 """
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
 import time
 
-from . import report, suite
+from . import cases, harness, report, suite
 
 
 class Run:
@@ -28,13 +30,11 @@ class Run:
         # another module (torch) before fastgrad runs; the report says so loudly.
         self.subject_name = os.environ.get("FASTGRAD_BENCH_SUBJECT", "fastgrad")
         self.subject, self.subject_note = self._import(self.subject_name)
-        self.torch, _ = self._import("torch")
-        self._default_threads = {}
-        for name, lib in self.libraries():
-            if not isinstance(lib, str) and hasattr(lib, "get_num_threads"):
-                self._default_threads[name] = lib.get_num_threads()
-            if self.threads and not isinstance(lib, str):
-                self.restore_threads(lib)
+        self._default_threads = None
+        if self.subject is not None and hasattr(self.subject, "get_num_threads"):
+            self._default_threads = self.subject.get_num_threads()
+        if self.threads and self.subject is not None:
+            self.restore_threads()
         self.blas_limit = None
         if self.threads:
             try:                          # NumPy's BLAS pool too, when threadpoolctl is there
@@ -42,6 +42,14 @@ class Run:
                 self.blas_limit = threadpool_limits(limits=self.threads)
             except ImportError:
                 pass
+        # torch never loads here (Note [Each library in its own process])
+        self.peer, self.peer_info = None, {"error": "not installed"}
+        if importlib.util.find_spec("torch") is not None:
+            self.peer = harness.Peer("torch", self.child_env())
+            self.peer_info = self.peer.info
+            if "error" in self.peer_info:
+                self.peer.close()
+                self.peer = None
         self._children = None
         self._started, self._step, self._line = time.perf_counter(), 0, ""
 
@@ -52,27 +60,23 @@ class Run:
         except Exception as exc:
             return None, f"n/a (cannot import {name}: {type(exc).__name__}: {exc})"
 
-    def libraries(self):
-        """(column, module) for fastgrad and torch; a note instead of fastgrad's
-        module when it did not import."""
-        yield "fastgrad", self.subject if self.subject is not None else self.subject_note
-        if self.torch is not None:
-            yield "torch", self.torch
-
-    def columns(self, make, numpy=None, fused=None, gemms=None):
-        """Table columns for a workload: make(lib) -> step for fastgrad and torch,
-        numpy() -> step for NumPy by hand, fused(lib) -> step for torch fused Adam,
+    def columns(self, case, numpy=None, fused=None, gemms=None):
+        """Table columns for a workload. case = (name in cases.py, args, kwargs): the make
+        function of fastgrad's and torch's columns, called as make(lib, *args, **kwargs);
+        numpy() -> step for NumPy by hand; fused: the case of torch's fused-Adam column;
         gemms() -> the step's matrix products alone, in NumPy."""
-        cols = []
-        for name, lib in self.libraries():
-            if isinstance(lib, str):
-                cols.append(suite.Column(name, note=lib))
-            else:
-                cols.append(suite.Column(name, build=lambda lib=lib: make(lib)))
-            if name == "fastgrad" and numpy is not None:
-                cols.append(suite.Column("numpy", build=numpy))
-        if fused is not None and self.torch is not None:
-            cols.append(suite.Column("torch fused", build=lambda: fused(self.torch)))
+        name, args, kwargs = case
+        if self.subject is None:
+            cols = [suite.Column("fastgrad", note=self.subject_note)]
+        else:
+            cols = [suite.Column("fastgrad", build=lambda: getattr(cases, name)(
+                self.subject, *args, **kwargs))]
+        if numpy is not None:
+            cols.append(suite.Column("numpy", build=numpy))
+        if self.peer is not None:
+            cols.append(suite.Column("torch", peer=self.peer, case=case))
+            if fused is not None:
+                cols.append(suite.Column("torch fused", peer=self.peer, case=fused))
         if gemms is not None:
             cols.append(suite.Column("gemms", build=gemms))
         return cols
@@ -80,12 +84,11 @@ class Run:
     def time(self, columns):
         return suite.time_columns(columns, self.repeat, self.min_time)
 
-    def restore_threads(self, lib):
-        """Back to --threads, or to the count the library started with."""
-        name = "torch" if lib is self.torch else "fastgrad"
-        count = self.threads or self._default_threads.get(name)
-        if count and hasattr(lib, "set_num_threads"):
-            lib.set_num_threads(count)
+    def restore_threads(self):
+        """fastgrad back to --threads, or to the count it started with."""
+        count = self.threads or self._default_threads
+        if count and hasattr(self.subject, "set_num_threads"):
+            self.subject.set_num_threads(count)
 
     def child_env(self):
         """Environment for subprocesses: they must find the same fastgrad."""
@@ -120,6 +123,8 @@ class Run:
         sys.stderr.flush()
 
     def done(self):
+        if self.peer is not None:
+            self.peer.close()
         if sys.stderr.isatty() and self._line:
             sys.stderr.write("\r" + " " * len(self._line) + "\r")
         sys.stderr.write(f"done in {time.perf_counter() - self._started:.1f} s\n")

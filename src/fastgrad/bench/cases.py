@@ -10,9 +10,12 @@ The `numpy_*` functions are the NumPy-by-hand forms: the same arithmetic
 with the gradient written out, the floor an autograd library is measured
 against. They return a `step()` too.
 
-This module imports neither fastgrad nor torch: `_child.py` loads it by path
-so that a subprocess measuring torch does not also load fastgrad.
+This module imports neither fastgrad nor torch: `_child.py` and `_peer.py`
+load it by path so that a subprocess measuring torch does not also load
+fastgrad.
 """
+import functools
+
 import numpy as np
 
 SEED = 0
@@ -375,9 +378,11 @@ def make_w13(lib):
 W14_ROWS, W14_FEATURES, W14_BATCH = 60000, 784, 128
 
 
+@functools.lru_cache(maxsize=1)
 def w14_arrays(rows=W14_ROWS):
-    """MNIST-sized data: rows x 784 float32 features and int64 labels (shared by every library
-    through from_numpy, so that no column pays for the others' copies)."""
+    """MNIST-sized data: rows x 784 float32 features and int64 labels (made once per process
+    and shared by its columns through from_numpy, so that no column pays for the others'
+    copies)."""
     x = np.empty((rows, W14_FEATURES), dtype=np.float32)
     x[:] = _rng(14).standard_normal((1, W14_FEATURES), dtype=np.float32)
     x += np.arange(rows, dtype=np.float32)[:, None]
@@ -390,8 +395,10 @@ def w14_bytes(x, y):
     return 2 * (x.nbytes + y.nbytes)
 
 
-def make_w14(lib, x, y):
-    """One epoch of DataLoader(TensorDataset(x, y), batch_size=128, shuffle=True)."""
+def make_w14(lib, rows):
+    """One epoch of DataLoader(TensorDataset(x, y), batch_size=128, shuffle=True) over
+    w14_arrays(rows)."""
+    x, y = w14_arrays(rows)
     data = lib.utils.data
     loader = data.DataLoader(data.TensorDataset(lib.from_numpy(x), lib.from_numpy(y)),
                              batch_size=W14_BATCH, shuffle=True)
@@ -402,8 +409,9 @@ def make_w14(lib, x, y):
     return step
 
 
-def numpy_w14_floor(x, y):
+def numpy_w14_floor(rows):
     """The memory floor: copying the epoch's bytes once, contiguously, into warm buffers."""
+    x, y = w14_arrays(rows)
     xd, yd = np.empty_like(x), np.empty_like(y)
 
     def step():

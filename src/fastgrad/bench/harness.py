@@ -2,16 +2,24 @@
 
 `time_columns` times several libraries' `step()` on one workload in turn
 (round-robin over repeats, so drifting machine load hits every column alike)
-and returns the median seconds per call of each. `failure_note` turns the
+and returns the median seconds per call of each; a peer library's columns
+are timed in a process of its own (`Peer`, Note [Each library in its own
+process]). `failure_note` turns the
 exception a library raised while building or running a workload into the
 `n/a (...)` text the table shows: a library that lacks an API must never
 stop the run.
 """
 import gc
+import json
+import os
 import re
 import statistics
+import subprocess
+import sys
 import time
 import types
+
+PEER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_peer.py")
 
 MISSING = (AttributeError, NotImplementedError, TypeError)
 
@@ -37,12 +45,25 @@ def failure_note(exc):
 
 
 class Column:
-    """One library's run of one workload: a step builder, or why it has none."""
+    """One library's run of one workload: a step builder, a case for a peer process, or why it
+    has neither.
 
-    def __init__(self, name, build=None, note=None):
+    `build` is `() -> step()`, run in this process; `peer` and `case` send the workload to a
+    library's own process instead (a `Peer`; `case` is `(name in cases.py, args, kwargs)`).
+    """
+
+    def __init__(self, name, build=None, note=None, peer=None, case=None):
         self.name = name                  # table column: fastgrad, numpy, torch, ...
-        self.build = build                # () -> step(); None when note says why
+        self.build = build
         self.note = note                  # 'n/a (...)' when this column has no figure
+        self.peer, self.case = peer, case
+
+    def timer(self):
+        if self.peer is not None:
+            return self.peer.timer(self.case)
+        if self.build is not None:
+            return LocalTimer(self.build)
+        return None
 
 
 def timed(step, calls):
@@ -52,44 +73,161 @@ def timed(step, calls):
     return (time.perf_counter() - start) / calls
 
 
+class LocalTimer:
+    """A step built and timed in this process. `prepare` and `sample` return a note instead of
+    raising: a library that lacks an API must never stop the run."""
+
+    def __init__(self, build):
+        self.build, self.step, self.calls = build, None, 1
+
+    def prepare(self, min_time):
+        """Build, call once untimed, then double the calls per sample until one lasts
+        `min_time`; None, or the note saying why there is no figure."""
+        try:
+            self.step = self.build()
+            self.step()
+            while timed(self.step, self.calls) * self.calls < min_time \
+                    and self.calls < 1 << 20:
+                self.calls *= 2
+        except Exception as exc:
+            self.step = None
+            return failure_note(exc)
+        return None
+
+    def sample(self):
+        """Seconds per call over one sample, or a note."""
+        try:
+            return timed(self.step, self.calls)
+        except Exception as exc:
+            return failure_note(exc)
+
+    def close(self):
+        self.step = None
+
+
+def speedup(step, set_threads, repeat):
+    """time(1 thread) / time(2 threads) of `step`, thread counts alternated `repeat` times."""
+    samples = {1: [], 2: []}
+    for k in (1, 2):
+        set_threads(k)
+        step()                            # warm the pool
+    for _ in range(repeat):
+        for k in (1, 2):
+            set_threads(k)
+            samples[k].append(timed(step, 1))
+    return statistics.median(samples[1]) / statistics.median(samples[2])
+
+
 def time_columns(columns, repeat, min_time):
     """Median seconds per `step()` call for each column, or its note.
 
     Each column's step is built and called once untimed (warm-up, and the
     check that the library has every API the workload needs); then the
     number of calls per sample is doubled until a sample lasts `min_time`;
-    then `repeat` samples are taken, columns in turn.
+    then `repeat` samples are taken, columns in turn (a peer's samples in its
+    own process, Note [Each library in its own process]).
     """
-    results, steps, calls = {}, {}, {}
+    results, timers = {}, {}
     for col in columns:
-        if col.build is None:
-            results[col.name] = col.note or "n/a"
-            continue
-        try:
-            step = col.build()
-            step()
-            n = 1
-            while timed(step, n) * n < min_time and n < 1 << 20:
-                n *= 2
-        except Exception as exc:          # reported in the table, never raised
-            results[col.name] = failure_note(exc)
-            continue
-        steps[col.name], calls[col.name] = step, n
-    samples = {name: [] for name in steps}
+        timer = col.timer()
+        note = (col.note or "n/a") if timer is None else timer.prepare(min_time)
+        if note is None:
+            timers[col.name] = timer
+        else:
+            results[col.name] = note
+    samples = {name: [] for name in timers}
     gc.collect()                          # once: a full collection costs ~0.1 s with torch
     for _ in range(repeat):
-        for name, step in steps.items():
-            try:
-                samples[name].append(timed(step, calls[name]))
-            except Exception as exc:
-                results[name] = failure_note(exc)
-    for name, values in samples.items():
+        for name, timer in timers.items():
+            if name in results:
+                continue
+            value = timer.sample()
+            if isinstance(value, str):
+                results[name] = value
+            else:
+                samples[name].append(value)
+    for name, timer in timers.items():
+        timer.close()                     # free the workloads' data before the next
         if name not in results:
-            results[name] = statistics.median(values)
-    steps.clear()                         # free the workloads' data before the next
-    step = None
+            results[name] = statistics.median(samples[name])
     gc.collect()
     return results
+
+
+# Note [Each library in its own process]
+# fastgrad loads libgomp with OMP_WAIT_POLICY=PASSIVE (Note [OpenMP wait policy]). torch asks the
+# loader for the same libgomp.so.1, so in a process that imported fastgrad first torch's parallel
+# loops run on fastgrad's runtime and its idle threads sleep instead of spinning: measured here,
+# torch's W12 step took 5.4 ms that way against 3.9 ms in a process of its own (W11 4.5 against
+# 3.2). A user of torch does not run it like that, so each peer library is timed in a process
+# of its own that never imports fastgrad (_peer.py, started by path), sent the workload's case by
+# name; the columns are still sampled in turn, the parent waiting while the peer times.
+
+class Peer:
+    """A library (torch) timed in a process of its own: `_peer.py <module>`, one JSON request
+    per line on its stdin, one JSON reply per line on its stdout. Started at once, to learn its
+    version and thread count (`info`); restarted after a crash."""
+
+    def __init__(self, module, env):
+        self.module, self.env, self.proc, self._keys = module, env, None, 0
+        self.info = self._start()
+
+    def _start(self):
+        self.proc = subprocess.Popen([sys.executable, PEER, self.module], env=self.env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        return self._reply()
+
+    def _reply(self):
+        line = self.proc.stdout.readline()
+        if line:
+            return json.loads(line)
+        code = self.proc.wait()
+        self.proc = None
+        why = f"signal {-code}" if code < 0 else f"exit {code}"
+        return {"error": f"n/a (crashed: {why})"}
+
+    def ask(self, **request):
+        """Send one request, return its reply (a dict; {"error": note} when it failed)."""
+        if self.proc is None:
+            started = self._start()
+            if "error" in started:
+                return started
+        try:
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+        except OSError:
+            pass                          # it died: _reply says how
+        return self._reply()
+
+    def timer(self, case):
+        self._keys += 1
+        return PeerTimer(self, self._keys, case)
+
+    def close(self):
+        if self.proc is not None:
+            self.proc.stdin.close()
+            self.proc.wait()
+            self.proc = None
+
+
+class PeerTimer:
+    """LocalTimer's interface for a step built and timed in a Peer's process."""
+
+    def __init__(self, peer, key, case):
+        self.peer, self.key, self.case = peer, key, case
+
+    def prepare(self, min_time):
+        return self.peer.ask(op="build", key=self.key, case=self.case,
+                             min_time=min_time).get("error")
+
+    def sample(self):
+        reply = self.peer.ask(op="sample", key=self.key)
+        return reply.get("error") or reply["seconds"]
+
+    def close(self):
+        if self.peer.proc is not None:
+            self.peer.ask(op="drop", key=self.key)
 
 
 def ratio(fastgrad, peer, higher_is_better):

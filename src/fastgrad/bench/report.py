@@ -79,7 +79,7 @@ def _threads_line(run):
     fg = _threads(run.subject)
     if fg is None:
         fg = "default (no get_num_threads)" if run.subject is not None else "-"
-    line = f"fastgrad {fg}, torch {_threads(run.torch) or '-'}"
+    line = f"fastgrad {fg}, torch {run.peer_info.get('threads') or '-'} (in its own process)"
     if run.threads:
         blas = "limited" if run.blas_limit is not None else "not limited (no threadpoolctl)"
         line = f"requested {run.threads}: {line}, NumPy BLAS {blas}"
@@ -100,7 +100,7 @@ def header(run):
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "numpy": np.__version__,
         "fastgrad": _version(subject) or run.subject_note,
-        "torch": _version(run.torch) or "not installed",
+        "torch": run.peer_info.get("version") or run.peer_info["error"],
         "commit": _git_commit(where) or "not in a git checkout",
         "mode": f"{'quick' if run.quick else 'full'}, median of {run.repeat} repeats",
         "load": "1/5/15-min load average at start %.2f %.2f %.2f (the machine is "

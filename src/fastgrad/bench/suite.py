@@ -19,7 +19,7 @@ import sys
 import time
 
 from . import cases
-from .harness import Column, failure_note, time_columns, timed  # noqa: F401 (re-exported)
+from .harness import Column, failure_note, speedup, time_columns, timed  # noqa: F401 (re-exported)
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_child.py")
 
@@ -68,6 +68,12 @@ def at_most(limit):
 COMPLETES = Target(False, text="completes")
 
 
+def case(name, *args, **kwargs):
+    """A workload body for Run.columns: cases.<name>(lib, *args, **kwargs), in this process or
+    a peer's (so only names and JSON-able arguments)."""
+    return (name, list(args), kwargs)
+
+
 def row(workload, case, unit, figures, target, better="lower", ratios=True):
     return {"workload": workload, "case": case, "unit": unit, "better": better,
             "figures": figures, "target": target.text, "target_value": target.value(figures),
@@ -86,7 +92,7 @@ def w1(run):
         for bwd in (False, True):
             label = f"{'fwd+bwd' if bwd else 'fwd'} n={n}"
             run.progress("W1", label)
-            cols = run.columns(lambda lib, n=n, bwd=bwd: cases.make_w1(lib, n, bwd),
+            cols = run.columns(case("make_w1", n, bwd),
                                numpy=lambda n=n, bwd=bwd: cases.numpy_w1(n, bwd))
             per_op = 1e6 / cases.W1_OPS
             rows.append(row("W1", label, "µs/op", _scaled(run.time(cols), per_op),
@@ -101,8 +107,7 @@ def w2(run):
             continue
         label = f"fwd+bwd n=1e{len(str(n)) - 1}"
         run.progress("W2", label)
-        cols = run.columns(lambda lib, n=n: cases.make_w2(lib, n),
-                           numpy=lambda n=n: cases.numpy_w2(n))
+        cols = run.columns(case("make_w2", n), numpy=lambda n=n: cases.numpy_w2(n))
         rows.append(row("W2", label, "ms", _scaled(run.time(cols), 1e3), at_most(limit)))
     return rows
 
@@ -112,8 +117,7 @@ def w3(run):
     for n in (64, 256, 1024):
         label = f"fwd+bwd n={n}"
         run.progress("W3", label)
-        cols = run.columns(lambda lib, n=n: cases.make_w3(lib, n),
-                           numpy=lambda n=n: cases.numpy_w3(n))
+        cols = run.columns(case("make_w3", n), numpy=lambda n=n: cases.numpy_w3(n))
         gflops = {k: cases.w3_flops(n) / v / 1e9 if isinstance(v, float) else v
                   for k, v in run.time(cols).items()}
         rows.append(row("W3", label, "GFLOP/s", gflops, Target(True, peer="numpy", factor=0.95),
@@ -123,7 +127,7 @@ def w3(run):
 
 def w4(run):
     run.progress("W4", "XOR 2-2-1 SGD step")
-    cols = run.columns(cases.make_w4, numpy=cases.numpy_w4)
+    cols = run.columns(case("make_w4"), numpy=cases.numpy_w4)
     return [row("W4", "XOR 2-2-1 SGD step", "µs/step", _scaled(run.time(cols), 1e6),
                 at_most(15))]
 
@@ -131,9 +135,9 @@ def w4(run):
 def _mlp(run, workload, sizes, batch, unit, factor, target, gemms=False):
     label = f"{'-'.join(map(str, sizes))} Adam b={batch}"
     run.progress(workload, label)
-    cols = run.columns(lambda lib: cases.make_mlp(lib, sizes, batch),
+    cols = run.columns(case("make_mlp", sizes, batch),
                        numpy=lambda: cases.numpy_mlp(sizes, batch),
-                       fused=lambda lib: cases.make_mlp(lib, sizes, batch, fused=True),
+                       fused=case("make_mlp", sizes, batch, fused=True),
                        gemms=(lambda: cases.mlp_products(sizes, batch)) if gemms else None)
     return [row(workload, label, unit, _scaled(run.time(cols), factor), target)]
 
@@ -151,7 +155,7 @@ def w6(run):
 def w11(run):
     label = f"LeNet-style CNN SGD step b={cases.W11_BATCH}"
     run.progress("W11", label)
-    cols = run.columns(cases.make_w11)
+    cols = run.columns(case("make_w11"))
     return [row("W11", label, "ms/step", _scaled(run.time(cols), 1e3),
                 Target(False, peer="torch", factor=1 / 1.5, text="≥ 1.5x torch"))]
 
@@ -161,40 +165,31 @@ def w12(run):
     label = (f"LSTM({cases.W12_IN},{cases.W12_HIDDEN}) T={cases.W12_SEQ} b={cases.W12_BATCH} "
              "Adam")
     run.progress("W12", label)
-    cols = run.columns(cases.make_w12)
+    cols = run.columns(case("make_w12"))
     return [row("W12", label, "ms/step", _scaled(run.time(cols), 1e3),
                 Target(False, peer="torch", factor=0.5, text="≥ 2x torch"))]
 
 
 def w10(run):
-    """W2 at n=1e7: time per step on 1 thread / on 2 threads, same process."""
+    """W2 at n=1e7: time per step on 1 thread / on 2 threads, each library in its process."""
     n = 10**7
     run.progress("W10", "W2 n=1e7, 2 vs 1 thread")
-    figures = {}
-    for name, lib in run.libraries():
-        if isinstance(lib, str):                         # fastgrad did not import
-            figures[name] = lib
-            continue
-        set_threads = getattr(lib, "set_num_threads", None)
-        if set_threads is None:
-            figures[name] = f"n/a (missing: {lib.__name__}.set_num_threads)"
-            continue
+    lib = run.subject
+    if lib is None:                                      # fastgrad did not import
+        figures = {"fastgrad": run.subject_note}
+    elif not hasattr(lib, "set_num_threads"):
+        figures = {"fastgrad": f"n/a (missing: {lib.__name__}.set_num_threads)"}
+    else:
         try:
-            step = cases.make_w2(lib, n)
-            samples = {1: [], 2: []}
-            for k in (1, 2):
-                set_threads(k)
-                step()                                   # warm the pool
-            for _ in range(run.repeat):
-                for k in (1, 2):
-                    set_threads(k)
-                    samples[k].append(timed(step, 1))
-            figures[name] = statistics.median(samples[1]) / statistics.median(samples[2])
+            figures = {"fastgrad": speedup(cases.make_w2(lib, n), lib.set_num_threads,
+                                           run.repeat)}
         except Exception as exc:
-            figures[name] = failure_note(exc)
+            figures = {"fastgrad": failure_note(exc)}
         finally:
-            step = None
-            run.restore_threads(lib)
+            run.restore_threads()
+    if run.peer is not None:
+        reply = run.peer.ask(op="speedup", case=case("make_w2", n), repeat=run.repeat)
+        figures["torch"] = reply.get("error") or reply["value"]
     return [row("W10", "W2 n=1e7 speed-up 2 vs 1 thr", "x", figures, Target(True, limit=1.7),
                 better="higher")]
 
@@ -203,7 +198,7 @@ def w13(run):
     """Against torch in the same run: at least 1.5x its speed (fastgrad <= torch / 1.5)."""
     label = "2-layer TransformerEncoder d128 h4 ff256 AdamW b=16 L=64"
     run.progress("W13", label)
-    cols = run.columns(cases.make_w13)
+    cols = run.columns(case("make_w13"))
     return [row("W13", label, "ms/step", _scaled(run.time(cols), 1e3),
                 Target(False, peer="torch", factor=1 / 1.5, text="≥ 1.5x torch"))]
 
@@ -215,13 +210,11 @@ def w14(run):
     rows = 6000 if run.quick else cases.W14_ROWS
     label = f"DataLoader epoch {rows}x{cases.W14_FEATURES} b={cases.W14_BATCH} shuffled"
     run.progress("W14", label)
-    x, y = cases.w14_arrays(rows)
-    cols = run.columns(lambda lib: cases.make_w14(lib, x, y),
-                       numpy=lambda: cases.numpy_w14_floor(x, y))
+    cols = run.columns(case("make_w14", rows), numpy=lambda: cases.numpy_w14_floor(rows))
     times = run.time(cols)
     floor = times.get("numpy")
     if isinstance(floor, float):
-        gbps = cases.w14_bytes(x, y) / floor / 1e9
+        gbps = cases.w14_bytes(*cases.w14_arrays(rows)) / floor / 1e9
         label += f" (numpy = floor, {gbps:.1f} GB/s copy)"
     return [row("W14", label, "ms", _scaled(times, 1e3), Target(False, peer="numpy", factor=2))]
 
@@ -253,7 +246,7 @@ def w8(run):
     """Wall time of `python -c "import <lib>"`, interpreters started in turn."""
     run.progress("W8", "import time")
     mods = [("fastgrad", run.subject_name), ("numpy", "numpy")]
-    if run.torch is not None:
+    if run.peer is not None:
         mods.append(("torch", "torch"))
     samples = {name: [] for name, _ in mods}
     figures = {}
@@ -282,7 +275,7 @@ def run_children(run, wanted):
     """
     counts = {"W7": 1000 if run.quick else 10000, "W9": 100_000 if run.quick else 1_000_000}
     mods = [("fastgrad", run.subject_name)]
-    if run.torch is not None:
+    if run.peer is not None:
         mods.append(("torch", "torch"))
     if "W7" in wanted:
         mods.insert(1, ("numpy", "numpy"))
