@@ -21,6 +21,10 @@ import types
 
 PEER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_peer.py")
 
+# Seconds of idling before each sample: the column before may leave threads spinning (torch's
+# OpenMP threads spun on for 1-5 ms after a loop here, taking a core from the next column).
+SETTLE = 0.02
+
 MISSING = (AttributeError, NotImplementedError, TypeError)
 
 
@@ -141,6 +145,7 @@ def time_columns(columns, repeat, min_time):
         for name, timer in timers.items():
             if name in results:
                 continue
+            time.sleep(SETTLE)
             value = timer.sample()
             if isinstance(value, str):
                 results[name] = value
