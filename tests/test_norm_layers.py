@@ -315,3 +315,37 @@ def test_layer_norm_does_not_depend_on_the_thread_count(dtype, shape):
     np.testing.assert_allclose(runs[0][3], cot.reshape(-1, shape[-1]).sum(0), rtol=tol, atol=tol)
     np.testing.assert_allclose(runs[0][2], (cot * xh).reshape(-1, shape[-1]).sum(0), rtol=tol,
                                atol=tol)
+
+
+@pytest.mark.parametrize("make,shape", [
+    (lambda: fg.nn.BatchNorm2d(3), (0, 3, 4, 4)), (lambda: fg.nn.BatchNorm2d(3), (2, 3, 0, 4)),
+    (lambda: fg.nn.BatchNorm1d(3), (0, 3)), (lambda: fg.nn.GroupNorm(3, 3), (0, 3, 4, 4)),
+    pytest.param(lambda: fg.nn.GroupNorm(1, 3), (2, 3, 0, 4), marks=pytest.mark.skipif(
+        REFERENCE, reason="PyTorch gives NaN weight gradients here")),
+    pytest.param(lambda: fg.nn.InstanceNorm2d(3, affine=True, track_running_stats=True),
+                 (0, 3, 4, 4), marks=pytest.mark.skipif(
+                     REFERENCE, reason="PyTorch turns the running statistics to NaN here")),
+    (lambda: fg.nn.InstanceNorm2d(3, affine=True, track_running_stats=True), (2, 3, 0, 4))])
+def test_norm_of_an_empty_batch_is_empty(make, shape):
+    """PyTorch's checks refuse exactly one value per channel, not zero: an empty batch trains to
+    an empty result with zero parameter gradients (it raised here), the running statistics kept
+    (PyTorch's InstanceNorm turns them to NaN on an empty batch, and GroupNorm's weight gradient
+    on empty planes: not copied)."""
+    m = make()
+    x = fg.zeros(shape, requires_grad=True)
+    y = m(x)
+    assert tuple(y.shape) == shape
+    y.sum().backward()
+    assert tuple(x.grad.shape) == shape
+    for p in m.parameters():
+        np.testing.assert_array_equal(p.grad.numpy(), 0)
+    if getattr(m, "running_mean", None) is not None:
+        np.testing.assert_array_equal(m.running_mean.numpy(), 0)
+        np.testing.assert_array_equal(m.running_var.numpy(), 1)
+
+
+def test_norm_still_refuses_one_value_per_channel():
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        fg.nn.BatchNorm1d(3)(fg.zeros(1, 3))
+    with pytest.raises(ValueError, match="more than 1 spatial element"):
+        fg.nn.InstanceNorm1d(3)(fg.zeros(2, 3, 1))

@@ -176,8 +176,10 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     dims = (0,) + tuple(range(2, input.dim()))
     bshape = (1, c) + (1,) * (input.dim() - 2)
     n = input.numel() // c
-    if training:
-        if n <= 1:
+    if training and n == 0:        # an empty batch: an empty result, the statistics kept
+        y = input * 0
+    elif training:
+        if n == 1:
             raise ValueError(f"Expected more than 1 value per channel when training, got input "
                              f"size {list(input.shape)}")
         mean = input.mean(dims, True)
@@ -661,6 +663,8 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5) -> Tensor:
         raise RuntimeError(f"Expected number of channels in input to be divisible by "
                            f"num_groups, but got input of shape {list(input.shape)} and "
                            f"num_groups={num_groups}")
+    if input.numel() == 0:          # nothing to normalise: an empty result (graph kept)
+        return _channel_affine(input * 0, weight, bias)
     g = input.reshape(n, num_groups, -1)
     y, _, _ = _normalize_groups(g, (2,), eps)
     return _channel_affine(y.reshape(tuple(input.shape)), weight, bias)
@@ -682,10 +686,12 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
         rm = _wrap(running_mean._np.reshape(shape).astype(input._np.dtype))
         rv = _wrap(running_var._np.reshape(shape).astype(input._np.dtype))
         return _channel_affine((input - rm) / (rv + eps).sqrt(), weight, bias)
-    m = input.numel() // max(1, input.shape[0] * input.shape[1])
-    if m <= 1:
+    m = math.prod(input.shape[2:])
+    if m == 1:
         raise ValueError(f"Expected more than 1 spatial element when training, got input size "
                          f"{list(input.shape)}")
+    if input.numel() == 0:          # an empty batch or plane: an empty result, statistics kept
+        return _channel_affine(input * 0, weight, bias)
     y, mean, var = _normalize_groups(input, dims, eps)
     if running_mean is not None:
         _update_running(running_mean, running_var, mean.detach()._np.mean(0),
