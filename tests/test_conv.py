@@ -357,3 +357,61 @@ def test_conv_transpose2d_double_backward_finite_differences():
     rng = np.random.default_rng(13)
     check_grad(_grad_norms(lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1, groups=2)),
                [rng.standard_normal((1, 4, 3, 3)), rng.standard_normal((4, 1, 3, 3))])
+
+
+@pytest.mark.parametrize("O,padding", [(6, 2), (16, 1), (3, 0)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("level", [2, 1, 0])
+def test_conv_weight_gradient_of_an_infinite_input_is_infinite(O, padding, dtype, level):
+    """The shifted rows pair zeros of the widened gradient with input values (Note [Shifted rows
+    for unit stride]): an inf in the input made the weight gradient NaN where it is inf."""
+    if not REFERENCE:
+        from fastgrad._core import conv_kernels
+        best = conv_kernels.tiles(True)
+        if conv_kernels.tiles(level) != level:
+            conv_kernels.tiles(best)
+            pytest.skip(f"this CPU runs tiles up to level {best}")
+    elif level:
+        pytest.skip("fastgrad's paths")
+    try:
+        x = np.ones((3, 4, 9, 9), dtype)
+        x[1] = np.inf                         # one sample all inf, the others finite
+        conv = fg.nn.Conv2d(4, O, 3, padding=padding, dtype=fg.float32 if dtype == np.float32
+                            else fg.float64)
+        conv(fg.tensor(x)).sum().backward()
+        g = conv.weight.grad.numpy()
+        assert np.isposinf(g).all(), g
+        np.testing.assert_array_equal(conv.bias.grad.numpy(), 3 * 81 if padding == 1 else
+                                      3 * (9 + 2 * padding - 2) ** 2)
+        conv1 = fg.nn.Conv1d(4, O, 3, padding=padding, dtype=conv.weight.dtype)
+        conv1(fg.tensor(x[:, :, 0])).sum().backward()
+        assert np.isposinf(conv1.weight.grad.numpy()).all()
+    finally:
+        if not REFERENCE:
+            conv_kernels.tiles(best)
+
+
+@pytest.mark.skipif(REFERENCE, reason="PyTorch's padded im2col multiplies its zeros by the "
+                    "gradient's NaN too (56 NaN here where 16 terms hold one)")
+@pytest.mark.parametrize("kw", [dict(dilation=2, padding=2), dict(padding=1, groups=2),
+                                dict(padding=1), dict(stride=2, padding=1)])
+def test_conv_weight_gradient_counts_only_terms_that_exist(kw):
+    """A NaN in the output gradient reaches exactly the weights whose taps read a real input
+    element at that position; padding is no term (it was a zero times NaN)."""
+    conv = fg.nn.Conv2d(4, 6, 3, bias=False, **kw)
+    x = fg.ones(2, 4, 6, 6)
+    y = conv(x)
+    g = np.ones(tuple(y.shape), np.float32)
+    g[1, -1, -1, -1] = np.nan
+    y.backward(fg.tensor(g))
+    gw = conv.weight.grad.numpy()
+    # the taps of the last output position that read inside the 6 x 6 input
+    OH, OW = y.shape[2], y.shape[3]
+    s, p, d = kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1)
+    taps = [(ki, kj) for ki in range(3) for kj in range(3)
+            if 0 <= (OH - 1) * s - p + ki * d < 6 and 0 <= (OW - 1) * s - p + kj * d < 6]
+    expected = np.zeros(gw.shape, bool)
+    for ki, kj in taps:
+        expected[-1, :, ki, kj] = True
+    np.testing.assert_array_equal(np.isnan(gw), expected)
+    assert np.isfinite(gw[~expected]).all()

@@ -101,6 +101,11 @@ cdef void col2im(const floating* col, floating* x, const Geom* g) noexcept nogil
 # made im2col cost more than the product), the product gives a wide output (O, Lw) whose
 # between-row columns are dropped, and the backward widens the output gradient with zeros there,
 # so those columns add nothing to either gradient; col2im becomes CK contiguous additions.
+# Nothing, that is, while the input is finite: the weight gradient multiplies those zeros by
+# input values, and 0 * inf is NaN where PyTorch's gradient is inf. The padding's zeros do the
+# same to the output gradient's values (and, in a transposed convolution, where the two swap
+# roles, to the input's). A sample whose operands hold inf or NaN where such zeros can meet them
+# takes a direct loop over the terms that exist for its weight gradient (_exact_weight).
 
 cdef Py_ssize_t _scratch_len(const Geom* g, Py_ssize_t O) noexcept nogil:
     """Elements of one thread's scratch: im2col's column matrix, or for the shifted rows a padded
@@ -521,6 +526,50 @@ cdef void _weight_pass(const floating* gy, const floating* x, const floating* co
     free(off)
 
 
+cdef bint _all_finite(const floating* x, Py_ssize_t n) noexcept nogil:
+    """No inf or NaN among x[:n] (x * 0 is NaN exactly for those; LANES independent sums)."""
+    cdef Py_ssize_t i, j
+    cdef int l
+    cdef floating acc[16]
+    cdef floating t = 0
+    for l in range(16):
+        acc[l] = 0
+    for i in range(n // 16):
+        for l in range(16):
+            acc[l] = acc[l] + x[i * 16 + l] * 0
+    for j in range(n - n % 16, n):
+        t = t + x[j] * 0
+    for l in range(16):
+        t = t + acc[l]
+    return t == 0
+
+
+cdef void _exact_weight(const floating* gy, const floating* x, floating* gwb, Py_ssize_t O,
+                        const Geom* g) noexcept nogil:
+    """gwb (O, CKg) += one sample's weight gradient summed over the terms that exist only (no
+    padding, no gap columns): for a sample whose input or output gradient holds inf or NaN."""
+    cdef Py_ssize_t o, c, ki, kj, oh, ow, ih, iw, Og = O // g.G, CKg = g.C // g.G * g.kh * g.kw
+    cdef double s
+    cdef const floating* gr
+    cdef const floating* xr
+    for o in range(O):
+        gr = gy + o * g.OH * g.OW
+        for c in range(g.C // g.G):
+            xr = x + (o // Og * (g.C // g.G) + c) * g.H * g.W
+            for ki in range(g.kh):
+                for kj in range(g.kw):
+                    s = 0
+                    for oh in range(g.OH):
+                        ih = oh * g.sh - g.ph + ki * g.dh
+                        if ih < 0 or ih >= g.H:
+                            continue
+                        for ow in range(g.OW):
+                            iw = ow * g.sw - g.pw + kj * g.dw
+                            if 0 <= iw < g.W:
+                                s += gr[oh * g.OW + ow] * xr[ih * g.W + iw]
+                    gwb[o * CKg + (c * g.kh + ki) * g.kw + kj] += <floating>s
+
+
 cdef void _weight_block(const floating* gy, const floating* x, const floating* cols,
                         floating* gwb, floating* gbb, floating* buf, Py_ssize_t lo,
                         Py_ssize_t hi, Py_ssize_t O, const Geom* g,
@@ -532,15 +581,28 @@ cdef void _weight_block(const floating* gy, const floating* x, const floating* c
     cdef const floating* gr
     cdef double s
     cdef bint shifted = _shifted(g)
-    cdef Py_ssize_t CL = cols_len(g)
+    cdef Py_ssize_t CL = cols_len(g), CHW = g.C * g.H * g.W
+    # zeros that stand for no term (padding, the wide columns' gaps) meet the other operand's
+    # values: exact only while those are finite (Note [Shifted rows for unit stride])
+    cdef bint wide = shifted and not (off != NULL and _by_channel(O))
+    cdef bint padded = g.ph > 0 or g.pw > 0 or \
+        (g.OH - 1) * g.sh - g.ph + (g.kh - 1) * g.dh >= g.H or \
+        (g.OW - 1) * g.sw - g.pw + (g.kw - 1) * g.dw >= g.W
+    cdef bint exact
     for n in range(lo, hi):
-        if off != NULL:
-            _tile_bwd_weight(<const float*>gy + n * O * L, <const float*>x + n * g.C * g.H * g.W,
+        exact = (wide and not _all_finite(x + n * CHW, CHW)) or \
+            (padded and not _all_finite(gy + n * O * L, O * L))
+        if exact:
+            _exact_weight(gy + n * O * L, x + n * CHW, gwb, O, g)
+        if off != NULL and not exact:
+            _tile_bwd_weight(<const float*>gy + n * O * L, <const float*>x + n * CHW,
                              <float*>gwb, <float*>gbb, <float*>buf, off, O, g)
             continue
-        if shifted:
-            _shift_bwd_weight(gy + n * O * L, x + n * g.C * g.H * g.W,
+        if shifted and not exact:
+            _shift_bwd_weight(gy + n * O * L, x + n * CHW,
                               NULL if cols == NULL else cols + n * CK * CL, gwb, buf, O, g)
+        elif exact:
+            pass
         elif direct:
             cp = x + n * g.C * g.H * g.W
         elif cols != NULL:
@@ -548,7 +610,7 @@ cdef void _weight_block(const floating* gy, const floating* x, const floating* c
         else:
             im2col(x + n * g.C * g.H * g.W, buf, g)
             cp = buf
-        if not shifted:
+        if not shifted and not exact:
             for grp in range(g.G):
                 blas.gemm(floating is float, False, True, Og, CKg, L, gy + (n * O + grp * Og) * L,
                           L, cp + grp * CKg * L, L, 1.0, gwb + grp * Og * CKg, CKg)
