@@ -16,6 +16,8 @@ def _optimizer(lib, name="SGD", groups=2, **kw):
     kw = {"lr": 0.1, **kw}
     if name == "SGD":
         kw.setdefault("momentum", 0.9)
+    if name == "Adagrad":
+        kw.pop("momentum", None)
     lr = kw.pop("lr")
     lrs = [lr * (i + 1) for i in range(groups)]
     return getattr(lib.optim, name)([{"params": [p], "lr": lr} for p, lr in zip(ps, lrs)], **kw)
@@ -23,6 +25,10 @@ def _optimizer(lib, name="SGD", groups=2, **kw):
 
 def _lambda(e):
     return 0.95 ** e if e % 7 else 0.5
+
+
+def _half_life(x):
+    return 0.5 ** (x / 20)
 
 
 SCHEDULERS = {
@@ -35,6 +41,15 @@ SCHEDULERS = {
     "OneCycleLR": (dict(max_lr=[0.5, 1.0], total_steps=STEPS + 1), "SGD"),
     "OneCycleLR-adam-linear-3phase": (dict(max_lr=0.3, total_steps=STEPS + 1,
                                            anneal_strategy="linear", three_phase=True), "Adam"),
+    "CyclicLR": (dict(base_lr=0.01, max_lr=[0.1, 0.3], step_size_up=4, step_size_down=7), "SGD"),
+    "CyclicLR-triangular2": (dict(base_lr=[0.01, 0.02], max_lr=0.2, step_size_up=5,
+                                  mode="triangular2"), "SGD"),
+    "CyclicLR-exp_range-adam": (dict(base_lr=0.001, max_lr=0.01, step_size_up=3,
+                                     mode="exp_range", gamma=0.97), "Adam"),
+    "CyclicLR-scale_fn": (dict(base_lr=0.01, max_lr=0.1, step_size_up=6, scale_fn=_half_life,
+                               scale_mode="iterations", cycle_momentum=False), "Adagrad"),
+    "CosineAnnealingWarmRestarts": (dict(T_0=5, T_mult=2, eta_min=0.002), "SGD"),
+    "CosineAnnealingWarmRestarts-flat": (dict(T_0=7), "Adam"),
 }
 
 
@@ -50,7 +65,7 @@ def _sequence(lib, key, steps=STEPS):
         seq.append(list(sched.get_last_lr()))
         assert seq[-1] == [g["lr"] for g in opt.param_groups]
         g = opt.param_groups[0]
-        moms.append(g["betas"][0] if "betas" in g else g["momentum"])
+        moms.append(g["betas"][0] if "betas" in g else g.get("momentum", 0.0))
     return np.array(seq), np.array(moms)
 
 
@@ -78,11 +93,21 @@ def _closed_form(key, base, e):
         return base * _lambda(e)
     if key == "LinearLR":
         return base * (0.25 + (0.9 - 0.25) * min(23, e) / 23)
+    if key == "CyclicLR":                  # up 4 steps from 0.01 to max, down 7, and again
+        top = {0.1: 0.1, 0.2: 0.3}[base]
+        t = e % 11
+        return 0.01 + (top - 0.01) * (t / 4 if t <= 4 else (11 - t) / 7)
+    if key == "CosineAnnealingWarmRestarts":   # periods of 5, 10, 20, 40 steps
+        start, period = 0, 5
+        while e >= start + period:
+            start, period = start + period, period * 2
+        return 0.002 + (base - 0.002) * (1 + math.cos(math.pi * (e - start) / period)) / 2
     raise KeyError(key)
 
 
 @pytest.mark.parametrize("key", ["StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR",
-                                 "LambdaLR", "LinearLR"])
+                                 "LambdaLR", "LinearLR", "CyclicLR",
+                                 "CosineAnnealingWarmRestarts"])
 def test_sequence_vs_closed_form(key):
     seq, _ = _sequence(fg, key)
     want = np.array([[_closed_form(key, b, e) for b in (0.1, 0.2)] for e in range(STEPS + 1)])
@@ -253,3 +278,115 @@ def test_schedule_drives_the_update():
     p.grad = fg.ones(1)
     opt.step()                           # lr 0.5
     assert p.detach().numpy()[0] == pytest.approx(1.0 - 1.0 - 0.5)
+
+
+def _sequential(lib, steps=30):
+    S = lib.optim.lr_scheduler
+    opt = _optimizer(lib)
+    warm = S.LinearLR(opt, start_factor=0.1, total_iters=5)
+    mid = S.ConstantLR(opt, factor=0.5, total_iters=3)
+    decay = S.CosineAnnealingLR(opt, T_max=12, eta_min=0.01)
+    sched = S.SequentialLR(opt, [warm, mid, decay], milestones=[5, 9])
+    seq = [sched.get_last_lr()]
+    for _ in range(steps):
+        opt.step()
+        sched.step()
+        seq.append(sched.get_last_lr())
+        assert seq[-1] == [g["lr"] for g in opt.param_groups]
+    return np.array(seq)
+
+
+def test_sequential_lr_warm_up_then_decay():
+    seq = _sequential(fg)
+    base = np.array([0.1, 0.2])
+    np.testing.assert_allclose(seq[0], base * 0.1)            # the warm-up's first value
+    np.testing.assert_allclose(seq[4], base * (0.1 + 0.9 * 4 / 5))
+    np.testing.assert_allclose(seq[5:8], np.tile(base * 0.5, (3, 1)))   # ConstantLR from its start
+    np.testing.assert_allclose(seq[8], base)                  # its total_iters reached
+    np.testing.assert_allclose(seq[9], base)                  # the cosine from its first value
+    assert (np.diff(seq[9:22, 0]) < 0).all()
+    torch = pytest.importorskip("torch")
+    np.testing.assert_allclose(seq, _sequential(torch), rtol=1e-12, atol=0)
+
+
+def test_chained_cyclic_and_exponential_vs_torch():
+    def run(lib):
+        S = lib.optim.lr_scheduler
+        opt = _optimizer(lib)
+        sched = S.ChainedScheduler([S.CyclicLR(opt, 0.01, 0.1, step_size_up=3),
+                                    S.ExponentialLR(opt, gamma=0.95)])
+        out = []
+        for _ in range(20):
+            opt.step()
+            sched.step()
+            out.append(sched.get_last_lr() + [opt.param_groups[0]["momentum"]])
+        return np.array(out)
+    mine = run(fg)
+    assert mine[:, 0].max() > 0.03 and mine[:, 2].min() < 0.9
+    torch = pytest.importorskip("torch")
+    np.testing.assert_allclose(mine, run(torch), rtol=1e-12, atol=0)
+
+
+def test_warm_restarts_step_with_epoch_jumps_to_the_closed_form():
+    opt = _optimizer(fg)
+    sched = fg.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=5, T_mult=2, eta_min=0.002)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for e in (0.5, 3, 7.25, 16, 40):
+            sched.step(e)
+            start = 0 if e < 5 else 5 if e < 15 else 15 if e < 35 else 35
+            period = {0: 5, 5: 10, 15: 20, 35: 40}[start]
+            want = 0.002 + (0.1 - 0.002) * (1 + math.cos(math.pi * (e - start) / period)) / 2
+            assert sched.get_last_lr()[0] == pytest.approx(want, rel=1e-12)
+    with pytest.raises(ValueError, match="non-negative epoch"):
+        sched.step(-1)
+
+
+@pytest.mark.parametrize("make", [
+    lambda S, o: S.CyclicLR(o, 0.01, 0.1, step_size_up=3, mode="exp_range", gamma=0.9),
+    lambda S, o: S.CosineAnnealingWarmRestarts(o, T_0=3, T_mult=3),
+    lambda S, o: S.SequentialLR(o, [S.ConstantLR(o, total_iters=2), S.ExponentialLR(o, 0.9)],
+                                milestones=[3]),
+    lambda S, o: S.ChainedScheduler([S.StepLR(o, 2), S.ExponentialLR(o, 0.9)])])
+def test_cycles_and_composed_state_dicts_resume_the_sequence(make):
+    import pickle
+    S = fg.optim.lr_scheduler
+
+    def fresh():
+        opt = _optimizer(fg)
+        return opt, make(S, opt)
+    opt, sched = fresh()
+    for _ in range(7):
+        opt.step()
+        sched.step()
+    state = pickle.loads(pickle.dumps(sched.state_dict()))
+    opt2, sched2 = fresh()
+    opt2.load_state_dict(opt.state_dict())
+    sched2.load_state_dict(state)
+    for _ in range(9):
+        for o, s in ((opt, sched), (opt2, sched2)):
+            o.step()
+            s.step()
+        assert sched2.get_last_lr() == sched.get_last_lr()
+
+
+def test_cycles_and_composed_bad_arguments():
+    S = fg.optim.lr_scheduler
+    opt = _optimizer(fg)
+    with pytest.raises(ValueError, match="positive integer T_0"):
+        S.CosineAnnealingWarmRestarts(opt, T_0=0)
+    with pytest.raises(ValueError, match="T_mult >= 1"):
+        S.CosineAnnealingWarmRestarts(opt, T_0=2, T_mult=0)
+    with pytest.raises(ValueError, match="mode is invalid"):
+        S.CyclicLR(opt, 0.01, 0.1, mode="sawtooth")
+    with pytest.raises(ValueError, match="support momentum or beta1"):
+        S.CyclicLR(_optimizer(fg, "Adagrad"), 0.01, 0.1)
+    with pytest.raises(ValueError, match="one more than the number of milestone"):
+        S.SequentialLR(opt, [S.StepLR(opt, 2)], milestones=[3])
+    with pytest.raises(ValueError, match="does not support `ReduceLROnPlateau`"):
+        S.SequentialLR(opt, [S.ReduceLROnPlateau(opt), S.StepLR(opt, 2)], milestones=[3])
+    with pytest.raises(ValueError, match="at least one scheduler"):
+        S.ChainedScheduler([])
+    other = _optimizer(fg)
+    with pytest.raises(ValueError, match="same optimizer"):
+        S.ChainedScheduler([S.StepLR(opt, 2), S.StepLR(other, 2)])
