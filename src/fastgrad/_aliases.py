@@ -9,6 +9,7 @@ in-place forms and the axis=/keepdims= spellings are generated here too, once fo
 import functools
 
 from fastgrad import _composite, _sampling
+from fastgrad import _activations as _act
 from fastgrad._core import ops_arrange as _arrange
 from fastgrad._core import ops_index as _ix
 from fastgrad._core import ops_setitem as _setitem
@@ -172,6 +173,15 @@ ALIASES = {
     "einsum": (_einsum.einsum, FUNCTION),
     "softmax": (_nn.softmax, BOTH),
     "log_softmax": (_nn.log_softmax, BOTH),
+    # -- the activations PyTorch publishes beyond nn.functional (_activations.py) --
+    "selu": (_act.selu, FUNCTION),
+    "selu_": (_act.selu_, FUNCTION),
+    "celu": (_act.celu, FUNCTION),
+    "celu_": (_act.celu_, FUNCTION),
+    "threshold": (_act.threshold, FUNCTION),
+    "threshold_": (_act.threshold_, FUNCTION),
+    "hardshrink": (_act.hardshrink, BOTH),
+    "prelu": (_act.prelu, BOTH),
     # -- autograd (engine) --
     "backward": (_engine.tensor_backward, METHOD),   # compiled: builds its seed in C
     # -- sampling in place, PyTorch's streams (_sampling.py) --

@@ -15,6 +15,7 @@ import numpy as np
 from fastgrad._core import ops_arrange as _arrange
 from fastgrad._core import ops_loss as _L
 from fastgrad._core import ops_activation as _A
+from fastgrad._core import ops_gated as _gated
 from fastgrad._core import ops_embedding as _E
 from fastgrad._core.ops_linear import linear as _linear
 from fastgrad._core.ops_softmax import log_softmax as _log_softmax
@@ -36,6 +37,25 @@ silu = _A.silu
 softplus = _A.softplus
 elu = _A.elu
 leaky_relu = _A.leaky_relu
+elu_ = _A.elu_
+leaky_relu_ = _A.leaky_relu_
+hardtanh = _A.hardtanh
+hardtanh_ = _A.hardtanh_
+relu6 = _A.relu6
+selu = _A.selu
+selu_ = _A.selu_
+celu = _A.celu
+celu_ = _A.celu_
+hardsigmoid = _A.hardsigmoid
+hardswish = _A.hardswish
+mish = _A.mish
+threshold = _A.threshold
+threshold_ = _A.threshold_
+logsigmoid = _A.logsigmoid
+hardshrink = _A.hardshrink
+softshrink = _A.softshrink
+glu = _gated.glu
+prelu = _gated.prelu
 embedding = _E.embedding
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -44,9 +64,11 @@ _REDUCTIONS = ("none", "mean", "sum")
 # --- activations ---------------------------------------------------------------------------------
 
 def relu(input, inplace=False) -> Tensor:
-    if inplace:
-        return input.copy_(input.relu()) if not input.requires_grad else input.relu()
-    return input.relu()
+    return input.relu_() if inplace else input.relu()
+
+
+def relu_(input) -> Tensor:
+    return input.relu_()
 
 
 def sigmoid(input) -> Tensor:
@@ -55,6 +77,14 @@ def sigmoid(input) -> Tensor:
 
 def tanh(input) -> Tensor:
     return input.tanh()
+
+
+def softsign(input) -> Tensor:
+    return input / (input.abs() + 1)
+
+
+def tanhshrink(input) -> Tensor:
+    return input - input.tanh()
 
 
 def _softmax_dim(name, ndim):
@@ -71,6 +101,14 @@ def softmax(input, dim=None, _stacklevel=3, dtype=None) -> Tensor:
     if dtype is not None:
         input = input.to(dtype)
     return _softmax(input, dim)
+
+
+def softmin(input, dim=None, _stacklevel=3, dtype=None) -> Tensor:
+    if dim is None:
+        dim = _softmax_dim("softmin", input.dim())
+    if dtype is not None:
+        input = input.to(dtype)
+    return _softmax(-input, dim)
 
 
 def log_softmax(input, dim=None, _stacklevel=3, dtype=None) -> Tensor:

@@ -6,7 +6,10 @@ from fastgrad.nn.modules.normalization import (LayerNorm, BatchNorm1d, BatchNorm
 from fastgrad.nn.modules.dropout import Dropout1d, Dropout2d
 from fastgrad.nn.modules.upsampling import Upsample, PixelShuffle, PixelUnshuffle
 from fastgrad.nn.modules.activation import (ReLU, LeakyReLU, GELU, ELU, SiLU, Sigmoid, Tanh,
-                                            Softplus, Softmax, LogSoftmax)
+                                            Softplus, Softmax, LogSoftmax, Softmin, Softmax2d,
+                                            Hardtanh, ReLU6, SELU, CELU, GLU, Hardsigmoid,
+                                            Hardswish, Mish, Softsign, Tanhshrink, LogSigmoid,
+                                            Threshold, Hardshrink, Softshrink, PReLU)
 from fastgrad.nn.modules.loss import (MSELoss, L1Loss, SmoothL1Loss, HuberLoss, CrossEntropyLoss,
                                       NLLLoss, BCELoss, BCEWithLogitsLoss)
 from fastgrad.nn.modules.rnn import RNNBase, RNN, LSTM, GRU, RNNCellBase, RNNCell, LSTMCell, GRUCell
