@@ -1,6 +1,12 @@
 from fastgrad.nn.modules.module import Module
 from fastgrad.nn.modules.container import Sequential, ModuleList, ModuleDict
-from fastgrad.nn.modules.linear import Linear, Identity, Flatten, Dropout, Embedding
+from fastgrad.nn.modules.parameter_containers import ParameterList, ParameterDict
+from fastgrad.nn.modules.linear import Linear, Identity, Flatten, Unflatten, Dropout, Embedding
+from fastgrad.nn.modules.padding import (ZeroPad1d, ZeroPad2d, ZeroPad3d, ConstantPad1d,
+                                         ConstantPad2d, ConstantPad3d, ReflectionPad1d,
+                                         ReflectionPad2d, ReflectionPad3d, ReplicationPad1d,
+                                         ReplicationPad2d, ReplicationPad3d, CircularPad1d,
+                                         CircularPad2d, CircularPad3d)
 from fastgrad.nn.modules.normalization import (LayerNorm, BatchNorm1d, BatchNorm2d, GroupNorm,
                                                InstanceNorm1d, InstanceNorm2d)
 from fastgrad.nn.modules.dropout import Dropout1d, Dropout2d
