@@ -24,6 +24,11 @@ from fastgrad._core import ops_select as _select
 from fastgrad._core import ops_view as _ops_view
 from fastgrad._core import ops_join as _join
 from fastgrad._core import ops_attention as _attn
+from fastgrad.nn.loss_functional import reduce_loss as _reduce
+from fastgrad.nn.loss_functional import (kl_div, soft_margin_loss,  # noqa: F401
+                                         margin_ranking_loss, hinge_embedding_loss,
+                                         cosine_embedding_loss, multilabel_soft_margin_loss,
+                                         poisson_nll_loss, gaussian_nll_loss)
 from fastgrad._creation_base import wrap as _new_tensor
 from fastgrad._tensor import Tensor
 
@@ -246,17 +251,6 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 
 
 # --- losses --------------------------------------------------------------------------------------
-
-def _reduce(loss, reduction, op):
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    if reduction == "none":
-        return loss
-    raise ValueError(f"{op}: {reduction!r} is not a valid value for reduction; use 'none', "
-                     f"'mean' or 'sum'")
-
 
 def _same_size(input, target, op):
     if tuple(input.shape) != tuple(target.shape):

@@ -17,7 +17,10 @@ from fastgrad.nn.modules.activation import (ReLU, LeakyReLU, GELU, ELU, SiLU, Si
                                             Hardswish, Mish, Softsign, Tanhshrink, LogSigmoid,
                                             Threshold, Hardshrink, Softshrink, PReLU)
 from fastgrad.nn.modules.loss import (MSELoss, L1Loss, SmoothL1Loss, HuberLoss, CrossEntropyLoss,
-                                      NLLLoss, BCELoss, BCEWithLogitsLoss)
+                                      NLLLoss, BCELoss, BCEWithLogitsLoss, KLDivLoss,
+                                      SoftMarginLoss, MarginRankingLoss, HingeEmbeddingLoss,
+                                      CosineEmbeddingLoss, MultiLabelSoftMarginLoss,
+                                      PoissonNLLLoss, GaussianNLLLoss)
 from fastgrad.nn.modules.rnn import RNNBase, RNN, LSTM, GRU, RNNCellBase, RNNCell, LSTMCell, GRUCell
 from fastgrad.nn.modules.conv import (Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, Unfold,
                                       Fold)
