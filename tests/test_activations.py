@@ -522,3 +522,29 @@ def test_softmax2d_needs_3d_or_4d():
 def test_messages_say_what_to_do():
     with pytest.raises(NotImplementedError, match="convert it with .float()"):
         F.mish(fg.tensor([1, 2]))
+
+
+# --- the alias table's in-place methods (x.relu_(), x.clamp_(), ...) --------------------------------
+
+@pytest.mark.parametrize("name,args,node", [("relu_", (), "ReluBackward0"),
+                                            ("clamp_", (-0.5, 0.5), "ClampBackward1"),
+                                            ("exp_", (), "ExpBackward0"),
+                                            ("sigmoid_", (), "SigmoidBackward0"),
+                                            ("abs_", (), "AbsBackward0")])
+def test_inplace_methods_differentiate_through_the_old_values(name, args, node):
+    """clamp_ and abs_ save their input: it must be the values before the write (x.copy_(f(x))
+    left them reading the overwritten tensor, and backward raised)."""
+    leaf = fg.tensor(X0, dtype=fg.float64, requires_grad=True)
+    y = leaf * 1.0
+    assert getattr(y, name)(*args) is y and y._version == 1
+    assert y.grad_fn.name() == node
+    y.backward(fg.ones_like(y))
+    ref_leaf = fg.tensor(X0, dtype=fg.float64, requires_grad=True)
+    getattr(ref_leaf * 1.0, name[:-1])(*args).backward(fg.ones_like(y))
+    np.testing.assert_array_equal(_np(leaf.grad), _np(ref_leaf.grad))
+    assert F.relu(leaf * 1.0, inplace=True).grad_fn.name() == "ReluBackward0"
+
+
+def test_inplace_method_refuses_a_result_its_dtype_cannot_hold():
+    with pytest.raises(RuntimeError, match="can't be cast to the desired output type Long"):
+        fg.tensor([1, 2]).exp_()

@@ -221,11 +221,14 @@ for _module in OP_TABLES:
 
 
 def inplace_form(fn):
-    """fn's in-place method: self.copy_(fn(self, ...))."""
+    """fn's in-place method: self = fn(self, ...), self the output of fn's node
+    (ops_inplace.apply_inplace)."""
+    name = fn.__name__ + "_"
+
     def method(self, *args, **kwargs):
-        return self.copy_(fn(self, *args, **kwargs))
-    method.__name__ = fn.__name__ + "_"
-    method.__doc__ = f"In-place {fn.__name__}: self.copy_({fn.__name__}(self, ...))."
+        return _inplace.apply_inplace(self, fn, name, *args, **kwargs)
+    method.__name__ = name
+    method.__doc__ = f"In-place {fn.__name__}: self = {fn.__name__}(self, ...)."
     return method
 
 
