@@ -548,3 +548,41 @@ def test_inplace_methods_differentiate_through_the_old_values(name, args, node):
 def test_inplace_method_refuses_a_result_its_dtype_cannot_hold():
     with pytest.raises(RuntimeError, match="can't be cast to the desired output type Long"):
         fg.tensor([1, 2]).exp_()
+
+
+# --- rrelu ------------------------------------------------------------------------------------------
+
+@needs_torch
+def test_rrelu_eval_is_leaky_relu_with_the_mean_slope():
+    vals = [-3.0, -0.5, 0.0, -0.0, 0.5, math.inf, -math.inf, math.nan]
+    (y, g, _), (ty, tg, _) = _both(lambda F, x: F.rrelu(x, 0.1, 0.3), vals, "float64")
+    np.testing.assert_allclose(y, ty)
+    np.testing.assert_allclose(g, tg)
+
+
+def test_rrelu_training_draws_a_slope_per_negative_element():
+    fg.manual_seed(3)
+    x0 = np.linspace(-5, 5, 400)
+    x = fg.tensor(x0, dtype=fg.float64, requires_grad=True)
+    y = F.rrelu(x, 0.1, 0.3, training=True)
+    y.sum().backward()
+    yn, gn = _np(y), _np(x.grad)
+    neg = x0 <= 0
+    slopes = yn[neg & (x0 != 0)] / x0[neg & (x0 != 0)]
+    assert slopes.min() >= 0.1 and slopes.max() <= 0.3 and slopes.std() > 0.03
+    np.testing.assert_array_equal(yn[~neg], x0[~neg])
+    np.testing.assert_allclose(gn[neg & (x0 != 0)], slopes)
+    np.testing.assert_array_equal(gn[~neg], 1.0)
+
+
+def test_rrelu_inplace_forms_and_module():
+    y = fg.tensor([-2.0, 1.0], requires_grad=True) * 1.0
+    assert F.rrelu(y, inplace=True) is y and y._version == 1
+    z = fg.tensor([-2.0, 1.0], requires_grad=True) * 1.0
+    assert F.rrelu_(z, 0.2, 0.2, training=True) is z
+    np.testing.assert_allclose(_np(z), [-0.4, 1.0], rtol=1e-6)
+    assert fg.rrelu(fg.tensor([-1.0])).shape == (1,) and hasattr(fg, "rrelu_")
+    m = nn.RReLU(0.1, 0.3)
+    np.testing.assert_allclose(_np(m.eval()(fg.tensor([-1.0]))), [-0.2], rtol=1e-6)
+    assert repr(m) == "RReLU(lower=0.1, upper=0.3)"
+    assert repr(nn.RReLU(inplace=True)) == "RReLU(lower=0.125, upper=0.3333333333333333, inplace=True)"

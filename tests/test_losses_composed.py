@@ -175,3 +175,73 @@ def test_modules_call_their_function(make, fn, n):
         args[2] = args[2].abs()
     np.testing.assert_array_equal(m(*args).numpy(), expected.numpy())
     assert repr(m) == type(m).__name__ + "()"
+
+
+# --- triplet_margin_loss, multi_margin_loss ----------------------------------------------------------
+
+MARGIN_CASES = {
+    "triplet": (lambda F, t, r: F.triplet_margin_loss(t[0], t[1], t[2], 0.5, reduction=r),
+                [X, X2, X[::-1] * 0.5], (0, 1, 2)),
+    "triplet_swap_p1": (lambda F, t, r: F.triplet_margin_loss(t[0], t[1], t[2], 2.0, 1.0,
+                                                              swap=True, reduction=r),
+                        [X, X2, X2 * 0.8 + 0.1], (0, 1, 2)),
+    "triplet_1d": (lambda F, t, r: F.triplet_margin_loss(t[0][0], t[1][0], t[2][0], 3.0,
+                                                         reduction=r), [X, X2, X[::-1].copy()],
+                   (0, 1, 2)),
+    "multi_margin": (lambda F, t, r: F.multi_margin_loss(t[0], t[1].long(), reduction=r),
+                     [X, np.array([0, 4, 2, 2])], (0,)),
+    "multi_margin_p2_weight": (lambda F, t, r: F.multi_margin_loss(t[0], t[1].long(), 2, 0.7,
+                                                                   t[2], reduction=r),
+                               [X, np.array([1, 1, 3, 0]), np.linspace(0.5, 1.5, 5)], (0,)),
+    "multi_margin_1d": (lambda F, t, r: F.multi_margin_loss(t[0][1], t[1].long()[1],
+                                                            reduction=r),
+                        [X, np.array([0, 3, 2, 2])], (0,)),
+}
+
+
+@pytest.mark.skipif(torch is None, reason="compares with PyTorch")
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name", sorted(MARGIN_CASES))
+def test_margin_losses_match_torch(name, reduction):
+    CASES[name] = MARGIN_CASES[name]
+    try:
+        (y, grads), (ty, tgrads) = _run(fg, name, reduction), _run(torch, name, reduction)
+    finally:
+        del CASES[name]
+    assert y.shape == ty.shape
+    np.testing.assert_allclose(y, ty, rtol=1e-12, atol=1e-14)
+    for g, tg in zip(grads, tgrads):
+        np.testing.assert_allclose(g, tg, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("name", sorted(MARGIN_CASES))
+def test_margin_losses_finite_differences(name):
+    call, arrays, wrt = MARGIN_CASES[name]
+    check_grad(lambda *t: call(F, t, "sum"), arrays, wrt=wrt)
+
+
+def test_margin_loss_errors_and_modules():
+    with pytest.raises(ValueError, match="margin must be greater than 0"):
+        F.triplet_margin_loss(fg.zeros(2, 3), fg.zeros(2, 3), fg.zeros(2, 3), margin=0.0)
+    with pytest.raises(RuntimeError, match="expected to have the same number of dimensions"):
+        F.triplet_margin_loss(fg.zeros(2, 3), fg.zeros(3), fg.zeros(2, 3))
+    with pytest.raises(ValueError, match="expected margin to be greater than 0"):
+        nn.TripletMarginLoss(margin=0)
+    with pytest.raises(ValueError, match="only p == 1 and p == 2 supported"):
+        nn.MultiMarginLoss(p=3)
+    with pytest.raises(ValueError, match="expected weight to be None or 1D tensor"):
+        nn.MultiMarginLoss(weight=fg.ones(2, 2))
+    with pytest.raises(RuntimeError, match="target out of range"):
+        F.multi_margin_loss(fg.zeros(2, 3), fg.tensor([0, 3]))
+    with pytest.raises(RuntimeError, match="Expected target size \\[2\\], but got \\[3\\]"):
+        F.multi_margin_loss(fg.zeros(2, 3), fg.tensor([1, 0, 0]))
+    with pytest.raises(RuntimeError, match="Expected non-empty vector or matrix"):
+        F.multi_margin_loss(fg.zeros(2, 3, 1), fg.tensor([1, 0]))
+    a, b, c = fg.tensor(X), fg.tensor(X2), fg.tensor(X[::-1].copy())
+    np.testing.assert_array_equal(nn.TripletMarginLoss(0.5, swap=True)(a, b, c).numpy(),
+                                  F.triplet_margin_loss(a, b, c, 0.5, swap=True).numpy())
+    t = fg.tensor([0, 4, 2, 2])
+    np.testing.assert_array_equal(nn.MultiMarginLoss(2, 0.5)(a, t).numpy(),
+                                  F.multi_margin_loss(a, t, 2, 0.5).numpy())
+    assert repr(nn.TripletMarginLoss()) == "TripletMarginLoss()"
+    assert repr(nn.MultiMarginLoss()) == "MultiMarginLoss()"

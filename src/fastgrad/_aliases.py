@@ -180,6 +180,8 @@ ALIASES = {
     "celu_": (_act.celu_, FUNCTION),
     "threshold": (_act.threshold, FUNCTION),
     "threshold_": (_act.threshold_, FUNCTION),
+    "rrelu": (_act.rrelu, FUNCTION),
+    "rrelu_": (_act.rrelu_, FUNCTION),
     "hardshrink": (_act.hardshrink, BOTH),
     "prelu": (_act.prelu, BOTH),
     # -- autograd (engine) --

@@ -16,6 +16,7 @@ from fastgrad._core import ops_arrange as _arrange
 from fastgrad._core import ops_loss as _L
 from fastgrad._core import ops_activation as _A
 from fastgrad._core import ops_gated as _gated
+from fastgrad import _activations
 from fastgrad._core import ops_embedding as _E
 from fastgrad._core.ops_linear import linear as _linear
 from fastgrad._core.ops_softmax import log_softmax as _log_softmax
@@ -28,7 +29,8 @@ from fastgrad.nn.loss_functional import reduce_loss as _reduce
 from fastgrad.nn.loss_functional import (kl_div, soft_margin_loss,  # noqa: F401
                                          margin_ranking_loss, hinge_embedding_loss,
                                          cosine_embedding_loss, multilabel_soft_margin_loss,
-                                         poisson_nll_loss, gaussian_nll_loss)
+                                         poisson_nll_loss, gaussian_nll_loss,
+                                         triplet_margin_loss, multi_margin_loss)
 from fastgrad._creation_base import wrap as _new_tensor
 from fastgrad._tensor import Tensor
 
@@ -60,6 +62,8 @@ logsigmoid = _A.logsigmoid
 hardshrink = _A.hardshrink
 softshrink = _A.softshrink
 glu = _gated.glu
+rrelu = _activations.rrelu
+rrelu_ = _activations.rrelu_
 prelu = _gated.prelu
 embedding = _E.embedding
 

@@ -1,8 +1,8 @@
 """The losses PyTorch writes as compositions of elementwise ops: kl_div, soft_margin_loss,
 margin_ranking_loss, hinge_embedding_loss, cosine_embedding_loss, multilabel_soft_margin_loss,
-poisson_nll_loss, gaussian_nll_loss. Each is composed of recorded ops with PyTorch's formula
-(so every gradient, and its gradient, follows), and `reduce_loss`, the reduction they and
-nn.functional's other composed losses share."""
+poisson_nll_loss, gaussian_nll_loss, triplet_margin_loss, multi_margin_loss. Each is composed
+of recorded ops with PyTorch's formula (so every gradient, and its gradient, follows), and
+`reduce_loss`, the reduction they and nn.functional's other composed losses share."""
 import math
 import warnings
 
@@ -159,3 +159,65 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     if full:
         loss = loss + 0.5 * math.log(2 * math.pi)
     return reduce_loss(loss, reduction, "gaussian_nll_loss")
+
+
+def _pairwise_distance(x1, x2, p, eps):
+    """||x1 - x2 + eps||_p over the last dim (PyTorch's pairwise_distance)."""
+    d = x1 - x2 + eps
+    return d.norm(p, d.dim() - 1 if d.dim() else 0)
+
+
+def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2, eps=1e-6, swap=False,
+                        size_average=None, reduce=None, reduction="mean"):
+    """max(0, margin + d(anchor, positive) - d(anchor, negative)), d the p-norm distance over
+    the last dim (with swap, the smaller of d(anchor, negative) and d(positive, negative))."""
+    reduction = _reduction(size_average, reduce, reduction)
+    if margin <= 0:
+        raise ValueError(f"margin must be greater than 0, got {margin}")
+    dims = (anchor.dim(), positive.dim(), negative.dim())
+    if len(set(dims)) != 1:
+        raise RuntimeError(f"The anchor, positive, and negative tensors are expected to have the "
+                           f"same number of dimensions, but got: anchor {dims[0]}D, positive "
+                           f"{dims[1]}D, and negative {dims[2]}D inputs")
+    d_pos = _pairwise_distance(anchor, positive, p, eps)
+    d_neg = _pairwise_distance(anchor, negative, p, eps)
+    if swap:
+        d_neg = _select.minimum(d_neg, _pairwise_distance(positive, negative, p, eps))
+    loss = _select.clamp(margin + d_pos - d_neg, 0, None)
+    return reduce_loss(loss, reduction, "triplet_margin_loss")
+
+
+def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=None,
+                      reduce=None, reduction="mean"):
+    """For each sample, the sum over classes j != target of max(0, margin - x[target] + x[j])
+    (squared for p=2, times weight[target]), divided by the number of classes."""
+    reduction = _reduction(size_average, reduce, reduction)
+    if p not in (1, 2):
+        raise ValueError("only p == 1 and p == 2 supported")
+    if weight is not None and weight.dim() != 1:
+        raise ValueError("weight must be one-dimensional")
+    if input.dim() > 2:
+        raise RuntimeError(f"Expected non-empty vector or matrix with optional 0-dim batch size, "
+                           f"but got: {list(input.shape)}")
+    x = input if input.dim() == 2 else input.reshape(1, -1)
+    t = target.reshape(-1)
+    n, c = x.shape
+    if target.dim() > 1 or t.shape[0] != n:
+        raise RuntimeError(f"multi_margin_loss: target tensor should be 1-D with size equal to "
+                           f"the number of input samples (batch size). Expected target size "
+                           f"[{n}], but got {list(target.shape)}. Input has shape "
+                           f"{list(input.shape)}.")
+    if n and (bool((t < 0).any()) or bool((t >= c).any())):
+        raise RuntimeError(f"target out of range: multi_margin_loss's classes are 0 .. {c - 1}")
+    cols = t.reshape(n, 1)
+    z = margin - x.gather(1, cols) + x
+    own = (x.new_zeros(x.shape).scatter_add(1, cols, x.new_ones((n, 1)))) > 0
+    h = _select.where((z > 0) & ~own, z, 0.0)    # selected: no gradient where z == 0, as torch
+    if p == 2:
+        h = h * h
+    if weight is not None:
+        h = h * weight.index_select(0, t).reshape(n, 1)
+    loss = h.sum(1) / c
+    if input.dim() < 2:
+        loss = loss.reshape(target.shape) if target.dim() else loss.reshape(())
+    return reduce_loss(loss, reduction, "multi_margin_loss")

@@ -15,12 +15,14 @@ from fastgrad.nn.modules.activation import (ReLU, LeakyReLU, GELU, ELU, SiLU, Si
                                             Softplus, Softmax, LogSoftmax, Softmin, Softmax2d,
                                             Hardtanh, ReLU6, SELU, CELU, GLU, Hardsigmoid,
                                             Hardswish, Mish, Softsign, Tanhshrink, LogSigmoid,
-                                            Threshold, Hardshrink, Softshrink, PReLU)
+                                            Threshold, Hardshrink, Softshrink, PReLU, RReLU)
 from fastgrad.nn.modules.loss import (MSELoss, L1Loss, SmoothL1Loss, HuberLoss, CrossEntropyLoss,
                                       NLLLoss, BCELoss, BCEWithLogitsLoss, KLDivLoss,
                                       SoftMarginLoss, MarginRankingLoss, HingeEmbeddingLoss,
                                       CosineEmbeddingLoss, MultiLabelSoftMarginLoss,
-                                      PoissonNLLLoss, GaussianNLLLoss)
+                                      PoissonNLLLoss, GaussianNLLLoss, TripletMarginLoss,
+                                      MultiMarginLoss)
+from fastgrad.nn.modules.distance import PairwiseDistance, CosineSimilarity
 from fastgrad.nn.modules.rnn import RNNBase, RNN, LSTM, GRU, RNNCellBase, RNNCell, LSTMCell, GRUCell
 from fastgrad.nn.modules.conv import (Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, Unfold,
                                       Fold)
