@@ -181,6 +181,34 @@ def one_hot(tensor, num_classes=-1) -> Tensor:
 
 # --- normalisation -------------------------------------------------------------------------------
 
+def _check_normalized_shape(input, normalized_shape):
+    """The number of trailing dims normalized_shape names, after checking input ends with them."""
+    k = len(normalized_shape)
+    if tuple(input.shape[input.dim() - k:]) != normalized_shape or input.dim() < k:
+        raise RuntimeError(f"Given normalized_shape={list(normalized_shape)}, expected input "
+                           f"with shape [*, {', '.join(map(str, normalized_shape))}], but got "
+                           f"input of size{list(input.shape)}")
+    return k
+
+
+def rms_norm(input, normalized_shape, weight=None, eps=None) -> Tensor:
+    """x / sqrt(mean(x^2) + eps) over the last len(normalized_shape) dims, then * weight; eps
+    defaults to the machine epsilon of input's dtype, as PyTorch."""
+    if not isinstance(normalized_shape, (tuple, list)):
+        raise TypeError(f"rms_norm(): argument 'normalized_shape' (position 2) must be tuple of "
+                        f"ints, not {type(normalized_shape).__name__}")
+    normalized_shape = tuple(normalized_shape)
+    if not input.is_floating_point():
+        raise RuntimeError(f"rms_norm: expected a floating point input, got {input.dtype}; "
+                           f"convert first, e.g. x.float()")
+    k = _check_normalized_shape(input, normalized_shape)
+    if eps is None:
+        eps = float(np.finfo(input._np.dtype).eps)
+    dims = tuple(range(input.dim() - k, input.dim()))
+    y = input * ((input * input).mean(dims, True) + eps).rsqrt()
+    return y if weight is None else y * weight
+
+
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) -> Tensor:
     """(x - mean) / sqrt(var + eps) over the last len(normalized_shape) dims, then * w + b."""
     if isinstance(normalized_shape, int):
@@ -190,11 +218,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) -> Ten
         raise NotImplementedError(f'"LayerNormKernelImpl" not implemented for {input.dtype}: '
                                   f'layer_norm needs a floating point input; convert first, e.g. '
                                   f'x.float()')
-    k = len(normalized_shape)
-    if tuple(input.shape[input.dim() - k:]) != normalized_shape or input.dim() < k:
-        raise RuntimeError(f"Given normalized_shape={list(normalized_shape)}, expected input "
-                           f"with shape [*, {', '.join(map(str, normalized_shape))}], but got "
-                           f"input of size{list(input.shape)}")
+    k = _check_normalized_shape(input, normalized_shape)
     dt = input._np.dtype
     if dt in (np.float32, np.float64) and all(
             t is None or t._np.dtype == dt for t in (weight, bias)):

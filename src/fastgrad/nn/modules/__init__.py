@@ -7,8 +7,8 @@ from fastgrad.nn.modules.padding import (ZeroPad1d, ZeroPad2d, ZeroPad3d, Consta
                                          ReflectionPad2d, ReflectionPad3d, ReplicationPad1d,
                                          ReplicationPad2d, ReplicationPad3d, CircularPad1d,
                                          CircularPad2d, CircularPad3d)
-from fastgrad.nn.modules.normalization import (LayerNorm, BatchNorm1d, BatchNorm2d, GroupNorm,
-                                               InstanceNorm1d, InstanceNorm2d)
+from fastgrad.nn.modules.normalization import (LayerNorm, RMSNorm, BatchNorm1d, BatchNorm2d,
+                                               GroupNorm, InstanceNorm1d, InstanceNorm2d)
 from fastgrad.nn.modules.dropout import Dropout1d, Dropout2d
 from fastgrad.nn.modules.upsampling import Upsample, PixelShuffle, PixelUnshuffle
 from fastgrad.nn.modules.activation import (ReLU, LeakyReLU, GELU, ELU, SiLU, Sigmoid, Tanh,
