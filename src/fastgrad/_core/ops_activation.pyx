@@ -110,19 +110,19 @@ cdef object _act_fwd(int op, cnp.ndarray x, double a, double b):
     if op == ACT_HARDTANH:
         return np.clip(x, a, b)                          # NaN and -0.0 pass, as torch's clamp
     if op == ACT_SELU:
-        return np.where(x > 0, x * _SELU_SCALE,
-                        (_SELU_ALPHA * _SELU_SCALE) * np.expm1(np.minimum(0, x)))
+        return _pick(x > 0, x * _SELU_SCALE,
+                     (_SELU_ALPHA * _SELU_SCALE) * np.expm1(np.minimum(0, x)), x.dtype)
     if op == ACT_CELU:
-        return np.where(x > 0, x, a * np.expm1(np.minimum(0, x) * (1.0 / a)))
+        return _pick(x > 0, x, a * np.expm1(np.minimum(0, x) * (1.0 / a)), x.dtype)
     if op == ACT_THRESHOLD:
-        return np.where(x <= a, b, x)                    # NaN is not <= threshold: it passes
+        return _pick(x <= a, b, x, x.dtype)              # NaN is not <= threshold: it passes
     if op == ACT_LOGSIGMOID:                             # min(x, 0) - log1p(exp(-|x|)), as torch
         return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
-    if op == ACT_HARDSHRINK:
-        return np.where((x >= -a) & (x <= a), 0, x)
+    if op == ACT_HARDSHRINK:                             # x * 1 outside the band, NaN kept
+        return x * ~((x >= -a) & (x <= a))
+    if op == ACT_SOFTSHRINK:                             # x - a, x + a, or 0 in the band
+        return x - np.clip(x, -a, a)
     with np.errstate(over="ignore", invalid="ignore"):   # -inf * 0 is NaN, as in torch
-        if op == ACT_SOFTSHRINK:                         # x * 0 in the band keeps NaN a NaN
-            return np.where(x > a, x - a, np.where(x < -a, x + a, x * 0))
         if op == ACT_HARDSIGMOID:
             return np.minimum(np.maximum(x + 3, 0), 6) / 6
         if op == ACT_HARDSWISH:
@@ -145,6 +145,17 @@ cdef object _act_keep(int op, cnp.ndarray x, double a, double b):
     if op == ACT_HARDSWISH:
         return ~(x <= -3)
     return None
+
+
+cdef object _pick(object keep, object v, object w, object dtype):
+    """where(keep, v, w) as an array of dtype, whatever v and w hold where not picked (inf and
+    NaN included): their bits anded with all-ones or all-zero masks. np.where on an
+    unpredictable mask runs ~10x slower (~6 ns an element: a branch per element)."""
+    ut = np.dtype(f"u{np.dtype(dtype).itemsize}")
+    mask = np.negative(np.asarray(keep, dtype=ut))      # True -> all ones, False -> 0
+    vb = np.asarray(v, dtype=dtype).view(ut)
+    wb = np.asarray(w, dtype=dtype).view(ut)
+    return ((vb & mask) | (wb & ~mask)).view(dtype)
 
 
 cdef float _ONE_SIXTH = 1.0 / 6.0      # a float constant in PyTorch's kernel, for double too
@@ -170,21 +181,22 @@ cdef object _act_grad_np(int op, cnp.ndarray x, double a, double b):
     if op == ACT_LEAKY:
         return np.where(x > 0, 1.0, a)
     if op == ACT_SELU:
-        return np.where(x <= 0, (_SELU_ALPHA * _SELU_SCALE) * np.exp(np.minimum(x, 0)),
-                        _SELU_SCALE)
+        return _pick(x <= 0, (_SELU_ALPHA * _SELU_SCALE) * np.exp(np.minimum(x, 0)),
+                     _SELU_SCALE, x.dtype)
     if op == ACT_CELU:
-        return np.where(x <= 0, np.exp(np.minimum(x, 0) * (1.0 / a)), 1.0)
+        return _pick(x <= 0, np.exp(np.minimum(x, 0) * (1.0 / a)), 1.0, x.dtype)
     if op == ACT_HARDSIGMOID:
         return np.asarray(_ONE_SIXTH, dtype=x.dtype)
     if op == ACT_HARDSWISH:
-        return np.where(x < 3, x / 3 + 0.5, 1.0)
+        return _pick(x < 3, x / 3 + 0.5, 1.0, x.dtype)
     if op == ACT_MISH:
         with np.errstate(over="ignore", invalid="ignore"):
             t = np.tanh(np.log1p(np.exp(x)))
             return t + x * (0.5 * (1.0 + np.tanh(0.5 * x))) * (1 - t * t)
     if op == ACT_LOGSIGMOID:                             # sigmoid(-x) in torch's two branches
         z = np.exp(-np.abs(x))
-        return np.where(x < 0, 1.0, 0.0) - np.where(x < 0, 1.0, -1.0) * (z / (1 + z))
+        neg = x < 0
+        return _pick(neg, 1.0, 0.0, x.dtype) - _pick(neg, 1.0, -1.0, x.dtype) * (z / (1 + z))
     return None                                          # a selected gradient: _act_keep
 
 
@@ -269,10 +281,10 @@ cdef class ActBackward(Node):
             return (gd if keep is None else select_grad(keep, gd),)
         d = _act_grad_np(self.op, x._data, self.a, self.b)
         with np.errstate(invalid="ignore"):          # inf * 0 is NaN, quietly, as in PyTorch
-            gd = g._data if d is None else g._data * d
+            gd = np.asarray(g._data if d is None else g._data * d, dtype=x._data.dtype)
             if keep is not None:
-                gd = np.where(keep, gd, 0)
-            return (wrap(np.asarray(gd, dtype=x._data.dtype, order="C")),)
+                gd = _pick(keep, gd, 0, gd.dtype)
+            return (wrap(np.asarray(gd, order="C")),)
 
     cdef void release_variables(self):
         self.x.release()
