@@ -16,7 +16,7 @@ from fastgrad._core.tensor cimport TensorBase, wrap
 from fastgrad._core.recording cimport set_history1, set_history2
 from fastgrad._core.saved cimport SavedVar, save
 from fastgrad._core cimport ops_arith as pw
-from fastgrad._core.ops_activation cimport _tensor
+from fastgrad._core.ops_activation cimport _tensor, _pick
 from fastgrad._core.ops_unary cimport unary
 from fastgrad._core.ops_select cimport where_
 from fastgrad._core.ops_reduce cimport sum_to
@@ -132,7 +132,7 @@ def prelu(input, weight):
     cdef tuple shape = _prelu_shape(xd, wd)
     wb = wd.reshape(shape)
     with np.errstate(invalid="ignore"):                  # 0 * inf is NaN, as in torch
-        out = wrap(_carray(np.where(xd > 0, xd, wb * xd), dtype=xd.dtype))
+        out = wrap(_carray(_pick(xd > 0, xd, wb * xd, xd.dtype), xd.dtype))
     if (x._requires_grad or w._requires_grad) and grad_enabled():
         node = PreluKernelBackward0.__new__(PreluKernelBackward0)
         node.x = save(x, False)
@@ -166,10 +166,10 @@ cdef class PreluKernelBackward0(Node):
         gx = gw = None
         with np.errstate(invalid="ignore"):
             if self._next_fns[0] is not None:
-                gx = wrap(_carray(np.where(pos, gd, wd.reshape(self.shape) * gd),
-                                               dtype=xd.dtype))
+                gx = wrap(_carray(_pick(pos, gd, wd.reshape(self.shape) * gd, xd.dtype),
+                                  xd.dtype))
             if self._next_fns[1] is not None:
-                contrib = np.where(pos, 0, gd * xd)
+                contrib = _pick(pos, 0, gd * xd, xd.dtype)
                 if self.shape == ():
                     total = contrib.sum()
                 else:
