@@ -18,6 +18,7 @@ from fastgrad._core import ops_activation as _A
 from fastgrad._core import ops_gated as _gated
 from fastgrad import _activations
 from fastgrad._core import ops_embedding as _E
+from fastgrad._core.ops_einsum import einsum as _einsum
 from fastgrad._core.ops_linear import linear as _linear
 from fastgrad._core.ops_softmax import log_softmax as _log_softmax
 from fastgrad._core.ops_softmax import softmax as _softmax
@@ -156,6 +157,65 @@ def dropout(input, p=0.5, training=True, inplace=False) -> Tensor:
     if inplace:
         return input.copy_(out)
     return out
+
+
+_SELU_NEG = 1.7580993408473766        # selu's scale * alpha: what alpha dropout drops to
+
+
+def _alpha_dropout(input, p, training, inplace, feature):
+    """Alpha dropout: dropped elements (or whole channels, with `feature`) become selu's
+    negative saturation -scale * alpha, then an affine map restores zero mean and unit variance
+    for selu inputs; the noise is bernoulli_(1 - p) drawn as PyTorch draws it."""
+    if p < 0.0 or p > 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0 or input.numel() == 0:
+        return input
+    if p == 1.0:
+        out = input * 0.0
+    else:
+        from fastgrad import _sampling
+        if feature:
+            if input.dim() < 2:
+                raise RuntimeError(f"Feature dropout requires at least 2 dimensions in the input; "
+                                   f"got {input.dim()}")
+            keep = _sampling._bernoulli_values(tuple(input.shape[:2]) + (1,) * (input.dim() - 2),
+                                               1 - p, None)
+        else:
+            order = _sampling._MemoryOrder(input)
+            keep = order.place(_sampling._bernoulli_values(order.draw_shape, 1 - p, None))
+        dt = input._np.dtype
+        a = 1.0 / math.sqrt((_SELU_NEG * _SELU_NEG * p + 1) * (1 - p))
+        keep = keep.astype(dt)
+        b = (keep - 1) * (_SELU_NEG * a) + _SELU_NEG * a * p
+        out = input * _wrap((keep * a).astype(dt, copy=False)) + _wrap(b.astype(dt, copy=False))
+    return input.copy_(out) if inplace else out
+
+
+def alpha_dropout(input, p=0.5, training=False, inplace=False) -> Tensor:
+    return _alpha_dropout(input, p, training, inplace, False)
+
+
+def feature_alpha_dropout(input, p=0.5, training=False, inplace=False) -> Tensor:
+    return _alpha_dropout(input, p, training, inplace, True)
+
+
+def bilinear(input1, input2, weight, bias=None) -> Tensor:
+    """y[..., o] = input1[..., i] weight[o, i, j] input2[..., j] + bias[o]."""
+    if input1.shape[-1] != weight.shape[1]:
+        raise RuntimeError(f"bilinear(): input1 size does not match weight size: got "
+                           f"{input1.shape[-1]} but expected {weight.shape[1]}")
+    if input2.shape[-1] != weight.shape[2]:
+        raise RuntimeError(f"bilinear(): input2 size does not match weight size: got "
+                           f"{input2.shape[-1]} but expected {weight.shape[2]}")
+    for d, (n1, n2) in enumerate(zip(input1.shape[:-1], input2.shape[:-1])):
+        if n1 != n2 or input1.dim() != input2.dim():
+            raise RuntimeError(f"bilinear(): input batch dimensions do not match at dim {d}: "
+                               f"got {n1} and {n2}")
+    if bias is not None and bias.shape[-1] != weight.shape[0]:
+        raise RuntimeError(f"bilinear(): bias size does not match weight size: got "
+                           f"{bias.shape[-1]} but expected {weight.shape[0]}")
+    out = _einsum("...i,oij,...j->...o", input1, weight, input2)
+    return out if bias is None else out + bias
 
 
 def _wrap(arr):
@@ -824,6 +884,23 @@ def _pixel_factor(input, factor, op, name):
     return r
 
 
+def channel_shuffle(input, groups) -> Tensor:
+    """(*, C, ...) with its channels regrouped: channel g * (C / groups) + k moves to k * groups
+    + g (ShuffleNet's shuffle)."""
+    if input.dim() <= 2:
+        raise RuntimeError(f"channel_shuffle expects input with > 2 dims, but got input with "
+                           f"sizes {list(input.shape)}")
+    if groups <= 0:
+        raise RuntimeError(f"Number of groups to divide channels in must be positive. Value of "
+                           f"groups:{groups}")
+    c = input.shape[1]
+    if c % groups:
+        raise RuntimeError(f"Number of channels must be divisible by groups. Got {c} channels and "
+                           f"{groups} groups.")
+    n, rest = input.shape[0], tuple(input.shape[2:])
+    return input.reshape((n, groups, c // groups) + rest).transpose(1, 2).reshape(input.shape)
+
+
 def pixel_shuffle(input, upscale_factor) -> Tensor:
     """(*, C r^2, H, W) -> (*, C, H r, W r)."""
     r = _pixel_factor(input, upscale_factor, "pixel_shuffle", "upscale_factor")
@@ -937,3 +1014,15 @@ def _resample_dim(x, dim, n_in, n_out, scale_factor, mode, align_corners):
 
 def upsample(input, size=None, scale_factor=None, mode="nearest", align_corners=None):
     return interpolate(input, size, scale_factor, mode, align_corners)
+
+
+def upsample_nearest(input, size=None, scale_factor=None):
+    warnings.warn("`nn.functional.upsample_nearest` is deprecated. Use "
+                  "`nn.functional.interpolate` instead.", UserWarning, stacklevel=2)
+    return interpolate(input, size, scale_factor, mode="nearest")
+
+
+def upsample_bilinear(input, size=None, scale_factor=None):
+    warnings.warn("`nn.functional.upsample_bilinear` is deprecated. Use "
+                  "`nn.functional.interpolate` instead.", UserWarning, stacklevel=2)
+    return interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)

@@ -1,4 +1,5 @@
-"""Linear (PyTorch's default initialisation), Identity, Flatten, Unflatten, Dropout, Embedding."""
+"""Linear and Bilinear (PyTorch's default initialisations), Identity, Flatten, Unflatten, Dropout,
+Embedding."""
 import math
 
 from fastgrad import _creation
@@ -12,6 +13,15 @@ from fastgrad.nn.parameter import Parameter
 
 def _empty(*shape, dtype=None):
     return _creation.empty(*shape, dtype=dtype)
+
+
+def _weight_and_bias(module, weight_shape, bias, dtype):
+    """Uninitialised `weight` of weight_shape and, with `bias`, `bias` of its first dim."""
+    module.weight = Parameter(_empty(*weight_shape, dtype=dtype))
+    if bias:
+        module.bias = Parameter(_empty(weight_shape[0], dtype=dtype))
+    else:
+        module.register_parameter("bias", None)
 
 
 class Identity(Module):
@@ -30,11 +40,7 @@ class Linear(Module):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
-        self.weight = Parameter(_empty(out_features, in_features, dtype=dtype))
-        if bias:
-            self.bias = Parameter(_empty(out_features, dtype=dtype))
-        else:
-            self.register_parameter("bias", None)
+        _weight_and_bias(self, (out_features, in_features), bias, dtype)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -53,6 +59,36 @@ class Linear(Module):
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}")
+
+
+class Bilinear(Module):
+    """y = x1^T A x2 + b, A of shape (out_features, in1_features, in2_features); A and b
+    ~ U(-1/sqrt(in1_features), 1/sqrt(in1_features)), as torch initialises them."""
+
+    def __init__(self, in1_features, in2_features, out_features, bias=True, device=None,
+                 dtype=None):
+        super().__init__()
+        self.in1_features = in1_features
+        self.in2_features = in2_features
+        self.out_features = out_features
+        _weight_and_bias(self, (out_features, in1_features, in2_features), bias, dtype)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        if self.in1_features <= 0:
+            raise ValueError(f"in1_features must be > 0, but got (in1_features="
+                             f"{self.in1_features})")
+        bound = 1 / math.sqrt(self.weight.shape[1])
+        init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, input1, input2) -> Tensor:
+        return F.bilinear(input1, input2, self.weight, self.bias)
+
+    def extra_repr(self):
+        return (f"in1_features={self.in1_features}, in2_features={self.in2_features}, "
+                f"out_features={self.out_features}, bias={self.bias is not None}")
 
 
 class Flatten(Module):
