@@ -1,7 +1,7 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True
 """Activations as one node each: gelu (exact and tanh), silu, softplus, elu, leaky_relu, and erf
 (gelu's gradient is written with it); hardtanh (relu6), selu, celu, hardsigmoid, hardswish, mish,
-threshold, logsigmoid, hardshrink, softshrink; and their in-place forms (`_act_inplace`).
+threshold, logsigmoid, hardshrink, softshrink; and their in-place forms (`_apply`).
 
 Forwards run on the NumPy storage (gelu's exact form and erf through erf_kernels.pxd's loop);
 each node's backward follows Note [Fused backward, composed double backward] (ops_loss.pyx):
