@@ -46,6 +46,7 @@ EXAMPLES = {
     "cummax": (A, (1,), {}), "cummin": (A, (0,), {}), "sort": (A, (1,), {}),
     "argsort": (A, (1,), {}), "topk": (A, (2,), {}), "kthvalue": (A, (2, 1), {}),
     "softmax": (A, (1,), {}), "log_softmax": (A, (0,), {}), "diff": (A, (), {"dim": 1}),
+    "prelu": (A - 0.5, (np.array([0.1, 0.2, -0.3, 2.0]),), {}), "hardshrink": (A - 0.5, (0.2,), {}),
     "roll": (A, (1, 1), {}), "triu": (A, (), {}), "tril": (A, (1,), {}),
     "reshape": (A, (4, 3), {}), "unflatten": (A, (1, (2, 2)), {}), "squeeze": (A[None], (0,), {}),
     "unsqueeze": (A, (0,), {}), "transpose": (A, (0, 1), {}), "swapaxes": (A, (0, 1), {}),

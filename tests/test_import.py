@@ -24,7 +24,7 @@ LAZY = ["fastgrad.nn", "fastgrad.optim", "fastgrad.optim.lr_scheduler", "fastgra
         "fastgrad.viz", "fastgrad.demo", "fastgrad.bench", "fastgrad.autograd.functional",
         "fastgrad.autograd.gradcheck", "fastgrad.autograd.graph",
         "fastgrad.autograd.anomaly_mode", "fastgrad._core.ops_loss", "fastgrad._core.ops_activation",
-        "fastgrad._core.ops_embedding",
+        "fastgrad._core.ops_embedding", "fastgrad._core.ops_gated",
         "fastgrad._core.optim_kernels", "numpy.random", "json", "traceback", "inspect",
         "dataclasses", "argparse", "tempfile", "hashlib"]
 

@@ -9,6 +9,7 @@ in-place forms and the axis=/keepdims= spellings are generated here too, once fo
 import functools
 
 from fastgrad import _composite, _sampling
+from fastgrad import _activations as _act
 from fastgrad._core import ops_arrange as _arrange
 from fastgrad._core import ops_index as _ix
 from fastgrad._core import ops_setitem as _setitem
@@ -172,6 +173,17 @@ ALIASES = {
     "einsum": (_einsum.einsum, FUNCTION),
     "softmax": (_nn.softmax, BOTH),
     "log_softmax": (_nn.log_softmax, BOTH),
+    # -- the activations PyTorch publishes beyond nn.functional (_activations.py) --
+    "selu": (_act.selu, FUNCTION),
+    "selu_": (_act.selu_, FUNCTION),
+    "celu": (_act.celu, FUNCTION),
+    "celu_": (_act.celu_, FUNCTION),
+    "threshold": (_act.threshold, FUNCTION),
+    "threshold_": (_act.threshold_, FUNCTION),
+    "rrelu": (_act.rrelu, FUNCTION),
+    "rrelu_": (_act.rrelu_, FUNCTION),
+    "hardshrink": (_act.hardshrink, BOTH),
+    "prelu": (_act.prelu, BOTH),
     # -- autograd (engine) --
     "backward": (_engine.tensor_backward, METHOD),   # compiled: builds its seed in C
     # -- sampling in place, PyTorch's streams (_sampling.py) --
@@ -211,11 +223,14 @@ for _module in OP_TABLES:
 
 
 def inplace_form(fn):
-    """fn's in-place method: self.copy_(fn(self, ...))."""
+    """fn's in-place method: self = fn(self, ...), self the output of fn's node
+    (ops_inplace.apply_inplace)."""
+    name = fn.__name__ + "_"
+
     def method(self, *args, **kwargs):
-        return self.copy_(fn(self, *args, **kwargs))
-    method.__name__ = fn.__name__ + "_"
-    method.__doc__ = f"In-place {fn.__name__}: self.copy_({fn.__name__}(self, ...))."
+        return _inplace.apply_inplace(self, fn, name, *args, **kwargs)
+    method.__name__ = name
+    method.__doc__ = f"In-place {fn.__name__}: self = {fn.__name__}(self, ...)."
     return method
 
 

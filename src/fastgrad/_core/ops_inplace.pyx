@@ -62,6 +62,20 @@ cdef inline void _after_inplace(TensorBase a) except *:
         rebase_view(a)
 
 
+def apply_inplace(input, fn, str name, *args, **kwargs):
+    """input = fn(input, *args, **kwargs) written in place, as the in-place method `name`: fn runs
+    on a copy carrying input's history, and input becomes the output of fn's node, so a node
+    that saved fn's input keeps the old values (writing fn's result back with copy_ would leave
+    that node reading the overwritten ones). The in-place forms of the alias table use it."""
+    if not isinstance(input, TensorBase):
+        raise TypeError(f"{name}(): argument 'input' must be Tensor, not {type(input).__name__}")
+    cdef TensorBase a = input
+    check_inplace(a)
+    rebase(a, fn(history_alias(a) if a._requires_grad and grad_enabled() else a, *args,
+                 **kwargs), name)
+    return a
+
+
 cdef object inplace(int op, TensorBase a, object b):
     """a (op)= b: add_, sub_, mul_, div_ and the augmented assignments."""
     cdef str name = _INPLACE_NAME[op]

@@ -15,7 +15,10 @@ import numpy as np
 from fastgrad._core import ops_arrange as _arrange
 from fastgrad._core import ops_loss as _L
 from fastgrad._core import ops_activation as _A
+from fastgrad._core import ops_gated as _gated
+from fastgrad import _activations
 from fastgrad._core import ops_embedding as _E
+from fastgrad._core.ops_einsum import einsum as _einsum
 from fastgrad._core.ops_linear import linear as _linear
 from fastgrad._core.ops_softmax import log_softmax as _log_softmax
 from fastgrad._core.ops_softmax import softmax as _softmax
@@ -23,6 +26,12 @@ from fastgrad._core import ops_select as _select
 from fastgrad._core import ops_view as _ops_view
 from fastgrad._core import ops_join as _join
 from fastgrad._core import ops_attention as _attn
+from fastgrad.nn.loss_functional import reduce_loss as _reduce
+from fastgrad.nn.loss_functional import (kl_div, soft_margin_loss,  # noqa: F401
+                                         margin_ranking_loss, hinge_embedding_loss,
+                                         cosine_embedding_loss, multilabel_soft_margin_loss,
+                                         poisson_nll_loss, gaussian_nll_loss,
+                                         triplet_margin_loss, multi_margin_loss)
 from fastgrad._creation_base import wrap as _new_tensor
 from fastgrad._tensor import Tensor
 
@@ -36,6 +45,27 @@ silu = _A.silu
 softplus = _A.softplus
 elu = _A.elu
 leaky_relu = _A.leaky_relu
+elu_ = _A.elu_
+leaky_relu_ = _A.leaky_relu_
+hardtanh = _A.hardtanh
+hardtanh_ = _A.hardtanh_
+relu6 = _A.relu6
+selu = _A.selu
+selu_ = _A.selu_
+celu = _A.celu
+celu_ = _A.celu_
+hardsigmoid = _A.hardsigmoid
+hardswish = _A.hardswish
+mish = _A.mish
+threshold = _A.threshold
+threshold_ = _A.threshold_
+logsigmoid = _A.logsigmoid
+hardshrink = _A.hardshrink
+softshrink = _A.softshrink
+glu = _gated.glu
+rrelu = _activations.rrelu
+rrelu_ = _activations.rrelu_
+prelu = _gated.prelu
 embedding = _E.embedding
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -44,9 +74,11 @@ _REDUCTIONS = ("none", "mean", "sum")
 # --- activations ---------------------------------------------------------------------------------
 
 def relu(input, inplace=False) -> Tensor:
-    if inplace:
-        return input.copy_(input.relu()) if not input.requires_grad else input.relu()
-    return input.relu()
+    return input.relu_() if inplace else input.relu()
+
+
+def relu_(input) -> Tensor:
+    return input.relu_()
 
 
 def sigmoid(input) -> Tensor:
@@ -55,6 +87,14 @@ def sigmoid(input) -> Tensor:
 
 def tanh(input) -> Tensor:
     return input.tanh()
+
+
+def softsign(input) -> Tensor:
+    return input / (input.abs() + 1)
+
+
+def tanhshrink(input) -> Tensor:
+    return input - input.tanh()
 
 
 def _softmax_dim(name, ndim):
@@ -71,6 +111,14 @@ def softmax(input, dim=None, _stacklevel=3, dtype=None) -> Tensor:
     if dtype is not None:
         input = input.to(dtype)
     return _softmax(input, dim)
+
+
+def softmin(input, dim=None, _stacklevel=3, dtype=None) -> Tensor:
+    if dim is None:
+        dim = _softmax_dim("softmin", input.dim())
+    if dtype is not None:
+        input = input.to(dtype)
+    return _softmax(-input, dim)
 
 
 def log_softmax(input, dim=None, _stacklevel=3, dtype=None) -> Tensor:
@@ -111,6 +159,65 @@ def dropout(input, p=0.5, training=True, inplace=False) -> Tensor:
     return out
 
 
+_SELU_NEG = 1.7580993408473766        # selu's scale * alpha: what alpha dropout drops to
+
+
+def _alpha_dropout(input, p, training, inplace, feature):
+    """Alpha dropout: dropped elements (or whole channels, with `feature`) become selu's
+    negative saturation -scale * alpha, then an affine map restores zero mean and unit variance
+    for selu inputs; the noise is bernoulli_(1 - p) drawn as PyTorch draws it."""
+    if p < 0.0 or p > 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0 or input.numel() == 0:
+        return input
+    if p == 1.0:
+        out = input * 0.0
+    else:
+        from fastgrad import _sampling
+        if feature:
+            if input.dim() < 2:
+                raise RuntimeError(f"Feature dropout requires at least 2 dimensions in the input; "
+                                   f"got {input.dim()}")
+            keep = _sampling._bernoulli_values(tuple(input.shape[:2]) + (1,) * (input.dim() - 2),
+                                               1 - p, None)
+        else:
+            order = _sampling._MemoryOrder(input)
+            keep = order.place(_sampling._bernoulli_values(order.draw_shape, 1 - p, None))
+        dt = input._np.dtype
+        a = 1.0 / math.sqrt((_SELU_NEG * _SELU_NEG * p + 1) * (1 - p))
+        keep = keep.astype(dt)
+        b = (keep - 1) * (_SELU_NEG * a) + _SELU_NEG * a * p
+        out = input * _wrap((keep * a).astype(dt, copy=False)) + _wrap(b.astype(dt, copy=False))
+    return input.copy_(out) if inplace else out
+
+
+def alpha_dropout(input, p=0.5, training=False, inplace=False) -> Tensor:
+    return _alpha_dropout(input, p, training, inplace, False)
+
+
+def feature_alpha_dropout(input, p=0.5, training=False, inplace=False) -> Tensor:
+    return _alpha_dropout(input, p, training, inplace, True)
+
+
+def bilinear(input1, input2, weight, bias=None) -> Tensor:
+    """y[..., o] = input1[..., i] weight[o, i, j] input2[..., j] + bias[o]."""
+    if input1.shape[-1] != weight.shape[1]:
+        raise RuntimeError(f"bilinear(): input1 size does not match weight size: got "
+                           f"{input1.shape[-1]} but expected {weight.shape[1]}")
+    if input2.shape[-1] != weight.shape[2]:
+        raise RuntimeError(f"bilinear(): input2 size does not match weight size: got "
+                           f"{input2.shape[-1]} but expected {weight.shape[2]}")
+    for d, (n1, n2) in enumerate(zip(input1.shape[:-1], input2.shape[:-1])):
+        if n1 != n2 or input1.dim() != input2.dim():
+            raise RuntimeError(f"bilinear(): input batch dimensions do not match at dim {d}: "
+                               f"got {n1} and {n2}")
+    if bias is not None and bias.shape[-1] != weight.shape[0]:
+        raise RuntimeError(f"bilinear(): bias size does not match weight size: got "
+                           f"{bias.shape[-1]} but expected {weight.shape[0]}")
+    out = _einsum("...i,oij,...j->...o", input1, weight, input2)
+    return out if bias is None else out + bias
+
+
 def _wrap(arr):
     """A new tensor over arr (copied only if it is not C-contiguous)."""
     return _new_tensor(np.asarray(arr, order="C"))
@@ -134,6 +241,34 @@ def one_hot(tensor, num_classes=-1) -> Tensor:
 
 # --- normalisation -------------------------------------------------------------------------------
 
+def _check_normalized_shape(input, normalized_shape):
+    """The number of trailing dims normalized_shape names, after checking input ends with them."""
+    k = len(normalized_shape)
+    if tuple(input.shape[input.dim() - k:]) != normalized_shape or input.dim() < k:
+        raise RuntimeError(f"Given normalized_shape={list(normalized_shape)}, expected input "
+                           f"with shape [*, {', '.join(map(str, normalized_shape))}], but got "
+                           f"input of size{list(input.shape)}")
+    return k
+
+
+def rms_norm(input, normalized_shape, weight=None, eps=None) -> Tensor:
+    """x / sqrt(mean(x^2) + eps) over the last len(normalized_shape) dims, then * weight; eps
+    defaults to the machine epsilon of input's dtype, as PyTorch."""
+    if not isinstance(normalized_shape, (tuple, list)):
+        raise TypeError(f"rms_norm(): argument 'normalized_shape' (position 2) must be tuple of "
+                        f"ints, not {type(normalized_shape).__name__}")
+    normalized_shape = tuple(normalized_shape)
+    if not input.is_floating_point():
+        raise RuntimeError(f"rms_norm: expected a floating point input, got {input.dtype}; "
+                           f"convert first, e.g. x.float()")
+    k = _check_normalized_shape(input, normalized_shape)
+    if eps is None:
+        eps = float(np.finfo(input._np.dtype).eps)
+    dims = tuple(range(input.dim() - k, input.dim()))
+    y = input * ((input * input).mean(dims, True) + eps).rsqrt()
+    return y if weight is None else y * weight
+
+
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) -> Tensor:
     """(x - mean) / sqrt(var + eps) over the last len(normalized_shape) dims, then * w + b."""
     if isinstance(normalized_shape, int):
@@ -143,11 +278,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) -> Ten
         raise NotImplementedError(f'"LayerNormKernelImpl" not implemented for {input.dtype}: '
                                   f'layer_norm needs a floating point input; convert first, e.g. '
                                   f'x.float()')
-    k = len(normalized_shape)
-    if tuple(input.shape[input.dim() - k:]) != normalized_shape or input.dim() < k:
-        raise RuntimeError(f"Given normalized_shape={list(normalized_shape)}, expected input "
-                           f"with shape [*, {', '.join(map(str, normalized_shape))}], but got "
-                           f"input of size{list(input.shape)}")
+    k = _check_normalized_shape(input, normalized_shape)
     dt = input._np.dtype
     if dt in (np.float32, np.float64) and all(
             t is None or t._np.dtype == dt for t in (weight, bias)):
@@ -210,17 +341,6 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 
 
 # --- losses --------------------------------------------------------------------------------------
-
-def _reduce(loss, reduction, op):
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    if reduction == "none":
-        return loss
-    raise ValueError(f"{op}: {reduction!r} is not a valid value for reduction; use 'none', "
-                     f"'mean' or 'sum'")
-
 
 def _same_size(input, target, op):
     if tuple(input.shape) != tuple(target.shape):
@@ -770,6 +890,23 @@ def _pixel_factor(input, factor, op, name):
     return r
 
 
+def channel_shuffle(input, groups) -> Tensor:
+    """(*, C, ...) with its channels regrouped: channel g * (C / groups) + k moves to k * groups
+    + g (ShuffleNet's shuffle)."""
+    if input.dim() <= 2:
+        raise RuntimeError(f"channel_shuffle expects input with > 2 dims, but got input with "
+                           f"sizes {list(input.shape)}")
+    if groups <= 0:
+        raise RuntimeError(f"Number of groups to divide channels in must be positive. Value of "
+                           f"groups:{groups}")
+    c = input.shape[1]
+    if c % groups:
+        raise RuntimeError(f"Number of channels must be divisible by groups. Got {c} channels and "
+                           f"{groups} groups.")
+    n, rest = input.shape[0], tuple(input.shape[2:])
+    return input.reshape((n, groups, c // groups) + rest).transpose(1, 2).reshape(input.shape)
+
+
 def pixel_shuffle(input, upscale_factor) -> Tensor:
     """(*, C r^2, H, W) -> (*, C, H r, W r)."""
     r = _pixel_factor(input, upscale_factor, "pixel_shuffle", "upscale_factor")
@@ -883,3 +1020,15 @@ def _resample_dim(x, dim, n_in, n_out, scale_factor, mode, align_corners):
 
 def upsample(input, size=None, scale_factor=None, mode="nearest", align_corners=None):
     return interpolate(input, size, scale_factor, mode, align_corners)
+
+
+def upsample_nearest(input, size=None, scale_factor=None):
+    warnings.warn("`nn.functional.upsample_nearest` is deprecated. Use "
+                  "`nn.functional.interpolate` instead.", UserWarning, stacklevel=2)
+    return interpolate(input, size, scale_factor, mode="nearest")
+
+
+def upsample_bilinear(input, size=None, scale_factor=None):
+    warnings.warn("`nn.functional.upsample_bilinear` is deprecated. Use "
+                  "`nn.functional.interpolate` instead.", UserWarning, stacklevel=2)
+    return interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)

@@ -5,6 +5,15 @@ import operator
 from fastgrad.nn.modules.module import Module, _addindent
 
 
+def index_key(idx, size):
+    """The key ("0", "1", ...) of position idx (negative counts from the end) in a list of size
+    entries: ModuleList's and ParameterList's indexing."""
+    idx = operator.index(idx)
+    if not -size <= idx < size:
+        raise IndexError(f"index {idx} is out of range")
+    return str(idx % size)
+
+
 class Sequential(Module):
     """Calls its children in order: Sequential(a, b)(x) == b(a(x))."""
 
@@ -105,10 +114,7 @@ class ModuleList(Module):
             self.extend(modules)
 
     def _idx(self, idx):
-        idx = operator.index(idx)
-        if not -len(self) <= idx < len(self):
-            raise IndexError(f"index {idx} is out of range")
-        return str(idx % len(self))
+        return index_key(idx, len(self))
 
     def __getitem__(self, idx):
         if isinstance(idx, slice):

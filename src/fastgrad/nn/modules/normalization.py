@@ -1,5 +1,5 @@
-"""LayerNorm, BatchNorm1d/2d (running statistics; batch statistics in training), InstanceNorm1d/2d,
-GroupNorm."""
+"""LayerNorm, RMSNorm, BatchNorm1d/2d (running statistics; batch statistics in training),
+InstanceNorm1d/2d, GroupNorm."""
 from fastgrad import _creation
 from fastgrad.nn import functional as F
 from fastgrad.nn import init
@@ -7,13 +7,16 @@ from fastgrad.nn.modules.module import Module
 from fastgrad.nn.parameter import Parameter
 
 
+def _as_shape(normalized_shape):
+    """LayerNorm's and RMSNorm's normalized_shape as a tuple (an int is one dim)."""
+    return (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+
+
 class LayerNorm(Module):
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
                  device=None, dtype=None):
         super().__init__()
-        if isinstance(normalized_shape, int):
-            normalized_shape = (normalized_shape,)
-        self.normalized_shape = tuple(normalized_shape)
+        self.normalized_shape = _as_shape(normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
         if elementwise_affine:
@@ -38,6 +41,30 @@ class LayerNorm(Module):
     def extra_repr(self):
         return (f"{self.normalized_shape}, eps={self.eps}, "
                 f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}")
+
+
+class RMSNorm(Module):
+    def __init__(self, normalized_shape, eps=None, elementwise_affine=True, device=None,
+                 dtype=None):
+        super().__init__()
+        self.normalized_shape = _as_shape(normalized_shape)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        if elementwise_affine:
+            self.weight = Parameter(_creation.ones(self.normalized_shape, dtype=dtype))
+        else:
+            self.register_parameter("weight", None)
+
+    def reset_parameters(self):
+        if self.elementwise_affine:
+            init.ones_(self.weight)
+
+    def forward(self, x):
+        return F.rms_norm(x, self.normalized_shape, self.weight, self.eps)
+
+    def extra_repr(self):
+        return (f"{self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.elementwise_affine}")
 
 
 def _channel_affine_params(module, n, affine, dtype):

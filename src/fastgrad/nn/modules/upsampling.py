@@ -1,4 +1,5 @@
-"""Upsample (nn.functional.interpolate as a module), PixelShuffle and PixelUnshuffle."""
+"""Upsample (nn.functional.interpolate as a module) and its UpsamplingNearest2d /
+UpsamplingBilinear2d forms, PixelShuffle, PixelUnshuffle and ChannelShuffle."""
 from fastgrad.nn import functional as F
 from fastgrad.nn.modules.module import Module
 
@@ -25,6 +26,28 @@ class Upsample(Module):
         else:
             info = f"size={self.size!r}"
         return info + f", mode={self.mode!r}"
+
+
+class UpsamplingNearest2d(Upsample):
+    def __init__(self, size=None, scale_factor=None):
+        super().__init__(size, scale_factor, mode="nearest")
+
+
+class UpsamplingBilinear2d(Upsample):
+    def __init__(self, size=None, scale_factor=None):
+        super().__init__(size, scale_factor, mode="bilinear", align_corners=True)
+
+
+class ChannelShuffle(Module):
+    def __init__(self, groups):
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, input):
+        return F.channel_shuffle(input, self.groups)
+
+    def extra_repr(self):
+        return f"groups={self.groups}"
 
 
 class PixelShuffle(Module):
