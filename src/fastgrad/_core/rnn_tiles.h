@@ -1,0 +1,124 @@
+/* Register-tiled float32 products on packed weights for the recurrent time loops
+ * (rnn_kernels.pyx), for AVX2+FMA and AVX-512 CPUs.
+ *
+ * Note [Packed recurrent weights]
+ * Each time step multiplies a few rows (the batch, 32 for W12) by the same weight columns: a
+ * forward block [x_t | h_{t-1}] (b, I + P) @ its columns of [W_ih^T; W_hh^T] (I + P, 4 hb), a
+ * gradient block's partial dG (b, 4 hb) @ its rows of W_hh (4 hb, P). OpenBLAS's small-matrix
+ * kernels ran these at ~65 GMAC/s on one core, reading the weights in their row-major layout at
+ * every step; with 32 rows there is little to amortise a repacking over. Here the block's
+ * weight operand is copied once per pass (at the block's first step, by the thread that runs it,
+ * so the copy is in that core's cache) into panels of NR columns, each panel's rows
+ * contiguous (NR floats per row, the last panel zero-padded), and every step runs tiles of MR
+ * rows x NR columns over them: per k, NR/VL panel loads and MR broadcasts of A's elements for
+ * MR * NR / VL fused multiply-adds, the accumulators in registers for the whole K.
+ *   AVX-512: MR 8, NR 32 (16 accumulators of 16 lanes)
+ *   AVX2:    MR 6, NR 16 (12 accumulators of 8 lanes)
+ * Each element of C is the sum over k in order of one FMA chain, whatever the tile or thread it
+ * falls in, so results do not depend on the thread count. fg_rt_ok says which loops the CPU runs
+ * (0: none, and the caller keeps its BLAS products); float64 stays on BLAS.
+ */
+#ifndef FASTGRAD_RNN_TILES_H
+#define FASTGRAD_RNN_TILES_H
+
+#include <stddef.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* pack b (k, n), rows ldb apart, into panels of nr columns (Note [Packed recurrent weights]):
+ * panel q at bp + q * k * nr, its row kk at + kk * nr; columns past n are zeros */
+static void fg_rt_pack(const float *b, ptrdiff_t ldb, ptrdiff_t k, ptrdiff_t n, ptrdiff_t nr,
+                       float *bp) {
+    for (ptrdiff_t j = 0; j < n; j += nr) {
+        ptrdiff_t nc = n - j < nr ? n - j : nr;
+        float *panel = bp + j * k;
+        if (nc == 32 && nr == 32)       /* constant sizes: inlined moves, not calls */
+            for (ptrdiff_t kk = 0; kk < k; kk++)
+                memcpy(panel + kk * 32, b + kk * ldb + j, 32 * sizeof(float));
+        else if (nc == 16 && nr == 16)
+            for (ptrdiff_t kk = 0; kk < k; kk++)
+                memcpy(panel + kk * 16, b + kk * ldb + j, 16 * sizeof(float));
+        else
+            for (ptrdiff_t kk = 0; kk < k; kk++) {
+                memcpy(panel + kk * nr, b + kk * ldb + j, nc * sizeof(float));
+                memset(panel + kk * nr + nc, 0, (nr - nc) * sizeof(float));
+            }
+    }
+}
+
+/* switch over a tile's rows n (1..6 or 1..8), each case a call with a constant */
+#define FG_RT_SW6(n, CALL) switch (n) { case 1: CALL(1) break; case 2: CALL(2) break; \
+    case 3: CALL(3) break; case 4: CALL(4) break; case 5: CALL(5) break; default: CALL(6) break; }
+#define FG_RT_SW8(n, CALL) switch (n) { case 1: CALL(1) break; case 2: CALL(2) break; \
+    case 3: CALL(3) break; case 4: CALL(4) break; case 5: CALL(5) break; case 6: CALL(6) break; \
+    case 7: CALL(7) break; default: CALL(8) break; }
+
+#define FG_RT_TARGET "avx2,fma"
+#define FG_T(name) name##_avx2
+#define FG_V __m256
+#define FG_VL 8
+#define FG_MR 6
+#define FG_SW FG_RT_SW6
+#define FG_VZ() _mm256_setzero_ps()
+#define FG_VLD(p) _mm256_load_ps(p)
+#define FG_VLDU(p) _mm256_loadu_ps(p)
+#define FG_VADD(a, b) _mm256_add_ps(a, b)
+#define FG_VST(p, v) _mm256_storeu_ps(p, v)
+#define FG_VBC(p) _mm256_set1_ps(*(p))
+#define FG_VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#include "rnn_tiles_isa.h"
+
+#define FG_RT_TARGET "avx512f"
+#define FG_T(name) name##_avx512
+#define FG_V __m512
+#define FG_VL 16
+#define FG_MR 8
+#define FG_SW FG_RT_SW8
+#define FG_VZ() _mm512_setzero_ps()
+#define FG_VLD(p) _mm512_load_ps(p)
+#define FG_VLDU(p) _mm512_loadu_ps(p)
+#define FG_VADD(a, b) _mm512_add_ps(a, b)
+#define FG_VST(p, v) _mm512_storeu_ps(p, v)
+#define FG_VBC(p) _mm512_set1_ps(*(p))
+#define FG_VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#include "rnn_tiles_isa.h"
+
+static int fg_rt_state = -1;
+
+/* The loops the CPU runs: 2 AVX-512, 1 AVX2+FMA, 0 none (the caller's BLAS products); force:
+ * -1 keep, else the highest level allowed (tests run every path the CPU has) */
+static int fg_rt_ok(int force) {
+    if (fg_rt_state < 0 || force >= 0) {
+        __builtin_cpu_init();
+        int have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        int lvl = !have ? 0 : __builtin_cpu_supports("avx512f") ? 2 : 1;
+        fg_rt_state = force >= 0 && force < lvl ? force : lvl;
+    }
+    return fg_rt_state;
+}
+
+/* columns per panel of the loops in use */
+static ptrdiff_t fg_rt_nr(void) { return fg_rt_state == 2 ? 32 : 16; }
+
+/* c (m, n), rows ldc apart, = (add ? c : 0) + a (m, k) @ the panels bp (fg_rt_pack, fg_rt_nr
+ * columns each) of a (k, n) operand; a's element (i, kk) at a[i * sa + kk * sk] (a row-major
+ * a: sa = its row stride, sk = 1; a transposed: sa = 1, sk = its row stride) */
+static void fg_rt_mm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t sa,
+                     ptrdiff_t sk, const float *bp, float *c, ptrdiff_t ldc, int add) {
+    if (fg_rt_state == 2) fg_rt_mm_avx512(m, n, k, a, sa, sk, bp, c, ldc, add);
+    else fg_rt_mm_avx2(m, n, k, a, sa, sk, bp, c, ldc, add);
+}
+
+#else   /* not x86-64 GCC/Clang: never taken (fg_rt_ok is 0) */
+
+static int fg_rt_ok(int force) { (void)force; return 0; }
+static ptrdiff_t fg_rt_nr(void) { return 16; }
+static void fg_rt_pack(const float *b, ptrdiff_t ldb, ptrdiff_t k, ptrdiff_t n, ptrdiff_t nr,
+                       float *bp) {}
+static void fg_rt_mm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t sa,
+                     ptrdiff_t sk, const float *bp, float *c, ptrdiff_t ldc, int add) {}
+
+#endif
+#endif
