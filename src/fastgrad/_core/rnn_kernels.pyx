@@ -35,6 +35,8 @@ cdef extern from "rnn_tiles.h" nogil:
     Py_ssize_t fg_rt_nr()
     void fg_rt_pack(const float* b, Py_ssize_t ldb, Py_ssize_t k, Py_ssize_t n, Py_ssize_t nr,
                     float* bp)
+    void fg_rt_pack_t(const float* w, Py_ssize_t ldw, Py_ssize_t k, Py_ssize_t n, Py_ssize_t nr,
+                      Py_ssize_t kp, float* bp)
     void fg_rt_mm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t sa,
                   Py_ssize_t sk, const float* bp, float* c, Py_ssize_t ldc, int add)
 
@@ -406,16 +408,21 @@ cdef void* _alloc_panels(Plan* p, bint backward) noexcept nogil:
     return mem
 
 
-cdef void _tiled(const Plan* p, bint backward, Py_ssize_t i, Py_ssize_t k, Py_ssize_t m,
-                 Py_ssize_t n,
-                 Py_ssize_t kk, const float* a, Py_ssize_t lda, const float* w,
-                 Py_ssize_t ldw, float* c, Py_ssize_t ldc) noexcept nogil:
-    """c (m, n) = a (m, kk) @ w (kk, n) for block k at step i of a pass, on the block's panels
-    of w, which its first step packs (Note [Packed recurrent weights])."""
-    cdef float* bp = <float*>p.wpk + k * _block_panels(p, backward)
-    if i == 0:
-        fg_rt_pack(w, ldw, kk, n, fg_rt_nr(), bp)
-    fg_rt_mm(m, n, kk, a, lda, 1, bp, c, ldc, 0)
+cdef inline float* _block_panel(const Plan* p, bint backward, Py_ssize_t k) noexcept nogil:
+    """Block k's panels in p.wpk (Note [Packed recurrent weights])."""
+    return <float*>p.wpk + k * _block_panels(p, backward)
+
+
+cdef void _pack_forward(const Plan* p, Py_ssize_t k, float* bp) noexcept nogil:
+    """Block k's forward panels, the block's columns of [W_ih^T; W_hh^T] (GRU: W_hh^T), read
+    straight from its rows of W_ih and W_hh (block gate order): the transposed copies wihT and
+    whhT are then not written (run_forward)."""
+    cdef Py_ssize_t ng = p.G // p.H, u0 = k * p.hb, nr = fg_rt_nr()
+    cdef Py_ssize_t n = ng * min(p.hb, p.H - u0), kf = p.P if p.mode == GRU else p.lx
+    if p.mode != GRU:
+        fg_rt_pack_t(<float*>p.wih + ng * u0 * p.nin, p.nin, p.nin, n, nr, kf, bp)
+        bp += p.nin * nr
+    fg_rt_pack_t(<float*>p.whh + ng * u0 * p.P, p.P, p.P, n, nr, kf, bp)
 
 
 cdef void _cell(const Plan* p, floating* tag, Py_ssize_t row, Py_ssize_t r, Py_ssize_t u0,
@@ -473,15 +480,19 @@ cdef void _forward_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t 
     cdef Py_ssize_t s, b, o, r, b2 = 0, o2 = 0, ng = p.G // p.H, u0 = k * p.hb
     cdef Py_ssize_t n = min(p.hb, p.H - u0)
     cdef floating* hprev = <floating*>p.hprev
+    cdef float* bp
     s = _step(p, i, False)
     b, o = p.bs[s], p.off[s]
     if floating is float and p.wpk != NULL:    # Note [Packed recurrent weights]
+        bp = _block_panel(p, False, k)
+        if i == 0:
+            _pack_forward(p, k, bp)
         if p.mode == GRU:
-            _tiled(p, False, i, k, b, ng * n, p.P, hprev + o * p.lx, p.lx,
-                   <float*>p.whhT + ng * u0, p.G, <float*>p.gh + o * p.G + ng * u0, p.G)
+            fg_rt_mm(b, ng * n, p.P, hprev + o * p.lx, p.lx, 1, bp,
+                     <float*>p.gh + o * p.G + ng * u0, p.G, 0)
         else:
-            _tiled(p, False, i, k, b, ng * n, p.lx, <float*>p.x + o * p.lx, p.lx,
-                   <float*>p.wihT + ng * u0, p.G, <float*>p.gx + o * p.G + ng * u0, p.G)
+            fg_rt_mm(b, ng * n, p.lx, <float*>p.x + o * p.lx, p.lx, 1, bp,
+                     <float*>p.gx + o * p.G + ng * u0, p.G, 0)
     elif p.mode == GRU:
         _mm_cols(tag, b, ng * n, p.P, hprev + o * p.lx, p.lx, <floating*>p.whhT + ng * u0, p.G,
                  0.0, <floating*>p.gh + o * p.G + ng * u0, p.G, FWD_COLS)
@@ -564,9 +575,13 @@ cdef void _partial_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t 
     recurrent gate gradients dg (dgx; GRU: dgh) times the same rows of W_hh, all P columns."""
     cdef Py_ssize_t s = _step(p, i, True), ng = p.G // p.H, u0 = k * p.hb
     cdef Py_ssize_t n = min(p.hb, p.H - u0), b = p.bs[s], o = p.off[s]
+    cdef float* bp
     if floating is float and p.wpk != NULL:    # Note [Packed recurrent weights]
-        _tiled(p, True, i, k, b, p.P, ng * n, dg + o * p.G + ng * u0, p.G,
-               <float*>p.whh + ng * u0 * p.P, p.P, _part(p, part, i, k), p.P)
+        bp = _block_panel(p, True, k)
+        if i == 0:
+            fg_rt_pack(<float*>p.whh + ng * u0 * p.P, p.P, ng * n, p.P, fg_rt_nr(), bp)
+        fg_rt_mm(b, p.P, ng * n, dg + o * p.G + ng * u0, p.G, 1, bp, _part(p, part, i, k), p.P,
+                 0)
         return
     _mm_cols(tag, b, p.P, ng * n, dg + o * p.G + ng * u0, p.G, <floating*>p.whh + ng * u0 * p.P,
              p.P, 0.0, _part(p, part, i, k), p.P, BWD_COLS)
@@ -631,7 +646,7 @@ cdef void _dw_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k,
     cdef Py_ssize_t r1 = max(p.off[s0] + p.bs[s0], p.off[s1] + p.bs[s1])
     cdef float* xp
     if floating is float and p.wpk != NULL:    # Note [Packed recurrent weights]
-        xp = <float*>p.wpk + k * _block_panels(p, True) + _panels(ng * p.hb, p.P)
+        xp = _block_panel(p, True, k) + _panels(ng * p.hb, p.P)
         fg_rt_pack(<float*>p.x + r0 * p.lx, p.lx, r1 - r0, p.lx, fg_rt_nr(), xp)
         fg_rt_mm(ng * n, p.lx, r1 - r0, dgx + r0 * p.G + ng * u0, 1, p.G, xp,
                  <float*>p.dw + ng * u0 * p.lx, p.lx, 1)
@@ -806,7 +821,8 @@ cdef void run_forward(Plan* p) noexcept nogil:
     cdef int prev = blas.one_thread()
     cdef void* panels = _alloc_panels(p, False)
     if p.f32:
-        _weights_t(p, <float*>NULL)
+        if p.wpk == NULL or p.mode == GRU:  # the tiles read W_ih and W_hh (_pack_forward)
+            _weights_t(p, <float*>NULL)
         _forward_all(p, <float*>NULL)
     else:
         _weights_t(p, <double*>NULL)

@@ -48,6 +48,34 @@ static void fg_rt_pack(const float *b, ptrdiff_t ldb, ptrdiff_t k, ptrdiff_t n, 
     }
 }
 
+/* the same panels (rows kk < k of panels kp rows high) from w (n, k), rows ldw apart, the
+ * operand transposed: row kk of the operand is column kk of w; 8 rows of w at a time, each
+ * step writing 8 neighbouring floats of a panel row (one float per row at a time ran ~6x
+ * slower) */
+static void fg_rt_pack_t(const float *w, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n, ptrdiff_t nr,
+                         ptrdiff_t kp, float *bp) {
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += nr) {
+        float *panel = bp + j0 * kp;
+        for (ptrdiff_t j = 0; j < nr; j += 8) {
+            const float *src[8];
+            int have = 0;
+            for (int q = 0; q < 8; q++)
+                if (j0 + j + q < n) { src[q] = w + (j0 + j + q) * ldw; have = q + 1; }
+            if (have == 8) {
+                for (ptrdiff_t kk = 0; kk < k; kk++) {
+                    float *d = panel + kk * nr + j;
+                    d[0] = src[0][kk]; d[1] = src[1][kk]; d[2] = src[2][kk]; d[3] = src[3][kk];
+                    d[4] = src[4][kk]; d[5] = src[5][kk]; d[6] = src[6][kk]; d[7] = src[7][kk];
+                }
+            } else {
+                for (ptrdiff_t kk = 0; kk < k; kk++)
+                    for (int q = 0; q < 8; q++)
+                        panel[kk * nr + j + q] = q < have ? src[q][kk] : 0.0f;
+            }
+        }
+    }
+}
+
 /* switch over a tile's rows n (1..6 or 1..8), each case a call with a constant */
 #define FG_RT_SW6(n, CALL) switch (n) { case 1: CALL(1) break; case 2: CALL(2) break; \
     case 3: CALL(3) break; case 4: CALL(4) break; case 5: CALL(5) break; default: CALL(6) break; }
@@ -117,6 +145,8 @@ static int fg_rt_ok(int force) { (void)force; return 0; }
 static ptrdiff_t fg_rt_nr(void) { return 16; }
 static void fg_rt_pack(const float *b, ptrdiff_t ldb, ptrdiff_t k, ptrdiff_t n, ptrdiff_t nr,
                        float *bp) {}
+static void fg_rt_pack_t(const float *w, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n, ptrdiff_t nr,
+                         ptrdiff_t kp, float *bp) {}
 static void fg_rt_mm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t sa,
                      ptrdiff_t sk, const float *bp, float *c, ptrdiff_t ldc, int add) {}
 
