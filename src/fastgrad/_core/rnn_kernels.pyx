@@ -39,6 +39,9 @@ cdef extern from "rnn_tiles.h" nogil:
                       Py_ssize_t kp, float* bp)
     void fg_rt_mm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t sa,
                   Py_ssize_t sk, const float* bp, float* c, Py_ssize_t ldc, int add)
+    void fg_rt_mm_rows(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t sa,
+                       Py_ssize_t sk, const float* b, Py_ssize_t ldb, float* scratch, float* c,
+                       Py_ssize_t ldc, int add)
 
 # rnn_tiles.h includes it once per instruction set; named here so that a change to it rebuilds
 # this module
@@ -387,11 +390,11 @@ cdef inline Py_ssize_t _panels(Py_ssize_t k, Py_ssize_t n) noexcept nogil:
 
 cdef Py_ssize_t _block_panels(const Plan* p, bint backward) noexcept nogil:
     """Floats of one block's panels (the widest block's): forward, its columns of
-    [W_ih^T; W_hh^T] (GRU: W_hh^T); backward, its rows of W_hh, then room for the rows of
-    [x | h_prev] of a group of DW_STEPS steps (_dw_block)."""
+    [W_ih^T; W_hh^T] (GRU: W_hh^T); backward, its rows of W_hh, then room for one panel of
+    the rows of [x | h_prev] of a group of DW_STEPS steps (_dw_block)."""
     cdef Py_ssize_t ng = p.G // p.H
     if backward:
-        return _panels(ng * p.hb, p.P) + _panels(DW_STEPS * p.B, p.lx)
+        return _panels(ng * p.hb, p.P) + DW_STEPS * p.B * fg_rt_nr()
     return _panels(p.P if p.mode == GRU else p.lx, ng * p.hb)
 
 
@@ -644,12 +647,11 @@ cdef void _dw_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k,
     cdef Py_ssize_t s0 = _step(p, i - i % DW_STEPS, True), s1 = _step(p, i, True)
     cdef Py_ssize_t r0 = min(p.off[s0], p.off[s1])
     cdef Py_ssize_t r1 = max(p.off[s0] + p.bs[s0], p.off[s1] + p.bs[s1])
-    cdef float* xp
     if floating is float and p.wpk != NULL:    # Note [Packed recurrent weights]
-        xp = _block_panel(p, True, k) + _panels(ng * p.hb, p.P)
-        fg_rt_pack(<float*>p.x + r0 * p.lx, p.lx, r1 - r0, p.lx, fg_rt_nr(), xp)
-        fg_rt_mm(ng * n, p.lx, r1 - r0, dgx + r0 * p.G + ng * u0, 1, p.G, xp,
-                 <float*>p.dw + ng * u0 * p.lx, p.lx, 1)
+        fg_rt_mm_rows(ng * n, p.lx, r1 - r0, dgx + r0 * p.G + ng * u0, 1, p.G,
+                      <float*>p.x + r0 * p.lx, p.lx,
+                      _block_panel(p, True, k) + _panels(ng * p.hb, p.P),
+                      <float*>p.dw + ng * u0 * p.lx, p.lx, 1)
         return
     _mm(tag, True, False, ng * n, p.lx, r1 - r0, dgx + r0 * p.G + ng * u0, p.G,
         <floating*>p.x + r0 * p.lx, p.lx, 1.0, <floating*>p.dw + ng * u0 * p.lx, p.lx)

@@ -90,7 +90,6 @@ static void fg_rt_pack_t(const float *w, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n
 #define FG_MR 6
 #define FG_SW FG_RT_SW6
 #define FG_VZ() _mm256_setzero_ps()
-#define FG_VLD(p) _mm256_load_ps(p)
 #define FG_VLDU(p) _mm256_loadu_ps(p)
 #define FG_VADD(a, b) _mm256_add_ps(a, b)
 #define FG_VST(p, v) _mm256_storeu_ps(p, v)
@@ -105,7 +104,6 @@ static void fg_rt_pack_t(const float *w, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n
 #define FG_MR 8
 #define FG_SW FG_RT_SW8
 #define FG_VZ() _mm512_setzero_ps()
-#define FG_VLD(p) _mm512_load_ps(p)
 #define FG_VLDU(p) _mm512_loadu_ps(p)
 #define FG_VADD(a, b) _mm512_add_ps(a, b)
 #define FG_VST(p, v) _mm512_storeu_ps(p, v)
@@ -135,8 +133,22 @@ static ptrdiff_t fg_rt_nr(void) { return fg_rt_state == 2 ? 32 : 16; }
  * a: sa = its row stride, sk = 1; a transposed: sa = 1, sk = its row stride) */
 static void fg_rt_mm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t sa,
                      ptrdiff_t sk, const float *bp, float *c, ptrdiff_t ldc, int add) {
-    if (fg_rt_state == 2) fg_rt_mm_avx512(m, n, k, a, sa, sk, bp, c, ldc, add);
-    else fg_rt_mm_avx2(m, n, k, a, sa, sk, bp, c, ldc, add);
+    if (fg_rt_state == 2) fg_rt_mm_avx512(m, n, k, a, sa, sk, bp, k, 32, c, ldc, add);
+    else fg_rt_mm_avx2(m, n, k, a, sa, sk, bp, k, 16, c, ldc, add);
+}
+
+/* the same with b (k, n) read in place, its rows ldb apart: the whole panels straight from b,
+ * the last partial one (if any) packed into scratch (k * fg_rt_nr floats, 64-byte aligned) */
+static void fg_rt_mm_rows(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t sa,
+                          ptrdiff_t sk, const float *b, ptrdiff_t ldb, float *scratch, float *c,
+                          ptrdiff_t ldc, int add) {
+    ptrdiff_t nr = fg_rt_nr(), whole = n / nr * nr;
+    if (fg_rt_state == 2) fg_rt_mm_avx512(m, whole, k, a, sa, sk, b, 1, ldb, c, ldc, add);
+    else fg_rt_mm_avx2(m, whole, k, a, sa, sk, b, 1, ldb, c, ldc, add);
+    if (whole < n) {
+        fg_rt_pack(b + whole, ldb, k, n - whole, nr, scratch);
+        fg_rt_mm(m, n - whole, k, a, sa, sk, scratch, c + whole, ldc, add);
+    }
 }
 
 #else   /* not x86-64 GCC/Clang: never taken (fg_rt_ok is 0) */
@@ -149,6 +161,9 @@ static void fg_rt_pack_t(const float *w, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n
                          ptrdiff_t kp, float *bp) {}
 static void fg_rt_mm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t sa,
                      ptrdiff_t sk, const float *bp, float *c, ptrdiff_t ldc, int add) {}
+static void fg_rt_mm_rows(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t sa,
+                          ptrdiff_t sk, const float *b, ptrdiff_t ldb, float *scratch, float *c,
+                          ptrdiff_t ldc, int add) {}
 
 #endif
 #endif
