@@ -375,7 +375,8 @@ cdef enum:
 cdef void _mm_cols(floating* tag, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
                    Py_ssize_t lda, const floating* b, Py_ssize_t ldb, double beta, floating* c,
                    Py_ssize_t ldc, Py_ssize_t cols) noexcept nogil:
-    """_mm (no transposes) in chunks of cols columns of C."""
+    """_mm (no transposes) in chunks of cols columns of C (the time loops' BLAS path: float64,
+    or a CPU without the tiles of Note [Packed recurrent weights] in rnn_tiles.h)."""
     cdef Py_ssize_t c0 = 0
     while c0 < n:
         _mm(tag, False, False, m, min(cols, n - c0), k, a, lda, b + c0, ldb, beta, c + c0, ldc)

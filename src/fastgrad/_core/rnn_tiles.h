@@ -4,16 +4,21 @@
  * Note [Packed recurrent weights]
  * Each time step multiplies a few rows (the batch, 32 for W12) by the same weight columns: a
  * forward block [x_t | h_{t-1}] (b, I + P) @ its columns of [W_ih^T; W_hh^T] (I + P, 4 hb), a
- * gradient block's partial dG (b, 4 hb) @ its rows of W_hh (4 hb, P). OpenBLAS's small-matrix
- * kernels ran these at ~65 GMAC/s on one core, reading the weights in their row-major layout at
- * every step; with 32 rows there is little to amortise a repacking over. Here the block's
- * weight operand is copied once per pass (at the block's first step, by the thread that runs it,
- * so the copy is in that core's cache) into panels of NR columns, each panel's rows
- * contiguous (NR floats per row, the last panel zero-padded), and every step runs tiles of MR
- * rows x NR columns over them: per k, NR/VL panel loads and MR broadcasts of A's elements for
- * MR * NR / VL fused multiply-adds, the accumulators in registers for the whole K.
+ * gradient block's partial dG (b, 4 hb) @ its rows of W_hh (4 hb, P). OpenBLAS ran W12's
+ * forward block product (32x256x192) in ~24 us on one core (~65 GMAC/s, its small-matrix kernel
+ * reading the weights in their row-major layout at every step). Here the block's weight operand
+ * is copied once per pass (at the block's first step, by the thread that runs it, so the copy is
+ * in that core's cache) into panels of NR columns, each panel's rows contiguous (NR floats per
+ * row, the last panel zero-padded), and every step runs tiles of MR rows x NR columns over them:
+ * per k, NR/VL panel loads and MR broadcasts of A's elements for MR * NR / VL fused
+ * multiply-adds, the accumulators in registers for the whole K.
  *   AVX-512: MR 8, NR 32 (16 accumulators of 16 lanes)
  *   AVX2:    MR 6, NR 16 (12 accumulators of 8 lanes)
+ * W12's forward block product then takes ~17 us (~95 GMAC/s, about what the core's two 512-bit
+ * FMA units give), its forward ~25% less time on one core. The gradient partial (32x128x256,
+ * ~11 us) and the in-loop weight gradient (Note [Weight gradients in the loop]: A transposed, the
+ * rows of [x | h_prev] read in place, added to dW; 256x192x128, ~70 us against OpenBLAS's ~80)
+ * run on the same tiles, where OpenBLAS was already close to that rate.
  * Each element of C is the sum over k in order of one FMA chain, whatever the tile or thread it
  * falls in, so results do not depend on the thread count. fg_rt_ok says which loops the CPU runs
  * (0: none, and the caller keeps its BLAS products); float64 stays on BLAS.
