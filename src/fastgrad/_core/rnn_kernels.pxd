@@ -41,6 +41,8 @@ ctypedef struct Plan:
     double* db2      # (the bias gradients; GRU: db of b_ih, db2 of b_hh), or NULL
     void* dw         # backward: (G, I + P) [dW_ih | dW_hh] in gx's gate order, accumulated in the
                      # loop (Note [Weight gradients in the loop]), or NULL
+    void* wpk        # float32 without proj_size: the blocks' weight panels during a pass (set
+                     # by run_forward/run_backward; Note [Packed recurrent weights]), or NULL
 
 
 cdef Py_ssize_t unit_blocks(Py_ssize_t H) noexcept nogil     # units per block (Plan.hb)

@@ -30,6 +30,24 @@ cdef extern from "rnn_cell.h" nogil:
 
 fg_lstm_select(2)
 
+cdef extern from "rnn_tiles.h" nogil:
+    int fg_rt_ok(int force)
+    Py_ssize_t fg_rt_nr()
+    void fg_rt_pack(const float* b, Py_ssize_t ldb, Py_ssize_t k, Py_ssize_t n, Py_ssize_t nr,
+                    float* bp)
+    void fg_rt_pack_t(const float* w, Py_ssize_t ldw, Py_ssize_t k, Py_ssize_t n, Py_ssize_t nr,
+                      Py_ssize_t kp, float* bp)
+    void fg_rt_mm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t sa,
+                  Py_ssize_t sk, const float* bp, float* c, Py_ssize_t ldc, int add)
+    void fg_rt_mm_rows(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t sa,
+                       Py_ssize_t sk, const float* b, Py_ssize_t ldb, float* scratch, float* c,
+                       Py_ssize_t ldc, int add)
+
+# rnn_tiles.h includes it once per instruction set; named here so that a change to it rebuilds
+# this module
+cdef extern from "rnn_tiles_isa.h":
+    pass
+
 # The GRU's gate-gradient loop for one row, with restrict pointers so that GCC vectorises it
 # (through Cython's plain pointers it cannot rule out aliasing between the arrays).
 cdef extern from *:
@@ -326,6 +344,15 @@ def set_team_macs(Py_ssize_t n):
     return old
 
 
+def tiles(force=None):
+    """The tiled loops float32 recurrences on the thread team run (Note [Packed recurrent
+    weights] in rnn_tiles.h): 2 AVX-512, 1 AVX2+FMA, 0 none (BLAS); force: the highest level
+    allowed from now on (for tests and benchmarks; True: the best the CPU has, False: none)."""
+    if force is True:
+        force = 2
+    return fg_rt_ok(-1 if force is None else int(force))
+
+
 cdef Py_ssize_t unit_blocks(Py_ssize_t H) noexcept nogil:
     """Units per block: half of H in multiples of 16 (two threads share a layer; the gate
     arithmetic on 32-unit blocks cost W12 ~0.4 ms more than on 64, its vectorised loops being
@@ -348,11 +375,58 @@ cdef enum:
 cdef void _mm_cols(floating* tag, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
                    Py_ssize_t lda, const floating* b, Py_ssize_t ldb, double beta, floating* c,
                    Py_ssize_t ldc, Py_ssize_t cols) noexcept nogil:
-    """_mm (no transposes) in chunks of cols columns of C."""
+    """_mm (no transposes) in chunks of cols columns of C (the time loops' BLAS path: float64,
+    or a CPU without the tiles of Note [Packed recurrent weights] in rnn_tiles.h)."""
     cdef Py_ssize_t c0 = 0
     while c0 < n:
         _mm(tag, False, False, m, min(cols, n - c0), k, a, lda, b + c0, ldb, beta, c + c0, ldc)
         c0 += cols
+
+
+cdef inline Py_ssize_t _panels(Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    """Floats of the panels of a (k, n) operand (fg_rt_pack: n rounded up to whole panels)."""
+    cdef Py_ssize_t nr = fg_rt_nr()
+    return k * ((n + nr - 1) // nr * nr)
+
+
+cdef Py_ssize_t _block_panels(const Plan* p, bint backward) noexcept nogil:
+    """Floats of one block's panels (the widest block's): forward, its columns of
+    [W_ih^T; W_hh^T] (GRU: W_hh^T); backward, its rows of W_hh, then room for one panel of
+    the rows of [x | h_prev] of a group of DW_STEPS steps (_dw_block)."""
+    cdef Py_ssize_t ng = p.G // p.H
+    if backward:
+        return _panels(ng * p.hb, p.P) + DW_STEPS * p.B * fg_rt_nr()
+    return _panels(p.P if p.mode == GRU else p.lx, ng * p.hb)
+
+
+cdef void* _alloc_panels(Plan* p, bint backward) noexcept nogil:
+    """Set p.wpk to room for every block's panels (64-byte aligned) when the float32 loop runs
+    on the tiles (fg_rt_ok; Note [Packed recurrent weights]); returns the block to free, or
+    NULL (p.wpk NULL: the BLAS products)."""
+    cdef void* mem = NULL
+    p.wpk = NULL
+    if p.f32 and not p.proj and fg_rt_ok(-1):
+        mem = malloc(p.nb * _block_panels(p, backward) * sizeof(float) + 64)
+        if mem != NULL:
+            p.wpk = <char*>mem + (64 - <size_t>mem % 64) % 64
+    return mem
+
+
+cdef inline float* _block_panel(const Plan* p, bint backward, Py_ssize_t k) noexcept nogil:
+    """Block k's panels in p.wpk (Note [Packed recurrent weights])."""
+    return <float*>p.wpk + k * _block_panels(p, backward)
+
+
+cdef void _pack_forward(const Plan* p, Py_ssize_t k, float* bp) noexcept nogil:
+    """Block k's forward panels, the block's columns of [W_ih^T; W_hh^T] (GRU: W_hh^T), read
+    straight from its rows of W_ih and W_hh (block gate order): the transposed copies wihT and
+    whhT are then not written (run_forward)."""
+    cdef Py_ssize_t ng = p.G // p.H, u0 = k * p.hb, nr = fg_rt_nr()
+    cdef Py_ssize_t n = ng * min(p.hb, p.H - u0), kf = p.P if p.mode == GRU else p.lx
+    if p.mode != GRU:
+        fg_rt_pack_t(<float*>p.wih + ng * u0 * p.nin, p.nin, p.nin, n, nr, kf, bp)
+        bp += p.nin * nr
+    fg_rt_pack_t(<float*>p.whh + ng * u0 * p.P, p.P, p.P, n, nr, kf, bp)
 
 
 cdef void _cell(const Plan* p, floating* tag, Py_ssize_t row, Py_ssize_t r, Py_ssize_t u0,
@@ -410,9 +484,20 @@ cdef void _forward_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t 
     cdef Py_ssize_t s, b, o, r, b2 = 0, o2 = 0, ng = p.G // p.H, u0 = k * p.hb
     cdef Py_ssize_t n = min(p.hb, p.H - u0)
     cdef floating* hprev = <floating*>p.hprev
+    cdef float* bp
     s = _step(p, i, False)
     b, o = p.bs[s], p.off[s]
-    if p.mode == GRU:
+    if floating is float and p.wpk != NULL:    # Note [Packed recurrent weights]
+        bp = _block_panel(p, False, k)
+        if i == 0:
+            _pack_forward(p, k, bp)
+        if p.mode == GRU:
+            fg_rt_mm(b, ng * n, p.P, hprev + o * p.lx, p.lx, 1, bp,
+                     <float*>p.gh + o * p.G + ng * u0, p.G, 0)
+        else:
+            fg_rt_mm(b, ng * n, p.lx, <float*>p.x + o * p.lx, p.lx, 1, bp,
+                     <float*>p.gx + o * p.G + ng * u0, p.G, 0)
+    elif p.mode == GRU:
         _mm_cols(tag, b, ng * n, p.P, hprev + o * p.lx, p.lx, <floating*>p.whhT + ng * u0, p.G,
                  0.0, <floating*>p.gh + o * p.G + ng * u0, p.G, FWD_COLS)
     else:                           # Note [One product per step]
@@ -494,6 +579,14 @@ cdef void _partial_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t 
     recurrent gate gradients dg (dgx; GRU: dgh) times the same rows of W_hh, all P columns."""
     cdef Py_ssize_t s = _step(p, i, True), ng = p.G // p.H, u0 = k * p.hb
     cdef Py_ssize_t n = min(p.hb, p.H - u0), b = p.bs[s], o = p.off[s]
+    cdef float* bp
+    if floating is float and p.wpk != NULL:    # Note [Packed recurrent weights]
+        bp = _block_panel(p, True, k)
+        if i == 0:
+            fg_rt_pack(<float*>p.whh + ng * u0 * p.P, p.P, ng * n, p.P, fg_rt_nr(), bp)
+        fg_rt_mm(b, p.P, ng * n, dg + o * p.G + ng * u0, p.G, 1, bp, _part(p, part, i, k), p.P,
+                 0)
+        return
     _mm_cols(tag, b, p.P, ng * n, dg + o * p.G + ng * u0, p.G, <floating*>p.whh + ng * u0 * p.P,
              p.P, 0.0, _part(p, part, i, k), p.P, BWD_COLS)
 
@@ -555,6 +648,12 @@ cdef void _dw_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k,
     cdef Py_ssize_t s0 = _step(p, i - i % DW_STEPS, True), s1 = _step(p, i, True)
     cdef Py_ssize_t r0 = min(p.off[s0], p.off[s1])
     cdef Py_ssize_t r1 = max(p.off[s0] + p.bs[s0], p.off[s1] + p.bs[s1])
+    if floating is float and p.wpk != NULL:    # Note [Packed recurrent weights]
+        fg_rt_mm_rows(ng * n, p.lx, r1 - r0, dgx + r0 * p.G + ng * u0, 1, p.G,
+                      <float*>p.x + r0 * p.lx, p.lx,
+                      _block_panel(p, True, k) + _panels(ng * p.hb, p.P),
+                      <float*>p.dw + ng * u0 * p.lx, p.lx, 1)
+        return
     _mm(tag, True, False, ng * n, p.lx, r1 - r0, dgx + r0 * p.G + ng * u0, p.G,
         <floating*>p.x + r0 * p.lx, p.lx, 1.0, <floating*>p.dw + ng * u0 * p.lx, p.lx)
 
@@ -723,12 +822,16 @@ cdef void _weights_t(const Plan* p, floating* tag) noexcept nogil:
 
 cdef void run_forward(Plan* p) noexcept nogil:
     cdef int prev = blas.one_thread()
+    cdef void* panels = _alloc_panels(p, False)
     if p.f32:
-        _weights_t(p, <float*>NULL)
+        if p.wpk == NULL or p.mode == GRU:  # the tiles read W_ih and W_hh (_pack_forward)
+            _weights_t(p, <float*>NULL)
         _forward_all(p, <float*>NULL)
     else:
         _weights_t(p, <double*>NULL)
         _forward_all(p, <double*>NULL)
+    free(panels)
+    p.wpk = NULL
     blas.restore(prev)
 
 
@@ -744,12 +847,15 @@ cdef void _backward_all(const Plan* p, floating* tag, const floating* gout, floa
 cdef void run_backward(Plan* p, const void* gout, void* dh, void* dc, void* dgx, void* dgh,
                        void* dhall, void* dhp) noexcept nogil:
     cdef int prev = blas.one_thread()
+    cdef void* panels = _alloc_panels(p, True)
     if p.f32:
         _backward_all(p, <float*>NULL, <const float*>gout, <float*>dh, <float*>dc, <float*>dgx,
                       <float*>dgh, <float*>dhall, <float*>dhp)
     else:
         _backward_all(p, <double*>NULL, <const double*>gout, <double*>dh, <double*>dc,
                       <double*>dgx, <double*>dgh, <double*>dhall, <double*>dhp)
+    free(panels)
+    p.wpk = NULL
     blas.restore(prev)
 
 

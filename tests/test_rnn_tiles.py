@@ -1,0 +1,95 @@
+"""float32 recurrences on packed weight panels (Note [Packed recurrent weights] in
+rnn_tiles.h): every tile level the CPU has (2 AVX-512, 1 AVX2+FMA, 0 the BLAS products) against
+float64, at sizes that leave partial tiles and panels, and the same bits on 1 and 2 threads."""
+import numpy as np
+import pytest
+
+from _backend import fg, REFERENCE
+
+pytestmark = pytest.mark.skipif(REFERENCE, reason="fastgrad's tiled loops")
+
+KINDS = [("LSTM", {}), ("GRU", {}), ("RNN", {}), ("RNN", {"nonlinearity": "relu"})]
+
+# input, hidden, batch, steps, packed, bidirectional: partial row tiles (batch 1, 3, 33 against
+# 8 or 6 rows), partial panels (hidden 5, 17, 130: gate columns and P not multiples of 16 or 32,
+# and 130 two unit blocks of unequal size), one input feature, shrinking batches
+SIZES = [(1, 5, 1, 6, False, False), (3, 17, 3, 7, True, True), (4, 130, 33, 5, False, False),
+         (2, 17, 33, 9, True, False), (6, 40, 9, 11, False, True)]
+
+
+@pytest.fixture
+def level_and_team(request):
+    """The tile level under test (skipped when the CPU does not have it), every recurrence on
+    the team whatever its size, and everything put back afterwards."""
+    from fastgrad._core import rnn_kernels
+    best = rnn_kernels.tiles(True)
+    old_macs, old_threads = rnn_kernels.set_team_macs(0), fg.get_num_threads()
+    try:
+        if rnn_kernels.tiles(request.param) != request.param:
+            pytest.skip(f"this CPU runs tiles up to level {best}")
+        yield request.param
+    finally:
+        rnn_kernels.tiles(best)
+        rnn_kernels.set_team_macs(old_macs)
+        fg.set_num_threads(old_threads)
+
+
+def _run(name, extra, size, dtype, threads, seed=0):
+    """Output, final states and every gradient of one layer (weights drawn in float64 and cast,
+    so both dtypes start from the same numbers), on the given thread count."""
+    nin, hidden, batch, steps, packed, bidir = size
+    fg.set_num_threads(threads)
+    fg.manual_seed(seed)
+    m = getattr(fg.nn, name)(nin, hidden, bidirectional=bidir, dtype=fg.float64, **extra)
+    if dtype != fg.float64:
+        m = m.to(dtype)
+    rng = np.random.default_rng(seed)
+    x = fg.tensor(rng.standard_normal((steps, batch, nin)), dtype=dtype, requires_grad=True)
+    inp = x
+    if packed:
+        lengths = [steps] + [max(1, steps - 1 - i % steps) for i in range(batch - 1)]
+        inp = fg.nn.utils.rnn.pack_padded_sequence(x, sorted(lengths, reverse=True))
+    out, hidden_out = m(inp)
+    if packed:
+        out = fg.nn.utils.rnn.pad_packed_sequence(out)[0]
+    hs = hidden_out if isinstance(hidden_out, tuple) else (hidden_out,)
+    w = fg.tensor(np.cos(np.arange(int(np.prod(out.shape)))).reshape(tuple(out.shape)),
+                  dtype=dtype)
+    ((out * w).sum() + sum((h * h).sum() for h in hs)).backward()
+    return [out.detach().numpy(), *[h.detach().numpy() for h in hs], x.grad.numpy(),
+            *[p.grad.numpy() for p in m.parameters()]]
+
+
+@pytest.mark.parametrize("level_and_team", [2, 1, 0], indirect=True)
+@pytest.mark.parametrize("kind", range(len(KINDS)))
+@pytest.mark.parametrize("size", SIZES)
+def test_float32_tiles_match_float64(level_and_team, kind, size):
+    name, extra = KINDS[kind]
+    got = _run(name, extra, size, fg.float32, 2)
+    ref = _run(name, extra, size, fg.float64, 2)
+    for a, b in zip(got, ref):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5 * max(1.0, np.abs(b).max()))
+
+
+@pytest.mark.parametrize("level_and_team", [2, 1], indirect=True)
+@pytest.mark.parametrize("kind", range(len(KINDS)))
+@pytest.mark.parametrize("size", SIZES[1:4])
+def test_float32_tiles_same_bits_on_one_and_two_threads(level_and_team, kind, size):
+    name, extra = KINDS[kind]
+    one = _run(name, extra, size, fg.float32, 1)
+    two = _run(name, extra, size, fg.float32, 2)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_tiles_reports_and_sets_the_level():
+    from fastgrad._core import rnn_kernels
+    best = rnn_kernels.tiles(True)
+    try:
+        assert best in (0, 1, 2)
+        assert rnn_kernels.tiles() == best
+        assert rnn_kernels.tiles(False) == 0
+        assert rnn_kernels.tiles() == 0
+    finally:
+        rnn_kernels.tiles(best)
