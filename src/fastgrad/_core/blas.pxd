@@ -3,7 +3,8 @@
 cimport numpy as cnp
 
 cdef object matmul2d(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs,   # a (m, k) @ b (k, n)
-                     cnp.ndarray bias=*)                            # + bias (n,)
+                     cnp.ndarray bias=*, bint relu=*,               # + bias (n,), clamped at 0
+                     cnp.ndarray sum_rows_of=*, cnp.ndarray sums=*)  # + rows summed into sums
 cdef int one_thread() noexcept nogil          # OpenBLAS to 1 thread; returns the count to restore
 cdef void restore(int prev) noexcept nogil
 cdef bint gemm(bint f32, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
@@ -11,5 +12,6 @@ cdef bint gemm(bint f32, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_
                void* c, Py_ssize_t ldc) noexcept nogil   # C = op(A) op(B) + beta C (always True)
 cdef bint pair_pays(Py_ssize_t macs) noexcept nogil   # matmul2d_pair would take 2 such products
 cdef tuple matmul2d_pair(cnp.ndarray a1, cnp.ndarray b1,         # (a1 @ b1, a2 @ b2), one
-                         cnp.ndarray a2, cnp.ndarray b2)         # product per thread, or None
+                         cnp.ndarray a2, cnp.ndarray b2,         # product per thread, or None;
+                         cnp.ndarray sum_rows_of=*, cnp.ndarray sums=*)  # + rows summed
 cdef object bmm(object a, object b)           # np.matmul(a, b) on BLAS, batch split over threads

@@ -41,6 +41,7 @@ from cython cimport floating
 import numpy as np
 
 from fastgrad._core.kernels cimport nthreads
+from fastgrad._core cimport linear_kernels as lk
 
 cnp.import_array()
 
@@ -82,7 +83,23 @@ ctypedef struct Gemm:
     const char* a
     const char* b
     const char* bias       # (n,) C-contiguous, or NULL
+    bint relu              # C's block clamped at 0 after the product (Note [Work beside a product])
     char* c
+
+
+# Note [Work beside a product]
+# Two passes over a linear layer's rows are fused with its products, to skip a pass over memory
+# and a fork of the thread team each: a ReLU right after the forward product (each thread clamps
+# its own block of C while it is still in cache, same formula as the relu kernel: 0 if x < 0
+# else x, so NaN and -0.0 pass), and the bias gradient (column sums of G) beside the backward's
+# products (ColSums: each part of the region sums its share of the columns after its product).
+# Every column is still summed over all rows in row order, as lk.col_sum does alone, so neither
+# the thread count nor the fusion changes a bit of the result.
+ctypedef struct ColSums:
+    bint f32
+    const char* g          # (m, n), strides gs0, gs1 in elements; NULL: nothing to sum
+    Py_ssize_t gs0, gs1, m, n
+    char* out              # (n,) C-contiguous
 
 
 def install(size_t setter, size_t getter, size_t sgemm, size_t dgemm, bint ilp64):
@@ -177,6 +194,7 @@ cdef object _prepare(Gemm* g, cnp.ndarray a, cnp.ndarray b, cnp.ndarray bias):
     if b.shape[0] != g.k or g.m == 0 or g.n == 0 or g.k == 0:
         return None
     g.bias = NULL
+    g.relu = False
     if bias is not None:
         if cnp.PyArray_TYPE(bias) != t or cnp.PyArray_NDIM(bias) != 1 or bias.shape[0] != g.n \
                 or not cnp.PyArray_IS_C_CONTIGUOUS(bias):
@@ -205,16 +223,21 @@ cdef inline cnp.ndarray _readable(cnp.ndarray x, Py_ssize_t isz):
     return cnp.PyArray_GETCONTIGUOUS(x)
 
 
-cdef object matmul2d(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs, cnp.ndarray bias=None):
+cdef object matmul2d(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs, cnp.ndarray bias=None,
+                     bint relu=False, cnp.ndarray sum_rows_of=None, cnp.ndarray sums=None):
     """a (m, k) @ b (k, n) (+ bias, (n,), added in the product: C starts as the bias rows and
     BLAS accumulates with beta = 1) for 2-D float32/float64 arrays of one dtype, as a new
     C-contiguous array (an operand BLAS cannot read in place is copied first); None when BLAS's
     entry points were not found or the operands are not of that kind (the caller uses
-    np.matmul and adds the bias itself)."""
+    np.matmul and adds the bias itself). relu: the result clamped at 0; sum_rows_of (p, q):
+    its rows summed into sums (q,) in the same region (Note [Work beside a product])."""
     cdef Gemm g
+    cdef ColSums cs
     cdef int prev, nt
     cdef Py_ssize_t p, isz = cnp.PyArray_ITEMSIZE(a)
     if cnp.PyArray_NDIM(a) != 2 or cnp.PyArray_NDIM(b) != 2:
+        return None
+    if not _col_sums_of(&cs, sum_rows_of, sums):
         return None
     a, b = _readable(a, isz), _readable(b, isz)
     if bias is not None:
@@ -222,6 +245,7 @@ cdef object matmul2d(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs, cnp.ndarray 
     out = _prepare(&g, a, b, bias)
     if out is None:
         return None
+    g.relu = relu
     nt = nthreads()
     g.parts = nt
     if macs < SPLIT_MACS or (g.m if g.by_rows else g.n) < 32 * g.parts or nt == 1:
@@ -230,11 +254,45 @@ cdef object matmul2d(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs, cnp.ndarray 
         prev = one_thread()
         if g.parts == 1:
             _block(&g, 0, g.m if g.by_rows else g.n)
+            _sums_part(&cs, 0, 1)
         else:
             for p in prange(g.parts, schedule="dynamic", num_threads=nt):
                 _part(&g, p)
+                _sums_part(&cs, p, g.parts)
         restore(prev)
     return out
+
+
+cdef bint _col_sums_of(ColSums* s, cnp.ndarray g, cnp.ndarray out) noexcept:
+    """s set up to sum the rows of 2-D g into out (C-contiguous, g's dtype, float32/float64);
+    s.g = NULL when g is None. False when g or out is not of that kind."""
+    s.g = NULL
+    if g is None:
+        return True
+    cdef int t = cnp.PyArray_TYPE(g)
+    cdef Py_ssize_t isz = cnp.PyArray_ITEMSIZE(g)
+    if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or cnp.PyArray_NDIM(g) != 2 \
+            or out is None or cnp.PyArray_TYPE(out) != t or cnp.PyArray_NDIM(out) != 1 \
+            or out.shape[0] != g.shape[1] or not cnp.PyArray_IS_C_CONTIGUOUS(out) \
+            or cnp.PyArray_STRIDE(g, 0) % isz or cnp.PyArray_STRIDE(g, 1) % isz:
+        return False
+    s.f32 = t == cnp.NPY_FLOAT32
+    s.gs0, s.gs1 = cnp.PyArray_STRIDE(g, 0) // isz, cnp.PyArray_STRIDE(g, 1) // isz
+    s.m, s.n = g.shape[0], g.shape[1]
+    s.g, s.out = <const char*>cnp.PyArray_DATA(g), <char*>cnp.PyArray_DATA(out)
+    return True
+
+
+cdef void _sums_part(const ColSums* s, Py_ssize_t p, Py_ssize_t parts) noexcept nogil:
+    """Columns [n p / parts, n (p + 1) / parts) of s's row sums."""
+    cdef Py_ssize_t lo = s.n * p // parts, hi = s.n * (p + 1) // parts
+    if s.g == NULL or hi <= lo:
+        return
+    if s.f32:
+        lk.col_sum(<const float*>s.g + lo * s.gs1, s.gs0, s.gs1, <float*>s.out + lo, s.m, hi - lo)
+    else:
+        lk.col_sum(<const double*>s.g + lo * s.gs1, s.gs0, s.gs1, <double*>s.out + lo, s.m,
+                   hi - lo)
 
 
 # Note [Two products at once]
@@ -251,11 +309,14 @@ cdef bint pair_pays(Py_ssize_t macs) noexcept nogil:
     return nthreads() >= 2 and macs >= SPLIT_MACS
 
 
-cdef tuple matmul2d_pair(cnp.ndarray a1, cnp.ndarray b1, cnp.ndarray a2, cnp.ndarray b2):
+cdef tuple matmul2d_pair(cnp.ndarray a1, cnp.ndarray b1, cnp.ndarray a2, cnp.ndarray b2,
+                         cnp.ndarray sum_rows_of=None, cnp.ndarray sums=None):
     """(a1 @ b1, a2 @ b2), one product per thread (Note [Two products at once]); None when that
     does not apply (one thread, a product below SPLIT_MACS, or operands matmul2d refuses): the
-    caller makes the two products with matmul2d."""
+    caller makes the two products with matmul2d. sum_rows_of: its rows summed into sums, half
+    the columns on each thread after its product (Note [Work beside a product])."""
     cdef Gemm gs[2]
+    cdef ColSums cs
     cdef int prev
     cdef Py_ssize_t i, isz = cnp.PyArray_ITEMSIZE(a1)
     if cnp.PyArray_NDIM(a1) != 2 or cnp.PyArray_NDIM(b1) != 2 or \
@@ -263,6 +324,8 @@ cdef tuple matmul2d_pair(cnp.ndarray a1, cnp.ndarray b1, cnp.ndarray a2, cnp.nda
         return None
     if not pair_pays(min(a1.shape[0] * a1.shape[1] * b1.shape[1],
                          a2.shape[0] * a2.shape[1] * b2.shape[1])):
+        return None
+    if not _col_sums_of(&cs, sum_rows_of, sums):
         return None
     a1, b1, a2, b2 = _readable(a1, isz), _readable(b1, isz), _readable(a2, isz), \
         _readable(b2, isz)
@@ -274,6 +337,7 @@ cdef tuple matmul2d_pair(cnp.ndarray a1, cnp.ndarray b1, cnp.ndarray a2, cnp.nda
         prev = one_thread()
         for i in prange(2, schedule="static", num_threads=2):
             _block(&gs[i], 0, gs[i].m if gs[i].by_rows else gs[i].n)
+            _sums_part(&cs, i, 2)
         restore(prev)
     return (o1, o2)
 
@@ -309,6 +373,21 @@ cdef void _block(const Gemm* g, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
         beta = 1
     gemm(g.f32, g.ta == FG_TRANS, g.tb == FG_TRANS, m, n, g.k, a, g.lda, b, g.ldb, beta, c,
          g.ldc)
+    if g.relu:
+        if g.f32:
+            _relu_rows(<float*>c, m, n, g.ldc)
+        else:
+            _relu_rows(<double*>c, m, n, g.ldc)
+
+
+cdef void _relu_rows(floating* c, Py_ssize_t m, Py_ssize_t n, Py_ssize_t ldc) noexcept nogil:
+    """c[r, j] = 0 if c[r, j] < 0 else c[r, j] over m rows of n (the relu kernel's formula)."""
+    cdef Py_ssize_t r, j
+    cdef floating* row
+    for r in range(m):
+        row = c + r * ldc
+        for j in range(n):
+            row[j] = 0 if row[j] < 0 else row[j]
 
 
 cdef bint gemm(bint f32, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
@@ -426,7 +505,7 @@ cdef object bmm(object a, object b):
     ob = _batch_offsets(b2, batch)
     out = np.empty(batch + (m, n), dtype=a.dtype)
     g.m, g.n, g.k, g.ldc = m, n, k, n
-    g.by_rows, g.parts, g.bias = True, 1, NULL
+    g.by_rows, g.parts, g.bias, g.relu = True, 1, NULL, False
     g.a, g.b, g.c = <const char*>cnp.PyArray_DATA(a2), <const char*>cnp.PyArray_DATA(b2), \
         <char*>cnp.PyArray_DATA(out)
     pa, pb = <const int64_t*>cnp.PyArray_DATA(oa), <const int64_t*>cnp.PyArray_DATA(ob)

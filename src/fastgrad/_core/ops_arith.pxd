@@ -7,6 +7,7 @@ cdef enum:
     NOGIL_MIN = 4096
 
 cdef object add(object a, object b)
+cdef void record_add(TensorBase out, TensorBase a, TensorBase b) except *   # out = a + b, made elsewhere
 cdef bint add_into(cnp.ndarray acc, cnp.ndarray g) noexcept   # acc += g in place when it can
 cdef object sub(object a, object b)
 cdef object rsub(object a, object b)           # b - a

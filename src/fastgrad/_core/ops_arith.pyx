@@ -324,6 +324,13 @@ cdef object mul_any(object a, object b):
 
 # --- add / sub backward --------------------------------------------------------------------------
 
+cdef void record_add(TensorBase out, TensorBase a, TensorBase b) except *:
+    """Record out = a + b (a and b of out's shape and dtype; the sum made by a fused loop
+    elsewhere) as the add op does."""
+    if any_requires_grad2(a, b):
+        set_history2(out, AddBackward0.__new__(AddBackward0), a, b)
+
+
 @cython.final
 cdef class AddBackward0(Node):
     """grad_a = grad, grad_b = grad (then summed to each input's shape)."""

@@ -24,10 +24,11 @@ from fastgrad._core.ops_matmul cimport (_mat, _mT, _check_dtypes, _check_matmul,
                                         _np_sum_to)
 from fastgrad._core cimport linear_kernels as lk
 from fastgrad._core cimport blas
-from fastgrad._core.kernels cimport nthreads, PAR_MIN
+from fastgrad._core.kernels cimport nthreads, PAR_MIN, OP_RELU
 from cython cimport floating
 from cython.parallel cimport prange
 from fastgrad._core.ops_matmul import matmul, MmBackward0
+from fastgrad._core.ops_unary cimport unary, _record_unary
 
 cnp.import_array()
 
@@ -58,7 +59,19 @@ def addmm(input, mat1, mat2, *, beta=1, alpha=1, out=None):
 
 def linear(input, weight, bias=None):
     """input @ weight.T + bias as one op (input (..., in), weight (out, in), bias (out,))."""
-    cdef TensorBase x = input, w = weight, bt = bias
+    return _linear(input, weight, bias, False)
+
+
+def linear_relu(input, weight, bias=None):
+    """relu(linear(input, weight, bias)), the clamp made in the product's own pass when the
+    product runs on BLAS (Note [Work beside a product] in blas.pyx). The graph is the one the
+    two ops record (the linear's node, then ReluBackward0 saving the result), so grad_fn,
+    hooks on the result and double backward see no difference."""
+    return _linear(input, weight, bias, True)
+
+
+cdef object _linear(object input, object weight, object bias, bint relu):
+    cdef TensorBase x = input, w = weight, bt = bias, pre, res
     cdef cnp.ndarray xd = x._data, wd = w._data, y
     if wd.ndim != 2 and wd.ndim != 1:
         raise RuntimeError(f"linear: weight must be 2-D (out_features, in_features), got shape "
@@ -73,26 +86,39 @@ def linear(input, weight, bias=None):
     _check_dtypes(x, w, "linear")
     if wd.ndim == 1:
         out = matmul(x, w)
-        return pw.add(out, bt) if bt is not None else out
+        out = pw.add(out, bt) if bt is not None else out
+        return unary(OP_RELU, out) if relu else out
     n_in = _shape(w)[1]
     x2 = xd if xd.ndim == 2 else np.reshape(xd, _rows_shape(_shape(x)))
+    cls = (AddmmBackward0 if bt is not None else MmBackward0) if xd.ndim == 2 else ViewBackward0
     y = _small_linear(x2, wd, bt)
     if y is not None:
-        cls = (AddmmBackward0 if bt is not None else MmBackward0) if xd.ndim == 2 else ViewBackward0
         if xd.ndim != 2:
             y = y.reshape(_shape(x)[:-1] + (_shape(w)[0],))
-        return _record_linear(y, x, w, bt, True, 1, 1, cls)
+        out = _record_linear(y, x, w, bt, True, 1, 1, cls)
+        return unary(OP_RELU, out) if relu else out
     if bt is not None and bt._data.dtype != wd.dtype:
         raise RuntimeError(f"linear: bias dtype {bt._data.dtype} != weight dtype {wd.dtype}")
     try:
-        y = _linear_mm(x2, wd.T, x2.size * _shape(w)[0], bt._data if bt is not None else None)
+        y = _linear_mm(x2, wd.T, x2.size * _shape(w)[0], bt._data if bt is not None else None,
+                       relu and _float_type(cnp.PyArray_TYPE(x2)))
     except ValueError:
         raise RuntimeError(f"linear: bias of shape {list(_shape(bt))} does not match "
                            f"out_features {_shape(w)[0]}")
     if xd.ndim != 2:
         y = y.reshape(_shape(x)[:-1] + (_shape(w)[0],))
-    cls = (AddmmBackward0 if bt is not None else MmBackward0) if xd.ndim == 2 else ViewBackward0
-    return _record_linear(y, x, w, bt, True, 1, 1, cls)
+    pre = _record_linear(y, x, w, bt, True, 1, 1, cls)
+    if not relu:
+        return pre
+    if not _float_type(cnp.PyArray_TYPE(y)):
+        return unary(OP_RELU, pre)
+    if pre._grad_fn is None:
+        return pre
+    # y already holds the clamped values; the linear's output tensor is only the relu node's
+    # edge (nothing saves it), so the result shares y: the two ops' graph, one pass less.
+    res = wrap(y)
+    _record_unary(OP_RELU, res, pre)
+    return res
 
 
 cdef object _record_linear(cnp.ndarray y, TensorBase a, TensorBase b, TensorBase c,
@@ -137,16 +163,19 @@ cdef tuple _rows_shape(tuple shape):
     return (rows, shape[-1])
 
 
-cdef object _linear_mm(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs, cnp.ndarray bias=None):
+cdef object _linear_mm(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs, cnp.ndarray bias=None,
+                       bint relu=False, cnp.ndarray sum_rows_of=None, cnp.ndarray sums=None):
     """a @ b (+ bias) for linear's products (b 2-D; a's leading dims folded into rows): BLAS
     called directly on one thread per block (Note [Products on fastgrad's threads] in
     blas.pyx), or np.matmul on one BLAS thread and np.add (ValueError for a bias that does not
-    broadcast) when the direct call does not apply."""
+    broadcast) when the direct call does not apply. relu (float types only): the result clamped
+    at 0; sum_rows_of (2-D float): its rows summed into sums, beside the product when it runs on
+    BLAS (Note [Work beside a product])."""
     cdef int prev
     cdef object r, oa = a
     if cnp.PyArray_NDIM(b) == 2 and cnp.PyArray_NDIM(a) >= 2:
         r = blas.matmul2d(a if cnp.PyArray_NDIM(a) == 2 else oa.reshape(_rows_shape(oa.shape)), b,
-                          macs, bias)
+                          macs, bias, relu, sum_rows_of, sums)
         if r is not None:
             return r if cnp.PyArray_NDIM(a) == 2 else r.reshape(oa.shape[:-1] + (b.shape[1],))
     prev = blas.one_thread()
@@ -156,6 +185,10 @@ cdef object _linear_mm(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs, cnp.ndarra
         blas.restore(prev)
     if bias is not None:
         np.add(r, bias, out=r)
+    if relu:
+        r[r < 0] = 0                            # the relu kernel's formula: NaN and -0.0 pass
+    if sum_rows_of is not None:
+        _col_sum_into(sum_rows_of, sums)
     return r
 
 
@@ -266,7 +299,7 @@ cdef object _small_linear_bwd(cnp.ndarray g, TensorBase x, TensorBase w, tuple c
               gx, m, k, n)
     if c_shape is not None:
         gb = cnp.PyArray_EMPTY(1, [n], t, 0)
-        _col_sum_into(g, gb, gs0, gs1)
+        _col_sum_into(g, gb)
     return (None if gx is None else wrap(gx), None if gw is None else wrap(gw),
             None if gb is None else wrap(gb))
 
@@ -289,8 +322,11 @@ cdef void _col_sums(const floating* g, Py_ssize_t gs0, Py_ssize_t gs1, floating*
         lk.col_sum(g, gs0, gs1, out, m, n)
 
 
-cdef void _col_sum_into(cnp.ndarray g, cnp.ndarray out, Py_ssize_t gs0, Py_ssize_t gs1) noexcept:
-    cdef Py_ssize_t m = cnp.PyArray_DIM(g, 0), n = cnp.PyArray_DIM(g, 1)
+cdef void _col_sum_into(cnp.ndarray g, cnp.ndarray out) noexcept:
+    """out (n,) = g (m, n, float32/float64, strides multiples of the item size) summed over
+    rows."""
+    cdef Py_ssize_t m = cnp.PyArray_DIM(g, 0), n = cnp.PyArray_DIM(g, 1), gs0, gs1
+    _estrides(g, &gs0, &gs1)
     if cnp.PyArray_TYPE(g) == cnp.NPY_FLOAT32:
         with nogil:
             _col_sums(<float*>cnp.PyArray_DATA(g), gs0, gs1, <float*>cnp.PyArray_DATA(out), m, n)
@@ -302,23 +338,30 @@ cdef void _col_sum_into(cnp.ndarray g, cnp.ndarray out, Py_ssize_t gs0, Py_ssize
 
 cdef cnp.ndarray _col_sum(cnp.ndarray g):
     """g (m, n) summed over rows (a bias gradient) in one pass; NumPy's sum for other dtypes."""
-    cdef Py_ssize_t gs0, gs1
-    cdef cnp.ndarray out
-    if not _float_type(cnp.PyArray_TYPE(g)) or not _estrides(g, &gs0, &gs1):
+    cdef cnp.ndarray out = _sums_for(g)
+    if out is None:
         return np.asarray(g.sum(axis=0))
-    out = cnp.PyArray_EMPTY(1, [cnp.PyArray_DIM(g, 1)], cnp.PyArray_TYPE(g), 0)
-    _col_sum_into(g, out, gs0, gs1)
+    _col_sum_into(g, out)
     return out
 
 
-cdef tuple _grads_at_once(cnp.ndarray g2, TensorBase x, TensorBase w):
+cdef cnp.ndarray _sums_for(cnp.ndarray g):
+    """An empty (n,) array for the row sums of g (m, n), or None when g is not of a kind the
+    column-sum loop takes (float32/float64, strides multiples of the item size)."""
+    cdef Py_ssize_t gs0, gs1
+    if not _float_type(cnp.PyArray_TYPE(g)) or not _estrides(g, &gs0, &gs1):
+        return None
+    return cnp.PyArray_EMPTY(1, [cnp.PyArray_DIM(g, 1)], cnp.PyArray_TYPE(g), 0)
+
+
+cdef tuple _grads_at_once(cnp.ndarray g2, TensorBase x, TensorBase w, cnp.ndarray sums):
     """linear's (G @ W, G^T @ X) for the 2-D gradient rows g2, one product per thread, or None
-    (blas.matmul2d_pair)."""
+    (blas.matmul2d_pair); sums: G's rows summed into it beside the products, or None."""
     xd = x._data
     x2 = xd if xd.ndim == 2 else xd.reshape(_rows_shape((<object>xd).shape))
     if x2.dtype != g2.dtype or w._data.dtype != g2.dtype:
         return None
-    return blas.matmul2d_pair(g2, w._data, g2.T, x2)
+    return blas.matmul2d_pair(g2, w._data, g2.T, x2, g2 if sums is not None else None, sums)
 
 
 cdef class LinearBackward(Node):
@@ -361,25 +404,37 @@ cdef class LinearBackward(Node):
         g = _blasable(g)
         n_out = (<object>g).shape[-1]
         g2 = g if g.ndim == 2 else g.reshape(_rows_shape((<object>g).shape))
+        # a bias's gradient (the rows of G summed), made beside whichever product runs first
+        sums = _sums_for(g2) if self.c_shape == (n_out,) and (x is not None or w is not None) \
+            else None
         if w is not None and x is not None and self.wt and self.alpha == 1 and \
                 blas.pair_pays((<object>g2).shape[0] * n_out * (<object>w._data).shape[1]):
-            pair = _grads_at_once(g2, x, w)    # Note [Two products at once] in blas.pyx
+            pair = _grads_at_once(g2, x, w, sums)   # Note [Two products at once] in blas.pyx
             if pair is not None:
                 gx = wrap(pair[0] if g.ndim == 2 else
                           pair[0].reshape((<object>g).shape[:-1] + (pair[0].shape[1],)))
                 gw = wrap(pair[1])
                 w = x = None
+                gc, sums = sums, None
         if w is not None:
-            r = _linear_mm(g, w._data if self.wt else w._data.T, g.size * w._data.size // n_out if n_out else 0)
+            r = _linear_mm(g, w._data if self.wt else w._data.T,
+                           g.size * w._data.size // n_out if n_out else 0, None, False,
+                           g2 if sums is not None else None, sums)
             gx = wrap(r * self.alpha if self.alpha != 1 else r)
+            gc, sums = (sums, None) if sums is not None else (gc, None)
         if x is not None:
             x2 = (x._data if x._data.ndim == 2
                   else x._data.reshape(_rows_shape((<object>x._data).shape)))
-            r = (_linear_mm(g2.T, x2, g2.size * (<object>x2).shape[1]) if self.wt
-                 else _linear_mm(x2.T, g2, g2.size * (<object>x2).shape[1]))
+            r = (_linear_mm(g2.T, x2, g2.size * (<object>x2).shape[1], None, False,
+                            g2 if sums is not None else None, sums) if self.wt
+                 else _linear_mm(x2.T, g2, g2.size * (<object>x2).shape[1], None, False,
+                                 g2 if sums is not None else None, sums))
             gw = wrap(r * self.alpha if self.alpha != 1 else r)
+            gc, sums = (sums, None) if sums is not None else (gc, None)
         if self.c_shape is not None:
-            if self.c_shape == (n_out,):           # a bias: the sum over all leading dims
+            if gc is not None:                     # summed beside a product above
+                gc = wrap(gc * self.beta if self.beta != 1 else gc)
+            elif self.c_shape == (n_out,):         # a bias: the sum over all leading dims
                 r = _col_sum(g2)
                 gc = wrap(r * self.beta if self.beta != 1 else r)
             else:

@@ -25,6 +25,7 @@ from fastgrad._core.node cimport Node
 from fastgrad._core.tensor cimport TensorBase, wrap
 from fastgrad._core.recording cimport set_history
 from fastgrad._core.saved cimport SavedVar, save
+from fastgrad._core.ops_arith cimport record_add
 
 cnp.import_array()
 
@@ -81,6 +82,50 @@ cdef void ln_fwd_blocks(const floating* x, const floating* w, const floating* b,
                    min(M - lo, <Py_ssize_t>ROW_BLOCK), D, eps)
     else:
         ln_fwd(x, w, b, y, mean, rstd, M, D, eps)
+
+
+# Note [Residual sum in the norm's pass]
+# A transformer layer normalises a residual sum, norm(x + h). add_layer_norm makes the sum row by
+# row in the norm's own pass (each row written to s, then normalised from cache by ln_fwd, the
+# same additions in the same order as the add op and layer_norm one after the other), so s is
+# read once instead of written by one pass and read back by the next, and the thread team forks
+# once. h may be a view (the attention block's output is a transposed one): rows are addressed by
+# two leading strides. The graph is the two ops' (AddBackward0 for s, then the norm's node).
+ctypedef struct Rows:
+    const char* p          # row (i0, i1) at p + i0 * s0 + i1 * s1 (bytes); each row contiguous
+    Py_ssize_t s0, s1, n1
+
+
+cdef void add_rows(Rows a, Rows b, floating* s, Py_ssize_t lo, Py_ssize_t hi,
+                   Py_ssize_t D) noexcept nogil:
+    """s[i] = a[i] + b[i] for rows lo..hi (s C-contiguous, D per row)."""
+    cdef Py_ssize_t i, j
+    cdef const floating* ar
+    cdef const floating* br
+    cdef floating* sr
+    for i in range(lo, hi):
+        ar = <const floating*>(a.p + (i // a.n1) * a.s0 + (i % a.n1) * a.s1)
+        br = <const floating*>(b.p + (i // b.n1) * b.s0 + (i % b.n1) * b.s1)
+        sr = s + i * D
+        for j in range(D):
+            sr[j] = ar[j] + br[j]
+
+
+cdef void add_ln_fwd_blocks(Rows a, Rows b, floating* s, const floating* w, const floating* bias,
+                            floating* y, floating* mean, floating* rstd, Py_ssize_t M,
+                            Py_ssize_t D, double eps) noexcept nogil:
+    """s = a + b, y = layer_norm(s), by row blocks (Note [Layer norm in row blocks])."""
+    cdef Py_ssize_t blk, lo, n, nblk = (M + ROW_BLOCK - 1) // ROW_BLOCK
+    cdef int nt = nthreads()
+    if nt > 1 and nblk > 1 and M * D >= PAR_ELEMS:
+        for blk in prange(nblk, schedule="static", num_threads=nt):
+            lo = blk * ROW_BLOCK
+            n = min(M - lo, <Py_ssize_t>ROW_BLOCK)
+            add_rows(a, b, s, lo, lo + n, D)
+            ln_fwd(s + lo * D, w, bias, y + lo * D, mean + lo, rstd + lo, n, D, eps)
+    else:
+        add_rows(a, b, s, 0, M, D)
+        ln_fwd(s, w, bias, y, mean, rstd, M, D, eps)
 
 
 cdef void ln_bwd_blocks(const floating* g, const floating* x, const floating* w,
@@ -159,33 +204,53 @@ cdef inline void* _ptr(object a):
 def layer_norm(input, int k, weight, bias, double eps):
     """LayerNorm over the last k dims of a float32/float64 tensor; weight and bias (shape of
     those dims) of the same dtype, or None. The caller checked the shapes."""
-    cdef TensorBase x = input, w = weight, b = bias, out
-    cdef NativeLayerNormBackward0 node
+    cdef TensorBase x = input, w = weight, b = bias
     xd = np.ascontiguousarray(x._data)
-    shape = (<object>xd).shape
+    y, mean, rstd = _forward(xd, NULL, NULL, k, w, b, eps)
+    return _record(wrap(y), x, w, b, mean, rstd, k, eps)
+
+
+cdef tuple _forward(cnp.ndarray x, Rows* ra, Rows* rb, int k, TensorBase w, TensorBase b,
+                    double eps):
+    """(y, mean, rstd) of the layer norm of x's rows (x C-contiguous, its last k dims a row),
+    or, with ra and rb, of the rows of a + b, written into x in the same pass."""
+    shape = (<object>x).shape
     cdef Py_ssize_t M, D
     M, D = _rows(shape, k)
-    y = np.empty_like(xd)
-    mean = np.empty(M, dtype=xd.dtype)
-    rstd = np.empty(M, dtype=xd.dtype)
-    wd = np.ones(D, dtype=xd.dtype) if w is None else np.ascontiguousarray(w._data)
-    bd = np.zeros(D, dtype=xd.dtype) if b is None else np.ascontiguousarray(b._data)
-    cdef void* px = _ptr(xd)
+    dt = x.dtype
+    y = np.empty(shape, dtype=dt)
+    mean = np.empty(M, dtype=dt)
+    rstd = np.empty(M, dtype=dt)
+    wd = np.ones(D, dtype=dt) if w is None else np.ascontiguousarray(w._data)
+    bd = np.zeros(D, dtype=dt) if b is None else np.ascontiguousarray(b._data)
+    cdef void* px = _ptr(x)
     cdef void* pw = _ptr(wd)
     cdef void* pb = _ptr(bd)
     cdef void* py = _ptr(y)
     cdef void* pm = _ptr(mean)
     cdef void* pr = _ptr(rstd)
-    cdef bint f32 = xd.dtype == np.float32
-    if D:
+    cdef bint f32 = cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32
+    if D and M:
         with nogil:
-            if f32:
+            if f32 and ra == NULL:
                 ln_fwd_blocks(<float*>px, <float*>pw, <float*>pb, <float*>py, <float*>pm,
                               <float*>pr, M, D, eps)
-            else:
+            elif ra == NULL:
                 ln_fwd_blocks(<double*>px, <double*>pw, <double*>pb, <double*>py, <double*>pm,
                               <double*>pr, M, D, eps)
-    out = wrap(y)
+            elif f32:
+                add_ln_fwd_blocks(ra[0], rb[0], <float*>px, <float*>pw, <float*>pb, <float*>py,
+                                  <float*>pm, <float*>pr, M, D, eps)
+            else:
+                add_ln_fwd_blocks(ra[0], rb[0], <double*>px, <double*>pw, <double*>pb,
+                                  <double*>py, <double*>pm, <double*>pr, M, D, eps)
+    return y, mean, rstd
+
+
+cdef object _record(TensorBase out, TensorBase x, TensorBase w, TensorBase b, object mean,
+                    object rstd, int k, double eps):
+    """out = layer_norm(x) recorded (NativeLayerNormBackward0) when a gradient is needed."""
+    cdef NativeLayerNormBackward0 node
     need = x._requires_grad or (w is not None and w._requires_grad) or \
         (b is not None and b._requires_grad)
     if need and grad_enabled():
@@ -202,6 +267,61 @@ def layer_norm(input, int k, weight, bias, double eps):
             inputs = inputs + (b,)
         set_history(out, node, inputs)
     return out
+
+
+cdef bint _rows_of(cnp.ndarray a, int k, Rows* r):
+    """r addressing a's rows (its last k dims, which must lie C-contiguous) through at most two
+    leading dims; False when a is not laid out so."""
+    cdef int nd = cnp.PyArray_NDIM(a), lead = nd - k, d
+    cdef Py_ssize_t isz = cnp.PyArray_ITEMSIZE(a), step = isz
+    if lead > 2 or lead < 0:
+        return False
+    r.p = <const char*>cnp.PyArray_DATA(a)
+    r.s0 = r.s1 = 0
+    r.n1 = 1
+    if cnp.PyArray_SIZE(a) == 0:                  # nothing to address (NumPy's strides may be 0)
+        return True
+    for d in range(nd - 1, lead - 1, -1):         # the row itself: C order
+        if cnp.PyArray_DIM(a, d) != 1 and cnp.PyArray_STRIDE(a, d) != step:
+            return False
+        step *= cnp.PyArray_DIM(a, d)
+    if lead == 2:
+        r.s0, r.s1, r.n1 = cnp.PyArray_STRIDE(a, 0), cnp.PyArray_STRIDE(a, 1), cnp.PyArray_DIM(a, 1)
+    elif lead == 1:
+        r.s0 = cnp.PyArray_STRIDE(a, 0)
+    return True
+
+
+cdef inline bint _param_fits(TensorBase p, int t, tuple shape):
+    return p is None or (cnp.PyArray_TYPE(p._data) == t and (<object>p._data).shape == shape)
+
+
+def add_layer_norm(x, h, int k, weight, bias, double eps):
+    """layer_norm(x + h) over the last k dims with the sum made in the norm's pass (Note
+    [Residual sum in the norm's pass]), recorded as the two ops; None when the operands are not
+    of the kind the fused loop takes (x and h float32/float64 tensors of one shape and dtype, at
+    most two leading dims, rows contiguous; weight and bias None or of that dtype and the rows'
+    shape): the caller then composes the two ops."""
+    if not isinstance(x, TensorBase) or not isinstance(h, TensorBase):
+        return None
+    cdef TensorBase a = x, b = h, w = weight, bt = bias
+    cdef cnp.ndarray ad = a._data, bd = b._data
+    cdef int t = cnp.PyArray_TYPE(ad)
+    cdef Rows ra, rb
+    if (t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or cnp.PyArray_TYPE(bd) != t or \
+            (<object>ad).shape != (<object>bd).shape or k < 1 or k > ad.ndim or \
+            not cnp.PyArray_ISNOTSWAPPED(ad) or not cnp.PyArray_ISNOTSWAPPED(bd) or \
+            not _rows_of(ad, k, &ra) or not _rows_of(bd, k, &rb):
+        return None
+    shape = (<object>ad).shape
+    pshape = shape[len(shape) - k:]
+    if not (_param_fits(w, t, pshape) and _param_fits(bt, t, pshape)):
+        return None
+    s = np.empty(shape, dtype=ad.dtype)
+    y, mean, rstd = _forward(s, &ra, &rb, k, w, bt, eps)
+    cdef TensorBase st = wrap(s)
+    record_add(st, a, b)
+    return _record(wrap(y), st, w, bt, mean, rstd, k, eps)
 
 
 @cython.final

@@ -2,3 +2,4 @@
 from fastgrad._core.tensor cimport TensorBase
 
 cdef object unary(int op, TensorBase a)        # op: kernels.pxd's OP_NEG .. OP_RECIPROCAL
+cdef void _record_unary(int op, TensorBase res, TensorBase a) except *   # res = op(a)'s node
