@@ -258,6 +258,11 @@ class Optimizer:
         self.__setstate__({"state": state, "param_groups": param_groups})
 
 
+# Per-parameter states that are one number (NAdam, ASGD), not shaped like the parameter; like
+# every non-'step' tensor they take the parameter's float dtype, as in torch.
+_SCALAR_STATE = frozenset({"mu_product", "eta", "mu"})
+
+
 def _cast(param, value, param_id, param_groups, key=None):
     """A loaded state value adapted to its parameter: tensors take the parameter's float dtype
     (except 'step') and shape; they are shared with the dict when nothing changes, as in torch."""
@@ -266,6 +271,8 @@ def _cast(param, value, param_id, param_groups, key=None):
             return value
         if param.is_floating_point() and value.dtype != param.dtype:
             value = value.to(param.dtype)
+        if key in _SCALAR_STATE and value.dim() == 0:
+            return value
         if key is not None and value.numel() == param.numel() and value.shape != param.shape:
             raise ValueError(f"optimizer state '{key}' for parameter {param_id} has shape "
                              f"{tuple(value.shape)} but the parameter has shape "
