@@ -332,3 +332,12 @@ def test_invalid_options(name, kw, msg):
 def test_differentiable_is_refused(name):
     with pytest.raises(ValueError, match="differentiable=True"):
         getattr(fg.optim, name)([fg.zeros(2, requires_grad=True)], differentiable=True)
+
+
+@pytest.mark.parametrize("name, kw", CASES, ids=IDS)
+def test_repr_matches_pytorch(name, kw):
+    torch = pytest.importorskip("torch")
+    import fastgrad
+    reprs = [repr(_make(lib, name, kw, [np.zeros(2), np.zeros(3)] * 2, np.float32)[1])
+             for lib in (fastgrad, torch)]
+    assert reprs[0] == reprs[1]

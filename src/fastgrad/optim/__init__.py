@@ -15,7 +15,8 @@ from fastgrad.optim.adamax import Adamax
 from fastgrad.optim.adadelta import Adadelta
 from fastgrad.optim.rprop import Rprop
 from fastgrad.optim.asgd import ASGD
+from fastgrad.optim.lbfgs import LBFGS
 from fastgrad.optim import lr_scheduler
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "NAdam", "RAdam", "Adamax",
-           "Adadelta", "Rprop", "ASGD", "lr_scheduler"]
+           "Adadelta", "Rprop", "ASGD", "LBFGS", "lr_scheduler"]
