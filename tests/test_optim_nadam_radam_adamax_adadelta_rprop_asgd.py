@@ -341,3 +341,28 @@ def test_repr_matches_pytorch(name, kw):
     reprs = [repr(_make(lib, name, kw, [np.zeros(2), np.zeros(3)] * 2, np.float32)[1])
              for lib in (fastgrad, torch)]
     assert reprs[0] == reprs[1]
+
+
+@pytest.mark.parametrize("name", ["NAdam", "ASGD"])
+def test_checkpoint_with_numbers_for_scalar_states_and_without_new_options(name):
+    """An older checkpoint: 'step' and the one-number states as Python floats, and no
+    'maximize' / 'foreach' options; loading turns them into 0-d tensors and fills the options,
+    and the run continues as it would have."""
+    p0, a, c = _problem(6)
+    ps, opt = _make(fg, name, {}, p0, np.float32)
+    _train(fg, ps, opt, a, c, 0, 5, np.float32)
+    sd = pickle.loads(pickle.dumps(opt.state_dict()))          # not the live buffers
+    values = [p.detach().numpy().copy() for p in ps]
+    old = {"param_groups": [{k: v for k, v in g.items() if k not in ("maximize", "foreach")}
+                            for g in sd["param_groups"]],
+           "state": {i: {k: (float(v) if k in ("step", "mu_product", "eta", "mu") else v)
+                         for k, v in s.items()}
+                     for i, s in sd["state"].items()}}
+    ps2, opt2 = _make(fg, name, {}, values, np.float32)
+    opt2.load_state_dict(old)
+    assert opt2.param_groups[0]["maximize"] is False
+    assert opt2.state[ps2[0]]["step"].dim() == 0
+    _train(fg, ps, opt, a, c, 5, 5, np.float32)
+    _train(fg, ps2, opt2, a, c, 5, 5, np.float32)
+    for p, q in zip(ps, ps2):
+        np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy())

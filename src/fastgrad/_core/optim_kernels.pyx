@@ -723,53 +723,21 @@ def adam_group(list params, object state, object init, double lr, double beta1, 
                double eps, double weight_decay, bint amsgrad, bint maximize, bint decoupled):
     """Adam/AdamW over one parameter group: every parameter with a gradient, its state read
     from `state[p]` (filled by `init(state[p], p)` on its first step)."""
-    cdef TensorBase p
-    cdef dict st
-    cdef Update stack_us[GROUP_STACK]
-    cdef Py_ssize_t k = 0, cap = len(params)
-    cdef Update* us = _group_buffer(stack_us, cap)
-    cdef list keep = []
-    try:
-        for obj in params:
-            p = <TensorBase?>obj
-            if p._grad is None:
-                continue
-            if k == cap:               # the list grew under the step (a callback appended)
-                raise RuntimeError("the optimizer's parameter list changed during step()")
-            st = state[p]
-            if not st:
-                init(st, p)
-            _adam_prep(&us[k], keep, p, p._grad, st["exp_avg"], st["exp_avg_sq"],
-                       st["max_exp_avg_sq"] if amsgrad else None, st["step"], lr, beta1, beta2,
-                       eps, weight_decay, maximize, decoupled)
-            k += 1
-    finally:                       # the parameters before a bad one are still updated
-        _run_group(us, k, keep, stack_us)
+    cdef double a[6]
+    a[:] = [lr, beta1, beta2, eps, weight_decay, decoupled]
+    _elementwise_group(U_ADAM, "Adam", params, state, init, "exp_avg", "exp_avg_sq",
+                       "max_exp_avg_sq" if amsgrad else None, _adam_hyper, a, maximize)
 
 
-cdef void _adam_prep(Update* u, list keep, TensorBase p, TensorBase grad, TensorBase exp_avg,
-                     TensorBase exp_avg_sq, TensorBase max_exp_avg_sq, TensorBase step,
-                     double lr, double beta1, double beta2, double eps, double weight_decay,
-                     bint maximize, bint decoupled) except *:
-    cdef cnp.ndarray pa = _param_array(p, "Adam")
-    cdef cnp.ndarray ga = _grad_array(grad, pa, "Adam")
-    cdef cnp.ndarray w = _work(pa)
-    cdef char* s0 = _state_ptr(exp_avg, pa, "Adam", "exp_avg")
-    cdef char* s1 = _state_ptr(exp_avg_sq, pa, "Adam", "exp_avg_sq")
-    cdef char* s2 = _maybe_state_ptr(max_exp_avg_sq, pa, "Adam", "max_exp_avg_sq")
-    keep.append(p)
-    keep.append(w)
-    keep.append(ga)
-    u[0] = _update(U_ADAM, pa, w, ga, s0, s1, s2, maximize)
-    cdef double t = incr_step(step)
-    cdef double step_size = lr / (1 - beta1 ** t)
-    cdef double bc2_sqrt = (1 - beta2 ** t) ** 0.5
+cdef void _adam_hyper(Update* u, dict st, double t, const double* a) except *:
+    # a: lr, beta1, beta2, eps, weight_decay, decoupled
+    cdef double lr = a[0], beta1 = a[1], beta2 = a[2], weight_decay = a[4]
     cdef double decay = 1.0
-    if weight_decay != 0 and decoupled:
+    if weight_decay != 0 and a[5] != 0:
         decay = 1 - lr * weight_decay
         weight_decay = 0
-    u.h[0], u.h[1], u.h[2], u.h[3] = -step_size, 1 - beta1, beta2, 1 - beta2
-    u.h[4], u.h[5], u.h[6], u.h[7] = bc2_sqrt, eps, weight_decay, decay
+    u.h[0], u.h[1], u.h[2], u.h[3] = -(lr / (1 - beta1 ** t)), 1 - beta1, beta2, 1 - beta2
+    u.h[4], u.h[5], u.h[6], u.h[7] = (1 - beta2 ** t) ** 0.5, a[3], weight_decay, decay
 
 
 def adagrad_update(TensorBase p, TensorBase grad, TensorBase state_sum, TensorBase step,
@@ -814,11 +782,11 @@ ctypedef void (*HyperFn)(Update* u, dict st, double t, const double* a) except *
 
 
 cdef _elementwise_group(int kind, str opt, list params, object state, object init, str name0,
-                        str name1, HyperFn hyper, const double* a, bint maximize):
+                        str name1, str name2, HyperFn hyper, const double* a, bint maximize):
     """One parameter group of optimizer `opt`: for every parameter with a gradient, its state
-    (made by `init(state[p], p)` on its first step) gives the buffers named name0 and name1
-    (None: absent); `step` is incremented and `hyper` fills the update's scalars from the step
-    count t and the group's options `a`; the updates run together (run_group)."""
+    (made by `init(state[p], p)` on its first step) gives the buffers named name0, name1 and
+    name2 (None: absent); `step` is incremented and `hyper` fills the update's scalars from the
+    step count t and the group's options `a`; the updates run together (run_group)."""
     cdef TensorBase p
     cdef dict st
     cdef cnp.ndarray pa, ga, w
@@ -841,7 +809,8 @@ cdef _elementwise_group(int kind, str opt, list params, object state, object ini
             w = _work(pa)
             us[k] = _update(kind, pa, w, ga, _state_ptr(st[name0], pa, opt, name0),
                             NULL if name1 is None else _state_ptr(st[name1], pa, opt, name1),
-                            NULL, maximize)
+                            NULL if name2 is None else _state_ptr(st[name2], pa, opt, name2),
+                            maximize)
             hyper(&us[k], st, incr_step(st["step"]), a)
             keep.append(p)
             keep.append(w)
@@ -940,7 +909,7 @@ def nadam_group(list params, object state, object init, double lr, double beta1,
     """NAdam over one parameter group (state: step, mu_product, exp_avg, exp_avg_sq)."""
     cdef double a[7]
     a[:] = [lr, beta1, beta2, eps, weight_decay, momentum_decay, decoupled]
-    _elementwise_group(U_NADAM, "NAdam", params, state, init, "exp_avg", "exp_avg_sq",
+    _elementwise_group(U_NADAM, "NAdam", params, state, init, "exp_avg", "exp_avg_sq", None,
                        _nadam_hyper, a, maximize)
 
 
@@ -949,7 +918,7 @@ def radam_group(list params, object state, object init, double lr, double beta1,
     """RAdam over one parameter group (state: step, exp_avg, exp_avg_sq)."""
     cdef double a[6]
     a[:] = [lr, beta1, beta2, eps, weight_decay, decoupled]
-    _elementwise_group(U_RADAM, "RAdam", params, state, init, "exp_avg", "exp_avg_sq",
+    _elementwise_group(U_RADAM, "RAdam", params, state, init, "exp_avg", "exp_avg_sq", None,
                        _radam_hyper, a, maximize)
 
 
@@ -958,7 +927,7 @@ def adamax_group(list params, object state, object init, double lr, double beta1
     """Adamax over one parameter group (state: step, exp_avg, exp_inf)."""
     cdef double a[5]
     a[:] = [lr, beta1, beta2, eps, weight_decay]
-    _elementwise_group(U_ADAMAX, "Adamax", params, state, init, "exp_avg", "exp_inf",
+    _elementwise_group(U_ADAMAX, "Adamax", params, state, init, "exp_avg", "exp_inf", None,
                        _adamax_hyper, a, maximize)
 
 
@@ -968,7 +937,7 @@ def adadelta_group(list params, object state, object init, double lr, double rho
     cdef double a[4]
     a[:] = [lr, rho, eps, weight_decay]
     _elementwise_group(U_ADADELTA, "Adadelta", params, state, init, "square_avg", "acc_delta",
-                       _adadelta_hyper, a, maximize)
+                       None, _adadelta_hyper, a, maximize)
 
 
 def rprop_group(list params, object state, object init, double etaminus, double etaplus,
@@ -976,7 +945,7 @@ def rprop_group(list params, object state, object init, double etaminus, double 
     """Rprop over one parameter group (state: step, prev, step_size)."""
     cdef double a[4]
     a[:] = [etaminus, etaplus, step_size_min, step_size_max]
-    _elementwise_group(U_RPROP, "Rprop", params, state, init, "prev", "step_size",
+    _elementwise_group(U_RPROP, "Rprop", params, state, init, "prev", "step_size", None,
                        _rprop_hyper, a, maximize)
 
 
@@ -985,4 +954,5 @@ def asgd_group(list params, object state, object init, double lr, double lambd, 
     """ASGD over one parameter group (state: step, eta, mu, ax)."""
     cdef double a[5]
     a[:] = [lr, lambd, alpha, t0, weight_decay]
-    _elementwise_group(U_ASGD, "ASGD", params, state, init, "ax", None, _asgd_hyper, a, maximize)
+    _elementwise_group(U_ASGD, "ASGD", params, state, init, "ax", None, None, _asgd_hyper, a,
+                       maximize)

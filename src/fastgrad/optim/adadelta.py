@@ -1,8 +1,9 @@
 """Adadelta (torch.optim.Adadelta: lr=1.0, rho=0.9, eps=1e-6)."""
 from fastgrad._core import optim_kernels as _k
 from fastgrad.optim._checks import check_lr
-from fastgrad.optim._state import restore_state_tensors, step_tensor, zeros_state, scalar
-from fastgrad.optim.optimizer import Optimizer, _check_differentiable, _no_grad_step, _run_closure
+from fastgrad.optim._state import step_tensor, zeros_state, scalar
+from fastgrad.optim._group_optimizer import GroupOptimizer
+from fastgrad.optim.optimizer import _check_differentiable
 
 __all__ = ["Adadelta"]
 
@@ -13,7 +14,7 @@ def _init(state, p):
     state["acc_delta"] = zeros_state(p)
 
 
-class Adadelta(Optimizer):
+class Adadelta(GroupOptimizer):
     """v = rho * v + (1 - rho) * g²; d = sqrt(a + eps) / sqrt(v + eps) * g;
     a = rho * a + (1 - rho) * d²; p -= lr * d, with g = grad + weight_decay * p."""
 
@@ -31,18 +32,7 @@ class Adadelta(Optimizer):
                         capturable=capturable, foreach=foreach, differentiable=differentiable)
         super().__init__(params, defaults)
 
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        restore_state_tensors(self, foreach=None, maximize=False, differentiable=False,
-                              capturable=False)
-
-    @_no_grad_step
-    def step(self, closure=None):
-        """One Adadelta step over every parameter that has a gradient; returns the closure's
-        loss."""
-        loss = _run_closure(closure)
-        for group in self.param_groups:
-            _k.adadelta_group(group["params"], self.state, _init, scalar(group["lr"]),
-                              group["rho"], group["eps"], group["weight_decay"],
-                              group["maximize"])
-        return loss
+    def _update_group(self, group):
+        _k.adadelta_group(group["params"], self.state, _init, scalar(group["lr"]),
+                          group["rho"], group["eps"], group["weight_decay"],
+                          group["maximize"])

@@ -1,8 +1,9 @@
 """Adamax: Adam with an infinity norm (torch.optim.Adamax: lr=2e-3)."""
 from fastgrad._core import optim_kernels as _k
 from fastgrad.optim._checks import check_adam_family
-from fastgrad.optim._state import restore_state_tensors, step_tensor, zeros_state, scalar
-from fastgrad.optim.optimizer import Optimizer, _check_differentiable, _no_grad_step, _run_closure
+from fastgrad.optim._state import step_tensor, zeros_state, scalar
+from fastgrad.optim._group_optimizer import GroupOptimizer
+from fastgrad.optim.optimizer import _check_differentiable
 
 __all__ = ["Adamax"]
 
@@ -13,7 +14,7 @@ def _init(state, p):
     state["exp_inf"] = zeros_state(p)
 
 
-class Adamax(Optimizer):
+class Adamax(GroupOptimizer):
     """m = lerp(m, g, 1 - beta1); u = max(beta2 * u, |g| + eps);
     p -= lr / (1 - beta1^t) * m / u, with g = grad + weight_decay * p."""
 
@@ -26,18 +27,7 @@ class Adamax(Optimizer):
                         differentiable=differentiable, capturable=capturable)
         super().__init__(params, defaults)
 
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        restore_state_tensors(self, foreach=None, maximize=False, differentiable=False,
-                              capturable=False)
-
-    @_no_grad_step
-    def step(self, closure=None):
-        """One Adamax step over every parameter that has a gradient; returns the closure's
-        loss."""
-        loss = _run_closure(closure)
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            _k.adamax_group(group["params"], self.state, _init, scalar(group["lr"]), beta1,
-                            beta2, group["eps"], group["weight_decay"], group["maximize"])
-        return loss
+    def _update_group(self, group):
+        beta1, beta2 = group["betas"]
+        _k.adamax_group(group["params"], self.state, _init, scalar(group["lr"]), beta1,
+                        beta2, group["eps"], group["weight_decay"], group["maximize"])

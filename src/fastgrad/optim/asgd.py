@@ -3,8 +3,9 @@ import functools
 
 from fastgrad._core import optim_kernels as _k
 from fastgrad.optim._checks import check_lr
-from fastgrad.optim._state import restore_state_tensors, step_tensor, zeros_state, scalar
-from fastgrad.optim.optimizer import Optimizer, _check_differentiable, _no_grad_step, _run_closure
+from fastgrad.optim._state import step_tensor, zeros_state, scalar
+from fastgrad.optim._group_optimizer import GroupOptimizer
+from fastgrad.optim.optimizer import _check_differentiable
 
 __all__ = ["ASGD"]
 
@@ -16,10 +17,12 @@ def _init(state, p, lr):
     state["ax"] = zeros_state(p)
 
 
-class ASGD(Optimizer):
+class ASGD(GroupOptimizer):
     """p *= 1 - lambd * eta; p -= eta * g (g = grad + weight_decay * p);
     ax = p, or ax += (p - ax) * mu once t > t0 + 1; then eta = lr / (1 + lambd * lr * t)^alpha
     and mu = 1 / max(1, t - t0). `ax` holds the averaged parameters."""
+
+    _restore_states = ("eta", "mu")
 
     def __init__(self, params, lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0,
                  foreach=None, maximize=False, differentiable=False, capturable=False):
@@ -32,18 +35,8 @@ class ASGD(Optimizer):
                         capturable=capturable)
         super().__init__(params, defaults)
 
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        restore_state_tensors(self, "eta", "mu", foreach=None, maximize=False,
-                              differentiable=False, capturable=False)
-
-    @_no_grad_step
-    def step(self, closure=None):
-        """One ASGD step over every parameter that has a gradient; returns the closure's loss."""
-        loss = _run_closure(closure)
-        for group in self.param_groups:
-            lr = scalar(group["lr"])
-            _k.asgd_group(group["params"], self.state, functools.partial(_init, lr=lr), lr,
-                          group["lambd"], group["alpha"], group["t0"], group["weight_decay"],
-                          group["maximize"])
-        return loss
+    def _update_group(self, group):
+        lr = scalar(group["lr"])
+        _k.asgd_group(group["params"], self.state, functools.partial(_init, lr=lr), lr,
+                      group["lambd"], group["alpha"], group["t0"], group["weight_decay"],
+                      group["maximize"])

@@ -4,9 +4,9 @@ import functools
 
 from fastgrad._core import optim_kernels as _k
 from fastgrad.optim._checks import check_lr
-from fastgrad.optim._state import (full_state, restore_state_tensors, step_tensor, zeros_state,
-                                   scalar)
-from fastgrad.optim.optimizer import Optimizer, _check_differentiable, _no_grad_step, _run_closure
+from fastgrad.optim._state import full_state, step_tensor, zeros_state, scalar
+from fastgrad.optim._group_optimizer import GroupOptimizer
+from fastgrad.optim.optimizer import _check_differentiable
 
 __all__ = ["Rprop"]
 
@@ -17,7 +17,7 @@ def _init(state, p, lr):
     state["step_size"] = full_state(p, lr)
 
 
-class Rprop(Optimizer):
+class Rprop(GroupOptimizer):
     """Per element: the step size grows by etaplus while the gradient keeps its sign and shrinks
     by etaminus when it flips (clamped to step_sizes; after a flip the element does not move and
     its gradient counts as 0 next time); p -= sign(g) * step_size. Only the gradient's sign is
@@ -33,19 +33,9 @@ class Rprop(Optimizer):
                         maximize=maximize, differentiable=differentiable, capturable=capturable)
         super().__init__(params, defaults)
 
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        restore_state_tensors(self, foreach=None, maximize=False, differentiable=False,
-                              capturable=False)
-
-    @_no_grad_step
-    def step(self, closure=None):
-        """One Rprop step over every parameter that has a gradient; returns the closure's loss."""
-        loss = _run_closure(closure)
-        for group in self.param_groups:
-            init = functools.partial(_init, lr=scalar(group["lr"]))
-            etaminus, etaplus = group["etas"]
-            step_size_min, step_size_max = group["step_sizes"]
-            _k.rprop_group(group["params"], self.state, init, etaminus, etaplus, step_size_min,
-                           step_size_max, group["maximize"])
-        return loss
+    def _update_group(self, group):
+        init = functools.partial(_init, lr=scalar(group["lr"]))
+        etaminus, etaplus = group["etas"]
+        step_size_min, step_size_max = group["step_sizes"]
+        _k.rprop_group(group["params"], self.state, init, etaminus, etaplus, step_size_min,
+                       step_size_max, group["maximize"])
