@@ -281,10 +281,164 @@ cdef void _rmsprop_block(floating* p, const floating* grad, floating* sq,   # IN
                       has_wd, False, True, True)
 
 
+# --- NAdam, RAdam, Adamax, Adadelta, Rprop, ASGD ----------------------------------------------
+# The same contract as the loops above (Note [Matching PyTorch's rounding]): each is PyTorch's
+# single-tensor update, one rounded expression per in-place op, in PyTorch's order.
+
+cdef inline floating _lerp(floating a, floating b, floating w, bint small_w) noexcept nogil:
+    """ATen's lerp(a, b, w): a + w*(b - a) for |w| < 0.5, else b - (b - a)*(1 - w)."""
+    if small_w:
+        return a + w * (b - a)
+    return b - (b - a) * (1 - w)
+
+
+cdef inline floating _max_nan(floating a, floating b) noexcept nogil:
+    """torch.maximum: the larger, NaN when either is NaN."""
+    if a != a:
+        return a
+    return b if (b > a) | (b != b) else a
+
+
+cdef inline floating _decayed_grad(floating* p, const floating* grad, Py_ssize_t i,
+                                   floating sign, floating wd, floating decay) noexcept nogil:
+    """±grad[i] with PyTorch's weight decay: p[i] *= decay first (decoupled; decay 1: none),
+    then + wd * p[i] (L2; wd 0: none)."""
+    cdef floating g = sign * grad[i]
+    if decay != 1:
+        p[i] = p[i] * decay
+    if wd != 0:
+        g = g + wd * p[i]
+    return g
+
+
+cdef void _nadam_block(floating* p, const floating* grad, floating* m, floating* v,
+                       Py_ssize_t n, floating one_minus_beta1, floating beta2,
+                       floating one_minus_beta2, floating bc2, floating eps, floating c_grad,
+                       floating c_avg, floating wd, floating decay, bint maximize) noexcept nogil:
+    """p *= decay;  g = ±grad + wd*p;  m = lerp(m, g, 1-b1);  v = v*b2 + (1-b2)*g*g;
+    d = sqrt(v / bc2) + eps;  p = p + c_grad*g/d;  p = p + c_avg*m/d."""
+    cdef Py_ssize_t i
+    cdef floating s = -1 if maximize else 1, g, mi, vi, d
+    cdef bint small_w = fabs(one_minus_beta1) < 0.5
+    for i in range(n):
+        g = _decayed_grad(p, grad, i, s, wd, decay)
+        mi = _lerp(m[i], g, one_minus_beta1, small_w)
+        m[i] = mi
+        vi = v[i] * beta2
+        vi = vi + one_minus_beta2 * g * g
+        v[i] = vi
+        d = _sqrt(vi / bc2) + eps
+        p[i] = p[i] + c_grad * g / d
+        p[i] = p[i] + c_avg * mi / d
+
+
+cdef void _radam_block(floating* p, const floating* grad, floating* m, floating* v,
+                       Py_ssize_t n, floating one_minus_beta1, floating beta2,
+                       floating one_minus_beta2, floating bc1, floating lr, floating bc2_sqrt,
+                       floating eps, floating rect, floating wd, floating decay, bint rectify,
+                       bint maximize) noexcept nogil:
+    """p *= decay;  g = ±grad + wd*p;  m = lerp(m, g, 1-b1);  v = v*b2 + (1-b2)*g*g;
+    x = m / bc1 * lr, times (1 / (sqrt(v) + eps)) * sqrt(bc2) and rect when rectified;  p -= x."""
+    cdef Py_ssize_t i
+    cdef floating s = -1 if maximize else 1, g, mi, vi, x, r
+    cdef bint small_w = fabs(one_minus_beta1) < 0.5
+    for i in range(n):
+        g = _decayed_grad(p, grad, i, s, wd, decay)
+        mi = _lerp(m[i], g, one_minus_beta1, small_w)
+        m[i] = mi
+        vi = v[i] * beta2
+        vi = vi + one_minus_beta2 * g * g
+        v[i] = vi
+        x = mi / bc1
+        x = x * lr
+        if rectify:
+            r = 1 / (_sqrt(vi) + eps)
+            r = r * bc2_sqrt
+            x = x * r
+            x = x * rect
+        p[i] = p[i] - x
+
+
+cdef void _adamax_block(floating* p, const floating* grad, floating* m, floating* u,
+                        Py_ssize_t n, floating one_minus_beta1, floating beta2, floating eps,
+                        floating neg_clr, floating wd, bint maximize) noexcept nogil:
+    """g = ±grad + wd*p;  m = lerp(m, g, 1-b1);  u = max(u*b2, |g| + eps);  p = p - clr*m/u."""
+    cdef Py_ssize_t i
+    cdef floating s = -1 if maximize else 1, g, mi, ui
+    cdef bint small_w = fabs(one_minus_beta1) < 0.5
+    for i in range(n):
+        g = _decayed_grad(p, grad, i, s, wd, 1)
+        mi = _lerp(m[i], g, one_minus_beta1, small_w)
+        m[i] = mi
+        ui = _max_nan(u[i] * beta2, fabs(g) + eps)
+        u[i] = ui
+        p[i] = p[i] + neg_clr * mi / ui
+
+
+cdef void _adadelta_block(floating* p, const floating* grad, floating* sq, floating* acc,
+                          Py_ssize_t n, floating rho, floating one_minus_rho, floating eps,
+                          floating neg_lr, floating wd, bint maximize) noexcept nogil:
+    """g = ±grad + wd*p;  sq = sq*rho + (1-rho)*g*g;  d = sqrt(acc + eps) / sqrt(sq + eps) * g;
+    acc = acc*rho + (1-rho)*d*d;  p = p - lr*d."""
+    cdef Py_ssize_t i
+    cdef floating s = -1 if maximize else 1, g, si, ai, d
+    for i in range(n):
+        g = _decayed_grad(p, grad, i, s, wd, 1)
+        si = sq[i] * rho
+        si = si + one_minus_rho * g * g
+        sq[i] = si
+        ai = acc[i]
+        d = _sqrt(ai + eps) / _sqrt(si + eps)
+        d = d * g
+        ai = ai * rho
+        ai = ai + one_minus_rho * d * d
+        acc[i] = ai
+        p[i] = p[i] + neg_lr * d
+
+
+cdef void _rprop_block(floating* p, const floating* grad, floating* prev, floating* ss,
+                       Py_ssize_t n, floating etaminus, floating etaplus, floating ss_min,
+                       floating ss_max, bint maximize) noexcept nogil:
+    """f = etaplus / etaminus / 1 as sign(g*prev) is +, - or 0;  ss = clamp(ss*f, min, max);
+    g = 0 where f == etaminus;  p = p - sign(g)*ss;  prev = g."""
+    cdef Py_ssize_t i
+    cdef floating s = -1 if maximize else 1, g, q, f, si, sg
+    for i in range(n):
+        g = s * grad[i]
+        q = g * prev[i]
+        f = etaplus if q > 0 else (etaminus if q < 0 else (q if q != q else 1))
+        si = ss[i] * f
+        si = ss_min if si < ss_min else (ss_max if si > ss_max else si)     # clamp (NaN kept)
+        ss[i] = si
+        if f == etaminus:
+            g = 0
+        sg = 1 if g > 0 else (-1 if g < 0 else 0)
+        p[i] = p[i] + (-1) * sg * si
+        prev[i] = g
+
+
+cdef void _asgd_block(floating* p, const floating* grad, floating* ax, Py_ssize_t n,
+                      floating decay, floating neg_eta, floating mu, floating wd,
+                      bint copy_ax, bint maximize) noexcept nogil:
+    """g = ±grad + wd*p;  p = p*(1 - lambd*eta);  p = p - eta*g;
+    ax = p (mu == 1) or ax + (p - ax)*mu."""
+    cdef Py_ssize_t i
+    cdef floating s = -1 if maximize else 1, g, pi
+    for i in range(n):
+        g = _decayed_grad(p, grad, i, s, wd, 1)
+        pi = p[i] * decay
+        pi = pi + neg_eta * g
+        p[i] = pi
+        if copy_ax:
+            ax[i] = pi
+        else:
+            ax[i] = ax[i] + (pi - ax[i]) * mu
+
+
 # --- the driver: the whole parameter, in parallel blocks when large (Note [Parallel updates]) -----
 
 cdef enum:
-    U_SGD, U_ADAM, U_ADAGRAD, U_RMSPROP
+    U_SGD, U_ADAM, U_ADAGRAD, U_RMSPROP, U_NADAM, U_RADAM, U_ADAMAX, U_ADADELTA, U_RPROP, U_ASGD
 
 ctypedef struct Update:
     int kind                   # which optimizer's block (U_*)
@@ -295,8 +449,9 @@ ctypedef struct Update:
     void* s0                   # state buffers (INOUT), in each block's order; NULL when absent
     void* s1
     void* s2
-    double h[8]                # hyper-parameters, rounded to the element type by the block
+    double h[10]               # hyper-parameters, rounded to the element type by the block
     bint maximize, nesterov, init_buf
+    bint flag                  # RAdam: rectified; ASGD: ax copies p (mu == 1)
 
 
 cdef inline Update _update(int kind, cnp.ndarray pa, cnp.ndarray work, cnp.ndarray grad,
@@ -305,7 +460,7 @@ cdef inline Update _update(int kind, cnp.ndarray pa, cnp.ndarray work, cnp.ndarr
     u.kind, u.f32, u.n = kind, cnp.PyArray_TYPE(pa) == cnp.NPY_FLOAT32, cnp.PyArray_SIZE(pa)
     u.p, u.grad = cnp.PyArray_DATA(work), cnp.PyArray_DATA(grad)
     u.s0, u.s1, u.s2 = s0, s1, s2
-    u.maximize, u.nesterov, u.init_buf = maximize, False, False
+    u.maximize, u.nesterov, u.init_buf, u.flag = maximize, False, False, False
     return u
 
 
@@ -374,9 +529,29 @@ cdef inline void _block_t(const Update* u, floating* p, Py_ssize_t lo,
                     <floating>h[7], u.maximize)
     elif u.kind == U_ADAGRAD:
         _adagrad_block(p, g, s0, m, <floating>h[0], <floating>h[1], <floating>h[2], u.maximize)
-    else:
+    elif u.kind == U_RMSPROP:
         _rmsprop_block(p, g, s0, s1, s2, m, <floating>h[0], <floating>h[1], <floating>h[2],
                        <floating>h[3], <floating>h[4], <floating>h[5], u.maximize)
+    elif u.kind == U_NADAM:
+        _nadam_block(p, g, s0, s1, m, <floating>h[0], <floating>h[1], <floating>h[2],
+                     <floating>h[3], <floating>h[4], <floating>h[5], <floating>h[6],
+                     <floating>h[7], <floating>h[8], u.maximize)
+    elif u.kind == U_RADAM:
+        _radam_block(p, g, s0, s1, m, <floating>h[0], <floating>h[1], <floating>h[2],
+                     <floating>h[3], <floating>h[4], <floating>h[5], <floating>h[6],
+                     <floating>h[7], <floating>h[8], <floating>h[9], u.flag, u.maximize)
+    elif u.kind == U_ADAMAX:
+        _adamax_block(p, g, s0, s1, m, <floating>h[0], <floating>h[1], <floating>h[2],
+                      <floating>h[3], <floating>h[4], u.maximize)
+    elif u.kind == U_ADADELTA:
+        _adadelta_block(p, g, s0, s1, m, <floating>h[0], <floating>h[1], <floating>h[2],
+                        <floating>h[3], <floating>h[4], u.maximize)
+    elif u.kind == U_RPROP:
+        _rprop_block(p, g, s0, s1, m, <floating>h[0], <floating>h[1], <floating>h[2],
+                     <floating>h[3], u.maximize)
+    else:
+        _asgd_block(p, g, s0, m, <floating>h[0], <floating>h[1], <floating>h[2], <floating>h[3],
+                    u.flag, u.maximize)
 
 
 # --- glue: validate once, take pointers, run without the GIL -------------------------------------
@@ -548,53 +723,21 @@ def adam_group(list params, object state, object init, double lr, double beta1, 
                double eps, double weight_decay, bint amsgrad, bint maximize, bint decoupled):
     """Adam/AdamW over one parameter group: every parameter with a gradient, its state read
     from `state[p]` (filled by `init(state[p], p)` on its first step)."""
-    cdef TensorBase p
-    cdef dict st
-    cdef Update stack_us[GROUP_STACK]
-    cdef Py_ssize_t k = 0, cap = len(params)
-    cdef Update* us = _group_buffer(stack_us, cap)
-    cdef list keep = []
-    try:
-        for obj in params:
-            p = <TensorBase?>obj
-            if p._grad is None:
-                continue
-            if k == cap:               # the list grew under the step (a callback appended)
-                raise RuntimeError("the optimizer's parameter list changed during step()")
-            st = state[p]
-            if not st:
-                init(st, p)
-            _adam_prep(&us[k], keep, p, p._grad, st["exp_avg"], st["exp_avg_sq"],
-                       st["max_exp_avg_sq"] if amsgrad else None, st["step"], lr, beta1, beta2,
-                       eps, weight_decay, maximize, decoupled)
-            k += 1
-    finally:                       # the parameters before a bad one are still updated
-        _run_group(us, k, keep, stack_us)
+    cdef double a[6]
+    a[:] = [lr, beta1, beta2, eps, weight_decay, decoupled]
+    _elementwise_group(U_ADAM, "Adam", params, state, init, "exp_avg", "exp_avg_sq",
+                       "max_exp_avg_sq" if amsgrad else None, _adam_hyper, a, maximize)
 
 
-cdef void _adam_prep(Update* u, list keep, TensorBase p, TensorBase grad, TensorBase exp_avg,
-                     TensorBase exp_avg_sq, TensorBase max_exp_avg_sq, TensorBase step,
-                     double lr, double beta1, double beta2, double eps, double weight_decay,
-                     bint maximize, bint decoupled) except *:
-    cdef cnp.ndarray pa = _param_array(p, "Adam")
-    cdef cnp.ndarray ga = _grad_array(grad, pa, "Adam")
-    cdef cnp.ndarray w = _work(pa)
-    cdef char* s0 = _state_ptr(exp_avg, pa, "Adam", "exp_avg")
-    cdef char* s1 = _state_ptr(exp_avg_sq, pa, "Adam", "exp_avg_sq")
-    cdef char* s2 = _maybe_state_ptr(max_exp_avg_sq, pa, "Adam", "max_exp_avg_sq")
-    keep.append(p)
-    keep.append(w)
-    keep.append(ga)
-    u[0] = _update(U_ADAM, pa, w, ga, s0, s1, s2, maximize)
-    cdef double t = incr_step(step)
-    cdef double step_size = lr / (1 - beta1 ** t)
-    cdef double bc2_sqrt = (1 - beta2 ** t) ** 0.5
+cdef void _adam_hyper(Update* u, dict st, double t, const double* a) except *:
+    # a: lr, beta1, beta2, eps, weight_decay, decoupled
+    cdef double lr = a[0], beta1 = a[1], beta2 = a[2], weight_decay = a[4]
     cdef double decay = 1.0
-    if weight_decay != 0 and decoupled:
+    if weight_decay != 0 and a[5] != 0:
         decay = 1 - lr * weight_decay
         weight_decay = 0
-    u.h[0], u.h[1], u.h[2], u.h[3] = -step_size, 1 - beta1, beta2, 1 - beta2
-    u.h[4], u.h[5], u.h[6], u.h[7] = bc2_sqrt, eps, weight_decay, decay
+    u.h[0], u.h[1], u.h[2], u.h[3] = -(lr / (1 - beta1 ** t)), 1 - beta1, beta2, 1 - beta2
+    u.h[4], u.h[5], u.h[6], u.h[7] = (1 - beta2 ** t) ** 0.5, a[3], weight_decay, decay
 
 
 def adagrad_update(TensorBase p, TensorBase grad, TensorBase state_sum, TensorBase step,
@@ -631,3 +774,185 @@ def rmsprop_update(TensorBase p, TensorBase grad, TensorBase square_avg, TensorB
     with nogil:
         run_update(&u)
     _finish(p, w)
+
+
+# --- the newer optimizers' groups: one gathering loop, a per-kind `_*_hyper` for the scalars ----
+
+ctypedef void (*HyperFn)(Update* u, dict st, double t, const double* a) except *
+
+
+cdef _elementwise_group(int kind, str opt, list params, object state, object init, str name0,
+                        str name1, str name2, HyperFn hyper, const double* a, bint maximize):
+    """One parameter group of optimizer `opt`: for every parameter with a gradient, its state
+    (made by `init(state[p], p)` on its first step) gives the buffers named name0, name1 and
+    name2 (None: absent); `step` is incremented and `hyper` fills the update's scalars from the
+    step count t and the group's options `a`; the updates run together (run_group)."""
+    cdef TensorBase p
+    cdef dict st
+    cdef cnp.ndarray pa, ga, w
+    cdef Update stack_us[GROUP_STACK]
+    cdef Py_ssize_t k = 0, cap = len(params)
+    cdef Update* us = _group_buffer(stack_us, cap)
+    cdef list keep = []
+    try:
+        for obj in params:
+            p = <TensorBase?>obj
+            if p._grad is None:
+                continue
+            if k == cap:               # the list grew under the step (a callback appended)
+                raise RuntimeError("the optimizer's parameter list changed during step()")
+            st = state[p]
+            if not st:
+                init(st, p)
+            pa = _param_array(p, opt)
+            ga = _grad_array(p._grad, pa, opt)
+            w = _work(pa)
+            us[k] = _update(kind, pa, w, ga, _state_ptr(st[name0], pa, opt, name0),
+                            NULL if name1 is None else _state_ptr(st[name1], pa, opt, name1),
+                            NULL if name2 is None else _state_ptr(st[name2], pa, opt, name2),
+                            maximize)
+            hyper(&us[k], st, incr_step(st["step"]), a)
+            keep.append(p)
+            keep.append(w)
+            keep.append(ga)
+            k += 1
+    finally:                       # the parameters before a bad one are still updated
+        _run_group(us, k, keep, stack_us)
+
+
+cdef inline double _decoupled_decay(Update* u, double lr, double wd, bint decoupled,
+                                    int wd_slot) noexcept:
+    """PyTorch's weight decay options: (L2 coefficient, decoupled factor 1 - lr*wd) into h."""
+    if wd != 0 and decoupled:
+        u.h[wd_slot], u.h[wd_slot + 1] = 0, 1 - lr * wd
+    else:
+        u.h[wd_slot], u.h[wd_slot + 1] = wd, 1
+    return 0
+
+
+cdef void _nadam_hyper(Update* u, dict st, double t, const double* a) except *:
+    # a: lr, beta1, beta2, eps, weight_decay, momentum_decay, decoupled
+    cdef double lr = a[0], beta1 = a[1], beta2 = a[2], md = a[5]
+    cdef double mu = beta1 * (1.0 - 0.5 * 0.96 ** (t * md))
+    cdef double mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * md))
+    cdef double mu_product = _scale_scalar_state(st["mu_product"], mu, "NAdam", "mu_product")
+    u.h[0], u.h[1], u.h[2], u.h[3], u.h[4] = 1 - beta1, beta2, 1 - beta2, 1 - beta2 ** t, a[3]
+    u.h[5] = -lr * (1.0 - mu) / (1.0 - mu_product)
+    u.h[6] = (-lr * mu_next) / (1.0 - mu_product * mu_next)
+    _decoupled_decay(u, lr, a[4], a[6] != 0, 7)
+
+
+cdef void _radam_hyper(Update* u, dict st, double t, const double* a) except *:
+    # a: lr, beta1, beta2, eps, weight_decay, decoupled
+    cdef double lr = a[0], beta1 = a[1], beta2 = a[2]
+    cdef double bc2 = 1 - beta2 ** t
+    cdef double rho_inf = 2 / (1 - beta2) - 1
+    cdef double rho_t = rho_inf - 2 * t * (beta2 ** t) / bc2
+    u.flag = rho_t > 5.0
+    u.h[0], u.h[1], u.h[2], u.h[3], u.h[4] = 1 - beta1, beta2, 1 - beta2, 1 - beta1 ** t, lr
+    u.h[5], u.h[6], u.h[7] = bc2 ** 0.5, a[3], 0
+    if u.flag:
+        u.h[7] = ((rho_t - 4) * (rho_t - 2) * rho_inf
+                  / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
+    _decoupled_decay(u, lr, a[4], a[5] != 0, 8)
+
+
+cdef void _adamax_hyper(Update* u, dict st, double t, const double* a) except *:
+    # a: lr, beta1, beta2, eps, weight_decay
+    u.h[0], u.h[1], u.h[2] = 1 - a[1], a[2], a[3]
+    u.h[3], u.h[4] = -(a[0] / (1 - a[1] ** t)), a[4]
+
+
+cdef void _adadelta_hyper(Update* u, dict st, double t, const double* a) except *:
+    # a: lr, rho, eps, weight_decay
+    u.h[0], u.h[1], u.h[2], u.h[3], u.h[4] = a[1], 1 - a[1], a[2], -a[0], a[3]
+
+
+cdef void _rprop_hyper(Update* u, dict st, double t, const double* a) except *:
+    # a: etaminus, etaplus, step_size_min, step_size_max
+    u.h[0], u.h[1], u.h[2], u.h[3] = a[0], a[1], a[2], a[3]
+
+
+cdef void _asgd_hyper(Update* u, dict st, double t, const double* a) except *:
+    # a: lr, lambd, alpha, t0, weight_decay. eta and mu are read for this step, then advanced.
+    cdef double lr = a[0], lambd = a[1]
+    cdef double eta = _scale_scalar_state(st["eta"], 1, "ASGD", "eta")
+    cdef double mu = _scale_scalar_state(st["mu"], 1, "ASGD", "mu")
+    u.h[0], u.h[1], u.h[2], u.h[3] = 1 - lambd * eta, -eta, mu, a[4]
+    u.flag = mu == 1
+    _set_scalar_state(st["eta"], lr / ((1 + lambd * lr * t) ** a[2]))
+    _set_scalar_state(st["mu"], 1 / max(1.0, t - a[3]))
+
+
+cdef double _scale_scalar_state(TensorBase s, double factor, str opt, str name) except? -1:
+    """s *= factor on a one-element float state tensor (rounded to its dtype); the new value."""
+    cdef cnp.ndarray arr = s._data
+    if cnp.PyArray_SIZE(arr) != 1 or not _is_float(arr):
+        raise RuntimeError(f"{opt}: state '{name}' must be a one-element float tensor, got "
+                           f"{arr.dtype} of shape {(<object>arr).shape}")
+    if factor != 1:
+        arr[...] = arr * arr.dtype.type(factor)
+    return float(arr)
+
+
+cdef void _set_scalar_state(TensorBase s, double value) except *:
+    """PyTorch's `state.copy_(torch.as_tensor(value))`: the value passes through a float32
+    tensor (the default dtype) on its way, also into a float64 state (loaded for a float64
+    parameter)."""
+    (<cnp.ndarray>s._data)[...] = np.float32(value)
+
+
+
+def nadam_group(list params, object state, object init, double lr, double beta1, double beta2,
+                double eps, double weight_decay, double momentum_decay, bint decoupled,
+                bint maximize):
+    """NAdam over one parameter group (state: step, mu_product, exp_avg, exp_avg_sq)."""
+    cdef double a[7]
+    a[:] = [lr, beta1, beta2, eps, weight_decay, momentum_decay, decoupled]
+    _elementwise_group(U_NADAM, "NAdam", params, state, init, "exp_avg", "exp_avg_sq", None,
+                       _nadam_hyper, a, maximize)
+
+
+def radam_group(list params, object state, object init, double lr, double beta1, double beta2,
+                double eps, double weight_decay, bint decoupled, bint maximize):
+    """RAdam over one parameter group (state: step, exp_avg, exp_avg_sq)."""
+    cdef double a[6]
+    a[:] = [lr, beta1, beta2, eps, weight_decay, decoupled]
+    _elementwise_group(U_RADAM, "RAdam", params, state, init, "exp_avg", "exp_avg_sq", None,
+                       _radam_hyper, a, maximize)
+
+
+def adamax_group(list params, object state, object init, double lr, double beta1, double beta2,
+                 double eps, double weight_decay, bint maximize):
+    """Adamax over one parameter group (state: step, exp_avg, exp_inf)."""
+    cdef double a[5]
+    a[:] = [lr, beta1, beta2, eps, weight_decay]
+    _elementwise_group(U_ADAMAX, "Adamax", params, state, init, "exp_avg", "exp_inf", None,
+                       _adamax_hyper, a, maximize)
+
+
+def adadelta_group(list params, object state, object init, double lr, double rho, double eps,
+                   double weight_decay, bint maximize):
+    """Adadelta over one parameter group (state: step, square_avg, acc_delta)."""
+    cdef double a[4]
+    a[:] = [lr, rho, eps, weight_decay]
+    _elementwise_group(U_ADADELTA, "Adadelta", params, state, init, "square_avg", "acc_delta",
+                       None, _adadelta_hyper, a, maximize)
+
+
+def rprop_group(list params, object state, object init, double etaminus, double etaplus,
+                double step_size_min, double step_size_max, bint maximize):
+    """Rprop over one parameter group (state: step, prev, step_size)."""
+    cdef double a[4]
+    a[:] = [etaminus, etaplus, step_size_min, step_size_max]
+    _elementwise_group(U_RPROP, "Rprop", params, state, init, "prev", "step_size", None,
+                       _rprop_hyper, a, maximize)
+
+
+def asgd_group(list params, object state, object init, double lr, double lambd, double alpha,
+               double t0, double weight_decay, bint maximize):
+    """ASGD over one parameter group (state: step, eta, mu, ax)."""
+    cdef double a[5]
+    a[:] = [lr, lambd, alpha, t0, weight_decay]
+    _elementwise_group(U_ASGD, "ASGD", params, state, init, "ax", None, None, _asgd_hyper, a,
+                       maximize)

@@ -21,3 +21,17 @@ def step_tensor(value=0.0):
 def scalar(x):
     """A hyper-parameter as a Python float (a one-element tensor lr is allowed, as in torch)."""
     return float(x)
+
+
+def restore_state_tensors(optimizer, *names, **defaults):
+    """After loading (`__setstate__`): each group gets the options in `defaults` it lacks, and
+    every parameter state's 'step' and the one-number states in `names` become 0-d float32
+    tensors when a checkpoint stored them as Python numbers (as torch.optim does)."""
+    for group in optimizer.param_groups:
+        for key, value in defaults.items():
+            group.setdefault(key, value)
+        for p in group["params"]:
+            p_state = optimizer.state.get(p, {})
+            for name in ("step",) + names:
+                if name in p_state and not hasattr(p_state[name], "_np"):
+                    p_state[name] = step_tensor(float(p_state[name]))

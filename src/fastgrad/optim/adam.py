@@ -1,5 +1,6 @@
 """Adam (with amsgrad, L2 weight decay, maximize), as torch.optim.Adam."""
 from fastgrad._core import optim_kernels as _k
+from fastgrad.optim._checks import check_adam_family
 from fastgrad.optim._state import step_tensor, zeros_state, scalar
 from fastgrad.optim.optimizer import Optimizer, _check_differentiable, _no_grad_step, _run_closure
 
@@ -27,16 +28,7 @@ class Adam(Optimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  amsgrad=False, *, foreach=None, maximize=False, capturable=False,
                  differentiable=False, fused=None, decoupled_weight_decay=False):
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= betas[0] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
-        if not 0.0 <= betas[1] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_adam_family(lr, betas, eps, weight_decay)
         _check_differentiable(differentiable)
         betas = tuple(float(b) for b in betas)
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,

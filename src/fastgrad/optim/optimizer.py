@@ -258,6 +258,13 @@ class Optimizer:
         self.__setstate__({"state": state, "param_groups": param_groups})
 
 
+# States not shaped like the parameter they are filed under: one number (NAdam's, ASGD's), or
+# LBFGS's vectors over all parameters. Like every non-'step' tensor they take the parameter's
+# float dtype, as in torch; their shapes are not checked.
+_FREE_STATE = frozenset({"mu_product", "eta", "mu", "d", "t", "H_diag", "prev_flat_grad",
+                         "old_dirs", "old_stps", "ro", "al"})
+
+
 def _cast(param, value, param_id, param_groups, key=None):
     """A loaded state value adapted to its parameter: tensors take the parameter's float dtype
     (except 'step') and shape; they are shared with the dict when nothing changes, as in torch."""
@@ -266,6 +273,8 @@ def _cast(param, value, param_id, param_groups, key=None):
             return value
         if param.is_floating_point() and value.dtype != param.dtype:
             value = value.to(param.dtype)
+        if key in _FREE_STATE:
+            return value
         if key is not None and value.numel() == param.numel() and value.shape != param.shape:
             raise ValueError(f"optimizer state '{key}' for parameter {param_id} has shape "
                              f"{tuple(value.shape)} but the parameter has shape "
