@@ -38,7 +38,8 @@ def render(data):
     h = data["header"]
     out = [f"Measured {h['date']} on commit `{h['commit']}`: {h['machine']}; "
            f"{h['python']}, NumPy {h['numpy']}, torch {h['torch']}, fastgrad {h['fastgrad']}; "
-           f"{h['mode']}; threads: {h['threads']}; load: {h.get('load', '?')}.", ""]
+           f"{h['mode']}; threads: {h['threads']}; load: {h.get('load', '?')}; host speed: "
+           f"{h.get('host speed', 'not recorded')}.", ""]
     if "WARNING" in h:
         out += [f"**{h['WARNING']}**", ""]
     out += ["| id | case | unit | fastgrad | torch | torch fused | numpy | x torch | x numpy "

@@ -67,6 +67,24 @@ def _loadavg():
         return (float("nan"),) * 3
 
 
+def _host_speed():
+    """One core's float32 GEMM rate at the start of the run: a shared host slows down in
+    spells (this one's fell from ~95 to ~50 GMAC/s for an hour), and runs compare only at
+    similar rates."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return "not measured (no threadpoolctl)"
+    a = np.ones((512, 512), np.float32)
+    best = float("inf")
+    with threadpool_limits(1):
+        for _ in range(10):
+            start = time.perf_counter()
+            a @ a
+            best = min(best, time.perf_counter() - start)
+    return f"one core, float32 512x512 GEMM (NumPy's BLAS): {512 ** 3 / best / 1e9:.0f} GMAC/s"
+
+
 def _threads(module):
     get = getattr(module, "get_num_threads", None)
     try:
@@ -106,6 +124,7 @@ def header(run):
         "load": "1/5/15-min load average at start %.2f %.2f %.2f (the machine is "
                 "shared: a load near the core count makes every figure noisy)" % _loadavg(),
         "threads": _threads_line(run),
+        "host speed": _host_speed(),
     }
     if run.subject_name != "fastgrad":
         info["WARNING"] = (f"FASTGRAD_BENCH_SUBJECT={run.subject_name}: the 'fastgrad' column "
