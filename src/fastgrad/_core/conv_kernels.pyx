@@ -104,8 +104,9 @@ cdef void col2im(const floating* col, floating* x, const Geom* g) noexcept nogil
 # Nothing, that is, while the input is finite: the weight gradient multiplies those zeros by
 # input values, and 0 * inf is NaN where PyTorch's gradient is inf. The padding's zeros do the
 # same to the output gradient's values (and, in a transposed convolution, where the two swap
-# roles, to the input's). A sample whose operands hold inf or NaN where such zeros can meet them
-# takes a direct loop over the terms that exist for its weight gradient (_exact_weight).
+# roles, to the input's). A block of samples whose weight gradient comes out non-finite is
+# computed again, each sample whose operands hold inf or NaN where such zeros can meet them by a
+# direct loop over the terms that exist (_exact_weight); a finite result needed no check.
 
 cdef Py_ssize_t _scratch_len(const Geom* g, Py_ssize_t O) noexcept nogil:
     """Elements of one thread's scratch: im2col's column matrix, or for the shifted rows a padded
@@ -516,13 +517,20 @@ cdef void _weight_pass(const floating* gy, const floating* x, const floating* co
     zeroed by the caller, who adds the blocks in order. The blocks do not depend on the thread
     count, so neither do the sums, while threads take blocks as they come free. cols: the
     forward's column matrices, or NULL (im2col again into the thread's scratch)."""
-    cdef Py_ssize_t b
+    cdef Py_ssize_t b, K = O * (g.C * g.kh * g.kw // g.G)
     cdef Py_ssize_t* off = _tile_offsets(g, O) if _tiled(g, floating is float) else NULL
     for b in prange(nb, schedule="dynamic", num_threads=nt):
-        _weight_block(gy, x, cols, gw + b * O * (g.C * g.kh * g.kw // g.G),
-                      NULL if gb == NULL else gb + b * O,
+        _weight_block(gy, x, cols, gw + b * K, NULL if gb == NULL else gb + b * O,
                       scratch + threadid() * _scratch_len(g, O),
-                      b * N // nb, (b + 1) * N // nb, O, g, off)
+                      b * N // nb, (b + 1) * N // nb, O, g, off, False)
+        # a non-finite block may hold a zero times inf: again, sample by sample with care
+        if not _all_finite(gw + b * K, K):
+            memset(gw + b * K, 0, K * sizeof(floating))
+            if gb != NULL:
+                memset(gb + b * O, 0, O * sizeof(floating))
+            _weight_block(gy, x, cols, gw + b * K, NULL if gb == NULL else gb + b * O,
+                          scratch + threadid() * _scratch_len(g, O),
+                          b * N // nb, (b + 1) * N // nb, O, g, off, True)
     free(off)
 
 
@@ -573,7 +581,9 @@ cdef void _exact_weight(const floating* gy, const floating* x, floating* gwb, Py
 cdef void _weight_block(const floating* gy, const floating* x, const floating* cols,
                         floating* gwb, floating* gbb, floating* buf, Py_ssize_t lo,
                         Py_ssize_t hi, Py_ssize_t O, const Geom* g,
-                        const Py_ssize_t* off) noexcept nogil:
+                        const Py_ssize_t* off, bint careful) noexcept nogil:
+    """Samples lo..hi of _weight_pass; careful: a sample whose inf or NaN may meet a zero that
+    stands for no term takes _exact_weight."""
     cdef Py_ssize_t n, grp, o, l, L = g.OH * g.OW, CK = g.C * g.kh * g.kw
     cdef Py_ssize_t CKg = CK // g.G, Og = O // g.G
     cdef bint direct = _pointwise(g)
@@ -584,10 +594,10 @@ cdef void _weight_block(const floating* gy, const floating* x, const floating* c
     cdef Py_ssize_t CL = cols_len(g), CHW = g.C * g.H * g.W
     # zeros that stand for no term (padding, the wide columns' gaps) meet the other operand's
     # values: exact only while those are finite (Note [Shifted rows for unit stride])
-    cdef bint wide = shifted and not (off != NULL and _by_channel(O))
-    cdef bint padded = g.ph > 0 or g.pw > 0 or \
+    cdef bint wide = careful and shifted and not (off != NULL and _by_channel(O))
+    cdef bint padded = careful and (g.ph > 0 or g.pw > 0 or \
         (g.OH - 1) * g.sh - g.ph + (g.kh - 1) * g.dh >= g.H or \
-        (g.OW - 1) * g.sw - g.pw + (g.kw - 1) * g.dw >= g.W
+        (g.OW - 1) * g.sw - g.pw + (g.kw - 1) * g.dw >= g.W)
     cdef bint exact
     for n in range(lo, hi):
         exact = (wide and not _all_finite(x + n * CHW, CHW)) or \
