@@ -381,8 +381,7 @@ def test_conv_weight_gradient_of_an_infinite_input_is_infinite(O, padding, dtype
         conv(fg.tensor(x)).sum().backward()
         g = conv.weight.grad.numpy()
         assert np.isposinf(g).all(), g
-        np.testing.assert_array_equal(conv.bias.grad.numpy(), 3 * 81 if padding == 1 else
-                                      3 * (9 + 2 * padding - 2) ** 2)
+        np.testing.assert_array_equal(conv.bias.grad.numpy(), 3 * (9 + 2 * padding - 2) ** 2)
         conv1 = fg.nn.Conv1d(4, O, 3, padding=padding, dtype=conv.weight.dtype)
         conv1(fg.tensor(x[:, :, 0])).sum().backward()
         assert np.isposinf(conv1.weight.grad.numpy()).all()

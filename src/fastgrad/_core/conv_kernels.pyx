@@ -28,9 +28,11 @@ cdef extern from "conv_tiles.h" nogil:
     void fg_ct_wgrad_ch(const float* xp, const Py_ssize_t* off, Py_ssize_t K, const float* gt,
                         Py_ssize_t O, const Py_ssize_t* pos, Py_ssize_t P, float* dw)
 
-# conv_tiles.h includes it once per instruction set; named here so that a change to it rebuilds
-# this module (setup.py follows a module's own extern headers only)
+# conv_tiles.h includes these (the first once per instruction set); named here so that a change
+# to them rebuilds this module (setup.py follows a module's own extern headers only)
 cdef extern from "conv_tiles_isa.h":
+    pass
+cdef extern from "cpu_level.h":
     pass
 
 # Multiply-adds up to which an NT product (A @ B^T) runs unpacked in OpenBLAS (measured).

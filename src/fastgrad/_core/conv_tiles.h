@@ -29,6 +29,7 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+#include "cpu_level.h"
 
 /* switch over a tile's size n (1..6 or 1..12), each case a call with a constant */
 #define FG_CT_SW6(n, CALL) switch (n) { case 1: CALL(1) break; case 2: CALL(2) break; \
@@ -91,15 +92,7 @@ static int fg_ct_state = -1;
 
 /* The loops the CPU runs: 2 AVX-512, 1 AVX2+FMA, 0 none (the caller's BLAS path); force: -1
  * keep, else the highest level allowed (tests run every path the CPU has) */
-static int fg_ct_ok(int force) {
-    if (fg_ct_state < 0 || force >= 0) {
-        __builtin_cpu_init();
-        int have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-        int lvl = !have ? 0 : __builtin_cpu_supports("avx512f") ? 2 : 1;
-        fg_ct_state = force >= 0 && force < lvl ? force : lvl;
-    }
-    return fg_ct_state;
-}
+static int fg_ct_ok(int force) { return fg_pick_level(&fg_ct_state, force); }
 
 /* lanes of the vector the channel tiles run along output channels */
 static int fg_ct_lanes(void) { return fg_ct_state == 2 ? 16 : 8; }

@@ -731,13 +731,10 @@ def adam_group(list params, object state, object init, double lr, double beta1, 
 
 cdef void _adam_hyper(Update* u, dict st, double t, const double* a) except *:
     # a: lr, beta1, beta2, eps, weight_decay, decoupled
-    cdef double lr = a[0], beta1 = a[1], beta2 = a[2], weight_decay = a[4]
-    cdef double decay = 1.0
-    if weight_decay != 0 and a[5] != 0:
-        decay = 1 - lr * weight_decay
-        weight_decay = 0
+    cdef double lr = a[0], beta1 = a[1], beta2 = a[2]
     u.h[0], u.h[1], u.h[2], u.h[3] = -(lr / (1 - beta1 ** t)), 1 - beta1, beta2, 1 - beta2
-    u.h[4], u.h[5], u.h[6], u.h[7] = (1 - beta2 ** t) ** 0.5, a[3], weight_decay, decay
+    u.h[4], u.h[5] = (1 - beta2 ** t) ** 0.5, a[3]
+    _decoupled_decay(u, lr, a[4], a[5] != 0, 6)
 
 
 def adagrad_update(TensorBase p, TensorBase grad, TensorBase state_sum, TensorBase step,
@@ -820,14 +817,13 @@ cdef _elementwise_group(int kind, str opt, list params, object state, object ini
         _run_group(us, k, keep, stack_us)
 
 
-cdef inline double _decoupled_decay(Update* u, double lr, double wd, bint decoupled,
-                                    int wd_slot) noexcept:
+cdef inline void _decoupled_decay(Update* u, double lr, double wd, bint decoupled,
+                                  int wd_slot) noexcept:
     """PyTorch's weight decay options: (L2 coefficient, decoupled factor 1 - lr*wd) into h."""
     if wd != 0 and decoupled:
         u.h[wd_slot], u.h[wd_slot + 1] = 0, 1 - lr * wd
     else:
         u.h[wd_slot], u.h[wd_slot + 1] = wd, 1
-    return 0
 
 
 cdef void _nadam_hyper(Update* u, dict st, double t, const double* a) except *:

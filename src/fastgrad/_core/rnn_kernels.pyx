@@ -43,9 +43,11 @@ cdef extern from "rnn_tiles.h" nogil:
                        Py_ssize_t sk, const float* b, Py_ssize_t ldb, float* scratch, float* c,
                        Py_ssize_t ldc, int add)
 
-# rnn_tiles.h includes it once per instruction set; named here so that a change to it rebuilds
-# this module
+# rnn_tiles.h includes these (the first once per instruction set); named here so that a change
+# to them rebuilds this module
 cdef extern from "rnn_tiles_isa.h":
+    pass
+cdef extern from "cpu_level.h":
     pass
 
 # The GRU's gate-gradient loop for one row, with restrict pointers so that GCC vectorises it

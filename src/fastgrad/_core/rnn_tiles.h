@@ -31,6 +31,7 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+#include "cpu_level.h"
 
 /* pack b (k, n), rows ldb apart, into panels of nr columns (Note [Packed recurrent weights]):
  * panel q at bp + q * k * nr, its row kk at + kk * nr; columns past n are zeros */
@@ -140,17 +141,9 @@ fg_rt_pack_t(const float *w, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n, ptrdiff_t 
 
 static int fg_rt_state = -1;
 
-/* The loops the CPU runs: 2 AVX-512, 1 AVX2+FMA, 0 none (the caller's BLAS products); force:
- * -1 keep, else the highest level allowed (tests run every path the CPU has) */
-static int fg_rt_ok(int force) {
-    if (fg_rt_state < 0 || force >= 0) {
-        __builtin_cpu_init();
-        int have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-        int lvl = !have ? 0 : __builtin_cpu_supports("avx512f") ? 2 : 1;
-        fg_rt_state = force >= 0 && force < lvl ? force : lvl;
-    }
-    return fg_rt_state;
-}
+/* The loops the CPU runs: 2 AVX-512, 1 AVX2+FMA, 0 none (the caller's BLAS products); force: -1
+ * keep, else the highest level allowed (tests run every path the CPU has) */
+static int fg_rt_ok(int force) { return fg_pick_level(&fg_rt_state, force); }
 
 /* columns per panel of the loops in use */
 static ptrdiff_t fg_rt_nr(void) { return fg_rt_state == 2 ? 32 : 16; }

@@ -73,13 +73,16 @@ def serve(lib, requests, reply):
 
 
 def main(argv):
-    out = sys.stdout
+    # the replies get the pipe to themselves: whatever the library prints, from Python or from
+    # C (file descriptor 1), goes to stderr
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
 
     def reply(message):
         out.write(json.dumps(message) + "\n")
         out.flush()
-
-    sys.stdout = sys.stderr               # a library's prints must not garble the replies
     try:
         lib = importlib.import_module(argv[0])
         threads = os.environ.get("FASTGRAD_BENCH_THREADS")

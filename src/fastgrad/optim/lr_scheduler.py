@@ -831,10 +831,11 @@ class ChainedScheduler(_Composed):
     """Every member steps, in order, at each step: their factors compose."""
 
     def __init__(self, schedulers, optimizer=None):
-        _check_members(self, optimizer or schedulers[0].optimizer if schedulers else None,
-                       schedulers, " to be chained")
+        if optimizer is None and schedulers:
+            optimizer = schedulers[0].optimizer
+        _check_members(self, optimizer, schedulers, " to be chained")
         self._schedulers = schedulers
-        self.optimizer = optimizer or schedulers[0].optimizer
+        self.optimizer = optimizer
         self._last_lr = _param_groups_val_list(schedulers[-1].optimizer, "lr")
 
     def step(self):
