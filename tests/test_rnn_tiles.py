@@ -12,9 +12,11 @@ KINDS = [("LSTM", {}), ("GRU", {}), ("RNN", {}), ("RNN", {"nonlinearity": "relu"
 
 # input, hidden, batch, steps, packed, bidirectional: partial row tiles (batch 1, 3, 33 against
 # 8 or 6 rows), partial panels (hidden 5, 17, 130: gate columns and P not multiples of 16 or 32,
-# and 130 two unit blocks of unequal size), one input feature, shrinking batches
+# and 130 two unit blocks of unequal size), one input feature, shrinking batches; batches of
+# 33 and 50 run in row blocks (24 + 9 rows, 24 + 24 + 2: Note [Rows of a row block]), the
+# shrinking batch leaving some of them empty
 SIZES = [(1, 5, 1, 6, False, False), (3, 17, 3, 7, True, True), (4, 130, 33, 5, False, False),
-         (2, 17, 33, 9, True, False), (6, 40, 9, 11, False, True)]
+         (2, 17, 33, 9, True, False), (6, 40, 9, 11, False, True), (3, 20, 50, 6, True, True)]
 
 
 @pytest.fixture
@@ -74,7 +76,7 @@ def test_float32_tiles_match_float64(level_and_team, kind, size):
 
 @pytest.mark.parametrize("level_and_team", [2, 1], indirect=True)
 @pytest.mark.parametrize("kind", range(len(KINDS)))
-@pytest.mark.parametrize("size", SIZES[1:4])
+@pytest.mark.parametrize("size", SIZES[1:4] + SIZES[5:])
 def test_float32_tiles_same_bits_on_one_and_two_threads(level_and_team, kind, size):
     name, extra = KINDS[kind]
     one = _run(name, extra, size, fg.float32, 1)

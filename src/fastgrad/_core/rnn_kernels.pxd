@@ -37,10 +37,15 @@ ctypedef struct Plan:
     void* hs         # (B, P) state, h_n at the end
     void* cst        # (B, H) LSTM state, c_n at the end
     Py_ssize_t hb, nb  # units per block, blocks (Note [Recurrence on the thread team])
+    Py_ssize_t rr, nrb # batch rows per row block, row blocks (Note [Rows of a row block]; set by
+                       # run_forward/run_backward)
     double* db       # backward: (G,) float64 accumulators of the gate gradients' column sums
     double* db2      # (the bias gradients; GRU: db of b_ih, db2 of b_hh), or NULL
     void* dw         # backward: (G, I + P) [dW_ih | dW_hh] in gx's gate order, accumulated in the
                      # loop (Note [Weight gradients in the loop]), or NULL
+    double* dbx      # backward with row blocks: the bias-gradient accumulators (db, db2) of
+                     # row blocks 1 .. nrb - 1, 2 G each (row block 0 sums into db, db2)
+    void* dwx        # and their [dW_ih | dW_hh] (G, I + P) each (row block 0: dw), or NULL
     void* wpk        # float32 without proj_size: the blocks' weight panels during a pass (set
                      # by run_forward/run_backward; Note [Packed recurrent weights]), or NULL
 

@@ -39,9 +39,9 @@ cdef extern from "rnn_tiles.h" nogil:
                       Py_ssize_t kp, float* bp)
     void fg_rt_mm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t sa,
                   Py_ssize_t sk, const float* bp, float* c, Py_ssize_t ldc, int add)
-    void fg_rt_mm_rows(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t sa,
-                       Py_ssize_t sk, const float* b, Py_ssize_t ldb, float* scratch, float* c,
-                       Py_ssize_t ldc, int add)
+    void fg_rt_mm_rows(Py_ssize_t m, Py_ssize_t n, Py_ssize_t nseg, const Py_ssize_t* seg,
+                       const float* a, Py_ssize_t sa, Py_ssize_t sk, const float* b,
+                       Py_ssize_t ldb, float* scratch, float* c, Py_ssize_t ldc, int add)
 
 # rnn_tiles.h includes these (the first once per instruction set); named here so that a change
 # to them rebuilds this module
@@ -235,6 +235,7 @@ cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating
 # - gradient step i, block k: its columns of dh after step i - 1 (_dh_block), then its gate
 #   gradients at step i (_gates_back_block), which read only those columns of dh and dc, and its
 #   partial product for the next dh (Note [Split gradient products]).
+# (Batches of at least 2 * BATCH_ROWS rows are cut by rows instead: Note [Rows of a row block].)
 # Each step is a phase: every thread claims blocks (one atomic bit each), its own first (thread
 # t starts at block t * nb / threads, so a block's weights and state stay in one core's cache
 # from step to step) and then any left unclaimed, and waits until every block is finished
@@ -248,6 +249,25 @@ cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating
 # the thread count (one thread runs the blocks in turn without the counters). The big products
 # outside the loop (GRU's input projection, the input and weight gradients) are cut the same way
 # into fixed blocks of rows (_mm_fixed).
+
+# Note [Rows of a row block]
+# Every batch row's recurrence is independent of the others': only the weight and bias gradients
+# sum over rows. So a batch of at least 2 * BATCH_ROWS rows is cut into row blocks (_row_blocks:
+# nrb blocks of rr rows, a multiple of 8, the last one smaller; a function of B alone) and a
+# thread takes a whole row block for the whole pass, every unit block of its rows step after
+# step, with no wait between steps and nothing written by the other core: W12's forward then
+# took 1.2 ms on two threads against 1.6 ms with a wait per step (with unit blocks alone the
+# cell ran ~1.6x slower on two threads than on one, its state and gates coming from the other
+# core's cache whenever a block changed threads). A row block's forward rows are computed by the
+# same calls as with one row block, so outputs are the same bits whatever the cut. In the
+# gradient pass row block 0 sums into db, db2 and dw and the others into their own zeroed
+# accumulators (dbx, dwx), added in row block order at the end (_add_row_sums); a row block's
+# rows in a group of steps are one segment per step of the weight gradient's K (the tiles take
+# K in segments, rnn_tiles.h). Each row block packs its own copy of the weight panels. On one
+# thread every step runs on all rows at once (row block -1: twice the rows per product, ~8% less
+# time for W12's products than row blocks in turn), each row's bias-gradient terms still going
+# to its row block's accumulator and the weight gradients computed per row block, so the sums
+# are the same.
 
 # Note [Split gradient products]
 # dh after a gradient step is dG @ W_hh, dG (b, G) being the step's gate gradients. Cut by
@@ -263,8 +283,8 @@ cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating
 # Note [Weight gradients in the loop]
 # [dW_ih | dW_hh] = dG^T @ [x | h_prev] over all steps. As one product after the loop (512x192x1120
 # for W12) it read dG back from beyond L2, packed [x | h_prev] once per block of rows, and woke
-# the team once more; in the loop, after every DW_STEPS gradient steps each block adds its rows'
-# share for those steps (K = DW_STEPS * b) while their gate gradients are still in its cache. The
+# the team once more; in the loop, after every _dw_steps gradient steps each block adds its rows'
+# share for those steps (K = _dw_steps * b) while their gate gradients are still in its cache. The
 # groups of steps are fixed, so the sums are the same whatever the thread count. LSTM and RNN
 # only (GRU's recurrent part uses other gate gradients than its input part), without proj_size.
 
@@ -370,8 +390,19 @@ cdef enum:
 
 
 cdef enum:
-    DW_STEPS = 4        # gradient steps per weight-gradient product in the loop: 256x192x128
+    BATCH_ROWS = 16     # batch rows per row block (Note [Rows of a row block])
+
+
+cdef enum:
+    DW_ROWS = 128       # rows per weight-gradient product in the loop (_dw_steps): 256x192x128
                         # takes 81 us on one core (85 GMAC/s), W12's whole 256x192x1120 711 us
+    DW_MAX = 16         # steps per weight-gradient product at most
+
+
+cdef inline Py_ssize_t _dw_steps(const Plan* p) noexcept nogil:
+    """Gradient steps per weight-gradient product in the loop (Note [Weight gradients in the
+    loop]): about DW_ROWS rows of a row block, 1 to DW_MAX steps."""
+    return max(1, min(DW_MAX, DW_ROWS // max(p.rr, 1)))
 
 
 cdef void _mm_cols(floating* tag, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
@@ -394,10 +425,10 @@ cdef inline Py_ssize_t _panels(Py_ssize_t k, Py_ssize_t n) noexcept nogil:
 cdef Py_ssize_t _block_panels(const Plan* p, bint backward) noexcept nogil:
     """Floats of one block's panels (the widest block's): forward, its columns of
     [W_ih^T; W_hh^T] (GRU: W_hh^T); backward, its rows of W_hh, then room for one panel of
-    the rows of [x | h_prev] of a group of DW_STEPS steps (_dw_block)."""
+    the rows of [x | h_prev] of a group of _dw_steps steps (_dw_block)."""
     cdef Py_ssize_t ng = p.G // p.H
     if backward:
-        return _panels(ng * p.hb, p.P) + DW_STEPS * p.B * fg_rt_nr()
+        return _panels(ng * p.hb, p.P) + _dw_steps(p) * p.rr * fg_rt_nr()
     return _panels(p.P if p.mode == GRU else p.lx, ng * p.hb)
 
 
@@ -408,15 +439,45 @@ cdef void* _alloc_panels(Plan* p, bint backward) noexcept nogil:
     cdef void* mem = NULL
     p.wpk = NULL
     if p.f32 and not p.proj and fg_rt_ok(-1):
-        mem = malloc(p.nb * _block_panels(p, backward) * sizeof(float) + 64)
+        mem = malloc(p.nrb * p.nb * _block_panels(p, backward) * sizeof(float) + 64)
         if mem != NULL:
             p.wpk = <char*>mem + (64 - <size_t>mem % 64) % 64
     return mem
 
 
-cdef inline float* _block_panel(const Plan* p, bint backward, Py_ssize_t k) noexcept nogil:
-    """Block k's panels in p.wpk (Note [Packed recurrent weights])."""
-    return <float*>p.wpk + k * _block_panels(p, backward)
+cdef inline float* _block_panel(const Plan* p, bint backward, Py_ssize_t k,
+                               Py_ssize_t rb) noexcept nogil:
+    """Block k's panels in p.wpk (Note [Packed recurrent weights]), row block rb's copy (rb -1:
+    row block 0's)."""
+    return <float*>p.wpk + (max(rb, 0) * p.nb + k) * _block_panels(p, backward)
+
+
+cdef void _row_blocks(Plan* p) noexcept nogil:
+    """p.rr and p.nrb (Note [Rows of a row block]): the batch cut into blocks of BATCH_ROWS rows
+    (the last ones larger) when it has at least two of them, else one block of all rows."""
+    p.nrb = 1 if p.proj else min(max(p.B // BATCH_ROWS, 1), 30)
+    p.rr = (p.B + p.nrb - 1) // p.nrb
+    p.rr = (p.rr + 7) // 8 * 8 if p.nrb > 1 else p.B
+    p.nrb = (p.B + p.rr - 1) // p.rr if p.rr else 1
+
+
+cdef inline Py_ssize_t _lo(const Plan* p, Py_ssize_t rb, Py_ssize_t b) noexcept nogil:
+    """First batch row of row block rb at a step of b rows (b if it has none; rb -1: all the
+    rows, on one thread)."""
+    return 0 if rb < 0 else min(b, rb * p.rr)
+
+
+cdef inline Py_ssize_t _hi(const Plan* p, Py_ssize_t rb, Py_ssize_t b) noexcept nogil:
+    """One past the last batch row of row block rb at a step of b rows."""
+    return b if rb < 0 else min(b, (rb + 1) * p.rr)
+
+
+cdef inline double* _db(const Plan* p, Py_ssize_t rb, bint second) noexcept nogil:
+    """Row block rb's bias-gradient accumulator (db, or db2 when second), or NULL."""
+    cdef double* d = p.db2 if second else p.db
+    if d == NULL or rb == 0:
+        return d
+    return p.dbx + (2 * (rb - 1) + second) * p.G
 
 
 cdef void _pack_forward(const Plan* p, Py_ssize_t k, float* bp) noexcept nogil:
@@ -480,47 +541,54 @@ cdef void _cell(const Plan* p, floating* tag, Py_ssize_t row, Py_ssize_t r, Py_s
         memcpy(hn, h, n * sizeof(floating))
 
 
-cdef void _forward_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k) noexcept nogil:
-    """Block k of forward step i: the block's product (added to its gate columns), gate
-    arithmetic and state update, and its columns of the next step's hprev rows."""
-    cdef Py_ssize_t s, b, o, r, b2 = 0, o2 = 0, ng = p.G // p.H, u0 = k * p.hb
+cdef void _forward_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k,
+                         Py_ssize_t rb) noexcept nogil:
+    """Block k of forward step i, row block rb's rows: the block's product (added to its gate
+    columns), gate arithmetic and state update, and its columns of the next step's hprev rows."""
+    cdef Py_ssize_t s, b, o, r, lo, hi, b2 = 0, o2 = 0, ng = p.G // p.H, u0 = k * p.hb
     cdef Py_ssize_t n = min(p.hb, p.H - u0)
     cdef floating* hprev = <floating*>p.hprev
     cdef float* bp
     s = _step(p, i, False)
     b, o = p.bs[s], p.off[s]
+    lo, hi = _lo(p, rb, b), _hi(p, rb, b)
     if floating is float and p.wpk != NULL:    # Note [Packed recurrent weights]
-        bp = _block_panel(p, False, k)
+        bp = _block_panel(p, False, k, rb)
         if i == 0:
             _pack_forward(p, k, bp)
-        if p.mode == GRU:
-            fg_rt_mm(b, ng * n, p.P, hprev + o * p.lx, p.lx, 1, bp,
-                     <float*>p.gh + o * p.G + ng * u0, p.G, 0)
+        if hi == lo:
+            pass
+        elif p.mode == GRU:
+            fg_rt_mm(hi - lo, ng * n, p.P, hprev + (o + lo) * p.lx, p.lx, 1, bp,
+                     <float*>p.gh + (o + lo) * p.G + ng * u0, p.G, 0)
         else:
-            fg_rt_mm(b, ng * n, p.lx, <float*>p.x + o * p.lx, p.lx, 1, bp,
-                     <float*>p.gx + o * p.G + ng * u0, p.G, 0)
+            fg_rt_mm(hi - lo, ng * n, p.lx, <float*>p.x + (o + lo) * p.lx, p.lx, 1, bp,
+                     <float*>p.gx + (o + lo) * p.G + ng * u0, p.G, 0)
+    elif hi == lo:
+        pass
     elif p.mode == GRU:
-        _mm_cols(tag, b, ng * n, p.P, hprev + o * p.lx, p.lx, <floating*>p.whhT + ng * u0, p.G,
-                 0.0, <floating*>p.gh + o * p.G + ng * u0, p.G, FWD_COLS)
+        _mm_cols(tag, hi - lo, ng * n, p.P, hprev + (o + lo) * p.lx, p.lx,
+                 <floating*>p.whhT + ng * u0, p.G, 0.0,
+                 <floating*>p.gh + (o + lo) * p.G + ng * u0, p.G, FWD_COLS)
     else:                           # Note [One product per step]
-        _mm_cols(tag, b, ng * n, p.lx, <floating*>p.x + o * p.lx, p.lx,
-                 <floating*>p.wihT + ng * u0, p.G, 0.0, <floating*>p.gx + o * p.G + ng * u0,
-                 p.G, FWD_COLS)
+        _mm_cols(tag, hi - lo, ng * n, p.lx, <floating*>p.x + (o + lo) * p.lx, p.lx,
+                 <floating*>p.wihT + ng * u0, p.G, 0.0,
+                 <floating*>p.gx + (o + lo) * p.G + ng * u0, p.G, FWD_COLS)
     if i + 1 < p.T:
         s = _step(p, i + 1, False)
         b2, o2 = p.bs[s], p.off[s]
-    for r in range(b):
+    for r in range(lo, hi):
         _cell(p, tag, o + r, r, u0, n, hprev + (o2 + r) * p.lx + u0 if r < b2 else NULL)
-    for r in range(b, b2):          # rows joining the batch (reverse direction): initial state
-        memcpy(hprev + (o2 + r) * p.lx + u0, <floating*>p.hs + r * p.P + u0,
-               n * sizeof(floating))
+    for r in range(max(b, rb * p.rr), _hi(p, rb, b2)):  # rows joining the batch (reverse
+        memcpy(hprev + (o2 + r) * p.lx + u0,             # direction): their initial state
+               <floating*>p.hs + r * p.P + u0, n * sizeof(floating))
 
 
-cdef void _gates_back_block(const Plan* p, Py_ssize_t i, Py_ssize_t k, const floating* gout,
-                            floating* dh, floating* dc, floating* dgx,
+cdef void _gates_back_block(const Plan* p, Py_ssize_t i, Py_ssize_t k, Py_ssize_t rb,
+                            const floating* gout, floating* dh, floating* dc, floating* dgx,
                             floating* dgh) noexcept nogil:
-    """Block k of gradient step i: the gate gradients of the block's units (arguments as
-    _backward's, the gates in block gate order)."""
+    """Block k of gradient step i, row block rb's rows: the gate gradients of the block's units
+    (arguments as _backward's, the gates in block gate order)."""
     cdef Py_ssize_t s, b, o, r, j, row, H = p.H, P = p.P, G = p.G, u0 = k * p.hb
     cdef Py_ssize_t n = min(p.hb, H - u0), gb = G // H * u0
     cdef floating* gx = <floating*>p.gx
@@ -528,16 +596,20 @@ cdef void _gates_back_block(const Plan* p, Py_ssize_t i, Py_ssize_t k, const flo
     cdef floating* dhr
     cdef const floating* go
     cdef floating t
+    cdef double* db = _db(p, rb, False)
+    cdef double* db2 = _db(p, rb, True)
     s = _step(p, i, True)
     b, o = p.bs[s], p.off[s]
-    for r in range(b):
+    for r in range(_lo(p, rb, b), _hi(p, rb, b)):
         row = o + r
+        if rb < 0:
+            db, db2 = _db(p, r // p.rr, False), _db(p, r // p.rr, True)
         dhr = dh + r * P + u0
         go = NULL if gout == NULL else gout + row * P + u0
         if p.mode == LSTM:          # dh + go only inside: these dh columns are rewritten next
             _lstm_back_row(gx + row * G + gb, <floating*>p.tc + row * H + u0,
                            <floating*>p.cprev + row * H + u0, dhr, go, dc + r * H + u0,
-                           dgx + row * G + gb, NULL if p.db == NULL else p.db + gb, n)
+                           dgx + row * G + gb, NULL if db == NULL else db + gb, n)
             continue
         if go != NULL:
             for j in range(n):
@@ -551,8 +623,8 @@ cdef void _gates_back_block(const Plan* p, Py_ssize_t i, Py_ssize_t k, const flo
                 fg_gru_bwd_row_f64(gx + row * G + gb, <double*>p.gh + row * G + gb,
                                    <double*>p.hprev + row * p.lx + u0, dhr, dgx + row * G + gb,
                                    dgh + row * G + gb, n, n)
-            _acc(p.db, gb, dgx + row * G + gb, 3 * n)
-            _acc(p.db2, gb, dgh + row * G + gb, 3 * n)
+            _acc(db, gb, dgx + row * G + gb, 3 * n)
+            _acc(db2, gb, dgh + row * G + gb, 3 * n)
         else:
             d = dgx + row * G + gb
             for j in range(n):
@@ -561,7 +633,7 @@ cdef void _gates_back_block(const Plan* p, Py_ssize_t i, Py_ssize_t k, const flo
                     d[j] = dhr[j] * (1 - t * t)
                 else:
                     d[j] = dhr[j] if t > 0 else 0
-            _acc(p.db, gb, d, n)
+            _acc(db, gb, d, n)
 
 
 cdef inline floating* _part(const Plan* p, floating* part, Py_ssize_t i,
@@ -576,32 +648,37 @@ cdef inline Py_ssize_t _part_stride(const Plan* p) noexcept nogil:
 
 
 cdef void _partial_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k,
-                         const floating* dg, floating* part) noexcept nogil:
-    """Block k's share of the next dh after gradient step i: its gate columns of the step's
-    recurrent gate gradients dg (dgx; GRU: dgh) times the same rows of W_hh, all P columns."""
+                         Py_ssize_t rb, const floating* dg, floating* part) noexcept nogil:
+    """Block k's share of the next dh after gradient step i, row block rb's rows: its gate
+    columns of the step's recurrent gate gradients dg (dgx; GRU: dgh) times the same rows of
+    W_hh, all P columns."""
     cdef Py_ssize_t s = _step(p, i, True), ng = p.G // p.H, u0 = k * p.hb
     cdef Py_ssize_t n = min(p.hb, p.H - u0), b = p.bs[s], o = p.off[s]
+    cdef Py_ssize_t lo = _lo(p, rb, b), hi = _hi(p, rb, b)
     cdef float* bp
     if floating is float and p.wpk != NULL:    # Note [Packed recurrent weights]
-        bp = _block_panel(p, True, k)
+        bp = _block_panel(p, True, k, rb)
         if i == 0:
             fg_rt_pack(<float*>p.whh + ng * u0 * p.P, p.P, ng * n, p.P, fg_rt_nr(), bp)
-        fg_rt_mm(b, p.P, ng * n, dg + o * p.G + ng * u0, p.G, 1, bp, _part(p, part, i, k), p.P,
-                 0)
+        if hi > lo:
+            fg_rt_mm(hi - lo, p.P, ng * n, dg + (o + lo) * p.G + ng * u0, p.G, 1, bp,
+                     _part(p, part, i, k) + lo * p.P, p.P, 0)
         return
-    _mm_cols(tag, b, p.P, ng * n, dg + o * p.G + ng * u0, p.G, <floating*>p.whh + ng * u0 * p.P,
-             p.P, 0.0, _part(p, part, i, k), p.P, BWD_COLS)
+    if hi > lo:
+        _mm_cols(tag, hi - lo, p.P, ng * n, dg + (o + lo) * p.G + ng * u0, p.G,
+                 <floating*>p.whh + ng * u0 * p.P, p.P, 0.0, _part(p, part, i, k) + lo * p.P,
+                 p.P, BWD_COLS)
 
 
-cdef void _dh_block(const Plan* p, Py_ssize_t i, Py_ssize_t k, floating* dh,
+cdef void _dh_block(const Plan* p, Py_ssize_t i, Py_ssize_t k, Py_ssize_t rb, floating* dh,
                     floating* part) noexcept nogil:
-    """Block k's columns of dh after gradient step i: the blocks' partial products summed in
-    block order (GRU: added to the direct part dh * z already there)."""
+    """Block k's columns of dh after gradient step i, row block rb's rows: the blocks' partial
+    products summed in block order (GRU: added to the direct part dh * z already there)."""
     cdef Py_ssize_t s = _step(p, i, True), u0 = k * p.hb, r, j, q
     cdef Py_ssize_t n = min(p.hb, p.H - u0), b = p.bs[s]
     cdef floating* d
     cdef const floating* src
-    for r in range(b):
+    for r in range(_lo(p, rb, b), _hi(p, rb, b)):
         d = dh + r * p.P + u0
         for q in range(p.nb):
             src = _part(p, part, i, q) + r * p.P + u0
@@ -621,18 +698,20 @@ cdef void _forward_team(const Plan* p, floating* tag, fg_rnn_phase* ph, Py_ssize
         for j in range(p.nb):
             k = (first + j) % p.nb
             if fg_rnn_claim(ph + i, <int>k):
-                _forward_block(p, tag, i, k)
+                _forward_block(p, tag, i, k, 0)
                 fg_rnn_finish(ph + i)
         fg_rnn_wait(ph + i, <int>p.nb, waited)
 
 
-cdef void _prefetch_back(const Plan* p, Py_ssize_t i, Py_ssize_t k,
+cdef void _prefetch_back(const Plan* p, Py_ssize_t i, Py_ssize_t k, Py_ssize_t rb,
                          const floating* gout) noexcept nogil:
     """Start bringing block k's forward rows of gradient step i (saved gates, and for LSTM c and
     tanh c; the output gradient) into cache, while the step before is computed: written during
     the forward pass, they are beyond L2 by now."""
     cdef Py_ssize_t s = _step(p, i, True), ng = p.G // p.H, u0 = k * p.hb, sz = sizeof(floating)
     cdef Py_ssize_t n = min(p.hb, p.H - u0), b = p.bs[s], o = p.off[s]
+    cdef Py_ssize_t lo = _lo(p, rb, b)
+    o, b = o + lo, _hi(p, rb, b) - lo
     fg_rnn_prefetch(<char*>p.gx + (o * p.G + ng * u0) * sz, b, ng * n * sz, p.G * sz)
     if p.mode == LSTM:
         fg_rnn_prefetch(<char*>p.tc + (o * p.H + u0) * sz, b, n * sz, p.H * sz)
@@ -641,39 +720,59 @@ cdef void _prefetch_back(const Plan* p, Py_ssize_t i, Py_ssize_t k,
         fg_rnn_prefetch(<char*>gout + (o * p.P + u0) * sz, b, n * sz, p.P * sz)
 
 
-cdef void _dw_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k,
+cdef void _dw_block(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k, Py_ssize_t rb,
                     const floating* dgx) noexcept nogil:
-    """After gradient step i ending a group of DW_STEPS steps (or the last step): block k's rows
-    of [dW_ih | dW_hh] += the group's gate gradients of the block^T @ their rows of [x | h_prev]
-    (Note [Weight gradients in the loop])."""
+    """After gradient step i ending a group of _dw_steps steps (or the last step): block k's rows
+    of [dW_ih | dW_hh] (row block rb's: dw or its share in dwx) += the group's gate gradients
+    of the block, row block rb's rows^T @ the same rows of [x | h_prev] (Note [Weight gradients
+    in the loop]): the rows in segments, one per step in increasing time (merged when
+    contiguous: with one row block a group's rows are one segment)."""
     cdef Py_ssize_t ng = p.G // p.H, u0 = k * p.hb, n = min(p.hb, p.H - u0)
-    cdef Py_ssize_t s0 = _step(p, i - i % DW_STEPS, True), s1 = _step(p, i, True)
-    cdef Py_ssize_t r0 = min(p.off[s0], p.off[s1])
-    cdef Py_ssize_t r1 = max(p.off[s0] + p.bs[s0], p.off[s1] + p.bs[s1])
-    if floating is float and p.wpk != NULL:    # Note [Packed recurrent weights]
-        fg_rt_mm_rows(ng * n, p.lx, r1 - r0, dgx + r0 * p.G + ng * u0, 1, p.G,
-                      <float*>p.x + r0 * p.lx, p.lx,
-                      _block_panel(p, True, k) + _panels(ng * p.hb, p.P),
-                      <float*>p.dw + ng * u0 * p.lx, p.lx, 1)
+    cdef Py_ssize_t s0 = _step(p, i - i % _dw_steps(p), True), s1 = _step(p, i, True), s, q
+    cdef Py_ssize_t seg[2 * DW_MAX]
+    cdef Py_ssize_t nseg = 0, lo, hi
+    cdef floating* dw = <floating*>p.dw if rb == 0 else <floating*>p.dwx + (rb - 1) * p.G * p.lx
+    for s in range(min(s0, s1), max(s0, s1) + 1):
+        lo, hi = _lo(p, rb, p.bs[s]), _hi(p, rb, p.bs[s])
+        if hi == lo:
+            continue
+        if nseg and seg[2 * nseg - 2] + seg[2 * nseg - 1] == p.off[s] + lo:
+            seg[2 * nseg - 1] += hi - lo
+        else:
+            seg[2 * nseg], seg[2 * nseg + 1] = p.off[s] + lo, hi - lo
+            nseg += 1
+    if nseg == 0:
         return
-    _mm(tag, True, False, ng * n, p.lx, r1 - r0, dgx + r0 * p.G + ng * u0, p.G,
-        <floating*>p.x + r0 * p.lx, p.lx, 1.0, <floating*>p.dw + ng * u0 * p.lx, p.lx)
+    if floating is float and p.wpk != NULL:    # Note [Packed recurrent weights]
+        fg_rt_mm_rows(ng * n, p.lx, nseg, seg, dgx + ng * u0, 1, p.G, <float*>p.x, p.lx,
+                      _block_panel(p, True, k, rb) + _panels(ng * p.hb, p.P),
+                      <float*>dw + ng * u0 * p.lx, p.lx, 1)
+        return
+    for q in range(nseg):
+        _mm(tag, True, False, ng * n, p.lx, seg[2 * q + 1], dgx + seg[2 * q] * p.G + ng * u0,
+            p.G, <floating*>p.x + seg[2 * q] * p.lx, p.lx, 1.0, dw + ng * u0 * p.lx, p.lx)
 
 
 cdef inline void _backward_task(const Plan* p, floating* tag, Py_ssize_t i, Py_ssize_t k,
-                                const floating* gout, floating* dh, floating* dc, floating* dgx,
-                                floating* dgh, floating* part) noexcept nogil:
-    """Phase i, block k of the gradient loop: its columns of dh after step i - 1, then its gate
-    gradients at step i (which read only those columns) and its partial product for dh."""
+                                Py_ssize_t rb, const floating* gout, floating* dh, floating* dc,
+                                floating* dgx, floating* dgh, floating* part) noexcept nogil:
+    """Phase i, block k of the gradient loop, row block rb's rows: its columns of dh after step
+    i - 1, then its gate gradients at step i (which read only those columns) and its partial
+    product for dh."""
+    cdef Py_ssize_t q
     if i > 0:
-        _dh_block(p, i - 1, k, dh, part)
+        _dh_block(p, i - 1, k, rb, dh, part)
     if i + 1 < p.T:
-        _prefetch_back(p, i + 1, k, gout)
+        _prefetch_back(p, i + 1, k, rb, gout)
     if i < p.T:
-        _gates_back_block(p, i, k, gout, dh, dc, dgx, dgh)
-        _partial_block(p, tag, i, k, dgh if p.mode == GRU else dgx, part)
-        if p.dw != NULL and ((i + 1) % DW_STEPS == 0 or i + 1 == p.T):
-            _dw_block(p, tag, i, k, dgx)
+        _gates_back_block(p, i, k, rb, gout, dh, dc, dgx, dgh)
+        _partial_block(p, tag, i, k, rb, dgh if p.mode == GRU else dgx, part)
+        if p.dw != NULL and ((i + 1) % _dw_steps(p) == 0 or i + 1 == p.T):
+            if rb >= 0:
+                _dw_block(p, tag, i, k, rb, dgx)
+            else:
+                for q in range(p.nrb):
+                    _dw_block(p, tag, i, k, q, dgx)
 
 
 cdef void _backward_team(const Plan* p, floating* tag, fg_rnn_phase* ph, Py_ssize_t first,
@@ -686,7 +785,7 @@ cdef void _backward_team(const Plan* p, floating* tag, fg_rnn_phase* ph, Py_ssiz
         for j in range(p.nb):
             k = (first + j) % p.nb
             if fg_rnn_claim(ph + i, <int>k):
-                _backward_task(p, tag, i, k, gout, dh, dc, dgx, dgh, part)
+                _backward_task(p, tag, i, k, 0, gout, dh, dc, dgx, dgh, part)
                 fg_rnn_finish(ph + i)
         fg_rnn_wait(ph + i, <int>p.nb, waited)
 
@@ -702,7 +801,7 @@ cdef int _team_size(const Plan* p) noexcept nogil:
     if _solo > 0:
         _solo -= 1
         return 1
-    return <int>min(<Py_ssize_t>nthreads(), p.nb)
+    return <int>min(<Py_ssize_t>nthreads(), p.nb if p.nrb == 1 else p.nrb)
 
 
 cdef inline void _settle(long long start, long long waited) noexcept nogil:
@@ -714,21 +813,56 @@ cdef inline void _settle(long long start, long long waited) noexcept nogil:
         _solo = SOLO_CALLS
 
 
+cdef void _forward_rows(const Plan* p, floating* tag, fg_rnn_phase* ph, Py_ssize_t first,
+                        long long* waited) noexcept nogil:
+    """One thread's part of a forward pass in row blocks (Note [Rows of a row block]): whole
+    row blocks, its own first, until none is left, then wait for the others'."""
+    cdef Py_ssize_t i, j, k, rb
+    for j in range(p.nrb):
+        rb = (first + j) % p.nrb
+        if fg_rnn_claim(ph, <int>rb):
+            for i in range(p.T):
+                for k in range(p.nb):
+                    _forward_block(p, tag, i, k, rb)
+            fg_rnn_finish(ph)
+    fg_rnn_wait(ph, <int>p.nrb, waited)
+
+
+cdef void _backward_rows(const Plan* p, floating* tag, fg_rnn_phase* ph, Py_ssize_t first,
+                         long long* waited, const floating* gout, floating* dh, floating* dc,
+                         floating* dgx, floating* dgh, floating* part) noexcept nogil:
+    """The gradient pass's _forward_rows."""
+    cdef Py_ssize_t i, j, k, rb
+    for j in range(p.nrb):
+        rb = (first + j) % p.nrb
+        if fg_rnn_claim(ph, <int>rb):
+            for i in range(p.T + 1):
+                for k in range(p.nb):
+                    _backward_task(p, tag, i, k, rb, gout, dh, dc, dgx, dgh, part)
+            fg_rnn_finish(ph)
+    fg_rnn_wait(ph, <int>p.nrb, waited)
+
+
 cdef void _run_forward(const Plan* p, floating* tag) noexcept nogil:
     cdef int nt = _team_size(p)
     cdef Py_ssize_t i, k
     cdef long long start, waited = 0
     cdef fg_rnn_phase* ph = NULL
     if nt > 1:
-        ph = <fg_rnn_phase*>calloc(p.T, sizeof(fg_rnn_phase))
+        ph = <fg_rnn_phase*>calloc(p.T if p.nrb == 1 else 1, sizeof(fg_rnn_phase))
     if ph == NULL:
         for i in range(p.T):
             for k in range(p.nb):
-                _forward_block(p, tag, i, k)
+                _forward_block(p, tag, i, k, -1)
         return
     start = fg_rnn_now()
     with parallel(num_threads=nt):
-        _forward_team(p, tag, ph, threadid() * p.nb // nt, &waited if threadid() == 0 else NULL)
+        if p.nrb > 1:
+            _forward_rows(p, tag, ph, threadid() * p.nrb // nt,
+                          &waited if threadid() == 0 else NULL)
+        else:
+            _forward_team(p, tag, ph, threadid() * p.nb // nt,
+                          &waited if threadid() == 0 else NULL)
     _settle(start, waited)
     free(ph)
 
@@ -745,19 +879,70 @@ cdef void _run_backward(const Plan* p, floating* tag, const floating* gout, floa
         return
     part = <floating*>(<char*>mem + (64 - <size_t>mem % 64) % 64)
     if nt > 1:
-        ph = <fg_rnn_phase*>calloc(p.T + 1, sizeof(fg_rnn_phase))
+        ph = <fg_rnn_phase*>calloc(p.T + 1 if p.nrb == 1 else 1, sizeof(fg_rnn_phase))
     if ph == NULL:
         for i in range(p.T + 1):
             for k in range(p.nb):
-                _backward_task(p, tag, i, k, gout, dh, dc, dgx, dgh, part)
+                _backward_task(p, tag, i, k, -1, gout, dh, dc, dgx, dgh, part)
     else:
         start = fg_rnn_now()
         with parallel(num_threads=nt):
-            _backward_team(p, tag, ph, threadid() * p.nb // nt,
-                           &waited if threadid() == 0 else NULL, gout, dh, dc, dgx, dgh, part)
+            if p.nrb > 1:
+                _backward_rows(p, tag, ph, threadid() * p.nrb // nt,
+                               &waited if threadid() == 0 else NULL, gout, dh, dc, dgx, dgh,
+                               part)
+            else:
+                _backward_team(p, tag, ph, threadid() * p.nb // nt,
+                               &waited if threadid() == 0 else NULL, gout, dh, dc, dgx, dgh,
+                               part)
         _settle(start, waited)
         free(ph)
     free(mem)
+
+
+cdef bint _row_sums(Plan* p) noexcept nogil:
+    """Room for the bias and weight gradients of row blocks 1 .. nrb - 1 (zeros; p.dbx, p.dwx
+    NULL with one row block); false when out of memory."""
+    cdef size_t fsz = sizeof(float) if p.f32 else sizeof(double)
+    p.dbx = NULL
+    p.dwx = NULL
+    if p.nrb == 1:
+        return True
+    if p.db != NULL:
+        p.dbx = <double*>calloc(2 * (p.nrb - 1) * p.G, sizeof(double))
+        if p.dbx == NULL:
+            return False
+    if p.dw != NULL:
+        p.dwx = calloc((p.nrb - 1) * p.G * p.lx, fsz)
+        if p.dwx == NULL:
+            free(p.dbx)
+            p.dbx = NULL
+            return False
+    return True
+
+
+cdef void _add_row_sums(Plan* p, floating* tag) noexcept nogil:
+    """db, db2 and dw += row blocks 1 .. nrb - 1's shares, in row block order; frees them."""
+    cdef Py_ssize_t rb, j, n = p.G * p.lx
+    cdef floating* dw = <floating*>p.dw
+    cdef floating* src
+    cdef double* d
+    for rb in range(1, p.nrb):
+        if p.dbx != NULL:
+            d = p.dbx + 2 * (rb - 1) * p.G
+            for j in range(p.G):
+                p.db[j] += d[j]
+            if p.db2 != NULL:
+                for j in range(p.G):
+                    p.db2[j] += d[p.G + j]
+        if p.dwx != NULL:
+            src = <floating*>p.dwx + (rb - 1) * n
+            for j in range(n):
+                dw[j] += src[j]
+    free(p.dbx)
+    free(p.dwx)
+    p.dbx = NULL
+    p.dwx = NULL
 
 
 cdef enum:
@@ -824,7 +1009,9 @@ cdef void _weights_t(const Plan* p, floating* tag) noexcept nogil:
 
 cdef void run_forward(Plan* p) noexcept nogil:
     cdef int prev = blas.one_thread()
-    cdef void* panels = _alloc_panels(p, False)
+    cdef void* panels
+    _row_blocks(p)
+    panels = _alloc_panels(p, False)
     if p.f32:
         if p.wpk == NULL or p.mode == GRU:  # the tiles read W_ih and W_hh (_pack_forward)
             _weights_t(p, <float*>NULL)
@@ -849,13 +1036,19 @@ cdef void _backward_all(const Plan* p, floating* tag, const floating* gout, floa
 cdef void run_backward(Plan* p, const void* gout, void* dh, void* dc, void* dgx, void* dgh,
                        void* dhall, void* dhp) noexcept nogil:
     cdef int prev = blas.one_thread()
-    cdef void* panels = _alloc_panels(p, True)
+    cdef void* panels
+    _row_blocks(p)
+    if not _row_sums(p):
+        p.nrb, p.rr = 1, p.B
+    panels = _alloc_panels(p, True)
     if p.f32:
         _backward_all(p, <float*>NULL, <const float*>gout, <float*>dh, <float*>dc, <float*>dgx,
                       <float*>dgh, <float*>dhall, <float*>dhp)
+        _add_row_sums(p, <float*>NULL)
     else:
         _backward_all(p, <double*>NULL, <const double*>gout, <double*>dh, <double*>dc,
                       <double*>dgx, <double*>dgh, <double*>dhall, <double*>dhp)
+        _add_row_sums(p, <double*>NULL)
     free(panels)
     p.wpk = NULL
     blas.restore(prev)

@@ -153,22 +153,38 @@ static ptrdiff_t fg_rt_nr(void) { return fg_rt_state == 2 ? 32 : 16; }
  * a: sa = its row stride, sk = 1; a transposed: sa = 1, sk = its row stride) */
 static void fg_rt_mm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t sa,
                      ptrdiff_t sk, const float *bp, float *c, ptrdiff_t ldc, int add) {
-    if (fg_rt_state == 2) fg_rt_mm_avx512(m, n, k, a, sa, sk, bp, k, 32, c, ldc, add);
-    else fg_rt_mm_avx2(m, n, k, a, sa, sk, bp, k, 16, c, ldc, add);
+    ptrdiff_t one[3] = {0, 0, k};
+    if (fg_rt_state == 2) fg_rt_mm_avx512(m, n, 1, one, a, sa, sk, bp, k, 32, c, ldc, add);
+    else fg_rt_mm_avx2(m, n, 1, one, a, sa, sk, bp, k, 16, c, ldc, add);
 }
 
-/* the same with b (k, n) read in place, its rows ldb apart: the whole panels straight from b,
- * the last partial one (if any) packed into scratch (k * fg_rt_nr floats, 64-byte aligned) */
-static void fg_rt_mm_rows(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t sa,
-                          ptrdiff_t sk, const float *b, ptrdiff_t ldb, float *scratch, float *c,
-                          ptrdiff_t ldc, int add) {
-    ptrdiff_t nr = fg_rt_nr(), whole = n / nr * nr;
-    if (fg_rt_state == 2) fg_rt_mm_avx512(m, whole, k, a, sa, sk, b, 1, ldb, c, ldc, add);
-    else fg_rt_mm_avx2(m, whole, k, a, sa, sk, b, 1, ldb, c, ldc, add);
-    if (whole < n) {
-        fg_rt_pack(b + whole, ldb, k, n - whole, nr, scratch);
-        fg_rt_mm(m, n - whole, k, a, sa, sk, scratch, c + whole, ldc, add);
+/* c (m, n) (+)= a @ b with b (k, n) read in place, its rows ldb apart, K in nseg segments of
+ * rows (seg: pairs of a first row, the same row of a and b, and a count; Note [Rows of a row
+ * block] in rnn_kernels.pyx): the whole panels straight from b, the last partial one (if any)
+ * packed into scratch (K * fg_rt_nr floats, 64-byte aligned) */
+static void fg_rt_mm_rows(ptrdiff_t m, ptrdiff_t n, ptrdiff_t nseg, const ptrdiff_t *seg,
+                          const float *a, ptrdiff_t sa, ptrdiff_t sk, const float *b,
+                          ptrdiff_t ldb, float *scratch, float *c, ptrdiff_t ldc, int add) {
+    ptrdiff_t nr = fg_rt_nr(), whole = n / nr * nr, at = 0;
+    ptrdiff_t tri[3 * 64];                  /* (a row, b row, count) per segment, <= 64 */
+    if (nseg > 64) nseg = 64;
+    for (ptrdiff_t q = 0; q < nseg; q++) {
+        tri[3 * q] = tri[3 * q + 1] = seg[2 * q];
+        tri[3 * q + 2] = seg[2 * q + 1];
     }
+    if (fg_rt_state == 2) fg_rt_mm_avx512(m, whole, nseg, tri, a, sa, sk, b, 1, ldb, c, ldc, add);
+    else fg_rt_mm_avx2(m, whole, nseg, tri, a, sa, sk, b, 1, ldb, c, ldc, add);
+    if (whole == n) return;
+    for (ptrdiff_t q = 0; q < nseg; q++) {  /* the segments' rows of b, one after another */
+        fg_rt_pack(b + seg[2 * q] * ldb + whole, ldb, seg[2 * q + 1], n - whole, nr,
+                   scratch + at * nr);
+        tri[3 * q + 1] = at;
+        at += seg[2 * q + 1];
+    }
+    if (fg_rt_state == 2)
+        fg_rt_mm_avx512(m, n - whole, nseg, tri, a, sa, sk, scratch, at, 32, c + whole, ldc, add);
+    else
+        fg_rt_mm_avx2(m, n - whole, nseg, tri, a, sa, sk, scratch, at, 16, c + whole, ldc, add);
 }
 
 #else   /* not x86-64 GCC/Clang: never taken (fg_rt_ok is 0) */
@@ -181,9 +197,9 @@ static void fg_rt_pack_t(const float *w, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n
                          ptrdiff_t kp, float *bp) {}
 static void fg_rt_mm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t sa,
                      ptrdiff_t sk, const float *bp, float *c, ptrdiff_t ldc, int add) {}
-static void fg_rt_mm_rows(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t sa,
-                          ptrdiff_t sk, const float *b, ptrdiff_t ldb, float *scratch, float *c,
-                          ptrdiff_t ldc, int add) {}
+static void fg_rt_mm_rows(ptrdiff_t m, ptrdiff_t n, ptrdiff_t nseg, const ptrdiff_t *seg,
+                          const float *a, ptrdiff_t sa, ptrdiff_t sk, const float *b,
+                          ptrdiff_t ldb, float *scratch, float *c, ptrdiff_t ldc, int add) {}
 
 #endif
 #endif

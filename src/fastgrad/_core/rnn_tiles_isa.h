@@ -7,18 +7,23 @@
 
 /* mr rows (a constant after inlining) x the 2 * FG_VL columns of one panel (its rows ldp
  * apart), nc of them kept: c = (add ? c : 0) + a @ panel, a's element (r, kk) at
- * a[r * sa + kk * sk] */
+ * a[r * sa + kk * sk]; K in nseg segments (seg: triples of a's first kk, the panel's first
+ * row and the count; Note [Rows of a row block]) */
 static inline __attribute__((always_inline, target(FG_RT_TARGET))) void
 FG_T(fg_rt_tile)(const float *a, ptrdiff_t sa, ptrdiff_t sk, const float *panel, ptrdiff_t ldp,
-                 ptrdiff_t k, float *c, ptrdiff_t ldc, ptrdiff_t nc, int add, const int mr) {
+                 ptrdiff_t nseg, const ptrdiff_t *seg, float *c, ptrdiff_t ldc, ptrdiff_t nc,
+                 int add, const int mr) {
     FG_V c0[FG_MR], c1[FG_MR];
     for (int r = 0; r < mr; r++) { c0[r] = FG_VZ(); c1[r] = FG_VZ(); }
-    for (ptrdiff_t kk = 0; kk < k; kk++) {
-        FG_V b0 = FG_VLDU(panel + kk * ldp), b1 = FG_VLDU(panel + kk * ldp + FG_VL);
-        for (int r = 0; r < mr; r++) {
-            FG_V av = FG_VBC(a + r * sa + kk * sk);
-            c0[r] = FG_VFMA(av, b0, c0[r]);
-            c1[r] = FG_VFMA(av, b1, c1[r]);
+    for (ptrdiff_t q = 0; q < nseg; q++) {
+        const float *aq = a + seg[3 * q] * sk, *pq = panel + seg[3 * q + 1] * ldp;
+        for (ptrdiff_t kk = 0; kk < seg[3 * q + 2]; kk++) {
+            FG_V b0 = FG_VLDU(pq + kk * ldp), b1 = FG_VLDU(pq + kk * ldp + FG_VL);
+            for (int r = 0; r < mr; r++) {
+                FG_V av = FG_VBC(aq + r * sa + kk * sk);
+                c0[r] = FG_VFMA(av, b0, c0[r]);
+                c1[r] = FG_VFMA(av, b1, c1[r]);
+            }
         }
     }
     float t[2 * FG_VL];
@@ -42,17 +47,18 @@ FG_T(fg_rt_tile)(const float *a, ptrdiff_t sa, ptrdiff_t sk, const float *panel,
 }
 
 /* c (m, n) (+)= a @ b, b's panel of columns j at bp + j * pj, its rows ldp apart (packed: pj = k,
- * ldp = 2 * FG_VL; b read in place: pj = 1, ldp = its row stride) */
+ * ldp = 2 * FG_VL; b read in place: pj = 1, ldp = its row stride); K in nseg segments as
+ * fg_rt_tile's */
 static __attribute__((target(FG_RT_TARGET))) void
-FG_T(fg_rt_mm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t sa,
-               ptrdiff_t sk, const float *bp, ptrdiff_t pj, ptrdiff_t ldp, float *c,
-               ptrdiff_t ldc, int add) {
+FG_T(fg_rt_mm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t nseg, const ptrdiff_t *seg, const float *a,
+               ptrdiff_t sa, ptrdiff_t sk, const float *bp, ptrdiff_t pj, ptrdiff_t ldp,
+               float *c, ptrdiff_t ldc, int add) {
     for (ptrdiff_t j = 0; j < n; j += 2 * FG_VL) {
         const float *panel = bp + j * pj;
         ptrdiff_t nc = n - j < 2 * FG_VL ? n - j : 2 * FG_VL;
         for (ptrdiff_t i = 0; i < m; i += FG_MR) {
-#define FG_RT_C(MR) \
-            FG_T(fg_rt_tile)(a + i * sa, sa, sk, panel, ldp, k, c + i * ldc + j, ldc, nc, add, MR);
+#define FG_RT_C(MR) FG_T(fg_rt_tile)(a + i * sa, sa, sk, panel, ldp, nseg, seg, c + i * ldc + j, \
+                                     ldc, nc, add, MR);
             FG_SW(m - i, FG_RT_C)
 #undef FG_RT_C
         }
