@@ -1,5 +1,5 @@
 """float32 recurrences on packed weight panels (Note [Packed recurrent weights] in
-rnn_tiles.h): every tile level the CPU has (2 AVX-512, 1 AVX2+FMA, 0 the BLAS products) against
+panel_tiles.h): every tile level the CPU has (2 AVX-512, 1 AVX2+FMA, 0 the BLAS products) against
 float64, at sizes that leave partial tiles and panels, and the same bits on 1 and 2 threads."""
 import numpy as np
 import pytest
@@ -85,13 +85,16 @@ def test_float32_tiles_same_bits_on_one_and_two_threads(level_and_team, kind, si
         np.testing.assert_array_equal(a, b)
 
 
-def test_tiles_reports_and_sets_the_level():
-    from fastgrad._core import rnn_kernels
-    best = rnn_kernels.tiles(True)
+@pytest.mark.parametrize("module", ["rnn_kernels", "blas"])
+def test_tiles_reports_and_sets_the_level(module):
+    """Both users of the packed-panel tiles (the time loops, the linear products) keep a level."""
+    import importlib
+    mod = importlib.import_module("fastgrad._core." + module)
+    best = mod.tiles(True)
     try:
         assert best in (0, 1, 2)
-        assert rnn_kernels.tiles() == best
-        assert rnn_kernels.tiles(False) == 0
-        assert rnn_kernels.tiles() == 0
+        assert mod.tiles() == best
+        assert mod.tiles(False) == 0
+        assert mod.tiles() == 0
     finally:
-        rnn_kernels.tiles(best)
+        mod.tiles(best)

@@ -1,4 +1,4 @@
-/* The vector level a family of hand-tiled loops runs (conv_tiles.h, rnn_tiles.h), picked once
+/* The vector level a family of hand-tiled loops runs (conv_tiles.h, panel_tiles.h), picked once
  * from the CPU; x86-64 GCC/Clang only (the callers include it inside their own guard). */
 #ifndef FASTGRAD_CPU_LEVEL_H
 #define FASTGRAD_CPU_LEVEL_H

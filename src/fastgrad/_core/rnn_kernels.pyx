@@ -30,25 +30,8 @@ cdef extern from "rnn_cell.h" nogil:
 
 fg_lstm_select(2)
 
-cdef extern from "rnn_tiles.h" nogil:
-    int fg_rt_ok(int force)
-    Py_ssize_t fg_rt_nr()
-    void fg_rt_pack(const float* b, Py_ssize_t ldb, Py_ssize_t k, Py_ssize_t n, Py_ssize_t nr,
-                    float* bp)
-    void fg_rt_pack_t(const float* w, Py_ssize_t ldw, Py_ssize_t k, Py_ssize_t n, Py_ssize_t nr,
-                      Py_ssize_t kp, float* bp)
-    void fg_rt_mm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t sa,
-                  Py_ssize_t sk, const float* bp, float* c, Py_ssize_t ldc, int add)
-    void fg_rt_mm_rows(Py_ssize_t m, Py_ssize_t n, Py_ssize_t nseg, const Py_ssize_t* seg,
-                       const float* a, Py_ssize_t sa, Py_ssize_t sk, const float* b,
-                       Py_ssize_t ldb, float* scratch, float* c, Py_ssize_t ldc, int add)
-
-# rnn_tiles.h includes these (the first once per instruction set); named here so that a change
-# to them rebuilds this module
-cdef extern from "rnn_tiles_isa.h":
-    pass
-cdef extern from "cpu_level.h":
-    pass
+from fastgrad._core.panel_tiles cimport fg_rt_ok, fg_rt_nr, fg_rt_pack, fg_rt_pack_t, fg_rt_mm, \
+    fg_rt_mm_rows
 
 # The GRU's gate-gradient loop for one row, with restrict pointers so that GCC vectorises it
 # (through Cython's plain pointers it cannot rule out aliasing between the arrays).
@@ -263,7 +246,7 @@ cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating
 # gradient pass row block 0 sums into db, db2 and dw and the others into their own zeroed
 # accumulators (dbx, dwx), added in row block order at the end (_add_row_sums); a row block's
 # rows in a group of steps are one segment per step of the weight gradient's K (the tiles take
-# K in segments, rnn_tiles.h). Each row block packs its own copy of the weight panels. On one
+# K in segments, panel_tiles.h). Each row block packs its own copy of the weight panels. On one
 # thread every step runs on all rows at once (row block -1: twice the rows per product, ~8% less
 # time for W12's products than row blocks in turn), each row's bias-gradient terms still going
 # to its row block's accumulator and the weight gradients computed per row block, so the sums
@@ -368,7 +351,7 @@ def set_team_macs(Py_ssize_t n):
 
 def tiles(force=None):
     """The tiled loops float32 recurrences on the thread team run (Note [Packed recurrent
-    weights] in rnn_tiles.h): 2 AVX-512, 1 AVX2+FMA, 0 none (BLAS); force: the highest level
+    weights] in panel_tiles.h): 2 AVX-512, 1 AVX2+FMA, 0 none (BLAS); force: the highest level
     allowed from now on (for tests and benchmarks; True: the best the CPU has, False: none)."""
     if force is True:
         force = 2
@@ -409,7 +392,7 @@ cdef void _mm_cols(floating* tag, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, cons
                    Py_ssize_t lda, const floating* b, Py_ssize_t ldb, double beta, floating* c,
                    Py_ssize_t ldc, Py_ssize_t cols) noexcept nogil:
     """_mm (no transposes) in chunks of cols columns of C (the time loops' BLAS path: float64,
-    or a CPU without the tiles of Note [Packed recurrent weights] in rnn_tiles.h)."""
+    or a CPU without the tiles of Note [Packed recurrent weights] in panel_tiles.h)."""
     cdef Py_ssize_t c0 = 0
     while c0 < n:
         _mm(tag, False, False, m, min(cols, n - c0), k, a, lda, b + c0, ldb, beta, c + c0, ldc)

@@ -1,5 +1,6 @@
-/* Register-tiled float32 products on packed weights for the recurrent time loops
- * (rnn_kernels.pyx), for AVX2+FMA and AVX-512 CPUs.
+/* Register-tiled float32 products on packed weights, for AVX2+FMA and AVX-512 CPUs: the
+ * recurrent time loops' (rnn_kernels.pyx) and the linear layers' (blas.pyx, Note [Linear
+ * products on packed panels]).
  *
  * Note [Packed recurrent weights]
  * Each time step multiplies a few rows (the batch, 32 for W12) by the same weight columns: a
@@ -23,8 +24,8 @@
  * falls in, so results do not depend on the thread count. fg_rt_ok says which loops the CPU runs
  * (0: none, and the caller keeps its BLAS products); float64 stays on BLAS.
  */
-#ifndef FASTGRAD_RNN_TILES_H
-#define FASTGRAD_RNN_TILES_H
+#ifndef FASTGRAD_PANEL_TILES_H
+#define FASTGRAD_PANEL_TILES_H
 
 #include <stddef.h>
 #include <string.h>
@@ -123,7 +124,7 @@ fg_rt_pack_t(const float *w, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n, ptrdiff_t 
 #define FG_VST(p, v) _mm256_storeu_ps(p, v)
 #define FG_VBC(p) _mm256_set1_ps(*(p))
 #define FG_VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
-#include "rnn_tiles_isa.h"
+#include "panel_tiles_isa.h"
 
 #define FG_RT_TARGET "avx512f"
 #define FG_T(name) name##_avx512
@@ -137,7 +138,7 @@ fg_rt_pack_t(const float *w, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n, ptrdiff_t 
 #define FG_VST(p, v) _mm512_storeu_ps(p, v)
 #define FG_VBC(p) _mm512_set1_ps(*(p))
 #define FG_VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
-#include "rnn_tiles_isa.h"
+#include "panel_tiles_isa.h"
 
 static int fg_rt_state = -1;
 

@@ -1,4 +1,4 @@
-/* The loops of rnn_tiles.h for one instruction set, included once per set with its vector
+/* The loops of panel_tiles.h for one instruction set, included once per set with its vector
  * macros defined (FG_T names a function for the set, FG_V is its vector of FG_VL floats, FG_MR
  * the rows of a tile; Note [Packed recurrent weights]); the macros are undefined at the end. */
 /* Included with FG_T undefined (rnn_kernels.pyx names this file so that the build sees it as a
