@@ -23,7 +23,14 @@ cdef void heads_forward(Heads* a) noexcept nogil
 cdef void heads_backward(Heads* a, char* scratch) noexcept nogil   # scratch: threads x L*S
 
 # The softmax row loops, shared with ops_attention's whole-array attention.
-cdef void rows_shift(floating* s, Py_ssize_t M, Py_ssize_t S, floating scale) noexcept nogil
+cdef void rows_shift(floating* s, Py_ssize_t M, Py_ssize_t S, floating scale,
+                     bint nan_rows) noexcept nogil
 cdef void rows_exp_normalize(floating* e, Py_ssize_t M, Py_ssize_t S) noexcept nogil
 cdef void rows_softmax_bwd(floating* dp, const floating* p, Py_ssize_t M, Py_ssize_t S,
                            floating scale) noexcept nogil
+
+# softmax / log_softmax of each row of the C-contiguous (M, S) y in place, and their gradient in
+# place of g from the result y (Note [Softmax over the last dim])
+cdef void softmax_last(void* y, Py_ssize_t M, Py_ssize_t S, bint f32, bint log_) noexcept nogil
+cdef void softmax_last_bwd(void* g, const void* y, Py_ssize_t M, Py_ssize_t S, bint f32,
+                           bint log_) noexcept nogil

@@ -71,11 +71,11 @@ cdef object _softmax_rows(cnp.ndarray s, double scale):
         return s
     if s.dtype == np.float32:
         with nogil:
-            rows_shift(<float*>ps, M, S, <float>scale)
+            rows_shift(<float*>ps, M, S, <float>scale, False)
             rows_exp_normalize(<float*>ps, M, S)
     else:
         with nogil:
-            rows_shift(<double*>ps, M, S, scale)
+            rows_shift(<double*>ps, M, S, scale, False)
             rows_exp_normalize(<double*>ps, M, S)
     return s
 

@@ -22,6 +22,7 @@ from fastgrad._core.ops_unary cimport unary
 from fastgrad._core.kernels cimport OP_EXP
 from fastgrad._core.ops_reduce cimport sum_
 from fastgrad._core.dims cimport wrap_dim
+from fastgrad._core.attention_kernels cimport softmax_last, softmax_last_bwd
 
 cnp.import_array()
 
@@ -51,6 +52,52 @@ cdef cnp.ndarray _shifted(cnp.ndarray x, int d):
         return x - np.max(x, axis=d, keepdims=True)
 
 
+cdef inline bint _rows_dtype(cnp.ndarray x):
+    """float32 or float64 in native byte order: the compiled rows' types."""
+    return cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32 or cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT64
+
+
+cdef object _last_rows(cnp.ndarray x, int d, bint log_):
+    """softmax (log_: log_softmax) over x's last dim on the compiled rows (Note [Softmax over
+    the last dim] in attention_kernels.pyx) as a new array, or None when x is not of that kind
+    (another dim, another dtype, empty): the caller uses NumPy."""
+    cdef Py_ssize_t S, M
+    cdef cnp.ndarray y
+    cdef void* p
+    cdef bint f32
+    if d != x.ndim - 1 or x.size == 0 or not _rows_dtype(x) or not x.dtype.isnative:
+        return None
+    y = np.array(x, order="C", copy=True)
+    S = x.shape[d]
+    M = x.size // S
+    p = cnp.PyArray_DATA(y)
+    f32 = cnp.PyArray_TYPE(y) == cnp.NPY_FLOAT32
+    with nogil:
+        softmax_last(p, M, S, f32, log_)
+    return y
+
+
+cdef object _last_rows_bwd(object g, object y, int d, bint log_):
+    """The gradient of _last_rows from its result y and the output's gradient g, or None (the
+    caller uses NumPy)."""
+    cdef Py_ssize_t S, M
+    cdef cnp.ndarray gx, yc = y
+    cdef void* pg
+    cdef const void* py
+    cdef bint f32
+    if d != yc.ndim - 1 or yc.size == 0 or not _rows_dtype(yc) or not yc.dtype.isnative \
+            or g.dtype != y.dtype or not cnp.PyArray_IS_C_CONTIGUOUS(yc):
+        return None
+    gx = np.array(g, order="C", copy=True)
+    S = yc.shape[d]
+    M = yc.size // S
+    pg, py = cnp.PyArray_DATA(gx), cnp.PyArray_DATA(yc)
+    f32 = cnp.PyArray_TYPE(yc) == cnp.NPY_FLOAT32
+    with nogil:
+        softmax_last_bwd(pg, py, M, S, f32, log_)
+    return gx
+
+
 def softmax(input, dim=None, dtype=None, *, _stacklevel=3):
     """exp(x) / sum(exp(x)) along dim, computed stably (SoftmaxBackward0)."""
     cdef TensorBase a = input, out
@@ -62,8 +109,10 @@ def softmax(input, dim=None, dtype=None, *, _stacklevel=3):
     elif x.size == 0:
         y = x.copy()
     else:
-        e = np.exp(_shifted(x, d))
-        y = e / np.sum(e, axis=d, keepdims=True)
+        y = _last_rows(x, d, False)
+        if y is None:
+            e = np.exp(_shifted(x, d))
+            y = e / np.sum(e, axis=d, keepdims=True)
     out = wrap(np.asarray(y))
     if a._requires_grad and grad_enabled():
         _record(SoftmaxBackward0.__new__(SoftmaxBackward0), a, out, x, d, dtype)
@@ -100,6 +149,9 @@ cdef class SoftmaxBackward0(_ResultBackward):
             return (sub(g, g),)
         if not grad_enabled():
             gd, yd = g._data, y._data
+            gx = _last_rows_bwd(gd, yd, self.dim, False)
+            if gx is not None:
+                return (wrap(gx),)
             gy = gd * yd
             return (wrap(np.asarray(gy - yd * np.sum(gy, axis=self.dim, keepdims=True))),)
         gy = mul(g, y)
@@ -117,8 +169,10 @@ def log_softmax(input, dim=None, dtype=None, *, _stacklevel=3):
     elif x.size == 0:
         y = x.copy()
     else:
-        s = _shifted(x, d)
-        y = s - np.log(np.sum(np.exp(s), axis=d, keepdims=True))
+        y = _last_rows(x, d, True)
+        if y is None:
+            s = _shifted(x, d)
+            y = s - np.log(np.sum(np.exp(s), axis=d, keepdims=True))
     out = wrap(np.asarray(y))
     if a._requires_grad and grad_enabled():
         _record(LogSoftmaxBackward0.__new__(LogSoftmaxBackward0), a, out, x, d, dtype)
@@ -135,6 +189,9 @@ cdef class LogSoftmaxBackward0(_ResultBackward):
             return (sub(g, g),)
         if not grad_enabled():
             gd = g._data
+            gx = _last_rows_bwd(gd, y._data, self.dim, True)
+            if gx is not None:
+                return (wrap(gx),)
             return (wrap(np.asarray(gd - np.exp(y._data) * np.sum(gd, axis=self.dim,
                                                                    keepdims=True))),)
         return (sub(g, mul(unary(OP_EXP, y), sum_(g, self.dim, True))),)

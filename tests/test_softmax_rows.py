@@ -1,0 +1,116 @@
+"""softmax and log_softmax over the last dim on compiled row loops (Note [Softmax over the last
+dim] in attention_kernels.pyx): values against a float64 reference, gradients against float64
+finite differences, PyTorch's NaN rows, the NumPy path for other dims and byte orders, and the
+same bits on 1 and 2 threads."""
+import numpy as np
+import pytest
+
+from _backend import fg, REFERENCE, reference_torch
+
+F = fg.nn.functional
+
+# (rows..., last dim): a single column, a row past the 1024-element exp buffer, more rows than
+# one 64-row block
+SHAPES = [(3, 5), (4, 1), (2, 3, 2000), (70, 40), (7,)]
+
+
+def _ref(x, log):
+    """softmax / log_softmax of float64 x over its last dim."""
+    s = x - x.max(-1, keepdims=True)
+    lse = np.log(np.exp(s).sum(-1, keepdims=True))
+    return s - lse if log else np.exp(s - lse)
+
+
+@pytest.mark.parametrize("log", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_values_and_gradients_match_a_float64_reference(shape, dtype, log):
+    rng = np.random.default_rng(len(shape) + shape[-1])
+    x = rng.standard_normal(shape) * 4
+    w = rng.standard_normal(shape)
+    t = fg.tensor(x, dtype=getattr(fg, dtype), requires_grad=True)
+    y = (F.log_softmax if log else F.softmax)(t, -1)
+    (y * fg.tensor(w, dtype=getattr(fg, dtype))).sum().backward()
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(y.detach().numpy(), _ref(x, log), rtol=tol * 10, atol=tol)
+    y64 = _ref(x, log)                   # d/dx sum(w * f(x)), analytically from the reference
+    p = np.exp(y64) if log else y64
+    grad = w - p * w.sum(-1, keepdims=True) if log else p * (w - (w * p).sum(-1, keepdims=True))
+    np.testing.assert_allclose(t.grad.numpy(), grad, rtol=tol * 10, atol=tol * 10)
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_gradient_matches_finite_differences(log):
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((3, 6)), rng.standard_normal((3, 6))
+    f = F.log_softmax if log else F.softmax
+    t = fg.tensor(x, requires_grad=True)
+    (f(t, -1) * fg.tensor(w)).sum().backward()
+    fd = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = 1e-6
+        fd[i] = ((f(fg.tensor(x + e), -1) * fg.tensor(w)).sum().item()
+                 - (f(fg.tensor(x - e), -1) * fg.tensor(w)).sum().item()) / 2e-6
+    np.testing.assert_allclose(t.grad.numpy(), fd, rtol=1e-6, atol=1e-8)
+
+
+ROWS = [[np.inf, 1.0, 2.0], [-np.inf, -np.inf, -np.inf], [np.nan, 0.0, 1.0],
+        [1000.0, 0.0, -1000.0], [-np.inf, 0.0, 1.0]]
+
+
+@pytest.mark.parametrize("log", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_non_finite_rows_as_pytorch(dtype, log):
+    """+inf anywhere or every element -inf: a NaN row (inf - inf); NaN: a NaN row; large
+    logits stay finite; a -inf element gets probability 0 (log: -inf)."""
+    x = np.array(ROWS)
+    y = (F.log_softmax if log else F.softmax)(fg.tensor(x, dtype=getattr(fg, dtype)), -1).numpy()
+    assert np.isnan(y[:3]).all()
+    with np.errstate(divide="ignore"):
+        np.testing.assert_allclose(y[3:], _ref(x[3:], log), rtol=1e-6)
+    torch = reference_torch()
+    if torch is not None:
+        ty = getattr(torch.nn.functional, "log_softmax" if log else "softmax")(
+            torch.tensor(x, dtype=getattr(torch, dtype)), -1).numpy()
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(ty))
+        np.testing.assert_allclose(y[3:], ty[3:], rtol=1e-6)
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_other_dims_and_strided_views_agree_with_the_rows(log):
+    """The NumPy path (another dim, float16) and a strided view (copied into rows) give what the
+    compiled rows give."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((5, 18))
+    f = F.log_softmax if log else F.softmax
+    rows = f(fg.tensor(x.T.copy()), -1).numpy().T
+    np.testing.assert_allclose(f(fg.tensor(x), 0).numpy(), rows, rtol=1e-13, atol=1e-15)
+    t = fg.tensor(x)
+    np.testing.assert_allclose(f(t[:, ::2], -1).numpy(), f(fg.tensor(x[:, ::2].copy()), -1).numpy(),
+                               rtol=1e-13, atol=1e-15)
+    half = f(fg.tensor(x, dtype=fg.float16), -1).numpy()
+    assert half.dtype == np.float16
+    np.testing.assert_allclose(half.astype(np.float64), f(t, -1).numpy(), rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.skipif(REFERENCE, reason="fastgrad's thread team")
+@pytest.mark.parametrize("log", [False, True])
+def test_same_bits_on_one_and_two_threads(log):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((300, 257)).astype(np.float32)
+    w = fg.tensor(rng.standard_normal((300, 257)), dtype=fg.float32)
+    f = F.log_softmax if log else F.softmax
+    old = fg.get_num_threads()
+    out = []
+    try:
+        for n in (1, 2):
+            fg.set_num_threads(n)
+            t = fg.tensor(x, requires_grad=True)
+            y = f(t, -1)
+            (y * w).sum().backward()
+            out.append((y.detach().numpy(), t.grad.numpy()))
+    finally:
+        fg.set_num_threads(old)
+    for a, b in zip(out[0], out[1]):
+        np.testing.assert_array_equal(a, b)
