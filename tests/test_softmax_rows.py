@@ -114,3 +114,66 @@ def test_same_bits_on_one_and_two_threads(log):
         fg.set_num_threads(old)
     for a, b in zip(out[0], out[1]):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.fixture(params=[2, 1, 0])
+def row_level(request):
+    """Every instruction set of the row loops (softmax_rows.h, norm_rows.h) that the CPU has."""
+    from fastgrad._core import attention_kernels, ops_norm
+    best = attention_kernels.rows_level(2)
+    try:
+        if attention_kernels.rows_level(request.param) != request.param \
+                or ops_norm.rows_level(request.param) != request.param:
+            pytest.skip(f"this CPU runs row loops up to level {best}")
+        yield request.param
+    finally:
+        attention_kernels.rows_level(2)
+        ops_norm.rows_level(2)
+
+
+@pytest.mark.skipif(REFERENCE, reason="fastgrad's row loops")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_row_level_matches_float64(row_level, dtype):
+    """softmax, log_softmax, layer norm and multi-head attention, forward and backward, on each
+    instruction set's row loops, against float64 references (a row of 37: a partial vector)."""
+    rng = np.random.default_rng(4)
+    tol = 2e-5 if dtype == "float32" else 1e-12
+    x, w = rng.standard_normal((9, 37)) * 3, rng.standard_normal((9, 37))
+    for log in (False, True):
+        t = fg.tensor(x, dtype=getattr(fg, dtype), requires_grad=True)
+        y = (F.log_softmax if log else F.softmax)(t, -1)
+        (y * fg.tensor(w, dtype=getattr(fg, dtype))).sum().backward()
+        np.testing.assert_allclose(y.detach().numpy(), _ref(x, log), rtol=tol, atol=tol)
+    t = fg.tensor(x, dtype=getattr(fg, dtype), requires_grad=True)
+    ln = fg.nn.LayerNorm(37, dtype=getattr(fg, dtype))
+    (ln(t) * fg.tensor(w, dtype=getattr(fg, dtype))).sum().backward()
+    mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    xh = (x - mu) / np.sqrt(var + 1e-5)
+    np.testing.assert_allclose(ln(t).detach().numpy(), xh, rtol=tol * 10, atol=tol * 10)
+    gx = (w - w.mean(-1, keepdims=True) - xh * (w * xh).mean(-1, keepdims=True)) \
+        / np.sqrt(var + 1e-5)
+    np.testing.assert_allclose(t.grad.numpy(), gx, rtol=tol * 100, atol=tol * 100)
+    np.testing.assert_allclose(ln.weight.grad.numpy(), (w * xh).sum(0), rtol=tol * 100,
+                               atol=tol * 100)
+    fg.manual_seed(0)
+    mha = fg.nn.MultiheadAttention(8, 2, batch_first=True, dtype=fg.float64)
+    q = fg.tensor(rng.standard_normal((2, 5, 8)), requires_grad=True)
+    out, _ = mha(q, q, q)
+    out.sum().backward()
+    ref = _mha_ref(mha, q.detach().numpy())
+    np.testing.assert_allclose(out.detach().numpy(), ref, rtol=1e-10, atol=1e-12)
+
+
+def _mha_ref(mha, x):
+    """Multi-head self-attention of x (N, L, E) in float64 NumPy with mha's weights."""
+    E, H = mha.embed_dim, mha.num_heads
+    D = E // H
+    W, b = mha.in_proj_weight.detach().numpy(), mha.in_proj_bias.detach().numpy()
+    qkv = x @ W.T + b
+    q, k, v = (qkv[..., i * E:(i + 1) * E].reshape(x.shape[0], x.shape[1], H, D)
+               .transpose(0, 2, 1, 3) for i in range(3))
+    s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(D)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    o = (p @ v).transpose(0, 2, 1, 3).reshape(x.shape)
+    return o @ mha.out_proj.weight.detach().numpy().T + mha.out_proj.bias.detach().numpy()

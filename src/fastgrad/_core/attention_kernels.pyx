@@ -21,8 +21,7 @@ with dP/dS in a scratch block of the thread's own. Rows whose every key is maske
 """
 from cython cimport floating
 from cython.parallel cimport prange, threadid
-from libc.math cimport INFINITY, NAN, isfinite, log
-from libc.stdlib cimport malloc, free
+from libc.math cimport INFINITY, log
 
 from fastgrad._core cimport blas
 from fastgrad._core.kernels cimport nthreads
@@ -55,21 +54,32 @@ cdef bint _shared(const Heads* a) noexcept nogil:
 
 
 # Note [Row reductions in lanes]
-# A row's max, sum and dot product are kept in LANES partial results, element j in lane j % LANES,
-# and the lanes combined at the end: LANES independent chains the compiler turns into vector
+# A row's max, sum and dot product are kept in 16 partial results, element j in lane j % 16,
+# and the lanes combined at the end: 16 independent chains the compiler turns into vector
 # instructions, where one running sum is a chain of dependent additions (a 64-key row of W13's
 # attention: 4 cycles an element). The order of the additions is fixed by the row length alone.
-cdef enum:
-    LANES = 16
+# The row loops are in softmax_rows.h, built for three instruction sets (Note [Norm rows per
+# instruction set] in norm_rows.h).
+cdef extern from "softmax_rows.h" nogil:
+    float fg_row_dot_f32(const float* r, const float* q, Py_ssize_t S)
+    double fg_row_dot_f64(const double* r, const double* q, Py_ssize_t S)
+    void fg_rows_shift_f32(float* s, Py_ssize_t M, Py_ssize_t S, float scale, int nan_rows)
+    void fg_rows_shift_f64(double* s, Py_ssize_t M, Py_ssize_t S, double scale, int nan_rows)
+    void fg_row_scale_f32(float* r, const float* q, float z, Py_ssize_t n)
+    void fg_row_scale_f64(double* r, const double* q, double z, Py_ssize_t n)
+    void fg_rows_softmax_bwd_f32(float* dp, const float* p, Py_ssize_t M, Py_ssize_t S,
+                                 float scale)
+    void fg_rows_softmax_bwd_f64(double* dp, const double* p, Py_ssize_t M, Py_ssize_t S,
+                                 double scale)
+    int fg_softmax_rows_select(int want)
+
+fg_softmax_rows_select(2)
 
 
-cdef inline floating _lanes_sum(floating* acc) noexcept nogil:
-    cdef int w = LANES // 2, l
-    while w >= 1:
-        for l in range(w):
-            acc[l] = acc[l] + acc[l + w]
-        w = w // 2
-    return acc[0]
+def rows_level(want=2):
+    """Pick the softmax row loops' instruction set: at most `want` (2 AVX-512, 1 AVX2+FMA, 0
+    baseline); returns the level in use (for tests)."""
+    return fg_softmax_rows_select(int(want))
 
 
 cdef void rows_shift(floating* s, Py_ssize_t M, Py_ssize_t S, floating scale,
@@ -77,61 +87,33 @@ cdef void rows_shift(floating* s, Py_ssize_t M, Py_ssize_t S, floating scale,
     """Each row of s (M, S): s = s * scale - max(s * scale) in place (NaN is never the max). A
     row max that is not finite is taken as 0 (Note [Fully masked rows] in ops_attention.pyx), or
     with nan_rows makes the whole row NaN (softmax's rule, as PyTorch's: inf - inf)."""
-    cdef Py_ssize_t i, j, jb, body = S - S % LANES
-    cdef int l
-    cdef floating m, v
-    cdef floating acc[LANES]
-    cdef floating* r
-    for i in range(M):
-        r = s + i * S
-        for l in range(<int>LANES):
-            acc[l] = -INFINITY
-        for jb in range(body // LANES):
-            j = jb * LANES
-            for l in range(<int>LANES):
-                v = r[j + l] * scale
-                r[j + l] = v
-                acc[l] = v if v > acc[l] else acc[l]
-        m = -INFINITY
-        for l in range(<int>LANES):
-            if acc[l] > m:
-                m = acc[l]
-        for j in range(body, S):
-            r[j] = r[j] * scale
-            if r[j] > m:
-                m = r[j]
-        if not isfinite(m):
-            if nan_rows:
-                for j in range(S):
-                    r[j] = NAN
-                continue
-            m = 0
-        for j in range(S):
-            r[j] = r[j] - m
+    if floating is float:
+        fg_rows_shift_f32(s, M, S, scale, nan_rows)
+    else:
+        fg_rows_shift_f64(s, M, S, scale, nan_rows)
 
 
-cdef inline floating _row_sum(const floating* r, Py_ssize_t S) noexcept nogil:
-    """The sum of S values in LANES partial sums (Note [Row reductions in lanes])."""
-    cdef Py_ssize_t j, jb, body = S - S % LANES
-    cdef int l
-    cdef floating z
-    cdef floating acc[LANES]
-    for l in range(<int>LANES):
-        acc[l] = 0
-    for jb in range(body // LANES):
-        j = jb * LANES
-        for l in range(<int>LANES):
-            acc[l] = acc[l] + r[j + l]
-    z = _lanes_sum(acc)
-    for j in range(body, S):
-        z = z + r[j]
-    return z
+cdef inline floating _row_dot(const floating* r, const floating* q, Py_ssize_t S) noexcept nogil:
+    """The sum of r[:S] (with q: of r * q) in lanes."""
+    if floating is float:
+        return fg_row_dot_f32(r, q, S)
+    else:
+        return fg_row_dot_f64(r, q, S)
+
+
+cdef inline void _row_scale(floating* r, const floating* q, floating z,
+                            Py_ssize_t n) noexcept nogil:
+    """r[:n] *= z (with q: r[:n] -= q[:n] * z)."""
+    if floating is float:
+        fg_row_scale_f32(r, q, z, n)
+    else:
+        fg_row_scale_f64(r, q, z, n)
 
 
 cdef void rows_exp_normalize(floating* e, Py_ssize_t M, Py_ssize_t S) noexcept nogil:
     """exp of every element, then each row divided by its sum in place (a zero sum leaves the
     row zero)."""
-    cdef Py_ssize_t i, j
+    cdef Py_ssize_t i
     cdef floating z
     cdef floating* r
     if floating is float:
@@ -140,36 +122,19 @@ cdef void rows_exp_normalize(floating* e, Py_ssize_t M, Py_ssize_t S) noexcept n
         fg_vm_f64[FG_VM_EXP](e, e, M * S)
     for i in range(M):
         r = e + i * S
-        z = _row_sum(r, S)
+        z = _row_dot(r, NULL, S)
         if z != 0:
             z = 1 / z
-        for j in range(S):
-            r[j] = r[j] * z
+        _row_scale(r, NULL, z, S)
 
 
 cdef void rows_softmax_bwd(floating* dp, const floating* p, Py_ssize_t M, Py_ssize_t S,
                            floating scale) noexcept nogil:
     """dS = P * (dP - rowsum(dP * P)) * scale in place of dP."""
-    cdef Py_ssize_t i, j, jb, body = S - S % LANES
-    cdef int l
-    cdef floating a
-    cdef floating acc[LANES]
-    cdef floating* d
-    cdef const floating* q
-    for i in range(M):
-        d = dp + i * S
-        q = p + i * S
-        for l in range(<int>LANES):
-            acc[l] = 0
-        for jb in range(body // LANES):
-            j = jb * LANES
-            for l in range(<int>LANES):
-                acc[l] = acc[l] + d[j + l] * q[j + l]
-        a = _lanes_sum(acc)
-        for j in range(body, S):
-            a = a + d[j] * q[j]
-        for j in range(S):
-            d[j] = q[j] * (d[j] - a) * scale
+    if floating is float:
+        fg_rows_softmax_bwd_f32(dp, p, M, S, scale)
+    else:
+        fg_rows_softmax_bwd_f64(dp, p, M, S, scale)
 
 
 cdef enum:
@@ -196,7 +161,7 @@ cdef void rows_log_normalize(floating* s, Py_ssize_t M, Py_ssize_t S) noexcept n
         while j0 < S:
             n = min(<Py_ssize_t>EXP_PIECE, S - j0)
             _exp(r + j0, buf, n)
-            z = z + _row_sum(buf, n)
+            z = z + _row_dot(buf, <floating*>NULL, n)
             j0 += n
         z = <floating>log(z)
         for j in range(S):
@@ -206,19 +171,18 @@ cdef void rows_log_normalize(floating* s, Py_ssize_t M, Py_ssize_t S) noexcept n
 cdef void rows_log_softmax_bwd(floating* g, const floating* y, Py_ssize_t M,
                                Py_ssize_t S) noexcept nogil:
     """g - exp(y) * rowsum(g) in place of g (y = log_softmax)."""
-    cdef Py_ssize_t i, j, j0, n
+    cdef Py_ssize_t i, j0, n
     cdef floating a
     cdef floating buf[EXP_PIECE]
     cdef floating* d
     for i in range(M):
         d = g + i * S
-        a = _row_sum(d, S)
+        a = _row_dot(d, <floating*>NULL, S)
         j0 = 0
         while j0 < S:
             n = min(<Py_ssize_t>EXP_PIECE, S - j0)
             _exp(y + i * S + j0, buf, n)
-            for j in range(n):
-                d[j0 + j] = d[j0 + j] - buf[j] * a
+            _row_scale(d + j0, buf, a, n)
             j0 += n
 
 

@@ -15,7 +15,6 @@ recorded ops (differentiable again); other dtypes take the composed path in nn.f
 cimport cython
 cimport numpy as cnp
 import numpy as np
-from libc.math cimport sqrt
 from cython.parallel cimport prange
 
 from fastgrad._core.kernels cimport nthreads
@@ -33,31 +32,36 @@ ctypedef fused floating:
     float
     double
 
+cdef extern from "norm_rows.h" nogil:
+    void fg_ln_fwd_f32(const float* x, const float* w, const float* b, float* y, float* mean,
+                       float* rstd, Py_ssize_t M, Py_ssize_t D, double eps)
+    void fg_ln_fwd_f64(const double* x, const double* w, const double* b, double* y,
+                       double* mean, double* rstd, Py_ssize_t M, Py_ssize_t D, double eps)
+    void fg_ln_bwd_f32(const float* g, const float* x, const float* w, const float* mean,
+                       const float* rstd, float* dx, float* dw, float* db, Py_ssize_t M,
+                       Py_ssize_t D)
+    void fg_ln_bwd_f64(const double* g, const double* x, const double* w, const double* mean,
+                       const double* rstd, double* dx, double* dw, double* db, Py_ssize_t M,
+                       Py_ssize_t D)
+    int fg_norm_rows_select(int want)
 
-cdef void ln_fwd(const floating* x, const floating* w, const floating* b,       # IN
-                 floating* y, floating* mean, floating* rstd,                   # OUT
-                 Py_ssize_t M, Py_ssize_t D, double eps) noexcept nogil:
-    """y = (x - mean) rstd * w + b per row."""
-    cdef Py_ssize_t i, j
-    cdef floating s, v, mu, r, d
-    cdef const floating* row
-    cdef floating* out
-    for i in range(M):
-        row = x + i * D
-        out = y + i * D
-        s = 0
-        for j in range(D):
-            s = s + row[j]
-        mu = s / D
-        v = 0
-        for j in range(D):
-            d = row[j] - mu
-            v = v + d * d
-        r = <floating>(1.0 / sqrt(v / D + eps))
-        mean[i] = mu
-        rstd[i] = r
-        for j in range(D):
-            out[j] = (row[j] - mu) * r * w[j] + b[j]
+fg_norm_rows_select(2)
+
+
+def rows_level(want=2):
+    """Pick the row loops' instruction set (Note [Norm rows per instruction set]): at most
+    `want` (2 AVX-512, 1 AVX2+FMA, 0 baseline); returns the level in use (for tests)."""
+    return fg_norm_rows_select(int(want))
+
+
+cdef inline void ln_fwd(const floating* x, const floating* w, const floating* b,  # IN
+                        floating* y, floating* mean, floating* rstd,              # OUT
+                        Py_ssize_t M, Py_ssize_t D, double eps) noexcept nogil:
+    """y = (x - mean) rstd * w + b per row (norm_rows.h)."""
+    if floating is float:
+        fg_ln_fwd_f32(x, w, b, y, mean, rstd, M, D, eps)
+    else:
+        fg_ln_fwd_f64(x, w, b, y, mean, rstd, M, D, eps)
 
 
 # Note [Layer norm in row blocks]
@@ -153,37 +157,15 @@ cdef void ln_bwd_blocks(const floating* g, const floating* x, const floating* w,
             db[j] = db[j] + part[(2 * blk + 1) * D + j]
 
 
-cdef void ln_bwd(const floating* g, const floating* x, const floating* w,        # IN
-                 const floating* mean, const floating* rstd,                    # IN
-                 floating* dx, floating* dw, floating* db,                      # OUT
-                 Py_ssize_t M, Py_ssize_t D) noexcept nogil:
-    """dx per row; dw, db accumulated over rows (zeroed by the caller)."""
-    cdef Py_ssize_t i, j
-    cdef floating a, c, mu, r, xh, gw, gi
-    cdef const floating* gr
-    cdef const floating* xr
-    cdef floating* dr
-    for i in range(M):
-        mu = mean[i]
-        r = rstd[i]
-        gr = g + i * D
-        xr = x + i * D
-        dr = dx + i * D
-        a = 0
-        c = 0
-        for j in range(D):
-            xh = (xr[j] - mu) * r
-            gi = gr[j]
-            gw = gi * w[j]
-            c = c + gw
-            a = a + gw * xh
-            dw[j] = dw[j] + gi * xh
-            db[j] = db[j] + gi
-        a = a / D
-        c = c / D
-        for j in range(D):
-            xh = (xr[j] - mu) * r
-            dr[j] = r * (gr[j] * w[j] - c - xh * a)
+cdef inline void ln_bwd(const floating* g, const floating* x, const floating* w,   # IN
+                        const floating* mean, const floating* rstd,                # IN
+                        floating* dx, floating* dw, floating* db,                  # OUT
+                        Py_ssize_t M, Py_ssize_t D) noexcept nogil:
+    """dx per row; dw, db accumulated over rows (zeroed by the caller; norm_rows.h)."""
+    if floating is float:
+        fg_ln_bwd_f32(g, x, w, mean, rstd, dx, dw, db, M, D)
+    else:
+        fg_ln_bwd_f64(g, x, w, mean, rstd, dx, dw, db, M, D)
 
 
 cdef tuple _rows(tuple shape, int k):

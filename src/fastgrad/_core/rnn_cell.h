@@ -97,6 +97,7 @@ typedef void (*fg_lstm_bwd_f64_fn)(const double *, const double *, const double 
 
 FG_LSTM_ROWS(base, )
 #if FG_HAVE_AVX2
+#include "cpu_level.h"
 FG_LSTM_ROWS(avx2, __attribute__((target("avx2,fma"))))
 /* 512-bit registers: a 64-unit block row is 4 iterations instead of 8 */
 FG_LSTM_ROWS(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma,"
@@ -112,11 +113,7 @@ static fg_lstm_bwd_f64_fn fg_lstm_bwd_f64 = fg_lstm_bwd_f64_base;
 static int fg_lstm_select(int want) {
     int isa = 0;
 #if FG_HAVE_AVX2
-    if (want >= 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
-        && __builtin_cpu_supports("avx512vl"))
-        isa = 2;
-    else if (want >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        isa = 1;
+    isa = fg_isa_level(want);
 #define FG_LSTM_PICK(ISA)                                                                       \
     fg_lstm_fwd_f32 = fg_lstm_fwd_f32_##ISA; fg_lstm_fwd_f64 = fg_lstm_fwd_f64_##ISA;           \
     fg_lstm_bwd_f32 = fg_lstm_bwd_f32_##ISA; fg_lstm_bwd_f64 = fg_lstm_bwd_f64_##ISA;
