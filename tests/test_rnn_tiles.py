@@ -98,3 +98,93 @@ def test_tiles_reports_and_sets_the_level(module):
         assert mod.tiles() == 0
     finally:
         mod.tiles(best)
+
+
+@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
+def team(request):
+    """Every recurrence on the thread team whatever its size (2 threads: the row blocks shared
+    between them; 1: all rows at once), everything put back afterwards."""
+    from fastgrad._core import rnn_kernels
+    old_macs, old_threads = rnn_kernels.set_team_macs(0), fg.get_num_threads()
+    fg.set_num_threads(request.param)
+    try:
+        yield request.param
+    finally:
+        rnn_kernels.set_team_macs(old_macs)
+        fg.set_num_threads(old_threads)
+
+
+# Batches of 34 and 50 rows run in row blocks (24 + 10, 24 + 24 + 2: Note [Rows of a row
+# block]): every weight and bias gradient sums the row blocks' shares, checked here against
+# float64 central differences of the loss (a sample of entries of every parameter and of x).
+FD_CASES = [("LSTM", {}, 34, False, False), ("GRU", {}, 34, True, False),
+            ("RNN", {}, 50, False, True), ("LSTM", {}, 50, True, True)]
+
+
+@pytest.mark.parametrize("case", FD_CASES, ids=lambda c: f"{c[0]}-b{c[2]}-packed{c[3]}-bi{c[4]}")
+def test_row_block_gradients_match_finite_differences(team, case):
+    name, extra, batch, packed, bidir = case
+    steps, nin, hidden = 4, 3, 5
+    fg.manual_seed(1)
+    m = getattr(fg.nn, name)(nin, hidden, bidirectional=bidir, dtype=fg.float64, **extra)
+    rng = np.random.default_rng(2)
+    x0 = rng.standard_normal((steps, batch, nin))
+    lengths = sorted([steps] + [int(v) for v in rng.integers(1, steps + 1, batch - 1)],
+                     reverse=True)
+
+    def loss(x):
+        inp = fg.nn.utils.rnn.pack_padded_sequence(x, lengths) if packed else x
+        out, h = m(inp)
+        if packed:
+            out = fg.nn.utils.rnn.pad_packed_sequence(out)[0]
+        hs = h if isinstance(h, tuple) else (h,)
+        w = fg.tensor(np.sin(np.arange(int(np.prod(out.shape)))).reshape(tuple(out.shape)))
+        return (out * w).sum() + sum((q * q).sum() for q in hs)
+
+    x = fg.tensor(x0, requires_grad=True)
+    m.zero_grad()
+    loss(x).backward()
+    targets = [(x, x.grad.numpy().copy())] + [(p, p.grad.numpy().copy()) for p in m.parameters()]
+    for t, grad in targets:
+        flat = t.detach().numpy().reshape(-1)
+        for i in rng.choice(flat.size, size=min(6, flat.size), replace=False):
+            orig = flat[i]
+            vals = []
+            for d in (1e-6, -1e-6):
+                with fg.no_grad():
+                    t.view(-1)[int(i)] = orig + d
+                vals.append(loss(x if t is not x else t).item())
+            with fg.no_grad():
+                t.view(-1)[int(i)] = orig
+            fd = (vals[0] - vals[1]) / 2e-6
+            assert abs(grad.reshape(-1)[i] - fd) <= 1e-6 * max(1.0, abs(fd)), (t.shape, i)
+
+
+@pytest.mark.parametrize("case", FD_CASES, ids=lambda c: f"{c[0]}-b{c[2]}-packed{c[3]}-bi{c[4]}")
+def test_row_blocks_give_each_row_what_it_gets_alone(team, case):
+    """Each batch row of a batch cut into row blocks has the outputs and final states it gets
+    in a batch of its own (one row: no row blocks)."""
+    name, extra, batch, packed, bidir = case
+    steps, nin, hidden = 5, 3, 6
+    fg.manual_seed(3)
+    m = getattr(fg.nn, name)(nin, hidden, bidirectional=bidir, **extra)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((steps, batch, nin)).astype(np.float32)
+    lengths = sorted([steps] + [int(v) for v in rng.integers(1, steps + 1, batch - 1)],
+                     reverse=True) if packed else [steps] * batch
+
+    def run(xs, lens):
+        t = fg.tensor(xs)
+        inp = fg.nn.utils.rnn.pack_padded_sequence(t, lens) if packed else t
+        out, h = m(inp)
+        if packed:
+            out = fg.nn.utils.rnn.pad_packed_sequence(out)[0]
+        return out.numpy(), [q.numpy() for q in (h if isinstance(h, tuple) else (h,))]
+
+    with fg.no_grad():
+        out, hs = run(x, lengths)
+        for r in range(batch):
+            o1, h1 = run(x[:lengths[r], r:r + 1], [lengths[r]])
+            np.testing.assert_allclose(out[:lengths[r], r], o1[:, 0], rtol=1e-6, atol=1e-7)
+            for a, b in zip(hs, h1):
+                np.testing.assert_allclose(a[:, r], b[:, 0], rtol=1e-6, atol=1e-7)
