@@ -1,7 +1,7 @@
-"""softmax and log_softmax over the last dim on compiled row loops (Note [Softmax over the last
-dim] in attention_kernels.pyx): values against a float64 reference, gradients against float64
-finite differences, PyTorch's NaN rows, the NumPy path for other dims and byte orders, and the
-same bits on 1 and 2 threads."""
+"""softmax and log_softmax on compiled loops (Note [Softmax over the last dim], Note [Softmax
+over a middle dim] in attention_kernels.pyx): values against a float64 reference, gradients
+against float64 finite differences, PyTorch's NaN rows and columns, the NumPy path for float16,
+and the same bits on 1 and 2 threads."""
 import numpy as np
 import pytest
 
@@ -79,8 +79,8 @@ def test_non_finite_rows_as_pytorch(dtype, log):
 
 @pytest.mark.parametrize("log", [False, True])
 def test_other_dims_and_strided_views_agree_with_the_rows(log):
-    """The NumPy path (another dim, float16) and a strided view (copied into rows) give what the
-    compiled rows give."""
+    """Another dim (the middle-dim loops), float16 (NumPy) and a strided view (copied into rows)
+    give what the compiled rows give."""
     rng = np.random.default_rng(2)
     x = rng.standard_normal((5, 18))
     f = F.log_softmax if log else F.softmax
@@ -96,10 +96,11 @@ def test_other_dims_and_strided_views_agree_with_the_rows(log):
 
 @pytest.mark.skipif(REFERENCE, reason="fastgrad's thread team")
 @pytest.mark.parametrize("log", [False, True])
-def test_same_bits_on_one_and_two_threads(log):
+@pytest.mark.parametrize("shape,dim", [((300, 257), -1), ((8, 50, 400), 1)])
+def test_same_bits_on_one_and_two_threads(shape, dim, log):
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((300, 257)).astype(np.float32)
-    w = fg.tensor(rng.standard_normal((300, 257)), dtype=fg.float32)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = fg.tensor(rng.standard_normal(shape), dtype=fg.float32)
     f = F.log_softmax if log else F.softmax
     old = fg.get_num_threads()
     out = []
@@ -107,13 +108,51 @@ def test_same_bits_on_one_and_two_threads(log):
         for n in (1, 2):
             fg.set_num_threads(n)
             t = fg.tensor(x, requires_grad=True)
-            y = f(t, -1)
+            y = f(t, dim)
             (y * w).sum().backward()
             out.append((y.detach().numpy(), t.grad.numpy()))
     finally:
         fg.set_num_threads(old)
     for a, b in zip(out[0], out[1]):
         np.testing.assert_array_equal(a, b)
+
+
+# (shape, dim): a middle dim with inner blocks of 5, 300 (two 256-column chunks) and 20, the first
+# dim of a matrix, a dim of length 1
+MID = [((3, 4, 5), 1), ((2, 7, 300), 1), ((6, 5), 0), ((2, 3, 4, 5), 1), ((4, 1, 3), 1)]
+
+
+@pytest.mark.parametrize("log", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape,dim", MID)
+def test_middle_dims_match_a_float64_reference(shape, dim, dtype, log):
+    """Over a dim that is not the last (Note [Softmax over a middle dim]): values and
+    gradients against the float64 reference taken with the dim moved last."""
+    rng = np.random.default_rng(sum(shape))
+    x = rng.standard_normal(shape) * 4
+    w = rng.standard_normal(shape)
+    t = fg.tensor(x, dtype=getattr(fg, dtype), requires_grad=True)
+    y = (F.log_softmax if log else F.softmax)(t, dim)
+    (y * fg.tensor(w, dtype=getattr(fg, dtype))).sum().backward()
+    xl, wl = np.moveaxis(x, dim, -1), np.moveaxis(w, dim, -1)
+    ref = _ref(xl, log)
+    p = np.exp(ref) if log else ref
+    grad = wl - p * wl.sum(-1, keepdims=True) if log else p * (wl - (wl * p).sum(-1, keepdims=True))
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(y.detach().numpy(), np.moveaxis(ref, -1, dim), rtol=tol * 10,
+                               atol=tol)
+    np.testing.assert_allclose(t.grad.numpy(), np.moveaxis(grad, -1, dim), rtol=tol * 10,
+                               atol=tol * 10)
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_middle_dim_non_finite_columns_as_pytorch(log):
+    """The last dim's rows, as columns over dim 0: NaN where PyTorch gives NaN."""
+    x = np.array(ROWS).T.copy()
+    y = (F.log_softmax if log else F.softmax)(fg.tensor(x), 0).numpy()
+    assert np.isnan(y[:, :3]).all()
+    with np.errstate(divide="ignore"):
+        np.testing.assert_allclose(y[:, 3:], _ref(x[:, 3:].T, log).T, rtol=1e-12)
 
 
 @pytest.fixture(params=[2, 1, 0])

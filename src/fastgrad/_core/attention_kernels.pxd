@@ -34,3 +34,9 @@ cdef void rows_softmax_bwd(floating* dp, const floating* p, Py_ssize_t M, Py_ssi
 cdef void softmax_last(void* y, Py_ssize_t M, Py_ssize_t S, bint f32, bint log_) noexcept nogil
 cdef void softmax_last_bwd(void* g, const void* y, Py_ssize_t M, Py_ssize_t S, bint f32,
                            bint log_) noexcept nogil
+# the same over the middle dim of a C-contiguous (outer, C, inner) y (Note [Softmax over a middle
+# dim])
+cdef void softmax_mid(void* y, Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner, bint f32,
+                      bint log_) noexcept nogil
+cdef void softmax_mid_bwd(void* g, const void* y, Py_ssize_t outer, Py_ssize_t C,
+                          Py_ssize_t inner, bint f32, bint log_) noexcept nogil

@@ -21,7 +21,8 @@ with dP/dS in a scratch block of the thread's own. Rows whose every key is maske
 """
 from cython cimport floating
 from cython.parallel cimport prange, threadid
-from libc.math cimport INFINITY, log
+from libc.math cimport INFINITY, NAN, isfinite, log
+from libc.string cimport memcpy
 
 from fastgrad._core cimport blas
 from fastgrad._core.kernels cimport nthreads
@@ -240,6 +241,115 @@ cdef void softmax_last_bwd(void* g, const void* y, Py_ssize_t M, Py_ssize_t S, b
         _softmax_rows(<float*>g, <const float*>y, M, S, log_, True)
     else:
         _softmax_rows(<double*>g, <const double*>y, M, S, log_, True)
+
+
+# Note [Softmax over a middle dim]
+# Over any other dim, x is (outer, C, inner) with the dim in the middle: each column j of an outer
+# block (C values inner apart) is one softmax, and the columns are computed side by side over
+# chunks of INNER_CHUNK contiguous columns (max, shifted exponentials, sums and the scaling each
+# one vectorised pass along the rows of the chunk), chunks shared across the team. A (32, 10,
+# 64, 64) float32 softmax over dim 1 took 3.1 ms through NumPy, 0.51 ms in PyTorch. The column
+# rules are the last dim's: a column whose max is not finite comes out NaN.
+cdef enum:
+    INNER_CHUNK = 256
+
+
+cdef void _cols_block(floating* y, const floating* g, Py_ssize_t C, Py_ssize_t inner,
+                      Py_ssize_t n, bint log_, bint backward) noexcept nogil:
+    """Columns 0 .. n of one (C, inner) block starting at y (and g): softmax / log_softmax in
+    place, or (backward) their gradient in place of y from the result g."""
+    cdef Py_ssize_t c, j
+    cdef floating m[INNER_CHUNK]
+    cdef floating z[INNER_CHUNK]
+    cdef floating buf[INNER_CHUNK]
+    cdef floating v
+    cdef floating* r
+    cdef const floating* q
+    for j in range(n):
+        z[j] = 0
+    if backward:                        # y: the output's gradient; g: the forward's result
+        for c in range(C):
+            r, q = y + c * inner, g + c * inner
+            if log_:
+                for j in range(n):
+                    z[j] = z[j] + r[j]
+            else:
+                for j in range(n):
+                    z[j] = z[j] + r[j] * q[j]
+        for c in range(C):
+            r, q = y + c * inner, g + c * inner
+            if log_:
+                _exp(q, buf, n)
+                for j in range(n):
+                    r[j] = r[j] - buf[j] * z[j]
+            else:
+                for j in range(n):
+                    r[j] = q[j] * (r[j] - z[j])
+        return
+    for j in range(n):
+        m[j] = -INFINITY
+    for c in range(C):
+        r = y + c * inner
+        for j in range(n):
+            v = r[j]
+            m[j] = v if v > m[j] else m[j]
+    for j in range(n):
+        if not isfinite(m[j]):
+            m[j] = NAN                  # the column comes out NaN (PyTorch's inf - inf)
+    for c in range(C):
+        r = y + c * inner
+        for j in range(n):
+            r[j] = r[j] - m[j]
+        _exp(r, buf, n)
+        for j in range(n):
+            z[j] = z[j] + buf[j]
+        if not log_:
+            memcpy(r, buf, n * sizeof(floating))
+    for j in range(n):
+        z[j] = <floating>log(z[j]) if log_ else (1 / z[j])
+    for c in range(C):
+        r = y + c * inner
+        if log_:
+            for j in range(n):
+                r[j] = r[j] - z[j]
+        else:
+            for j in range(n):
+                r[j] = r[j] * z[j]
+
+
+cdef void _softmax_cols(floating* y, const floating* g, Py_ssize_t outer, Py_ssize_t C,
+                        Py_ssize_t inner, bint log_, bint backward) noexcept nogil:
+    cdef Py_ssize_t t, o, j0, nch = (inner + INNER_CHUNK - 1) // INNER_CHUNK
+    cdef Py_ssize_t off
+    cdef int nt = nthreads()
+    if nt > 1 and outer * nch > 1 and outer * C * inner >= SOFTMAX_PAR:
+        for t in prange(outer * nch, schedule="static", num_threads=nt):
+            o, j0 = t // nch, (t % nch) * INNER_CHUNK
+            off = o * C * inner + j0
+            _cols_block(y + off, NULL if g == NULL else g + off, C, inner,
+                        min(<Py_ssize_t>INNER_CHUNK, inner - j0), log_, backward)
+    else:
+        for t in range(outer * nch):
+            o, j0 = t // nch, (t % nch) * INNER_CHUNK
+            off = o * C * inner + j0
+            _cols_block(y + off, NULL if g == NULL else g + off, C, inner,
+                        min(<Py_ssize_t>INNER_CHUNK, inner - j0), log_, backward)
+
+
+cdef void softmax_mid(void* y, Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner, bint f32,
+                      bint log_) noexcept nogil:
+    if f32:
+        _softmax_cols(<float*>y, <const float*>NULL, outer, C, inner, log_, False)
+    else:
+        _softmax_cols(<double*>y, <const double*>NULL, outer, C, inner, log_, False)
+
+
+cdef void softmax_mid_bwd(void* g, const void* y, Py_ssize_t outer, Py_ssize_t C,
+                          Py_ssize_t inner, bint f32, bint log_) noexcept nogil:
+    if f32:
+        _softmax_cols(<float*>g, <const float*>y, outer, C, inner, log_, True)
+    else:
+        _softmax_cols(<double*>g, <const double*>y, outer, C, inner, log_, True)
 
 
 cdef void _softmax_pair(const Heads* a, floating* s, Py_ssize_t n, Py_ssize_t h) noexcept nogil:

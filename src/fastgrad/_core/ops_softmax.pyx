@@ -22,7 +22,8 @@ from fastgrad._core.ops_unary cimport unary
 from fastgrad._core.kernels cimport OP_EXP
 from fastgrad._core.ops_reduce cimport sum_
 from fastgrad._core.dims cimport wrap_dim
-from fastgrad._core.attention_kernels cimport softmax_last, softmax_last_bwd
+from fastgrad._core.attention_kernels cimport softmax_last, softmax_last_bwd, softmax_mid, \
+    softmax_mid_bwd
 
 cnp.import_array()
 
@@ -57,44 +58,58 @@ cdef inline bint _rows_dtype(cnp.ndarray x):
     return cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32 or cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT64
 
 
-cdef object _last_rows(cnp.ndarray x, int d, bint log_):
-    """softmax (log_: log_softmax) over x's last dim on the compiled rows (Note [Softmax over
-    the last dim] in attention_kernels.pyx) as a new array, or None when x is not of that kind
-    (another dim, another dtype, empty): the caller uses NumPy."""
-    cdef Py_ssize_t S, M
+cdef bint _split(cnp.ndarray x, int d, Py_ssize_t* outer, Py_ssize_t* C,
+                 Py_ssize_t* inner) noexcept:
+    """x's shape as (outer, C, inner) around dim d; False when x is empty."""
+    cdef int i
+    outer[0], C[0], inner[0] = 1, x.shape[d], 1
+    for i in range(d):
+        outer[0] *= x.shape[i]
+    for i in range(d + 1, x.ndim):
+        inner[0] *= x.shape[i]
+    return x.size != 0
+
+
+cdef object _compiled(cnp.ndarray x, int d, bint log_):
+    """softmax (log_: log_softmax) over dim d on the compiled loops (Note [Softmax over the last
+    dim], Note [Softmax over a middle dim] in attention_kernels.pyx) as a new C-contiguous
+    array, or None when x is not of that kind (another dtype, empty): the caller uses NumPy."""
+    cdef Py_ssize_t outer, C, inner
     cdef cnp.ndarray y
     cdef void* p
     cdef bint f32
-    if d != x.ndim - 1 or x.size == 0 or not _rows_dtype(x) or not x.dtype.isnative:
+    if not _rows_dtype(x) or not x.dtype.isnative or not _split(x, d, &outer, &C, &inner):
         return None
     y = np.array(x, order="C", copy=True)
-    S = x.shape[d]
-    M = x.size // S
     p = cnp.PyArray_DATA(y)
     f32 = cnp.PyArray_TYPE(y) == cnp.NPY_FLOAT32
     with nogil:
-        softmax_last(p, M, S, f32, log_)
+        if inner == 1:
+            softmax_last(p, outer, C, f32, log_)
+        else:
+            softmax_mid(p, outer, C, inner, f32, log_)
     return y
 
 
-cdef object _last_rows_bwd(object g, object y, int d, bint log_):
-    """The gradient of _last_rows from its result y and the output's gradient g, or None (the
+cdef object _compiled_bwd(object g, object y, int d, bint log_):
+    """The gradient of _compiled from its result y and the output's gradient g, or None (the
     caller uses NumPy)."""
-    cdef Py_ssize_t S, M
+    cdef Py_ssize_t outer, C, inner
     cdef cnp.ndarray gx, yc = y
     cdef void* pg
     cdef const void* py
     cdef bint f32
-    if d != yc.ndim - 1 or yc.size == 0 or not _rows_dtype(yc) or not yc.dtype.isnative \
-            or g.dtype != y.dtype or not cnp.PyArray_IS_C_CONTIGUOUS(yc):
+    if not _rows_dtype(yc) or not yc.dtype.isnative or g.dtype != y.dtype \
+            or not cnp.PyArray_IS_C_CONTIGUOUS(yc) or not _split(yc, d, &outer, &C, &inner):
         return None
     gx = np.array(g, order="C", copy=True)
-    S = yc.shape[d]
-    M = yc.size // S
     pg, py = cnp.PyArray_DATA(gx), cnp.PyArray_DATA(yc)
     f32 = cnp.PyArray_TYPE(yc) == cnp.NPY_FLOAT32
     with nogil:
-        softmax_last_bwd(pg, py, M, S, f32, log_)
+        if inner == 1:
+            softmax_last_bwd(pg, py, outer, C, f32, log_)
+        else:
+            softmax_mid_bwd(pg, py, outer, C, inner, f32, log_)
     return gx
 
 
@@ -109,7 +124,7 @@ def softmax(input, dim=None, dtype=None, *, _stacklevel=3):
     elif x.size == 0:
         y = x.copy()
     else:
-        y = _last_rows(x, d, False)
+        y = _compiled(x, d, False)
         if y is None:
             e = np.exp(_shifted(x, d))
             y = e / np.sum(e, axis=d, keepdims=True)
@@ -149,7 +164,7 @@ cdef class SoftmaxBackward0(_ResultBackward):
             return (sub(g, g),)
         if not grad_enabled():
             gd, yd = g._data, y._data
-            gx = _last_rows_bwd(gd, yd, self.dim, False)
+            gx = _compiled_bwd(gd, yd, self.dim, False)
             if gx is not None:
                 return (wrap(gx),)
             gy = gd * yd
@@ -169,7 +184,7 @@ def log_softmax(input, dim=None, dtype=None, *, _stacklevel=3):
     elif x.size == 0:
         y = x.copy()
     else:
-        y = _last_rows(x, d, True)
+        y = _compiled(x, d, True)
         if y is None:
             s = _shifted(x, d)
             y = s - np.log(np.sum(np.exp(s), axis=d, keepdims=True))
@@ -189,7 +204,7 @@ cdef class LogSoftmaxBackward0(_ResultBackward):
             return (sub(g, g),)
         if not grad_enabled():
             gd = g._data
-            gx = _last_rows_bwd(gd, y._data, self.dim, True)
+            gx = _compiled_bwd(gd, y._data, self.dim, True)
             if gx is not None:
                 return (wrap(gx),)
             return (wrap(np.asarray(gd - np.exp(y._data) * np.sum(gd, axis=self.dim,
