@@ -18,7 +18,7 @@ OPS = {
     "sigmoid": (lambda t: fg.sigmoid(t), lambda x: 1 / (1 + np.exp(-x))),
     "log": (lambda t: fg.log(t), np.log),
 }
-ISAS = ["baseline", "avx2"]
+ISAS = ["baseline", "avx2", "avx512"]
 MAX_ULP = 3.0
 
 
@@ -28,7 +28,7 @@ def isa(request):
     got = kernels.vmath_isa(request.param)
     if got != request.param:
         kernels.vmath_isa(before)
-        pytest.skip("this CPU has no AVX2/FMA")
+        pytest.skip(f"this CPU has no {request.param}")
     yield got
     kernels.vmath_isa(before)
 
@@ -94,7 +94,7 @@ def test_lengths_and_tails(n, isa):
 
 
 def test_isa_argument_checked():
-    with pytest.raises(ValueError, match="avx2"):
+    with pytest.raises(ValueError, match="avx512"):
         kernels.vmath_isa("sse9")
 
 
@@ -123,3 +123,22 @@ def test_backward_from_broadcast_gradient(name, dtype, n):
     err = np.abs(t.grad.numpy().astype(np.longdouble) - 3 * dy)
     assert np.all(err <= 4 * np.finfo(dtype).eps * 3 * terms), float(np.max(err / (3 * terms)))
     assert t.grad.dtype == t.dtype
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_avx2_and_avx512_loops_give_the_same_bits(op, dtype):
+    """The 512-bit loops run each element through the AVX2 loops' arithmetic (vmath.h)."""
+    before = kernels.vmath_isa()
+    try:
+        if kernels.vmath_isa("avx512") != "avx512":
+            pytest.skip("this CPU has no avx512")
+        x = _inputs(dtype)
+        if op == "log":
+            x = np.abs(x)
+        wide = OPS[op][0](fg.from_numpy(x)).numpy()
+        kernels.vmath_isa("avx2")
+        narrow = OPS[op][0](fg.from_numpy(x)).numpy()
+        np.testing.assert_array_equal(wide, narrow)
+    finally:
+        kernels.vmath_isa(before)

@@ -29,7 +29,7 @@ from fastgrad._core.kernels cimport nthreads
 
 from fastgrad._core.vmath cimport fg_vm_f32, fg_vm_f64, fg_vm_select, FG_VM_EXP
 
-fg_vm_select(1)
+fg_vm_select(2)
 
 # Multiply-adds from which the pairs are shared across the team (below, waking the partner costs
 # more than it takes over: Note [Products on fastgrad's threads] in blas.pyx).

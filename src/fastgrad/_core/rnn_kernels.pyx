@@ -13,7 +13,7 @@ from fastgrad._core.kernels cimport nthreads
 
 from fastgrad._core.vmath cimport fg_vm_f32, fg_vm_f64, fg_vm_select, FG_VM_TANH, FG_VM_SIGMOID
 
-fg_vm_select(1)
+fg_vm_select(2)
 
 cdef extern from "rnn_cell.h" nogil:
     void fg_lstm_fwd_f32(float* g, const float* bias, float* c, float* cp, float* tc, float* h,

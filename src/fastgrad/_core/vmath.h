@@ -7,9 +7,9 @@
  * huge inputs are defined), a polynomial fitted on the reduced range, and the power of two built
  * from exponent bits in two halves so results that round into the subnormal range are right.
  * Every branch is a select, so GCC vectorises the loops at -O3 (check with -fopt-info-vec).
- * Each loop is compiled twice: for baseline x86-64 (SSE2) and for AVX2+FMA; fg_vm_init picks
- * once per process from the CPU, so a wheel built without -march=native runs on any x86-64 and
- * still uses 256-bit registers where it can. Measured error vs float64/long double references:
+ * Each loop is compiled three times: for baseline x86-64 (SSE2), for AVX2+FMA and for AVX-512;
+ * fg_vm_select picks once per module from the CPU, so a wheel built without -march=native runs
+ * on any x86-64 and still uses 256- or 512-bit registers where it can. Measured error vs float64/long double references:
  * tests/test_vmath.py (a few ulp, exact at +-0, +-inf, NaN).
  */
 #ifndef FASTGRAD_VMATH_H
@@ -225,7 +225,12 @@ typedef void (*fg_vm_f64_fn)(const double *, double *, ptrdiff_t);
 
 FG_VM_LOOPS(base, )
 #if defined(__x86_64__) && defined(__GNUC__)
+#include "cpu_level.h"
 FG_VM_LOOPS(avx2, __attribute__((target("avx2,fma"))))
+/* the same loops on 512-bit registers: each element's arithmetic is the AVX2 loops', so the two
+   give the same bits (only the number of elements per instruction differs) */
+FG_VM_LOOPS(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma,"
+                                          "prefer-vector-width=512"))))
 #define FG_HAVE_AVX2 1
 #else
 #define FG_HAVE_AVX2 0
@@ -236,15 +241,18 @@ static fg_vm_f32_fn fg_vm_f32[FG_VM_NOPS] = {fg_exp_f32_base, fg_tanh_f32_base,
 static fg_vm_f64_fn fg_vm_f64[FG_VM_NOPS] = {fg_exp_f64_base, fg_tanh_f64_base,
                                              fg_sigmoid_f64_base, fg_log_f64_base};
 
-/* 1: AVX2+FMA loops, 0: baseline loops; returns the set in use (avx2 only if the CPU has it) */
-static int fg_vm_select(int want_avx2) {
-    int avx2 = 0;
+/* 2: AVX-512 loops, 1: AVX2+FMA loops, 0: baseline loops, at most `want` and what the CPU has;
+   returns the set in use */
+static int fg_vm_select(int want) {
+    int isa = 0;
 #if FG_HAVE_AVX2
-    avx2 = want_avx2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    memcpy(fg_vm_f32, avx2 ? fg_vm_f32_avx2 : fg_vm_f32_base, sizeof fg_vm_f32);
-    memcpy(fg_vm_f64, avx2 ? fg_vm_f64_avx2 : fg_vm_f64_base, sizeof fg_vm_f64);
+    isa = fg_isa_level(want);
+    memcpy(fg_vm_f32, isa == 2 ? fg_vm_f32_avx512 : isa == 1 ? fg_vm_f32_avx2 : fg_vm_f32_base,
+           sizeof fg_vm_f32);
+    memcpy(fg_vm_f64, isa == 2 ? fg_vm_f64_avx512 : isa == 1 ? fg_vm_f64_avx2 : fg_vm_f64_base,
+           sizeof fg_vm_f64);
 #endif
-    return avx2;
+    return isa;
 }
 
 /* --- chunk sums for deterministic reductions (Note [Deterministic sums] in kernels.pyx) --------
