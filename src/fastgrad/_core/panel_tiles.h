@@ -155,8 +155,18 @@ static ptrdiff_t fg_rt_nr(void) { return fg_rt_state == 2 ? 32 : 16; }
 static void fg_rt_mm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t sa,
                      ptrdiff_t sk, const float *bp, float *c, ptrdiff_t ldc, int add) {
     ptrdiff_t one[3] = {0, 0, k};
-    if (fg_rt_state == 2) fg_rt_mm_avx512(m, n, 1, one, a, sa, sk, bp, k, 32, c, ldc, add);
-    else fg_rt_mm_avx2(m, n, 1, one, a, sa, sk, bp, k, 16, c, ldc, add);
+    if (fg_rt_state == 2) fg_rt_mm_avx512(m, n, 1, one, a, sa, sk, bp, k, 32, c, ldc, add, NULL);
+    else fg_rt_mm_avx2(m, n, 1, one, a, sa, sk, bp, k, 16, c, ldc, add, NULL);
+}
+
+/* the same with c = bias (n,) + a @ panels on every row (linear's forward: the bias rows are
+ * not written first) */
+static void fg_rt_mm_bias(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t sa,
+                          ptrdiff_t sk, const float *bp, float *c, ptrdiff_t ldc,
+                          const float *bias) {
+    ptrdiff_t one[3] = {0, 0, k};
+    if (fg_rt_state == 2) fg_rt_mm_avx512(m, n, 1, one, a, sa, sk, bp, k, 32, c, ldc, 0, bias);
+    else fg_rt_mm_avx2(m, n, 1, one, a, sa, sk, bp, k, 16, c, ldc, 0, bias);
 }
 
 /* c (m, n) (+)= a @ b with b (k, n) read in place, its rows ldb apart, K in nseg segments of
@@ -173,8 +183,9 @@ static void fg_rt_mm_rows(ptrdiff_t m, ptrdiff_t n, ptrdiff_t nseg, const ptrdif
         tri[3 * q] = tri[3 * q + 1] = seg[2 * q];
         tri[3 * q + 2] = seg[2 * q + 1];
     }
-    if (fg_rt_state == 2) fg_rt_mm_avx512(m, whole, nseg, tri, a, sa, sk, b, 1, ldb, c, ldc, add);
-    else fg_rt_mm_avx2(m, whole, nseg, tri, a, sa, sk, b, 1, ldb, c, ldc, add);
+    if (fg_rt_state == 2)
+        fg_rt_mm_avx512(m, whole, nseg, tri, a, sa, sk, b, 1, ldb, c, ldc, add, NULL);
+    else fg_rt_mm_avx2(m, whole, nseg, tri, a, sa, sk, b, 1, ldb, c, ldc, add, NULL);
     if (whole == n) return;
     for (ptrdiff_t q = 0; q < nseg; q++) {  /* the segments' rows of b, one after another */
         fg_rt_pack(b + seg[2 * q] * ldb + whole, ldb, seg[2 * q + 1], n - whole, nr,
@@ -183,9 +194,11 @@ static void fg_rt_mm_rows(ptrdiff_t m, ptrdiff_t n, ptrdiff_t nseg, const ptrdif
         at += seg[2 * q + 1];
     }
     if (fg_rt_state == 2)
-        fg_rt_mm_avx512(m, n - whole, nseg, tri, a, sa, sk, scratch, at, 32, c + whole, ldc, add);
+        fg_rt_mm_avx512(m, n - whole, nseg, tri, a, sa, sk, scratch, at, 32, c + whole, ldc, add,
+                        NULL);
     else
-        fg_rt_mm_avx2(m, n - whole, nseg, tri, a, sa, sk, scratch, at, 16, c + whole, ldc, add);
+        fg_rt_mm_avx2(m, n - whole, nseg, tri, a, sa, sk, scratch, at, 16, c + whole, ldc, add,
+                      NULL);
 }
 
 #else   /* not x86-64 GCC/Clang: never taken (fg_rt_ok is 0) */
@@ -198,6 +211,9 @@ static void fg_rt_pack_t(const float *w, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n
                          ptrdiff_t kp, float *bp) {}
 static void fg_rt_mm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t sa,
                      ptrdiff_t sk, const float *bp, float *c, ptrdiff_t ldc, int add) {}
+static void fg_rt_mm_bias(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t sa,
+                          ptrdiff_t sk, const float *bp, float *c, ptrdiff_t ldc,
+                          const float *bias) {}
 static void fg_rt_mm_rows(ptrdiff_t m, ptrdiff_t n, ptrdiff_t nseg, const ptrdiff_t *seg,
                           const float *a, ptrdiff_t sa, ptrdiff_t sk, const float *b,
                           ptrdiff_t ldb, float *scratch, float *c, ptrdiff_t ldc, int add) {}

@@ -10,6 +10,9 @@ cdef extern from "panel_tiles.h" nogil:
                       Py_ssize_t kp, float* bp)
     void fg_rt_mm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t sa,
                   Py_ssize_t sk, const float* bp, float* c, Py_ssize_t ldc, int add)
+    void fg_rt_mm_bias(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t sa,
+                       Py_ssize_t sk, const float* bp, float* c, Py_ssize_t ldc,
+                       const float* bias)
     void fg_rt_mm_rows(Py_ssize_t m, Py_ssize_t n, Py_ssize_t nseg, const Py_ssize_t* seg,
                        const float* a, Py_ssize_t sa, Py_ssize_t sk, const float* b,
                        Py_ssize_t ldb, float* scratch, float* c, Py_ssize_t ldc, int add)

@@ -6,13 +6,14 @@
 #ifdef FG_T
 
 /* mr rows (a constant after inlining) x the 2 * FG_VL columns of one panel (its rows ldp
- * apart), nc of them kept: c = (add ? c : 0) + a @ panel, a's element (r, kk) at
- * a[r * sa + kk * sk]; K in nseg segments (seg: triples of a's first kk, the panel's first
- * row and the count; Note [Rows of a row block]) */
+ * apart), nc of them kept: c = (add ? c : 0) + a @ panel (bias not NULL, add 0: bias[:nc] +
+ * a @ panel on every row), a's element (r, kk) at a[r * sa + kk * sk]; K in nseg segments
+ * (seg: triples of a's first kk, the panel's first row and the count; Note [Rows of a row
+ * block]) */
 static inline __attribute__((always_inline, target(FG_RT_TARGET))) void
 FG_T(fg_rt_tile)(const float *a, ptrdiff_t sa, ptrdiff_t sk, const float *panel, ptrdiff_t ldp,
                  ptrdiff_t nseg, const ptrdiff_t *seg, float *c, ptrdiff_t ldc, ptrdiff_t nc,
-                 int add, const int mr) {
+                 int add, const float *bias, const int mr) {
     FG_V c0[FG_MR], c1[FG_MR];
     for (int r = 0; r < mr; r++) { c0[r] = FG_VZ(); c1[r] = FG_VZ(); }
     for (ptrdiff_t q = 0; q < nseg; q++) {
@@ -27,9 +28,21 @@ FG_T(fg_rt_tile)(const float *a, ptrdiff_t sa, ptrdiff_t sk, const float *panel,
         }
     }
     float t[2 * FG_VL];
+    if (bias && nc == 2 * FG_VL) {
+        FG_V bv0 = FG_VLDU(bias), bv1 = FG_VLDU(bias + FG_VL);
+        for (int r = 0; r < mr; r++) {
+            FG_VST(c + r * ldc, FG_VADD(bv0, c0[r]));
+            FG_VST(c + r * ldc + FG_VL, FG_VADD(bv1, c1[r]));
+        }
+        return;
+    }
     for (int r = 0; r < mr; r++) {
         float *cr = c + r * ldc;
-        if (nc == 2 * FG_VL && !add) {
+        if (bias) {
+            FG_VST(t, c0[r]);
+            FG_VST(t + FG_VL, c1[r]);
+            for (ptrdiff_t j = 0; j < nc; j++) cr[j] = bias[j] + t[j];
+        } else if (nc == 2 * FG_VL && !add) {
             FG_VST(cr, c0[r]);
             FG_VST(cr + FG_VL, c1[r]);
         } else if (nc == 2 * FG_VL) {
@@ -48,17 +61,17 @@ FG_T(fg_rt_tile)(const float *a, ptrdiff_t sa, ptrdiff_t sk, const float *panel,
 
 /* c (m, n) (+)= a @ b, b's panel of columns j at bp + j * pj, its rows ldp apart (packed: pj = k,
  * ldp = 2 * FG_VL; b read in place: pj = 1, ldp = its row stride); K in nseg segments as
- * fg_rt_tile's */
+ * fg_rt_tile's; bias (n,) or NULL as fg_rt_tile's */
 static __attribute__((target(FG_RT_TARGET))) void
 FG_T(fg_rt_mm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t nseg, const ptrdiff_t *seg, const float *a,
                ptrdiff_t sa, ptrdiff_t sk, const float *bp, ptrdiff_t pj, ptrdiff_t ldp,
-               float *c, ptrdiff_t ldc, int add) {
+               float *c, ptrdiff_t ldc, int add, const float *bias) {
     for (ptrdiff_t j = 0; j < n; j += 2 * FG_VL) {
         const float *panel = bp + j * pj;
         ptrdiff_t nc = n - j < 2 * FG_VL ? n - j : 2 * FG_VL;
         for (ptrdiff_t i = 0; i < m; i += FG_MR) {
 #define FG_RT_C(MR) FG_T(fg_rt_tile)(a + i * sa, sa, sk, panel, ldp, nseg, seg, c + i * ldc + j, \
-                                     ldc, nc, add, MR);
+                                     ldc, nc, add, bias ? bias + j : NULL, MR);
             FG_SW(m - i, FG_RT_C)
 #undef FG_RT_C
         }
