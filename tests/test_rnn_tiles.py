@@ -114,11 +114,13 @@ def team(request):
         fg.set_num_threads(old_threads)
 
 
-# Batches of 34 and 50 rows run in row blocks (24 + 10, 24 + 24 + 2: Note [Rows of a row
-# block]): every weight and bias gradient sums the row blocks' shares, checked here against
-# float64 central differences of the loss (a sample of entries of every parameter and of x).
+# Batches of 34, 50 and 150 rows run in row blocks (24 + 10, 24 + 24 + 2, and, at most
+# MAX_ROW_BLOCKS of them, 6 x 24 + 6: Note [Rows of a row block]): every weight and bias
+# gradient sums the row blocks' shares, checked here against float64 central differences of
+# the loss (a sample of entries of every parameter and of x).
 FD_CASES = [("LSTM", {}, 34, False, False), ("GRU", {}, 34, True, False),
-            ("RNN", {}, 50, False, True), ("LSTM", {}, 50, True, True)]
+            ("RNN", {}, 50, False, True), ("LSTM", {}, 50, True, True),
+            ("LSTM", {}, 150, True, False)]
 
 
 @pytest.mark.parametrize("case", FD_CASES, ids=lambda c: f"{c[0]}-b{c[2]}-packed{c[3]}-bi{c[4]}")

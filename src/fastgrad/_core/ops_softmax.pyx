@@ -70,17 +70,19 @@ cdef bint _split(cnp.ndarray x, int d, Py_ssize_t* outer, Py_ssize_t* C,
     return x.size != 0
 
 
-cdef object _compiled(cnp.ndarray x, int d, bint log_):
+cdef object _compiled(cnp.ndarray x, int d, bint log_, bint own):
     """softmax (log_: log_softmax) over dim d on the compiled loops (Note [Softmax over the last
-    dim], Note [Softmax over a middle dim] in attention_kernels.pyx) as a new C-contiguous
-    array, or None when x is not of that kind (another dtype, empty): the caller uses NumPy."""
+    dim], Note [Softmax over a middle dim] in attention_kernels.pyx) as a C-contiguous array (x
+    itself when `own`, x being a copy made for the call, e.g. by dtype=, and C-contiguous; else a
+    new one), or None when x is not of that kind (another dtype, empty): the caller uses
+    NumPy."""
     cdef Py_ssize_t outer, C, inner
     cdef cnp.ndarray y
     cdef void* p
     cdef bint f32
     if not _rows_dtype(x) or not x.dtype.isnative or not _split(x, d, &outer, &C, &inner):
         return None
-    y = np.array(x, order="C", copy=True)
+    y = x if own and cnp.PyArray_IS_C_CONTIGUOUS(x) else np.array(x, order="C", copy=True)
     p = cnp.PyArray_DATA(y)
     f32 = cnp.PyArray_TYPE(y) == cnp.NPY_FLOAT32
     with nogil:
@@ -124,7 +126,7 @@ def softmax(input, dim=None, dtype=None, *, _stacklevel=3):
     elif x.size == 0:
         y = x.copy()
     else:
-        y = _compiled(x, d, False)
+        y = _compiled(x, d, False, x is not a._data)
         if y is None:
             e = np.exp(_shifted(x, d))
             y = e / np.sum(e, axis=d, keepdims=True)
@@ -184,7 +186,7 @@ def log_softmax(input, dim=None, dtype=None, *, _stacklevel=3):
     elif x.size == 0:
         y = x.copy()
     else:
-        y = _compiled(x, d, True)
+        y = _compiled(x, d, True, x is not a._data)
         if y is None:
             s = _shifted(x, d)
             y = s - np.log(np.sum(np.exp(s), axis=d, keepdims=True))
