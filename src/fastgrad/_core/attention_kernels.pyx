@@ -9,8 +9,8 @@ reads it with the row stride as leading dimension and nothing is copied out), th
 (L x S, 16 KB for 64 x 64 floats) stay in cache from the product through the softmax to the
 product with v, and the result is written where the caller wants it (MultiheadAttention asks for
 the (L, N, E) rows its output projection reads, so no permuted copy follows). The pairs are shared
-across the thread team in a static schedule: each pair is computed by the same calls whatever the
-thread count, so results do not depend on it. Attention as three batched products and a softmax
+across the thread team (team.h): each pair is computed by the same calls whatever thread takes it,
+so results do not depend on the thread count. Attention as three batched products and a softmax
 over the whole (N, H, L, S) array (ops_attention.attention) does the same arithmetic but makes
 three passes over a score array too large for the cache, and forks the team for each product.
 
@@ -20,12 +20,11 @@ with dP/dS in a scratch block of the thread's own. Rows whose every key is maske
 (Note [Fully masked rows] in ops_attention.pyx).
 """
 from cython cimport floating
-from cython.parallel cimport prange, threadid
 from libc.math cimport INFINITY, NAN, isfinite, log
 from libc.string cimport memcpy
 
 from fastgrad._core cimport blas
-from fastgrad._core.kernels cimport nthreads
+from fastgrad._core.kernels cimport nthreads, team_run
 
 from fastgrad._core.vmath cimport fg_vm_f32, fg_vm_f64, fg_vm_select, FG_VM_EXP
 
@@ -217,15 +216,32 @@ cdef void _softmax_block(floating* y, const floating* g, Py_ssize_t M, Py_ssize_
 
 cdef void _softmax_rows(floating* y, const floating* g, Py_ssize_t M, Py_ssize_t S, bint log_,
                         bint backward) noexcept nogil:
-    cdef Py_ssize_t blk, lo, nblk = (M + SOFTMAX_ROWS - 1) // SOFTMAX_ROWS
-    cdef int nt = nthreads()
-    if nt > 1 and nblk > 1 and M * S >= SOFTMAX_PAR:
-        for blk in prange(nblk, schedule="static", num_threads=nt):
-            lo = blk * SOFTMAX_ROWS
-            _softmax_block(y + lo * S, NULL if g == NULL else g + lo * S,
-                           min(M - lo, <Py_ssize_t>SOFTMAX_ROWS), S, log_, backward)
+    cdef Py_ssize_t nblk = (M + SOFTMAX_ROWS - 1) // SOFTMAX_ROWS
+    cdef Rows r
+    if nthreads() > 1 and nblk > 1 and M * S >= SOFTMAX_PAR:
+        r.y, r.g, r.M, r.S, r.log_, r.backward, r.f32 = y, g, M, S, log_, backward, \
+            floating is float
+        team_run(_rows_item, &r, nblk, nthreads())
     else:
         _softmax_block(y, g, M, S, log_, backward)
+
+
+ctypedef struct Rows:               # _softmax_rows's or _softmax_cols's loop, for its items
+    void* y
+    const void* g
+    Py_ssize_t M, S, C, inner, nch
+    bint log_, backward, f32
+
+
+cdef void _rows_item(void* ctx, Py_ssize_t blk, int slot) noexcept nogil:
+    cdef const Rows* r = <const Rows*>ctx
+    cdef Py_ssize_t lo = blk * SOFTMAX_ROWS, m = min(r.M - lo, <Py_ssize_t>SOFTMAX_ROWS)
+    cdef Py_ssize_t g0 = 0 if r.g == NULL else lo * r.S     # keeps NULL NULL
+    if r.f32:
+        _softmax_block(<float*>r.y + lo * r.S, <const float*>r.g + g0, m, r.S, r.log_, r.backward)
+    else:
+        _softmax_block(<double*>r.y + lo * r.S, <const double*>r.g + g0, m, r.S, r.log_,
+                       r.backward)
 
 
 cdef void softmax_last(void* y, Py_ssize_t M, Py_ssize_t S, bint f32, bint log_) noexcept nogil:
@@ -319,21 +335,26 @@ cdef void _cols_block(floating* y, const floating* g, Py_ssize_t C, Py_ssize_t i
 
 cdef void _softmax_cols(floating* y, const floating* g, Py_ssize_t outer, Py_ssize_t C,
                         Py_ssize_t inner, bint log_, bint backward) noexcept nogil:
-    cdef Py_ssize_t t, o, j0, nch = (inner + INNER_CHUNK - 1) // INNER_CHUNK
-    cdef Py_ssize_t off
-    cdef int nt = nthreads()
-    if nt > 1 and outer * nch > 1 and outer * C * inner >= SOFTMAX_PAR:
-        for t in prange(outer * nch, schedule="static", num_threads=nt):
-            o, j0 = t // nch, (t % nch) * INNER_CHUNK
-            off = o * C * inner + j0
-            _cols_block(y + off, NULL if g == NULL else g + off, C, inner,
-                        min(<Py_ssize_t>INNER_CHUNK, inner - j0), log_, backward)
+    cdef Py_ssize_t nch = (inner + INNER_CHUNK - 1) // INNER_CHUNK
+    cdef Rows r
+    r.y, r.g, r.C, r.inner, r.nch, r.log_, r.backward, r.f32 = y, g, C, inner, nch, log_, \
+        backward, floating is float
+    team_run(_cols_item, &r, outer * nch,
+             nthreads() if outer * C * inner >= SOFTMAX_PAR else 1)
+
+
+cdef void _cols_item(void* ctx, Py_ssize_t t, int slot) noexcept nogil:
+    cdef const Rows* r = <const Rows*>ctx
+    cdef Py_ssize_t j0 = (t % r.nch) * INNER_CHUNK
+    cdef Py_ssize_t off = t // r.nch * r.C * r.inner + j0, w = min(<Py_ssize_t>INNER_CHUNK,
+                                                                    r.inner - j0)
+    cdef Py_ssize_t g0 = 0 if r.g == NULL else off          # keeps NULL NULL
+    if r.f32:
+        _cols_block(<float*>r.y + off, <const float*>r.g + g0, r.C, r.inner, w, r.log_,
+                    r.backward)
     else:
-        for t in range(outer * nch):
-            o, j0 = t // nch, (t % nch) * INNER_CHUNK
-            off = o * C * inner + j0
-            _cols_block(y + off, NULL if g == NULL else g + off, C, inner,
-                        min(<Py_ssize_t>INNER_CHUNK, inner - j0), log_, backward)
+        _cols_block(<double*>r.y + off, <const double*>r.g + g0, r.C, r.inner, w, r.log_,
+                    r.backward)
 
 
 cdef void softmax_mid(void* y, Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner, bint f32,
@@ -407,38 +428,38 @@ cdef void _backward_pair(const Heads* a, floating* ds, Py_ssize_t i) noexcept no
 
 cdef void heads_forward(Heads* a) noexcept nogil:
     """Probabilities into a.p and the output into a.o for every (batch, head) pair."""
-    cdef Py_ssize_t i, B = a.N * a.H
-    cdef int prev = blas.one_thread(), nt = nthreads()
-    if _shared(a):
-        for i in prange(B, schedule="static", num_threads=nt):
-            if a.f32:
-                _forward_pair(a, <float*>NULL, i)
-            else:
-                _forward_pair(a, <double*>NULL, i)
-    else:
-        for i in range(B):
-            if a.f32:
-                _forward_pair(a, <float*>NULL, i)
-            else:
-                _forward_pair(a, <double*>NULL, i)
+    cdef int prev = blas.one_thread()
+    team_run(_forward_item, a, a.N * a.H, nthreads() if _shared(a) else 1)
     blas.restore(prev)
+
+
+cdef void _forward_item(void* ctx, Py_ssize_t i, int slot) noexcept nogil:
+    cdef const Heads* a = <const Heads*>ctx
+    if a.f32:
+        _forward_pair(a, <float*>NULL, i)
+    else:
+        _forward_pair(a, <double*>NULL, i)
+
+
+ctypedef struct HeadsBackward:
+    const Heads* a
+    char* scratch               # a block of L*S elements per thread slot
+    Py_ssize_t blk
 
 
 cdef void heads_backward(Heads* a, char* scratch) noexcept nogil:
     """dq, dk, dv for every pair from the output's gradient (in a.o) and the probabilities;
     scratch holds nthreads() blocks of L*S elements."""
-    cdef Py_ssize_t i, B = a.N * a.H, blk = a.L * a.S * (4 if a.f32 else 8)
-    cdef int prev = blas.one_thread(), nt = nthreads()
-    if _shared(a):
-        for i in prange(B, schedule="static", num_threads=nt):
-            if a.f32:
-                _backward_pair(a, <float*>(scratch + threadid() * blk), i)
-            else:
-                _backward_pair(a, <double*>(scratch + threadid() * blk), i)
-    else:
-        for i in range(B):
-            if a.f32:
-                _backward_pair(a, <float*>scratch, i)
-            else:
-                _backward_pair(a, <double*>scratch, i)
+    cdef HeadsBackward w
+    cdef int prev = blas.one_thread()
+    w.a, w.scratch, w.blk = a, scratch, a.L * a.S * (4 if a.f32 else 8)
+    team_run(_backward_item, &w, a.N * a.H, nthreads() if _shared(a) else 1)
     blas.restore(prev)
+
+
+cdef void _backward_item(void* ctx, Py_ssize_t i, int slot) noexcept nogil:
+    cdef const HeadsBackward* w = <const HeadsBackward*>ctx
+    if w.a.f32:
+        _backward_pair(w.a, <float*>(w.scratch + slot * w.blk), i)
+    else:
+        _backward_pair(w.a, <double*>(w.scratch + slot * w.blk), i)

@@ -37,11 +37,10 @@ from libc.stdint cimport int64_t
 from libc.limits cimport INT_MAX
 from libc.string cimport memcpy
 from libc.stdlib cimport malloc, free
-from cython.parallel cimport prange
 from cython cimport floating
 import numpy as np
 
-from fastgrad._core.kernels cimport nthreads
+from fastgrad._core.kernels cimport nthreads, team_run
 from fastgrad._core cimport linear_kernels as lk
 
 cnp.import_array()
@@ -237,8 +236,9 @@ cdef object matmul2d(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs, cnp.ndarray 
     its rows summed into sums (q,) in the same region (Note [Work beside a product])."""
     cdef Gemm g
     cdef ColSums cs
+    cdef Parts w
     cdef int prev, nt
-    cdef Py_ssize_t p, isz = cnp.PyArray_ITEMSIZE(a)
+    cdef Py_ssize_t isz = cnp.PyArray_ITEMSIZE(a)
     if cnp.PyArray_NDIM(a) != 2 or cnp.PyArray_NDIM(b) != 2:
         return None
     if not _col_sums_of(&cs, sum_rows_of, sums):
@@ -260,11 +260,28 @@ cdef object matmul2d(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs, cnp.ndarray 
             _block(&g, 0, g.m if g.by_rows else g.n)
             _sums_part(&cs, 0, 1)
         else:
-            for p in prange(g.parts, schedule="dynamic", num_threads=nt):
-                _part(&g, p)
-                _sums_part(&cs, p, g.parts)
+            w.g, w.cs = &g, &cs
+            team_run(_part_item, &w, g.parts, nt)
         restore(prev)
     return out
+
+
+ctypedef struct Parts:              # matmul2d's or matmul2d_pair's loop, for its items
+    const Gemm* g               # matmul2d: part p of g; matmul2d_pair: product p of g[0..2)
+    const ColSums* cs
+
+
+cdef void _part_item(void* ctx, Py_ssize_t p, int slot) noexcept nogil:
+    cdef const Parts* w = <const Parts*>ctx
+    _part(w.g, p)
+    _sums_part(w.cs, p, w.g.parts)
+
+
+cdef void _pair_item(void* ctx, Py_ssize_t i, int slot) noexcept nogil:
+    cdef const Parts* w = <const Parts*>ctx
+    cdef const Gemm* g = &w.g[i]
+    _block(g, 0, g.m if g.by_rows else g.n)
+    _sums_part(w.cs, i, 2)
 
 
 cdef bint _col_sums_of(ColSums* s, cnp.ndarray g, cnp.ndarray out) noexcept:
@@ -321,8 +338,9 @@ cdef tuple matmul2d_pair(cnp.ndarray a1, cnp.ndarray b1, cnp.ndarray a2, cnp.nda
     the columns on each thread after its product (Note [Work beside a product])."""
     cdef Gemm gs[2]
     cdef ColSums cs
+    cdef Parts w
     cdef int prev
-    cdef Py_ssize_t i, isz = cnp.PyArray_ITEMSIZE(a1)
+    cdef Py_ssize_t isz = cnp.PyArray_ITEMSIZE(a1)
     if cnp.PyArray_NDIM(a1) != 2 or cnp.PyArray_NDIM(b1) != 2 or \
             cnp.PyArray_NDIM(a2) != 2 or cnp.PyArray_NDIM(b2) != 2:
         return None
@@ -339,9 +357,8 @@ cdef tuple matmul2d_pair(cnp.ndarray a1, cnp.ndarray b1, cnp.ndarray a2, cnp.nda
         return None
     with nogil:
         prev = one_thread()
-        for i in prange(2, schedule="static", num_threads=2):
-            _block(&gs[i], 0, gs[i].m if gs[i].by_rows else gs[i].n)
-            _sums_part(&cs, i, 2)
+        w.g, w.cs = gs, &cs
+        team_run(_pair_item, &w, 2, 2)
         restore(prev)
     return (o1, o2)
 
@@ -534,6 +551,7 @@ cdef object bmm(object a, object b):
     broadcast), as a new C-contiguous array (Note [Batched products]); None when BLAS's entry
     points were not found or the operands are not of that kind (the caller uses np.matmul)."""
     cdef Gemm g
+    cdef Batch bt
     cdef cnp.ndarray a2, b2, oa, ob, out, sample
     cdef Py_ssize_t B, i, isz
     cdef int prev, nt
@@ -579,14 +597,21 @@ cdef object bmm(object a, object b):
     nt = nthreads()
     with nogil:
         prev = one_thread()
-        if nt > 1 and B > 1 and B * g.m * g.n * g.k >= SPLIT_MACS:
-            for i in prange(B, schedule="static", num_threads=nt):
-                _batch_item(&g, i, pa, pb)
-        else:
-            for i in range(B):
-                _batch_item(&g, i, pa, pb)
+        bt.g, bt.oa, bt.ob = &g, pa, pb
+        team_run(_batch_piece, &bt, B, nt if B * g.m * g.n * g.k >= SPLIT_MACS else 1)
         restore(prev)
     return out
+
+
+ctypedef struct Batch:
+    const Gemm* g
+    const int64_t* oa
+    const int64_t* ob
+
+
+cdef void _batch_piece(void* ctx, Py_ssize_t i, int slot) noexcept nogil:
+    cdef const Batch* bt = <const Batch*>ctx
+    _batch_item(bt.g, i, bt.oa, bt.ob)
 
 
 cdef void _batch_item(const Gemm* g, Py_ssize_t i, const int64_t* oa,

@@ -6,7 +6,7 @@ single-threaded sgemm/dgemm calls (blas.gemm). Raw pointers, nogil, no Python ob
 from libc.string cimport memset, memcpy
 from libc.stdlib cimport malloc, free
 from cython cimport floating
-from cython.parallel cimport prange, threadid
+from fastgrad._core.kernels cimport team_run
 
 from fastgrad._core cimport blas
 
@@ -437,16 +437,10 @@ cdef void _narrow_pass(const floating* x, const floating* w, const floating* bia
                        const Geom* g, int nt) noexcept nogil:
     """y[n] (O, L) = W_g @ im2col(x[n])_g + bias (NULL: none) for every sample; the column
     matrices go to cols[n] (keep) or to the thread's scratch."""
-    cdef Py_ssize_t n, grp, o, l, L = g.OH * g.OW, CK = g.C * g.kh * g.kw
-    cdef Py_ssize_t CKg = CK // g.G, Og = O // g.G
-    cdef bint direct = _pointwise(g)
-    cdef const floating* cp
-    cdef floating* buf
-    cdef floating* yn
-    cdef bint shifted = _shifted(g)
-    cdef Py_ssize_t S = _scratch_len(g, O), CL = cols_len(g)
+    cdef Py_ssize_t o, l, CK = g.C * g.kh * g.kw
     cdef Py_ssize_t* off = _tile_offsets(g, O) if _tiled(g, floating is float) else NULL
     cdef float* wt = NULL
+    cdef Pass ps
     if off != NULL and _by_channel(O):
         wt = <float*>malloc(CK * O * sizeof(float))
         if wt == NULL:
@@ -456,31 +450,75 @@ cdef void _narrow_pass(const floating* x, const floating* w, const floating* bia
             for o in range(O):
                 for l in range(CK):
                     wt[l * O + o] = w[o * CK + l]
-    for n in prange(N, schedule="dynamic", num_threads=nt):
-        if off != NULL:
-            _tile_fwd(<const float*>x + n * g.C * g.H * g.W, <const float*>w, wt,
-                      <const float*>bias, <float*>y + n * O * L,
-                      <float*>scratch + threadid() * S, off, O, g)
-            continue
-        if shifted:
-            _shift_fwd(x + n * g.C * g.H * g.W, w, bias, y + n * O * L,
-                       cols + n * CK * CL if keep else NULL, scratch + threadid() * S, O, g)
-            continue
-        yn = y + n * O * L
-        for o in range(O):
-            for l in range(L):
-                yn[o * L + l] = 0 if bias == NULL else bias[o]
-        if direct:
-            cp = x + n * g.C * g.H * g.W
-        else:
-            buf = cols + n * CK * L if keep else scratch + threadid() * S
-            im2col(x + n * g.C * g.H * g.W, buf, g)
-            cp = buf
-        for grp in range(g.G):
-            blas.gemm(floating is float, False, False, Og, L, CKg, w + grp * Og * CKg, CKg,
-                      cp + grp * CKg * L, L, 1.0, yn + grp * Og * L, L)
+    ps.a, ps.w, ps.wt, ps.bias, ps.y, ps.cols, ps.scratch = x, w, wt, bias, y, cols, scratch
+    ps.keep, ps.off, ps.O, ps.g, ps.f32 = keep, off, O, g, floating is float
+    team_run(_narrow_item, &ps, N, nt)
     free(off)
     free(wt)
+
+
+ctypedef struct Pass:               # a pass over the samples, for its items
+    const void* a               # x (forward, weight) or gy (input gradient, weight)
+    const void* b               # weight: x
+    const void* w
+    const float* wt             # forward: W transposed for the tiles, or NULL
+    const void* bias
+    void* y                     # forward: y; input gradient: gx
+    void* cols
+    void* gb
+    void* scratch
+    Py_ssize_t* off
+    const Geom* g
+    Py_ssize_t O, N, nb
+    bint keep, f32
+
+
+cdef void _narrow_item(void* ctx, Py_ssize_t n, int slot) noexcept nogil:
+    cdef const Pass* ps = <const Pass*>ctx
+    if ps.f32:
+        _narrow_sample(ps, <float*>NULL, n, slot)
+    else:
+        _narrow_sample(ps, <double*>NULL, n, slot)
+
+
+cdef inline void _narrow_sample(const Pass* ps, floating* tag, Py_ssize_t n,
+                                int slot) noexcept nogil:
+    """Sample n of _narrow_pass, with the scratch of thread slot `slot`."""
+    cdef const Geom* g = ps.g
+    cdef Py_ssize_t grp, o, l, O = ps.O, L = g.OH * g.OW, CK = g.C * g.kh * g.kw
+    cdef Py_ssize_t CKg = CK // g.G, Og = O // g.G
+    cdef Py_ssize_t S = _scratch_len(g, O), CL = cols_len(g)
+    cdef const floating* x = <const floating*>ps.a
+    cdef const floating* w = <const floating*>ps.w
+    cdef const floating* bias = <const floating*>ps.bias
+    cdef floating* y = <floating*>ps.y
+    cdef floating* cols = <floating*>ps.cols
+    cdef floating* scratch = <floating*>ps.scratch
+    cdef const floating* cp
+    cdef floating* buf
+    cdef floating* yn
+    if ps.off != NULL:
+        _tile_fwd(<const float*>x + n * g.C * g.H * g.W, <const float*>w, ps.wt,
+                  <const float*>bias, <float*>y + n * O * L, <float*>scratch + slot * S, ps.off,
+                  O, g)
+        return
+    if _shifted(g):
+        _shift_fwd(x + n * g.C * g.H * g.W, w, bias, y + n * O * L,
+                   cols + n * CK * CL if ps.keep else NULL, scratch + slot * S, O, g)
+        return
+    yn = y + n * O * L
+    for o in range(O):
+        for l in range(L):
+            yn[o * L + l] = 0 if bias == NULL else bias[o]
+    if _pointwise(g):
+        cp = x + n * g.C * g.H * g.W
+    else:
+        buf = cols + n * CK * L if ps.keep else scratch + slot * S
+        im2col(x + n * g.C * g.H * g.W, buf, g)
+        cp = buf
+    for grp in range(g.G):
+        blas.gemm(floating is float, False, False, Og, L, CKg, w + grp * Og * CKg, CKg,
+                  cp + grp * CKg * L, L, 1.0, yn + grp * Og * L, L)
 
 
 cdef void _wide_pass(const floating* gy, const floating* wt, floating* gx, floating* scratch,
@@ -488,27 +526,46 @@ cdef void _wide_pass(const floating* gy, const floating* wt, floating* gx, float
     """gx[n] (C, H, W) = col2im(W_g^T @ gy[n]_g) for every sample (gx zeroed here); wt: the
     weight transposed per group, (G, CKg, Og), so that the products are NoTrans (OpenBLAS's
     small-matrix kernels; a transposed A is packed first, ~1.5x the time here)."""
-    cdef Py_ssize_t n, grp, L = g.OH * g.OW, CK = g.C * g.kh * g.kw
-    cdef Py_ssize_t CKg = CK // g.G, Og = O // g.G, HW = g.C * g.H * g.W
-    cdef bint direct = _pointwise(g)
-    cdef floating* buf
-    cdef bint shifted = _shifted(g)
-    cdef Py_ssize_t S = _scratch_len(g, O)
-    cdef Py_ssize_t* off = _tile_offsets(g, O) if shifted and floating is float and \
+    cdef Py_ssize_t* off = _tile_offsets(g, O) if _shifted(g) and floating is float and \
         fg_ct_ok(-1) else NULL
-    for n in prange(N, schedule="dynamic", num_threads=nt):
-        if shifted:
-            _shift_bwd_input(gy + n * O * L, wt, gx + n * HW, scratch + threadid() * S, O, g,
-                             off)
-            continue
-        buf = gx + n * HW if direct else scratch + threadid() * S
-        for grp in range(g.G):
-            blas.gemm(floating is float, False, False, CKg, L, Og, wt + grp * Og * CKg, Og,
-                      gy + (n * O + grp * Og) * L, L, 0.0, buf + grp * CKg * L, L)
-        if not direct:
-            memset(gx + n * HW, 0, HW * sizeof(floating))
-            col2im(buf, gx + n * HW, g)
+    cdef Pass ps
+    ps.a, ps.w, ps.y, ps.scratch, ps.off, ps.O, ps.g, ps.f32 = gy, wt, gx, scratch, off, O, g, \
+        floating is float
+    team_run(_wide_item, &ps, N, nt)
     free(off)
+
+
+cdef void _wide_item(void* ctx, Py_ssize_t n, int slot) noexcept nogil:
+    cdef const Pass* ps = <const Pass*>ctx
+    if ps.f32:
+        _wide_sample(ps, <float*>NULL, n, slot)
+    else:
+        _wide_sample(ps, <double*>NULL, n, slot)
+
+
+cdef inline void _wide_sample(const Pass* ps, floating* tag, Py_ssize_t n,
+                              int slot) noexcept nogil:
+    """Sample n of _wide_pass, with the scratch of thread slot `slot`."""
+    cdef const Geom* g = ps.g
+    cdef Py_ssize_t grp, O = ps.O, L = g.OH * g.OW, CK = g.C * g.kh * g.kw
+    cdef Py_ssize_t CKg = CK // g.G, Og = O // g.G, HW = g.C * g.H * g.W
+    cdef Py_ssize_t S = _scratch_len(g, O)
+    cdef const floating* gy = <const floating*>ps.a
+    cdef const floating* wt = <const floating*>ps.w
+    cdef floating* gx = <floating*>ps.y
+    cdef floating* scratch = <floating*>ps.scratch
+    cdef floating* buf
+    cdef bint direct = _pointwise(g)
+    if _shifted(g):
+        _shift_bwd_input(gy + n * O * L, wt, gx + n * HW, scratch + slot * S, O, g, ps.off)
+        return
+    buf = gx + n * HW if direct else scratch + slot * S
+    for grp in range(g.G):
+        blas.gemm(floating is float, False, False, CKg, L, Og, wt + grp * Og * CKg, Og,
+                  gy + (n * O + grp * Og) * L, L, 0.0, buf + grp * CKg * L, L)
+    if not direct:
+        memset(gx + n * HW, 0, HW * sizeof(floating))
+        col2im(buf, gx + n * HW, g)
 
 
 cdef void _weight_pass(const floating* gy, const floating* x, const floating* cols,
@@ -519,21 +576,40 @@ cdef void _weight_pass(const floating* gy, const floating* x, const floating* co
     zeroed by the caller, who adds the blocks in order. The blocks do not depend on the thread
     count, so neither do the sums, while threads take blocks as they come free. cols: the
     forward's column matrices, or NULL (im2col again into the thread's scratch)."""
-    cdef Py_ssize_t b, K = O * (g.C * g.kh * g.kw // g.G)
     cdef Py_ssize_t* off = _tile_offsets(g, O) if _tiled(g, floating is float) else NULL
-    for b in prange(nb, schedule="dynamic", num_threads=nt):
-        _weight_block(gy, x, cols, gw + b * K, NULL if gb == NULL else gb + b * O,
-                      scratch + threadid() * _scratch_len(g, O),
-                      b * N // nb, (b + 1) * N // nb, O, g, off, False)
-        # a non-finite block may hold a zero times inf: again, sample by sample with care
-        if not _all_finite(gw + b * K, K):
-            memset(gw + b * K, 0, K * sizeof(floating))
-            if gb != NULL:
-                memset(gb + b * O, 0, O * sizeof(floating))
-            _weight_block(gy, x, cols, gw + b * K, NULL if gb == NULL else gb + b * O,
-                          scratch + threadid() * _scratch_len(g, O),
-                          b * N // nb, (b + 1) * N // nb, O, g, off, True)
+    cdef Pass ps
+    ps.a, ps.b, ps.cols, ps.y, ps.gb = gy, x, <void*>cols, gw, gb
+    ps.scratch, ps.off = scratch, off
+    ps.N, ps.nb, ps.O, ps.g, ps.f32 = N, nb, O, g, floating is float
+    team_run(_weight_item, &ps, nb, nt)
     free(off)
+
+
+cdef void _weight_item(void* ctx, Py_ssize_t b, int slot) noexcept nogil:
+    cdef const Pass* ps = <const Pass*>ctx
+    if ps.f32:
+        _weight_sample_block(ps, <float*>NULL, b, slot)
+    else:
+        _weight_sample_block(ps, <double*>NULL, b, slot)
+
+
+cdef inline void _weight_sample_block(const Pass* ps, floating* tag, Py_ssize_t b,
+                                      int slot) noexcept nogil:
+    """Block b of _weight_pass's samples, with the scratch of thread slot `slot`."""
+    cdef const Geom* g = ps.g
+    cdef Py_ssize_t O = ps.O, N = ps.N, nb = ps.nb, K = O * (g.C * g.kh * g.kw // g.G)
+    cdef floating* gw = <floating*>ps.y + b * K
+    cdef floating* gb = NULL if ps.gb == NULL else <floating*>ps.gb + b * O
+    cdef floating* scratch = <floating*>ps.scratch + slot * _scratch_len(g, O)
+    _weight_block(<const floating*>ps.a, <const floating*>ps.b, <const floating*>ps.cols, gw, gb,
+                  scratch, b * N // nb, (b + 1) * N // nb, O, g, ps.off, False)
+    # a non-finite block may hold a zero times inf: again, sample by sample with care
+    if not _all_finite(gw, K):
+        memset(gw, 0, K * sizeof(floating))
+        if gb != NULL:
+            memset(gb, 0, O * sizeof(floating))
+        _weight_block(<const floating*>ps.a, <const floating*>ps.b, <const floating*>ps.cols, gw,
+                      gb, scratch, b * N // nb, (b + 1) * N // nb, O, g, ps.off, True)
 
 
 cdef bint _all_finite(const floating* x, Py_ssize_t n) noexcept nogil:

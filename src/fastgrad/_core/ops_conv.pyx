@@ -29,6 +29,7 @@ weight gradient in register tiles that read the shifted rows straight from the p
 """
 cimport numpy as cnp
 from cython.parallel cimport prange
+from fastgrad._core.kernels cimport team_rest
 
 import numpy as np
 
@@ -190,6 +191,7 @@ cdef cnp.ndarray unfold_arr(cnp.ndarray x, Geom g):
     cdef Py_ssize_t isz = x.itemsize
     if out.size == 0:
         return out
+    team_rest()
     if x.dtype == np.float32:
         for n in prange(N, nogil=True, schedule="static", num_threads=nt):
             im2col[float](<float*>(xp + n * g.C * g.H * g.W * isz), <float*>(op + n * CK * L * isz), &g)
@@ -211,6 +213,7 @@ cdef cnp.ndarray fold_arr(cnp.ndarray cols, Geom g):
     cdef Py_ssize_t isz = cols.itemsize
     if out.size == 0 or cols.size == 0:
         return out
+    team_rest()
     if cols.dtype == np.float32:
         for n in prange(N, nogil=True, schedule="static", num_threads=nt):
             col2im[float](<float*>(cp + n * CK * L * isz), <float*>(op + n * g.C * g.H * g.W * isz), &g)

@@ -24,9 +24,8 @@ from fastgrad._core.ops_matmul cimport (_mat, _mT, _check_dtypes, _check_matmul,
                                         _np_sum_to)
 from fastgrad._core cimport linear_kernels as lk
 from fastgrad._core cimport blas
-from fastgrad._core.kernels cimport nthreads, PAR_MIN, OP_RELU
+from fastgrad._core.kernels cimport nthreads, team_run, PAR_MIN, OP_RELU
 from cython cimport floating
-from cython.parallel cimport prange
 from fastgrad._core.ops_matmul import matmul, MmBackward0
 from fastgrad._core.ops_unary cimport unary, _record_unary
 
@@ -312,14 +311,29 @@ cdef void _col_sums(const floating* g, Py_ssize_t gs0, Py_ssize_t gs1, floating*
                     Py_ssize_t m, Py_ssize_t n) noexcept nogil:
     """lk.col_sum in blocks of COL_BLOCK columns, shared across the thread team when g is large:
     each column is still summed over the rows in order, so the thread count changes nothing."""
-    cdef Py_ssize_t blk, lo, nblk = (n + COL_BLOCK - 1) // COL_BLOCK
-    cdef int nt = nthreads()
-    if nt > 1 and nblk > 1 and m * n >= PAR_MIN:
-        for blk in prange(nblk, schedule="static", num_threads=nt):
-            lo = blk * COL_BLOCK
-            lk.col_sum(g + lo * gs1, gs0, gs1, out + lo, m, min(<Py_ssize_t>COL_BLOCK, n - lo))
+    cdef Py_ssize_t nblk = (n + COL_BLOCK - 1) // COL_BLOCK
+    cdef ColBlocks k
+    if nthreads() > 1 and nblk > 1 and m * n >= PAR_MIN:
+        k.g, k.gs0, k.gs1, k.out, k.m, k.n, k.f32 = g, gs0, gs1, out, m, n, floating is float
+        team_run(_col_item, &k, nblk, nthreads())
     else:
         lk.col_sum(g, gs0, gs1, out, m, n)
+
+
+ctypedef struct ColBlocks:
+    const void* g
+    void* out
+    Py_ssize_t gs0, gs1, m, n
+    bint f32
+
+
+cdef void _col_item(void* ctx, Py_ssize_t blk, int slot) noexcept nogil:
+    cdef const ColBlocks* k = <const ColBlocks*>ctx
+    cdef Py_ssize_t lo = blk * COL_BLOCK, w = min(<Py_ssize_t>COL_BLOCK, k.n - lo)
+    if k.f32:
+        lk.col_sum(<const float*>k.g + lo * k.gs1, k.gs0, k.gs1, <float*>k.out + lo, k.m, w)
+    else:
+        lk.col_sum(<const double*>k.g + lo * k.gs1, k.gs0, k.gs1, <double*>k.out + lo, k.m, w)
 
 
 cdef void _col_sum_into(cnp.ndarray g, cnp.ndarray out) noexcept:

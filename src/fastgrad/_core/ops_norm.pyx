@@ -15,9 +15,8 @@ recorded ops (differentiable again); other dtypes take the composed path in nn.f
 cimport cython
 cimport numpy as cnp
 import numpy as np
-from cython.parallel cimport prange
 
-from fastgrad._core.kernels cimport nthreads
+from fastgrad._core.kernels cimport nthreads, team_run
 
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.node cimport Node
@@ -77,15 +76,31 @@ cdef enum:
 cdef void ln_fwd_blocks(const floating* x, const floating* w, const floating* b, floating* y,
                         floating* mean, floating* rstd, Py_ssize_t M, Py_ssize_t D,
                         double eps) noexcept nogil:
-    cdef Py_ssize_t blk, lo, nblk = (M + ROW_BLOCK - 1) // ROW_BLOCK
-    cdef int nt = nthreads()
-    if nt > 1 and nblk > 1 and M * D >= PAR_ELEMS:
-        for blk in prange(nblk, schedule="static", num_threads=nt):
-            lo = blk * ROW_BLOCK
-            ln_fwd(x + lo * D, w, b, y + lo * D, mean + lo, rstd + lo,
-                   min(M - lo, <Py_ssize_t>ROW_BLOCK), D, eps)
+    cdef Py_ssize_t nblk = (M + ROW_BLOCK - 1) // ROW_BLOCK
+    cdef Blocks k
+    if nthreads() > 1 and nblk > 1 and M * D >= PAR_ELEMS:
+        k.x, k.w, k.b, k.y, k.mean, k.rstd, k.M, k.D, k.eps = x, w, b, y, mean, rstd, M, D, eps
+        k.f32, k.add = floating is float, False
+        team_run(_fwd_item, &k, nblk, nthreads())
     else:
         ln_fwd(x, w, b, y, mean, rstd, M, D, eps)
+
+
+cdef void _fwd_item(void* ctx, Py_ssize_t blk, int slot) noexcept nogil:
+    cdef const Blocks* k = <const Blocks*>ctx
+    if k.f32:
+        _fwd_block(k, <float*>NULL, blk)
+    else:
+        _fwd_block(k, <double*>NULL, blk)
+
+
+cdef inline void _fwd_block(const Blocks* k, floating* tag, Py_ssize_t blk) noexcept nogil:
+    cdef Py_ssize_t lo = blk * ROW_BLOCK, n = min(k.M - lo, <Py_ssize_t>ROW_BLOCK), D = k.D
+    cdef floating* x = <floating*>k.x
+    if k.add:
+        add_rows(k.ra, k.rb, x, lo, lo + n, D)
+    ln_fwd(x + lo * D, <const floating*>k.w, <const floating*>k.b, <floating*>k.y + lo * D,
+           <floating*>k.mean + lo, <floating*>k.rstd + lo, n, D, k.eps)
 
 
 # Note [Residual sum in the norm's pass]
@@ -98,6 +113,22 @@ cdef void ln_fwd_blocks(const floating* x, const floating* w, const floating* b,
 ctypedef struct Rows:
     const char* p          # row (i0, i1) at p + i0 * s0 + i1 * s1 (bytes); each row contiguous
     Py_ssize_t s0, s1, n1
+
+
+ctypedef struct Blocks:             # a row-block loop's operands, for its items
+    const void* x               # the input (add_ln: the sum s, written by the item)
+    const void* w
+    const void* b
+    void* y
+    void* mean
+    void* rstd
+    const void* g               # backward: the output's gradient
+    void* dx
+    void* part
+    Py_ssize_t M, D
+    double eps
+    bint f32, add
+    Rows ra, rb                 # add_ln: the two summands
 
 
 cdef void add_rows(Rows a, Rows b, floating* s, Py_ssize_t lo, Py_ssize_t hi,
@@ -119,14 +150,12 @@ cdef void add_ln_fwd_blocks(Rows a, Rows b, floating* s, const floating* w, cons
                             floating* y, floating* mean, floating* rstd, Py_ssize_t M,
                             Py_ssize_t D, double eps) noexcept nogil:
     """s = a + b, y = layer_norm(s), by row blocks (Note [Layer norm in row blocks])."""
-    cdef Py_ssize_t blk, lo, n, nblk = (M + ROW_BLOCK - 1) // ROW_BLOCK
-    cdef int nt = nthreads()
-    if nt > 1 and nblk > 1 and M * D >= PAR_ELEMS:
-        for blk in prange(nblk, schedule="static", num_threads=nt):
-            lo = blk * ROW_BLOCK
-            n = min(M - lo, <Py_ssize_t>ROW_BLOCK)
-            add_rows(a, b, s, lo, lo + n, D)
-            ln_fwd(s + lo * D, w, bias, y + lo * D, mean + lo, rstd + lo, n, D, eps)
+    cdef Py_ssize_t nblk = (M + ROW_BLOCK - 1) // ROW_BLOCK
+    cdef Blocks k
+    if nthreads() > 1 and nblk > 1 and M * D >= PAR_ELEMS:
+        k.x, k.w, k.b, k.y, k.mean, k.rstd, k.M, k.D, k.eps = s, w, bias, y, mean, rstd, M, D, eps
+        k.f32, k.add, k.ra, k.rb = floating is float, True, a, b
+        team_run(_fwd_item, &k, nblk, nthreads())
     else:
         add_rows(a, b, s, 0, M, D)
         ln_fwd(s, w, bias, y, mean, rstd, M, D, eps)
@@ -138,13 +167,12 @@ cdef void ln_bwd_blocks(const floating* g, const floating* x, const floating* w,
                         Py_ssize_t D) noexcept nogil:
     """ln_bwd by row blocks; part: zeroed (nblk, 2, D) partial sums; dw, db zeroed (D,)."""
     cdef Py_ssize_t blk, lo, j, nblk = (M + ROW_BLOCK - 1) // ROW_BLOCK
-    cdef int nt = nthreads()
-    if nt > 1 and nblk > 1 and M * D >= PAR_ELEMS:
-        for blk in prange(nblk, schedule="static", num_threads=nt):
-            lo = blk * ROW_BLOCK
-            ln_bwd(g + lo * D, x + lo * D, w, mean + lo, rstd + lo, dx + lo * D,
-                   part + 2 * blk * D, part + (2 * blk + 1) * D,
-                   min(M - lo, <Py_ssize_t>ROW_BLOCK), D)
+    cdef Blocks k
+    if nthreads() > 1 and nblk > 1 and M * D >= PAR_ELEMS:
+        k.g, k.x, k.w, k.dx, k.part, k.M, k.D = g, x, w, dx, part, M, D
+        k.mean, k.rstd = <void*>mean, <void*>rstd
+        k.f32 = floating is float
+        team_run(_bwd_item, &k, nblk, nthreads())
     else:
         for blk in range(nblk):
             lo = blk * ROW_BLOCK
@@ -155,6 +183,22 @@ cdef void ln_bwd_blocks(const floating* g, const floating* x, const floating* w,
         for j in range(D):
             dw[j] = dw[j] + part[2 * blk * D + j]
             db[j] = db[j] + part[(2 * blk + 1) * D + j]
+
+
+cdef void _bwd_item(void* ctx, Py_ssize_t blk, int slot) noexcept nogil:
+    cdef const Blocks* k = <const Blocks*>ctx
+    if k.f32:
+        _bwd_block(k, <float*>NULL, blk)
+    else:
+        _bwd_block(k, <double*>NULL, blk)
+
+
+cdef inline void _bwd_block(const Blocks* k, floating* tag, Py_ssize_t blk) noexcept nogil:
+    cdef Py_ssize_t lo = blk * ROW_BLOCK, D = k.D
+    cdef floating* part = <floating*>k.part
+    ln_bwd(<const floating*>k.g + lo * D, <const floating*>k.x + lo * D, <const floating*>k.w,
+           <const floating*>k.mean + lo, <const floating*>k.rstd + lo, <floating*>k.dx + lo * D,
+           part + 2 * blk * D, part + (2 * blk + 1) * D, min(k.M - lo, <Py_ssize_t>ROW_BLOCK), D)
 
 
 cdef inline void ln_bwd(const floating* g, const floating* x, const floating* w,   # IN

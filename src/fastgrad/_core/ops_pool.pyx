@@ -20,14 +20,13 @@ from libc.stdint cimport int64_t
 from libc.string cimport memset
 from libc.math cimport INFINITY
 from cython cimport floating
-from cython.parallel cimport prange
 import numpy as np
 
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport TensorBase, wrap
 from fastgrad._core.recording cimport set_history
-from fastgrad._core.kernels cimport nthreads, PAR_MIN
+from fastgrad._core.kernels cimport nthreads, team_run, PAR_MIN
 
 cnp.import_array()
 
@@ -59,11 +58,70 @@ cdef inline int _team(Py_ssize_t planes, Py_ssize_t work) noexcept nogil:
     return nt if nt < planes else <int>planes
 
 
+# The planes are shared across the thread team in groups of PLANES (one claim per group, not per
+# plane: a plane of a small image is a fraction of a microsecond). Each plane is computed the
+# same way whichever thread takes it.
+cdef enum:
+    PLANES = 8
+
+
+ctypedef struct Planes:             # a pooling loop's operands, for its plane groups
+    const void* x               # the input (backward: the output's gradient)
+    void* y                     # the output (backward: the input's gradient)
+    void* idx                   # max pooling's indices
+    const Win* w
+    const Win* pair             # max backward: pool_pairs.h's windows, or NULL
+    Py_ssize_t P, HW, L
+    int kind                    # P_MAX, P_MAX_BWD, P_AVG, P_AVG_BWD
+    bint f32
+
+
+cdef enum:
+    P_MAX, P_MAX_BWD, P_AVG, P_AVG_BWD
+
+
+cdef void _planes(Planes* k, int kind, bint f32, const void* x, void* y, void* idx,
+                  const Win* w, Py_ssize_t P, Py_ssize_t HW, Py_ssize_t L, int nt) noexcept nogil:
+    k.kind, k.f32, k.x, k.y, k.idx, k.w, k.P, k.HW, k.L = kind, f32, x, y, idx, w, P, HW, L
+    team_run(_planes_item, k, (P + PLANES - 1) // PLANES, nt)
+
+
+cdef void _planes_item(void* ctx, Py_ssize_t grp, int slot) noexcept nogil:
+    cdef const Planes* k = <const Planes*>ctx
+    if k.f32:
+        _planes_run(k, <float*>NULL, grp)
+    else:
+        _planes_run(k, <double*>NULL, grp)
+
+
+cdef inline void _planes_run(const Planes* k, floating* tag, Py_ssize_t grp) noexcept nogil:
+    cdef Py_ssize_t p, j, HW = k.HW, L = k.L
+    cdef const floating* x = <const floating*>k.x
+    cdef floating* y = <floating*>k.y
+    cdef int64_t* idx = <int64_t*>k.idx
+    cdef const Win* w = k.w
+    for p in range(grp * PLANES, min(k.P, (grp + 1) * PLANES)):
+        if k.kind == P_MAX:
+            _max_plane(x + p * HW, y + p * L, idx + p * L, w)
+        elif k.kind == P_AVG:
+            _avg_plane(x + p * HW, y + p * L, w)
+        elif k.kind == P_AVG_BWD:
+            _avg_bwd_plane(x + p * L, y + p * HW, w)
+        else:
+            if floating is float:
+                if k.pair != NULL:
+                    fg_pp_back_plane(x + p * L, idx + p * L, y + p * HW, k.pair.H, k.pair.W,
+                                     k.pair.OH, k.pair.OW)
+                    continue
+            memset(y + p * HW, 0, HW * sizeof(floating))
+            for j in range(L):
+                y[p * HW + idx[p * L + j]] += x[p * L + j]
+
+
 cdef void _max_fwd(const floating* x, floating* y, int64_t* idx, const Win* w,
                    int nt) noexcept nogil:
-    cdef Py_ssize_t p, L = w.OH * w.OW
-    for p in prange(w.P, schedule="dynamic", num_threads=nt):
-        _max_plane(x + p * w.H * w.W, y + p * L, idx + p * L, w)
+    cdef Planes k
+    _planes(&k, P_MAX, floating is float, x, y, idx, w, w.P, w.H * w.W, w.OH * w.OW, nt)
 
 
 cdef inline void _max_plane(const floating* xp, floating* y, int64_t* idx,
@@ -173,16 +231,9 @@ cdef void _max_bwd(const floating* gy, const int64_t* idx, floating* gx, Py_ssiz
                    Py_ssize_t HW, Py_ssize_t L, int nt, const Win* pair) noexcept nogil:
     """gx = zeros, then each output's gradient added at its index; pair (not NULL: the windows
     were 2x2 at stride 2, float32): pool_pairs.h writes the windows instead."""
-    cdef Py_ssize_t p, k
-    for p in prange(P, schedule="dynamic", num_threads=nt):
-        if floating is float:
-            if pair != NULL:
-                fg_pp_back_plane(gy + p * L, idx + p * L, gx + p * HW, pair.H, pair.W, pair.OH,
-                                 pair.OW)
-                continue
-        memset(gx + p * HW, 0, HW * sizeof(floating))
-        for k in range(L):
-            gx[p * HW + idx[p * L + k]] += gy[p * L + k]
+    cdef Planes k
+    k.pair = pair
+    _planes(&k, P_MAX_BWD, floating is float, gy, gx, <void*>idx, NULL, P, HW, L, nt)
 
 
 cdef inline double _div(const Win* w, Py_ssize_t oh, Py_ssize_t ow) noexcept nogil:
@@ -190,9 +241,8 @@ cdef inline double _div(const Win* w, Py_ssize_t oh, Py_ssize_t ow) noexcept nog
 
 
 cdef void _avg_fwd(const floating* x, floating* y, const Win* w, int nt) noexcept nogil:
-    cdef Py_ssize_t p, L = w.OH * w.OW
-    for p in prange(w.P, schedule="dynamic", num_threads=nt):
-        _avg_plane(x + p * w.H * w.W, y + p * L, w)
+    cdef Planes k
+    _planes(&k, P_AVG, floating is float, x, y, NULL, w, w.P, w.H * w.W, w.OH * w.OW, nt)
 
 
 cdef inline void _avg_plane(const floating* xp, floating* y, const Win* w) noexcept nogil:
@@ -209,9 +259,8 @@ cdef inline void _avg_plane(const floating* xp, floating* y, const Win* w) noexc
 
 
 cdef void _avg_bwd(const floating* gy, floating* gx, const Win* w, int nt) noexcept nogil:
-    cdef Py_ssize_t p, L = w.OH * w.OW
-    for p in prange(w.P, schedule="dynamic", num_threads=nt):
-        _avg_bwd_plane(gy + p * L, gx + p * w.H * w.W, w)
+    cdef Planes k
+    _planes(&k, P_AVG_BWD, floating is float, gy, gx, NULL, w, w.P, w.H * w.W, w.OH * w.OW, nt)
 
 
 cdef inline void _avg_bwd_plane(const floating* gy, floating* gp, const Win* w) noexcept nogil:

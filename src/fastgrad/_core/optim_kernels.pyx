@@ -32,8 +32,7 @@ import numpy as np
 
 from fastgrad._core.tensor cimport TensorBase
 from fastgrad._core.inplace_checks cimport check_inference_inplace
-from fastgrad._core.kernels cimport nthreads, PAR_MIN
-from cython.parallel cimport prange
+from fastgrad._core.kernels cimport nthreads, team_run, PAR_MIN
 
 cnp.import_array()
 
@@ -46,8 +45,8 @@ cnp.import_array()
 
 # Note [Parallel updates]
 # A parameter of at least 2 * PAR_MIN elements is updated in OPT_CHUNK-element blocks across the
-# OpenMP team (fastgrad.set_num_threads); each element's update is the same expression whoever
-# computes it, so the thread count does not change the result. Smaller ones stay on one thread:
+# thread team (team.h); each element's update is the same expression whichever thread computes
+# it, so the thread count does not change the result. Smaller ones stay on one thread:
 # waking the partner costs 20-50 us here. Adam over W6's parameters (269k floats, one of 200k):
 # 235 us on one thread, 195-200 us on two; the loop reads and writes 4-5 buffers per element and
 # is near the cache's bandwidth, and on one core its divisions and square root bound it (SSE2).
@@ -466,14 +465,30 @@ cdef inline Update _update(int kind, cnp.ndarray pa, cnp.ndarray work, cnp.ndarr
 
 cdef void run_update(const Update* u) noexcept nogil:
     """The one driver: the update's block over the whole parameter, or over OPT_CHUNK-element
-    blocks across the OpenMP team when the parameter is large (Note [Parallel updates])."""
-    cdef Py_ssize_t c, lo, n = u.n, nch = _nchunks(u.n)
+    blocks across the thread team when the parameter is large (Note [Parallel updates])."""
+    cdef Py_ssize_t nch = _nchunks(u.n)
     if nch == 1:
-        _block(u, 0, n)
+        _block(u, 0, u.n)
         return
-    for c in prange(nch, schedule="static", num_threads=nthreads()):
-        lo = c * OPT_CHUNK
-        _block(u, lo, min(<Py_ssize_t>OPT_CHUNK, n - lo))
+    team_run(_update_item, <void*>u, nch, nthreads())
+
+
+cdef void _update_item(void* ctx, Py_ssize_t c, int slot) noexcept nogil:
+    cdef const Update* u = <const Update*>ctx
+    cdef Py_ssize_t lo = c * OPT_CHUNK
+    _block(u, lo, min(<Py_ssize_t>OPT_CHUNK, u.n - lo))
+
+
+ctypedef struct Group:              # run_group's blocks: block c is us[owner[c]] from start[c]
+    const Update* us
+    const Py_ssize_t* owner
+    const Py_ssize_t* start
+
+
+cdef void _group_item(void* ctx, Py_ssize_t c, int slot) noexcept nogil:
+    cdef const Group* w = <const Group*>ctx
+    cdef const Update* u = &w.us[w.owner[c]]
+    _block(u, w.start[c], min(<Py_ssize_t>OPT_CHUNK, u.n - w.start[c]))
 
 
 cdef void run_group(const Update* us, Py_ssize_t k) noexcept nogil:
@@ -500,8 +515,9 @@ cdef void run_group(const Update* us, Py_ssize_t k) noexcept nogil:
             owner[c], start[c] = i, lo
             c += 1
             lo += OPT_CHUNK
-    for c in prange(nch, schedule="static", num_threads=nthreads()):
-        _block(&us[owner[c]], start[c], min(<Py_ssize_t>OPT_CHUNK, us[owner[c]].n - start[c]))
+    cdef Group w
+    w.us, w.owner, w.start = us, owner, start
+    team_run(_group_item, &w, nch, nthreads())
     free(owner)
 
 

@@ -6,10 +6,10 @@ team])."""
 from cython cimport floating
 from libc.string cimport memcpy
 from libc.stdlib cimport calloc, malloc, free
-from cython.parallel cimport parallel, prange, threadid
+from cython.parallel cimport parallel, threadid
 
 from fastgrad._core cimport blas
-from fastgrad._core.kernels cimport nthreads
+from fastgrad._core.kernels cimport nthreads, team_rest, team_run
 
 from fastgrad._core.vmath cimport fg_vm_f32, fg_vm_f64, fg_vm_select, FG_VM_TANH, FG_VM_SIGMOID
 
@@ -842,6 +842,7 @@ cdef void _run_forward(const Plan* p, floating* tag) noexcept nogil:
                 _forward_block(p, tag, i, k, -1)
         return
     start = fg_rnn_now()
+    team_rest()
     with parallel(num_threads=nt):
         if p.nrb > 1:
             _forward_rows(p, tag, ph, threadid() * p.nrb // nt,
@@ -872,6 +873,7 @@ cdef void _run_backward(const Plan* p, floating* tag, const floating* gout, floa
                 _backward_task(p, tag, i, k, -1, gout, dh, dc, dgx, dgh, part)
     else:
         start = fg_rnn_now()
+        team_rest()
         with parallel(num_threads=nt):
             if p.nrb > 1:
                 _backward_rows(p, tag, ph, threadid() * p.nrb // nt,
@@ -941,14 +943,32 @@ cdef void _mm_fixed(floating* tag, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n,
     """C = op(A) @ op(B) (+ bias on every row when not NULL) in fixed blocks of ROW_BLOCK rows
     of C, shared by the thread team when the product is large (blas.SPLIT_MACS's scale): the same
     calls whatever the thread count."""
-    cdef Py_ssize_t blk, nblk = (m + ROW_BLOCK - 1) // ROW_BLOCK
-    cdef int nt = nthreads()
-    if nt > 1 and nblk > 1 and m * n * k >= 4 * TEAM_MACS:
-        for blk in prange(nblk, schedule="dynamic", num_threads=nt):
-            _mm_rows(tag, ta, tb, m, n, k, a, lda, b, ldb, c, ldc, bias, blk)
+    cdef Py_ssize_t nblk = (m + ROW_BLOCK - 1) // ROW_BLOCK
+    cdef Fixed f
+    f.ta, f.tb, f.m, f.n, f.k, f.a, f.lda, f.b, f.ldb, f.c, f.ldc, f.bias = \
+        ta, tb, m, n, k, a, lda, b, ldb, c, ldc, bias
+    f.f32 = floating is float
+    team_run(_fixed_item, &f, nblk,
+             nthreads() if nblk > 1 and m * n * k >= 4 * TEAM_MACS else 1)
+
+
+ctypedef struct Fixed:              # _mm_fixed's product, for its blocks
+    bint ta, tb, f32
+    Py_ssize_t m, n, k, lda, ldb, ldc
+    const void* a
+    const void* b
+    void* c
+    const void* bias
+
+
+cdef void _fixed_item(void* ctx, Py_ssize_t blk, int slot) noexcept nogil:
+    cdef const Fixed* f = <const Fixed*>ctx
+    if f.f32:
+        _mm_rows(<float*>NULL, f.ta, f.tb, f.m, f.n, f.k, <const float*>f.a, f.lda,
+                 <const float*>f.b, f.ldb, <float*>f.c, f.ldc, <const float*>f.bias, blk)
     else:
-        for blk in range(nblk):
-            _mm_rows(tag, ta, tb, m, n, k, a, lda, b, ldb, c, ldc, bias, blk)
+        _mm_rows(<double*>NULL, f.ta, f.tb, f.m, f.n, f.k, <const double*>f.a, f.lda,
+                 <const double*>f.b, f.ldb, <double*>f.c, f.ldc, <const double*>f.bias, blk)
 
 
 cdef void _mm_rows(floating* tag, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
