@@ -55,32 +55,23 @@ compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-g0"]
 link_args = [] if DEBUG else ["-s"]
 if os.environ.get("FASTGRAD_NATIVE") == "1":
     compile_args.append("-march=native")
-# optim_kernels: sqrt without errno, so its update loops vectorize (Note [Vectorized update loops]),
-# and OpenMP blocks for large parameters (Note [Parallel updates]); kernels: OpenMP loops, and
-# selects in vmath.h that only if-convert (vectorise) when comparisons are not treated as
-# trapping; blas: products split across the OpenMP team (Note [Products on fastgrad's threads]);
-# random: no implicit multiply-add fusion, so its floats round as PyTorch's (Note [PyTorch's streams]),
-# and selects that if-convert so the Box-Muller blocks vectorise; rnn_kernels: vmath.h's loops too,
-# and the time loops on the OpenMP team (Note [Recurrence on the thread team]); attention_kernels:
-# the (batch, head) pairs on the team (Note [Attention by heads]);
-# ops_conv/conv_kernels/ops_pool: one sample or plane per thread (Note [Convolution as
-# per-sample products]), and ops_pool's max selects if-convert (Note [Pooling windows]);
-# ops_norm: row sums reassociated, so the layer-norm reductions vectorise, and row blocks on the
-# team (Note [Layer norm in row blocks]); ops_linear: bias gradients by column blocks on the team.
-PER_MODULE_ARGS = {"optim_kernels": ["-fno-math-errno", "-fopenmp"],
-                   "kernels": ["-fopenmp", "-fno-trapping-math"], "blas": ["-fopenmp"],
+# optim_kernels: sqrt without errno, so its update loops vectorize (Note [Vectorized update loops]);
+# kernels, rnn_kernels, attention_kernels: selects in vmath.h that only if-convert (vectorise)
+# when comparisons are not treated as trapping; random: no implicit multiply-add fusion, so its
+# floats round as PyTorch's (Note [PyTorch's streams]), and selects that if-convert so the
+# Box-Muller blocks vectorise; ops_pool: its max selects if-convert (Note [Pooling windows]);
+# ops_norm: row sums reassociated, so the layer-norm reductions vectorise. Every parallel loop runs
+# on the thread team of team.h (POSIX threads, started by kernels; Note [A team that does not
+# wait for its partners]).
+PER_MODULE_ARGS = {"optim_kernels": ["-fno-math-errno"],
+                   "kernels": ["-fno-trapping-math"],
                    "random": ["-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math"],
-                   "rnn_kernels": ["-fno-trapping-math", "-fopenmp"],
-                   "attention_kernels": ["-fno-trapping-math", "-fopenmp"],
-                   "ops_conv": ["-fopenmp"], "conv_kernels": ["-fopenmp"],
-                   "ops_linear": ["-fopenmp"],
-                   "ops_pool": ["-fopenmp", "-fno-trapping-math"],
+                   "rnn_kernels": ["-fno-trapping-math"],
+                   "attention_kernels": ["-fno-trapping-math"],
+                   "ops_pool": ["-fno-trapping-math"],
                    "ops_norm": ["-fno-math-errno", "-fno-trapping-math", "-fassociative-math",
-                                "-fno-signed-zeros", "-fopenmp"]}
-PER_MODULE_LINK = {"kernels": ["-fopenmp"], "blas": ["-fopenmp"], "optim_kernels": ["-fopenmp"],
-                   "ops_conv": ["-fopenmp"], "conv_kernels": ["-fopenmp"], "ops_pool": ["-fopenmp"],
-                   "rnn_kernels": ["-fopenmp"], "attention_kernels": ["-fopenmp"], "ops_norm": ["-fopenmp"],
-                   "ops_linear": ["-fopenmp"]}
+                                "-fno-signed-zeros"]}
+PER_MODULE_LINK = {"kernels": ["-pthread"]}
 extensions = [
     Extension(
         f"fastgrad._core.{pyx.stem}",

@@ -49,8 +49,8 @@ def test_training_step_workloads_run(name):
 
 
 def test_torch_is_timed_outside_the_bench_process():
-    """fastgrad's libgomp waits passively; a torch loaded into the same process shares it and
-    slowed down by a third on W12, so the bench must never import torch itself."""
+    """Note [Each library in its own process]: the bench never imports torch itself; torch's
+    figures come from a process of its own."""
     code = ("import sys\n"
             "from fastgrad.bench.__main__ import main\n"
             "main(['W4', '--quick', '--repeat', '1'])\n"

@@ -472,7 +472,7 @@ def test_w14_workload_runs():
     assert cases.w14_bytes(x, y) == 2 * (1000 * 784 * 4 + 1000 * 8)
 
 
-# --- worker processes: fork after OpenMP, init functions, timeouts, dead workers ----------------
+# --- worker processes: fork after the thread team started, init functions, timeouts, dead workers
 
 _INIT_MARK = []
 
@@ -490,7 +490,7 @@ class InitMarks(data.Dataset):
 
 
 class BigOps(data.Dataset):
-    """Each sample runs an elementwise op large enough for fastgrad's OpenMP loops."""
+    """Each sample runs an elementwise op large enough for fastgrad's parallel loops."""
 
     def __len__(self):
         return 4
@@ -525,7 +525,7 @@ def test_worker_init_fn_runs_in_each_worker():
 
 
 def test_forked_workers_after_parallel_loops_do_not_hang():
-    (fg.ones(2_000_000) * 2).sum()                       # the OpenMP team now exists here
+    (fg.ones(2_000_000) * 2).sum()                       # the thread team now exists here
     loader = data.DataLoader(BigOps(), batch_size=None, num_workers=2,
                              multiprocessing_context="fork", timeout=120)
     assert [round(v) for v in loader] == [2_000_000, 4_000_000, 6_000_000, 8_000_000]

@@ -197,14 +197,14 @@ def _child_work(q):
 
 @own_promise
 def test_forked_child_runs_parallel_loops_on_one_thread(restore_threads):
-    """Note [Threads after fork]: a child forked after the parent ran OpenMP loops used to hang
-    in its first parallel loop."""
+    """Note [Threads after fork]: a child forked after the parent started its thread team runs
+    its parallel loops on one thread (the team's partners do not exist there) and finishes."""
     import multiprocessing as mp
     if "fork" not in mp.get_all_start_methods():
         pytest.skip("no fork on this platform")
     fg.set_num_threads(2)
     warm = fg.tensor(np.ones(300_001, np.float32))
-    (warm * 2).sum()                   # the parent's OpenMP team exists now
+    (warm * 2).sum()                   # the parent's thread team exists now
     ctx = mp.get_context("fork")
     q = ctx.Queue()
     p = ctx.Process(target=_child_work, args=(q,))

@@ -1,7 +1,7 @@
-"""set_num_threads / get_num_threads: one thread count for fastgrad's OpenMP loops and NumPy's BLAS.
+"""set_num_threads / get_num_threads: one thread count for fastgrad's loops and NumPy's BLAS.
 
 Note [One thread count]
-fastgrad's elementwise loops and reductions run on an OpenMP team (kernels.pyx); matrix products
+fastgrad's parallel loops run on its thread team (kernels.team_run, team.h); matrix products
 run in NumPy's BLAS (OpenBLAS), which keeps its own pool. Sized apart, 2 cores can carry 4 busy
 threads and every step slows down, so set_num_threads(n) sizes both: fastgrad's team directly,
 BLAS through threadpoolctl when it is installed, else through OpenBLAS's own
@@ -125,7 +125,7 @@ def set_num_threads(int):                   # torch's parameter name
     if n > 1 and _kernels.forked():
         import warnings
         warnings.warn("set_num_threads: this process was forked after fastgrad was imported, and "
-                      "OpenMP cannot start threads in a forked child, so fastgrad's own parallel "
+                      "fastgrad's threads do not exist in a forked child, so its own parallel "
                       "loops stay on one thread here; start worker processes with the 'spawn' "
                       "method to use more", RuntimeWarning, stacklevel=2)
     _kernels.set_threads(n)

@@ -1,5 +1,5 @@
 # Matrix products on NumPy's OpenBLAS, called directly: one BLAS thread per call, the product split
-# across fastgrad's own OpenMP team (Note [Products on fastgrad's threads] in blas.pyx).
+# across fastgrad's own thread team (Note [Products on fastgrad's threads] in blas.pyx).
 cimport numpy as cnp
 
 cdef object matmul2d(cnp.ndarray a, cnp.ndarray b, Py_ssize_t macs,   # a (m, k) @ b (k, n)

@@ -14,10 +14,10 @@ caller's count is put back after the call, read each time, so threadpoolctl limi
 Note [Products on fastgrad's threads]
 The second core still pays for large products when it is used without spinning: at SPLIT_MACS
 multiply-adds and above, matmul2d cuts C = A @ B into one block of rows (or of columns, whichever
-dimension is longer) per thread of fastgrad's OpenMP team (set_num_threads), and each thread
-runs single-threaded sgemm/dgemm on its block. The team waits passively (Note [OpenMP wait
-policy] in _core/__init__.py) and takes blocks dynamically, so the caller starts at once and a
-late partner finds less to do. Measured per product (median, quiet): 128x784x256 609 -> 325 us,
+dimension is longer) per thread of fastgrad's thread team (set_num_threads), and each thread
+runs single-threaded sgemm/dgemm on its block. The team's threads sleep when idle and take blocks
+as they come (Note [A team that does not wait for its partners] in team.h), so the caller starts
+at once and a late partner finds less to do. Measured per product (median, quiet): 128x784x256 609 -> 325 us,
 128x256x256 194 -> 104 us (NumPy with OpenBLAS's own two threads: 310 and 104 us). Below
 SPLIT_MACS (4M multiply-adds, ~100 us on one core) the split gains little or loses: waking the
 partner costs 20-50 us on this VM (up to ~300 us after a millisecond idle), as much as the half
@@ -529,7 +529,7 @@ cdef void _naive_gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k
 # bmm runs a stack of equal-shaped products (attention's per-head q k^T, P v and their
 # gradients) with each product a single-threaded sgemm/dgemm read in place through its batch
 # offsets (broadcast batch dims are stride 0, transposed views are BLAS's Trans), and the stack
-# split across fastgrad's OpenMP team when it holds SPLIT_MACS multiply-adds or more: whole
+# split across fastgrad's thread team when it holds SPLIT_MACS multiply-adds or more: whole
 # products per thread, so no product is cut and results do not depend on the thread count.
 
 @cython.wraparound(True)

@@ -28,8 +28,7 @@ weight gradient in register tiles that read the shifted rows straight from the p
 (conv_tiles.h, Note [Convolution tiles]) where the CPU has AVX2+FMA.
 """
 cimport numpy as cnp
-from cython.parallel cimport prange
-from fastgrad._core.kernels cimport team_rest
+from fastgrad._core.kernels cimport team_run
 
 import numpy as np
 
@@ -182,46 +181,53 @@ cdef tuple weight_grad(cnp.ndarray gy, cnp.ndarray x, object cols, tuple wshape,
 
 cdef cnp.ndarray unfold_arr(cnp.ndarray x, Geom g):
     """(N, C*kh*kw, OH*OW) column matrices of x (N, C, H, W)."""
-    cdef Py_ssize_t N = x.shape[0], n, L = g.OH * g.OW, CK = g.C * g.kh * g.kw
-    cdef int nt = _team(N, N * CK * L * 8)
+    cdef Py_ssize_t N = x.shape[0], L = g.OH * g.OW, CK = g.C * g.kh * g.kw
     cdef cnp.ndarray out = np.empty((N, CK, L), x.dtype)
     x = _c(x)
-    cdef char* xp = <char*>_p(x)
-    cdef char* op = <char*>_p(out)
-    cdef Py_ssize_t isz = x.itemsize
     if out.size == 0:
         return out
-    team_rest()
-    if x.dtype == np.float32:
-        for n in prange(N, nogil=True, schedule="static", num_threads=nt):
-            im2col[float](<float*>(xp + n * g.C * g.H * g.W * isz), <float*>(op + n * CK * L * isz), &g)
-    else:
-        for n in prange(N, nogil=True, schedule="static", num_threads=nt):
-            im2col[double](<double*>(xp + n * g.C * g.H * g.W * isz),
-                           <double*>(op + n * CK * L * isz), &g)
+    _samples(x, out, &g, False, _team(N, N * CK * L * 8))
     return out
 
 
 cdef cnp.ndarray fold_arr(cnp.ndarray cols, Geom g):
     """(N, C, H, W): the column matrices cols (N, C*kh*kw, OH*OW) summed back onto the pixels."""
-    cdef Py_ssize_t N = cols.shape[0], n, L = g.OH * g.OW, CK = g.C * g.kh * g.kw
-    cdef int nt = _team(N, N * CK * L * 8)
+    cdef Py_ssize_t N = cols.shape[0], L = g.OH * g.OW, CK = g.C * g.kh * g.kw
     cdef cnp.ndarray out = np.zeros((N, g.C, g.H, g.W), cols.dtype)
     cols = _c(cols)
-    cdef char* cp = <char*>_p(cols)
-    cdef char* op = <char*>_p(out)
-    cdef Py_ssize_t isz = cols.itemsize
     if out.size == 0 or cols.size == 0:
         return out
-    team_rest()
-    if cols.dtype == np.float32:
-        for n in prange(N, nogil=True, schedule="static", num_threads=nt):
-            col2im[float](<float*>(cp + n * CK * L * isz), <float*>(op + n * g.C * g.H * g.W * isz), &g)
-    else:
-        for n in prange(N, nogil=True, schedule="static", num_threads=nt):
-            col2im[double](<double*>(cp + n * CK * L * isz),
-                           <double*>(op + n * g.C * g.H * g.W * isz), &g)
+    _samples(cols, out, &g, True, _team(N, N * CK * L * 8))
     return out
+
+
+ctypedef struct Samples:            # unfold_arr's or fold_arr's loop, one sample per item
+    const char* src
+    char* dst
+    const Geom* g
+    Py_ssize_t isz
+    bint fold
+
+
+cdef void _samples(cnp.ndarray src, cnp.ndarray dst, const Geom* g, bint fold, int nt):
+    cdef Samples w
+    w.src, w.dst, w.g, w.isz, w.fold = <const char*>_p(src), <char*>_p(dst), g, src.itemsize, fold
+    with nogil:
+        team_run(_sample_item, &w, src.shape[0], nt)
+
+
+cdef void _sample_item(void* ctx, Py_ssize_t n, int slot) noexcept nogil:
+    cdef const Samples* w = <const Samples*>ctx
+    cdef const Geom* g = w.g
+    cdef Py_ssize_t img = g.C * g.H * g.W * w.isz, col = g.C * g.kh * g.kw * g.OH * g.OW * w.isz
+    if w.fold and w.isz == 4:
+        col2im[float](<float*>(w.src + n * col), <float*>(w.dst + n * img), g)
+    elif w.fold:
+        col2im[double](<double*>(w.src + n * col), <double*>(w.dst + n * img), g)
+    elif w.isz == 4:
+        im2col[float](<float*>(w.src + n * img), <float*>(w.dst + n * col), g)
+    else:
+        im2col[double](<double*>(w.src + n * img), <double*>(w.dst + n * col), g)
 
 
 # --- recorded ops ------------------------------------------------------------------------------

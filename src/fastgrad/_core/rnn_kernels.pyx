@@ -6,10 +6,9 @@ team])."""
 from cython cimport floating
 from libc.string cimport memcpy
 from libc.stdlib cimport calloc, malloc, free
-from cython.parallel cimport parallel, threadid
 
 from fastgrad._core cimport blas
-from fastgrad._core.kernels cimport nthreads, team_rest, team_run
+from fastgrad._core.kernels cimport nthreads, team_run
 
 from fastgrad._core.vmath cimport fg_vm_f32, fg_vm_f64, fg_vm_select, FG_VM_TANH, FG_VM_SIGMOID
 
@@ -204,8 +203,8 @@ cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating
 # ----- one layer-direction on fastgrad's threads ------------------------------------------------
 
 # Note [Recurrence on the thread team]
-# Without a projection (proj_size 0) a layer-direction's time loop runs on fastgrad's OpenMP team,
-# one parallel region per pass:
+# Without a projection (proj_size 0) a layer-direction's time loop runs on fastgrad's thread team
+# (team.h), one loop of nt shares per pass (_shares):
 # - the hidden units are cut into nb fixed blocks of hb units (unit_blocks: a function of H
 #   alone, never of the thread count);
 # - the gate rows of W_ih, W_hh and the biases are put in block gate order (ops_rnn._gate_order):
@@ -219,10 +218,11 @@ cdef void _backward(const Plan* p, floating* tag, const floating* gout, floating
 #   gradients at step i (_gates_back_block), which read only those columns of dh and dc, and its
 #   partial product for the next dh (Note [Split gradient products]).
 # (Batches of at least 2 * BATCH_ROWS rows are cut by rows instead: Note [Rows of a row block].)
-# Each step is a phase: every thread claims blocks (one atomic bit each), its own first (thread
-# t starts at block t * nb / threads, so a block's weights and state stay in one core's cache
+# Each step is a phase: every share claims blocks (one atomic bit each), its own first (share
+# s starts at block s * nb / threads, so a block's weights and state stay in one core's cache
 # from step to step) and then any left unclaimed, and waits until every block is finished
-# (spinning briefly, then yielding): one wait per step, and a thread that the OS has descheduled
+# (spinning briefly, then yielding); a share whose thread has not started yet is no one's wait,
+# and a share that starts late joins the others at their step: one wait per step, and a thread that the OS has descheduled
 # delays no one unless it holds a block (its blocks are claimed by the others): on this 2-core
 # machine shared with other processes a fixed share per thread made a step wait for the slowest
 # thread (5.6 ms against 3.7 ms on one thread for W12's forward while another process was running).
@@ -842,16 +842,62 @@ cdef void _run_forward(const Plan* p, floating* tag) noexcept nogil:
                 _forward_block(p, tag, i, k, -1)
         return
     start = fg_rnn_now()
-    team_rest()
-    with parallel(num_threads=nt):
-        if p.nrb > 1:
-            _forward_rows(p, tag, ph, threadid() * p.nrb // nt,
-                          &waited if threadid() == 0 else NULL)
-        else:
-            _forward_team(p, tag, ph, threadid() * p.nb // nt,
-                          &waited if threadid() == 0 else NULL)
+    _shares(p, ph, nt, &waited, NULL, NULL, NULL, NULL, NULL, NULL, False, floating is float)
     _settle(start, waited)
     free(ph)
+
+
+ctypedef struct Shares:             # a time loop's shares for the thread team (_shares)
+    const Plan* p
+    fg_rnn_phase* ph
+    long long* waited
+    const void* gout
+    void* dh
+    void* dc
+    void* dgx
+    void* dgh
+    void* part
+    int nt
+    bint backward, f32
+
+
+cdef void _shares(const Plan* p, fg_rnn_phase* ph, int nt, long long* waited, const void* gout,
+                  void* dh, void* dc, void* dgx, void* dgh, void* part, bint backward,
+                  bint f32) noexcept nogil:
+    """The time loop as nt shares on the thread team, share s starting at block s * nb / nt (or
+    row block s * nrb / nt). Blocks are claimed per phase and every share waits only for blocks
+    claimed, so a share run alone does the whole loop and a share that starts late joins where
+    the others are (Note [Recurrence on the thread team]); share 0 measures the waits."""
+    cdef Shares w
+    w.p, w.ph, w.waited, w.gout, w.dh, w.dc, w.dgx, w.dgh, w.part = p, ph, waited, gout, dh, dc, \
+        dgx, dgh, part
+    w.nt, w.backward, w.f32 = nt, backward, f32
+    team_run(_share_item, &w, nt, nt)
+
+
+cdef void _share_item(void* ctx, Py_ssize_t s, int slot) noexcept nogil:
+    cdef const Shares* w = <const Shares*>ctx
+    if w.f32:
+        _share(w, <float*>NULL, s)
+    else:
+        _share(w, <double*>NULL, s)
+
+
+cdef inline void _share(const Shares* w, floating* tag, Py_ssize_t s) noexcept nogil:
+    cdef const Plan* p = w.p
+    cdef long long* waited = w.waited if s == 0 else NULL
+    cdef Py_ssize_t first = s * (p.nrb if p.nrb > 1 else p.nb) // w.nt
+    if not w.backward:
+        if p.nrb > 1:
+            _forward_rows(p, tag, w.ph, first, waited)
+        else:
+            _forward_team(p, tag, w.ph, first, waited)
+    elif p.nrb > 1:
+        _backward_rows(p, tag, w.ph, first, waited, <const floating*>w.gout, <floating*>w.dh,
+                       <floating*>w.dc, <floating*>w.dgx, <floating*>w.dgh, <floating*>w.part)
+    else:
+        _backward_team(p, tag, w.ph, first, waited, <const floating*>w.gout, <floating*>w.dh,
+                       <floating*>w.dc, <floating*>w.dgx, <floating*>w.dgh, <floating*>w.part)
 
 
 cdef void _run_backward(const Plan* p, floating* tag, const floating* gout, floating* dh,
@@ -873,16 +919,7 @@ cdef void _run_backward(const Plan* p, floating* tag, const floating* gout, floa
                 _backward_task(p, tag, i, k, -1, gout, dh, dc, dgx, dgh, part)
     else:
         start = fg_rnn_now()
-        team_rest()
-        with parallel(num_threads=nt):
-            if p.nrb > 1:
-                _backward_rows(p, tag, ph, threadid() * p.nrb // nt,
-                               &waited if threadid() == 0 else NULL, gout, dh, dc, dgx, dgh,
-                               part)
-            else:
-                _backward_team(p, tag, ph, threadid() * p.nb // nt,
-                               &waited if threadid() == 0 else NULL, gout, dh, dc, dgx, dgh,
-                               part)
+        _shares(p, ph, nt, &waited, gout, dh, dc, dgx, dgh, part, True, floating is float)
         _settle(start, waited)
         free(ph)
     free(mem)

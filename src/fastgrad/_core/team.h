@@ -69,10 +69,9 @@ static struct {
     int caller_waiting;         /* atomic */
     int64_t spin_ns;            /* how long an idle partner looks for the next loop */
     int64_t partner_items;      /* items partners ran: for tests (atomic) */
-    uint32_t rest;              /* partners that served this generation sleep at once (atomic) */
     fg_team_loop loops[2];
 } fg_team = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-             PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0, 0, 0, 0xffffffffu};
+             PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0, 0, 0};
 
 static __thread int fg_team_inside = 0;     /* running an item, or a partner */
 
@@ -127,8 +126,7 @@ static void *fg_team_partner(void *arg) {
         }
         int64_t until = fg_team_now() + __atomic_load_n(&fg_team.spin_ns, __ATOMIC_RELAXED);
         int changed = 0;
-        while (!changed && fg_team_now() < until &&
-               __atomic_load_n(&fg_team.rest, __ATOMIC_RELAXED) != seen) {
+        while (!changed && fg_team_now() < until) {
             for (int k = 0; k < 32 && !(changed = fg_team_gen() != seen); k++)
                 FG_TEAM_PAUSE();
         }
@@ -142,12 +140,6 @@ static void *fg_team_partner(void *arg) {
         pthread_mutex_unlock(&fg_team.lock);
     }
     return NULL;
-}
-
-/* Partners stop looking for the next loop and sleep: called before a parallel region of another
- * runtime (OpenMP's), whose threads would otherwise share the cores with spinning partners. */
-static inline void fg_team_rest(void) {
-    __atomic_store_n(&fg_team.rest, fg_team_gen(), __ATOMIC_RELAXED);
 }
 
 /* Start partners up to `want`; returns how many there are. */

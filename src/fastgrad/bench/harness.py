@@ -160,13 +160,14 @@ def time_columns(columns, repeat, min_time):
 
 
 # Note [Each library in its own process]
-# fastgrad loads libgomp with OMP_WAIT_POLICY=PASSIVE (Note [OpenMP wait policy]). torch asks the
-# loader for the same libgomp.so.1, so in a process that imported fastgrad first torch's parallel
-# loops run on fastgrad's runtime and its idle threads sleep instead of spinning: measured here,
-# torch's W12 step took 5.4 ms that way against 3.9 ms in a process of its own (W11 4.5 against
-# 3.2). A user of torch does not run it like that, so each peer library is timed in a process
-# of its own that never imports fastgrad (_peer.py, started by path), sent the workload's case by
-# name; the columns are still sampled in turn, the parent waiting while the peer times.
+# Two libraries in one process share what each sets for the whole process: importing fastgrad
+# raises glibc's mmap and trim thresholds (Note [Keeping large buffers] in kernels.pyx), both
+# libraries size NumPy's or their own BLAS pools, and an OpenMP runtime loaded by one is the one
+# the other gets (when fastgrad's loops ran on libgomp with passive waiting, torch's W12 step took
+# 5.4 ms in a process that had imported fastgrad against 3.9 ms in one of its own). A user of
+# torch does not run it like that, so each peer library is timed in a process of its own that
+# never imports fastgrad (_peer.py, started by path), sent the workload's case by name; the
+# columns are still sampled in turn, the parent waiting while the peer times.
 
 class Peer:
     """A library (torch) timed in a process of its own: `_peer.py <module>`, one JSON request

@@ -2,7 +2,7 @@
 processes (num_workers > 0).
 
 Workers are processes from `multiprocessing_context` (default: multiprocessing's default start
-method, fork on Linux as in PyTorch). A forked worker is safe with fastgrad's OpenMP team: the
+method, fork on Linux as in PyTorch). A forked worker is safe with fastgrad's thread team: the
 child runs fastgrad's loops on one thread (Note [Threads after fork] in kernels.pyx); `spawn` and
 `forkserver` work too, for picklable datasets and a script guarded by
 `if __name__ == "__main__":`."""
