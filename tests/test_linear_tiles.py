@@ -69,3 +69,27 @@ def test_float32_linear_on_tiles_same_bits_split_or_not(level, size):
     for a, b in zip(one, two):
         np.testing.assert_array_equal(a, b)
 
+
+
+def _heads(dtype, n, seq, heads, hd, seed=3):
+    """Self-attention by heads (the products of each (batch, head) pair on blas.product): the
+    output and the packed projection's gradient, operands drawn in float64."""
+    from fastgrad._core.ops_attention import heads_attention
+    rng = np.random.default_rng(seed)
+    qkv = fg.tensor(rng.standard_normal((n, seq, 3 * heads * hd)), dtype=dtype,
+                    requires_grad=True)
+    g = fg.tensor(rng.standard_normal((seq, n, heads * hd)), dtype=dtype)
+    out = heads_attention(qkv, None, None, heads, 1 / np.sqrt(hd))
+    out.backward(g)
+    return out.detach().numpy().astype(np.float64), qkv.grad.numpy().astype(np.float64)
+
+
+@pytest.mark.parametrize("level", [2, 1, 0], indirect=True)
+@pytest.mark.parametrize("shape", [(2, 9, 2, 5), (3, 64, 4, 32), (1, 130, 1, 17), (2, 7, 2, 8)])
+def test_attention_heads_on_tiles_match_float64(level, shape):
+    """A pair's q k^T, P v, dO V^T and dS K run on the tiles (9 and 130 keys: partial tiles and
+    two row blocks; 7 queries: fewer than 8 rows, OpenBLAS): against float64."""
+    ref = _heads("float64", *shape)
+    got = _heads("float32", *shape)
+    for a, b in zip(got, ref):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)

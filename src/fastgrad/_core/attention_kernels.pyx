@@ -402,11 +402,11 @@ cdef void _softmax_pair(const Heads* a, floating* s, Py_ssize_t n, Py_ssize_t h)
 cdef void _forward_pair(const Heads* a, floating* tag, Py_ssize_t i) noexcept nogil:
     cdef Py_ssize_t n = i // a.H, h = i % a.H, isz = sizeof(floating)
     cdef floating* s = <floating*>a.p + i * a.L * a.S
-    blas.gemm(floating is float, False, True, a.L, a.S, a.D, _at(&a.q, n, h, isz), a.q.sr,
-              _at(&a.k, n, h, isz), a.k.sr, 0, s, a.S)
+    blas.product(floating is float, False, True, a.L, a.S, a.D, _at(&a.q, n, h, isz), a.q.sr,
+                 _at(&a.k, n, h, isz), a.k.sr, s, a.S)
     _softmax_pair(a, s, n, h)
-    blas.gemm(floating is float, False, False, a.L, a.Dv, a.S, s, a.S, _at(&a.v, n, h, isz),
-              a.v.sr, 0, _at(&a.o, n, h, isz), a.o.sr)
+    blas.product(floating is float, False, False, a.L, a.Dv, a.S, s, a.S, _at(&a.v, n, h, isz),
+                 a.v.sr, _at(&a.o, n, h, isz), a.o.sr)
 
 
 cdef void _backward_pair(const Heads* a, floating* ds, Py_ssize_t i) noexcept nogil:
@@ -418,10 +418,10 @@ cdef void _backward_pair(const Heads* a, floating* ds, Py_ssize_t i) noexcept no
     cdef char* go = _at(&a.o, n, h, isz)
     blas.gemm(f32, True, False, S, a.Dv, L, p, S, go, a.o.sr, 0, _at(&a.dv, n, h, isz),
               a.dv.sr)
-    blas.gemm(f32, False, True, L, S, a.Dv, go, a.o.sr, _at(&a.v, n, h, isz), a.v.sr, 0, ds, S)
+    blas.product(f32, False, True, L, S, a.Dv, go, a.o.sr, _at(&a.v, n, h, isz), a.v.sr, ds, S)
     rows_softmax_bwd(ds, p, L, S, <floating>a.scale)
-    blas.gemm(f32, False, False, L, a.D, S, ds, S, _at(&a.k, n, h, isz), a.k.sr, 0,
-              _at(&a.dq, n, h, isz), a.dq.sr)
+    blas.product(f32, False, False, L, a.D, S, ds, S, _at(&a.k, n, h, isz), a.k.sr,
+                 _at(&a.dq, n, h, isz), a.dq.sr)
     blas.gemm(f32, True, False, S, a.D, L, ds, S, _at(&a.q, n, h, isz), a.q.sr, 0,
               _at(&a.dk, n, h, isz), a.dk.sr)
 

@@ -10,6 +10,9 @@ cdef void restore(int prev) noexcept nogil
 cdef bint gemm(bint f32, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                const void* a, Py_ssize_t lda, const void* b, Py_ssize_t ldb, double beta,
                void* c, Py_ssize_t ldc) noexcept nogil   # C = op(A) op(B) + beta C (always True)
+cdef void product(bint f32, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                  const void* a, Py_ssize_t lda, const void* b, Py_ssize_t ldb,
+                  void* c, Py_ssize_t ldc) noexcept nogil    # C = op(A) op(B), tiles when they fit
 cdef bint pair_pays(Py_ssize_t macs) noexcept nogil   # matmul2d_pair would take 2 such products
 cdef tuple matmul2d_pair(cnp.ndarray a1, cnp.ndarray b1,         # (a1 @ b1, a2 @ b2), one
                          cnp.ndarray a2, cnp.ndarray b2,         # product per thread, or None;

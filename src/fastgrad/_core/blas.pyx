@@ -474,6 +474,18 @@ cdef void _relu_rows(floating* c, Py_ssize_t m, Py_ssize_t n, Py_ssize_t ldc) no
             row[j] = 0 if row[j] < 0 else row[j]
 
 
+cdef void product(bint f32, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                  const void* a, Py_ssize_t lda, const void* b, Py_ssize_t ldb,
+                  void* c, Py_ssize_t ldc) noexcept nogil:
+    """C (m, n) = op(A) @ op(B) on the calling thread: on the tiles when A is float32 and not
+    transposed (Note [Linear products on packed panels]; a small product then skips OpenBLAS's
+    per-call set-up and its copies of both operands), else one gemm."""
+    if f32 and not ta and _tiled(m, n, k, <const float*>a, lda, <const float*>b, ldb, tb,
+                                 <float*>c, ldc, NULL):
+        return
+    gemm(f32, ta, tb, m, n, k, a, lda, b, ldb, 0, c, ldc)
+
+
 cdef bint gemm(bint f32, bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                const void* a, Py_ssize_t lda, const void* b, Py_ssize_t ldb, double beta,
                void* c, Py_ssize_t ldc) noexcept nogil:
