@@ -20,7 +20,7 @@ ctypedef struct Heads:
     HeadArray dq, dk, dv           # backward: the gradients (written, not accumulated)
 
 cdef void heads_forward(Heads* a) noexcept nogil
-cdef void heads_backward(Heads* a, char* scratch) noexcept nogil   # scratch: threads x L*S
+cdef void heads_backward(Heads* a, char* scratch, int threads) noexcept nogil  # threads x L*S
 
 # The softmax row loops, shared with ops_attention's whole-array attention.
 cdef void rows_shift(floating* s, Py_ssize_t M, Py_ssize_t S, floating scale,

@@ -447,13 +447,13 @@ ctypedef struct HeadsBackward:
     Py_ssize_t blk
 
 
-cdef void heads_backward(Heads* a, char* scratch) noexcept nogil:
-    """dq, dk, dv for every pair from the output's gradient (in a.o) and the probabilities;
-    scratch holds nthreads() blocks of L*S elements."""
+cdef void heads_backward(Heads* a, char* scratch, int threads) noexcept nogil:
+    """dq, dk, dv for every pair from the output's gradient (in a.o) and the probabilities, on
+    up to `threads` threads; scratch holds `threads` blocks of L*S elements."""
     cdef HeadsBackward w
     cdef int prev = blas.one_thread()
     w.a, w.scratch, w.blk = a, scratch, a.L * a.S * (4 if a.f32 else 8)
-    team_run(_backward_item, &w, a.N * a.H, nthreads() if _shared(a) else 1)
+    team_run(_backward_item, &w, a.N * a.H, threads if _shared(a) else 1)
     blas.restore(prev)
 
 

@@ -328,6 +328,7 @@ cdef class ScaledDotProductFlashAttentionForCpuBackward0(Node):
     cdef tuple apply(self, tuple grads):
         cdef Heads a
         cdef char* ps
+        cdef int nt
         cdef TensorBase g = grads[0]
         cdef TensorBase q = self.q.unpack(self)
         cdef TensorBase k = self.k.unpack(self) if self.k is not None else None
@@ -353,10 +354,11 @@ cdef class ScaledDotProductFlashAttentionForCpuBackward0(Node):
             _head_array(&a.dk, dk, 0, a.D)
             _head_array(&a.dv, dv, 0, a.Dv)
         if (<object>self.p).size and a.Dv:
-            scratch = np.empty(nthreads() * a.L * a.S, dtype=qd.dtype)
+            nt = nthreads()
+            scratch = np.empty(nt * a.L * a.S, dtype=qd.dtype)
             ps = <char*>cnp.PyArray_DATA(scratch)
             with nogil:
-                heads_backward(&a, ps)
+                heads_backward(&a, ps, nt)
         else:
             dq.fill(0)
             dk.fill(0)
