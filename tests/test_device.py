@@ -173,3 +173,37 @@ def test_device_behaviour_matches_torch():
 def test_bad_device_argument_types_raise_type_error(args):
     with pytest.raises(TypeError):
         fg.device(*args)
+
+
+def test_other_device_kinds_are_false():
+    """Scripts test tensor.is_xpu / is_mps (dcgan) before moving anything: False on the CPU."""
+    x = fg.ones(2)
+    for name in ("is_cuda", "is_mps", "is_xpu", "is_meta", "is_sparse", "is_quantized",
+                 "is_mkldnn", "is_vulkan"):
+        assert getattr(x, name) is False, name
+    assert x.is_cpu is True
+
+
+def test_data_parallel_on_the_cpu():
+    """nn.DataParallel runs the module as it is (PyTorch without GPUs: device_ids ignored, the
+    state_dict's keys under "module."); the functional form needs GPUs and raises."""
+    import importlib
+    parallel = importlib.import_module(fg.__name__ + ".nn.parallel")
+    lin = fg.nn.Linear(3, 2)
+    dp = fg.nn.DataParallel(lin, device_ids=[0, 1])
+    x = fg.rand(4, 3)
+    assert dp.device_ids == []
+    assert bool((dp(x) == lin(x)).all())
+    assert list(dp.state_dict()) == ["module.weight", "module.bias"]
+    assert parallel.DataParallel is fg.nn.DataParallel
+    with pytest.raises(RuntimeError, match="device type could not be determined"):
+        parallel.data_parallel(lin, x)
+
+
+@pytest.mark.skipif(REFERENCE, reason="fastgrad's export refuses; PyTorch's needs onnx")
+def test_onnx_names_import_and_export_says_what_to_do():
+    import importlib
+    onnx = importlib.import_module(fg.__name__ + ".onnx")
+    assert onnx.is_in_onnx_export() is False
+    with pytest.raises(RuntimeError, match="torch.onnx.export"):
+        onnx.export(fg.nn.Linear(2, 2), fg.ones(1, 2), "model.onnx")

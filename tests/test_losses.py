@@ -485,3 +485,21 @@ def test_loss_modules_still_take_the_flags():
     assert m.reduction == "sum"
     assert np.array_equal(m(p, q).numpy(), F.mse_loss(p, q, reduction="sum").numpy())
     assert fg.nn.L1Loss().reduction == "mean"
+
+
+@pytest.mark.skipif(REFERENCE, reason="fastgrad's warning location")
+@pytest.mark.parametrize("call", [
+    lambda: F.binary_cross_entropy(fg.rand(3), fg.rand(3), size_average=False),
+    lambda: F.cross_entropy(fg.rand(3, 4), fg.tensor([0, 1, 2]), size_average=False),
+    lambda: F.l1_loss(fg.rand(3), fg.rand(3), reduce=False),
+    lambda: fg.nn.MSELoss(size_average=False)(fg.rand(3), fg.rand(3)),
+])
+def test_size_average_warning_points_at_the_callers_line(call):
+    """The deprecation warning names the user's line, whichever Python wrappers (or none) lie
+    between it and the compiled loss."""
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        call()
+    hits = [w for w in caught if "size_average and reduce" in str(w.message)]
+    assert hits and all(w.filename == __file__ for w in hits), [(w.filename, w.lineno) for w in hits]

@@ -88,7 +88,8 @@ TENSOR_DEFAULT_MODULES = ("ops_",)      # module-name prefixes whose public func
 # -- properties (getset descriptors carry no type); a setter is found by trying it ------------
 PROPERTIES = {
     "shape": "Size", "ndim": "int", "dtype": "_dtypes.dtype", "device": "_dtypes.device",
-    "is_cuda": "bool", "is_cpu": "bool",
+    "is_cuda": "bool", "is_cpu": "bool", "is_mps": "bool", "is_xpu": "bool", "is_meta": "bool",
+    "is_sparse": "bool", "is_quantized": "bool", "is_mkldnn": "bool", "is_vulkan": "bool",
     "requires_grad": "bool", "is_leaf": "bool", "grad_fn": "Node | None", "_version": "int",
     "_base": "Tensor | None", "output_nr": "int", "retains_grad": "bool",
     "grad": "Tensor | None", "data": "Tensor", "_np": "np.ndarray", "T": "Tensor", "mT": "Tensor",

@@ -115,6 +115,10 @@ class Tensor(TensorBase, metaclass=_legacy.TensorMeta):
     def is_cpu(self):
         return True
 
+    # the other device kinds PyTorch scripts test for: a fastgrad tensor is never on one
+    is_mps = is_xpu = is_meta = is_sparse = is_quantized = is_mkldnn = is_vulkan = \
+        property(lambda self: False)
+
     def get_device(self):
         """-1 for a CPU tensor, as in PyTorch."""
         return -1

@@ -22,6 +22,7 @@ Cross-entropy works on a (rows, C) view: input (C,) is one row, (N, C) is itself
 cimport cython
 cimport numpy as cnp
 import math
+import os
 import warnings
 
 import numpy as np
@@ -59,8 +60,23 @@ def legacy_reduction(size_average, reduce, reduction):
     else:
         reduction = "sum" if size_average is False else "mean"
     warnings.warn(f"size_average and reduce args will be deprecated, please use "
-                  f"reduction='{reduction}' instead.", UserWarning, stacklevel=2)
+                  f"reduction='{reduction}' instead.", UserWarning, stacklevel=_user_level())
     return reduction
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(__file__)) + os.sep      # .../fastgrad/
+
+
+cdef int _user_level():
+    """warnings' stacklevel of the user's line: the first frame outside fastgrad (a compiled
+    function has no frame of its own, so the count depends on the Python wrappers between)."""
+    import sys
+    f = sys._getframe(0)
+    cdef int level = 1
+    while f is not None and f.f_code.co_filename.startswith(_PACKAGE):
+        f = f.f_back
+        level += 1
+    return level
 
 
 cdef int _reduction(object reduction, str op) except -1:

@@ -14,4 +14,5 @@ from fastgrad.nn.modules import (MultiheadAttention, TransformerEncoderLayer,  #
                                  Transformer, BatchNorm2d, GroupNorm, InstanceNorm1d,
                                  InstanceNorm2d, Dropout1d, Dropout2d, Upsample, PixelShuffle,
                                  PixelUnshuffle)
-from fastgrad.nn import utils  # noqa: F401
+from fastgrad.nn import utils, parallel  # noqa: F401
+from fastgrad.nn.parallel import DataParallel  # noqa: F401
