@@ -54,7 +54,7 @@ cdef object cat_c(list tensors, int dim):
     cdef CatBackward0 node
     cdef Py_ssize_t i
     if not tensors:
-        raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
+        raise ValueError("torch.cat(): expected a non-empty list of Tensors")
     for i in range(len(tensors)):
         if not isinstance(tensors[i], TensorBase):
             raise TypeError(f"cat(): expected a sequence of Tensors, but element {i} is "
@@ -152,10 +152,15 @@ cdef class StackBackward0(Node):
 
 def hstack(tensors):
     tensors = list(tensors)
+    if not tensors:
+        raise RuntimeError("hstack expects a non-empty TensorList")
     return cat_c(tensors, 0 if (<TensorBase>tensors[0])._data.ndim == 1 else 1)
 
 
 def vstack(tensors):
+    tensors = list(tensors)
+    if not tensors:
+        raise RuntimeError("vstack expects a non-empty TensorList")
     return cat_c([t if (<TensorBase>t)._data.ndim > 1 else unsqueeze_c(t, 0) for t in tensors], 0)
 
 

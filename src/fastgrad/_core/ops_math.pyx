@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 
+from fastgrad._core.promotion cimport promote_tt
 from fastgrad._core.tensor cimport shape_of as _shape, tensor_arg as _input
 from fastgrad._core.tensor cimport TensorBase, wrap
 from fastgrad._core.dtypes cimport scalar_type_name
@@ -312,7 +313,7 @@ cdef object _pair(object input, object other, str name):
         a = _number(input, (<TensorBase>b)._data.dtype, name)
     if b is None:
         b = _number(other, (<TensorBase>a)._data.dtype, name)
-    dt = np.result_type((<TensorBase>a)._data, (<TensorBase>b)._data)
+    dt = promote_tt((<TensorBase>a)._data, (<TensorBase>b)._data)
     if dt.kind in "biu":
         dt = np.dtype(np.float32)
     try:

@@ -115,7 +115,8 @@ cdef inline void _planes_run(const Planes* k, floating* tag, Py_ssize_t grp) noe
                     continue
             memset(y + p * HW, 0, HW * sizeof(floating))
             for j in range(L):
-                y[p * HW + idx[p * L + j]] += x[p * L + j]
+                if idx[p * L + j] >= 0:         # -1: an empty window (_first)
+                    y[p * HW + idx[p * L + j]] += x[p * L + j]
 
 
 cdef void _max_fwd(const floating* x, floating* y, int64_t* idx, const Win* w,
@@ -150,7 +151,7 @@ cdef inline void _max_plane(const floating* xp, floating* y, int64_t* idx,
         ir = idx + oh * w.OW
         for ow in range(w.OW):
             yr[ow] = -INFINITY
-            ir[ow] = w.h0[oh] * w.W + w.w0[ow]
+            ir[ow] = _first(w, oh, ow)
         for i in range(w.hn[oh]):
             h = (w.h0[oh] + i * w.dh) * w.W
             for j in range(w.wmax):
@@ -165,6 +166,14 @@ cdef inline void _max_plane(const floating* xp, floating* y, int64_t* idx,
                         ir[ow] = ir[ow] ^ ((ir[ow] ^ c) & gt)
     if nan:
         _max_plane_nan(xp, y, idx, w)
+
+
+cdef inline int64_t _first(const Win* w, Py_ssize_t oh, Py_ssize_t ow) noexcept nogil:
+    """The index a window's maximum starts from: its first element, or -1 for a window that
+    holds none (all padding, with dilation: its output is -inf and takes no gradient)."""
+    if w.hn[oh] == 0 or w.wn[ow] == 0:
+        return -1
+    return w.h0[oh] * w.W + w.w0[ow]
 
 
 cdef void _max_plane_full(const floating* xp, floating* y, int64_t* idx,
@@ -214,7 +223,7 @@ cdef void _max_plane_nan(const floating* xp, floating* y, int64_t* idx,
     for oh in range(w.OH):
         for ow in range(w.OW):
             m = -INFINITY
-            best = w.h0[oh] * w.W + w.w0[ow]
+            best = _first(w, oh, ow)
             for i in range(w.hn[oh]):
                 h = (w.h0[oh] + i * w.dh) * w.W + w.w0[ow]
                 for j in range(w.wn[ow]):
@@ -335,7 +344,7 @@ cdef Win _win(Py_ssize_t P, Py_ssize_t H, Py_ssize_t W, tuple hw, tuple ww, Py_s
         if o == 0 or w.hn[o] > hmax:
             hmax = w.hn[o]
         regular = regular and w.h0[o] == 2 * o
-    w.full = w.OH > 0 and w.OW > 0 and hmin == hmax and wmin == w.wmax
+    w.full = w.OH > 0 and w.OW > 0 and hmin == hmax and wmin == w.wmax and hmin > 0 and wmin > 0
     # the vectorised scan of pool_pairs.h (float32 only), int32 plane indices
     w.pair = w.full and regular and hmax == 2 and w.wmax == 2 and dh == 1 and dw == 1 and \
         H * W < (1 << 31) and fg_pp_ok()

@@ -244,11 +244,24 @@ def one_hot(tensor, num_classes=-1) -> Tensor:
 def _check_normalized_shape(input, normalized_shape):
     """The number of trailing dims normalized_shape names, after checking input ends with them."""
     k = len(normalized_shape)
+    if k == 0:
+        raise RuntimeError(f"Expected normalized_shape to be at least 1-dimensional, i.e., "
+                           f"containing at least one element, but got normalized_shape = "
+                           f"{list(normalized_shape)}")
     if tuple(input.shape[input.dim() - k:]) != normalized_shape or input.dim() < k:
         raise RuntimeError(f"Given normalized_shape={list(normalized_shape)}, expected input "
                            f"with shape [*, {', '.join(map(str, normalized_shape))}], but got "
                            f"input of size{list(input.shape)}")
     return k
+
+
+def _check_norm_params(normalized_shape, **params):
+    """PyTorch's RuntimeError for a weight or bias not of normalized_shape's shape."""
+    for name, p in params.items():
+        if p is not None and tuple(p.shape) != tuple(normalized_shape):
+            raise RuntimeError(f"Expected {name} to be of same shape as normalized_shape, but got "
+                               f"{name} of shape {list(p.shape)} and normalized_shape = "
+                               f"{list(normalized_shape)}")
 
 
 def rms_norm(input, normalized_shape, weight=None, eps=None) -> Tensor:
@@ -262,6 +275,7 @@ def rms_norm(input, normalized_shape, weight=None, eps=None) -> Tensor:
         raise RuntimeError(f"rms_norm: expected a floating point input, got {input.dtype}; "
                            f"convert first, e.g. x.float()")
     k = _check_normalized_shape(input, normalized_shape)
+    _check_norm_params(normalized_shape, weight=weight)
     if eps is None:
         eps = float(np.finfo(input._np.dtype).eps)
     dims = tuple(range(input.dim() - k, input.dim()))
@@ -279,6 +293,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) -> Ten
                                   f'layer_norm needs a floating point input; convert first, e.g. '
                                   f'x.float()')
     k = _check_normalized_shape(input, normalized_shape)
+    _check_norm_params(normalized_shape, weight=weight, bias=bias)
     dt = input._np.dtype
     if dt in (np.float32, np.float64) and all(
             t is None or t._np.dtype == dt for t in (weight, bias)):
@@ -304,6 +319,10 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if input.dim() < 2:
         raise ValueError(f"batch_norm: expected 2D or 3D input (got {input.dim()}D input)")
     c = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        if t is not None and t.numel() != c:
+            raise RuntimeError(f"{name} should contain {c} elements not {t.numel()}")
     dims = (0,) + tuple(range(2, input.dim()))
     bshape = (1, c) + (1,) * (input.dim() - 2)
     n = input.numel() // c
@@ -486,6 +505,20 @@ def _additive_mask(mask, dtype_np, keep_true):
     return mask
 
 
+def _check_batch_dims(*tensors):
+    """PyTorch's RuntimeError when the batch dims (all but the last two) do not broadcast."""
+    shapes = [tuple(t.shape[:-2]) for t in tensors]
+    n = max(len(s) for s in shapes)
+    shapes = [(1,) * (n - len(s)) + s for s in shapes]
+    for d in range(n):
+        sizes = {s[d] for s in shapes} - {1}
+        if len(sizes) > 1:
+            a, b = sorted(sizes)[:2]
+            raise RuntimeError(f"The size of tensor a ({a}) must match the size of tensor b ({b}) "
+                               f"at non-singleton dimension {d}: query, key and value's batch "
+                               f"dims {[list(s) for s in shapes]} must be equal or 1")
+
+
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
                                  is_causal=False, scale=None, enable_gqa=False) -> Tensor:
     """softmax(q k^T * scale + mask) v over any leading batch dims, with dropout on the
@@ -512,6 +545,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         reps = query.shape[-3] // key.shape[-3]
         key = key.repeat_interleave(reps, -3)
         value = value.repeat_interleave(reps, -3)
+    _check_batch_dims(query, key, value)
     L, S = query.shape[-2], key.shape[-2]
     if is_causal:
         if attn_mask is not None:
@@ -785,6 +819,9 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5) -> Tensor:
                            f"num_groups={num_groups}")
     if input.numel() == 0:          # nothing to normalise: an empty result (graph kept)
         return _channel_affine(input * 0, weight, bias)
+    if n * c // num_groups * math.prod(input.shape[2:]) == 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size "
+                         f"{list(input.shape)}")
     g = input.reshape(n, num_groups, -1)
     y, _, _ = _normalize_groups(g, (2,), eps)
     return _channel_affine(y.reshape(tuple(input.shape)), weight, bias)

@@ -1,0 +1,125 @@
+"""Inputs a careless user passes to the layers: a norm's weight of the wrong shape, one value per
+normalised group, running statistics of the wrong length, batch dims that do not broadcast,
+empty lists, mixed dtypes, max-pooling windows that hold only padding. PyTorch's exception types
+and results (FASTGRAD_TEST_BACKEND=torch runs the file on PyTorch itself)."""
+import math
+
+import numpy as np
+import pytest
+
+from _backend import fg
+
+F = fg.nn.functional
+
+
+@pytest.mark.parametrize("w_shape,b_shape", [((3,), None), (None, (1, 4)), ((1,), None),
+                                             ((4, 1), (4,))])
+def test_layer_norm_weight_and_bias_must_have_the_normalized_shape(w_shape, b_shape):
+    """A (3,) weight for rows of 4 used to be read one element past its end."""
+    x = fg.arange(8, dtype=fg.float32).reshape(2, 4)
+    w = None if w_shape is None else fg.ones(*w_shape, requires_grad=True)
+    b = None if b_shape is None else fg.zeros(*b_shape, requires_grad=True)
+    with pytest.raises(RuntimeError, match="to be of same shape as normalized_shape"):
+        F.layer_norm(x, (4,), w, b)
+    with pytest.raises(RuntimeError, match="to be of same shape as normalized_shape"):
+        F.layer_norm(x.double(), (4,), None if w is None else w.double(),
+                     None if b is None else b.double())
+
+
+def test_layer_norm_needs_a_normalized_dim():
+    with pytest.raises(RuntimeError, match="at least 1-dimensional"):
+        F.layer_norm(fg.tensor(3.0), ())
+
+
+def test_rms_norm_weight_must_have_the_normalized_shape():
+    with pytest.raises(RuntimeError, match="weight to be of same shape"):
+        F.rms_norm(fg.ones(2, 4), (4,), fg.ones(1))
+
+
+@pytest.mark.parametrize("shape,groups", [((1, 2), 2), ((1, 1), 1), ((1, 4, 1), 4)])
+def test_group_norm_needs_more_than_one_value_per_group(shape, groups):
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        F.group_norm(fg.ones(*shape), groups)
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        fg.nn.GroupNorm(groups, shape[1])(fg.ones(*shape))
+
+
+@pytest.mark.parametrize("shape,groups", [((2, 4, 1), 4), ((1, 4, 2), 4), ((1, 2), 1)])
+def test_group_norm_of_two_values_per_group_runs(shape, groups):
+    y = F.group_norm(fg.arange(math.prod(shape), dtype=fg.float32).reshape(shape), groups)
+    assert tuple(y.shape) == shape and bool(fg.isfinite(y).all())
+
+
+@pytest.mark.parametrize("which", ["running_mean", "running_var", "weight", "bias"])
+def test_batch_norm_parameters_must_have_one_element_per_channel(which):
+    args = {"running_mean": fg.zeros(3), "running_var": fg.ones(3), "weight": fg.ones(3),
+            "bias": fg.zeros(3)}
+    args[which] = fg.ones(5)
+    with pytest.raises(RuntimeError, match=f"{which} should contain 3 elements not 5"):
+        F.batch_norm(fg.ones(4, 3), **args)
+
+
+def test_attention_batch_dims_must_broadcast():
+    with pytest.raises(RuntimeError, match="must match the size of tensor b"):
+        F.scaled_dot_product_attention(fg.ones(1, 2, 3, 4), fg.ones(1, 3, 3, 4),
+                                       fg.ones(1, 3, 3, 4))
+    out = F.scaled_dot_product_attention(fg.ones(1, 2, 3, 4), fg.ones(1, 1, 3, 4),
+                                         fg.ones(2, 1, 3, 4))
+    assert tuple(out.shape) == (2, 2, 3, 4)
+
+
+def test_joining_nothing():
+    with pytest.raises(ValueError, match="expected a non-empty list of Tensors"):
+        fg.cat([])
+    for fn in (fg.stack, fg.hstack, fg.vstack):
+        with pytest.raises(RuntimeError, match="expects a non-empty TensorList"):
+            fn([])
+
+
+@pytest.mark.parametrize("name", ["atan2", "hypot", "logaddexp"])
+def test_binary_math_promotes_as_arithmetic(name):
+    """A 0-d float64 or an int64 tensor does not widen a float32 one (PyTorch's promotion)."""
+    fn = getattr(fg, name)
+    a = fg.ones(3)
+    assert fn(a, fg.tensor(2.0, dtype=fg.float64)).dtype == fg.float32
+    assert fn(a, fg.tensor([1, 2, 3])).dtype == fg.float32
+    assert fn(a, fg.tensor(1)).dtype == fg.float32
+    assert fn(fg.ones(3, dtype=fg.float64), a).dtype == fg.float64
+    if name == "atan2":                  # PyTorch's hypot and logaddexp refuse two int64 tensors
+        assert fn(fg.tensor([1, 2]), fg.tensor([3, 4])).dtype == fg.float32
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_max_pool_window_of_padding_only(dtype):
+    """With dilation, a window can hold only padding: its output is -inf and it takes no
+    gradient (the element beside it used to be taken as its maximum)."""
+    dt = getattr(fg, dtype)
+    x = fg.tensor([[[[5.0]]]], dtype=dt, requires_grad=True)
+    y = F.max_pool2d(x, kernel_size=2, padding=1, dilation=2)
+    assert y.detach().numpy().ravel().tolist() == [-math.inf]
+    (y * 0).sum().backward()
+    assert x.grad.numpy().ravel().tolist() == [0.0]
+    y1 = F.max_pool1d(fg.tensor([[[5.0]]], dtype=dt), kernel_size=2, padding=1, dilation=2)
+    assert y1.numpy().ravel().tolist() == [-math.inf]
+
+
+def test_max_pool_windows_of_padding_beside_real_ones():
+    """A 3x3 input whose even-offset windows (dilation 2) start in the padding: outputs and
+    gradients against the windows taken by hand."""
+    x = fg.tensor(np.arange(9.0).reshape(1, 1, 3, 3), requires_grad=True)
+    y = F.max_pool2d(x, kernel_size=2, stride=1, padding=1, dilation=2)
+    # window (oh, ow) reads rows {oh - 1, oh + 1} and cols {ow - 1, ow + 1} inside 0..2
+    want = np.full((3, 3), -np.inf)
+    for oh in range(3):
+        for ow in range(3):
+            vals = [r * 3 + c for r in (oh - 1, oh + 1) for c in (ow - 1, ow + 1)
+                    if 0 <= r < 3 and 0 <= c < 3]
+            if vals:
+                want[oh, ow] = max(vals)
+    np.testing.assert_array_equal(y.detach().numpy()[0, 0], want)
+    g = np.where(np.isfinite(want), 1.0, 0.0)
+    y.backward(fg.tensor(g.reshape(1, 1, 3, 3)))
+    grad = np.zeros(9)
+    for v in want[np.isfinite(want)].ravel():
+        grad[int(v)] += 1
+    np.testing.assert_array_equal(x.grad.numpy().ravel(), grad)
