@@ -123,3 +123,52 @@ def test_max_pool_windows_of_padding_beside_real_ones():
     for v in want[np.isfinite(want)].ravel():
         grad[int(v)] += 1
     np.testing.assert_array_equal(x.grad.numpy().ravel(), grad)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_conv_input_gradient_with_an_inf_weight(dtype):
+    """An inf weight gives inf where it meets the gradient and no NaN elsewhere (the shifted rows'
+    zero gaps used to multiply it); conv_transpose2d's forward is the same computation."""
+    dt = getattr(fg, dtype)
+    w = np.ones((1, 1, 2, 2))
+    w[0, 0, 0, 0] = np.inf
+    x = fg.ones(1, 1, 3, 3, dtype=dt, requires_grad=True)
+    F.conv2d(x, fg.tensor(w, dtype=dt)).sum().backward()
+    want = [[np.inf, np.inf, 1], [np.inf, np.inf, 2], [1, 2, 1]]
+    np.testing.assert_array_equal(x.grad.numpy()[0, 0], want)
+    y = F.conv_transpose2d(fg.ones(1, 1, 2, 2, dtype=dt), fg.tensor(w, dtype=dt))
+    np.testing.assert_array_equal(y.numpy()[0, 0], want)
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((16, 3, 3, 3))
+    w[3, 1, 0, 2], w[7, 0, 1, 1] = np.inf, -np.inf
+    x = fg.tensor(rng.standard_normal((2, 3, 8, 8)), dtype=dt, requires_grad=True)
+    F.conv2d(x, fg.tensor(w, dtype=dt), padding=1).sum().backward()
+    g = x.grad.numpy()
+    assert not np.isnan(g).any() and np.isinf(g).sum() == 226
+
+
+@pytest.mark.parametrize("kind", ["bool", "float"])
+def test_attention_mask_and_is_causal_together(kind):
+    """PyTorch 2.13 takes both and masks with both: the same as the causal part folded into the
+    mask by hand."""
+    rng = np.random.default_rng(5)
+    q, k, v = (fg.tensor(rng.standard_normal(s), dtype=fg.float64)
+               for s in ((1, 2, 4, 8), (1, 2, 5, 8), (1, 2, 5, 8)))
+    causal = np.tril(np.ones((4, 5), dtype=bool))
+    if kind == "bool":
+        m = rng.random((4, 5)) > 0.3
+        m[:, 0] = True
+        both = fg.tensor(m & causal)
+        m = fg.tensor(m)
+    else:
+        m = rng.standard_normal((4, 5))
+        both = fg.tensor(np.where(causal, m, -np.inf))
+        m = fg.tensor(m)
+    got = F.scaled_dot_product_attention(q, k, v, attn_mask=m, is_causal=True)
+    want = F.scaled_dot_product_attention(q, k, v, attn_mask=both)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-12)
+    # elsewhere (3-D inputs, or with dropout) PyTorch refuses the pair
+    with pytest.raises(RuntimeError, match="should not be set when is_causal=True"):
+        F.scaled_dot_product_attention(q[0], k[0], v[0], attn_mask=m, is_causal=True)
+    with pytest.raises(RuntimeError, match="should not be set when is_causal=True"):
+        F.scaled_dot_product_attention(q, k, v, attn_mask=m, is_causal=True, dropout_p=0.1)

@@ -471,6 +471,7 @@ ctypedef struct Pass:               # a pass over the samples, for its items
     const Geom* g
     Py_ssize_t O, N, nb
     bint keep, f32
+    bint plain                  # input gradient: products and col2im though the rows shift
 
 
 cdef void _narrow_item(void* ctx, Py_ssize_t n, int slot) noexcept nogil:
@@ -526,11 +527,15 @@ cdef void _wide_pass(const floating* gy, const floating* wt, floating* gx, float
     """gx[n] (C, H, W) = col2im(W_g^T @ gy[n]_g) for every sample (gx zeroed here); wt: the
     weight transposed per group, (G, CKg, Og), so that the products are NoTrans (OpenBLAS's
     small-matrix kernels; a transposed A is packed first, ~1.5x the time here)."""
-    cdef Py_ssize_t* off = _tile_offsets(g, O) if _shifted(g) and floating is float and \
-        fg_ct_ok(-1) else NULL
+    # An inf or NaN weight takes the products and col2im: the shifted rows' zero gaps would
+    # multiply it (0 * inf = NaN where PyTorch's sum has no such term).
+    cdef bint plain = _shifted(g) and not _all_finite(wt, g.C * g.kh * g.kw * O // g.G)
+    cdef Py_ssize_t* off = _tile_offsets(g, O) if _shifted(g) and not plain and \
+        floating is float and fg_ct_ok(-1) else NULL
     cdef Pass ps
     ps.a, ps.w, ps.y, ps.scratch, ps.off, ps.O, ps.g, ps.f32 = gy, wt, gx, scratch, off, O, g, \
         floating is float
+    ps.plain = plain
     team_run(_wide_item, &ps, N, nt)
     free(off)
 
@@ -556,7 +561,7 @@ cdef inline void _wide_sample(const Pass* ps, floating* tag, Py_ssize_t n,
     cdef floating* scratch = <floating*>ps.scratch
     cdef floating* buf
     cdef bint direct = _pointwise(g)
-    if _shifted(g):
+    if _shifted(g) and not ps.plain:
         _shift_bwd_input(gy + n * O * L, wt, gx + n * HW, scratch + slot * S, O, g, ps.off)
         return
     buf = gx + n * HW if direct else scratch + slot * S

@@ -547,11 +547,12 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         value = value.repeat_interleave(reps, -3)
     _check_batch_dims(query, key, value)
     L, S = query.shape[-2], key.shape[-2]
-    if is_causal:
-        if attn_mask is not None:
-            raise RuntimeError("_scaled_dot_product_attention: Explicit attn_mask should not be "
-                               "set when is_causal=True; pass one or the other")
-        attn_mask = _wrap(np.tril(np.ones((L, S), dtype=bool)))
+    if is_causal and attn_mask is not None and (
+            dropout_p > 0.0 or not query.dim() == key.dim() == value.dim() == 4):
+        # PyTorch 2.13 takes both (and masks with both) only where its fused CPU kernel runs:
+        # 4-D inputs without dropout
+        raise RuntimeError("_scaled_dot_product_attention: Explicit attn_mask should not be "
+                           "set when is_causal=True; pass one or the other")
     mask = None
     if attn_mask is not None:
         mask = _additive_mask(attn_mask, qd, True)
@@ -561,6 +562,10 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
             raise RuntimeError(f"scaled_dot_product_attention: attn_mask of shape "
                                f"{list(attn_mask.shape)} does not broadcast to the scores' "
                                f"shape {list(query.shape[:-2]) + [L, S]}") from None
+    if is_causal:                  # keys after the query's position masked (with attn_mask: both)
+        causal = _wrap(np.where(np.tril(np.ones((L, S), dtype=bool)), qd.type(0),
+                                qd.type(-np.inf)))
+        mask = causal if mask is None else mask + causal
     if scale is None:
         scale = 1.0 / math.sqrt(query.shape[-1])
     return attention(query, key, value, mask, float(scale), float(dropout_p),
