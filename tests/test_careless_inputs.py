@@ -172,3 +172,16 @@ def test_attention_mask_and_is_causal_together(kind):
         F.scaled_dot_product_attention(q[0], k[0], v[0], attn_mask=m, is_causal=True)
     with pytest.raises(RuntimeError, match="should not be set when is_causal=True"):
         F.scaled_dot_product_attention(q, k, v, attn_mask=m, is_causal=True, dropout_p=0.1)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_of_huge_inputs_warns_nothing(approximate):
+    """x**3 and x * x overflow for |x| ~ 1e30: inf inside, quietly, as in PyTorch (no NumPy
+    RuntimeWarning, so -W error runs)."""
+    import warnings
+    x = fg.tensor([1e30, -1e30, 3.0], requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = F.gelu(x, approximate=approximate)
+        y.sum().backward()
+    assert y.detach().numpy()[0] == np.float32(1e30) and y.detach().numpy()[1] == 0

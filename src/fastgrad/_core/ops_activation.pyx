@@ -97,7 +97,8 @@ cdef object _act_fwd(int op, cnp.ndarray x, double a, double b):
     if op == ACT_ERF:
         return _erf_like(x, False)
     if op == ACT_GELU_TANH:
-        return 0.5 * x * (1.0 + np.tanh(_K_TANH * (x + 0.044715 * x * x * x)))
+        with np.errstate(over="ignore", invalid="ignore"):   # x**3 of a huge x: inf, quietly
+            return 0.5 * x * (1.0 + np.tanh(_K_TANH * (x + 0.044715 * x * x * x)))
     if op == ACT_SILU:
         return x * (0.5 * (1.0 + np.tanh(0.5 * x)))
     if op == ACT_SOFTPLUS:                               # a = beta, b = threshold
@@ -279,7 +280,8 @@ cdef class ActBackward(Node):
             d = _act_grad_rec(self.op, x, self.a, self.b)
             gd = g if d is None else pw.mul_any(g, d)
             return (gd if keep is None else select_grad(keep, gd),)
-        d = _act_grad_np(self.op, x._data, self.a, self.b)
+        with np.errstate(over="ignore", invalid="ignore"):   # huge x overflows quietly
+            d = _act_grad_np(self.op, x._data, self.a, self.b)
         with np.errstate(invalid="ignore"):          # inf * 0 is NaN, quietly, as in PyTorch
             gd = np.asarray(g._data if d is None else g._data * d, dtype=x._data.dtype)
             if keep is not None:
