@@ -35,11 +35,38 @@ def test_partners_take_items(two_threads):
     assert kernels.team_partner_items() > before
 
 
+_STRESS = """
+import sys
+import numpy as np
+import fastgrad
+from fastgrad._core import kernels
+sys.path.insert(0, {tests!r})
+import test_team
+fastgrad.set_num_threads(2)
+test_team._back_to_back({spin})
+print("ok")
+"""
+
+
 @pytest.mark.parametrize("spin", [0, 1000])
-def test_back_to_back_loops_of_different_kinds(two_threads, spin):
+def test_back_to_back_loops_of_different_kinds(spin):
     """Loops of different sizes, item functions and operands one after another (a partner late
     for one loop must not run items of the next with the old description): every result against
-    NumPy on one thread."""
+    NumPy on one thread. In a process of its own, so that a loop that never finishes fails the
+    test instead of hanging the suite."""
+    import os
+    import subprocess
+    import sys
+    code = _STRESS.format(tests=os.path.dirname(os.path.abspath(__file__)), spin=spin)
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=240)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a parallel loop never finished (a partner ran items of the wrong loop?)")
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+def _back_to_back(spin):
     kernels.team_spin(spin)
     rng = _rng(1)
     arrays = [rng.standard_normal(n).astype(np.float32) for n in (65536, 70001, 131072, 300000)]
