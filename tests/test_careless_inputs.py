@@ -185,3 +185,25 @@ def test_gelu_of_huge_inputs_warns_nothing(approximate):
         y = F.gelu(x, approximate=approximate)
         y.sum().backward()
     assert y.detach().numpy()[0] == np.float32(1e30) and y.detach().numpy()[1] == 0
+
+
+@pytest.mark.parametrize("x_dt,p_dt,ok", [("float32", "float64", False),
+                                          ("float64", "float32", False),
+                                          ("float32", "float16", False),
+                                          ("float16", "float32", True)])
+def test_layer_norm_parameters_of_another_dtype(x_dt, p_dt, ok):
+    """PyTorch's "mixed dtype" rule: float32/float64 inputs take parameters of their own dtype;
+    a float16 input also takes float32 ones (and the result stays float16)."""
+    x = fg.randn(2, 4).to(getattr(fg, x_dt))
+    w = fg.ones(4, dtype=getattr(fg, p_dt))
+    if ok:
+        assert F.layer_norm(x, (4,), w, fg.zeros(4, dtype=w.dtype)).dtype == x.dtype
+    else:
+        with pytest.raises(RuntimeError, match="mixed dtype"):
+            F.layer_norm(x, (4,), w)
+
+
+def test_functional_layer_norm_takes_a_tuple():
+    with pytest.raises(TypeError, match="must be tuple of ints, not int"):
+        F.layer_norm(fg.ones(2, 4), 4)
+    assert tuple(fg.nn.LayerNorm(4)(fg.ones(2, 4)).shape) == (2, 4)

@@ -264,6 +264,20 @@ def _check_norm_params(normalized_shape, **params):
                                f"{list(normalized_shape)}")
 
 
+def _check_norm_dtypes(input, *params):
+    """PyTorch's "mixed dtype" RuntimeError: a float32 or float64 input takes parameters of its
+    own dtype; a float16 one takes its own or float32."""
+    dt, f32 = input._np.dtype, np.dtype(np.float32)
+    for p in params:
+        if p is None or p._np.dtype == dt or (dt == np.float16 and p._np.dtype == f32):
+            continue
+        what = ("expect parameter to have scalar type of Float" if dt == f32 else
+                "all inputs must share same datatype.")
+        dt, pdt = input.dtype, p.dtype
+        raise RuntimeError(f"mixed dtype (CPU): {what} (input {dt}, parameter {pdt}: "
+                           f"convert the parameters with .to({dt}), e.g. module.to({dt}))")
+
+
 def rms_norm(input, normalized_shape, weight=None, eps=None) -> Tensor:
     """x / sqrt(mean(x^2) + eps) over the last len(normalized_shape) dims, then * weight; eps
     defaults to the machine epsilon of input's dtype, as PyTorch."""
@@ -285,8 +299,9 @@ def rms_norm(input, normalized_shape, weight=None, eps=None) -> Tensor:
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) -> Tensor:
     """(x - mean) / sqrt(var + eps) over the last len(normalized_shape) dims, then * w + b."""
-    if isinstance(normalized_shape, int):
-        normalized_shape = (normalized_shape,)
+    if not isinstance(normalized_shape, (tuple, list)):
+        raise TypeError(f"layer_norm(): argument 'normalized_shape' (position 2) must be tuple of "
+                        f"ints, not {type(normalized_shape).__name__}")
     normalized_shape = tuple(normalized_shape)
     if not input.is_floating_point():
         raise NotImplementedError(f'"LayerNormKernelImpl" not implemented for {input.dtype}: '
@@ -294,6 +309,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) -> Ten
                                   f'x.float()')
     k = _check_normalized_shape(input, normalized_shape)
     _check_norm_params(normalized_shape, weight=weight, bias=bias)
+    _check_norm_dtypes(input, weight, bias)
     dt = input._np.dtype
     if dt in (np.float32, np.float64) and all(
             t is None or t._np.dtype == dt for t in (weight, bias)):
@@ -307,7 +323,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) -> Ten
         y = y * weight
     if bias is not None:
         y = y + bias
-    return y
+    return y if y.dtype == input.dtype else y.to(input.dtype)   # float16 with float32 params
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
