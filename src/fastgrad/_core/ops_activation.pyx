@@ -280,9 +280,9 @@ cdef class ActBackward(Node):
             d = _act_grad_rec(self.op, x, self.a, self.b)
             gd = g if d is None else pw.mul_any(g, d)
             return (gd if keep is None else select_grad(keep, gd),)
-        with np.errstate(over="ignore", invalid="ignore"):   # huge x overflows quietly
+        # huge x overflows and inf * 0 is NaN, quietly, as in PyTorch
+        with np.errstate(over="ignore", invalid="ignore"):
             d = _act_grad_np(self.op, x._data, self.a, self.b)
-        with np.errstate(invalid="ignore"):          # inf * 0 is NaN, quietly, as in PyTorch
             gd = np.asarray(g._data if d is None else g._data * d, dtype=x._data.dtype)
             if keep is not None:
                 gd = _pick(keep, gd, 0, gd.dtype)

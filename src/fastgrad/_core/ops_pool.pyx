@@ -83,6 +83,8 @@ cdef enum:
 cdef void _planes(Planes* k, int kind, bint f32, const void* x, void* y, void* idx,
                   const Win* w, Py_ssize_t P, Py_ssize_t HW, Py_ssize_t L, int nt) noexcept nogil:
     k.kind, k.f32, k.x, k.y, k.idx, k.w, k.P, k.HW, k.L = kind, f32, x, y, idx, w, P, HW, L
+    if kind != P_MAX_BWD:
+        k.pair = NULL               # (max backward: set by the caller)
     team_run(_planes_item, k, (P + PLANES - 1) // PLANES, nt)
 
 

@@ -310,9 +310,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) -> Ten
     k = _check_normalized_shape(input, normalized_shape)
     _check_norm_params(normalized_shape, weight=weight, bias=bias)
     _check_norm_dtypes(input, weight, bias)
-    dt = input._np.dtype
-    if dt in (np.float32, np.float64) and all(
-            t is None or t._np.dtype == dt for t in (weight, bias)):
+    if input._np.dtype in (np.float32, np.float64):     # parameters of its dtype (checked)
         from fastgrad._core.ops_norm import layer_norm as _layer_norm
         return _layer_norm(input, k, weight, bias, float(eps))
     dims = tuple(range(input.dim() - k, input.dim()))
