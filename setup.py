@@ -15,6 +15,7 @@ generated files are build products, rewritten only when their text changes so th
 table rebuilds nothing.
 """
 import os
+import re
 import runpy
 from pathlib import Path
 
@@ -111,9 +112,28 @@ def only_local_depends(exts):
     return exts
 
 
+_PACKAGE_CIMPORT = re.compile(r"^\s*from\s+fastgrad\._core\s+cimport\s+(.+)$", re.M)
+
+
+def package_cimports(tree, paths):
+    """The .pxd files behind `from fastgrad._core cimport blas, kernels as K` in paths and in
+    everything they depend on: Cython's dependency tree records only the package there, so a
+    change to such a .pxd would otherwise leave its users' .c stale."""
+    found, todo = set(), list(paths)
+    while todo:
+        for m in _PACKAGE_CIMPORT.finditer(Path(todo.pop()).read_text()):
+            for name in m.group(1).split("#")[0].split(","):
+                pxd = f"src/fastgrad/_core/{name.split()[0]}.pxd"
+                if pxd not in found and os.path.exists(pxd):
+                    found.add(pxd)
+                    todo.extend(d for d in tree.all_dependencies(pxd) if _local(d))
+    return sorted(found)
+
+
 def translate(exts):
     """cythonize the modules whose .c is older than their own .pyx/.pxd/.h dependencies (the
-    project's files only, as above); the others build from their existing .c."""
+    project's files only, as above; forced, as Cython's own check would miss the package
+    cimports); the others build from their existing .c."""
     tree = Dependencies.create_dependency_tree()
     stale, fresh = [], []
     for ext in exts:
@@ -121,13 +141,14 @@ def translate(exts):
         c = Path(pyx).with_suffix(".c")
         headers = tree.cimports_externs_incdirs(pyx)[1]          # cdef extern from "x.h"
         deps = [d for d in [*tree.all_dependencies(pyx), *headers] if _local(d)]
+        deps += [d for d in package_cimports(tree, deps) if d not in deps]
         if DEBUG or not c.exists() or any(os.path.getmtime(d) > c.stat().st_mtime for d in deps):
             stale.append(ext)
         else:
             ext.sources = [str(c)]
             ext.depends = [d for d in deps if d != pyx]
             fresh.append(ext)
-    done = cythonize(stale, compiler_directives=directives, nthreads=JOBS, force=DEBUG,
+    done = cythonize(stale, compiler_directives=directives, nthreads=JOBS, force=True,
                      quiet=True) if stale else []
     return only_local_depends(done) + fresh
 

@@ -276,8 +276,8 @@ cdef void _cols_block(floating* y, const floating* g, Py_ssize_t C, Py_ssize_t i
     place, or (backward) their gradient in place of y from the result g."""
     cdef Py_ssize_t c, j
     cdef floating m[INNER_CHUNK]
-    cdef floating z[INNER_CHUNK]
-    cdef floating buf[INNER_CHUNK]
+    cdef double z[INNER_CHUNK]          # the columns' sums, in double whatever the dtype: C
+    cdef floating buf[INNER_CHUNK]      # floats run as a float32 sum stops at 2**24 terms
     cdef floating v
     cdef floating* r
     cdef const floating* q
@@ -292,15 +292,17 @@ cdef void _cols_block(floating* y, const floating* g, Py_ssize_t C, Py_ssize_t i
             else:
                 for j in range(n):
                     z[j] = z[j] + r[j] * q[j]
+        for j in range(n):
+            m[j] = <floating>z[j]
         for c in range(C):
             r, q = y + c * inner, g + c * inner
             if log_:
                 _exp(q, buf, n)
                 for j in range(n):
-                    r[j] = r[j] - buf[j] * z[j]
+                    r[j] = r[j] - buf[j] * m[j]
             else:
                 for j in range(n):
-                    r[j] = q[j] * (r[j] - z[j])
+                    r[j] = q[j] * (r[j] - m[j])
         return
     for j in range(n):
         m[j] = -INFINITY
@@ -322,15 +324,15 @@ cdef void _cols_block(floating* y, const floating* g, Py_ssize_t C, Py_ssize_t i
         if not log_:
             memcpy(r, buf, n * sizeof(floating))
     for j in range(n):
-        z[j] = <floating>log(z[j]) if log_ else (1 / z[j])
+        m[j] = <floating>(log(z[j]) if log_ else 1 / z[j])
     for c in range(C):
         r = y + c * inner
         if log_:
             for j in range(n):
-                r[j] = r[j] - z[j]
+                r[j] = r[j] - m[j]
         else:
             for j in range(n):
-                r[j] = r[j] * z[j]
+                r[j] = r[j] * m[j]
 
 
 cdef void _softmax_cols(floating* y, const floating* g, Py_ssize_t outer, Py_ssize_t C,

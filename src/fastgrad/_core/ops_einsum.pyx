@@ -12,7 +12,7 @@ from fastgrad._core.tensor cimport shape_of as _shape
 from fastgrad._core.tensor cimport TensorBase, wrap
 from fastgrad._core.recording cimport set_history
 from fastgrad._core.saved cimport SavedVar, save
-from fastgrad._core.ops_reduce cimport sum_to
+from fastgrad._core.ops_reduce cimport sum_to, acc_for
 from fastgrad._core.ops_view cimport reshape_c
 from fastgrad._core.ops_view import expand
 from fastgrad._core.ops_strided import _diag_scatter
@@ -86,6 +86,24 @@ cdef tuple _explicit(str equation, list arrs):
     return tuple(ins), rhs
 
 
+cdef object _accumulator(tuple ins, str rhs, list arrs):
+    """The dtype np.einsum is to accumulate in, or None for its own (Note [Sums' accumulators] in
+    ops_reduce.pyx): float16 in float32; one float32 operand summed over more than a few thousand
+    terms per result in float64 (products of several operands go through BLAS, which keeps its
+    sums in registers, and stay float32)."""
+    cdef Py_ssize_t terms = 1
+    dt = np.result_type(*arrs)
+    size = {}
+    for term, x in zip(ins, arrs):
+        for c, n in zip(term, x.shape):
+            size[c] = max(size.get(c, 1), n)
+    for c, n in size.items():
+        if c not in rhs:
+            terms *= n
+    acc = acc_for(dt, terms, False)
+    return acc if len(arrs) == 1 or dt.itemsize < 4 else None
+
+
 def einsum(equation, *operands):
     """np.einsum with gradients, '...' and repeated indices (diagonals): each operand's gradient
     is an einsum of the output's gradient with the other operands over the operand's distinct
@@ -97,13 +115,16 @@ def einsum(equation, *operands):
         operands = tuple(operands[0])
     arrs = [(<TensorBase>o)._data for o in operands]
     ins, rhs = _explicit(equation, arrs)
+    acc = _accumulator(ins, rhs, arrs)
     try:
-        r = np.einsum(f"{','.join(ins)}->{rhs}", *arrs, optimize=len(arrs) > 1)
+        r = np.einsum(f"{','.join(ins)}->{rhs}", *arrs, optimize=len(arrs) > 1, dtype=acc)
     except ValueError as e:
         shapes = [list(x.shape) for x in arrs]
         raise RuntimeError(f"einsum(): operands do not match the equation '{equation}' "
                            f"(shapes {shapes}): {e}")
     r = np.asarray(r)
+    if acc is not None:
+        r = r.astype(np.result_type(*arrs))
     out = wrap(np.ascontiguousarray(r) if r.ndim else r.copy())
     if grad_enabled() and any((<TensorBase>o)._requires_grad for o in operands):
         node = EinsumBackward0.__new__(EinsumBackward0)

@@ -28,6 +28,7 @@ from fastgrad._core.dims cimport wrap_dim
 cnp.import_array()
 
 _float32 = np.dtype(np.float32)
+_float64 = np.dtype(np.float64)
 _add_reduce = np.add.reduce
 _int64 = np.dtype(np.int64)
 
@@ -47,6 +48,47 @@ cdef tuple normalize_dims(object dim, int ndim, str op):
     if ndim == 0:
         return ()
     return tuple(sorted(out))
+
+
+# Note [Sums' accumulators]
+# NumPy adds a reduced axis that is not the innermost one (x.sum(0) of a matrix) as one running
+# sum per output element, in the array's own dtype, and so does its cumsum along any axis. In
+# float16 a running sum stops growing at 2048 (2048 + 1 rounds back to 2048: ones(5000, 2)
+# summed over dim 0 gave 2048 for 2500), in float32 at 16,777,216, and well before that its
+# error grows with the count (x.sum(0) of a (524800, 128) matrix was 16 off). PyTorch
+# accumulates float16 in float32 and float32 on the CPU in double where it runs sequentially.
+# acc_dtype gives the dtype to accumulate in: float16 always in float32, float16 and float32 in
+# float64 beyond ACC_TERMS terms per result; the result is cast back to the input's dtype. A
+# sum over the contiguous last axis alone is left to NumPy's pairwise summation (its error
+# grows with the log of the count), unless the caller's sum is a running one (cumsum).
+cdef enum:
+    ACC_TERMS = 2048
+
+
+cdef object acc_dtype(object x, tuple axes, bint running):
+    """The dtype a sum of array x over axes (all of them for None) accumulates in, or None for
+    x's own (Note [Sums' accumulators]); running: every term is added in order (cumsum)."""
+    cdef cnp.ndarray a = x
+    cdef int t = cnp.PyArray_TYPE(a), nd = cnp.PyArray_NDIM(a), ax
+    cdef Py_ssize_t terms = 1
+    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT16:       # float64 and the exact kinds
+        return None
+    if axes is None:
+        terms = cnp.PyArray_SIZE(a)
+    else:
+        for ax in axes:
+            terms *= cnp.PyArray_DIM(a, ax)
+    return acc_for(a.dtype, terms, not running and axes is not None and len(axes) == 1
+                   and axes[0] == nd - 1 and cnp.PyArray_STRIDE(a, nd - 1) == a.itemsize)
+
+
+cdef object acc_for(object dt, Py_ssize_t terms, bint pairwise):
+    """acc_dtype for sums of `terms` terms of dtype dt each; pairwise: NumPy adds them pairwise."""
+    if dt.kind != "f" or dt.itemsize == 8:
+        return None
+    if terms > ACC_TERMS and not pairwise:
+        return _float64
+    return _float32 if dt.itemsize < 4 else None
 
 
 cdef inline cnp.ndarray _arr(object r):
@@ -77,13 +119,16 @@ cdef object sum_(TensorBase a, object dim, bint keepdim):
     if dim is None:
         r = _sum_all(x, False)
         if r is None:
-            r = _arr(_add_reduce(x, None, dt))
+            acc = acc_dtype(x, None, False)
+            r = _arr(_add_reduce(x, None, dt if acc is None else acc)).astype(dt, copy=False)
         out = wrap(r.reshape((1,) * x.ndim if keepdim else ()))
         axes = tuple(range(x.ndim))
         node_cls = SumBackward0 if not keepdim else SumBackward1
     else:
         axes = normalize_dims(dim, x.ndim, "sum")
-        out = wrap(_arr(_add_reduce(x, axes, dt, keepdims=keepdim)))
+        acc = acc_dtype(x, axes, False)
+        out = wrap(_arr(_add_reduce(x, axes, dt, keepdims=keepdim)) if acc is None else
+                   _arr(_add_reduce(x, axes, acc, keepdims=keepdim)).astype(dt))
         node_cls = SumBackward1
     if a._requires_grad and grad_enabled():
         node = node_cls.__new__(node_cls)
@@ -175,7 +220,8 @@ cdef object mean(TensorBase a, object dim, bint keepdim):
     if r is not None:
         r = r.reshape((1,) * x.ndim if keepdim else ())
     else:
-        r = np.mean(x, axis=axes if axes else None, keepdims=keepdim) if x.size or axes else \
+        r = np.mean(x, axis=axes if axes else None, keepdims=keepdim,
+                    dtype=acc_dtype(x, axes, False)) if x.size or axes else \
             np.full((1,) * x.ndim if keepdim else (), np.nan, dtype=x.dtype)
     out = wrap(_arr(r).astype(x.dtype, copy=False))
     if a._requires_grad and grad_enabled():

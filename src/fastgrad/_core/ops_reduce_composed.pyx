@@ -17,7 +17,7 @@ from fastgrad._core.tensor cimport TensorBase, wrap
 from fastgrad._core.recording cimport set_history1
 from fastgrad._core.saved cimport SavedVar, save
 from fastgrad._core cimport ops_arith as pw
-from fastgrad._core.ops_reduce cimport sum_, normalize_dims, as_dtype
+from fastgrad._core.ops_reduce cimport sum_, normalize_dims, as_dtype, acc_dtype
 from fastgrad._core.ops_view cimport reshape_c, expand_c
 from fastgrad._core.ops_view import flip
 from fastgrad._core.ops_select import sign
@@ -171,14 +171,17 @@ def prod(input, dim=None, keepdim=False, *, dtype=None):
     cdef ProdBackward node
     x = <object>a._data
     odt = np.int64 if x.dtype.kind in "biu" else x.dtype
+    pdt = np.float32 if odt == np.float16 else odt      # float16 multiplied in float32
     if dim is None:
         axes = tuple(range(x.ndim))
-        out = wrap(np.asarray(np.prod(x, dtype=odt)).reshape(()))
+        with np.errstate(over="ignore"):        # float32's product beyond float16: inf
+            out = wrap(np.asarray(np.prod(x, dtype=pdt), dtype=odt).reshape(()))
         keepdim = False
     else:
         d = wrap_dim(dim, x.ndim, "prod")
         axes = (d,) if x.ndim else ()
-        out = wrap(np.asarray(np.prod(x, axis=axes, dtype=odt, keepdims=keepdim)))
+        with np.errstate(over="ignore"):
+            out = wrap(np.asarray(np.prod(x, axis=axes, dtype=pdt, keepdims=keepdim), dtype=odt))
     if _rec(a):
         node = (ProdBackward0.__new__(ProdBackward0) if dim is None
                 else ProdBackward1.__new__(ProdBackward1))
@@ -247,7 +250,9 @@ def cumsum(input, dim, *, dtype=None):
     x = <object>a._data
     d = wrap_dim(dim, x.ndim, "cumsum")
     odt = np.int64 if x.dtype.kind in "biu" else x.dtype
-    out = wrap(np.asarray(np.cumsum(x, axis=d, dtype=odt) if x.ndim else x.astype(odt)))
+    acc = acc_dtype(x, (d,), True) if x.ndim else None    # Note [Sums' accumulators]
+    out = wrap(np.asarray(np.cumsum(x, axis=d, dtype=odt) if x.ndim else x.astype(odt))
+               if acc is None else np.cumsum(x, axis=d, dtype=acc).astype(odt))
     if _rec(a):
         node = CumsumBackward0.__new__(CumsumBackward0)
         node.dim = d
@@ -280,9 +285,10 @@ def logsumexp(input, dim=None, keepdim=False):
     if x.size == 0:
         r = np.log(np.sum(np.exp(x), axis=axes, keepdims=keepdim))
     else:
+        acc = acc_dtype(x, axes, False)     # Note [Sums' accumulators]
         m = np.max(x, axis=axes, keepdims=True)
         m = np.where(np.isfinite(m), m, 0).astype(x.dtype, copy=False)
-        r = np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True)) + m
+        r = np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True, dtype=acc)) + m
         if not keepdim:
             r = r.reshape(tuple(s for i, s in enumerate(x.shape) if i not in axes))
     out = wrap(np.asarray(r, dtype=x.dtype))
@@ -433,7 +439,9 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
         raise RuntimeError(f"norm: p='{p}' is not supported; use a number, inf or 'fro'")
     p = float(p)
     axes = _axes(a, dim, "norm")
-    ax = x
+    acc = acc_dtype(x, axes, False)     # Note [Sums' accumulators]
+    if x.dtype.itemsize < 4:            # float16's squares and powers in float32, as PyTorch
+        x = x.astype(np.float32)
     absx = np.abs(x)
     if abs(p) == np.inf and 0 in [x.shape[i] for i in axes]:
         raise RuntimeError(f"linalg.vector_norm cannot compute the {'inf' if p > 0 else '-inf'} "
@@ -447,14 +455,14 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
     elif p == 0:
         r = np.count_nonzero(absx, axis=axes, keepdims=True).astype(x.dtype)
     elif p == 2:
-        r = np.sqrt(np.sum(x * x, axis=axes, keepdims=True))
+        r = np.sqrt(np.sum(x * x, axis=axes, keepdims=True, dtype=acc))
     elif p == 1:
-        r = np.sum(absx, axis=axes, keepdims=True)
+        r = np.sum(absx, axis=axes, keepdims=True, dtype=acc)
     else:
-        r = np.sum(absx ** p, axis=axes, keepdims=True) ** (1.0 / p)
+        r = np.sum(absx ** p, axis=axes, keepdims=True, dtype=acc) ** (1.0 / p)
     if not keepdim:
         r = r.reshape(tuple(s for i, s in enumerate(x.shape) if i not in axes))
-    out = wrap(np.asarray(r, dtype=x.dtype))
+    out = wrap(np.asarray(r, dtype=a._data.dtype))
     if _rec(a):
         node = LinalgVectorNormBackward0.__new__(LinalgVectorNormBackward0)
         node.self_ = save(a, False)

@@ -20,7 +20,7 @@ from fastgrad._core.saved cimport SavedVar, save
 from fastgrad._core.ops_arith cimport mul, sub
 from fastgrad._core.ops_unary cimport unary
 from fastgrad._core.kernels cimport OP_EXP
-from fastgrad._core.ops_reduce cimport sum_
+from fastgrad._core.ops_reduce cimport sum_, acc_dtype
 from fastgrad._core.dims cimport wrap_dim
 from fastgrad._core.attention_kernels cimport softmax_last, softmax_last_bwd, softmax_mid, \
     softmax_mid_bwd
@@ -51,6 +51,12 @@ cdef cnp.ndarray _shifted(cnp.ndarray x, int d):
     comes out all NaN: inf - inf is NaN, and the row's sum carries it to every element."""
     with np.errstate(invalid="ignore"):
         return x - np.max(x, axis=d, keepdims=True)
+
+
+cdef object _sum_along(object x, int d):
+    """NumPy's sum of x along d, kept, in its accumulator's dtype (Note [Sums' accumulators] in
+    ops_reduce.pyx: float16 sums in float32); the caller casts its result back to x's dtype."""
+    return np.sum(x, axis=d, keepdims=True, dtype=acc_dtype(x, (d,), False))
 
 
 cdef inline bint _rows_dtype(cnp.ndarray x):
@@ -129,7 +135,7 @@ def softmax(input, dim=None, dtype=None, *, _stacklevel=3):
         y = _compiled(x, d, False, x is not a._data)
         if y is None:
             e = np.exp(_shifted(x, d))
-            y = e / np.sum(e, axis=d, keepdims=True)
+            y = (e / _sum_along(e, d)).astype(x.dtype, copy=False)
     out = wrap(np.asarray(y))
     if a._requires_grad and grad_enabled():
         _record(SoftmaxBackward0.__new__(SoftmaxBackward0), a, out, x, d, dtype)
@@ -170,7 +176,8 @@ cdef class SoftmaxBackward0(_ResultBackward):
             if gx is not None:
                 return (wrap(gx),)
             gy = gd * yd
-            return (wrap(np.asarray(gy - yd * np.sum(gy, axis=self.dim, keepdims=True))),)
+            return (wrap(np.asarray(gy - yd * _sum_along(gy, self.dim)).astype(gy.dtype,
+                                                                                copy=False)),)
         gy = mul(g, y)
         return (sub(gy, mul(y, sum_(gy, self.dim, True))),)
 
@@ -189,7 +196,7 @@ def log_softmax(input, dim=None, dtype=None, *, _stacklevel=3):
         y = _compiled(x, d, True, x is not a._data)
         if y is None:
             s = _shifted(x, d)
-            y = s - np.log(np.sum(np.exp(s), axis=d, keepdims=True))
+            y = (s - np.log(_sum_along(np.exp(s), d))).astype(x.dtype, copy=False)
     out = wrap(np.asarray(y))
     if a._requires_grad and grad_enabled():
         _record(LogSoftmaxBackward0.__new__(LogSoftmaxBackward0), a, out, x, d, dtype)
@@ -209,6 +216,6 @@ cdef class LogSoftmaxBackward0(_ResultBackward):
             gx = _compiled_bwd(gd, y._data, self.dim, True)
             if gx is not None:
                 return (wrap(gx),)
-            return (wrap(np.asarray(gd - np.exp(y._data) * np.sum(gd, axis=self.dim,
-                                                                   keepdims=True))),)
+            return (wrap(np.asarray(gd - np.exp(y._data) * _sum_along(gd, self.dim))
+                         .astype(gd.dtype, copy=False)),)
         return (sub(g, mul(unary(OP_EXP, y), sum_(g, self.dim, True))),)

@@ -1,0 +1,103 @@
+"""Sums over many terms keep their accuracy (Note [Sums' accumulators] in ops_reduce.pyx).
+
+A running float16 sum stops growing at 2048 and a float32 one at 2**24; before that their error
+grows with the count. Each check here failed when the sum ran in the input's own dtype.
+"""
+import numpy as np
+import pytest
+
+import fastgrad as fg
+import fastgrad.nn.functional as F
+
+
+def _f16_ones(n):
+    return fg.ones(n, dtype=fg.float16).reshape(-1, 2)        # n / 2 rows of two ones
+
+
+@pytest.mark.parametrize("op, want", [
+    (lambda z: z.sum(0), 2500.0),
+    (lambda z: z.T.sum(1), 2500.0),                            # a strided view
+    (lambda z: z.sum(0, keepdim=True)[0], 2500.0),
+    (lambda z: fg.sum(z, dim=(0,)), 2500.0),
+    (lambda z: z.cumsum(0)[-1], 2500.0),
+    (lambda z: z.norm(dim=0), 50.0),
+    (lambda z: z.logsumexp(0), 1 + np.log(2500)),
+    (lambda z: z.log_softmax(0)[0], -np.log(2500)),
+    (lambda z: z.softmax(0)[0] * 2500, 1.0),
+    (lambda z: fg.einsum("ij->j", z), 2500.0),
+])
+def test_float16_sums_accumulate_in_float32(op, want):
+    r = op(_f16_ones(5000))
+    assert r.dtype == fg.float16
+    np.testing.assert_allclose(r.float().numpy(), [want, want], rtol=2e-3)
+
+
+def test_float16_norm_and_prod_do_not_overflow_midway():
+    assert float(fg.tensor([300.0], dtype=fg.float16).norm()) == 300.0     # 300**2 > 65504
+    big = fg.full((20,), 3.0, dtype=fg.float16).prod()
+    assert big.dtype == fg.float16 and np.isinf(float(big))
+    y = fg.tensor([1e-4, 1e-4, 1e4, 1e4], dtype=fg.float16)
+    # in float16 the running product underflows to 0 after two terms; in float32 it is ~1
+    assert float(y.prod()) == pytest.approx(1.0, rel=1e-2)
+    assert float(y.reshape(4, 1).prod(0)) == pytest.approx(1.0, rel=1e-2)
+
+
+@pytest.fixture(scope="module")
+def many_rows():
+    """2**24 + 2**20 rows of (1, 1): past where a float32 running sum stops growing."""
+    return fg.ones((1 << 24) + (1 << 20), 2)
+
+
+def test_float32_sums_past_two_to_the_24(many_rows):
+    n = many_rows.shape[0]
+    assert many_rows.sum(0).tolist() == [n, n]
+    assert many_rows.mean(0).tolist() == [1.0, 1.0]
+    assert fg.einsum("ij->j", many_rows).tolist() == [n, n]
+    assert float(many_rows[:, 0].cumsum(0)[-1]) == n
+    np.testing.assert_allclose(many_rows.norm(dim=0).numpy(), [np.sqrt(n)] * 2, rtol=1e-6)
+    np.testing.assert_allclose(many_rows.softmax(0)[0].numpy() * n, [1.0, 1.0], rtol=1e-5)
+
+
+def test_float32_bias_gradient_past_two_to_the_24(many_rows):
+    lin = fg.nn.Linear(2, 2)
+    lin(many_rows).sum().backward()
+    n = many_rows.shape[0]
+    assert lin.bias.grad.tolist() == [n, n]
+    assert lin.weight.grad.tolist() == [[n, n], [n, n]]
+
+
+@pytest.mark.parametrize("shape, axes", [((400000, 8), 0), ((2, 300000, 4), 1),
+                                         ((3000, 50, 3), (0, 1))])
+def test_float32_sum_error_stays_small(shape, axes):
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(shape) + 1).astype(np.float32)
+    ref = x.astype(np.float64).sum(axes)
+    got = fg.from_numpy(x).sum(axes).numpy()
+    # a float32 running sum was ~1e-5 off relative here; float32 rounding of the result is 6e-8
+    np.testing.assert_allclose(got, ref, rtol=3e-7)
+    np.testing.assert_allclose(fg.from_numpy(x).mean(axes).numpy(),
+                               ref / (x.size / ref.size), rtol=3e-7)
+
+
+def test_float32_sums_agree_with_pytorch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((300000, 16)) + 1).astype(np.float32)
+    ref = x.astype(np.float64).sum(0)
+    ours = fg.from_numpy(x).sum(0).numpy()
+    theirs = torch.from_numpy(x).sum(0).numpy()
+    # no worse than PyTorch's cascade sum, up to float32's rounding of the result
+    assert np.abs(ours - ref).max() <= np.abs(theirs - ref).max() + 4 * np.spacing(
+        np.float32(np.abs(ref).max()))
+    z = np.ones((5000, 2), np.float16)
+    assert fg.from_numpy(z).sum(0).tolist() == torch.from_numpy(z).sum(0).tolist()
+    assert fg.from_numpy(z).cumsum(0)[-1].tolist() == torch.from_numpy(z).cumsum(0)[-1].tolist()
+
+
+def test_small_sums_unchanged():
+    """Below the threshold float32 sums stay in float32, as NumPy adds them (bit for bit)."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1024, 128)).astype(np.float32)
+    assert np.array_equal(fg.from_numpy(x).sum(0).numpy(), np.add.reduce(x, 0))
+    g = F.linear(fg.from_numpy(x), fg.ones(3, 128))
+    assert g.dtype == fg.float32
