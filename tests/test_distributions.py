@@ -308,6 +308,27 @@ def test_sampling_is_reproducible_under_manual_seed():
     assert not np.array_equal(a[0], a[1])              # the stream moves on between draws
 
 
+# torch 2.13's draws after manual_seed(0), float64 parameters: the same streams without torch
+GOLDEN_DRAWS = [
+    (lambda: D.Normal(_t([0.0, 1.0]), _t([1.0, 2.0])).sample((2,)),
+     [[1.5409961082440433, 0.41314218847810724], [-2.1787893820745574, 2.1368625545613353]]),
+    (lambda: D.Normal(_t([0.0, 1.0]), _t([1.0, 2.0])).rsample((2,)),
+     [[1.5409961082440433, 0.41314218847810724], [-2.1787893820745574, 2.1368625545613353]]),
+    (lambda: D.Categorical(_t([[0.3, 0.3, 0.4], [0.6, 0.2, 0.2]])).sample((4,)),
+     [[2, 1], [2, 1], [1, 0], [2, 0]]),
+    (lambda: D.Bernoulli(_t([0.2, 0.5, 0.9])).sample((3,)),
+     [[0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 1.0]]),
+    (lambda: D.Uniform(_t(0.0), _t(2.0)).rsample((3,)),
+     [1.9401060036131061, 1.415639728799576, 0.9187658862549017]),
+]
+
+
+@pytest.mark.parametrize("draw, expected", GOLDEN_DRAWS)
+def test_seeded_draws_are_torchs(draw, expected):
+    fg.manual_seed(0)
+    np.testing.assert_array_equal(_np(draw()), np.array(expected, dtype=np.float64))
+
+
 # -- shapes, expand, support ----------------------------------------------------------------------
 
 def test_broadcasting_and_expand():
