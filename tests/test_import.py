@@ -21,7 +21,7 @@ def _run(code):
 # loaded by `import fastgrad` beyond what NumPy itself loads -> a regression in W8 (each of
 # these costs milliseconds)
 LAZY = ["fastgrad.nn", "fastgrad.optim", "fastgrad.optim.lr_scheduler", "fastgrad.serialization",
-        "fastgrad.viz", "fastgrad.demo", "fastgrad.bench", "fastgrad.autograd.functional",
+        "fastgrad.viz", "fastgrad.demo", "fastgrad.distributions", "fastgrad.bench", "fastgrad.autograd.functional",
         "fastgrad.autograd.gradcheck", "fastgrad.autograd.graph",
         "fastgrad.autograd.anomaly_mode", "fastgrad._core.ops_loss", "fastgrad._core.ops_activation",
         "fastgrad._core.ops_embedding", "fastgrad._core.ops_gated",

@@ -34,6 +34,7 @@ from fastgrad._threads import set_num_threads, get_num_threads  # noqa: F401  (N
 from fastgrad import _lazy  # noqa: E402
 __getattr__, __dir__ = _lazy.attach(
     __name__, globals(), frozenset(["nn", "optim", "serialization", "viz", "demo", "bench", "linalg",
+                                    "distributions",
                                     "utils", "cuda", "backends", "accelerator", "onnx"]),
     {"save": ("fastgrad.serialization", "save"), "load": ("fastgrad.serialization", "load")})
 import typing as _typing  # noqa: E402
@@ -59,4 +60,5 @@ def is_inference(input):
 
 __all__ = sorted({name for name in globals() if not name.startswith("_")} - {"annotations"}
                  | {"nn", "optim", "serialization", "save", "load", "linalg", "utils", "cuda",
+                    "distributions",
                     "backends", "accelerator", "onnx"})
