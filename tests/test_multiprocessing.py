@@ -3,6 +3,7 @@ autograd state; in-place writes of forked children reach the parent (Hogwild tra
 tensors sent to spawned processes and through queues share memory; the module has
 torch.multiprocessing's names. Every join has a timeout, so a hang fails instead of blocking."""
 import multiprocessing as std_mp
+import os
 import pickle
 
 import numpy as np
@@ -95,6 +96,24 @@ def test_module_share_memory_moves_parameters_gradients_and_buffers():
     assert all(b.is_shared() for b in model.buffers())
     for k, v in model.state_dict().items():
         assert fg.equal(v, state[k]), k
+
+
+@pytest.mark.skipif(REFERENCE, reason="fastgrad's message")
+def test_running_out_of_file_descriptors_is_a_clear_error():
+    resource = pytest.importorskip("resource")
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    kept = []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 20, hard))
+    try:
+        with pytest.raises(RuntimeError, match="too many open files.*ulimit -n"):
+            for _ in range(100):
+                kept.append(fg.ones(2).share_memory_())
+    finally:
+        kept.clear()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert fg.ones(2).share_memory_().is_shared()      # descriptors come back with the tensors
 
 
 def test_is_shared_against_torch():

@@ -15,8 +15,10 @@ old memory: call share_memory_() first, as one does before training with Hogwild
 The storage keeps the memory file's descriptor open so that fastgrad.multiprocessing can send it
 to another process (multiprocessing.reduction.DupFd), which maps the same memory.
 """
+import errno
 import mmap
 import os
+import sys
 import tempfile
 import weakref
 
@@ -25,6 +27,9 @@ import numpy as np
 from fastgrad._core.tensor import from_array
 
 __all__ = ["SharedStorage", "share_memory_", "is_shared", "storage_of"]
+
+# Python 3.13's mmap can map without keeping a duplicate of the descriptor (the storage keeps one)
+_MAP_KEEPS_NO_FD = {"trackfd": False} if sys.version_info >= (3, 13) else {}
 
 
 def _memory_file(nbytes):
@@ -56,10 +61,18 @@ class SharedStorage:
     def __init__(self, nbytes, fd=None):
         """A new storage of `nbytes` bytes, or (fd given, owned from now on) one over the memory
         file another process shared."""
-        self.fd = _memory_file(nbytes) if fd is None else fd
-        self._closer = weakref.finalize(self, os.close, self.fd)
-        self.nbytes = nbytes
-        self._map = mmap.mmap(self.fd, max(nbytes, 1))         # MAP_SHARED, read and write
+        try:
+            self.fd = _memory_file(nbytes) if fd is None else fd
+            self._closer = weakref.finalize(self, os.close, self.fd)
+            self.nbytes = nbytes
+            self._map = mmap.mmap(self.fd, max(nbytes, 1), **_MAP_KEEPS_NO_FD)  # MAP_SHARED, rw
+        except OSError as e:
+            if e.errno != errno.EMFILE:
+                raise
+            raise RuntimeError(
+                f"shared memory: too many open files: each storage in shared memory holds "
+                f"{2 - len(_MAP_KEEPS_NO_FD)} file descriptor(s) while it lives; raise the limit "
+                f"(ulimit -n) or share fewer, larger tensors") from None
         self._addr = np.frombuffer(self._map, np.uint8).ctypes.data
 
     @property
