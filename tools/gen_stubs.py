@@ -41,6 +41,7 @@ RETURNS = {
     "__float__": "float", "__index__": "int", "__len__": "int", "__hash__": "int",
     "dim": "int", "ndimension": "int", "numel": "int", "nelement": "int", "element_size": "int",
     "is_floating_point": "bool", "is_contiguous": "bool", "is_inference": "bool",
+    "is_shared": "bool",
     "size": ["(self, dim: None = None) -> Size", "(self, dim: int) -> int"],
     "stride": ["(self, dim: None = None) -> tuple[int, ...]", "(self, dim: int) -> int"],
     "numpy": "np.ndarray", "__array__": "np.ndarray",

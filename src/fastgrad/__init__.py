@@ -34,8 +34,8 @@ from fastgrad._threads import set_num_threads, get_num_threads  # noqa: F401  (N
 from fastgrad import _lazy  # noqa: E402
 __getattr__, __dir__ = _lazy.attach(
     __name__, globals(), frozenset(["nn", "optim", "serialization", "viz", "demo", "bench", "linalg",
-                                    "distributions",
-                                    "utils", "cuda", "backends", "accelerator", "onnx"]),
+                                    "distributions", "utils", "cuda", "backends",
+                                    "accelerator", "onnx", "multiprocessing"]),
     {"save": ("fastgrad.serialization", "save"), "load": ("fastgrad.serialization", "load")})
 import typing as _typing  # noqa: E402
 if _typing.TYPE_CHECKING:  # a type checker cannot see through __getattr__: the same names, eager
@@ -60,5 +60,4 @@ def is_inference(input):
 
 __all__ = sorted({name for name in globals() if not name.startswith("_")} - {"annotations"}
                  | {"nn", "optim", "serialization", "save", "load", "linalg", "utils", "cuda",
-                    "distributions",
-                    "backends", "accelerator", "onnx"})
+                    "distributions", "backends", "accelerator", "onnx", "multiprocessing"})

@@ -134,6 +134,19 @@ class Tensor(TensorBase, metaclass=_legacy.TensorMeta):
     def __reduce_ex__(self, proto):
         return (_rebuild, (self.detach().numpy().copy(), self.requires_grad))
 
+    # -- shared memory (Note [Shared memory] in _shared_memory.py) --
+    def share_memory_(self):
+        """Move this tensor's values into shared memory (a no-op when they are there already):
+        processes forked afterwards, and those it is sent to through fastgrad.multiprocessing,
+        see each other's in-place writes. Returns self."""
+        from fastgrad import _shared_memory      # on first use: import fastgrad stays cheap (W8)
+        return _shared_memory.share_memory_(self)
+
+    def is_shared(self):
+        """True when this tensor's values are in shared memory (share_memory_)."""
+        from fastgrad import _shared_memory
+        return _shared_memory.is_shared(self)
+
     # -- new_* constructors --
     def new_tensor(self, data, dtype=None, requires_grad=False):
         return _creation.tensor(data, dtype=dtype or self.dtype, requires_grad=requires_grad)

@@ -367,6 +367,12 @@ class Module(_CallBase):
     def cpu(self):
         return self
 
+    def share_memory(self):
+        """Move every parameter, gradient and buffer into shared memory (Tensor.share_memory_),
+        so processes forked afterwards or sent the module through fastgrad.multiprocessing train
+        it together (Hogwild)."""
+        return self._apply(lambda t: t.share_memory_())
+
     def cuda(self, device=None):
         from fastgrad import _device
         _device.check("cuda", "move")
