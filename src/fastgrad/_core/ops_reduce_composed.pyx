@@ -442,20 +442,19 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
         raise RuntimeError(f"linalg.vector_norm cannot compute the {'inf' if p > 0 else '-inf'} "
                            f"norm on an empty tensor because the operation does not have an "
                            f"identity (reduce over non-empty dims only)")
-    # overflow to inf and 0 ** -1 = inf are results here, as in PyTorch, not warnings
-    with np.errstate(divide="ignore", over="ignore"):
-        if p == np.inf:
-            r = np.max(absx, axis=axes, keepdims=True) if x.size else np.zeros(
-                _kept_shape(x.shape, axes), x.dtype)
-        elif p == -np.inf:
-            r = np.min(absx, axis=axes, keepdims=True)
-        elif p == 0:
-            r = np.count_nonzero(absx, axis=axes, keepdims=True).astype(x.dtype)
-        elif p == 2:
-            r = np.sqrt(np.sum(x * x, axis=axes, keepdims=True))
-        elif p == 1:
-            r = np.sum(absx, axis=axes, keepdims=True)
-        else:
+    if p == np.inf:
+        r = np.max(absx, axis=axes, keepdims=True) if x.size else np.zeros(
+            _kept_shape(x.shape, axes), x.dtype)
+    elif p == -np.inf:
+        r = np.min(absx, axis=axes, keepdims=True)
+    elif p == 0:
+        r = np.count_nonzero(absx, axis=axes, keepdims=True).astype(x.dtype)
+    elif p == 2:
+        r = np.sqrt(np.sum(x * x, axis=axes, keepdims=True))
+    elif p == 1:
+        r = np.sum(absx, axis=axes, keepdims=True)
+    else:
+        with np.errstate(divide="ignore", over="ignore"):   # 0 ** -1 = inf: a result, as in PyTorch
             r = np.sum(absx ** p, axis=axes, keepdims=True) ** (1.0 / p)
     if not keepdim:
         r = r.reshape(tuple(s for i, s in enumerate(x.shape) if i not in axes))
