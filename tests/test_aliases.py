@@ -64,6 +64,10 @@ EXAMPLES = {
     "mv": (A, (B[0],), {}), "dot": (A[0], (B[0],), {}), "inner": (A[0], (B[0],), {}),
     "outer": (A[0], (B[1],), {}), "addmm": (A[:, :2], (A, B.T[:, :2]), {}),
     "cross": (V3, (W3,), {"dim": 1}), "diag": (A, (1,), {}),
+    "logaddexp2": (A, (B,), {}), "copysign": (A, (B - 0.5,), {}), "fmax": (A, (B,), {}),
+    "fmin": (A, (B,), {}), "xlogy": (A, (B,), {}), "nextafter": (A, (B,), {}),
+    "ldexp": (A, (B,), {}), "float_power": (A, (B,), {}), "dist": (A, (B, 3), {}),
+    "nansum": (A, (1,), {}),
 }
 
 

@@ -3,7 +3,8 @@
 puts FUNCTIONS in fastgrad's namespace; neither names an alias of its own.
 
 Rows come from ALIASES below and from the tables the op families publish (`FUNCTIONS`: both
-sides; `FREE_FUNCTIONS`: functions only; `INPLACE`: an in-place method `<name>_` each). The
+sides; `FREE_FUNCTIONS`: functions only; `INPLACE`: an in-place method `<name>_` each;
+`INPLACE_METHODS`: in-place methods the family writes itself). The
 in-place forms and the axis=/keepdims= spellings are generated here too, once for both sides.
 """
 import functools
@@ -17,6 +18,7 @@ from fastgrad._core import ops_einsum as _einsum
 from fastgrad._core import ops_matmul as _la
 from fastgrad._core import ops_linear as _linear
 from fastgrad._core import ops_math as _math
+from fastgrad._core import ops_binary_math as _bmath
 from fastgrad._core import ops_softmax as _nn
 from fastgrad._core import ops_cast as _cast
 from fastgrad._core import ops_compare as _cmp
@@ -111,6 +113,8 @@ ALIASES = {
     "cumsum": (_red2.cumsum, BOTH),
     "logsumexp": (_red2.logsumexp, BOTH),
     "norm": (_red2.norm, BOTH),
+    "dist": (_red2.dist, BOTH),
+    "nansum": (_red2.nansum, BOTH),
     "amax": (_red2.amax, BOTH),
     "amin": (_red2.amin, BOTH),
     "argmax": (_red2.argmax, BOTH),
@@ -216,7 +220,7 @@ ALIASES = {
 }
 
 # the op families' own tables (elementwise math, sorting and scans, scatters, arrangements)
-OP_TABLES = (_math, _sort, _scatter, _arrange)
+OP_TABLES = (_math, _bmath, _sort, _scatter, _arrange)
 for _module in OP_TABLES:
     ALIASES.update({n: (f, BOTH) for n, f in _module.FUNCTIONS.items()})
     ALIASES.update({n: (f, FUNCTION) for n, f in getattr(_module, "FREE_FUNCTIONS", {}).items()})
@@ -268,7 +272,7 @@ def axis_alias(fn):
 AXIS_OPS = ("max", "min", "prod", "var", "std", "cumsum", "logsumexp", "norm", "amax", "amin",
             "argmax", "argmin", "all", "any", "softmax", "log_softmax", "sort", "argsort",
             "topk", "kthvalue", "cummax", "cummin", "cumprod", "squeeze", "unsqueeze",
-            "flip", "roll")
+            "flip", "roll", "nansum")
 for _name in AXIS_OPS:
     _fn, _where = ALIASES[_name]
     ALIASES[_name] = (axis_alias(_fn), _where)
@@ -290,6 +294,7 @@ def _method(name):
 for _module in OP_TABLES:
     for _name in getattr(_module, "INPLACE", ()):
         ALIASES[_name + "_"] = (inplace_form(_module.FUNCTIONS[_name]), METHOD)
+    ALIASES.update({n: (f, METHOD) for n, f in getattr(_module, "INPLACE_METHODS", {}).items()})
 for _name in ("masked_fill", "scatter_add", "clamp", "rsqrt"):
     ALIASES[_name + "_"] = (inplace_form(_method(_name)), METHOD)
 POINTWISE_INPLACE = tuple(n for n in ("exp", "log", "sin", "cos", "tanh", "sigmoid", "relu",

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from fastgrad._core.promotion cimport promote_tt
+from fastgrad._core.promotion cimport promote_tt, broadcast_shapes
 from fastgrad._core.tensor cimport shape_of as _shape, tensor_arg as _input
 from fastgrad._core.tensor cimport TensorBase, wrap
 from fastgrad._core.dtypes cimport scalar_type_name
@@ -376,9 +376,65 @@ def logaddexp(input, other):
                    False)
 
 
+# PyTorch's C++ names of the dtypes, which its lerp messages use
+_CPP_NAME = {"float32": "float", "float64": "double", "float16": "c10::Half", "int64": "long int",
+             "int32": "int", "int16": "short int", "int8": "signed char",
+             "uint8": "unsigned char", "bool": "bool"}
+
+
+cdef void _same_dtype(TensorBase a, TensorBase t, str arg) except *:
+    if t._data.dtype != a._data.dtype:
+        raise RuntimeError(f"expected dtype {_CPP_NAME[a._data.dtype.name]} for `{arg}` but got "
+                           f"dtype {_CPP_NAME[t._data.dtype.name]}: lerp takes {arg} of the "
+                           f"input's dtype; convert it with .to(input.dtype)")
+
+
+def _r_lerp_number(g, s, e):
+    return (g * (1 - e), g * e)
+
+
+def _r_lerp_tensor(g, s, e):
+    a, b, w = s
+    return (g * (1 - w), g * w, g * (b - a))
+
+
 def lerp(input, end, weight):
-    """input + weight * (end - input), recorded (its gradient is the composition's)."""
-    return input + weight * (end - input)
+    """input + weight * (end - input), computed as PyTorch computes it: from the nearer end
+    (end - (end - input) * (1 - weight) for |weight| >= 0.5). end must have the input's dtype, and
+    so must a weight tensor that is not 0-d (PyTorch's RuntimeError otherwise)."""
+    cdef TensorBase a = _input(input, "lerp")
+    cdef TensorBase b = _input(end, "lerp", "end")
+    cdef TensorBase w = None
+    _same_dtype(a, b, "end")
+    if isinstance(weight, TensorBase):
+        w = weight
+        if w._data.ndim:
+            _same_dtype(a, w, "weight")
+        kernel = "lerp_kernel_tensor"
+    elif isinstance(weight, (int, float, np.integer, np.floating)):
+        kernel = "lerp_kernel_scalar"
+    else:
+        raise TypeError(f"lerp(): argument 'weight' (position 3) must be Tensor or Number, not "
+                        f"{type(weight).__name__}")
+    if a._data.dtype.kind != "f":
+        raise NotImplementedError(f"\"{kernel}\" not implemented for "
+                                  f"'{scalar_type_name(a._data.dtype)}': lerp takes floating-point "
+                                  f"tensors; convert with .float() first")
+    shape = broadcast_shapes(_shape(a), _shape(b), "lerp")
+    if w is not None:
+        broadcast_shapes(shape, _shape(w), "lerp")
+    x, dt = _compute_dtype(a._data)
+    y = b._data.astype(x.dtype, copy=False)
+    t = float(weight) if w is None else w._data.astype(x.dtype, copy=False)
+    with np.errstate(all="ignore"):
+        if w is None:
+            r = x + t * (y - x) if abs(t) < 0.5 else y - (y - x) * (1 - t)
+        else:
+            r = np.where(np.abs(t) < 0.5, x + t * (y - x), y - (y - x) * (1 - t))
+    out = wrap(_as_array(r, dt))
+    if w is None:
+        return record(out, "LerpBackward0", _r_lerp_number, (a, b), (), False, t)
+    return record(out, "LerpBackward1", _r_lerp_tensor, (a, b, w), (a, b, w), False, None)
 
 
 # --- tests of values (no gradient) ---------------------------------------------------------------

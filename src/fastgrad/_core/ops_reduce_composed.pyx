@@ -1,6 +1,6 @@
 # cython: boundscheck=True, wraparound=True
-"""Reductions beyond ops_reduce's fused ones: var/std, prod, cumsum, logsumexp, norm, amax/amin,
-argmax/argmin, all/any.
+"""Reductions beyond ops_reduce's fused ones: var/std, prod, cumsum, logsumexp, norm, dist,
+amax/amin, argmax/argmin, all/any, nansum.
 
 Forwards run on NumPy; each backward is written with recorded ops (pw.*, sum_, reshape) so it
 is differentiable again. Reduced dims are put back as size 1 (`_keep`) and broadcasting in the
@@ -13,7 +13,7 @@ import numpy as np
 from fastgrad._core.node cimport Node
 from fastgrad._core.grad_mode cimport grad_enabled
 from fastgrad._core.tensor cimport shape_of as _shape
-from fastgrad._core.tensor cimport TensorBase, wrap
+from fastgrad._core.tensor cimport TensorBase, wrap, tensor_arg
 from fastgrad._core.recording cimport set_history1
 from fastgrad._core.saved cimport SavedVar, save
 from fastgrad._core cimport ops_arith as pw
@@ -25,6 +25,9 @@ from fastgrad._core.dims cimport wrap_dim
 from fastgrad._core.ops_unary cimport unary
 from fastgrad._core.ops_select cimport where_, zeros_grad
 from fastgrad._core.kernels cimport OP_ABS, OP_EXP, OP_SQRT
+from fastgrad._core.formula cimport record
+from fastgrad._core.promotion cimport promote_tt, broadcast_shapes
+from fastgrad._core.dtypes cimport scalar_type_name
 
 cnp.import_array()
 
@@ -459,7 +462,8 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
     elif p == 1:
         r = np.sum(absx, axis=axes, keepdims=True, dtype=acc)
     else:
-        r = np.sum(absx ** p, axis=axes, keepdims=True, dtype=acc) ** (1.0 / p)
+        with np.errstate(divide="ignore", over="ignore"):   # 0 ** -1 = inf: a result, as in PyTorch
+            r = np.sum(absx ** p, axis=axes, keepdims=True, dtype=acc) ** (1.0 / p)
     if not keepdim:
         r = r.reshape(tuple(s for i, s in enumerate(x.shape) if i not in axes))
     out = wrap(np.asarray(r, dtype=a._data.dtype))
@@ -484,34 +488,99 @@ cdef class LinalgVectorNormBackward0(Node):
     cdef bint keepdim
 
     cdef tuple apply(self, tuple grads):
-        cdef TensorBase x = self.self_.unpack(self)
-        sh = _shape(x)
-        g = _keep(grads[0], sh, self.axes, self.keepdim)
-        n = _keep(self.result.unpack(self), sh, self.axes, self.keepdim)
-        p = self.p
-        if p == 0:
-            return (zeros_grad(x),)
-        if p == 1:
-            return (pw.mul(g, sign(x)),)
-        zero = wrap(np.asarray((<TensorBase>n)._data == 0))
-        safe = where_(zero, 1.0, n)
-        if p == np.inf or p == -np.inf:
-            absx = unary(OP_ABS, x)
-            mask = ((<TensorBase>absx)._data == (<TensorBase>n)._data)
-            share = wrap((mask / np.sum(mask, axis=self.axes, keepdims=True)).astype(x._data.dtype))
-            return (pw.mul(pw.mul(g, sign(x)), share),)  # product: as PyTorch
-        # grad times the local derivative, which is 0 where the norm is 0 and, for p < 1, where
-        # x is 0 (|x|^(p-1) is inf there): the select is inside, the product with grad outside,
-        # as in PyTorch (an inf grad at a zero norm gives NaN there too)
-        if p == 2:
-            d = pw.div(x, safe)
-        else:
-            ax = unary(OP_ABS, x)
-            if p < 1:
-                ax = where_(wrap(np.asarray(x._data == 0)), 1.0, ax)
-            d = pw.div(pw.mul(sign(x), pw.pow_(ax, p - 1)), pw.pow_(safe, p - 1))
-        return (pw.mul(g, where_(zero, 0.0, d)),)
+        return (norm_backward(grads[0], self.self_.unpack(self), self.result.unpack(self), self.p,
+                              self.axes, self.keepdim),)
 
     cdef void release_variables(self):
         self.self_.release()
         self.result.release()
+
+
+cdef object norm_backward(object grad, TensorBase x, object result, double p, tuple axes,
+                          bint keepdim):
+    """The gradient of the p-norm of x over axes (result: the norm), in recorded ops: the rule of
+    norm's node and of dist's (the norm of a difference)."""
+    sh = _shape(x)
+    g = _keep(grad, sh, axes, keepdim)
+    n = _keep(result, sh, axes, keepdim)
+    if p == 0:
+        return zeros_grad(x)
+    if p == 1:
+        return pw.mul(g, sign(x))
+    zero = wrap(np.asarray((<TensorBase>n)._data == 0))
+    safe = where_(zero, 1.0, n)
+    if p == np.inf or p == -np.inf:
+        absx = unary(OP_ABS, x)
+        mask = ((<TensorBase>absx)._data == (<TensorBase>n)._data)
+        share = wrap((mask / np.sum(mask, axis=axes, keepdims=True)).astype(x._data.dtype))
+        return pw.mul(pw.mul(g, sign(x)), share)  # product: as PyTorch
+    # grad times the local derivative, which is 0 where the norm is 0 and, for p < 1, where
+    # x is 0 (|x|^(p-1) is inf there): the select is inside, the product with grad outside,
+    # as in PyTorch (an inf grad at a zero norm gives NaN there too)
+    if p == 2:
+        d = pw.div(x, safe)
+    else:
+        ax = unary(OP_ABS, x)
+        if p < 1:
+            ax = where_(wrap(np.asarray(x._data == 0)), 1.0, ax)
+        d = pw.div(pw.mul(sign(x), pw.pow_(ax, p - 1)), pw.pow_(safe, p - 1))
+    return pw.mul(g, where_(zero, 0.0, d))
+
+
+# --- dist ----------------------------------------------------------------------------------------
+
+def _r_dist(g, s, e):
+    a, b, out = s
+    cdef TensorBase diff = pw.sub(a, b)
+    d = norm_backward(g, diff, out, e, tuple(range(diff._data.ndim)), False)
+    return (d, pw.mul(d, -1.0))
+
+
+def dist(input, other, p=2):
+    """The p-norm of input - other (broadcast together, flattened): p = 2 by default, any
+    number, 0 (the count of differences), inf or -inf. Its gradient is norm's, 0 where the
+    norm is 0."""
+    if not isinstance(input, TensorBase):
+        raise TypeError(f"dist(): argument 'input' (position 1) must be Tensor, not "
+                        f"{type(input).__name__}")
+    if not isinstance(other, TensorBase):
+        raise TypeError(f"dist(): argument 'other' (position 2) must be Tensor, not "
+                        f"{type(other).__name__}; make it one with fastgrad.tensor(...)")
+    if isinstance(p, TensorBase):
+        p = (<TensorBase>p)._data.item()
+    if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, float, np.integer, np.floating)):
+        raise TypeError(f"dist(): argument 'p' (position 3) must be Number, not "
+                        f"{type(p).__name__}; pass a number, inf or -inf")
+    cdef TensorBase a = input, b = other
+    broadcast_shapes(_shape(a), _shape(b), "dist")
+    dt = promote_tt(a._data, b._data)
+    if dt.kind != "f":
+        raise RuntimeError(f"norm(): input dtype should be either floating point or complex. "
+                           f"Got {scalar_type_name(dt)} instead; convert with .float() first")
+    diff = pw.sub(wrap(a._data), wrap(b._data))          # not recorded: the node is dist's own
+    cdef TensorBase out = norm(diff, p)
+    return record(out, "DistBackward0", _r_dist, (a, b), (a, b), True, float(p))
+
+
+# --- nansum --------------------------------------------------------------------------------------
+
+def _r_nansum(g, s, e):
+    cdef TensorBase x = s[0]
+    axes, keepdim = e
+    # the engine casts the result back to the input's dtype (after a sum with dtype=)
+    return (where_(wrap(np.asarray(np.isnan(x._data))), 0.0, _keep(g, _shape(x), axes, keepdim)),)
+
+
+def nansum(input, dim=None, keepdim=False, *, dtype=None):
+    """sum with NaNs counted as 0 (dim: None or () for all dims, an int or a sequence); dtype=
+    as sum's. Its gradient is 0 at the NaNs."""
+    cdef TensorBase a = tensor_arg(input, "nansum")
+    x = a._data
+    axes = _axes(a, dim, "nansum")
+    clean = wrap(np.asarray(np.where(np.isnan(x), 0, x)) if x.dtype.kind == "f" else x)
+    # all dims: sum's own path for them (the same bits as x.sum() without the NaNs)
+    every = dim is None or (not isinstance(dim, int) and len(dim) == 0)
+    out = sum_(as_dtype(clean, dtype, "nansum"), None if every else axes, keepdim)
+    if (<TensorBase>out)._data.dtype.kind != "f":
+        return out                          # integer results carry no gradient
+    return record(out, "NansumBackward0", _r_nansum, (a,), (a,), False, (axes, bool(keepdim)))
