@@ -33,6 +33,10 @@ _BLOCKED_MODULES = frozenset(("sys", "os", "posix", "nt"))
 _user_globals = set()
 
 
+class Blocked(pickle.UnpicklingError):
+    """The file names a global of a module that is never allowed (sys, os, posix, nt)."""
+
+
 class _UserCodeError(Exception):
     """Carries an exception raised by the code of a user-allowlisted class or function."""
 
@@ -168,8 +172,8 @@ class _Interpreter:
                 module = _compat_pickle.IMPORT_MAPPING[module]
         path = f"{module}.{name}"
         if module in _BLOCKED_MODULES:
-            self.refuse(f"Trying to load unsupported GLOBAL {path} whose module {module} is "
-                        f"blocked (never allowed, even when allowlisted).")
+            raise Blocked(f"Trying to load unsupported GLOBAL {path} whose module {module} is "
+                          f"blocked (never allowed, even when allowlisted).")
         if path in self.users:
             return self.users[path]
         if path in self.defaults:

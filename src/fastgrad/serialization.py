@@ -22,8 +22,9 @@ Version 2 (anything else: modules, optimizers, user classes) has the root
     {"t": "pickle", "tensors": [<tensor node>, ...]}
 and a member ``__pickle__.npy`` (1-D uint8) holding the object graph pickled (protocol 2 unless
 ``pickle_protocol`` says otherwise), in which tensor i of "tensors" is the persistent id i: its
-data is an .npy member as in version 1, never pickled bytes. Tensor subclasses other than
-Parameter are stored as plain tensors, as in version 1.
+data is an .npy member as in version 1, never pickled bytes. In both versions tensor subclasses
+other than Parameter are stored as plain tensors, and tensors that share memory (a view and its
+base) are stored, and load, as separate tensors.
 
 Loading trusts nothing in the file: every node is checked against the closed schema above
 (dtype names from fastgrad's own table), every member's declared size against its .npy header
@@ -397,11 +398,16 @@ def _unpickle(data, keys, make, unpickling, where):
     try:
         return _weights_only.load(data, persistent_load)
     except pickle.UnpicklingError as e:
+        unsafe = "load it with weights_only=False, which unpickles everything and can result " \
+                 "in arbitrary code execution"
+        if isinstance(e, _weights_only.Blocked):      # no allowlist can help
+            options = f"Only if you trust the source of the file, {unsafe}."
+        else:
+            options = (f"It can still be loaded; do so only if you trust the source of the "
+                       f"file: (1) {unsafe}; or (2) keep weights_only=True and allowlist what "
+                       f"the file needs, as the WeightsUnpickler error says.")
         raise pickle.UnpicklingError(
-            f"fastgrad.load: Weights only load failed for {where}. It can still be loaded; do so "
-            f"only if you trust the source of the file: (1) load it with weights_only=False, "
-            f"which unpickles everything and can result in arbitrary code execution; or (2) keep "
-            f"weights_only=True and allowlist what it needs, as the error below says. "
+            f"fastgrad.load: Weights only load failed for {where}. {options} "
             f"WeightsUnpickler error: {e}") from None
 
 
