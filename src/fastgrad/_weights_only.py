@@ -112,13 +112,13 @@ def _named(obj):
     return f"an object of type {type(obj).__name__}"
 
 
-def _extend(target, items):
-    extend = getattr(target, "extend", None)
-    if extend is not None:
-        extend(items)
-    else:
-        for item in items:
-            target.append(item)
+def _method(obj, name):
+    """obj.name, or Malformed: the pickle applies an operation its object does not have."""
+    try:
+        return getattr(obj, name)
+    except AttributeError:
+        raise Malformed(f"the pickle applies {name} to a {type(obj).__name__}, which has no "
+                        f"{name}") from None
 
 
 def _shown(path):
@@ -222,9 +222,9 @@ class _Interpreter:
         if isinstance(state, tuple) and len(state) == 2:
             state, slotstate = state
         if state:
-            self._run(who, inst.__dict__.update, state)
+            self._run("default", _method(inst, "__dict__").update, state)
         if slotstate:
-            for k, v in slotstate.items():
+            for k, v in self._run("default", lambda: list(slotstate.items())):
                 self._run(who, setattr, inst, k, v)
 
     def extend(self, items, one=False):
@@ -234,12 +234,14 @@ class _Interpreter:
         if who is None:
             self.refuse(f"Can only append to lists (or allowlisted classes), but got "
                         f"{type(target).__name__}")
-        if one:
-            self._run(who, lambda: target.append(items[0]))
-        elif type(target) is list:
+        if type(target) is list:
             target.extend(items)
+        elif one or not hasattr(type(target), "extend"):
+            append = _method(target, "append")
+            for item in items:
+                self._run(who, append, item)
         else:
-            self._run(who, _extend, target, items)
+            self._run(who, target.extend, items)
 
     def set_items(self, items):
         target = self.top()
@@ -251,8 +253,9 @@ class _Interpreter:
                         f"{kind.__name__}")
         if len(items) % 2:
             raise Malformed("SETITEMS with an odd number of items")
+        setitem = _method(target, "__setitem__")
         for i in range(0, len(items), 2):
-            self._run(who, target.__setitem__, items[i], items[i + 1])
+            self._run(who, setitem, items[i], items[i + 1])
 
     def add_items(self, items):
         target = self.top()
@@ -260,8 +263,9 @@ class _Interpreter:
         if who is None:
             self.refuse(f"Can only add to sets (or allowlisted classes), but got "
                         f"{type(target).__name__}")
+        add = _method(target, "add")
         for item in items:
-            self._run(who, target.add, item)
+            self._run(who, add, item)
 
     def step(self, name, arg):
         stack = self.stack
