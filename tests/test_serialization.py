@@ -91,10 +91,14 @@ def test_load_refuses_pickle(tmp_path):
         fg.load(path)
 
 
-@pytest.mark.skipif(REFERENCE, reason="torch pickles arbitrary objects")
-def test_save_rejects_unsupported():
-    with pytest.raises(TypeError, match="cannot save"):
-        fg.save({"f": lambda: 0}, io.BytesIO())
+def test_save_of_an_object_pickle_cannot_take_raises_pickles_error():
+    """Objects beyond tensors and containers are pickled, as torch.save does: a local lambda
+    raises pickle's own error, as in PyTorch."""
+    buf = io.BytesIO()
+    with pytest.raises(AttributeError, match="Can't pickle local object"):
+        fg.save({"f": lambda: 0}, buf)
+    if not REFERENCE:
+        assert buf.getvalue() == b""              # pickled before anything is written
 
 
 # ----------------------------------------------------------------------------- round trips
@@ -341,11 +345,20 @@ def _nested(depth):
     return obj
 
 
+def _version(buf):
+    return json.loads(bytes(np.load(io.BytesIO(buf.getvalue()))["__manifest__"]))["version"]
+
+
 @pytest.mark.skipif(REFERENCE, reason="fastgrad's nesting limit")
-def test_nesting_limit_is_the_same_for_save_and_load():
-    r = _rt(_nested(100))
-    for i in reversed(range(100)):
-        r = r["k"] if i % 2 == 0 else r[0]
-    assert r.numpy().tolist() == [1.0]
-    with pytest.raises(ValueError, match="nested more than 100 deep"):
-        fg.save(_nested(101), io.BytesIO())
+def test_nesting_beyond_the_manifest_limit_is_pickled_and_loads_weights_only():
+    """The manifest describes containers up to 100 deep; deeper ones are pickled (format
+    version 2) and, being containers only, still load with weights_only=True."""
+    for depth, version in [(100, 1), (101, 2), (300, 2)]:
+        buf = io.BytesIO()
+        fg.save(_nested(depth), buf)
+        assert _version(buf) == version
+        buf.seek(0)
+        r = fg.load(buf, weights_only=True)
+        for i in reversed(range(depth)):
+            r = r["k"] if i % 2 == 0 else r[0]
+        assert r.numpy().tolist() == [1.0]

@@ -256,7 +256,7 @@ def test_int_tensor_cannot_require_grad_in_the_manifest():
 @pytest.mark.parametrize("text, why", [
     (b'{"format": "fastgrad-npz", "version": 1, "version": 1, "root": {"t": "none"}}', "twice"),
     (b'{"format": "fastgrad-npz", "version": 1, "root": {"t": "float", "v": NaN}}', "non-JSON"),
-    (b'{"format": "fastgrad-npz", "version": 2, "root": {"t": "none"}}', "upgrade fastgrad"),
+    (b'{"format": "fastgrad-npz", "version": 3, "root": {"t": "none"}}', "upgrade fastgrad"),
     (b'{"format": "fastgrad-npz", "version": "1", "root": {"t": "none"}}', "version"),
     (b'{"format": "other", "version": 1, "root": {"t": "none"}}', "unknown format"),
     (b'{"format": "fastgrad-npz", "version": 1}', "format, version, root"),

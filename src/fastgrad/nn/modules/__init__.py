@@ -32,6 +32,7 @@ from fastgrad.nn.modules.conv import (Conv1d, Conv2d, ConvTranspose1d, ConvTrans
 from fastgrad.nn.modules.pooling import (MaxPool1d, MaxPool2d, AvgPool1d, AvgPool2d,
                                          AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,
                                          AdaptiveMaxPool2d)
+from fastgrad.nn.modules import pixelshuffle, sparse  # noqa: F401  (PyTorch's module paths)
 from fastgrad.nn.modules.transformer import (MultiheadAttention, TransformerEncoderLayer,
                                              TransformerEncoder, TransformerDecoderLayer,
                                              TransformerDecoder, Transformer)

@@ -5,6 +5,7 @@ from fastgrad import _creation
 from fastgrad.nn import functional as F
 from fastgrad.nn import init
 from fastgrad.nn.modules.module import Module
+from fastgrad.nn.modules.transformer import MultiheadAttention  # noqa: F401  (PyTorch's home)
 from fastgrad.nn.parameter import Parameter
 
 

@@ -61,6 +61,11 @@ class Linear(Module):
                 f"bias={self.bias is not None}")
 
 
+class NonDynamicallyQuantizableLinear(Linear):
+    """The output projection of MultiheadAttention (PyTorch's class name and module, which
+    pickles and safe_globals lists name; a plain Linear)."""
+
+
 class Bilinear(Module):
     """y = x1^T A x2 + b, A of shape (out_features, in1_features, in2_features); A and b
     ~ U(-1/sqrt(in1_features), 1/sqrt(in1_features)), as torch initialises them."""

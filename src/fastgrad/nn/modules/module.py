@@ -478,5 +478,10 @@ class Module(_CallBase):
     def __getstate__(self):
         return self.__dict__.copy()
 
+    def __reduce_ex__(self, protocol):
+        # pickle protocols 0 and 1 would copy the compiled base ModuleCall, which has no state;
+        # protocol 2's form (class + __dict__) serves every protocol
+        return object.__reduce_ex__(self, max(protocol, 2))
+
     def __setstate__(self, state):
         self.__dict__.update(state)

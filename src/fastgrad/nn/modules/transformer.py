@@ -11,14 +11,10 @@ from fastgrad._core.ops_norm import add_layer_norm as _add_layer_norm
 from fastgrad.nn import functional as F
 from fastgrad.nn import init
 from fastgrad.nn.modules.container import ModuleList
-from fastgrad.nn.modules.linear import Dropout, Linear
+from fastgrad.nn.modules.linear import Dropout, Linear, NonDynamicallyQuantizableLinear
 from fastgrad.nn.modules.module import Module
 from fastgrad.nn.modules.normalization import LayerNorm
 from fastgrad.nn.parameter import Parameter
-
-
-class NonDynamicallyQuantizableLinear(Linear):
-    """The output projection of MultiheadAttention (PyTorch's class name; a plain Linear)."""
 
 
 class MultiheadAttention(Module):
