@@ -68,6 +68,7 @@ EXAMPLES = {
     "fmin": (A, (B,), {}), "xlogy": (A, (B,), {}), "nextafter": (A, (B,), {}),
     "ldexp": (A, (B,), {}), "float_power": (A, (B,), {}), "dist": (A, (B, 3), {}),
     "nansum": (A, (1,), {}),
+    "count_nonzero": (A, (1,), {}),
 }
 
 

@@ -254,3 +254,19 @@ def test_axis_and_keepdims_are_aliases_of_dim_and_keepdim(name, call):
     np.testing.assert_allclose(got, dim_form, rtol=1e-6)
     with pytest.raises(TypeError):
         fg.tensor(x0).max(dim=0, axis=1)
+
+
+def test_count_nonzero():
+    x = fg.tensor([[0.0, 1.0, float("nan")], [0.0, 0.0, -3.0]], requires_grad=True)
+    assert fg.count_nonzero(x).item() == 3                  # NaN is not zero
+    assert fg.count_nonzero(x, dim=0).tolist() == [0, 1, 2]
+    assert x.count_nonzero(1).tolist() == [2, 1]
+    assert x.count_nonzero((0, 1)).item() == 3
+    r = fg.count_nonzero(fg.tensor([True, False, True]))
+    assert r.dtype == fg.int64 and r.item() == 2 and r.grad_fn is None
+    assert fg.count_nonzero(fg.tensor(3.0), 0).item() == 1
+    assert fg.count_nonzero(fg.zeros(0, 3), 0).tolist() == [0, 0, 0]
+    with pytest.raises(IndexError, match="out of range"):
+        fg.count_nonzero(x, 2)
+    with pytest.raises(RuntimeError, match="appears multiple times"):
+        fg.count_nonzero(x, (0, 0))

@@ -115,6 +115,7 @@ ALIASES = {
     "norm": (_red2.norm, BOTH),
     "dist": (_red2.dist, BOTH),
     "nansum": (_red2.nansum, BOTH),
+    "count_nonzero": (_red2.count_nonzero, BOTH),
     "amax": (_red2.amax, BOTH),
     "amin": (_red2.amin, BOTH),
     "argmax": (_red2.argmax, BOTH),

@@ -1,6 +1,6 @@
 # cython: boundscheck=True, wraparound=True
 """Reductions beyond ops_reduce's fused ones: var/std, prod, cumsum, logsumexp, norm, dist,
-amax/amin, argmax/argmin, all/any, nansum.
+amax/amin, argmax/argmin, all/any, nansum, count_nonzero.
 
 Forwards run on NumPy; each backward is written with recorded ops (pw.*, sum_, reshape) so it
 is differentiable again. Reduced dims are put back as size 1 (`_keep`) and broadcasting in the
@@ -560,6 +560,17 @@ def dist(input, other, p=2):
     diff = pw.sub(wrap(a._data), wrap(b._data))          # not recorded: the node is dist's own
     cdef TensorBase out = norm(diff, p)
     return record(out, "DistBackward0", _r_dist, (a, b), (a, b), True, float(p))
+
+
+# --- count_nonzero -------------------------------------------------------------------------------
+
+def count_nonzero(input, dim=None):
+    """The number of elements that are not zero (NaN counts), over dim (None: all; an int or a
+    sequence), as an int64 tensor without a gradient."""
+    cdef TensorBase a = tensor_arg(input, "count_nonzero")
+    x = a._data
+    axes = _axes(a, dim, "count_nonzero") if dim is not None else None
+    return wrap(np.asarray(np.count_nonzero(x, axis=axes), dtype=np.int64))
 
 
 # --- nansum --------------------------------------------------------------------------------------
