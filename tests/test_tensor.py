@@ -622,3 +622,19 @@ def test_inplace_pointwise_gradient_flows_through():
     y.sum().backward()
     assert np.allclose(w.grad.numpy(), 3 * (1 - np.tanh(np.array([1.5, 6.0])) ** 2),
                        rtol=1e-3, atol=1e-6)
+
+
+# ---------------------------------------------------------------- Size
+def test_size_slices_and_joins_stay_sizes():
+    s = fg.zeros(2, 3, 4).shape
+    size_type = type(s)
+    for r, want in [(s[1:], (3, 4)), (s[::-1], (4, 3, 2)), (s + (5,), (2, 3, 4, 5)),
+                    ((5,) + s, (5, 2, 3, 4)), (s * 2, (2, 3, 4) * 2), (2 * s, (2, 3, 4) * 2)]:
+        assert type(r) is size_type and r == want
+    assert fg.zeros(2, 3, 4).size()[1:].numel() == 12
+    assert repr(s[1:]) == "torch.Size([3, 4])"
+    assert type(s[0]) is int and s[-1] == 4
+    with pytest.raises(TypeError):
+        s + [1]
+    with pytest.raises(TypeError):
+        s * 1.5
