@@ -59,6 +59,9 @@ cdef tuple normalize_dims(object dim, int ndim, str op):
 # accumulates float16 in float32 and float32 on the CPU in double where it runs sequentially.
 # acc_dtype gives the dtype to accumulate in: float16 always in float32, float16 and float32 in
 # float64 beyond ACC_TERMS terms per result; the result is cast back to the input's dtype. A
+# float32 sum or mean over one long axis adds blocks of ACC_TERMS terms in float32 and the
+# blocks' sums in float64 (_wide_sum), at float32's speed; NumPy's float64 loop would take about
+# twice as long (8192 x 64 over dim 0: ~300 -> ~600 us). A
 # sum over the contiguous last axis alone is left to NumPy's pairwise summation (its error
 # grows with the log of the count), unless the caller's sum is a running one (cumsum).
 cdef enum:
@@ -89,6 +92,36 @@ cdef object acc_for(object dt, Py_ssize_t terms, bint pairwise):
     if terms > ACC_TERMS and not pairwise:
         return _float64
     return _float32 if dt.itemsize < 4 else None
+
+
+cdef object _wide_sum(cnp.ndarray x, tuple axes, bint keepdim, object acc):
+    """x summed over axes in the accumulator dtype acc (Note [Sums' accumulators]), left in it.
+    float32 over one axis: blocks of ACC_TERMS terms summed in float32 (a view splits the axis,
+    and NumPy's loop runs at float32's speed), the blocks' sums in float64; any other case casts
+    to acc as it sums (float64's loop runs at about half the speed)."""
+    cdef Py_ssize_t d, R, nb
+    if acc is not _float64 or len(axes) != 1 or cnp.PyArray_TYPE(x) != cnp.NPY_FLOAT32:
+        return _add_reduce(x, axes, acc, keepdims=keepdim)
+    d = axes[0]
+    R = x.shape[d]
+    nb = R // ACC_TERMS
+    shape = (<object>x).shape
+    head = x[(slice(None),) * d + (slice(0, nb * ACC_TERMS),)].reshape(
+        shape[:d] + (nb, ACC_TERMS) + shape[d + 1:])
+    total = _add_reduce(_add_reduce(head, d + 1, _float32), d, acc, keepdims=keepdim)
+    if R > nb * ACC_TERMS:
+        total += _add_reduce(x[(slice(None),) * d + (slice(nb * ACC_TERMS, R),)], d, _float32,
+                             keepdims=keepdim)
+    return total
+
+
+cdef Py_ssize_t _kept_size(cnp.ndarray x, tuple axes):
+    """The number of results a reduction of x over axes has."""
+    cdef Py_ssize_t n = 1, i
+    for i in range(x.ndim):
+        if i not in axes:
+            n *= x.shape[i]
+    return n
 
 
 cdef inline cnp.ndarray _arr(object r):
@@ -128,7 +161,7 @@ cdef object sum_(TensorBase a, object dim, bint keepdim):
         axes = normalize_dims(dim, x.ndim, "sum")
         acc = acc_dtype(x, axes, False)
         out = wrap(_arr(_add_reduce(x, axes, dt, keepdims=keepdim)) if acc is None else
-                   _arr(_add_reduce(x, axes, acc, keepdims=keepdim)).astype(dt))
+                   _arr(_wide_sum(x, axes, keepdim, acc)).astype(dt))
         node_cls = SumBackward1
     if a._requires_grad and grad_enabled():
         node = node_cls.__new__(node_cls)
@@ -220,9 +253,12 @@ cdef object mean(TensorBase a, object dim, bint keepdim):
     if r is not None:
         r = r.reshape((1,) * x.ndim if keepdim else ())
     else:
-        r = np.mean(x, axis=axes if axes else None, keepdims=keepdim,
-                    dtype=acc_dtype(x, axes, False)) if x.size or axes else \
-            np.full((1,) * x.ndim if keepdim else (), np.nan, dtype=x.dtype)
+        acc = acc_dtype(x, axes, False)
+        if acc is not None and x.size:
+            r = _wide_sum(x, axes, keepdim, acc) / (x.size // _kept_size(x, axes))
+        else:
+            r = np.mean(x, axis=axes if axes else None, keepdims=keepdim) if x.size or axes \
+                else np.full((1,) * x.ndim if keepdim else (), np.nan, dtype=x.dtype)
     out = wrap(_arr(r).astype(x.dtype, copy=False))
     if a._requires_grad and grad_enabled():
         node = (MeanBackward0.__new__(MeanBackward0) if dim is None
