@@ -60,8 +60,9 @@ cdef tuple normalize_dims(object dim, int ndim, str op):
 # acc_dtype gives the dtype to accumulate in: float16 always in float32, float16 and float32 in
 # float64 beyond ACC_TERMS terms per result; the result is cast back to the input's dtype. A
 # float32 sum or mean over one long axis adds blocks of ACC_TERMS terms in float32 and the
-# blocks' sums in float64 (_wide_sum), at float32's speed; NumPy's float64 loop would take about
-# twice as long (8192 x 64 over dim 0: ~300 -> ~600 us). A
+# blocks' sums in float64 (_wide_sum), at float32's speed: (8192, 64) over dim 0 took 283 us in
+# float32 (max error 1.1e-2), 520 us in NumPy's float64 loop, 287 us in blocks (2.6e-3); (100000,
+# 8): 2.9 ms (0.18), 2.4 ms, 2.0 ms (7e-3) (min of 7, one process). A
 # sum over the contiguous last axis alone is left to NumPy's pairwise summation (its error
 # grows with the log of the count), unless the caller's sum is a running one (cumsum).
 cdef enum:
