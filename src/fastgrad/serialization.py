@@ -379,7 +379,8 @@ class _Unpickling:
 def _unpickle(data, keys, make, unpickling, where):
     """The object pickled in `data`; persistent id i is the tensor `make(keys[i])`."""
     def persistent_load(pid):
-        if type(pid) is str and pid.isdecimal() and pid.isascii():   # protocol 0 writes text
+        if (type(pid) is str and pid.isdecimal() and pid.isascii()      # protocol 0 writes text
+                and len(pid) <= 20):                    # int() refuses over 4300 digits
             pid = int(pid)
         if type(pid) is not int or not 0 <= pid < len(keys):
             raise _Malformed(f"the pickle refers to tensor {_describe(pid)}, which the "
