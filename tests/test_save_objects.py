@@ -356,6 +356,19 @@ def test_containers_load_with_weights_only_by_default():
     assert r["deep"][0] is r["deep"][29]
 
 
+@pytest.mark.skipif(REFERENCE, reason="PyTorch 2.13 reads the iterator twice: its globals stay")
+def test_safe_globals_of_an_iterator_are_removed_on_exit():
+    """The iterator was read twice: on exit it was empty, and its globals stayed allowed."""
+    before = fg.serialization.get_safe_globals()
+    with fg.serialization.safe_globals(g for g in [Record, (Point, f"{__name__}.Point")]):
+        assert len(fg.serialization.get_safe_globals()) == len(before) + 2
+        r = _roundtrip(Record(w=1, tag="a", n=None), weights_only=True)
+        assert type(r) is Record and r.tag == "a"
+    assert fg.serialization.get_safe_globals() == before
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        _roundtrip(Record(w=1, tag="a", n=None), weights_only=True)
+
+
 def test_blocked_modules_stay_refused_when_allowlisted():
     with fg.serialization.safe_globals([os.system]):
         msg = _refusal([os.system])
@@ -569,6 +582,10 @@ _NONE = b"\x80\x02N."
     (b"\x80\x02h\x05.", [], "memo index 5"),
     (b"\x80\x02K\x07Q.", [np.ones(1)], "tensor 7"),
     (b"\x80\x02X\x01\x00\x00\x00aQ.", [np.ones(1)], "tensor 'a'"),
+    pytest.param(b"P" + b"0" * 5000 + b"1\n.", [np.ones(1)], "tensor '0000",    # int() raised
+                 id="persistent-id-of-5001-digits"),                                # ValueError
+    pytest.param(b"\x80\x04ccollections\nCounter\n)}K\x01K\x02s\x92.", [],
+                 "keyword arguments by name", id="NEWOBJ_EX-int-keyword"),     # raised TypeError
     (b"\x80\x02K\x00Q.", [np.ones(1), np.zeros(2)], "'t1.npy' is listed"),
     (b"\x80\x02U\x03abc.", [], "opcode SHORT_BINSTRING"),
     (b"\x80\x02(K\x01K\x02.", [], "left on the stack"),
@@ -657,3 +674,95 @@ def test_mutated_pickles_load_or_raise_checkpoint_error_or_refuse(protocol):
         except (CheckpointError, pickle.UnpicklingError) as e:
             outcomes[type(e).__name__] += 1
     assert outcomes["CheckpointError"] > 100 and outcomes["UnpicklingError"] > 10
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_tuples_of_four_or_more_and_lists_built_at_a_mark_load_with_weights_only(protocol):
+    """Tuples longer than 3 (and, in protocols 0/1, every list and tuple) are built from the
+    items above a MARK: the container must land on the stack below it."""
+    if REFERENCE and protocol > 3:
+        pytest.skip("PyTorch's weights-only unpickler reads protocols 2 and 3")
+    obj = {"s": {3}, "t": (1, 2, 3, 4, 5), "l": [1, [2, (3, 4, 5, fg.ones(2))]], "e": ()}
+    buf = io.BytesIO()
+    fg.save(obj, buf, pickle_protocol=protocol)
+    buf.seek(0)
+    r = fg.load(buf)
+    assert r["s"] == {3} and r["t"] == (1, 2, 3, 4, 5) and r["e"] == ()
+    assert r["l"][0] == 1 and r["l"][1][1][:3] == (3, 4, 5)
+    np.testing.assert_array_equal(r["l"][1][1][3].numpy(), [1.0, 1.0])
+
+
+@pytest.mark.skipif(REFERENCE, reason="fastgrad's own file format")
+def test_marked_tuple_and_list_opcodes_of_protocol_0_load_with_weights_only():
+    data = b"((I1\nI2\nI3\nI4\nt(I5\nlp0\n(I6\nttp1\n."         # ((1, 2, 3, 4), [5], (6,))
+    assert fg.load(_crafted(data, [])) == ((1, 2, 3, 4), [5], (6,))
+
+
+_COUNTER = b"\x80\x02ccollections\nCounter\n)R"
+
+
+@pytest.mark.skipif(REFERENCE, reason="fastgrad's own file format")
+@pytest.mark.parametrize("data, why", [
+    (_COUNTER + b"K\x00Qb.", "needs a dict of its state"),            # BUILD(tensor)
+    (_COUNTER + b"K\x00QN\x86b.", "needs a dict of its state"),       # BUILD((tensor, None))
+    (_COUNTER + b"NK\x00Q\x86b.", "needs a dict of its state"),       # BUILD((None, tensor))
+    (_COUNTER + b"K\x05b.", "needs a dict of its state"),             # BUILD(5)
+])
+def test_build_state_that_is_not_a_dict_raises_checkpoint_error(data, why):
+    """A tensor as BUILD state once raised the tensor's own RuntimeError (its truth value)."""
+    with pytest.raises(CheckpointError, match=why):
+        fg.load(_crafted(data, [np.arange(6, dtype=np.float32)]))
+
+
+def _call(func, args):
+    return b"\x80\x02c" + func + b"\n" + args + b"R."
+
+
+def _encode_call(inner, codec):
+    return (b"c_codecs\nencode\n(" + inner + b"X" + len(codec).to_bytes(4, "little") + codec
+            + b"tR")
+
+
+@pytest.mark.skipif(REFERENCE, reason="fastgrad's own file format")
+@pytest.mark.parametrize("data", [
+    _call(b"__builtin__\nbytearray", b"J\x00\x00\x00\x40\x85"),       # bytearray(2**30)
+    _call(b"__builtin__\nbytearray", b"\x8a\x06\x00\x00\x00\x00\x00\x01\x85"),   # 2**40
+    # 30 chained hex encodings would turn 1 byte into 2**30
+    b"\x80\x02" + functools.reduce(_encode_call, [b"hex"] * 30,
+                                   _encode_call(b"X\x01\x00\x00\x00a", b"latin1")) + b".",
+    b"\x80\x02" + _encode_call(b"X\x01\x00\x00\x00a", b"idna") + b".",   # imports a codec
+    _call(b"__builtin__\nbytearray", b"K\x01X\x01\x00\x00\x00a\x86"),
+], ids=["bytearray-1GiB", "bytearray-1TiB", "hex-chain", "codec-lookup", "bytearray-int-str"])
+def test_default_globals_take_only_the_arguments_pickle_writes(data):
+    """bytearray and _codecs.encode are allowed for what pickle writes for bytes and
+    bytearray objects; other arguments could allocate any amount of memory from a few bytes."""
+    with pytest.raises(pickle.UnpicklingError, match="which pickle never writes for it"):
+        fg.load(_crafted(data, []))
+    for func in (b"_codecs\nencode", b"__builtin__\nbytearray"):      # f("a", tensor)
+        with pytest.raises(pickle.UnpicklingError, match="which pickle never writes for it"):
+            fg.load(_crafted(_call(func, b"X\x01\x00\x00\x00aK\x00Q\x86"), [np.ones(3)]))
+    for good in (b"\x80\x02" + _encode_call(b"X\x02\x00\x00\x00ab", b"latin1") + b".",
+                 _call(b"__builtin__\nbytearray", b"X\x01\x00\x00\x00aX\x07\x00\x00\x00latin-1"
+                       b"\x86"),
+                 _call(b"__builtin__\nbytearray", b"C\x02ab\x85"),
+                 _call(b"__builtin__\nbytearray", b")")):
+        assert fg.load(_crafted(good, [])) in (b"ab", bytearray(b"a"), bytearray(b"ab"),
+                                                bytearray())
+
+
+@pytest.mark.skipif(REFERENCE, reason="fastgrad's own file format")
+@pytest.mark.parametrize("depth", [1001, 200_000])
+def test_deeply_nested_tuple_as_a_key_raises_instead_of_crashing(depth):
+    """Hashing a tuple recurses in C once per level: 200,000 levels used as a dict key
+    overflowed the C stack (a segfault). 1000 levels load."""
+    nest = b")" + b"\x85" * (depth - 1)                                 # ((...(),),)
+    with pytest.raises(CheckpointError, match="nests tuples deeper than 1000"):
+        fg.load(_crafted(b"\x80\x02}" + nest + b"Ns.", []))
+    sized = b"cfastgrad._core.size\nSize\n" + b"(" + nest + b"tR"      # inside a Size
+    with pytest.raises(CheckpointError, match="nests tuples deeper than 1000"):
+        fg.load(_crafted(b"\x80\x02(" + sized + b"\x91.", []))
+    r = fg.load(_crafted(b"\x80\x02}" + b")" + b"\x85" * 999 + b"Ns.", []))
+    (key,) = r
+    for _ in range(999):
+        (key,) = key
+    assert key == ()

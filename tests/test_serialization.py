@@ -1,5 +1,7 @@
 """fastgrad.save / fastgrad.load: round trips of tensors, state dicts and optimizer-style nested
 containers; the format is a pickle-free .npz with a JSON manifest."""
+import collections
+import enum
 import io
 import json
 import pickle
@@ -362,3 +364,49 @@ def test_nesting_beyond_the_manifest_limit_is_pickled_and_loads_weights_only():
         for i in reversed(range(depth)):
             r = r["k"] if i % 2 == 0 else r[0]
         assert r.numpy().tolist() == [1.0]
+
+
+class _Color(enum.IntEnum):
+    RED = 1
+
+
+class _Name(str):
+    pass
+
+
+_Pair = collections.namedtuple("_Pair", "a b")
+
+
+def test_container_and_number_subclasses_keep_their_types():
+    """Counter, defaultdict, namedtuple, Size, IntEnum and str subclasses once loaded as their
+    base class (dict, tuple, int, str) without a word: they are pickled with their type."""
+    t = fg.arange(3.0)
+    objs = {"counter": collections.Counter(a=2), "dd": collections.defaultdict(list, k=[t]),
+            "pair": _Pair(t, 1), "size": fg.Size([2, 3]), "color": _Color.RED,
+            "name": _Name("n"), "in_dict": {"c": collections.Counter("ab"), "x": t}}
+    for key, obj in objs.items():
+        buf = io.BytesIO()
+        fg.save(obj, buf)
+        buf.seek(0)
+        r = fg.load(buf, weights_only=False)
+        assert type(r) is type(obj), key
+        assert key in ("dd", "pair", "in_dict") or r == obj, key          # no tensors inside
+    assert type(_rt(collections.Counter(a=2))) is collections.Counter     # allowed by default
+    assert type(_rt(fg.Size([2, 3]))) is fg.Size
+    r = _rt({"c": collections.Counter("ab"), "x": t})
+    assert type(r["c"]) is collections.Counter and r["c"] == collections.Counter("ab")
+    np.testing.assert_array_equal(r["x"].numpy(), t.numpy())
+    buf = io.BytesIO()
+    fg.save(objs["dd"], buf)
+    buf.seek(0)
+    with pytest.raises(pickle.UnpicklingError, match="defaultdict"):   # as torch.load refuses
+        fg.load(buf)
+    buf.seek(0)
+    r = fg.load(buf, weights_only=False)
+    assert type(r) is collections.defaultdict and r.default_factory is list
+    np.testing.assert_array_equal(r["k"][0].numpy(), t.numpy())
+    buf = io.BytesIO()
+    fg.save(objs["pair"], buf)
+    buf.seek(0)
+    r = fg.load(buf, weights_only=False)
+    assert type(r) is _Pair and r.b == 1 and r.a.tolist() == [0.0, 1.0, 2.0]

@@ -13,6 +13,10 @@ weights-only unpickler does:
 - only an allowlisted callable may be called (``REDUCE``, ``NEWOBJ``, ``OBJ``), only an
   instance of an allowlisted class may have its state set (``BUILD``), only lists (or allowed
   classes) appended to and only dicts (or allowed classes) have items set.
+- the default callables take only the arguments pickle writes for them: bytearray and
+  ``_codecs.encode`` rebuild bytes objects, never allocate a size the file names or run a
+  codec chain that grows its input.
+- tuples nest at most 1000 deep: hashing a deeper one (a dict key) overflows the C stack.
 - persistent ids are the indices of the file's tensors, resolved by the caller.
 
 A refusal raises ``pickle.UnpicklingError``; a pickle that breaks the opcode rules (a stack
@@ -84,7 +88,7 @@ class safe_globals:
     block (as PyTorch, they are removed from the allowlist on exit)."""
 
     def __init__(self, safe_globals):
-        self.safe_globals = safe_globals
+        self.safe_globals = list(safe_globals)      # an iterator would be empty on exit
 
     def __enter__(self):
         add_safe_globals(self.safe_globals)
@@ -140,6 +144,7 @@ class _Interpreter:
         self.default_ids = {id(v) for v in self.defaults.values()}
         self.user_ids = {id(v) for v in self.users.values()}
         self.stack, self.marks, self.memo, self.proto = [], [], {}, 0
+        self.depths = {}        # id of a tuple nesting tuples -> (its depth, the tuple)
 
     # -- stack
 
@@ -184,6 +189,20 @@ class _Interpreter:
                     f"`fastgrad.serialization.safe_globals([{shown}])` context manager to "
                     f"allowlist this global if you trust this class/function.")
 
+    def nested(self, obj):
+        """`obj`, if it is not a tuple nesting tuples deeper than _MAX_TUPLE_DEPTH: hashing one
+        (as a dict key, a set item) recurses in C once per level and overflows its stack."""
+        if not isinstance(obj, tuple):
+            return obj
+        depths = self.depths
+        depth = 1 + max((depths[id(x)][0] if id(x) in depths else 1
+                         for x in obj if isinstance(x, tuple)), default=0)
+        if depth > _MAX_TUPLE_DEPTH:
+            raise Malformed(f"the pickle nests tuples deeper than {_MAX_TUPLE_DEPTH}")
+        if depth > 1:
+            depths[id(obj)] = (depth, obj)      # holds obj: its id stays its own
+        return obj
+
     def allowed(self, obj):
         """'user', 'default' or None: who allowed calling `obj` (or building its instances)."""
         if id(obj) in self.user_ids:
@@ -195,7 +214,10 @@ class _Interpreter:
         if who is None:
             self.refuse(f"Trying to call {_named(func)}, which is not an allowed global; only "
                         f"allowlisted classes and functions may be called.")
-        return self._run(who, func, *args, **(kwargs or {}))
+        if who == "default" and func in _ARGUMENT_CHECKS and not _ARGUMENT_CHECKS[func](args):
+            self.refuse(f"Trying to call {_named(func)} with arguments {_described(args)}, which "
+                        f"pickle never writes for it (only {_ARGUMENT_RULES[func]}).")
+        return self.nested(self._run(who, func, *args, **(kwargs or {})))
 
     def _run(self, who, func, *args, **kwargs):
         try:
@@ -221,6 +243,11 @@ class _Interpreter:
         slotstate = None
         if isinstance(state, tuple) and len(state) == 2:
             state, slotstate = state
+        if not (state is None or type(state) is dict) or not (slotstate is None
+                                                              or type(slotstate) is dict):
+            raise Malformed(f"BUILD of a {type(inst).__name__} without a __setstate__ needs a "
+                            f"dict of its state and one of its slots, or None, but got "
+                            f"{type(state).__name__} and {type(slotstate).__name__}")
         if state:
             self._run("default", _method(inst, "__dict__").update, state)
         if slotstate:
@@ -308,16 +335,18 @@ class _Interpreter:
         elif name == "EMPTY_TUPLE":
             stack.append(())
         elif name == "TUPLE":
-            self.stack.append(tuple(self.pop_mark()))
+            items = self.pop_mark()             # before self.stack is read: it is replaced
+            self.stack.append(self.nested(tuple(items)))
         elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
             n = int(name[-1])
             if len(stack) < n:
                 raise Malformed(f"{name} finds fewer than {n} items on the stack")
-            stack[-n:] = [tuple(stack[-n:])]
+            stack[-n:] = [self.nested(tuple(stack[-n:]))]
         elif name == "EMPTY_LIST":
             stack.append([])
         elif name == "LIST":
-            self.stack.append(self.pop_mark())
+            items = self.pop_mark()
+            self.stack.append(items)
         elif name == "APPEND":
             item = self.pop()
             self.extend([item], one=True)
@@ -364,15 +393,17 @@ class _Interpreter:
             kwargs = self.pop() if name == "NEWOBJ_EX" else {}
             args = self.pop()
             cls = self.pop()
-            if type(args) is not tuple or type(kwargs) is not dict:
-                raise Malformed(f"{name} needs a tuple of arguments")
+            if (type(args) is not tuple or type(kwargs) is not dict
+                    or not all(type(k) is str for k in kwargs)):
+                raise Malformed(f"{name} needs a tuple of arguments (and a dict of keyword "
+                                f"arguments by name)")
             if not isinstance(cls, type):
                 raise Malformed(f"{name} needs a class")
             who = self.allowed(cls)
             if who is None:
                 self.refuse(f"Can only create new objects of allowlisted classes (add them with "
                             f"add_safe_globals), but got {_named(cls)}")
-            stack.append(self._run(who, cls.__new__, cls, *args, **kwargs))
+            stack.append(self.nested(self._run(who, cls.__new__, cls, *args, **kwargs)))
         elif name == "INST":
             module, _, qualname = arg.partition(" ")
             cls = self.lookup(module, qualname)
@@ -412,6 +443,25 @@ class _Interpreter:
             except _UserCodeError as e:
                 raise e.__cause__ from None
 
+
+def _described(args):
+    """The types of call arguments (their values could be huge, or run code when shown)."""
+    return "(" + ", ".join(type(a).__name__ for a in args) + ")"
+
+
+# Arguments a default global accepts: what pickle writes for a bytes or bytearray object.
+# Others are refused: bytearray(n) allocates n bytes, and chained codecs.encode calls (hex
+# doubles its input) grow a few bytes of file into any amount of memory.
+_ARGUMENT_CHECKS = {
+    bytearray: lambda args: (len(args) == 0 or (len(args) == 1 and type(args[0]) is bytes)
+                             or (len(args) == 2 and type(args[0]) is str
+                                 and type(args[1]) is str and args[1] == "latin-1")),
+    codecs.encode: lambda args: (len(args) == 2 and type(args[0]) is str
+                                 and type(args[1]) is str and args[1] == "latin1"),
+}
+_ARGUMENT_RULES = {bytearray: "bytearray(), bytearray(bytes) and bytearray(str, 'latin-1')",
+                   codecs.encode: "_codecs.encode(str, 'latin1')"}
+_MAX_TUPLE_DEPTH = 1000
 
 # opcodes that push their argument as it is; opcodes with no effect on the result
 _CONSTANT_OPS = frozenset(("INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4",

@@ -7,7 +7,9 @@ file). Member ``__manifest__.npy`` is a 1-D uint8 array holding UTF-8 JSON:
     {"format": "fastgrad-npz", "version": 1 | 2, "root": <node>}
 
 Version 1 (what ``save`` writes for tensors, numbers, strings, None, dtypes and dicts/lists/
-tuples of them, nested at most 100 deep) is pickle-free; <node> is one of
+tuples of them, nested at most 100 deep; exactly these types: a subclass such as Counter, a
+namedtuple or Size is pickled, as version 2, so that it loads with its type) is pickle-free;
+<node> is one of
     {"t": "tensor", "key": "t0", "dtype": "float32", "requires_grad": false, "param": false}
     {"t": "dict" | "odict", "items": [[<node key>, <node value>], ...]}   (keys may be non-str)
     {"t": "list" | "tuple", "items": [<node>, ...]}
@@ -60,6 +62,7 @@ _MANIFEST = "__manifest__"
 _PICKLE = "__pickle__"      # version 2: the pickled object graph, a 1-D uint8 member
 _PICKLE_PROTOCOL = 2        # PyTorch's default for torch.save
 _MAX_DEPTH = 100            # nesting of containers; checkpoints use a handful of levels
+_CONTAINERS = {dict: "dict", OrderedDict: "odict", list: "list", tuple: "tuple"}
 
 
 class CheckpointError(RuntimeError):
@@ -87,29 +90,29 @@ def _encode(obj, arrays, seen, depth=0):
             arrays[key] = arr if arr.flags.c_contiguous else arr.copy(order="C")
         return {"t": "tensor", "key": key, "dtype": obj._np.dtype.name,
                 "requires_grad": bool(obj.requires_grad), "param": isinstance(obj, Parameter)}
+    # exact types: a subclass (Counter, defaultdict, a namedtuple, Size, an IntEnum) would load
+    # as its base class, so it is pickled with its type instead
+    kind = type(obj)
     if obj is None:
         return {"t": "none"}
-    if isinstance(obj, (bool, np.bool_)):
+    if kind is bool or isinstance(obj, np.bool_):
         return {"t": "bool", "v": bool(obj)}
-    if isinstance(obj, (int, np.integer)):
+    if kind is int or isinstance(obj, np.integer):
         return {"t": "int", "v": int(obj)}
-    if isinstance(obj, (float, np.floating)):
+    if kind is float or isinstance(obj, np.floating):
         f = float(obj)
         return {"t": "float", "v": f if math.isfinite(f) else repr(f)}
-    if isinstance(obj, str):
+    if kind is str:
         return {"t": "str", "v": obj}
     if isinstance(obj, _dtypes.dtype):
         return {"t": "dtype", "v": obj.name}
-    if isinstance(obj, (dict, list, tuple)) and depth >= _MAX_DEPTH:
+    if kind not in _CONTAINERS or depth >= _MAX_DEPTH:
         raise _NotInSchema
-    if isinstance(obj, dict):
-        return {"t": "odict" if isinstance(obj, OrderedDict) else "dict",
+    if kind is dict or kind is OrderedDict:
+        return {"t": _CONTAINERS[kind],
                 "items": [[_encode(k, arrays, seen, depth + 1), _encode(v, arrays, seen, depth + 1)]
                           for k, v in obj.items()]}
-    if isinstance(obj, (list, tuple)):
-        return {"t": "list" if isinstance(obj, list) else "tuple",
-                "items": [_encode(v, arrays, seen, depth + 1) for v in obj]}
-    raise _NotInSchema
+    return {"t": _CONTAINERS[kind], "items": [_encode(v, arrays, seen, depth + 1) for v in obj]}
 
 
 def _pickle(obj, arrays, seen, pickle_module, pickle_protocol):
@@ -379,7 +382,8 @@ class _Unpickling:
 def _unpickle(data, keys, make, unpickling, where):
     """The object pickled in `data`; persistent id i is the tensor `make(keys[i])`."""
     def persistent_load(pid):
-        if type(pid) is str and pid.isdecimal() and pid.isascii():   # protocol 0 writes text
+        if (type(pid) is str and pid.isdecimal() and pid.isascii()      # protocol 0 writes text
+                and len(pid) <= 20):                    # int() refuses over 4300 digits
             pid = int(pid)
         if type(pid) is not int or not 0 <= pid < len(keys):
             raise _Malformed(f"the pickle refers to tensor {_describe(pid)}, which the "
