@@ -59,6 +59,7 @@ RETURNS = {
     "sort": "tuple[Tensor, Tensor]", "topk": "tuple[Tensor, Tensor]",
     "kthvalue": "tuple[Tensor, Tensor]", "cummax": "tuple[Tensor, Tensor]",
     "cummin": "tuple[Tensor, Tensor]",
+    "slogdet": "tuple[Tensor, Tensor]",                # (sign, logabsdet)
     "unique": "Tensor | tuple[Tensor, ...]", "nonzero": "Tensor | tuple[Tensor, ...]",
     "meshgrid": "tuple[Tensor, ...]", "allclose": "bool", "equal": "bool", "get_device": "int",
     "ops_reduce.max": [s.format(nt="return_types_max") for s in _MAX_MIN],
