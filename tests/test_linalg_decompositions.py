@@ -337,6 +337,8 @@ def test_non_positive_definite_cholesky():
         LA.cholesky(_t([[1.0, 2.0], [2.0, 1.0]]))
     with pytest.raises(LA.LinAlgError, match=r"\(Batch element 1\): .*order 1 is not"):
         LA.cholesky(_t(np.stack([np.eye(2), -np.eye(2)])))
+    with pytest.raises(LA.LinAlgError, match="order 2 is not positive-definite"):
+        LA.cholesky(_t([[1.0, 0.0], [0.0, np.nan]]))
 
 
 @pytest.mark.parametrize("fn", [LA.cholesky, LA.inv, LA.det, LA.slogdet, LA.eigh, LA.eigvalsh,

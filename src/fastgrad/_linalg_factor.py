@@ -121,26 +121,33 @@ def _eye_like(A):
 # -- cholesky -------------------------------------------------------------------------------------
 
 def _cholesky_np(a, upper, op):
+    """LAPACK's lower factor of a (upper: of a^T, transposed). A matrix that is not
+    positive-definite (NaN included) raises LinAlgError naming the first leading minor that
+    fails, as PyTorch."""
     src = np.swapaxes(a, -1, -2) if upper else a
     try:
         L = np.linalg.cholesky(src)
+        if np.isfinite(L).all():
+            return np.swapaxes(L, -1, -2) if upper else L
     except np.linalg.LinAlgError:
-        batch = a.shape[:-2]
-        flat = src.reshape((-1,) + src.shape[-2:])
-        for i, m in enumerate(flat):
-            for k in range(1, m.shape[0] + 1):
-                try:
-                    np.linalg.cholesky(m[:k, :k])
-                except np.linalg.LinAlgError:
-                    raise LinAlgError(
-                        f"{op}: {_batch_prefix(batch, i)}The factorization could not be completed "
-                        f"because the input is not positive-definite (the leading minor of order "
-                        f"{k} is not positive-definite).") from None
-        raise
-    if not np.isfinite(L).all() and np.isfinite(a).all():
-        raise LinAlgError(f"{op}: The factorization could not be completed because the input is "
-                          f"not positive-definite.")
-    return np.swapaxes(L, -1, -2) if upper else L
+        pass
+    batch = a.shape[:-2]
+    for i, m in enumerate(src.reshape((-1,) + src.shape[-2:])):
+        for k in range(1, m.shape[0] + 1):
+            if not _cholesky_succeeds(m[:k, :k]):
+                raise LinAlgError(
+                    f"{op}: {_batch_prefix(batch, i)}The factorization could not be completed "
+                    f"because the input is not positive-definite (the leading minor of order "
+                    f"{k} is not positive-definite).")
+    raise LinAlgError(f"{op}: The factorization could not be completed because the input is "
+                      f"not positive-definite.")
+
+
+def _cholesky_succeeds(m):
+    try:
+        return bool(np.isfinite(np.linalg.cholesky(m)).all())
+    except np.linalg.LinAlgError:
+        return False
 
 
 def _cholesky_backward(gL, L, upper):
