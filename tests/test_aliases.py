@@ -71,7 +71,8 @@ EXAMPLES = {
     "nansum": (A, (1,), {}),
     "count_nonzero": (A, (1,), {}),
     "inverse": (SPD, (), {}), "det": (SPD, (), {}), "logdet": (SPD, (), {}),
-    "slogdet": (SPD, (), {}), "cholesky": (SPD, (), {}),
+    "slogdet": (SPD, (), {}), "cholesky": (SPD, (), {}), "matrix_power": (SPD, (3,), {}),
+    "pinverse": (A, (), {}),
 }
 
 

@@ -193,6 +193,27 @@ def test_aliases_and_methods():
     np.testing.assert_allclose(_np(U), np.linalg.cholesky(s).T)
 
 
+def test_older_spellings():
+    a = RNG.standard_normal((2, 4, 3))
+    A = _t(a)
+    with pytest.warns(UserWarning, match="torch.qr is deprecated"):
+        Q, R = fg.qr(A)
+    assert Q.shape == (2, 4, 3)
+    np.testing.assert_allclose(_np(Q @ R), a, atol=1e-12)
+    with pytest.warns(UserWarning):
+        assert A.qr(some=False).Q.shape == (2, 4, 4)
+    U, S, V = fg.svd(A)
+    assert (U.shape, S.shape, V.shape) == ((2, 4, 3), (2, 3), (2, 3, 3))
+    np.testing.assert_allclose(_np(U * S.unsqueeze(-2) @ V.mT), a, atol=1e-12)
+    assert A.svd(some=False).U.shape == (2, 4, 4)
+    U0, S0, V0 = fg.svd(A, compute_uv=False)
+    assert not _np(U0).any() and V0.shape == (2, 3, 3)
+    np.testing.assert_allclose(_np(S0), np.linalg.svd(a, compute_uv=False))
+    np.testing.assert_allclose(_np(fg.pinverse(A)), np.linalg.pinv(a), atol=1e-12)
+    np.testing.assert_allclose(_np(A[0, :3].matrix_power(3)),
+                               np.linalg.matrix_power(a[0, :3], 3), atol=1e-12)
+
+
 # -- gradients ------------------------------------------------------------------------------------
 
 def _batch(*shape, shift=0.0):
@@ -476,6 +497,17 @@ def test_torch_qr_svd_pinv(shape):
     _torch_pair(lambda A: (lambda U, S, Vh: U @ Vh)(*LA.svd(A, full_matrices=False)),
                 lambda A: (lambda U, S, Vh: U @ Vh)(*torch.linalg.svd(A, full_matrices=False)), a)
     _torch_pair(LA.pinv, torch.linalg.pinv, a)
+    # full_matrices: the extra columns of U / rows of Vh (any orthonormal completion, so
+    # their values are not compared) carry no gradient, as in PyTorch
+    k = min(shape[-2:])
+    grads = []
+    for lib, A in ((fg, _t(a, grad=True)), (torch, torch.tensor(a, requires_grad=True))):
+        U, S, Vh = lib.linalg.svd(A)
+        loss = (U[..., :k].abs().sum() + Vh[..., :k, :].abs().sum() + U[..., k:].sum()
+                + Vh[..., k:, :].sum() + S.sum())
+        loss.backward()
+        grads.append(A.grad.detach().numpy())
+    np.testing.assert_allclose(grads[0], grads[1], atol=1e-10)
     _torch_pair(lambda A: LA.matrix_norm(A, "nuc"), lambda A: torch.linalg.matrix_norm(A, "nuc"),
                 a)
 

@@ -87,6 +87,30 @@ def cholesky(input, upper=False, *, out=None):
     return cholesky_legacy(input, upper, out=out)
 
 
+def matrix_power(input, n):
+    """linalg.matrix_power (fastgrad.matrix_power, Tensor.matrix_power)."""
+    from fastgrad.linalg import matrix_power as _matrix_power
+    return _matrix_power(input, n)
+
+
+def pinverse(input, rcond=1e-15):
+    """linalg.pinv with rtol=rcond (fastgrad.pinverse, Tensor.pinverse)."""
+    from fastgrad.linalg import pinv
+    return pinv(input, rtol=rcond)
+
+
+def qr(input, some=True):
+    """PyTorch's deprecated torch.qr / Tensor.qr: (Q, R), reduced when some."""
+    from fastgrad._linalg_factor import qr_legacy
+    return qr_legacy(input, some)
+
+
+def svd(input, some=True, compute_uv=True):
+    """torch.svd / Tensor.svd: (U, S, V), V not transposed."""
+    from fastgrad._linalg_factor import svd_legacy
+    return svd_legacy(input, some, compute_uv)
+
+
 def diag(input, diagonal=0, *, out=None):
     """A 1-D input becomes the given diagonal of a square matrix (zeros elsewhere); a 2-D input
     gives its diagonal as a 1-D tensor (a view). Recorded ops, so gradients follow."""

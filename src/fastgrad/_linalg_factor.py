@@ -735,3 +735,31 @@ class _Pinv(Function):
     def backward(ctx, g):
         A, P = ctx.saved_tensors
         return _pinv_backward(g, P, A), None, None, None
+
+
+# -- PyTorch's older spellings (torch.qr, torch.svd) ------------------------------------------
+
+qr_legacy_result = namedtuple("qr", ["Q", "R"])
+svd_legacy_result = namedtuple("svd", ["U", "S", "V"])
+
+
+def qr_legacy(input, some=True):
+    """torch.qr: linalg.qr with mode 'reduced' (some) or 'complete' (deprecated in PyTorch)."""
+    warnings.warn("torch.qr is deprecated in favor of torch.linalg.qr and will be removed in a "
+                  "future PyTorch release; use linalg.qr(A, 'reduced' if some else 'complete')",
+                  UserWarning, stacklevel=3)
+    return qr_legacy_result(*qr(input, "reduced" if some else "complete"))
+
+
+def svd_legacy(input, some=True, compute_uv=True):
+    """torch.svd: (U, S, V) with A = U diag(S) V^T (V, not Vh); compute_uv=False gives
+    zero-filled U (m x m) and V (n x n), as PyTorch."""
+    if not compute_uv:
+        S = svdvals(input)
+        m, n = input.shape[-2], input.shape[-1]
+        dtype = _np(input).dtype
+        batch = tuple(input.shape[:-2])
+        return svd_legacy_result(_out(np.zeros(batch + (m, m), dtype), dtype), S,
+                                 _out(np.zeros(batch + (n, n), dtype), dtype))
+    U, S, Vh = svd(input, full_matrices=not some)
+    return svd_legacy_result(U, S, Vh.mT)
