@@ -24,6 +24,7 @@ IDX = np.array([2, 0])
 IDX2 = RNG.integers(0, 4, (3, 2))
 V3 = RNG.uniform(-1, 1, (2, 3))
 W3 = RNG.uniform(-1, 1, (2, 3))
+SPD = A @ A.T + np.eye(3)                               # symmetric positive-definite
 
 # name -> (input, args, kwargs); arrays become tensors. Unlisted names: (A, (), {}).
 EXAMPLES = {
@@ -69,6 +70,9 @@ EXAMPLES = {
     "ldexp": (A, (B,), {}), "float_power": (A, (B,), {}), "dist": (A, (B, 3), {}),
     "nansum": (A, (1,), {}),
     "count_nonzero": (A, (1,), {}),
+    "inverse": (SPD, (), {}), "det": (SPD, (), {}), "logdet": (SPD, (), {}),
+    "slogdet": (SPD, (), {}), "cholesky": (SPD, (), {}), "matrix_power": (SPD, (3,), {}),
+    "pinverse": (A, (), {}),
 }
 
 

@@ -59,6 +59,8 @@ RETURNS = {
     "sort": "tuple[Tensor, Tensor]", "topk": "tuple[Tensor, Tensor]",
     "kthvalue": "tuple[Tensor, Tensor]", "cummax": "tuple[Tensor, Tensor]",
     "cummin": "tuple[Tensor, Tensor]",
+    "slogdet": "tuple[Tensor, Tensor]",                # (sign, logabsdet)
+    "qr": "tuple[Tensor, Tensor]", "svd": "tuple[Tensor, Tensor, Tensor]",
     "unique": "Tensor | tuple[Tensor, ...]", "nonzero": "Tensor | tuple[Tensor, ...]",
     "meshgrid": "tuple[Tensor, ...]", "allclose": "bool", "equal": "bool", "get_device": "int",
     "ops_reduce.max": [s.format(nt="return_types_max") for s in _MAX_MIN],

@@ -218,6 +218,15 @@ ALIASES = {
     "rsqrt": (_composite.rsqrt, BOTH),
     "cross": (_composite.cross, BOTH),
     "diag": (_composite.diag, BOTH),
+    "inverse": (_composite.inverse, BOTH),
+    "det": (_composite.det, BOTH),
+    "logdet": (_composite.logdet, BOTH),
+    "slogdet": (_composite.slogdet, BOTH),
+    "cholesky": (_composite.cholesky, BOTH),
+    "matrix_power": (_composite.matrix_power, BOTH),
+    "pinverse": (_composite.pinverse, BOTH),
+    "qr": (_composite.qr, BOTH),
+    "svd": (_composite.svd, BOTH),
 }
 
 # the op families' own tables (elementwise math, sorting and scans, scatters, arrangements)

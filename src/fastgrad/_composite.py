@@ -57,6 +57,60 @@ def cross(input, other, dim=None, *, out=None):
     return _cross(input, other, dim=dim, out=out)
 
 
+def inverse(input, *, out=None):
+    """linalg.inv (fastgrad.inverse, Tensor.inverse)."""
+    from fastgrad._linalg_factor import inverse as _inverse   # loaded on first use
+    return _inverse(input, out=out)
+
+
+def det(input):
+    """linalg.det (fastgrad.det, Tensor.det)."""
+    from fastgrad._linalg_factor import det as _det
+    return _det(input)
+
+
+def logdet(input):
+    """log det(input): nan for a negative determinant, -inf for a zero one."""
+    from fastgrad._linalg_factor import logdet as _logdet
+    return _logdet(input)
+
+
+def slogdet(input, *, out=None):
+    """linalg.slogdet: (sign, logabsdet)."""
+    from fastgrad._linalg_factor import slogdet as _slogdet, slogdet_legacy_result
+    return slogdet_legacy_result(*_slogdet(input, out=out))
+
+
+def cholesky(input, upper=False, *, out=None):
+    """PyTorch's deprecated torch.cholesky / Tensor.cholesky (with its warning)."""
+    from fastgrad._linalg_factor import cholesky_legacy
+    return cholesky_legacy(input, upper, out=out)
+
+
+def matrix_power(input, n):
+    """linalg.matrix_power (fastgrad.matrix_power, Tensor.matrix_power)."""
+    from fastgrad.linalg import matrix_power as _matrix_power
+    return _matrix_power(input, n)
+
+
+def pinverse(input, rcond=1e-15):
+    """linalg.pinv with rtol=rcond (fastgrad.pinverse, Tensor.pinverse)."""
+    from fastgrad.linalg import pinv
+    return pinv(input, rtol=rcond)
+
+
+def qr(input, some=True):
+    """PyTorch's deprecated torch.qr / Tensor.qr: (Q, R), reduced when some."""
+    from fastgrad._linalg_factor import qr_legacy
+    return qr_legacy(input, some)
+
+
+def svd(input, some=True, compute_uv=True):
+    """torch.svd / Tensor.svd: (U, S, V), V not transposed."""
+    from fastgrad._linalg_factor import svd_legacy
+    return svd_legacy(input, some, compute_uv)
+
+
 def diag(input, diagonal=0, *, out=None):
     """A 1-D input becomes the given diagonal of a square matrix (zeros elsewhere); a 2-D input
     gives its diagonal as a 1-D tensor (a view). Recorded ops, so gradients follow."""

@@ -1,6 +1,9 @@
 """fastgrad.linalg: the norms of torch.linalg (vector_norm, matrix_norm, norm), composed of
-recorded reductions so their gradients follow."""
+recorded reductions so their gradients follow, and the factorizations and solves
+(_linalg_factor.py)."""
 from fastgrad._core.tensor import TensorBase
+from fastgrad._linalg_factor import (LinAlgError, cholesky, inv, det, slogdet, solve,
+                                     solve_triangular, eigh, eigvalsh, qr, svd, svdvals, _check)
 
 _INF = float("inf")
 
@@ -54,8 +57,11 @@ def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim=False, *, dtype=None):
     if ord == "fro":
         return vector_norm(A, 2, (d0, d1), keepdim)
     if ord in ("nuc", 2, -2):
-        raise NotImplementedError(f"linalg.matrix_norm: ord={ord!r} needs singular values, which "
-                                  f"fastgrad does not compute yet; use 'fro', 1, -1, inf or -inf")
+        S = svdvals(A.movedim((d0, d1), (-2, -1)))
+        out = S.sum(-1) if ord == "nuc" else S.amax(-1) if ord == 2 else S.amin(-1)
+        if keepdim:
+            out = out.unsqueeze(min(d0, d1)).unsqueeze(max(d0, d1))
+        return out
     if ord in (1, -1):
         sums = A.abs().sum(d0, keepdim=True)
         red = sums.amax if ord == 1 else sums.amin
@@ -115,4 +121,61 @@ def cross(input, other, *, dim=-1, out=None):
     return res
 
 
-__all__ = ["vector_norm", "matrix_norm", "norm", "cross"]
+def pinv(A, *, atol=None, rtol=None, hermitian=False, out=None):
+    """The pseudo-inverse: V diag(1/s) U^T over the singular values s > max(atol, rtol * s_max)
+    (rtol defaults to eps * max(m, n) when neither is given)."""
+    _pinv_check(A)
+    return _factor_with_out(_Pinv.apply(A, atol, rtol, bool(hermitian)), out)
+
+
+def matrix_power(A, n, *, out=None):
+    """A^n for an integer n by repeated squaring (n < 0: inv(A)^-n; n == 0: the identity),
+    recorded matmuls so the gradient follows."""
+    if not isinstance(A, TensorBase):
+        raise TypeError(f"linalg.matrix_power(): argument 'A' must be Tensor, not "
+                        f"{type(A).__name__}")
+    if A.dim() < 2:
+        raise RuntimeError("linalg.matrix_power: The input tensor A must have at least 2 "
+                           "dimensions.")
+    if A.shape[-1] != A.shape[-2]:
+        raise RuntimeError(f"linalg.matrix_power: A must be batches of square matrices, but they "
+                           f"are {A.shape[-2]} by {A.shape[-1]} matrices")
+    n = int(n)
+    if n == 0:
+        from fastgrad._creation import eye
+        res = eye(A.shape[-1], dtype=A.dtype).expand(A.shape).clone()
+        return _factor_with_out(res, out)
+    if n < 0:
+        A, n = inv(A), -n
+    res, base = None, A
+    while n:
+        if n & 1:
+            res = base if res is None else res @ base
+        n >>= 1
+        if n:
+            base = base @ base
+    return _factor_with_out(res.clone() if res is A else res, out)
+
+
+def matrix_rank(A, *, atol=None, rtol=None, hermitian=False, out=None):
+    """The number of singular values (eigenvalue magnitudes when hermitian) above
+    max(atol, rtol * largest), int64, no gradient."""
+    import numpy as np
+    from fastgrad._core.tensor import from_array
+    if isinstance(A, TensorBase) and A.dim() >= 2 and not A.is_floating_point():
+        raise RuntimeError(f"linalg.matrix_rank: This function doesn't handle types other than "
+                           f"float and double (got {A.dtype.scalar_name}); convert first, e.g. "
+                           f"A.double()")
+    _check(A, "linalg.matrix_rank", square=bool(hermitian))
+    a = A.detach().numpy()
+    s = np.abs(np.linalg.eigvalsh(a)) if hermitian else np.linalg.svd(a, compute_uv=False)
+    tol = _tolerance(s, a.shape, atol, rtol)
+    return _factor_with_out(from_array((s > tol).sum(-1).astype(np.int64)), out)
+
+
+from fastgrad._linalg_factor import (_Pinv, _pinv_check, _tolerance,  # noqa: E402
+                                     _with_out as _factor_with_out)
+
+__all__ = ["vector_norm", "matrix_norm", "norm", "cross", "LinAlgError", "cholesky", "inv",
+           "det", "slogdet", "solve", "solve_triangular", "eigh", "eigvalsh", "qr", "svd",
+           "svdvals", "pinv", "matrix_power", "matrix_rank"]

@@ -4,8 +4,9 @@ PyTorch's (`GreaterThan(lower_bound=0.0)`), since validation errors quote it."""
 
 __all__ = ["Constraint", "boolean", "dependent", "dependent_property", "greater_than",
            "greater_than_eq", "half_open_interval", "independent", "integer_interval",
-           "interval", "is_dependent", "less_than", "nonnegative", "nonnegative_integer",
-           "positive", "positive_integer", "real", "real_vector", "simplex", "unit_interval"]
+           "interval", "is_dependent", "less_than", "lower_cholesky", "nonnegative",
+           "nonnegative_integer", "positive", "positive_definite", "positive_integer", "real",
+           "real_vector", "simplex", "unit_interval"]
 
 
 class Constraint:
@@ -210,6 +211,30 @@ class _Simplex(Constraint):
         return (value >= 0).all(-1) & ((value.sum(-1) - 1).abs() < 1e-6)
 
 
+class _LowerCholesky(Constraint):
+    """Lower-triangular matrices (the last two dims) with a positive diagonal."""
+    event_dim = 2
+
+    def check(self, value):
+        lower = (value.tril() == value).flatten(-2).all(-1)
+        return lower & (value.diagonal(0, -2, -1) > 0).all(-1)
+
+
+class _PositiveDefinite(Constraint):
+    """Symmetric (within 1e-6) positive-definite matrices (the last two dims)."""
+    event_dim = 2
+
+    def check(self, value):
+        import numpy as np
+        import fastgrad
+        from fastgrad._linalg_factor import _cholesky_succeeds
+        a = value.detach().numpy()
+        symmetric = np.isclose(a, np.swapaxes(a, -1, -2), atol=1e-6).all((-2, -1))
+        flat = a.reshape((-1,) + a.shape[-2:])
+        definite = np.array([_cholesky_succeeds(m) for m in flat], bool).reshape(a.shape[:-2])
+        return fastgrad.from_numpy(np.asarray(symmetric & definite))
+
+
 dependent = _Dependent()
 dependent_property = _DependentProperty
 independent = _IndependentConstraint
@@ -228,3 +253,5 @@ unit_interval = _Interval(0.0, 1.0)
 interval = _Interval
 half_open_interval = _HalfOpenInterval
 simplex = _Simplex()
+lower_cholesky = _LowerCholesky()
+positive_definite = _PositiveDefinite()

@@ -9,6 +9,8 @@ from fastgrad.distributions.bernoulli import Bernoulli
 from fastgrad.distributions.categorical import Categorical
 from fastgrad.distributions.distribution import Distribution
 from fastgrad.distributions.independent import Independent
+from fastgrad.distributions.multivariate_normal import (MultivariateNormal, _batch_mahalanobis,
+                                                        _half_log_det)
 from fastgrad.distributions.normal import Normal
 from fastgrad.distributions.uniform import Uniform
 from fastgrad.distributions.utils import sum_rightmost
@@ -72,6 +74,20 @@ def _kl_normal_normal(p, q):
     var_ratio = (p.scale / q.scale).pow(2)
     t1 = ((p.loc - q.loc) / q.scale).pow(2)
     return 0.5 * (var_ratio + t1 - 1 - var_ratio.log())
+
+
+@register_kl(MultivariateNormal, MultivariateNormal)
+def _kl_mvn_mvn(p, q):
+    # log|Lq| - log|Lp| + (tr((Lq^-1 Lp)(Lq^-1 Lp)^T) + |Lq^-1 (mq - mp)|^2 - n) / 2
+    if p.event_shape != q.event_shape:
+        raise ValueError("KL-divergence between two Multivariate Normals with different event "
+                         "shapes cannot be computed")
+    Lp, Lq = p._unbroadcasted_scale_tril, q._unbroadcasted_scale_tril
+    n = p.event_shape[0]
+    X = fastgrad.linalg.solve_triangular(Lq, Lp, upper=False)
+    term2 = X.pow(2).sum((-2, -1))
+    term3 = _batch_mahalanobis(Lq, q.loc - p.loc)
+    return _half_log_det(Lq) - _half_log_det(Lp) + 0.5 * (term2 + term3 - n)
 
 
 @register_kl(Bernoulli, Bernoulli)
