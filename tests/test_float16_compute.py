@@ -143,3 +143,13 @@ def test_attention_kernel_refuses_float16():
     x = fg.ones(2, 3, dtype=fg.float16)
     with pytest.raises(TypeError, match="float32 or float64"):
         attention(x, x, x)
+
+
+def test_float16_cosine_similarity_of_large_and_small_vectors():
+    # in float16 the squares of 300 overflowed (nan) and those of 1e-4 underflowed (inf)
+    a = fg.tensor([[1e-4, 2e-4, 0.0], [300.0, 400.0, 0.0]], dtype=fg.float16, requires_grad=True)
+    r = F.cosine_similarity(a, a * 2)
+    assert r.dtype == fg.float16 and r.tolist() == [1.0, 1.0]
+    r.sum().backward()
+    assert np.isfinite(a.grad.float().numpy()).all()
+    assert F.cosine_similarity(a, a.float()).dtype == fg.float32

@@ -1,12 +1,13 @@
-"""float16 operands of norms and attention, computed in float32.
+"""float16 operands of norms, attention and cosine similarity, computed in float32.
 
 Note [float16 computed in float32]
-PyTorch's CPU kernels for the norms (layer, group, batch, instance, RMS) and for attention take
-float16 inputs but compute in float32 and round the result once. Run on float16 arrays, their
-statistics overflow (the squares of values past 256) or lose most of their digits (a mean over
-thousands of values, a variance of values far from zero), and attention's softmax kernels take
-float32 or float64 only. These ops pass their float16 operands through `upcast` and cast the
-result back with `like`: both casts are recorded, so gradients come back in float16 as well.
+PyTorch's CPU kernels for the norms (layer, group, batch, instance, RMS), attention and cosine
+similarity take float16 inputs but compute in float32 and round the result once. Run on float16
+arrays, their statistics overflow (the squares of values past 256) or underflow (those of values
+below 0.004), or lose most of their digits (a mean over thousands of values, a variance of
+values far from zero), and attention's softmax kernels take float32 or float64 only. These ops
+pass their float16 operands through `upcast` and cast the result back with `like`: both casts
+are recorded, so gradients come back in float16 as well.
 """
 import numpy as np
 

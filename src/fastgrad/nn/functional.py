@@ -317,7 +317,15 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) -> Ten
     _check_norm_dtypes(input, weight, bias)
     from fastgrad._core.ops_norm import layer_norm as _layer_norm
     x, w, b = _f16.upcast(input, weight, bias)  # Note [float16 computed in float32]
+    d = math.prod(normalized_shape)
+    if x._np.dtype == np.float32 and d and (d > _LONG_SUM or x.numel() // d > _LONG_SUM * 64):
+        # the row loops sum a row in its dtype, and the weight's gradient over blocks of 64
+        # rows: float32 sums this long are taken in float64 (Note [Sums' accumulators])
+        x, w, b = (t if t is None else t.double() for t in (x, w, b))
     return _f16.like(_layer_norm(x, k, w, b, float(eps)), input)
+
+
+_LONG_SUM = 2048    # ACC_TERMS of Note [Sums' accumulators] in ops_reduce.pyx
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
@@ -480,6 +488,9 @@ def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
 
 def cosine_similarity(x1, x2, dim=1, eps=1e-8):
     """(x1 . x2) / max(||x1|| * ||x2||, eps) along dim, inputs broadcast together."""
+    if _f16.is_float16(x1) or _f16.is_float16(x2):  # Note [float16 computed in float32]
+        out = cosine_similarity(*_f16.upcast(x1, x2), dim, eps)
+        return _f16.like(out, x1) if x1.dtype == x2.dtype else out
     w12 = (x1 * x2).sum(dim)
     n1 = (x1 * x1).sum(dim)
     n2 = (x2 * x2).sum(dim)
