@@ -133,3 +133,18 @@ def test_float16_var_gradient_rounds_the_mean_once():
     want = 2 * (a64 - a64.mean(1, keepdims=True)) / 2
     # the float16 mean (an ulp of 100 is 0.0625) and the result's rounding, no more
     assert np.abs(x.grad.double().numpy() - want).max() <= 0.0625 / 2 + 0.002
+
+
+def test_float16_cross_entropy_mean_over_many_rows():
+    """The mean of 40,000 float16 losses near 2.7 was their float16 sum (inf) over 40,000."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((40000, 10)).astype(np.float16)
+    y = np.zeros(40000, np.int64)
+    x64 = x.astype(np.float64)
+    lse = np.log(np.exp(x64).sum(1))
+    got = F.cross_entropy(fg.tensor(x), fg.tensor(y))
+    assert got.dtype == fg.float16
+    np.testing.assert_allclose(float(got), (lse - x64[:, 0]).mean(), rtol=1e-3)
+    w = fg.ones(10, dtype=fg.float16)
+    np.testing.assert_allclose(float(F.cross_entropy(fg.tensor(x), fg.tensor(y), weight=w)),
+                               (lse - x64[:, 0]).mean(), rtol=1e-3)
