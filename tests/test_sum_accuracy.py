@@ -148,3 +148,12 @@ def test_float16_cross_entropy_mean_over_many_rows():
     w = fg.ones(10, dtype=fg.float16)
     np.testing.assert_allclose(float(F.cross_entropy(fg.tensor(x), fg.tensor(y), weight=w)),
                                (lse - x64[:, 0]).mean(), rtol=1e-3)
+
+
+def test_float16_cumprod_does_not_overflow_midway():
+    # in float16 the running product 300 * 300 overflowed to inf before the 0.5 brought it back
+    x = fg.tensor([[300.0, -200.0], [300.0, 250.0], [0.5, 0.5]], dtype=fg.float16)
+    y = x.cumprod(0)
+    assert y.dtype == fg.float16 and float(y[1, 0]) == np.inf     # 90,000 itself is past 65504
+    np.testing.assert_allclose(y[2].float().numpy(), [45000.0, -25000.0], rtol=1e-3)
+    assert x.T.cumprod(1)[:, 2].tolist() == y[2].tolist()         # a strided view
