@@ -157,3 +157,12 @@ def test_float16_cumprod_does_not_overflow_midway():
     assert y.dtype == fg.float16 and float(y[1, 0]) == np.inf     # 90,000 itself is past 65504
     np.testing.assert_allclose(y[2].float().numpy(), [45000.0, -25000.0], rtol=1e-3)
     assert x.T.cumprod(1)[:, 2].tolist() == y[2].tolist()         # a strided view
+
+
+def test_zero_dim_cumprod_has_a_gradient():
+    x = fg.tensor(3.0, requires_grad=True)
+    y = x.cumprod(0)
+    assert y.grad_fn is not None and type(y.grad_fn).__name__ == "CumprodBackward0"
+    (y * 2).backward()
+    assert x.grad.item() == 2.0
+    assert fg.tensor(3).cumprod(0).dtype == fg.int64

@@ -163,6 +163,8 @@ def _r_cumprod(g, s, e):
     a reverse scan, exact with zeros in x (no division)."""
     x, = s
     dim, = e
+    if x.dim() == 0:                # the product of one value: the value itself
+        return (g,)
     n = x.shape[dim]
     if n == 0:
         return (g * 0,)
@@ -198,8 +200,6 @@ def cumprod(input, dim, *, dtype=None):
     with np.errstate(over="ignore"):
         out = wrap(np.asarray(np.cumprod(x, axis=d, dtype=pdt) if x.ndim else x.copy(),
                               dtype=x.dtype, order="C"))
-    if x.ndim == 0:
-        return out
     return record(out, "CumprodBackward0", _r_cumprod, (a,), (a,), False, (d,))
 
 
