@@ -503,3 +503,22 @@ def test_size_average_warning_points_at_the_callers_line(call):
         call()
     hits = [w for w in caught if "size_average and reduce" in str(w.message)]
     assert hits and all(w.filename == __file__ for w in hits), [(w.filename, w.lineno) for w in hits]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_cross_entropy_minus_inf_logits_of_other_classes(dtype):
+    """A -inf logit of a class that is not the target adds nothing (0 * -inf was nan on the
+    paths that weigh every class: float16, class weights, ignore_index); with label smoothing
+    every class counts, and the loss is inf."""
+    x = fg.tensor([[-np.inf, 1.0, 2.0], [0.5, -np.inf, 1.0]], dtype=getattr(fg, dtype))
+    y = fg.tensor([1, 0])
+    want = [np.log(np.exp(1) + np.exp(2)) - 1, np.log(np.exp(0.5) + np.exp(1)) - 0.5]
+    tol = 2e-3 if dtype == "float16" else 1e-6
+    np.testing.assert_allclose(F.cross_entropy(x, y, reduction="none").float().numpy(), want,
+                               rtol=tol)
+    w = fg.tensor([1.0, 2.0, 3.0], dtype=getattr(fg, dtype))
+    np.testing.assert_allclose(float(F.cross_entropy(x, y, weight=w)),
+                               (2 * want[0] + want[1]) / 3, rtol=tol)
+    np.testing.assert_allclose(float(F.cross_entropy(x, fg.tensor([1, -100]))), want[0],
+                               rtol=tol)
+    assert float(F.cross_entropy(x, y, label_smoothing=0.1)) == np.inf

@@ -101,3 +101,68 @@ def test_small_sums_unchanged():
     assert np.array_equal(fg.from_numpy(x).sum(0).numpy(), np.add.reduce(x, 0))
     g = F.linear(fg.from_numpy(x), fg.ones(3, 128))
     assert g.dtype == fg.float32
+
+
+@pytest.mark.parametrize("shape", [(2_000_000,), (1_500_000, 3)])
+def test_float32_layer_norm_of_long_rows_and_many_rows(shape):
+    """layer_norm's row loops sum in the row's dtype: in float32 a 2,000,000-value row was
+    normalised ~3e-5 off, and the gradient of 1,500,000 rows ~1e-2 off."""
+    rng = np.random.default_rng(3)
+    a = (rng.uniform(0.01, 3, shape) + 2).astype(np.float32)
+    g = np.linspace(0.5, 1.5, a.size).astype(np.float32).reshape(shape)
+    out = {}
+    for dt in (fg.float32, fg.float64):
+        x = fg.tensor(a, dtype=dt, requires_grad=True)
+        w = fg.ones(shape[-1], dtype=dt, requires_grad=True)
+        y = F.layer_norm(x, shape[-1:], w)
+        y.backward(fg.tensor(g, dtype=dt))
+        out[dt] = (y.detach().numpy(), x.grad.numpy(), w.grad.numpy())
+    assert out[fg.float32][0].dtype == np.float32
+    for got, want in zip(out[fg.float32], out[fg.float64]):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.abs(want).max())
+
+
+def test_float16_var_gradient_rounds_the_mean_once():
+    """var's gradient 2 (x - mean) / (N - 1) took the mean as a float16 sum, rounded, then
+    divided: of values near 100 that is off by up to an ulp of the sum (0.25 / N)."""
+    rng = np.random.default_rng(4)
+    a = (rng.standard_normal((4000, 3)) + 100).astype(np.float16)
+    x = fg.tensor(a, requires_grad=True)
+    x.var(1).sum().backward()
+    a64 = a.astype(np.float64)
+    want = 2 * (a64 - a64.mean(1, keepdims=True)) / 2
+    # the float16 mean (an ulp of 100 is 0.0625) and the result's rounding, no more
+    assert np.abs(x.grad.double().numpy() - want).max() <= 0.0625 / 2 + 0.002
+
+
+def test_float16_cross_entropy_mean_over_many_rows():
+    """The mean of 40,000 float16 losses near 2.7 was their float16 sum (inf) over 40,000."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((40000, 10)).astype(np.float16)
+    y = np.zeros(40000, np.int64)
+    x64 = x.astype(np.float64)
+    lse = np.log(np.exp(x64).sum(1))
+    got = F.cross_entropy(fg.tensor(x), fg.tensor(y))
+    assert got.dtype == fg.float16
+    np.testing.assert_allclose(float(got), (lse - x64[:, 0]).mean(), rtol=1e-3)
+    w = fg.ones(10, dtype=fg.float16)
+    np.testing.assert_allclose(float(F.cross_entropy(fg.tensor(x), fg.tensor(y), weight=w)),
+                               (lse - x64[:, 0]).mean(), rtol=1e-3)
+
+
+def test_float16_cumprod_does_not_overflow_midway():
+    # in float16 the running product 300 * 300 overflowed to inf before the 0.5 brought it back
+    x = fg.tensor([[300.0, -200.0], [300.0, 250.0], [0.5, 0.5]], dtype=fg.float16)
+    y = x.cumprod(0)
+    assert y.dtype == fg.float16 and float(y[1, 0]) == np.inf     # 90,000 itself is past 65504
+    np.testing.assert_allclose(y[2].float().numpy(), [45000.0, -25000.0], rtol=1e-3)
+    assert x.T.cumprod(1)[:, 2].tolist() == y[2].tolist()         # a strided view
+
+
+def test_zero_dim_cumprod_has_a_gradient():
+    x = fg.tensor(3.0, requires_grad=True)
+    y = x.cumprod(0)
+    assert y.grad_fn is not None and type(y.grad_fn).__name__ == "CumprodBackward0"
+    (y * 2).backward()
+    assert x.grad.item() == 2.0
+    assert fg.tensor(3).cumprod(0).dtype == fg.int64

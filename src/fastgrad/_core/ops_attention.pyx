@@ -113,6 +113,9 @@ def attention(query, key, value, mask=None, double scale=1.0, double dropout_p=0
     cdef TensorBase q = query, k = key, v = value, mt = mask, out
     cdef ScaledDotProductAttentionBackward0 node
     qd, kd, vd = q._data, k._data, v._data
+    if qd.dtype != np.float32 and qd.dtype != np.float64:    # the row loops read no other
+        raise TypeError(f"attention(): takes float32 or float64 tensors, got {qd.dtype}; "
+                        f"compute float16 in float32 (F.scaled_dot_product_attention does)")
     s = _mm(qd, _mT(kd))
     if mt is not None:             # PyTorch scales the scores, then adds the mask
         if scale != 1.0:

@@ -277,7 +277,8 @@ cdef object _nll(object input, object target, object weight, object ignore_index
             logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
         else:
             logp = rows
-        loss = -(A * logp).sum(axis=1)
+        prod = A * logp             # class indices: a 0 coefficient adds 0, even at a -inf logit
+        loss = -(prod if probs else np.where(A == 0, 0, prod)).sum(axis=1)
         saved_rows = logp if log_softmax else None
     if A is None and red_ != 0:
         out = wrap(loss)
@@ -286,9 +287,10 @@ cdef object _nll(object input, object target, object weight, object ignore_index
                            (<object>xd).shape[2:]) if xd.ndim > 1 else loss.reshape(())
         out = wrap(np.asarray(res, order="C"))
     elif red_ == 2:
-        out = wrap(np.asarray(loss.sum(), dtype=xd.dtype))
+        out = wrap(np.asarray(loss.sum(dtype=red.acc_dtype(loss, None, False)), dtype=xd.dtype))
     else:
-        out = wrap(np.asarray(loss.sum() / denom if denom != 0 else np.nan, dtype=xd.dtype))
+        out = wrap(np.asarray(loss.sum(dtype=red.acc_dtype(loss, None, False)) / denom
+                              if denom != 0 else np.nan, dtype=xd.dtype))
     if grad_enabled() and (x._requires_grad or (probs and t._requires_grad)):
         node = NllLossBackward0.__new__(NllLossBackward0)
         node.x = save(x, False)

@@ -17,7 +17,7 @@ from fastgrad._core.tensor cimport TensorBase, wrap, tensor_arg
 from fastgrad._core.recording cimport set_history1
 from fastgrad._core.saved cimport SavedVar, save
 from fastgrad._core cimport ops_arith as pw
-from fastgrad._core.ops_reduce cimport sum_, normalize_dims, as_dtype, acc_dtype
+from fastgrad._core.ops_reduce cimport sum_, normalize_dims, as_dtype, acc_dtype, mean as mean_
 from fastgrad._core.ops_view cimport reshape_c, expand_c
 from fastgrad._core.ops_view import flip
 from fastgrad._core.ops_select import sign
@@ -140,10 +140,11 @@ cdef class VarStdBackward(Node):
 
 
 cdef object _mean(TensorBase x, tuple axes):
-    n = 1
-    for ax in axes:
-        n *= _shape(x)[ax]
-    return pw.div(sum_(x, axes, False), n if n else 1)
+    """x's mean over axes, rounded once (a float16 sum rounded before its division put the
+    mean of values near 100 an ulp off, and var's gradient 2 (x - mean) / N with it)."""
+    if not axes:
+        return x
+    return mean_(x, axes, False)
 
 
 @cython.final

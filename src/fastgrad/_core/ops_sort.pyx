@@ -163,6 +163,8 @@ def _r_cumprod(g, s, e):
     a reverse scan, exact with zeros in x (no division)."""
     x, = s
     dim, = e
+    if x.dim() == 0:                # the product of one value: the value itself
+        return (g,)
     n = x.shape[dim]
     if n == 0:
         return (g * 0,)
@@ -192,9 +194,12 @@ def cumprod(input, dim, *, dtype=None):
         x = a._data
     elif x.dtype.kind in "biu":
         x = x.astype(np.int64)
-    out = wrap(np.asarray(np.cumprod(x, axis=d) if x.ndim else x.copy(), order="C"))
-    if x.ndim == 0:
-        return out
+    # float16 multiplied in float32 and rounded once, as prod: a float16 running product
+    # overflowed midway (300 * 300 * 0.5 gave inf)
+    pdt = np.float32 if x.dtype == np.float16 else None
+    with np.errstate(over="ignore"):
+        out = wrap(np.asarray(np.cumprod(x, axis=d, dtype=pdt) if x.ndim else x.copy(),
+                              dtype=x.dtype, order="C"))
     return record(out, "CumprodBackward0", _r_cumprod, (a,), (a,), False, (d,))
 
 

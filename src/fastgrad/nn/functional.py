@@ -27,6 +27,7 @@ from fastgrad._core import ops_view as _ops_view
 from fastgrad._core import ops_join as _join
 from fastgrad._core import ops_attention as _attn
 from fastgrad.nn.loss_functional import reduce_loss as _reduce
+from fastgrad.nn import float16_compute as _f16
 from fastgrad.nn.loss_functional import (kl_div, soft_margin_loss,  # noqa: F401
                                          margin_ranking_loss, hinge_embedding_loss,
                                          cosine_embedding_loss, multilabel_soft_margin_loss,
@@ -280,7 +281,7 @@ def _check_norm_dtypes(input, *params):
 
 def rms_norm(input, normalized_shape, weight=None, eps=None) -> Tensor:
     """x / sqrt(mean(x^2) + eps) over the last len(normalized_shape) dims, then * weight; eps
-    defaults to the machine epsilon of input's dtype, as PyTorch."""
+    defaults to the machine epsilon of the dtype it is computed in, as PyTorch."""
     if not isinstance(normalized_shape, (tuple, list)):
         raise TypeError(f"rms_norm(): argument 'normalized_shape' (position 2) must be tuple of "
                         f"ints, not {type(normalized_shape).__name__}")
@@ -290,6 +291,10 @@ def rms_norm(input, normalized_shape, weight=None, eps=None) -> Tensor:
                            f"convert first, e.g. x.float()")
     k = _check_normalized_shape(input, normalized_shape)
     _check_norm_params(normalized_shape, weight=weight)
+    if _f16.is_float16(input):          # Note [float16 computed in float32]
+        # eps too defaults to float32's (PyTorch's kernel takes its computing type's epsilon)
+        x, w = _f16.upcast(input, weight)
+        return _f16.like(rms_norm(x, normalized_shape, w, eps), input)
     if eps is None:
         eps = float(np.finfo(input._np.dtype).eps)
     dims = tuple(range(input.dim() - k, input.dim()))
@@ -310,18 +315,17 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) -> Ten
     k = _check_normalized_shape(input, normalized_shape)
     _check_norm_params(normalized_shape, weight=weight, bias=bias)
     _check_norm_dtypes(input, weight, bias)
-    if input._np.dtype in (np.float32, np.float64):     # parameters of its dtype (checked)
-        from fastgrad._core.ops_norm import layer_norm as _layer_norm
-        return _layer_norm(input, k, weight, bias, float(eps))
-    dims = tuple(range(input.dim() - k, input.dim()))
-    xc = input - input.mean(dims, True)
-    var = (xc * xc).mean(dims, True)
-    y = xc / (var + eps).sqrt()
-    if weight is not None:
-        y = y * weight
-    if bias is not None:
-        y = y + bias
-    return y if y.dtype == input.dtype else y.to(input.dtype)   # float16 with float32 params
+    from fastgrad._core.ops_norm import layer_norm as _layer_norm
+    x, w, b = _f16.upcast(input, weight, bias)  # Note [float16 computed in float32]
+    d = math.prod(normalized_shape)
+    if x._np.dtype == np.float32 and d and (d > _LONG_SUM or x.numel() // d > _LONG_SUM * 64):
+        # the row loops sum a row in its dtype, and the weight's gradient over blocks of 64
+        # rows: float32 sums this long are taken in float64 (Note [Sums' accumulators])
+        x, w, b = (t if t is None else t.double() for t in (x, w, b))
+    return _f16.like(_layer_norm(x, k, w, b, float(eps)), input)
+
+
+_LONG_SUM = 2048    # ACC_TERMS of Note [Sums' accumulators] in ops_reduce.pyx
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
@@ -337,6 +341,10 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                     ("weight", weight), ("bias", bias)):
         if t is not None and t.numel() != c:
             raise RuntimeError(f"{name} should contain {c} elements not {t.numel()}")
+    if _f16.is_float16(input):          # Note [float16 computed in float32]
+        x, w, b = _f16.upcast(input, weight, bias)
+        return _f16.like(batch_norm(x, running_mean, running_var, w, b, training, momentum,
+                                    eps), input)
     dims = (0,) + tuple(range(2, input.dim()))
     bshape = (1, c) + (1,) * (input.dim() - 2)
     n = input.numel() // c
@@ -480,6 +488,9 @@ def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
 
 def cosine_similarity(x1, x2, dim=1, eps=1e-8):
     """(x1 . x2) / max(||x1|| * ||x2||, eps) along dim, inputs broadcast together."""
+    if _f16.is_float16(x1) or _f16.is_float16(x2):  # Note [float16 computed in float32]
+        out = cosine_similarity(*_f16.upcast(x1, x2), dim, eps)
+        return _f16.like(out, x1) if x1.dtype == x2.dtype else out
     w12 = (x1 * x2).sum(dim)
     n1 = (x1 * x1).sum(dim)
     n2 = (x2 * x2).sum(dim)
@@ -582,6 +593,10 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         mask = causal if mask is None else mask + causal
     if scale is None:
         scale = 1.0 / math.sqrt(query.shape[-1])
+    if qd == np.float16:                # Note [float16 computed in float32]
+        q, k, v, m = _f16.upcast(query, key, value, mask)
+        return _f16.like(attention(q, k, v, m, float(scale), float(dropout_p),
+                                   _random.default_generator), query)
     return attention(query, key, value, mask, float(scale), float(dropout_p),
                      _random.default_generator)
 
@@ -841,6 +856,9 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5) -> Tensor:
     if n * c // num_groups * math.prod(input.shape[2:]) == 1:
         raise ValueError(f"Expected more than 1 value per channel when training, got input size "
                          f"{list(input.shape)}")
+    if _f16.is_float16(input):          # Note [float16 computed in float32]
+        x, w, b = _f16.upcast(input, weight, bias)
+        return _f16.like(group_norm(x, num_groups, w, b, eps), input)
     g = input.reshape(n, num_groups, -1)
     y, _, _ = _normalize_groups(g, (2,), eps)
     return _channel_affine(y.reshape(tuple(input.shape)), weight, bias)
@@ -853,6 +871,10 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     if input.dim() < 3:
         raise ValueError(f"instance_norm: expected an input (N, C, *) with at least one "
                          f"spatial dim, got shape {list(input.shape)}")
+    if _f16.is_float16(input):          # Note [float16 computed in float32]
+        x, w, b = _f16.upcast(input, weight, bias)
+        return _f16.like(instance_norm(x, running_mean, running_var, w, b, use_input_stats,
+                                       momentum, eps), input)
     dims = tuple(range(2, input.dim()))
     if not use_input_stats:
         if running_mean is None or running_var is None:
