@@ -3,6 +3,7 @@ normalised group, running statistics of the wrong length, batch dims that do not
 empty lists, mixed dtypes, max-pooling windows that hold only padding. PyTorch's exception types
 and results (FASTGRAD_TEST_BACKEND=torch runs the file on PyTorch itself)."""
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -207,3 +208,22 @@ def test_functional_layer_norm_takes_a_tuple():
     with pytest.raises(TypeError, match="must be tuple of ints, not int"):
         F.layer_norm(fg.ones(2, 4), 4)
     assert tuple(fg.nn.LayerNorm(4)(fg.ones(2, 4)).shape) == (2, 4)
+
+
+def test_empty_reductions_and_minus_inf_logits_do_not_warn():
+    """NaN for the mean of nothing and -inf for logsumexp of nothing, and a -inf logit of
+    another class, come without NumPy's RuntimeWarnings (an error under -W error), as in
+    PyTorch."""
+    x = fg.zeros(0, 3, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert np.isnan(x.mean(0).detach().numpy()).all() and np.isnan(float(x.mean()))
+        assert (x.logsumexp(0).detach().numpy() == -np.inf).all()
+        assert np.isnan(x.var(0).detach().numpy()).all()
+        x.mean(0).sum().backward()
+        z = fg.tensor([[-np.inf, 1.0, 2.0]], dtype=fg.float16)
+        want = np.log(np.exp(1) + np.exp(2)) - 1
+        np.testing.assert_allclose(float(F.cross_entropy(z, fg.tensor([1]),
+                                                         weight=fg.ones(3, dtype=fg.float16))),
+                                   want, rtol=2e-3)
+    assert x.grad.shape == (0, 3)

@@ -277,7 +277,8 @@ cdef object _nll(object input, object target, object weight, object ignore_index
             logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
         else:
             logp = rows
-        prod = A * logp             # class indices: a 0 coefficient adds 0, even at a -inf logit
+        with np.errstate(invalid="ignore"):     # 0 * -inf: NaN, replaced just below
+            prod = A * logp         # class indices: a 0 coefficient adds 0, even at a -inf logit
         loss = -(prod if probs else np.where(A == 0, 0, prod)).sum(axis=1)
         saved_rows = logp if log_softmax else None
     if A is None and red_ != 0:

@@ -255,11 +255,13 @@ cdef object mean(TensorBase a, object dim, bint keepdim):
         r = r.reshape((1,) * x.ndim if keepdim else ())
     else:
         acc = acc_dtype(x, axes, False)
-        if acc is not None and x.size:
+        if x.size == 0:     # NaN, as PyTorch, without NumPy's "Mean of empty slice" warning
+            r = np.full(np.shape(_add_reduce(x, axes, x.dtype, keepdims=keepdim)), np.nan,
+                        dtype=x.dtype)
+        elif acc is not None:
             r = _wide_sum(x, axes, keepdim, acc) / (x.size // _kept_size(x, axes))
         else:
-            r = np.mean(x, axis=axes if axes else None, keepdims=keepdim) if x.size or axes \
-                else np.full((1,) * x.ndim if keepdim else (), np.nan, dtype=x.dtype)
+            r = np.mean(x, axis=axes if axes else None, keepdims=keepdim)
     out = wrap(_arr(r).astype(x.dtype, copy=False))
     if a._requires_grad and grad_enabled():
         node = (MeanBackward0.__new__(MeanBackward0) if dim is None

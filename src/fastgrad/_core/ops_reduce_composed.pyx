@@ -286,8 +286,9 @@ def logsumexp(input, dim=None, keepdim=False):
     if x.dtype.kind != "f":
         x = x.astype(np.float32)
     axes = _axes(a, dim, "logsumexp")
-    if x.size == 0:
-        r = np.log(np.sum(np.exp(x), axis=axes, keepdims=keepdim))
+    if x.size == 0:                             # log(0) = -inf, as PyTorch, without a warning
+        with np.errstate(divide="ignore"):
+            r = np.log(np.sum(np.exp(x), axis=axes, keepdims=keepdim))
     else:
         acc = acc_dtype(x, axes, False)     # Note [Sums' accumulators]
         m = np.max(x, axis=axes, keepdims=True)
