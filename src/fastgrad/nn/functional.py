@@ -316,16 +316,22 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) -> Ten
     _check_norm_params(normalized_shape, weight=weight, bias=bias)
     _check_norm_dtypes(input, weight, bias)
     from fastgrad._core.ops_norm import layer_norm as _layer_norm
-    x, w, b = _f16.upcast(input, weight, bias)  # Note [float16 computed in float32]
-    d = math.prod(normalized_shape)
-    if x._np.dtype == np.float32 and d and (d > _LONG_SUM or x.numel() // d > _LONG_SUM * 64):
-        # the row loops sum a row in its dtype, and the weight's gradient over blocks of 64
-        # rows: float32 sums this long are taken in float64 (Note [Sums' accumulators])
-        x, w, b = (t if t is None else t.double() for t in (x, w, b))
-    return _f16.like(_layer_norm(x, k, w, b, float(eps)), input)
+    dt = input._np.dtype
+    if dt == _F16:                      # Note [float16 computed in float32]
+        x, w, b = _f16.upcast(input, weight, bias)
+        return _f16.like(layer_norm(x, normalized_shape, w, b, eps), input)
+    if dt == _F32:
+        d = math.prod(normalized_shape)
+        if d and (d > _LONG_SUM or input.numel() // d > _LONG_SUM * 64):
+            # the row loops sum a row in its dtype, and the weight's gradient over blocks of 64
+            # rows: float32 sums this long are taken in float64 (Note [Sums' accumulators])
+            x, w, b = (t if t is None else t.double() for t in (input, weight, bias))
+            return _layer_norm(x, k, w, b, float(eps)).to(input.dtype)
+    return _layer_norm(input, k, weight, bias, float(eps))
 
 
 _LONG_SUM = 2048    # ACC_TERMS of Note [Sums' accumulators] in ops_reduce.pyx
+_F16, _F32 = np.dtype(np.float16), np.dtype(np.float32)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
