@@ -45,6 +45,9 @@ _CASES = {
 }
 
 
+@pytest.mark.skipif(REFERENCE, reason="PyTorch 2.13's float16 norms miss this bound on some "
+                    "cases (values near 100: ~16 float16 ulps off float64); this test holds "
+                    "fastgrad to float64, test_float16_norms_match_pytorch compares the two")
 @pytest.mark.parametrize("case", sorted(_CASES))
 @pytest.mark.parametrize("op", sorted(_norms()))
 @pytest.mark.parametrize("shape", [(2, 3, 2500), (4, 3, 8)])
